@@ -1,0 +1,58 @@
+"""Request body limit, enforced before the body is parsed: an oversized body
+gets a 413 problem whether or not it declares its length."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable
+
+MAX_BODY_BYTES = 1_048_576  # a 500-order batch with full line items fits well inside
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class BodyLimit:
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Callable[[Message], Awaitable[None]]) -> None:
+        body = json.dumps({
+            "type": "https://accrue.dev/problems/payload-too-large", "title": "Payload too large", "status": 413,
+            "detail": f"the request body exceeds {self.max_bytes} bytes; send fewer orders per batch (max 500)",
+            "instance": scope.get("path"),
+        }).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/problem+json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass

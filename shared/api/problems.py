@@ -1,0 +1,102 @@
+"""RFC 9457 problem responses: the one mapping from errors to HTTP.
+
+Every error response of the API is ``application/problem+json`` with ``type``,
+``title``, ``status``, ``detail`` and, for validation failures, ``errors``: a
+list of ``{field, message}`` naming each bad field. Client mistakes are 4xx;
+only a fault of ours is a 500, and its detail never leaks internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError as PydanticValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import AccrueError, ValidationFailed
+
+log = logging.getLogger("accrue.api")
+
+PROBLEM_BASE = "https://accrue.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, code: str, title: str, detail: str, instance: str | None = None,
+            errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+    return path or "body"
+
+
+def _message_of(error: dict[str, Any]) -> str:
+    message = error.get("msg", "invalid")
+    if error.get("type") == "extra_forbidden":
+        return "is not a known field"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return message
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(AccrueError)
+    async def accrue_error(request: Request, exc: AccrueError) -> JSONResponse:
+        errors = None
+        if isinstance(exc, ValidationFailed):
+            errors = [{"field": p.field, "message": p.message} for p in exc.problems]
+        if exc.status >= 500:
+            log.error("%s on %s: %s", exc.code, request.url.path, exc.message)
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        if exc.status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="accrue"'}
+        return problem(exc.status, exc.code, exc.code.replace("-", " ").capitalize(), exc.message,
+                       request.url.path, errors, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        raw = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in raw):
+            first = next(e for e in raw if e.get("type") == "json_invalid")
+            ctx = first.get("ctx") or {}
+            return problem(400, "malformed-json", "Malformed JSON",
+                           f"the body is not valid JSON: {ctx.get('error', 'parse error')}", request.url.path)
+        errors = [{"field": _field_of(tuple(e.get("loc", ()))), "message": _message_of(e)} for e in raw][:50]
+        return problem(422, "validation-failed", "Validation failed",
+                       f"{len(raw)} invalid field(s); nothing was changed", request.url.path, errors)
+
+    @app.exception_handler(PydanticValidationError)
+    async def model_error(request: Request, exc: PydanticValidationError) -> JSONResponse:
+        # A model built inside a route (e.g. settings merged with a patch) refused
+        # the client's values: still the client's mistake, still named.
+        raw = exc.errors()
+        errors = [{"field": _field_of(tuple(e.get("loc", ()))), "message": _message_of(e)} for e in raw][:50]
+        return problem(422, "validation-failed", "Validation failed",
+                       f"{len(raw)} invalid field(s); nothing was changed", request.url.path, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 400: "bad-request",
+                 415: "unsupported-media-type"}
+        code = codes.get(exc.status_code, "http-error")
+        return problem(exc.status_code, code, code.replace("-", " ").capitalize(), str(exc.detail),
+                       request.url.path, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return problem(500, "internal-error", "Internal error",
+                       "an unexpected error occurred; nothing was changed by this request", request.url.path)

@@ -1,0 +1,36 @@
+"""The audit log: a tenant-admin reads and verifies its own tenant's chain; a
+platform-admin verifies any chain (``_platform`` included). No route edits or
+deletes a record."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal
+from shared.platform import Platform
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/v1/audit", summary="The tenant's audit records, oldest first (tenant-admin)")
+def list_records(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
+                 after: Annotated[int, Query(ge=0, description="the last seq already read")] = 0,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    items = p.audit.records(who.tenant_id, after, limit)
+    return {"items": items, "next": items[-1]["seq"] if len(items) == limit else None}
+
+
+@router.get("/v1/audit/verify", summary="Check the tenant's hash chain; names the first broken link (tenant-admin)")
+def verify(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    return p.audit.verify(who.tenant_id)
+
+
+@router.get("/v1/platform/audit/{chain}/verify", summary="Check any tenant's chain, or _platform (platform-admin)")
+def verify_chain(chain: Annotated[str, Path(pattern=r"^(_platform|[A-Za-z0-9][A-Za-z0-9._\-]{0,63})$")],
+                 p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    return p.audit.verify(chain)

@@ -1,0 +1,133 @@
+"""Customers, their balances, their ledger history and manual adjustments."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal
+from shared.app.corrections import AdjustmentRequest, entry_view
+from shared.app.customers import CustomerProfile, public_view
+from shared.app.projections import BALANCE_ID
+from shared.clock import iso
+from shared.domain.ids import ID_PATTERN
+from shared.errors import FieldProblem, ValidationFailed
+from shared.ledger.entries import EntryType
+from shared.platform import Platform
+from shared.store.layout import BALANCES, customer_pk
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
+
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
+
+
+class NewCustomer(CustomerProfile):
+    """A new profile; personal fields (email, name, phone, birthDate, postalAddress) are
+    accepted and stored only encrypted (``shared.privacy``), never echoed back here."""
+
+
+@router.post("", status_code=201, summary="Register a customer")
+def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depends(platform)],
+             who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
+    doc = p.customers.register(who.tenant_id, body)
+    response.headers["Location"] = f"/v1/customers/{body.customer_id}"
+    return public_view(doc)
+
+
+@router.get("", summary="List customers by id")
+def list_customers(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
+                   after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    docs = p.customers.list(who.tenant_id, after, limit)
+    return {"items": [public_view(d) for d in docs],
+            "next": docs[-1]["customerId"] if len(docs) == limit else None}
+
+
+@router.get("/{customerId}", summary="Read a customer")
+def read(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+         who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    doc = p.customers.get(who.tenant_id, customerId)
+    view = public_view(doc)
+    if who.can("personal-data") and doc.get("personal"):
+        view["personalData"] = p.vault.open(doc)  # analysts never see personal fields
+    return view
+
+
+@router.get("/{customerId}/balance", summary="Balance now (read model) or as of a past instant (ledger)")
+def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+            who: Annotated[Principal, Depends(requires("read"))],
+            asOf: Annotated[datetime | None, Query(description="ISO 8601 instant with offset")] = None) -> dict:
+    tenant_id = who.tenant_id
+    if asOf is not None:
+        if asOf.tzinfo is None:
+            raise ValidationFailed("asOf needs a time zone", [FieldProblem("asOf", "add an offset such as Z")])
+        p.customers.get(tenant_id, customerId)
+        head = p.ledger.head_as_of(tenant_id, customerId, asOf)
+        return {"customerId": customerId, "available": head.balance, "pending": head.pending,
+                "lifetimeEarned": head.lifetime_earned, "asOf": iso(asOf), "source": "ledger",
+                "dataAsOf": iso(asOf)}
+    doc = p.store.read(BALANCES, customer_pk(tenant_id, customerId), BALANCE_ID)
+    if doc is None:
+        p.customers.get(tenant_id, customerId)  # 404 for an unknown customer
+        doc = {"available": 0, "pending": 0, "lifetimeEarned": 0, "ordersCredited": 0, "lastEntryAt": None}
+    checkpoint = p.checkpoint.load().get("caughtUpAt")
+    freshest = max(filter(None, (doc.get("lastEntryAt"), checkpoint)), default=None)
+    return {"customerId": customerId, "available": doc["available"], "pending": doc["pending"],
+            "lifetimeEarned": doc["lifetimeEarned"], "ordersCredited": doc.get("ordersCredited", 0),
+            "source": "read-model", "dataAsOf": freshest}
+
+
+def _cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, value = text.split(":")
+        seq = int(value)
+        if kind != "seq" or seq < 1:
+            raise ValueError
+        return seq
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("the cursor is not one this API gave out",
+                               [FieldProblem("cursor", "use the 'next' value of a previous page")]) from None
+
+
+@router.get("/{customerId}/ledger", summary="Ledger history, newest first, paginated")
+def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+            who: Annotated[Principal, Depends(requires("read"))],
+            cursor: Annotated[str | None, Query(max_length=64)] = None,
+            limit: Annotated[int, Query(ge=1, le=200)] = 50,
+            entryType: Annotated[list[EntryType] | None, Query()] = None,
+            createdFrom: Annotated[datetime | None, Query(alias="from")] = None,
+            createdTo: Annotated[datetime | None, Query(alias="to")] = None) -> dict:
+    for name, value in (("from", createdFrom), ("to", createdTo)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed(f"{name} needs a time zone", [FieldProblem(name, "add an offset such as Z")])
+    p.customers.get(who.tenant_id, customerId)
+    entries = p.ledger.entries(
+        who.tenant_id, customerId, before_seq=_parse_cursor(cursor) if cursor else None, limit=limit,
+        entry_types=[t.value for t in entryType or ()], created_from=createdFrom, created_to=createdTo)
+    return {"items": [entry_view(e) for e in entries],
+            "next": _cursor(entries[-1]["seq"]) if len(entries) == limit else None}
+
+
+@router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)")
+def adjust(customerId: CustomerId, body: AdjustmentRequest, p: Annotated[Platform, Depends(platform)],
+           who: Annotated[Principal, Depends(requires("admin"))], response: Response) -> dict:
+    p.customers.get(who.tenant_id, customerId)
+    outcome = p.corrections.adjust(who.tenant_id, customerId, body, who.key_id)
+    if outcome.duplicate:
+        response.status_code = 200
+    else:
+        p.audit.record(who.tenant_id, "adjustment.created", who, target=f"customer:{customerId}",
+                       after={"points": body.points, "reasonCode": body.reason_code,
+                              "transactionId": outcome.transaction_id}, reason=body.reason)
+    return {**outcome.outcome, "transactionId": outcome.transaction_id, "duplicate": outcome.duplicate}
+

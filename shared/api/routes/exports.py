@@ -1,0 +1,71 @@
+"""Warehouse exports of the caller's tenant (tenant-admin): run now, backfill a
+date range, list runs, and the personal-data export setting. See docs/exports.md."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal
+from shared.exports.service import SUBJECTS
+from shared.platform import Platform
+
+router = APIRouter(prefix="/v1/exports", tags=["exports"])
+
+
+class Backfill(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime = Field(alias="from")
+    end: AwareDatetime = Field(alias="to")
+    subjects: list[str] | None = Field(default=None, max_length=len(SUBJECTS))
+
+
+class ExportSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    excludedPersonalFields: list[str] = Field(max_length=50)
+
+
+@router.post("/runs", status_code=201, summary="Export the changes since the last run now")
+def run_now(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    manifest = p.exports.run(who.tenant_id)
+    p.audit.record(who.tenant_id, "export.run", who, target=f"export:{manifest['runId']}")
+    return manifest
+
+
+@router.post("/backfills", status_code=201, summary="Export a date range again, under its own prefix")
+def backfill(body: Backfill, p: Annotated[Platform, Depends(platform)],
+             who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    manifest = p.exports.backfill(who.tenant_id, body.start, body.end, body.subjects)
+    p.audit.record(who.tenant_id, "export.backfill", who, target=f"export:{manifest['runId']}",
+                   after={"to": manifest["to"], "subjects": manifest["subjects"]})
+    return manifest
+
+
+@router.get("/runs", summary="Finished runs, newest first")
+def runs(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
+         limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
+    return {"items": p.exports.runs(who.tenant_id, limit)}
+
+
+@router.get("/settings", summary="Which personal fields the customers export leaves out")
+def get_settings(p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    return p.exports.settings(who.tenant_id)
+
+
+@router.put("/settings", summary="Set the personal fields the customers export leaves out")
+def put_settings(body: ExportSettings, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    before = p.exports.settings(who.tenant_id)
+    after = p.exports.save_settings(who.tenant_id, body.excludedPersonalFields)
+    p.audit.record(who.tenant_id, "export.settings.changed", who, target="export:settings",
+                   before={"excludedPersonalFields": before["excludedPersonalFields"]},
+                   after={"excludedPersonalFields": after["excludedPersonalFields"]})
+    return after

@@ -1,0 +1,69 @@
+"""Dual control of platform-admin destructive acts: request, approve (another operator),
+reject. Deleting a tenant, granting platform-admin and rotating a tenant's KEK run
+only through an approved request."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal
+from shared.domain.orders import EntityId
+from shared.platform import Platform
+
+router = APIRouter(prefix="/v1/platform/approvals", tags=["governance"])
+
+RequestId = Annotated[str, Path(pattern=r"^req-[0-9a-f]{16}$")]
+
+
+class NewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    action: Literal["tenant.delete", "platform-admin.grant", "tenant.kek.rotate"]
+    tenant_id: EntityId | None = Field(default=None, alias="tenantId")
+    reason: str = Field(min_length=1, max_length=1000)
+    label: str = Field(default="", max_length=100, description="label of the key (platform-admin.grant)")
+
+    @model_validator(mode="after")
+    def _tenant_when_needed(self) -> "NewRequest":
+        if self.action != "platform-admin.grant" and not self.tenant_id:
+            raise ValueError(f"{self.action} needs a tenantId")
+        if self.action == "platform-admin.grant" and self.tenant_id:
+            raise ValueError("platform-admin.grant takes no tenantId")
+        return self
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+@router.post("", status_code=201, summary="Request a dual-controlled act (platform-admin)")
+def request_act(body: NewRequest, p: Annotated[Platform, Depends(platform)],
+                who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    params = {"label": body.label} if body.label else {}
+    return p.approvals.request(body.action, who, tenant_id=body.tenant_id, reason=body.reason, params=params)
+
+
+@router.get("", summary="Recent requests, newest first (platform-admin)")
+def list_requests(p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    return {"items": p.approvals.list()}
+
+
+@router.post("/{requestId}/approve", summary="Approve another operator's request; the act runs now")
+def approve(requestId: RequestId, body: Decision, response: Response, p: Annotated[Platform, Depends(platform)],
+            who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    response.headers["Cache-Control"] = "no-store"  # a granted key's secret is in this answer only
+    return p.approvals.approve(requestId, who, body.reason)
+
+
+@router.post("/{requestId}/reject", summary="Reject (or withdraw) a pending request")
+def reject(requestId: RequestId, body: Decision, p: Annotated[Platform, Depends(platform)],
+           who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    return p.approvals.reject(requestId, who, body.reason)

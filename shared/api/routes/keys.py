@@ -1,0 +1,50 @@
+"""API keys of the caller's tenant (tenant-admin): create (secret shown once), list, revoke."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal, Role
+from shared.platform import Platform
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["merchant", "analyst", "tenant-admin"]
+    label: str = Field(default="", max_length=100)
+
+
+@router.post("", status_code=201, summary="Create a key; its secret is in this answer only")
+def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(platform)],
+               who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    issued = p.keys.issue(who.tenant_id, Role(body.role), created_by=who.key_id, label=body.label)
+    p.audit.record(who.tenant_id, "apikey.created", who, target=f"apikey:{issued.key_id}",
+                   after={"role": body.role, "label": body.label})
+    response.headers["Cache-Control"] = "no-store"
+    return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": body.role, "tenantId": who.tenant_id}
+
+
+@router.get("", summary="List the tenant's keys (never their secrets)")
+def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    return {"items": p.keys.list(who.tenant_id)}
+
+
+@router.delete("/{keyId}", summary="Revoke a key")
+def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
+               p: Annotated[Platform, Depends(platform)],
+               who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    before = next((k for k in p.keys.list(who.tenant_id) if k["keyId"] == keyId), None)
+    revoked = p.keys.revoke(who.tenant_id, keyId, revoked_by=who.key_id)
+    if before is not None and not before.get("revokedAt"):
+        p.audit.record(who.tenant_id, "apikey.revoked", who, target=f"apikey:{keyId}",
+                       before={"revokedAt": None, "role": before["role"]}, after={"revokedAt": revoked["revokedAt"]})
+    return revoked
+

@@ -1,0 +1,75 @@
+"""Orders: send one or a batch (queued for ingestion), read status, refund."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal
+from shared.app.corrections import RefundRequest
+from shared.app.orders import FINAL, MAX_WAIT_SECONDS, Accepted, status_view
+from shared.domain.ids import ID_PATTERN
+from shared.domain.orders import MAX_BATCH_ORDERS, Order
+from shared.platform import Platform
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+OrderId = Annotated[str, Path(pattern=ID_PATTERN)]
+Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS,
+                              description="seconds to wait for the outcome (at most 10) before answering 202")]
+
+
+class OrderBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    orders: list[Order] = Field(min_length=1, max_length=MAX_BATCH_ORDERS)
+
+
+def _answer(p: Platform, tenant_id: str, accepted: list[Accepted], wait: float) -> tuple[int, list[dict]]:
+    if wait > 0:
+        views = p.intake.wait(tenant_id, [a.order_id for a in accepted], wait)
+    else:
+        views = [status_view(a.status) for a in accepted]
+    for view in views:
+        view["statusUrl"] = f"/v1/orders/{view['orderId']}"
+    done = all(v["status"] in FINAL for v in views)
+    return (200 if done else 202), views
+
+
+@router.post("", status_code=202, summary="Send one order",
+             responses={200: {"description": "the outcome (already decided, or reached within wait)"}})
+def send_order(body: Order, response: Response, p: Annotated[Platform, Depends(platform)],
+               who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
+    accepted = p.intake.accept(who.tenant_id, [body])
+    response.status_code, views = _answer(p, who.tenant_id, accepted, wait)
+    response.headers["Location"] = views[0]["statusUrl"]
+    return views[0]
+
+
+@router.post("/batch", status_code=202, summary="Send up to 500 orders at once")
+def send_batch(body: OrderBatch, response: Response, p: Annotated[Platform, Depends(platform)],
+               who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
+    accepted = p.intake.accept(who.tenant_id, body.orders)
+    response.status_code, views = _answer(p, who.tenant_id, accepted, wait)
+    return {"orders": views}
+
+
+@router.get("/{orderId}", summary="Order status: queued, credited, held or rejected (and why)")
+def order_status(orderId: OrderId, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("read"))], wait: Wait = 0) -> dict:
+    view = p.intake.wait(who.tenant_id, [orderId], wait)[0] if wait else p.intake.status(who.tenant_id, orderId)
+    view["statusUrl"] = f"/v1/orders/{orderId}"
+    return view
+
+
+@router.post("/{orderId}/refunds", status_code=201, summary="Refund (part of) an order: claws back its points")
+def refund(orderId: OrderId, body: RefundRequest, response: Response, p: Annotated[Platform, Depends(platform)],
+           who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
+    outcome = p.corrections.refund(who.tenant_id, orderId, body)
+    if outcome.duplicate:
+        response.status_code = 200
+    return {**outcome.outcome, "transactionId": outcome.transaction_id, "duplicate": outcome.duplicate}

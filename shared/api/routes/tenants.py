@@ -1,0 +1,82 @@
+"""The caller's tenant settings (read: any key; change: tenant-admin), and tenant
+creation by a platform-admin."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal, Role
+from shared.domain.orders import EntityId
+from shared.domain.tenants import TenantSettings
+from shared.errors import Conflict
+from shared.platform import Platform
+
+router = APIRouter(tags=["tenants"])
+
+
+class TenantChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    time_zone: str | None = Field(default=None, alias="timeZone", max_length=64)
+    points_per_unit: Decimal | None = Field(default=None, alias="pointsPerUnit", ge=0, le=1000, max_digits=10,
+                                            decimal_places=4)
+    evaluator: Literal["closure", "wasm"] | None = None
+
+
+class NewTenant(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    tenant_id: EntityId = Field(alias="tenantId")
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
+    points_per_unit: Decimal = Field(default=Decimal(1), alias="pointsPerUnit", ge=0, le=1000, max_digits=10,
+                                     decimal_places=4)
+
+
+def _view(settings: TenantSettings) -> dict:
+    return settings.model_dump(mode="json", by_alias=True)
+
+
+@router.get("/v1/tenant", summary="The caller's tenant settings")
+def read_tenant(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    return _view(p.tenants.get(who.tenant_id))
+
+
+@router.patch("/v1/tenant", summary="Change the tenant's settings (tenant-admin)")
+def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    current = p.tenants.get(who.tenant_id)
+    merged = TenantSettings.model_validate({**_view(current), **body.model_dump(by_alias=True, exclude_none=True)})
+    saved = _view(p.tenants.save(merged))
+    changed = {k for k in saved if saved[k] != _view(current).get(k)}
+    if changed:
+        p.audit.record(who.tenant_id, "tenant.settings.changed", who, target=f"tenant:{who.tenant_id}",
+                       before={k: _view(current).get(k) for k in sorted(changed)},
+                       after={k: saved[k] for k in sorted(changed)})
+    return saved
+
+
+@router.post("/v1/tenants", status_code=201, summary="Create a tenant and its first tenant-admin key (platform-admin)")
+def create_tenant(body: NewTenant, response: Response, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    if p.tenants.exists(body.tenant_id):
+        raise Conflict(f"tenant {body.tenant_id!r} already exists")
+    settings = TenantSettings.model_validate(body.model_dump(by_alias=True))
+    p.tenants.save(settings)
+    issued = p.keys.issue(body.tenant_id, Role.TENANT_ADMIN, created_by=who.key_id, label="first admin")
+    kek_version = p.key_provider.ensure_tenant_key(body.tenant_id)
+    p.audit.record(body.tenant_id, "tenant.created", who, target=f"tenant:{body.tenant_id}", after=_view(settings))
+    p.audit.record(body.tenant_id, "apikey.created", who, target=f"apikey:{issued.key_id}",
+                   after={"role": Role.TENANT_ADMIN.value, "label": "first admin"})
+    p.audit.record(body.tenant_id, "tenant.kek.created", who, target=f"tenant:{body.tenant_id}",
+                   after={"keyVersion": kek_version})
+    response.headers["Cache-Control"] = "no-store"
+    return {"tenant": _view(settings), "adminKey": {"keyId": issued.key_id, "apiKey": issued.secret_key}}

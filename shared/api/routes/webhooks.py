@@ -1,0 +1,129 @@
+"""Webhook endpoints of the caller's tenant (tenant-admin): register (secret shown
+once), list, read, update, disable/enable, delete, rotate the secret, read the
+delivery log, replay a message. See docs/webhooks.md."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal
+from shared.platform import Platform
+from shared.webhooks.events import EVENT_TYPES
+from shared.webhooks.service import endpoint_view
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$")]
+MessageId = Annotated[str, Path(pattern=r"^msg_[a-z2-7]{26}$")]
+
+
+class NewEndpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048)
+    eventTypes: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES))
+    description: str = Field(default="", max_length=500)
+
+
+class EndpointChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, max_length=2048)
+    eventTypes: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES))
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = None
+
+
+class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    graceSeconds: int = Field(default=24 * 3600, ge=0, le=7 * 24 * 3600)
+
+
+@router.get("/event-types", summary="The event types an endpoint may subscribe to")
+def event_types(who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    return {"items": list(EVENT_TYPES)}
+
+
+@router.post("/endpoints", status_code=201, summary="Register an endpoint; its secret is in this answer only")
+def register(body: NewEndpoint, response: Response, p: Annotated[Platform, Depends(platform)],
+             who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    view, secret = p.webhooks.register(who.tenant_id, body.url, body.eventTypes, body.description)
+    p.audit.record(who.tenant_id, "webhook.endpoint.created", who, target=f"webhook:{view['id']}",
+                   after={"url": view["url"], "eventTypes": view["eventTypes"]})
+    response.headers["Cache-Control"] = "no-store"
+    return dict(view, secret=secret)
+
+
+@router.get("/endpoints", summary="List the tenant's endpoints (never their secrets)")
+def list_endpoints(p: Annotated[Platform, Depends(platform)],
+                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    return {"items": [endpoint_view(d) for d in p.webhooks.list(who.tenant_id)]}
+
+
+@router.get("/endpoints/{endpointId}", summary="One endpoint")
+def get_endpoint(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    return endpoint_view(p.webhooks.get(who.tenant_id, endpointId))
+
+
+@router.patch("/endpoints/{endpointId}", summary="Change URL, event types, description, or enable/disable")
+def update_endpoint(endpointId: EndpointId, body: EndpointChange, p: Annotated[Platform, Depends(platform)],
+                    who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    view = p.webhooks.update(who.tenant_id, endpointId, url=body.url, event_types=body.eventTypes,
+                             description=body.description, enabled=body.enabled)
+    p.audit.record(who.tenant_id, "webhook.endpoint.updated", who, target=f"webhook:{endpointId}",
+                   after=body.model_dump(exclude_none=True))
+    return view
+
+
+@router.delete("/endpoints/{endpointId}", status_code=204, summary="Delete an endpoint (its secret is destroyed)")
+def delete_endpoint(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
+                    who: Annotated[Principal, Depends(requires("admin"))]) -> Response:
+    p.webhooks.delete(who.tenant_id, endpointId)
+    p.audit.record(who.tenant_id, "webhook.endpoint.deleted", who, target=f"webhook:{endpointId}")
+    return Response(status_code=204)
+
+
+@router.post("/endpoints/{endpointId}/rotate-secret",
+             summary="New secret (in this answer only); the old one keeps signing during the grace period")
+def rotate(endpointId: EndpointId, body: Rotation, response: Response, p: Annotated[Platform, Depends(platform)],
+           who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    view, secret = p.webhooks.rotate_secret(who.tenant_id, endpointId, timedelta(seconds=body.graceSeconds))
+    p.audit.record(who.tenant_id, "webhook.secret.rotated", who, target=f"webhook:{endpointId}",
+                   after={"secretVersion": view["secretVersion"], "graceSeconds": body.graceSeconds})
+    response.headers["Cache-Control"] = "no-store"
+    return dict(view, secret=secret)
+
+
+@router.get("/endpoints/{endpointId}/attempts", summary="The delivery log: every attempt, newest first")
+def attempts(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
+             who: Annotated[Principal, Depends(requires("admin"))],
+             messageId: Annotated[str | None, Query(pattern=r"^msg_[a-z2-7]{26}$")] = None,
+             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    p.webhooks.get(who.tenant_id, endpointId)
+    return {"items": p.webhooks.attempts(who.tenant_id, endpointId, messageId, limit)}
+
+
+@router.get("/endpoints/{endpointId}/deliveries", summary="Delivery tasks (pending, succeeded, failed)")
+def deliveries(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
+               who: Annotated[Principal, Depends(requires("admin"))],
+               status: Annotated[str | None, Query(pattern=r"^(pending|succeeded|failed|cancelled)$")] = None,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    return {"items": p.webhooks.deliveries(who.tenant_id, endpointId, status, limit)}
+
+
+@router.post("/endpoints/{endpointId}/messages/{messageId}/replay", status_code=202,
+             summary="Send a message to this endpoint again (same webhook-id)")
+def replay(endpointId: EndpointId, messageId: MessageId, p: Annotated[Platform, Depends(platform)],
+           who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    delivery = p.webhooks.replay(who.tenant_id, endpointId, messageId)
+    p.audit.record(who.tenant_id, "webhook.message.replayed", who, target=f"webhook:{endpointId}",
+                   after={"messageId": messageId})
+    return delivery

@@ -1,0 +1,164 @@
+"""API keys: creation, verification with a bounded cache, revocation, roles.
+
+A key reads ``acr_<keyId>_<secret>``: ``keyId`` (public, 12 base32 chars) finds
+the stored record, ``secret`` (32 random bytes, 256 bits) is checked against an
+Argon2id hash (OWASP minimum: m=19456 KiB, t=2, p=1). The secret is shown once,
+at creation, and never stored.
+
+Verification costs one Argon2 hash only on a cache miss: a successful check is
+remembered in memory (bounded LRU, short TTL) as a SHA-256 of the presented key,
+so a request with the same key skips Argon2. Revocation drops the key from this
+process's cache at once; other processes (other Function instances) stop
+accepting it when their entry expires, at most ``CACHE_SECONDS`` later.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from shared.clock import Clock, iso
+from shared.errors import Forbidden, NotFound, Unauthenticated
+from shared.store.layout import API_KEYS
+from shared.store.port import DocumentStore, Filter, Query
+
+CACHE_SECONDS = 30.0
+CACHE_SIZE = 10_000
+KEY_PREFIX = "acr"
+
+# OWASP's minimum Argon2id parameters; argon2-cffi's default (64 MiB) would starve
+# a Functions worker under concurrent logins.
+HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
+
+
+class Role(str, Enum):
+    MERCHANT = "merchant"
+    ANALYST = "analyst"
+    TENANT_ADMIN = "tenant-admin"
+    PLATFORM_ADMIN = "platform-admin"
+
+
+# What each role may do, by capability. Endpoints declare the capability they need.
+# Least privilege:
+# * merchant: ingest orders, read customers and balances, see and look up personal data
+#   of its customers ("personal-data": it collected it);
+# * analyst: read-only reports; never sees personal fields;
+# * tenant-admin: everything of its tenant, plus rules, webhooks, adjustments, keys,
+#   erasure, access exports and the audit log ("admin");
+# * platform-admin: tenants and dual-controlled platform acts only, no tenant data.
+CAPABILITIES: dict[Role, frozenset[str]] = {
+    Role.MERCHANT: frozenset({"read", "ingest", "personal-data"}),
+    Role.ANALYST: frozenset({"read", "report"}),
+    Role.TENANT_ADMIN: frozenset({"read", "ingest", "report", "admin", "personal-data"}),
+    Role.PLATFORM_ADMIN: frozenset({"platform"}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    tenant_id: str
+    role: Role
+
+    def can(self, capability: str) -> bool:
+        return capability in CAPABILITIES[self.role]
+
+    def require(self, capability: str) -> None:
+        if capability not in CAPABILITIES[self.role]:
+            raise Forbidden(f"a {self.role.value} key may not do this (needs {capability!r})")
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: str
+    secret_key: str
+    tenant_id: str
+    role: Role
+
+
+def _new_key_id() -> str:
+    return base64.b32encode(secrets.token_bytes(10)).decode().rstrip("=").lower()[:12]
+
+
+def parse_key(presented: str) -> tuple[str, str]:
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12 or not (40 <= len(parts[2]) <= 64):
+        raise Unauthenticated("the API key is malformed: expected acr_<keyId>_<secret>")
+    return parts[1], parts[2]
+
+
+class ApiKeys:
+    def __init__(self, store: DocumentStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, bytes, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def issue(self, tenant_id: str, role: Role, created_by: str | None, label: str = "") -> IssuedKey:
+        key_id = _new_key_id()
+        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        self._store.create(API_KEYS, {
+            "id": key_id, "pk": key_id, "docType": "apiKey", "keyId": key_id,
+            "tenantId": tenant_id, "role": role.value, "label": label[:100],
+            "hash": HASHER.hash(secret), "createdAt": iso(self._clock.now()),
+            "createdBy": created_by, "revokedAt": None,
+        })
+        return IssuedKey(key_id, f"{KEY_PREFIX}_{key_id}_{secret}", tenant_id, role)
+
+    def verify(self, presented: str) -> Principal:
+        key_id, secret = parse_key(presented)
+        digest = hashlib.sha256(presented.encode()).digest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key_id)
+            if hit is not None and now - hit[0] < CACHE_SECONDS and hmac.compare_digest(hit[1], digest):
+                self._cache.move_to_end(key_id)
+                return hit[2]
+        doc = self._store.read(API_KEYS, key_id, key_id)
+        if doc is None or doc.get("revokedAt"):
+            raise Unauthenticated("the API key is unknown or revoked")
+        try:
+            HASHER.verify(doc["hash"], secret)
+        except (VerificationError, InvalidHashError):
+            raise Unauthenticated("the API key is unknown or revoked") from None
+        principal = Principal(key_id, doc["tenantId"], Role(doc["role"]))
+        with self._lock:
+            self._cache[key_id] = (now, digest, principal)
+            self._cache.move_to_end(key_id)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return principal
+
+    def revoke(self, tenant_id: str, key_id: str, revoked_by: str) -> dict[str, Any]:
+        doc = self._store.read(API_KEYS, key_id, key_id)
+        if doc is None or doc["tenantId"] != tenant_id:
+            raise NotFound(f"API key {key_id!r} does not exist")
+        with self._lock:
+            self._cache.pop(key_id, None)
+        if doc.get("revokedAt"):
+            return public_view(doc)
+        doc = dict(doc, revokedAt=iso(self._clock.now()), revokedBy=revoked_by)
+        saved = self._store.upsert(API_KEYS, doc, if_match=doc["_etag"])
+        with self._lock:
+            self._cache.pop(key_id, None)
+        return public_view(saved)
+
+    def list(self, tenant_id: str) -> list[dict[str, Any]]:
+        docs = self._store.query(API_KEYS, Query(pk=None, filters=(Filter("tenantId", "=", tenant_id),),
+                                                 order_by="createdAt", limit=1000))
+        return [public_view(d) for d in docs]
+
+
+def public_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc.get(k) for k in ("keyId", "tenantId", "role", "label", "createdAt", "createdBy", "revokedAt")}

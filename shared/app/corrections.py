@@ -1,0 +1,149 @@
+"""Corrections: refunds that claw points back, and manual adjustments.
+
+Both are new ledger entries that reference what they correct; nothing is ever
+edited. Refund policy (documented in the README):
+
+* a refund carries its own ``refundId`` (idempotency: a repeated refund with the
+  same id changes nothing and returns the first outcome);
+* the refunded amounts of an order may add up to at most the order's amount;
+* the points clawed back are proportional and computed on the cumulative total,
+  ``floor(points earned * refunded so far / order amount)`` minus what earlier
+  refunds already clawed back, so partial refunds never drift by rounding and
+  a full refund claws back exactly what was earned;
+* a clawback may take the balance below zero (the points were already spent);
+  the balance then reads negative until new points cover it.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.app.ingest import order_record_id
+from shared.domain.orders import EntityId, Money
+from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
+from shared.ledger.entries import EntryDraft, EntryType, Head
+from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
+from shared.domain.money import fits_minor_unit
+from shared.store.layout import ORDER_STATUS, order_pk
+from shared.store.port import DocumentStore
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+
+
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    refund_id: EntityId = Field(alias="refundId")
+    amount: Money = Field(gt=0)
+    currency: str = Field(min_length=3, max_length=3)
+    reason: Text | None = None
+
+
+class ReasonCode(str, Enum):
+    GOODWILL = "goodwill"
+    CORRECTION = "correction"
+    MIGRATION = "migration"
+    FRAUD = "fraud"
+    SERVICE_RECOVERY = "service-recovery"
+    OTHER = "other"
+
+
+class AdjustmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    points: int = Field(ge=-10**12, le=10**12)
+    reason_code: ReasonCode = Field(alias="reasonCode")
+    reason: Text
+    idempotency_key: Key = Field(alias="idempotencyKey")
+
+
+class Corrections:
+    def __init__(self, store: DocumentStore, ledger: Ledger) -> None:
+        self._store = store
+        self._ledger = ledger
+
+    def refund(self, tenant_id: str, order_id: str, refund: RefundRequest) -> TransactionOutcome:
+        status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
+        if status is None:
+            raise NotFound(f"order {order_id!r} is not known")
+        customer_id = status["customerId"]
+        record = self._ledger.record(tenant_id, customer_id, order_record_id(order_id))
+        if record is None:
+            raise NotYetProcessed(f"order {order_id!r} is still {status['status']}: refund it once it is credited")
+        if record["status"] == "rejected":
+            raise Conflict(f"order {order_id!r} was rejected: it earned nothing to claw back")
+        order_amount = Decimal(str(record["order"]["amount"]))
+        currency = record["order"]["currency"]
+        if refund.currency != currency:
+            raise ValidationFailed("the refund's currency differs from the order's",
+                                   [FieldProblem("currency", f"the order was paid in {currency}")])
+        if not fits_minor_unit(refund.amount, currency):
+            raise ValidationFailed("too many decimals", [FieldProblem("amount", f"{currency} has fewer decimals")])
+
+        def plan(head: Head) -> Plan:
+            entries = self._ledger.entries_for_order(tenant_id, customer_id, order_id)
+            earned = sum(e["signedAmount"] for e in entries if e["entryType"] == "EARN" and e["status"] == "COMMITTED")
+            reversals = [e for e in entries if e["entryType"] == "REVERSAL"]
+            refunded = sum((Decimal(e["attributes"]["refundAmount"]) for e in reversals), Decimal(0))
+            clawed = -sum(e["signedAmount"] for e in reversals)
+            total = refunded + refund.amount
+            if total > order_amount:
+                raise ValidationFailed(
+                    "the refunds would exceed the order's amount",
+                    [FieldProblem("amount", f"at most {order_amount - refunded} {currency} is left to refund")],
+                )
+            target = int((Decimal(earned) * total / order_amount).to_integral_value(rounding=ROUND_FLOOR))
+            clawback = target - clawed
+            assert 0 <= clawback <= earned - clawed, "clawback must stay within what was earned"
+            first_earn = next((e["id"] for e in entries if e["entryType"] == "EARN"), None)
+            draft = EntryDraft(
+                EntryType.REVERSAL, -clawback, reference_order_id=order_id, reference_entry_id=first_earn,
+                attributes={"refundId": refund.refund_id, "refundAmount": str(refund.amount),
+                            **({"reason": refund.reason} if refund.reason else {})},
+            )
+            outcome = {"status": "refunded", "orderId": order_id, "customerId": customer_id,
+                       "refundId": refund.refund_id, "pointsClawedBack": clawback,
+                       "refundedTotal": str(total), "balanceAfter": head.balance - clawback}
+            return Plan(entries=[draft], outcome=outcome)
+
+        return self._ledger.append_one(TransactionRequest(
+            tenant_id=tenant_id, customer_id=customer_id,
+            idempotency_key=f"refund:{order_id}:{refund.refund_id}",
+            fingerprint=fingerprint_of(refund.model_dump(mode="json")), plan=plan,
+        ))
+
+    def adjust(self, tenant_id: str, customer_id: str, adjustment: AdjustmentRequest,
+               actor_key_id: str) -> TransactionOutcome:
+        if adjustment.points == 0:
+            raise ValidationFailed("an adjustment of zero points changes nothing",
+                                   [FieldProblem("points", "must not be 0")])
+
+        def plan(head: Head) -> Plan:
+            if head.balance + adjustment.points < 0:
+                raise InsufficientPoints(
+                    f"customer {customer_id} has {head.balance} points; cannot take {-adjustment.points}")
+            draft = EntryDraft(EntryType.ADJUST, adjustment.points, attributes={
+                "reasonCode": adjustment.reason_code.value, "reason": adjustment.reason, "actorKeyId": actor_key_id})
+            outcome = {"status": "adjusted", "customerId": customer_id, "points": adjustment.points,
+                       "balanceAfter": head.balance + adjustment.points, "actorKeyId": actor_key_id}
+            return Plan(entries=[draft], outcome=outcome)
+
+        return self._ledger.append_one(TransactionRequest(
+            tenant_id=tenant_id, customer_id=customer_id,
+            idempotency_key=f"adjust:{adjustment.idempotency_key}",
+            fingerprint=fingerprint_of(adjustment.model_dump(mode="json")), plan=plan,
+        ))
+
+
+def entry_view(doc: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "seq", "transactionId", "entryType", "signedAmount", "runningBalance", "runningPending",
+            "referenceOrderId", "referenceEntryId", "settlesEntryId", "ruleSetId", "ruleSetVersion", "arm",
+            "status", "createdAt", "attributes")
+    view = {k: doc.get(k) for k in keys}
+    view["tenantId"], view["customerId"] = doc["tenantId"], doc["customerId"]
+    return {k: v for k, v in view.items() if v is not None}

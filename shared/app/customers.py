@@ -1,0 +1,112 @@
+"""Customers of a tenant: registration and lookup by the tenant's own id.
+
+A profile may carry personal fields (``shared.privacy.personal.PersonalData``:
+email, name, phone, birth date, postal address). They are never stored in the
+clear: ``register`` hands them to the ``PersonalDataVault``, which seals each
+field under the customer's own data key and indexes the email blindly; the
+document keeps only the envelopes. An erased profile keeps its id, join date,
+tags and tier, and reads as erased.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from typing_extensions import Annotated
+
+from shared.clock import Clock, iso
+from shared.domain.orders import EntityId
+from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
+from shared.privacy.personal import PersonalData, PersonalDataVault
+from shared.store.layout import CUSTOMERS, customer_pk
+from shared.store.port import DocumentStore, Filter, Query
+
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$")]
+MAX_TAGS = 50
+
+
+class CustomerProfile(PersonalData):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    customer_id: EntityId = Field(alias="customerId")
+    join_date: date = Field(alias="joinDate")
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    tier: str | None = None
+
+    def personal(self) -> PersonalData | None:
+        data = PersonalData.model_validate({k: getattr(self, k) for k in PersonalData.model_fields})
+        return data if data.fields() else None
+
+
+class CustomerService:
+    def __init__(self, store: DocumentStore, clock: Clock, vault: PersonalDataVault | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self.vault = vault
+
+    def register(self, tenant_id: str, profile: CustomerProfile) -> dict[str, Any]:
+        personal = profile.personal()
+        doc = {
+            "id": profile.customer_id,
+            "pk": customer_pk(tenant_id, profile.customer_id),
+            "docType": "customer",
+            "tenantId": tenant_id,
+            "customerId": profile.customer_id,
+            "joinDate": profile.join_date.isoformat(),
+            "tags": sorted(set(profile.tags)),
+            "tier": profile.tier,
+            "createdAt": iso(self._clock.now()),
+        }
+        sealed = None
+        if personal is not None:
+            if self.vault is None:
+                raise ValidationFailed("personal fields cannot be stored: no key provider is configured")
+            if self.find(tenant_id, profile.customer_id) is not None:
+                raise Conflict(f"customer {profile.customer_id!r} already exists")
+            sealed = self.vault.seal_new(tenant_id, profile.customer_id, personal)
+            doc.update(sealed)
+        try:
+            return self._store.create(CUSTOMERS, doc)
+        except DocumentExists:
+            if sealed is not None:
+                self.vault.abandon(tenant_id, profile.customer_id, sealed, self.find(tenant_id, profile.customer_id))
+            raise Conflict(f"customer {profile.customer_id!r} already exists") from None
+
+    def get(self, tenant_id: str, customer_id: str) -> dict[str, Any]:
+        doc = self.find(tenant_id, customer_id)
+        if doc is None:
+            raise NotFound(f"customer {customer_id!r} does not exist")
+        return doc
+
+    def find(self, tenant_id: str, customer_id: str) -> dict[str, Any] | None:
+        return self._store.read(CUSTOMERS, customer_pk(tenant_id, customer_id), customer_id)
+
+    def list(self, tenant_id: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        filters = [Filter("tenantId", "=", tenant_id)]
+        if after:
+            filters.append(Filter("customerId", ">", after))
+        return self._store.query(CUSTOMERS, Query(pk=None, filters=tuple(filters), order_by="customerId", limit=limit))
+
+    def add_tags(self, tenant_id: str, customer_id: str, tags: tuple[str, ...]) -> None:
+        """Union the tags in (idempotent); retried on a concurrent write."""
+        for _ in range(5):
+            doc = self.find(tenant_id, customer_id)
+            if doc is None:
+                return
+            merged = sorted(set(doc.get("tags", [])) | set(tags))[:MAX_TAGS]
+            if merged == doc.get("tags"):
+                return
+            try:
+                self._store.upsert(CUSTOMERS, dict(doc, tags=merged), if_match=doc["_etag"])
+                return
+            except PreconditionFailed:
+                continue  # another writer changed the profile: merge again
+
+
+def public_view(doc: dict[str, Any]) -> dict[str, Any]:
+    view = {k: doc.get(k) for k in ("customerId", "joinDate", "tags", "tier", "createdAt")}
+    if doc.get("erasedAt"):
+        view.update(erased=True, erasedAt=doc["erasedAt"])
+    return view

@@ -1,0 +1,203 @@
+"""Ingestion: the body of the Event Hub trigger, and of the local queue consumer.
+
+``IngestHandler.handle`` takes a batch of bus message bodies and, for each
+order, evaluates the tenant's earning rules and appends the outcome to the
+customer's ledger partition in one atomic batch: the EARN entries, the order
+record and the idempotency marker together. What it guarantees:
+
+* a redelivered message changes nothing (the marker replays the first outcome);
+* a malformed message, or an order that can no longer be credited (currency
+  changed, customer gone), is not lost: the first goes to the poison store,
+  the second is recorded as a REJECTED order with its reason;
+* a rule that fails at run time is the evaluator's defined outcome (in the
+  trace), never an exception here;
+* a store failure propagates, so the caller retries the whole batch (safe,
+  because every step is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from shared.app.customers import CustomerService
+from shared.app.messages import MalformedMessage, OrderMessage, parse_order_message
+from shared.app.poison import PoisonStore
+from shared.app.tenants import TenantDirectory
+from shared.domain.tenants import TenantSettings
+from shared.earning import CustomerContext, EarnResult, EarningRulesProvider
+from shared.errors import AccrueError, NotFound
+from shared.ledger.entries import EntryDraft, EntryType, Head
+from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
+from shared.store.layout import ORDER_STATUS, order_pk
+from shared.store.port import DocumentStore
+
+log = logging.getLogger("accrue.ingest")
+
+ORDER_RECORD_PREFIX = "order-"
+MAX_TRACE_ITEMS = 200
+
+
+def order_record_id(order_id: str) -> str:
+    return ORDER_RECORD_PREFIX + order_id
+
+
+@dataclass
+class IngestReport:
+    credited: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    poisoned: int = 0
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class IngestHandler:
+    def __init__(
+        self,
+        ledger: Ledger,
+        tenants: TenantDirectory,
+        customers: CustomerService,
+        rules: EarningRulesProvider,
+        poison: PoisonStore,
+        store: DocumentStore,
+    ) -> None:
+        self._ledger = ledger
+        self._tenants = tenants
+        self._customers = customers
+        self._rules = rules
+        self._poison = poison
+        self._store = store
+
+    def handle(self, bodies: Sequence[Any]) -> IngestReport:
+        report = IngestReport()
+        messages: list[OrderMessage] = []
+        for body in bodies:
+            try:
+                messages.append(parse_order_message(body))
+            except MalformedMessage as bad:
+                self._poison.put("ingest", body, f"malformed order message: {bad.reason}")
+                report.poisoned += 1
+        requests: list[TransactionRequest] = []
+        accepted: list[OrderMessage] = []
+        for message in messages:
+            try:
+                tenant = self._tenants.get(message.tenant_id)
+            except NotFound as missing:
+                self._poison.put("ingest", message.to_body(), missing.message, tenant_id=message.tenant_id)
+                report.poisoned += 1
+                continue
+            requests.append(self._request(tenant, message))
+            accepted.append(message)
+        tagged: list[tuple[str, str, tuple[str, ...]]] = []
+        for message, request, outcome in zip(accepted, requests, self._ledger.append(requests)):
+            if outcome.error is not None:
+                self._record_refusal(message, outcome.error)
+                report.rejected += 1
+                continue
+            if outcome.duplicate:
+                report.duplicates += 1
+            elif outcome.outcome.get("status") == "rejected":
+                report.rejected += 1
+            else:
+                report.credited += 1
+                tags = tuple(outcome.outcome.get("tagsAdded", ()))
+                if tags:
+                    tagged.append((request.tenant_id, request.customer_id, tags))
+            report.outcomes.append(outcome.outcome)
+        for tenant_id, customer_id, tags in tagged:
+            self._customers.add_tags(tenant_id, customer_id, tags)
+        return report
+
+    def _request(self, tenant: TenantSettings, message: OrderMessage) -> TransactionRequest:
+        order = message.order
+        payload = message.order.to_message()
+
+        def plan(head: Head) -> Plan:
+            if order.currency != tenant.currency:
+                return _rejection(message, "currency-mismatch",
+                                  f"tenant settles in {tenant.currency}, order is in {order.currency}")
+            customer = self._customers.find(message.tenant_id, order.customer_id)
+            if customer is None:
+                return _rejection(message, "unknown-customer", f"customer {order.customer_id!r} does not exist")
+            context = CustomerContext(
+                customer_id=order.customer_id,
+                join_date=date.fromisoformat(customer["joinDate"]),
+                tier=customer.get("tier"),
+                tags=tuple(customer.get("tags", ())),
+                lifetime_points=head.lifetime_earned,
+                order_count=head.orders_credited,
+            )
+            result = self._rules.for_tenant(tenant, order.customer_id).evaluate(tenant, order, context)
+            return _credit(message, result)
+
+        return TransactionRequest(
+            tenant_id=message.tenant_id,
+            customer_id=order.customer_id,
+            idempotency_key=order.effective_idempotency_key,
+            fingerprint=fingerprint_of(payload),
+            plan=plan,
+        )
+
+    def _record_refusal(self, message: OrderMessage, error: AccrueError) -> None:
+        """An order the ledger refused (its key or id already used otherwise):
+        say so on its status, unless a final status is already there."""
+        tenant_id, order_id = message.tenant_id, message.order.order_id
+        log.warning("order %s of tenant %s refused by the ledger: %s", order_id, tenant_id, error.message)
+        existing = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
+        if existing is not None and existing.get("status") in ("credited", "held", "rejected"):
+            return
+        self._store.upsert(ORDER_STATUS, {
+            "id": order_id, "pk": order_pk(tenant_id, order_id), "docType": "orderStatus",
+            "tenantId": tenant_id, "customerId": message.order.customer_id, "orderId": order_id,
+            "status": "rejected", "reason": {"code": error.code, "detail": error.message},
+        })
+
+
+def _credit(message: OrderMessage, result: EarnResult) -> Plan:
+    order = message.order
+    lots = [lot for lot in result.lots if lot.points != 0] or []
+    drafts: list[EntryDraft] = []
+    base = dict(reference_order_id=order.order_id, rule_set_id=result.rule_set_id,
+                rule_set_version=result.rule_set_version, arm=result.arm)
+    trace = list(result.trace[:MAX_TRACE_ITEMS])
+    for lot in lots:
+        if lot.points < 0:
+            # An earning rule cannot take points away: a negative lot is a rule bug,
+            # recorded in the trace and credited as zero.
+            trace.append({"error": "negative-lot", "rule": lot.rule, "points": lot.points})
+            continue
+        attributes: dict[str, Any] = {}
+        if lot.expires_at is not None:
+            attributes["expiresAt"] = lot.expires_at.isoformat()
+        if lot.rule:
+            attributes["rule"] = lot.rule
+        drafts.append(EntryDraft(EntryType.EARN, lot.points, attributes=attributes, **base))
+    if not drafts:
+        drafts.append(EntryDraft(EntryType.EARN, 0, **base))
+    drafts[0] = EntryDraft(**{**drafts[0].__dict__, "counts_order": True})
+    points = sum(d.signed_amount for d in drafts)
+    outcome = {
+        "status": "credited", "orderId": order.order_id, "customerId": order.customer_id, "points": points,
+        "ruleSetId": result.rule_set_id, "ruleSetVersion": result.rule_set_version, "arm": result.arm,
+        **({"tagsAdded": list(result.tags_to_add)} if result.tags_to_add else {}),
+    }
+    record = {
+        "id": order_record_id(order.order_id), "docType": "order", "orderId": order.order_id,
+        "order": order.to_message(), "acceptedAt": message.accepted_at.isoformat(),
+        "status": "credited", "points": points, "ruleSetId": result.rule_set_id,
+        "ruleSetVersion": result.rule_set_version, "arm": result.arm, "trace": trace,
+    }
+    return Plan(entries=drafts, outcome=outcome, records=[record])
+
+
+def _rejection(message: OrderMessage, code: str, detail: str) -> Plan:
+    order = message.order
+    reason = {"code": code, "detail": detail}
+    outcome = {"status": "rejected", "orderId": order.order_id, "customerId": order.customer_id,
+               "points": 0, "reason": reason}
+    record = {"id": order_record_id(order.order_id), "docType": "order", "orderId": order.order_id,
+              "order": order.to_message(), "acceptedAt": message.accepted_at.isoformat(),
+              "status": "rejected", "points": 0, "reason": reason}
+    return Plan(entries=[], outcome=outcome, records=[record])

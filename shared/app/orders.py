@@ -1,0 +1,136 @@
+"""Order intake (the API side of ingestion) and order status.
+
+``OrderIntake.accept`` checks what can be checked before queuing (the tenant's
+currency, that the customer exists, that the order id is not already used for
+another customer), puts the accepted orders on the bus, and only then records
+them as ``queued``. An order already decided is answered with its original
+outcome and not queued again.
+
+Status is read from the ``orderstatus`` read model and, while that still says
+``queued``, from the ledger's own order record: so a caller waiting for the
+outcome sees it as soon as the ledger commits, not when the projector catches up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from shared.app.customers import CustomerService
+from shared.app.ingest import order_record_id
+from shared.app.messages import order_message
+from shared.app.tenants import TenantDirectory
+from shared.bus.port import BusMessage, OrderBus
+from shared.clock import Clock, iso
+from shared.domain.orders import Order
+from shared.errors import DocumentExists, FieldProblem, NotFound, ValidationFailed
+from shared.ledger.service import Ledger
+from shared.store.layout import ORDER_STATUS, order_pk
+from shared.store.port import DocumentStore
+
+FINAL = ("credited", "held", "rejected")
+MAX_WAIT_SECONDS = 10.0
+
+
+@dataclass
+class Accepted:
+    order_id: str
+    customer_id: str
+    status: dict[str, Any]
+    newly_queued: bool
+
+
+class OrderIntake:
+    def __init__(self, store: DocumentStore, bus: OrderBus, tenants: TenantDirectory,
+                 customers: CustomerService, ledger: Ledger, clock: Clock) -> None:
+        self._store = store
+        self._bus = bus
+        self._tenants = tenants
+        self._customers = customers
+        self._ledger = ledger
+        self._clock = clock
+
+    def accept(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
+        tenant = self._tenants.get(tenant_id)
+        problems: list[FieldProblem] = []
+        seen: dict[str, str] = {}
+        for index, order in enumerate(orders):
+            prefix = f"orders[{index}]." if len(orders) > 1 else ""
+            if order.currency != tenant.currency:
+                problems.append(FieldProblem(f"{prefix}currency",
+                                             f"this tenant settles in {tenant.currency}, not {order.currency}"))
+            if order.order_id in seen and seen[order.order_id] != order.customer_id:
+                problems.append(FieldProblem(f"{prefix}orderId", "the same order id appears for two customers"))
+            seen[order.order_id] = order.customer_id
+        for index, customer_id in enumerate(sorted({o.customer_id for o in orders})):
+            if self._customers.find(tenant_id, customer_id) is None:
+                where = [i for i, o in enumerate(orders) if o.customer_id == customer_id]
+                prefix = f"orders[{where[0]}]." if len(orders) > 1 else ""
+                problems.append(FieldProblem(f"{prefix}customerId", f"customer {customer_id!r} does not exist"))
+        existing: dict[str, dict[str, Any]] = {}
+        for index, order in enumerate(orders):
+            status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order.order_id), order.order_id)
+            if status is not None:
+                if status["customerId"] != order.customer_id:
+                    prefix = f"orders[{index}]." if len(orders) > 1 else ""
+                    problems.append(FieldProblem(f"{prefix}orderId",
+                                                 f"order {order.order_id!r} was already sent for another customer"))
+                existing[order.order_id] = status
+        if problems:
+            raise ValidationFailed(f"{len(problems)} problem(s) in the order(s); nothing was queued", problems)
+
+        now = self._clock.now()
+        fresh = [o for o in orders if o.order_id not in existing]
+        self._bus.publish([
+            BusMessage(partition_key=m.partition_key, body=m.to_body())
+            for m in (order_message(tenant_id, o, now) for o in fresh)
+        ])
+        results = []
+        for order in orders:
+            if order.order_id in existing:
+                results.append(Accepted(order.order_id, order.customer_id, existing[order.order_id], False))
+                continue
+            status = {
+                "id": order.order_id, "pk": order_pk(tenant_id, order.order_id), "docType": "orderStatus",
+                "tenantId": tenant_id, "customerId": order.customer_id, "orderId": order.order_id,
+                "status": "queued", "acceptedAt": iso(now),
+            }
+            try:
+                self._store.create(ORDER_STATUS, status)
+            except DocumentExists:
+                pass  # the projector already wrote the outcome: it wins
+            results.append(Accepted(order.order_id, order.customer_id, status, True))
+        return results
+
+    def status(self, tenant_id: str, order_id: str) -> dict[str, Any]:
+        doc = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
+        if doc is None:
+            raise NotFound(f"order {order_id!r} is not known")
+        if doc["status"] not in FINAL:
+            record = self._ledger.record(tenant_id, doc["customerId"], order_record_id(order_id))
+            if record is not None:
+                return status_view_from_record(record)
+        return status_view(doc)
+
+    def wait(self, tenant_id: str, order_ids: Sequence[str], seconds: float) -> list[dict[str, Any]]:
+        """Statuses of the orders, waiting up to ``seconds`` (bounded) for all to be final."""
+        deadline = time.monotonic() + min(max(seconds, 0.0), MAX_WAIT_SECONDS)
+        pause = 0.002
+        while True:
+            views = [self.status(tenant_id, order_id) for order_id in order_ids]
+            if all(v["status"] in FINAL for v in views) or time.monotonic() >= deadline:
+                return views
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
+def status_view(doc: dict[str, Any]) -> dict[str, Any]:
+    view = {k: doc.get(k) for k in ("orderId", "customerId", "status", "points", "transactionId", "ruleSetId",
+                                    "ruleSetVersion", "arm", "reason", "acceptedAt", "decidedAt")}
+    return {k: v for k, v in view.items() if v is not None}
+
+
+def status_view_from_record(record: dict[str, Any]) -> dict[str, Any]:
+    return status_view(dict(record, decidedAt=record.get("createdAt")))
+

@@ -1,0 +1,69 @@
+"""The poison store: messages and changes that could not be processed, kept for
+inspection and replay instead of being dropped.
+
+Used by ingestion for malformed bus messages and for batches that failed every
+retry, and by the projection trigger for change batches that failed every
+retry. Entries live in the document store's ``poison`` container (partitioned
+by tenant, ``_unknown`` when the tenant cannot be read from the message).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+from shared.clock import Clock, iso
+from shared.store.layout import POISON
+from shared.store.port import DocumentStore, Filter, Query
+
+UNKNOWN_TENANT = "_unknown"
+
+
+class PoisonStore:
+    def __init__(self, store: DocumentStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def put(self, source: str, body: Any, reason: str, tenant_id: str | None = None) -> str:
+        tenant = tenant_id or _tenant_of(body) or UNKNOWN_TENANT
+        poison_id = "poison-" + uuid.uuid4().hex
+        self._store.create(POISON, {
+            "id": poison_id,
+            "pk": tenant,
+            "docType": "poison",
+            "tenantId": tenant,
+            "source": source,
+            "body": _storable(body),
+            "reason": reason[:2000],
+            "createdAt": iso(self._clock.now()),
+        })
+        return poison_id
+
+    def list(self, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self._store.query(POISON, Query(pk=tenant_id, order_by="createdAt", limit=limit))
+
+    def list_all(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._store.query(POISON, Query(pk=None, filters=(Filter("docType", "=", "poison"),),
+                                               order_by="createdAt", limit=limit))
+
+    def remove(self, tenant_id: str, poison_id: str) -> None:
+        self._store.delete(POISON, tenant_id, poison_id)
+
+
+def _storable(body: Any) -> Any:
+    """What a broken message can be stored as: JSON as is, raw bytes as base64."""
+    if isinstance(body, (bytes, bytearray)):
+        return {"encoding": "base64", "data": base64.b64encode(bytes(body)).decode()}
+    try:
+        json.dumps(body)
+    except (TypeError, ValueError):
+        return {"encoding": "repr", "data": repr(body)[:100_000]}
+    return body
+
+
+def _tenant_of(body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("tenantId"), str) and 0 < len(body["tenantId"]) <= 64:
+        return body["tenantId"]
+    return None

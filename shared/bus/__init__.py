@@ -1,0 +1,1 @@
+"""The order bus port and its adapters (durable local queue, Event Hubs)."""

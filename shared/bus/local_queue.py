@@ -1,0 +1,263 @@
+"""The durable local queue: the embedded default of the order bus.
+
+A table in its own SQLite file (WAL, ``synchronous=FULL`` by default), separate
+from the document store so enqueuing and ledger writes do not share a write
+lock. Guarantees:
+
+* ``publish`` commits before returning: a message that got a 202 survives a
+  kill -9 of the process.
+* ``claim`` leases messages to one consumer for ``lease_seconds``; a consumer
+  that dies leaves them to be claimed again when the lease runs out (at-least-
+  once delivery; ingestion is idempotent).
+* messages of one partition key are claimed in publish order, and never by
+  two consumers at once: a key with a message under lease is skipped.
+* a message that fails ``max_attempts`` times moves to the ``poison`` table
+  with its last error, where it can be listed and replayed.
+
+Group commit: concurrent ``publish`` calls from many request handlers are
+gathered by a committer thread into one transaction (one fsync), each caller
+waiting for the commit that carries its messages.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from shared.bus.port import BusMessage
+from shared.errors import BusUnavailable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition_key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    visible_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_token TEXT,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS ix_messages_visible ON messages(visible_at, seq);
+CREATE TABLE IF NOT EXISTS poison (
+    seq INTEGER PRIMARY KEY,
+    partition_key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    failed_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    seq: int
+    partition_key: str
+    body: dict[str, Any]
+    attempts: int
+    lease_token: str
+
+
+@dataclass(frozen=True)
+class PoisonMessage:
+    seq: int
+    partition_key: str
+    body: dict[str, Any]
+    attempts: int
+    last_error: str
+    failed_at: float
+
+
+class LocalQueue:
+    def __init__(self, path: str | Path, synchronous: str = "FULL", max_attempts: int = 5) -> None:
+        self.path = str(path)
+        self.max_attempts = max_attempts
+        self._synchronous = synchronous
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(SCHEMA)
+        self._pending: list[tuple[list[BusMessage], threading.Event, list[BaseException]]] = []
+        self._pending_lock = threading.Condition()
+        self._closed = False
+        self._committer = threading.Thread(target=self._commit_loop, name="queue-committer", daemon=True)
+        self._committer.start()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._local.conn = conn
+        return conn
+
+    # --- producer ------------------------------------------------------------------
+
+    def publish(self, messages: Sequence[BusMessage]) -> None:
+        if not messages:
+            return
+        done = threading.Event()
+        errors: list[BaseException] = []
+        with self._pending_lock:
+            if self._closed:
+                raise BusUnavailable("the local queue is closed")
+            self._pending.append((list(messages), done, errors))
+            self._pending_lock.notify()
+        if not done.wait(timeout=30):
+            raise BusUnavailable("the local queue did not commit within 30 s")
+        if errors:
+            raise BusUnavailable(f"the local queue could not store the messages: {errors[0]}")
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._pending_lock:
+                while not self._pending and not self._closed:
+                    self._pending_lock.wait()
+                if not self._pending and self._closed:
+                    return
+                group, self._pending = self._pending, []
+            now = time.time()
+            rows = [(m.partition_key, json.dumps(m.body, separators=(",", ":")), now, now)
+                    for messages, _, _ in group for m in messages]
+            conn = self._conn()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)", rows
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for _, _, errors in group:
+                    errors.append(exc)
+            for _, done, _ in group:
+                done.set()
+
+    # --- consumer ------------------------------------------------------------------
+
+    def claim(self, limit: int, lease_seconds: float = 60.0) -> list[Delivery]:
+        """Lease up to ``limit`` visible messages, in order, at most one key's run each."""
+        conn = self._conn()
+        now = time.time()
+        token = uuid.uuid4().hex
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            leased_keys = {
+                row[0] for row in conn.execute(
+                    "SELECT DISTINCT partition_key FROM messages WHERE visible_at > ?",
+                    (now,),
+                )
+            }
+            rows = conn.execute(
+                "SELECT seq, partition_key, body, attempts FROM messages WHERE visible_at <= ? ORDER BY seq LIMIT ?",
+                (now, limit * 4),
+            ).fetchall()
+            chosen = []
+            for seq, key, body, attempts in rows:
+                # A key with a message leased or backing off is skipped whole, so one
+                # customer's orders are never processed out of order or in parallel.
+                if key in leased_keys:
+                    continue
+                chosen.append((seq, key, body, attempts))
+                if len(chosen) >= limit:
+                    break
+            conn.executemany(
+                "UPDATE messages SET visible_at = ?, lease_token = ?, attempts = attempts + 1 WHERE seq = ?",
+                [(now + lease_seconds, token, seq) for seq, *_ in chosen],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return [Delivery(seq, key, json.loads(body), attempts + 1, token) for seq, key, body, attempts in chosen]
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("DELETE FROM messages WHERE seq = ? AND lease_token = ?",
+                         [(d.seq, d.lease_token) for d in deliveries])
+        conn.execute("COMMIT")
+
+    def fail(self, delivery: Delivery, error: str, retry_in: float = 1.0) -> None:
+        """Give a message back after a failure, or move it to poison when out of attempts."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if delivery.attempts >= self.max_attempts:
+                conn.execute(
+                    "INSERT OR REPLACE INTO poison (seq, partition_key, body, enqueued_at, failed_at, attempts, last_error)"
+                    " SELECT seq, partition_key, body, enqueued_at, ?, attempts, ? FROM messages"
+                    " WHERE seq = ? AND lease_token = ?",
+                    (time.time(), error[:2000], delivery.seq, delivery.lease_token),
+                )
+                conn.execute("DELETE FROM messages WHERE seq = ? AND lease_token = ?",
+                             (delivery.seq, delivery.lease_token))
+            else:
+                conn.execute(
+                    "UPDATE messages SET visible_at = ?, lease_token = NULL, last_error = ?"
+                    " WHERE seq = ? AND lease_token = ?",
+                    (time.time() + retry_in, error[:2000], delivery.seq, delivery.lease_token),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def release_leases(self) -> int:
+        """Make every leased message visible again. Only for a consumer starting
+        alone on this file (the local runner holds the data folder's lock), whose
+        predecessor died holding leases: waiting for them to expire is pointless."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        released = conn.execute(
+            "UPDATE messages SET visible_at = ?, lease_token = NULL WHERE lease_token IS NOT NULL", (time.time(),)
+        ).rowcount
+        conn.execute("COMMIT")
+        return released
+
+    # --- inspection ----------------------------------------------------------------
+
+    def depth(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+    def poisoned(self, limit: int = 100) -> list[PoisonMessage]:
+        rows = self._conn().execute(
+            "SELECT seq, partition_key, body, attempts, last_error, failed_at FROM poison ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [PoisonMessage(s, k, json.loads(b), a, e, f) for s, k, b, a, e, f in rows]
+
+    def replay_poison(self, seqs: Sequence[int] | None = None) -> int:
+        """Put poisoned messages back on the queue (all, or the given ones)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        where, params = ("", ()) if seqs is None else (
+            f" WHERE seq IN ({','.join('?' for _ in seqs)})", tuple(seqs))
+        rows = conn.execute(f"SELECT seq, partition_key, body, enqueued_at FROM poison{where}", params).fetchall()
+        now = time.time()
+        conn.executemany(
+            "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)",
+            [(k, b, e, now) for _, k, b, e in rows],
+        )
+        conn.executemany("DELETE FROM poison WHERE seq = ?", [(s,) for s, *_ in rows])
+        conn.execute("COMMIT")
+        return len(rows)
+
+    def close(self) -> None:
+        with self._pending_lock:
+            self._closed = True
+            self._pending_lock.notify_all()
+        self._committer.join(timeout=5)

@@ -1,0 +1,25 @@
+"""The order bus port: where the API puts accepted orders for ingestion.
+
+``publish`` returns only once every message is durably accepted by the bus
+(committed to the local queue's SQLite file, or acknowledged by Event Hubs); the
+API answers 202 only after that. Messages of one partition key (a customer)
+keep their order. Delivery to the consumer is at least once: the ingest handler
+is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class BusMessage:
+    partition_key: str
+    body: dict[str, Any]
+
+
+class OrderBus(Protocol):
+    def publish(self, messages: Sequence[BusMessage]) -> None: ...
+
+    def close(self) -> None: ...

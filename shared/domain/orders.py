@@ -1,0 +1,86 @@
+"""Orders as the domain sees them: validated, immutable, free of personal data.
+
+``Order`` is the contract between the HTTP edge, the bus message and the ingest
+handler (and what the rule language reads as ``order``). Validation happens
+here once, so a message that made it onto the bus is already well-formed; the
+ingest handler validates again because a bus can carry anything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from shared.domain.ids import ID_PATTERN
+from shared.domain.money import MAX_ORDER_AMOUNT, MINOR_UNITS, fits_minor_unit
+
+MAX_ITEMS_PER_ORDER = 100
+MAX_BATCH_ORDERS = 500
+MAX_QUANTITY = 10_000
+
+EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$")]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=18, decimal_places=4)]
+
+
+class LineItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    sku: Sku
+    category: Slug
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    unit_price: Money = Field(alias="unitPrice", ge=0, le=MAX_ORDER_AMOUNT)
+
+
+class Order(BaseModel):
+    """One purchase by one customer of one tenant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    customer_id: EntityId = Field(alias="customerId")
+    order_id: EntityId = Field(alias="orderId")
+    amount: Money = Field(gt=0, le=MAX_ORDER_AMOUNT)
+    currency: str = Field(min_length=3, max_length=3)
+    items: tuple[LineItem, ...] = Field(default=(), max_length=MAX_ITEMS_PER_ORDER)
+    channel: Slug = "web"
+    timestamp: datetime
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")] | None = Field(
+        default=None, alias="idempotencyKey"
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value not in MINOR_UNITS:
+            raise ValueError(f"unknown currency {value!r}: use an ISO 4217 code such as EUR or USD")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamp needs a time zone offset, e.g. 2026-05-01T12:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _amounts_fit_currency(self) -> "Order":
+        if not fits_minor_unit(self.amount, self.currency):
+            raise ValueError(
+                f"amount {self.amount} has more decimals than {self.currency} allows ({MINOR_UNITS[self.currency]})"
+            )
+        for index, item in enumerate(self.items):
+            if not fits_minor_unit(item.unit_price, self.currency):
+                raise ValueError(f"items[{index}].unitPrice has more decimals than {self.currency} allows")
+        return self
+
+    @property
+    def effective_idempotency_key(self) -> str:
+        return self.idempotency_key or self.order_id
+
+    def to_message(self) -> dict:
+        """JSON-ready form, as carried on the bus and stored on the order record."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

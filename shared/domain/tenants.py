@@ -1,0 +1,55 @@
+"""Tenants and their settings: the programme a merchant runs on Accrue."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.domain.money import MINOR_UNITS
+from shared.domain.orders import EntityId
+
+Evaluator = Literal["closure", "wasm"]
+
+
+class TenantSettings(BaseModel):
+    """What a tenant configures. Stored in the ``tenants`` container."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    tenant_id: EntityId = Field(alias="tenantId")
+    name: str = Field(min_length=1, max_length=200)
+    # Orders must be in the tenant's settlement currency: a points rate per unit of
+    # mixed currencies would give different points for the same spend.
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
+    # The interim earning rule (until a rule set is active): points per whole
+    # currency unit, rounded down per order.
+    points_per_unit: Decimal = Field(default=Decimal(1), alias="pointsPerUnit", ge=0, le=1000, max_digits=10, decimal_places=4)
+    evaluator: Evaluator = "closure"
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if value not in MINOR_UNITS:
+            raise ValueError(f"unknown currency {value!r}")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from None
+        return value
+
+    def to_doc(self) -> dict:
+        return {"id": self.tenant_id, "pk": self.tenant_id, "docType": "tenant",
+                **self.model_dump(mode="json", by_alias=True)}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "TenantSettings":
+        return cls.model_validate({k: v for k, v in doc.items() if k not in ("id", "pk", "docType", "_etag", "_ts")})

@@ -1,0 +1,342 @@
+"""Nightly CDC exports for warehouses: per tenant and subject, the changes since
+the last successful run, as encrypted gzip NDJSON files plus a manifest.
+
+Subjects and their change key (rows with ``from < key <= to``):
+
+* ``customers``: profiles by ``createdAt`` (profiles carry no update stamp yet,
+  so later tag/tier changes are not re-exported); personal fields only if the
+  tenant's export settings do not exclude them (the default excludes all);
+* ``transactions``: ledger entries by ``createdAt``;
+* ``orders``: order outcome records by ``createdAt``;
+* ``ruleevaluations``: the rule trace of each order record, by ``createdAt``;
+* ``webhookdeliveries``: webhook delivery attempts by ``createdAt``.
+
+Reading is paged, never the whole history: customers of the tenant by id, then
+each customer's ledger partition by ``seq`` / ``id`` (single-partition queries,
+cheap on Cosmos DB too), attempts by ``createdAt`` with ties read whole.
+
+Exactly once in effect: a run fixes its bounds first (``to = now - lag``, the lag
+covering writes in flight) and records them as the tenant's *pending* run
+(ETag-guarded: two runners cannot both start). Files go to
+``<tenant>/incremental/<runId>/<subject>.ndjson.gz.enc`` (overwritten if a
+crashed attempt left one: nothing is published until the manifest exists), then
+the manifest ``.../manifest.json``, then the watermarks move to ``to`` and the
+pending mark is cleared, in one write. A run that died at any point is redone
+with the same id and bounds by the next run; a manifest already written is not
+written twice. Backfills (``backfill``) go under ``<tenant>/backfill/<runId>/``
+and touch no watermark. Consumers read the manifest and only the files it lists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import zlib
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Iterator
+
+from shared.blobs.port import BlobExists, BlobNotFound, BlobSink
+from shared.clock import Clock, iso, parse_iso
+from shared.errors import Conflict, DocumentExists, PreconditionFailed, ValidationFailed
+from shared.exports.crypto import encrypt_stream
+from shared.keys.port import KeyProvider
+from shared.store.layout import CUSTOMERS, EXPORTS, LEDGER, TENANTS, WEBHOOK_ATTEMPTS, customer_pk
+from shared.store.port import DocumentStore, Filter, Query
+
+log = logging.getLogger("accrue.exports")
+
+SCHEMA_VERSION = 1
+SUBJECTS: tuple[str, ...] = ("customers", "transactions", "orders", "ruleevaluations", "webhookdeliveries")
+DEFAULT_LAG = timedelta(minutes=2)
+PAGE = 1000
+STATE_ID = "state"
+SETTINGS_ID = "settings"
+
+ENTRY_FIELDS = ("customerId", "seq", "transactionId", "entryType", "signedAmount", "status", "runningBalance",
+                "runningPending", "runningLifetimeEarned", "ordersCredited", "referenceOrderId", "referenceEntryId",
+                "settlesEntryId", "ruleSetId", "ruleSetVersion", "arm", "createdAt")
+ATTEMPT_FIELDS = ("id", "endpointId", "messageId", "deliveryId", "eventType", "attempt", "status", "succeeded",
+                  "latencyMs", "error", "createdAt")
+
+
+def personal_fields() -> tuple[str, ...]:
+    from shared.privacy.personal import PERSONAL_FIELDS
+
+    return PERSONAL_FIELDS
+
+
+def page_by(store: DocumentStore, container: str, pk: str | None, filters: tuple[Filter, ...], key: str,
+            after: Any = None, page: int = PAGE) -> Iterator[dict[str, Any]]:
+    """Every document matching ``filters``, ordered by ``key``, ``page`` at a time.
+
+    Ties on ``key`` are safe: when a page ends on a value, every document with
+    that value is read in one query before moving past it."""
+    while True:
+        bound = () if after is None else (Filter(key, ">", after),)
+        docs = store.query(container, Query(pk=pk, filters=filters + bound, order_by=key, limit=page))
+        if len(docs) < page:
+            yield from docs
+            return
+        last = docs[-1][key]
+        yield from (d for d in docs if d[key] != last)
+        ties = store.query(container, Query(pk=pk, filters=filters + (Filter(key, "=", last),), order_by=key,
+                                            limit=10_000))
+        if len(ties) >= 10_000:
+            raise Conflict(f"more than 10000 {container} documents share {key}={last!r}: cannot page them")
+        yield from ties
+        after = last
+
+
+class ExportService:
+    def __init__(self, store: DocumentStore, clock: Clock, keys: KeyProvider,
+                 sink: BlobSink | Callable[[], BlobSink], *, vault: Any = None, lag: timedelta = DEFAULT_LAG,
+                 chunk_size: int = 64 * 1024, page: int = PAGE) -> None:
+        self._store = store
+        self._clock = clock
+        self._keys = keys
+        self._sink_factory = sink if callable(sink) and not hasattr(sink, "put") else (lambda: sink)
+        self._sink: BlobSink | None = None
+        self._vault = vault
+        self.lag = lag
+        self.chunk_size = chunk_size
+        self.page = page
+
+    @property
+    def sink(self) -> BlobSink:
+        if self._sink is None:
+            self._sink = self._sink_factory()  # type: ignore[operator]
+        return self._sink
+
+    # --- settings --------------------------------------------------------------------
+
+    def settings(self, tenant_id: str) -> dict[str, Any]:
+        doc = self._store.read(EXPORTS, tenant_id, SETTINGS_ID)
+        excluded = list(personal_fields()) if doc is None else doc["excludedPersonalFields"]
+        return {"tenantId": tenant_id, "excludedPersonalFields": excluded,
+                "exportedPersonalFields": [f for f in personal_fields() if f not in excluded]}
+
+    def save_settings(self, tenant_id: str, excluded: Iterable[str]) -> dict[str, Any]:
+        excluded = sorted(set(excluded))
+        unknown = [f for f in excluded if f not in personal_fields()]
+        if unknown:
+            raise ValidationFailed(f"unknown personal fields {unknown}; known: {', '.join(personal_fields())}")
+        self._store.upsert(EXPORTS, {"id": SETTINGS_ID, "pk": tenant_id, "docType": "exportSettings",
+                                     "tenantId": tenant_id, "excludedPersonalFields": excluded,
+                                     "updatedAt": iso(self._clock.now())})
+        return self.settings(tenant_id)
+
+    # --- runs ------------------------------------------------------------------------
+
+    def _state(self, tenant_id: str) -> dict[str, Any]:
+        return self._store.read(EXPORTS, tenant_id, STATE_ID) or {
+            "id": STATE_ID, "pk": tenant_id, "docType": "exportState", "tenantId": tenant_id,
+            "watermarks": {}, "pending": None}
+
+    def _save_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        try:
+            if "_etag" in state:
+                return self._store.upsert(EXPORTS, state, if_match=state["_etag"])
+            return self._store.create(EXPORTS, state)
+        except (PreconditionFailed, DocumentExists):
+            raise Conflict(f"another export run of tenant {state['tenantId']} is in progress") from None
+
+    def run(self, tenant_id: str) -> dict[str, Any]:
+        """The incremental run of one tenant (or the redo of its unfinished one); returns the manifest."""
+        state = self._state(tenant_id)
+        pending = state.get("pending")
+        if pending is None:
+            now = self._clock.now()
+            run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+            pending = {"runId": run_id, "to": iso(now - self.lag), "startedAt": iso(now),
+                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}}
+            state = self._save_state(dict(state, pending=pending))
+        else:
+            log.warning("export of tenant %s: redoing unfinished run %s", tenant_id, pending["runId"])
+        prefix = f"{tenant_id}/incremental/{pending['runId']}"
+        manifest = self._write_run(tenant_id, pending["runId"], "incremental", prefix, pending["from"], pending["to"],
+                                   SUBJECTS)
+        watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
+        self._save_state(dict(state, watermarks=watermarks, pending=None, lastRunId=pending["runId"],
+                              lastRunAt=iso(self._clock.now())))
+        self._record_run(tenant_id, manifest, prefix)
+        return manifest
+
+    def backfill(self, tenant_id: str, start: datetime, end: datetime,
+                 subjects: Iterable[str] | None = None) -> dict[str, Any]:
+        """Export ``[start, end)`` again under ``<tenant>/backfill/<runId>/``; no watermark moves."""
+        chosen = tuple(subjects or SUBJECTS)
+        bad = [s for s in chosen if s not in SUBJECTS]
+        if bad or not chosen:
+            raise ValidationFailed(f"subjects must be among {', '.join(SUBJECTS)}")
+        if not start < end:
+            raise ValidationFailed("the backfill's start must be before its end")
+        run_id = "bf-" + self._clock.now().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        prefix = f"{tenant_id}/backfill/{run_id}"
+        # (from, to] with to = end - 1 µs is [start, end) on microsecond timestamps.
+        lower = iso(start - timedelta(microseconds=1))
+        manifest = self._write_run(tenant_id, run_id, "backfill", prefix, {s: lower for s in chosen},
+                                   iso(end - timedelta(microseconds=1)), chosen)
+        self._record_run(tenant_id, manifest, prefix)
+        return manifest
+
+    def run_all(self) -> dict[str, Any]:
+        """The nightly job: every tenant; one tenant's failure does not stop the others."""
+        tenants = [d["id"] for d in page_by(self._store, TENANTS, None, (), "id") if d["id"] == d["pk"]]
+        done, failed = [], []
+        for tenant_id in tenants:
+            try:
+                self.run(tenant_id)
+                done.append(tenant_id)
+            except Exception as exc:  # noqa: BLE001 - logged per tenant, raised at the end
+                failed.append(tenant_id)
+                log.error("export of tenant %s failed: %s: %s; watermarks unchanged, the next run redoes it",
+                          tenant_id, type(exc).__name__, exc)
+        if failed:
+            raise RuntimeError(f"exports failed for tenant(s) {', '.join(failed)}; see the log")
+        return {"tenants": done}
+
+    def runs(self, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        docs = self._store.query(EXPORTS, Query(pk=tenant_id, filters=(Filter("docType", "=", "exportRun"),),
+                                                order_by="startedAt", descending=True, limit=limit))
+        return [{k: v for k, v in d.items() if k not in ("pk", "_etag", "_ts")} for d in docs]
+
+    def _record_run(self, tenant_id: str, manifest: dict[str, Any], prefix: str) -> None:
+        doc = {"id": "run." + manifest["runId"], "pk": tenant_id, "docType": "exportRun", "tenantId": tenant_id,
+               "runId": manifest["runId"], "kind": manifest["kind"], "startedAt": manifest["startedAt"],
+               "finishedAt": manifest["finishedAt"], "manifest": f"{prefix}/manifest.json",
+               "rows": {f["subject"]: f["rows"] for f in manifest["files"]},
+               "from": manifest["from"], "to": manifest["to"]}
+        self._store.upsert(EXPORTS, doc)
+
+    def _write_run(self, tenant_id: str, run_id: str, kind: str, prefix: str, lower: dict[str, str | None],
+                   upper: str, subjects: Iterable[str]) -> dict[str, Any]:
+        manifest_path = f"{prefix}/manifest.json"
+        try:
+            existing = json.loads(self.sink.read(manifest_path))
+            log.info("export run %s of tenant %s: manifest already written, completing the run", run_id, tenant_id)
+            return existing
+        except BlobNotFound:
+            pass
+        started = iso(self._clock.now())
+        files = []
+        for subject in subjects:
+            path = f"{prefix}/{subject}.ndjson.gz.enc"
+            rows = _Counter(self._rows(tenant_id, subject, lower.get(subject), upper))
+            stream, stats = encrypt_stream(self._keys, tenant_id, subject, run_id, _gzip_lines(rows),
+                                           self.chunk_size)
+            try:
+                self.sink.put(path, stream, "application/octet-stream",
+                              {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True)
+            except Exception as exc:
+                log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
+                          "the next run redoes this run", run_id, tenant_id, path, type(exc).__name__, exc)
+                raise
+            files.append({
+                "subject": subject, "path": path, "rows": rows.count, "from": lower.get(subject), "to": upper,
+                "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
+                "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
+                "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"],
+                "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
+            })
+        manifest = {
+            "format": "accrue-export-manifest", "schemaVersion": SCHEMA_VERSION, "tenantId": tenant_id,
+            "runId": run_id, "kind": kind, "from": lower, "to": upper, "startedAt": started,
+            "finishedAt": iso(self._clock.now()), "subjects": list(subjects), "files": files,
+        }
+        try:
+            self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json")
+        except BlobExists:
+            return json.loads(self.sink.read(manifest_path))
+        except Exception as exc:
+            log.error("export run %s of tenant %s: writing its manifest failed (%s: %s); no watermark moved, "
+                      "the next run redoes this run", run_id, tenant_id, type(exc).__name__, exc)
+            raise
+        return manifest
+
+    # --- rows ------------------------------------------------------------------------
+
+    def _rows(self, tenant_id: str, subject: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
+        window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
+        if subject == "customers":
+            yield from self._customer_rows(tenant_id, window)
+        elif subject == "webhookdeliveries":
+            for doc in page_by(self._store, WEBHOOK_ATTEMPTS, tenant_id, window[:1], "createdAt",
+                               after=lower, page=self.page):
+                yield {"tenantId": tenant_id, **{k: doc.get(k) for k in ATTEMPT_FIELDS}}
+        else:
+            doc_type = "entry" if subject == "transactions" else "order"
+            key = "seq" if doc_type == "entry" else "id"
+            for customer in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),),
+                                    "customerId", page=self.page):
+                pk = customer_pk(tenant_id, customer["customerId"])
+                for doc in page_by(self._store, LEDGER, pk, (Filter("docType", "=", doc_type),) + window, key,
+                                   page=self.page):
+                    yield _row(subject, tenant_id, doc)
+
+    def _customer_rows(self, tenant_id: str, window: tuple[Filter, ...]) -> Iterator[dict[str, Any]]:
+        allowed = set(self.settings(tenant_id)["exportedPersonalFields"])
+        for doc in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),) + window,
+                           "createdAt", page=self.page):
+            row = {"tenantId": tenant_id, "customerId": doc["customerId"], "joinDate": doc.get("joinDate"),
+                   "tags": doc.get("tags", []), "tier": doc.get("tier"), "createdAt": doc.get("createdAt"),
+                   "erased": bool(doc.get("erasedAt"))}
+            if allowed and doc.get("personal") and self._vault is not None:
+                opened = self._vault.open(doc)
+                row.update({k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                            for k, v in opened.items() if k in allowed})
+            yield row
+
+
+def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    if subject == "transactions":
+        row = {"tenantId": tenant_id, "entryId": doc["id"], **{k: doc.get(k) for k in ENTRY_FIELDS}}
+        row["points"] = row.pop("signedAmount")
+        return row
+    reason = doc.get("reason") if isinstance(doc.get("reason"), dict) else {}
+    if subject == "orders":
+        order = doc.get("order") or {}
+        return {"tenantId": tenant_id, "orderId": doc.get("orderId"), "customerId": doc.get("customerId"),
+                "status": doc.get("status"), "points": doc.get("points", 0), "amount": order.get("amount"),
+                "currency": order.get("currency"), "channel": order.get("channel"),
+                "orderedAt": order.get("timestamp"), "items": len(order.get("items") or []),
+                "ruleSetId": doc.get("ruleSetId"), "ruleSetVersion": doc.get("ruleSetVersion"),
+                "arm": doc.get("arm"), "reasonCode": reason.get("code"), "acceptedAt": doc.get("acceptedAt"),
+                "createdAt": doc.get("createdAt")}
+    return {"tenantId": tenant_id, "orderId": doc.get("orderId"), "customerId": doc.get("customerId"),
+            "status": doc.get("status"), "points": doc.get("points", 0), "ruleSetId": doc.get("ruleSetId"),
+            "ruleSetVersion": doc.get("ruleSetVersion"), "arm": doc.get("arm"), "trace": doc.get("trace") or [],
+            "createdAt": doc.get("createdAt")}
+
+
+class _Counter:
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self._rows = rows
+        self.count = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in self._rows:
+            self.count += 1
+            yield row
+
+
+def _gzip_lines(rows: Iterable[dict[str, Any]], flush_at: int = 256 * 1024) -> Iterator[bytes]:
+    """Rows as gzip-compressed NDJSON, in bounded pieces (gzip format: ``gunzip`` reads it)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    pending: list[bytes] = []
+    size = 0
+    for row in rows:
+        line = json.dumps(row, separators=(",", ":"), sort_keys=True, default=str).encode() + b"\n"
+        pending.append(line)
+        size += len(line)
+        if size >= flush_at:
+            out = compressor.compress(b"".join(pending))
+            pending, size = [], 0
+            if out:
+                yield out
+    out = compressor.compress(b"".join(pending)) + compressor.flush()
+    if out:
+        yield out
+
+
+__all__ = ["ExportService", "SUBJECTS", "page_by"]

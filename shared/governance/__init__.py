@@ -1,0 +1,11 @@
+"""Dual control of platform-admin destructive acts."""
+
+from shared.governance.dual_control import (
+    ACTIONS,
+    ApprovalExpired,
+    DualControl,
+    RequestNotPending,
+    SelfApproval,
+)
+
+__all__ = ["ACTIONS", "ApprovalExpired", "DualControl", "RequestNotPending", "SelfApproval"]

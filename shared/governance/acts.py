@@ -1,0 +1,69 @@
+"""What each dual-controlled act does once approved (wired by the composition root)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shared.app.auth import Role
+from shared.audit.log import PLATFORM_CHAIN, HasActor
+from shared.errors import NotFound
+from shared.store.layout import CUSTOMERS, TENANTS
+from shared.store.port import Filter, Query
+
+if TYPE_CHECKING:
+    from shared.platform import Platform
+
+
+def executors(platform: "Platform") -> dict[str, Any]:
+    def rotate_kek(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        tenant_id = _existing_tenant(platform, request)
+        version = platform.key_provider.rotate(tenant_id)
+        moved = platform.vault.rewrap_tenant(tenant_id)
+        platform.audit.record(tenant_id, "tenant.kek.rotated", who, target=f"tenant:{tenant_id}",
+                              after={"keyVersion": version, "dataKeysRewrapped": moved}, reason=request["reason"])
+        return {"tenantId": tenant_id, "keyVersion": version, "dataKeysRewrapped": moved}
+
+    def grant_platform_admin(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        label = str(request.get("params", {}).get("label", ""))[:100]
+        issued = platform.keys.issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, created_by=who.key_id, label=label)
+        platform.audit.record(PLATFORM_CHAIN, "apikey.created", who, target=f"apikey:{issued.key_id}",
+                              after={"role": Role.PLATFORM_ADMIN.value, "label": label}, reason=request["reason"])
+        return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": Role.PLATFORM_ADMIN.value}
+
+    def delete_tenant(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        """Revoke every key, crypto-shred every customer's personal data, drop the settings.
+
+        The ledger is append-only and stays (by customer id, without personal data)."""
+        tenant_id = _existing_tenant(platform, request)
+        revoked = 0
+        for key in platform.keys.list(tenant_id):
+            if not key.get("revokedAt"):
+                platform.keys.revoke(tenant_id, key["keyId"], revoked_by=who.key_id)
+                revoked += 1
+        erased, after = 0, None
+        while True:
+            filters = [Filter("tenantId", "=", tenant_id)] + ([Filter("customerId", ">", after)] if after else [])
+            page = platform.store.query(CUSTOMERS, Query(pk=None, filters=tuple(filters), order_by="customerId",
+                                                         limit=500))
+            for doc in page:
+                if not doc.get("erasedAt"):
+                    platform.vault.erase(tenant_id, doc["customerId"], who, reason="tenant deleted")
+                    erased += 1
+            if len(page) < 500:
+                break
+            after = page[-1]["customerId"]
+        platform.store.delete(TENANTS, tenant_id, tenant_id)
+        platform.tenants._cache.pop(tenant_id, None)  # noqa: SLF001 - the directory has no eviction API yet
+        platform.audit.record(tenant_id, "tenant.deleted", who, target=f"tenant:{tenant_id}",
+                              after={"keysRevoked": revoked, "customersErased": erased}, reason=request["reason"])
+        return {"tenantId": tenant_id, "keysRevoked": revoked, "customersErased": erased}
+
+    return {"tenant.kek.rotate": rotate_kek, "platform-admin.grant": grant_platform_admin,
+            "tenant.delete": delete_tenant}
+
+
+def _existing_tenant(platform: "Platform", request: dict[str, Any]) -> str:
+    tenant_id = request.get("tenantId")
+    if not tenant_id or not platform.tenants.exists(tenant_id):
+        raise NotFound(f"tenant {tenant_id!r} does not exist")
+    return tenant_id

@@ -1,0 +1,40 @@
+"""Builds the key provider the settings choose, and the rewrap step of a rotation."""
+
+from __future__ import annotations
+
+from shared.errors import ConfigurationError
+from shared.keys.port import KeyProvider, WrappedKey
+from shared.settings import Settings
+
+
+def build_key_provider(settings: Settings) -> KeyProvider:
+    """``ACCRUE_KEYS=local``: the keyring file under the data folder (created 0600 on
+    first start); ``ACCRUE_KEYS=keyvault``: Key Vault at ``KEYVAULT_URI`` with
+    ``DefaultAzureCredential`` (the Function App's managed identity)."""
+    if settings.keys == "local":
+        from shared.keys.local import LocalKeyring
+
+        return LocalKeyring.in_folder(settings.data_dir)
+    if settings.keys == "keyvault":
+        if not settings.keyvault_uri:
+            raise ConfigurationError("setting KEYVAULT_URI is required when ACCRUE_KEYS=keyvault")
+        from azure.identity import DefaultAzureCredential
+
+        from shared.keys.keyvault import KeyVaultKeyProvider
+
+        return KeyVaultKeyProvider(settings.keyvault_uri, DefaultAzureCredential())
+    raise ConfigurationError(f"setting ACCRUE_KEYS={settings.keys!r} is not one of local, keyvault")
+
+
+def needs_rewrap(provider: KeyProvider, wrapped: WrappedKey) -> bool:
+    return wrapped.key_version != provider.current_version(wrapped.tenant_id)
+
+
+def rewrap(provider: KeyProvider, wrapped: WrappedKey) -> WrappedKey:
+    """The same data key wrapped by the tenant's current KEK version (itself if it already is).
+
+    The rewrap job of a rotation calls this for every stored wrapped key; the data
+    key is in memory only between the two calls and is never returned."""
+    if not needs_rewrap(provider, wrapped):
+        return wrapped
+    return provider.wrap(wrapped.tenant_id, provider.unwrap(wrapped))

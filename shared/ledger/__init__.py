@@ -1,0 +1,1 @@
+"""The points ledger: append-only entries per customer partition."""

@@ -1,0 +1,114 @@
+"""Ledger entries and the running state (the head) of a customer's partition.
+
+An entry is immutable once written. Every entry carries the partition's running
+totals *after* it (balance, pending, lifetime earned, orders credited), so the
+newest entry is the customer's state and any past entry is the state as of its
+time: a balance read never sums a history, and a reconciliation can verify each
+running value against the sum of what came before.
+
+Running totals, precisely:
+
+* ``runningBalance``: the sum of ``signedAmount`` of COMMITTED entries. This is
+  the available (spendable) balance.
+* ``runningPending``: the sum of ``signedAmount`` of PENDING entries minus what
+  later entries settled (``settlesEntryId``). Pending points are not spendable.
+* ``runningLifetimeEarned``: COMMITTED EARN entries plus the REVERSAL entries
+  that claw them back (refunds). Redemptions and expiry do not lower it.
+* ``ordersCredited``: orders that produced a credit (a zero-point order counts:
+  it still writes one EARN entry of 0 so its rule set is on record).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class EntryType(str, Enum):
+    EARN = "EARN"
+    REDEEM = "REDEEM"
+    EXPIRE = "EXPIRE"
+    CONVERT = "CONVERT"
+    ADJUST = "ADJUST"
+    REVERSAL = "REVERSAL"
+
+
+class EntryStatus(str, Enum):
+    COMMITTED = "COMMITTED"
+    PENDING = "PENDING"
+
+
+ENTRY_DOC = "entry"
+MARKER_DOC = "idempotency"
+ORDER_DOC = "order"
+
+MAX_POINTS = 10**15
+
+
+def entry_id(seq: int) -> str:
+    """The sequence number is the id: two writers cannot both create seq N."""
+    assert 1 <= seq < 10**12
+    return f"e-{seq:012d}"
+
+
+@dataclass(frozen=True)
+class Head:
+    """The running state of one customer partition after its newest entry."""
+
+    seq: int = 0
+    balance: int = 0
+    pending: int = 0
+    lifetime_earned: int = 0
+    orders_credited: int = 0
+
+    @classmethod
+    def from_entry(cls, doc: dict[str, Any]) -> "Head":
+        return cls(
+            seq=doc["seq"],
+            balance=doc["runningBalance"],
+            pending=doc["runningPending"],
+            lifetime_earned=doc["runningLifetimeEarned"],
+            orders_credited=doc["ordersCredited"],
+        )
+
+
+@dataclass(frozen=True)
+class EntryDraft:
+    """What a transaction wants written; the ledger assigns seq, ids and totals."""
+
+    entry_type: EntryType
+    signed_amount: int
+    status: EntryStatus = EntryStatus.COMMITTED
+    reference_order_id: str | None = None
+    reference_entry_id: str | None = None
+    settles_entry_id: str | None = None
+    settles_amount: int = 0
+    rule_set_id: str | None = None
+    rule_set_version: int | None = None
+    arm: str | None = None
+    counts_order: bool = False
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        assert isinstance(self.signed_amount, int) and not isinstance(self.signed_amount, bool)
+        assert abs(self.signed_amount) <= MAX_POINTS, "points out of range"
+
+
+def advance(head: Head, draft: EntryDraft) -> Head:
+    """The head after ``draft``: the one place running totals are computed."""
+    balance, pending, lifetime = head.balance, head.pending, head.lifetime_earned
+    if draft.status is EntryStatus.COMMITTED:
+        balance += draft.signed_amount
+        if draft.entry_type in (EntryType.EARN, EntryType.REVERSAL):
+            lifetime += draft.signed_amount
+    else:
+        pending += draft.signed_amount
+    pending -= draft.settles_amount
+    return Head(
+        seq=head.seq + 1,
+        balance=balance,
+        pending=pending,
+        lifetime_earned=lifetime,
+        orders_credited=head.orders_credited + (1 if draft.counts_order else 0),
+    )

@@ -1,0 +1,362 @@
+"""The ledger application service: atomic, idempotent, concurrent-safe appends.
+
+A caller describes a transaction as a ``TransactionRequest``: the customer, an
+idempotency key, a fingerprint of the request, and a ``plan`` function that,
+given the partition's current ``Head``, returns the entries to write, any extra
+immutable records (the order record), and the outcome to remember.
+
+What ``append`` guarantees, for each request independently:
+
+* **All or nothing.** The entries, the records and the idempotency marker are
+  one partition batch: an SQLite savepoint or a Cosmos transactional batch.
+* **Exactly once in effect.** The marker's id derives from the idempotency key;
+  a second request with the key finds it and gets the first outcome back, with
+  no new entry. The same key with a different fingerprint is a ``Conflict``.
+* **No lost or doubled points under concurrency.** An entry's id is its
+  per-customer sequence number, so two writers racing on one customer cannot
+  both create seq N: the loser re-reads the head and re-plans (bounded retries,
+  then ``LedgerConflict``), so running totals are always computed from the true
+  predecessor.
+* **Group commit.** All requests of a call are written together
+  (``DocumentStore.batches``); a customer's later requests are planned on the
+  head its earlier ones leave, and the store skips them if an earlier one
+  fails (a partition's batches form a chain), so they are re-planned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Sequence
+
+from shared.clock import Clock, iso
+from shared.errors import (
+    AccrueError,
+    BatchFailed,
+    BatchSkipped,
+    Conflict,
+    DocumentExists,
+    LedgerConflict,
+    LedgerInvariantBroken,
+)
+from shared.ledger.entries import (
+    ENTRY_DOC,
+    MARKER_DOC,
+    EntryDraft,
+    EntryType,
+    Head,
+    advance,
+    entry_id,
+)
+from shared.store.layout import LEDGER, customer_pk
+from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query
+
+MAX_ATTEMPTS = 8
+HEAD_CACHE_SIZE = 100_000
+
+
+@dataclass
+class Plan:
+    entries: list[EntryDraft]
+    outcome: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TransactionRequest:
+    tenant_id: str
+    customer_id: str
+    idempotency_key: str
+    fingerprint: str
+    plan: Callable[[Head], Plan]
+
+    @property
+    def pk(self) -> str:
+        return customer_pk(self.tenant_id, self.customer_id)
+
+
+@dataclass
+class TransactionOutcome:
+    """The remembered result of a transaction; ``duplicate`` when it was replayed."""
+
+    transaction_id: str | None
+    outcome: dict[str, Any]
+    entries: list[dict[str, Any]]
+    duplicate: bool = False
+    error: AccrueError | None = None
+
+
+def fingerprint_of(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def marker_id(idempotency_key: str) -> str:
+    # Hashed so any printable key fits Cosmos id rules (no '/', '?', '#', '\\').
+    return "idem-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+
+
+class Ledger:
+    def __init__(self, store: DocumentStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._heads: OrderedDict[str, Head] = OrderedDict()
+        self._heads_lock = threading.Lock()
+
+    # --- reads ---------------------------------------------------------------------
+
+    def head(self, tenant_id: str, customer_id: str) -> Head:
+        return self._read_head(customer_pk(tenant_id, customer_id))
+
+    def _read_head(self, pk: str) -> Head:
+        newest = self._store.query(
+            LEDGER,
+            Query(pk=pk, filters=(Filter("docType", "=", ENTRY_DOC),), order_by="seq", descending=True, limit=1),
+        )
+        return Head.from_entry(newest[0]) if newest else Head()
+
+    def entries(
+        self,
+        tenant_id: str,
+        customer_id: str,
+        *,
+        before_seq: int | None = None,
+        limit: int = 50,
+        entry_types: Sequence[str] = (),
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        newest_first: bool = True,
+    ) -> list[dict[str, Any]]:
+        filters = [Filter("docType", "=", ENTRY_DOC)]
+        if before_seq is not None:
+            filters.append(Filter("seq", "<", before_seq))
+        if entry_types:
+            filters.append(Filter("entryType", "in", list(entry_types)))
+        if created_from is not None:
+            filters.append(Filter("createdAt", ">=", iso(created_from)))
+        if created_to is not None:
+            filters.append(Filter("createdAt", "<", iso(created_to)))
+        return self._store.query(
+            LEDGER,
+            Query(pk=customer_pk(tenant_id, customer_id), filters=tuple(filters), order_by="seq",
+                  descending=newest_first, limit=limit),
+        )
+
+    def head_as_of(self, tenant_id: str, customer_id: str, moment: datetime) -> Head:
+        newest = self._store.query(
+            LEDGER,
+            Query(
+                pk=customer_pk(tenant_id, customer_id),
+                filters=(Filter("docType", "=", ENTRY_DOC), Filter("createdAt", "<=", iso(moment))),
+                order_by="seq", descending=True, limit=1,
+            ),
+        )
+        return Head.from_entry(newest[0]) if newest else Head()
+
+    def entries_for_order(self, tenant_id: str, customer_id: str, order_id: str) -> list[dict[str, Any]]:
+        return self._store.query(
+            LEDGER,
+            Query(
+                pk=customer_pk(tenant_id, customer_id),
+                filters=(Filter("docType", "=", ENTRY_DOC), Filter("referenceOrderId", "=", order_id)),
+                order_by="seq", limit=10_000,
+            ),
+        )
+
+    def record(self, tenant_id: str, customer_id: str, record_id: str) -> dict[str, Any] | None:
+        return self._store.read(LEDGER, customer_pk(tenant_id, customer_id), record_id)
+
+    def marker(self, tenant_id: str, customer_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        return self._store.read(LEDGER, customer_pk(tenant_id, customer_id), marker_id(idempotency_key))
+
+    # --- appends -------------------------------------------------------------------
+
+    def append_one(self, request: TransactionRequest) -> TransactionOutcome:
+        outcome = self.append([request])[0]
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome
+
+    def append(self, requests: Sequence[TransactionRequest]) -> list[TransactionOutcome]:
+        """Append each request atomically; outcomes are in request order.
+
+        A plan that raises an ``AccrueError`` (a client mistake such as too few
+        points) yields an outcome with ``error`` set and writes nothing; such a
+        refusal is final only when planned on a head just read from the store.
+        Store failures propagate: the caller retries the whole call, which is
+        safe. A customer's requests are applied in the order given.
+        """
+        outcomes: list[TransactionOutcome | None] = [None] * len(requests)
+        attempts = [0] * len(requests)
+        todo = list(range(len(requests)))
+        while todo:
+            todo.sort()
+            later: list[int] = []
+            # Within a round, a customer's later requests are planned on the head its
+            # earlier ones will leave; the store skips them if an earlier one fails.
+            round_heads: dict[str, Head] = {}
+            deferred: set[str] = set()
+            work: list[tuple[int, PartitionBatch, Head, dict[str, Any], list[dict[str, Any]]]] = []
+            for index in todo:
+                request = requests[index]
+                if request.pk in deferred:
+                    later.append(index)
+                    continue
+                attempts[index] += 1
+                if attempts[index] > MAX_ATTEMPTS:
+                    outcomes[index] = TransactionOutcome(None, {}, [], error=LedgerConflict(
+                        f"customer {request.customer_id}: gave up after {MAX_ATTEMPTS} concurrent-write conflicts"))
+                    deferred.add(request.pk)
+                    continue
+                if request.pk in round_heads:
+                    head, fresh = round_heads[request.pk], False
+                else:
+                    head, cached = self._cached_head(request.pk)
+                    fresh = not cached
+                try:
+                    plan = request.plan(head)
+                except AccrueError as error:
+                    if not fresh:
+                        # A refusal must rest on the true head, not on a cached or
+                        # tentative one: re-plan next round from the store.
+                        self._forget_head(request.pk)
+                        attempts[index] -= 1
+                        deferred.add(request.pk)
+                        later.append(index)
+                        continue
+                    existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
+                    outcomes[index] = (
+                        self._replay(request, existing) if existing is not None
+                        else TransactionOutcome(None, {}, [], error=error)
+                    )
+                    continue
+                docs, new_head, entries, marker = self._documents(request, head, plan)
+                round_heads[request.pk] = new_head
+                work.append((index, PartitionBatch(request.pk, [Create(d) for d in docs]), new_head, marker, entries))
+            if work:
+                self._store.batches(LEDGER, [item[1] for item in work])
+            for index, batch, new_head, marker, entries in work:
+                request = requests[index]
+                if batch.error is None:
+                    self._remember_head(request.pk, new_head)
+                    outcomes[index] = TransactionOutcome(marker["transactionId"], marker["outcome"], entries)
+                    continue
+                self._forget_head(request.pk)
+                if isinstance(batch.error, BatchSkipped):
+                    attempts[index] -= 1  # never tried: its predecessor failed
+                    later.append(index)
+                    continue
+                if not isinstance(batch.error, (BatchFailed, DocumentExists)):
+                    raise batch.error
+                existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
+                if existing is not None:
+                    outcomes[index] = self._replay(request, existing)
+                    continue
+                failed_doc = batch.operations[batch.error.index].doc if isinstance(batch.error, BatchFailed) \
+                    else batch.operations[0].doc
+                if failed_doc.get("docType") not in (ENTRY_DOC, MARKER_DOC):
+                    outcomes[index] = TransactionOutcome(None, {}, [], error=Conflict(
+                        f"{failed_doc.get('docType')} {failed_doc['id']!r} is already recorded for customer "
+                        f"{request.customer_id} under another idempotency key"))
+                    continue
+                later.append(index)  # lost a race on the sequence number: re-plan on the fresh head
+            todo = later
+        result = [o for o in outcomes if o is not None]
+        assert len(result) == len(requests)
+        return result
+
+    def _replay(self, request: TransactionRequest, marker: dict[str, Any]) -> TransactionOutcome:
+        if marker.get("fingerprint") != request.fingerprint:
+            return TransactionOutcome(None, {}, [], error=Conflict(
+                f"idempotency key {request.idempotency_key!r} was already used for a different request"))
+        return TransactionOutcome(marker.get("transactionId"), marker["outcome"], [], duplicate=True)
+
+    def _documents(
+        self, request: TransactionRequest, head: Head, plan: Plan
+    ) -> tuple[list[dict[str, Any]], Head, list[dict[str, Any]], dict[str, Any]]:
+        now = iso(self._clock.now())
+        transaction_id = "tx-" + uuid.uuid4().hex
+        entries: list[dict[str, Any]] = []
+        current = head
+        for draft in plan.entries:
+            after = advance(current, draft)
+            # TIGER_STYLE: the running totals are asserted, not trusted.
+            if after.seq != current.seq + 1 or (
+                draft.status.value == "COMMITTED" and after.balance != current.balance + draft.signed_amount
+            ):
+                raise LedgerInvariantBroken(f"running totals broke at seq {after.seq} for {request.pk}")
+            entries.append({
+                "id": entry_id(after.seq),
+                "pk": request.pk,
+                "docType": ENTRY_DOC,
+                "tenantId": request.tenant_id,
+                "customerId": request.customer_id,
+                "seq": after.seq,
+                "transactionId": transaction_id,
+                "entryType": draft.entry_type.value,
+                "signedAmount": draft.signed_amount,
+                "runningBalance": after.balance,
+                "runningPending": after.pending,
+                "runningLifetimeEarned": after.lifetime_earned,
+                "ordersCredited": after.orders_credited,
+                "referenceOrderId": draft.reference_order_id,
+                "referenceEntryId": draft.reference_entry_id,
+                "settlesEntryId": draft.settles_entry_id,
+                "ruleSetId": draft.rule_set_id,
+                "ruleSetVersion": draft.rule_set_version,
+                "arm": draft.arm,
+                "status": draft.status.value,
+                "createdAt": now,
+                "idempotencyKey": request.idempotency_key,
+                **({"attributes": draft.attributes} if draft.attributes else {}),
+            })
+            current = after
+        outcome = dict(plan.outcome)
+        outcome.setdefault("entryIds", [e["id"] for e in entries])
+        marker = {
+            "id": marker_id(request.idempotency_key),
+            "pk": request.pk,
+            "docType": MARKER_DOC,
+            "tenantId": request.tenant_id,
+            "customerId": request.customer_id,
+            "idempotencyKey": request.idempotency_key,
+            "fingerprint": request.fingerprint,
+            "transactionId": transaction_id if entries else None,
+            "outcome": outcome,
+            "createdAt": now,
+        }
+        records = [dict(r, pk=request.pk, tenantId=request.tenant_id, customerId=request.customer_id,
+                        transactionId=transaction_id if entries else None, createdAt=now) for r in plan.records]
+        return [*entries, *records, marker], current, entries, marker
+
+    # --- head cache ----------------------------------------------------------------
+    # A stale head is harmless: its next seq collides with the real one and the
+    # append re-plans from the store. The cache only saves the read.
+
+    def _cached_head(self, pk: str) -> tuple[Head, bool]:
+        with self._heads_lock:
+            head = self._heads.get(pk)
+            if head is not None:
+                self._heads.move_to_end(pk)
+                return head, True
+        return self._read_head(pk), False
+
+    def _remember_head(self, pk: str, head: Head) -> None:
+        with self._heads_lock:
+            self._heads[pk] = head
+            self._heads.move_to_end(pk)
+            while len(self._heads) > HEAD_CACHE_SIZE:
+                self._heads.popitem(last=False)
+
+    def _forget_head(self, pk: str) -> None:
+        with self._heads_lock:
+            self._heads.pop(pk, None)
+
+
+def is_earn_like(entry: dict[str, Any]) -> bool:
+    return entry["entryType"] in (EntryType.EARN.value, EntryType.REVERSAL.value)

@@ -1,0 +1,75 @@
+"""``python -m shared.local``: run the local platform, or operate on its data.
+
+Commands: ``run`` (default), ``issue-key``, ``poison list|replay``, ``reconcile``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from shared.app.auth import Role
+from shared.app.reconcile import reconcile
+from shared.bus.local_queue import LocalQueue
+from shared.platform import build_platform
+from shared.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.local", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="start the local platform (default)")
+    run.add_argument("--host", default=os.environ.get("ACCRUE_HOST", "127.0.0.1"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("ACCRUE_PORT", "7071")))
+    key = commands.add_parser("issue-key", help="issue a new API key (printed once)")
+    key.add_argument("--tenant", required=True)
+    key.add_argument("--role", required=True, choices=[r.value for r in Role])
+    poison = commands.add_parser("poison", help="inspect or replay poisoned messages")
+    poison.add_argument("action", choices=["list", "replay"])
+    commands.add_parser("reconcile", help="recompute every balance from the ledger and report drift")
+    export = commands.add_parser("export", help="warehouse exports: run, backfill, decrypt (python -m shared.exports)")
+    export.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    if args.command in (None, "run"):
+        from shared.local.runner import run as run_platform
+
+        run_platform(getattr(args, "host", "127.0.0.1"), getattr(args, "port", 7071))
+        return 0
+    if args.command == "export":
+        from shared.exports.__main__ import main as export_main
+
+        return export_main(args.rest)
+    platform = build_platform(Settings.from_env())
+    try:
+        if args.command == "issue-key":
+            if not platform.tenants.exists(args.tenant) and args.role != "platform-admin":
+                print(f"tenant {args.tenant!r} does not exist", file=sys.stderr)
+                return 2
+            issued = platform.keys.issue(args.tenant, Role(args.role), created_by="cli")
+            print(issued.secret_key)
+        elif args.command == "poison":
+            queue = platform.bus if isinstance(platform.bus, LocalQueue) else None
+            if args.action == "list":
+                listing = {"queue": [m.__dict__ for m in queue.poisoned()] if queue else [],
+                           "store": platform.poison.list_all()}
+                print(json.dumps(listing, indent=2, default=str))
+            else:
+                count = queue.replay_poison() if queue else 0
+                print(f"replayed {count} message(s) from the queue's poison table")
+        elif args.command == "reconcile":
+            report = reconcile(platform.store)
+            print(report.summary())
+            for drift in report.drifts:
+                print(f"  DRIFT {drift.pk} {drift.kind}: expected {drift.expected}, found {drift.found} "
+                      f"(first at {drift.entry_id})")
+            return 1 if report.drifts else 0
+    finally:
+        platform.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

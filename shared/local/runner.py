@@ -1,0 +1,83 @@
+"""Starts the whole local platform in one process: the HTTP API (uvicorn, the
+same ASGI app as on Azure), the order consumer, the change-feed projector and
+the timer scheduler, on the embedded default. Data lives in ``ACCRUE_DATA_DIR``
+(default ``.accrue-data``) and survives restarts."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import IO
+
+import uvicorn
+
+from shared.api.app import create_app
+from shared.bus.local_queue import LocalQueue
+from shared.local.sandbox import provision_sandbox
+from shared.local.workers import FeedPoller, QueueConsumer, Scheduler
+from shared.platform import Platform, build_platform
+from shared.settings import Settings
+
+log = logging.getLogger("accrue.local")
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """One local platform per data folder: a second one would share the queue's
+    leases and the projector's checkpoint. The lock dies with the process, even
+    on kill -9, so a crash never leaves the folder locked."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "accrue.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another Accrue local platform is running on {data_dir}; stop it or set ACCRUE_DATA_DIR")
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def start_workers(platform: Platform) -> list:
+    workers = []
+    if isinstance(platform.bus, LocalQueue):
+        released = platform.bus.release_leases()
+        if released:
+            log.warning("released %d message(s) leased by a previous run that did not stop cleanly", released)
+        workers.append(QueueConsumer(platform, platform.bus))
+    if hasattr(platform.store, "changes"):
+        workers.append(FeedPoller(platform))
+    workers.append(Scheduler(platform))
+    for worker in workers:
+        worker.start()
+    return workers
+
+
+def run(host: str = "127.0.0.1", port: int = 7071) -> None:
+    logging.basicConfig(level=os.environ.get("ACCRUE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    lock = lock_data_dir(settings.data_dir)
+    platform = build_platform(settings)
+    workers = start_workers(platform)
+    provisioned = provision_sandbox(platform)
+    if provisioned is not None:
+        print("\n=== Accrue sandbox tenant created (these keys are shown ONCE; stored only as hashes) ===")
+        for key in provisioned.keys:
+            print(f"  {key.role.value:<15} tenant={key.tenant_id:<10} {key.secret_key}")
+        print(f"  customers: {', '.join(provisioned.customers)}; {len(provisioned.orders)} sample orders queued")
+        print("==========================================================================================\n",
+              flush=True)
+    else:
+        print("Sandbox tenant already exists; its keys were shown at first start. "
+              "New key: python -m shared.local issue-key --tenant sandbox --role merchant", flush=True)
+    print(f"Accrue listening on http://{host}:{port} (data in {settings.data_dir})", flush=True)
+    try:
+        uvicorn.run(create_app(platform), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.join(timeout=5)
+        platform.close()
+        lock.close()

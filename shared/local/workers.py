@@ -1,0 +1,122 @@
+"""The local stand-ins for the Functions host's triggers.
+
+* ``QueueConsumer``: the Event Hub trigger. Claims batches from the local
+  queue, hands them to ``IngestHandler.handle`` and acknowledges them only
+  after it returned; a failure gives the batch back with backoff, and a
+  message that fails every attempt moves to the queue's poison table.
+* ``FeedPoller``: the Cosmos change-feed trigger. Reads the store's change log
+  after its checkpoint, hands the documents to ``Projector.apply``, then moves
+  the checkpoint (after, never before: at-least-once, and the projector is
+  idempotent).
+* ``Scheduler``: the timer triggers, from ``shared.jobs.JOBS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from shared.bus.local_queue import LocalQueue
+from shared.jobs import JOBS, Job
+from shared.platform import Platform
+from shared.store.layout import LEDGER
+
+log = logging.getLogger("accrue.local")
+
+BATCH = 500
+IDLE_SLEEP = 0.005
+MAX_IDLE_SLEEP = 0.05
+
+
+class Worker(threading.Thread):
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        idle = IDLE_SLEEP
+        while not self._stop_event.is_set():
+            try:
+                busy = self.step()
+            except Exception:  # noqa: BLE001 - a worker must outlive any one failure
+                log.exception("%s: step failed", self.name)
+                busy = False
+                idle = 1.0
+            if busy:
+                idle = IDLE_SLEEP
+            else:
+                self._stop_event.wait(idle)
+                idle = min(idle * 2, MAX_IDLE_SLEEP)
+
+    def step(self) -> bool:
+        raise NotImplementedError
+
+
+class QueueConsumer(Worker):
+    def __init__(self, platform: Platform, queue: LocalQueue) -> None:
+        super().__init__("queue-consumer")
+        self._platform = platform
+        self._queue = queue
+
+    def step(self) -> bool:
+        deliveries = self._queue.claim(BATCH)
+        if not deliveries:
+            return False
+        try:
+            self._platform.ingest.handle([d.body for d in deliveries])
+        except Exception as exc:  # noqa: BLE001 - give every message back, with its error
+            log.warning("ingest batch of %d failed, will retry: %s", len(deliveries), exc)
+            for delivery in deliveries:
+                self._queue.fail(delivery, f"{type(exc).__name__}: {exc}", retry_in=min(2 ** delivery.attempts, 60))
+            return True
+        self._queue.ack(deliveries)
+        return True
+
+
+class FeedPoller(Worker):
+    def __init__(self, platform: Platform) -> None:
+        super().__init__("feed-poller")
+        self._platform = platform
+        self._lsn = platform.checkpoint.load()["lsn"]
+        self._last_heartbeat = 0.0
+
+    def step(self) -> bool:
+        store = self._platform.store
+        changes = store.changes(LEDGER, self._lsn, 1000)  # type: ignore[attr-defined]
+        if changes:
+            self._platform.projector.apply([c.doc for c in changes])
+            self._lsn = changes[-1].lsn
+            self._platform.checkpoint.save(self._lsn, caught_up=len(changes) < 1000)
+            return True
+        now = time.monotonic()
+        if now - self._last_heartbeat >= 1.0:
+            self._platform.checkpoint.save(self._lsn, caught_up=True)
+            self._last_heartbeat = now
+        return False
+
+
+class Scheduler(Worker):
+    def __init__(self, platform: Platform, jobs: tuple[Job, ...] = JOBS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__("scheduler")
+        self._platform = platform
+        self._jobs = jobs
+        self._clock = clock
+        start = clock()
+        self._due = {job.name: start + min(job.every_seconds, 60.0) for job in jobs}
+
+    def step(self) -> bool:
+        now = self._clock()
+        ran = False
+        for job in self._jobs:
+            if now >= self._due[job.name]:
+                self._due[job.name] = now + job.every_seconds
+                log.info("running job %s", job.name)
+                job.run(self._platform)
+                ran = True
+        return ran

@@ -1,0 +1,171 @@
+"""The composition root: builds the adapters the settings choose and the services
+over them. The FastAPI app, the Azure Functions and the local runner all get
+their services from one ``Platform``, so they run the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.app.auth import ApiKeys
+from shared.app.corrections import Corrections
+from shared.app.customers import CustomerService
+from shared.app.ingest import IngestHandler
+from shared.app.orders import OrderIntake
+from shared.app.poison import PoisonStore
+from shared.app.projections import Projector, ProjectorCheckpoint
+from shared.app.tenants import TenantDirectory
+from shared.audit.log import AuditLog
+from shared.blobs.port import BlobSink
+from shared.bus.port import OrderBus
+from shared.clock import Clock, SystemClock
+from shared.earning import EarningRulesProvider, RateOnlyProvider
+from shared.errors import ConfigurationError
+from shared.keys import KeyProvider, build_key_provider
+from shared.governance.acts import executors as governance_executors
+from shared.governance.dual_control import DualControl
+from shared.ledger.service import Ledger
+from shared.privacy.personal import PersonalDataVault
+from shared.schemas.checked_bus import SchemaCheckedBus
+from shared.settings import Settings
+from shared.store.layout import CONTAINERS
+from shared.store.port import DocumentStore
+from shared.webhooks.delivery import DeliveryWorker
+from shared.webhooks.service import WebhookService
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: DocumentStore
+    bus: OrderBus
+    clock: Clock
+    rules: EarningRulesProvider
+    # Tenant KEKs (local keyring | Key Vault): PII data keys, webhook secrets, export files.
+    key_provider: KeyProvider | None = None
+    ledger: Ledger = field(init=False)
+    tenants: TenantDirectory = field(init=False)
+    customers: CustomerService = field(init=False)
+    keys: ApiKeys = field(init=False)
+    poison: PoisonStore = field(init=False)
+    intake: OrderIntake = field(init=False)
+    ingest: IngestHandler = field(init=False)
+    projector: Projector = field(init=False)
+    checkpoint: ProjectorCheckpoint = field(init=False)
+    corrections: Corrections = field(init=False)
+    # Privacy and governance (issue 4): the audit log, customers' personal data,
+    # dual control of platform-admin acts, and the schema-checked bus the intake uses.
+    audit: AuditLog = field(init=False)
+    vault: PersonalDataVault = field(init=False)
+    approvals: DualControl = field(init=False)
+    event_bus: SchemaCheckedBus = field(init=False)
+    # Data out (issue 5): signed webhooks (outbox fed by the projector) and warehouse exports.
+    webhooks: WebhookService = field(init=False)
+    webhook_worker: DeliveryWorker = field(init=False)
+    exports: Any = field(init=False)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.key_provider is None:
+            self.key_provider = build_key_provider(self.settings)
+        self.ledger = Ledger(self.store, self.clock)
+        self.tenants = TenantDirectory(self.store)
+        self.audit = AuditLog(self.store, self.clock, archive_sink=lambda: build_audit_sink(self.settings))
+        self.vault = PersonalDataVault(self.store, self.key_provider, self.clock, self.audit)
+        self.customers = CustomerService(self.store, self.clock, self.vault)
+        self.keys = ApiKeys(self.store, self.clock)
+        self.poison = PoisonStore(self.store, self.clock)
+        self.event_bus = SchemaCheckedBus(self.bus, self.poison)
+        self.intake = OrderIntake(self.store, self.event_bus, self.tenants, self.customers, self.ledger, self.clock)
+        self.ingest = IngestHandler(self.ledger, self.tenants, self.customers, self.rules, self.poison, self.store)
+        self.projector = Projector(self.store, self.clock)
+        self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
+        self.corrections = Corrections(self.store, self.ledger)
+        self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self))
+        self.webhooks = WebhookService(self.store, self.clock, self.key_provider)
+        self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)
+        self.projector.subscribers.append(self.webhooks.project)
+        from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
+        self.exports = ExportService(self.store, self.clock, self.key_provider,
+                                     sink=lambda: build_export_sink(self.settings), vault=self.vault)
+
+    def close(self) -> None:
+        self.bus.close()
+        self.store.close()
+
+
+def build_store(settings: Settings) -> DocumentStore:
+    if settings.store == "sqlite":
+        from shared.store.sqlite import SqliteDocumentStore
+
+        return SqliteDocumentStore(settings.data_dir / "accrue.db", CONTAINERS, synchronous=settings.sqlite_synchronous)
+    from shared.store.cosmos import CosmosDocumentStore  # imported only when chosen
+    from azure.identity import DefaultAzureCredential
+
+    assert settings.cosmos_endpoint
+    return CosmosDocumentStore(settings.cosmos_endpoint, settings.cosmos_database, CONTAINERS,
+                               credential=DefaultAzureCredential())
+
+
+def build_audit_sink(settings: Settings) -> BlobSink:
+    """The audit archive: the ``audit`` blob container (7-year immutability in Bicep), or
+    ``<data dir>/blobs/audit`` locally. Built on first use, not at start."""
+    if settings.blobs == "local":
+        from shared.blobs.local import LocalBlobSink
+
+        return LocalBlobSink(settings.data_dir / "blobs" / "audit")
+    from shared.blobs.azure import AzureBlobSink
+    from azure.identity import DefaultAzureCredential
+
+    return AzureBlobSink("audit", account_url=settings.blob_account_url, credential=DefaultAzureCredential())
+
+
+def build_export_sink(settings: Settings) -> BlobSink:
+    """The warehouse exports: the ``exports`` blob container, or ``<data dir>/blobs/exports``
+    locally. Built on first use, not at start."""
+    if settings.blobs == "local":
+        from shared.blobs.local import LocalBlobSink
+
+        return LocalBlobSink(settings.data_dir / "blobs" / "exports")
+    from shared.blobs.azure import AzureBlobSink
+    from azure.identity import DefaultAzureCredential
+
+    return AzureBlobSink("exports", account_url=settings.blob_account_url, credential=DefaultAzureCredential())
+
+
+def build_bus(settings: Settings) -> OrderBus:
+    if settings.bus == "local":
+        from shared.bus.local_queue import LocalQueue
+
+        return LocalQueue(settings.data_dir / "queue.db", synchronous=settings.sqlite_synchronous)
+    from shared.bus.eventhubs import EventHubsOrderBus
+    from azure.identity import DefaultAzureCredential
+
+    assert settings.eventhub_namespace
+    return EventHubsOrderBus.from_namespace(settings.eventhub_namespace, settings.eventhub_name,
+                                            DefaultAzureCredential())
+
+
+def build_platform(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    store: DocumentStore | None = None,
+    bus: OrderBus | None = None,
+    rules: EarningRulesProvider | None = None,
+    key_provider: KeyProvider | None = None,
+) -> Platform:
+    settings = settings or Settings.from_env()
+    try:
+        store = store or build_store(settings)
+        bus = bus or build_bus(settings)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any adapter failure at start names its settings
+        raise ConfigurationError(
+            f"could not start the {settings.store} store / {settings.bus} bus: {exc}. "
+            "Check COSMOS_ENDPOINT, EVENTHUB_NAMESPACE and the identity's access."
+        ) from exc
+    return Platform(settings=settings, store=store, bus=bus, clock=clock or SystemClock(),
+                    rules=rules or RateOnlyProvider(), key_provider=key_provider)

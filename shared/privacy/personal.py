@@ -1,0 +1,294 @@
+"""Customers' personal data: sealed per field, a blind index of the email, erasure.
+
+Where things live (containers of ``shared.store.layout``):
+
+* the customer document (``customers``) holds ``personal``: field name to
+  envelope (``shared.privacy.crypto``), plus ``dekId`` and ``emailIndex`` (the
+  id of its blind-index entry). Never a plaintext.
+* ``piikeys``, partition ``tenantId:customerId``, id ``dek``: the customer's DEK
+  wrapped by the tenant KEK (``WrappedKey`` fields, base64 ciphertext).
+* ``piikeys``, partition ``tenantId:_blindindex``, id ``secret``: the tenant's
+  32-byte blind-index secret, wrapped by the KEK.
+* ``piiindex``, partition ``tenantId``, id ``email.<hex>``: the blind index,
+  ``HMAC-SHA256(secret, "email:" + normalised email)`` to the customer id. One
+  customer per email and tenant. Normalised: NFKC, trimmed, case-folded.
+
+Erasure (``erase``) deletes the blind-index entry and the wrapped DEK, evicts
+the DEK from this process's cache, then strips the envelopes from the profile
+and marks it erased. Other processes' caches are keyed by ``dekId`` and only
+used for profiles that still carry envelopes, so they can decrypt nothing after
+the profile is stripped; their entries expire within ``DekCache.ttl`` anyway.
+The ledger is untouched. Each step is safe to repeat, so an erasure interrupted
+half way is completed by asking again; an erasure of an erased customer changes
+nothing and is not audited twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import threading
+import time
+import unicodedata
+from datetime import date
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from typing_extensions import Annotated
+
+from shared.audit.log import AuditLog, HasActor
+from shared.clock import Clock, iso
+from shared.errors import AccrueError, Conflict, DocumentExists, NotFound, StoreError
+from shared.keys.port import KeyProvider, WrappedKey
+from shared.privacy.crypto import DekCache, new_dek, new_dek_id, open_sealed, seal
+from shared.store.layout import CUSTOMERS, PII_INDEX, PII_KEYS, customer_pk
+from shared.store.port import DocumentStore
+
+# The personal-data fields, declared once: the API, the sealing and the event
+# schema gate (``shared.schemas``) all read this list.
+PERSONAL_FIELDS: tuple[str, ...] = ("email", "name", "firstName", "lastName", "phone", "birthDate",
+                                    "postalAddress", "address")
+
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,252}\.[^@\s]{1,63}$"
+PHONE_PATTERN = r"^\+?[0-9][0-9 ()\-.]{2,30}$"
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+
+
+class PostalAddress(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    lines: list[Text] = Field(min_length=1, max_length=4)
+    city: Text
+    postal_code: str | None = Field(default=None, alias="postalCode", max_length=20)
+    region: Text | None = None
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+
+
+class PersonalData(BaseModel):
+    """What a customer profile may hold about the person. Stored only encrypted."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    email: str | None = Field(default=None, pattern=EMAIL_PATTERN, max_length=254)
+    name: Text | None = None
+    phone: str | None = Field(default=None, pattern=PHONE_PATTERN)
+    birth_date: date | None = Field(default=None, alias="birthDate")
+    postal_address: PostalAddress | None = Field(default=None, alias="postalAddress")
+
+    def fields(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def normalise_email(email: str) -> str:
+    return unicodedata.normalize("NFKC", email).strip().casefold()
+
+
+class PersonalDataDestroyed(AccrueError):
+    """The customer was erased: their personal data can no longer be read by anyone."""
+
+    code = "personal-data-erased"
+    status = 410
+
+
+BLIND_SECRET_PK = "_blindindex"
+SECRET_CACHE_SECONDS = 300.0
+
+
+class PersonalDataVault:
+    """Seals, opens, indexes and erases customers' personal data."""
+
+    def __init__(self, store: DocumentStore, keys: KeyProvider, clock: Clock, audit: AuditLog,
+                 cache: DekCache | None = None) -> None:
+        self._store = store
+        self._keys = keys
+        self._clock = clock
+        self._audit = audit
+        self.cache = cache or DekCache()
+        self._secrets: dict[str, tuple[float, bytes]] = {}
+        self._lock = threading.Lock()
+
+    # --- data keys ----------------------------------------------------------------
+
+    def _wrapped_dek(self, tenant_id: str, customer_id: str) -> dict[str, Any] | None:
+        return self._store.read(PII_KEYS, customer_pk(tenant_id, customer_id), "dek")
+
+    def _create_dek(self, tenant_id: str, customer_id: str) -> tuple[str, str, bytes]:
+        """(dekId, kekVersion, dek): a new DEK, or the one an interrupted registration left."""
+        existing = self._wrapped_dek(tenant_id, customer_id)
+        if existing is not None:
+            return existing["dekId"], existing["keyVersion"], self._unwrap_doc(existing)
+        dek, dek_id = new_dek(), new_dek_id()
+        wrapped = self._keys.wrap(tenant_id, dek)
+        try:
+            self._store.create(PII_KEYS, _wrapped_doc(tenant_id, customer_id, dek_id, wrapped))
+        except DocumentExists:  # a concurrent registration of the same id: share its key
+            return self._create_dek(tenant_id, customer_id)
+        return dek_id, wrapped.key_version, dek
+
+    def _unwrap_doc(self, doc: dict[str, Any]) -> bytes:
+        return self._keys.unwrap(WrappedKey(doc["tenantId"], doc["keyId"], doc["keyVersion"], doc["algorithm"],
+                                            base64.b64decode(doc["wrapped"])))
+
+    def dek_for(self, tenant_id: str, customer_id: str, dek_id: str) -> bytes:
+        cached = self.cache.get(tenant_id, customer_id, dek_id)
+        if cached is not None:
+            return cached
+        doc = self._wrapped_dek(tenant_id, customer_id)
+        if doc is None:
+            raise PersonalDataDestroyed(f"customer {customer_id!r}'s personal data was erased")
+        if doc["dekId"] != dek_id:
+            from shared.privacy.crypto import WrongDataKey
+
+            raise WrongDataKey(f"the profile names data key {dek_id[:8]}…, not customer {customer_id!r}'s")
+        dek = self._unwrap_doc(doc)
+        self.cache.put(tenant_id, customer_id, dek_id, dek)
+        return dek
+
+    # --- blind index --------------------------------------------------------------
+
+    def _blind_secret(self, tenant_id: str) -> bytes:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._secrets.get(tenant_id)
+        if hit is not None and now - hit[0] < SECRET_CACHE_SECONDS:
+            return hit[1]
+        pk = f"{tenant_id}:{BLIND_SECRET_PK}"
+        doc = self._store.read(PII_KEYS, pk, "secret")
+        if doc is None:
+            secret = os.urandom(32)
+            wrapped = self._keys.wrap(tenant_id, secret)
+            try:
+                self._store.create(PII_KEYS, dict(_wrapped_doc(tenant_id, None, "blind-index", wrapped),
+                                                  id="secret", pk=pk, docType="blindIndexSecret"))
+            except DocumentExists:
+                doc = self._store.read(PII_KEYS, pk, "secret")
+        if doc is not None:
+            secret = self._unwrap_doc(doc)
+        with self._lock:
+            self._secrets[tenant_id] = (now, secret)
+        return secret
+
+    def email_index_id(self, tenant_id: str, email: str) -> str:
+        digest = hmac.new(self._blind_secret(tenant_id), b"email:" + normalise_email(email).encode(),
+                          hashlib.sha256).hexdigest()
+        return f"email.{digest}"
+
+    def find_by_email(self, tenant_id: str, email: str) -> str | None:
+        doc = self._store.read(PII_INDEX, tenant_id, self.email_index_id(tenant_id, email))
+        return doc["customerId"] if doc else None
+
+    # --- sealing ------------------------------------------------------------------
+
+    def seal_new(self, tenant_id: str, customer_id: str, personal: PersonalData) -> dict[str, Any]:
+        """Index the email, make the DEK, seal each field: what to merge into a new profile.
+
+        Conflict (nothing written) if another customer of the tenant has this email."""
+        fields = personal.fields()
+        index_id = None
+        if "email" in fields:
+            index_id = self.email_index_id(tenant_id, fields["email"])
+            try:
+                self._store.create(PII_INDEX, {"id": index_id, "pk": tenant_id, "docType": "emailIndex",
+                                               "tenantId": tenant_id, "customerId": customer_id})
+            except DocumentExists:
+                owner = self._store.read(PII_INDEX, tenant_id, index_id)
+                if owner is not None and owner["customerId"] != customer_id:
+                    raise Conflict("another customer of this tenant already has this email") from None
+        dek_id, kek_version, dek = self._create_dek(tenant_id, customer_id)
+        self.cache.put(tenant_id, customer_id, dek_id, dek)
+        sealed = {name: seal(dek, dek_id, kek_version, tenant_id, customer_id, name, value)
+                  for name, value in fields.items()}
+        return {"personal": sealed, "dekId": dek_id, "emailIndex": index_id}
+
+    def abandon(self, tenant_id: str, customer_id: str, sealed: dict[str, Any], winner: dict[str, Any] | None) -> None:
+        """Undo the index entry of a registration that lost to an existing profile."""
+        index_id = sealed.get("emailIndex")
+        if index_id and (winner is None or winner.get("emailIndex") != index_id):
+            _delete_if_present(self._store, PII_INDEX, tenant_id, index_id)
+
+    def open(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The profile's personal fields in the clear (empty if it has none or was erased)."""
+        personal = doc.get("personal") or {}
+        if doc.get("erasedAt") or not personal:
+            return {}
+        tenant_id, customer_id = doc["tenantId"], doc["customerId"]
+        dek = self.dek_for(tenant_id, customer_id, doc["dekId"])
+        return {name: open_sealed(dek, doc["dekId"], tenant_id, customer_id, name, envelope)
+                for name, envelope in personal.items()}
+
+    def rewrap_tenant(self, tenant_id: str) -> int:
+        """The rewrap job of a KEK rotation: move every wrapped key of the tenant (customers'
+        DEKs and the blind-index secret) to the current KEK version; returns how many moved."""
+        from shared.store.port import Filter, Query
+
+        current = self._keys.current_version(tenant_id)
+        moved = 0
+        while True:
+            page = self._store.query(PII_KEYS, Query(pk=None, filters=(Filter("tenantId", "=", tenant_id),
+                                                                       Filter("keyVersion", "!=", current)),
+                                                     limit=500))
+            if not page:
+                return moved
+            count = rewrap_all(self._store, self._keys, tenant_id, page)
+            if count == 0:  # only documents another writer is moving: they will be current
+                return moved
+            moved += count
+
+    # --- erasure ------------------------------------------------------------------
+
+    def erase(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None) -> dict[str, Any]:
+        pk = customer_pk(tenant_id, customer_id)
+        doc = self._store.read(CUSTOMERS, pk, customer_id)
+        if doc is None:
+            raise NotFound(f"customer {customer_id!r} does not exist; nothing was erased")
+        if doc.get("erasedAt"):
+            return {"customerId": customer_id, "erased": True, "erasedAt": doc["erasedAt"], "alreadyErased": True}
+        if doc.get("emailIndex"):
+            _delete_if_present(self._store, PII_INDEX, tenant_id, doc["emailIndex"])
+        _delete_if_present(self._store, PII_KEYS, pk, "dek")
+        self.cache.evict(tenant_id, customer_id)
+        erased_at = iso(self._clock.now())
+        self._audit.record(tenant_id, "customer.erased", who, target=f"customer:{customer_id}",
+                           before={"personalFields": sorted((doc.get("personal") or {}).keys())},
+                           after={"personalFields": [], "erasedAt": erased_at}, reason=reason)
+        stripped = {k: v for k, v in doc.items() if k not in ("personal", "dekId", "emailIndex")}
+        self._store.upsert(CUSTOMERS, dict(stripped, erasedAt=erased_at), if_match=doc["_etag"])
+        return {"customerId": customer_id, "erased": True, "erasedAt": erased_at, "alreadyErased": False}
+
+
+def _wrapped_doc(tenant_id: str, customer_id: str | None, dek_id: str, wrapped: WrappedKey) -> dict[str, Any]:
+    return {
+        "id": "dek", "pk": customer_pk(tenant_id, customer_id or ""), "docType": "wrappedDek",
+        "tenantId": tenant_id, "customerId": customer_id, "dekId": dek_id, "keyId": wrapped.key_id,
+        "keyVersion": wrapped.key_version, "algorithm": wrapped.algorithm,
+        "wrapped": base64.b64encode(wrapped.ciphertext).decode(),
+    }
+
+
+def _delete_if_present(store: DocumentStore, container: str, pk: str, doc_id: str) -> None:
+    if store.read(container, pk, doc_id) is None:
+        return
+    try:
+        store.delete(container, pk, doc_id)
+    except StoreError:
+        if store.read(container, pk, doc_id) is not None:
+            raise
+
+
+def rewrap_all(store: DocumentStore, keys: KeyProvider, tenant_id: str, docs: Iterable[dict[str, Any]]) -> int:
+    """Move wrapped DEKs of ``docs`` (``piikeys`` documents) to the tenant's current KEK version."""
+    from shared.keys.factory import rewrap
+
+    moved = 0
+    for doc in docs:
+        old = WrappedKey(doc["tenantId"], doc["keyId"], doc["keyVersion"], doc["algorithm"],
+                         base64.b64decode(doc["wrapped"]))
+        new = rewrap(keys, old)
+        if new is old:
+            continue
+        store.upsert(PII_KEYS, dict(doc, keyVersion=new.key_version, keyId=new.key_id, algorithm=new.algorithm,
+                                    wrapped=base64.b64encode(new.ciphertext).decode()), if_match=doc["_etag"])
+        moved += 1
+    return moved

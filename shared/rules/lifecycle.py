@@ -1,0 +1,299 @@
+"""The rule set lifecycle: drafts, validation, immutable versions, activation,
+rollback, simulation and A/B experiments, over the document-store port.
+
+Storage (both containers partitioned by tenant id):
+
+* ``ruleversions`` (append-only): ``version:{ruleSetId}:{000001}`` — the source,
+  author key id, time, reason code and text, cost; and ``activation:...``, the
+  log of every activation, rollback and promotion. A saved version can never
+  change: the store refuses anything but a create in this container.
+* ``rulesets``: ``draft:{id}`` (editable), ``experiment:{id}`` (records), and
+  ``routing``, the single document ingestion reads: the active version and the
+  running experiment (with its sealed secret). It is replaced under an ETag
+  precondition, so two concurrent activations cannot both win silently.
+
+Every method takes typed inputs and returns pydantic models (``shared.rules.models``)
+so HTTP routes stay thin. Nothing here evaluates orders except ``simulate``,
+which writes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import secrets as random_source
+import uuid
+from typing import Any
+
+from shared.clock import Clock, iso
+from shared.domain.tenants import TenantSettings
+from shared.earning import CustomerContext
+from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
+from shared.rules import models
+from shared.rules.errors import RuleBudgetExceeded, RuleError
+from shared.rules.experiments import SECRET_BYTES
+from shared.rules.limits import COST_BUDGET
+from shared.rules.program import build
+from shared.rules.registry import RuleSetRegistry
+from shared.rules.ruleset import CompiledRuleSet
+from shared.rules.sealing import PlainSealer, SecretSealer
+from shared.store.layout import RULE_VERSIONS, RULESETS
+from shared.store.port import DocumentStore, Filter, Query
+
+ROUTING_ID = "routing"
+_SAVE_RETRIES = 5
+
+
+def _version_id(rule_set_id: str, version: int) -> str:
+    return f"version:{rule_set_id}:{version:06d}"
+
+
+def validate_source(source: str) -> models.ValidationReport:
+    """Check a source without saving: diagnostics, cost and cost per rule."""
+    try:
+        program = build(source)
+    except RuleError as error:
+        diagnostics = tuple(models.Diagnostic(**d.to_dict()) for d in error.diagnostics)
+        per_rule = error.per_rule if isinstance(error, RuleBudgetExceeded) else {}
+        cost = error.total if isinstance(error, RuleBudgetExceeded) else None
+        return models.ValidationReport(ok=False, kind=error.code, diagnostics=diagnostics, cost=cost,
+                                       budget=COST_BUDGET, cost_per_rule=per_rule, rendered=error.message)
+    return models.ValidationReport(ok=True, cost=program.cost.total, budget=COST_BUDGET,
+                                   cost_per_rule=program.cost.per_rule)
+
+
+class RuleSetService:
+    def __init__(self, store: DocumentStore, clock: Clock, sealer: SecretSealer | None = None,
+                 registry: RuleSetRegistry | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.sealer = sealer or PlainSealer()
+        self.registry = registry or RuleSetRegistry(self.load_source)
+
+    # --- drafts ---------------------------------------------------------------------
+
+    def create_draft(self, tenant_id: str, data: models.DraftInput, actor: str) -> models.Draft:
+        if data.based_on_version is not None:
+            self.get_version(tenant_id, data.rule_set_id, data.based_on_version)
+        draft_id = uuid.uuid4().hex[:16]
+        return self._write_draft(tenant_id, draft_id, data.rule_set_id, data.source, data.based_on_version, actor)
+
+    def update_draft(self, tenant_id: str, draft_id: str, source: str, actor: str) -> models.Draft:
+        draft = self.get_draft(tenant_id, draft_id)
+        return self._write_draft(tenant_id, draft_id, draft.rule_set_id, source, draft.based_on_version, actor)
+
+    def get_draft(self, tenant_id: str, draft_id: str) -> models.Draft:
+        doc = self.store.read(RULESETS, tenant_id, f"draft:{draft_id}")
+        if doc is None:
+            raise NotFound(f"no draft {draft_id}")
+        return models.Draft.model_validate(doc["draft"])
+
+    def _write_draft(self, tenant_id: str, draft_id: str, rule_set_id: str, source: str,
+                     based_on: int | None, actor: str) -> models.Draft:
+        draft = models.Draft(draft_id=draft_id, rule_set_id=rule_set_id, source=source, based_on_version=based_on,
+                             updated_at=self.clock.now(), updated_by=actor)
+        self.store.upsert(RULESETS, {"id": f"draft:{draft_id}", "pk": tenant_id, "docType": "ruleset-draft",
+                                     "draft": draft.model_dump(mode="json", by_alias=True)})
+        return draft
+
+    # --- validation and versions ------------------------------------------------------
+
+    def validate(self, source: str) -> models.ValidationReport:
+        return validate_source(source)
+
+    def save_version(self, tenant_id: str, data: models.SaveVersionInput, actor: str) -> models.VersionInfo:
+        """Validate and store as the next immutable version. Raises a ``RuleError`` if invalid."""
+        if (data.source is None) == (data.draft_id is None):
+            raise ValidationFailed("give either source or draftId")
+        source = data.source if data.source is not None else self.get_draft(tenant_id, data.draft_id).source
+        program = build(source)                       # raises RuleError with positioned diagnostics
+        for _ in range(_SAVE_RETRIES):
+            latest = self._latest_version(tenant_id, data.rule_set_id)
+            info = models.Version(rule_set_id=data.rule_set_id, version=latest + 1, author=actor,
+                                  created_at=self.clock.now(), reason=data.reason, cost=program.cost.total,
+                                  rules=len(program.rules), source=source)
+            try:
+                self.store.create(RULE_VERSIONS, {
+                    "id": _version_id(data.rule_set_id, info.version), "pk": tenant_id,
+                    "docType": "ruleset-version", "ruleSetId": data.rule_set_id, "version": info.version,
+                    "at": iso(info.created_at), "body": info.model_dump(mode="json", by_alias=True)})
+            except DocumentExists:
+                continue                                # another save took this number: take the next
+            return models.VersionInfo.model_validate(info.model_dump(exclude={"source"}))
+        raise Conflict("could not allocate a version number; retry")
+
+    def _latest_version(self, tenant_id: str, rule_set_id: str) -> int:
+        docs = self.store.query(RULE_VERSIONS, Query(
+            pk=tenant_id, filters=(Filter("docType", "=", "ruleset-version"), Filter("ruleSetId", "=", rule_set_id)),
+            order_by="version", descending=True, limit=1))
+        return int(docs[0]["version"]) if docs else 0
+
+    def list_versions(self, tenant_id: str, rule_set_id: str, limit: int = 100) -> list[models.VersionInfo]:
+        docs = self.store.query(RULE_VERSIONS, Query(
+            pk=tenant_id, filters=(Filter("docType", "=", "ruleset-version"), Filter("ruleSetId", "=", rule_set_id)),
+            order_by="version", descending=True, limit=limit))
+        return [models.VersionInfo.model_validate({k: v for k, v in d["body"].items() if k != "source"})
+                for d in docs]
+
+    def get_version(self, tenant_id: str, rule_set_id: str, version: int) -> models.Version:
+        doc = self.store.read(RULE_VERSIONS, tenant_id, _version_id(rule_set_id, version))
+        if doc is None:
+            raise NotFound(f"rule set {rule_set_id} has no version {version}")
+        return models.Version.model_validate(doc["body"])
+
+    def load_source(self, tenant_id: str, rule_set_id: str, version: int) -> str:
+        return self.get_version(tenant_id, rule_set_id, version).source
+
+    def diff(self, tenant_id: str, rule_set_id: str, from_version: int, to_version: int) -> models.VersionDiff:
+        old = self.get_version(tenant_id, rule_set_id, from_version)
+        new = self.get_version(tenant_id, rule_set_id, to_version)
+        lines = difflib.unified_diff(old.source.splitlines(keepends=True), new.source.splitlines(keepends=True),
+                                     fromfile=f"{rule_set_id} v{from_version}", tofile=f"{rule_set_id} v{to_version}")
+        return models.VersionDiff(rule_set_id=rule_set_id, from_version=from_version, to_version=to_version,
+                                  diff="".join(lines))
+
+    # --- activation -------------------------------------------------------------------
+
+    def _routing(self, tenant_id: str) -> dict[str, Any] | None:
+        return self.store.read(RULESETS, tenant_id, ROUTING_ID)
+
+    def _write_routing(self, tenant_id: str, current: dict[str, Any] | None, active: dict | None,
+                       experiment: dict | None) -> None:
+        doc = {"id": ROUTING_ID, "pk": tenant_id, "docType": "ruleset-routing", "active": active,
+               "experiment": experiment}
+        try:
+            if current is None:
+                self.store.create(RULESETS, doc)
+            else:
+                self.store.upsert(RULESETS, doc, if_match=current["_etag"])
+        except (DocumentExists, PreconditionFailed):
+            raise Conflict("the tenant's rule routing changed concurrently; reload and retry") from None
+
+    def active(self, tenant_id: str) -> models.ActiveRuleSet | None:
+        routing = self._routing(tenant_id)
+        if routing is None or routing.get("active") is None:
+            return None
+        experiment = None
+        if routing.get("experiment"):
+            experiment = self.get_experiment(tenant_id, routing["experiment"]["experimentId"])
+        return models.ActiveRuleSet.model_validate({**routing["active"], "experiment": experiment})
+
+    def activate(self, tenant_id: str, data: models.ActivateInput, actor: str) -> models.ActiveRuleSet:
+        routing = self._routing(tenant_id)
+        if routing and routing.get("experiment"):
+            raise Conflict("an A/B experiment is running: promote a winner or stop it first")
+        return self._activate(tenant_id, routing, data.target, data.reason, actor, experiment=None)
+
+    def _activate(self, tenant_id: str, routing: dict | None, target: models.VersionRef, reason: models.Reason,
+                  actor: str, experiment: dict | None) -> models.ActiveRuleSet:
+        self.get_version(tenant_id, target.rule_set_id, target.version)          # must exist
+        now = self.clock.now()
+        previous = routing.get("active") if routing else None
+        active = models.ActiveRuleSet(rule_set_id=target.rule_set_id, version=target.version, activated_at=now,
+                                      activated_by=actor, reason=reason)
+        active_doc = active.model_dump(mode="json", by_alias=True, exclude={"experiment"})
+        self._write_routing(tenant_id, routing, active_doc, experiment)
+        previous_ref = ({"ruleSetId": previous["ruleSetId"], "version": previous["version"]} if previous else None)
+        entry = models.Activation(rule_set_id=target.rule_set_id, version=target.version, at=now, by=actor,
+                                  reason=reason, previous_version=previous_ref)
+        self.store.create(RULE_VERSIONS, {"id": f"activation:{iso(now)}:{uuid.uuid4().hex[:8]}", "pk": tenant_id,
+                                          "docType": "ruleset-activation", "at": iso(now),
+                                          "body": entry.model_dump(mode="json", by_alias=True)})
+        return active
+
+    def rollback(self, tenant_id: str, data: models.ActivateInput, actor: str) -> models.ActiveRuleSet:
+        """Activate an earlier saved version of the active rule set."""
+        current = self.active(tenant_id)
+        if current is None:
+            raise ValidationFailed("nothing is active, so there is nothing to roll back")
+        target = data.target
+        if target.rule_set_id != current.rule_set_id or target.version >= current.version:
+            raise ValidationFailed(f"roll back to a version of {current.rule_set_id} earlier than "
+                                   f"{current.version}; use activate for anything else")
+        return self.activate(tenant_id, data, actor)
+
+    def activations(self, tenant_id: str, limit: int = 100) -> list[models.Activation]:
+        docs = self.store.query(RULE_VERSIONS, Query(
+            pk=tenant_id, filters=(Filter("docType", "=", "ruleset-activation"),), order_by="at", descending=True,
+            limit=limit))
+        return [models.Activation.model_validate(d["body"]) for d in docs]
+
+    # --- simulation -------------------------------------------------------------------
+
+    def simulate(self, tenant: TenantSettings, data: models.SimulationInput) -> models.SimulationReport:
+        """Evaluate a source, draft or saved version against orders. Writes nothing."""
+        chosen = [x is not None for x in (data.source, data.draft_id, data.version)]
+        if sum(chosen) != 1:
+            raise ValidationFailed("give exactly one of source, draftId or version")
+        if data.version is not None:
+            compiled = self.registry.get(tenant.tenant_id, data.version.rule_set_id, data.version.version)
+        else:
+            source = data.source if data.source is not None else self.get_draft(tenant.tenant_id, data.draft_id).source
+            compiled = CompiledRuleSet.from_source(source, "simulation")
+        pairs = [(case.order, CustomerContext(case.customer.customer_id, case.customer.join_date,
+                                              case.customer.tier, case.customer.tags, case.customer.lifetime_points,
+                                              case.customer.order_count)) for case in data.cases]
+        results = compiled.evaluate_batch(tenant, pairs, evaluator=data.evaluator)
+        orders = tuple(models.SimulatedOrder(
+            order_id=order.order_id, customer_id=customer.customer_id, points=result.points,
+            lots=tuple(models.SimulatedLot(points=lot.points, expires_at=lot.expires_at, rule=lot.rule)
+                       for lot in result.lots),
+            tags_to_add=result.tags_to_add, trace=result.trace)
+            for (order, customer), result in zip(pairs, results))
+        return models.SimulationReport(total_points=sum(o.points for o in orders), orders=orders)
+
+    # --- A/B experiments --------------------------------------------------------------
+
+    def start_experiment(self, tenant_id: str, data: models.ExperimentInput, actor: str) -> models.Experiment:
+        for ref in (data.control, data.treatment):
+            self.get_version(tenant_id, ref.rule_set_id, ref.version)
+        routing = self._routing(tenant_id)
+        if routing and routing.get("experiment"):
+            raise Conflict("another A/B experiment is running")
+        experiment = models.Experiment(experiment_id=uuid.uuid4().hex[:16], name=data.name, control=data.control,
+                                       treatment=data.treatment, treatment_share=data.treatment_share,
+                                       status="running", started_at=self.clock.now())
+        sealed = self.sealer.seal(tenant_id, random_source.token_bytes(SECRET_BYTES))
+        body = experiment.model_dump(mode="json", by_alias=True)
+        self.store.upsert(RULESETS, {"id": f"experiment:{experiment.experiment_id}", "pk": tenant_id,
+                                     "docType": "ruleset-experiment", "body": body, "sealedSecret": sealed,
+                                     "reason": data.reason.model_dump(mode="json"), "startedBy": actor})
+        self._write_routing(tenant_id, routing, routing.get("active") if routing else None,
+                            {**body, "sealedSecret": sealed})
+        return experiment
+
+    def get_experiment(self, tenant_id: str, experiment_id: str) -> models.Experiment:
+        doc = self.store.read(RULESETS, tenant_id, f"experiment:{experiment_id}")
+        if doc is None:
+            raise NotFound(f"no experiment {experiment_id}")
+        return models.Experiment.model_validate(doc["body"])
+
+    def experiment_secret(self, tenant_id: str, sealed: str) -> bytes:
+        return self.sealer.unseal(tenant_id, sealed)
+
+    def _end_experiment(self, tenant_id: str, experiment_id: str, status: str, winner: str | None) -> tuple[
+            models.Experiment, dict]:
+        routing = self._routing(tenant_id)
+        running = routing.get("experiment") if routing else None
+        if not running or running["experimentId"] != experiment_id:
+            raise Conflict(f"experiment {experiment_id} is not running")
+        doc = self.store.read(RULESETS, tenant_id, f"experiment:{experiment_id}")
+        assert doc is not None, "a running experiment has its record"
+        ended = models.Experiment.model_validate(
+            {**doc["body"], "status": status, "endedAt": iso(self.clock.now()), "winner": winner})
+        self.store.upsert(RULESETS, {**{k: v for k, v in doc.items() if not k.startswith("_")},
+                                     "body": ended.model_dump(mode="json", by_alias=True)}, if_match=doc["_etag"])
+        return ended, routing
+
+    def stop_experiment(self, tenant_id: str, experiment_id: str, actor: str) -> models.Experiment:
+        """End the experiment; every customer goes back to the active version (or the rate rule)."""
+        ended, routing = self._end_experiment(tenant_id, experiment_id, "stopped", None)
+        self._write_routing(tenant_id, routing, routing.get("active"), None)
+        return ended
+
+    def promote(self, tenant_id: str, experiment_id: str, arm: models.Arm, reason: models.Reason,
+                actor: str) -> models.ActiveRuleSet:
+        """Activate the winning arm's version for everyone and end the experiment."""
+        ended, routing = self._end_experiment(tenant_id, experiment_id, "promoted", arm)
+        target = ended.treatment if arm == "B" else ended.control
+        return self._activate(tenant_id, routing, target, reason, actor, experiment=None)
+

@@ -1,0 +1,174 @@
+"""The event schema registry: one JSON Schema (draft 2020-12) per event type and version.
+
+Schemas are files in ``shared/schemas/events/`` named ``<type>.v<version>.json``
+and carry ``x-event-type`` and ``x-event-version``; the registry discovers every
+file in the folder, so a new event (a webhook payload, an export row) is added
+by adding its file. Every object in a schema should say
+``"additionalProperties": false``: an event carrying an undefined field is then
+refused, not passed on.
+
+Personal data never travels in an event. The personal-data field names are
+declared once, in ``shared.privacy.personal.PERSONAL_FIELDS``; ``personal_data_fields``
+finds every property of a schema (at any depth, in ``$defs`` too) whose name is
+one of them (case- and punctuation-insensitive, also as a suffix such as
+``customerEmail``) or that is annotated ``"x-personal-data": true``. The CI gate
+(``tests/unit/schemas``) fails when any schema has one. The single exception is
+the customers subject of the warehouse export, which is encrypted per file and
+exists to carry the profile: a schema may declare
+``"x-personal-data-allowed": "customers-export"`` only if its type is listed in
+``PERSONAL_DATA_ALLOWED``.
+
+Usage::
+
+    from shared.schemas import REGISTRY
+    REGISTRY.validate(body)                       # by body["type"] / body["version"]
+    REGISTRY.validate(doc, "projection.balance", 1)
+    REGISTRY.get("order.received", 1)             # the schema dict
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from shared.errors import AccrueError
+
+EVENTS_DIR = Path(__file__).parent / "events"
+FILE_NAME = re.compile(r"^(?P<type>[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)+)\.v(?P<version>[1-9][0-9]*)\.json$")
+PERSONAL_DATA_ALLOWED = frozenset({"export.customers"})
+
+
+class EventSchemaViolation(AccrueError):
+    """An event does not match its registered schema (or has none): it is not published."""
+
+    code = "event-schema-violation"
+    status = 500
+
+
+class UnknownEventType(EventSchemaViolation):
+    code = "unknown-event-type"
+
+
+class SchemaFileInvalid(AccrueError):
+    code = "schema-file-invalid"
+    status = 500
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    event_type: str
+    version: int
+    path: Path
+    schema: dict[str, Any]
+    validator: Draft202012Validator
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def personal_field_names() -> tuple[str, ...]:
+    from shared.privacy.personal import PERSONAL_FIELDS
+
+    return PERSONAL_FIELDS
+
+
+def personal_data_fields(schema: Any, path: str = "") -> list[str]:
+    """JSON paths of the properties of ``schema`` that are personal data."""
+    personal = {_normalise(n) for n in personal_field_names()}
+    found: list[str] = []
+
+    def is_personal(name: str, sub: Any) -> bool:
+        norm = _normalise(name)
+        if isinstance(sub, dict) and sub.get("x-personal-data") is True:
+            return True
+        return norm in personal or any(norm.endswith(p) and len(p) >= 5 for p in personal)
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("properties", "patternProperties", "$defs", "definitions") and isinstance(value, dict):
+                    for name, sub in value.items():
+                        if key == "properties" and is_personal(name, sub):
+                            found.append(f"{where}/{key}/{name}")
+                        walk(sub, f"{where}/{key}/{name}")
+                elif key not in ("const", "enum", "examples", "default", "title", "description"):
+                    walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{where}/{index}")
+
+    walk(schema, path)
+    return found
+
+
+class SchemaRegistry:
+    def __init__(self, folder: Path = EVENTS_DIR) -> None:
+        self.folder = folder
+        self._schemas: dict[tuple[str, int], EventSchema] = {}
+        for file in sorted(folder.glob("*.json")):
+            entry = self._load(file)
+            self._schemas[(entry.event_type, entry.version)] = entry
+
+    @staticmethod
+    def _load(file: Path) -> EventSchema:
+        match = FILE_NAME.match(file.name)
+        if not match:
+            raise SchemaFileInvalid(f"{file.name}: schema files are named <type>.v<version>.json")
+        try:
+            schema = json.loads(file.read_text(encoding="utf-8"))
+            Draft202012Validator.check_schema(schema)
+        except (ValueError, SchemaError) as exc:
+            raise SchemaFileInvalid(f"{file.name}: not a valid JSON Schema: {exc}") from None
+        event_type, version = match["type"], int(match["version"])
+        if schema.get("x-event-type") != event_type or schema.get("x-event-version") != version:
+            raise SchemaFileInvalid(f"{file.name}: x-event-type/x-event-version must say {event_type} v{version}")
+        return EventSchema(event_type, version, file, schema, Draft202012Validator(schema))
+
+    def __iter__(self) -> Iterator[EventSchema]:
+        return iter(self._schemas.values())
+
+    def __len__(self) -> int:
+        return len(self._schemas)
+
+    def get(self, event_type: str, version: int) -> dict[str, Any]:
+        return self._entry(event_type, version).schema
+
+    def _entry(self, event_type: str, version: int) -> EventSchema:
+        entry = self._schemas.get((event_type, version))
+        if entry is None:
+            raise UnknownEventType(f"no schema is registered for event {event_type!r} version {version!r}; "
+                                   f"add shared/schemas/events/{event_type}.v{version}.json")
+        return entry
+
+    def problems(self, body: Any, event_type: str | None = None, version: int | None = None) -> list[str]:
+        """Every way ``body`` fails its schema, as ``path: message`` lines (empty: valid)."""
+        if event_type is None:
+            if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+                return ["(root): the event has no 'type'"]
+            event_type, version = body["type"], body.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            return [f"(root): event {event_type!r} has no integer 'version'"]
+        try:
+            entry = self._entry(event_type, version)
+        except UnknownEventType as exc:
+            return [exc.message]
+        errors = sorted(entry.validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in errors]
+
+    def validate(self, body: Any, event_type: str | None = None, version: int | None = None) -> None:
+        problems = self.problems(body, event_type, version)
+        if problems:
+            name = event_type or (body.get("type") if isinstance(body, dict) else None)
+            raise EventSchemaViolation(f"event {name!r} does not match its schema: {problems[0]}"
+                                       + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                                       problems=problems[:20])
+
+
+REGISTRY = SchemaRegistry()

@@ -1,0 +1,1 @@
+"""The document-store port and its adapters (SQLite embedded default, Cosmos DB)."""

@@ -1,0 +1,103 @@
+"""The containers Accrue keeps, with their partition keys and indexed fields.
+
+One list, read by both store adapters and by the Bicep cross-check test, so the
+templates and the code cannot drift. Every container is partitioned on ``/pk``.
+
+* ``ledger``: per customer (``tenantId:customerId``). Ledger entries, order
+  outcome records and idempotency markers: append-only, change feed on.
+* ``customers``: per customer. Profiles.
+* ``balances``: per customer. Read model fed by the ledger's change feed.
+* ``orderstatus``: per order (``tenantId:orderId``). Read model and the API's
+  "accepted" marker, so a merchant can ask by order id alone.
+* ``tenants``: per tenant. Settings.
+* ``apikeys``: per key id. Argon2id hashes, role, tenant.
+* ``poison``: per tenant. Messages and changes that failed every retry.
+* ``system``: per component. Checkpoints of the local pollers and schedulers.
+* ``rulesets``: per tenant. Rule set drafts, the active-version pointer and A/B
+  experiments (mutable, ETag-guarded).
+* ``ruleversions``: per tenant. Saved rule set versions and the activation log:
+  append-only, so a saved version can never change.
+* ``piikeys``: per customer (and ``tenantId:_blindindex`` per tenant). Wrapped
+  data keys of customers' personal data and the tenant's wrapped blind-index
+  secret. Deletes really delete (no change feed): erasure destroys a DEK here.
+* ``piiindex``: per tenant. Blind index (keyed HMAC of the normalised email) to
+  customer id; removed on erasure.
+* ``audit``: per tenant (``_platform`` for platform-wide acts). The hash-chained
+  audit log: append-only, one record per sequence number.
+* ``approvals``: one partition (``approvals``). Dual-control requests of
+  platform-admins.
+"""
+
+from __future__ import annotations
+
+from shared.store.port import ContainerSpec
+
+PARTITION_KEY_PATH = "/pk"
+
+LEDGER = "ledger"
+CUSTOMERS = "customers"
+BALANCES = "balances"
+ORDER_STATUS = "orderstatus"
+TENANTS = "tenants"
+API_KEYS = "apikeys"
+POISON = "poison"
+SYSTEM = "system"
+PII_KEYS = "piikeys"
+PII_INDEX = "piiindex"
+AUDIT = "audit"
+APPROVALS = "approvals"
+RULESETS = "rulesets"
+RULE_VERSIONS = "ruleversions"
+
+CONTAINERS: tuple[ContainerSpec, ...] = (
+    ContainerSpec(LEDGER, append_only=True, change_feed=True,
+                  indexed=("seq", "docType", "createdAt", "referenceOrderId", "tenantId")),
+    ContainerSpec(CUSTOMERS, indexed=("tenantId",)),
+    ContainerSpec(BALANCES),
+    ContainerSpec(ORDER_STATUS),
+    ContainerSpec(TENANTS),
+    ContainerSpec(API_KEYS, indexed=("tenantId",)),
+    ContainerSpec(POISON, indexed=("createdAt",)),
+    ContainerSpec(SYSTEM),
+    ContainerSpec(RULESETS, indexed=("docType",)),
+    ContainerSpec(RULE_VERSIONS, append_only=True, indexed=("docType", "ruleSetId", "version", "at")),
+    ContainerSpec(PII_KEYS, indexed=("tenantId",)),
+    ContainerSpec(PII_INDEX),
+    ContainerSpec(AUDIT, append_only=True, indexed=("seq",)),
+    ContainerSpec(APPROVALS, indexed=("createdAt",)),
+)
+
+BY_NAME = {spec.name: spec for spec in CONTAINERS}
+
+
+def customer_pk(tenant_id: str, customer_id: str) -> str:
+    return f"{tenant_id}:{customer_id}"
+
+
+def order_pk(tenant_id: str, order_id: str) -> str:
+    return f"{tenant_id}:{order_id}"
+
+# --- Data out (issue 5): webhooks and warehouse exports ---------------------------
+# * ``webhookendpoints``: per tenant. Endpoints (URL, event types, sealed secrets, health).
+# * ``webhookmessages``: per tenant. The outbox: one message per event, body kept
+#   byte-exact so every retry signs the same bytes.
+# * ``webhookdeliveries``: per endpoint (``tenantId:endpointId``). One task per
+#   message and endpoint (and per replay): status, attempts, next attempt.
+# * ``webhookattempts``: per tenant. Every attempt (status, latency, error):
+#   append-only; the tenant-admins' delivery log and the export's source.
+# * ``exports``: per tenant. Export settings, watermarks, the run in progress and
+#   the finished runs' manifests.
+WEBHOOK_ENDPOINTS = "webhookendpoints"
+WEBHOOK_MESSAGES = "webhookmessages"
+WEBHOOK_DELIVERIES = "webhookdeliveries"
+WEBHOOK_ATTEMPTS = "webhookattempts"
+EXPORTS = "exports"
+
+CONTAINERS = CONTAINERS + (
+    ContainerSpec(WEBHOOK_ENDPOINTS, indexed=("status", "tenantId")),
+    ContainerSpec(WEBHOOK_MESSAGES, indexed=("createdAt",)),
+    ContainerSpec(WEBHOOK_DELIVERIES, indexed=("status", "nextAttemptAt", "messageId")),
+    ContainerSpec(WEBHOOK_ATTEMPTS, append_only=True, indexed=("createdAt", "endpointId", "messageId")),
+    ContainerSpec(EXPORTS, indexed=("docType", "startedAt")),
+)
+BY_NAME = {spec.name: spec for spec in CONTAINERS}

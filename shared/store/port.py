@@ -1,0 +1,156 @@
+"""The document-store port: what the domain may ask of a store, and nothing more.
+
+The shape follows Cosmos DB NoSQL, the production store, reduced to what Accrue
+uses: JSON documents with an ``id`` unique inside a partition key ``pk``, point
+reads, creates, ETag-guarded upserts, atomic batches inside one partition, and
+a small structured query (equality/range filters, one ORDER BY, a LIMIT) that
+both adapters translate to their own SQL with parameters, never string-built
+values.
+
+Guarantees every adapter gives (the contract tests in
+``tests/integration/store`` hold each adapter to them):
+
+* ``batch`` is all-or-nothing inside one partition; a refused operation raises
+  ``BatchFailed`` naming its index and nothing of the batch is written.
+* containers listed as append-only (the ledger, the audit log) accept creates
+  only: ``upsert``, ``delete`` and any non-create batch operation raise
+  ``ImmutableDocument`` before touching the store.
+* every stored document comes back with ``_etag`` (changes on each write) and
+  ``_ts`` (epoch seconds of the write).
+* a partition batch holds at most ``MAX_BATCH_OPERATIONS`` operations (Cosmos
+  DB's transactional batch limit), in every adapter, so code that passes on
+  the embedded store passes on Cosmos.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Sequence, Union
+
+from shared.errors import StoreError
+
+Document = dict[str, Any]
+
+MAX_BATCH_OPERATIONS = 100
+
+FIELD_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,4}$")
+
+
+def check_field_path(path: str) -> str:
+    """Field paths are identifiers only: they are spliced into SQL, values never are."""
+    if not FIELD_PATH.match(path):
+        raise ValueError(f"invalid field path {path!r}")
+    return path
+
+
+@dataclass(frozen=True)
+class Create:
+    doc: Document
+
+
+@dataclass(frozen=True)
+class Upsert:
+    doc: Document
+    if_match: str | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    id: str
+    if_match: str | None = None
+
+
+Operation = Union[Create, Upsert, Delete]
+
+Comparison = Literal["=", "!=", "<", "<=", ">", ">=", "in"]
+
+
+@dataclass(frozen=True)
+class Filter:
+    field: str
+    op: Comparison
+    value: Any
+
+    def __post_init__(self) -> None:
+        check_field_path(self.field)
+        if self.op == "in":
+            assert isinstance(self.value, (list, tuple)) and self.value, "'in' needs a non-empty list"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query over one partition (``pk``) or, with ``pk=None``, across partitions."""
+
+    pk: str | None
+    filters: tuple[Filter, ...] = ()
+    order_by: str | None = None
+    descending: bool = False
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.order_by is not None:
+            check_field_path(self.order_by)
+        assert 1 <= self.limit <= 10_000, "query limit out of range"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of a container's change feed: the document as written."""
+
+    lsn: int
+    container: str
+    doc: Document
+
+
+@dataclass
+class PartitionBatch:
+    """Operations that must commit atomically inside one partition."""
+
+    pk: str
+    operations: list[Operation]
+    result: list[Document] | None = None
+    error: StoreError | None = None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How a container is laid out: its name, whether it is append-only, and the
+    fields a query orders or filters by (indexed by the SQLite adapter, covered by
+    the default range index in Cosmos)."""
+
+    name: str
+    append_only: bool = False
+    change_feed: bool = False
+    indexed: tuple[str, ...] = field(default_factory=tuple)
+
+
+class DocumentStore(Protocol):
+    def read(self, container: str, pk: str, id: str) -> Document | None: ...
+
+    def create(self, container: str, doc: Document) -> Document: ...
+
+    def upsert(self, container: str, doc: Document, if_match: str | None = None) -> Document: ...
+
+    def delete(self, container: str, pk: str, id: str, if_match: str | None = None) -> None: ...
+
+    def batch(self, container: str, pk: str, operations: Sequence[Operation]) -> list[Document]: ...
+
+    def batches(self, container: str, batches: Sequence[PartitionBatch]) -> None:
+        """Run several partition batches, in order; each is atomic on its own and
+        gets its ``result`` or ``error`` filled in. Batches of one partition form
+        a chain: once one fails, the later ones of that partition in this call
+        are not attempted (``BatchSkipped``), because a caller may have planned
+        them on what the failed one would have written. Adapters may commit the
+        batches together (the SQLite adapter does: one fsync for many)."""
+        ...
+
+    def query(self, container: str, query: Query) -> list[Document]: ...
+
+    def close(self) -> None: ...
+
+
+class ChangeFeedSource(Protocol):
+    """A readable change log (the embedded store's); Cosmos pushes through its trigger."""
+
+    def changes(self, container: str, after_lsn: int, limit: int) -> list[Change]: ...

@@ -1,0 +1,291 @@
+"""The delivery worker: sends due webhook deliveries, retries, records every attempt.
+
+``DeliveryWorker.run_once`` is the body of the frequent timer job (Azure) and of
+the local loop. One round:
+
+1. lists the active endpoints, and for each the due deliveries (at most
+   ``per_endpoint_batch``, oldest first): every endpoint gets its share of the
+   round whatever the others' backlog;
+2. runs them on a bounded thread pool in at most ``per_endpoint_concurrency``
+   lanes per endpoint; a lane sends its deliveries one after the other and stops
+   early when its endpoint gave no HTTP answer (timeout, reset: the next ones
+   would only wait too) or when the round's budget is spent. A hung endpoint so
+   holds at most its lanes, each for at most the sender's deadline (<= 15 s);
+3. before sending, leases the delivery (ETag-guarded: two workers never send the
+   same task at once; a worker that dies frees it when the lease ends) and checks
+   the URL again (SSRF guard, fresh resolution, connect to the checked address).
+
+Outcome of an attempt: 2xx succeeded; anything else (3xx included: redirects are
+not followed) failed and retried on ``SCHEDULE`` (after the first attempt: 5 s,
+5 min, 30 min, 2 h, 5 h, 10 h, 10 h), each delay jittered by +-10 %, or after
+``Retry-After`` on 429/503 (capped at 24 h); after the last one the delivery is
+``failed``. A 410 disables the endpoint at once; an endpoint failing without a
+single success for ``DISABLE_AFTER`` (5 days) is disabled. Every attempt is
+appended to ``webhookattempts``: status, latency, error, a short response excerpt.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
+
+from shared.clock import Clock, iso, parse_iso
+from shared.errors import AccrueError, DocumentExists, PreconditionFailed
+from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from shared.store.port import DocumentStore, Filter, Query
+from shared.webhooks.http import HttpResult, PinnedSender
+from shared.webhooks.service import WebhookService, delivery_pk
+from shared.webhooks.signing import signature_header
+from shared.webhooks.ssrf import UnsafeUrl, check_url
+
+log = logging.getLogger("accrue.webhooks")
+
+# Delay before attempt n+1 after attempt n failed (n = 1..7); 8 attempts in all.
+SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+MAX_ATTEMPTS = len(SCHEDULE) + 1
+DISABLE_AFTER = timedelta(days=5)
+MAX_RETRY_AFTER = 24 * 3600.0
+JITTER = 0.10
+
+
+@dataclass
+class RoundReport:
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    given_up: int = 0
+    skipped: int = 0
+    endpoints_disabled: list[str] = field(default_factory=list)
+
+    def add(self, other: "RoundReport") -> None:
+        self.sent += other.sent
+        self.succeeded += other.succeeded
+        self.failed += other.failed
+        self.given_up += other.given_up
+        self.skipped += other.skipped
+        self.endpoints_disabled += other.endpoints_disabled
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, min((moment - now).total_seconds(), MAX_RETRY_AFTER))
+
+
+class DeliveryWorker:
+    def __init__(self, store: DocumentStore, clock: Clock, service: WebhookService, *,
+                 sender: PinnedSender | None = None, pool_size: int = 16, per_endpoint_concurrency: int = 2,
+                 per_endpoint_batch: int = 50, round_budget: float = 45.0,
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._service = service
+        self._sender = sender or PinnedSender()
+        self.pool_size = pool_size
+        self.per_endpoint_concurrency = per_endpoint_concurrency
+        self.per_endpoint_batch = per_endpoint_batch
+        self.round_budget = round_budget
+        self._wall = wall  # the webhook-timestamp is real time: receivers compare it with their clock
+        self._rng = rng or random.Random()
+        self._lease = timedelta(seconds=self._sender.deadline + 30)
+
+    # --- a round ---------------------------------------------------------------------
+
+    def run_once(self) -> RoundReport:
+        report = RoundReport()
+        started = time.monotonic()
+        now = iso(self._clock.now())
+        endpoints = self._store.query(WEBHOOK_ENDPOINTS, Query(pk=None, filters=(Filter("status", "=", "active"),),
+                                                               limit=10_000))
+        lanes: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        for endpoint in endpoints:
+            due = self._store.query(WEBHOOK_DELIVERIES, Query(
+                pk=delivery_pk(endpoint["tenantId"], endpoint["id"]),
+                filters=(Filter("status", "=", "pending"), Filter("nextAttemptAt", "<=", now)),
+                order_by="nextAttemptAt", limit=self.per_endpoint_batch))
+            if not due:
+                continue
+            count = min(self.per_endpoint_concurrency, len(due))
+            for lane in range(count):
+                lanes.append((endpoint, due[lane::count]))
+        if not lanes:
+            return report
+        lock = threading.Lock()
+
+        def run_lane(endpoint: dict[str, Any], deliveries: list[dict[str, Any]]) -> None:
+            lane_report = RoundReport()
+            try:
+                for delivery in deliveries:
+                    if time.monotonic() - started > self.round_budget:
+                        break
+                    result = self._deliver(endpoint, delivery, lane_report)
+                    if result is not None and result.status is None:
+                        break  # no answer at all: the rest would only wait as long
+                    if endpoint["id"] in lane_report.endpoints_disabled:
+                        break
+            except Exception:  # noqa: BLE001 - one endpoint's trouble never ends the round
+                log.exception("webhook lane of endpoint %s failed", endpoint["id"])
+            with lock:
+                report.add(lane_report)
+
+        with ThreadPoolExecutor(max_workers=min(self.pool_size, len(lanes)), thread_name_prefix="webhook") as pool:
+            for endpoint, deliveries in lanes:
+                pool.submit(run_lane, endpoint, deliveries)
+        if report.sent:
+            log.info("webhooks: %d sent, %d succeeded, %d failed, %d given up, %d endpoint(s) disabled",
+                     report.sent, report.succeeded, report.failed, report.given_up, len(report.endpoints_disabled))
+        return report
+
+    def drain(self, max_rounds: int = 100) -> RoundReport:
+        """Rounds until nothing is due (tests and the CLI)."""
+        total = RoundReport()
+        for _ in range(max_rounds):
+            report = self.run_once()
+            total.add(report)
+            if report.sent == 0:
+                break
+        return total
+
+    # --- one delivery ----------------------------------------------------------------
+
+    def _deliver(self, endpoint: dict[str, Any], delivery: dict[str, Any], report: RoundReport) -> HttpResult | None:
+        now = self._clock.now()
+        tenant_id = endpoint["tenantId"]
+        try:  # the lease: nobody else sends this task until it ends
+            leased = self._store.upsert(WEBHOOK_DELIVERIES, dict(delivery, nextAttemptAt=iso(now + self._lease),
+                                                                 updatedAt=iso(now)), if_match=delivery["_etag"])
+        except PreconditionFailed:
+            report.skipped += 1
+            return None
+        # The endpoint as it is now (it may have been disabled, rotated or deleted since the round began).
+        current = self._store.read(WEBHOOK_ENDPOINTS, tenant_id, endpoint["id"])
+        message = self._service.message(tenant_id, delivery["messageId"])
+        if current is None or current["status"] != "active" or message is None:
+            self._finish(leased, "cancelled", None, "endpoint deleted or disabled" if message else "message missing")
+            report.skipped += 1
+            return None
+        body = message["body"].encode("utf-8")
+        attempt_no = delivery["attempts"] + 1
+        try:
+            target = check_url(current["url"], self._service.resolver, self._service.allowance)
+        except UnsafeUrl as exc:
+            result = HttpResult(None, 0, {}, b"", error=f"refused by the SSRF guard: {exc.message}")
+        else:
+            try:
+                live = self._service.live_secrets(current, now)
+            except AccrueError as exc:
+                log.error("webhook endpoint %s: its secret cannot be opened (%s)", current["id"], exc.code)
+                result = HttpResult(None, 0, {}, b"", error=f"secret unavailable: {exc.code}")
+            else:
+                timestamp = int(self._wall())
+                headers = {"webhook-id": delivery["messageId"], "webhook-timestamp": str(timestamp),
+                           "webhook-signature": signature_header(live, delivery["messageId"], timestamp, body)}
+                result = self._sender.post(target, body, headers)
+        report.sent += 1
+        self._record(current, leased, attempt_no, result, report)
+        return result
+
+    def _record(self, endpoint: dict[str, Any], delivery: dict[str, Any], attempt_no: int, result: HttpResult,
+                report: RoundReport) -> None:
+        now = self._clock.now()
+        ok = result.status is not None and 200 <= result.status < 300
+        error = result.error
+        if not ok and error is None:
+            error = f"HTTP {result.status}" + (" (redirects are not followed)" if 300 <= result.status < 400 else "")
+        attempt = {
+            "id": f"{delivery['id']}.a{attempt_no}", "pk": delivery["tenantId"], "docType": "webhookAttempt",
+            "tenantId": delivery["tenantId"], "endpointId": delivery["endpointId"],
+            "messageId": delivery["messageId"], "deliveryId": delivery["id"], "eventType": delivery["eventType"],
+            "attempt": attempt_no, "createdAt": iso(now), "url": endpoint["url"], "status": result.status,
+            "succeeded": ok, "latencyMs": result.latency_ms, "error": error,
+            "responseExcerpt": result.body[:200].decode("utf-8", errors="replace") if result.body else None,
+        }
+        try:
+            self._store.create(WEBHOOK_ATTEMPTS, attempt)
+        except DocumentExists:
+            pass  # a lease that ran out and was re-taken: the first record stands
+        if ok:
+            report.succeeded += 1
+            self._finish(delivery, "succeeded", result.status, None, attempts=attempt_no)
+            if endpoint.get("failingSince"):
+                self._endpoint_health(endpoint, failing=False)
+            return
+        report.failed += 1
+        if result.status == 410:
+            self._finish(delivery, "failed", result.status, error, attempts=attempt_no)
+            self._service.disable(endpoint["tenantId"], endpoint["id"], "the endpoint answered 410 Gone")
+            report.endpoints_disabled.append(endpoint["id"])
+            log.warning("webhook endpoint %s of tenant %s disabled: 410 Gone", endpoint["id"], endpoint["tenantId"])
+            return
+        if self._endpoint_health(endpoint, failing=True):
+            report.endpoints_disabled.append(endpoint["id"])
+        if attempt_no >= MAX_ATTEMPTS:
+            report.given_up += 1
+            self._finish(delivery, "failed", result.status, error, attempts=attempt_no)
+            return
+        delay = SCHEDULE[attempt_no - 1] * self._rng.uniform(1 - JITTER, 1 + JITTER)
+        if result.status in (429, 503):
+            asked = retry_after_seconds(result.headers.get("retry-after"), now)
+            if asked is not None:
+                delay = max(asked, 1.0)
+        self._finish(delivery, "pending", result.status, error, attempts=attempt_no,
+                     next_at=now + timedelta(seconds=delay))
+
+    def _finish(self, delivery: dict[str, Any], status: str, http_status: int | None, error: str | None, *,
+                attempts: int | None = None, next_at: datetime | None = None) -> None:
+        doc = dict(delivery, status=status, lastStatus=http_status, lastError=error, updatedAt=iso(self._clock.now()))
+        if attempts is not None:
+            doc["attempts"] = attempts
+        if next_at is not None:
+            doc["nextAttemptAt"] = iso(next_at)
+        try:
+            self._store.upsert(WEBHOOK_DELIVERIES, doc, if_match=delivery["_etag"])
+        except PreconditionFailed:
+            log.warning("webhook delivery %s changed while it was being sent; keeping the other writer's state",
+                        delivery["id"])
+
+    def _endpoint_health(self, endpoint: dict[str, Any], failing: bool) -> bool:
+        """Track how long an endpoint has failed; True if this failure disabled it."""
+        now = self._clock.now()
+        for _ in range(5):
+            doc = self._store.read(WEBHOOK_ENDPOINTS, endpoint["tenantId"], endpoint["id"])
+            if doc is None or doc["status"] != "active":
+                return False
+            if not failing:
+                if doc.get("failingSince") is None:
+                    return False
+                updated = dict(doc, failingSince=None)
+            elif doc.get("failingSince") is None:
+                updated = dict(doc, failingSince=iso(now))
+            elif now - parse_iso(doc["failingSince"]) >= DISABLE_AFTER:
+                updated = dict(doc, status="disabled",
+                               disabledReason=f"failing since {doc['failingSince']} (more than 5 days)")
+            else:
+                return False
+            try:
+                self._store.upsert(WEBHOOK_ENDPOINTS, updated, if_match=doc["_etag"])
+            except PreconditionFailed:
+                continue
+            self._service._invalidate(endpoint["tenantId"])
+            if updated["status"] == "disabled":
+                log.warning("webhook endpoint %s of tenant %s disabled: %s", doc["id"], doc["tenantId"],
+                            updated["disabledReason"])
+                return True
+            return False
+        return False

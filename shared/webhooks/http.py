@@ -1,0 +1,144 @@
+"""The webhook sender: one POST to a checked address, with hard limits.
+
+Built on ``httpcore`` (what ``httpx`` runs on) with a network backend that
+ignores the name it is asked to connect to and connects to the address the
+SSRF guard checked (``Target.address``); TLS still verifies the certificate for
+the name and sends it as SNI, and the Host header is the name. So the request
+goes exactly where the check said it may, whatever DNS answers a second later.
+
+Limits of one attempt:
+
+* ``deadline``: a wall-clock budget for the whole exchange (connect, TLS,
+  request, response headers and body), enforced on every socket read and
+  write, so a server that drips a byte every few seconds is cut off too;
+* redirects are never followed (httpcore does not), a 3xx is a failure;
+* at most ``max_response_bytes`` of the response body are read; the rest is
+  dropped with the connection;
+* no connection reuse: each attempt opens and closes its own connection.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import httpcore
+from httpcore._backends.sync import SyncBackend
+
+from shared.webhooks.ssrf import Target
+
+DEFAULT_DEADLINE = 10.0
+MAX_DEADLINE = 15.0
+MAX_RESPONSE_BYTES = 64 * 1024
+USER_AGENT = "Accrue-Webhooks/1"
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def _left(self, timeout: float | None, exc: type[Exception]) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise exc("the attempt's deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, self._left(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class PinnedBackend(httpcore.NetworkBackend):
+    """Connects to the checked address whatever host name httpcore asks for."""
+
+    def __init__(self, address: str, deadline: float) -> None:
+        self._address = address
+        self._deadline = deadline
+        self._sync = SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ConnectTimeout("the attempt's deadline passed")
+        timeout = left if timeout is None else min(timeout, left)
+        stream = self._sync.connect_tcp(self._address, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("unix sockets are never a webhook target")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int | None  # None: no HTTP answer (connect error, timeout, reset)
+    latency_ms: int
+    headers: dict[str, str]
+    body: bytes  # at most max_response_bytes
+    error: str | None = None
+    truncated: bool = False
+
+
+class PinnedSender:
+    def __init__(self, deadline: float = DEFAULT_DEADLINE, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        if not 0 < deadline <= MAX_DEADLINE:
+            raise ValueError(f"the delivery deadline must be in (0, {MAX_DEADLINE}] seconds")
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
+        self._ssl = ssl_context or ssl.create_default_context()
+
+    def post(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResult:
+        start = time.monotonic()
+        deadline = start + self.deadline
+        pool = httpcore.ConnectionPool(ssl_context=self._ssl, max_connections=1, max_keepalive_connections=0,
+                                       retries=0, network_backend=PinnedBackend(target.address, deadline))
+        sent = [(b"Host", target.host_header.encode("ascii")), (b"User-Agent", USER_AGENT.encode()),
+                (b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode()),
+                (b"Connection", b"close")]
+        sent += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        url = httpcore.URL(scheme=target.scheme.encode(), host=target.host.encode("ascii"), port=target.port,
+                           target=target.target.encode("ascii", errors="strict"))
+        timeout = {"connect": self.deadline, "read": self.deadline, "write": self.deadline, "pool": self.deadline}
+        try:
+            with pool.stream("POST", url, headers=sent, content=body, extensions={"timeout": timeout}) as response:
+                received = bytearray()
+                truncated = False
+                for chunk in response.iter_stream():
+                    room = self.max_response_bytes - len(received)
+                    received += chunk[:room]
+                    if len(chunk) > room:
+                        truncated = True
+                        break
+                answer = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+                return HttpResult(response.status, _ms(start), answer, bytes(received), truncated=truncated)
+        except httpcore.TimeoutException as exc:
+            return HttpResult(None, _ms(start), {}, b"", error=f"timeout: {exc or 'no answer in time'}")
+        except (httpcore.NetworkError, httpcore.ProtocolError, ssl.SSLError, OSError) as exc:
+            return HttpResult(None, _ms(start), {}, b"", error=f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            pool.close()
+
+
+def _ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)

@@ -1,0 +1,320 @@
+"""Webhook endpoints, the outbox and the delivery log of a tenant.
+
+Endpoints (``webhookendpoints``, partition = tenant): URL (checked by
+``shared.webhooks.ssrf`` at registration and at every delivery), wanted event
+types, description, status (``active`` | ``disabled`` with a reason), and the
+sealed secrets (``shared.webhooks.signing``). The secret is returned once, by
+``register`` and ``rotate_secret``; it is never stored in the clear, never
+logged and never listed.
+
+Outbox: ``publish`` (and ``project``, the change-feed subscriber) writes one
+message (``webhookmessages``, id derived from the event's source so a
+redelivered change writes nothing new) and one delivery task per subscribed
+active endpoint (``webhookdeliveries``, id ``<messageId>.<endpointId>``). The
+delivery worker (``shared.webhooks.delivery``) sends them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets as _secrets
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from shared.clock import Clock, iso, parse_iso
+from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
+from shared.keys.port import KeyProvider
+from shared.schemas.registry import REGISTRY
+from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, WEBHOOK_MESSAGES
+from shared.store.port import DocumentStore, Filter, Query
+from shared.webhooks.events import (EVENT_TYPES, RULESET_ACTIVATED, TIER_CHANGED, Event, events_from_ledger,
+                                    schema_name)
+from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
+from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
+
+MAX_ENDPOINTS_PER_TENANT = 50
+MAX_DESCRIPTION = 500
+DEFAULT_GRACE = timedelta(hours=24)
+MAX_GRACE = timedelta(days=7)
+ENDPOINT_CACHE_SECONDS = 5.0
+
+
+def delivery_pk(tenant_id: str, endpoint_id: str) -> str:
+    return f"{tenant_id}:{endpoint_id}"
+
+
+def message_id(tenant_id: str, source_id: str) -> str:
+    digest = hashlib.sha256(f"{tenant_id}\x00{source_id}".encode()).digest()[:16]
+    return "msg_" + base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+def endpoint_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """What tenant-admins see of an endpoint: never a secret, sealed or not."""
+    view = {k: doc.get(k) for k in ("id", "url", "eventTypes", "description", "status", "disabledReason",
+                                    "failingSince", "createdAt", "updatedAt", "secretVersion")}
+    view["secrets"] = [{"version": s["version"], "createdAt": s.get("createdAt"), "expiresAt": s.get("expiresAt")}
+                       for s in doc.get("secrets", [])]
+    return view
+
+
+class WebhookService:
+    def __init__(self, store: DocumentStore, clock: Clock, keys: KeyProvider, *, resolver: Resolver | None = None,
+                 allowance: TestAllowance | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._keys = keys
+        self.resolver = resolver
+        self.allowance = allowance
+        self.secrets = SecretCache()
+        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._cache_lock = threading.Lock()
+
+    # --- endpoints -------------------------------------------------------------------
+
+    def _check_types(self, event_types: Iterable[str]) -> list[str]:
+        wanted = sorted(set(event_types))
+        unknown = [t for t in wanted if t not in EVENT_TYPES]
+        if not wanted or unknown:
+            raise ValidationFailed(f"event types must be a non-empty subset of {', '.join(EVENT_TYPES)}"
+                                   + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        return wanted
+
+    def _check_url(self, url: str) -> str:
+        check_url(url, self.resolver, self.allowance)
+        return url
+
+    def register(self, tenant_id: str, url: str, event_types: Iterable[str], description: str = "") -> tuple[dict, str]:
+        """A new endpoint and its secret (``whsec_...``), which is shown only here."""
+        types = self._check_types(event_types)
+        self._check_url(url)
+        if len(description) > MAX_DESCRIPTION:
+            raise ValidationFailed(f"description: at most {MAX_DESCRIPTION} characters")
+        if len(self.list(tenant_id)) >= MAX_ENDPOINTS_PER_TENANT:
+            raise Conflict(f"a tenant may have at most {MAX_ENDPOINTS_PER_TENANT} endpoints")
+        endpoint_id = "ep_" + _secrets.token_hex(10)
+        raw = new_secret()
+        now = iso(self._clock.now())
+        doc = {
+            "id": endpoint_id, "pk": tenant_id, "docType": "webhookEndpoint", "tenantId": tenant_id,
+            "url": url, "eventTypes": types, "description": description, "status": "active",
+            "disabledReason": None, "failingSince": None, "secretVersion": 1,
+            "secrets": [dict(seal_secret(self._keys, tenant_id, endpoint_id, 1, raw), createdAt=now, expiresAt=None)],
+            "createdAt": now, "updatedAt": now,
+        }
+        self._store.create(WEBHOOK_ENDPOINTS, doc)
+        self._invalidate(tenant_id)
+        return endpoint_view(doc), format_secret(raw)
+
+    def list(self, tenant_id: str) -> list[dict[str, Any]]:
+        return self._store.query(WEBHOOK_ENDPOINTS, Query(pk=tenant_id, order_by="createdAt", limit=1000))
+
+    def get(self, tenant_id: str, endpoint_id: str) -> dict[str, Any]:
+        doc = self._store.read(WEBHOOK_ENDPOINTS, tenant_id, endpoint_id)
+        if doc is None:
+            raise NotFound(f"webhook endpoint {endpoint_id!r} does not exist")
+        return doc
+
+    def _change(self, tenant_id: str, endpoint_id: str, change) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        for _ in range(10):
+            doc = self.get(tenant_id, endpoint_id)
+            updated = change(dict(doc))
+            if updated is None:
+                return doc
+            updated["updatedAt"] = iso(self._clock.now())
+            try:
+                saved = self._store.upsert(WEBHOOK_ENDPOINTS, updated, if_match=doc["_etag"])
+            except PreconditionFailed:
+                continue
+            self._invalidate(tenant_id)
+            return saved
+        raise Conflict(f"webhook endpoint {endpoint_id!r} kept changing; try again")
+
+    def update(self, tenant_id: str, endpoint_id: str, *, url: str | None = None,
+               event_types: Iterable[str] | None = None, description: str | None = None,
+               enabled: bool | None = None) -> dict[str, Any]:
+        types = self._check_types(event_types) if event_types is not None else None
+        if url is not None:
+            self._check_url(url)
+        if description is not None and len(description) > MAX_DESCRIPTION:
+            raise ValidationFailed(f"description: at most {MAX_DESCRIPTION} characters")
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            if url is not None:
+                doc["url"] = url
+            if types is not None:
+                doc["eventTypes"] = types
+            if description is not None:
+                doc["description"] = description
+            if enabled is True:
+                doc.update(status="active", disabledReason=None, failingSince=None)
+            elif enabled is False:
+                doc.update(status="disabled", disabledReason="disabled by a tenant-admin")
+            return doc
+
+        return endpoint_view(self._change(tenant_id, endpoint_id, change))
+
+    def disable(self, tenant_id: str, endpoint_id: str, reason: str) -> None:
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            if doc["status"] == "disabled":
+                return None
+            return dict(doc, status="disabled", disabledReason=reason)
+
+        self._change(tenant_id, endpoint_id, change)
+
+    def delete(self, tenant_id: str, endpoint_id: str) -> None:
+        self.get(tenant_id, endpoint_id)
+        self._store.delete(WEBHOOK_ENDPOINTS, tenant_id, endpoint_id)
+        self.secrets.forget(tenant_id, endpoint_id)
+        self._invalidate(tenant_id)
+
+    def rotate_secret(self, tenant_id: str, endpoint_id: str, grace: timedelta = DEFAULT_GRACE) -> tuple[dict, str]:
+        """A new secret (returned once); the previous ones keep signing until ``grace`` has passed."""
+        if not timedelta(0) <= grace <= MAX_GRACE:
+            raise ValidationFailed(f"the grace period must be between 0 and {MAX_GRACE.days} days")
+        raw = new_secret()
+        now = self._clock.now()
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            version = doc["secretVersion"] + 1
+            kept = []
+            for old in doc["secrets"]:
+                expires = old.get("expiresAt")
+                if expires is not None and parse_iso(expires) <= now:
+                    continue  # already past its grace: dropped for good
+                kept.append(dict(old, expiresAt=min(expires, iso(now + grace)) if expires else iso(now + grace)))
+            sealed = dict(seal_secret(self._keys, tenant_id, endpoint_id, version, raw), createdAt=iso(now),
+                          expiresAt=None)
+            return dict(doc, secretVersion=version, secrets=[sealed] + kept)
+
+        doc = self._change(tenant_id, endpoint_id, change)
+        return endpoint_view(doc), format_secret(raw)
+
+    def live_secrets(self, endpoint: dict[str, Any], now: datetime) -> list[bytes]:
+        """The secrets a delivery is signed with now: the current one first, then those in grace."""
+        live = [s for s in endpoint["secrets"] if s.get("expiresAt") is None or parse_iso(s["expiresAt"]) > now]
+        live.sort(key=lambda s: -s["version"])
+        return [self.secrets.get(self._keys, endpoint["tenantId"], endpoint["id"], s) for s in live]
+
+    # --- outbox ----------------------------------------------------------------------
+
+    def _invalidate(self, tenant_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(tenant_id, None)
+
+    def _active_endpoints(self, tenant_id: str) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(tenant_id)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        found = [d for d in self.list(tenant_id) if d["status"] == "active"]
+        with self._cache_lock:
+            self._cache[tenant_id] = (now + ENDPOINT_CACHE_SECONDS, found)
+        return found
+
+    def publish(self, tenant_id: str, event_type: str, data: dict[str, Any], source_id: str,
+                occurred_at: str | None = None) -> str | None:
+        """Queue an event for the tenant's endpoints that want it; idempotent per ``source_id``.
+
+        Returns the message id (the ``webhook-id`` header), or None when no active
+        endpoint subscribes to the type (nothing is stored then)."""
+        return self._publish(Event(tenant_id, event_type, source_id, occurred_at or iso(self._clock.now()), data))
+
+    def _publish(self, event: Event) -> str | None:
+        if event.type not in EVENT_TYPES:
+            raise ValidationFailed(f"unknown webhook event type {event.type!r}")
+        endpoints = [e for e in self._active_endpoints(event.tenant_id) if event.type in e["eventTypes"]]
+        if not endpoints:
+            return None
+        msg_id = message_id(event.tenant_id, event.source_id)
+        payload = {"type": event.type, "timestamp": event.occurred_at, "data": event.data}
+        REGISTRY.validate(payload, schema_name(event.type), 1)
+        now = iso(self._clock.now())
+        message = {"id": msg_id, "pk": event.tenant_id, "docType": "webhookMessage", "tenantId": event.tenant_id,
+                   "eventType": event.type, "sourceId": event.source_id, "createdAt": now,
+                   "body": json.dumps(payload, separators=(",", ":"), sort_keys=True)}
+        try:
+            self._store.create(WEBHOOK_MESSAGES, message)
+        except DocumentExists:
+            pass  # a redelivered change: the message (and its tasks, below) are already there
+        for endpoint in endpoints:
+            self._enqueue(event.tenant_id, endpoint["id"], msg_id, event.type, f"{msg_id}.{endpoint['id']}", now)
+        return msg_id
+
+    def _enqueue(self, tenant_id: str, endpoint_id: str, msg_id: str, event_type: str, delivery_id: str,
+                 now: str) -> dict[str, Any] | None:
+        try:
+            return self._store.create(WEBHOOK_DELIVERIES, {
+                "id": delivery_id, "pk": delivery_pk(tenant_id, endpoint_id), "docType": "webhookDelivery",
+                "tenantId": tenant_id, "endpointId": endpoint_id, "messageId": msg_id, "eventType": event_type,
+                "status": "pending", "attempts": 0, "nextAttemptAt": now, "createdAt": now, "updatedAt": now,
+                "lastStatus": None, "lastError": None,
+            })
+        except DocumentExists:
+            return None
+
+    def project(self, docs: Iterable[dict[str, Any]]) -> int:
+        """The change-feed subscriber: ledger documents in, outbox messages out."""
+        count = 0
+        for event in events_from_ledger(docs):
+            if self._publish(event) is not None:
+                count += 1
+        return count
+
+    def rule_set_activated(self, tenant_id: str, rule_set_id: str, version: int, *, activated_at: str | None = None,
+                           arm: str | None = None) -> str | None:
+        """For the rules engine: call after a rule set version became active."""
+        return self.publish(tenant_id, RULESET_ACTIVATED, {"ruleSetId": rule_set_id, "version": version, "arm": arm},
+                            source_id=f"ruleset:{rule_set_id}:{version}:{arm or ''}:{activated_at or ''}",
+                            occurred_at=activated_at)
+
+    def tier_changed(self, tenant_id: str, customer_id: str, from_tier: str | None, to_tier: str | None, *,
+                     source_id: str, changed_at: str | None = None) -> str | None:
+        """For the tiers projection: ``source_id`` must be stable for one change (e.g. the entry id that caused it)."""
+        return self.publish(tenant_id, TIER_CHANGED,
+                            {"customerId": customer_id, "fromTier": from_tier, "toTier": to_tier},
+                            source_id=f"tier:{source_id}", occurred_at=changed_at)
+
+    # --- log and replay --------------------------------------------------------------
+
+    def attempts(self, tenant_id: str, endpoint_id: str | None = None, message_id_: str | None = None,
+                 limit: int = 100) -> list[dict[str, Any]]:
+        filters = []
+        if endpoint_id:
+            filters.append(Filter("endpointId", "=", endpoint_id))
+        if message_id_:
+            filters.append(Filter("messageId", "=", message_id_))
+        docs = self._store.query(WEBHOOK_ATTEMPTS, Query(pk=tenant_id, filters=tuple(filters), order_by="createdAt",
+                                                         descending=True, limit=limit))
+        return [{k: v for k, v in d.items() if k not in ("pk", "_etag", "_ts")} for d in docs]
+
+    def deliveries(self, tenant_id: str, endpoint_id: str, status: str | None = None,
+                   limit: int = 100) -> list[dict[str, Any]]:
+        self.get(tenant_id, endpoint_id)
+        filters = (Filter("status", "=", status),) if status else ()
+        docs = self._store.query(WEBHOOK_DELIVERIES, Query(pk=delivery_pk(tenant_id, endpoint_id), filters=filters,
+                                                           order_by="createdAt", descending=True, limit=limit))
+        return [{k: v for k, v in d.items() if k not in ("pk", "_etag", "_ts")} for d in docs]
+
+    def replay(self, tenant_id: str, endpoint_id: str, msg_id: str) -> dict[str, Any]:
+        """Send a message to an endpoint again (same ``webhook-id``), as a new delivery task."""
+        endpoint = self.get(tenant_id, endpoint_id)
+        message = self._store.read(WEBHOOK_MESSAGES, tenant_id, msg_id)
+        if message is None:
+            raise NotFound(f"webhook message {msg_id!r} does not exist")
+        if endpoint["status"] != "active":
+            raise Conflict("the endpoint is disabled: enable it before replaying")
+        now = iso(self._clock.now())
+        for number in range(1, 1000):
+            created = self._enqueue(tenant_id, endpoint_id, msg_id, message["eventType"],
+                                    f"{msg_id}.{endpoint_id}.r{number}", now)
+            if created is not None:
+                return {k: v for k, v in created.items() if k not in ("pk", "_etag", "_ts")}
+        raise Conflict("too many replays of this message")
+
+    def message(self, tenant_id: str, msg_id: str) -> dict[str, Any] | None:
+        return self._store.read(WEBHOOK_MESSAGES, tenant_id, msg_id)

@@ -1,0 +1,118 @@
+"""Fixtures shared by every test layer: a platform on the embedded default in a
+temporary folder, a tenant with keys, and an HTTP client over the real ASGI app.
+
+Emulator fixtures (cosmosdb-server, Azurite) live in tests/integration/conftest.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.api.app import create_app
+from shared.app.auth import Role
+from shared.app.customers import CustomerProfile
+from shared.bus.local_queue import LocalQueue
+from shared.clock import ManualClock
+from shared.domain.tenants import TenantSettings
+from shared.local.workers import FeedPoller, QueueConsumer
+from shared.platform import Platform, build_platform
+from shared.settings import Settings
+from shared.store.layout import CONTAINERS
+from shared.store.sqlite import SqliteDocumentStore
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteDocumentStore]:
+    store = SqliteDocumentStore(tmp_path / "store.db", CONTAINERS, synchronous="NORMAL")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def platform(tmp_path: Path, clock: ManualClock) -> Iterator[Platform]:
+    settings = Settings.from_env({"ACCRUE_DATA_DIR": str(tmp_path / "data"), "ACCRUE_SQLITE_SYNCHRONOUS": "NORMAL"})
+    built = build_platform(settings, clock=clock)
+    yield built
+    built.close()
+
+
+@dataclass
+class TenantKeys:
+    tenant_id: str
+    merchant: str
+    admin: str
+    analyst: str
+
+
+def make_tenant(platform: Platform, tenant_id: str, currency: str = "EUR", rate: str = "10") -> TenantKeys:
+    platform.tenants.save(TenantSettings(tenantId=tenant_id, name=f"{tenant_id} shop", currency=currency,
+                                         timeZone="Europe/Paris", pointsPerUnit=Decimal(rate)))
+    return TenantKeys(
+        tenant_id,
+        merchant=platform.keys.issue(tenant_id, Role.MERCHANT, None).secret_key,
+        admin=platform.keys.issue(tenant_id, Role.TENANT_ADMIN, None).secret_key,
+        analyst=platform.keys.issue(tenant_id, Role.ANALYST, None).secret_key,
+    )
+
+
+def add_customer(platform: Platform, tenant_id: str, customer_id: str, **extra) -> None:
+    platform.customers.register(tenant_id, CustomerProfile(customerId=customer_id, joinDate=date(2025, 1, 1), **extra))
+
+
+@pytest.fixture
+def tenant(platform: Platform) -> TenantKeys:
+    keys = make_tenant(platform, "acme")
+    for number in range(1, 4):
+        add_customer(platform, "acme", f"c{number}")
+    return keys
+
+
+@pytest.fixture
+def other_tenant(platform: Platform) -> TenantKeys:
+    keys = make_tenant(platform, "globex")
+    add_customer(platform, "globex", "c1")
+    return keys
+
+
+def drain(platform: Platform) -> None:
+    """Run the local consumer and projector until the queue and the feed are empty."""
+    assert isinstance(platform.bus, LocalQueue)
+    consumer, poller = QueueConsumer(platform, platform.bus), FeedPoller(platform)
+    for _ in range(1000):
+        busy = consumer.step()
+        busy = poller.step() or busy
+        if not busy and platform.bus.depth() == 0:
+            return
+    raise AssertionError("the local platform did not drain")
+
+
+@pytest.fixture
+def client(platform: Platform) -> Iterator[TestClient]:
+    """HTTP through the real ASGI app (Starlette's TestClient is httpx over ASGI)."""
+    with TestClient(create_app(platform), base_url="http://accrue.test", raise_server_exceptions=False) as http:
+        yield http
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def order_body(customer_id: str = "c1", order_id: str = "o1", amount: str = "10.00", **extra) -> dict:
+    body = {
+        "customerId": customer_id, "orderId": order_id, "amount": amount, "currency": "EUR",
+        "timestamp": "2026-11-01T11:00:00Z", "channel": "web",
+        "items": [{"sku": "SKU-1", "category": "coffee", "quantity": 1, "unitPrice": amount}],
+    }
+    body.update(extra)
+    return body

@@ -1,0 +1,65 @@
+"""Exports onto Blob Storage (Azurite): a run, a blob failure midway (no watermark
+moves, the next run succeeds), and the files decrypt from what Azure serves."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from shared.blobs.azure import AzureBlobSink
+from shared.blobs.port import BlobUnavailable
+from shared.exports.crypto import decrypt_stream
+from shared.exports.service import ExportService
+from tests.conftest import auth, drain, order_body
+
+
+class FlakySink:
+    """The Azure sink, failing the first put of the orders file half way through its stream."""
+
+    def __init__(self, inner: AzureBlobSink) -> None:
+        self.inner = inner
+        self.fail = True
+
+    def put(self, path, chunks, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.fail and "/orders." in path:
+            self.fail = False
+
+            def broken():  # type: ignore[no-untyped-def]
+                for chunk in chunks:
+                    yield chunk
+                    raise BlobUnavailable("injected: connection reset mid-upload")
+
+            return self.inner.put(path, broken(), *args, **kwargs)
+        return self.inner.put(path, chunks, *args, **kwargs)
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
+def test_export_to_azurite_survives_a_failure_midway(platform, tenant, client, clock,
+                                                     azurite_connection_string) -> None:
+    container = "exports-" + uuid.uuid4().hex[:10]
+    sink = FlakySink(AzureBlobSink(container, connection_string=azurite_connection_string, create_container=True,
+                                   block_bytes=64 * 1024))
+    service = ExportService(platform.store, clock, platform.key_provider, sink, chunk_size=4096)
+    for number in range(30):
+        client.post("/v1/orders", json=order_body("c1", f"o{number}"), headers=auth(tenant.merchant))
+    drain(platform)
+    clock.advance(timedelta(minutes=5))
+    with pytest.raises(BlobUnavailable):
+        service.run("acme")
+    assert platform.store.read("exports", "acme", "state")["watermarks"] == {}
+    manifest = service.run("acme")
+    assert sink.inner.exists(f"acme/incremental/{manifest['runId']}/manifest.json")
+    entry = next(f for f in manifest["files"] if f["subject"] == "transactions")
+    plain = b"".join(decrypt_stream(platform.key_provider, sink.inner.open(entry["path"]), tenant_id="acme",
+                                    subject="transactions", run_id=manifest["runId"]))
+    assert len(gzip.decompress(plain).splitlines()) == 30 == entry["rows"]
+    stored = json.loads(sink.inner.read(f"acme/incremental/{manifest['runId']}/manifest.json"))
+    assert stored["runId"] == manifest["runId"]
+    assert platform.store.read("exports", "acme", "state")["watermarks"]["transactions"] == manifest["to"]
+    sink.inner.close()

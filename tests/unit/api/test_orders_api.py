@@ -1,0 +1,180 @@
+"""Orders over HTTP: accept, queue, credit, status, wait, duplicates, refunds."""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import pytest
+
+from shared.bus.local_queue import LocalQueue
+from shared.local.workers import FeedPoller, QueueConsumer
+from shared.store.layout import ORDER_STATUS, order_pk
+from tests.conftest import auth, drain, order_body
+
+
+@pytest.fixture
+def running(platform) -> Iterator[None]:
+    """The consumer and the projector running in the background, as locally."""
+    assert isinstance(platform.bus, LocalQueue)
+    workers = [QueueConsumer(platform, platform.bus), FeedPoller(platform)]
+    for worker in workers:
+        worker.start()
+    yield
+    for worker in workers:
+        worker.stop()
+        worker.join()
+
+
+def test_an_order_is_queued_then_credited(client, platform, tenant) -> None:
+    response = client.post("/v1/orders", json=order_body(amount="12.34"), headers=auth(tenant.merchant))
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    assert response.headers["location"] == "/v1/orders/o1"
+    drain(platform)
+    status = client.get("/v1/orders/o1", headers=auth(tenant.merchant)).json()
+    assert status["status"] == "credited" and status["points"] == 123  # floor(12.34 * 10)
+    balance = client.get("/v1/customers/c1/balance", headers=auth(tenant.merchant)).json()
+    assert balance["available"] == 123 and balance["lifetimeEarned"] == 123 and balance["dataAsOf"]
+
+
+def test_wait_returns_the_outcome_when_it_is_reached(client, tenant, running) -> None:
+    response = client.post("/v1/orders?wait=5", json=order_body(), headers=auth(tenant.merchant))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "credited" and response.json()["points"] == 100
+
+
+def test_wait_is_bounded(client, tenant) -> None:
+    response = client.post("/v1/orders?wait=60", json=order_body(), headers=auth(tenant.merchant))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "query.wait"
+
+
+def test_a_duplicate_order_gets_the_original_outcome_and_no_new_points(client, platform, tenant) -> None:
+    client.post("/v1/orders", json=order_body(), headers=auth(tenant.merchant))
+    drain(platform)
+    again = client.post("/v1/orders", json=order_body(), headers=auth(tenant.merchant))
+    assert again.status_code == 200 and again.json()["status"] == "credited" and again.json()["points"] == 100
+    assert platform.bus.depth() == 0
+    drain(platform)
+    assert len(platform.ledger.entries("acme", "c1")) == 1
+
+
+def test_a_batch_is_accepted_and_credited(client, platform, tenant) -> None:
+    orders = [order_body(customer_id=f"c{1 + n % 3}", order_id=f"b{n}", amount="1.00") for n in range(30)]
+    response = client.post("/v1/orders/batch", json={"orders": orders}, headers=auth(tenant.merchant))
+    assert response.status_code == 202 and len(response.json()["orders"]) == 30
+    drain(platform)
+    assert sum(platform.ledger.head("acme", f"c{n}").balance for n in (1, 2, 3)) == 300
+
+
+@pytest.mark.parametrize("mutation, field", [
+    ({"amount": "-5"}, "amount"),
+    ({"amount": "1e12"}, "amount"),
+    ({"amount": "10.001"}, "body"),
+    ({"currency": "XYZ"}, "currency"),
+    ({"currency": "USD"}, "currency"),
+    ({"customerId": "nobody"}, "customerId"),
+    ({"customerId": "a:b"}, "customerId"),
+    ({"timestamp": "yesterday"}, "timestamp"),
+    ({"items": [{"sku": "x", "category": "c", "quantity": 0, "unitPrice": "1"}]}, "items[0].quantity"),
+    ({"items": [{"sku": "x", "category": "c", "quantity": 1, "unitPrice": "1"}] * 101}, "items"),
+    ({"surprise": 1}, "surprise"),
+    ({"amount": True}, "amount"),
+])
+def test_bad_orders_are_refused_with_the_field_named_and_nothing_queued(client, platform, tenant, mutation,
+                                                                        field) -> None:
+    response = client.post("/v1/orders", json=order_body(**mutation), headers=auth(tenant.merchant))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and problem["type"].endswith("validation-failed")
+    assert field in [e["field"] for e in problem["errors"]], problem
+    assert platform.bus.depth() == 0
+    assert platform.store.read(ORDER_STATUS, order_pk("acme", "o1"), "o1") is None
+
+
+def test_malformed_json_is_a_400_problem(client, tenant) -> None:
+    response = client.post("/v1/orders", content=b'{"customerId": ', headers={
+        **auth(tenant.merchant), "content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["type"].endswith("malformed-json")
+
+
+def test_oversized_bodies_are_refused_before_parsing(client, platform, tenant) -> None:
+    big = b'{"orders": [' + b" " * 1_100_000 + b"]}"
+    response = client.post("/v1/orders/batch", content=big, headers={
+        **auth(tenant.merchant), "content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["status"] == 413
+    assert platform.bus.depth() == 0
+
+
+def test_a_batch_over_500_is_refused(client, platform, tenant) -> None:
+    orders = [order_body(order_id=f"x{n}", amount="1") for n in range(501)]
+    response = client.post("/v1/orders/batch", json={"orders": orders}, headers=auth(tenant.merchant))
+    assert response.status_code in (413, 422)
+    assert platform.bus.depth() == 0
+
+
+def test_one_bad_order_in_a_batch_queues_none(client, platform, tenant) -> None:
+    orders = [order_body(order_id="good", amount="1"), order_body(order_id="bad", customer_id="ghost")]
+    response = client.post("/v1/orders/batch", json={"orders": orders}, headers=auth(tenant.merchant))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "orders[1].customerId"
+    assert platform.bus.depth() == 0
+
+
+def test_an_order_id_reused_for_another_customer_is_refused(client, platform, tenant) -> None:
+    client.post("/v1/orders", json=order_body(), headers=auth(tenant.merchant))
+    response = client.post("/v1/orders", json=order_body(customer_id="c2"), headers=auth(tenant.merchant))
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "orderId"
+
+
+def test_unknown_order_status_is_404(client, tenant) -> None:
+    response = client.get("/v1/orders/nope", headers=auth(tenant.merchant))
+    assert response.status_code == 404 and response.json()["type"].endswith("not-found")
+
+
+def test_partial_and_full_refunds_claw_back_proportionally(client, platform, tenant) -> None:
+    client.post("/v1/orders", json=order_body(amount="10.00"), headers=auth(tenant.merchant))
+    drain(platform)
+    first = client.post("/v1/orders/o1/refunds", json={"refundId": "r1", "amount": "3.33", "currency": "EUR"},
+                        headers=auth(tenant.merchant))
+    assert first.status_code == 201, first.text
+    assert first.json()["pointsClawedBack"] == 33
+    repeat = client.post("/v1/orders/o1/refunds", json={"refundId": "r1", "amount": "3.33", "currency": "EUR"},
+                         headers=auth(tenant.merchant))
+    assert repeat.status_code == 200 and repeat.json()["duplicate"] is True
+    assert repeat.json()["pointsClawedBack"] == 33
+    too_much = client.post("/v1/orders/o1/refunds", json={"refundId": "r2", "amount": "7.00", "currency": "EUR"},
+                           headers=auth(tenant.merchant))
+    assert too_much.status_code == 422 and "6.67" in too_much.json()["errors"][0]["message"]
+    rest = client.post("/v1/orders/o1/refunds", json={"refundId": "r3", "amount": "6.67", "currency": "EUR"},
+                       headers=auth(tenant.merchant))
+    assert rest.json()["pointsClawedBack"] == 67
+    entries = platform.ledger.entries("acme", "c1", newest_first=False)
+    assert [e["entryType"] for e in entries] == ["EARN", "REVERSAL", "REVERSAL"]
+    assert all(e["referenceOrderId"] == "o1" and e["referenceEntryId"] == entries[0]["id"] for e in entries[1:])
+    assert platform.ledger.head("acme", "c1").balance == 0
+
+
+def test_refunding_an_order_still_queued_is_a_409(client, tenant) -> None:
+    client.post("/v1/orders", json=order_body(), headers=auth(tenant.merchant))
+    response = client.post("/v1/orders/o1/refunds", json={"refundId": "r1", "amount": "1", "currency": "EUR"},
+                           headers=auth(tenant.merchant))
+    assert response.status_code == 409 and response.json()["type"].endswith("not-yet-processed")
+
+
+def test_concurrent_waits_all_resolve(client, tenant, running) -> None:
+    results: list[int] = []
+
+    def send(n: int) -> None:
+        r = client.post("/v1/orders?wait=5", json=order_body(customer_id=f"c{1 + n % 3}", order_id=f"w{n}"),
+                        headers=auth(tenant.merchant))
+        results.append(r.status_code)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 12

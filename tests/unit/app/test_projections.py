@@ -1,0 +1,41 @@
+"""The projector: idempotent, order-insensitive, guarded against concurrent moves."""
+
+from __future__ import annotations
+
+from shared.app.projections import BALANCE_ID, Projector
+from shared.store.layout import BALANCES, LEDGER
+from shared.store.port import Filter, Query
+from tests.conftest import order_body
+
+
+def _all_ledger_docs(platform) -> list[dict]:
+    return platform.store.query(LEDGER, Query(pk=None, filters=(Filter("docType", "in", ["entry", "order"]),),
+                                              limit=1000))
+
+
+def test_redelivered_and_reordered_changes_are_no_ops(client, platform, tenant) -> None:
+    from tests.conftest import auth, drain
+
+    for n in range(3):
+        client.post("/v1/orders", json=order_body(order_id=f"o{n}", amount="2"), headers=auth(tenant.merchant))
+    drain(platform)
+    balance = platform.store.read(BALANCES, "acme:c1", BALANCE_ID)
+    assert balance["available"] == 60 and balance["lastSeq"] == 3
+    docs = _all_ledger_docs(platform)
+    projector = Projector(platform.store, platform.clock)
+    projector.apply(list(reversed(docs)))
+    report = projector.apply(docs)
+    assert report.balances_updated == 0
+    again = platform.store.read(BALANCES, "acme:c1", BALANCE_ID)
+    assert {k: again[k] for k in ("available", "lastSeq")} == {"available": 60, "lastSeq": 3}
+    assert platform.intake.status("acme", "o2")["status"] == "credited"
+
+
+def test_an_older_entry_never_moves_the_balance_back(platform) -> None:
+    projector = Projector(platform.store, platform.clock)
+    entry = {"docType": "entry", "pk": "t:c", "tenantId": "t", "customerId": "c", "seq": 2,
+             "runningBalance": 20, "runningPending": 0, "runningLifetimeEarned": 20, "ordersCredited": 2,
+             "createdAt": "2026-11-01T00:00:00Z"}
+    projector.apply([entry])
+    projector.apply([dict(entry, seq=1, runningBalance=10)])
+    assert platform.store.read(BALANCES, "t:c", BALANCE_ID)["available"] == 20

@@ -1,0 +1,111 @@
+"""The audit log: chained, append-only, verified, archived; wired to administrative acts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import pytest
+
+from shared.audit.log import GENESIS, Actor, record_hash
+from shared.errors import ImmutableDocument
+from shared.store.layout import AUDIT
+from tests.conftest import auth
+
+ADMIN = Actor("k1", "tenant-admin")
+
+
+def test_records_chain_by_hash_and_verify(platform) -> None:
+    first = platform.audit.record("acme", "ruleset.activated", ADMIN, target="ruleset:r1",
+                                  before={"version": 1}, after={"version": 2}, reason="spring promo")
+    second = platform.audit.record("acme", "apikey.revoked", ADMIN, target="apikey:x")
+    assert first["seq"] == 1 and first["prevHash"] == GENESIS and second["prevHash"] == first["hash"]
+    assert first["actor"] == {"keyId": "k1", "role": "tenant-admin"} and first["hash"] == record_hash(first)
+    assert platform.audit.verify("acme") == {"ok": True, "tenantId": "acme", "records": 2, "head": second["hash"]}
+
+
+def test_store_refuses_edits_and_deletes(platform) -> None:
+    record = platform.audit.record("acme", "x.y", ADMIN)
+    with pytest.raises(ImmutableDocument):
+        platform.store.upsert(AUDIT, dict(record, action="nothing.happened"))
+    with pytest.raises(ImmutableDocument):
+        platform.store.delete(AUDIT, "acme", record["id"])
+
+
+def _tamper(platform, seq: int, change) -> None:
+    db = sqlite3.connect(platform.store.path)
+    row = db.execute("SELECT body FROM docs WHERE container='audit' AND pk='acme' AND id=?",
+                     (str(seq).zfill(12),)).fetchone()
+    body = change(json.loads(row[0]))
+    db.execute("UPDATE docs SET body=? WHERE container='audit' AND pk='acme' AND id=?",
+               (json.dumps(body), str(seq).zfill(12)))
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda b: dict(b, reason="nothing to see"), "altered"),
+    (lambda b: dict(b, prevHash="1" * 64, hash=record_hash(dict(b, prevHash="1" * 64))), "prevHash"),
+    (lambda b: dict(b, seq=7), "missing or renumbered"),
+])
+def test_a_tampered_record_is_reported_as_the_first_broken_link(platform, change, problem) -> None:
+    for n in range(4):
+        platform.audit.record("acme", "adjustment.created", ADMIN, after={"points": n})
+    _tamper(platform, 2, change)
+    report = platform.audit.verify("acme")
+    assert not report["ok"] and report["brokenAt"] == 2 and problem in report["problem"]
+
+
+def test_concurrent_writers_never_fork_the_chain(platform) -> None:
+    def write() -> None:
+        for _ in range(10):
+            platform.audit.record("acme", "x.y", ADMIN)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = platform.audit.verify("acme")
+    assert report["ok"] and report["records"] == 40
+
+
+def test_archive_writes_write_once_blobs_and_resumes(platform, tmp_path) -> None:
+    for n in range(3):
+        platform.audit.record("acme", "x.y", ADMIN, after={"n": n})
+    paths = platform.audit.archive("acme")
+    assert paths == ["acme/000000000001-000000000003.jsonl"]
+    folder = tmp_path / "data" / "blobs" / "audit"
+    lines = (folder / paths[0]).read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+    platform.audit.record("acme", "x.y", ADMIN)
+    assert platform.audit.archive("acme") == ["acme/000000000004-000000000004.jsonl"]
+    assert platform.audit.archive("acme") == []
+
+
+def test_administrative_acts_over_the_api_are_audited(client, platform, tenant) -> None:
+    created = client.post("/v1/api-keys", json={"role": "analyst", "label": "bi"}, headers=auth(tenant.admin)).json()
+    client.delete(f"/v1/api-keys/{created['keyId']}", headers=auth(tenant.admin))
+    client.patch("/v1/tenant", json={"pointsPerUnit": "20"}, headers=auth(tenant.admin))
+    client.post("/v1/customers/c1/adjustments", headers=auth(tenant.admin),
+                json={"points": 5, "reasonCode": "goodwill", "reason": "late parcel", "idempotencyKey": "a1"})
+    records = client.get("/v1/audit", headers=auth(tenant.admin)).json()["items"]
+    assert [r["action"] for r in records] == ["apikey.created", "apikey.revoked", "tenant.settings.changed",
+                                              "adjustment.created"]
+    assert records[2]["before"] == {"pointsPerUnit": "10"} and records[2]["after"] == {"pointsPerUnit": "20"}
+    assert records[3]["reason"] == "late parcel" and records[0]["actor"]["role"] == "tenant-admin"
+    assert client.get("/v1/audit/verify", headers=auth(tenant.admin)).json()["ok"]
+    for key in (tenant.merchant, tenant.analyst):
+        assert client.get("/v1/audit", headers=auth(key)).status_code == 403
+
+
+def test_tenant_creation_is_audited_in_the_new_tenants_chain(client, platform) -> None:
+    from shared.app.auth import Role
+
+    root = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key
+    response = client.post("/v1/tenants", json={"tenantId": "newco", "name": "New Co"}, headers=auth(root))
+    assert response.status_code == 201
+    actions = [r["action"] for r in platform.audit.records("newco")]
+    assert actions == ["tenant.created", "apikey.created", "tenant.kek.created"]
+    assert client.get("/v1/platform/audit/newco/verify", headers=auth(root)).json()["ok"]

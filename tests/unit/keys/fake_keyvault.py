@@ -1,0 +1,178 @@
+"""A Key Vault keys service in memory, behind an azure-core ``HttpTransport``.
+
+The SDK's own ``KeyClient`` and ``CryptographyClient`` run unchanged over it:
+the transport answers the REST API (challenge authentication, create, get,
+rotate, wrapkey, unwrapkey, key versions) with the JSON the service returns,
+and does real RSA-OAEP-256 with ``cryptography``; private keys never leave it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from azure.core.credentials import AccessToken
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest._requests_basic import RestRequestsTransportResponse
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+VAULT = "https://fake-accrue.vault.azure.net"
+OAEP256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _int_bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+class FakeCredential:
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("fake-token", int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes: str, **kwargs: Any):  # newer azure-core protocol
+        from azure.core.credentials import AccessTokenInfo
+
+        return AccessTokenInfo("fake-token", int(time.time()) + 3600)
+
+
+class FakeKeyVaultTransport(HttpTransport):
+    def __init__(self, key_size: int = 2048) -> None:
+        self.key_size = key_size  # 2048 keeps tests fast; the adapter asks for 3072
+        self.keys: dict[str, list[tuple[str, rsa.RSAPrivateKey, dict[str, Any]]]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.unavailable = False
+
+    # HttpTransport plumbing
+    def __enter__(self) -> "FakeKeyVaultTransport":
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def send(self, request: Any, **kwargs: Any) -> RestRequestsTransportResponse:
+        path = urlparse(request.url).path
+        self.calls.append((request.method, path))
+        if self.unavailable:
+            return self._respond(request, 503, {"error": {"code": "ServiceUnavailable", "message": "try later"}})
+        if "Authorization" not in request.headers:
+            return self._respond(request, 401, {"error": {"code": "Unauthorized", "message": "no token"}}, {
+                "WWW-Authenticate": 'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-'
+                                    '0000-000000000000", resource="https://vault.azure.net"'})
+        body = json.loads(request.body) if request.body else {}
+        route = [
+            ("POST", r"^/keys/(?P<name>[^/]+)/create$", self._create),
+            ("POST", r"^/keys/(?P<name>[^/]+)/rotate$", self._rotate),
+            ("GET", r"^/keys/(?P<name>[^/]+)/versions$", self._versions),
+            ("POST", r"^/keys/(?P<name>[^/]+)/(?P<version>[^/]*)/wrapkey$", self._wrap),
+            ("POST", r"^/keys/(?P<name>[^/]+)/(?P<version>[^/]*)/unwrapkey$", self._unwrap),
+            ("GET", r"^/keys/(?P<name>[^/]+)(/(?P<version>[^/]*))?/?$", self._get),
+        ]
+        for method, pattern, handler in route:
+            match = re.match(pattern, path)
+            if request.method == method and match:
+                status, payload = handler(body, **{k: v for k, v in match.groupdict().items()})
+                return self._respond(request, status, payload)
+        return self._respond(request, 400, {"error": {"code": "BadRequest", "message": f"no route {path}"}})
+
+    def _respond(self, request: Any, status: int, payload: Any,
+                 headers: dict[str, str] | None = None) -> RestRequestsTransportResponse:
+        response = requests.Response()
+        response.status_code = status
+        response._content = json.dumps(payload).encode()
+        response._content_consumed = True
+        response.headers.update({"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+        response.request = requests.Request(request.method, request.url).prepare()
+        response.url = request.url
+        return RestRequestsTransportResponse(request=request, internal_response=response)
+
+    # the service
+    def _bundle(self, name: str, version: str, key: rsa.RSAPrivateKey, attrs: dict[str, Any]) -> dict[str, Any]:
+        numbers = key.public_key().public_numbers()
+        return {"key": {"kid": f"{VAULT}/keys/{name}/{version}", "kty": "RSA", "key_ops": attrs["ops"],
+                        "n": b64url(_int_bytes(numbers.n)), "e": b64url(_int_bytes(numbers.e))},
+                "attributes": {"enabled": True, "created": attrs["created"], "updated": attrs["created"],
+                               "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90},
+                "tags": attrs.get("tags") or {}}
+
+    def _new_version(self, name: str, ops: list[str], tags: dict[str, str] | None) -> dict[str, Any]:
+        version = secrets.token_hex(16)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=self.key_size)
+        attrs = {"ops": ops, "created": int(time.time()) + len(self.keys.get(name, [])), "tags": tags}
+        self.keys.setdefault(name, []).append((version, key, attrs))
+        return self._bundle(name, version, key, attrs)
+
+    def _not_found(self, name: str, version: str | None = None) -> tuple[int, dict[str, Any]]:
+        what = f"{name}/{version}" if version else name
+        return 404, {"error": {"code": "KeyNotFound",
+                               "message": f"A key with (name/id) {what} was not found in this key vault."}}
+
+    def _create(self, body: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
+        if body.get("kty") not in ("RSA", "RSA-HSM"):
+            return 400, {"error": {"code": "BadParameter", "message": "kty"}}
+        return 200, self._new_version(name, body.get("key_ops") or ["wrapKey", "unwrapKey"], body.get("tags"))
+
+    def _rotate(self, body: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
+        if name not in self.keys:
+            return self._not_found(name)
+        _, _, attrs = self.keys[name][-1]
+        return 200, self._new_version(name, attrs["ops"], attrs.get("tags"))
+
+    def _find(self, name: str, version: str | None):
+        versions = self.keys.get(name)
+        if not versions:
+            return None
+        if not version:
+            return versions[-1]
+        return next((v for v in versions if v[0] == version), None)
+
+    def _get(self, body: dict[str, Any], name: str, version: str | None = None) -> tuple[int, dict[str, Any]]:
+        found = self._find(name, version)
+        if found is None:
+            return self._not_found(name, version)
+        return 200, self._bundle(name, *found)
+
+    def _versions(self, body: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
+        if name not in self.keys:
+            return self._not_found(name)
+        return 200, {"value": [{"kid": f"{VAULT}/keys/{name}/{v}", "attributes": {
+            "enabled": True, "created": a["created"], "updated": a["created"]}} for v, _, a in self.keys[name]],
+            "nextLink": None}
+
+    def _wrap(self, body: dict[str, Any], name: str, version: str) -> tuple[int, dict[str, Any]]:
+        found = self._find(name, version)
+        if found is None:
+            return self._not_found(name, version)
+        if body.get("alg") != "RSA-OAEP-256":
+            return 400, {"error": {"code": "BadParameter", "message": "unsupported algorithm"}}
+        encrypted = found[1].public_key().encrypt(unb64url(body["value"]), OAEP256)
+        return 200, {"kid": f"{VAULT}/keys/{name}/{found[0]}", "value": b64url(encrypted)}
+
+    def _unwrap(self, body: dict[str, Any], name: str, version: str) -> tuple[int, dict[str, Any]]:
+        found = self._find(name, version)
+        if found is None:
+            return self._not_found(name, version)
+        try:
+            plain = found[1].decrypt(unb64url(body["value"]), OAEP256)
+        except ValueError:
+            return 400, {"error": {"code": "BadParameter", "message": "Bad Request"}}
+        return 200, {"kid": f"{VAULT}/keys/{name}/{found[0]}", "value": b64url(plain)}

@@ -1,0 +1,123 @@
+"""The ledger service: atomic appends, running totals, idempotency, immutability."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import Conflict, ImmutableDocument, InsufficientPoints
+from shared.ledger.entries import EntryDraft, EntryType, Head
+from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of, marker_id
+from shared.store.layout import LEDGER, customer_pk
+from shared.store.port import Create, Delete, Upsert
+
+
+def earn(customer: str, key: str, points: int, payload: object = None) -> TransactionRequest:
+    def plan(head: Head) -> Plan:
+        return Plan(entries=[EntryDraft(EntryType.EARN, points, counts_order=True)],
+                    outcome={"status": "credited", "points": points})
+
+    return TransactionRequest("t", customer, key, fingerprint_of(payload or {"key": key, "points": points}), plan)
+
+
+def spend(customer: str, key: str, points: int) -> TransactionRequest:
+    def plan(head: Head) -> Plan:
+        if head.balance < points:
+            raise InsufficientPoints(f"only {head.balance}")
+        return Plan(entries=[EntryDraft(EntryType.ADJUST, -points)], outcome={"status": "adjusted"})
+
+    return TransactionRequest("t", customer, key, fingerprint_of({"spend": key, "points": points}), plan)
+
+
+@pytest.fixture
+def ledger(sqlite_store, clock) -> Ledger:
+    return Ledger(sqlite_store, clock)
+
+
+def test_entries_carry_sequence_and_running_totals(ledger: Ledger) -> None:
+    ledger.append([earn("c1", "a", 100), earn("c1", "b", 50), spend("c1", "c", 30)])
+    entries = ledger.entries("t", "c1", newest_first=False)
+    assert [e["seq"] for e in entries] == [1, 2, 3]
+    assert [e["id"] for e in entries] == ["e-000000000001", "e-000000000002", "e-000000000003"]
+    assert [e["runningBalance"] for e in entries] == [100, 150, 120]
+    assert [e["runningLifetimeEarned"] for e in entries] == [100, 150, 150]
+    assert ledger.head("t", "c1") == Head(seq=3, balance=120, pending=0, lifetime_earned=150, orders_credited=2)
+
+
+def test_a_duplicate_key_replays_the_first_outcome_and_writes_nothing(ledger: Ledger, sqlite_store) -> None:
+    first = ledger.append_one(earn("c1", "order-1", 100))
+    again = ledger.append_one(earn("c1", "order-1", 100))
+    assert again.duplicate and not first.duplicate
+    assert again.transaction_id == first.transaction_id
+    assert again.outcome == first.outcome
+    assert len(ledger.entries("t", "c1")) == 1
+
+
+def test_duplicates_inside_one_call_are_credited_once(ledger: Ledger) -> None:
+    outcomes = ledger.append([earn("c1", "k", 10), earn("c1", "k", 10), earn("c2", "k", 10)])
+    assert [o.duplicate for o in outcomes] == [False, True, False]
+    assert ledger.head("t", "c1").balance == 10
+    assert ledger.head("t", "c2").balance == 10
+
+
+def test_same_key_with_a_different_request_is_a_conflict(ledger: Ledger) -> None:
+    ledger.append_one(earn("c1", "k", 10))
+    with pytest.raises(Conflict, match="different request"):
+        ledger.append_one(earn("c1", "k", 99))
+    assert ledger.head("t", "c1").balance == 10
+
+
+def test_a_refused_plan_writes_nothing(ledger: Ledger) -> None:
+    ledger.append_one(earn("c1", "a", 10))
+    outcome = ledger.append([spend("c1", "b", 50)])[0]
+    assert isinstance(outcome.error, InsufficientPoints)
+    assert ledger.marker("t", "c1", "b") is None
+    assert ledger.head("t", "c1").seq == 1
+
+
+def test_the_marker_is_written_in_the_same_batch_as_the_entries(ledger: Ledger, sqlite_store) -> None:
+    outcome = ledger.append_one(earn("c1", "a", 10))
+    marker = sqlite_store.read(LEDGER, customer_pk("t", "c1"), marker_id("a"))
+    assert marker["transactionId"] == outcome.transaction_id
+    entry = ledger.entries("t", "c1")[0]
+    assert entry["_ts"] == marker["_ts"] and entry["createdAt"] == marker["createdAt"]
+
+
+def test_ledger_documents_cannot_be_modified_or_removed(ledger: Ledger, sqlite_store) -> None:
+    ledger.append_one(earn("c1", "a", 10))
+    entry = ledger.entries("t", "c1")[0]
+    pk = customer_pk("t", "c1")
+    tampered = dict(entry, signedAmount=1_000_000, runningBalance=1_000_000)
+    with pytest.raises(ImmutableDocument):
+        sqlite_store.upsert(LEDGER, tampered)
+    with pytest.raises(ImmutableDocument):
+        sqlite_store.upsert(LEDGER, tampered, if_match=entry["_etag"])
+    with pytest.raises(ImmutableDocument):
+        sqlite_store.delete(LEDGER, pk, entry["id"])
+    with pytest.raises(ImmutableDocument):
+        sqlite_store.batch(LEDGER, pk, [Create({"id": "x", "pk": pk}), Upsert(tampered)])
+    with pytest.raises(ImmutableDocument):
+        sqlite_store.batch(LEDGER, pk, [Delete(entry["id"])])
+    assert sqlite_store.read(LEDGER, pk, entry["id"]) == entry
+    assert sqlite_store.read(LEDGER, pk, "x") is None
+
+
+def test_a_stale_head_is_corrected_by_the_sequence_conflict(sqlite_store, clock) -> None:
+    writer_a, writer_b = Ledger(sqlite_store, clock), Ledger(sqlite_store, clock)
+    writer_a.append_one(earn("c1", "a1", 10))
+    writer_b.append_one(earn("c1", "b1", 20))  # b reads seq 1 from the store
+    writer_a.append_one(earn("c1", "a2", 30))  # a's cache says seq 1: must collide, re-read, succeed
+    entries = writer_a.entries("t", "c1", newest_first=False)
+    assert [e["seq"] for e in entries] == [1, 2, 3]
+    assert [e["runningBalance"] for e in entries] == [10, 30, 60]
+
+
+def test_balance_as_of_a_past_instant(ledger: Ledger, clock) -> None:
+    from datetime import timedelta
+
+    ledger.append_one(earn("c1", "a", 10))
+    before = clock.now()
+    clock.advance(timedelta(hours=1))
+    ledger.append_one(earn("c1", "b", 5))
+    assert ledger.head_as_of("t", "c1", before).balance == 10
+    assert ledger.head_as_of("t", "c1", before - timedelta(seconds=1)).balance == 0
+    assert ledger.head_as_of("t", "c1", clock.now()).balance == 15
