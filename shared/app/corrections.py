@@ -142,6 +142,7 @@ class Corrections:
 
 def entry_view(doc: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "seq", "transactionId", "entryType", "signedAmount", "runningBalance", "runningPending",
+            "runningReserved",
             "referenceOrderId", "referenceEntryId", "settlesEntryId", "ruleSetId", "ruleSetVersion", "arm",
             "status", "createdAt", "attributes")
     view = {k: doc.get(k) for k in keys}

@@ -91,6 +91,7 @@ class Projector:
                 "id": BALANCE_ID, "pk": entry["pk"], "docType": "balance",
                 "tenantId": entry["tenantId"], "customerId": entry["customerId"],
                 "available": entry["runningBalance"], "pending": entry["runningPending"],
+                "reserved": entry.get("runningReserved", 0),
                 "lifetimeEarned": entry["runningLifetimeEarned"], "ordersCredited": entry["ordersCredited"],
                 "lastSeq": entry["seq"], "lastEntryAt": entry["createdAt"], "projectedAt": now,
             }

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.ledger.entries import ENTRY_DOC
+from shared.ledger.entries import ENTRY_DOC, counts_toward_available
 from shared.store.layout import BALANCES, LEDGER
 from shared.store.port import DocumentStore, Filter, Query
 
@@ -67,7 +67,7 @@ def _check_partition(store: DocumentStore, balance: dict[str, Any], report: Reco
             report.entries += 1
             if entry["seq"] != seq + 1:
                 report.drifts.append(Drift(pk, "sequence-gap", seq + 1, entry["seq"], entry["id"]))
-            if entry["status"] == "COMMITTED":
+            if counts_toward_available(entry["status"], entry["signedAmount"]):
                 running += entry["signedAmount"]
             if entry["runningBalance"] != running:
                 report.drifts.append(Drift(pk, "running-balance", running, entry["runningBalance"], entry["id"]))

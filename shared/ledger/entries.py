@@ -10,8 +10,14 @@ Running totals, precisely:
 
 * ``runningBalance``: the sum of ``signedAmount`` of COMMITTED entries. This is
   the available (spendable) balance.
-* ``runningPending``: the sum of ``signedAmount`` of PENDING entries minus what
-  later entries settled (``settlesEntryId``). Pending points are not spendable.
+  It also counts PENDING debits (open redemption reservations): a reservation
+  takes its points out of the spendable balance the moment it is written, so
+  no two reservations can spend the same points (``counts_toward_available``).
+* ``runningPending``: the sum of ``signedAmount`` of PENDING credits (held
+  earns) minus what later entries settled (``settlesEntryId``). Pending points
+  are not spendable.
+* ``runningReserved``: points taken by PENDING debits (reservations) that no
+  later entry has settled yet (confirmed or released).
 * ``runningLifetimeEarned``: COMMITTED EARN entries plus the REVERSAL entries
   that claw them back (refunds). Redemptions and expiry do not lower it.
 * ``ordersCredited``: orders that produced a credit (a zero-point order counts:
@@ -32,6 +38,10 @@ class EntryType(str, Enum):
     CONVERT = "CONVERT"
     ADJUST = "ADJUST"
     REVERSAL = "REVERSAL"
+    # A reservation cancelled or timed out: its points come back (settles the PENDING REDEEM).
+    RELEASE = "RELEASE"
+    # A held earn rejected in review: zero points, settles the PENDING EARN.
+    VOID = "VOID"
 
 
 class EntryStatus(str, Enum):
@@ -61,6 +71,7 @@ class Head:
     pending: int = 0
     lifetime_earned: int = 0
     orders_credited: int = 0
+    reserved: int = 0
 
     @classmethod
     def from_entry(cls, doc: dict[str, Any]) -> "Head":
@@ -70,6 +81,7 @@ class Head:
             pending=doc["runningPending"],
             lifetime_earned=doc["runningLifetimeEarned"],
             orders_credited=doc["ordersCredited"],
+            reserved=doc.get("runningReserved", 0),
         )
 
 
@@ -83,6 +95,8 @@ class EntryDraft:
     reference_order_id: str | None = None
     reference_entry_id: str | None = None
     settles_entry_id: str | None = None
+    # The settled PENDING entry's own signedAmount: positive for a held earn,
+    # negative for a reservation (so one field serves both, with no sign flag).
     settles_amount: int = 0
     rule_set_id: str | None = None
     rule_set_version: int | None = None
@@ -95,20 +109,35 @@ class EntryDraft:
         assert abs(self.signed_amount) <= MAX_POINTS, "points out of range"
 
 
+def counts_toward_available(status: str, signed_amount: int) -> bool:
+    """Whether an entry moves the available balance: every COMMITTED entry, and
+    PENDING debits (reservations), never PENDING credits (held earns)."""
+    return status == EntryStatus.COMMITTED.value or signed_amount < 0
+
+
 def advance(head: Head, draft: EntryDraft) -> Head:
     """The head after ``draft``: the one place running totals are computed."""
     balance, pending, lifetime = head.balance, head.pending, head.lifetime_earned
-    if draft.status is EntryStatus.COMMITTED:
+    reserved = head.reserved
+    if counts_toward_available(draft.status.value, draft.signed_amount):
         balance += draft.signed_amount
+    if draft.status is EntryStatus.COMMITTED:
         if draft.entry_type in (EntryType.EARN, EntryType.REVERSAL):
             lifetime += draft.signed_amount
+    elif draft.signed_amount < 0:
+        reserved -= draft.signed_amount
     else:
         pending += draft.signed_amount
-    pending -= draft.settles_amount
+    if draft.settles_amount > 0:
+        pending -= draft.settles_amount
+    else:
+        reserved += draft.settles_amount
+    assert pending >= 0 and reserved >= 0, "settled more than was pending or reserved"
     return Head(
         seq=head.seq + 1,
         balance=balance,
         pending=pending,
         lifetime_earned=lifetime,
         orders_credited=head.orders_credited + (1 if draft.counts_order else 0),
+        reserved=reserved,
     )

@@ -51,6 +51,7 @@ from shared.ledger.entries import (
     EntryType,
     Head,
     advance,
+    counts_toward_available,
     entry_id,
 )
 from shared.store.layout import LEDGER, customer_pk
@@ -286,9 +287,8 @@ class Ledger:
         for draft in plan.entries:
             after = advance(current, draft)
             # TIGER_STYLE: the running totals are asserted, not trusted.
-            if after.seq != current.seq + 1 or (
-                draft.status.value == "COMMITTED" and after.balance != current.balance + draft.signed_amount
-            ):
+            moves = draft.signed_amount if counts_toward_available(draft.status.value, draft.signed_amount) else 0
+            if after.seq != current.seq + 1 or after.balance != current.balance + moves:
                 raise LedgerInvariantBroken(f"running totals broke at seq {after.seq} for {request.pk}")
             entries.append({
                 "id": entry_id(after.seq),
@@ -302,6 +302,7 @@ class Ledger:
                 "signedAmount": draft.signed_amount,
                 "runningBalance": after.balance,
                 "runningPending": after.pending,
+                "runningReserved": after.reserved,
                 "runningLifetimeEarned": after.lifetime_earned,
                 "ordersCredited": after.orders_credited,
                 "referenceOrderId": draft.reference_order_id,

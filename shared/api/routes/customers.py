@@ -69,17 +69,18 @@ def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
         p.customers.get(tenant_id, customerId)
         head = p.ledger.head_as_of(tenant_id, customerId, asOf)
         return {"customerId": customerId, "available": head.balance, "pending": head.pending,
-                "lifetimeEarned": head.lifetime_earned, "asOf": iso(asOf), "source": "ledger",
-                "dataAsOf": iso(asOf)}
+                "reserved": head.reserved, "lifetimeEarned": head.lifetime_earned, "asOf": iso(asOf),
+                "source": "ledger", "dataAsOf": iso(asOf)}
     doc = p.store.read(BALANCES, customer_pk(tenant_id, customerId), BALANCE_ID)
     if doc is None:
         p.customers.get(tenant_id, customerId)  # 404 for an unknown customer
-        doc = {"available": 0, "pending": 0, "lifetimeEarned": 0, "ordersCredited": 0, "lastEntryAt": None}
+        doc = {"available": 0, "pending": 0, "reserved": 0, "lifetimeEarned": 0, "ordersCredited": 0,
+               "lastEntryAt": None}
     checkpoint = p.checkpoint.load().get("caughtUpAt")
     freshest = max(filter(None, (doc.get("lastEntryAt"), checkpoint)), default=None)
     return {"customerId": customerId, "available": doc["available"], "pending": doc["pending"],
-            "lifetimeEarned": doc["lifetimeEarned"], "ordersCredited": doc.get("ordersCredited", 0),
-            "source": "read-model", "dataAsOf": freshest}
+            "reserved": doc.get("reserved", 0), "lifetimeEarned": doc["lifetimeEarned"],
+            "ordersCredited": doc.get("ordersCredited", 0), "source": "read-model", "dataAsOf": freshest}
 
 
 def _cursor(seq: int) -> str:
