@@ -164,6 +164,88 @@ var cosmosContainers = [
     excludedPaths: []
   }
   {
+    name: 'rulesets'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: [
+      {
+        path: '/draft/source/?'
+      }
+    ]
+  }
+  {
+    name: 'ruleversions'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: [
+      {
+        path: '/body/source/?'
+      }
+    ]
+  }
+  {
+    name: 'piikeys'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: [
+      {
+        path: '/wrapped/?'
+      }
+    ]
+  }
+  {
+    name: 'piiindex'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: []
+  }
+  {
+    name: 'audit'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: [
+      {
+        path: '/before/*'
+      }
+      {
+        path: '/after/*'
+      }
+    ]
+  }
+  {
+    name: 'approvals'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: []
+  }
+  {
+    name: 'webhookendpoints'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: [
+      {
+        path: '/secrets/*'
+      }
+    ]
+  }
+  {
+    name: 'webhookmessages'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: [
+      {
+        path: '/body/?'
+      }
+    ]
+  }
+  {
+    name: 'webhookdeliveries'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: []
+  }
+  {
+    name: 'webhookattempts'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: []
+  }
+  {
+    name: 'exports'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: []
+  }
+  {
     name: leaseContainerName
     partitionKeyPath: '/id'
     excludedPaths: []
