@@ -20,13 +20,17 @@ from shared.audit.log import AuditLog
 from shared.blobs.port import BlobSink
 from shared.bus.port import OrderBus
 from shared.clock import Clock, SystemClock
-from shared.earning import EarningRulesProvider, RateOnlyProvider
+from shared.earning import EarningRulesProvider
 from shared.errors import ConfigurationError
 from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
 from shared.ledger.service import Ledger
 from shared.privacy.personal import PersonalDataVault
+from shared.rules.admin import RuleSetAdmin
+from shared.rules.lifecycle import RuleSetService
+from shared.rules.provider import RuleSetProvider
+from shared.rules.sealing import KeyProviderSealer
 from shared.schemas.checked_bus import SchemaCheckedBus
 from shared.settings import Settings
 from shared.store.layout import CONTAINERS
@@ -41,10 +45,15 @@ class Platform:
     store: DocumentStore
     bus: OrderBus
     clock: Clock
-    rules: EarningRulesProvider
+    # What ingestion earns by; None: the tenant's active rule set (``rule_provider``).
+    rules: EarningRulesProvider | None = None
     # Tenant KEKs (local keyring | Key Vault): PII data keys, webhook secrets, export files.
     key_provider: KeyProvider | None = None
     ledger: Ledger = field(init=False)
+    # The rule language (issue 3): lifecycle, the provider ingestion uses, the admin acts.
+    rule_sets: RuleSetService = field(init=False)
+    rule_provider: RuleSetProvider = field(init=False)
+    rule_admin: RuleSetAdmin = field(init=False)
     tenants: TenantDirectory = field(init=False)
     customers: CustomerService = field(init=False)
     keys: ApiKeys = field(init=False)
@@ -78,6 +87,11 @@ class Platform:
         self.poison = PoisonStore(self.store, self.clock)
         self.event_bus = SchemaCheckedBus(self.bus, self.poison)
         self.intake = OrderIntake(self.store, self.event_bus, self.tenants, self.customers, self.ledger, self.clock)
+        # Experiment secrets are sealed under the tenant's KEK, never stored in the clear.
+        self.rule_sets = RuleSetService(self.store, self.clock, sealer=KeyProviderSealer(self.key_provider))
+        self.rule_provider = RuleSetProvider(self.rule_sets)
+        if self.rules is None:
+            self.rules = self.rule_provider
         self.ingest = IngestHandler(self.ledger, self.tenants, self.customers, self.rules, self.poison, self.store)
         self.projector = Projector(self.store, self.clock)
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
@@ -85,10 +99,18 @@ class Platform:
         self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self))
         self.webhooks = WebhookService(self.store, self.clock, self.key_provider)
         self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)
+        self.rule_admin = RuleSetAdmin(self.rule_sets, self._invalidate_rules, self.audit, self.webhooks, self.store,
+                                       self.ledger, self.customers, self.clock)
         self.projector.subscribers.append(self.webhooks.project)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
         self.exports = ExportService(self.store, self.clock, self.key_provider,
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault)
+
+    def _invalidate_rules(self, tenant_id: str) -> None:
+        """Drop the cached routing of a tenant whose active rule set changed (this process)."""
+        self.rule_provider.invalidate(tenant_id)
+        if self.rules is not self.rule_provider and hasattr(self.rules, "invalidate"):
+            self.rules.invalidate(tenant_id)
 
     def close(self) -> None:
         self.bus.close()
@@ -168,4 +190,4 @@ def build_platform(
             "Check COSMOS_ENDPOINT, EVENTHUB_NAMESPACE and the identity's access."
         ) from exc
     return Platform(settings=settings, store=store, bus=bus, clock=clock or SystemClock(),
-                    rules=rules or RateOnlyProvider(), key_provider=key_provider)
+                    rules=rules, key_provider=key_provider)

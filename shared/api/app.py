@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from shared.api import problems
 from shared.api.limits import BodyLimit
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
+from shared.api.routes import rules
 from shared.platform import Platform
 
 OPENAPI_URL = "/openapi/v1.json"
@@ -25,7 +26,8 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     problems.install(app)
-    for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports):
+    rules.install(app)
+    for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
     return app

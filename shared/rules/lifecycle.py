@@ -29,7 +29,7 @@ from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.rules import models
-from shared.rules.errors import RuleBudgetExceeded, RuleError
+from shared.rules.errors import Diagnostic, RuleBudgetExceeded, RuleError
 from shared.rules.experiments import SECRET_BYTES
 from shared.rules.limits import COST_BUDGET
 from shared.rules.program import build
@@ -47,12 +47,18 @@ def _version_id(rule_set_id: str, version: int) -> str:
     return f"version:{rule_set_id}:{version:06d}"
 
 
+def diagnostic_model(diagnostic: Diagnostic) -> models.Diagnostic:
+    """One positioned problem as the API shows it, with the offending line and its caret."""
+    shown = diagnostic.source_line[:200] if diagnostic.source_line is not None else None
+    return models.Diagnostic(**diagnostic.to_dict(), source_line=shown, rendered=diagnostic.render())
+
+
 def validate_source(source: str) -> models.ValidationReport:
     """Check a source without saving: diagnostics, cost and cost per rule."""
     try:
         program = build(source)
     except RuleError as error:
-        diagnostics = tuple(models.Diagnostic(**d.to_dict()) for d in error.diagnostics)
+        diagnostics = tuple(diagnostic_model(d) for d in error.diagnostics)
         per_rule = error.per_rule if isinstance(error, RuleBudgetExceeded) else {}
         cost = error.total if isinstance(error, RuleBudgetExceeded) else None
         return models.ValidationReport(ok=False, kind=error.code, diagnostics=diagnostics, cost=cost,

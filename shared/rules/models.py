@@ -36,7 +36,9 @@ class Diagnostic(_Model):
     line: int
     column: int
     message: str
-    hint: str | None = None
+    hint: str | None = None                         # the suggestion, e.g. "did you mean order.total?"
+    source_line: str | None = Field(default=None, alias="sourceLine")
+    rendered: str | None = None                     # where, what, the line with a caret under the column, the hint
 
 
 class ValidationReport(_Model):
