@@ -79,3 +79,28 @@ def test_an_event_off_its_schema_is_refused_and_kept_for_replay(platform, tenant
 def test_the_api_path_publishes_through_the_checked_bus(platform) -> None:
     assert isinstance(platform.event_bus, SchemaCheckedBus)
     assert platform.intake._bus is platform.event_bus  # noqa: SLF001
+
+
+def _entry_type_enums(node: object) -> list[list[str]]:
+    found: list[list[str]] = []
+    if isinstance(node, dict):
+        spec = node.get("properties", {}).get("entryType") if isinstance(node.get("properties"), dict) else None
+        if isinstance(spec, dict) and "enum" in spec:
+            found.append(spec["enum"])
+        for value in node.values():
+            found.extend(_entry_type_enums(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_entry_type_enums(value))
+    return found
+
+
+def test_every_entry_type_the_ledger_writes_is_allowed_by_every_schema_that_enumerates_them() -> None:
+    # A new entry type missing from a webhook schema would send every such change to poison.
+    from shared.ledger.entries import EntryType
+
+    enums = [(entry.path.name, enum) for entry in SchemaRegistry(EVENTS_DIR)
+             for enum in _entry_type_enums(entry.schema)]
+    assert enums, "no schema enumerates entry types: the check would be empty"
+    for name, enum in enums:
+        assert set(enum) == {t.value for t in EntryType}, f"{name}: entryType enum drifted from EntryType"
