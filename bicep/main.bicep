@@ -129,7 +129,7 @@ var cosmosContainers = [
     partitionKeyPath: partitionKeyPath
     excludedPaths: [
       {
-        path: '/pii/*'
+        path: '/personal/*'
       }
     ]
   }
@@ -169,6 +169,9 @@ var cosmosContainers = [
     excludedPaths: [
       {
         path: '/draft/source/?'
+      }
+      {
+        path: '/experiment/sealedSecret/?'
       }
     ]
   }

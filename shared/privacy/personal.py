@@ -48,6 +48,10 @@ from shared.store.port import DocumentStore
 
 # The personal-data fields, declared once: the API, the sealing and the event
 # schema gate (``shared.schemas``) all read this list.
+# The customer document's field that holds the sealed personal fields (never
+# indexed by Cosmos: bicep/main.bicep excludes it, checked by tests/unit/bicep).
+SEALED_FIELD = "personal"
+
 PERSONAL_FIELDS: tuple[str, ...] = ("email", "name", "firstName", "lastName", "phone", "birthDate",
                                     "postalAddress", "address")
 
@@ -200,7 +204,7 @@ class PersonalDataVault:
         self.cache.put(tenant_id, customer_id, dek_id, dek)
         sealed = {name: seal(dek, dek_id, kek_version, tenant_id, customer_id, name, value)
                   for name, value in fields.items()}
-        return {"personal": sealed, "dekId": dek_id, "emailIndex": index_id}
+        return {SEALED_FIELD: sealed, "dekId": dek_id, "emailIndex": index_id}
 
     def abandon(self, tenant_id: str, customer_id: str, sealed: dict[str, Any], winner: dict[str, Any] | None) -> None:
         """Undo the index entry of a registration that lost to an existing profile."""

@@ -192,7 +192,9 @@ def test_the_cosmos_module_uses_each_containers_partition_key_and_indexing(main)
 
 
 def test_encrypted_personal_fields_are_not_indexed(containers) -> None:
-    assert {"path": "/pii/*"} in containers["customers"]["excludedPaths"]
+    from shared.privacy.personal import SEALED_FIELD
+
+    assert {"path": f"/{SEALED_FIELD}/*"} in containers["customers"]["excludedPaths"]
     assert {"path": "/attributes/*"} in containers["ledger"]["excludedPaths"]
 
 
