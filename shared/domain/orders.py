@@ -12,7 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator,
+                      model_validator)
 
 from shared.domain.ids import ID_PATTERN
 from shared.domain.money import MAX_ORDER_AMOUNT, MINOR_UNITS, fits_minor_unit
@@ -24,7 +25,10 @@ MAX_QUANTITY = 10_000
 EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$")]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
-Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=18, decimal_places=4)]
+# Serialised in fixed-point ("100", never "1E+2"): the bus schema, the ledger's
+# order records and every reader expect plain decimals, whatever notation came in.
+Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=18, decimal_places=4),
+                  PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")]
 
 
 class LineItem(BaseModel):

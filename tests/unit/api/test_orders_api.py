@@ -94,6 +94,18 @@ def test_bad_orders_are_refused_with_the_field_named_and_nothing_queued(client, 
     assert platform.store.read(ORDER_STATUS, order_pk("acme", "o1"), "o1") is None
 
 
+@pytest.mark.parametrize("amount, points", [("1e2", 1000), ("2.5E1", 250), ("0.1e1", 10)])
+def test_amounts_in_exponent_notation_are_credited_as_plain_decimals(client, platform, tenant, amount,
+                                                                     points) -> None:
+    body = order_body(amount=amount)
+    body["items"][0]["unitPrice"] = amount
+    response = client.post("/v1/orders?wait=0", json=body, headers=auth(tenant.merchant))
+    assert response.status_code == 202, response.text
+    drain(platform)
+    assert platform.ledger.head("acme", "c1").balance == points  # tenant rate: 10 points per EUR
+    assert platform.poison.list("acme") == []
+
+
 def test_malformed_json_is_a_400_problem(client, tenant) -> None:
     response = client.post("/v1/orders", content=b'{"customerId": ', headers={
         **auth(tenant.merchant), "content-type": "application/json"})
