@@ -110,10 +110,11 @@ class DualControl:
         self._audit_both(doc, "approval.approved", who, reason)
         try:
             result = executor(doc, who)
-        except AccrueError as exc:
-            self._store.upsert(APPROVALS, dict(approved, status="failed", error=exc.message),
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the request must not stay "executing"
+            message = exc.message if isinstance(exc, AccrueError) else f"{type(exc).__name__}: {exc}"
+            self._store.upsert(APPROVALS, dict(approved, status="failed", error=message),
                                if_match=approved["_etag"])
-            self._audit_both(doc, f"{doc['action']}.failed", who, exc.message)
+            self._audit_both(doc, f"{doc['action']}.failed", who, message)
             raise
         done = self._store.upsert(APPROVALS, dict(approved, status="executed", executedAt=iso(self._clock.now()),
                                                   result=_storable(result)),

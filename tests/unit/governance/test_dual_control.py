@@ -96,3 +96,21 @@ def test_bad_requests_and_rejection(client, platform, operators) -> None:
                        headers=auth(bob)).status_code == 409
     assert client.post("/v1/platform/approvals/req-0000000000000000/approve", json={},
                        headers=auth(bob)).status_code == 404
+
+
+def test_an_executor_that_crashes_leaves_the_request_failed_and_audited(client, platform, tenant, operators,
+                                                                       monkeypatch) -> None:
+    alice, bob = operators
+
+    def key_vault_down(doc, who):
+        raise RuntimeError("Key Vault unreachable")
+
+    monkeypatch.setitem(platform.approvals.executors, "tenant.kek.rotate", key_vault_down)
+    request = ask(client, alice, action="tenant.kek.rotate", tenantId="acme").json()
+    crashed = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(bob))
+    assert crashed.status_code == 500
+    stored = platform.approvals.get(request["id"])
+    assert stored["status"] == "failed" and "Key Vault unreachable" in stored["error"]
+    assert [r["action"] for r in platform.audit.records("_platform")][-1] == "tenant.kek.rotate.failed"
+    again = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(bob))
+    assert again.status_code == 409  # decided: a new request is needed, not a silent retry
