@@ -5,6 +5,7 @@ nothing, A/B experiments and their results, the evaluator setting, audit and the
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -60,8 +61,6 @@ def hooked(platform, tenant):
     platform.webhooks.register("acme", "https://hooks.example.com/in", ["ruleset.activated"])
 
     def messages() -> list[dict]:
-        import json
-
         docs = platform.store.query(WEBHOOK_MESSAGES, Query(pk="acme", filters=(
             Filter("eventType", "=", "ruleset.activated"),), order_by="createdAt"))
         return [json.loads(d["body"])["data"] for d in docs]
