@@ -10,6 +10,9 @@ from shared.errors import NotFound
 from shared.store.layout import CUSTOMERS, TENANTS
 from shared.store.port import Filter, Query
 
+# In a deleted tenant's partition of the tenants container: its id is retired.
+TOMBSTONE_ID = "tombstone"
+
 if TYPE_CHECKING:
     from shared.platform import Platform
 
@@ -52,11 +55,22 @@ def executors(platform: "Platform") -> dict[str, Any]:
             if len(page) < 500:
                 break
             after = page[-1]["customerId"]
+        endpoints_disabled = 0
+        for endpoint in platform.webhooks.list(tenant_id):
+            if endpoint.get("status") != "disabled":
+                platform.webhooks.disable(tenant_id, endpoint["id"], "tenant deleted")
+                endpoints_disabled += 1
+        # The id is never given out again: a new tenant under it would inherit the old
+        # ledger, audit chain and export state, which stay for retention.
+        platform.store.upsert(TENANTS, {"id": TOMBSTONE_ID, "pk": tenant_id, "docType": "tenant-tombstone",
+                                        "tenantId": tenant_id, "deletedBy": who.key_id})
         platform.store.delete(TENANTS, tenant_id, tenant_id)
         platform.tenants._cache.pop(tenant_id, None)  # noqa: SLF001 - the directory has no eviction API yet
         platform.audit.record(tenant_id, "tenant.deleted", who, target=f"tenant:{tenant_id}",
-                              after={"keysRevoked": revoked, "customersErased": erased}, reason=request["reason"])
-        return {"tenantId": tenant_id, "keysRevoked": revoked, "customersErased": erased}
+                              after={"keysRevoked": revoked, "customersErased": erased,
+                                     "webhookEndpointsDisabled": endpoints_disabled}, reason=request["reason"])
+        return {"tenantId": tenant_id, "keysRevoked": revoked, "customersErased": erased,
+                "webhookEndpointsDisabled": endpoints_disabled}
 
     return {"tenant.kek.rotate": rotate_kek, "platform-admin.grant": grant_platform_admin,
             "tenant.delete": delete_tenant}

@@ -15,7 +15,9 @@ from shared.app.auth import Principal, Role
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
 from shared.errors import Conflict
+from shared.governance.acts import TOMBSTONE_ID
 from shared.platform import Platform
+from shared.store.layout import TENANTS
 
 router = APIRouter(tags=["tenants"])
 
@@ -69,6 +71,8 @@ def create_tenant(body: NewTenant, response: Response, p: Annotated[Platform, De
                   who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
     if p.tenants.exists(body.tenant_id):
         raise Conflict(f"tenant {body.tenant_id!r} already exists")
+    if p.store.read(TENANTS, body.tenant_id, TOMBSTONE_ID) is not None:
+        raise Conflict(f"tenant id {body.tenant_id!r} belonged to a deleted tenant and is never reused; choose another")
     settings = TenantSettings.model_validate(body.model_dump(by_alias=True))
     p.tenants.save(settings)
     issued = p.keys.issue(body.tenant_id, Role.TENANT_ADMIN, created_by=who.key_id, label="first admin")

@@ -9,6 +9,7 @@ import pytest
 from shared.app.auth import Role
 from shared.app.customers import CustomerProfile
 from shared.store.layout import PII_KEYS, customer_pk
+from shared.webhooks.ssrf import TestAllowance
 from tests.conftest import auth
 
 
@@ -71,6 +72,8 @@ def test_deleting_a_tenant_revokes_keys_and_shreds_personal_data(client, platfor
     alice, bob = operators
     platform.customers.register("acme", CustomerProfile(customerId="p1", joinDate=date(2026, 1, 1),
                                                         email="p1@example.com"))
+    platform.webhooks.allowance = TestAllowance(frozenset({"127.0.0.1"}))
+    platform.webhooks.register("acme", "http://127.0.0.1:9/hook", ["transaction.committed"])
     request = ask(client, alice, action="tenant.delete", tenantId="acme").json()
     rejected_by_tenant_admin = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={},
                                            headers=auth(tenant.admin))
@@ -80,6 +83,12 @@ def test_deleting_a_tenant_revokes_keys_and_shreds_personal_data(client, platfor
     assert not platform.tenants.exists("acme")
     assert client.get("/v1/customers/c1", headers=auth(tenant.merchant)).status_code == 401
     assert platform.store.read(PII_KEYS, customer_pk("acme", "p1"), "dek") is None
+    assert [e["status"] for e in platform.webhooks.list("acme")] == ["disabled"]
+    assert done["result"]["webhookEndpointsDisabled"] == 1
+    # The id is retired: a new tenant under it would inherit the old ledger and audit chain.
+    again = client.post("/v1/tenants", json={"tenantId": "acme", "name": "Acme again"}, headers=auth(alice))
+    assert again.status_code == 409 and "never reused" in again.json()["detail"]
+    assert not platform.tenants.exists("acme")
 
 
 def test_bad_requests_and_rejection(client, platform, operators) -> None:
