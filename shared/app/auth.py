@@ -35,6 +35,7 @@ from shared.store.port import DocumentStore, Filter, Query
 
 CACHE_SECONDS = 30.0
 CACHE_SIZE = 10_000
+MAX_CONCURRENT_HASHES = 2
 KEY_PREFIX = "acr"
 
 # OWASP's minimum Argon2id parameters; argon2-cffi's default (64 MiB) would starve
@@ -103,6 +104,10 @@ class ApiKeys:
         self._store = store
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, bytes, Principal]] = OrderedDict()
+        # Digests of keys that just failed: the same wrong key presented again is
+        # refused without another Argon2 hash (bounded, short-lived like the cache).
+        self._refused: OrderedDict[bytes, float] = OrderedDict()
+        self._hashing = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
         self._lock = threading.Lock()
 
     def issue(self, tenant_id: str, role: Role, created_by: str | None, label: str = "") -> IssuedKey:
@@ -125,12 +130,23 @@ class ApiKeys:
             if hit is not None and now - hit[0] < CACHE_SECONDS and hmac.compare_digest(hit[1], digest):
                 self._cache.move_to_end(key_id)
                 return hit[2]
+            refused_at = self._refused.get(digest)
+            if refused_at is not None and now - refused_at < CACHE_SECONDS:
+                raise Unauthenticated("the API key is unknown or revoked")
         doc = self._store.read(API_KEYS, key_id, key_id)
         if doc is None or doc.get("revokedAt"):
             raise Unauthenticated("the API key is unknown or revoked")
         try:
-            HASHER.verify(doc["hash"], secret)
+            # Bounded: a flood of wrong keys for a known key id costs at most
+            # MAX_CONCURRENT_HASHES Argon2 runs at a time, not one per request thread.
+            with self._hashing:
+                HASHER.verify(doc["hash"], secret)
         except (VerificationError, InvalidHashError):
+            with self._lock:
+                self._refused[digest] = now
+                self._refused.move_to_end(digest)
+                while len(self._refused) > CACHE_SIZE:
+                    self._refused.popitem(last=False)
             raise Unauthenticated("the API key is unknown or revoked") from None
         principal = Principal(key_id, doc["tenantId"], Role(doc["role"]))
         with self._lock:

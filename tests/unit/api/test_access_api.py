@@ -53,6 +53,24 @@ def test_a_verified_key_is_cached_instead_of_rehashed(client, tenant, monkeypatc
     assert len(calls) <= 1
 
 
+def test_a_wrong_secret_for_a_known_key_id_is_not_rehashed_on_every_retry(client, tenant, monkeypatch) -> None:
+    calls = []
+    real = auth_module.HASHER
+
+    class CountingHasher:
+        def verify(self, hashed: str, secret: str) -> bool:
+            calls.append(1)
+            return real.verify(hashed, secret)
+
+    monkeypatch.setattr(auth_module, "HASHER", CountingHasher())
+    key_id = tenant.merchant.split("_")[1]
+    wrong = f"acr_{key_id}_{'A' * 43}"
+    for _ in range(5):
+        assert client.get("/v1/customers/c1", headers=auth(wrong)).status_code == 401
+    assert len(calls) == 1
+    assert client.get("/v1/customers/c1", headers=auth(tenant.merchant)).status_code == 200  # the real key still works
+
+
 def test_a_revoked_key_stops_working_at_once(client, tenant) -> None:
     created = client.post("/v1/api-keys", json={"role": "merchant", "label": "till 3"}, headers=auth(tenant.admin))
     assert created.status_code == 201 and created.headers["cache-control"] == "no-store"
