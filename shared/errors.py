@@ -168,3 +168,60 @@ class ConfigurationError(AccrueError):
 class BusUnavailable(AccrueError):
     code = "bus-unavailable"
     status = 503
+
+
+# --- spending: redemptions, conversions, partners (issue 6, shared/spend) ------------
+# ``extensions`` are RFC 9457 extension members the problem response carries
+# (e.g. the available balance, the reservation's state); never personal data.
+
+
+class SpendError(AccrueError):
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message, **extensions)
+        self.extensions = {k: v for k, v in extensions.items() if v is not None}
+
+
+class NotEnoughPoints(SpendError, InsufficientPoints):
+    """A redemption or conversion asks for more than the available balance (422, names ``available``)."""
+
+
+class OutOfStock(SpendError, Conflict):
+    code = "out-of-stock"
+
+
+class RewardNotAvailable(SpendError, Conflict):
+    """Outside the reward's validity dates."""
+
+    code = "reward-not-available"
+
+
+class RedemptionLimitReached(SpendError, Conflict):
+    code = "redemption-limit-reached"
+
+
+class ReservationExpired(SpendError, Conflict):
+    code = "reservation-expired"
+
+
+class ReservationSettled(SpendError, Conflict):
+    """The reservation was already confirmed, cancelled, released or rejected."""
+
+    code = "reservation-settled"
+
+
+class ReservationInReview(SpendError, Conflict):
+    code = "reservation-in-review"
+
+
+class PartnerRejected(SpendError):
+    """The partner refused the request for good (a 4xx of theirs); the points were given back."""
+
+    code = "partner-rejected"
+    status = 502
+
+
+class PartnerUnavailable(SpendError):
+    """The partner timed out, failed or its circuit is open; the points were given back."""
+
+    code = "partner-unavailable"
+    status = 503

@@ -39,10 +39,19 @@ def _export(platform: Platform) -> object:
     return platform.exports.run_all()
 
 
+def _release_reservations(platform: Platform) -> object:
+    # Idempotent: a reservation already settled is skipped (shared/spend/redemptions.py).
+    report = platform.spend.redemptions.release_expired()
+    log.info("reservations: %(scanned)d expired scanned, %(released)d released", report)
+    return report
+
+
 JOBS: tuple[Job, ...] = (
     Job("reconcile", "0 30 2 * * *", 24 * 3600.0, _reconcile),
     # Data out (issue 5): webhook deliveries every 10 s (a round is bounded by its budget),
     # the warehouse export nightly.
     Job("webhooks", "*/10 * * * * *", 2.0, _deliver_webhooks),
     Job("exports", "0 0 3 * * *", 24 * 3600.0, _export),
+    # Spending (issue 6): release redemption reservations not confirmed in time, every minute.
+    Job("reservations", "0 * * * * *", 60.0, _release_reservations),
 )

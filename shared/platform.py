@@ -33,6 +33,7 @@ from shared.rules.provider import RuleSetProvider
 from shared.rules.sealing import KeyProviderSealer
 from shared.schemas.checked_bus import SchemaCheckedBus
 from shared.settings import Settings
+from shared.spend import Spend, build_spend
 from shared.store.layout import CONTAINERS
 from shared.store.port import DocumentStore
 from shared.webhooks.delivery import DeliveryWorker
@@ -73,6 +74,8 @@ class Platform:
     webhooks: WebhookService = field(init=False)
     webhook_worker: DeliveryWorker = field(init=False)
     exports: Any = field(init=False)
+    # Spending (issue 6, shared/spend): rewards, redemptions, conversions, partners.
+    spend: Spend = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -105,6 +108,7 @@ class Platform:
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
         self.exports = ExportService(self.store, self.clock, self.key_provider,
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault)
+        self.spend = build_spend(self.store, self.ledger, self.clock)
 
     def _invalidate_rules(self, tenant_id: str) -> None:
         """Drop the cached routing of a tenant whose active rule set changed (this process)."""

@@ -10,6 +10,7 @@ from shared.api import problems
 from shared.api.limits import BodyLimit
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
+from shared.api.routes import redemptions, rewards
 from shared.platform import Platform
 
 OPENAPI_URL = "/openapi/v1.json"
@@ -27,7 +28,8 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     problems.install(app)
     rules.install(app)
-    for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules):
+    for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
+                   rewards, redemptions):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
     return app

@@ -8,6 +8,7 @@ only a fault of ours is a 500, and its detail never leaks internals.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -63,8 +64,15 @@ def install(app: FastAPI) -> None:
         headers = {"Retry-After": "1"} if exc.status == 503 else None
         if exc.status == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="accrue"'}
-        return problem(exc.status, exc.code, exc.code.replace("-", " ").capitalize(), exc.message,
-                       request.url.path, errors, headers)
+        response = problem(exc.status, exc.code, exc.code.replace("-", " ").capitalize(), exc.message,
+                           request.url.path, errors, headers)
+        extensions = getattr(exc, "extensions", None)
+        if extensions:
+            # RFC 9457 extension members, opted into by the error (e.g. the available balance).
+            body = json.loads(response.body)
+            body.update({k: v for k, v in extensions.items() if k not in body})
+            response = JSONResponse(body, status_code=exc.status, media_type=MEDIA_TYPE, headers=headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

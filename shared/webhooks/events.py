@@ -7,9 +7,14 @@ it before it enters the outbox.
 
 From the ledger's change feed (``events_from_ledger``):
 
-* an entry ``PENDING`` -> ``points.held``;
-* an entry that settles a held one (``settlesEntryId``) -> ``points.released``;
-* any other ``COMMITTED`` entry -> ``transaction.committed`` (one event per entry);
+* a ``PENDING`` credit (a held earn) -> ``points.held``;
+* a ``PENDING`` debit (a redemption or conversion reservation: already out of
+  the available balance, not "held") -> ``points.reserved``;
+* an entry that settles a held earn (``settlesEntryId``; EARN approve, VOID
+  reject) -> ``points.released``;
+* an entry that settles a reservation (REDEEM/CONVERT confirm, RELEASE) and any
+  other ``COMMITTED`` entry -> ``transaction.committed`` (one event per entry;
+  a settling one names ``settlesEntryId``);
 * an order record with status ``rejected`` -> ``order.rejected`` (reason code only:
   the free-text detail may quote merchant input).
 
@@ -25,12 +30,16 @@ from typing import Any, Iterable
 TRANSACTION_COMMITTED = "transaction.committed"
 POINTS_HELD = "points.held"
 POINTS_RELEASED = "points.released"
+POINTS_RESERVED = "points.reserved"
 ORDER_REJECTED = "order.rejected"
 TIER_CHANGED = "tier.changed"
 RULESET_ACTIVATED = "ruleset.activated"
 
 EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEASED, ORDER_REJECTED, TIER_CHANGED,
-                                RULESET_ACTIVATED)
+                                RULESET_ACTIVATED, POINTS_RESERVED)
+
+# Entry types that settle a reservation (a PENDING debit), not a held earn.
+SETTLES_RESERVATION = ("REDEEM", "CONVERT", "RELEASE")
 
 
 def schema_name(event_type: str) -> str:
@@ -52,6 +61,8 @@ def _entry_data(doc: dict[str, Any]) -> dict[str, Any]:
         "entryType": doc["entryType"], "points": doc["signedAmount"], "balance": doc["runningBalance"],
         "pending": doc["runningPending"], "orderId": doc.get("referenceOrderId"),
         "ruleSetId": doc.get("ruleSetId"), "ruleSetVersion": doc.get("ruleSetVersion"),
+        **({"redemptionId": doc["attributes"]["redemptionId"]}
+           if (doc.get("attributes") or {}).get("redemptionId") else {}),
     }
 
 
@@ -62,9 +73,15 @@ def events_from_ledger(docs: Iterable[dict[str, Any]]) -> list[Event]:
         if kind == "entry":
             source = f"ledger:{doc['pk']}:{doc['id']}"
             data = _entry_data(doc)
-            if doc.get("settlesEntryId"):
+            if doc.get("settlesEntryId") and doc["entryType"] in SETTLES_RESERVATION:
+                events.append(Event(doc["tenantId"], TRANSACTION_COMMITTED, source, doc["createdAt"],
+                                    dict(data, settlesEntryId=doc["settlesEntryId"])))
+            elif doc.get("settlesEntryId"):
                 events.append(Event(doc["tenantId"], POINTS_RELEASED, source, doc["createdAt"],
                                     dict(data, settlesEntryId=doc["settlesEntryId"])))
+            elif doc.get("status") == "PENDING" and doc["signedAmount"] < 0:
+                events.append(Event(doc["tenantId"], POINTS_RESERVED, source, doc["createdAt"],
+                                    dict(data, reserved=doc.get("runningReserved", 0))))
             elif doc.get("status") == "PENDING":
                 events.append(Event(doc["tenantId"], POINTS_HELD, source, doc["createdAt"], data))
             elif doc.get("status") == "COMMITTED":
