@@ -13,6 +13,10 @@ PIP := $(PY) -m pip --disable-pip-version-check --quiet
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements.txt
+	@# The `accrue` command (run, issue-key, poison, reconcile, export decrypt ...): python -m shared.local.
+	printf '#!/bin/sh\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m shared.local "$$@"\n' \
+		"$(CURDIR)" "$(CURDIR)/$(PY)" > $(VENV)/bin/accrue
+	chmod +x $(VENV)/bin/accrue
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime tests/requirements.txt
