@@ -58,6 +58,9 @@ class CustomerService:
             "tags": sorted(set(profile.tags)),
             "tier": profile.tier,
             "createdAt": iso(self._clock.now()),
+            # Moves on every change of the profile: the customers export selects on it,
+            # so tag, tier and erasure changes reach the warehouse, not only new customers.
+            "updatedAt": iso(self._clock.now()),
         }
         sealed = None
         if personal is not None:
@@ -99,7 +102,8 @@ class CustomerService:
             if merged == doc.get("tags"):
                 return
             try:
-                self._store.upsert(CUSTOMERS, dict(doc, tags=merged), if_match=doc["_etag"])
+                self._store.upsert(CUSTOMERS, dict(doc, tags=merged, updatedAt=iso(self._clock.now())),
+                                   if_match=doc["_etag"])
                 return
             except PreconditionFailed:
                 continue  # another writer changed the profile: merge again

@@ -9,7 +9,9 @@ Subjects and their change key (rows with ``from < key <= to``):
 * ``transactions``: ledger entries by ``createdAt``;
 * ``orders``: order outcome records by ``createdAt``;
 * ``ruleevaluations``: the rule trace of each order record, by ``createdAt``;
-* ``webhookdeliveries``: webhook delivery attempts by ``createdAt``.
+* ``webhookdeliveries``: webhook delivery attempts by ``createdAt``;
+* ``tierhistory``: tier-change records (``shared.tiers.history``, in the ledger
+  partitions) by ``createdAt``.
 
 Reading is paged, never the whole history: customers of the tenant by id, then
 each customer's ledger partition by ``seq`` / ``id`` (single-partition queries,
@@ -47,7 +49,8 @@ from shared.store.port import DocumentStore, Filter, Query
 log = logging.getLogger("accrue.exports")
 
 SCHEMA_VERSION = 1
-SUBJECTS: tuple[str, ...] = ("customers", "transactions", "orders", "ruleevaluations", "webhookdeliveries")
+SUBJECTS: tuple[str, ...] = ("customers", "transactions", "orders", "ruleevaluations", "webhookdeliveries",
+                             "tierhistory")
 DEFAULT_LAG = timedelta(minutes=2)
 PAGE = 1000
 STATE_ID = "state"
@@ -259,13 +262,13 @@ class ExportService:
     def _rows(self, tenant_id: str, subject: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
         window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
         if subject == "customers":
-            yield from self._customer_rows(tenant_id, window)
+            yield from self._customer_rows(tenant_id, lower, upper)
         elif subject == "webhookdeliveries":
             for doc in page_by(self._store, WEBHOOK_ATTEMPTS, tenant_id, window[:1], "createdAt",
                                after=lower, page=self.page):
                 yield {"tenantId": tenant_id, **{k: doc.get(k) for k in ATTEMPT_FIELDS}}
         else:
-            doc_type = "entry" if subject == "transactions" else "order"
+            doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
             key = "seq" if doc_type == "entry" else "id"
             for customer in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),),
                                     "customerId", page=self.page):
@@ -274,13 +277,16 @@ class ExportService:
                                    page=self.page):
                     yield _row(subject, tenant_id, doc)
 
-    def _customer_rows(self, tenant_id: str, window: tuple[Filter, ...]) -> Iterator[dict[str, Any]]:
+    def _customer_rows(self, tenant_id: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
+        """Customers whose profile changed in the window (new, re-tagged, re-tiered or
+        erased): a CDC feed, the newest state of each changed profile per run."""
         allowed = set(self.settings(tenant_id)["exportedPersonalFields"])
+        window = (Filter("updatedAt", "<=", upper),) + ((Filter("updatedAt", ">", lower),) if lower else ())
         for doc in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),) + window,
-                           "createdAt", page=self.page):
+                           "updatedAt", page=self.page):
             row = {"tenantId": tenant_id, "customerId": doc["customerId"], "joinDate": doc.get("joinDate"),
                    "tags": doc.get("tags", []), "tier": doc.get("tier"), "createdAt": doc.get("createdAt"),
-                   "erased": bool(doc.get("erasedAt"))}
+                   "updatedAt": doc.get("updatedAt"), "erased": bool(doc.get("erasedAt"))}
             if allowed and doc.get("personal") and self._vault is not None:
                 opened = self._vault.open(doc)
                 row.update({k: (v.isoformat() if hasattr(v, "isoformat") else v)
@@ -293,6 +299,15 @@ def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
         row = {"tenantId": tenant_id, "entryId": doc["id"], **{k: doc.get(k) for k in ENTRY_FIELDS}}
         row["points"] = row.pop("signedAmount")
         return row
+    if subject == "tierhistory":
+        qualifying = doc.get("qualifying") or {}
+        return {"tenantId": tenant_id, "changeId": doc["id"], "customerId": doc.get("customerId"),
+                "changeSeq": doc.get("changeSeq"), "fromTier": doc.get("fromTier"), "toTier": doc.get("toTier"),
+                "direction": doc.get("direction"), "reason": doc.get("reason"), "trigger": doc.get("trigger"),
+                "qualifyingPoints": qualifying.get("points"), "qualifyingSpend": qualifying.get("spend"),
+                "windowStart": qualifying.get("windowStart"), "windowEnd": qualifying.get("windowEnd"),
+                "evaluationAt": doc.get("evaluationAt"), "programVersion": doc.get("programVersion"),
+                "createdAt": doc.get("createdAt")}
     reason = doc.get("reason") if isinstance(doc.get("reason"), dict) else {}
     if subject == "orders":
         order = doc.get("order") or {}

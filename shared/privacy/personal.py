@@ -258,7 +258,7 @@ class PersonalDataVault:
                            before={"personalFields": sorted((doc.get("personal") or {}).keys())},
                            after={"personalFields": [], "erasedAt": erased_at}, reason=reason)
         stripped = {k: v for k, v in doc.items() if k not in ("personal", "dekId", "emailIndex")}
-        self._store.upsert(CUSTOMERS, dict(stripped, erasedAt=erased_at), if_match=doc["_etag"])
+        self._store.upsert(CUSTOMERS, dict(stripped, erasedAt=erased_at, updatedAt=erased_at), if_match=doc["_etag"])
         return {"customerId": customer_id, "erased": True, "erasedAt": erased_at, "alreadyErased": False}
 
 

@@ -52,7 +52,7 @@ RULE_VERSIONS = "ruleversions"
 CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec(LEDGER, append_only=True, change_feed=True,
                   indexed=("seq", "docType", "createdAt", "referenceOrderId", "tenantId")),
-    ContainerSpec(CUSTOMERS, indexed=("tenantId",)),
+    ContainerSpec(CUSTOMERS, indexed=("tenantId", "updatedAt")),
     ContainerSpec(BALANCES),
     ContainerSpec(ORDER_STATUS),
     ContainerSpec(TENANTS),

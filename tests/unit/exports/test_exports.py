@@ -173,6 +173,26 @@ def test_personal_fields_are_excluded_by_default(platform, tenant, clock) -> Non
     assert row["email"] == "bob@example.com" and "name" not in row
 
 
+def test_changed_profiles_are_exported_again_and_an_erasure_reaches_the_warehouse(platform, tenant,
+                                                                                    clock) -> None:  # type: ignore
+    platform.exports.save_settings("acme", [])  # this tenant exports every personal field
+    add_customer(platform, "acme", "p1", email="ann@example.com", name="Ann")
+    clock.advance(timedelta(minutes=5))
+    first = platform.exports.run("acme")
+    assert next(r for r in _rows(platform, first, "customers") if r["customerId"] == "p1")["name"] == "Ann"
+    clock.advance(timedelta(minutes=1))
+    platform.vault.erase("acme", "p1", None, reason="customer asked")
+    platform.customers.add_tags("acme", "c2", ("vip",))
+    clock.advance(timedelta(minutes=5))
+    second = platform.exports.run("acme")
+    rows = {r["customerId"]: r for r in _rows(platform, second, "customers")}
+    assert set(rows) == {"p1", "c2"}  # only the changed profiles, each once
+    assert rows["p1"]["erased"] is True and "name" not in rows["p1"] and "email" not in rows["p1"]
+    assert rows["c2"]["tags"] == ["vip"]
+    clock.advance(timedelta(minutes=5))
+    assert _rows(platform, platform.exports.run("acme"), "customers") == []
+
+
 def test_decrypt_cli_verifies_against_the_manifest(platform, tenant, client, clock, tmp_path, monkeypatch,
                                                    capsys) -> None:  # type: ignore[no-untyped-def]
     _orders(client, tenant, platform, ["o1"])
