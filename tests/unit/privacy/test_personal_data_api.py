@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from shared.exports.crypto import decrypt_stream
-
 from shared.privacy.crypto import CiphertextInvalid, WrongDataKey
 from shared.privacy.personal import PersonalDataDestroyed
 from shared.store.layout import CUSTOMERS, PII_INDEX, PII_KEYS, customer_pk
