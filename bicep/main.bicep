@@ -249,6 +249,11 @@ var cosmosContainers = [
     excludedPaths: []
   }
   {
+    name: 'reviews'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: []
+  }
+  {
     name: leaseContainerName
     partitionKeyPath: '/id'
     excludedPaths: []

@@ -225,3 +225,17 @@ class PartnerUnavailable(SpendError):
 
     code = "partner-unavailable"
     status = 503
+
+
+# --- fraud controls and the review queue (issue 6, shared/fraud, shared/reviews) -------
+
+
+class ReviewDecided(Conflict):
+    """The review was already approved, rejected or withdrawn: a decision is final (409).
+    ``extensions`` (the review id, its status, who decided) go into the problem response."""
+
+    code = "review-decided"
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message, **extensions)
+        self.extensions = {k: v for k, v in extensions.items() if v is not None}

@@ -27,6 +27,7 @@ from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
 from shared.ledger.service import Ledger
 from shared.privacy.personal import PersonalDataVault
+from shared.reviews import ReviewQueue
 from shared.rules.admin import RuleSetAdmin
 from shared.rules.lifecycle import RuleSetService
 from shared.rules.provider import RuleSetProvider
@@ -76,6 +77,8 @@ class Platform:
     exports: Any = field(init=False)
     # Spending (issue 6, shared/spend): rewards, redemptions, conversions, partners.
     spend: Spend = field(init=False)
+    # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
+    reviews: ReviewQueue = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,6 +112,7 @@ class Platform:
         self.exports = ExportService(self.store, self.clock, self.key_provider,
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault)
         self.spend = build_spend(self.store, self.ledger, self.clock)
+        self.reviews = ReviewQueue(self.store, self.ledger, self.clock, self.audit)
 
     def _invalidate_rules(self, tenant_id: str) -> None:
         """Drop the cached routing of a tenant whose active rule set changed (this process)."""

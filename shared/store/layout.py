@@ -101,3 +101,14 @@ CONTAINERS = CONTAINERS + (
     ContainerSpec(EXPORTS, indexed=("docType", "startedAt")),
 )
 BY_NAME = {spec.name: spec for spec in CONTAINERS}
+
+# --- Fraud controls (issue 6): the manual review queue ------------------------------
+# * ``reviews``: per tenant. One document per held earn or redemption waiting for
+#   (or given) a tenant-admin's decision; mutable, ETag-guarded so two admins cannot
+#   both decide. The decision itself is a new ledger entry (shared/reviews/queue.py).
+REVIEWS = "reviews"
+
+CONTAINERS = CONTAINERS + (
+    ContainerSpec(REVIEWS, indexed=("status", "kind", "createdAt", "customerId")),
+)
+BY_NAME = {spec.name: spec for spec in CONTAINERS}
