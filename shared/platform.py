@@ -113,6 +113,7 @@ class Platform:
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault)
         self.spend = build_spend(self.store, self.ledger, self.clock)
         self.reviews = ReviewQueue(self.store, self.ledger, self.clock, self.audit)
+        self.spend.redemptions.attach_review_queue(self.reviews)
 
     def _invalidate_rules(self, tenant_id: str) -> None:
         """Drop the cached routing of a tenant whose active rule set changed (this process)."""

@@ -35,7 +35,7 @@ is reserved without expiry and waits for a tenant-admin (``approve`` confirms,
 or fulfils through the partner first; ``reject`` releases); a merchant may
 still cancel it.
 
-Timeouts: ``release_expired`` (timer job ``spend-reservations``) releases the
+Timeouts: ``release_expired`` (timer job ``reservations``) releases the
 reservations whose ``expiresAt`` has passed. It scans redemption records by
 ``expiresAt`` from a watermark kept in the ``system`` container; the watermark
 trails the job's own clock by ``WATERMARK_LAG`` so a reservation committed a
@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
@@ -54,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints,
 
 from shared.clock import Clock, iso
 from shared.domain.orders import EntityId
-from shared.errors import Conflict, NotEnoughPoints, NotFound, PartnerRejected, PartnerUnavailable, \
+from shared.errors import Conflict, LedgerConflict, NotEnoughPoints, NotFound, PartnerRejected, PartnerUnavailable, \
     RedemptionLimitReached, ReservationExpired, ReservationInReview, ReservationSettled, SpendError
 from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryStatus, EntryType, Head, entry_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
@@ -71,6 +73,8 @@ MAX_POINTS = 10**12
 WATERMARK_LAG = timedelta(minutes=5)
 WATERMARK_PK, WATERMARK_ID = "spend", "reservation-expiry"
 EXPIRY_PAGE = 500
+APPEND_ROUNDS = 6
+REVIEW_KIND = "redemption"
 
 # States a caller sees.
 RESERVED, IN_REVIEW, COMPLETED, CONFIRMED = "reserved", "in-review", "completed", "confirmed"
@@ -131,6 +135,7 @@ class Redemptions:
         # Set by the platform when the review queue exists; without it an item above
         # the threshold still waits (in-review) and is listed by ``in_review``.
         self.review_sink: ReviewSink | None = None
+        self._review_queue: Any = None
 
     # --- merchant operations ----------------------------------------------------------
 
@@ -182,7 +187,11 @@ class Redemptions:
         record, _ = self._load(tenant_id, customer_id, rid)
         if record["mode"] == "partner" and not record.get("review"):
             raise Conflict(f"redemption {rid} is being fulfilled by a partner: it cannot be cancelled")
-        return self._settle(tenant_id, customer_id, rid, "cancel", CANCELLED, allow_review=True)
+        result = self._settle(tenant_id, customer_id, rid, "cancel", CANCELLED, allow_review=True)
+        if record.get("review") and self._review_queue is not None:
+            self._review_queue.withdraw(tenant_id, REVIEW_KIND, customer_id, record["entryId"],
+                                        "the merchant cancelled the reservation")
+        return result
 
     def get(self, tenant_id: str, customer_id: str, rid: str) -> dict[str, Any]:
         record, settlement = self._load(tenant_id, customer_id, rid)
@@ -211,14 +220,28 @@ class Redemptions:
             raise Conflict(f"redemption {rid} is not waiting for review")
         return self._settle(tenant_id, customer_id, rid, "reject", REJECTED, allow_review=True, reason=reason)
 
-    def in_review(self, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        """Redemptions of the tenant waiting for a decision (oldest first)."""
-        docs = self._store.query(LEDGER, Query(pk=None, filters=(
-            Filter("docType", "=", "redemption"), Filter("tenantId", "=", tenant_id), Filter("review", "=", True)),
-            order_by="createdAt", limit=10_000))
-        views = [self._view(d, self._ledger.record(tenant_id, d["customerId"], settlement_id(d["entryId"])))
-                 for d in docs]
-        return [v for v in views if v["status"] == IN_REVIEW][:limit]
+    def attach_review_queue(self, queue: Any) -> None:
+        """Send redemptions above the threshold to the manual review queue
+        (``shared.reviews.ReviewQueue``, kind ``redemption``) and decide them there:
+        approve confirms (or fulfils through the partner first), reject releases.
+        A merchant's cancel of a reservation in review withdraws the review."""
+        def submit(tenant_id: str, customer_id: str, rid: str, summary: dict[str, Any]) -> None:
+            record, _ = self._load(tenant_id, customer_id, rid)
+            queue.submit(tenant_id, REVIEW_KIND, customer_id, record["entryId"],
+                         [{"code": "redemption-above-threshold",
+                           "detail": f"{summary['points']} points is at or above the tenant's review threshold"}],
+                         {k: v for k, v in summary.items() if v is not None})
+
+        def approve(review: dict[str, Any], who: Any, note: str | None) -> dict[str, Any]:
+            return self.approve(review["tenantId"], review["customerId"], review["details"]["redemptionId"]).body
+
+        def reject(review: dict[str, Any], who: Any, note: str | None) -> dict[str, Any]:
+            return self.reject(review["tenantId"], review["customerId"], review["details"]["redemptionId"],
+                               note).body
+
+        self.review_sink = submit
+        self._review_queue = queue
+        queue.register(REVIEW_KIND, approve=approve, reject=reject)
 
     # --- timer ------------------------------------------------------------------------
 
@@ -266,12 +289,26 @@ class Redemptions:
         outcome = self._reserve(
             tenant_id, customer_id, key, fingerprint, rid, points=points, entry_type=entry_type, kind=kind,
             mode="partner", reward_id=None, limit=None,
-            review=policy.review_threshold_points is not None and points >= policy.review_threshold_points,
+            # Not reviewed: approving later would need the partner account, which is never stored.
+            review=False,
             expires_at=self._clock.now() + timedelta(seconds=policy.reservation_ttl_seconds), stock_taken=False,
             actor=actor, extra={"partnerId": partner_id, **extra})
         return self._after_reserve(tenant_id, customer_id, rid, outcome, partner_account)
 
     # --- internals ----------------------------------------------------------------------
+
+    def _append(self, request: TransactionRequest) -> TransactionOutcome:
+        """The ledger re-plans a lost race at once, a bounded number of times; on a hot
+        customer a crowd of writers can exhaust that. Back off with jitter and try
+        again (safe: the request is idempotent) before passing the 409 on."""
+        for attempt in range(APPEND_ROUNDS):
+            try:
+                return self._ledger.append_one(request)
+            except LedgerConflict:
+                if attempt == APPEND_ROUNDS - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2 ** attempt))
+        raise AssertionError("unreachable")
 
     def _precheck(self, tenant_id: str, customer_id: str, points: int, reward_id: str, limit: int | None) -> None:
         head = self._ledger.head(tenant_id, customer_id)
@@ -313,7 +350,7 @@ class Redemptions:
                        "entryId": reservation, "expiresAt": expiry, "rewardId": reward_id, "kind": kind, "mode": mode}
             return Plan([draft], {k: v for k, v in outcome.items() if v is not None}, [record])
 
-        return self._ledger.append_one(TransactionRequest(tenant_id, customer_id, key, fingerprint, plan))
+        return self._append(TransactionRequest(tenant_id, customer_id, key, fingerprint, plan))
 
     def _after_reserve(self, tenant_id: str, customer_id: str, rid: str, outcome: TransactionOutcome,
                        partner_account: str | None = None) -> SpendResult:
@@ -432,7 +469,7 @@ class Redemptions:
 
         request = TransactionRequest(tenant_id, customer_id, key, fingerprint_of([action, rid]), plan)
         try:
-            outcome = self._ledger.append_one(request)
+            outcome = self._append(request)
         except Conflict as error:
             if isinstance(error, SpendError):
                 raise
@@ -466,8 +503,7 @@ class Redemptions:
         if self.review_sink is None:
             return
         summary = {"redemptionId": record["redemptionId"], "points": record["points"], "kind": record["kind"],
-                   "rewardId": record.get("rewardId"), "partnerId": record.get("partnerId"),
-                   "partnerAccount": partner_account}
+                   "mode": record["mode"], "rewardId": record.get("rewardId"), "partnerId": record.get("partnerId")}
         self.review_sink(tenant_id, customer_id, record["redemptionId"], summary)
 
     def _view(self, record: dict[str, Any], settlement: dict[str, Any] | None) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from shared.app.auth import Principal
 from shared.domain.ids import ID_PATTERN
 from shared.platform import Platform
 from shared.spend.conversions import ConvertRequest
-from shared.spend.redemptions import IN_REVIEW, RedeemRequest, SpendResult
+from shared.reviews import review_id
+from shared.spend.redemptions import IN_REVIEW, REVIEW_KIND, RedeemRequest, SpendResult
 
 router = APIRouter(tags=["redemptions"])
 
@@ -30,9 +31,6 @@ class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, min_length=1, max_length=500)
-    partnerAccount: str | None = Field(default=None, min_length=1, max_length=64,
-                                       pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
-                                       description="a conversion's partner account (never stored)")
 
 
 def _respond(result: SpendResult, response: Response) -> dict:
@@ -87,31 +85,30 @@ def convert(customerId: CustomerId, body: ConvertRequest, response: Response,
     return _respond(p.spend.conversions.convert(who.tenant_id, customerId, body, who.key_id), response)
 
 
-@router.get("/v1/redemption-reviews", summary="Redemptions waiting for a decision, oldest first (tenant-admin)")
+@router.get("/v1/redemption-reviews", summary="Open reviews of redemptions, oldest first (tenant-admin)")
 def in_review(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    return {"items": p.spend.redemptions.in_review(who.tenant_id, limit)}
+    return {"items": p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=limit)}
 
 
-@router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/approve", status_code=201,
+def _decide(p: Platform, who: Principal, customer_id: str, rid: str, decision: str, note: str | None) -> dict:
+    """A shortcut to the review queue (shared/reviews): the same decision, audit and review status."""
+    entry_id = p.spend.redemptions.get(who.tenant_id, customer_id, rid)["entryId"]
+    review = review_id(REVIEW_KIND, customer_id, entry_id)
+    decided = p.reviews.decide(who.tenant_id, review, decision, who, note)  # type: ignore[arg-type]
+    return {**p.spend.redemptions.get(who.tenant_id, customer_id, rid), "reviewId": review,
+            "reviewStatus": decided["status"]}
+
+
+@router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/approve",
              summary="Approve a redemption in review: confirmed (or fulfilled by its partner) (tenant-admin)")
-def approve(customerId: CustomerId, redemptionId: RedemptionId, body: Decision, response: Response,
+def approve(customerId: CustomerId, redemptionId: RedemptionId, body: Decision,
             p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    result = p.spend.redemptions.approve(who.tenant_id, customerId, redemptionId, body.partnerAccount)
-    if result.created:
-        p.audit.record(who.tenant_id, "redemption.approved", who, target=f"redemption:{customerId}:{redemptionId}",
-                       after={"status": result.body.get("status"), "points": result.body.get("points")},
-                       reason=body.reason)
-    return _respond(result, response)
+    return _decide(p, who, customerId, redemptionId, "approve", body.reason)
 
 
-@router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/reject", status_code=201,
+@router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/reject",
              summary="Reject a redemption in review: its points come back (tenant-admin)")
-def reject(customerId: CustomerId, redemptionId: RedemptionId, body: Decision, response: Response,
+def reject(customerId: CustomerId, redemptionId: RedemptionId, body: Decision,
            p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    result = p.spend.redemptions.reject(who.tenant_id, customerId, redemptionId, body.reason)
-    if result.created:
-        p.audit.record(who.tenant_id, "redemption.rejected", who, target=f"redemption:{customerId}:{redemptionId}",
-                       after={"status": result.body.get("status"), "points": result.body.get("points")},
-                       reason=body.reason)
-    return _respond(result, response)
+    return _decide(p, who, customerId, redemptionId, "reject", body.reason)

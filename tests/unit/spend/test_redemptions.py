@@ -202,20 +202,32 @@ def test_large_redemptions_wait_for_review(client, platform, tenant) -> None:
     assert big.status_code == 202 and big.json()["status"] == "in-review" and big.json()["available"] == 3001
     rid = big.json()["redemptionId"]
     url = f"{REDEEM.format('c1')}/{rid}"
-    assert client.post(url + "/confirm", headers=auth(tenant.merchant)).status_code == 409
+    confirm = client.post(url + "/confirm", headers=auth(tenant.merchant))
+    assert confirm.status_code == 409 and confirm.json()["type"].endswith("reservation-in-review")
     queue = client.get("/v1/redemption-reviews", headers=auth(tenant.admin)).json()["items"]
-    assert [q["redemptionId"] for q in queue] == [rid]
+    assert [q["details"]["redemptionId"] for q in queue] == [rid] and queue[0]["kind"] == "redemption"
+    assert queue[0]["entryId"] == big.json()["entryId"]
     assert client.post(url + "/approve", json={}, headers=auth(tenant.merchant)).status_code == 403
     approved = client.post(url + "/approve", json={"reason": "known customer"}, headers=auth(tenant.admin))
-    assert approved.status_code == 201 and approved.json()["status"] == "confirmed"
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "confirmed" and approved.json()["reviewStatus"] == "approved"
     assert client.get("/v1/redemption-reviews", headers=auth(tenant.admin)).json()["items"] == []
     assert client.post(url + "/reject", json={}, headers=auth(tenant.admin)).status_code == 409
+    # Through the queue itself (what its own routes call): reject releases the points.
     second = client.post(REDEEM.format("c1"), json={"idempotencyKey": "b2", "points": 2000, "mode": "reserve"},
                          headers=auth(tenant.merchant)).json()
-    rejected = client.post(f"{REDEEM.format('c1')}/{second['redemptionId']}/reject", json={"reason": "odd"},
-                           headers=auth(tenant.admin))
-    assert rejected.status_code == 201 and rejected.json()["status"] == "rejected"
+    review = platform.reviews.list("acme", status="open")[0]
+    decided = platform.reviews.reject("acme", review["reviewId"], None, "odd")
+    assert decided["status"] == "rejected"
+    view = client.get(f"{REDEEM.format('c1')}/{second['redemptionId']}", headers=auth(tenant.admin)).json()
+    assert view["status"] == "rejected" and view["pointsReleased"]
+    # A merchant cancelling a reservation under review withdraws the review.
+    third = client.post(REDEEM.format("c1"), json={"idempotencyKey": "b3", "points": 1500, "mode": "reserve"},
+                        headers=auth(tenant.merchant)).json()
+    cancelled = client.post(f"{REDEEM.format('c1')}/{third['redemptionId']}/cancel", headers=auth(tenant.merchant))
+    assert cancelled.status_code == 201 and cancelled.json()["status"] == "cancelled"
+    assert platform.reviews.list("acme", status="withdrawn")[0]["details"]["redemptionId"] == third["redemptionId"]
     assert platform.ledger.head("acme", "c1").balance == 3001
     actions = [r["action"] for r in platform.audit.records("acme", 0, 100)]
-    assert actions.count("redemption.approved") == 1 and actions.count("redemption.rejected") == 1
+    assert actions.count("review.approved") == 1 and actions.count("review.rejected") == 1
     ledger_invariants(platform, "acme", "c1")
