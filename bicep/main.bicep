@@ -254,6 +254,11 @@ var cosmosContainers = [
     excludedPaths: []
   }
   {
+    name: 'expirycalendar'
+    partitionKeyPath: partitionKeyPath
+    excludedPaths: []
+  }
+  {
     name: leaseContainerName
     partitionKeyPath: '/id'
     excludedPaths: []

@@ -94,6 +94,13 @@ class InsufficientPoints(AccrueError):
     status = 422
 
 
+class NothingToExpire(Conflict):
+    """The expiry job planned an EXPIRE for a lot that has nothing left (spent or
+    expired meanwhile): the plan writes nothing (shared/expiry/service.py)."""
+
+    code = "nothing-to-expire"
+
+
 class LedgerInvariantBroken(AccrueError):
     """An invariant of the ledger does not hold: a bug, never a client mistake."""
 

@@ -46,6 +46,13 @@ def _release_reservations(platform: Platform) -> object:
     return report
 
 
+
+def _expire_points(platform: Platform) -> object:
+    # Hourly, so each tenant's lots expire soon after its local midnight; a tenant already
+    # done for its local day is skipped, a run cut short resumes (shared/expiry/service.py).
+    return platform.expiry.run()
+
+
 JOBS: tuple[Job, ...] = (
     Job("reconcile", "0 30 2 * * *", 24 * 3600.0, _reconcile),
     # Data out (issue 5): webhook deliveries every 10 s (a round is bounded by its budget),
@@ -54,4 +61,6 @@ JOBS: tuple[Job, ...] = (
     Job("exports", "0 0 3 * * *", 24 * 3600.0, _export),
     # Spending (issue 6): release redemption reservations not confirmed in time, every minute.
     Job("reservations", "0 * * * * *", 60.0, _release_reservations),
+    # Expiry (issue 6): EXPIRE entries for what is left of expired lots, per tenant time zone.
+    Job("expiry", "0 15 * * * *", 3600.0, _expire_points),
 )

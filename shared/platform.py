@@ -21,6 +21,7 @@ from shared.blobs.port import BlobSink
 from shared.bus.port import OrderBus
 from shared.clock import Clock, SystemClock
 from shared.earning import EarningRulesProvider
+from shared.expiry.service import ExpiryService
 from shared.errors import ConfigurationError
 from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
@@ -79,6 +80,8 @@ class Platform:
     spend: Spend = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
+    # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
+    expiry: ExpiryService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,13 +104,15 @@ class Platform:
         self.ingest = IngestHandler(self.ledger, self.tenants, self.customers, self.rules, self.poison, self.store)
         self.projector = Projector(self.store, self.clock)
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
-        self.corrections = Corrections(self.store, self.ledger)
+        self.corrections = Corrections(self.store, self.ledger, self.clock)
         self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self))
         self.webhooks = WebhookService(self.store, self.clock, self.key_provider)
         self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)
         self.rule_admin = RuleSetAdmin(self.rule_sets, self._invalidate_rules, self.audit, self.webhooks, self.store,
                                        self.ledger, self.customers, self.clock)
         self.projector.subscribers.append(self.webhooks.project)
+        self.expiry = ExpiryService(self.store, self.ledger, self.tenants, self.clock)
+        self.projector.subscribers.append(self.expiry.calendar.project)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
         self.exports = ExportService(self.store, self.clock, self.key_provider,
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault)

@@ -12,6 +12,16 @@ edited. Refund policy (documented in the README):
   a full refund claws back exactly what was earned;
 * a clawback may take the balance below zero (the points were already spent);
   the balance then reads negative until new points cover it.
+
+Refunds and points lots (docs/expiry.md; the lot replay is shared/ledger/lots.py):
+
+* the REVERSAL takes first what remains of the refunded order's own lots, then
+  the customer's other lots oldest-expiry-first, then goes into deficit;
+* points of the order that already **expired** are not clawed back a second
+  time: the refunded share of them, ``floor(expired * refunded so far / order
+  amount)`` (cumulative, like the clawback), is excused; points already
+  **spent** are clawed back (the customer had their value);
+* a positive ADJUST is a lot: it is stamped with the tenant policy's expiry.
 """
 
 from __future__ import annotations
@@ -23,11 +33,15 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.app.ingest import order_record_id
+from shared.app.tenants import TenantDirectory
+from shared.clock import Clock
 from shared.domain.orders import EntityId, Money
 from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
 from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.domain.money import fits_minor_unit
+from shared.expiry.policy import policy_stamp
+from shared.expiry.service import read_book
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore
 
@@ -63,9 +77,12 @@ class AdjustmentRequest(BaseModel):
 
 
 class Corrections:
-    def __init__(self, store: DocumentStore, ledger: Ledger) -> None:
+    def __init__(self, store: DocumentStore, ledger: Ledger, clock: Clock | None = None) -> None:
         self._store = store
         self._ledger = ledger
+        # With a clock, a positive ADJUST is stamped with the tenant's expiry policy.
+        self._clock = clock
+        self._tenants = TenantDirectory(store)
 
     def refund(self, tenant_id: str, order_id: str, refund: RefundRequest) -> TransactionOutcome:
         status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
@@ -98,7 +115,10 @@ class Corrections:
                     [FieldProblem("amount", f"at most {order_amount - refunded} {currency} is left to refund")],
                 )
             target = int((Decimal(earned) * total / order_amount).to_integral_value(rounding=ROUND_FLOOR))
-            clawback = target - clawed
+            expired = sum(lot.expired for lot in read_book(self._store, tenant_id, customer_id).lots.values()
+                          if lot.order_id == order_id)
+            excused = int((Decimal(expired) * total / order_amount).to_integral_value(rounding=ROUND_FLOOR))
+            clawback = max(0, target - excused - clawed)
             assert 0 <= clawback <= earned - clawed, "clawback must stay within what was earned"
             first_earn = next((e["id"] for e in entries if e["entryType"] == "EARN"), None)
             draft = EntryDraft(
@@ -107,7 +127,7 @@ class Corrections:
                             **({"reason": refund.reason} if refund.reason else {})},
             )
             outcome = {"status": "refunded", "orderId": order_id, "customerId": customer_id,
-                       "refundId": refund.refund_id, "pointsClawedBack": clawback,
+                       "refundId": refund.refund_id, "pointsClawedBack": clawback, "pointsExcusedExpired": excused,
                        "refundedTotal": str(total), "balanceAfter": head.balance - clawback}
             return Plan(entries=[draft], outcome=outcome)
 
@@ -123,12 +143,18 @@ class Corrections:
             raise ValidationFailed("an adjustment of zero points changes nothing",
                                    [FieldProblem("points", "must not be 0")])
 
+        expires = None
+        if adjustment.points > 0 and self._clock is not None:
+            tenant = self._tenants.get(tenant_id)
+            expires = policy_stamp(tenant.expiry_policy, tenant.time_zone, self._clock.now())
+
         def plan(head: Head) -> Plan:
             if head.balance + adjustment.points < 0:
                 raise InsufficientPoints(
                     f"customer {customer_id} has {head.balance} points; cannot take {-adjustment.points}")
             draft = EntryDraft(EntryType.ADJUST, adjustment.points, attributes={
-                "reasonCode": adjustment.reason_code.value, "reason": adjustment.reason, "actorKeyId": actor_key_id})
+                "reasonCode": adjustment.reason_code.value, "reason": adjustment.reason, "actorKeyId": actor_key_id,
+                **({"expiresAt": expires} if expires else {})})
             outcome = {"status": "adjusted", "customerId": customer_id, "points": adjustment.points,
                        "balanceAfter": head.balance + adjustment.points, "actorKeyId": actor_key_id}
             return Plan(entries=[draft], outcome=outcome)

@@ -29,6 +29,7 @@ from shared.app.tenants import TenantDirectory
 from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext, EarnResult, EarningRulesProvider
 from shared.errors import AccrueError, NotFound
+from shared.expiry.policy import policy_stamp
 from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
@@ -130,7 +131,8 @@ class IngestHandler:
                 order_count=head.orders_credited,
             )
             result = self._rules.for_tenant(tenant, order.customer_id).evaluate(tenant, order, context)
-            return _credit(message, result)
+            # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
+            return _credit(message, result, policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
 
         return TransactionRequest(
             tenant_id=message.tenant_id,
@@ -155,7 +157,7 @@ class IngestHandler:
         })
 
 
-def _credit(message: OrderMessage, result: EarnResult) -> Plan:
+def _credit(message: OrderMessage, result: EarnResult, default_expiry: str | None = None) -> Plan:
     order = message.order
     lots = [lot for lot in result.lots if lot.points != 0] or []
     drafts: list[EntryDraft] = []
@@ -171,6 +173,8 @@ def _credit(message: OrderMessage, result: EarnResult) -> Plan:
         attributes: dict[str, Any] = {}
         if lot.expires_at is not None:
             attributes["expiresAt"] = lot.expires_at.isoformat()
+        elif default_expiry is not None:
+            attributes["expiresAt"] = default_expiry
         if lot.rule:
             attributes["rule"] = lot.rule
         drafts.append(EntryDraft(EntryType.EARN, lot.points, attributes=attributes, **base))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.domain.money import MINOR_UNITS
 from shared.domain.orders import EntityId
+from shared.expiry.policy import ExpiryPolicy
 
 Evaluator = Literal["closure", "wasm"]
 
@@ -29,6 +30,9 @@ class TenantSettings(BaseModel):
     # currency unit, rounded down per order.
     points_per_unit: Decimal = Field(default=Decimal(1), alias="pointsPerUnit", ge=0, le=1000, max_digits=10, decimal_places=4)
     evaluator: Evaluator = "closure"
+    # How long points stay valid when the earning rule gives no expiry (shared/expiry/policy.py,
+    # docs/expiry.md). None: they never expire. Stamped on each lot when it is written.
+    expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
 
     @field_validator("currency")
     @classmethod

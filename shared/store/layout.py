@@ -112,3 +112,15 @@ CONTAINERS = CONTAINERS + (
     ContainerSpec(REVIEWS, indexed=("status", "kind", "createdAt", "customerId")),
 )
 BY_NAME = {spec.name: spec for spec in CONTAINERS}
+
+# --- Expiry (issue 6): the expiry calendar ---------------------------------------------
+# * ``expirycalendar``: per tenant and UTC day (``tenantId:YYYY-MM-DD``). One small
+#   document per customer with a lot due on that day (``shared/expiry/calendar.py``):
+#   a read model fed by the ledger's change feed, so the daily expiry job reads only
+#   the customers it has work for instead of scanning every ledger entry.
+EXPIRY_CALENDAR = "expirycalendar"
+
+CONTAINERS = CONTAINERS + (
+    ContainerSpec(EXPIRY_CALENDAR, indexed=("customerId", "tenantId")),
+)
+BY_NAME = {spec.name: spec for spec in CONTAINERS}

@@ -14,6 +14,7 @@ from shared.api.security import requires
 from shared.app.auth import Principal, Role
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
+from shared.expiry.policy import ExpiryPolicy
 from shared.errors import Conflict
 from shared.governance.acts import TOMBSTONE_ID
 from shared.platform import Platform
@@ -30,6 +31,8 @@ class TenantChanges(BaseModel):
     points_per_unit: Decimal | None = Field(default=None, alias="pointsPerUnit", ge=0, le=1000, max_digits=10,
                                             decimal_places=4)
     evaluator: Literal["closure", "wasm"] | None = None
+    # Applies to points earned from now on; lots already written keep their stamped expiry.
+    expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
 
 
 class NewTenant(BaseModel):
@@ -41,6 +44,7 @@ class NewTenant(BaseModel):
     time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
     points_per_unit: Decimal = Field(default=Decimal(1), alias="pointsPerUnit", ge=0, le=1000, max_digits=10,
                                      decimal_places=4)
+    expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
 
 
 def _view(settings: TenantSettings) -> dict:

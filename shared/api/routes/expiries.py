@@ -1,0 +1,30 @@
+"""A customer's upcoming points expiries (read capability).
+
+``GET /v1/customers/{customerId}/expiries`` answers from the ledger itself (the
+lot replay of ``shared.ledger.lots``), so it is exact as of the newest entry:
+per last valid day in the tenant's time zone, the points that will expire.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal
+from shared.domain.ids import ID_PATTERN
+from shared.platform import Platform
+
+router = APIRouter(prefix="/v1/customers", tags=["expiry"])
+
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
+
+
+@router.get("/{customerId}/expiries", summary="Upcoming points expiries: points and last valid day, soonest first")
+def upcoming_expiries(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                      who: Annotated[Principal, Depends(requires("read"))],
+                      limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
+    return p.expiry.upcoming(who.tenant_id, customerId, limit)
