@@ -31,6 +31,8 @@ class CustomerContext:
     tags: tuple[str, ...] = ()
     lifetime_points: int = 0
     order_count: int = 0
+    # The earning multiplier of the customer's tier (``shared.tiers``); 1 without a tier.
+    tier_multiplier: Decimal = Decimal(1)
 
 
 @dataclass(frozen=True)

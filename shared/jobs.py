@@ -25,9 +25,9 @@ class Job:
 
 def _reconcile(platform: Platform) -> object:
     report = reconcile(platform.store)
-    log.info(report.summary())
+    log.info(report.summary().splitlines()[0])
     for drift in report.drifts:
-        log.error("ledger drift: %s", drift)
+        log.error("ledger drift: %s", drift.line())
     return report
 
 

@@ -28,6 +28,7 @@ from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
 from shared.ledger.service import Ledger
 from shared.privacy.personal import PersonalDataVault
+from shared.fraud import Fraud, build_fraud
 from shared.reviews import ReviewQueue
 from shared.rules.admin import RuleSetAdmin
 from shared.rules.lifecycle import RuleSetService
@@ -80,6 +81,8 @@ class Platform:
     spend: Spend = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
+    # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
+    fraud: Fraud = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
     expiry: ExpiryService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -118,6 +121,10 @@ class Platform:
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault)
         self.spend = build_spend(self.store, self.ledger, self.clock)
         self.reviews = ReviewQueue(self.store, self.ledger, self.clock, self.audit)
+        self.fraud = build_fraud(self.store, self.ledger, self.clock, self.reviews)
+        self.ingest.fraud = self.fraud.controls
+        # Held earns reach the review queue from the change feed (at least once; submit is idempotent).
+        self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)
 
     def _invalidate_rules(self, tenant_id: str) -> None:

@@ -12,6 +12,7 @@ from shared.api.routes import audit, customers, exports, governance, health, key
 from shared.api.routes import rules
 from shared.api.routes import redemptions, rewards
 from shared.api.routes import expiries
+from shared.api.routes import fraud, reviews
 from shared.platform import Platform
 
 OPENAPI_URL = "/openapi/v1.json"
@@ -30,7 +31,7 @@ def create_app(platform: Platform) -> FastAPI:
     problems.install(app)
     rules.install(app)
     for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
-                   rewards, redemptions, expiries):
+                   rewards, redemptions, expiries, fraud, reviews):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
     return app

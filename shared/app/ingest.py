@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from shared.app.customers import CustomerService
 from shared.app.messages import MalformedMessage, OrderMessage, parse_order_message
@@ -34,6 +34,9 @@ from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore
+
+if TYPE_CHECKING:
+    from shared.fraud.controls import EarnScreen, FraudControls
 
 log = logging.getLogger("accrue.ingest")
 
@@ -70,6 +73,8 @@ class IngestHandler:
         self._rules = rules
         self._poison = poison
         self._store = store
+        # Fraud screening (shared.fraud.controls.FraudControls), set by the platform; None: none.
+        self.fraud: FraudControls | None = None
 
     def handle(self, bodies: Sequence[Any]) -> IngestReport:
         report = IngestReport()
@@ -82,6 +87,7 @@ class IngestHandler:
                 report.poisoned += 1
         requests: list[TransactionRequest] = []
         accepted: list[OrderMessage] = []
+        screen = self.fraud.screen() if self.fraud is not None else None
         for message in messages:
             try:
                 tenant = self._tenants.get(message.tenant_id)
@@ -89,10 +95,13 @@ class IngestHandler:
                 self._poison.put("ingest", message.to_body(), missing.message, tenant_id=message.tenant_id)
                 report.poisoned += 1
                 continue
-            requests.append(self._request(tenant, message))
+            requests.append(self._request(tenant, message, screen))
             accepted.append(message)
         tagged: list[tuple[str, str, tuple[str, ...]]] = []
-        for message, request, outcome in zip(accepted, requests, self._ledger.append(requests)):
+        outcomes = self._ledger.append(requests)
+        if screen is not None:
+            screen.committed(requests, outcomes)
+        for message, request, outcome in zip(accepted, requests, outcomes):
             if outcome.error is not None:
                 self._record_refusal(message, outcome.error)
                 report.rejected += 1
@@ -111,7 +120,8 @@ class IngestHandler:
             self._customers.add_tags(tenant_id, customer_id, tags)
         return report
 
-    def _request(self, tenant: TenantSettings, message: OrderMessage) -> TransactionRequest:
+    def _request(self, tenant: TenantSettings, message: OrderMessage,
+                 screen: EarnScreen | None = None) -> TransactionRequest:
         order = message.order
         payload = message.order.to_message()
 
@@ -132,7 +142,9 @@ class IngestHandler:
             )
             result = self._rules.for_tenant(tenant, order.customer_id).evaluate(tenant, order, context)
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
-            return _credit(message, result, policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
+            credit = _credit(message, result, policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
+            # The fraud controls may hold the points (PENDING, to review) instead: shared/fraud/controls.py.
+            return screen.apply(message.tenant_id, order, head, credit) if screen is not None else credit
 
         return TransactionRequest(
             tenant_id=message.tenant_id,

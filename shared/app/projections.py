@@ -5,7 +5,9 @@ The body of the Cosmos DB change-feed trigger, and of the local feed poller.
 
 * ``balances``: one document per customer with the running totals of the
   newest entry seen (available, pending, lifetime earned, orders credited);
-* ``orderstatus``: the final status of each order (credited, held, rejected).
+* ``orderstatus``: the final status of each order (credited, held, rejected);
+  a held order's ``orderDecision`` record (its review) moves it to credited or
+  rejected, and a redelivered hold never moves it back.
 
 Idempotent and order-insensitive: a balance moves only to an entry with a
 higher sequence number than the one it reflects (ETag-guarded, so two
@@ -26,6 +28,8 @@ from shared.store.port import Create, DocumentStore, PartitionBatch, Upsert
 
 BALANCE_ID = "balance"
 FINAL_STATUSES = ("credited", "held", "rejected")
+# A held order's review decision (written by shared/fraud/holds.py in the ledger).
+ORDER_DECISION_DOC = "orderDecision"
 
 
 @dataclass
@@ -61,7 +65,12 @@ class Projector:
                 if current is None or doc["seq"] > current["seq"]:
                     newest[doc["pk"]] = doc
             elif kind == "order":
+                if doc.get("status") == "held" and self._decided(doc):
+                    continue  # a redelivered hold must not undo the review's decision
                 statuses.append(_status_of(doc))
+            elif kind == ORDER_DECISION_DOC:
+                # A held order decided in review (shared/fraud/holds.py): credited or rejected.
+                statuses.append(dict(_status_of(doc), reviewId=doc.get("reviewId")))
         if statuses:
             # Each order's status is its own partition: one group-committed call.
             work = [PartitionBatch(s["pk"], [Upsert(s)]) for s in statuses]
@@ -76,6 +85,10 @@ class Projector:
                 return report
             pending = self._move_balances(pending, report)
         raise PreconditionFailed(f"{len(pending)} balance(s) kept changing under the projector")
+
+    def _decided(self, record: dict[str, Any]) -> bool:
+        status = self._store.read(ORDER_STATUS, order_pk(record["tenantId"], record["orderId"]), record["orderId"])
+        return status is not None and status.get("reviewId") is not None
 
     def _move_balances(self, entries: list[dict[str, Any]], report: ProjectionReport) -> list[dict[str, Any]]:
         """Move each balance to its entry if the entry is newer; returns the entries

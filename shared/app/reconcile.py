@@ -1,79 +1,218 @@
-"""Reconciliation: recompute balances from the ledger and report any drift.
+"""Reconciliation: recompute every customer's balances from their ledger entries and
+report any drift.
 
-For each customer partition with a read-model balance, it re-reads every entry,
-checks each running balance equals the previous one plus the signed amount
-(the first entry where that breaks is reported), and compares the ledger's
-head with the read model. It only reads: drift is reported, never patched,
-because the ledger is the truth and a drift means a bug to investigate. (A
-stale read model heals itself as the projector catches up; reported drift
-lists the customer, the expected and found values and the first bad entry.)
+For each customer partition (every partition with entries, and every read-model
+balance, so a balance whose entries vanished is seen too) it re-reads the entries
+in sequence order and recomputes, from the signed amounts and statuses alone,
+what each entry's running totals must be:
+
+* ``runningBalance`` (available): COMMITTED entries and PENDING debits;
+* ``runningPending``: PENDING credits, minus the held earns later entries settle;
+* ``runningReserved``: PENDING debits, minus the reservations later entries settle;
+* ``runningLifetimeEarned``: COMMITTED EARN and REVERSAL entries.
+
+A settlement is resolved through ``settlesEntryId`` to the settled entry's own
+amount; settling an unknown entry, or one entry twice, is drift too. So is a gap
+in the sequence numbers. Each field is reported once per customer, at **the first
+entry where it diverges**, with the expected (recomputed) and found (stored)
+values and how many entries disagree in all. Then the read model (``balances``:
+``available``, ``pending``, ``reserved``) is compared with the recomputed totals
+when it reflects the newest entry; a read model behind the ledger is only counted
+as ``stale`` (the projector catches up on its own), one ahead of it is drift.
+
+It only reads: drift is reported, never patched, because the ledger is the truth
+and a drift means a bug (or tampering) to investigate. Runs nightly (the
+``reconcile`` job in shared/jobs.py), on demand from the command line
+(``python -m shared.local reconcile [--tenant T]``) and over the API
+(``GET /v1/reconciliation``, tenant-admin, the caller's tenant).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
 
-from shared.ledger.entries import ENTRY_DOC, counts_toward_available
+from shared.ledger.entries import ENTRY_DOC, EntryType, counts_toward_available, entry_id
 from shared.store.layout import BALANCES, LEDGER
 from shared.store.port import DocumentStore, Filter, Query
 
 PAGE = 500
 
+# The running field of an entry, and the read-model field that copies it.
+FIELDS = (("balance", "runningBalance", "available"), ("pending", "runningPending", "pending"),
+          ("reserved", "runningReserved", "reserved"), ("lifetimeEarned", "runningLifetimeEarned", "lifetimeEarned"))
+
 
 @dataclass
 class Drift:
-    pk: str
-    kind: str
-    expected: int
-    found: int
+    tenant_id: str
+    customer_id: str
+    kind: str          # running-balance | running-pending | running-reserved | running-lifetimeEarned |
+    #                    read-model-available | ... | sequence-gap | settles-unknown-entry | settled-twice
+    expected: Any
+    found: Any
     entry_id: str | None = None
+    seq: int | None = None
+    entries_diverging: int = 1
+
+    def line(self) -> str:
+        where = f" at {self.entry_id} (seq {self.seq})" if self.entry_id else ""
+        more = f", {self.entries_diverging} entries disagree" if self.entries_diverging > 1 else ""
+        return (f"{self.tenant_id}/{self.customer_id}: {self.kind}: expected {self.expected}, "
+                f"found {self.found}{where}{more}")
 
 
 @dataclass
 class ReconciliationReport:
     customers: int = 0
     entries: int = 0
+    stale: int = 0
     drifts: list[Drift] = field(default_factory=list)
 
+    @property
+    def ok(self) -> bool:
+        return not self.drifts
+
     def summary(self) -> str:
-        return (f"reconciled {self.customers} customers, {self.entries} entries: "
-                f"{len(self.drifts)} drift(s)")
+        head = (f"reconciled {self.customers} customers, {self.entries} entries: {len(self.drifts)} drift(s)"
+                + (f", {self.stale} read model(s) behind the ledger" if self.stale else ""))
+        return "\n".join([head, *("  " + d.line() for d in self.drifts)])
+
+    def view(self) -> dict[str, Any]:
+        return {"ok": self.ok, "customers": self.customers, "entries": self.entries, "stale": self.stale,
+                "drifts": [{_camel(k): v for k, v in asdict(d).items()} for d in self.drifts]}
 
 
 def reconcile(store: DocumentStore, tenant_id: str | None = None) -> ReconciliationReport:
     report = ReconciliationReport()
+    for pk in _ledger_partitions(store, tenant_id):
+        _check_partition(store, pk, report)
+    # Read models whose partition has no first entry: their ledger lost entries (or never had any).
+    for balance in _balances(store, tenant_id):
+        if store.read(LEDGER, balance["pk"], entry_id(1)) is None:
+            _check_partition(store, balance["pk"], report, balance)
+    return report
+
+
+def _ledger_partitions(store: DocumentStore, tenant_id: str | None) -> Iterator[str]:
+    after = ""
+    while True:
+        filters = [Filter("docType", "=", ENTRY_DOC), Filter("seq", "=", 1), Filter("pk", ">", after)]
+        if tenant_id:
+            filters.append(Filter("tenantId", "=", tenant_id))
+        page = store.query(LEDGER, Query(pk=None, filters=tuple(filters), order_by="pk", limit=PAGE))
+        for doc in page:
+            yield doc["pk"]
+        if len(page) < PAGE:
+            return
+        after = page[-1]["pk"]
+
+
+def _balances(store: DocumentStore, tenant_id: str | None) -> Iterator[dict[str, Any]]:
     after = ""
     while True:
         filters = [Filter("docType", "=", "balance"), Filter("pk", ">", after)]
         if tenant_id:
             filters.append(Filter("tenantId", "=", tenant_id))
         page = store.query(BALANCES, Query(pk=None, filters=tuple(filters), order_by="pk", limit=PAGE))
-        for balance in page:
-            report.customers += 1
-            _check_partition(store, balance, report)
+        yield from page
         if len(page) < PAGE:
-            return report
+            return
         after = page[-1]["pk"]
 
 
-def _check_partition(store: DocumentStore, balance: dict[str, Any], report: ReconciliationReport) -> None:
-    pk = balance["pk"]
-    running, seq, last = 0, 0, None
+def _entries(store: DocumentStore, pk: str) -> Iterator[dict[str, Any]]:
+    seq = 0
     while True:
-        entries = store.query(LEDGER, Query(pk=pk, filters=(Filter("docType", "=", ENTRY_DOC),
-                                                            Filter("seq", ">", seq)), order_by="seq", limit=PAGE))
-        for entry in entries:
-            report.entries += 1
-            if entry["seq"] != seq + 1:
-                report.drifts.append(Drift(pk, "sequence-gap", seq + 1, entry["seq"], entry["id"]))
-            if counts_toward_available(entry["status"], entry["signedAmount"]):
-                running += entry["signedAmount"]
-            if entry["runningBalance"] != running:
-                report.drifts.append(Drift(pk, "running-balance", running, entry["runningBalance"], entry["id"]))
-                running = entry["runningBalance"]  # report the first break of each run, not every entry after
-            seq, last = entry["seq"], entry
-        if len(entries) < PAGE:
-            break
-    if last is not None and balance["lastSeq"] == last["seq"] and balance["available"] != last["runningBalance"]:
-        report.drifts.append(Drift(pk, "read-model", last["runningBalance"], balance["available"], last["id"]))
+        page = store.query(LEDGER, Query(pk=pk, filters=(Filter("docType", "=", ENTRY_DOC), Filter("seq", ">", seq)),
+                                         order_by="seq", limit=PAGE))
+        yield from page
+        if len(page) < PAGE:
+            return
+        seq = page[-1]["seq"]
+
+
+class _Partition:
+    """The recomputation of one partition, entry by entry."""
+
+    def __init__(self, tenant_id: str, customer_id: str) -> None:
+        self.tenant_id, self.customer_id = tenant_id, customer_id
+        self.totals = {"balance": 0, "pending": 0, "reserved": 0, "lifetimeEarned": 0}
+        self.amounts: dict[str, int] = {}      # entry id -> signed amount (to resolve settlements)
+        self.settled: set[str] = set()
+        self.first: dict[str, Drift] = {}      # kind -> the first drift of that kind
+        self.seq = 0
+        self.last: dict[str, Any] | None = None
+
+    def drift(self, kind: str, expected: Any, found: Any, entry: dict[str, Any] | None) -> None:
+        if kind in self.first:
+            self.first[kind].entries_diverging += 1
+            return
+        self.first[kind] = Drift(self.tenant_id, self.customer_id, kind, expected, found,
+                                 entry["id"] if entry else None, entry.get("seq") if entry else None)
+
+    def step(self, entry: dict[str, Any]) -> None:
+        seq, amount, status = entry["seq"], entry["signedAmount"], entry["status"]
+        if seq != self.seq + 1:
+            self.drift("sequence-gap", self.seq + 1, seq, entry)
+        t = self.totals
+        if counts_toward_available(status, amount):
+            t["balance"] += amount
+        if status == "COMMITTED":
+            if entry["entryType"] in (EntryType.EARN.value, EntryType.REVERSAL.value):
+                t["lifetimeEarned"] += amount
+        elif amount < 0:
+            t["reserved"] -= amount
+        else:
+            t["pending"] += amount
+        settles = entry.get("settlesEntryId")
+        if settles:
+            if settles not in self.amounts:
+                self.drift("settles-unknown-entry", "an earlier PENDING entry", settles, entry)
+            elif settles in self.settled:
+                self.drift("settled-twice", "one settlement", settles, entry)
+            else:
+                settled_amount = self.amounts[settles]
+                if settled_amount > 0:
+                    t["pending"] -= settled_amount
+                else:
+                    t["reserved"] += settled_amount
+            self.settled.add(settles)
+        if status == "PENDING":
+            self.amounts[entry["id"]] = amount
+        for name, running, _ in FIELDS:
+            found = entry.get(running, 0)
+            if found != t[name]:
+                self.drift(f"running-{name}", t[name], found, entry)
+        self.seq, self.last = seq, entry
+
+    def read_model(self, balance: dict[str, Any] | None, report: ReconciliationReport) -> None:
+        if balance is None:
+            return
+        last_seq = self.last["seq"] if self.last else 0
+        if balance.get("lastSeq", 0) < last_seq:
+            report.stale += 1
+            return
+        if balance.get("lastSeq", 0) > last_seq:
+            self.drift("read-model-lastSeq", last_seq, balance.get("lastSeq"), self.last)
+            return
+        for name, _, model in FIELDS:
+            if balance.get(model, 0) != self.totals[name]:
+                self.drift(f"read-model-{model}", self.totals[name], balance.get(model, 0), self.last)
+
+
+def _check_partition(store: DocumentStore, pk: str, report: ReconciliationReport,
+                     balance: dict[str, Any] | None = None) -> None:
+    tenant_id, _, customer_id = pk.partition(":")
+    partition = _Partition(tenant_id, customer_id)
+    for entry in _entries(store, pk):
+        report.entries += 1
+        partition.step(entry)
+    report.customers += 1
+    partition.read_model(balance if balance is not None else store.read(BALANCES, pk, "balance"), report)
+    report.drifts.extend(partition.first.values())
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)

@@ -23,6 +23,10 @@ MAX_BATCH_ORDERS = 500
 MAX_QUANTITY = 10_000
 
 EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+# An opaque id from the merchant's payment or device layer (a card fingerprint, a
+# device id): never a card number or anything personal. The fraud controls count
+# distinct values per customer (shared/fraud).
+OpaqueId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$")]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
 # Serialised in fixed-point ("100", never "1E+2"): the bus schema, the ledger's
@@ -55,6 +59,8 @@ class Order(BaseModel):
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")] | None = Field(
         default=None, alias="idempotencyKey"
     )
+    card_fingerprint: OpaqueId | None = Field(default=None, alias="cardFingerprint")
+    device_id: OpaqueId | None = Field(default=None, alias="deviceId")
 
     @field_validator("currency")
     @classmethod

@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("--role", required=True, choices=[r.value for r in Role])
     poison = commands.add_parser("poison", help="inspect or replay poisoned messages")
     poison.add_argument("action", choices=["list", "replay"])
-    commands.add_parser("reconcile", help="recompute every balance from the ledger and report drift")
+    recon = commands.add_parser("reconcile", help="recompute every balance from the ledger and report drift "
+                                                  "(exit status 1 if any)")
+    recon.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
+    recon.add_argument("--json", action="store_true", help="print the full report as JSON")
     export = commands.add_parser("export", help="warehouse exports: run, backfill, decrypt (python -m shared.exports)")
     export.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -60,11 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 count = queue.replay_poison() if queue else 0
                 print(f"replayed {count} message(s) from the queue's poison table")
         elif args.command == "reconcile":
-            report = reconcile(platform.store)
-            print(report.summary())
-            for drift in report.drifts:
-                print(f"  DRIFT {drift.pk} {drift.kind}: expected {drift.expected}, found {drift.found} "
-                      f"(first at {drift.entry_id})")
+            report = reconcile(platform.store, args.tenant)
+            print(json.dumps(report.view(), indent=2) if args.json else report.summary())
             return 1 if report.drifts else 0
     finally:
         platform.close()

@@ -20,7 +20,8 @@ from shared.earning import CustomerContext
 from shared.rules import numeric
 from shared.rules.schema import (
     N_SCALARS, S_AMOUNT, S_CHANNEL, S_CURRENCY, S_DATE, S_HOUR, S_ITEM_COUNT, S_ITEMS_RAW, S_JOIN_DATE,
-    S_LIFETIME_POINTS, S_MEMBER_DAYS, S_MINUTE, S_ORDER_COUNT, S_RECORD_BYTES, S_TIER, S_WEEKDAY, WEEKDAYS,
+    S_LIFETIME_POINTS, S_MEMBER_DAYS, S_MINUTE, S_ORDER_COUNT, S_RECORD_BYTES, S_TIER, S_TIER_MULTIPLIER, S_WEEKDAY,
+    WEEKDAYS,
 )
 
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -55,6 +56,7 @@ def extract(order: Order, customer: CustomerContext, zone: ZoneInfo, tag_literal
     scalars[S_JOIN_DATE] = join_day
     scalars[S_MEMBER_DAYS] = numeric.from_int(local_day - join_day)
     scalars[S_ITEMS_RAW] = len(items)
+    scalars[S_TIER_MULTIPLIER] = numeric.from_decimal(customer.tier_multiplier)
     if tag_literals:
         have = set(customer.tags)
         for index, tag in enumerate(tag_literals):

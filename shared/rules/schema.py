@@ -57,7 +57,8 @@ S_ORDER_COUNT = 11
 S_JOIN_DATE = 12
 S_MEMBER_DAYS = 13
 S_ITEMS_RAW = 14            # the item count as a plain integer (loop bound)
-N_SCALARS = 15              # then one 0/1 slot per tag the rule set asks about, then the items
+S_TIER_MULTIPLIER = 15      # the earning multiplier of the customer's tier (tiers, issue 6)
+N_SCALARS = 16              # then one 0/1 slot per tag the rule set asks about, then the items
 
 ORDER_FIELDS: dict[str, FieldSpec] = {
     "total": FieldSpec(Type.NUMBER, S_AMOUNT, "the order's amount, in the order's currency"),
@@ -79,6 +80,9 @@ CUSTOMER_FIELDS: dict[str, FieldSpec] = {
     "order_count": FieldSpec(Type.NUMBER, S_ORDER_COUNT, "orders before this one"),
     "join_date": FieldSpec(Type.DATE, S_JOIN_DATE, "date the customer joined"),
     "member_days": FieldSpec(Type.NUMBER, S_MEMBER_DAYS, "days from join date to the order's local date"),
+    "tier_multiplier": FieldSpec(Type.NUMBER, S_TIER_MULTIPLIER,
+                                 "the multiplier of the customer's tier in the tenant's tier programme; "
+                                 "1 when the customer has no tier (or the tier is not in the programme)"),
 }
 
 I_SKU = 0

@@ -1,0 +1,92 @@
+"""Tiers: the tenant's tier programme (read: any key; replace/delete: tenant-admin,
+audited) and a customer's current tier and tier history (read). See docs/tiers.md."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from shared.api.deps import platform
+from shared.api.security import requires
+from shared.app.auth import Principal
+from shared.clock import iso
+from shared.domain.ids import ID_PATTERN
+from shared.errors import FieldProblem, NotFound, ValidationFailed
+from shared.platform import Platform
+from shared.store.layout import TENANTS
+from shared.tiers.history import view
+from shared.tiers.model import TierProgram
+from shared.tiers.schedule import next_evaluation
+from shared.tiers.service import EVALUATION_ID
+
+router = APIRouter(tags=["tiers"])
+
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
+
+
+@router.get("/v1/tiers", summary="The tenant's tier programme and its evaluation schedule")
+def read_program(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    stored = p.tiers.current_program(who.tenant_id)
+    if stored is None:
+        raise NotFound("the tenant has no tier programme: a tenant-admin defines one with PUT /v1/tiers")
+    state = p.store.read(TENANTS, who.tenant_id, EVALUATION_ID) or {}
+    zone = ZoneInfo(p.tenants.get(who.tenant_id).time_zone)
+    return {**stored.view(), "schedule": {
+        "timeZone": zone.key, "lastEvaluationAt": state.get("lastEvaluationAt"),
+        "lastRunAt": state.get("lastRunAt"), "lastReport": state.get("lastReport"),
+        "nextEvaluationAt": iso(next_evaluation(stored.program, p.clock.now(), zone))}}
+
+
+@router.put("/v1/tiers", summary="Define or replace the tier programme (tenant-admin)")
+def save_program(body: TierProgram, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    before, after = p.tiers.save_program(who.tenant_id, body)
+    p.audit.record(who.tenant_id, "tiers.program.saved", who, target=f"tierprogram:{who.tenant_id}",
+                   before=before.view() if before else None, after=after.view())
+    return after.view()
+
+
+@router.delete("/v1/tiers", status_code=204, summary="Remove the tier programme (tenant-admin)")
+def delete_program(p: Annotated[Platform, Depends(platform)],
+                   who: Annotated[Principal, Depends(requires("admin"))]) -> Response:
+    before = p.tiers.delete_program(who.tenant_id)
+    p.audit.record(who.tenant_id, "tiers.program.deleted", who, target=f"tierprogram:{who.tenant_id}",
+                   before=before.view())
+    return Response(status_code=204)
+
+
+@router.get("/v1/customers/{customerId}/tier", summary="A customer's tier, qualifying values and grace")
+def customer_tier(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    return p.tiers.customer_tier(who.tenant_id, customerId)
+
+
+def _cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"tier:{seq}".encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> int:
+    try:
+        kind, value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        seq = int(value)
+        if kind != "tier" or not 1 <= seq < 10**9:
+            raise ValueError
+        return seq
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("the cursor is not one this API gave out",
+                               [FieldProblem("cursor", "use the 'next' value of a previous page")]) from None
+
+
+@router.get("/v1/customers/{customerId}/tier/history", summary="A customer's tier changes, newest first")
+def tier_history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("read"))],
+                 cursor: Annotated[str | None, Query(max_length=64)] = None,
+                 limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    before = _parse_cursor(cursor) if cursor else None
+    p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
+    records = p.tiers.history.list(who.tenant_id, customerId, before_seq=before, limit=limit)
+    return {"items": [view(r) for r in records],
+            "next": _cursor(records[-1]["changeSeq"]) if len(records) == limit else None}

@@ -1,0 +1,396 @@
+"""The tiers application service: programmes, the change-feed subscriber, the
+periodic evaluation and the reads of a customer's tier.
+
+Storage:
+
+* the programme of a tenant is one document ``tierprogram`` in the tenant's
+  partition of ``tenants`` (ETag-guarded, with a version number); the
+  evaluation's progress is ``tierevaluation`` beside it;
+* the tier history is in the customer's ledger partition (``shared.tiers.history``);
+* the current tier is the profile's ``tier`` (what ``customer.tier`` reads), with
+  ``tierChangeSeq`` (the history record it copies), ``tierSince`` and
+  ``tierBelowSince`` (the grace clock).
+
+Guarantees:
+
+* **Idempotent and order-insensitive projection.** ``project`` does not apply
+  documents as deltas: for each customer a batch touches it re-reads the window
+  from the ledger and decides on the current state, so a redelivered, reordered
+  or duplicated change decides the same (no-op) outcome. Two projectors racing
+  on one customer race on the history record's id; one wins, the other re-decides.
+* **Upgrades at once, downgrades only at evaluations** (``shared.tiers.evaluation``).
+* **Evaluation exactly once per scheduled date, in effect.** ``run_due`` evaluates
+  a tenant as of its latest scheduled instant that is newer than the recorded
+  one, then records it; a crash part-way is redone by the next run, and each
+  customer's decision is idempotent for a given evaluation instant.
+* **The profile copy heals.** If the profile missed a history record (a crash
+  between the two writes), the next decision on that customer copies it over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Callable, Iterable
+from zoneinfo import ZoneInfo
+
+from shared.app.customers import CustomerService
+from shared.app.tenants import TenantDirectory
+from shared.clock import Clock, iso, parse_iso
+from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed
+from shared.ledger.entries import ENTRY_DOC, ORDER_DOC
+from shared.store.layout import CUSTOMERS, TENANTS
+from shared.store.port import DocumentStore, Filter, Query
+from shared.tiers import evaluation, qualifying, schedule
+from shared.tiers.history import TIER_CHANGE_DOC, TierHistory, view
+from shared.tiers.model import DaysGrace, NextEvaluationGrace, TierProgram, check_program
+
+log = logging.getLogger("accrue.tiers")
+
+PROGRAM_ID = "tierprogram"
+EVALUATION_ID = "tierevaluation"
+CACHE_SECONDS = 5.0
+MAX_RETRIES = 8
+PAGE = 500
+
+# (tenantId, customerId, fromTier, toTier, sourceId, changedAt): the tier.changed webhook.
+Publisher = Callable[..., object]
+
+
+@dataclass(frozen=True)
+class StoredProgram:
+    tenant_id: str
+    version: int
+    program: TierProgram
+    updated_at: str
+
+    def view(self) -> dict[str, Any]:
+        return {"version": self.version, "updatedAt": self.updated_at, **self.program.to_json()}
+
+
+@dataclass
+class EvaluationReport:
+    tenant_id: str
+    evaluation_at: str
+    customers: int = 0
+    upgraded: int = 0
+    downgraded: int = 0
+    in_grace: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tenantId": self.tenant_id, "evaluationAt": self.evaluation_at, "customers": self.customers,
+                "upgraded": self.upgraded, "downgraded": self.downgraded, "inGrace": self.in_grace}
+
+
+class TierService:
+    def __init__(self, store: DocumentStore, clock: Clock, tenants: TenantDirectory,
+                 customers: CustomerService) -> None:
+        self._store = store
+        self._clock = clock
+        self._tenants = tenants
+        self._customers = customers
+        self.history = TierHistory(store)
+        # Set by the platform once the webhook service exists: ``WebhookService.tier_changed``.
+        self.publish: Publisher | None = None
+        self._cache: dict[str, tuple[float, StoredProgram | None]] = {}
+        self._lock = threading.Lock()
+
+    # --- programmes ------------------------------------------------------------------
+
+    def _load(self, tenant_id: str) -> tuple[dict[str, Any] | None, StoredProgram | None]:
+        doc = self._store.read(TENANTS, tenant_id, PROGRAM_ID)
+        if doc is None:
+            return None, None
+        return doc, StoredProgram(tenant_id, doc["version"], TierProgram.model_validate(doc["program"]),
+                                  doc["updatedAt"])
+
+    def program(self, tenant_id: str) -> StoredProgram | None:
+        """The tenant's programme through a short cache (every order and change asks)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(tenant_id)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        _, stored = self._load(tenant_id)
+        with self._lock:
+            self._cache[tenant_id] = (now, stored)
+        return stored
+
+    def current_program(self, tenant_id: str) -> StoredProgram | None:
+        return self._load(tenant_id)[1]
+
+    def _invalidate(self, tenant_id: str) -> None:
+        with self._lock:
+            self._cache.pop(tenant_id, None)
+
+    def save_program(self, tenant_id: str, program: TierProgram) -> tuple[StoredProgram | None, StoredProgram]:
+        """Replace the programme (validated whole first); returns (before, after)."""
+        check_program(program)
+        self._tenants.get(tenant_id)
+        doc, before = self._load(tenant_id)
+        now = self._clock.now()
+        new_doc = {"id": PROGRAM_ID, "pk": tenant_id, "docType": "tierProgram", "tenantId": tenant_id,
+                   "version": (before.version + 1) if before else 1, "program": program.to_json(),
+                   "updatedAt": iso(now)}
+        try:
+            if doc is None:
+                self._store.create(TENANTS, new_doc)
+            else:
+                self._store.upsert(TENANTS, new_doc, if_match=doc["_etag"])
+        except (DocumentExists, PreconditionFailed):
+            raise Conflict("the tier programme was changed by someone else meanwhile; read it and try again") \
+                from None
+        self._invalidate(tenant_id)
+        self._start_schedule(tenant_id, program, now)
+        return before, StoredProgram(tenant_id, new_doc["version"], program, new_doc["updatedAt"])
+
+    def delete_program(self, tenant_id: str) -> StoredProgram:
+        """No more tiers: evaluations stop, multipliers read 1. Customers keep their
+        tier name and history (a programme saved later replaces unknown tiers at its
+        first evaluation)."""
+        doc, before = self._load(tenant_id)
+        if doc is None or before is None:
+            raise NotFound("the tenant has no tier programme")
+        try:
+            self._store.delete(TENANTS, tenant_id, PROGRAM_ID, if_match=doc["_etag"])
+        except PreconditionFailed:
+            raise Conflict("the tier programme was changed by someone else meanwhile; try again") from None
+        self._invalidate(tenant_id)
+        return before
+
+    def _start_schedule(self, tenant_id: str, program: TierProgram, now: datetime) -> None:
+        """A saved programme is first evaluated at its *next* scheduled date, never
+        retroactively at one that passed before it was saved."""
+        zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
+        last = schedule.last_evaluation(program, now, zone)
+        state = self._store.read(TENANTS, tenant_id, EVALUATION_ID)
+        if state is not None and state.get("lastEvaluationAt") and parse_iso(state["lastEvaluationAt"]) >= last:
+            return
+        self._store.upsert(TENANTS, {"id": EVALUATION_ID, "pk": tenant_id, "docType": "tierEvaluation",
+                                     "tenantId": tenant_id, "lastEvaluationAt": iso(last),
+                                     "lastRunAt": state.get("lastRunAt") if state else None})
+
+    def multiplier(self, tenant_id: str, tier: str | None) -> Decimal:
+        """The earning multiplier of a tier (1 for no tier, an unknown tier, or no programme)."""
+        stored = self.program(tenant_id) if tier else None
+        definition = stored.program.tier(tier) if stored else None
+        return definition.multiplier if definition else Decimal(1)
+
+    # --- deciding for one customer ---------------------------------------------------
+
+    def _decide(self, tenant_id: str, customer_id: str, stored: StoredProgram, zone: ZoneInfo, now: datetime,
+                evaluation_at: datetime | None) -> tuple[str, dict[str, Any] | None]:
+        """Decide and write; returns (outcome, history record or None).
+
+        Outcome: ``upgraded`` | ``downgraded`` | ``in-grace`` | ``unchanged`` | ``unknown``."""
+        program = stored.program
+        for _ in range(MAX_RETRIES):
+            profile = self._customers.find(tenant_id, customer_id)
+            if profile is None:
+                return "unknown", None
+            newest = self.history.newest(tenant_id, customer_id)
+            if newest is not None and profile.get("tierChangeSeq") != newest["changeSeq"]:
+                if not self._copy_to_profile(profile, newest):
+                    continue
+                profile = self._customers.find(tenant_id, customer_id) or profile
+            below = profile.get("tierBelowSince")
+            state = evaluation.TierState(
+                tier=newest["toTier"] if newest is not None else profile.get("tier"),
+                below_since=parse_iso(below) if below else None)
+            values = qualifying.read(self._store, tenant_id, customer_id,
+                                     schedule.window_start(now, program.window_months, zone), now)
+            decision = (evaluation.on_change(program, state, values) if evaluation_at is None
+                        else evaluation.at_evaluation(program, state, values, evaluation_at, zone))
+            if decision.changes:
+                seq = (newest["changeSeq"] if newest is not None else 0) + 1
+                up = program.rank(decision.tier) > program.rank(state.tier)
+                record = {
+                    "tenantId": tenant_id, "customerId": customer_id, "changeSeq": seq,
+                    "fromTier": state.tier, "toTier": decision.tier, "direction": "up" if up else "down",
+                    "reason": decision.reason, "trigger": "projection" if evaluation_at is None else "evaluation",
+                    "qualifying": values.to_json(),
+                    "evaluationAt": iso(evaluation_at) if evaluation_at is not None else None,
+                    "belowSince": iso(state.below_since) if state.below_since else None,
+                    "programVersion": stored.version, "at": iso(self._clock.now()),
+                }
+                try:
+                    written = self.history.append(record)
+                except DocumentExists:
+                    continue  # another writer changed this customer's tier first: decide again
+                self._copy_to_profile(profile, written)
+                return ("upgraded" if up else "downgraded"), written
+            if decision.below_since != state.below_since:
+                try:
+                    self._store.upsert(CUSTOMERS, dict(
+                        _stored(profile), tierBelowSince=iso(decision.below_since) if decision.below_since else None,
+                        updatedAt=iso(self._clock.now())),
+                        if_match=profile["_etag"])
+                except PreconditionFailed:
+                    continue
+            return ("in-grace" if decision.below_since else "unchanged"), None
+        raise Conflict(f"customer {customer_id}: the tier kept changing under the decision; retry")
+
+    def _copy_to_profile(self, profile: dict[str, Any], record: dict[str, Any]) -> bool:
+        """Make the profile show ``record`` (unless it already shows a newer one); False on a lost race."""
+        if (profile.get("tierChangeSeq") or 0) >= record["changeSeq"]:
+            return True
+        updated = dict(_stored(profile), tier=record["toTier"], tierChangeSeq=record["changeSeq"],
+                       tierSince=record["at"], tierBelowSince=None,
+                       # The customers export selects changed profiles on updatedAt.
+                       updatedAt=iso(self._clock.now()))
+        try:
+            self._store.upsert(CUSTOMERS, updated, if_match=profile["_etag"])
+            return True
+        except PreconditionFailed:
+            fresh = self._customers.find(record["tenantId"], record["customerId"])
+            return fresh is not None and self._copy_to_profile(fresh, record)
+
+    # --- the change-feed subscriber --------------------------------------------------
+
+    def project(self, docs: Iterable[dict[str, Any]]) -> int:
+        """Ledger documents in: upgrades decided, ``tier.changed`` webhooks published."""
+        touched: dict[tuple[str, str], None] = {}
+        changes: list[dict[str, Any]] = []
+        for doc in docs:
+            kind = doc.get("docType")
+            if kind == TIER_CHANGE_DOC:
+                changes.append(doc)
+            elif kind == ENTRY_DOC and doc.get("entryType") in qualifying.QUALIFYING_TYPES \
+                    and doc.get("status") == "COMMITTED":
+                touched[(doc["tenantId"], doc["customerId"])] = None
+            elif kind == ORDER_DOC and doc.get("status") in ("credited", "held"):
+                touched[(doc["tenantId"], doc["customerId"])] = None
+        decided = 0
+        now = self._clock.now()
+        for tenant_id, customer_id in touched:
+            stored = self.program(tenant_id)
+            if stored is None:
+                continue
+            zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
+            outcome, _ = self._decide(tenant_id, customer_id, stored, zone, now, None)
+            decided += outcome == "upgraded"
+        for change in changes:
+            if self.publish is not None:
+                # Source = the record: a redelivered record maps to the same message id.
+                self.publish(change["tenantId"], change["customerId"], change.get("fromTier"), change.get("toTier"),
+                             source_id=f"{change['pk']}:{change['id']}", changed_at=change.get("at"))
+        return decided
+
+    # --- the periodic evaluation -----------------------------------------------------
+
+    def evaluate_tenant(self, tenant_id: str, evaluation_at: datetime) -> EvaluationReport:
+        """Evaluate every customer of the tenant as of the scheduled instant ``evaluation_at``.
+
+        The window ends now (the run's time), so an upgrade the projection made
+        after ``evaluation_at`` is not mistaken for a drop; grace is measured in
+        scheduled instants."""
+        stored = self.current_program(tenant_id)
+        report = EvaluationReport(tenant_id, iso(evaluation_at))
+        if stored is None:
+            return report
+        zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
+        now = self._clock.now()
+        after: str | None = None
+        while True:
+            page = self._customers.list(tenant_id, after, PAGE)
+            for customer in page:
+                report.customers += 1
+                outcome, record = self._decide(tenant_id, customer["customerId"], stored, zone, now, evaluation_at)
+                if outcome == "upgraded":
+                    report.upgraded += 1
+                elif outcome == "downgraded":
+                    report.downgraded += 1
+                elif outcome == "in-grace":
+                    report.in_grace += 1
+                if record is not None:
+                    report.changes.append(view(record))
+            if len(page) < PAGE:
+                break
+            after = page[-1]["customerId"]
+        return report
+
+    def run_due(self) -> list[EvaluationReport]:
+        """The timer job: each tenant whose latest scheduled evaluation has not run yet."""
+        reports = []
+        failed = []
+        for doc in self._programme_docs():
+            tenant_id = doc["tenantId"]
+            try:
+                report = self.run_tenant(tenant_id)
+            except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
+                failed.append(tenant_id)
+                log.error("tier evaluation of tenant %s failed: %s: %s; the next run redoes it",
+                          tenant_id, type(exc).__name__, exc)
+                continue
+            if report is not None:
+                reports.append(report)
+        if failed:
+            raise RuntimeError(f"tier evaluation failed for tenant(s) {', '.join(failed)}; see the log")
+        return reports
+
+    def run_tenant(self, tenant_id: str) -> EvaluationReport | None:
+        stored = self.current_program(tenant_id)
+        if stored is None:
+            return None
+        zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
+        due = schedule.last_evaluation(stored.program, self._clock.now(), zone)
+        state = self._store.read(TENANTS, tenant_id, EVALUATION_ID)
+        if state is not None and state.get("lastEvaluationAt") and parse_iso(state["lastEvaluationAt"]) >= due:
+            return None
+        report = self.evaluate_tenant(tenant_id, due)
+        self._store.upsert(TENANTS, {"id": EVALUATION_ID, "pk": tenant_id, "docType": "tierEvaluation",
+                                     "tenantId": tenant_id, "lastEvaluationAt": iso(due),
+                                     "lastRunAt": iso(self._clock.now()), "lastReport": report.to_json()})
+        log.info("tier evaluation of tenant %s as of %s: %s", tenant_id, iso(due), report.to_json())
+        return report
+
+    def _programme_docs(self) -> Iterable[dict[str, Any]]:
+        after = ""
+        while True:
+            page = self._store.query(TENANTS, Query(pk=None, filters=(Filter("docType", "=", "tierProgram"),
+                                                                      Filter("pk", ">", after)),
+                                                    order_by="pk", limit=PAGE))
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1]["pk"]
+
+    # --- reads -----------------------------------------------------------------------
+
+    def customer_tier(self, tenant_id: str, customer_id: str) -> dict[str, Any]:
+        profile = self._customers.get(tenant_id, customer_id)
+        stored = self.program(tenant_id)
+        tier = profile.get("tier")
+        answer: dict[str, Any] = {"customerId": customer_id, "tier": tier, "since": profile.get("tierSince"),
+                                  "multiplier": str(self.multiplier(tenant_id, tier)),
+                                  "belowSince": profile.get("tierBelowSince"), "graceUntil": None,
+                                  "qualifying": None, "nextEvaluationAt": None, "programVersion": None}
+        if stored is None:
+            return answer
+        zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
+        now = self._clock.now()
+        program = stored.program
+        values = qualifying.read(self._store, tenant_id, customer_id,
+                                 schedule.window_start(now, program.window_months, zone), now)
+        answer.update(qualifying=values.to_json(), programVersion=stored.version,
+                      nextEvaluationAt=iso(schedule.next_evaluation(program, now, zone)))
+        below = profile.get("tierBelowSince")
+        if below:
+            below_at = parse_iso(below)
+            if isinstance(program.grace, DaysGrace):
+                # The first evaluation on or after N local days; the instant N days on is the earliest.
+                local = below_at.astimezone(zone)
+                answer["graceUntil"] = iso((local.replace(tzinfo=None) + timedelta(days=program.grace.days))
+                                           .replace(tzinfo=zone).astimezone(below_at.tzinfo))
+            elif isinstance(program.grace, NextEvaluationGrace):
+                answer["graceUntil"] = iso(schedule.next_evaluation(program, below_at, zone))
+        return answer
+
+
+def _stored(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in ("_etag", "_ts")}

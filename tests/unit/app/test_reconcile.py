@@ -1,0 +1,121 @@
+"""Reconciliation: a clean ledger reports nothing; a store corrupted behind the
+ledger's back (rows written straight through the SQLite connection) is reported
+precisely: the customer, the field, expected and found values, the first entry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from shared.app.reconcile import reconcile
+from shared.local.__main__ import main as local_main
+from shared.store.layout import customer_pk
+from tests.conftest import auth, drain, order_body
+
+
+@pytest.fixture
+def ledger_with_history(client, platform, tenant):
+    for number, customer in enumerate(["c1", "c1", "c2", "c1"]):
+        client.post("/v1/orders", json=order_body(customer, f"o{number}"), headers=auth(tenant.merchant))
+    drain(platform)
+    return platform
+
+
+def _sql(platform):
+    return sqlite3.connect(platform.store.path, isolation_level=None)
+
+
+def _entry(platform, customer: str, seq: int) -> dict:
+    return platform.ledger.record("acme", customer, f"e-{seq:012d}")
+
+
+def test_a_clean_ledger_has_no_drift(ledger_with_history) -> None:
+    report = reconcile(ledger_with_history.store)
+    assert report.ok and report.customers == 2 and report.entries == 4 and report.stale == 0
+    assert report.summary().startswith("reconciled 2 customers, 4 entries: 0 drift(s)")
+
+
+def test_a_bad_entry_written_behind_the_ledger_is_reported(ledger_with_history) -> None:
+    platform = ledger_with_history
+    newest = _entry(platform, "c1", 3)
+    bad = {k: v for k, v in newest.items() if not k.startswith("_")}
+    # seq 4: +50 points, but its running balance claims +500.
+    bad.update(id="e-000000000004", seq=4, signedAmount=50, runningBalance=newest["runningBalance"] + 500,
+               runningLifetimeEarned=newest["runningLifetimeEarned"] + 50, referenceOrderId="forged")
+    db = _sql(platform)
+    db.execute("INSERT INTO docs (container, pk, id, etag, ts, lsn, body) VALUES ('ledger', ?, ?, 'x', 0, NULL, ?)",
+               (customer_pk("acme", "c1"), bad["id"], json.dumps(bad)))
+    db.close()
+    report = reconcile(platform.store, "acme")
+    kinds = {d.kind: d for d in report.drifts}
+    assert set(kinds) == {"running-balance"}  # the read model is merely behind: stale, not drift
+    drift = kinds["running-balance"]
+    assert (drift.customer_id, drift.entry_id, drift.seq) == ("c1", "e-000000000004", 4)
+    assert (drift.expected, drift.found) == (newest["runningBalance"] + 50, newest["runningBalance"] + 500)
+    assert report.stale == 1
+
+
+def test_an_altered_amount_is_reported_at_the_first_diverging_entry(ledger_with_history) -> None:
+    platform = ledger_with_history
+    db = _sql(platform)
+    db.execute("UPDATE docs SET body = json_set(body, '$.signedAmount', 7) WHERE container = 'ledger' AND pk = ? "
+               "AND id = 'e-000000000002'", (customer_pk("acme", "c1"),))
+    db.close()
+    report = reconcile(platform.store)
+    balance = next(d for d in report.drifts if d.kind == "running-balance")
+    assert (balance.customer_id, balance.entry_id, balance.expected, balance.found) == ("c1", "e-000000000002",
+                                                                                       107, 200)
+    assert balance.entries_diverging == 2  # seq 2 and seq 3 both disagree; reported once, at the first
+    lifetime = next(d for d in report.drifts if d.kind == "running-lifetimeEarned")
+    assert lifetime.entry_id == "e-000000000002"
+    read_model = {d.kind: d for d in report.drifts if d.kind.startswith("read-model")}
+    assert read_model["read-model-available"].expected == 207 and read_model["read-model-available"].found == 300
+    assert all(d.customer_id == "c1" for d in report.drifts)
+
+
+def test_read_model_pending_and_reserved_are_checked(ledger_with_history) -> None:
+    platform = ledger_with_history
+    db = _sql(platform)
+    db.execute("UPDATE docs SET body = json_set(body, '$.pending', 40, '$.reserved', 9) "
+               "WHERE container = 'balances' AND pk = ?", (customer_pk("acme", "c2"),))
+    db.close()
+    report = reconcile(platform.store)
+    assert {(d.customer_id, d.kind, d.expected, d.found) for d in report.drifts} == {
+        ("c2", "read-model-pending", 0, 40), ("c2", "read-model-reserved", 0, 9)}
+
+
+def test_settlements_and_gaps(ledger_with_history) -> None:
+    platform = ledger_with_history
+    newest = _entry(platform, "c2", 1)
+    forged = {k: v for k, v in newest.items() if not k.startswith("_")}
+    forged.update(id="e-000000000003", seq=3, entryType="VOID", signedAmount=0, settlesEntryId="e-000000000099")
+    db = _sql(platform)
+    db.execute("INSERT INTO docs (container, pk, id, etag, ts, lsn, body) VALUES ('ledger', ?, ?, 'x', 0, NULL, ?)",
+               (customer_pk("acme", "c2"), forged["id"], json.dumps(forged)))
+    db.close()
+    kinds = {d.kind: d for d in reconcile(platform.store).drifts}
+    assert (kinds["sequence-gap"].expected, kinds["sequence-gap"].found) == (2, 3)
+    assert kinds["settles-unknown-entry"].found == "e-000000000099"
+
+
+def test_the_command_line_prints_a_summary(ledger_with_history, monkeypatch, capsys) -> None:
+    platform = ledger_with_history
+    db = _sql(platform)
+    db.execute("UPDATE docs SET body = json_set(body, '$.runningPending', 5) WHERE container = 'ledger' AND pk = ? "
+               "AND id = 'e-000000000001'", (customer_pk("acme", "c2"),))
+    db.close()
+    monkeypatch.setenv("ACCRUE_DATA_DIR", str(platform.settings.data_dir))
+    assert local_main(["reconcile", "--tenant", "acme"]) == 1
+    out = capsys.readouterr().out
+    assert "reconciled 2 customers, 4 entries: 1 drift(s)" in out
+    assert "acme/c2: running-pending: expected 0, found 5 at e-000000000001 (seq 1)" in out
+    assert local_main(["reconcile", "--tenant", "globex"]) == 0
+
+
+def test_over_the_api_for_the_callers_tenant_only(ledger_with_history, client, tenant, other_tenant) -> None:
+    body = client.get("/v1/reconciliation", headers=auth(tenant.admin)).json()
+    assert body["ok"] is True and body["customers"] == 2
+    assert client.get("/v1/reconciliation", headers=auth(other_tenant.admin)).json()["customers"] == 0
+    assert client.get("/v1/reconciliation", headers=auth(tenant.merchant)).status_code == 403
