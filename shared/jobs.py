@@ -46,6 +46,14 @@ def _release_reservations(platform: Platform) -> object:
     return report
 
 
+def _evaluate_tiers(platform: Platform) -> object:
+    # Hourly, so each tenant's evaluation runs soon after its local midnight; a tenant
+    # whose scheduled date has already been evaluated is skipped (shared/tiers/service.py).
+    reports = platform.tiers.run_due()
+    for report in reports:
+        log.info("tiers: %s", report.to_json())
+    return reports
+
 
 def _expire_points(platform: Platform) -> object:
     # Hourly, so each tenant's lots expire soon after its local midnight; a tenant already
@@ -61,6 +69,8 @@ JOBS: tuple[Job, ...] = (
     Job("exports", "0 0 3 * * *", 24 * 3600.0, _export),
     # Spending (issue 6): release redemption reservations not confirmed in time, every minute.
     Job("reservations", "0 * * * * *", 60.0, _release_reservations),
+    # Tiers (issue 6): downgrades at each tenant's periodic evaluation date, in its time zone.
+    Job("tiers", "0 5 * * * *", 3600.0, _evaluate_tiers),
     # Expiry (issue 6): EXPIRE entries for what is left of expired lots, per tenant time zone.
     Job("expiry", "0 15 * * * *", 3600.0, _expire_points),
 )

@@ -39,6 +39,7 @@ from shared.settings import Settings
 from shared.spend import Spend, build_spend
 from shared.store.layout import CONTAINERS
 from shared.store.port import DocumentStore
+from shared.tiers import TierService
 from shared.webhooks.delivery import DeliveryWorker
 from shared.webhooks.service import WebhookService
 
@@ -77,6 +78,8 @@ class Platform:
     webhooks: WebhookService = field(init=False)
     webhook_worker: DeliveryWorker = field(init=False)
     exports: Any = field(init=False)
+    # Tiers (issue 6): programmes, upgrades from the change feed, periodic evaluation, history.
+    tiers: TierService = field(init=False)
     # Spending (issue 6, shared/spend): rewards, redemptions, conversions, partners.
     spend: Spend = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
@@ -104,7 +107,9 @@ class Platform:
         self.rule_provider = RuleSetProvider(self.rule_sets)
         if self.rules is None:
             self.rules = self.rule_provider
-        self.ingest = IngestHandler(self.ledger, self.tenants, self.customers, self.rules, self.poison, self.store)
+        self.tiers = TierService(self.store, self.clock, self.tenants, self.customers)
+        self.ingest = IngestHandler(self.ledger, self.tenants, self.customers, self.rules, self.poison, self.store,
+                                    tier_multiplier=self.tiers.multiplier)
         self.projector = Projector(self.store, self.clock)
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
         self.corrections = Corrections(self.store, self.ledger, self.clock)
@@ -116,6 +121,8 @@ class Platform:
         self.projector.subscribers.append(self.webhooks.project)
         self.expiry = ExpiryService(self.store, self.ledger, self.tenants, self.clock)
         self.projector.subscribers.append(self.expiry.calendar.project)
+        self.tiers.publish = self.webhooks.tier_changed
+        self.projector.subscribers.append(self.tiers.project)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
         self.exports = ExportService(self.store, self.clock, self.key_provider,
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault)

@@ -11,8 +11,9 @@ from shared.api.limits import BodyLimit
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
 from shared.api.routes import redemptions, rewards
-from shared.api.routes import expiries
 from shared.api.routes import fraud, reviews
+from shared.api.routes import tiers
+from shared.api.routes import expiries
 from shared.platform import Platform
 
 OPENAPI_URL = "/openapi/v1.json"
@@ -31,7 +32,7 @@ def create_app(platform: Platform) -> FastAPI:
     problems.install(app)
     rules.install(app)
     for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
-                   rewards, redemptions, expiries, fraud, reviews):
+                   rewards, redemptions, tiers, expiries, fraud, reviews):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
     return app

@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 from datetime import date
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from shared.app.customers import CustomerService
 from shared.app.messages import MalformedMessage, OrderMessage, parse_order_message
@@ -66,7 +67,10 @@ class IngestHandler:
         rules: EarningRulesProvider,
         poison: PoisonStore,
         store: DocumentStore,
+        tier_multiplier: Callable[[str, str | None], Decimal] | None = None,
     ) -> None:
+        # The tier's earning multiplier for ``customer.tier_multiplier`` (shared.tiers); None: 1.
+        self._tier_multiplier = tier_multiplier
         self._ledger = ledger
         self._tenants = tenants
         self._customers = customers
@@ -139,6 +143,8 @@ class IngestHandler:
                 tags=tuple(customer.get("tags", ())),
                 lifetime_points=head.lifetime_earned,
                 order_count=head.orders_credited,
+                tier_multiplier=(self._tier_multiplier(message.tenant_id, customer.get("tier"))
+                                 if self._tier_multiplier else Decimal(1)),
             )
             result = self._rules.for_tenant(tenant, order.customer_id).evaluate(tenant, order, context)
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
