@@ -1,6 +1,9 @@
 """``python -m shared.local``: run the local platform, or operate on its data.
 
-Commands: ``run`` (default), ``issue-key``, ``poison list|replay``, ``reconcile``.
+Commands: ``run`` (default), ``issue-key``, ``poison list|replay [--tenant T]``,
+``reconcile``, ``export run|backfill|decrypt``. ``make run`` installs this as the
+``accrue`` command (``.venv/bin/accrue``). With the Azure settings in the
+environment it operates on the Azure stack (e.g. replaying its poison store).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 
 from shared.app.auth import Role
 from shared.app.reconcile import reconcile
+from shared.app.replay import replay_poison
 from shared.bus.local_queue import LocalQueue
 from shared.platform import build_platform
 from shared.settings import Settings
@@ -28,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("--role", required=True, choices=[r.value for r in Role])
     poison = commands.add_parser("poison", help="inspect or replay poisoned messages")
     poison.add_argument("action", choices=["list", "replay"])
+    poison.add_argument("--tenant", help="only this tenant's entries of the poison store")
     recon = commands.add_parser("reconcile", help="recompute every balance from the ledger and report drift "
                                                   "(exit status 1 if any)")
     recon.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
@@ -60,8 +65,18 @@ def main(argv: list[str] | None = None) -> int:
                            "store": platform.poison.list_all()}
                 print(json.dumps(listing, indent=2, default=str))
             else:
+                # Both places a failed item can rest: the local queue's own poison table
+                # (messages that failed every delivery) and the poison store (schema
+                # refusals, poisoned orders and projection batches; on Azure too).
                 count = queue.replay_poison() if queue else 0
                 print(f"replayed {count} message(s) from the queue's poison table")
+                report = replay_poison(platform.poison, platform.event_bus, platform.projector,
+                                       tenant_id=args.tenant)
+                print(f"poison store: {len(report.republished)} republished, {len(report.reprojected)} "
+                      f"reprojected, {len(report.skipped)} skipped, {len(report.failed)} failed")
+                for item in report.skipped + report.failed:
+                    print(f"  left in place: {item.poison_id} ({item.source}) {item.detail}")
+                return 1 if report.failed else 0
         elif args.command == "reconcile":
             report = reconcile(platform.store, args.tenant)
             print(json.dumps(report.view(), indent=2) if args.json else report.summary())

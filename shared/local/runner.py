@@ -27,7 +27,9 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     """One local platform per data folder: a second one would share the queue's
     leases and the projector's checkpoint. The lock dies with the process, even
     on kill -9, so a crash never leaves the folder locked."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # The folder holds the ledger and the queue (orders, amounts): owner only, like the keyring.
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir.chmod(0o700)
     handle = open(data_dir / "accrue.lock", "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -116,7 +116,8 @@ class Scheduler(Worker):
         for job in self._jobs:
             if now >= self._due[job.name]:
                 self._due[job.name] = now + job.every_seconds
-                log.info("running job %s", job.name)
+                # Minute-scale jobs (webhooks, reservations) would flood the console at INFO.
+                log.log(logging.INFO if job.every_seconds >= 3600 else logging.DEBUG, "running job %s", job.name)
                 job.run(self._platform)
                 ran = True
         return ran
