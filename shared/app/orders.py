@@ -25,7 +25,7 @@ from shared.bus.port import BusMessage, OrderBus
 from shared.clock import Clock, iso
 from shared.domain.orders import Order
 from shared.errors import DocumentExists, FieldProblem, NotFound, ValidationFailed
-from shared.ledger.service import Ledger
+from shared.ledger.service import Ledger, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore
 
@@ -72,10 +72,15 @@ class OrderIntake:
         for index, order in enumerate(orders):
             status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order.order_id), order.order_id)
             if status is not None:
+                prefix = f"orders[{index}]." if len(orders) > 1 else ""
                 if status["customerId"] != order.customer_id:
-                    prefix = f"orders[{index}]." if len(orders) > 1 else ""
                     problems.append(FieldProblem(f"{prefix}orderId",
                                                  f"order {order.order_id!r} was already sent for another customer"))
+                elif status.get("fingerprint") not in (None, fingerprint_of(order.to_message())):
+                    # A resend must be the same order: answering a changed one with the
+                    # first outcome would silently drop the change.
+                    problems.append(FieldProblem(f"{prefix}orderId", f"order {order.order_id!r} was already sent "
+                                                 "with different content; a new order needs a new order id"))
                 existing[order.order_id] = status
         if problems:
             raise ValidationFailed(f"{len(problems)} problem(s) in the order(s); nothing was queued", problems)
@@ -94,7 +99,7 @@ class OrderIntake:
             status = {
                 "id": order.order_id, "pk": order_pk(tenant_id, order.order_id), "docType": "orderStatus",
                 "tenantId": tenant_id, "customerId": order.customer_id, "orderId": order.order_id,
-                "status": "queued", "acceptedAt": iso(now),
+                "status": "queued", "acceptedAt": iso(now), "fingerprint": fingerprint_of(order.to_message()),
             }
             try:
                 self._store.create(ORDER_STATUS, status)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 from shared.clock import Clock, iso
 from shared.errors import DocumentExists, PreconditionFailed
 from shared.ledger.entries import ENTRY_DOC
+from shared.ledger.service import fingerprint_of
 from shared.store.layout import BALANCES, ORDER_STATUS, SYSTEM, order_pk
 from shared.store.port import Create, DocumentStore, PartitionBatch, Upsert
 
@@ -133,6 +134,8 @@ def _status_of(record: dict[str, Any]) -> dict[str, Any]:
         "ruleSetVersion": record.get("ruleSetVersion"), "arm": record.get("arm"),
         "reason": record.get("reason"), "acceptedAt": record.get("acceptedAt"),
         "decidedAt": record.get("createdAt"),
+        # What the order was, so the API can tell a resend from a changed order under the same id.
+        "fingerprint": fingerprint_of(record["order"]) if record.get("order") else None,
     }
 
 

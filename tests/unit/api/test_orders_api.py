@@ -60,6 +60,23 @@ def test_a_duplicate_order_gets_the_original_outcome_and_no_new_points(client, p
     assert len(platform.ledger.entries("acme", "c1")) == 1
 
 
+@pytest.mark.parametrize("credited_first", [False, True])
+def test_a_changed_order_under_a_used_id_is_refused_not_answered_with_the_old_outcome(
+        client, platform, tenant, credited_first) -> None:
+    assert client.post("/v1/orders", json=order_body(amount="24.90"), headers=auth(tenant.merchant)).status_code == 202
+    if credited_first:
+        drain(platform)
+    depth = platform.bus.depth()
+    changed = client.post("/v1/orders", json=order_body(amount="99.90"), headers=auth(tenant.merchant))
+    assert changed.status_code == 422, changed.text
+    assert changed.json()["errors"][0]["field"] == "orderId" and "different content" in changed.text
+    assert platform.bus.depth() == depth
+    same = client.post("/v1/orders", json=order_body(amount="24.90"), headers=auth(tenant.merchant))
+    assert same.status_code in (200, 202)
+    drain(platform)
+    assert platform.ledger.head("acme", "c1").balance == 249
+
+
 def test_a_batch_is_accepted_and_credited(client, platform, tenant) -> None:
     orders = [order_body(customer_id=f"c{1 + n % 3}", order_id=f"b{n}", amount="1.00") for n in range(30)]
     response = client.post("/v1/orders/batch", json={"orders": orders}, headers=auth(tenant.merchant))
