@@ -175,6 +175,13 @@ class TierService:
                                      "tenantId": tenant_id, "lastEvaluationAt": iso(last),
                                      "lastRunAt": state.get("lastRunAt") if state else None})
 
+    def _zone(self, tenant_id: str) -> ZoneInfo | None:
+        """The tenant's time zone; None if the tenant no longer exists."""
+        try:
+            return ZoneInfo(self._tenants.get(tenant_id).time_zone)
+        except NotFound:
+            return None
+
     def multiplier(self, tenant_id: str, tier: str | None) -> Decimal:
         """The earning multiplier of a tier (1 for no tier, an unknown tier, or no programme)."""
         stored = self.program(tenant_id) if tier else None
@@ -269,9 +276,9 @@ class TierService:
         now = self._clock.now()
         for tenant_id, customer_id in touched:
             stored = self.program(tenant_id)
-            if stored is None:
-                continue
-            zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
+            zone = self._zone(tenant_id) if stored is not None else None
+            if stored is None or zone is None:
+                continue  # no programme, or a tenant deleted meanwhile: nothing to decide
             outcome, _ = self._decide(tenant_id, customer_id, stored, zone, now, None)
             decided += outcome == "upgraded"
         for change in changes:
@@ -335,9 +342,9 @@ class TierService:
 
     def run_tenant(self, tenant_id: str) -> EvaluationReport | None:
         stored = self.current_program(tenant_id)
-        if stored is None:
-            return None
-        zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
+        zone = self._zone(tenant_id) if stored is not None else None
+        if stored is None or zone is None:
+            return None  # a deleted tenant's leftover programme is never evaluated
         due = schedule.last_evaluation(stored.program, self._clock.now(), zone)
         state = self._store.read(TENANTS, tenant_id, EVALUATION_ID)
         if state is not None and state.get("lastEvaluationAt") and parse_iso(state["lastEvaluationAt"]) >= due:

@@ -273,3 +273,52 @@ def test_tenants_are_isolated(platform, clock) -> None:
     assert platform.tiers.multiplier("t2", "gold") == Decimal(1)
     assert platform.tiers.multiplier("t1", "gold") == Decimal("1.5")
     assert _history(platform, "t2") == []
+
+
+def test_a_deleted_tenants_leftover_programme_stops_nothing(platform, clock) -> None:
+    from shared.store.layout import TENANTS
+
+    bare_tenant(platform, "t1")
+    bare_tenant(platform, "t2")
+    stored = program(windowMonths=1, grace={"kind": "none"})
+    for tenant_id in ("t1", "t2"):
+        platform.tiers.save_program(tenant_id, stored)
+        earn(platform, tenant_id, "c1", "o1", 600)
+    drain(platform)
+    platform.store.delete(TENANTS, "t1", "t1")  # as the governance act does
+    platform.tenants._cache.clear()  # noqa: SLF001 - this process's cache, as after its 5 s
+    earn(platform, "t1", "c1", "o2", 5000)
+    drain(platform)  # the projection skips the deleted tenant instead of failing the feed
+    reports = []
+    for _ in range(2):
+        reports += _to_next_evaluation(platform, clock, stored)
+    assert {r.tenant_id for r in reports} == {"t2"} and _tier(platform, "t2") is None
+
+
+def test_concurrent_projectors_write_one_change(platform, clock) -> None:
+    import threading
+
+    bare_tenant(platform, "t1")
+    platform.tiers.save_program("t1", program())
+    drain(platform)
+    start = platform.checkpoint.load()["lsn"]
+    earn(platform, "t1", "c1", "o1", 2500)
+    changes = [c.doc for c in platform.store.changes(LEDGER, start, 100)]
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def project() -> None:
+        barrier.wait()
+        try:
+            platform.tiers.project(changes)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=project) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [(h["fromTier"], h["toTier"]) for h in _history(platform)] == [(None, "platinum")]
+    assert platform.customers.get("t1", "c1")["tierChangeSeq"] == 1
