@@ -133,6 +133,7 @@ class Platform:
         # Held earns reach the review queue from the change feed (at least once; submit is idempotent).
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)
+        self.spend.redemptions.screen = self.fraud.controls.check_redemption
 
     def _invalidate_rules(self, tenant_id: str) -> None:
         """Drop the cached routing of a tenant whose active rule set changed (this process)."""

@@ -50,7 +50,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Callable, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
@@ -136,6 +136,10 @@ class Redemptions:
         # the threshold still waits (in-review) and is listed by ``in_review``.
         self.review_sink: ReviewSink | None = None
         self._review_queue: Any = None
+        # Fraud screening of redemptions (``FraudControls.check_redemption``), set by the
+        # platform: called inside the ledger plan, so the count it makes is consistent
+        # with the append. Reasons send the redemption to review; they never refuse it.
+        self.screen: Callable[[str, str], list[dict[str, Any]]] | None = None
 
     # --- merchant operations ----------------------------------------------------------
 
@@ -168,7 +172,7 @@ class Redemptions:
                 kind="reward" if reward_id else "points", mode=mode, reward_id=reward_id, limit=limit,
                 review=policy.review_threshold_points is not None and points >= policy.review_threshold_points,
                 expires_at=now + timedelta(seconds=policy.reservation_ttl_seconds), stock_taken=stock_taken,
-                actor=actor, extra={"partnerId": partner_id, "partnerSku": sku})
+                actor=actor, extra={"partnerId": partner_id, "partnerSku": sku}, screened=True)
         except BaseException:
             if stock_taken:
                 self._catalogue.give_back(tenant_id, reward_id)  # nothing was written: the unit is free again
@@ -227,9 +231,10 @@ class Redemptions:
         A merchant's cancel of a reservation in review withdraws the review."""
         def submit(tenant_id: str, customer_id: str, rid: str, summary: dict[str, Any]) -> None:
             record, _ = self._load(tenant_id, customer_id, rid)
-            queue.submit(tenant_id, REVIEW_KIND, customer_id, record["entryId"],
-                         [{"code": "redemption-above-threshold",
-                           "detail": f"{summary['points']} points is at or above the tenant's review threshold"}],
+            reasons = record.get("reviewReasons") or [
+                {"code": "redemption-above-threshold",
+                 "detail": f"{summary['points']} points is at or above the tenant's review threshold"}]
+            queue.submit(tenant_id, REVIEW_KIND, customer_id, record["entryId"], reasons,
                          {k: v for k, v in summary.items() if v is not None})
 
         def approve(review: dict[str, Any], who: Any, note: str | None) -> dict[str, Any]:
@@ -322,8 +327,9 @@ class Redemptions:
     def _reserve(self, tenant_id: str, customer_id: str, key: str, fingerprint: str, rid: str, *, points: int,
                  entry_type: EntryType, kind: str, mode: str, reward_id: str | None, limit: int | None,
                  review: bool, expires_at: datetime, stock_taken: bool, actor: str,
-                 extra: dict[str, Any]) -> TransactionOutcome:
+                 extra: dict[str, Any], screened: bool = False) -> TransactionOutcome:
         assert isinstance(points, int) and points >= 1
+        threshold_review = review
 
         def plan(head: Head) -> Plan:
             if head.balance < points:
@@ -335,6 +341,13 @@ class Redemptions:
                     raise RedemptionLimitReached(f"customer {customer_id} already redeemed reward {reward_id!r} "
                                                  f"{taken} time(s); the limit is {limit}", rewardId=reward_id,
                                                  limit=limit)
+            reasons = []
+            if threshold_review:
+                reasons.append({"code": "redemption-above-threshold",
+                                "detail": f"{points} points is at or above the tenant's review threshold"})
+            if screened and self.screen is not None:
+                reasons.extend(self.screen(tenant_id, customer_id))
+            review = bool(reasons)
             reservation = entry_id(head.seq + 1)
             committed = mode == "direct" and not review
             draft = EntryDraft(entry_type, -points, status=EntryStatus.COMMITTED if committed else EntryStatus.PENDING,
@@ -345,6 +358,7 @@ class Redemptions:
             record = {"id": record_id(rid), "docType": "redemption", "redemptionId": rid, "kind": kind, "mode": mode,
                       "entryType": entry_type.value, "points": points, "rewardId": reward_id, "entryId": reservation,
                       "expiresAt": expiry, "review": review, "stockTaken": stock_taken, "actorKeyId": actor,
+                      **({"reviewReasons": reasons} if reasons else {}),
                       **{k: v for k, v in extra.items() if v is not None}}
             outcome = {"redemptionId": rid, "status": status, "points": points, "available": head.balance - points,
                        "entryId": reservation, "expiresAt": expiry, "rewardId": reward_id, "kind": kind, "mode": mode}

@@ -231,3 +231,24 @@ def test_large_redemptions_wait_for_review(client, platform, tenant) -> None:
     actions = [r["action"] for r in platform.audit.records("acme", 0, 100)]
     assert actions.count("review.approved") == 1 and actions.count("review.rejected") == 1
     ledger_invariants(platform, "acme", "c1")
+
+
+def test_a_redemption_over_the_customers_hourly_velocity_goes_to_review_not_refusal(client, platform,
+                                                                                      tenant) -> None:
+    policy = client.put("/v1/fraud/policy", json={"customer": {"redemptionsPerHour": 1}}, headers=auth(tenant.admin))
+    assert policy.status_code == 200, policy.text
+    fund(platform, "acme", "c1", 500)
+    first = client.post(REDEEM.format("c1"), json={"idempotencyKey": "v1", "points": 100},
+                        headers=auth(tenant.merchant))
+    assert first.status_code == 201 and first.json()["status"] == "completed"
+    second = client.post(REDEEM.format("c1"), json={"idempotencyKey": "v2", "points": 100},
+                         headers=auth(tenant.merchant))
+    assert second.status_code == 202 and second.json()["status"] == "in-review"
+    assert second.json()["available"] == 300  # reserved: not spendable twice while in review
+    [review] = platform.reviews.list("acme", status="open")
+    assert [r["code"] for r in review["reasons"]] == ["redemption-velocity"]
+    assert review["details"]["redemptionId"] == second.json()["redemptionId"]
+    fund(platform, "acme", "c2", 10)
+    other = client.post(REDEEM.format("c2"), json={"idempotencyKey": "v3", "points": 1},
+                        headers=auth(tenant.merchant))
+    assert other.status_code == 201 and other.json()["status"] == "completed"  # c1's count is not c2's
