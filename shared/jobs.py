@@ -61,6 +61,15 @@ def _expire_points(platform: Platform) -> object:
     return platform.expiry.run()
 
 
+def _archive_audit(platform: Platform) -> object:
+    # Incremental (a checkpoint per tenant), so a run that stops midway resumes; the
+    # archive container is under a 7-year immutability policy (bicep/modules/datastorage.bicep).
+    written = platform.audit.archive_all()
+    log.info("audit archive: %d blob(s) written for %d tenant(s)",
+             sum(len(paths) for paths in written.values()), len(written))
+    return written
+
+
 JOBS: tuple[Job, ...] = (
     Job("reconcile", "0 30 2 * * *", 24 * 3600.0, _reconcile),
     # Data out (issue 5): webhook deliveries every 10 s (a round is bounded by its budget),
@@ -73,4 +82,6 @@ JOBS: tuple[Job, ...] = (
     Job("tiers", "0 5 * * * *", 3600.0, _evaluate_tiers),
     # Expiry (issue 6): EXPIRE entries for what is left of expired lots, per tenant time zone.
     Job("expiry", "0 15 * * * *", 3600.0, _expire_points),
+    # Audit (issue 4): new audit records to the immutable archive, nightly.
+    Job("audit-archive", "0 45 3 * * *", 24 * 3600.0, _archive_audit),
 )

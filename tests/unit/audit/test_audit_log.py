@@ -115,3 +115,17 @@ def test_tenant_creation_is_audited_in_the_new_tenants_chain(client, platform) -
 def test_an_out_of_range_cursor_is_a_422_not_a_store_overflow(client, tenant, after) -> None:
     response = client.get(f"/v1/audit?after={after}", headers=auth(tenant.admin))
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "query.after"
+
+
+def test_the_nightly_job_archives_new_records_once(platform, tenant, tmp_path) -> None:
+    from shared.jobs import JOBS
+
+    job = next(j for j in JOBS if j.name == "audit-archive")
+    platform.audit.record("acme", "test.act", None, target="x")
+    first = job.run(platform)
+    assert first["acme"], "the tenant's records were not archived"
+    archived = list((tmp_path / "data" / "blobs" / "audit" / "acme").rglob("*.jsonl"))
+    lines = [json.loads(line) for f in archived for line in f.read_text().splitlines()]
+    assert [r["seq"] for r in lines] == list(range(1, len(lines) + 1))
+    assert lines[-1]["action"] == "test.act"
+    assert job.run(platform).get("acme") == []  # nothing new: nothing written twice
