@@ -114,6 +114,11 @@ class Ledger:
     def head(self, tenant_id: str, customer_id: str) -> Head:
         return self._read_head(customer_pk(tenant_id, customer_id))
 
+    def peek_head(self, tenant_id: str, customer_id: str) -> Head:
+        """The head this process would plan on next (cached, else read): a hint for
+        work done ahead of an append, never the basis of a decision (plans get the true head)."""
+        return self._cached_head(customer_pk(tenant_id, customer_id))[0]
+
     def _read_head(self, pk: str) -> Head:
         newest = self._store.query(
             LEDGER,

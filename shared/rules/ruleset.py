@@ -104,3 +104,8 @@ class ArmRules:
 
     def evaluate_batch(self, tenant: TenantSettings, orders: Sequence[OrderWithCustomer]) -> list[EarnResult]:
         return self.compiled.evaluate_batch(tenant, orders, arm=self.arm)
+
+    @property
+    def batch_key(self) -> tuple:
+        """Equal keys: the same compiled version and arm, so one batch call serves them all."""
+        return (id(self.compiled), self.compiled.rule_set_id, self.compiled.version, self.arm)
