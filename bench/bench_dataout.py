@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform as host
 import resource
 import sqlite3
 import subprocess
@@ -32,22 +31,12 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 from standardwebhooks import Webhook  # noqa: E402
-
-
-def machine_line() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPU(s), {host.system()} {host.release()}, Python {host.python_version()}"
 
 
 def bench_webhooks(events: int, endpoints: int) -> dict:

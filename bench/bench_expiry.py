@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform as host
 import resource
 import sqlite3
 import sys
@@ -29,24 +28,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
 TENANT = "bench"
 DUE_DAY = "2026-05-01"
-
-
-def machine_line() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPU(s), {host.system()} {host.release()}, Python {host.python_version()}"
 
 
 def generate(db_path: Path, lots: int, customers: int) -> int:

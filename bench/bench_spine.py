@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import math
 import os
-import platform as host
 import sqlite3
 import sys
 import tempfile
@@ -46,6 +45,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
 
 import httpx
 import orjson
@@ -76,19 +77,6 @@ class Results:
     def add(self, measure: str, value: str, note: str = "") -> None:
         self.rows.append((measure, value, note))
         print(f"  {measure}: {value}" + (f"  ({note})" if note else ""), flush=True)
-
-
-def machine_line() -> str:
-    cpu = host.processor() or host.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPU(s), {host.system()} {host.release()}, Python {host.python_version()}"
 
 
 def percentile(values: list[float], q: float) -> float:

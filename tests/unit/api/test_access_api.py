@@ -38,8 +38,10 @@ def test_keys_are_stored_as_owasp_argon2id_hashes_only(platform, tenant) -> None
     assert len(secret) >= 43  # 32 random bytes, base64url
 
 
-def test_a_verified_key_is_cached_instead_of_rehashed(client, tenant, monkeypatch) -> None:
-    calls = []
+@pytest.fixture
+def argon2_calls(monkeypatch) -> list[int]:
+    """Counts the Argon2 verifications the key check makes."""
+    calls: list[int] = []
     real = auth_module.HASHER
 
     class CountingHasher:
@@ -48,21 +50,18 @@ def test_a_verified_key_is_cached_instead_of_rehashed(client, tenant, monkeypatc
             return real.verify(hashed, secret)
 
     monkeypatch.setattr(auth_module, "HASHER", CountingHasher())
+    return calls
+
+
+def test_a_verified_key_is_cached_instead_of_rehashed(client, tenant, argon2_calls) -> None:
+    calls = argon2_calls
     for _ in range(5):
         assert client.get("/v1/customers/c1", headers=auth(tenant.merchant)).status_code == 200
     assert len(calls) <= 1
 
 
-def test_a_wrong_secret_for_a_known_key_id_is_not_rehashed_on_every_retry(client, tenant, monkeypatch) -> None:
-    calls = []
-    real = auth_module.HASHER
-
-    class CountingHasher:
-        def verify(self, hashed: str, secret: str) -> bool:
-            calls.append(1)
-            return real.verify(hashed, secret)
-
-    monkeypatch.setattr(auth_module, "HASHER", CountingHasher())
+def test_a_wrong_secret_for_a_known_key_id_is_not_rehashed_on_every_retry(client, tenant, argon2_calls) -> None:
+    calls = argon2_calls
     key_id = tenant.merchant.split("_")[1]
     wrong = f"acr_{key_id}_{'A' * 43}"
     for _ in range(5):
