@@ -24,10 +24,10 @@ from shared.app.tenants import TenantDirectory
 from shared.bus.port import BusMessage, OrderBus
 from shared.clock import Clock, iso
 from shared.domain.orders import Order
-from shared.errors import DocumentExists, FieldProblem, NotFound, ValidationFailed
+from shared.errors import BatchSkipped, DocumentExists, FieldProblem, NotFound, ValidationFailed
 from shared.ledger.service import Ledger, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
-from shared.store.port import DocumentStore
+from shared.store.port import Create, DocumentStore, PartitionBatch
 
 FINAL = ("credited", "held", "rejected")
 MAX_WAIT_SECONDS = 10.0
@@ -92,6 +92,7 @@ class OrderIntake:
             for m in (order_message(tenant_id, o, now) for o in fresh)
         ])
         results = []
+        queued: list[PartitionBatch] = []
         for order in orders:
             if order.order_id in existing:
                 results.append(Accepted(order.order_id, order.customer_id, existing[order.order_id], False))
@@ -101,11 +102,13 @@ class OrderIntake:
                 "tenantId": tenant_id, "customerId": order.customer_id, "orderId": order.order_id,
                 "status": "queued", "acceptedAt": iso(now), "fingerprint": fingerprint_of(order.to_message()),
             }
-            try:
-                self._store.create(ORDER_STATUS, status)
-            except DocumentExists:
-                pass  # the projector already wrote the outcome: it wins
+            queued.append(PartitionBatch(status["pk"], [Create(status)]))
             results.append(Accepted(order.order_id, order.customer_id, status, True))
+        # One group commit for the batch's "queued" markers, not one fsync per order.
+        self._store.batches(ORDER_STATUS, queued)
+        for batch in queued:
+            if batch.error is not None and not isinstance(batch.error, (DocumentExists, BatchSkipped)):
+                raise batch.error  # exists: the projector already wrote the outcome (or a twin in this call did)
         return results
 
     def status(self, tenant_id: str, order_id: str) -> dict[str, Any]:
