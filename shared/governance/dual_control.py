@@ -3,11 +3,15 @@
 Acts under dual control (``ACTIONS``): deleting a tenant, granting a new
 platform-admin key, rotating a tenant's KEK. A request is stored in the
 ``approvals`` container as ``pending`` with an expiry (``ttl``, one hour by
-default). Another platform-admin (a different API key; never the requester)
-approves it before it expires; the act then runs at once and the request is
-marked ``executed`` (or ``failed`` with the error). Any platform-admin, the
-requester included (withdrawing it), can reject a pending request. Every step is audited in the ``_platform`` chain, and acts on
-a tenant also in that tenant's chain.
+default). Another platform-admin approves it before it expires: never the
+requesting key, and never another key of the same operator. The operator is
+the key's label (each platform-admin key is granted under dual control with
+the label of the person it is for, e.g. their directory name), compared
+without case or surrounding space; keys without a label are told apart by key
+id only. The act then runs at once and the request is marked ``executed`` (or
+``failed`` with the error). Any platform-admin, the requester included
+(withdrawing it), can reject a pending request. Every step is audited in the
+``_platform`` chain, and acts on a tenant also in that tenant's chain.
 
 State changes are ETag-guarded, so two approvers racing on one request cannot
 both execute it.
@@ -22,7 +26,7 @@ from typing import Any, Callable
 from shared.audit.log import PLATFORM_CHAIN, AuditLog, HasActor
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import AccrueError, Conflict, Forbidden, NotFound, PreconditionFailed
-from shared.store.layout import APPROVALS
+from shared.store.layout import API_KEYS, APPROVALS
 from shared.store.port import DocumentStore, Query
 
 PK = "approvals"
@@ -67,12 +71,18 @@ class DualControl:
         doc = {
             "id": "req-" + secrets.token_hex(8), "pk": PK, "docType": "approvalRequest", "action": action,
             "tenantId": tenant_id, "params": params or {}, "reason": reason,
-            "requestedBy": {"keyId": who.key_id, "role": getattr(who.role, "value", who.role)},
+            "requestedBy": {"keyId": who.key_id, "role": getattr(who.role, "value", who.role),
+                            "operator": self._operator(who.key_id)},
             "createdAt": iso(now), "expiresAt": iso(now + self.ttl), "status": "pending",
         }
         saved = self._store.create(APPROVALS, doc)
         self._audit_both(doc, "approval.requested", who, reason)
         return view(saved)
+
+    def _operator(self, key_id: str) -> str:
+        """Who holds the key: its label, normalised ("" when it has none)."""
+        key = self._store.read(API_KEYS, key_id, key_id)
+        return str((key or {}).get("label") or "").strip().casefold()
 
     def get(self, request_id: str) -> dict[str, Any]:
         doc = self._store.read(APPROVALS, PK, request_id)
@@ -93,7 +103,8 @@ class DualControl:
         doc = self.get(request_id)
         if doc["status"] != "pending":
             raise RequestNotPending(f"request {request_id!r} is {doc['status']}, not pending")
-        if who.key_id == doc["requestedBy"]["keyId"]:
+        operator = self._operator(who.key_id)
+        if who.key_id == doc["requestedBy"]["keyId"] or (operator and operator == doc["requestedBy"].get("operator")):
             raise SelfApproval("the operator who requested an act cannot approve it: another platform-admin must")
         if self._clock.now() >= parse_iso(doc["expiresAt"]):
             raise ApprovalExpired(f"request {request_id!r} expired at {doc['expiresAt']}; request it again")

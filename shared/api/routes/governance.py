@@ -26,7 +26,9 @@ class NewRequest(BaseModel):
     action: Literal["tenant.delete", "platform-admin.grant", "tenant.kek.rotate"]
     tenant_id: EntityId | None = Field(default=None, alias="tenantId")
     reason: str = Field(min_length=1, max_length=1000)
-    label: str = Field(default="", max_length=100, description="label of the key (platform-admin.grant)")
+    label: str = Field(default="", max_length=100,
+                       description="platform-admin.grant: the operator the key is for (their directory name); "
+                                   "dual control tells operators apart by it")
 
     @model_validator(mode="after")
     def _tenant_when_needed(self) -> "NewRequest":
@@ -34,6 +36,8 @@ class NewRequest(BaseModel):
             raise ValueError(f"{self.action} needs a tenantId")
         if self.action == "platform-admin.grant" and self.tenant_id:
             raise ValueError("platform-admin.grant takes no tenantId")
+        if self.action == "platform-admin.grant" and not self.label.strip():
+            raise ValueError("platform-admin.grant needs the label of the operator the key is for")
         return self
 
 

@@ -98,7 +98,8 @@ def test_bad_requests_and_rejection(client, platform, operators) -> None:
     request = ask(client, alice, action="tenant.delete", tenantId="ghost").json()
     failed = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(bob))
     assert failed.status_code == 404
-    request = ask(client, alice, action="platform-admin.grant").json()
+    assert ask(client, alice, action="platform-admin.grant").status_code == 422  # whose key would it be?
+    request = ask(client, alice, action="platform-admin.grant", label="dave").json()
     assert client.post(f"/v1/platform/approvals/{request['id']}/reject", json={}, headers=auth(alice)).json()[
         "status"] == "rejected"
     assert client.post(f"/v1/platform/approvals/{request['id']}/approve", json={},
@@ -123,3 +124,17 @@ def test_an_executor_that_crashes_leaves_the_request_failed_and_audited(client, 
     assert [r["action"] for r in platform.audit.records("_platform")][-1] == "tenant.kek.rotate.failed"
     again = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(bob))
     assert again.status_code == 409  # decided: a new request is needed, not a silent retry
+
+
+def test_a_second_key_of_the_same_operator_cannot_approve(client, platform, tenant, operators) -> None:
+    alice, bob = operators
+    alice_again = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None, " Alice ").secret_key
+    platform.key_provider.ensure_tenant_key("acme")
+    request = ask(client, alice, action="tenant.kek.rotate", tenantId="acme").json()
+    old = platform.key_provider.current_version("acme")
+    same_person = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(alice_again))
+    assert same_person.status_code == 403 and same_person.json()["type"].endswith("self-approval")
+    assert platform.approvals.get(request["id"])["status"] == "pending"
+    assert platform.key_provider.current_version("acme") == old
+    assert client.post(f"/v1/platform/approvals/{request['id']}/approve", json={},
+                       headers=auth(bob)).json()["status"] == "executed"
