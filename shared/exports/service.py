@@ -281,9 +281,7 @@ class ExportService:
         """Customers whose profile changed in the window (new, re-tagged, re-tiered or
         erased): a CDC feed, the newest state of each changed profile per run."""
         allowed = set(self.settings(tenant_id)["exportedPersonalFields"])
-        window = (Filter("updatedAt", "<=", upper),) + ((Filter("updatedAt", ">", lower),) if lower else ())
-        for doc in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),) + window,
-                           "updatedAt", page=self.page):
+        for doc in self._changed_customers(tenant_id, lower, upper):
             row = {"tenantId": tenant_id, "customerId": doc["customerId"], "joinDate": doc.get("joinDate"),
                    "tags": doc.get("tags", []), "tier": doc.get("tier"), "createdAt": doc.get("createdAt"),
                    "updatedAt": doc.get("updatedAt"), "erased": bool(doc.get("erasedAt"))}
@@ -292,6 +290,16 @@ class ExportService:
                 row.update({k: (v.isoformat() if hasattr(v, "isoformat") else v)
                             for k, v in opened.items() if k in allowed})
             yield row
+
+    def _changed_customers(self, tenant_id: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
+        tenant = (Filter("tenantId", "=", tenant_id),)
+        for key in ("updatedAt", "createdAt"):
+            window = (Filter(key, "<=", upper),) + ((Filter(key, ">", lower),) if lower else ())
+            for doc in page_by(self._store, CUSTOMERS, None, tenant + window, key, page=self.page):
+                # By createdAt only profiles written before profiles carried updatedAt: a profile
+                # with updatedAt (never earlier than its createdAt) is found by the first query.
+                if key == "updatedAt" or "updatedAt" not in doc:
+                    yield doc
 
 
 def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:

@@ -193,6 +193,19 @@ def test_changed_profiles_are_exported_again_and_an_erasure_reaches_the_warehous
     assert _rows(platform, platform.exports.run("acme"), "customers") == []
 
 
+def test_profiles_written_before_updated_at_existed_are_still_exported(platform, tenant, clock) -> None:
+    from shared.store.layout import CUSTOMERS, customer_pk
+
+    legacy = dict(platform.store.read(CUSTOMERS, customer_pk("acme", "c1"), "c1"))
+    legacy = {k: v for k, v in legacy.items() if not k.startswith("_") and k != "updatedAt"}
+    platform.store.upsert(CUSTOMERS, legacy)  # as the profile was stored by the first releases
+    clock.advance(timedelta(minutes=5))
+    rows = _rows(platform, platform.exports.run("acme"), "customers")
+    assert sorted(r["customerId"] for r in rows) == ["c1", "c2", "c3"]  # each once, the legacy one included
+    clock.advance(timedelta(minutes=5))
+    assert _rows(platform, platform.exports.run("acme"), "customers") == []
+
+
 def test_decrypt_cli_verifies_against_the_manifest(platform, tenant, client, clock, tmp_path, monkeypatch,
                                                    capsys) -> None:  # type: ignore[no-untyped-def]
     _orders(client, tenant, platform, ["o1"])
