@@ -384,6 +384,10 @@ class Redemptions:
                            "different request")
         body = dict(marker["outcome"])
         record, settlement = self._load(tenant_id, customer_id, body["redemptionId"])
+        if record.get("review") and settlement is None:
+            # The first call may have died between the ledger and the queue: submitting is
+            # idempotent, so a retry makes sure the review exists.
+            self._submit_review(tenant_id, customer_id, record, partner_account)
         if record["mode"] == "partner" and not record.get("review"):
             if settlement is None:
                 # A crash (or timeout) left the partner call unfinished: resume it.

@@ -252,3 +252,25 @@ def test_a_redemption_over_the_customers_hourly_velocity_goes_to_review_not_refu
     other = client.post(REDEEM.format("c2"), json={"idempotencyKey": "v3", "points": 1},
                         headers=auth(tenant.merchant))
     assert other.status_code == 201 and other.json()["status"] == "completed"  # c1's count is not c2's
+
+
+def test_a_review_lost_after_the_ledger_write_is_submitted_again_by_the_retry(client, platform, tenant,
+                                                                               monkeypatch) -> None:
+    client.put("/v1/spend/policy", json={"reviewThresholdPoints": 100}, headers=auth(tenant.admin))
+    fund(platform, "acme", "c1", 500)
+    real_submit = platform.reviews.submit
+
+    def queue_down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("review queue unavailable")
+
+    monkeypatch.setattr(platform.reviews, "submit", queue_down)
+    body = {"idempotencyKey": "big", "points": 200}
+    failed = client.post(REDEEM.format("c1"), json=body, headers=auth(tenant.merchant))
+    assert failed.status_code == 500 and platform.reviews.list("acme", status="open") == []
+    monkeypatch.setattr(platform.reviews, "submit", real_submit)
+    retry = client.post(REDEEM.format("c1"), json=body, headers=auth(tenant.merchant))
+    assert retry.status_code in (200, 202) and retry.json()["status"] == "in-review"
+    [review] = platform.reviews.list("acme", status="open")
+    assert review["details"]["redemptionId"] == retry.json()["redemptionId"]
+    again = client.post(REDEEM.format("c1"), json=body, headers=auth(tenant.merchant))
+    assert again.status_code in (200, 202) and len(platform.reviews.list("acme", status="open")) == 1
