@@ -97,7 +97,10 @@ class PartnerConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        url = httpx.URL(value)
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as bad:
+            raise ValueError(f"not a URL: {bad}") from None
         if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
             raise ValueError("must be an absolute http(s) URL without query or fragment")
         return value.rstrip("/")
@@ -178,6 +181,10 @@ class ResilientPartner:
                 if attempt < self.policy.max_attempts:
                     self.sleep(self.policy.delay(attempt, self.rng))
                 continue
+            except Exception:
+                # Anything else is a failed call too: the breaker must not stay in its half-open trial.
+                self.breaker.record_failure()
+                raise
             self.breaker.record_success()
             return PartnerReceipt(receipt.partner_reference, attempts=attempt)
         assert last is not None

@@ -118,6 +118,28 @@ def test_circuit_breaker_states() -> None:
     assert breaker.state is CircuitState.CLOSED and breaker.allow() and breaker.allow()
 
 
+def test_an_unexpected_error_in_the_half_open_trial_does_not_wedge_the_breaker() -> None:
+    from shared.spend.partners import PartnerRequest, ResilientPartner
+
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=10, now=lambda: now[0])
+    breaker.record_failure()
+    now[0] = 10  # half-open: one trial allowed
+
+    class Broken:
+        def fulfil(self, request):  # type: ignore[no-untyped-def]
+            raise KeyError("a port bug, not a partner answer")
+
+    partner = ResilientPartner("air", Broken(), breaker, sleep=lambda seconds: None)
+    request = PartnerRequest(partner_id="air", kind="reward", reference="r1", tenant_id="t", customer_id="c",
+                             points=1)
+    with pytest.raises(KeyError):
+        partner.fulfil(request)
+    assert breaker.state is CircuitState.OPEN  # the trial counted as a failure, not left in flight
+    now[0] = 20.5
+    assert breaker.allow()  # so the next cooldown gives a new trial
+
+
 @pytest.mark.parametrize("rate, rounding, points, expected", [
     ("0.5", "down", 1001, 500), ("0.5", "up", 1001, 501), ("0.5", "half-up", 1001, 501),
     ("0.5", "half-even", 1001, 500), ("1.25", "down", 3, 3), ("2", "down", 7, 14)])
@@ -170,6 +192,8 @@ def test_partner_registration_is_platform_admin_only_and_audited(client, platfor
     assert client.put("/v1/platform/partners/air", json=body, headers=auth(tenant.admin)).status_code == 403
     assert client.put("/v1/platform/partners/air", json={"baseUrl": "ftp://x.example"},
                       headers=auth(operator)).status_code == 422
+    malformed = client.put("/v1/platform/partners/air", json={"baseUrl": "http://[::1/x"}, headers=auth(operator))
+    assert malformed.status_code == 422 and "baseUrl" in malformed.text
     saved = client.put("/v1/platform/partners/air", json=body, headers=auth(operator))
     assert saved.status_code == 200 and saved.json()["baseUrl"] == partner.url
     assert [p["partnerId"] for p in client.get("/v1/platform/partners", headers=auth(operator)).json()["items"]] \
