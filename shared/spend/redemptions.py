@@ -415,6 +415,11 @@ class Redemptions:
                              partner_failure=details)
             except ReservationSettled:
                 pass  # already released (a replay of the compensation): report the same failure
+            if record.get("review") and self._review_queue is not None:
+                # The approval ended in a release: the review is closed, not left open on a
+                # reservation that can no longer be approved or rejected.
+                self._review_queue.withdraw(tenant_id, REVIEW_KIND, customer_id, record["entryId"],
+                                            f"the partner could not fulfil: {details['reason']}")
             _, settlement = self._load(tenant_id, customer_id, rid)
             self._raise_partner_failure(tenant_id, customer_id, record, settlement)
         try:

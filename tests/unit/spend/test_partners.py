@@ -199,3 +199,17 @@ def test_partner_registration_is_platform_admin_only_and_audited(client, platfor
     assert [p["partnerId"] for p in client.get("/v1/platform/partners", headers=auth(operator)).json()["items"]] \
         == ["air"]
     assert platform.audit.records("_platform", 0, 10)[-1]["action"] == "partner.saved"
+
+
+def test_a_partner_failure_on_review_approval_closes_the_review(client, platform, tenant, voucher) -> None:
+    client.put("/v1/spend/policy", json={"reviewThresholdPoints": 500}, headers=auth(tenant.admin))
+    held = client.post(REDEEM.format("c1"), json={"idempotencyKey": "r1", "rewardId": "gift"},
+                       headers=auth(tenant.merchant))
+    assert held.status_code == 202 and held.json()["status"] == "in-review"
+    [review] = platform.reviews.list("acme", status="open")
+    voucher.mode = "reject"
+    approved = client.post(f"/v1/reviews/{review['reviewId']}/approve", json={}, headers=auth(tenant.admin))
+    assert approved.status_code == 502 and approved.json()["state"] == "released"
+    assert platform.reviews.list("acme", status="open") == []  # closed, not stuck open on a released reservation
+    assert platform.reviews.get("acme", review["reviewId"])["status"] == "withdrawn"
+    assert platform.ledger.head("acme", "c1").balance == 2000
