@@ -112,7 +112,7 @@ class Platform:
                                     tier_multiplier=self.tiers.multiplier)
         self.projector = Projector(self.store, self.clock)
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
-        self.corrections = Corrections(self.store, self.ledger, self.clock)
+        self.corrections = Corrections(self.store, self.ledger, self.clock, self.tenants)
         self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self))
         self.webhooks = WebhookService(self.store, self.clock, self.key_provider)
         self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)

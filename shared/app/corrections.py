@@ -77,12 +77,14 @@ class AdjustmentRequest(BaseModel):
 
 
 class Corrections:
-    def __init__(self, store: DocumentStore, ledger: Ledger, clock: Clock | None = None) -> None:
+    def __init__(self, store: DocumentStore, ledger: Ledger, clock: Clock | None = None,
+                 tenants: TenantDirectory | None = None) -> None:
         self._store = store
         self._ledger = ledger
         # With a clock, a positive ADJUST is stamped with the tenant's expiry policy.
         self._clock = clock
-        self._tenants = TenantDirectory(store)
+        # The platform's directory: one cache, so a saved policy is seen here at once.
+        self._tenants = tenants or TenantDirectory(store)
 
     def refund(self, tenant_id: str, order_id: str, refund: RefundRequest) -> TransactionOutcome:
         status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
