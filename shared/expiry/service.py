@@ -160,10 +160,13 @@ class ExpiryService:
         else:
             day, after = self.calendar.first_day(tenant.tenant_id) or last_day, None
         failures_before = len(report.failed)
+        # A customer that failed in an earlier, budget-cut run of today keeps the day open.
+        failed_earlier = state.get("cursorFor") == today.isoformat() and bool(state.get("cursorFailed"))
         while day <= last_day:
             if budget[0] <= 0:
                 self._save(tenant.tenant_id, {**state, "cursorFor": today.isoformat(), "cursorDay": day.isoformat(),
-                                              "cursorAfter": after})
+                                              "cursorAfter": after,
+                                              "cursorFailed": failed_earlier or len(report.failed) > failures_before})
                 report.complete = False
                 return
             limit = min(PAGE, budget[0])
@@ -175,7 +178,7 @@ class ExpiryService:
                 day, after = day + timedelta(days=1), None
             else:
                 after = page[-1]
-        done = len(report.failed) == failures_before
+        done = not failed_earlier and len(report.failed) == failures_before
         self._save(tenant.tenant_id, {"nextDay": last_day.isoformat() if done else state.get("nextDay"),
                                       "doneLocalDate": today.isoformat() if done else state.get("doneLocalDate")})
 

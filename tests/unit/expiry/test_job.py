@@ -133,6 +133,36 @@ def test_the_job_runs_in_bounded_pages_and_resumes(client, platform, clock, monk
     assert all(platform.ledger.head("paged", c).balance == 0 for c in customers)
 
 
+def test_a_customer_that_failed_before_a_budget_cut_is_retried_not_forgotten(client, platform, clock,
+                                                                              monkeypatch) -> None:
+    monkeypatch.setattr(expiry_service, "PAGE", 2)
+    customers = tuple(f"c{n}" for n in range(4))
+    keys = policy_tenant(platform, "flaky", "UTC", QUARTER, customers=customers)
+    for n, customer in enumerate(customers):
+        earn(client, platform, clock, keys, f"o{n}", customer_id=customer)
+    move_to(clock, at("2027-01-01T03:00:00+00:00"))
+    real = platform.expiry.expire_customers
+    failing = {"c0"}
+
+    def first_page_fails_for_c0(tenant_id, customer_ids, cutoff, report=None):  # type: ignore[no-untyped-def]
+        report = real(tenant_id, [c for c in customer_ids if c not in failing], cutoff, report)
+        report.failed.extend(c for c in customer_ids if c in failing)
+        return report
+
+    monkeypatch.setattr(platform.expiry, "expire_customers", first_page_fails_for_c0)
+    cut = platform.expiry.run(max_customers=2)       # c0 fails, then the budget stops the run
+    assert not cut.complete and cut.failed == ["c0"]
+    failing.clear()
+    while not platform.expiry.run(max_customers=2).complete:  # the day's other customers
+        pass
+    state = platform.store.read(SYSTEM, expiry_service.STATE_PK, expiry_service._state_id("flaky"))
+    assert state.get("doneLocalDate") is None  # the failure before the cut keeps the day open
+    assert platform.ledger.head("flaky", "c0").balance == 100
+    retry = platform.expiry.run()                    # the next hourly run walks the day again
+    assert retry.lots_expired == 1 and platform.ledger.head("flaky", "c0").balance == 0
+    assert all(platform.ledger.head("flaky", c).balance == 0 for c in customers)
+
+
 def test_a_lot_written_already_expired_is_still_found(client, platform, clock) -> None:
     keys = policy_tenant(platform, "late", "UTC", QUARTER)
     earn(client, platform, clock, keys, "o1")
