@@ -15,6 +15,7 @@ from shared.app.ingest import IngestHandler
 from shared.app.orders import OrderIntake
 from shared.app.poison import PoisonStore
 from shared.app.projections import Projector, ProjectorCheckpoint
+from shared.app.tenant_changes import TenantChanges
 from shared.app.tenants import TenantDirectory
 from shared.audit.log import AuditLog
 from shared.blobs.port import BlobSink
@@ -89,6 +90,8 @@ class Platform:
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
     expiry: ExpiryService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Every per-process cache of tenant configuration, and the announcements of its changes.
+    tenant_changes: TenantChanges = field(init=False)
 
     def __post_init__(self) -> None:
         if self.key_provider is None:
@@ -134,9 +137,19 @@ class Platform:
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)
         self.spend.redemptions.screen = self.fraud.controls.check_redemption
+        self.tenant_changes = TenantChanges()
+        for cache in (self.tenants, self.tiers, self.webhooks):
+            self.tenant_changes.register(cache.forget)
+            cache.announce = self.tenant_changes.announce
+        self.tenant_changes.register(self._forget_rules)
 
     def _invalidate_rules(self, tenant_id: str) -> None:
-        """Drop the cached routing of a tenant whose active rule set changed (this process)."""
+        """The tenant's active rule set changed here: drop its cached routing, and tell
+        the other processes (shared.app.tenant_changes)."""
+        self._forget_rules(tenant_id)
+        self.tenant_changes.announce(tenant_id)
+
+    def _forget_rules(self, tenant_id: str) -> None:
         self.rule_provider.invalidate(tenant_id)
         if self.rules is not self.rule_provider and hasattr(self.rules, "invalidate"):
             self.rules.invalidate(tenant_id)

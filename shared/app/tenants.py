@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 from shared.domain.tenants import TenantSettings
 from shared.errors import NotFound
@@ -19,6 +20,8 @@ class TenantDirectory:
         self._store = store
         self._cache: dict[str, tuple[float, TenantSettings]] = {}
         self._lock = threading.Lock()
+        # Tells the platform's other processes (shared.app.tenant_changes); None: none.
+        self.announce: Callable[[str], None] | None = None
 
     def get(self, tenant_id: str) -> TenantSettings:
         now = time.monotonic()
@@ -39,6 +42,15 @@ class TenantDirectory:
 
     def save(self, settings: TenantSettings) -> TenantSettings:
         self._store.upsert(TENANTS, settings.to_doc())
-        with self._lock:
-            self._cache.pop(settings.tenant_id, None)
+        self.invalidate(settings.tenant_id)
         return settings
+
+    def forget(self, tenant_id: str) -> None:
+        with self._lock:
+            self._cache.pop(tenant_id, None)
+
+    def invalidate(self, tenant_id: str) -> None:
+        """The tenant's settings changed here: forget them, and tell the other processes."""
+        self.forget(tenant_id)
+        if self.announce is not None:
+            self.announce(tenant_id)

@@ -39,12 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     recon.add_argument("--json", action="store_true", help="print the full report as JSON")
     export = commands.add_parser("export", help="warehouse exports: run, backfill, decrypt (python -m shared.exports)")
     export.add_argument("rest", nargs=argparse.REMAINDER)
+    # Started by 'run' as its second process (shared/local/worker_process.py); not for people.
+    commands.add_parser("workers")
     args = parser.parse_args(argv)
 
     if args.command in (None, "run"):
         from shared.local.runner import run as run_platform
 
         run_platform(getattr(args, "host", "127.0.0.1"), getattr(args, "port", 7071))
+        return 0
+    if args.command == "workers":
+        from shared.local.worker_process import run_worker_process
+
+        run_worker_process()
         return 0
     if args.command == "export":
         from shared.exports.__main__ import main as export_main

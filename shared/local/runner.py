@@ -1,7 +1,9 @@
-"""Starts the whole local platform in one process: the HTTP API (uvicorn, the
-same ASGI app as on Azure), the order consumer, the change-feed projector and
-the timer scheduler, on the embedded default. Data lives in ``ACCRUE_DATA_DIR``
-(default ``.accrue-data``) and survives restarts."""
+"""Starts the whole local platform on the embedded default: the HTTP API
+(uvicorn, the same ASGI app as on Azure) in this process, and the order
+consumer, the change-feed projector and the timer scheduler in a worker process
+beside it (``shared.local.worker_process``: two processes use both cores).
+Data lives in ``ACCRUE_DATA_DIR`` (default ``.accrue-data``) and survives
+restarts."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import uvicorn
 from shared.api.app import create_app
 from shared.bus.local_queue import LocalQueue
 from shared.local.sandbox import provision_sandbox
+from shared.local.worker_process import WorkerProcess
 from shared.local.workers import FeedPoller, QueueConsumer, Scheduler
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
@@ -40,6 +43,11 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
+def configure_logging() -> None:
+    logging.basicConfig(level=os.environ.get("ACCRUE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+
+
 def start_workers(platform: Platform) -> list:
     workers = []
     if isinstance(platform.bus, LocalQueue):
@@ -56,12 +64,12 @@ def start_workers(platform: Platform) -> list:
 
 
 def run(host: str = "127.0.0.1", port: int = 7071) -> None:
-    logging.basicConfig(level=os.environ.get("ACCRUE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = Settings.from_env()
     lock = lock_data_dir(settings.data_dir)
     platform = build_platform(settings)
-    workers = start_workers(platform)
+    workers = WorkerProcess().start()
+    platform.tenant_changes.peer = workers.announce
     provisioned = provision_sandbox(platform)
     if provisioned is not None:
         print("\n=== Accrue sandbox tenant created (these keys are shown ONCE; stored only as hashes) ===")
@@ -77,9 +85,6 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     try:
         uvicorn.run(create_app(platform), host=host, port=port, log_level="warning", access_log=False)
     finally:
-        for worker in workers:
-            worker.stop()
-        for worker in workers:
-            worker.join(timeout=5)
+        workers.stop()
         platform.close()
         lock.close()

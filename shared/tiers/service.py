@@ -99,6 +99,8 @@ class TierService:
         self.publish: Publisher | None = None
         self._cache: dict[str, tuple[float, StoredProgram | None]] = {}
         self._lock = threading.Lock()
+        # Tells the platform's other processes (shared.app.tenant_changes); None: none.
+        self.announce: Callable[[str], None] | None = None
 
     # --- programmes ------------------------------------------------------------------
 
@@ -124,9 +126,14 @@ class TierService:
     def current_program(self, tenant_id: str) -> StoredProgram | None:
         return self._load(tenant_id)[1]
 
-    def _invalidate(self, tenant_id: str) -> None:
+    def forget(self, tenant_id: str) -> None:
         with self._lock:
             self._cache.pop(tenant_id, None)
+
+    def _invalidate(self, tenant_id: str) -> None:
+        self.forget(tenant_id)
+        if self.announce is not None:
+            self.announce(tenant_id)
 
     def save_program(self, tenant_id: str, program: TierProgram) -> tuple[StoredProgram | None, StoredProgram]:
         """Replace the programme (validated whole first); returns (before, after)."""

@@ -23,7 +23,7 @@ import secrets as _secrets
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
@@ -72,6 +72,8 @@ class WebhookService:
         self.secrets = SecretCache()
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._cache_lock = threading.Lock()
+        # Tells the platform's other processes (shared.app.tenant_changes); None: none.
+        self.announce: Callable[[str], None] | None = None
 
     # --- endpoints -------------------------------------------------------------------
 
@@ -201,9 +203,14 @@ class WebhookService:
 
     # --- outbox ----------------------------------------------------------------------
 
-    def _invalidate(self, tenant_id: str) -> None:
+    def forget(self, tenant_id: str) -> None:
         with self._cache_lock:
             self._cache.pop(tenant_id, None)
+
+    def _invalidate(self, tenant_id: str) -> None:
+        self.forget(tenant_id)
+        if self.announce is not None:
+            self.announce(tenant_id)
 
     def _active_endpoints(self, tenant_id: str) -> list[dict[str, Any]]:
         now = time.monotonic()

@@ -1,0 +1,179 @@
+"""The local platform's second process: the order consumer, the change-feed
+poller and the scheduler, beside the process that serves HTTP.
+
+Why a process of its own: a Python process runs one thread at a time (the
+GIL). With the API and the workers in one process, ingestion and projection
+took the core the HTTP front end needed, and the machine's second core stayed
+mostly idle. On Azure the two sides are separate invocations anyway; locally
+they are now two processes over the same SQLite files (the store's writers are
+serialised by SQLite's own lock across processes, group commit within each).
+
+The parent (``WorkerProcess``) starts ``python -m shared.local workers`` with a
+pipe on its standard input and supervises it: a worker process that dies is
+started again, with a growing pause. What the child (``run_worker_process``)
+guarantees:
+
+* it does not outlive its parent: on Linux the kernel kills it when the parent
+  dies (``PR_SET_PDEATHSIG``, even after kill -9), and everywhere the end of
+  its standard input stops it;
+* one worker process per data folder: it holds ``workers.lock`` for its
+  whole life, and a successor waits for a dying predecessor to let go before
+  it releases the queue's leases;
+* a line ``tenant <id>`` on its standard input makes it forget its cached
+  configuration of that tenant (``shared.app.tenant_changes``), so a change
+  made through the API applies to the next order, as it did in one process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger("accrue.local")
+
+PARENT_PID_VARIABLE = "ACCRUE_PARENT_PID"
+LOCK_FILE = "workers.lock"
+LOCK_WAIT_SECONDS = 30.0
+MAX_RESTART_PAUSE = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerProcess:
+    """The parent's handle on the worker process: start, announce, supervise, stop."""
+
+    def __init__(self, command: list[str] | None = None) -> None:
+        self._command = command or [sys.executable, "-m", "shared.local", "workers"]
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    def start(self) -> "WorkerProcess":
+        self._spawn()
+        self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+        self._supervisor.start()
+        return self
+
+    def _spawn(self) -> None:
+        env = {**os.environ, PARENT_PID_VARIABLE: str(os.getpid())}
+        process = subprocess.Popen(self._command, stdin=subprocess.PIPE, env=env)
+        with self._lock:
+            self._process = process
+
+    def _supervise(self) -> None:
+        pause = 1.0
+        while not self._stopping.is_set():
+            process = self._process
+            assert process is not None
+            started = time.monotonic()
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started > 60:
+                pause = 1.0  # it ran a good while: a fresh failure, not a crash loop
+            log.error("the worker process exited with status %s; starting it again in %.0f s", code, pause)
+            if self._stopping.wait(pause):
+                return
+            pause = min(pause * 2, MAX_RESTART_PAUSE)
+            self._spawn()
+
+    def announce(self, tenant_id: str) -> None:
+        """Tell the worker process that the tenant's configuration changed."""
+        with self._lock:
+            process = self._process
+            if process is None or process.stdin is None or process.poll() is not None:
+                return  # a restarting worker starts with empty caches anyway
+            try:
+                process.stdin.write(f"tenant {tenant_id}\n".encode())
+                process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stopping.set()
+        with self._lock:
+            process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+# --- the child ---------------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the pipe below still stops us
+    if os.getppid() != parent_pid:
+        os._exit(0)  # the parent died before the line above took effect
+
+
+def _hold_lock(data_dir: Path) -> IO[str]:
+    handle = open(data_dir / LOCK_FILE, "w")
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"another worker process holds {data_dir / LOCK_FILE}")
+            time.sleep(0.05)
+
+
+def run_worker_process() -> None:
+    """``python -m shared.local workers``: started by the local runner, not by people."""
+    from shared.local.runner import configure_logging, start_workers
+    from shared.platform import build_platform
+    from shared.settings import Settings
+
+    configure_logging()
+    parent = os.environ.get(PARENT_PID_VARIABLE)
+    if parent is None:
+        raise SystemExit("the worker process is started by 'python -m shared.local run'")
+    _die_with_parent(int(parent))
+    settings = Settings.from_env()
+    lock = _hold_lock(settings.data_dir)
+    platform = build_platform(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us
+
+    def listen() -> None:
+        for line in sys.stdin.buffer:
+            kind, _, value = line.decode(errors="replace").strip().partition(" ")
+            if kind == "tenant" and value:
+                platform.tenant_changes.forget(value)
+        if not stop.is_set():
+            os._exit(0)  # the parent is gone: stop at once, as a crash would (nothing acknowledged is lost)
+
+    threading.Thread(target=listen, name="parent-pipe", daemon=True).start()
+    workers = start_workers(platform)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.join(timeout=10)
+        platform.close()
+        lock.close()
