@@ -7,5 +7,6 @@ from fastapi import Request
 from shared.platform import Platform
 
 
-def platform(request: Request) -> Platform:
+async def platform(request: Request) -> Platform:
+    # async: a plain def dependency would cost a thread-pool hop per request.
     return request.app.state.platform

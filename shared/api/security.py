@@ -3,14 +3,20 @@
 
 Every route except health and the OpenAPI document depends on ``principal``;
 routes then declare the capability they need with ``requires(...)``, so the
-role check is visible at each route."""
+role check is visible at each route.
+
+The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in its
+thread pool, a hop that cost more than the check itself on every request. A key
+the cache knows is answered on the event loop; only a cache miss (a store read
+and an Argon2 hash) goes to the thread pool, so it never blocks the loop."""
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from typing import Annotated, Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from shared.app.auth import Principal
 from shared.errors import Unauthenticated
@@ -19,7 +25,7 @@ bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer acr_<ke
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="x-api-key: acr_<keyId>_<secret>")
 
 
-def principal(
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     header_key: Annotated[str | None, Depends(api_key_header)],
@@ -27,11 +33,13 @@ def principal(
     presented = credentials.credentials if credentials is not None else header_key
     if not presented:
         raise Unauthenticated("an API key is required: Authorization: Bearer <key> or x-api-key: <key>")
-    return request.app.state.platform.keys.verify(presented.strip())
+    keys = request.app.state.platform.keys
+    known = keys.cached(presented.strip())
+    return known if known is not None else await run_in_threadpool(keys.verify, presented.strip())
 
 
-def requires(capability: str) -> Callable[..., Principal]:
-    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+def requires(capability: str) -> Callable[..., Awaitable[Principal]]:
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
         who.require(capability)
         return who
 

@@ -121,8 +121,11 @@ class ApiKeys:
         })
         return IssuedKey(key_id, f"{KEY_PREFIX}_{key_id}_{secret}", tenant_id, role)
 
-    def verify(self, presented: str) -> Principal:
-        key_id, secret = parse_key(presented)
+    def cached(self, presented: str) -> Principal | None:
+        """The answer of the in-memory caches alone, without I/O or hashing: the
+        principal of a recently verified key, ``Unauthenticated`` for a malformed
+        or recently refused one, or None when only ``verify`` can tell."""
+        key_id, _ = parse_key(presented)
         digest = hashlib.sha256(presented.encode()).digest()
         now = time.monotonic()
         with self._lock:
@@ -133,6 +136,15 @@ class ApiKeys:
             refused_at = self._refused.get(digest)
             if refused_at is not None and now - refused_at < CACHE_SECONDS:
                 raise Unauthenticated("the API key is unknown or revoked")
+        return None
+
+    def verify(self, presented: str) -> Principal:
+        known = self.cached(presented)
+        if known is not None:
+            return known
+        key_id, secret = parse_key(presented)
+        digest = hashlib.sha256(presented.encode()).digest()
+        now = time.monotonic()
         doc = self._store.read(API_KEYS, key_id, key_id)
         if doc is None or doc.get("revokedAt"):
             raise Unauthenticated("the API key is unknown or revoked")

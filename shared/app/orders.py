@@ -13,21 +13,22 @@ outcome sees it as soon as the ledger commits, not when the projector catches up
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
 from shared.app.customers import CustomerService
 from shared.app.ingest import order_record_id
 from shared.app.messages import order_message
 from shared.app.tenants import TenantDirectory
-from shared.bus.port import BusMessage, OrderBus
+from shared.bus.port import BusMessage, OrderBus, publish_async
 from shared.clock import Clock, iso
 from shared.domain.orders import Order
 from shared.errors import BatchSkipped, DocumentExists, FieldProblem, NotFound, ValidationFailed
 from shared.ledger.service import Ledger, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
-from shared.store.port import Create, DocumentStore, PartitionBatch
+from shared.store.port import Create, DocumentStore, PartitionBatch, batches_async
 
 FINAL = ("credited", "held", "rejected")
 MAX_WAIT_SECONDS = 10.0
@@ -52,6 +53,24 @@ class OrderIntake:
         self._clock = clock
 
     def accept(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
+        plan = self._plan(tenant_id, orders)
+        self._bus.publish(plan.messages)
+        # One group commit for the batch's "queued" markers, not one fsync per order.
+        self._store.batches(ORDER_STATUS, plan.queued)
+        return plan.finish()
+
+    async def accept_async(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
+        """``accept`` on an event loop, for a few orders (the single-order route): the
+        checks' point reads run inline, the two durable commits are awaited without
+        holding a thread (``publish_async``, ``batches_async``)."""
+        plan = self._plan(tenant_id, orders)
+        await publish_async(self._bus, plan.messages)
+        await batches_async(self._store, ORDER_STATUS, plan.queued)
+        return plan.finish()
+
+    def _plan(self, tenant_id: str, orders: Sequence[Order]) -> "_IntakePlan":
+        """Check the orders (``ValidationFailed`` names every problem; nothing is
+        written) and prepare what ``accept`` writes: messages first, then markers."""
         tenant = self._tenants.get(tenant_id)
         problems: list[FieldProblem] = []
         seen: dict[str, str] = {}
@@ -69,6 +88,7 @@ class OrderIntake:
                 prefix = f"orders[{where[0]}]." if len(orders) > 1 else ""
                 problems.append(FieldProblem(f"{prefix}customerId", f"customer {customer_id!r} does not exist"))
         existing: dict[str, dict[str, Any]] = {}
+        fingerprints = {order.order_id: fingerprint_of(order.to_message()) for order in orders}
         for index, order in enumerate(orders):
             status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order.order_id), order.order_id)
             if status is not None:
@@ -76,7 +96,7 @@ class OrderIntake:
                 if status["customerId"] != order.customer_id:
                     problems.append(FieldProblem(f"{prefix}orderId",
                                                  f"order {order.order_id!r} was already sent for another customer"))
-                elif status.get("fingerprint") not in (None, fingerprint_of(order.to_message())):
+                elif status.get("fingerprint") not in (None, fingerprints[order.order_id]):
                     # A resend must be the same order: answering a changed one with the
                     # first outcome would silently drop the change.
                     problems.append(FieldProblem(f"{prefix}orderId", f"order {order.order_id!r} was already sent "
@@ -86,30 +106,21 @@ class OrderIntake:
             raise ValidationFailed(f"{len(problems)} problem(s) in the order(s); nothing was queued", problems)
 
         now = self._clock.now()
-        fresh = [o for o in orders if o.order_id not in existing]
-        self._bus.publish([
-            BusMessage(partition_key=m.partition_key, body=m.to_body())
-            for m in (order_message(tenant_id, o, now) for o in fresh)
-        ])
-        results = []
-        queued: list[PartitionBatch] = []
+        plan = _IntakePlan()
         for order in orders:
             if order.order_id in existing:
-                results.append(Accepted(order.order_id, order.customer_id, existing[order.order_id], False))
+                plan.results.append(Accepted(order.order_id, order.customer_id, existing[order.order_id], False))
                 continue
+            message = order_message(tenant_id, order, now)
+            plan.messages.append(BusMessage(partition_key=message.partition_key, body=message.to_body()))
             status = {
                 "id": order.order_id, "pk": order_pk(tenant_id, order.order_id), "docType": "orderStatus",
                 "tenantId": tenant_id, "customerId": order.customer_id, "orderId": order.order_id,
-                "status": "queued", "acceptedAt": iso(now), "fingerprint": fingerprint_of(order.to_message()),
+                "status": "queued", "acceptedAt": iso(now), "fingerprint": fingerprints[order.order_id],
             }
-            queued.append(PartitionBatch(status["pk"], [Create(status)]))
-            results.append(Accepted(order.order_id, order.customer_id, status, True))
-        # One group commit for the batch's "queued" markers, not one fsync per order.
-        self._store.batches(ORDER_STATUS, queued)
-        for batch in queued:
-            if batch.error is not None and not isinstance(batch.error, (DocumentExists, BatchSkipped)):
-                raise batch.error  # exists: the projector already wrote the outcome (or a twin in this call did)
-        return results
+            plan.queued.append(PartitionBatch(status["pk"], [Create(status)]))
+            plan.results.append(Accepted(order.order_id, order.customer_id, status, True))
+        return plan
 
     def status(self, tenant_id: str, order_id: str) -> dict[str, Any]:
         doc = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
@@ -123,14 +134,49 @@ class OrderIntake:
 
     def wait(self, tenant_id: str, order_ids: Sequence[str], seconds: float) -> list[dict[str, Any]]:
         """Statuses of the orders, waiting up to ``seconds`` (bounded) for all to be final."""
+        polls = self._polls(tenant_id, order_ids, seconds)
+        for views, pause in polls:
+            if pause is None:
+                return views
+            time.sleep(pause)
+        raise AssertionError("unreachable: the polls end with a final answer")
+
+    async def wait_async(self, tenant_id: str, order_ids: Sequence[str], seconds: float) -> list[dict[str, Any]]:
+        """``wait`` on an event loop: the status reads are point reads; the pauses are awaited."""
+        for views, pause in self._polls(tenant_id, order_ids, seconds):
+            if pause is None:
+                return views
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the polls end with a final answer")
+
+    def _polls(self, tenant_id: str, order_ids: Sequence[str],
+               seconds: float) -> Iterator[tuple[list[dict[str, Any]], float | None]]:
+        """The statuses after each poll and the pause before the next (None: answer now)."""
         deadline = time.monotonic() + min(max(seconds, 0.0), MAX_WAIT_SECONDS)
         pause = 0.002
         while True:
             views = [self.status(tenant_id, order_id) for order_id in order_ids]
             if all(v["status"] in FINAL for v in views) or time.monotonic() >= deadline:
-                return views
-            time.sleep(pause)
+                yield views, None
+                return
+            yield views, pause
             pause = min(pause * 2, 0.05)
+
+
+@dataclass
+class _IntakePlan:
+    """What an accepted call writes: the bus messages of its new orders, then
+    their "queued" markers; and the answer for every order."""
+
+    messages: list[BusMessage] = field(default_factory=list)
+    queued: list[PartitionBatch] = field(default_factory=list)
+    results: list[Accepted] = field(default_factory=list)
+
+    def finish(self) -> list[Accepted]:
+        for batch in self.queued:
+            if batch.error is not None and not isinstance(batch.error, (DocumentExists, BatchSkipped)):
+                raise batch.error  # exists: the projector already wrote the outcome (or a twin in this call did)
+        return self.results
 
 
 def status_view(doc: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ waiting for the commit that carries its messages.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -28,7 +29,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+import orjson
 
 from shared.bus.port import BusMessage
 from shared.errors import BusUnavailable
@@ -55,6 +58,14 @@ CREATE TABLE IF NOT EXISTS poison (
     last_error TEXT NOT NULL
 );
 """
+
+
+COMMIT_TIMEOUT_SECONDS = 30.0
+
+
+def _raise_first(errors: list[BaseException]) -> None:
+    if errors:
+        raise BusUnavailable(f"the local queue could not store the messages: {errors[0]}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,7 @@ class LocalQueue:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)
-        self._pending: list[tuple[list[BusMessage], threading.Event, list[BaseException]]] = []
+        self._pending: list[tuple[list[BusMessage], Callable[[], object], list[BaseException]]] = []
         self._pending_lock = threading.Condition()
         self._closed = False
         self._committer = threading.Thread(target=self._commit_loop, name="queue-committer", daemon=True)
@@ -105,16 +116,33 @@ class LocalQueue:
         if not messages:
             return
         done = threading.Event()
+        errors = self._submit(messages, done.set)
+        if not done.wait(timeout=COMMIT_TIMEOUT_SECONDS):
+            raise BusUnavailable(f"the local queue did not commit within {COMMIT_TIMEOUT_SECONDS:.0f} s")
+        _raise_first(errors)
+
+    async def publish_async(self, messages: Sequence[BusMessage]) -> None:
+        """``publish`` for a caller on an event loop: awaits the same group commit."""
+        if not messages:
+            return
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        errors = self._submit(messages, lambda: loop.call_soon_threadsafe(
+            lambda: done.done() or done.set_result(None)))
+        try:
+            await asyncio.wait_for(done, COMMIT_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            raise BusUnavailable(f"the local queue did not commit within {COMMIT_TIMEOUT_SECONDS:.0f} s") from None
+        _raise_first(errors)
+
+    def _submit(self, messages: Sequence[BusMessage], on_done: Callable[[], object]) -> list[BaseException]:
         errors: list[BaseException] = []
         with self._pending_lock:
             if self._closed:
                 raise BusUnavailable("the local queue is closed")
-            self._pending.append((list(messages), done, errors))
+            self._pending.append((list(messages), on_done, errors))
             self._pending_lock.notify()
-        if not done.wait(timeout=30):
-            raise BusUnavailable("the local queue did not commit within 30 s")
-        if errors:
-            raise BusUnavailable(f"the local queue could not store the messages: {errors[0]}")
+        return errors
 
     def _commit_loop(self) -> None:
         while True:
@@ -125,7 +153,7 @@ class LocalQueue:
                     return
                 group, self._pending = self._pending, []
             now = time.time()
-            rows = [(m.partition_key, json.dumps(m.body, separators=(",", ":")), now, now)
+            rows = [(m.partition_key, orjson.dumps(m.body).decode(), now, now)
                     for messages, _, _ in group for m in messages]
             conn = self._conn()
             try:
@@ -139,8 +167,8 @@ class LocalQueue:
                     conn.execute("ROLLBACK")
                 for _, _, errors in group:
                     errors.append(exc)
-            for _, done, _ in group:
-                done.set()
+            for _, on_done, _ in group:
+                on_done()
 
     # --- consumer ------------------------------------------------------------------
 
@@ -179,7 +207,7 @@ class LocalQueue:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return [Delivery(seq, key, json.loads(body), attempts + 1, token) for seq, key, body, attempts in chosen]
+        return [Delivery(seq, key, orjson.loads(body), attempts + 1, token) for seq, key, body, attempts in chosen]
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:

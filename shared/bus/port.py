@@ -9,6 +9,7 @@ is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -23,3 +24,13 @@ class OrderBus(Protocol):
     def publish(self, messages: Sequence[BusMessage]) -> None: ...
 
     def close(self) -> None: ...
+
+
+async def publish_async(bus: OrderBus, messages: Sequence[BusMessage]) -> None:
+    """``publish`` from an event loop: the bus's own ``publish_async`` where it has
+    one (the local queue), else ``publish`` in a worker thread."""
+    native = getattr(type(bus), "publish_async", None)
+    if native is not None:
+        await native(bus, messages)
+    else:
+        await asyncio.to_thread(bus.publish, messages)

@@ -14,7 +14,7 @@ import logging
 from typing import Sequence
 
 from shared.app.poison import PoisonStore
-from shared.bus.port import BusMessage, OrderBus
+from shared.bus.port import BusMessage, OrderBus, publish_async
 from shared.schemas.registry import REGISTRY, EventSchemaViolation, SchemaRegistry
 
 log = logging.getLogger("accrue.schemas")
@@ -28,6 +28,18 @@ class SchemaCheckedBus:
         self._registry = registry
 
     def publish(self, messages: Sequence[BusMessage]) -> None:
+        valid, refused = self._check(messages)
+        if valid:
+            self.inner.publish(valid)
+        self._refuse(refused)
+
+    async def publish_async(self, messages: Sequence[BusMessage]) -> None:
+        valid, refused = self._check(messages)
+        if valid:
+            await publish_async(self.inner, valid)
+        self._refuse(refused)
+
+    def _check(self, messages: Sequence[BusMessage]) -> tuple[list[BusMessage], list[tuple[str, list[str]]]]:
         valid: list[BusMessage] = []
         refused: list[tuple[str, list[str]]] = []
         for message in messages:
@@ -39,8 +51,10 @@ class SchemaCheckedBus:
             poison_id = self._poison.put(POISON_SOURCE, message.body, reason)
             log.warning("event refused by its schema, kept as %s: %s", poison_id, problems[0])
             refused.append((poison_id, problems))
-        if valid:
-            self.inner.publish(valid)
+        return valid, refused
+
+    @staticmethod
+    def _refuse(refused: list[tuple[str, list[str]]]) -> None:
         if refused:
             poison_id, problems = refused[0]
             raise EventSchemaViolation(

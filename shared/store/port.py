@@ -24,6 +24,7 @@ Guarantees every adapter gives (the contract tests in
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Sequence, Union
@@ -154,3 +155,14 @@ class ChangeFeedSource(Protocol):
     """A readable change log (the embedded store's); Cosmos pushes through its trigger."""
 
     def changes(self, container: str, after_lsn: int, limit: int) -> list[Change]: ...
+
+
+async def batches_async(store: DocumentStore, container: str, batches: Sequence[PartitionBatch]) -> None:
+    """``store.batches`` from an event loop: the adapter's own ``batches_async``
+    where it has one (the SQLite store's committer thread), else ``batches`` in a
+    worker thread. Same guarantees and the same filled-in results."""
+    native = getattr(type(store), "batches_async", None)
+    if native is not None:
+        await native(store, container, batches)
+    else:
+        await asyncio.to_thread(store.batches, container, batches)

@@ -32,6 +32,7 @@ Each thread gets its own connection; readers run beside the writer.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import sqlite3
@@ -40,7 +41,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -120,6 +121,8 @@ class _Job:
     done: bool = False
     error: BaseException | None = None
     chained_failures: set[str] = field(default_factory=set)
+    # Called (from the committing thread) once done: how an async caller is woken.
+    on_done: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,8 @@ class SqliteDocumentStore:
         self._group = threading.Condition()
         self._pending: list[_Job] = []
         self._committing = False
+        self._committer: threading.Thread | None = None
+        self._closed = False
         # ETags need only differ on every write: a random prefix per store and a counter.
         self._etag_prefix = uuid.uuid4().hex[:12]
         self._etags = itertools.count(1)
@@ -286,6 +291,16 @@ class SqliteDocumentStore:
         return conn
 
     def close(self) -> None:
+        with self._group:
+            self._closed = True
+            # Async callers still waiting would wait forever: they fail instead.
+            stranded = [job for job in self._pending if job.on_done is not None]
+            self._pending = [job for job in self._pending if job not in stranded]
+            self._group.notify_all()
+        for job in stranded:
+            job.error, job.done = StoreUnavailable("the SQLite store was closed"), True
+            assert job.on_done is not None
+            job.on_done()
         with self._all_lock:
             for conn in self._all:
                 try:
@@ -372,11 +387,8 @@ class SqliteDocumentStore:
         return work.result
 
     def batches(self, container: str, batches: Sequence[PartitionBatch]) -> None:
-        spec = self._spec(container)
-        for work in batches:
-            self._check_batch(spec, work)
-        job = _Job(spec, [w for w in batches if w.error is None])
-        if not job.batches:
+        job = self._job(container, batches)
+        if job is None:
             return
         with self._group:
             self._pending.append(job)
@@ -395,6 +407,57 @@ class SqliteDocumentStore:
                     self._group.notify_all()
         if job.error is not None:
             raise job.error
+
+    async def batches_async(self, container: str, batches: Sequence[PartitionBatch]) -> None:
+        """``batches`` for a caller on an event loop: the same group commit, led by
+        the store's committer thread instead of the caller, which awaits it without
+        holding a thread (the API's single-order path)."""
+        job = self._job(container, batches)
+        if job is None:
+            return
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+
+        job.on_done = wake
+        with self._group:
+            if self._closed:
+                raise StoreUnavailable("the SQLite store is closed")
+            if self._committer is None:
+                self._committer = threading.Thread(target=self._commit_loop, name="store-committer", daemon=True)
+                self._committer.start()
+            self._pending.append(job)
+            self._group.notify_all()
+        await finished
+        if job.error is not None:
+            raise job.error
+
+    def _commit_loop(self) -> None:
+        """Lead the group commits that async callers are waiting for (a sync caller
+        waiting beside them may lead instead: whoever gets there first)."""
+        while True:
+            with self._group:
+                while not self._closed and (self._committing or not any(j.on_done for j in self._pending)):
+                    self._group.wait()
+                if self._closed:
+                    return
+                self._committing = True
+                group, self._pending = self._pending, []
+            try:
+                self._commit_group(group)
+            finally:
+                with self._group:
+                    self._committing = False
+                    self._group.notify_all()
+
+    def _job(self, container: str, batches: Sequence[PartitionBatch]) -> _Job | None:
+        spec = self._spec(container)
+        for work in batches:
+            self._check_batch(spec, work)
+        job = _Job(spec, [w for w in batches if w.error is None])
+        return job if job.batches else None
 
     def _commit_group(self, group: list[_Job]) -> None:
         conn = self._conn()
@@ -445,6 +508,9 @@ class SqliteDocumentStore:
             with self._group:
                 for job in group:
                     job.done = True
+            for job in group:
+                if job.on_done is not None:
+                    job.on_done()
 
     def _check_batch(self, spec: ContainerSpec, work: PartitionBatch) -> None:
         work.result, work.error = None, None
