@@ -48,13 +48,15 @@ from pathlib import Path
 
 from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
 
-import httpx
 import orjson
+import uvloop
+from loadgen import Pool  # bench/loadgen.py: a lean keep-alive client (httpx costs the server CPU)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shared.store.layout import LEDGER, ORDER_STATUS, SYSTEM  # noqa: E402
+from shared.store.sqlite import table_of  # noqa: E402
 from tests.e2e.conftest import LocalPlatform  # noqa: E402
 
 TENANT = "sandbox"
@@ -105,18 +107,17 @@ class Probe:
         low = f"{TENANT}:{order_prefix}-"
         high = f"{TENANT}:{order_prefix}."
         rows = self._conn.execute(
-            "SELECT json_extract(body, '$.status'), COUNT(*) FROM docs "
-            "WHERE container = ? AND pk >= ? AND pk < ? GROUP BY 1", (ORDER_STATUS, low, high)).fetchall()
+            f"SELECT json_extract(body, '$.status'), COUNT(*) FROM {table_of(ORDER_STATUS)} "
+            "WHERE pk >= ? AND pk < ? GROUP BY 1", (low, high)).fetchall()
         return Counter({status: count for status, count in rows})
 
     def latest_ledger_lsn(self) -> int:
-        row = self._conn.execute("SELECT MAX(lsn) FROM docs WHERE container = ? AND lsn IS NOT NULL",
-                                 (LEDGER,)).fetchone()
+        row = self._conn.execute(f"SELECT MAX(lsn) FROM {table_of(LEDGER)} WHERE lsn IS NOT NULL").fetchone()
         return row[0] or 0
 
     def projector_lsn(self) -> int:
-        row = self._conn.execute("SELECT body FROM docs WHERE container = ? AND pk = 'projector' AND id = 'projector'",
-                                 (SYSTEM,)).fetchone()
+        row = self._conn.execute(f"SELECT body FROM {table_of(SYSTEM)} WHERE pk = 'projector' AND id = 'projector'"
+                                 ).fetchone()
         return orjson.loads(row[0])["lsn"] if row else 0
 
     def close(self) -> None:
@@ -148,7 +149,7 @@ async def caught_up(probe: Probe, deadline: float) -> None:
         await asyncio.sleep(0.005)
 
 
-async def verify_credited(http: httpx.AsyncClient, expected: Counter) -> None:
+async def verify_credited(http: Pool, expected: Counter) -> None:
     """Untimed: each customer's projected ordersCredited equals the orders sent."""
     wrong = []
     for offset in range(0, len(CUSTOMERS), 50):
@@ -162,16 +163,16 @@ async def verify_credited(http: httpx.AsyncClient, expected: Counter) -> None:
         raise RuntimeError(f"{len(wrong)} balance(s) disagree with the orders sent: {wrong[:5]}")
 
 
-async def register_customers(http: httpx.AsyncClient) -> None:
+async def register_customers(http: Pool) -> None:
     async def one(customer: str) -> None:
         response = await http.post("/v1/customers", json={"customerId": customer, "joinDate": "2025-01-01"})
-        assert response.status_code in (201, 409), response.text
+        assert response.status in (201, 409), response.body
 
     for offset in range(0, len(CUSTOMERS), 50):
         await asyncio.gather(*(one(c) for c in CUSTOMERS[offset:offset + 50]))
 
 
-async def single_orders(http: httpx.AsyncClient, probe: Probe, expected: Counter, count: int,
+async def single_orders(http: Pool, probe: Probe, expected: Counter, count: int,
                         concurrency: int) -> tuple[float, float]:
     prefix = "s" + uuid.uuid4().hex[:8]
     pending = list(range(count))
@@ -180,7 +181,7 @@ async def single_orders(http: httpx.AsyncClient, probe: Probe, expected: Counter
         while pending:
             n = pending.pop()
             response = await http.post("/v1/orders", json=order(f"{prefix}-{n}", CUSTOMERS[n % len(CUSTOMERS)]))
-            assert response.status_code == 202, response.text
+            assert response.status == 202, response.body
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -192,7 +193,7 @@ async def single_orders(http: httpx.AsyncClient, probe: Probe, expected: Counter
     return count / accepted, count / total
 
 
-async def batches(http: httpx.AsyncClient, probe: Probe, expected: Counter, count: int,
+async def batches(http: Pool, probe: Probe, expected: Counter, count: int,
                   concurrency: int) -> tuple[float, float, int]:
     prefix = "b" + uuid.uuid4().hex[:8]
     bodies = [{"orders": [order(f"{prefix}-{b}-{i}", CUSTOMERS[(b * BATCH + i) % len(CUSTOMERS)])
@@ -202,7 +203,7 @@ async def batches(http: httpx.AsyncClient, probe: Probe, expected: Counter, coun
     async def worker() -> None:
         while pending:
             response = await http.post("/v1/orders/batch", json=pending.pop())
-            assert response.status_code == 202, response.text
+            assert response.status == 202, response.body
 
     n = len(bodies) * BATCH
     start = time.perf_counter()
@@ -215,7 +216,7 @@ async def batches(http: httpx.AsyncClient, probe: Probe, expected: Counter, coun
     return n / accepted, n / total, n
 
 
-async def latencies(http: httpx.AsyncClient, expected: Counter, count: int) -> tuple[list[float], list[float]]:
+async def latencies(http: Pool, expected: Counter, count: int) -> tuple[list[float], list[float]]:
     prefix = "w" + uuid.uuid4().hex[:8]
     waits = []
     for n in range(count):
@@ -223,14 +224,14 @@ async def latencies(http: httpx.AsyncClient, expected: Counter, count: int) -> t
         start = time.perf_counter()
         response = await http.post("/v1/orders?wait=5", json=order(f"{prefix}-{n}", customer))
         waits.append(time.perf_counter() - start)
-        assert response.status_code == 200 and response.json()["status"] == "credited", response.text
+        assert response.status == 200 and response.json()["status"] == "credited", response.body
         expected[customer] += 1
     reads = []
     for n in range(count * 5):
         start = time.perf_counter()
         response = await http.get(f"/v1/customers/{CUSTOMERS[n % len(CUSTOMERS)]}/balance")
         reads.append(time.perf_counter() - start)
-        assert response.status_code == 200, response.text
+        assert response.status == 200, response.body
     return waits, reads
 
 
@@ -288,9 +289,9 @@ def store_alone(events: int, results: Results) -> None:
 
 async def drive(platform: LocalPlatform, probe: Probe, args: argparse.Namespace, results: Results) -> None:
     headers = {"Authorization": f"Bearer {platform.keys['merchant']}"}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     expected: Counter = Counter()
-    async with httpx.AsyncClient(base_url=platform.url, headers=headers, timeout=60, limits=limits) as http:
+    http = Pool(platform.url, headers, size=64)
+    try:
         await register_customers(http)
         await single_orders(http, probe, expected, min(200, args.orders), 16)  # warm-up, not reported
         rps, e2e = await single_orders(http, probe, expected, args.orders, 32)
@@ -311,6 +312,8 @@ async def drive(platform: LocalPlatform, probe: Probe, args: argparse.Namespace,
         await verify_credited(http, expected)
         results.checks.append(f"every one of {sum(expected.values()):,} orders credited exactly once in the "
                               f"projected balances of {len(CUSTOMERS):,} customers")
+    finally:
+        await http.aclose()
 
 
 def drain(stream) -> None:  # type: ignore[no-untyped-def]
@@ -357,7 +360,7 @@ def main() -> None:
     probe = Probe(folder / "data" / "accrue.db")
     try:
         print("local platform over HTTP, durability on (SQLite synchronous=FULL):", flush=True)
-        asyncio.run(drive(platform, probe, args, results))
+        uvloop.run(drive(platform, probe, args, results))
     finally:
         probe.close()
         platform.stop()
