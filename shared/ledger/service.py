@@ -92,9 +92,13 @@ class TransactionOutcome:
     error: AccrueError | None = None
 
 
+# json.dumps with these options builds a new encoder on every call (about 10 µs);
+# one encoder gives the same text. Stored fingerprints depend on this exact text.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def fingerprint_of(payload: Any) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(payload).encode()).hexdigest()
 
 
 def marker_id(idempotency_key: str) -> str:
