@@ -116,14 +116,23 @@ class PartitionBatch:
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """How a container is laid out: its name, whether it is append-only, and the
-    fields a query orders or filters by (indexed by the SQLite adapter, covered by
-    the default range index in Cosmos)."""
+    """How a container is laid out: its name, whether it is append-only, the fields
+    a query orders or range-filters by (``indexed``: an index each in the SQLite
+    adapter), and the fields queries only compare alongside an indexed one
+    (``filtered``: a column in SQLite, no index of its own, which every write
+    would pay for without a query ever using it). Cosmos covers both with its
+    default range index."""
 
     name: str
     append_only: bool = False
     change_feed: bool = False
     indexed: tuple[str, ...] = field(default_factory=tuple)
+    filtered: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def extracted(self) -> tuple[str, ...]:
+        """Every field the SQLite adapter keeps as a column: indexed, then filtered."""
+        return self.indexed + self.filtered
 
 
 class DocumentStore(Protocol):

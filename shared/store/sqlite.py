@@ -133,7 +133,7 @@ class _Table:
 
     spec: ContainerSpec
     name: str
-    columns: tuple[str, ...]  # extracted columns, in ContainerSpec.indexed order
+    columns: tuple[str, ...]  # extracted columns, in ContainerSpec.extracted order
     insert_row: str  # "(?, ?, ...)" for one row
     insert_head: str
     upsert_tail: str
@@ -142,7 +142,7 @@ class _Table:
     @classmethod
     def of(cls, spec: ContainerSpec) -> "_Table":
         name = table_of(spec.name)
-        columns = tuple(column_of(f) for f in spec.indexed)
+        columns = tuple(column_of(f) for f in spec.extracted)
         names = ("pk", "id", "etag", "ts", "lsn", "body", *columns)
         assigned = ", ".join(f"{c} = excluded.{c}" for c in names[2:])
         return cls(
@@ -160,29 +160,34 @@ class _Table:
             f"CREATE TABLE IF NOT EXISTS {self.name} (pk TEXT NOT NULL, id TEXT NOT NULL, etag TEXT NOT NULL,"
             f" ts INTEGER NOT NULL, lsn INTEGER, body TEXT NOT NULL{extracted}, PRIMARY KEY (pk, id))",
         ]
+        statements += [f"CREATE INDEX IF NOT EXISTS {name} ON {self.name}{definition}"
+                       for name, definition in self.indexes().items()]
+        return statements
+
+    def indexes(self) -> dict[str, str]:
+        """Index name -> its columns (and condition)."""
+        found = {}
         if self.spec.change_feed:
-            statements.append(f"CREATE INDEX IF NOT EXISTS ix_{self.spec.name}_lsn ON {self.name}(lsn)"
-                              " WHERE lsn IS NOT NULL")
+            found[f"ix_{self.spec.name}_lsn"] = "(lsn) WHERE lsn IS NOT NULL"
         for field_name, column in zip(self.spec.indexed, self.columns):
             if field_name == "tenantId":
                 # Every partition key starts with its tenant: (pk, tenantId) would add nothing,
                 # while queries across a tenant's partitions need the tenant alone.
-                statements.append(f"CREATE INDEX IF NOT EXISTS ix_{self.spec.name}_x_tenant ON {self.name}({column})")
+                found[f"ix_{self.spec.name}_x_tenant"] = f"({column})"
             else:
-                statements.append(f"CREATE INDEX IF NOT EXISTS ix_{self.spec.name}_{column}"
-                                  f" ON {self.name}(pk, {column})")
-        return statements
+                found[f"ix_{self.spec.name}_{column}"] = f"(pk, {column})"
+        return found
 
     def expression(self, field_name: str) -> str:
         """SQL for a field in a filter or ORDER BY: its column, else read from the JSON body."""
         if field_name in _ROW_COLUMNS:
             return field_name
-        if field_name in self.spec.indexed:
+        if field_name in self.spec.extracted:
             return column_of(field_name)
         return f"json_extract(body, '{_json_path(field_name)}')"
 
     def row(self, pk: str, doc_id: str, etag: str, ts: int, lsn: int | None, doc: Document) -> tuple[Any, ...]:
-        return (pk, doc_id, etag, ts, lsn, _dumps(doc), *(field_value(doc, f) for f in self.spec.indexed))
+        return (pk, doc_id, etag, ts, lsn, _dumps(doc), *(field_value(doc, f) for f in self.spec.extracted))
 
 
 class SqliteDocumentStore:
@@ -237,13 +242,19 @@ class SqliteDocumentStore:
                 for statement in table.ddl()[:1]:
                     conn.execute(statement)
                 present = {row[1] for row in conn.execute(f"PRAGMA table_info({table.name})")}
-                for field_name, column in zip(table.spec.indexed, table.columns):
+                for field_name, column in zip(table.spec.extracted, table.columns):
                     if column not in present:
                         conn.execute(f"ALTER TABLE {table.name} ADD COLUMN {column}")
                         conn.execute(f"UPDATE {table.name} SET {column} = json_extract(body, ?)",
                                      (_json_path(field_name),))
                 for statement in table.ddl()[1:]:
                     conn.execute(statement)
+                # An index of a field no longer indexed (now only filtered, or dropped) goes.
+                wanted = table.indexes()
+                for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+                                             " AND name LIKE 'ix_%'", (table.name,)).fetchall():
+                    if index not in wanted:
+                        conn.execute(f'DROP INDEX "{index}"')
             if existing.get(LEGACY_TABLE) == "table":
                 self._migrate_legacy(conn)
             self._create_view(conn)
@@ -255,7 +266,7 @@ class SqliteDocumentStore:
 
     def _migrate_legacy(self, conn: sqlite3.Connection) -> None:
         for table in self._tables.values():
-            extracted = "".join(f", json_extract(body, '{_json_path(f)}')" for f in table.spec.indexed)
+            extracted = "".join(f", json_extract(body, '{_json_path(f)}')" for f in table.spec.extracted)
             conn.execute(
                 f"INSERT OR IGNORE INTO {table.name} (pk, id, etag, ts, lsn, body{''.join(', ' + c for c in table.columns)})"
                 f" SELECT pk, id, etag, ts, lsn, body{extracted} FROM {LEGACY_TABLE} WHERE container = ?",
