@@ -10,8 +10,8 @@
   folder) in a child process; rows/s, MB/s of plaintext and ciphertext, and the
   child's peak RSS (ru_maxrss), with the generation's RSS as a baseline.
 
-Usage: ``python bench/bench_dataout.py [--events N] [--entries N] [--customers N]``;
-writes ``bench/RESULTS-dataout.md``.
+Usage: ``python bench/bench_dataout.py [--events N] [--entries N] [--customers N] [--output PATH]``;
+writes ``bench/RESULTS-dataout.md`` (or ``--output``; ``-`` prints the table instead).
 """
 
 from __future__ import annotations
@@ -101,6 +101,25 @@ def bench_webhooks(events: int, endpoints: int) -> dict:
             "enqueue_per_second": events * endpoints / enqueue}
 
 
+def insert_sql(container: str) -> str:
+    """The INSERT of one row into the container's table (``c_<name>``): the row columns, then one
+    column per field the store extracts (``ContainerSpec.extracted``), as ``row`` orders them."""
+    from shared.store.layout import BY_NAME
+    from shared.store.sqlite import column_of, table_of
+
+    columns = ("pk", "id", "etag", "ts", "lsn", "body", *(column_of(f) for f in BY_NAME[container].extracted))
+    return f"INSERT INTO {table_of(container)} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+def row(container: str, doc: dict, lsn: int | None = None) -> tuple:
+    """The row the store would write for ``doc`` (fixed etag and ts), field columns filled as it fills them."""
+    from shared.store.layout import BY_NAME
+    from shared.store.sqlite import field_value
+
+    return (doc["pk"], doc["id"], "e", 0, lsn, orjson.dumps(doc).decode(),
+            *(field_value(doc, f) for f in BY_NAME[container].extracted))
+
+
 def generate(db_path: Path, entries: int, customers: int) -> None:
     from shared.store.layout import CONTAINERS
     from shared.store.sqlite import SqliteDocumentStore
@@ -115,8 +134,9 @@ def generate(db_path: Path, entries: int, customers: int) -> None:
         cid = f"c{c:07d}"
         doc = {"id": cid, "pk": f"bench:{cid}", "docType": "customer", "tenantId": "bench", "customerId": cid,
                "joinDate": "2025-01-01", "tags": [], "tier": None, "createdAt": base.isoformat()}
-        rows.append(("customers", doc["pk"], cid, "e", 0, None, orjson.dumps(doc).decode()))
-    conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?)", rows)
+        rows.append(row("customers", doc))
+    conn.executemany(insert_sql("customers"), rows)
+    insert_entries = insert_sql("ledger")
     per = entries // customers
     lsn = 0
     batch = []
@@ -133,11 +153,11 @@ def generate(db_path: Path, entries: int, customers: int) -> None:
                    "runningLifetimeEarned": balance, "ordersCredited": seq, "referenceOrderId": f"o{lsn}",
                    "referenceEntryId": None, "settlesEntryId": None, "ruleSetId": "rs", "ruleSetVersion": 1,
                    "arm": None, "status": "COMMITTED", "createdAt": at, "idempotencyKey": f"k{lsn}"}
-            batch.append(("ledger", doc["pk"], doc["id"], "e", 0, lsn, orjson.dumps(doc).decode()))
+            batch.append(row("ledger", doc, lsn))
             if len(batch) >= 50_000:
-                conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?)", batch)
+                conn.executemany(insert_entries, batch)
                 batch.clear()
-    conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?)", batch)
+    conn.executemany(insert_entries, batch)
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()
@@ -187,6 +207,8 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=4)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS-dataout.md")),
+                        help="where the results table goes; '-' prints it instead (for trial runs)")
     args = parser.parse_args()
     wh = bench_webhooks(args.events, args.endpoints)
     print(f"webhooks: {wh['deliveries']} deliveries in {wh['seconds']:.2f} s = {wh['per_second']:.0f}/s "
@@ -215,7 +237,10 @@ def main() -> None:
         f"{ex['plaintext'] / mb / ex['seconds']:.1f} | {ex['ciphertext'] / mb / ex['seconds']:.1f} | "
         f"{ex['plaintext'] / mb:.1f} | {ex['rss_peak_kib'] / 1024:.0f} | {ex['rss_before_kib'] / 1024:.0f} |", "",
     ]
-    Path(__file__).with_name("RESULTS-dataout.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if args.output == "-":
+        print("\n".join(lines))
+    else:
+        Path(args.output).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

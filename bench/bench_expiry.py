@@ -38,6 +38,31 @@ TENANT = "bench"
 DUE_DAY = "2026-05-01"
 
 
+def row_writer(conn: sqlite3.Connection):
+    """``write(container, doc, lsn)`` buffers a row for the container's table (``c_<name>``) with its
+    field columns (``ContainerSpec.extracted``: indexed and filtered fields) filled as the store fills
+    them; ``flush()`` inserts what is buffered."""
+    from shared.store.layout import BY_NAME
+    from shared.store.sqlite import column_of, field_value, table_of
+
+    pending: dict[str, list[tuple]] = {}
+
+    def write(container: str, doc: dict, lsn: int | None = None) -> None:
+        fields = BY_NAME[container].extracted
+        pending.setdefault(container, []).append(
+            (doc["pk"], doc["id"], "e", 0, lsn, orjson.dumps(doc).decode(), *(field_value(doc, f) for f in fields)))
+
+    def flush() -> None:
+        for container, rows in pending.items():
+            fields = BY_NAME[container].extracted
+            columns = ("pk", "id", "etag", "ts", "lsn", "body", *(column_of(f) for f in fields))
+            conn.executemany(f"INSERT INTO {table_of(container)} ({', '.join(columns)}) "
+                             f"VALUES ({', '.join('?' for _ in columns)})", rows)
+            rows.clear()
+
+    return write, flush, lambda: sum(len(rows) for rows in pending.values())
+
+
 def generate(db_path: Path, lots: int, customers: int) -> int:
     """Returns how many lots are due (what the job must expire)."""
     from shared.domain.tenants import TenantSettings
@@ -48,16 +73,12 @@ def generate(db_path: Path, lots: int, customers: int) -> int:
     conn = sqlite3.connect(db_path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
+    write, flush, buffered = row_writer(conn)
     tenant = TenantSettings(tenantId=TENANT, name="bench", timeZone="UTC").to_doc()
-    conn.execute("INSERT INTO docs VALUES (?,?,?,?,?,?,?)",
-                 ("tenants", TENANT, TENANT, "e", 0, None, orjson.dumps(tenant).decode()))
+    write("tenants", tenant)  # its pk and id: the tenant id
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
     per = lots // customers
-    lsn, due, batch = 0, 0, []
-
-    def flush() -> None:
-        conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?)", batch)
-        batch.clear()
+    lsn, due = 0, 0
 
     for c in range(customers):
         cid = f"c{c:07d}"
@@ -75,7 +96,7 @@ def generate(db_path: Path, lots: int, customers: int) -> int:
                    "runningLifetimeEarned": balance, "ordersCredited": seq, "referenceEntryId": None,
                    "settlesEntryId": None, "ruleSetId": "rs", "ruleSetVersion": 1, "arm": None,
                    "status": "COMMITTED", "createdAt": at, "idempotencyKey": f"k{lsn}", **extra}
-            batch.append(("ledger", pk, doc["id"], "e", 0, lsn, orjson.dumps(doc).decode()))
+            write("ledger", doc, lsn)
 
         for seq in range(1, per + 1):
             expires = (base + timedelta(days=seq * 10)).isoformat()  # Jan..Apr 2026: all due by DUE_DAY
@@ -84,8 +105,8 @@ def generate(db_path: Path, lots: int, customers: int) -> int:
         due += per - 1  # the first lot is spent whole, the second half
         calendar = {"id": cid, "pk": f"{TENANT}:{DUE_DAY}", "docType": "expiryDue", "tenantId": TENANT,
                     "customerId": cid, "day": DUE_DAY}
-        batch.append(("expirycalendar", calendar["pk"], cid, "e", 0, None, orjson.dumps(calendar).decode()))
-        if len(batch) >= 50_000:
+        write("expirycalendar", calendar)
+        if buffered() >= 50_000:
             flush()
     flush()
     conn.commit()
@@ -130,13 +151,16 @@ def run_job(db_path: Path, max_seconds: float) -> dict:
 
 
 def check(db_path: Path, customers: int, due: int) -> dict:
+    from shared.store.sqlite import column_of, table_of
+
+    # seq and docType are ledger fields kept as columns (shared.store.layout): read from them.
+    ledger, seq, doc_type = table_of("ledger"), column_of("seq"), column_of("docType")
     conn = sqlite3.connect(db_path)
-    expires = conn.execute("SELECT COUNT(*) FROM docs WHERE container='ledger' AND "
+    expires = conn.execute(f"SELECT COUNT(*) FROM {ledger} WHERE "
                            "json_extract(body,'$.entryType')='EXPIRE'").fetchone()[0]
     nonzero = conn.execute(
-        "SELECT COUNT(*) FROM (SELECT pk, MAX(json_extract(body,'$.seq')) AS s FROM docs WHERE container='ledger' "
-        "AND json_extract(body,'$.docType')='entry' GROUP BY pk) AS h JOIN docs d ON d.container='ledger' "
-        "AND d.pk=h.pk AND json_extract(d.body,'$.seq')=h.s WHERE json_extract(d.body,'$.runningBalance') != 0"
+        f"SELECT COUNT(*) FROM (SELECT pk, MAX({seq}) AS s FROM {ledger} WHERE {doc_type}='entry' GROUP BY pk) AS h "
+        f"JOIN {ledger} d ON d.pk=h.pk AND d.{seq}=h.s WHERE json_extract(d.body,'$.runningBalance') != 0"
     ).fetchone()[0]
     conn.close()
     return {"expire_entries": expires, "due_lots": due, "customers_with_points_left": nonzero}

@@ -11,7 +11,8 @@ import pytest
 
 from shared.app.reconcile import reconcile
 from shared.local.__main__ import main as local_main
-from shared.store.layout import customer_pk
+from shared.store.layout import BY_NAME, LEDGER, customer_pk
+from shared.store.sqlite import column_of, field_value, table_of
 from tests.conftest import auth, drain, order_body
 
 
@@ -25,6 +26,23 @@ def ledger_with_history(client, platform, tenant):
 
 def _sql(platform):
     return sqlite3.connect(platform.store.path, isolation_level=None)
+
+
+def _insert_behind(db, container: str, doc: dict) -> None:
+    """A row written straight into the container's table, its field columns (the spec's indexed and
+    filtered fields) filled as the store fills them."""
+    fields = BY_NAME[container].extracted
+    columns = ", ".join(("pk", "id", "etag", "ts", "lsn", "body", *(column_of(f) for f in fields)))
+    db.execute(f"INSERT INTO {table_of(container)} ({columns}) VALUES ({', '.join('?' * (6 + len(fields)))})",
+               (doc["pk"], doc["id"], "x", 0, None, json.dumps(doc), *(field_value(doc, f) for f in fields)))
+
+
+def _refresh_columns(db, container: str) -> None:
+    """After a body was edited in SQL: its field columns read again from the JSON, as json_extract reads it."""
+    fields = BY_NAME[container].extracted
+    if fields:
+        db.execute(f"UPDATE {table_of(container)} SET "
+                   + ", ".join(f"{column_of(f)} = json_extract(body, '$.{f}')" for f in fields))
 
 
 def _entry(platform, customer: str, seq: int) -> dict:
@@ -45,8 +63,7 @@ def test_a_bad_entry_written_behind_the_ledger_is_reported(ledger_with_history) 
     bad.update(id="e-000000000004", seq=4, signedAmount=50, runningBalance=newest["runningBalance"] + 500,
                runningLifetimeEarned=newest["runningLifetimeEarned"] + 50, referenceOrderId="forged")
     db = _sql(platform)
-    db.execute("INSERT INTO docs (container, pk, id, etag, ts, lsn, body) VALUES ('ledger', ?, ?, 'x', 0, NULL, ?)",
-               (customer_pk("acme", "c1"), bad["id"], json.dumps(bad)))
+    _insert_behind(db, LEDGER, bad)
     db.close()
     report = reconcile(platform.store, "acme")
     kinds = {d.kind: d for d in report.drifts}
@@ -60,8 +77,9 @@ def test_a_bad_entry_written_behind_the_ledger_is_reported(ledger_with_history) 
 def test_an_altered_amount_is_reported_at_the_first_diverging_entry(ledger_with_history) -> None:
     platform = ledger_with_history
     db = _sql(platform)
-    db.execute("UPDATE docs SET body = json_set(body, '$.signedAmount', 7) WHERE container = 'ledger' AND pk = ? "
+    db.execute("UPDATE c_ledger SET body = json_set(body, '$.signedAmount', 7) WHERE pk = ? "
                "AND id = 'e-000000000002'", (customer_pk("acme", "c1"),))
+    _refresh_columns(db, LEDGER)
     db.close()
     report = reconcile(platform.store)
     balance = next(d for d in report.drifts if d.kind == "running-balance")
@@ -78,8 +96,8 @@ def test_an_altered_amount_is_reported_at_the_first_diverging_entry(ledger_with_
 def test_read_model_pending_and_reserved_are_checked(ledger_with_history) -> None:
     platform = ledger_with_history
     db = _sql(platform)
-    db.execute("UPDATE docs SET body = json_set(body, '$.pending', 40, '$.reserved', 9) "
-               "WHERE container = 'balances' AND pk = ?", (customer_pk("acme", "c2"),))
+    db.execute("UPDATE c_balances SET body = json_set(body, '$.pending', 40, '$.reserved', 9) "
+               "WHERE pk = ?", (customer_pk("acme", "c2"),))  # balances extract no field: no column to refresh
     db.close()
     report = reconcile(platform.store)
     assert {(d.customer_id, d.kind, d.expected, d.found) for d in report.drifts} == {
@@ -92,8 +110,7 @@ def test_settlements_and_gaps(ledger_with_history) -> None:
     forged = {k: v for k, v in newest.items() if not k.startswith("_")}
     forged.update(id="e-000000000003", seq=3, entryType="VOID", signedAmount=0, settlesEntryId="e-000000000099")
     db = _sql(platform)
-    db.execute("INSERT INTO docs (container, pk, id, etag, ts, lsn, body) VALUES ('ledger', ?, ?, 'x', 0, NULL, ?)",
-               (customer_pk("acme", "c2"), forged["id"], json.dumps(forged)))
+    _insert_behind(db, LEDGER, forged)
     db.close()
     kinds = {d.kind: d for d in reconcile(platform.store).drifts}
     assert (kinds["sequence-gap"].expected, kinds["sequence-gap"].found) == (2, 3)
@@ -103,8 +120,9 @@ def test_settlements_and_gaps(ledger_with_history) -> None:
 def test_the_command_line_prints_a_summary(ledger_with_history, monkeypatch, capsys) -> None:
     platform = ledger_with_history
     db = _sql(platform)
-    db.execute("UPDATE docs SET body = json_set(body, '$.runningPending', 5) WHERE container = 'ledger' AND pk = ? "
+    db.execute("UPDATE c_ledger SET body = json_set(body, '$.runningPending', 5) WHERE pk = ? "
                "AND id = 'e-000000000001'", (customer_pk("acme", "c2"),))
+    _refresh_columns(db, LEDGER)
     db.close()
     monkeypatch.setenv("ACCRUE_DATA_DIR", str(platform.settings.data_dir))
     assert local_main(["reconcile", "--tenant", "acme"]) == 1

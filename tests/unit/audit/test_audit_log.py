@@ -10,7 +10,8 @@ import pytest
 
 from shared.audit.log import GENESIS, Actor, record_hash
 from shared.errors import ImmutableDocument
-from shared.store.layout import AUDIT
+from shared.store.layout import AUDIT, BY_NAME
+from shared.store.sqlite import column_of, field_value, table_of
 from tests.conftest import auth
 
 ADMIN = Actor("k1", "tenant-admin")
@@ -38,8 +39,10 @@ def _tamper(platform, seq: int, change) -> None:
     row = db.execute("SELECT body FROM docs WHERE container='audit' AND pk='acme' AND id=?",
                      (str(seq).zfill(12),)).fetchone()
     body = change(json.loads(row[0]))
-    db.execute("UPDATE docs SET body=? WHERE container='audit' AND pk='acme' AND id=?",
-               (json.dumps(body), str(seq).zfill(12)))
+    fields = BY_NAME[AUDIT].extracted  # the field columns (seq) follow the edited body
+    db.execute(f"UPDATE {table_of(AUDIT)} SET body=?{''.join(f', {column_of(f)}=?' for f in fields)}"
+               " WHERE pk='acme' AND id=?",
+               (json.dumps(body), *(field_value(body, f) for f in fields), str(seq).zfill(12)))
     db.commit()
     db.close()
 
