@@ -35,6 +35,7 @@ import orjson
 
 from shared.bus.port import BusMessage
 from shared.errors import BusUnavailable
+from shared.store.sqlite_lock import begin_immediate, use_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS poison (
 
 
 COMMIT_TIMEOUT_SECONDS = 30.0
+_IN_CHUNK = 500  # sequence numbers per "IN (...)" (SQLite's variable limit is far above)
+BUSY_TIMEOUT_MS = 10_000
 
 
 def _raise_first(errors: list[BaseException]) -> None:
@@ -104,8 +107,9 @@ class LocalQueue:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            use_wal(conn, BUSY_TIMEOUT_MS)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             self._local.conn = conn
         return conn
@@ -157,7 +161,7 @@ class LocalQueue:
                     for messages, _, _ in group for m in messages]
             conn = self._conn()
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                begin_immediate(conn, BUSY_TIMEOUT_MS)
                 conn.executemany(
                     "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)", rows
                 )
@@ -172,25 +176,29 @@ class LocalQueue:
 
     # --- consumer ------------------------------------------------------------------
 
-    def claim(self, limit: int, lease_seconds: float = 60.0) -> list[Delivery]:
-        """Lease up to ``limit`` visible messages, in order, at most one key's run each."""
+    def claim(self, limit: int, lease_seconds: float = 60.0, acknowledge: Sequence[Delivery] = ()) -> list[Delivery]:
+        """Lease up to ``limit`` visible messages, in order, at most one key's run each.
+
+        ``acknowledge``: deliveries handled since the last claim, acknowledged in the
+        same transaction (one commit and fsync for both, instead of one each)."""
         conn = self._conn()
         now = time.time()
         token = uuid.uuid4().hex
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, BUSY_TIMEOUT_MS)
         try:
+            self._delete(conn, acknowledge)
             leased_keys = {
                 row[0] for row in conn.execute(
                     "SELECT DISTINCT partition_key FROM messages WHERE visible_at > ?",
                     (now,),
                 )
             }
-            rows = conn.execute(
-                "SELECT seq, partition_key, body, attempts FROM messages WHERE visible_at <= ? ORDER BY seq LIMIT ?",
-                (now, limit * 4),
-            ).fetchall()
             chosen = []
-            for seq, key, body, attempts in rows:
+            # Read in order only as far as needed (the queue may hold many thousands).
+            for seq, key, body, attempts in conn.execute(
+                "SELECT seq, partition_key, body, attempts FROM messages WHERE visible_at <= ? ORDER BY seq",
+                (now,),
+            ):
                 # A key with a message leased or backing off is skipped whole, so one
                 # customer's orders are never processed out of order or in parallel.
                 if key in leased_keys:
@@ -198,10 +206,13 @@ class LocalQueue:
                 chosen.append((seq, key, body, attempts))
                 if len(chosen) >= limit:
                     break
-            conn.executemany(
-                "UPDATE messages SET visible_at = ?, lease_token = ?, attempts = attempts + 1 WHERE seq = ?",
-                [(now + lease_seconds, token, seq) for seq, *_ in chosen],
-            )
+            for start in range(0, len(chosen), _IN_CHUNK):
+                seqs = [seq for seq, *_ in chosen[start:start + _IN_CHUNK]]
+                conn.execute(
+                    "UPDATE messages SET visible_at = ?, lease_token = ?, attempts = attempts + 1"
+                    f" WHERE seq IN ({', '.join('?' for _ in seqs)})",
+                    (now + lease_seconds, token, *seqs),
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -213,15 +224,26 @@ class LocalQueue:
         if not deliveries:
             return
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, BUSY_TIMEOUT_MS)
+        try:
+            self._delete(conn, deliveries)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
+        # Only while still leased by the same claim: a message whose lease ran out
+        # and was claimed again belongs to its new lease.
         conn.executemany("DELETE FROM messages WHERE seq = ? AND lease_token = ?",
                          [(d.seq, d.lease_token) for d in deliveries])
-        conn.execute("COMMIT")
 
     def fail(self, delivery: Delivery, error: str, retry_in: float = 1.0) -> None:
         """Give a message back after a failure, or move it to poison when out of attempts."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, BUSY_TIMEOUT_MS)
         try:
             if delivery.attempts >= self.max_attempts:
                 conn.execute(
@@ -249,7 +271,7 @@ class LocalQueue:
         alone on this file (the local runner holds the data folder's lock), whose
         predecessor died holding leases: waiting for them to expire is pointless."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, BUSY_TIMEOUT_MS)
         released = conn.execute(
             "UPDATE messages SET visible_at = ?, lease_token = NULL WHERE lease_token IS NOT NULL", (time.time(),)
         ).rowcount
@@ -271,7 +293,7 @@ class LocalQueue:
     def replay_poison(self, seqs: Sequence[int] | None = None) -> int:
         """Put poisoned messages back on the queue (all, or the given ones)."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, BUSY_TIMEOUT_MS)
         where, params = ("", ()) if seqs is None else (
             f" WHERE seq IN ({','.join('?' for _ in seqs)})", tuple(seqs))
         rows = conn.execute(f"SELECT seq, partition_key, body, enqueued_at FROM poison{where}", params).fetchall()

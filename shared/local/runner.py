@@ -54,7 +54,9 @@ def start_workers(platform: Platform) -> list:
         released = platform.bus.release_leases()
         if released:
             log.warning("released %d message(s) leased by a previous run that did not stop cleanly", released)
-        workers.append(QueueConsumer(platform, platform.bus))
+        # Two consumers: one's CPU work overlaps the other's commit (fsync) waits; the
+        # queue never leases one customer's messages to both, so order is kept.
+        workers += [QueueConsumer(platform, platform.bus, f"queue-consumer-{n}") for n in (1, 2)]
     if hasattr(platform.store, "changes"):
         workers.append(FeedPoller(platform))
     workers.append(Scheduler(platform))

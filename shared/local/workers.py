@@ -58,13 +58,19 @@ class Worker(threading.Thread):
 
 
 class QueueConsumer(Worker):
-    def __init__(self, platform: Platform, queue: LocalQueue) -> None:
-        super().__init__("queue-consumer")
+    """Acknowledges a handled batch with its next claim (one queue commit for both,
+    a few ms later when idle). A crash before that redelivers the batch, which
+    ingestion answers from its idempotency markers."""
+
+    def __init__(self, platform: Platform, queue: LocalQueue, name: str = "queue-consumer") -> None:
+        super().__init__(name)
         self._platform = platform
         self._queue = queue
+        self._handled: list = []
 
     def step(self) -> bool:
-        deliveries = self._queue.claim(BATCH)
+        deliveries = self._queue.claim(BATCH, acknowledge=self._handled)
+        self._handled = []
         if not deliveries:
             return False
         try:
@@ -74,30 +80,50 @@ class QueueConsumer(Worker):
             for delivery in deliveries:
                 self._queue.fail(delivery, f"{type(exc).__name__}: {exc}", retry_in=min(2 ** delivery.attempts, 60))
             return True
-        self._queue.ack(deliveries)
+        self._handled = deliveries
         return True
+
+    def run(self) -> None:
+        super().run()
+        if self._handled:  # stopping: acknowledge what was handled
+            try:
+                self._queue.ack(self._handled)
+            except Exception:  # noqa: BLE001 - unacknowledged messages are redelivered, harmlessly
+                log.warning("could not acknowledge %d handled message(s) at stop", len(self._handled))
 
 
 class FeedPoller(Worker):
+    """Saves its checkpoint at most every ``SAVE_EVERY`` seconds while busy (each
+    save is a commit), at once when it runs out of changes, and once a second
+    when idle (``dataAsOf``). A restart re-projects at most the changes since the
+    last save, which the projector's idempotence absorbs."""
+
+    SAVE_EVERY = 0.05
+
     def __init__(self, platform: Platform) -> None:
         super().__init__("feed-poller")
         self._platform = platform
         self._lsn = platform.checkpoint.load()["lsn"]
-        self._last_heartbeat = 0.0
+        self._saved_lsn = self._lsn
+        self._saved_at = 0.0
 
     def step(self) -> bool:
         store = self._platform.store
         changes = store.changes(LEDGER, self._lsn, 1000)  # type: ignore[attr-defined]
+        now = time.monotonic()
         if changes:
             self._platform.projector.apply([c.doc for c in changes])
             self._lsn = changes[-1].lsn
-            self._platform.checkpoint.save(self._lsn, caught_up=len(changes) < 1000)
+            if now - self._saved_at >= self.SAVE_EVERY:
+                self._save(now, caught_up=len(changes) < 1000)
             return True
-        now = time.monotonic()
-        if now - self._last_heartbeat >= 1.0:
-            self._platform.checkpoint.save(self._lsn, caught_up=True)
-            self._last_heartbeat = now
+        if self._saved_lsn != self._lsn or now - self._saved_at >= 1.0:
+            self._save(now, caught_up=True)
         return False
+
+    def _save(self, now: float, caught_up: bool) -> None:
+        self._platform.checkpoint.save(self._lsn, caught_up=caught_up)
+        self._saved_lsn, self._saved_at = self._lsn, now
 
 
 class Scheduler(Worker):

@@ -67,11 +67,14 @@ from shared.store.port import (
     Upsert,
     check_field_path,
 )
+from shared.store.sqlite_lock import begin_immediate, use_wal
 
 LEGACY_TABLE = "docs"
+EXTRACTED_TABLE = "extracted_fields"
 
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER (since 3.32) is 32766; stay well under it.
 _MAX_VARIABLES = 30_000
+_INT64 = 2 ** 63
 _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 # Columns every container table has; a filter or ORDER BY on these reads the column.
 _ROW_COLUMNS = ("pk", "id")
@@ -108,7 +111,8 @@ def field_value(doc: Document, field_name: str) -> Any:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
-        return value
+        # Past SQLite's signed 64 bits json_extract reads a REAL (and the int would not bind).
+        return value if -_INT64 <= value < _INT64 else float(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None  # JSON has no NaN/inf: orjson writes null
     return orjson.dumps(value).decode()  # an object or array: its JSON text, as json_extract gives
@@ -153,6 +157,11 @@ class _Table:
             update_guarded=(f"UPDATE {name} SET " + ", ".join(f"{c} = ?" for c in names[2:])
                             + " WHERE pk = ? AND id = ? AND etag = ?"),
         )
+
+    @property
+    def width(self) -> int:
+        """Values per row: pk, id, etag, ts, lsn, body and the extracted columns."""
+        return 6 + len(self.columns)
 
     def ddl(self) -> list[str]:
         extracted = "".join(f", {c}" for c in self.columns)  # no type: values keep their JSON type
@@ -219,7 +228,10 @@ class SqliteDocumentStore:
         self._etag_prefix = uuid.uuid4().hex[:12]
         self._etags = itertools.count(1)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._create_schema(self._conn())
+        conn = self._conn()
+        # Bound parameters per statement: SQLite before 3.32 allows only 999.
+        self._max_variables = min(_MAX_VARIABLES, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        self._create_schema(conn)
 
     # --- schema --------------------------------------------------------------------
 
@@ -230,7 +242,7 @@ class SqliteDocumentStore:
         do not interleave. A file in the earlier layout (one ``docs`` table with
         JSON-expression indexes) is migrated in the same transaction; a field
         newly indexed gets its column filled from the stored JSON."""
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, self._busy_timeout_ms)
         try:
             existing = {name: kind for name, kind in conn.execute("SELECT name, type FROM sqlite_master")}
             if existing.get(LEGACY_TABLE) == "table":
@@ -238,6 +250,11 @@ class SqliteDocumentStore:
                 for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
                                              " AND sql IS NOT NULL", (LEGACY_TABLE,)).fetchall():
                     conn.execute(f'DROP INDEX "{index}"')
+            # Which fields each table's columns hold: a field extracted again after a
+            # time without (its column kept but no longer written) is filled anew.
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {EXTRACTED_TABLE} (tbl TEXT NOT NULL, field TEXT NOT NULL,"
+                         " PRIMARY KEY (tbl, field))")
+            filled = set(conn.execute(f"SELECT tbl, field FROM {EXTRACTED_TABLE}").fetchall())
             for table in self._tables.values():
                 for statement in table.ddl()[:1]:
                     conn.execute(statement)
@@ -245,8 +262,13 @@ class SqliteDocumentStore:
                 for field_name, column in zip(table.spec.extracted, table.columns):
                     if column not in present:
                         conn.execute(f"ALTER TABLE {table.name} ADD COLUMN {column}")
+                    if (table.name, field_name) not in filled:
                         conn.execute(f"UPDATE {table.name} SET {column} = json_extract(body, ?)",
                                      (_json_path(field_name),))
+                        conn.execute(f"INSERT INTO {EXTRACTED_TABLE} (tbl, field) VALUES (?, ?)",
+                                     (table.name, field_name))
+                for stale in {f for t, f in filled if t == table.name} - set(table.spec.extracted):
+                    conn.execute(f"DELETE FROM {EXTRACTED_TABLE} WHERE tbl = ? AND field = ?", (table.name, stale))
                 for statement in table.ddl()[1:]:
                     conn.execute(statement)
                 # An index of a field no longer indexed (now only filtered, or dropped) goes.
@@ -299,7 +321,7 @@ class SqliteDocumentStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(conn, self._busy_timeout_ms)
             conn.execute("PRAGMA secure_delete=ON")  # erasure: deleted wrapped DEKs are zeroed, not left in free pages
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
@@ -480,7 +502,7 @@ class SqliteDocumentStore:
     def _commit_group(self, group: list[_Job]) -> None:
         conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_immediate(conn, self._busy_timeout_ms)
             next_lsn: dict[str, int] = {}
             ts = int(time.time())
             number = 0
@@ -553,7 +575,7 @@ class SqliteDocumentStore:
                     if cursor.rowcount != len(rows):
                         raise _Refused()
                     continue
-                per_statement = max(1, _MAX_VARIABLES // len(rows[0]))
+                per_statement = max(1, self._max_variables // len(rows[0]))
                 for start in range(0, len(rows), per_statement):
                     chunk = rows[start:start + per_statement]
                     conn.execute(statement[0] + ", ".join(table.insert_row for _ in chunk) + statement[1],
@@ -595,7 +617,7 @@ class SqliteDocumentStore:
                      next_lsn: dict[str, int]) -> list[Document]:
         """Apply one partition batch inside its savepoint (the caller rolls back on a refusal)."""
         operations = work.operations
-        if len(operations) > 1 and all(type(op) is Create for op in operations):
+        if 1 < len(operations) <= self._max_variables // table.width and all(type(op) is Create for op in operations):
             # The ledger's shape (entries, record, marker): one multi-row INSERT. A
             # refusal is located by replaying the operations one by one.
             lsn_before = next_lsn.get(table.spec.name)
