@@ -129,6 +129,12 @@ class _Job:
     chained_failures: set[str] = field(default_factory=set)
     # Called (from the committing thread) once done: how an async caller is woken.
     on_done: Callable[[], None] | None = None
+    # Documents rendered by the caller before the transaction, by id() of their operation.
+    rendered: dict[int, _Rendered] = field(default_factory=dict)
+
+
+# A document without _etag/_ts, its JSON text and its extracted column values.
+_Rendered = tuple[Document, str, tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -195,8 +201,11 @@ class _Table:
             return column_of(field_name)
         return f"json_extract(body, '{_json_path(field_name)}')"
 
-    def row(self, pk: str, doc_id: str, etag: str, ts: int, lsn: int | None, doc: Document) -> tuple[Any, ...]:
-        return (pk, doc_id, etag, ts, lsn, _dumps(doc), *(field_value(doc, f) for f in self.spec.extracted))
+    def render(self, doc: Document) -> _Rendered:
+        """What a write stores of ``doc``, but for its ETag and LSN (known at commit)."""
+        if "_etag" in doc or "_ts" in doc:
+            doc = {k: v for k, v in doc.items() if k not in ("_etag", "_ts")}
+        return doc, _dumps(doc), tuple(field_value(doc, f) for f in self.spec.extracted)
 
 
 class SqliteDocumentStore:
@@ -497,7 +506,14 @@ class SqliteDocumentStore:
         for work in batches:
             self._check_batch(spec, work)
         job = _Job(spec, [w for w in batches if w.error is None])
-        return job if job.batches else None
+        if not job.batches:
+            return None
+        table = self._tables[spec.name]
+        # Rendered here, in the caller's thread: the committing thread holds the write
+        # lock (and other processes wait on it) only for the SQL.
+        job.rendered = {id(op): table.render(op.doc) for work in job.batches for op in work.operations
+                        if isinstance(op, (Create, Upsert))}
+        return job
 
     def _commit_group(self, group: list[_Job]) -> None:
         conn = self._conn()
@@ -522,7 +538,7 @@ class SqliteDocumentStore:
                     conn.execute(f"SAVEPOINT {savepoint}")
                     lsn_before = next_lsn.get(job.spec.name)
                     try:
-                        work.result = self._apply_batch(conn, table, work, ts, next_lsn)
+                        work.result = self._apply_batch(conn, table, work, ts, next_lsn, job.rendered)
                     except _OperationRefused as refused:
                         conn.execute(f"ROLLBACK TO {savepoint}")
                         if lsn_before is not None:
@@ -565,8 +581,8 @@ class SqliteDocumentStore:
         if len(job.batches) < 2 or any(type(op) is Delete for w in job.batches for op in w.operations):
             return False
         lsn_before = next_lsn.get(table.spec.name)
-        prepared = [[(op, *self._prepare(table, work.pk, op, ts, next_lsn)) for op in work.operations]  # type: ignore[arg-type]
-                    for work in job.batches]
+        prepared = [[(op, *self._prepare(table, work.pk, op, ts, next_lsn, job.rendered))  # type: ignore[arg-type]
+                     for op in work.operations] for work in job.batches]
         conn.execute("SAVEPOINT grouped")
         try:
             for statement, rows in _runs(table, [item for batch in prepared for item in batch]):
@@ -614,14 +630,14 @@ class SqliteDocumentStore:
                     raise StoreError("a document needs a non-empty string id")
 
     def _apply_batch(self, conn: sqlite3.Connection, table: _Table, work: PartitionBatch, ts: int,
-                     next_lsn: dict[str, int]) -> list[Document]:
+                     next_lsn: dict[str, int], rendered: dict[int, _Rendered]) -> list[Document]:
         """Apply one partition batch inside its savepoint (the caller rolls back on a refusal)."""
         operations = work.operations
         if 1 < len(operations) <= self._max_variables // table.width and all(type(op) is Create for op in operations):
             # The ledger's shape (entries, record, marker): one multi-row INSERT. A
             # refusal is located by replaying the operations one by one.
             lsn_before = next_lsn.get(table.spec.name)
-            prepared = [self._prepare(table, work.pk, op, ts, next_lsn) for op in operations]
+            prepared = [self._prepare(table, work.pk, op, ts, next_lsn, rendered) for op in operations]
             try:
                 conn.execute(table.insert_head + ", ".join(table.insert_row for _ in prepared),
                              [value for _, row in prepared for value in row])
@@ -629,25 +645,25 @@ class SqliteDocumentStore:
             except sqlite3.IntegrityError:
                 if lsn_before is not None:
                     next_lsn[table.spec.name] = lsn_before
-        return [self._apply(conn, table, work.pk, op, index, ts, next_lsn) for index, op in enumerate(operations)]
+        return [self._apply(conn, table, work.pk, op, index, ts, next_lsn, rendered) for index, op in enumerate(operations)]
 
     def _prepare(self, table: _Table, pk: str, op: Create | Upsert, ts: int,
-                 next_lsn: dict[str, int]) -> tuple[Document, tuple[Any, ...]]:
-        """The stored document (with ``_etag``/``_ts``) and its row, taking the next LSN."""
-        doc = op.doc
-        if "_etag" in doc or "_ts" in doc:
-            doc = {k: v for k, v in doc.items() if k not in ("_etag", "_ts")}
-        doc_id = doc["id"]  # checked before the transaction (_check_batch)
+                 next_lsn: dict[str, int], rendered: dict[int, _Rendered] | None = None) -> tuple[Document, tuple[Any, ...]]:
+        """The stored document (with ``_etag``/``_ts``) and its row, taking the next LSN.
+        The JSON and column values come from ``rendered`` when the caller made them
+        before the transaction (``_job``), so the write lock is not held for that."""
+        known = rendered.get(id(op)) if rendered else None
+        doc, body, extracted = known if known is not None else table.render(op.doc)
         etag = f"{self._etag_prefix}{next(self._etags):x}"
         lsn = None
         if table.spec.change_feed:
             lsn = next_lsn[table.spec.name]
             next_lsn[table.spec.name] = lsn + 1
-        return dict(doc, _etag=etag, _ts=ts), table.row(pk, doc_id, etag, ts, lsn, doc)
+        return dict(doc, _etag=etag, _ts=ts), (pk, doc["id"], etag, ts, lsn, body, *extracted)
 
     def _apply(
         self, conn: sqlite3.Connection, table: _Table, pk: str, op: Operation, index: int, ts: int,
-        next_lsn: dict[str, int],
+        next_lsn: dict[str, int], rendered: dict[int, _Rendered],
     ) -> Document:
         if isinstance(op, Delete):
             row = conn.execute(f"SELECT etag FROM {table.name} WHERE pk = ? AND id = ?", (pk, op.id)).fetchone()
@@ -657,7 +673,7 @@ class SqliteDocumentStore:
                 raise _OperationRefused(index, PreconditionFailed(f"document {op.id!r} changed since it was read"))
             conn.execute(f"DELETE FROM {table.name} WHERE pk = ? AND id = ?", (pk, op.id))
             return {"id": op.id, "pk": pk}
-        stored, row = self._prepare(table, pk, op, ts, next_lsn)
+        stored, row = self._prepare(table, pk, op, ts, next_lsn, rendered)
         doc_id = row[1]
         if isinstance(op, Create):
             try:
