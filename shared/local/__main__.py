@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     export = commands.add_parser("export", help="warehouse exports: run, backfill, decrypt (python -m shared.exports)")
     export.add_argument("rest", nargs=argparse.REMAINDER)
     # Started by 'run' as its second process (shared/local/worker_process.py); not for people.
-    commands.add_parser("workers")
+    workers = commands.add_parser("workers")
+    workers.add_argument("--role", required=True, choices=["ingest", "project"])
     args = parser.parse_args(argv)
 
     if args.command in (None, "run"):
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "workers":
         from shared.local.worker_process import run_worker_process
 
-        run_worker_process()
+        run_worker_process(args.role)
         return 0
     if args.command == "export":
         from shared.exports.__main__ import main as export_main

@@ -1,7 +1,8 @@
 """Starts the whole local platform on the embedded default: the HTTP API
-(uvicorn, the same ASGI app as on Azure) in this process, and the order
-consumer, the change-feed projector and the timer scheduler in a worker process
-beside it (``shared.local.worker_process``: two processes use both cores).
+(uvicorn, the same ASGI app as on Azure) in this process, the order consumers
+in an ingest worker process, and the change-feed projector and the timer
+scheduler in a project worker process (``shared.local.worker_process``: a
+Python process uses one core at a time).
 Data lives in ``ACCRUE_DATA_DIR`` (default ``.accrue-data``) and survives
 restarts."""
 
@@ -18,7 +19,7 @@ import uvicorn
 from shared.api.app import create_app
 from shared.bus.local_queue import LocalQueue
 from shared.local.sandbox import provision_sandbox
-from shared.local.worker_process import WorkerProcess
+from shared.local.worker_process import ROLES, WorkerProcess
 from shared.local.workers import FeedPoller, QueueConsumer, Scheduler
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
@@ -48,18 +49,21 @@ def configure_logging() -> None:
                         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
 
 
-def start_workers(platform: Platform) -> list:
+def start_workers(platform: Platform, role: str) -> list:
+    """The threads of one worker process (``shared.local.worker_process``): ``ingest``
+    (the order consumers) or ``project`` (the change-feed poller, the scheduler)."""
     workers = []
-    if isinstance(platform.bus, LocalQueue):
+    if role == "ingest" and isinstance(platform.bus, LocalQueue):
         released = platform.bus.release_leases()
         if released:
             log.warning("released %d message(s) leased by a previous run that did not stop cleanly", released)
         # Two consumers: one's CPU work overlaps the other's commit (fsync) waits; the
         # queue never leases one customer's messages to both, so order is kept.
         workers += [QueueConsumer(platform, platform.bus, f"queue-consumer-{n}") for n in (1, 2)]
-    if hasattr(platform.store, "changes"):
-        workers.append(FeedPoller(platform))
-    workers.append(Scheduler(platform))
+    if role == "project":
+        if hasattr(platform.store, "changes"):
+            workers.append(FeedPoller(platform))
+        workers.append(Scheduler(platform))
     for worker in workers:
         worker.start()
     return workers
@@ -70,8 +74,8 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     settings = Settings.from_env()
     lock = lock_data_dir(settings.data_dir)
     platform = build_platform(settings)
-    workers = WorkerProcess().start()
-    platform.tenant_changes.peer = workers.announce
+    workers = [WorkerProcess(role).start() for role in ROLES]
+    platform.tenant_changes.peer = lambda tenant_id: [worker.announce(tenant_id) for worker in workers]
     provisioned = provision_sandbox(platform)
     if provisioned is not None:
         print("\n=== Accrue sandbox tenant created (these keys are shown ONCE; stored only as hashes) ===")
@@ -87,6 +91,7 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     try:
         uvicorn.run(create_app(platform), host=host, port=port, log_level="warning", access_log=False)
     finally:
-        workers.stop()
+        for worker in workers:
+            worker.stop()
         platform.close()
         lock.close()

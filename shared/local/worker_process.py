@@ -1,24 +1,25 @@
-"""The local platform's second process: the order consumer, the change-feed
-poller and the scheduler, beside the process that serves HTTP.
+"""The local platform's worker processes, beside the process that serves HTTP:
+``ingest`` (the order consumers) and ``project`` (the change-feed poller and
+the scheduler).
 
-Why a process of its own: a Python process runs one thread at a time (the
-GIL). With the API and the workers in one process, ingestion and projection
-took the core the HTTP front end needed, and the machine's second core stayed
-mostly idle. On Azure the two sides are separate invocations anyway; locally
-they are now two processes over the same SQLite files (the store's writers are
-serialised by SQLite's own lock across processes, group commit within each).
+Why processes of their own: a Python process runs one thread at a time (the
+GIL). With the API, ingestion and projection in one process they shared one
+core, and the machine's second core stayed mostly idle. On Azure they are
+separate invocations anyway; locally they are separate processes over the same
+SQLite files (writers serialised by SQLite's own lock across processes, group
+commit within each).
 
-The parent (``WorkerProcess``) starts ``python -m shared.local workers`` with a
-pipe on its standard input and supervises it: a worker process that dies is
-started again, with a growing pause. What the child (``run_worker_process``)
-guarantees:
+The parent (``WorkerProcess``) starts ``python -m shared.local workers --role
+ROLE`` with a pipe on its standard input and supervises it: a worker process
+that dies is started again, with a growing pause. What the child
+(``run_worker_process``) guarantees:
 
 * it does not outlive its parent: on Linux the kernel kills it when the parent
   dies (``PR_SET_PDEATHSIG``, even after kill -9), and everywhere the end of
   its standard input stops it;
-* one worker process per data folder: it holds ``workers.lock`` for its
-  whole life, and a successor waits for a dying predecessor to let go before
-  it releases the queue's leases;
+* one worker process per role and data folder: it holds ``workers-ROLE.lock``
+  for its whole life, and a successor waits for a dying predecessor to let go
+  (before the ingest role releases the queue's leases);
 * a line ``tenant <id>`` on its standard input makes it forget its cached
   configuration of that tenant (``shared.app.tenant_changes``), so a change
   made through the API applies to the next order, as it did in one process.
@@ -41,7 +42,7 @@ from typing import IO
 log = logging.getLogger("accrue.local")
 
 PARENT_PID_VARIABLE = "ACCRUE_PARENT_PID"
-LOCK_FILE = "workers.lock"
+ROLES = ("ingest", "project")
 LOCK_WAIT_SECONDS = 30.0
 MAX_RESTART_PAUSE = 30.0
 _PR_SET_PDEATHSIG = 1
@@ -50,8 +51,10 @@ _PR_SET_PDEATHSIG = 1
 class WorkerProcess:
     """The parent's handle on the worker process: start, announce, supervise, stop."""
 
-    def __init__(self, command: list[str] | None = None) -> None:
-        self._command = command or [sys.executable, "-m", "shared.local", "workers"]
+    def __init__(self, role: str, command: list[str] | None = None) -> None:
+        assert role in ROLES, role
+        self.role = role
+        self._command = command or [sys.executable, "-m", "shared.local", "workers", "--role", role]
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -80,7 +83,8 @@ class WorkerProcess:
                 return
             if time.monotonic() - started > 60:
                 pause = 1.0  # it ran a good while: a fresh failure, not a crash loop
-            log.error("the worker process exited with status %s; starting it again in %.0f s", code, pause)
+            log.error("the %s worker process exited with status %s; starting it again in %.0f s",
+                      self.role, code, pause)
             if self._stopping.wait(pause):
                 return
             pause = min(pause * 2, MAX_RESTART_PAUSE)
@@ -126,8 +130,8 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)  # the parent died before the line above took effect
 
 
-def _hold_lock(data_dir: Path) -> IO[str]:
-    handle = open(data_dir / LOCK_FILE, "w")
+def _hold_lock(data_dir: Path, role: str) -> IO[str]:
+    handle = open(data_dir / f"workers-{role}.lock", "w")
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         try:
@@ -135,12 +139,12 @@ def _hold_lock(data_dir: Path) -> IO[str]:
             return handle
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise SystemExit(f"another worker process holds {data_dir / LOCK_FILE}")
+                raise SystemExit(f"another {role} worker process holds {handle.name}")
             time.sleep(0.05)
 
 
-def run_worker_process() -> None:
-    """``python -m shared.local workers``: started by the local runner, not by people."""
+def run_worker_process(role: str) -> None:
+    """``python -m shared.local workers --role ROLE``: started by the local runner, not by people."""
     from shared.local.runner import configure_logging, start_workers
     from shared.platform import build_platform
     from shared.settings import Settings
@@ -151,7 +155,7 @@ def run_worker_process() -> None:
         raise SystemExit("the worker process is started by 'python -m shared.local run'")
     _die_with_parent(int(parent))
     settings = Settings.from_env()
-    lock = _hold_lock(settings.data_dir)
+    lock = _hold_lock(settings.data_dir, role)
     platform = build_platform(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -166,7 +170,7 @@ def run_worker_process() -> None:
             os._exit(0)  # the parent is gone: stop at once, as a crash would (nothing acknowledged is lost)
 
     threading.Thread(target=listen, name="parent-pipe", daemon=True).start()
-    workers = start_workers(platform)
+    workers = start_workers(platform, role)
     try:
         while not stop.wait(1.0):
             pass
