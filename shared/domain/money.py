@@ -36,4 +36,8 @@ def decimals_of(amount: Decimal) -> int:
 
 
 def fits_minor_unit(amount: Decimal, currency: str) -> bool:
-    return decimals_of(amount) <= MINOR_UNITS[currency]
+    minor = MINOR_UNITS[currency]
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent <= minor:
+        return True  # written with few enough decimals: no need to normalise (the slow part)
+    return decimals_of(amount) <= minor

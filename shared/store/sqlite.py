@@ -106,6 +106,11 @@ def field_value(doc: Document, field_name: str) -> Any:
         if not isinstance(value, dict):
             return None
         value = value.get(part)
+    return column_value(value)
+
+
+def column_value(value: Any) -> Any:
+    """A JSON value as ``json_extract`` returns it (see ``field_value``)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -205,7 +210,10 @@ class _Table:
         """What a write stores of ``doc``, but for its ETag and LSN (known at commit)."""
         if "_etag" in doc or "_ts" in doc:
             doc = {k: v for k, v in doc.items() if k not in ("_etag", "_ts")}
-        return doc, _dumps(doc), tuple(field_value(doc, f) for f in self.spec.extracted)
+        get = doc.get
+        return doc, _dumps(doc), tuple(
+            field_value(doc, f) if "." in f else (v if (v := get(f)) is None or type(v) is str else column_value(v))
+            for f in self.spec.extracted)
 
 
 class SqliteDocumentStore:
