@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 import threading
@@ -22,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.errors import BatchFailed, DocumentExists, PreconditionFailed
+from shared.errors import BatchFailed, DocumentExists, PreconditionFailed, StoreUnavailable
 from shared.store.layout import BY_NAME, CONTAINERS, CUSTOMERS, LEDGER
-from shared.store.port import ContainerSpec, Create, Delete, Filter, PartitionBatch, Query, Upsert
+from shared.store.port import ContainerSpec, Create, Delete, Filter, PartitionBatch, Query, Upsert, batches_async
 from shared.store.sqlite import SqliteDocumentStore, column_of, field_value, table_of
 
 
@@ -496,3 +497,36 @@ def test_an_integer_past_64_bits_is_compared_as_json_extract_reads_it(store: Sql
     store.create(LEDGER, {"id": "big", "pk": "p", "seq": big})
     assert [d["id"] for d in store.query(LEDGER, Query(pk="p", filters=(Filter("seq", ">", 2 ** 62),)))] == ["big"]
     assert field_value({"seq": big}, "seq") == float(big)
+
+
+# --- Async callers: the API's single-order route awaits the group commit ---------------------
+
+
+def test_async_batches_commit_like_sync_ones_and_report_refusals_per_batch(store: SqliteDocumentStore) -> None:
+    store.create(CUSTOMERS, {"id": "taken", "pk": "b"})
+    works = [PartitionBatch("a", [Create({"id": "x", "pk": "a"})]),
+             PartitionBatch("b", [Create({"id": "taken", "pk": "b"})])]
+    asyncio.run(batches_async(store, CUSTOMERS, works))
+    assert works[0].error is None and works[0].result is not None and works[0].result[0]["_etag"]
+    assert isinstance(works[1].error, DocumentExists)
+    assert store.read(CUSTOMERS, "a", "x") is not None
+
+
+def test_many_async_callers_beside_sync_writers_lose_nothing(store: SqliteDocumentStore) -> None:
+    async def writers() -> None:
+        await asyncio.gather(*(batches_async(store, LEDGER, [PartitionBatch(f"p{n}", [
+            Create({"id": "e", "pk": f"p{n}"})])]) for n in range(200)))
+
+    sync = threading.Thread(target=lambda: [store.create(LEDGER, {"id": "s", "pk": f"q{n}"}) for n in range(50)])
+    sync.start()
+    asyncio.run(writers())
+    sync.join(30)
+    changes = store.changes(LEDGER, 0, 1000)
+    assert len(changes) == 250 and len({c.lsn for c in changes}) == 250
+
+
+def test_an_async_caller_waiting_when_the_store_closes_gets_an_error(tmp_path: Path) -> None:
+    closing = SqliteDocumentStore(tmp_path / "closing.db", CONTAINERS)
+    closing.close()
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(batches_async(closing, CUSTOMERS, [PartitionBatch("a", [Create({"id": "x", "pk": "a"})])]))

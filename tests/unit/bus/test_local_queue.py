@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
 from shared.bus.local_queue import LocalQueue
-from shared.bus.port import BusMessage
+from shared.bus.port import BusMessage, publish_async
 
 
 def msg(key: str, n: int) -> BusMessage:
@@ -87,3 +88,20 @@ def test_concurrent_publishers_are_group_committed_and_none_is_lost(tmp_path: Pa
         queue.ack(batch)
     assert all(values == list(range(50)) for values in seen.values()) and len(seen) == 8
     queue.close()
+
+
+def test_async_publishers_share_commits_and_a_claim_acknowledges_the_previous_batch(tmp_path: Path) -> None:
+    queue = LocalQueue(tmp_path / "q.db", synchronous="NORMAL")
+    try:
+        async def publish_all() -> None:
+            await asyncio.gather(*(publish_async(queue, [BusMessage(f"k{n % 7}", {"n": n})]) for n in range(50)))
+
+        asyncio.run(publish_all())
+        assert queue.depth() == 50
+        first = queue.claim(10)
+        assert [d.body["n"] for d in first] == list(range(10))
+        second = queue.claim(10, acknowledge=first)
+        assert queue.depth() == 40, "the first batch is acknowledged by the second claim"
+        assert [d.body["n"] for d in second] == list(range(10, 20))
+    finally:
+        queue.close()
