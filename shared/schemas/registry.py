@@ -18,6 +18,19 @@ exists to carry the profile: a schema may declare
 ``"x-personal-data-allowed": "customers-export"`` only if its type is listed in
 ``PERSONAL_DATA_ALLOWED``.
 
+Validation uses two validators per schema, with one result. A compiled draft
+2020-12 validator (``jsonschema_rs``, Rust) decides whether an event is valid
+in a few microseconds, instead of hundreds with the pure-Python ``jsonschema``
+(every order is checked on its way to the bus). Only an event it refuses is
+run through ``jsonschema``, which writes the ``path: message`` report and has
+the last word: ``problems`` returns exactly what ``jsonschema`` alone would.
+The compiled validator is trusted to say "valid" only for plain JSON data
+(``dict`` with ``str`` keys, ``list``, ``str``, ``int``, ``float``, ``bool``,
+``None``, no subclasses): it also accepts tuples, ``Decimal``s and ``Enum``
+members, which ``jsonschema`` refuses. ``format`` is an annotation in both,
+never asserted, and neither fetches a remote ``$ref``. A schema it cannot
+compile is checked by ``jsonschema`` alone.
+
 Usage::
 
     from shared.schemas import REGISTRY
@@ -34,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
@@ -42,6 +56,7 @@ from shared.errors import AccrueError
 EVENTS_DIR = Path(__file__).parent / "events"
 FILE_NAME = re.compile(r"^(?P<type>[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)+)\.v(?P<version>[1-9][0-9]*)\.json$")
 PERSONAL_DATA_ALLOWED = frozenset({"export.customers"})
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class EventSchemaViolation(AccrueError):
@@ -66,7 +81,43 @@ class EventSchema:
     version: int
     path: Path
     schema: dict[str, Any]
-    validator: Draft202012Validator
+    validator: Draft202012Validator  # the reference, and the error report
+    compiled: jsonschema_rs.Validator | None  # the fast verdict; None if it cannot compile the schema
+
+    def is_valid(self, body: Any) -> bool:
+        if self.compiled is not None and _plain_json(body):
+            try:
+                return self.compiled.is_valid(body)
+            except ValueError:  # a str that is not UTF-8 (a lone surrogate)
+                pass
+        return self.validator.is_valid(body)
+
+
+def _plain_json(body: Any) -> bool:
+    """Whether ``body`` is made of JSON's own Python types only (exact types, no subclasses)."""
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind in _JSON_SCALARS:
+            continue
+        if kind is dict:
+            for key in value:
+                if type(key) is not str:
+                    return False
+            stack.extend(value.values())
+        elif kind is list:
+            stack.extend(value)
+        else:
+            return False
+    return True
+
+
+def _compile(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
+    try:
+        return jsonschema_rs.Draft202012Validator(schema, validate_formats=False, offline=True)
+    except (ValueError, jsonschema_rs.ReferencingError):  # e.g. a pattern only Python's re accepts
+        return None
 
 
 def _normalise(name: str) -> str:
@@ -129,7 +180,7 @@ class SchemaRegistry:
         event_type, version = match["type"], int(match["version"])
         if schema.get("x-event-type") != event_type or schema.get("x-event-version") != version:
             raise SchemaFileInvalid(f"{file.name}: x-event-type/x-event-version must say {event_type} v{version}")
-        return EventSchema(event_type, version, file, schema, Draft202012Validator(schema))
+        return EventSchema(event_type, version, file, schema, Draft202012Validator(schema), _compile(schema))
 
     def __iter__(self) -> Iterator[EventSchema]:
         return iter(self._schemas.values())
@@ -159,8 +210,10 @@ class SchemaRegistry:
             entry = self._entry(event_type, version)
         except UnknownEventType as exc:
             return [exc.message]
-        if entry.validator.is_valid(body):
-            return []  # the common case, about a third cheaper than collecting errors
+        if entry.is_valid(body):
+            return []  # the common case
+        # Refused: jsonschema decides and explains (it finds nothing when only the compiled validator is
+        # stricter, e.g. "EUR\n" for "^[A-Z]{3}$", whose "$" Python's re.search matches before a final newline).
         errors = sorted(entry.validator.iter_errors(body), key=lambda e: list(e.absolute_path))
         return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in errors]
 
