@@ -74,6 +74,8 @@ EXTRACTED_TABLE = "extracted_fields"
 
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER (since 3.32) is 32766; stay well under it.
 _MAX_VARIABLES = 30_000
+CACHE_KIB = 64 * 1024
+MMAP_BYTES = 1 << 30
 _INT64 = 2 ** 63
 _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 # Columns every container table has; a filter or ORDER BY on these reads the column.
@@ -342,6 +344,12 @@ class SqliteDocumentStore:
             conn.execute("PRAGMA secure_delete=ON")  # erasure: deleted wrapped DEKs are zeroed, not left in free pages
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            # SQLite's default page cache is 2 MiB per connection: the ledger's indexes outgrow
+            # it quickly, and every insert then re-reads index pages from the OS. A larger
+            # cache (filled only as pages are used) and reads through mmap measured 1.75x the
+            # appends/s of the defaults (README, performance).
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
