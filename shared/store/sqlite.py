@@ -5,10 +5,17 @@ contract (``shared.store.port``) with SQLite's own guarantees:
 
 * a partition batch is a SAVEPOINT inside one ``BEGIN IMMEDIATE`` transaction,
   so it is all-or-nothing;
-* **group commit**: concurrent writers (API threads, the consumer, the
-  projector) hand their batches to whichever of them is committing; it writes
+* **group commit**: concurrent writers of one process (API threads, the
+  consumers, the projector) hand their batches to whichever of them is committing; it writes
   everything pending in one transaction, so many writers share one fsync. A
-  caller returns only once the transaction carrying its batches committed;
+  caller returns only once the transaction carrying its batches committed
+  (an async caller, ``batches_async``, awaits a committer thread instead);
+* a call of many batches is first tried as a few multi-row statements inside one
+  savepoint; on any refusal that is undone and the batches are applied one by
+  one, so the outcome is the same as one savepoint per batch. Documents are
+  rendered (JSON, column values) by the caller before the transaction, so the
+  write lock, which the platform's other processes wait for, is held only for
+  the SQL;
 * durability is on: ``synchronous=FULL`` by default (``NORMAL`` may be chosen,
   which in WAL mode survives a process kill but not a power cut); never ``OFF``;
 * the change feed: every write to a container with a feed stamps the document
@@ -19,10 +26,12 @@ contract (``shared.store.port``) with SQLite's own guarantees:
   newest version (the ledger is append-only, so each entry appears once).
 
 Layout: one table per container (``c_<name>``), the document as JSON text in
-``body`` and, for each field the container's spec indexes, a column holding the
-value ``json_extract`` would read (``x_<field>``), filled from the dict on write,
-with an index on ``(pk, column)``. Filters and ORDER BY on indexed fields read
-the column; other fields are read from the JSON. Earlier versions kept one
+``body`` and, for each field the container's spec indexes or filters on, a
+column holding the value ``json_extract`` would read (``x_<field>``), filled
+from the dict on write; an indexed field also gets an index on ``(pk, column)``.
+Filters and ORDER BY on those fields read the column; other fields are read
+from the JSON. ``extracted_fields`` records which fields each table's columns
+hold, so a field extracted again after a time without is filled anew. Earlier versions kept one
 ``docs`` table with JSON-expression indexes, which parsed every document once
 per index on insert (six times for a ledger entry); such a file is migrated on
 open, and ``docs`` remains as a read-only view over every container.
@@ -464,14 +473,18 @@ class SqliteDocumentStore:
                 self._committing = True
                 group, self._pending = self._pending, []
         if not job.done:
-            try:
-                self._commit_group(group)
-            finally:
-                with self._group:
-                    self._committing = False
-                    self._group.notify_all()
+            self._lead(group)
         if job.error is not None:
             raise job.error
+
+    def _lead(self, group: list[_Job]) -> None:
+        """Commit a group taken from ``_pending`` (``_committing`` set), then hand over."""
+        try:
+            self._commit_group(group)
+        finally:
+            with self._group:
+                self._committing = False
+                self._group.notify_all()
 
     async def batches_async(self, container: str, batches: Sequence[PartitionBatch]) -> None:
         """``batches`` for a caller on an event loop: the same group commit, led by
@@ -510,12 +523,7 @@ class SqliteDocumentStore:
                     return
                 self._committing = True
                 group, self._pending = self._pending, []
-            try:
-                self._commit_group(group)
-            finally:
-                with self._group:
-                    self._committing = False
-                    self._group.notify_all()
+            self._lead(group)
 
     def _job(self, container: str, batches: Sequence[PartitionBatch]) -> _Job | None:
         spec = self._spec(container)
