@@ -94,6 +94,9 @@ class LocalQueue:
     def __init__(self, path: str | Path, synchronous: str = "FULL", max_attempts: int = 5) -> None:
         self.path = str(path)
         self.max_attempts = max_attempts
+        # Who claims through this object (e.g. "ingest-2"): its lease tokens carry it, so a
+        # restarted consumer can release its predecessor's leases and nobody else's.
+        self.lease_owner = ""
         self._synchronous = synchronous
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -183,7 +186,7 @@ class LocalQueue:
         same transaction (one commit and fsync for both, instead of one each)."""
         conn = self._conn()
         now = time.time()
-        token = uuid.uuid4().hex
+        token = f"{self.lease_owner}:{uuid.uuid4().hex}" if self.lease_owner else uuid.uuid4().hex
         begin_immediate(conn, BUSY_TIMEOUT_MS)
         try:
             self._delete(conn, acknowledge)
@@ -266,14 +269,20 @@ class LocalQueue:
                 conn.execute("ROLLBACK")
             raise
 
-    def release_leases(self) -> int:
-        """Make every leased message visible again. Only for a consumer starting
-        alone on this file (the local runner holds the data folder's lock), whose
-        predecessor died holding leases: waiting for them to expire is pointless."""
+    def release_leases(self, owner: str | None = None) -> int:
+        """Make leased messages visible again: those claimed under ``owner`` (see
+        ``lease_owner``), or every one. For a consumer whose predecessor died holding
+        leases (waiting for them to expire is pointless); ``owner=None`` only for a
+        consumer alone on this file."""
         conn = self._conn()
         begin_immediate(conn, BUSY_TIMEOUT_MS)
+        if owner is None:
+            where, params = "lease_token IS NOT NULL", ()
+        else:
+            prefix = f"{owner}:"
+            where, params = "substr(lease_token, 1, ?) = ?", (len(prefix), prefix)
         released = conn.execute(
-            "UPDATE messages SET visible_at = ?, lease_token = NULL WHERE lease_token IS NOT NULL", (time.time(),)
+            f"UPDATE messages SET visible_at = ?, lease_token = NULL WHERE {where}", (time.time(), *params)
         ).rowcount
         conn.execute("COMMIT")
         return released

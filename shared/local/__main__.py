@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     # Started by 'run' as its second process (shared/local/worker_process.py); not for people.
     workers = commands.add_parser("workers")
     workers.add_argument("--role", required=True, choices=["ingest", "project"])
+    workers.add_argument("--number", type=int, default=1)
     args = parser.parse_args(argv)
 
     if args.command in (None, "run"):
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "workers":
         from shared.local.worker_process import run_worker_process
 
-        run_worker_process(args.role)
+        run_worker_process(args.role, args.number)
         return 0
     if args.command == "export":
         from shared.exports.__main__ import main as export_main

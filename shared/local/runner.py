@@ -1,6 +1,6 @@
 """Starts the whole local platform on the embedded default: the HTTP API
 (uvicorn, the same ASGI app as on Azure) in this process, the order consumers
-in an ingest worker process, and the change-feed projector and the timer
+in two ingest worker processes, and the change-feed projector and the timer
 scheduler in a project worker process (``shared.local.worker_process``: a
 Python process uses one core at a time).
 Data lives in ``ACCRUE_DATA_DIR`` (default ``.accrue-data``) and survives
@@ -19,7 +19,7 @@ import uvicorn
 from shared.api.app import create_app
 from shared.bus.local_queue import LocalQueue
 from shared.local.sandbox import provision_sandbox
-from shared.local.worker_process import ROLES, WorkerProcess
+from shared.local.worker_process import PROCESSES, WorkerProcess
 from shared.local.workers import FeedPoller, QueueConsumer, Scheduler
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
@@ -49,12 +49,13 @@ def configure_logging() -> None:
                         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
 
 
-def start_workers(platform: Platform, role: str) -> list:
-    """The threads of one worker process (``shared.local.worker_process``): ``ingest``
-    (the order consumers) or ``project`` (the change-feed poller, the scheduler)."""
+def start_workers(platform: Platform, role: str, name: str) -> list:
+    """The threads of one worker process (``shared.local.worker_process``) called
+    ``name``: ``ingest`` (order consumers) or ``project`` (the change-feed poller, the scheduler)."""
     workers = []
     if role == "ingest" and isinstance(platform.bus, LocalQueue):
-        released = platform.bus.release_leases()
+        platform.bus.lease_owner = name
+        released = platform.bus.release_leases(owner=name)
         if released:
             log.warning("released %d message(s) leased by a previous run that did not stop cleanly", released)
         # Two consumers: one's CPU work overlaps the other's commit (fsync) waits; the
@@ -74,7 +75,7 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     settings = Settings.from_env()
     lock = lock_data_dir(settings.data_dir)
     platform = build_platform(settings)
-    workers = [WorkerProcess(role).start() for role in ROLES]
+    workers = [WorkerProcess(role, number).start() for role, number in PROCESSES]
     platform.tenant_changes.peer = lambda tenant_id: [worker.announce(tenant_id) for worker in workers]
     provisioned = provision_sandbox(platform)
     if provisioned is not None:

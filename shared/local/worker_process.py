@@ -17,9 +17,10 @@ that dies is started again, with a growing pause. What the child
 * it does not outlive its parent: on Linux the kernel kills it when the parent
   dies (``PR_SET_PDEATHSIG``, even after kill -9), and everywhere the end of
   its standard input stops it;
-* one worker process per role and data folder: it holds ``workers-ROLE.lock``
-  for its whole life, and a successor waits for a dying predecessor to let go
-  (before the ingest role releases the queue's leases);
+* one worker process per role and number and data folder: it holds
+  ``workers-ROLE-N.lock`` for its whole life, and a successor waits for a dying
+  predecessor to let go; an ingest process then releases the queue leases its
+  predecessor held (its lease tokens carry its name), never another's;
 * a line ``tenant <id>`` on its standard input makes it forget its cached
   configuration of that tenant (``shared.app.tenant_changes``), so a change
   made through the API applies to the next order, as it did in one process.
@@ -43,6 +44,10 @@ log = logging.getLogger("accrue.local")
 
 PARENT_PID_VARIABLE = "ACCRUE_PARENT_PID"
 ROLES = ("ingest", "project")
+# Worker processes of the local platform, by role and number: ingestion is the most
+# work per order, so it has two processes (the queue never leases one customer's
+# messages to two consumers, so a customer's orders keep their order).
+PROCESSES = (("ingest", 1), ("ingest", 2), ("project", 1))
 LOCK_WAIT_SECONDS = 30.0
 MAX_RESTART_PAUSE = 30.0
 _PR_SET_PDEATHSIG = 1
@@ -51,10 +56,11 @@ _PR_SET_PDEATHSIG = 1
 class WorkerProcess:
     """The parent's handle on the worker process: start, announce, supervise, stop."""
 
-    def __init__(self, role: str, command: list[str] | None = None) -> None:
+    def __init__(self, role: str, number: int = 1, command: list[str] | None = None) -> None:
         assert role in ROLES, role
-        self.role = role
-        self._command = command or [sys.executable, "-m", "shared.local", "workers", "--role", role]
+        self.role, self.number = role, number
+        self._command = command or [sys.executable, "-m", "shared.local", "workers", "--role", role,
+                                    "--number", str(number)]
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -83,8 +89,8 @@ class WorkerProcess:
                 return
             if time.monotonic() - started > 60:
                 pause = 1.0  # it ran a good while: a fresh failure, not a crash loop
-            log.error("the %s worker process exited with status %s; starting it again in %.0f s",
-                      self.role, code, pause)
+            log.error("the %s-%d worker process exited with status %s; starting it again in %.0f s",
+                      self.role, self.number, code, pause)
             if self._stopping.wait(pause):
                 return
             pause = min(pause * 2, MAX_RESTART_PAUSE)
@@ -130,8 +136,8 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)  # the parent died before the line above took effect
 
 
-def _hold_lock(data_dir: Path, role: str) -> IO[str]:
-    handle = open(data_dir / f"workers-{role}.lock", "w")
+def _hold_lock(data_dir: Path, name: str) -> IO[str]:
+    handle = open(data_dir / f"workers-{name}.lock", "w")
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         try:
@@ -139,12 +145,12 @@ def _hold_lock(data_dir: Path, role: str) -> IO[str]:
             return handle
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise SystemExit(f"another {role} worker process holds {handle.name}")
+                raise SystemExit(f"another {name} worker process holds {handle.name}")
             time.sleep(0.05)
 
 
-def run_worker_process(role: str) -> None:
-    """``python -m shared.local workers --role ROLE``: started by the local runner, not by people."""
+def run_worker_process(role: str, number: int = 1) -> None:
+    """``python -m shared.local workers --role ROLE --number N``: started by the local runner, not by people."""
     from shared.local.runner import configure_logging, start_workers
     from shared.platform import build_platform
     from shared.settings import Settings
@@ -155,7 +161,8 @@ def run_worker_process(role: str) -> None:
         raise SystemExit("the worker process is started by 'python -m shared.local run'")
     _die_with_parent(int(parent))
     settings = Settings.from_env()
-    lock = _hold_lock(settings.data_dir, role)
+    name = f"{role}-{number}"
+    lock = _hold_lock(settings.data_dir, name)
     platform = build_platform(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -170,7 +177,7 @@ def run_worker_process(role: str) -> None:
             os._exit(0)  # the parent is gone: stop at once, as a crash would (nothing acknowledged is lost)
 
     threading.Thread(target=listen, name="parent-pipe", daemon=True).start()
-    workers = start_workers(platform, role)
+    workers = start_workers(platform, role, name)
     try:
         while not stop.wait(1.0):
             pass

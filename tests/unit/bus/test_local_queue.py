@@ -105,3 +105,18 @@ def test_async_publishers_share_commits_and_a_claim_acknowledges_the_previous_ba
         assert [d.body["n"] for d in second] == list(range(10, 20))
     finally:
         queue.close()
+
+
+def test_a_restarted_consumer_releases_its_own_leases_and_no_other(tmp_path: Path) -> None:
+    queue = LocalQueue(tmp_path / "q.db", synchronous="NORMAL")
+    try:
+        queue.publish([msg("a", 1), msg("b", 2)])
+        queue.lease_owner = "ingest-1"
+        mine = queue.claim(1)
+        queue.lease_owner = "ingest-10"  # a name that starts with the other's
+        theirs = queue.claim(1)
+        assert [d.partition_key for d in mine + theirs] == ["a", "b"]
+        assert queue.release_leases(owner="ingest-1") == 1  # ingest-1 restarted; ingest-10 works on
+        assert [d.partition_key for d in queue.claim(10)] == ["a"]
+    finally:
+        queue.close()
