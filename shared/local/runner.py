@@ -1,6 +1,6 @@
 """Starts the whole local platform on the embedded default: the HTTP API
 (uvicorn, the same ASGI app as on Azure) in this process, the order consumers
-in two ingest worker processes, and the change-feed projector and the timer
+in an ingest worker process, and the change-feed projector and the timer
 scheduler in a project worker process (``shared.local.worker_process``: a
 Python process uses one core at a time).
 Data lives in ``ACCRUE_DATA_DIR`` (default ``.accrue-data``) and survives
