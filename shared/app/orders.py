@@ -28,7 +28,7 @@ from shared.domain.orders import Order
 from shared.errors import BatchSkipped, DocumentExists, FieldProblem, NotFound, ValidationFailed
 from shared.ledger.service import Ledger, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
-from shared.store.port import Create, DocumentStore, PartitionBatch, batches_async
+from shared.store.port import Create, DocumentStore, PartitionBatch, batches_async, inline_reads
 
 FINAL = ("credited", "held", "rejected")
 MAX_WAIT_SECONDS = 10.0
@@ -60,9 +60,14 @@ class OrderIntake:
         return plan.finish()
 
     async def accept_async(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
-        """``accept`` on an event loop, for a few orders (the single-order route): the
-        checks' point reads run inline, the two durable commits are awaited without
-        holding a thread (``publish_async``, ``batches_async``)."""
+        """``accept`` on an event loop, for a few orders (the single-order route). On a
+        store whose point reads are local (``inline_reads``: the embedded SQLite store)
+        the checks run inline and the two durable commits are awaited without holding
+        a thread (``publish_async``, ``batches_async``); on any other (Cosmos: a
+        network round trip per read) the whole call runs in a worker thread, so the
+        event loop never waits on the network."""
+        if not inline_reads(self._store):
+            return await asyncio.to_thread(self.accept, tenant_id, orders)
         plan = self._plan(tenant_id, orders)
         await publish_async(self._bus, plan.messages)
         await batches_async(self._store, ORDER_STATUS, plan.queued)
@@ -142,7 +147,10 @@ class OrderIntake:
         raise AssertionError("unreachable: the polls end with a final answer")
 
     async def wait_async(self, tenant_id: str, order_ids: Sequence[str], seconds: float) -> list[dict[str, Any]]:
-        """``wait`` on an event loop: the status reads are point reads; the pauses are awaited."""
+        """``wait`` on an event loop: the pauses are awaited; the status reads run inline
+        on a store with ``inline_reads``, else the whole wait runs in a worker thread."""
+        if not inline_reads(self._store):
+            return await asyncio.to_thread(self.wait, tenant_id, order_ids, seconds)
         for views, pause in self._polls(tenant_id, order_ids, seconds):
             if pause is None:
                 return views

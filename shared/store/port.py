@@ -175,3 +175,11 @@ async def batches_async(store: DocumentStore, container: str, batches: Sequence[
         await native(store, container, batches)
     else:
         await asyncio.to_thread(store.batches, container, batches)
+
+
+def inline_reads(store: DocumentStore) -> bool:
+    """Whether the store's point reads are cheap enough to run on an event loop: an
+    adapter says so with ``inline_reads = True`` (the embedded SQLite store: a few
+    tens of µs from a local file). Any other (Cosmos: a network round trip) is read
+    from a worker thread."""
+    return getattr(store, "inline_reads", False) is True

@@ -230,6 +230,10 @@ class _Table:
 class SqliteDocumentStore:
     """The document-store port over one SQLite file."""
 
+    # Point reads come from a local file in tens of µs: callers on an event loop may
+    # make them inline (shared.store.port.inline_reads).
+    inline_reads = True
+
     def __init__(
         self,
         path: str | Path,
