@@ -3,7 +3,8 @@
 Starts ``python -m shared.local run`` in a subprocess on a fresh data folder
 with durability on (SQLite ``synchronous=FULL`` for the store and the queue,
 forced here whatever the environment says), drives it over real HTTP on
-loopback from this process, and prints:
+loopback from this process with a lean keep-alive client (``bench/loadgen.py``:
+httpx would spend half a core of the same two), and prints:
 
 * orders/s end to end (accepted → committed → projected) for single-order
   calls, and for batches of 500;
@@ -327,8 +328,9 @@ def write_results(path: Path, results: Results, args: argparse.Namespace, second
              f"Machine: {machine_line()}", "",
              f"`python bench/bench_spine.py --orders {args.orders} --batch-orders {args.batch_orders} "
              f"--latency-samples {args.latency_samples} --store-events {args.store_events}` ({seconds:.0f} s). "
-             "Local platform in a subprocess (uvicorn, queue consumer, feed poller, scheduler), durability on "
-             "(SQLite synchronous=FULL); the load generator is this process, on the same cores.", "",
+             "Local platform in a subprocess (the API process with uvicorn, an ingest and a project worker "
+             "process), durability on (SQLite synchronous=FULL); the load generator (bench/loadgen.py) is this "
+             "process, on the same cores.", "",
              "| measure | result | notes |", "|---|---:|---|"]
     lines += [f"| {measure} | {value} | {note} |" for measure, value, note in results.rows]
     lines += ["", "Checks: " + "; ".join(results.checks) + ".", ""]
