@@ -158,6 +158,9 @@ def run_worker_process(role: str, number: int = 1) -> None:
     from shared.settings import Settings
 
     configure_logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us
     parent = os.environ.get(PARENT_PID_VARIABLE)
     if parent is None:
         raise SystemExit("the worker process is started by 'python -m shared.local run'")
@@ -166,9 +169,6 @@ def run_worker_process(role: str, number: int = 1) -> None:
     name = f"{role}-{number}"
     lock = _hold_lock(settings.data_dir, name)
     platform = build_platform(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us
 
     def listen() -> None:
         for line in sys.stdin.buffer:
