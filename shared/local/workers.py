@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable
 
-from shared.bus.local_queue import LocalQueue
+from shared.bus.local_queue import Delivery, LocalQueue
 from shared.jobs import JOBS, Job
 from shared.platform import Platform
 from shared.store.layout import LEDGER
@@ -66,7 +66,7 @@ class QueueConsumer(Worker):
         super().__init__(name)
         self._platform = platform
         self._queue = queue
-        self._handled: list = []
+        self._handled: list[Delivery] = []
 
     def step(self) -> bool:
         deliveries = self._queue.claim(BATCH, acknowledge=self._handled)
