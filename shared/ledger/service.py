@@ -189,14 +189,19 @@ class Ledger:
         return Head.from_entry(newest[0]) if newest else Head()
 
     def entries_for_order(self, tenant_id: str, customer_id: str, order_id: str) -> list[dict[str, Any]]:
-        return self._store.query(
+        """The order's entries, oldest first. Sorted here, not by the store: with ORDER BY
+        seq, SQLite walked the customer's whole partition on the seq index instead of
+        looking the order up on its referenceOrderId index (a refund's cost grew with
+        the customer's history)."""
+        found = self._store.query(
             LEDGER,
             Query(
                 pk=customer_pk(tenant_id, customer_id),
                 filters=(Filter("docType", "=", ENTRY_DOC), Filter("referenceOrderId", "=", order_id)),
-                order_by="seq", limit=10_000,
+                limit=10_000,
             ),
         )
+        return sorted(found, key=lambda entry: entry["seq"])
 
     def record(self, tenant_id: str, customer_id: str, record_id: str) -> dict[str, Any] | None:
         return self._store.read(LEDGER, customer_pk(tenant_id, customer_id), record_id)

@@ -121,3 +121,16 @@ def test_balance_as_of_a_past_instant(ledger: Ledger, clock) -> None:
     assert ledger.head_as_of("t", "c1", before).balance == 10
     assert ledger.head_as_of("t", "c1", before - timedelta(seconds=1)).balance == 0
     assert ledger.head_as_of("t", "c1", clock.now()).balance == 15
+
+
+def test_an_orders_entries_come_oldest_first_among_the_customers_others(ledger: Ledger) -> None:
+    def for_order(order_id: str, key: str, points: int) -> TransactionRequest:
+        def plan(head: Head) -> Plan:
+            return Plan(entries=[EntryDraft(EntryType.EARN, points, reference_order_id=order_id)],
+                        outcome={"status": "credited"})
+        return TransactionRequest("t", "c1", key, fingerprint_of(key), plan)
+
+    ledger.append([for_order("o1", "a", 5), for_order("o2", "b", 7), for_order("o1", "c", 3),
+                   *[for_order(f"x{n}", f"x{n}", 1) for n in range(20)], for_order("o1", "d", 2)])
+    assert [(e["seq"], e["signedAmount"]) for e in ledger.entries_for_order("t", "c1", "o1")] == \
+        [(1, 5), (3, 3), (24, 2)]
