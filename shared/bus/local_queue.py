@@ -198,10 +198,11 @@ class LocalQueue:
             }
             chosen = []
             # Read in order only as far as needed (the queue may hold many thousands).
-            for seq, key, body, attempts in conn.execute(
+            visible = conn.execute(
                 "SELECT seq, partition_key, body, attempts FROM messages WHERE visible_at <= ? ORDER BY seq",
                 (now,),
-            ):
+            )
+            for seq, key, body, attempts in visible:
                 # A key with a message leased or backing off is skipped whole, so one
                 # customer's orders are never processed out of order or in parallel.
                 if key in leased_keys:
@@ -209,6 +210,7 @@ class LocalQueue:
                 chosen.append((seq, key, body, attempts))
                 if len(chosen) >= limit:
                     break
+            visible.close()  # finished before the rows it read are updated
             for start in range(0, len(chosen), _IN_CHUNK):
                 seqs = [seq for seq, *_ in chosen[start:start + _IN_CHUNK]]
                 conn.execute(
