@@ -26,6 +26,12 @@ def test_sandbox_walkthrough_and_restart_keeps_data(local_platform: LocalPlatfor
     with httpx.Client(base_url=local_platform.url, headers=merchant, timeout=15) as http:
         sent = http.post("/v1/orders?wait=5", json=_order("walk-1", "cust-001", "12.50"))
         assert sent.status_code == 200 and sent.json()["status"] == "credited" and sent.json()["points"] == 125
+        # A settings change made through the API (this process) applies to the very next
+        # order, which the ingest worker process earns: the change is announced to it.
+        admin = {"Authorization": f"Bearer {local_platform.keys['tenant-admin']}"}
+        assert http.patch("/v1/tenant", json={"pointsPerUnit": "20"}, headers=admin).status_code == 200
+        sent = http.post("/v1/orders?wait=5", json=_order("walk-2", "cust-001", "12.50"))
+        assert sent.json()["status"] == "credited" and sent.json()["points"] == 250
         history = http.get("/v1/customers/cust-001/ledger").json()["items"]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -36,12 +42,6 @@ def test_sandbox_walkthrough_and_restart_keeps_data(local_platform: LocalPlatfor
         assert balance["available"] == sum(e["signedAmount"] for e in history)
         assert balance["dataAsOf"] >= history[0]["createdAt"]
         assert "walk-1" in [e["referenceOrderId"] for e in history]
-        # A settings change made through the API (this process) applies to the very next
-        # order, which the ingest worker process earns: the change is announced to it.
-        admin = {"Authorization": f"Bearer {local_platform.keys['tenant-admin']}"}
-        assert http.patch("/v1/tenant", json={"pointsPerUnit": "20"}, headers=admin).status_code == 200
-        sent = http.post("/v1/orders?wait=5", json=_order("walk-2", "cust-001", "12.50"))
-        assert sent.json()["status"] == "credited" and sent.json()["points"] == 250
     local_platform.stop()
     again = LocalPlatform(local_platform.data_dir).start()
     try:
