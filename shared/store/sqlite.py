@@ -180,11 +180,6 @@ class _Table:
                             + " WHERE pk = ? AND id = ? AND etag = ?"),
         )
 
-    @property
-    def width(self) -> int:
-        """Values per row: pk, id, etag, ts, lsn, body and the extracted columns."""
-        return 6 + len(self.columns)
-
     def ddl(self) -> list[str]:
         extracted = "".join(f", {c}" for c in self.columns)  # no type: values keep their JSON type
         statements = [
@@ -279,9 +274,7 @@ class SqliteDocumentStore:
             existing = {name: kind for name, kind in conn.execute("SELECT name, type FROM sqlite_master")}
             if existing.get(LEGACY_TABLE) == "table":
                 # Its JSON-expression indexes go first: one of them has the name of a new index.
-                for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
-                                             " AND sql IS NOT NULL", (LEGACY_TABLE,)).fetchall():
-                    conn.execute(f'DROP INDEX "{index}"')
+                _drop_indexes(conn, LEGACY_TABLE, keep=set())
             # Which fields each table's columns hold: a field extracted again after a
             # time without (its column kept but no longer written) is filled anew.
             conn.execute(f"CREATE TABLE IF NOT EXISTS {EXTRACTED_TABLE} (tbl TEXT NOT NULL, field TEXT NOT NULL,"
@@ -304,11 +297,7 @@ class SqliteDocumentStore:
                 for statement in table.ddl()[1:]:
                     conn.execute(statement)
                 # An index of a field no longer indexed (now only filtered, or dropped) goes.
-                wanted = table.indexes()
-                for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
-                                             " AND name LIKE 'ix_%'", (table.name,)).fetchall():
-                    if index not in wanted:
-                        conn.execute(f'DROP INDEX "{index}"')
+                _drop_indexes(conn, table.name, keep=set(table.indexes()))
             if existing.get(LEGACY_TABLE) == "table":
                 self._migrate_legacy(conn)
             self._create_view(conn)
@@ -555,7 +544,7 @@ class SqliteDocumentStore:
                 if job.spec.change_feed and job.spec.name not in next_lsn:
                     row = conn.execute(f"SELECT MAX(lsn) FROM {table.name} WHERE lsn IS NOT NULL").fetchone()
                     next_lsn[job.spec.name] = (row[0] or 0) + 1
-                if self._insert_job(conn, table, job, ts, next_lsn):
+                if len(job.batches) > 1 and self._write_at_once(conn, table, job.batches, ts, next_lsn, job.rendered):
                     continue
                 for work in job.batches:
                     if work.pk in job.chained_failures:
@@ -598,19 +587,20 @@ class SqliteDocumentStore:
                 if job.on_done is not None:
                     job.on_done()
 
-    def _insert_job(self, conn: sqlite3.Connection, table: _Table, job: _Job, ts: int,
-                    next_lsn: dict[str, int]) -> bool:
-        """Optimistic path for a call of many batches (an ingest batch's ledger writes,
-        the projector's statuses and balances): every operation in a few statements
-        inside one savepoint (multi-row INSERTs and upserts, one executemany for the
-        ETag-guarded updates), instead of a savepoint and a statement per batch. Any
-        refusal undoes it and returns False; the batches are then applied one by
-        one, which finds the refused one and keeps the others."""
-        if len(job.batches) < 2 or any(type(op) is Delete for w in job.batches for op in w.operations):
+    def _write_at_once(self, conn: sqlite3.Connection, table: _Table, batches: Sequence[PartitionBatch], ts: int,
+                       next_lsn: dict[str, int], rendered: dict[int, _Rendered]) -> bool:
+        """The optimistic path, for a call of many batches (an ingest batch's ledger
+        writes, the projector's statuses and balances) and for one batch of several
+        operations (a ledger transaction): every operation in a few statements inside
+        one savepoint (multi-row INSERTs and upserts, one executemany for the
+        ETag-guarded updates), instead of a statement each and a savepoint per batch.
+        Any refusal undoes it and returns False; the caller then applies the
+        operations one by one, which finds the refused one."""
+        if any(type(op) is Delete for work in batches for op in work.operations):
             return False
         lsn_before = next_lsn.get(table.spec.name)
-        prepared = [[(op, *self._prepare(table, work.pk, op, ts, next_lsn, job.rendered))  # type: ignore[arg-type]
-                     for op in work.operations] for work in job.batches]
+        prepared = [[(op, *self._prepare(table, work.pk, op, ts, next_lsn, rendered))  # type: ignore[arg-type]
+                     for op in work.operations] for work in batches]
         conn.execute("SAVEPOINT grouped")
         try:
             for statement, rows in _runs(table, [item for batch in prepared for item in batch]):
@@ -631,7 +621,7 @@ class SqliteDocumentStore:
                 next_lsn[table.spec.name] = lsn_before
             return False
         conn.execute("RELEASE grouped")
-        for work, batch in zip(job.batches, prepared):
+        for work, batch in zip(batches, prepared):
             work.result = [doc for _, doc, _ in batch]
         return True
 
@@ -661,18 +651,9 @@ class SqliteDocumentStore:
                      next_lsn: dict[str, int], rendered: dict[int, _Rendered]) -> list[Document]:
         """Apply one partition batch inside its savepoint (the caller rolls back on a refusal)."""
         operations = work.operations
-        if 1 < len(operations) <= self._max_variables // table.width and all(type(op) is Create for op in operations):
-            # The ledger's shape (entries, record, marker): one multi-row INSERT. A
-            # refusal is located by replaying the operations one by one.
-            lsn_before = next_lsn.get(table.spec.name)
-            prepared = [self._prepare(table, work.pk, op, ts, next_lsn, rendered) for op in operations]
-            try:
-                conn.execute(table.insert_head + ", ".join(table.insert_row for _ in prepared),
-                             [value for _, row in prepared for value in row])
-                return [doc for doc, _ in prepared]
-            except sqlite3.IntegrityError:
-                if lsn_before is not None:
-                    next_lsn[table.spec.name] = lsn_before
+        if len(operations) > 1 and self._write_at_once(conn, table, [work], ts, next_lsn, rendered):
+            assert work.result is not None
+            return work.result
         return [self._apply(conn, table, work.pk, op, index, ts, next_lsn, rendered) for index, op in enumerate(operations)]
 
     def _prepare(self, table: _Table, pk: str, op: Create | Upsert, ts: int,
@@ -721,6 +702,14 @@ class SqliteDocumentStore:
             return self._conn().execute(sql, params)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+
+
+def _drop_indexes(conn: sqlite3.Connection, table_name: str, keep: set[str]) -> None:
+    """Drop this store's indexes of the table (``ix_*``; not SQLite's automatic ones) but those in ``keep``."""
+    for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+                                 " AND sql IS NOT NULL AND name LIKE 'ix_%'", (table_name,)).fetchall():
+        if index not in keep:
+            conn.execute(f'DROP INDEX "{index}"')
 
 
 class _Refused(Exception):
