@@ -33,9 +33,9 @@ async def principal(
     presented = credentials.credentials if credentials is not None else header_key
     if not presented:
         raise Unauthenticated("an API key is required: Authorization: Bearer <key> or x-api-key: <key>")
-    keys = request.app.state.platform.keys
-    known = keys.cached(presented.strip())
-    return known if known is not None else await run_in_threadpool(keys.verify, presented.strip())
+    keys, presented = request.app.state.platform.keys, presented.strip()
+    known = keys.cached(presented)
+    return known if known is not None else await run_in_threadpool(keys.verify, presented)
 
 
 def requires(capability: str) -> Callable[..., Awaitable[Principal]]:
