@@ -11,7 +11,7 @@ tags and tier, and reads as erased.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
@@ -21,7 +21,7 @@ from shared.domain.orders import EntityId
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.privacy.personal import PersonalData, PersonalDataVault
 from shared.store.layout import CUSTOMERS, customer_pk
-from shared.store.port import DocumentStore, Filter, Query
+from shared.store.port import DocumentStore, Filter, Query, read_many
 
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$")]
 MAX_TAGS = 50
@@ -85,6 +85,12 @@ class CustomerService:
 
     def find(self, tenant_id: str, customer_id: str) -> dict[str, Any] | None:
         return self._store.read(CUSTOMERS, customer_pk(tenant_id, customer_id), customer_id)
+
+    def find_many(self, tenant_id: str, customer_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """``find`` of several customers at once (one store call): id -> document or None."""
+        ids = list(dict.fromkeys(customer_ids))
+        docs = read_many(self._store, CUSTOMERS, [(customer_pk(tenant_id, c), c) for c in ids])
+        return dict(zip(ids, docs))
 
     def list(self, tenant_id: str, after: str | None, limit: int) -> list[dict[str, Any]]:
         filters = [Filter("tenantId", "=", tenant_id)]

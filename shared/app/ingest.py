@@ -116,9 +116,10 @@ class IngestHandler:
             except NotFound as missing:
                 self._poison.put("ingest", message.to_body(), missing.message, tenant_id=message.tenant_id)
                 report.poisoned += 1
-        ahead = self._evaluate_ahead(known)
+        customers = self._customers_of(known)
+        ahead = self._evaluate_ahead(known, customers)
         for index, (tenant, message) in enumerate(known):
-            requests.append(self._request(tenant, message, screen, ahead.get(index)))
+            requests.append(self._request(tenant, message, customers, screen, ahead.get(index)))
             accepted.append(message)
         tagged: list[tuple[str, str, tuple[str, ...]]] = []
         outcomes = self._ledger.append(requests)
@@ -143,18 +144,33 @@ class IngestHandler:
             self._customers.add_tags(tenant_id, customer_id, tags)
         return report
 
+    def _customers_of(self, known: Sequence[tuple[TenantSettings, OrderMessage]]
+                      ) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """The batch's customers, read once per tenant (one store call, not one per order).
+        Tags added by this batch's orders are written after its ledger commit, so a
+        plan never saw them anyway."""
+        wanted: dict[str, list[str]] = {}
+        for _, message in known:
+            wanted.setdefault(message.tenant_id, []).append(message.order.customer_id)
+        return {(tenant_id, customer_id): doc
+                for tenant_id, ids in wanted.items()
+                for customer_id, doc in self._customers.find_many(tenant_id, ids).items()}
+
     def _request(self, tenant: TenantSettings, message: OrderMessage,
+                 customers: dict[tuple[str, str], dict[str, Any] | None],
                  screen: EarnScreen | None = None, ahead: _Evaluated | None = None) -> TransactionRequest:
         order = message.order
         payload = message.order.to_message()
+        fingerprint = fingerprint_of(payload)
 
         def plan(head: Head) -> Plan:
             if order.currency != tenant.currency:
-                return _rejection(message, "currency-mismatch",
-                                  f"tenant settles in {tenant.currency}, order is in {order.currency}")
-            customer = self._customers.find(message.tenant_id, order.customer_id)
+                return _rejection(message, "currency-mismatch", f"tenant settles in {tenant.currency}, "
+                                  f"order is in {order.currency}", payload, fingerprint)
+            customer = customers[(message.tenant_id, order.customer_id)]
             if customer is None:
-                return _rejection(message, "unknown-customer", f"customer {order.customer_id!r} does not exist")
+                return _rejection(message, "unknown-customer", f"customer {order.customer_id!r} does not exist",
+                                  payload, fingerprint)
             context = self._context(message, customer, head)
             rules = self._rules.for_tenant(tenant, order.customer_id)
             if ahead is not None and ahead.context == context and ahead.rules_key == getattr(rules, "batch_key", None):
@@ -162,7 +178,8 @@ class IngestHandler:
             else:
                 result = rules.evaluate(tenant, order, context)
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
-            credit = _credit(message, result, policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
+            credit = _credit(message, result, payload, fingerprint,
+                             policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
             # The fraud controls may hold the points (PENDING, to review) instead: shared/fraud/controls.py.
             return screen.apply(message.tenant_id, order, head, credit) if screen is not None else credit
 
@@ -170,7 +187,7 @@ class IngestHandler:
             tenant_id=message.tenant_id,
             customer_id=order.customer_id,
             idempotency_key=order.effective_idempotency_key,
-            fingerprint=fingerprint_of(payload),
+            fingerprint=fingerprint,
             plan=plan,
         )
 
@@ -186,7 +203,8 @@ class IngestHandler:
                              if self._tier_multiplier else Decimal(1)),
         )
 
-    def _evaluate_ahead(self, known: Sequence[tuple[TenantSettings, OrderMessage]]) -> dict[int, _Evaluated]:
+    def _evaluate_ahead(self, known: Sequence[tuple[TenantSettings, OrderMessage]],
+                        customers: dict[tuple[str, str], dict[str, Any] | None]) -> dict[int, _Evaluated]:
         """One evaluator call per rule set version and arm for the wasm tenants' orders
         (see the module docstring); index in ``known`` -> result and its inputs."""
         groups: dict[tuple, tuple[TenantSettings, Any, list[tuple[int, Any, CustomerContext]]]] = {}
@@ -198,7 +216,7 @@ class IngestHandler:
             if tenant.evaluator != "wasm" or order.currency != tenant.currency or customer_key in seen:
                 continue
             seen.add(customer_key)
-            customer = self._customers.find(message.tenant_id, order.customer_id)
+            customer = customers[customer_key]
             rules = self._rules.for_tenant(tenant, order.customer_id)
             key = getattr(rules, "batch_key", None)
             if customer is None or key is None or not hasattr(rules, "evaluate_batch"):
@@ -228,7 +246,11 @@ class IngestHandler:
         })
 
 
-def _credit(message: OrderMessage, result: EarnResult, default_expiry: str | None = None) -> Plan:
+def _credit(message: OrderMessage, result: EarnResult, payload: dict[str, Any], fingerprint: str,
+            default_expiry: str | None = None) -> Plan:
+    """``payload``: the order as ``Order.to_message`` gives it, ``fingerprint`` its
+    fingerprint (both made once per order; the record keeps both, so the projector
+    need not hash the order again)."""
     order = message.order
     lots = [lot for lot in result.lots if lot.points != 0] or []
     drafts: list[EntryDraft] = []
@@ -260,19 +282,19 @@ def _credit(message: OrderMessage, result: EarnResult, default_expiry: str | Non
     }
     record = {
         "id": order_record_id(order.order_id), "docType": "order", "orderId": order.order_id,
-        "order": order.to_message(), "acceptedAt": message.accepted_at.isoformat(),
+        "order": payload, "fingerprint": fingerprint, "acceptedAt": message.accepted_at.isoformat(),
         "status": "credited", "points": points, "ruleSetId": result.rule_set_id,
         "ruleSetVersion": result.rule_set_version, "arm": result.arm, "trace": trace,
     }
     return Plan(entries=drafts, outcome=outcome, records=[record])
 
 
-def _rejection(message: OrderMessage, code: str, detail: str) -> Plan:
+def _rejection(message: OrderMessage, code: str, detail: str, payload: dict[str, Any], fingerprint: str) -> Plan:
     order = message.order
     reason = {"code": code, "detail": detail}
     outcome = {"status": "rejected", "orderId": order.order_id, "customerId": order.customer_id,
                "points": 0, "reason": reason}
     record = {"id": order_record_id(order.order_id), "docType": "order", "orderId": order.order_id,
-              "order": order.to_message(), "acceptedAt": message.accepted_at.isoformat(),
+              "order": payload, "fingerprint": fingerprint, "acceptedAt": message.accepted_at.isoformat(),
               "status": "rejected", "points": 0, "reason": reason}
     return Plan(entries=[], outcome=outcome, records=[record])

@@ -28,7 +28,7 @@ from shared.domain.orders import Order
 from shared.errors import BatchSkipped, DocumentExists, FieldProblem, NotFound, ValidationFailed
 from shared.ledger.service import Ledger, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
-from shared.store.port import Create, DocumentStore, PartitionBatch, batches_async, inline_reads
+from shared.store.port import Create, DocumentStore, PartitionBatch, batches_async, inline_reads, read_many
 
 FINAL = ("credited", "held", "rejected")
 MAX_WAIT_SECONDS = 10.0
@@ -87,15 +87,16 @@ class OrderIntake:
             if order.order_id in seen and seen[order.order_id] != order.customer_id:
                 problems.append(FieldProblem(f"{prefix}orderId", "the same order id appears for two customers"))
             seen[order.order_id] = order.customer_id
-        for index, customer_id in enumerate(sorted({o.customer_id for o in orders})):
-            if self._customers.find(tenant_id, customer_id) is None:
+        customers = self._customers.find_many(tenant_id, sorted({o.customer_id for o in orders}))
+        for customer_id, customer in customers.items():
+            if customer is None:
                 where = [i for i, o in enumerate(orders) if o.customer_id == customer_id]
                 prefix = f"orders[{where[0]}]." if len(orders) > 1 else ""
                 problems.append(FieldProblem(f"{prefix}customerId", f"customer {customer_id!r} does not exist"))
         existing: dict[str, dict[str, Any]] = {}
         fingerprints = {order.order_id: fingerprint_of(order.to_message()) for order in orders}
-        for index, order in enumerate(orders):
-            status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order.order_id), order.order_id)
+        statuses = read_many(self._store, ORDER_STATUS, [(order_pk(tenant_id, o.order_id), o.order_id) for o in orders])
+        for index, (order, status) in enumerate(zip(orders, statuses)):
             if status is not None:
                 prefix = f"orders[{index}]." if len(orders) > 1 else ""
                 if status["customerId"] != order.customer_id:

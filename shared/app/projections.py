@@ -25,7 +25,7 @@ from shared.errors import DocumentExists, PreconditionFailed
 from shared.ledger.entries import ENTRY_DOC
 from shared.ledger.service import fingerprint_of
 from shared.store.layout import BALANCES, ORDER_STATUS, SYSTEM, order_pk
-from shared.store.port import Create, DocumentStore, PartitionBatch, Upsert
+from shared.store.port import Create, DocumentStore, PartitionBatch, Upsert, read_many
 
 BALANCE_ID = "balance"
 FINAL_STATUSES = ("credited", "held", "rejected")
@@ -96,8 +96,8 @@ class Projector:
         that lost a race with another projector and must be looked at again."""
         work: list[tuple[dict[str, Any], PartitionBatch]] = []
         now = iso(self._clock.now())
-        for entry in entries:
-            current = self._store.read(BALANCES, entry["pk"], BALANCE_ID)
+        currents = read_many(self._store, BALANCES, [(entry["pk"], BALANCE_ID) for entry in entries])
+        for entry, current in zip(entries, currents):
             if current is not None and current["lastSeq"] >= entry["seq"]:
                 report.skipped += 1
                 continue
@@ -135,7 +135,8 @@ def _status_of(record: dict[str, Any]) -> dict[str, Any]:
         "reason": record.get("reason"), "acceptedAt": record.get("acceptedAt"),
         "decidedAt": record.get("createdAt"),
         # What the order was, so the API can tell a resend from a changed order under the same id.
-        "fingerprint": fingerprint_of(record["order"]) if record.get("order") else None,
+        # Records written before ingest stored it carry the order only.
+        "fingerprint": record.get("fingerprint") or (fingerprint_of(record["order"]) if record.get("order") else None),
     }
 
 

@@ -177,6 +177,18 @@ async def batches_async(store: DocumentStore, container: str, batches: Sequence[
         await asyncio.to_thread(store.batches, container, batches)
 
 
+def read_many(store: DocumentStore, container: str, keys: Sequence[tuple[str, str]]) -> list[Document | None]:
+    """Point reads of several ``(pk, id)`` keys, answered in the order asked (None:
+    not there). The adapter's own ``read_many`` where it has one (the SQLite store:
+    one statement for them all instead of a statement each), else one ``read`` per
+    key. Same documents as ``read`` would give, and no more consistent than it: each
+    key is read as of some moment of the call."""
+    native = getattr(type(store), "read_many", None)
+    if native is not None:
+        return native(store, container, keys)
+    return [store.read(container, pk, id) for pk, id in keys]
+
+
 def inline_reads(store: DocumentStore) -> bool:
     """Whether the store's point reads are cheap enough to run on an event loop: an
     adapter says so with ``inline_reads = True`` (the embedded SQLite store: a few

@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 
 from shared.errors import BatchFailed, DocumentExists, PreconditionFailed, StoreUnavailable
 from shared.store.layout import BY_NAME, CONTAINERS, CUSTOMERS, LEDGER
-from shared.store.port import ContainerSpec, Create, Delete, Filter, PartitionBatch, Query, Upsert, batches_async
+from shared.store.port import (
+    ContainerSpec, Create, Delete, Filter, PartitionBatch, Query, Upsert, batches_async, read_many,
+)
 from shared.store.sqlite import SqliteDocumentStore, column_of, field_value, table_of
 
 
@@ -497,6 +499,26 @@ def test_an_integer_past_64_bits_is_compared_as_json_extract_reads_it(store: Sql
     store.create(LEDGER, {"id": "big", "pk": "p", "seq": big})
     assert [d["id"] for d in store.query(LEDGER, Query(pk="p", filters=(Filter("seq", ">", 2 ** 62),)))] == ["big"]
     assert field_value({"seq": big}, "seq") == float(big)
+
+
+def test_read_many_past_one_statements_variables_reads_every_key_on_the_index(store: SqliteDocumentStore) -> None:
+    store._max_variables = 6  # three keys a statement: the chunks and their joint transaction are used
+    for n in range(8):
+        store.create(CUSTOMERS, {"id": f"c{n}", "pk": f"t:c{n}", "n": n})
+    keys = [(f"t:c{n}", f"c{n}") for n in (7, 0, 3, 9, 5, 1, 2)]
+    statements: list[str] = []
+    conn = store._conn()
+    conn.set_trace_callback(statements.append)
+    try:
+        assert [d and d["n"] for d in read_many(store, CUSTOMERS, keys)] == [7, 0, 3, None, 5, 1, 2]
+    finally:
+        conn.set_trace_callback(None)
+    selects = [sql for sql in statements if "SELECT" in sql]
+    assert len(selects) == 3
+    # The statement as run (values inlined by the trace) is planned as a probe per key, not a table scan.
+    plan = conn.execute("EXPLAIN QUERY PLAN " + selects[0]).fetchall()
+    assert any("SEARCH t USING INDEX" in row[-1] for row in plan) and not any(
+        row[-1].startswith("SCAN c_customers") for row in plan), plan
 
 
 # --- Async callers: the API's single-order route awaits the group commit ---------------------

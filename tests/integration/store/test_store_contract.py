@@ -29,7 +29,7 @@ from shared.errors import (
     StoreError,
 )
 from shared.store.layout import CUSTOMERS, LEDGER
-from shared.store.port import Create, Delete, DocumentStore, Filter, PartitionBatch, Query, Upsert
+from shared.store.port import Create, Delete, DocumentStore, Filter, PartitionBatch, Query, Upsert, read_many
 
 
 @pytest.fixture(params=["sqlite", pytest.param("cosmos", marks=pytest.mark.cosmos)])
@@ -64,6 +64,20 @@ def test_read_of_a_missing_document_is_none(store: DocumentStore) -> None:
     store.create(CUSTOMERS, doc("a"))
     assert store.read(CUSTOMERS, "t1:c1", "nope") is None
     assert store.read(CUSTOMERS, "t1:other", "a") is None  # same id, other partition
+
+
+def test_read_many_answers_each_key_in_the_order_asked_as_read_does(store: DocumentStore) -> None:
+    store.create(CUSTOMERS, doc("a", v=1))
+    store.create(CUSTOMERS, doc("b", pk="t1:c2", v=2))
+    store.create(CUSTOMERS, doc("a", pk="t1:c2", v=3))  # same id, other partition
+    keys = [("t1:c2", "b"), ("t1:c1", "nope"), ("t1:c1", "a"), ("t1:c2", "a"), ("t1:c1", "a")]
+
+    found = read_many(store, CUSTOMERS, keys)
+
+    assert found == [store.read(CUSTOMERS, pk, id) for pk, id in keys]
+    assert [d and d["v"] for d in found] == [2, None, 1, 3, 1]
+    assert found[2] is not found[4]  # a key asked twice: two documents, each the caller's own
+    assert read_many(store, CUSTOMERS, []) == []
 
 
 def test_create_refuses_a_duplicate_id_in_the_same_partition_only(store: DocumentStore) -> None:

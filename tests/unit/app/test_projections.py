@@ -39,3 +39,22 @@ def test_an_older_entry_never_moves_the_balance_back(platform) -> None:
     projector.apply([entry])
     projector.apply([dict(entry, seq=1, runningBalance=10)])
     assert platform.store.read(BALANCES, "t:c", BALANCE_ID)["available"] == 20
+
+
+def test_an_order_status_carries_the_orders_fingerprint_from_new_and_older_records(
+        client, platform, tenant) -> None:
+    from shared.ledger.service import fingerprint_of
+    from shared.store.layout import ORDER_STATUS, order_pk
+    from tests.conftest import auth, drain
+
+    client.post("/v1/orders", json=order_body(order_id="o1", amount="2"), headers=auth(tenant.merchant))
+    drain(platform)
+    record = next(d for d in _all_ledger_docs(platform) if d["docType"] == "order")
+    expected = fingerprint_of(record["order"])
+    # Ingest stores the fingerprint it computed on the record (the projector does not hash the order again) ...
+    assert record["fingerprint"] == expected
+    assert platform.store.read(ORDER_STATUS, order_pk("acme", "o1"), "o1")["fingerprint"] == expected
+    # ... and a record written before that, without one, still gives its status the order's fingerprint.
+    older = {k: v for k, v in record.items() if k != "fingerprint"}
+    Projector(platform.store, platform.clock).apply([dict(older, orderId="o9", id="order-o9")])
+    assert platform.store.read(ORDER_STATUS, order_pk("acme", "o9"), "o9")["fingerprint"] == expected
