@@ -99,6 +99,11 @@ class TransactionOutcome:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
+# Every entry: ``seq`` starts at 1. The comparison is what lets SQLite order by the
+# ledger's sparse seq index (ContainerSpec.sparse), which holds entries only.
+_ENTRIES = (Filter("docType", "=", ENTRY_DOC), Filter("seq", ">", 0))
+
+
 def fingerprint_of(payload: Any) -> str:
     return hashlib.sha256(_CANONICAL.encode(payload).encode()).hexdigest()
 
@@ -145,8 +150,7 @@ class Ledger:
 
     def _read_head(self, pk: str) -> Head:
         newest = self._store.query(
-            LEDGER,
-            Query(pk=pk, filters=(Filter("docType", "=", ENTRY_DOC),), order_by="seq", descending=True, limit=1),
+            LEDGER, Query(pk=pk, filters=_ENTRIES, order_by="seq", descending=True, limit=1),
         )
         return Head.from_entry(newest[0]) if newest else Head()
 
@@ -162,9 +166,8 @@ class Ledger:
         created_to: datetime | None = None,
         newest_first: bool = True,
     ) -> list[dict[str, Any]]:
-        filters = [Filter("docType", "=", ENTRY_DOC)]
-        if before_seq is not None:
-            filters.append(Filter("seq", "<", before_seq))
+        filters = [Filter("docType", "=", ENTRY_DOC), Filter("seq", "<", before_seq)] if before_seq is not None \
+            else list(_ENTRIES)
         if entry_types:
             filters.append(Filter("entryType", "in", list(entry_types)))
         if created_from is not None:
@@ -182,7 +185,7 @@ class Ledger:
             LEDGER,
             Query(
                 pk=customer_pk(tenant_id, customer_id),
-                filters=(Filter("docType", "=", ENTRY_DOC), Filter("createdAt", "<=", iso(moment))),
+                filters=(*_ENTRIES, Filter("createdAt", "<=", iso(moment))),
                 order_by="seq", descending=True, limit=1,
             ),
         )

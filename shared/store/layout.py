@@ -53,7 +53,8 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     # docType is in every ledger query, always beside pk and an indexed field (the
     # query plans use those): a column to compare, not a fourth index per write.
     ContainerSpec(LEDGER, append_only=True, change_feed=True,
-                  indexed=("seq", "createdAt", "referenceOrderId", "tenantId"), filtered=("docType",)),
+                  indexed=("seq", "createdAt", "referenceOrderId", "tenantId"), filtered=("docType",),
+                  sparse=("seq", "referenceOrderId")),
     ContainerSpec(CUSTOMERS, indexed=("tenantId", "updatedAt")),
     ContainerSpec(BALANCES),
     ContainerSpec(ORDER_STATUS),

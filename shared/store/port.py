@@ -121,13 +121,25 @@ class ContainerSpec:
     adapter), and the fields queries only compare alongside an indexed one
     (``filtered``: a column in SQLite, no index of its own, which every write
     would pay for without a query ever using it). Cosmos covers both with its
-    default range index."""
+    default range index.
+
+    ``sparse``: indexed fields that many of the container's documents lack (the
+    ledger's ``seq`` and ``referenceOrderId``: markers and order records have
+    neither). The SQLite adapter's index of such a field holds only the documents
+    that have it, so writing the others costs no index insert. Answers are the
+    same; only a query that orders by a sparse field without comparing it (``seq
+    > 0``) cannot use that index and sorts the partition instead."""
 
     name: str
     append_only: bool = False
     change_feed: bool = False
     indexed: tuple[str, ...] = field(default_factory=tuple)
     filtered: tuple[str, ...] = field(default_factory=tuple)
+    sparse: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not set(self.sparse) <= set(self.indexed):
+            raise ValueError(f"container {self.name!r}: sparse fields must be indexed ones")
 
     @property
     def extracted(self) -> tuple[str, ...]:

@@ -200,6 +200,10 @@ class _Table:
                 # Every partition key starts with its tenant: (pk, tenantId) would add nothing,
                 # while queries across a tenant's partitions need the tenant alone.
                 found[f"ix_{self.spec.name}_x_tenant"] = f"({column})"
+            elif field_name in self.spec.sparse:
+                # Another name than the full index's: a file opened with the full one
+                # drops it (not kept) and builds this one.
+                found[f"ix_{self.spec.name}_{column}_present"] = f"(pk, {column}) WHERE {column} IS NOT NULL"
             else:
                 found[f"ix_{self.spec.name}_{column}"] = f"(pk, {column})"
         return found

@@ -552,3 +552,31 @@ def test_an_async_caller_waiting_when_the_store_closes_gets_an_error(tmp_path: P
     closing.close()
     with pytest.raises(StoreUnavailable):
         asyncio.run(batches_async(closing, CUSTOMERS, [PartitionBatch("a", [Create({"id": "x", "pk": "a"})])]))
+
+
+def test_a_sparse_field_is_indexed_for_the_documents_that_have_it_and_a_full_index_is_replaced(
+        tmp_path: Path) -> None:
+    path = tmp_path / "sparse.db"
+    full = [ContainerSpec("things", indexed=("n",))]
+    sparse = [ContainerSpec("things", indexed=("n",), sparse=("n",))]
+    store = SqliteDocumentStore(path, full, synchronous="NORMAL")
+    store.create("things", {"id": "a", "pk": "p", "n": 2})
+    store.close()
+    store = SqliteDocumentStore(path, sparse, synchronous="NORMAL")
+    try:
+        store.create("things", {"id": "b", "pk": "p"})  # no n: kept out of n's index
+        store.create("things", {"id": "c", "pk": "p", "n": 1})
+        conn = store._conn()
+        indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                                    " AND tbl_name = 'c_things' AND name LIKE 'ix_%'").fetchall())
+        assert list(indexes) == ["ix_things_x_n_present"] and "WHERE x_n IS NOT NULL" in indexes["ix_things_x_n_present"]
+        entries = conn.execute("SELECT COUNT(*) FROM c_things INDEXED BY ix_things_x_n_present WHERE x_n > -1").fetchone()
+        assert entries == (2,)
+        ordered = store.query("things", Query(pk="p", filters=(Filter("n", ">", 0),), order_by="n"))
+        assert [d["id"] for d in ordered] == ["c", "a"]
+        # Without the comparison the answer is the same (the documents without n come first, as NULLs sort).
+        assert [d["id"] for d in store.query("things", Query(pk="p", order_by="n"))] == ["b", "c", "a"]
+    finally:
+        store.close()
+    with pytest.raises(ValueError, match="sparse"):
+        ContainerSpec("things", indexed=("n",), sparse=("m",))

@@ -134,3 +134,26 @@ def test_an_orders_entries_come_oldest_first_among_the_customers_others(ledger: 
                    *[for_order(f"x{n}", f"x{n}", 1) for n in range(20)], for_order("o1", "d", 2)])
     assert [(e["seq"], e["signedAmount"]) for e in ledger.entries_for_order("t", "c1", "o1")] == \
         [(1, 5), (3, 3), (24, 2)]
+
+
+def test_the_ledgers_reads_use_an_index_on_sqlite_not_a_walk_of_the_partition(ledger: Ledger, sqlite_store,
+                                                                              clock) -> None:
+    """Markers and order records are kept out of the seq and referenceOrderId indexes
+    (ContainerSpec.sparse); a read ordering by seq must still be planned on that index."""
+    ledger.append([earn("c1", f"k{n}", 10) for n in range(5)])
+    statements: list[str] = []
+    conn = sqlite_store._conn()
+    conn.set_trace_callback(statements.append)
+    try:
+        ledger._forget_head(customer_pk("t", "c1"))
+        assert ledger.head("t", "c1").seq == 5
+        assert [e["seq"] for e in ledger.entries("t", "c1", limit=2)] == [5, 4]
+        assert [e["seq"] for e in ledger.entries("t", "c1", before_seq=4, limit=2)] == [3, 2]
+        assert ledger.head_as_of("t", "c1", clock.now()).seq == 5
+    finally:
+        conn.set_trace_callback(None)
+    reads = [sql for sql in statements if sql.startswith("SELECT") and "c_ledger" in sql]
+    assert len(reads) == 4
+    for sql in reads:
+        plan = " | ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (sql, plan)
