@@ -21,6 +21,7 @@ import asyncio
 import threading
 from typing import Any, Awaitable, Callable, MutableMapping
 
+from shared import gc_tuning
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
 
@@ -40,6 +41,7 @@ def get_platform() -> Platform:
         with _lock:
             if _platform is None:
                 _platform = build_platform(Settings.from_env())
+                gc_tuning.settle()
             built = _platform
     return built
 

@@ -16,6 +16,7 @@ from typing import IO
 
 import uvicorn
 
+from shared import gc_tuning
 from shared.api.app import create_app
 from shared.bus.local_queue import LocalQueue
 from shared.local.sandbox import provision_sandbox
@@ -89,8 +90,10 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
         print("Sandbox tenant already exists; its keys were shown at first start. "
               "New key: python -m shared.local issue-key --tenant sandbox --role merchant", flush=True)
     print(f"Accrue listening on http://{host}:{port} (data in {settings.data_dir})", flush=True)
+    app = create_app(platform)
+    gc_tuning.settle()
     try:
-        uvicorn.run(create_app(platform), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         for worker in workers:
             worker.stop()

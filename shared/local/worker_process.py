@@ -153,6 +153,7 @@ def _hold_lock(data_dir: Path, name: str) -> IO[str]:
 
 def run_worker_process(role: str, number: int = 1) -> None:
     """``python -m shared.local workers --role ROLE --number N``: started by the local runner, not by people."""
+    from shared import gc_tuning
     from shared.local.runner import configure_logging, start_workers
     from shared.platform import build_platform
     from shared.settings import Settings
@@ -180,6 +181,7 @@ def run_worker_process(role: str, number: int = 1) -> None:
 
     threading.Thread(target=listen, name="parent-pipe", daemon=True).start()
     workers = start_workers(platform, role, name)
+    gc_tuning.settle()
     try:
         while not stop.wait(1.0):
             pass
