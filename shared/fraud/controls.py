@@ -155,6 +155,9 @@ class EarnScreen:
     def apply(self, tenant_id: str, order: Order, head: Head, plan: Plan) -> Plan:
         if plan.outcome.get("status") != SCREENED_STATUS:
             return plan
+        policy = self.policy(tenant_id)
+        if not policy.screens_earns:
+            return plan  # nothing below is read unless earns are screened (the policy is fixed for the call)
         points = int(plan.outcome.get("points", 0))
         key = (tenant_id, order.effective_idempotency_key)
         previous = self._tally.get(key)  # a re-plan of the same order replaces its tally
@@ -167,8 +170,7 @@ class EarnScreen:
         self._tally[key] = tally
         self._tenant_points[tenant_id] = extra + points
         self._by_customer.setdefault((tenant_id, order.customer_id), {})[key] = tally
-        policy = self.policy(tenant_id)
-        if points <= 0 or not policy.screens_earns:
+        if points <= 0:
             return plan
         hour, day = self._stored_totals(tenant_id, policy)
         reasons = self.controls.earn_reasons(

@@ -34,6 +34,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Callable, Sequence
 
 from shared.clock import Clock, iso
@@ -78,8 +79,8 @@ class TransactionRequest:
     fingerprint: str
     plan: Callable[[Head], Plan]
 
-    @property
-    def pk(self) -> str:
+    @cached_property
+    def pk(self) -> str:  # asked several times per append: made once
         return customer_pk(self.tenant_id, self.customer_id)
 
 
