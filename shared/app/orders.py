@@ -20,14 +20,14 @@ from typing import Any, Iterator, Sequence
 
 from shared.app.customers import CustomerService
 from shared.app.ingest import order_record_id
-from shared.app.messages import order_message
+from shared.app.messages import order_message_body
 from shared.app.tenants import TenantDirectory
 from shared.bus.port import BusMessage, OrderBus, publish_async
 from shared.clock import Clock, iso
 from shared.domain.orders import Order
 from shared.errors import BatchSkipped, DocumentExists, FieldProblem, NotFound, ValidationFailed
 from shared.ledger.service import Ledger, fingerprint_of
-from shared.store.layout import ORDER_STATUS, order_pk
+from shared.store.layout import ORDER_STATUS, customer_pk, order_pk
 from shared.store.port import Create, DocumentStore, PartitionBatch, batches_async, inline_reads, read_many
 
 FINAL = ("credited", "held", "rejected")
@@ -94,7 +94,8 @@ class OrderIntake:
                 prefix = f"orders[{where[0]}]." if len(orders) > 1 else ""
                 problems.append(FieldProblem(f"{prefix}customerId", f"customer {customer_id!r} does not exist"))
         existing: dict[str, dict[str, Any]] = {}
-        fingerprints = {order.order_id: fingerprint_of(order.to_message()) for order in orders}
+        payloads = [order.to_message() for order in orders]
+        fingerprints = {order.order_id: fingerprint_of(payload) for order, payload in zip(orders, payloads)}
         statuses = read_many(self._store, ORDER_STATUS, [(order_pk(tenant_id, o.order_id), o.order_id) for o in orders])
         for index, (order, status) in enumerate(zip(orders, statuses)):
             if status is not None:
@@ -112,17 +113,18 @@ class OrderIntake:
             raise ValidationFailed(f"{len(problems)} problem(s) in the order(s); nothing was queued", problems)
 
         now = self._clock.now()
+        accepted_at = iso(now)
         plan = _IntakePlan()
-        for order in orders:
+        for order, payload in zip(orders, payloads):
             if order.order_id in existing:
                 plan.results.append(Accepted(order.order_id, order.customer_id, existing[order.order_id], False))
                 continue
-            message = order_message(tenant_id, order, now)
-            plan.messages.append(BusMessage(partition_key=message.partition_key, body=message.to_body()))
+            body = order_message_body(tenant_id, payload, now)
+            plan.messages.append(BusMessage(partition_key=customer_pk(tenant_id, order.customer_id), body=body))
             status = {
                 "id": order.order_id, "pk": order_pk(tenant_id, order.order_id), "docType": "orderStatus",
                 "tenantId": tenant_id, "customerId": order.customer_id, "orderId": order.order_id,
-                "status": "queued", "acceptedAt": iso(now), "fingerprint": fingerprints[order.order_id],
+                "status": "queued", "acceptedAt": accepted_at, "fingerprint": fingerprints[order.order_id],
             }
             plan.queued.append(PartitionBatch(status["pk"], [Create(status)]))
             plan.results.append(Accepted(order.order_id, order.customer_id, status, True))
