@@ -83,6 +83,12 @@ EXTRACTED_TABLE = "extracted_fields"
 
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER (since 3.32) is 32766; stay well under it.
 _MAX_VARIABLES = 30_000
+# A new file's page size (SQLite's default is 4 KiB). An ingest commit touches index
+# pages of hundreds of customers; with 16 KiB pages the trees are shallower and a
+# commit writes a quarter as many pages (one WAL frame and a system call each):
+# store-alone appends took about 40% less CPU, batches end to end ~17% faster
+# (README, performance). A file made with other pages keeps them (VACUUM converts).
+PAGE_BYTES = 16384
 CACHE_KIB = 64 * 1024
 MMAP_BYTES = 1 << 30
 _INT64 = 2 ** 63
@@ -346,6 +352,7 @@ class SqliteDocumentStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA page_size={PAGE_BYTES}")  # takes effect on a new file only
             use_wal(conn, self._busy_timeout_ms)
             conn.execute("PRAGMA secure_delete=ON")  # erasure: deleted wrapped DEKs are zeroed, not left in free pages
             conn.execute(f"PRAGMA synchronous={self._synchronous}")

@@ -580,3 +580,26 @@ def test_a_sparse_field_is_indexed_for_the_documents_that_have_it_and_a_full_ind
         store.close()
     with pytest.raises(ValueError, match="sparse"):
         ContainerSpec("things", indexed=("n",), sparse=("m",))
+
+
+def test_a_new_file_gets_16_kib_pages_and_a_file_with_other_pages_keeps_working(tmp_path: Path) -> None:
+    from shared.store.layout import CONTAINERS
+    from shared.store.sqlite import PAGE_BYTES
+
+    fresh = SqliteDocumentStore(tmp_path / "new.db", CONTAINERS, synchronous="NORMAL")
+    try:
+        assert fresh._conn().execute("PRAGMA page_size").fetchone() == (PAGE_BYTES,) == (16384,)
+    finally:
+        fresh.close()
+    older = tmp_path / "older.db"
+    made_before = sqlite3.connect(older)
+    made_before.execute("PRAGMA page_size=4096")
+    made_before.execute("CREATE TABLE t (a)")
+    made_before.close()
+    store = SqliteDocumentStore(older, CONTAINERS, synchronous="NORMAL")
+    try:
+        store.create(CUSTOMERS, {"id": "c1", "pk": "t:c1"})
+        assert store.read(CUSTOMERS, "t:c1", "c1") is not None
+        assert store._conn().execute("PRAGMA page_size").fetchone() == (4096,)
+    finally:
+        store.close()
