@@ -111,17 +111,20 @@ def fingerprint_of(payload: Any) -> str:
 
 class _TransactionIds:
     """Unique transaction ids, cheaply: 64 random bits per process, then a counter
-    (uuid4 reads the OS's random source on every call, a system call per order)."""
+    (uuid4 reads the OS's random source on every call, a system call per order).
+    A forked child draws its own bits (``os.register_at_fork``) rather than asking
+    for its pid on every call, which is a system call too. ``next`` on the counter
+    is atomic under the GIL: no lock."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._lock = threading.Lock()
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix, self._count = secrets.token_hex(8), itertools.count(1)
 
     def __call__(self) -> str:
-        with self._lock:
-            if self._pid != os.getpid():  # a forked child must not repeat its parent's ids
-                self._pid, self._prefix, self._count = os.getpid(), secrets.token_hex(8), itertools.count(1)
-            return f"tx-{self._prefix}{next(self._count):016x}"
+        return f"tx-{self._prefix}{next(self._count):016x}"
 
 
 new_transaction_id = _TransactionIds()

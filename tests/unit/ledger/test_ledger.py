@@ -157,3 +157,30 @@ def test_the_ledgers_reads_use_an_index_on_sqlite_not_a_walk_of_the_partition(le
     for sql in reads:
         plan = " | ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
         assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+
+
+def test_transaction_ids_are_unique_across_threads_and_a_forked_child() -> None:
+    import os
+    import threading
+
+    from shared.ledger.service import new_transaction_id
+
+    made: list[str] = []
+    threads = [threading.Thread(target=lambda: made.extend(new_transaction_id() for _ in range(2000)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == len(made) == 8000
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its first id must not be one the parent makes next
+        os.write(writer, new_transaction_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    from_child = os.read(reader, 200).decode()
+    os.close(reader)
+    os.close(writer)
+    assert from_child.startswith("tx-") and from_child != new_transaction_id()
+    assert from_child[:19] != made[0][:19]  # another random prefix, not the parent's
