@@ -32,12 +32,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.app.ingest import order_record_id
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
 from shared.domain.orders import EntityId, Money
 from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
-from shared.ledger.entries import EntryDraft, EntryType, Head
+from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.domain.money import fits_minor_unit
 from shared.expiry.policy import policy_stamp

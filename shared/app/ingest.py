@@ -39,7 +39,7 @@ from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext, EarnResult, EarningRulesProvider
 from shared.errors import AccrueError, NotFound
 from shared.expiry.policy import policy_stamp
-from shared.ledger.entries import EntryDraft, EntryType, Head
+from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore
@@ -49,12 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("accrue.ingest")
 
-ORDER_RECORD_PREFIX = "order-"
 MAX_TRACE_ITEMS = 200
-
-
-def order_record_id(order_id: str) -> str:
-    return ORDER_RECORD_PREFIX + order_id
 
 
 @dataclass

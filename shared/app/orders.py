@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from shared.app.customers import CustomerService
-from shared.app.ingest import order_record_id
 from shared.app.messages import order_message_body
 from shared.app.tenants import TenantDirectory
 from shared.bus.port import BusMessage, OrderBus, publish_async
 from shared.clock import Clock, iso
 from shared.domain.orders import Order
 from shared.errors import BatchSkipped, DocumentExists, FieldProblem, NotFound, ValidationFailed
+from shared.ledger.entries import order_record_id
 from shared.ledger.service import Ledger, fingerprint_of
 from shared.store.layout import ORDER_STATUS, customer_pk, order_pk
 from shared.store.port import Create, DocumentStore, PartitionBatch, batches_async, inline_reads, read_many

@@ -27,7 +27,9 @@ from typing import Any
 
 from shared.audit.log import Actor
 from shared.errors import NotFound, ReviewDecided
-from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryStatus, EntryType, Head
+from shared.ledger.entries import (
+    ENTRY_DOC, EntryDraft, EntryStatus, EntryType, Head, order_record_id, settlement_id,
+)
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.reviews.queue import ReviewQueue, decision_key
 
@@ -98,7 +100,7 @@ class EarnHolds:
                 entry = self._ledger.record(tenant_id, customer_id, held_id)
                 if entry is None or entry.get("docType") != ENTRY_DOC:
                     raise NotFound(f"held entry {held_id} does not exist")
-                if self._ledger.record(tenant_id, customer_id, f"settled-{held_id}") is not None:
+                if self._ledger.record(tenant_id, customer_id, settlement_id(held_id)) is not None:
                     # Decided already (perhaps by a decision whose review update was lost):
                     # the ledger replays this key's outcome if it was this very decision.
                     raise ReviewDecided(f"the held entry {held_id} is already settled", reviewId=review["reviewId"])
@@ -115,9 +117,9 @@ class EarnHolds:
                 for e in held]
             points = sum(e["signedAmount"] for e in held) if action == "approve" else 0
             status, code = ("credited", "review-approved") if action == "approve" else ("rejected", "review-rejected")
-            order = self._ledger.record(tenant_id, customer_id, f"order-{order_id}") or {}
+            order = self._ledger.record(tenant_id, customer_id, order_record_id(order_id)) or {}
             resolution = "approved" if action == "approve" else "rejected"
-            records = [{"id": f"settled-{e['id']}", "docType": "settlement", "settlesEntryId": e["id"],
+            records = [{"id": settlement_id(e["id"]), "docType": "settlement", "settlesEntryId": e["id"],
                         "resolution": resolution, "reviewId": review["reviewId"]} for e in held]
             records.append({
                 "id": order_decision_id(order_id), "docType": ORDER_DECISION_DOC, "orderId": order_id,

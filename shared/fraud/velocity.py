@@ -30,7 +30,6 @@ through one document, which the per-customer partitioning exists to avoid.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
 
 from shared.clock import iso
 from shared.errors import DocumentExists, PreconditionFailed
@@ -140,9 +139,5 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def union(values: Iterable[str | None]) -> set[str]:
-    return {v for v in values if v}
-
-
-__all__ = ["CustomerWindows", "TenantCounters", "redemptions_within", "earned_volume", "union",
+__all__ = ["CustomerWindows", "TenantCounters", "redemptions_within", "earned_volume",
            "HOUR", "DAY", "MONTH"]

@@ -62,6 +62,18 @@ def entry_id(seq: int) -> str:
     return f"e-{seq:012d}"
 
 
+def order_record_id(order_id: str) -> str:
+    """An order's record in its customer's partition: one per order id, whatever
+    idempotency key carried it (a second key for the same order is refused)."""
+    return f"order-{order_id}"
+
+
+def settlement_id(pending_entry_id: str) -> str:
+    """The record that settles a pending entry (a redemption's reservation, a held
+    earn): one per entry, so it cannot be settled twice."""
+    return f"settled-{pending_entry_id}"
+
+
 @dataclass(frozen=True)
 class Head:
     """The running state of one customer partition after its newest entry."""

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+from shared.ledger.entries import order_record_id
 from shared.rules.experiments import assign
 from shared.store.layout import RULESETS, WEBHOOK_MESSAGES
 from shared.store.port import Filter, Query
@@ -449,8 +450,8 @@ def test_the_tenant_evaluator_setting_chooses_the_evaluator_and_both_give_the_sa
         for keys in (tenant, wasm_tenant):
             ingest(client, platform, keys.merchant, "c1", f"o{number}", amount)
     for number in range(len(amounts)):
-        closure = platform.ledger.record("acme", "c1", f"order-o{number}")
-        wasm = platform.ledger.record("globex", "c1", f"order-o{number}")
+        closure = platform.ledger.record("acme", "c1", order_record_id(f"o{number}"))
+        wasm = platform.ledger.record("globex", "c1", order_record_id(f"o{number}"))
         assert closure["points"] == wasm["points"] > 0 and closure["trace"] == wasm["trace"]
     # Each tenant's compiled version ran on the evaluator its setting names.
     assert platform.rule_sets.registry.get("globex", "main", 1)._wasm is not None

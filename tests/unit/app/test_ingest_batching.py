@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.app.messages import order_message
+from shared.ledger.entries import order_record_id
 from shared.platform import Platform
 from shared.rules.ruleset import CompiledRuleSet
 from tests.conftest import add_customer, auth, order_body
@@ -50,7 +51,7 @@ def _bodies(platform: Platform, orders: list[tuple[str, str, str]]) -> list[dict
 
 
 def _points(platform: Platform, customer: str, order_id: str) -> int:
-    return platform.ledger.record("acme", customer, f"order-{order_id}")["points"]
+    return platform.ledger.record("acme", customer, order_record_id(order_id))["points"]
 
 
 def test_a_batch_costs_one_wasm_call_for_its_customers_first_orders(platform, wasm_tenant, wasm_calls) -> None:

@@ -28,7 +28,7 @@ import pytest
 from azure.functions.timer import TimerRequest  # the concrete class the worker builds
 
 from functions import bindings
-from shared.app.ingest import order_record_id
+from shared.ledger.entries import order_record_id
 from shared.app.messages import order_message
 from shared.domain.orders import Order
 from shared.errors import StoreUnavailable

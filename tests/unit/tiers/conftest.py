@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.app.corrections import RefundRequest
 from shared.app.customers import CustomerProfile
-from shared.app.ingest import order_record_id
+from shared.ledger.entries import order_record_id
 from shared.clock import iso
 from shared.domain.tenants import TenantSettings
 from shared.ledger.entries import EntryDraft, EntryType
