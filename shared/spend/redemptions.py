@@ -58,7 +58,9 @@ from shared.clock import Clock, iso
 from shared.domain.orders import EntityId
 from shared.errors import Conflict, LedgerConflict, NotEnoughPoints, NotFound, PartnerRejected, PartnerUnavailable, \
     RedemptionLimitReached, ReservationExpired, ReservationInReview, ReservationSettled, SpendError
-from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryStatus, EntryType, Head, entry_id
+from shared.ledger.entries import (
+    ENTRY_DOC, EntryDraft, EntryStatus, EntryType, Head, entry_id, settlement_id,
+)
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.spend.catalogue import Catalogue
 from shared.spend.partners import PartnerCallFailed, PartnerDirectory, PartnerRequest
@@ -117,10 +119,6 @@ def redemption_id(namespaced_key: str) -> str:
 
 def record_id(rid: str) -> str:
     return f"redemption-{rid}"
-
-
-def settlement_id(reservation_entry_id: str) -> str:
-    return f"settled-{reservation_entry_id}"
 
 
 class Redemptions:
@@ -259,7 +257,8 @@ class Redemptions:
         while True:
             docs = self._store.query(LEDGER, Query(pk=None, filters=(
                 Filter("docType", "=", "redemption"), Filter("expiresAt", ">=", start),
-                Filter("expiresAt", "<", iso(now))), order_by="expiresAt", limit=EXPIRY_PAGE))
+                # At its expiresAt a reservation is expired (a confirm is refused then): released too.
+                Filter("expiresAt", "<=", iso(now))), order_by="expiresAt", limit=EXPIRY_PAGE))
             for doc in docs:
                 scanned += 1
                 if self._ledger.record(doc["tenantId"], doc["customerId"], settlement_id(doc["entryId"])):

@@ -92,6 +92,22 @@ def test_cancel_gives_points_back_and_confirm_after_cancel_is_409(client, platfo
     assert [e["entryType"] for e in ledger_invariants(platform, "acme", "c1")] == ["ADJUST", "REDEEM", "RELEASE"]
 
 
+def test_a_reservation_is_released_by_the_job_at_the_very_instant_it_expires(client, platform, tenant,
+                                                                            clock) -> None:
+    # Found by the state machine: at expiresAt a confirm is refused (expired), so the job must release it then,
+    # not one run later.
+    client.put("/v1/spend/policy", json={"reservationTtlSeconds": 120}, headers=auth(tenant.admin))
+    fund(platform, "acme", "c1", 500)
+    rid = client.post(REDEEM.format("c1"), json={"idempotencyKey": "r1", "points": 200, "mode": "reserve"},
+                      headers=auth(tenant.merchant)).json()["redemptionId"]
+    clock.advance(timedelta(seconds=120))
+    late = client.post(f"{REDEEM.format('c1')}/{rid}/confirm", headers=auth(tenant.merchant))
+    assert late.status_code == 409 and late.json()["type"].endswith("reservation-expired")
+    job = next(j for j in JOBS if j.name == "reservations")
+    assert job.run(platform)["released"] == 1
+    assert platform.ledger.head("acme", "c1").balance == 500
+
+
 def test_an_unconfirmed_reservation_expires_and_the_job_releases_it_once(client, platform, tenant, clock) -> None:
     client.put("/v1/spend/policy", json={"reservationTtlSeconds": 120}, headers=auth(tenant.admin))
     fund(platform, "acme", "c1", 500)
