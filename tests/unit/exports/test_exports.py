@@ -15,6 +15,7 @@ from shared.blobs.port import BlobUnavailable
 from shared.exports.__main__ import main as export_cli
 from shared.exports.crypto import ExportDecryptError, decrypt_stream, encrypt_stream
 from shared.exports.service import SUBJECTS, ExportService
+from shared.store.port import Query
 from tests.conftest import add_customer, auth, drain, order_body
 
 
@@ -156,6 +157,21 @@ def test_backfill_has_its_own_prefix_and_moves_no_watermark(platform, tenant, cl
     assert manifest["files"][0]["path"].startswith("acme/backfill/") and manifest["files"][0]["rows"] == 1
     assert platform.store.read("exports", "acme", "state") is None
     assert client.post("/v1/exports/backfills", headers=auth(tenant.merchant), json={}).status_code == 403
+
+
+@pytest.mark.parametrize(("window", "fields"), [
+    ({"from": "0001-01-01T00:00:00Z", "to": "2000-01-01T00:00:00Z"}, ["from"]),
+    ({"from": "2000-01-01T00:00:00Z", "to": "9999-12-31T23:59:59-05:00"}, ["to"]),
+    ({"from": "0001-01-01T00:00:00+05:00", "to": "9999-12-31T23:59:59-05:00"}, ["from", "to"]),
+])
+def test_a_backfill_at_the_ends_of_the_calendar_is_a_client_error_naming_the_field(
+        platform, tenant, client, window, fields) -> None:  # type: ignore[no-untyped-def]
+    # Found by the API fuzz: the window's edges (start - 1 µs, in UTC) overflowed into a 500.
+    response = client.post("/v1/exports/backfills", headers=auth(tenant.admin), json=window)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [p["field"] for p in response.json()["errors"]] == fields
+    assert platform.store.query("exports", Query(pk="acme", limit=10)) == []
 
 
 def test_personal_fields_are_excluded_by_default(platform, tenant, clock) -> None:  # type: ignore[no-untyped-def]
