@@ -40,6 +40,24 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# The instants a client may give (a backfill's window, a balance's asOf, a history's
+# range). Stored times are UTC strings compared as text, which needs four-digit
+# years, and UTC conversion overflows at either end of the calendar (year 1 with a
+# positive offset, year 9999 with a negative one): nothing of Accrue's is outside.
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
+def instant_problem(moment: datetime) -> str | None:
+    """What is wrong with a client's instant, or None: it needs an offset and must lie
+    in [EARLIEST_INSTANT, LATEST_INSTANT] (aware comparisons never overflow)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return "needs a time zone offset, such as Z"
+    if not EARLIEST_INSTANT <= moment <= LATEST_INSTANT:
+        return f"must be from {iso(EARLIEST_INSTANT)} to {iso(LATEST_INSTANT)}"
+    return None
+
+
 def parse_iso(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:

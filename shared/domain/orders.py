@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator,
                       model_validator)
 
+from shared.clock import instant_problem
 from shared.domain.ids import ID_PATTERN
 from shared.domain.money import MAX_ORDER_AMOUNT, MINOR_UNITS, fits_minor_unit
 
@@ -74,6 +75,9 @@ class Order(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("timestamp needs a time zone offset, e.g. 2026-05-01T12:00:00Z")
+        # Rules read the time in the tenant's zone: year 1 or 9999 would overflow there.
+        if (problem := instant_problem(value)) is not None:
+            raise ValueError(f"timestamp {problem}")
         return value
 
     @model_validator(mode="after")

@@ -35,11 +35,11 @@ import json
 import logging
 import secrets
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator
 
 from shared.blobs.port import BlobExists, BlobNotFound, BlobSink
-from shared.clock import Clock, iso, parse_iso
+from shared.clock import Clock, instant_problem, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, PreconditionFailed, ValidationFailed
 from shared.exports.crypto import encrypt_stream
 from shared.keys.port import KeyProvider
@@ -61,10 +61,6 @@ ENTRY_FIELDS = ("customerId", "seq", "transactionId", "entryType", "signedAmount
                 "settlesEntryId", "ruleSetId", "ruleSetVersion", "arm", "createdAt")
 ATTEMPT_FIELDS = ("id", "endpointId", "messageId", "deliveryId", "eventType", "attempt", "status", "succeeded",
                   "latencyMs", "error", "createdAt")
-
-
-EARLIEST_BACKFILL = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST_BACKFILL = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 def personal_fields() -> tuple[str, ...]:
@@ -178,13 +174,10 @@ class ExportService:
             raise ValidationFailed(f"subjects must be among {', '.join(SUBJECTS)}")
         if not start < end:
             raise ValidationFailed("the backfill's start must be before its end")
-        # Nothing is older or newer; and the window's edges are computed in UTC, which
-        # would overflow at either end of the calendar (year 1, year 9999).
-        outside = [FieldProblem(name, f"must be from {iso(EARLIEST_BACKFILL)} to {iso(LATEST_BACKFILL)}")
-                   for name, moment in (("from", start), ("to", end))
-                   if not EARLIEST_BACKFILL <= moment <= LATEST_BACKFILL]
+        outside = [FieldProblem(name, problem) for name, moment in (("from", start), ("to", end))
+                   if (problem := instant_problem(moment)) is not None]
         if outside:
-            raise ValidationFailed("the backfill's window is outside the years data can have", outside)
+            raise ValidationFailed("the backfill's window is outside the instants Accrue accepts", outside)
         run_id = "bf-" + self._clock.now().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         prefix = f"{tenant_id}/backfill/{run_id}"
         # (from, to] with to = end - 1 µs is [start, end) on microsecond timestamps.

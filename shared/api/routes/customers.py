@@ -14,7 +14,7 @@ from shared.app.auth import Principal
 from shared.app.corrections import AdjustmentRequest, entry_view
 from shared.app.customers import CustomerProfile, public_view
 from shared.app.projections import BALANCE_ID
-from shared.clock import iso
+from shared.clock import instant_problem, iso
 from shared.domain.ids import ID_PATTERN
 from shared.errors import FieldProblem, ValidationFailed
 from shared.ledger.entries import EntryType
@@ -64,8 +64,8 @@ def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             asOf: Annotated[datetime | None, Query(description="ISO 8601 instant with offset")] = None) -> dict:
     tenant_id = who.tenant_id
     if asOf is not None:
-        if asOf.tzinfo is None:
-            raise ValidationFailed("asOf needs a time zone", [FieldProblem("asOf", "add an offset such as Z")])
+        if (problem := instant_problem(asOf)) is not None:
+            raise ValidationFailed(f"asOf {problem}", [FieldProblem("asOf", problem)])
         p.customers.get(tenant_id, customerId)
         head = p.ledger.head_as_of(tenant_id, customerId, asOf)
         return {"customerId": customerId, "available": head.balance, "pending": head.pending,
@@ -108,9 +108,10 @@ def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             entryType: Annotated[list[EntryType] | None, Query()] = None,
             createdFrom: Annotated[datetime | None, Query(alias="from")] = None,
             createdTo: Annotated[datetime | None, Query(alias="to")] = None) -> dict:
-    for name, value in (("from", createdFrom), ("to", createdTo)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed(f"{name} needs a time zone", [FieldProblem(name, "add an offset such as Z")])
+    problems = [FieldProblem(name, problem) for name, value in (("from", createdFrom), ("to", createdTo))
+                if value is not None and (problem := instant_problem(value)) is not None]
+    if problems:
+        raise ValidationFailed("the history's time range is not usable", problems)
     p.customers.get(who.tenant_id, customerId)
     entries = p.ledger.entries(
         who.tenant_id, customerId, before_seq=_parse_cursor(cursor) if cursor else None, limit=limit,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from tests.conftest import auth, drain, order_body
 
 
@@ -74,6 +76,24 @@ def test_balance_as_of_a_past_instant_reads_the_ledger(client, platform, clock, 
     naive = client.get("/v1/customers/c1/balance", params={"asOf": "2026-11-01T12:00:00"},
                        headers=auth(tenant.merchant))
     assert naive.status_code == 422
+
+
+@pytest.mark.parametrize(("path", "params", "field"), [
+    ("balance", {"asOf": "0001-01-01T00:00:00+05:00"}, "asOf"),
+    ("balance", {"asOf": "9999-12-31T23:59:59-05:00"}, "asOf"),
+    ("balance", {"asOf": "0999-06-01T00:00:00Z"}, "asOf"),
+    ("ledger", {"from": "0001-01-01T00:00:00+05:00"}, "from"),
+    ("ledger", {"to": "9999-12-31T23:59:59-05:00"}, "to"),
+    ("ledger", {"from": "2026-11-01T12:00:00"}, "from"),
+])
+def test_an_instant_outside_the_calendar_accrue_keeps_is_a_client_error_naming_it(
+        client, tenant, path, params, field) -> None:
+    # Found by the API fuzz: converting year 1 (+05:00) or year 9999 (-05:00) to UTC overflowed into a 500, and a
+    # three-digit year would not sort with the stored four-digit ones.
+    response = client.get(f"/v1/customers/c1/{path}", params=params, headers=auth(tenant.merchant))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [p["field"] for p in response.json()["errors"]] == [field]
 
 
 def test_unknown_customer_balance_is_404(client, tenant) -> None:

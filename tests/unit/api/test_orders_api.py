@@ -94,6 +94,8 @@ def test_a_batch_is_accepted_and_credited(client, platform, tenant) -> None:
     ({"customerId": "nobody"}, "customerId"),
     ({"customerId": "a:b"}, "customerId"),
     ({"timestamp": "yesterday"}, "timestamp"),
+    ({"timestamp": "0001-01-01T00:00:00+05:00"}, "timestamp"),  # past UTC's year 1: overflowed in rules
+    ({"timestamp": "9999-12-31T23:59:59-05:00"}, "timestamp"),
     ({"items": [{"sku": "x", "category": "c", "quantity": 0, "unitPrice": "1"}]}, "items[0].quantity"),
     ({"items": [{"sku": "x", "category": "c", "quantity": 1, "unitPrice": "1"}] * 101}, "items"),
     ({"surprise": 1}, "surprise"),
