@@ -138,7 +138,7 @@ class Platform:
         self.spend.redemptions.attach_review_queue(self.reviews)
         self.spend.redemptions.screen = self.fraud.controls.check_redemption
         self.tenant_changes = TenantChanges()
-        for cache in (self.tenants, self.tiers, self.webhooks):
+        for cache in (self.tenants.cache, self.tiers.cache, self.webhooks.cache):
             self.tenant_changes.register(cache.forget)
             cache.announce = self.tenant_changes.announce
         self.tenant_changes.register(self._forget_rules)

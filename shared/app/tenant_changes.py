@@ -1,7 +1,8 @@
 """How a change of a tenant's configuration reaches every cache of it.
 
 Tenant settings, rule routing, the tier programme and the webhook endpoints are
-read on every order through short per-process caches (about 5 s). That TTL is
+read on every order through short per-process caches (``TenantCache``, about
+5 s). That TTL is
 the bound on how stale another process may be (another Functions instance on
 Azure). ``TenantChanges`` makes the common case immediate: a service that
 changed a tenant's configuration forgets its own cache entry and calls
@@ -14,9 +15,49 @@ Guarantee: ``forget`` never announces, so an announcement cannot echo back.
 
 from __future__ import annotations
 
-from typing import Callable
+import threading
+import time
+from typing import Callable, Generic, TypeVar
 
 Forget = Callable[[str], None]
+T = TypeVar("T")
+
+
+class TenantCache(Generic[T]):
+    """One kind of tenant configuration, cached per process for ``ttl`` seconds.
+
+    ``invalidate`` is for the service that changed the configuration (forget it
+    here, then ``announce`` it to the other processes); ``forget`` is what
+    ``TenantChanges`` calls on an announcement, and never announces."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, T]] = {}
+        self._lock = threading.Lock()
+        # Set by the platform to ``TenantChanges.announce``; None: nobody to tell.
+        self.announce: Forget | None = None
+
+    def get(self, tenant_id: str, load: Callable[[], T]) -> T:
+        """The cached value, else ``load()``'s (cached; if it raises, nothing is)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(tenant_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        value = load()
+        with self._lock:
+            self._entries[tenant_id] = (now, value)
+        return value
+
+    def forget(self, tenant_id: str) -> None:
+        with self._lock:
+            self._entries.pop(tenant_id, None)
+
+    def invalidate(self, tenant_id: str) -> None:
+        """The tenant's configuration changed in this process: forget it, tell the others."""
+        self.forget(tenant_id)
+        if self.announce is not None:
+            self.announce(tenant_id)
 
 
 class TenantChanges:

@@ -65,7 +65,7 @@ def executors(platform: "Platform") -> dict[str, Any]:
         platform.store.upsert(TENANTS, {"id": TOMBSTONE_ID, "pk": tenant_id, "docType": "tenant-tombstone",
                                         "tenantId": tenant_id, "deletedBy": who.key_id})
         platform.store.delete(TENANTS, tenant_id, tenant_id)
-        platform.tenants.invalidate(tenant_id)
+        platform.tenants.cache.invalidate(tenant_id)
         platform.audit.record(tenant_id, "tenant.deleted", who, target=f"tenant:{tenant_id}",
                               after={"keysRevoked": revoked, "customersErased": erased,
                                      "webhookEndpointsDisabled": endpoints_disabled}, reason=request["reason"])

@@ -30,8 +30,6 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,6 +37,7 @@ from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from shared.app.customers import CustomerService
+from shared.app.tenant_changes import TenantCache
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed
@@ -97,10 +96,7 @@ class TierService:
         self.history = TierHistory(store)
         # Set by the platform once the webhook service exists: ``WebhookService.tier_changed``.
         self.publish: Publisher | None = None
-        self._cache: dict[str, tuple[float, StoredProgram | None]] = {}
-        self._lock = threading.Lock()
-        # Tells the platform's other processes (shared.app.tenant_changes); None: none.
-        self.announce: Callable[[str], None] | None = None
+        self.cache: TenantCache[StoredProgram | None] = TenantCache(CACHE_SECONDS)
 
     # --- programmes ------------------------------------------------------------------
 
@@ -113,27 +109,10 @@ class TierService:
 
     def program(self, tenant_id: str) -> StoredProgram | None:
         """The tenant's programme through a short cache (every order and change asks)."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(tenant_id)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        _, stored = self._load(tenant_id)
-        with self._lock:
-            self._cache[tenant_id] = (now, stored)
-        return stored
+        return self.cache.get(tenant_id, lambda: self._load(tenant_id)[1])
 
     def current_program(self, tenant_id: str) -> StoredProgram | None:
         return self._load(tenant_id)[1]
-
-    def forget(self, tenant_id: str) -> None:
-        with self._lock:
-            self._cache.pop(tenant_id, None)
-
-    def _invalidate(self, tenant_id: str) -> None:
-        self.forget(tenant_id)
-        if self.announce is not None:
-            self.announce(tenant_id)
 
     def save_program(self, tenant_id: str, program: TierProgram) -> tuple[StoredProgram | None, StoredProgram]:
         """Replace the programme (validated whole first); returns (before, after)."""
@@ -152,7 +131,7 @@ class TierService:
         except (DocumentExists, PreconditionFailed):
             raise Conflict("the tier programme was changed by someone else meanwhile; read it and try again") \
                 from None
-        self._invalidate(tenant_id)
+        self.cache.invalidate(tenant_id)
         self._start_schedule(tenant_id, program, now)
         return before, StoredProgram(tenant_id, new_doc["version"], program, new_doc["updatedAt"])
 
@@ -167,7 +146,7 @@ class TierService:
             self._store.delete(TENANTS, tenant_id, PROGRAM_ID, if_match=doc["_etag"])
         except PreconditionFailed:
             raise Conflict("the tier programme was changed by someone else meanwhile; try again") from None
-        self._invalidate(tenant_id)
+        self.cache.invalidate(tenant_id)
         return before
 
     def _start_schedule(self, tenant_id: str, program: TierProgram, now: datetime) -> None:

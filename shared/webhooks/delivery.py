@@ -282,7 +282,7 @@ class DeliveryWorker:
                 self._store.upsert(WEBHOOK_ENDPOINTS, updated, if_match=doc["_etag"])
             except PreconditionFailed:
                 continue
-            self._service._invalidate(endpoint["tenantId"])
+            self._service.cache.invalidate(endpoint["tenantId"])
             if updated["status"] == "disabled":
                 log.warning("webhook endpoint %s of tenant %s disabled: %s", doc["id"], doc["tenantId"],
                             updated["disabledReason"])

@@ -20,11 +20,10 @@ import base64
 import hashlib
 import json
 import secrets as _secrets
-import threading
-import time
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
+from shared.app.tenant_changes import TenantCache
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.keys.port import KeyProvider
@@ -70,10 +69,8 @@ class WebhookService:
         self.resolver = resolver
         self.allowance = allowance
         self.secrets = SecretCache()
-        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._cache_lock = threading.Lock()
-        # Tells the platform's other processes (shared.app.tenant_changes); None: none.
-        self.announce: Callable[[str], None] | None = None
+        # The tenant's active endpoints (every ledger change asks).
+        self.cache: TenantCache[list[dict[str, Any]]] = TenantCache(ENDPOINT_CACHE_SECONDS)
 
     # --- endpoints -------------------------------------------------------------------
 
@@ -108,7 +105,7 @@ class WebhookService:
             "createdAt": now, "updatedAt": now,
         }
         self._store.create(WEBHOOK_ENDPOINTS, doc)
-        self._invalidate(tenant_id)
+        self.cache.invalidate(tenant_id)
         return endpoint_view(doc), format_secret(raw)
 
     def list(self, tenant_id: str) -> list[dict[str, Any]]:
@@ -131,7 +128,7 @@ class WebhookService:
                 saved = self._store.upsert(WEBHOOK_ENDPOINTS, updated, if_match=doc["_etag"])
             except PreconditionFailed:
                 continue
-            self._invalidate(tenant_id)
+            self.cache.invalidate(tenant_id)
             return saved
         raise Conflict(f"webhook endpoint {endpoint_id!r} kept changing; try again")
 
@@ -171,7 +168,7 @@ class WebhookService:
         self.get(tenant_id, endpoint_id)
         self._store.delete(WEBHOOK_ENDPOINTS, tenant_id, endpoint_id)
         self.secrets.forget(tenant_id, endpoint_id)
-        self._invalidate(tenant_id)
+        self.cache.invalidate(tenant_id)
 
     def rotate_secret(self, tenant_id: str, endpoint_id: str, grace: timedelta = DEFAULT_GRACE) -> tuple[dict, str]:
         """A new secret (returned once); the previous ones keep signing until ``grace`` has passed."""
@@ -203,25 +200,8 @@ class WebhookService:
 
     # --- outbox ----------------------------------------------------------------------
 
-    def forget(self, tenant_id: str) -> None:
-        with self._cache_lock:
-            self._cache.pop(tenant_id, None)
-
-    def _invalidate(self, tenant_id: str) -> None:
-        self.forget(tenant_id)
-        if self.announce is not None:
-            self.announce(tenant_id)
-
     def _active_endpoints(self, tenant_id: str) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        with self._cache_lock:
-            hit = self._cache.get(tenant_id)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        found = [d for d in self.list(tenant_id) if d["status"] == "active"]
-        with self._cache_lock:
-            self._cache[tenant_id] = (now + ENDPOINT_CACHE_SECONDS, found)
-        return found
+        return self.cache.get(tenant_id, lambda: [d for d in self.list(tenant_id) if d["status"] == "active"])
 
     def publish(self, tenant_id: str, event_type: str, data: dict[str, Any], source_id: str,
                 occurred_at: str | None = None) -> str | None:

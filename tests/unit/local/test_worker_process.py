@@ -99,13 +99,16 @@ def test_a_tenant_change_is_announced_and_forgetting_it_empties_every_cache(plat
     platform.tenant_changes.peer = announced.append
     settings = platform.tenants.get("acme")
     platform.tenants.save(settings)
-    platform.tiers._invalidate("acme")  # noqa: SLF001 - what saving a programme calls
-    platform.webhooks._invalidate("acme")  # noqa: SLF001 - what registering an endpoint calls
+    platform.tiers.cache.invalidate("acme")  # what saving a programme calls
+    platform.webhooks.cache.invalidate("acme")  # what registering an endpoint calls
     platform._invalidate_rules("acme")  # noqa: SLF001 - what activating a rule set calls
     assert announced == ["acme"] * 4
 
-    platform.tenants.get("acme")  # cached again
-    assert "acme" in platform.tenants._cache  # noqa: SLF001
+    platform.tenants.get("acme")  # cached again, as are the programme and the endpoints
+    platform.tiers.program("acme")
+    platform.webhooks._active_endpoints("acme")  # noqa: SLF001 - what every ledger change reads
+    caches = (platform.tenants.cache, platform.tiers.cache, platform.webhooks.cache)
+    assert all("acme" in cache._entries for cache in caches)  # noqa: SLF001
     platform.tenant_changes.forget("acme")  # as a worker does when it hears the line
-    assert "acme" not in platform.tenants._cache  # noqa: SLF001
+    assert not any("acme" in cache._entries for cache in caches)  # noqa: SLF001
     assert announced == ["acme"] * 4, "forgetting must not announce (no echo between processes)"
