@@ -35,7 +35,7 @@ import orjson
 
 from shared.bus.port import BusMessage
 from shared.errors import BusUnavailable
-from shared.store.sqlite_lock import begin_immediate, use_wal
+from shared.store.sqlite_lock import use_wal, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -164,14 +164,11 @@ class LocalQueue:
                     for messages, _, _ in group for m in messages]
             conn = self._conn()
             try:
-                begin_immediate(conn, BUSY_TIMEOUT_MS)
-                conn.executemany(
-                    "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)", rows
-                )
-                conn.execute("COMMIT")
+                with write_transaction(conn, BUSY_TIMEOUT_MS):
+                    conn.executemany(
+                        "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)", rows
+                    )
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 for _, _, errors in group:
                     errors.append(exc)
             for _, on_done, _ in group:
@@ -187,8 +184,7 @@ class LocalQueue:
         conn = self._conn()
         now = time.time()
         token = f"{self.lease_owner}:{uuid.uuid4().hex}" if self.lease_owner else uuid.uuid4().hex
-        begin_immediate(conn, BUSY_TIMEOUT_MS)
-        try:
+        with write_transaction(conn, BUSY_TIMEOUT_MS):
             self._delete(conn, acknowledge)
             leased_keys = {
                 row[0] for row in conn.execute(
@@ -218,25 +214,13 @@ class LocalQueue:
                     f" WHERE seq IN ({', '.join('?' for _ in seqs)})",
                     (now + lease_seconds, token, *seqs),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return [Delivery(seq, key, orjson.loads(body), attempts + 1, token) for seq, key, body, attempts in chosen]
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        conn = self._conn()
-        begin_immediate(conn, BUSY_TIMEOUT_MS)
-        try:
+        with write_transaction(self._conn(), BUSY_TIMEOUT_MS) as conn:
             self._delete(conn, deliveries)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     @staticmethod
     def _delete(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
@@ -247,9 +231,7 @@ class LocalQueue:
 
     def fail(self, delivery: Delivery, error: str, retry_in: float = 1.0) -> None:
         """Give a message back after a failure, or move it to poison when out of attempts."""
-        conn = self._conn()
-        begin_immediate(conn, BUSY_TIMEOUT_MS)
-        try:
+        with write_transaction(self._conn(), BUSY_TIMEOUT_MS) as conn:
             if delivery.attempts >= self.max_attempts:
                 conn.execute(
                     "INSERT OR REPLACE INTO poison (seq, partition_key, body, enqueued_at, failed_at, attempts, last_error)"
@@ -265,29 +247,21 @@ class LocalQueue:
                     " WHERE seq = ? AND lease_token = ?",
                     (time.time() + retry_in, error[:2000], delivery.seq, delivery.lease_token),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def release_leases(self, owner: str | None = None) -> int:
         """Make leased messages visible again: those claimed under ``owner`` (see
         ``lease_owner``), or every one. For a consumer whose predecessor died holding
         leases (waiting for them to expire is pointless); ``owner=None`` only for a
         consumer alone on this file."""
-        conn = self._conn()
-        begin_immediate(conn, BUSY_TIMEOUT_MS)
         if owner is None:
             where, params = "lease_token IS NOT NULL", ()
         else:
             prefix = f"{owner}:"
             where, params = "substr(lease_token, 1, ?) = ?", (len(prefix), prefix)
-        released = conn.execute(
-            f"UPDATE messages SET visible_at = ?, lease_token = NULL WHERE {where}", (time.time(), *params)
-        ).rowcount
-        conn.execute("COMMIT")
-        return released
+        with write_transaction(self._conn(), BUSY_TIMEOUT_MS) as conn:
+            return conn.execute(
+                f"UPDATE messages SET visible_at = ?, lease_token = NULL WHERE {where}", (time.time(), *params)
+            ).rowcount
 
     # --- inspection ----------------------------------------------------------------
 
@@ -303,18 +277,16 @@ class LocalQueue:
 
     def replay_poison(self, seqs: Sequence[int] | None = None) -> int:
         """Put poisoned messages back on the queue (all, or the given ones)."""
-        conn = self._conn()
-        begin_immediate(conn, BUSY_TIMEOUT_MS)
         where, params = ("", ()) if seqs is None else (
             f" WHERE seq IN ({','.join('?' for _ in seqs)})", tuple(seqs))
-        rows = conn.execute(f"SELECT seq, partition_key, body, enqueued_at FROM poison{where}", params).fetchall()
-        now = time.time()
-        conn.executemany(
-            "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)",
-            [(k, b, e, now) for _, k, b, e in rows],
-        )
-        conn.executemany("DELETE FROM poison WHERE seq = ?", [(s,) for s, *_ in rows])
-        conn.execute("COMMIT")
+        with write_transaction(self._conn(), BUSY_TIMEOUT_MS) as conn:
+            rows = conn.execute(f"SELECT seq, partition_key, body, enqueued_at FROM poison{where}", params).fetchall()
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)",
+                [(k, b, e, now) for _, k, b, e in rows],
+            )
+            conn.executemany("DELETE FROM poison WHERE seq = ?", [(s,) for s, *_ in rows])
         return len(rows)
 
     def close(self) -> None:

@@ -76,7 +76,7 @@ from shared.store.port import (
     Upsert,
     check_field_path,
 )
-from shared.store.sqlite_lock import begin_immediate, use_wal
+from shared.store.sqlite_lock import use_wal, write_transaction
 
 LEGACY_TABLE = "docs"
 EXTRACTED_TABLE = "extracted_fields"
@@ -279,8 +279,7 @@ class SqliteDocumentStore:
         do not interleave. A file in the earlier layout (one ``docs`` table with
         JSON-expression indexes) is migrated in the same transaction; a field
         newly indexed gets its column filled from the stored JSON."""
-        begin_immediate(conn, self._busy_timeout_ms)
-        try:
+        with write_transaction(conn, self._busy_timeout_ms):
             existing = {name: kind for name, kind in conn.execute("SELECT name, type FROM sqlite_master")}
             if existing.get(LEGACY_TABLE) == "table":
                 # Its JSON-expression indexes go first: one of them has the name of a new index.
@@ -311,11 +310,6 @@ class SqliteDocumentStore:
             if existing.get(LEGACY_TABLE) == "table":
                 self._migrate_legacy(conn)
             self._create_view(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def _migrate_legacy(self, conn: sqlite3.Connection) -> None:
         for table in self._tables.values():
@@ -578,43 +572,13 @@ class SqliteDocumentStore:
     def _commit_group(self, group: list[_Job]) -> None:
         conn = self._conn()
         try:
-            begin_immediate(conn, self._busy_timeout_ms)
-            next_lsn: dict[str, int] = {}
-            ts = int(time.time())
-            number = 0
-            for job in group:
-                table = self._tables[job.spec.name]
-                if job.spec.change_feed and job.spec.name not in next_lsn:
-                    row = conn.execute(f"SELECT MAX(lsn) FROM {table.name} WHERE lsn IS NOT NULL").fetchone()
-                    next_lsn[job.spec.name] = (row[0] or 0) + 1
-                if len(job.batches) > 1 and self._write_at_once(conn, table, job.batches, ts, next_lsn, job.rendered):
-                    continue
-                for work in job.batches:
-                    if work.pk in job.chained_failures:
-                        work.error = BatchSkipped(f"an earlier batch of {work.pk!r} in this call failed")
-                        continue
-                    number += 1
-                    savepoint = f"b{number}"
-                    conn.execute(f"SAVEPOINT {savepoint}")
-                    lsn_before = next_lsn.get(job.spec.name)
-                    try:
-                        work.result = self._apply_batch(conn, table, work, ts, next_lsn, job.rendered)
-                    except _OperationRefused as refused:
-                        conn.execute(f"ROLLBACK TO {savepoint}")
-                        if lsn_before is not None:
-                            next_lsn[job.spec.name] = lsn_before
-                        work.result = None
-                        work.error = BatchFailed(
-                            f"batch refused at operation {refused.index}: {refused.error.message}",
-                            index=refused.index,
-                            cause=refused.error,
-                        ) if len(work.operations) > 1 else refused.error
-                        job.chained_failures.add(work.pk)
-                    conn.execute(f"RELEASE {savepoint}")
-            conn.execute("COMMIT")
+            with write_transaction(conn, self._busy_timeout_ms):
+                next_lsn: dict[str, int] = {}
+                ts = int(time.time())
+                savepoints = itertools.count(1)
+                for job in group:
+                    self._apply_job(conn, job, ts, next_lsn, savepoints)
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             failure: BaseException = (
                 StoreUnavailable(f"the SQLite store failed: {exc}") if isinstance(exc, sqlite3.Error) else exc
             )
@@ -629,6 +593,38 @@ class SqliteDocumentStore:
             for job in group:
                 if job.on_done is not None:
                     job.on_done()
+
+    def _apply_job(self, conn: sqlite3.Connection, job: _Job, ts: int, next_lsn: dict[str, int],
+                   savepoints: Iterator[int]) -> None:
+        """One caller's batches inside the group's transaction: all at once if they
+        go through, else each in its savepoint, a refused one rolled back alone."""
+        table = self._tables[job.spec.name]
+        if job.spec.change_feed and job.spec.name not in next_lsn:
+            row = conn.execute(f"SELECT MAX(lsn) FROM {table.name} WHERE lsn IS NOT NULL").fetchone()
+            next_lsn[job.spec.name] = (row[0] or 0) + 1
+        if len(job.batches) > 1 and self._write_at_once(conn, table, job.batches, ts, next_lsn, job.rendered):
+            return
+        for work in job.batches:
+            if work.pk in job.chained_failures:
+                work.error = BatchSkipped(f"an earlier batch of {work.pk!r} in this call failed")
+                continue
+            savepoint = f"b{next(savepoints)}"
+            conn.execute(f"SAVEPOINT {savepoint}")
+            lsn_before = next_lsn.get(job.spec.name)
+            try:
+                work.result = self._apply_batch(conn, table, work, ts, next_lsn, job.rendered)
+            except _OperationRefused as refused:
+                conn.execute(f"ROLLBACK TO {savepoint}")
+                if lsn_before is not None:
+                    next_lsn[job.spec.name] = lsn_before
+                work.result = None
+                work.error = BatchFailed(
+                    f"batch refused at operation {refused.index}: {refused.error.message}",
+                    index=refused.index,
+                    cause=refused.error,
+                ) if len(work.operations) > 1 else refused.error
+                job.chained_failures.add(work.pk)
+            conn.execute(f"RELEASE {savepoint}")
 
     def _write_at_once(self, conn: sqlite3.Connection, table: _Table, batches: Sequence[PartitionBatch], ts: int,
                        next_lsn: dict[str, int], rendered: dict[int, _Rendered]) -> bool:
@@ -700,12 +696,11 @@ class SqliteDocumentStore:
         return [self._apply(conn, table, work.pk, op, index, ts, next_lsn, rendered) for index, op in enumerate(operations)]
 
     def _prepare(self, table: _Table, pk: str, op: Create | Upsert, ts: int,
-                 next_lsn: dict[str, int], rendered: dict[int, _Rendered] | None = None) -> tuple[Document, tuple[Any, ...]]:
+                 next_lsn: dict[str, int], rendered: dict[int, _Rendered]) -> tuple[Document, tuple[Any, ...]]:
         """The stored document (with ``_etag``/``_ts``) and its row, taking the next LSN.
-        The JSON and column values come from ``rendered`` when the caller made them
-        before the transaction (``_job``), so the write lock is not held for that."""
-        known = rendered.get(id(op)) if rendered else None
-        doc, body, extracted = known if known is not None else table.render(op.doc)
+        The JSON and column values were made by the caller before the transaction
+        (``_job``), so the write lock is not held for that."""
+        doc, body, extracted = rendered[id(op)]
         etag = f"{self._etag_prefix}{next(self._etags):x}"
         lsn = None
         if table.spec.change_feed:

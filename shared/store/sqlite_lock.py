@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 FIRST_PAUSE = 0.0001
 LONGEST_PAUSE = 0.002
@@ -23,6 +25,21 @@ LONGEST_PAUSE = 0.002
 def begin_immediate(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     """``BEGIN IMMEDIATE`` on ``conn`` (whose ``busy_timeout`` is ``busy_timeout_ms``)."""
     execute_when_free(conn, "BEGIN IMMEDIATE", busy_timeout_ms)
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, busy_timeout_ms: int) -> Iterator[sqlite3.Connection]:
+    """``begin_immediate``, then COMMIT when the block ends, or ROLLBACK if an
+    exception leaves it (the exception propagates): every write transaction of the
+    embedded store and the local queue."""
+    begin_immediate(conn, busy_timeout_ms)
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def use_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
