@@ -126,8 +126,9 @@ class ApiKeys:
         principal of a recently verified key, ``Unauthenticated`` for a malformed
         or recently refused one, or None when only ``verify`` can tell."""
         key_id, _ = parse_key(presented)
-        digest = hashlib.sha256(presented.encode()).digest()
-        now = time.monotonic()
+        return self._from_cache(key_id, hashlib.sha256(presented.encode()).digest(), time.monotonic())
+
+    def _from_cache(self, key_id: str, digest: bytes, now: float) -> Principal | None:
         with self._lock:
             hit = self._cache.get(key_id)
             if hit is not None and now - hit[0] < CACHE_SECONDS and hmac.compare_digest(hit[1], digest):
@@ -139,12 +140,12 @@ class ApiKeys:
         return None
 
     def verify(self, presented: str) -> Principal:
-        known = self.cached(presented)
-        if known is not None:
-            return known
         key_id, secret = parse_key(presented)
         digest = hashlib.sha256(presented.encode()).digest()
         now = time.monotonic()
+        known = self._from_cache(key_id, digest, now)
+        if known is not None:
+            return known
         doc = self._store.read(API_KEYS, key_id, key_id)
         if doc is None or doc.get("revokedAt"):
             raise Unauthenticated("the API key is unknown or revoked")
