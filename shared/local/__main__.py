@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     recon.add_argument("--json", action="store_true", help="print the full report as JSON")
     export = commands.add_parser("export", help="warehouse exports: run, backfill, decrypt (python -m shared.exports)")
     export.add_argument("rest", nargs=argparse.REMAINDER)
-    # Started by 'run' as its second process (shared/local/worker_process.py); not for people.
+    # Started by 'run' for each of its worker processes (shared/local/worker_process.py); not for people.
     workers = commands.add_parser("workers")
     workers.add_argument("--role", required=True, choices=["ingest", "project"])
     workers.add_argument("--number", type=int, default=1)
