@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
+import threading
+from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -116,3 +117,14 @@ def order_body(customer_id: str = "c1", order_id: str = "o1", amount: str = "10.
     }
     body.update(extra)
     return body
+
+
+def run_in_threads(target: Callable[..., object], args: Iterable[tuple[Any, ...]],
+                   timeout: float | None = None) -> None:
+    """One thread per argument tuple, all started before any is joined (so they race),
+    then each joined (``timeout`` seconds at most each)."""
+    threads = [threading.Thread(target=target, args=a) for a in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)

@@ -29,6 +29,7 @@ from shared.store.port import (
     ContainerSpec, Create, Delete, Filter, PartitionBatch, Query, Upsert, batches_async, read_many,
 )
 from shared.store.sqlite import SqliteDocumentStore, column_of, field_value, table_of
+from tests.conftest import run_in_threads
 
 
 @pytest.fixture
@@ -111,11 +112,7 @@ def test_concurrent_creates_of_one_id_have_exactly_one_winner(store: SqliteDocum
         with lock:
             outcomes.append(result)
 
-    threads = [threading.Thread(target=racer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_in_threads(racer, [(n,) for n in range(8)], timeout=30)
     assert sorted(outcomes) == ["lost"] * 7 + ["won"]
     assert len(store.changes(LEDGER, 0, 100)) == 1
 
@@ -134,11 +131,7 @@ def test_concurrent_writers_on_separate_connections_lose_nothing(tmp_path: Path)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(stores[n % 2], f"w{n}")) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_in_threads(writer, [(stores[n % 2], f"w{n}") for n in range(4)], timeout=60)
     try:
         assert not errors
         changes = stores[0].changes(LEDGER, 0, 1000)
@@ -166,11 +159,7 @@ def test_etag_guard_under_threads_refuses_the_stale_writer(store: SqliteDocument
         except PreconditionFailed:
             pass
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(1, 7)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_in_threads(writer, [(n,) for n in range(1, 7)], timeout=30)
     assert len(won) == 1
     assert (store.read(CUSTOMERS, "p", "c") or {})["n"] == won[0]
 
@@ -437,11 +426,7 @@ def _open_at_once_and_write(path: Path) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_and_write, args=(n,)) for n in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_in_threads(open_and_write, [(n,) for n in range(2)], timeout=60)
     try:
         assert not errors, errors
         assert len(stores) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Iterator
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from shared.bus.local_queue import LocalQueue
 from shared.local.workers import FeedPoller, QueueConsumer
 from shared.store.layout import ORDER_STATUS, order_pk
-from tests.conftest import auth, drain, order_body
+from tests.conftest import auth, drain, order_body, run_in_threads
 
 
 @pytest.fixture
@@ -203,9 +202,5 @@ def test_concurrent_waits_all_resolve(client, tenant, running) -> None:
                         headers=auth(tenant.merchant))
         results.append(r.status_code)
 
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(send, [(n,) for n in range(12)])
     assert results == [200] * 12

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 
 import pytest
 
@@ -12,7 +11,7 @@ from shared.audit.log import GENESIS, Actor, record_hash
 from shared.errors import ImmutableDocument
 from shared.store.layout import AUDIT, BY_NAME
 from shared.store.sqlite import column_of, field_value, table_of
-from tests.conftest import auth
+from tests.conftest import auth, run_in_threads
 
 ADMIN = Actor("k1", "tenant-admin")
 
@@ -65,11 +64,7 @@ def test_concurrent_writers_never_fork_the_chain(platform) -> None:
         for _ in range(10):
             platform.audit.record("acme", "x.y", ADMIN)
 
-    threads = [threading.Thread(target=write) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(write, [()] * 4)
     report = platform.audit.verify("acme")
     assert report["ok"] and report["records"] == 40
 

@@ -17,6 +17,7 @@ import pytest
 
 from shared.blobs.local import LocalBlobSink
 from shared.blobs.port import BlobExists, BlobNotFound, InvalidBlobPath
+from tests.conftest import run_in_threads
 
 
 @pytest.fixture
@@ -99,11 +100,7 @@ def test_racing_writers_without_overwrite_have_exactly_one_winner(sink: LocalBlo
         with lock:
             outcomes.append(result)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_in_threads(writer, [(n,) for n in range(6)], timeout=30)
     winners = [o for o in outcomes if o.startswith("won")]
     assert len(winners) == 1 and outcomes.count("lost") == 5
     assert sink.read("audit/day.log") == winners[0].split(":")[1].encode() * 1000

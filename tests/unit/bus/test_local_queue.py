@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
 
 from shared.bus.local_queue import LocalQueue
 from shared.bus.port import BusMessage, publish_async
+from tests.conftest import run_in_threads
 
 
 def msg(key: str, n: int) -> BusMessage:
@@ -72,11 +72,7 @@ def test_concurrent_publishers_are_group_committed_and_none_is_lost(tmp_path: Pa
         for n in range(50):
             queue.publish([msg(f"k{worker}", n)])
 
-    threads = [threading.Thread(target=publish, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(publish, [(w,) for w in range(8)])
     assert queue.depth() == 400
     seen: dict[str, list[int]] = {}
     while True:

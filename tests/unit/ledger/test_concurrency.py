@@ -4,7 +4,6 @@ no entry lost, no sequence number won twice, every running balance right."""
 from __future__ import annotations
 
 import multiprocessing
-import threading
 from pathlib import Path
 
 from shared.clock import SystemClock
@@ -12,6 +11,7 @@ from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import CONTAINERS
 from shared.store.sqlite import SqliteDocumentStore
+from tests.conftest import run_in_threads
 
 PER_WRITER = 40
 
@@ -48,11 +48,7 @@ def _check(path: Path, writers: int) -> None:
 def test_threads_racing_on_one_customer(tmp_path: Path) -> None:
     path = str(tmp_path / "s.db")
     SqliteDocumentStore(path, CONTAINERS).close()
-    threads = [threading.Thread(target=_write, args=(path, w)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(_write, [(path, w) for w in range(4)])
     _check(tmp_path / "s.db", 4)
 
 

@@ -9,6 +9,7 @@ from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of, marker_id
 from shared.store.layout import LEDGER, customer_pk
 from shared.store.port import Create, Delete, Upsert
+from tests.conftest import run_in_threads
 
 
 def earn(customer: str, key: str, points: int, payload: object = None) -> TransactionRequest:
@@ -161,17 +162,11 @@ def test_the_ledgers_reads_use_an_index_on_sqlite_not_a_walk_of_the_partition(le
 
 def test_transaction_ids_are_unique_across_threads_and_a_forked_child() -> None:
     import os
-    import threading
 
     from shared.ledger.service import new_transaction_id
 
     made: list[str] = []
-    threads = [threading.Thread(target=lambda: made.extend(new_transaction_id() for _ in range(2000)))
-               for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(lambda: made.extend(new_transaction_id() for _ in range(2000)), [()] * 4)
     assert len(set(made)) == len(made) == 8000
     reader, writer = os.pipe()
     child = os.fork()

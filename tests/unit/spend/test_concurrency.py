@@ -21,7 +21,7 @@ from shared.platform import Platform, build_platform
 from shared.settings import Settings
 from shared.spend.catalogue import NewReward
 from shared.spend.redemptions import RedeemRequest
-from tests.conftest import add_customer
+from tests.conftest import add_customer, run_in_threads
 from tests.unit.spend.conftest import ledger_invariants
 
 START = 5_000
@@ -110,11 +110,7 @@ def test_threads_never_overdraw_one_hot_customer(tmp_path: Path) -> None:
         with lock:
             outcomes.append(seen)
 
-    threads = [threading.Thread(target=run, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(run, [(w,) for w in range(8)])
     platform.close()
     assert len(outcomes) == 8
     _check(data_dir, outcomes)
@@ -160,11 +156,7 @@ def test_stock_is_never_oversold_under_concurrency(tmp_path: Path) -> None:
         with lock:
             outcome.append(customer)
 
-    threads = [threading.Thread(target=run, args=(c,)) for c in customers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(run, [(c,) for c in customers])
     assert len(won) == 7 and len(sold_out) == 5
     assert platform.spend.catalogue.get("acme", "mug")["claimed"] == 7
     assert sum(len(platform.ledger.entries("acme", c, entry_types=["REDEEM"])) for c in customers) == 7

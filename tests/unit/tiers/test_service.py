@@ -13,7 +13,7 @@ from shared.store.layout import CUSTOMERS, LEDGER, WEBHOOK_MESSAGES, customer_pk
 from shared.store.port import Query
 from shared.tiers.history import TIER_CHANGE_DOC, change_id
 from shared.tiers.schedule import next_evaluation
-from tests.conftest import drain
+from tests.conftest import drain, run_in_threads
 
 from .conftest import bare_tenant, earn, program, refund
 
@@ -314,11 +314,7 @@ def test_concurrent_projectors_write_one_change(platform, clock) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=project) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(project, [()] * 4)
     assert errors == []
     assert [(h["fromTier"], h["toTier"]) for h in _history(platform)] == [(None, "platinum")]
     assert platform.customers.get("t1", "c1")["tierChangeSeq"] == 1
