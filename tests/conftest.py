@@ -5,11 +5,11 @@ Emulator fixtures (cosmosdb-server, Azurite) live in tests/integration/conftest.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-import threading
 from typing import Any, Callable, Iterable, Iterator
 
 import pytest
