@@ -44,6 +44,7 @@ from shared.webhooks.http import HttpResult, PinnedSender
 from shared.webhooks.service import WebhookService, delivery_pk
 from shared.webhooks.signing import signature_header
 from shared.webhooks.ssrf import UnsafeUrl, check_url
+from shared.webhooks.urls import normalise_url
 
 log = logging.getLogger("accrue.webhooks")
 
@@ -180,25 +181,47 @@ class DeliveryWorker:
             self._finish(leased, "cancelled", None, "endpoint deleted or disabled" if message else "message missing")
             report.skipped += 1
             return None
-        body = message["body"].encode("utf-8")
         attempt_no = delivery["attempts"] + 1
-        try:
-            target = check_url(current["url"], self._service.resolver, self._service.allowance)
-        except UnsafeUrl as exc:
-            result = HttpResult(None, 0, {}, b"", error=f"refused by the SSRF guard: {exc.message}")
-        else:
-            try:
-                live = self._service.live_secrets(current, now)
-            except AccrueError as exc:
-                log.error("webhook endpoint %s: its secret cannot be opened (%s)", current["id"], exc.code)
-                result = HttpResult(None, 0, {}, b"", error=f"secret unavailable: {exc.code}")
-            else:
-                timestamp = int(self._wall())
-                headers = {"webhook-id": delivery["messageId"], "webhook-timestamp": str(timestamp),
-                           "webhook-signature": signature_header(live, delivery["messageId"], timestamp, body)}
-                result = self._sender.post(target, body, headers)
+        result = self._attempt(current, delivery, message, now)
         report.sent += 1
         self._record(current, leased, attempt_no, result, report)
+        return result
+
+    def _attempt(self, endpoint: dict[str, Any], delivery: dict[str, Any], message: dict[str, Any],
+                 now: datetime) -> HttpResult:
+        """One attempt's outcome; never raises: any trouble (the guard, the secret, the
+        transport, a bug) is a failed result the caller records and schedules a retry for."""
+        try:
+            # Normalised again here: a URL stored before registration normalised it is sent too.
+            target = check_url(normalise_url(endpoint["url"]), self._service.resolver, self._service.allowance)
+        except UnsafeUrl as exc:
+            return HttpResult(None, 0, {}, b"", error=f"refused by the SSRF guard: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - a resolver fault is this attempt's failure
+            log.warning("webhook endpoint %s: its URL could not be checked (%s)", endpoint["id"], type(exc).__name__)
+            return HttpResult(None, 0, {}, b"", error=f"URL check failed: {type(exc).__name__}: {exc}"[:300])
+        try:
+            live = self._service.live_secrets(endpoint, now)
+        except AccrueError as exc:
+            log.error("webhook endpoint %s: its secret cannot be opened (%s)", endpoint["id"], exc.code)
+            return HttpResult(None, 0, {}, b"", error=f"secret unavailable: {exc.code}")
+        except Exception as exc:  # noqa: BLE001 - e.g. a sealed secret that no longer opens (InvalidTag)
+            log.error("webhook endpoint %s: its secret cannot be opened (%s)", endpoint["id"], type(exc).__name__)
+            return HttpResult(None, 0, {}, b"", error=f"secret unavailable: {type(exc).__name__}")
+        started = time.monotonic()
+        try:
+            body = message["body"].encode("utf-8")
+            timestamp = int(self._wall())
+            headers = {"webhook-id": delivery["messageId"], "webhook-timestamp": str(timestamp),
+                       "webhook-signature": signature_header(live, delivery["messageId"], timestamp, body)}
+            result = self._sender.post(target, body, headers)
+        except Exception as exc:  # noqa: BLE001 - whatever the transport raises is a failed attempt, never silence
+            log.warning("webhook endpoint %s: the transport raised %s", endpoint["id"], type(exc).__name__,
+                        exc_info=True)
+            return HttpResult(None, int((time.monotonic() - started) * 1000), {}, b"",
+                              error=f"transport error: {type(exc).__name__}: {exc}"[:300])
+        if not isinstance(result, HttpResult):  # a broken transport: stop loudly in the log, record the failure
+            log.error("webhook transport returned %r instead of an HttpResult", type(result).__name__)
+            return HttpResult(None, 0, {}, b"", error=f"transport error: returned {type(result).__name__}")
         return result
 
     def _record(self, endpoint: dict[str, Any], delivery: dict[str, Any], attempt_no: int, result: HttpResult,

@@ -15,6 +15,10 @@ Limits of one attempt:
 * at most ``max_response_bytes`` of the response body are read; the rest is
   dropped with the connection;
 * no connection reuse: each attempt opens and closes its own connection.
+
+``post`` never raises (an ``Exception``): whatever goes wrong, including a
+target or header that cannot be encoded, comes back as an ``HttpResult`` with
+``status=None`` and an ``error``, which the worker records as a failed attempt.
 """
 
 from __future__ import annotations
@@ -113,14 +117,16 @@ class PinnedSender:
         deadline = start + self.deadline
         pool = httpcore.ConnectionPool(ssl_context=self._ssl, max_connections=1, max_keepalive_connections=0,
                                        retries=0, network_backend=PinnedBackend(target.address, deadline))
-        sent = [(b"Host", target.host_header.encode("ascii")), (b"User-Agent", USER_AGENT.encode()),
-                (b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode()),
-                (b"Connection", b"close")]
-        sent += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        url = httpcore.URL(scheme=target.scheme.encode(), host=target.host.encode("ascii"), port=target.port,
-                           target=target.target.encode("ascii", errors="strict"))
         timeout = {"connect": self.deadline, "read": self.deadline, "write": self.deadline, "pool": self.deadline}
         try:
+            # Inside the try: a target or header that cannot be written (a non-ASCII path
+            # stored before URLs were normalised, say) is a failed attempt like any other.
+            sent = [(b"Host", target.host_header.encode("ascii")), (b"User-Agent", USER_AGENT.encode()),
+                    (b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode()),
+                    (b"Connection", b"close")]
+            sent += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            url = httpcore.URL(scheme=target.scheme.encode(), host=target.host.encode("ascii"), port=target.port,
+                               target=target.target.encode("ascii", errors="strict"))
             with pool.stream("POST", url, headers=sent, content=body, extensions={"timeout": timeout}) as response:
                 received = bytearray()
                 truncated = False
@@ -136,6 +142,8 @@ class PinnedSender:
             return HttpResult(None, _ms(start), {}, b"", error=f"timeout: {exc or 'no answer in time'}")
         except (httpcore.NetworkError, httpcore.ProtocolError, ssl.SSLError, OSError) as exc:
             return HttpResult(None, _ms(start), {}, b"", error=f"{type(exc).__name__}: {exc}"[:300])
+        except Exception as exc:  # noqa: BLE001 - the contract: post never raises, trouble is a result
+            return HttpResult(None, _ms(start), {}, b"", error=f"cannot send: {type(exc).__name__}: {exc}"[:300])
         finally:
             pool.close()
 

@@ -1,7 +1,8 @@
 """Webhook endpoints, the outbox and the delivery log of a tenant.
 
-Endpoints (``webhookendpoints``, partition = tenant): URL (checked by
-``shared.webhooks.ssrf`` at registration and at every delivery), wanted event
+Endpoints (``webhookendpoints``, partition = tenant): URL (stored in RFC 3986
+form, ``shared.webhooks.urls``, and checked by ``shared.webhooks.ssrf`` at
+registration and at every delivery), wanted event
 types, description, status (``active`` | ``disabled`` with a reason), and the
 sealed secrets (``shared.webhooks.signing``). The secret is returned once, by
 ``register`` and ``rotate_secret``; it is never stored in the clear, never
@@ -34,6 +35,7 @@ from shared.webhooks.events import (EVENT_TYPES, RULESET_ACTIVATED, TIER_CHANGED
                                     schema_name)
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
+from shared.webhooks.urls import normalise_url
 
 MAX_ENDPOINTS_PER_TENANT = 50
 MAX_DESCRIPTION = 500
@@ -83,13 +85,15 @@ class WebhookService:
         return wanted
 
     def _check_url(self, url: str) -> str:
-        check_url(url, self.resolver, self.allowance)
-        return url
+        """The URL as it is stored and sent: normalised (RFC 3986), then checked by the SSRF guard."""
+        normalised = normalise_url(url)
+        check_url(normalised, self.resolver, self.allowance)
+        return normalised
 
     def register(self, tenant_id: str, url: str, event_types: Iterable[str], description: str = "") -> tuple[dict, str]:
         """A new endpoint and its secret (``whsec_...``), which is shown only here."""
         types = self._check_types(event_types)
-        self._check_url(url)
+        url = self._check_url(url)
         if len(description) > MAX_DESCRIPTION:
             raise ValidationFailed(f"description: at most {MAX_DESCRIPTION} characters")
         if len(self.list(tenant_id)) >= MAX_ENDPOINTS_PER_TENANT:
@@ -137,7 +141,7 @@ class WebhookService:
                enabled: bool | None = None) -> dict[str, Any]:
         types = self._check_types(event_types) if event_types is not None else None
         if url is not None:
-            self._check_url(url)
+            url = self._check_url(url)
         if description is not None and len(description) > MAX_DESCRIPTION:
             raise ValidationFailed(f"description: at most {MAX_DESCRIPTION} characters")
 
