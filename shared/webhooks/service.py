@@ -41,6 +41,8 @@ MAX_ENDPOINTS_PER_TENANT = 50
 MAX_DESCRIPTION = 500
 DEFAULT_GRACE = timedelta(hours=24)
 MAX_GRACE = timedelta(days=7)
+# The current secret and the one it replaced (during its grace): never more signatures than this.
+MAX_LIVE_SECRETS = 2
 ENDPOINT_CACHE_SECONDS = 5.0
 
 
@@ -175,7 +177,11 @@ class WebhookService:
         self.cache.invalidate(tenant_id)
 
     def rotate_secret(self, tenant_id: str, endpoint_id: str, grace: timedelta = DEFAULT_GRACE) -> tuple[dict, str]:
-        """A new secret (returned once); the previous ones keep signing until ``grace`` has passed."""
+        """A new secret (returned once); the one it replaces keeps signing until ``grace`` has passed.
+
+        Any older secret still in its grace (a rotation during a rotation) is retired now,
+        its sealed copy dropped: an endpoint holds at most ``MAX_LIVE_SECRETS`` secrets, so a
+        message never carries more than two signatures (the newest and its predecessor)."""
         if not timedelta(0) <= grace <= MAX_GRACE:
             raise ValidationFailed(f"the grace period must be between 0 and {MAX_GRACE.days} days")
         raw = new_secret()
@@ -183,24 +189,29 @@ class WebhookService:
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             version = doc["secretVersion"] + 1
+            current = max(doc["secrets"], key=lambda s: s["version"])
+            expires = current.get("expiresAt")
             kept = []
-            for old in doc["secrets"]:
-                expires = old.get("expiresAt")
-                if expires is not None and parse_iso(expires) <= now:
-                    continue  # already past its grace: dropped for good
-                kept.append(dict(old, expiresAt=min(expires, iso(now + grace)) if expires else iso(now + grace)))
+            if grace > timedelta(0) and (expires is None or parse_iso(expires) > now):
+                ends = iso(now + grace) if expires is None else min(expires, iso(now + grace))
+                kept.append(dict(current, expiresAt=ends))
             sealed = dict(seal_secret(self._keys, tenant_id, endpoint_id, version, raw), createdAt=iso(now),
                           expiresAt=None)
-            return dict(doc, secretVersion=version, secrets=[sealed] + kept)
+            secrets = [sealed] + kept
+            assert len(secrets) <= MAX_LIVE_SECRETS and secrets[0]["version"] > current["version"]
+            return dict(doc, secretVersion=version, secrets=secrets)
 
         doc = self._change(tenant_id, endpoint_id, change)
         return endpoint_view(doc), format_secret(raw)
 
     def live_secrets(self, endpoint: dict[str, Any], now: datetime) -> list[bytes]:
-        """The secrets a delivery is signed with now: the current one first, then those in grace."""
+        """The secrets a delivery is signed with now: the current one first, then its predecessor
+        if still in grace. At most ``MAX_LIVE_SECRETS`` (the newest), even for an endpoint stored
+        with more by a rotation before that limit existed."""
         live = [s for s in endpoint["secrets"] if s.get("expiresAt") is None or parse_iso(s["expiresAt"]) > now]
         live.sort(key=lambda s: -s["version"])
-        return [self.secrets.get(self._keys, endpoint["tenantId"], endpoint["id"], s) for s in live]
+        return [self.secrets.get(self._keys, endpoint["tenantId"], endpoint["id"], s)
+                for s in live[:MAX_LIVE_SECRETS]]
 
     # --- outbox ----------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 A secret is ``whsec_`` + base64 of 32 random bytes. A delivery's signature is
 ``v1,<base64 of HMAC-SHA256(secret bytes, "<webhook-id>.<webhook-timestamp>.<body>")>``;
 during a rotation's grace period the header carries one such signature per
-live secret, space-separated, newest first (receivers accept any that matches).
+live secret, space-separated, newest first (receivers accept any that matches):
+two at most, since a rotation retires every secret but the one it replaces.
 
 A secret rests only sealed: AES-256-GCM under a fresh data key, the data key
 wrapped by the tenant's KEK through the key-provider port, the associated data
@@ -44,8 +45,14 @@ def sign(secret: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode("ascii")
 
 
+# A rotation retires all but the newest secret and its predecessor (shared.webhooks.service).
+MAX_SIGNATURES = 2
+
+
 def signature_header(live_secrets: Iterable[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
-    return " ".join(sign(s, msg_id, timestamp, body) for s in live_secrets)
+    signatures = [sign(s, msg_id, timestamp, body) for s in live_secrets]
+    assert 1 <= len(signatures) <= MAX_SIGNATURES, f"a message carries 1 to {MAX_SIGNATURES} signatures"
+    return " ".join(signatures)
 
 
 def _aad(tenant_id: str, endpoint_id: str, version: int) -> bytes:
