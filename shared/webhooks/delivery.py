@@ -4,13 +4,18 @@
 the local loop. One round:
 
 1. lists the active endpoints, and for each the due deliveries (at most
-   ``per_endpoint_batch``, oldest first): every endpoint gets its share of the
-   round whatever the others' backlog;
-2. runs them on a bounded thread pool in at most ``per_endpoint_concurrency``
-   lanes per endpoint; a lane sends its deliveries one after the other and stops
-   early when its endpoint gave no HTTP answer (timeout, reset: the next ones
-   would only wait too) or when the round's budget is spent. A hung endpoint so
-   holds at most its lanes, each for at most the sender's deadline (<= 15 s);
+   ``per_endpoint_batch``, oldest first), and queues them in a ``FairQueue``
+   (``shared.webhooks.fairness``), tenants and endpoints oldest due first;
+2. sends them on a bounded thread pool (``pool_size``): each free thread takes
+   the next delivery of the tenant with the fewest in flight (ties:
+   round-robin), never more than ``per_tenant_concurrency`` of one tenant nor
+   ``per_endpoint_concurrency`` of one endpoint at once. An endpoint that gives
+   no HTTP answer (timeout, reset) is offered nothing more this round. So a
+   tenant's hung endpoints hold at most ``per_tenant_concurrency`` threads, each
+   for at most the sender's deadline (<= 15 s), and another tenant's due
+   delivery is among the first sent whatever that backlog. When the round's
+   budget is spent no new delivery starts; what was not started stays due
+   (``RoundReport.deferred``) and, being older, goes first next round;
 3. before sending, leases the delivery (ETag-guarded: two workers never send the
    same task at once; a worker that dies frees it when the lease ends) and checks
    the URL again (SSRF guard, fresh resolution, connect to the checked address).
@@ -28,9 +33,8 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -40,6 +44,7 @@ from shared.clock import Clock, iso, parse_iso
 from shared.errors import AccrueError, DocumentExists, PreconditionFailed
 from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from shared.store.port import DocumentStore, Filter, Query
+from shared.webhooks.fairness import FairQueue
 from shared.webhooks.http import HttpResult, PinnedSender
 from shared.webhooks.service import WebhookService, delivery_pk
 from shared.webhooks.signing import signature_header
@@ -63,6 +68,7 @@ class RoundReport:
     failed: int = 0
     given_up: int = 0
     skipped: int = 0
+    deferred: int = 0  # due, not started when the budget ended: first in the next round
     endpoints_disabled: list[str] = field(default_factory=list)
 
     def add(self, other: "RoundReport") -> None:
@@ -71,6 +77,7 @@ class RoundReport:
         self.failed += other.failed
         self.given_up += other.given_up
         self.skipped += other.skipped
+        self.deferred += other.deferred
         self.endpoints_disabled += other.endpoints_disabled
 
 
@@ -91,18 +98,24 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
 
 class DeliveryWorker:
     def __init__(self, store: DocumentStore, clock: Clock, service: WebhookService, *,
-                 sender: PinnedSender | None = None, pool_size: int = 16, per_endpoint_concurrency: int = 2,
-                 per_endpoint_batch: int = 50, round_budget: float = 45.0,
-                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+                 sender: PinnedSender | None = None, pool_size: int = 16, per_tenant_concurrency: int = 4,
+                 per_endpoint_concurrency: int = 2, per_endpoint_batch: int = 50, round_budget: float = 45.0,
+                 wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        if not 1 <= per_endpoint_concurrency <= per_tenant_concurrency < pool_size:
+            raise ValueError("need 1 <= per-endpoint <= per-tenant concurrency < pool size: "
+                             "one tenant may never hold the whole pool")
         self._store = store
         self._clock = clock
         self._service = service
         self._sender = sender or PinnedSender()
         self.pool_size = pool_size
+        self.per_tenant_concurrency = per_tenant_concurrency
         self.per_endpoint_concurrency = per_endpoint_concurrency
         self.per_endpoint_batch = per_endpoint_batch
         self.round_budget = round_budget
         self._wall = wall  # the webhook-timestamp is real time: receivers compare it with their clock
+        self._monotonic = monotonic  # the round's budget
         self._rng = rng or random.Random()
         self._lease = timedelta(seconds=self._sender.deadline + 30)
 
@@ -110,48 +123,70 @@ class DeliveryWorker:
 
     def run_once(self) -> RoundReport:
         report = RoundReport()
-        started = time.monotonic()
+        started = self._monotonic()
         now = iso(self._clock.now())
         endpoints = self._store.query(WEBHOOK_ENDPOINTS, Query(pk=None, filters=(Filter("status", "=", "active"),),
                                                                limit=10_000))
-        lanes: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        work: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
         for endpoint in endpoints:
             due = self._store.query(WEBHOOK_DELIVERIES, Query(
                 pk=delivery_pk(endpoint["tenantId"], endpoint["id"]),
                 filters=(Filter("status", "=", "pending"), Filter("nextAttemptAt", "<=", now)),
                 order_by="nextAttemptAt", limit=self.per_endpoint_batch))
-            if not due:
-                continue
-            count = min(self.per_endpoint_concurrency, len(due))
-            for lane in range(count):
-                lanes.append((endpoint, due[lane::count]))
-        if not lanes:
+            if due:
+                work.append((due[0]["nextAttemptAt"], endpoint, due))
+        if not work:
             return report
-        lock = threading.Lock()
+        # Oldest due first (tenants by their oldest, then endpoints): what a round left
+        # undone (the budget ended) keeps its old due time and so goes first in the next.
+        oldest: dict[str, str] = {}
+        for first_due, endpoint, _ in work:
+            oldest[endpoint["tenantId"]] = min(first_due, oldest.get(endpoint["tenantId"], first_due))
+        work.sort(key=lambda w: (oldest[w[1]["tenantId"]], w[1]["tenantId"], w[0], w[1]["id"]))
+        queue: FairQueue[tuple[dict[str, Any], dict[str, Any]]] = FairQueue(self.per_tenant_concurrency,
+                                                                            self.per_endpoint_concurrency)
+        for _, endpoint, due in work:
+            queue.add(endpoint["tenantId"], endpoint["id"], [(endpoint, d) for d in due])
 
-        def run_lane(endpoint: dict[str, Any], deliveries: list[dict[str, Any]]) -> None:
-            lane_report = RoundReport()
-            try:
-                for delivery in deliveries:
-                    if time.monotonic() - started > self.round_budget:
+        running: dict[Future[tuple[bool, RoundReport]], tuple[str, str]] = {}
+        with ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="webhook") as pool:
+            while True:
+                # A free thread takes the fairest next delivery (shared.webhooks.fairness); none
+                # is started once the budget is spent, and those running end by their deadline.
+                while len(running) < self.pool_size and self._monotonic() - started < self.round_budget:
+                    unit = queue.take()
+                    if unit is None:
                         break
-                    result = self._deliver(endpoint, delivery, lane_report)
-                    if result is not None and result.status is None:
-                        break  # no answer at all: the rest would only wait as long
-                    if endpoint["id"] in lane_report.endpoints_disabled:
-                        break
-            except Exception:  # noqa: BLE001 - one endpoint's trouble never ends the round
-                log.exception("webhook lane of endpoint %s failed", endpoint["id"])
-            with lock:
-                report.add(lane_report)
-
-        with ThreadPoolExecutor(max_workers=min(self.pool_size, len(lanes)), thread_name_prefix="webhook") as pool:
-            for endpoint, deliveries in lanes:
-                pool.submit(run_lane, endpoint, deliveries)
-        if report.sent:
-            log.info("webhooks: %d sent, %d succeeded, %d failed, %d given up, %d endpoint(s) disabled",
-                     report.sent, report.succeeded, report.failed, report.given_up, len(report.endpoints_disabled))
+                    tenant_id, endpoint_id, (endpoint, delivery) = unit
+                    running[pool.submit(self._unit, endpoint, delivery)] = (tenant_id, endpoint_id)
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    tenant_id, endpoint_id = running.pop(future)
+                    stop, unit_report = future.result()  # _unit never raises
+                    report.add(unit_report)
+                    queue.done(tenant_id, endpoint_id, stop=stop)
+        report.deferred = queue.waiting()
+        if report.sent or report.deferred:
+            log.info("webhooks: %d sent, %d succeeded, %d failed, %d given up, %d endpoint(s) disabled, "
+                     "%d left for the next round", report.sent, report.succeeded, report.failed, report.given_up,
+                     len(report.endpoints_disabled), report.deferred)
         return report
+
+    def _unit(self, endpoint: dict[str, Any], delivery: dict[str, Any]) -> tuple[bool, RoundReport]:
+        """One delivery on a pool thread: its report, and whether its endpoint should get no
+        more in this round (no HTTP answer at all: the next ones would only wait as long;
+        disabled; or trouble before the attempt could be recorded)."""
+        unit_report = RoundReport()
+        try:
+            result = self._deliver(endpoint, delivery, unit_report)
+        except Exception:  # noqa: BLE001 - e.g. the store failed; the lease frees the task for a later round
+            log.exception("webhook delivery %s of endpoint %s failed before its attempt was recorded",
+                          delivery.get("id"), endpoint["id"])
+            return True, unit_report
+        stop = (result is not None and result.status is None) or endpoint["id"] in unit_report.endpoints_disabled
+        return stop, unit_report
 
     def drain(self, max_rounds: int = 100) -> RoundReport:
         """Rounds until nothing is due (tests and the CLI)."""

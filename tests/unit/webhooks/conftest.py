@@ -1,9 +1,11 @@
 """Fixtures of the webhook tests: a real HTTP receiver on loopback (reached through
-the test-only ``TestAllowance``, never by weakening the guard) and a clock that
-starts at real time (receivers compare ``webhook-timestamp`` with their clock)."""
+the test-only ``TestAllowance``, never by weakening the guard), a loopback server
+that accepts and never answers (a hung endpoint), and a clock that starts at real
+time (receivers compare ``webhook-timestamp`` with their clock)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -93,3 +95,59 @@ def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untype
             return
         time.sleep(0.01)
     raise AssertionError("condition not met in time")
+
+
+@dataclass
+class HungServer:
+    """A loopback HTTP server that accepts every connection, reads the request and never answers."""
+
+    url: str
+    open_now: int = 0
+    most_open: int = 0
+    accepted: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@pytest.fixture
+def hung_server() -> Iterator[HungServer]:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    listener.settimeout(0.2)
+    state = HungServer(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    stopping = threading.Event()
+
+    def hold(conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        try:
+            while not stopping.is_set():  # read whatever comes, answer nothing, until the client gives up
+                try:
+                    if not conn.recv(65536):
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+        finally:
+            with state.lock:
+                state.open_now -= 1
+            conn.close()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            with state.lock:
+                state.accepted += 1
+                state.open_now += 1
+                state.most_open = max(state.most_open, state.open_now)
+            threading.Thread(target=hold, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield state
+    stopping.set()
+    thread.join(timeout=2)
+    listener.close()
