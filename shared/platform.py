@@ -117,7 +117,7 @@ class Platform:
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
         self.corrections = Corrections(self.store, self.ledger, self.clock, self.tenants)
         self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self))
-        self.webhooks = WebhookService(self.store, self.clock, self.key_provider)
+        self.webhooks = WebhookService(self.store, self.clock, self.key_provider, audit=self.audit)
         self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)
         self.rule_admin = RuleSetAdmin(self.rule_sets, self._invalidate_rules, self.audit, self.webhooks, self.store,
                                        self.ledger, self.customers, self.clock)

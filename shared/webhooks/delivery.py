@@ -25,7 +25,10 @@ not followed) failed and retried on ``SCHEDULE`` (after the first attempt: 5 s,
 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), each delay jittered by +-10 %, or after
 ``Retry-After`` on 429/503 (capped at 24 h); after the last one the delivery is
 ``failed``. A 410 disables the endpoint at once; an endpoint failing without a
-single success for ``DISABLE_AFTER`` (5 days) is disabled. Every attempt is
+single success for ``DISABLE_AFTER`` (5 days) is disabled. Either is recorded in
+the tenant's audit log and announced by an ``endpoint.disabled`` event to the
+tenant's other endpoints (``WebhookService.announce_disabled``; a disable a
+stopped worker left unannounced is picked up by the next round). Every attempt is
 appended to ``webhookattempts``: status, latency, error, a short response excerpt.
 """
 
@@ -59,6 +62,9 @@ MAX_ATTEMPTS = len(SCHEDULE) + 1
 DISABLE_AFTER = timedelta(days=5)
 MAX_RETRY_AFTER = 24 * 3600.0
 JITTER = 0.10
+# An automatic disable not announced after this long was left by a worker that stopped: the sweep
+# announces it (long enough that the worker that disabled it is surely done announcing itself).
+ANNOUNCE_SWEEP_AFTER = timedelta(seconds=60)
 
 
 @dataclass
@@ -124,6 +130,7 @@ class DeliveryWorker:
     def run_once(self) -> RoundReport:
         report = RoundReport()
         started = self._monotonic()
+        self._announce_missed_disables()
         now = iso(self._clock.now())
         endpoints = self._store.query(WEBHOOK_ENDPOINTS, Query(pk=None, filters=(Filter("status", "=", "active"),),
                                                                limit=10_000))
@@ -187,6 +194,14 @@ class DeliveryWorker:
             return True, unit_report
         stop = (result is not None and result.status is None) or endpoint["id"] in unit_report.endpoints_disabled
         return stop, unit_report
+
+    def _announce_missed_disables(self) -> None:
+        """Endpoints disabled by a worker that stopped before recording and announcing it."""
+        for doc in self._service.unannounced_disables(ANNOUNCE_SWEEP_AFTER):
+            try:
+                self._service.announce_disabled(doc)
+            except Exception:  # noqa: BLE001 - tried again next round; deliveries go on meanwhile
+                log.exception("webhook endpoint %s: its disabling could not be announced", doc["id"])
 
     def drain(self, max_rounds: int = 100) -> RoundReport:
         """Rounds until nothing is due (tests and the CLI)."""
@@ -287,7 +302,7 @@ class DeliveryWorker:
         report.failed += 1
         if result.status == 410:
             self._finish(delivery, "failed", result.status, error, attempts=attempt_no)
-            self._service.disable(endpoint["tenantId"], endpoint["id"], "the endpoint answered 410 Gone")
+            self._service.auto_disable(endpoint["tenantId"], endpoint["id"], "gone", "the endpoint answered 410 Gone")
             report.endpoints_disabled.append(endpoint["id"])
             log.warning("webhook endpoint %s of tenant %s disabled: 410 Gone", endpoint["id"], endpoint["tenantId"])
             return
@@ -332,18 +347,19 @@ class DeliveryWorker:
             elif doc.get("failingSince") is None:
                 updated = dict(doc, failingSince=iso(now))
             elif now - parse_iso(doc["failingSince"]) >= DISABLE_AFTER:
-                updated = dict(doc, status="disabled",
-                               disabledReason=f"failing since {doc['failingSince']} (more than 5 days)")
+                updated = dict(doc, **self._service.disabled_fields(
+                    "failing", f"failing since {doc['failingSince']} (more than 5 days)"))
             else:
                 return False
             try:
-                self._store.upsert(WEBHOOK_ENDPOINTS, updated, if_match=doc["_etag"])
+                saved = self._store.upsert(WEBHOOK_ENDPOINTS, updated, if_match=doc["_etag"])
             except PreconditionFailed:
                 continue
             self._service.cache.invalidate(endpoint["tenantId"])
             if updated["status"] == "disabled":
                 log.warning("webhook endpoint %s of tenant %s disabled: %s", doc["id"], doc["tenantId"],
                             updated["disabledReason"])
+                self._service.announce_disabled(saved)  # audit log and endpoint.disabled to the others
                 return True
             return False
         return False

@@ -20,6 +20,10 @@ From the ledger's change feed (``events_from_ledger``):
 
 Published by other components through ``WebhookService``: ``tier.changed``
 (``tier_changed``) and ``ruleset.activated`` (``rule_set_activated``).
+
+Operational (``OPERATIONAL_TYPES``, sent to every active endpoint of the tenant
+whether it subscribed or not): ``endpoint.disabled``, when the delivery worker
+disables one of the tenant's endpoints (410 Gone, or five days failing).
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ POINTS_RESERVED = "points.reserved"
 ORDER_REJECTED = "order.rejected"
 TIER_CHANGED = "tier.changed"
 RULESET_ACTIVATED = "ruleset.activated"
+ENDPOINT_DISABLED = "endpoint.disabled"
 
 EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEASED, ORDER_REJECTED, TIER_CHANGED,
-                                RULESET_ACTIVATED, POINTS_RESERVED)
+                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED)
+# Operational events: sent to every active endpoint of the tenant, subscribed to or not
+# (a tenant must hear that one of its endpoints stopped receiving, whatever it listens to).
+OPERATIONAL_TYPES: frozenset[str] = frozenset({ENDPOINT_DISABLED})
 
 # Entry types that settle a reservation (a PENDING debit), not a held earn.
 SETTLES_RESERVATION = ("REDEEM", "CONVERT", "RELEASE")

@@ -25,14 +25,15 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from shared.app.tenant_changes import TenantCache
+from shared.audit.log import AuditLog
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.keys.port import KeyProvider
 from shared.schemas.registry import REGISTRY
 from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, WEBHOOK_MESSAGES
 from shared.store.port import DocumentStore, Filter, Query
-from shared.webhooks.events import (EVENT_TYPES, RULESET_ACTIVATED, TIER_CHANGED, Event, events_from_ledger,
-                                    schema_name)
+from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
+                                    TIER_CHANGED, Event, events_from_ledger, schema_name)
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
 from shared.webhooks.urls import normalise_url
@@ -44,6 +45,8 @@ MAX_GRACE = timedelta(days=7)
 # The current secret and the one it replaced (during its grace): never more signatures than this.
 MAX_LIVE_SECRETS = 2
 ENDPOINT_CACHE_SECONDS = 5.0
+# Why the delivery worker disables an endpoint: it answered 410 Gone; it failed for five days.
+DISABLE_REASONS = ("gone", "failing")
 
 
 def delivery_pk(tenant_id: str, endpoint_id: str) -> str:
@@ -58,7 +61,7 @@ def message_id(tenant_id: str, source_id: str) -> str:
 def endpoint_view(doc: dict[str, Any]) -> dict[str, Any]:
     """What tenant-admins see of an endpoint: never a secret, sealed or not."""
     view = {k: doc.get(k) for k in ("id", "url", "eventTypes", "description", "status", "disabledReason",
-                                    "failingSince", "createdAt", "updatedAt", "secretVersion")}
+                                    "disabledAt", "failingSince", "createdAt", "updatedAt", "secretVersion")}
     view["secrets"] = [{"version": s["version"], "createdAt": s.get("createdAt"), "expiresAt": s.get("expiresAt")}
                        for s in doc.get("secrets", [])]
     return view
@@ -66,10 +69,11 @@ def endpoint_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 class WebhookService:
     def __init__(self, store: DocumentStore, clock: Clock, keys: KeyProvider, *, resolver: Resolver | None = None,
-                 allowance: TestAllowance | None = None) -> None:
+                 allowance: TestAllowance | None = None, audit: AuditLog | None = None) -> None:
         self._store = store
         self._clock = clock
         self._keys = keys
+        self.audit = audit  # where automatic disables are recorded (the tenant's audit log)
         self.resolver = resolver
         self.allowance = allowance
         self.secrets = SecretCache()
@@ -155,7 +159,8 @@ class WebhookService:
             if description is not None:
                 doc["description"] = description
             if enabled is True:
-                doc.update(status="active", disabledReason=None, failingSince=None)
+                doc.update(status="active", disabledReason=None, failingSince=None, disabledAt=None,
+                           disabledAnnounce=None)
             elif enabled is False:
                 doc.update(status="disabled", disabledReason="disabled by a tenant-admin")
             return doc
@@ -169,6 +174,71 @@ class WebhookService:
             return dict(doc, status="disabled", disabledReason=reason)
 
         self._change(tenant_id, endpoint_id, change)
+
+    # --- automatic disabling (the delivery worker) ---------------------------------
+
+    def disabled_fields(self, reason: str, detail: str) -> dict[str, Any]:
+        """The fields an automatic disable sets; ``disabledAnnounce`` stays ``pending`` until
+        ``announce_disabled`` has recorded and announced it (a sweep retries if it never did)."""
+        assert reason in DISABLE_REASONS, reason
+        return {"status": "disabled", "disabledReason": detail, "disabledCode": reason,
+                "disabledAt": iso(self._clock.now()), "disabledAnnounce": "pending"}
+
+    def auto_disable(self, tenant_id: str, endpoint_id: str, reason: str, detail: str) -> bool:
+        """Disable an active endpoint for ``reason`` (``gone`` | ``failing``), record it in the
+        tenant's audit log and announce it to the other endpoints; True if this call disabled it
+        (two workers seeing the same 410: one disables and announces, the other does nothing)."""
+        fields = self.disabled_fields(reason, detail)
+        changed: list[dict[str, Any]] = []
+
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            if doc["status"] != "active":
+                return None
+            return dict(doc, **fields)
+
+        try:
+            doc = self._change(tenant_id, endpoint_id, lambda d: _keep(changed, change(d)))
+        except NotFound:
+            return False  # deleted meanwhile: nothing to disable, nobody to tell
+        if not changed or doc.get("disabledAnnounce") != "pending":
+            return False
+        self.announce_disabled(doc)
+        return True
+
+    def announce_disabled(self, doc: dict[str, Any]) -> None:
+        """Audit record and ``endpoint.disabled`` event for an automatically disabled endpoint,
+        then clear its ``pending`` mark. At least once: the event is idempotent (its id comes from
+        the endpoint and the moment it was disabled); the audit record is written again only if a
+        run stopped between it and the mark."""
+        tenant_id, endpoint_id = doc["tenantId"], doc["id"]
+        assert doc["status"] == "disabled" and doc.get("disabledAt"), "only a disabled endpoint is announced"
+        reason = doc.get("disabledCode") or "failing"
+        self.cache.invalidate(tenant_id)  # the disabled endpoint is no longer among the receivers
+        self.publish(tenant_id, ENDPOINT_DISABLED,
+                     {"endpointId": endpoint_id, "reason": reason, "detail": doc.get("disabledReason") or "",
+                      "disabledAt": doc["disabledAt"], "failingSince": doc.get("failingSince")},
+                     source_id=f"endpoint.disabled:{endpoint_id}:{doc['disabledAt']}", occurred_at=doc["disabledAt"])
+        if self.audit is not None:
+            self.audit.record(tenant_id, "webhook.endpoint.disabled", None, target=f"webhook:{endpoint_id}",
+                              before={"status": "active"}, after={"status": "disabled", "reason": reason},
+                              reason=doc.get("disabledReason"))
+
+        def clear(current: dict[str, Any]) -> dict[str, Any] | None:
+            if current.get("disabledAnnounce") != "pending" or current.get("disabledAt") != doc["disabledAt"]:
+                return None  # re-enabled, or announced by another worker meanwhile
+            return dict(current, disabledAnnounce=None)
+
+        try:
+            self._change(tenant_id, endpoint_id, clear)
+        except NotFound:
+            pass  # deleted meanwhile: announced all the same
+
+    def unannounced_disables(self, older_than: timedelta) -> list[dict[str, Any]]:
+        """Endpoints disabled automatically more than ``older_than`` ago and never announced
+        (a worker stopped in between): the delivery worker's sweep announces them."""
+        cutoff = iso(self._clock.now() - older_than)
+        return self._store.query(WEBHOOK_ENDPOINTS, Query(pk=None, filters=(
+            Filter("disabledAnnounce", "=", "pending"), Filter("disabledAt", "<=", cutoff)), limit=100))
 
     def delete(self, tenant_id: str, endpoint_id: str) -> None:
         self.get(tenant_id, endpoint_id)
@@ -229,7 +299,8 @@ class WebhookService:
     def _publish(self, event: Event) -> str | None:
         if event.type not in EVENT_TYPES:
             raise ValidationFailed(f"unknown webhook event type {event.type!r}")
-        endpoints = [e for e in self._active_endpoints(event.tenant_id) if event.type in e["eventTypes"]]
+        endpoints = [e for e in self._active_endpoints(event.tenant_id)
+                     if event.type in e["eventTypes"] or event.type in OPERATIONAL_TYPES]
         if not endpoints:
             return None
         msg_id = message_id(event.tenant_id, event.source_id)
@@ -320,3 +391,11 @@ class WebhookService:
 
     def message(self, tenant_id: str, msg_id: str) -> dict[str, Any] | None:
         return self._store.read(WEBHOOK_MESSAGES, tenant_id, msg_id)
+
+
+def _keep(box: list[dict[str, Any]], doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Note in ``box`` that a ``_change`` callback changed something (it may run more than once)."""
+    box.clear()
+    if doc is not None:
+        box.append(doc)
+    return doc
