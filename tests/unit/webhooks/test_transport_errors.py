@@ -156,3 +156,16 @@ def test_normalising_is_idempotent_and_leaves_ascii_urls_alone(tail: str) -> Non
     assert normalise_url(once) == once
     if all(c.isascii() and (c.isalnum() or c in "-._~!$&'()*+,;=:@/?") for c in tail):
         assert once == url
+
+
+def test_the_api_answers_with_the_url_as_it_will_be_sent(client, platform, tenant, receiver, allow_loopback) -> None:
+    from tests.conftest import auth
+
+    response = client.post("/v1/webhooks/endpoints", headers=auth(tenant.admin),
+                           json={"url": receiver.url + "/café", "eventTypes": ["ruleset.activated"]})
+    assert response.status_code == 201
+    assert response.json()["url"] == receiver.url + "/caf%C3%A9"
+    platform.webhooks.rule_set_activated("acme", "rs1", 1)
+    assert platform.webhook_worker.run_once().succeeded == 1
+    [attempt] = platform.webhooks.attempts("acme", response.json()["id"])
+    assert attempt["succeeded"] and attempt["url"] == receiver.url + "/caf%C3%A9"
