@@ -77,15 +77,12 @@ class FairQueue(Generic[T]):
         """The next (tenant, endpoint, item) to send, now counted in flight; None if nothing may go now."""
         best: tuple[tuple[int, int, int], _Tenant[T], _Lane[T]] | None = None
         for tenant in self._tenants.values():
-            if tenant.in_flight >= self.per_tenant:
-                continue
-            lanes = [lane for lane in tenant.endpoints.values() if self._ready(lane)]
-            if not lanes:
-                continue
             rank = (tenant.in_flight, tenant.served, tenant.order)
-            if best is None or rank < best[0]:
-                lane = min(lanes, key=lambda e: (e.in_flight, e.served, e.order))
-                best = (rank, tenant, lane)
+            if tenant.in_flight >= self.per_tenant or (best is not None and rank >= best[0]):
+                continue  # capped, or no better than the best so far: its lanes need not be looked at
+            lanes = [lane for lane in tenant.endpoints.values() if self._ready(lane)]
+            if lanes:
+                best = (rank, tenant, min(lanes, key=lambda e: (e.in_flight, e.served, e.order)))
         if best is None:
             return None
         _, tenant, lane = best

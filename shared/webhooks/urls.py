@@ -7,10 +7,12 @@ query that RFC 3986 does not allow there: non-ASCII letters (``/café`` becomes
 already legal, escapes included, is left exactly as it was, so normalising
 twice changes nothing and an ASCII URL registered before stays byte for byte.
 
+An internationalised host name is written in its IDNA form (``bücher.example``
+becomes ``xn--bcher-kva.example``), the form the guard resolves and sends.
+
 It does not judge the URL: whitespace, control characters, backslashes,
-credentials, fragments and hosts are left for the SSRF guard
-(``shared.webhooks.ssrf``) to refuse or accept, and a host name is sent in its
-IDNA form by that guard's ``Target``. Normalising first means a URL the service
+credentials, fragments and the host itself are left for the SSRF guard
+(``shared.webhooks.ssrf``) to refuse or accept. Normalising first means a URL the service
 accepted can always be written on a request line; before, a non-ASCII path was
 accepted at registration and could never be sent.
 """
@@ -51,8 +53,22 @@ def normalise_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url  # malformed: the guard says why
+    netloc = _ascii_netloc(parts.netloc)
     path, query = _encode(parts.path, _PATH_OK), _encode(parts.query, _QUERY_OK)
-    if path == parts.path and query == parts.query:
+    if netloc == parts.netloc and path == parts.path and query == parts.query:
         return url  # already in form: never rewritten, not even cosmetically
     assert (path + query).isascii(), "an encoded path and query are ASCII"
-    return urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
+
+
+def _ascii_netloc(netloc: str) -> str:
+    """An internationalised host name in its IDNA (A-label) form, as the guard resolves it;
+    anything else (ASCII already, credentials, not a valid name) is left for the guard."""
+    if netloc.isascii() or "@" in netloc or "[" in netloc:
+        return netloc
+    host, colon, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return netloc
+    return ascii_host + colon + port

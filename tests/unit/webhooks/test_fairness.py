@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -165,3 +166,10 @@ def test_the_fair_queue_keeps_caps_serves_the_least_served_and_loses_nothing(wor
 def _left(work, taken, tenant_id, endpoint_id) -> list[str]:  # type: ignore[no-untyped-def]
     return [f"{tenant_id}/{endpoint_id}/{n}" for n in range(work[tenant_id][endpoint_id])
             if f"{tenant_id}/{endpoint_id}/{n}" not in taken]
+
+
+def test_a_worker_whose_one_tenant_could_hold_the_whole_pool_is_refused(platform, clock) -> None:
+    for pool, per_tenant, per_endpoint in ((4, 4, 2), (16, 2, 3), (16, 0, 0)):
+        with pytest.raises(ValueError):
+            DeliveryWorker(platform.store, clock, platform.webhooks, pool_size=pool,
+                           per_tenant_concurrency=per_tenant, per_endpoint_concurrency=per_endpoint)

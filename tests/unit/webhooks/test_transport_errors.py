@@ -169,3 +169,11 @@ def test_the_api_answers_with_the_url_as_it_will_be_sent(client, platform, tenan
     assert platform.webhook_worker.run_once().succeeded == 1
     [attempt] = platform.webhooks.attempts("acme", response.json()["id"])
     assert attempt["succeeded"] and attempt["url"] == receiver.url + "/caf%C3%A9"
+
+
+def test_an_internationalised_host_is_stored_in_its_idna_form(platform, tenant) -> None:
+    asked: list[str] = []
+    platform.webhooks.resolver = lambda host, port: asked.append(host) or ["93.184.216.34"]
+    view, _ = platform.webhooks.register("acme", "https://Bücher.example:8443/é?x=ü", ["ruleset.activated"])
+    assert view["url"] == "https://xn--bcher-kva.example:8443/%C3%A9?x=%C3%BC"
+    assert asked == ["xn--bcher-kva.example"]
