@@ -15,7 +15,10 @@ the local loop. One round:
    for at most the sender's deadline (<= 15 s), and another tenant's due
    delivery is among the first sent whatever that backlog. When the round's
    budget is spent no new delivery starts; what was not started stays due
-   (``RoundReport.deferred``) and, being older, goes first next round;
+   (``RoundReport.deferred``) and, being older, goes first next round. A round
+   that runs long (hung endpoints using up their deadlines) looks for newly due
+   work every ``refresh_every`` seconds (the timer's period), so a delivery that
+   comes due meanwhile does not wait for the round to end;
 3. before sending, leases the delivery (ETag-guarded: two workers never send the
    same task at once; a worker that dies frees it when the lease ends) and checks
    the URL again (SSRF guard, fresh resolution, connect to the checked address).
@@ -106,6 +109,7 @@ class DeliveryWorker:
     def __init__(self, store: DocumentStore, clock: Clock, service: WebhookService, *,
                  sender: PinnedSender | None = None, pool_size: int = 16, per_tenant_concurrency: int = 4,
                  per_endpoint_concurrency: int = 2, per_endpoint_batch: int = 50, round_budget: float = 45.0,
+                 refresh_every: float = 10.0,
                  wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
         if not 1 <= per_endpoint_concurrency <= per_tenant_concurrency < pool_size:
@@ -120,6 +124,7 @@ class DeliveryWorker:
         self.per_endpoint_concurrency = per_endpoint_concurrency
         self.per_endpoint_batch = per_endpoint_batch
         self.round_budget = round_budget
+        self.refresh_every = refresh_every  # a long round looks for newly due work this often
         self._wall = wall  # the webhook-timestamp is real time: receivers compare it with their clock
         self._monotonic = monotonic  # the round's budget
         self._rng = rng or random.Random()
@@ -131,44 +136,34 @@ class DeliveryWorker:
         report = RoundReport()
         started = self._monotonic()
         self._announce_missed_disables()
-        now = iso(self._clock.now())
-        endpoints = self._store.query(WEBHOOK_ENDPOINTS, Query(pk=None, filters=(Filter("status", "=", "active"),),
-                                                               limit=10_000))
-        work: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
-        for endpoint in endpoints:
-            due = self._store.query(WEBHOOK_DELIVERIES, Query(
-                pk=delivery_pk(endpoint["tenantId"], endpoint["id"]),
-                filters=(Filter("status", "=", "pending"), Filter("nextAttemptAt", "<=", now)),
-                order_by="nextAttemptAt", limit=self.per_endpoint_batch))
-            if due:
-                work.append((due[0]["nextAttemptAt"], endpoint, due))
-        if not work:
-            return report
-        # Oldest due first (tenants by their oldest, then endpoints): what a round left
-        # undone (the budget ended) keeps its old due time and so goes first in the next.
-        oldest: dict[str, str] = {}
-        for first_due, endpoint, _ in work:
-            oldest[endpoint["tenantId"]] = min(first_due, oldest.get(endpoint["tenantId"], first_due))
-        work.sort(key=lambda w: (oldest[w[1]["tenantId"]], w[1]["tenantId"], w[0], w[1]["id"]))
         queue: FairQueue[tuple[dict[str, Any], dict[str, Any]]] = FairQueue(self.per_tenant_concurrency,
                                                                             self.per_endpoint_concurrency)
-        for _, endpoint, due in work:
-            queue.add(endpoint["tenantId"], endpoint["id"], [(endpoint, d) for d in due])
-
+        queued: set[str] = set()  # delivery ids of this round: each is attempted once per round at most
+        if not self._queue_due(queue, queued):
+            return report
+        next_look = started + self.refresh_every
         running: dict[Future[tuple[bool, RoundReport]], tuple[str, str]] = {}
         with ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="webhook") as pool:
             while True:
+                in_budget = self._monotonic() - started < self.round_budget
+                if in_budget and self._monotonic() >= next_look:
+                    # A long round (hung endpoints running out their deadlines) looks for newly due
+                    # work as often as the timer would have started a round: nobody waits for it to end.
+                    self._queue_due(queue, queued)
+                    next_look = self._monotonic() + self.refresh_every
                 # A free thread takes the fairest next delivery (shared.webhooks.fairness); none
                 # is started once the budget is spent, and those running end by their deadline.
-                while len(running) < self.pool_size and self._monotonic() - started < self.round_budget:
+                while in_budget and len(running) < self.pool_size:
                     unit = queue.take()
                     if unit is None:
                         break
                     tenant_id, endpoint_id, (endpoint, delivery) = unit
                     running[pool.submit(self._unit, endpoint, delivery)] = (tenant_id, endpoint_id)
+                    in_budget = self._monotonic() - started < self.round_budget
                 if not running:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, timeout=max(0.01, next_look - self._monotonic()) if in_budget else None,
+                                   return_when=FIRST_COMPLETED)
                 for future in finished:
                     tenant_id, endpoint_id = running.pop(future)
                     stop, unit_report = future.result()  # _unit never raises
@@ -180,6 +175,33 @@ class DeliveryWorker:
                      "%d left for the next round", report.sent, report.succeeded, report.failed, report.given_up,
                      len(report.endpoints_disabled), report.deferred)
         return report
+
+    def _queue_due(self, queue: FairQueue[tuple[dict[str, Any], dict[str, Any]]], queued: set[str]) -> int:
+        """Add the due deliveries not yet queued in this round; how many were added."""
+        now = iso(self._clock.now())
+        endpoints = self._store.query(WEBHOOK_ENDPOINTS, Query(pk=None, filters=(Filter("status", "=", "active"),),
+                                                               limit=10_000))
+        work: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
+        for endpoint in endpoints:
+            due = self._store.query(WEBHOOK_DELIVERIES, Query(
+                pk=delivery_pk(endpoint["tenantId"], endpoint["id"]),
+                filters=(Filter("status", "=", "pending"), Filter("nextAttemptAt", "<=", now)),
+                order_by="nextAttemptAt", limit=self.per_endpoint_batch))
+            due = [d for d in due if d["id"] not in queued]
+            if due:
+                work.append((due[0]["nextAttemptAt"], endpoint, due))
+        # Oldest due first (tenants by their oldest, then endpoints): what a round left
+        # undone (the budget ended) keeps its old due time and so goes first in the next.
+        oldest: dict[str, str] = {}
+        for first_due, endpoint, _ in work:
+            oldest[endpoint["tenantId"]] = min(first_due, oldest.get(endpoint["tenantId"], first_due))
+        work.sort(key=lambda w: (oldest[w[1]["tenantId"]], w[1]["tenantId"], w[0], w[1]["id"]))
+        added = 0
+        for _, endpoint, due in work:
+            queue.add(endpoint["tenantId"], endpoint["id"], [(endpoint, d) for d in due])
+            queued.update(d["id"] for d in due)
+            added += len(due)
+        return added
 
     def _unit(self, endpoint: dict[str, Any], delivery: dict[str, Any]) -> tuple[bool, RoundReport]:
         """One delivery on a pool thread: its report, and whether its endpoint should get no

@@ -62,6 +62,37 @@ def test_fifty_hung_endpoints_of_one_tenant_do_not_delay_another_tenants_deliver
     assert 0 < hung_server.most_open <= worker.per_tenant_concurrency < worker.pool_size
 
 
+def test_a_delivery_due_during_a_long_round_goes_out_in_that_round(platform, tenant, other_tenant, receiver,
+                                                                   hung_server, allow_loopback) -> None:
+    """Hung endpoints keep a round running for its whole budget; a delivery of another tenant
+    that comes due meanwhile is picked up by the round, not left for the next one."""
+    worker = platform.webhook_worker
+    worker._sender = RecordingSender(DEADLINE)
+    worker.round_budget, worker.refresh_every = 2.5, 0.3
+    arrived: list[float] = []
+    receiver.behaviour["/b"] = lambda h: arrived.append(time.monotonic()) or (204, {}, b"")
+    for number in range(MAX_ENDPOINTS_PER_TENANT):
+        platform.webhooks.register("acme", f"{hung_server.url}/hung/{number}", ["ruleset.activated"])
+    platform.webhooks.register("globex", receiver.url + "/b", ["ruleset.activated"])
+    platform.webhooks.rule_set_activated("acme", "rs", 1)
+    published: list[float] = []
+
+    def later() -> None:
+        time.sleep(0.6)
+        platform.webhooks.rule_set_activated("globex", "rs", 2)
+        published.append(time.monotonic())
+
+    publisher = threading.Thread(target=later)
+    started = time.monotonic()
+    publisher.start()
+    report = worker.run_once()
+    took = time.monotonic() - started
+    publisher.join(timeout=5)
+    assert published and len(arrived) == 1, "the delivery that came due mid-round waited for the next round"
+    assert arrived[0] > published[0] and report.succeeded == 1
+    assert took < worker.round_budget + DEADLINE + 2.5
+
+
 class RecordingSender(PinnedSender):
     """The real sender, noting the order in which attempts start."""
 
