@@ -124,7 +124,7 @@ def hung_server() -> Iterator[HungServer]:
                 try:
                     if not conn.recv(65536):
                         break
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except OSError:
                     break
@@ -137,7 +137,7 @@ def hung_server() -> Iterator[HungServer]:
         while not stopping.is_set():
             try:
                 conn, _ = listener.accept()
-            except (socket.timeout, OSError):
+            except OSError:
                 continue
             with state.lock:
                 state.accepted += 1

@@ -33,7 +33,7 @@ def test_a_410_is_audited_and_announced_to_the_other_endpoints(platform, tenant,
     _, same_types = platform.webhooks.register("acme", receiver.url + "/a", ["ruleset.activated"])
     _, other_types = platform.webhooks.register("acme", receiver.url + "/b", ["tier.changed"])  # subscribed or not
     _, ops_only = platform.webhooks.register("acme", receiver.url + "/ops", ["endpoint.disabled"])
-    _, elsewhere = platform.webhooks.register("globex", receiver.url + "/globex", ["ruleset.activated"])
+    platform.webhooks.register("globex", receiver.url + "/globex", ["ruleset.activated"])
     platform.webhooks.rule_set_activated("acme", "rs1", 1)
     platform.webhook_worker.drain()
     doc = platform.webhooks.get("acme", gone["id"])
@@ -74,7 +74,7 @@ def test_five_days_failing_is_audited_and_announced(platform, tenant, receiver, 
 def test_two_attempts_seeing_410_together_disable_and_announce_once(platform, tenant, receiver,
                                                                    allow_loopback) -> None:
     receiver.behaviour["/gone"] = lambda h: (410, {}, b"")
-    gone, _ = platform.webhooks.register("acme", receiver.url + "/gone", ["ruleset.activated"])
+    platform.webhooks.register("acme", receiver.url + "/gone", ["ruleset.activated"])
     _, watcher = platform.webhooks.register("acme", receiver.url + "/w", ["tier.changed"])
     for version in range(1, 5):  # several due at once: both lanes of the endpoint get a 410
         platform.webhooks.rule_set_activated("acme", "rs1", version)

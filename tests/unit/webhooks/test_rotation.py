@@ -62,7 +62,7 @@ def test_a_zero_grace_rotation_retires_the_old_secret_at_once(platform, tenant, 
 def test_an_endpoint_stored_with_three_live_secrets_signs_with_the_two_newest(platform, tenant, receiver,
                                                                               allow_loopback, clock) -> None:
     """Endpoints rotated before the fix may rest with more live secrets: still two signatures."""
-    view, first = platform.webhooks.register("acme", receiver.url + "/legacy", ["ruleset.activated"])
+    view, _ = platform.webhooks.register("acme", receiver.url + "/legacy", ["ruleset.activated"])
     doc = platform.store.read(WEBHOOK_ENDPOINTS, "acme", view["id"])
     _, second = platform.webhooks.rotate_secret("acme", view["id"], timedelta(hours=24))
     _, third = platform.webhooks.rotate_secret("acme", view["id"], timedelta(hours=24))
