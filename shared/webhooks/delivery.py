@@ -381,7 +381,7 @@ class DeliveryWorker:
             if updated["status"] == "disabled":
                 log.warning("webhook endpoint %s of tenant %s disabled: %s", doc["id"], doc["tenantId"],
                             updated["disabledReason"])
-                self._service.announce_disabled(saved)  # audit log and endpoint.disabled to the others
+                self._service.announce_or_leave(saved)  # audit log and endpoint.disabled to the others
                 return True
             return False
         return False

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import secrets as _secrets
 from datetime import datetime, timedelta
 from typing import Any, Iterable
@@ -37,6 +38,8 @@ from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
 from shared.webhooks.urls import normalise_url
+
+log = logging.getLogger("accrue.webhooks")
 
 MAX_ENDPOINTS_PER_TENANT = 50
 MAX_DESCRIPTION = 500
@@ -202,8 +205,16 @@ class WebhookService:
             return False  # deleted meanwhile: nothing to disable, nobody to tell
         if not changed or doc.get("disabledAnnounce") != "pending":
             return False
-        self.announce_disabled(doc)
+        self.announce_or_leave(doc)
         return True
+
+    def announce_or_leave(self, doc: dict[str, Any]) -> None:
+        """``announce_disabled`` right after disabling; if it fails, the ``pending`` mark stays and
+        the worker's sweep announces later: the disable itself (already saved) stands either way."""
+        try:
+            self.announce_disabled(doc)
+        except Exception:  # noqa: BLE001 - the sweep retries; the caller's delivery bookkeeping goes on
+            log.exception("webhook endpoint %s: disabled, but not yet announced (the sweep will)", doc["id"])
 
     def announce_disabled(self, doc: dict[str, Any]) -> None:
         """Audit record and ``endpoint.disabled`` event for an automatically disabled endpoint,

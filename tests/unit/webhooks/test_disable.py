@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from standardwebhooks import Webhook
 
 from shared.store.layout import WEBHOOK_ENDPOINTS
@@ -118,3 +119,37 @@ def test_re_enabling_clears_the_disable_and_a_later_one_is_announced_again(platf
     events = _disabled_events(receiver, "/w", watcher)
     assert len(events) == 2 and events[0]["disabledAt"] != events[1]["disabledAt"]
     assert len(_audit(platform, "acme")) == 2
+
+
+@pytest.mark.parametrize("cause", ["gone", "failing"])
+def test_an_audit_log_failing_at_disable_time_leaves_it_for_the_sweep(platform, tenant, receiver, allow_loopback,
+                                                                     clock, cause: str) -> None:
+    receiver.behaviour["/x"] = lambda h: (410 if cause == "gone" else 500, {}, b"")
+    bad, _ = platform.webhooks.register("acme", receiver.url + "/x", ["ruleset.activated"])
+    _, watcher = platform.webhooks.register("acme", receiver.url + "/w", ["tier.changed"])
+    real = platform.webhooks.audit
+
+    class Unavailable:
+        def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise OSError("the audit store is unreachable")
+
+    platform.webhooks.audit = Unavailable()
+    platform.webhooks.rule_set_activated("acme", "rs1", 1)
+    platform.webhook_worker.run_once()
+    for version in range(2, 10 if cause == "failing" else 2):  # five days of failures
+        clock.advance(timedelta(hours=16))
+        platform.webhooks.rule_set_activated("acme", "rs1", version)
+        platform.webhook_worker.run_once()
+    doc = platform.webhooks.get("acme", bad["id"])
+    assert doc["status"] == "disabled" and doc["disabledAnnounce"] == "pending" and doc["disabledCode"] == cause
+    # The attempt that disabled it was recorded and its delivery rescheduled or closed, not left
+    # leased: every delivery counts exactly the attempts the log holds for it.
+    log = platform.webhooks.attempts("acme", bad["id"], limit=1000)
+    for delivery in platform.webhooks.deliveries("acme", bad["id"], limit=1000):
+        assert delivery["attempts"] == sum(1 for a in log if a["deliveryId"] == delivery["id"]), delivery
+    platform.webhooks.audit = real
+    clock.advance(timedelta(minutes=2))
+    platform.webhook_worker.drain()
+    assert len(_audit(platform, "acme")) == 1
+    assert len(_disabled_events(receiver, "/w", watcher)) == 1  # published once, though tried twice
+    assert platform.webhooks.get("acme", bad["id"])["disabledAnnounce"] is None
