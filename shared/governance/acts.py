@@ -50,7 +50,7 @@ def executors(platform: "Platform") -> dict[str, Any]:
                                                          limit=500))
             for doc in page:
                 if not doc.get("erasedAt"):
-                    platform.vault.erase(tenant_id, doc["customerId"], who, reason="tenant deleted")
+                    platform.erasures.erase(tenant_id, doc["customerId"], who, reason="tenant deleted")
                     erased += 1
             if len(page) < 500:
                 break

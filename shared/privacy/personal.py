@@ -242,7 +242,11 @@ class PersonalDataVault:
 
     # --- erasure ------------------------------------------------------------------
 
-    def erase(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None) -> dict[str, Any]:
+    def erase(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None,
+              erased_at: str | None = None) -> dict[str, Any]:
+        """Destroy the customer's key and strip the profile (``shared.privacy.erasure`` calls
+        this, then reaches the copies: the store's files, exports, webhooks).
+        ``erased_at``: the instant the erasure was asked (kept when it is completed later)."""
         pk = customer_pk(tenant_id, customer_id)
         doc = self._store.read(CUSTOMERS, pk, customer_id)
         if doc is None:
@@ -253,7 +257,7 @@ class PersonalDataVault:
             _delete_if_present(self._store, PII_INDEX, tenant_id, doc["emailIndex"])
         _delete_if_present(self._store, PII_KEYS, pk, "dek")
         self.cache.evict(tenant_id, customer_id)
-        erased_at = iso(self._clock.now())
+        erased_at = erased_at or iso(self._clock.now())
         self._audit.record(tenant_id, "customer.erased", who, target=f"customer:{customer_id}",
                            before={"personalFields": sorted((doc.get("personal") or {}).keys())},
                            after={"personalFields": [], "erasedAt": erased_at}, reason=reason)

@@ -76,6 +76,7 @@ from shared.store.port import (
     Upsert,
     check_field_path,
 )
+from shared.private_files import private_sqlite
 from shared.store.sqlite_lock import use_wal, write_transaction
 
 LEGACY_TABLE = "docs"
@@ -264,7 +265,9 @@ class SqliteDocumentStore:
         # ETags need only differ on every write: a random prefix per store and a counter.
         self._etag_prefix = uuid.uuid4().hex[:12]
         self._etags = itertools.count(1)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # Owner only, -wal and -shm too (they take the database file's mode): the file
+        # holds sealed personal data and wrapped data keys (shared.private_files).
+        private_sqlite(self.path)
         conn = self._conn()
         # Bound parameters per statement: SQLite before 3.32 allows only 999.
         self._max_variables = min(_MAX_VARIABLES, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
@@ -361,6 +364,23 @@ class SqliteDocumentStore:
             with self._all_lock:
                 self._all.append(conn)
         return conn
+
+    def forget_deleted(self) -> bool:
+        """Leave no copy of deleted or overwritten content in any file of the store.
+
+        ``secure_delete`` (on for every connection) zeroes a deleted row where it
+        lay in its page, but in WAL mode the page's earlier versions stay in the
+        ``-wal`` file until a checkpoint has copied the newest versions into the
+        database file and the WAL is truncated; a clean stop does that only when
+        no other process still has the file open. ``wal_checkpoint(TRUNCATE)``
+        waits (``busy_timeout``) for writers and readers of older snapshots,
+        then copies and truncates the WAL to zero bytes. True when done; False
+        when a reader held on past the timeout (the caller retries later)."""
+        try:
+            busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+        return busy == 0
 
     def close(self) -> None:
         with self._group:

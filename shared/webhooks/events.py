@@ -19,7 +19,8 @@ From the ledger's change feed (``events_from_ledger``):
   the free-text detail may quote merchant input).
 
 Published by other components through ``WebhookService``: ``tier.changed``
-(``tier_changed``) and ``ruleset.activated`` (``rule_set_activated``).
+(``tier_changed``), ``ruleset.activated`` (``rule_set_activated``) and
+``customer.erased`` (``shared.privacy.erasure``, through ``publish``).
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ POINTS_RESERVED = "points.reserved"
 ORDER_REJECTED = "order.rejected"
 TIER_CHANGED = "tier.changed"
 RULESET_ACTIVATED = "ruleset.activated"
+# Published by the erasure (shared.privacy.erasure): customer id and instant only, so a
+# receiver deletes its own copy of the customer's personal data.
+CUSTOMER_ERASED = "customer.erased"
 
 EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEASED, ORDER_REJECTED, TIER_CHANGED,
-                                RULESET_ACTIVATED, POINTS_RESERVED)
+                                RULESET_ACTIVATED, POINTS_RESERVED, CUSTOMER_ERASED)
 
 # Entry types that settle a reservation (a PENDING debit), not a held earn.
 SETTLES_RESERVATION = ("REDEEM", "CONVERT", "RELEASE")

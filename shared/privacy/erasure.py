@@ -1,0 +1,199 @@
+"""Erasure that reaches every copy: the right to be forgotten, end to end.
+
+``PersonalDataVault.erase`` destroys the customer's data key and strips the
+profile. The copies it cannot reach are handled here, in this order:
+
+1. **intent** (before anything is destroyed): a work item in ``system``
+   (partition ``erasures``) and one record in the **erasure log**, a blob
+   ``@erasures/<YYYY-MM-DD>/<tenantId>/<customerId>.json`` holding only
+   ``tenantId``, ``customerId``, ``erasedAt`` (no personal data). The log lives
+   in Blob Storage (the audit container: immutable on Azure), not in the
+   database, so a restore of the database from a backup does not roll it back:
+   ``replay(since)`` erases again everyone erased since the backup point;
+2. the vault's erasure (key, blind index, profile; audited ``customer.erased``);
+3. the ``customer.erased`` webhook event (customer id and instant only), so
+   downstream copies can delete theirs;
+4. the store's files: ``forget_deleted`` (SQLite: a truncating WAL checkpoint,
+   so no earlier page version keeps the wrapped key or the sealed fields);
+5. the exports: every export file holding the customer's personal data is
+   rewritten without it (``ExportService.scrub``, audited
+   ``customer.exports-rewritten`` with the files); the next export run lists
+   the erasure in its ``erasures`` subject.
+
+Steps 2-5 are each safe to repeat. They run at once, in the request; a step that
+fails leaves the work item pending and the ``erasures`` job (every minute)
+completes it, so the bound is the time of the request, or one minute after the
+failing dependency is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from shared.audit.log import HasActor
+from shared.blobs.port import BlobExists, BlobNotFound, BlobSink
+from shared.clock import Clock, iso, parse_iso
+from shared.errors import DocumentExists, NotFound, PreconditionFailed
+from shared.store.layout import CUSTOMERS, SYSTEM, customer_pk
+from shared.store.port import DocumentStore, Filter, Query
+
+if TYPE_CHECKING:
+    from shared.audit.log import AuditLog
+    from shared.exports.service import ExportService
+    from shared.privacy.personal import PersonalDataVault
+    from shared.webhooks.service import WebhookService
+
+log = logging.getLogger("accrue.erasure")
+
+WORK_PK = "erasures"
+LOG_PREFIX = "@erasures/"  # "@" cannot start a tenant id: no clash with the audit archive's paths
+LOG_FORMAT = "accrue-erasure"
+EVENT_TYPE = "customer.erased"
+PENDING_PAGE = 100
+
+
+def log_path(tenant_id: str, customer_id: str, erased_at: str) -> str:
+    return f"{LOG_PREFIX}{erased_at[:10]}/{tenant_id}/{customer_id}.json"
+
+
+class Erasures:
+    def __init__(self, store: DocumentStore, clock: Clock, vault: "PersonalDataVault", audit: "AuditLog",
+                 webhooks: "WebhookService", exports: "ExportService",
+                 log_sink: BlobSink | Callable[[], BlobSink]) -> None:
+        self._store = store
+        self._clock = clock
+        self._vault = vault
+        self._audit = audit
+        self._webhooks = webhooks
+        self._exports = exports
+        self._log_factory = log_sink if callable(log_sink) and not hasattr(log_sink, "put") else (lambda: log_sink)
+        self._log_sink: BlobSink | None = None
+
+    @property
+    def log_sink(self) -> BlobSink:
+        if self._log_sink is None:
+            self._log_sink = self._log_factory()  # type: ignore[operator]
+        return self._log_sink
+
+    # --- erasing ----------------------------------------------------------------------
+
+    def erase(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None) -> dict[str, Any]:
+        """Erase the customer everywhere (module docstring); idempotent. NotFound (nothing
+        written) for a customer that does not exist."""
+        doc = self._store.read(CUSTOMERS, customer_pk(tenant_id, customer_id), customer_id)
+        if doc is None:
+            raise NotFound(f"customer {customer_id!r} does not exist; nothing was erased")
+        work = self._intent(tenant_id, customer_id, doc.get("erasedAt"), reason)
+        result = self._vault.erase(tenant_id, customer_id, who, reason, erased_at=work["erasedAt"])
+        if work.get("status") != "done" or not result["alreadyErased"]:
+            self._follow_up(work)
+        return result
+
+    def _intent(self, tenant_id: str, customer_id: str, erased_at: str | None, reason: str | None) -> dict[str, Any]:
+        work_id = f"{tenant_id}:{customer_id}"
+        work = self._store.read(SYSTEM, WORK_PK, work_id)
+        if work is None:
+            work = {"id": work_id, "pk": WORK_PK, "docType": "erasureWork", "tenantId": tenant_id,
+                    "customerId": customer_id, "erasedAt": erased_at or iso(self._clock.now()),
+                    "status": "pending", "reason": (reason or "")[:200] or None}
+            try:
+                work = self._store.create(SYSTEM, work)
+            except DocumentExists:  # a concurrent request for the same customer: share its instant
+                work = self._store.read(SYSTEM, WORK_PK, work_id) or work
+        self._write_log(tenant_id, customer_id, work["erasedAt"])
+        return work
+
+    def _write_log(self, tenant_id: str, customer_id: str, erased_at: str) -> None:
+        record = {"format": LOG_FORMAT, "version": 1, "tenantId": tenant_id, "customerId": customer_id,
+                  "erasedAt": erased_at}
+        try:
+            self.log_sink.put(log_path(tenant_id, customer_id, erased_at),
+                              json.dumps(record, sort_keys=True).encode(), "application/json",
+                              {"tenantId": tenant_id, "erasedAt": erased_at})
+        except BlobExists:
+            pass  # written by an earlier attempt: the same record
+
+    def _follow_up(self, work: dict[str, Any]) -> None:
+        """Steps 3-5; each repeatable. The work item is done only once all succeeded."""
+        tenant_id, customer_id, erased_at = work["tenantId"], work["customerId"], work["erasedAt"]
+        self._webhooks.publish(tenant_id, EVENT_TYPE, {"customerId": customer_id, "erasedAt": erased_at},
+                               source_id=f"erasure:{customer_id}", occurred_at=erased_at)
+        self._exports.scrub(tenant_id, {customer_id})
+        forget = getattr(self._store, "forget_deleted", None)
+        store_clean = forget() if forget is not None else True
+        if not store_clean:
+            log.warning("erasure of a customer of tenant %s: the store's WAL is still read by another "
+                        "connection; the erasures job retries", tenant_id)
+            return
+        current = self._store.read(SYSTEM, WORK_PK, work["id"])
+        if current is None or current.get("status") == "done":
+            return
+        try:
+            self._store.upsert(SYSTEM, dict(current, status="done", doneAt=iso(self._clock.now())),
+                               if_match=current["_etag"])
+        except PreconditionFailed:
+            pass  # another process completed it at the same time
+
+    def run_pending(self) -> int:
+        """The ``erasures`` job: complete erasures whose follow-up failed or was cut short."""
+        done = 0
+        docs = self._store.query(SYSTEM, Query(pk=WORK_PK, filters=(Filter("status", "=", "pending"),),
+                                               limit=PENDING_PAGE))
+        for work in docs:
+            try:
+                self._vault.erase(work["tenantId"], work["customerId"], None, work.get("reason") or "completion",
+                                  erased_at=work["erasedAt"])
+            except NotFound:
+                pass  # the profile is gone (a restore from before its registration): the copies remain
+            try:
+                self._follow_up(work)
+                done += 1
+            except Exception as exc:  # noqa: BLE001 - one erasure's failure must not stop the others
+                log.error("erasure of a customer of tenant %s not completed: %s: %s; retried next run",
+                          work["tenantId"], type(exc).__name__, exc)
+        return done
+
+    # --- after a restore --------------------------------------------------------------
+
+    def log_records(self, since: datetime, tenant_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Erasure-log records with ``erasedAt >= since`` (oldest day first)."""
+        day = iso(since)[:10]
+        for info in self.log_sink.list(LOG_PREFIX):
+            parts = info.path[len(LOG_PREFIX):].split("/")
+            if len(parts) != 3 or parts[0] < day or (tenant_id is not None and parts[1] != tenant_id):
+                continue
+            try:
+                record = json.loads(self.log_sink.read(info.path))
+            except BlobNotFound:
+                continue
+            if record.get("format") == LOG_FORMAT and parse_iso(record["erasedAt"]) >= since:
+                yield record
+
+    def replay(self, since: datetime, tenant_id: str | None = None) -> dict[str, Any]:
+        """Re-apply every logged erasure since ``since`` (the backup point of a restore):
+        key, profile, blind index, store files, exports, the webhook (same message id
+        as the first time, so a receiver sees a duplicate, not a new erasure)."""
+        replayed, missing = [], []
+        for record in self.log_records(since, tenant_id):
+            tenant, customer = record["tenantId"], record["customerId"]
+            work_id = f"{tenant}:{customer}"
+            work = self._store.read(SYSTEM, WORK_PK, work_id)
+            if work is None:
+                try:
+                    work = self._store.create(SYSTEM, {"id": work_id, "pk": WORK_PK, "docType": "erasureWork",
+                                                       "tenantId": tenant, "customerId": customer,
+                                                       "erasedAt": record["erasedAt"], "status": "pending",
+                                                       "reason": "replayed after a restore"})
+                except DocumentExists:
+                    work = self._store.read(SYSTEM, WORK_PK, work_id)
+            assert work is not None
+            try:
+                self._vault.erase(tenant, customer, None, "replayed after a restore", erased_at=record["erasedAt"])
+                replayed.append(work_id)
+            except NotFound:
+                missing.append(work_id)  # registered after the backup point: nothing in the store to erase
+            self._follow_up(work)
+        return {"since": iso(since), "replayed": replayed, "notInStore": missing}
