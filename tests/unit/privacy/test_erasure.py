@@ -332,8 +332,14 @@ def test_an_export_racing_the_erasure_leaves_no_personal_data(client, platform, 
 
 # --- the data folder is owner only ------------------------------------------------------------------
 
-def test_every_folder_and_file_of_the_data_folder_is_owner_only(client, platform, tenant, clock) -> None:
-    os.umask(0o022)  # a usual umask: the modes must not depend on it
+@pytest.fixture
+def usual_umask():  # type: ignore[no-untyped-def]
+    previous = os.umask(0o022)  # a usual umask: the modes must not depend on it
+    yield
+    os.umask(previous)
+
+
+def test_every_folder_and_file_of_the_data_folder_is_owner_only(client, platform, tenant, clock, usual_umask) -> None:
     platform.exports.save_settings("acme", [])
     register(client, tenant)
     client.post("/v1/orders", json=order_body("z1", "o1"), headers=auth(tenant.merchant))
@@ -350,7 +356,7 @@ def test_every_folder_and_file_of_the_data_folder_is_owner_only(client, platform
     assert not wide, wide
 
 
-def test_files_made_before_this_version_are_narrowed_on_open(tmp_path) -> None:
+def test_files_made_before_this_version_are_narrowed_on_open(tmp_path, usual_umask) -> None:
     from shared.store.layout import CONTAINERS
     from shared.store.sqlite import SqliteDocumentStore
 
