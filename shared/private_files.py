@@ -38,7 +38,10 @@ def private_dir(path: str | Path) -> Path:
         except FileExistsError:
             pass  # created by a concurrent process: narrowed below like the rest
         os.chmod(folder, DIR_MODE)
-    if stat.S_IMODE(path.stat().st_mode) != DIR_MODE:
+    mode = path.stat().st_mode
+    if not stat.S_ISDIR(mode):
+        raise NotADirectoryError(f"{path} is not a folder")
+    if stat.S_IMODE(mode) != DIR_MODE:
         os.chmod(path, DIR_MODE)
     return path
 
