@@ -11,7 +11,13 @@ Subjects and their change key (rows with ``from < key <= to``):
 * ``ruleevaluations``: the rule trace of each order record, by ``createdAt``;
 * ``webhookdeliveries``: webhook delivery attempts by ``createdAt``;
 * ``tierhistory``: tier-change records (``shared.tiers.history``, in the ledger
-  partitions) by ``createdAt``.
+  partitions) by ``createdAt``;
+* ``erasures``: customers erased in the window (id and ``erasedAt`` only), so a
+  warehouse deletes its copy of their personal data.
+
+Erasure (``scrub``, called by ``shared.privacy.erasure``) rewrites every
+``customers`` file that holds an erased customer's personal fields, found through
+the manifests (each entry lists its ``personalFields``), and updates the entry.
 
 Reading is paged, never the whole history: customers of the tenant by id, then
 each customer's ledger partition by ``seq`` / ``id`` (single-partition queries,
