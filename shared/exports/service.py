@@ -41,6 +41,7 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
 import zlib
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator
@@ -109,6 +110,8 @@ class ExportService:
                  chunk_size: int = 64 * 1024, page: int = PAGE, audit: Any = None) -> None:
         self._store = store
         self._audit = audit
+        self._locks_guard = threading.Lock()
+        self._rewrite_locks: dict[str, threading.Lock] = {}
         self._clock = clock
         self._keys = keys
         self._sink_factory = sink if callable(sink) and not hasattr(sink, "put") else (lambda: sink)
@@ -323,6 +326,16 @@ class ExportService:
         Two rewriters of one file (the erasure, an export run's own check) may race: each
         checks again after writing (fresh profile reads, the file's SHA-256 against the
         manifest), so the last one to write also verifies the result."""
+        with self._rewrite_lock(path):
+            return self._scrub_file_locked(tenant_id, manifest_path, path, erased)
+
+    def _rewrite_lock(self, path: str) -> threading.Lock:
+        """One rewriter of a file at a time in this process (others, in other processes,
+        are caught by the check after each write)."""
+        with self._locks_guard:
+            return self._rewrite_locks.setdefault(path, threading.Lock())
+
+    def _scrub_file_locked(self, tenant_id: str, manifest_path: str, path: str, erased: set[str]) -> set[str]:
         removed: set[str] = set()
         for _ in range(MAX_REWRITES):
             manifest = json.loads(self.sink.read(manifest_path))

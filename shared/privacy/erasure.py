@@ -80,17 +80,19 @@ class Erasures:
 
     # --- erasing ----------------------------------------------------------------------
 
-    def erase(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None) -> dict[str, Any]:
+    def erase(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None, *,
+              defer: bool = False) -> dict[str, Any]:
         """Erase the customer everywhere (module docstring); idempotent. NotFound (nothing
-        written) for a customer that does not exist."""
+        written) for a customer that does not exist. ``defer``: destroy the key now and
+        leave the copies to ``run_pending`` (many erasures at once: a tenant's deletion)."""
         doc = self._store.read(CUSTOMERS, customer_pk(tenant_id, customer_id), customer_id)
         if doc is None:
             raise NotFound(f"customer {customer_id!r} does not exist; nothing was erased")
         work = self._intent(tenant_id, customer_id, doc.get("erasedAt"), reason)
         result = self._vault.erase(tenant_id, customer_id, who, reason, erased_at=work["erasedAt"])
-        if work.get("status") != "done" or not result["alreadyErased"]:
+        if not defer and (work.get("status") != "done" or not result["alreadyErased"]):
             try:
-                self._follow_up(work)
+                self._complete([work])
             except Exception as exc:  # noqa: BLE001 - the key is gone; the job completes the copies
                 log.error("erasure of a customer of tenant %s: reaching the copies failed (%s: %s); the "
                           "erasures job retries every minute", tenant_id, type(exc).__name__, exc)
@@ -120,44 +122,60 @@ class Erasures:
         except BlobExists:
             pass  # written by an earlier attempt: the same record
 
-    def _follow_up(self, work: dict[str, Any]) -> None:
-        """Steps 3-5; each repeatable. The work item is done only once all succeeded."""
-        tenant_id, customer_id, erased_at = work["tenantId"], work["customerId"], work["erasedAt"]
-        self._webhooks.publish(tenant_id, EVENT_TYPE, {"customerId": customer_id, "erasedAt": erased_at},
-                               source_id=f"erasure:{customer_id}", occurred_at=erased_at)
-        self._exports.scrub(tenant_id, {customer_id})
+    def _complete(self, works: list[dict[str, Any]]) -> int:
+        """Steps 3-5 for erasures whose key is gone, batched per tenant (one export scan and
+        one checkpoint for them all); each repeatable. Marked done only once all succeeded."""
+        by_tenant: dict[str, list[dict[str, Any]]] = {}
+        for work in works:
+            by_tenant.setdefault(work["tenantId"], []).append(work)
+        for tenant_id, items in by_tenant.items():
+            for work in items:
+                self._webhooks.publish(tenant_id, EVENT_TYPE,
+                                       {"customerId": work["customerId"], "erasedAt": work["erasedAt"]},
+                                       source_id=f"erasure:{work['customerId']}", occurred_at=work["erasedAt"])
+            self._exports.scrub(tenant_id, {work["customerId"] for work in items})
         forget = getattr(self._store, "forget_deleted", None)
-        store_clean = forget() if forget is not None else True
-        if not store_clean:
-            log.warning("erasure of a customer of tenant %s: the store's WAL is still read by another "
-                        "connection; the erasures job retries", tenant_id)
-            return
-        current = self._store.read(SYSTEM, WORK_PK, work["id"])
-        if current is None or current.get("status") == "done":
-            return
-        try:
-            self._store.upsert(SYSTEM, dict(current, status="done", doneAt=iso(self._clock.now())),
-                               if_match=current["_etag"])
-        except PreconditionFailed:
-            pass  # another process completed it at the same time
-
-    def run_pending(self) -> int:
-        """The ``erasures`` job: complete erasures whose follow-up failed or was cut short."""
+        if forget is not None and not forget():
+            log.warning("%d erasure(s): the store's WAL is still read by another connection; the erasures "
+                        "job retries", len(works))
+            return 0
         done = 0
-        docs = self._store.query(SYSTEM, Query(pk=WORK_PK, filters=(Filter("status", "=", "pending"),),
-                                               limit=PENDING_PAGE))
-        for work in docs:
+        for work in works:
+            current = self._store.read(SYSTEM, WORK_PK, work["id"])
+            if current is None or current.get("status") == "done":
+                continue
             try:
-                self._vault.erase(work["tenantId"], work["customerId"], None, work.get("reason") or "completion",
-                                  erased_at=work["erasedAt"])
-            except NotFound:
-                pass  # the profile is gone (a restore from before its registration): the copies remain
-            try:
-                self._follow_up(work)
+                self._store.upsert(SYSTEM, dict(current, status="done", doneAt=iso(self._clock.now())),
+                                   if_match=current["_etag"])
                 done += 1
-            except Exception as exc:  # noqa: BLE001 - one erasure's failure must not stop the others
-                log.error("erasure of a customer of tenant %s not completed: %s: %s; retried next run",
-                          work["tenantId"], type(exc).__name__, exc)
+            except PreconditionFailed:
+                pass  # another process completed it at the same time
+        return done
+
+    def run_pending(self, max_pages: int = 100) -> int:
+        """The ``erasures`` job: complete erasures deferred, or whose copies could not be
+        reached at once; ``PENDING_PAGE`` at a time, one tenant's failure not stopping
+        the others. Returns how many were completed."""
+        done, after = 0, None
+        for _ in range(max_pages):
+            bound = (Filter("id", ">", after),) if after else ()
+            page = self._store.query(SYSTEM, Query(pk=WORK_PK, filters=(Filter("status", "=", "pending"),) + bound,
+                                                   order_by="id", limit=PENDING_PAGE))
+            for work in page:
+                try:
+                    self._vault.erase(work["tenantId"], work["customerId"], None, work.get("reason") or "completion",
+                                      erased_at=work["erasedAt"])
+                except NotFound:
+                    pass  # the profile is gone (a restore from before its registration): the copies remain
+            for tenant_id in sorted({w["tenantId"] for w in page}):
+                try:
+                    done += self._complete([w for w in page if w["tenantId"] == tenant_id])
+                except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
+                    log.error("erasures of tenant %s not completed: %s: %s; retried next run", tenant_id,
+                              type(exc).__name__, exc)
+            if len(page) < PENDING_PAGE:
+                break
+            after = page[-1]["id"]
         return done
 
     # --- after a restore --------------------------------------------------------------
@@ -199,5 +217,5 @@ class Erasures:
                 replayed.append(work_id)
             except NotFound:
                 missing.append(work_id)  # registered after the backup point: nothing in the store to erase
-            self._follow_up(work)
+            self._complete([work])
         return {"since": iso(since), "replayed": replayed, "notInStore": missing}

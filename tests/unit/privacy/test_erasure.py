@@ -370,3 +370,79 @@ def test_files_made_before_this_version_are_narrowed_on_open(tmp_path, usual_uma
     store.close()
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in path.parent.iterdir())
+
+
+# --- concurrency: erasures racing each other ----------------------------------------------------------
+
+def test_concurrent_erasures_of_one_and_of_many_customers_erase_each_once(client, platform, tenant, clock) -> None:
+    from tests.conftest import run_in_threads
+
+    platform.webhooks.allowance = TestAllowance(frozenset({"127.0.0.1"}))  # registration only: nothing is sent
+    platform.webhooks.register("acme", "http://127.0.0.1:9/hook", ["customer.erased"])
+    platform.exports.save_settings("acme", [])
+    register(client, tenant)
+    others = [dict(OTHER, customerId=f"m{n}", email=f"m{n}.vantrimble@example.org") for n in range(3)]
+    for body in others:
+        register(client, tenant, body)
+    clock.advance(timedelta(minutes=5))
+    platform.exports.run("acme")
+    wanted = needles(platform)
+    errors: list[BaseException] = []
+
+    def erase_one(customer_id: str) -> None:
+        try:
+            platform.erasures.erase("acme", customer_id, None, "ticket 12")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    run_in_threads(erase_one, [("z1",)] * 4 + [(b["customerId"],) for b in others], timeout=60)
+    assert not errors, errors
+    ids = ["z1"] + [b["customerId"] for b in others]
+    audited = [r["target"] for r in platform.audit.records("acme", limit=1000) if r["action"] == "customer.erased"]
+    assert sorted(audited) == sorted(f"customer:{c}" for c in ids)  # once each, however many asked
+    announced = [json.loads(m["body"])["data"]["customerId"] for m in platform.store.query(WEBHOOK_MESSAGES, _all("acme"))
+                 if m["eventType"] == "customer.erased"]
+    assert sorted(announced) == sorted(ids)
+    assert all(platform.store.read(SYSTEM, WORK_PK, f"acme:{c}")["status"] == "done" for c in ids)
+    scan = ErasureScan(platform.settings.data_dir, platform.key_provider)
+    scan.assert_clean(wanted)
+    for body in others:
+        scan.assert_clean(needles_of(body))
+
+
+def test_two_erasures_that_read_the_profile_at_once_both_succeed_and_audit_once(platform, tenant) -> None:
+    """The race made certain: both erasures read the profile before either writes."""
+    import threading
+
+    from tests.conftest import run_in_threads
+
+    platform.customers.register("acme", CustomerProfile(customerId="z1", joinDate=date(2026, 1, 1),
+                                                        email="zelda@example.org"))
+    barrier, waited = threading.Barrier(2, timeout=10), threading.local()
+    real_store = platform.vault._store
+
+    class TogetherOnFirstRead:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(real_store, name)
+
+        def read(self, container, pk, doc_id):  # type: ignore[no-untyped-def]
+            doc = real_store.read(container, pk, doc_id)
+            if container == CUSTOMERS and not getattr(waited, "done", False):
+                waited.done = True
+                barrier.wait()
+            return doc
+
+    platform.vault._store = TogetherOnFirstRead()
+    results, errors = [], []
+
+    def erase_one() -> None:
+        try:
+            results.append(platform.vault.erase("acme", "z1", None, "ticket 12"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    run_in_threads(erase_one, [()] * 2, timeout=30)
+    assert not errors, errors
+    assert sorted(r["alreadyErased"] for r in results) == [False, True]
+    assert len({r["erasedAt"] for r in results}) == 1
+    assert [r["action"] for r in platform.audit.records("acme", limit=1000)].count("customer.erased") == 1
