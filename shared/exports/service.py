@@ -62,6 +62,8 @@ SUBJECTS: tuple[str, ...] = ("customers", "transactions", "orders", "ruleevaluat
                              "tierhistory", "erasures")
 # The only subject whose rows may carry personal fields (what ``scrub`` rewrites).
 PERSONAL_SUBJECT = "customers"
+# Manifest blob metadata: "false" when no file of the run holds personal data (``scrub`` skips it).
+PERSONAL_METADATA = "personaldata"
 # Rewrites of one file that raced another rewriter before it is left for the next erasure job.
 MAX_REWRITES = 5
 DEFAULT_LAG = timedelta(minutes=2)
@@ -271,7 +273,8 @@ class ExportService:
             "finishedAt": iso(self._clock.now()), "subjects": list(subjects), "files": files,
         }
         try:
-            self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json")
+            self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
+                          _manifest_metadata(manifest))
         except BlobExists:
             return json.loads(self.sink.read(manifest_path))
         except Exception as exc:
@@ -302,7 +305,8 @@ class ExportService:
         erased = set(erased)
         touched: dict[str, list[str]] = {}
         for info in self.sink.list(f"{tenant_id}/"):
-            if not info.path.endswith("/manifest.json"):
+            # Listed with its metadata: a run without personal data is skipped unread.
+            if not info.path.endswith("/manifest.json") or info.metadata.get(PERSONAL_METADATA) == "false":
                 continue
             try:
                 manifest = json.loads(self.sink.read(info.path))
@@ -365,7 +369,7 @@ class ExportService:
                          kek=stats.header["kek"], wrappedKey=stats.header["wrappedKey"],
                          rewrittenAt=iso(self._clock.now()))
             self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
-                          overwrite=True)
+                          _manifest_metadata(manifest), overwrite=True)
             removed |= gone
             log.info("export file %s of tenant %s rewritten without %d erased customer(s)", path, tenant_id,
                      len(gone))
@@ -480,6 +484,12 @@ def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
             "status": doc.get("status"), "points": doc.get("points", 0), "ruleSetId": doc.get("ruleSetId"),
             "ruleSetVersion": doc.get("ruleSetVersion"), "arm": doc.get("arm"), "trace": doc.get("trace") or [],
             "createdAt": doc.get("createdAt")}
+
+
+def _manifest_metadata(manifest: dict[str, Any]) -> dict[str, str]:
+    """The manifest blob's metadata: whether any file of the run may hold personal data."""
+    personal = any(f.get("personalFields") for f in manifest["files"])
+    return {PERSONAL_METADATA: "true" if personal else "false"}
 
 
 class _Counter:

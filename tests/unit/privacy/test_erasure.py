@@ -185,6 +185,8 @@ def test_tenants_that_export_no_personal_field_pay_nothing_at_erasure(client, pl
     clock.advance(timedelta(minutes=5))
     manifest = platform.exports.run("acme")  # the default settings: no personal field exported
     assert all(f["personalFields"] == [] for f in manifest["files"])
+    listed = [i for i in platform.exports.sink.list("acme/") if i.path.endswith("manifest.json")]
+    assert [i.metadata for i in listed] == [{"personaldata": "false"}]  # skipped unread by an erasure
     path = next(f["path"] for f in manifest["files"] if f["subject"] == "customers")
     before = platform.exports.sink.read(path)
     erase(client, tenant)
