@@ -4,7 +4,8 @@
 profile. The copies it cannot reach are handled here, in this order:
 
 1. **intent** (before anything is destroyed): a work item in ``system``
-   (partition ``erasures``) and one record in the **erasure log**, a blob
+   (partition ``erasures``) and one record in the **erasure log** (written
+   again when completing if the blob store refused it here), a blob
    ``@erasures/<YYYY-MM-DD>/<tenantId>/<customerId>.json`` holding only
    ``tenantId``, ``customerId``, ``erasedAt`` (no personal data). The log lives
    in Blob Storage (the audit container: immutable on Azure), not in the
@@ -109,7 +110,11 @@ class Erasures:
                 work = self._store.create(SYSTEM, work)
             except DocumentExists:  # a concurrent request for the same customer: share its instant
                 work = self._store.read(SYSTEM, WORK_PK, work_id) or work
-        self._write_log(tenant_id, customer_id, work["erasedAt"])
+        try:
+            self._write_log(tenant_id, customer_id, work["erasedAt"])
+        except Exception as exc:  # noqa: BLE001 - the key is destroyed anyway; completing writes the log
+            log.error("erasure of a customer of tenant %s: the erasure log could not be written (%s: %s); "
+                      "the erasures job writes it", tenant_id, type(exc).__name__, exc)
         return work
 
     def _write_log(self, tenant_id: str, customer_id: str, erased_at: str) -> None:
@@ -130,6 +135,7 @@ class Erasures:
             by_tenant.setdefault(work["tenantId"], []).append(work)
         for tenant_id, items in by_tenant.items():
             for work in items:
+                self._write_log(tenant_id, work["customerId"], work["erasedAt"])  # if the intent could not
                 self._webhooks.publish(tenant_id, EVENT_TYPE,
                                        {"customerId": work["customerId"], "erasedAt": work["erasedAt"]},
                                        source_id=f"erasure:{work['customerId']}", occurred_at=work["erasedAt"])

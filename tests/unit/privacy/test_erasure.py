@@ -448,3 +448,23 @@ def test_two_erasures_that_read_the_profile_at_once_both_succeed_and_audit_once(
     assert sorted(r["alreadyErased"] for r in results) == [False, True]
     assert len({r["erasedAt"] for r in results}) == 1
     assert [r["action"] for r in platform.audit.records("acme", limit=1000)].count("customer.erased") == 1
+
+
+def test_an_erasure_when_the_blob_store_is_down_destroys_the_key_and_the_job_writes_the_log(
+        client, platform, tenant) -> None:
+    from shared.jobs import JOBS
+
+    register(client, tenant)
+    audit_tmp = platform.settings.data_dir / "blobs/audit/.tmp"
+    platform.erasures.log_sink  # built before the fault: the folder exists
+    shutil.rmtree(audit_tmp)
+    audit_tmp.write_text("in the way")  # the erasure log cannot be written
+    erase(client, tenant)
+    assert platform.store.read(PII_KEYS, customer_pk("acme", "z1"), "dek") is None
+    assert platform.erasures.log_sink.list(LOG_PREFIX) == []
+    assert platform.store.read(SYSTEM, WORK_PK, "acme:z1")["status"] == "pending"
+    audit_tmp.unlink()
+    audit_tmp.mkdir(mode=0o700)
+    next(j for j in JOBS if j.name == "erasures").run(platform)
+    assert [r["customerId"] for r in platform.erasures.log_records(platform.clock.now() - timedelta(days=1))] == ["z1"]
+    assert platform.store.read(SYSTEM, WORK_PK, "acme:z1")["status"] == "done"
