@@ -286,7 +286,8 @@ class ExportService:
         # erasure from now on finds this file; one done before now is caught here.
         for entry in manifest["files"]:
             if entry.get("personalFields"):
-                self._scrub_file(tenant_id, manifest_path, entry["path"], set())
+                removed = self._scrub_file(tenant_id, manifest_path, entry["path"], set())
+                self._audit_rewritten(tenant_id, {customer_id: [entry["path"]] for customer_id in removed})
         return json.loads(self.sink.read(manifest_path))
 
     # --- erasure ---------------------------------------------------------------------
@@ -317,11 +318,15 @@ class ExportService:
                     continue
                 for customer_id in self._scrub_file(tenant_id, info.path, entry["path"], erased):
                     touched.setdefault(customer_id, []).append(entry["path"])
-        if self._audit is not None:
-            for customer_id, paths in sorted(touched.items()):
-                self._audit.record(tenant_id, "customer.exports-rewritten", None, target=f"customer:{customer_id}",
-                                   after={"files": sorted(paths)}, reason="erasure")
+        self._audit_rewritten(tenant_id, touched)
         return touched
+
+    def _audit_rewritten(self, tenant_id: str, touched: dict[str, list[str]]) -> None:
+        if self._audit is None:
+            return
+        for customer_id, paths in sorted(touched.items()):
+            self._audit.record(tenant_id, "customer.exports-rewritten", None, target=f"customer:{customer_id}",
+                               after={"files": sorted(paths)}, reason="erasure")
 
     def _scrub_file(self, tenant_id: str, manifest_path: str, path: str, erased: set[str]) -> set[str]:
         """Rewrite one customers file until it holds no personal data of an erased customer

@@ -329,6 +329,8 @@ def test_an_export_racing_the_erasure_leaves_no_personal_data(client, platform, 
     manifest = platform.exports.run("acme")
     row = next(r for r in export_rows(platform, manifest, "customers") if r["customerId"] == "z1")
     assert row["erased"] is True and "name" not in row
+    rewritten = [r for r in platform.audit.records("acme", limit=1000) if r["action"] == "customer.exports-rewritten"]
+    assert [r["target"] for r in rewritten] == ["customer:z1"]
     ErasureScan(platform.settings.data_dir, platform.key_provider).assert_clean(wanted)
 
 
