@@ -132,7 +132,7 @@ class Platform:
         self.exports = ExportService(self.store, self.clock, self.key_provider,
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit)
         # Erasure that reaches every copy (shared.privacy.erasure); its log beside the audit archive.
-        self.erasures = Erasures(self.store, self.clock, self.vault, self.audit, self.webhooks, self.exports,
+        self.erasures = Erasures(self.store, self.clock, self.vault, self.webhooks, self.exports,
                                  log_sink=lambda: build_audit_sink(self.settings))
         self.spend = build_spend(self.store, self.ledger, self.clock)
         self.reviews = ReviewQueue(self.store, self.ledger, self.clock, self.audit)

@@ -24,7 +24,9 @@ profile. The copies it cannot reach are handled here, in this order:
 Steps 2-5 are each safe to repeat. They run at once, in the request; a step that
 fails leaves the work item pending and the ``erasures`` job (every minute)
 completes it, so the bound is the time of the request, or one minute after the
-failing dependency is back.
+failing dependency is back. Many erasures at once (a tenant's deletion) pass
+``defer`` and are completed together by ``run_pending``: one export scan and one
+checkpoint per page of erasures, not per customer.
 """
 
 from __future__ import annotations
@@ -38,11 +40,10 @@ from shared.audit.log import HasActor
 from shared.blobs.port import BlobExists, BlobNotFound, BlobSink
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import DocumentExists, NotFound, PreconditionFailed
-from shared.store.layout import CUSTOMERS, SYSTEM, customer_pk
+from shared.store.layout import CUSTOMERS, PII_KEYS, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
 
 if TYPE_CHECKING:
-    from shared.audit.log import AuditLog
     from shared.exports.service import ExportService
     from shared.privacy.personal import PersonalDataVault
     from shared.webhooks.service import WebhookService
@@ -61,13 +62,12 @@ def log_path(tenant_id: str, customer_id: str, erased_at: str) -> str:
 
 
 class Erasures:
-    def __init__(self, store: DocumentStore, clock: Clock, vault: "PersonalDataVault", audit: "AuditLog",
+    def __init__(self, store: DocumentStore, clock: Clock, vault: "PersonalDataVault",
                  webhooks: "WebhookService", exports: "ExportService",
                  log_sink: BlobSink | Callable[[], BlobSink]) -> None:
         self._store = store
         self._clock = clock
         self._vault = vault
-        self._audit = audit
         self._webhooks = webhooks
         self._exports = exports
         self._log_factory = log_sink if callable(log_sink) and not hasattr(log_sink, "put") else (lambda: log_sink)
@@ -91,6 +91,9 @@ class Erasures:
             raise NotFound(f"customer {customer_id!r} does not exist; nothing was erased")
         work = self._intent(tenant_id, customer_id, doc.get("erasedAt"), reason)
         result = self._vault.erase(tenant_id, customer_id, who, reason, erased_at=work["erasedAt"])
+        # The invariant everything below relies on: the customer's data key is gone.
+        if self._store.read(PII_KEYS, customer_pk(tenant_id, customer_id), "dek") is not None:
+            raise AssertionError(f"erasure of {customer_id!r} left its wrapped data key in the store")
         if not defer and (work.get("status") != "done" or not result["alreadyErased"]):
             try:
                 self._complete([work])
