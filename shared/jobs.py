@@ -70,6 +70,15 @@ def _archive_audit(platform: Platform) -> object:
     return written
 
 
+def _complete_erasures(platform: Platform) -> object:
+    # Erasures whose follow-up (store files, exports, webhook) failed or was cut short
+    # (shared/privacy/erasure.py): the bound of an erasure is one run after the failure.
+    done = platform.erasures.run_pending()
+    if done:
+        log.info("erasures: %d completed", done)
+    return done
+
+
 JOBS: tuple[Job, ...] = (
     Job("reconcile", "0 30 2 * * *", 24 * 3600.0, _reconcile),
     # Data out (issue 5): webhook deliveries every 10 s (a round is bounded by its budget),
@@ -84,4 +93,6 @@ JOBS: tuple[Job, ...] = (
     Job("expiry", "0 15 * * * *", 3600.0, _expire_points),
     # Audit (issue 4): new audit records to the immutable archive, nightly.
     Job("audit-archive", "0 45 3 * * *", 24 * 3600.0, _archive_audit),
+    # Privacy (issue 12): erasures not completed at once, every minute.
+    Job("erasures", "30 * * * * *", 60.0, _complete_erasures),
 )

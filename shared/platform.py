@@ -28,6 +28,7 @@ from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
 from shared.ledger.service import Ledger
+from shared.privacy.erasure import Erasures
 from shared.privacy.personal import PersonalDataVault
 from shared.fraud import Fraud, build_fraud
 from shared.reviews import ReviewQueue
@@ -73,6 +74,7 @@ class Platform:
     # dual control of platform-admin acts, and the schema-checked bus the intake uses.
     audit: AuditLog = field(init=False)
     vault: PersonalDataVault = field(init=False)
+    erasures: Erasures = field(init=False)
     approvals: DualControl = field(init=False)
     event_bus: SchemaCheckedBus = field(init=False)
     # Data out (issue 5): signed webhooks (outbox fed by the projector) and warehouse exports.
@@ -128,7 +130,10 @@ class Platform:
         self.projector.subscribers.append(self.tiers.project)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
         self.exports = ExportService(self.store, self.clock, self.key_provider,
-                                     sink=lambda: build_export_sink(self.settings), vault=self.vault)
+                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit)
+        # Erasure that reaches every copy (shared.privacy.erasure); its log beside the audit archive.
+        self.erasures = Erasures(self.store, self.clock, self.vault, self.webhooks, self.exports,
+                                 log_sink=lambda: build_audit_sink(self.settings))
         self.spend = build_spend(self.store, self.ledger, self.clock)
         self.reviews = ReviewQueue(self.store, self.ledger, self.clock, self.audit)
         self.fraud = build_fraud(self.store, self.ledger, self.clock, self.reviews)

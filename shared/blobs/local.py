@@ -41,6 +41,7 @@ from shared.blobs.port import (
     check_prefix,
     iter_chunks,
 )
+from shared.private_files import private_dir
 
 READ_CHUNK_BYTES = 1024 * 1024
 _META_DIR = ".meta"
@@ -53,8 +54,9 @@ class LocalBlobSink:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         try:
-            (self.root / _TMP_DIR).mkdir(parents=True, exist_ok=True)
-            (self.root / _META_DIR).mkdir(parents=True, exist_ok=True)
+            # Owner only (shared.private_files): exports, the audit archive and the erasure log.
+            private_dir(self.root / _TMP_DIR)
+            private_dir(self.root / _META_DIR)
         except OSError as exc:
             raise BlobUnavailable(f"cannot use {self.root} as a blob folder: {exc}") from exc
 
@@ -108,7 +110,7 @@ class LocalBlobSink:
                 out.flush()
                 os.fsync(out.fileno())
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(target.parent)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise BlobExists(f"blob {path!r}: a blob already exists at one of its parent paths") from exc
             if overwrite:
@@ -123,7 +125,7 @@ class LocalBlobSink:
                 os.unlink(data_tmp)
             data_tmp = None
             sidecar = self._sidecar(path)
-            sidecar.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(sidecar.parent)
             os.replace(meta_tmp, sidecar)
             meta_tmp = None
             _fsync_dir(target.parent)

@@ -35,6 +35,7 @@ import orjson
 
 from shared.bus.port import BusMessage
 from shared.errors import BusUnavailable
+from shared.private_files import private_sqlite
 from shared.store.sqlite_lock import use_wal, write_transaction
 
 SCHEMA = """
@@ -98,7 +99,7 @@ class LocalQueue:
         # restarted consumer can release its predecessor's leases and nobody else's.
         self.lease_owner = ""
         self._synchronous = synchronous
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(self.path)  # owner only, -wal/-shm too (shared.private_files)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)
         self._pending: list[tuple[list[BusMessage], Callable[[], object], list[BaseException]]] = []

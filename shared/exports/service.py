@@ -11,7 +11,13 @@ Subjects and their change key (rows with ``from < key <= to``):
 * ``ruleevaluations``: the rule trace of each order record, by ``createdAt``;
 * ``webhookdeliveries``: webhook delivery attempts by ``createdAt``;
 * ``tierhistory``: tier-change records (``shared.tiers.history``, in the ledger
-  partitions) by ``createdAt``.
+  partitions) by ``createdAt``;
+* ``erasures``: customers erased in the window (id and ``erasedAt`` only), so a
+  warehouse deletes its copy of their personal data.
+
+Erasure (``scrub``, called by ``shared.privacy.erasure``) rewrites every
+``customers`` file that holds an erased customer's personal fields, found through
+the manifests (each entry lists its ``personalFields``), and updates the entry.
 
 Reading is paged, never the whole history: customers of the tenant by id, then
 each customer's ledger partition by ``seq`` / ``id`` (single-partition queries,
@@ -31,9 +37,11 @@ and touch no watermark. Consumers read the manifest and only the files it lists.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
+import threading
 import zlib
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator
@@ -41,16 +49,23 @@ from typing import Any, Callable, Iterable, Iterator
 from shared.blobs.port import BlobExists, BlobNotFound, BlobSink
 from shared.clock import Clock, instant_problem, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, PreconditionFailed, ValidationFailed
-from shared.exports.crypto import encrypt_stream
+from shared.exports.crypto import decrypt_stream, encrypt_stream
 from shared.keys.port import KeyProvider
 from shared.store.layout import CUSTOMERS, EXPORTS, LEDGER, TENANTS, WEBHOOK_ATTEMPTS, customer_pk
-from shared.store.port import DocumentStore, Filter, Query
+from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
+from shared.store.port import DocumentStore, Filter, Query, read_many
 
 log = logging.getLogger("accrue.exports")
 
 SCHEMA_VERSION = 1
 SUBJECTS: tuple[str, ...] = ("customers", "transactions", "orders", "ruleevaluations", "webhookdeliveries",
-                             "tierhistory")
+                             "tierhistory", "erasures")
+# The only subject whose rows may carry personal fields (what ``scrub`` rewrites).
+PERSONAL_SUBJECT = "customers"
+# Manifest blob metadata: "false" when no file of the run holds personal data (``scrub`` skips it).
+PERSONAL_METADATA = "personaldata"
+# Rewrites of one file that raced another rewriter before it is left for the next erasure job.
+MAX_REWRITES = 5
 DEFAULT_LAG = timedelta(minutes=2)
 PAGE = 1000
 STATE_ID = "state"
@@ -94,8 +109,11 @@ def page_by(store: DocumentStore, container: str, pk: str | None, filters: tuple
 class ExportService:
     def __init__(self, store: DocumentStore, clock: Clock, keys: KeyProvider,
                  sink: BlobSink | Callable[[], BlobSink], *, vault: Any = None, lag: timedelta = DEFAULT_LAG,
-                 chunk_size: int = 64 * 1024, page: int = PAGE) -> None:
+                 chunk_size: int = 64 * 1024, page: int = PAGE, audit: Any = None) -> None:
         self._store = store
+        self._audit = audit
+        self._locks_guard = threading.Lock()
+        self._rewrite_locks: dict[str, threading.Lock] = {}
         self._clock = clock
         self._keys = keys
         self._sink_factory = sink if callable(sink) and not hasattr(sink, "put") else (lambda: sink)
@@ -226,6 +244,7 @@ class ExportService:
         except BlobNotFound:
             pass
         started = iso(self._clock.now())
+        allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
         files = []
         for subject in subjects:
             path = f"{prefix}/{subject}.ndjson.gz.enc"
@@ -245,6 +264,8 @@ class ExportService:
                 "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
                 "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"],
                 "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
+                # Which personal fields the rows may hold: what an erasure must rewrite (``scrub``).
+                "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
             })
         manifest = {
             "format": "accrue-export-manifest", "schemaVersion": SCHEMA_VERSION, "tenantId": tenant_id,
@@ -252,14 +273,139 @@ class ExportService:
             "finishedAt": iso(self._clock.now()), "subjects": list(subjects), "files": files,
         }
         try:
-            self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json")
+            self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
+                          _manifest_metadata(manifest))
         except BlobExists:
             return json.loads(self.sink.read(manifest_path))
         except Exception as exc:
             log.error("export run %s of tenant %s: writing its manifest failed (%s: %s); no watermark moved, "
                       "the next run redoes this run", run_id, tenant_id, type(exc).__name__, exc)
             raise
-        return manifest
+        # A customer erased while this run read profiles may be in the file (another process's
+        # data-key cache outlives the key by up to its TTL). The manifest is out now, so an
+        # erasure from now on finds this file; one done before now is caught here.
+        for entry in manifest["files"]:
+            if entry.get("personalFields"):
+                removed = self._scrub_file(tenant_id, manifest_path, entry["path"], set())
+                self._audit_rewritten(tenant_id, {customer_id: [entry["path"]] for customer_id in removed})
+        return json.loads(self.sink.read(manifest_path))
+
+    # --- erasure ---------------------------------------------------------------------
+
+    def scrub(self, tenant_id: str, erased: Iterable[str]) -> dict[str, list[str]]:
+        """Rewrite every export file of the tenant that holds personal data of an erased
+        customer (those of ``erased``, and any other whose profile is now erased), without
+        it: their rows stay (id, tags, tier; ``erased: true``), their personal fields go.
+
+        Found through the manifests in the blob store (not the database, so this also
+        works after a database restore), only files whose manifest lists personal fields
+        (or, written before manifests said so, every customers file). Each rewrite is a
+        new file under a new data key, and the manifest's entry (sizes, SHA-256s, key) is
+        updated. Audited ``customer.exports-rewritten`` per customer, with the files.
+        Returns customer id -> files rewritten."""
+        erased = set(erased)
+        touched: dict[str, list[str]] = {}
+        for info in self.sink.list(f"{tenant_id}/"):
+            # Listed with its metadata: a run without personal data is skipped unread.
+            if not info.path.endswith("/manifest.json") or info.metadata.get(PERSONAL_METADATA) == "false":
+                continue
+            try:
+                manifest = json.loads(self.sink.read(info.path))
+            except (BlobNotFound, ValueError):
+                continue
+            for entry in manifest.get("files", []):
+                if entry.get("subject") != PERSONAL_SUBJECT or entry.get("personalFields", None) == []:
+                    continue
+                for customer_id in self._scrub_file(tenant_id, info.path, entry["path"], erased):
+                    touched.setdefault(customer_id, []).append(entry["path"])
+        self._audit_rewritten(tenant_id, touched)
+        return touched
+
+    def _audit_rewritten(self, tenant_id: str, touched: dict[str, list[str]]) -> None:
+        if self._audit is None:
+            return
+        for customer_id, paths in sorted(touched.items()):
+            self._audit.record(tenant_id, "customer.exports-rewritten", None, target=f"customer:{customer_id}",
+                               after={"files": sorted(paths)}, reason="erasure")
+
+    def _scrub_file(self, tenant_id: str, manifest_path: str, path: str, erased: set[str]) -> set[str]:
+        """Rewrite one customers file until it holds no personal data of an erased customer
+        and matches its manifest entry; returns the customers whose data it removed.
+
+        Two rewriters of one file (the erasure, an export run's own check) may race: each
+        checks again after writing (fresh profile reads, the file's SHA-256 against the
+        manifest), so the last one to write also verifies the result."""
+        with self._rewrite_lock(path):
+            return self._scrub_file_locked(tenant_id, manifest_path, path, erased)
+
+    def _rewrite_lock(self, path: str) -> threading.Lock:
+        """One rewriter of a file at a time in this process (others, in other processes,
+        are caught by the check after each write)."""
+        with self._locks_guard:
+            return self._rewrite_locks.setdefault(path, threading.Lock())
+
+    def _scrub_file_locked(self, tenant_id: str, manifest_path: str, path: str, erased: set[str]) -> set[str]:
+        removed: set[str] = set()
+        for _ in range(MAX_REWRITES):
+            manifest = json.loads(self.sink.read(manifest_path))
+            entry = next(f for f in manifest["files"] if f["path"] == path)
+            digest = hashlib.sha256()
+            holders = {row["customerId"] for row in self._file_rows(tenant_id, manifest, path, digest)
+                       if any(k in row for k in PERSONAL_FIELDS)}
+            gone = holders & (erased | self._erased_now(tenant_id, holders))
+            if not gone and digest.hexdigest() == entry["ciphertextSha256"]:
+                return removed
+
+            def stripped() -> Iterator[dict[str, Any]]:
+                for row in self._file_rows(tenant_id, manifest, path, hashlib.sha256()):
+                    if row.get("customerId") in gone:
+                        row = {k: v for k, v in row.items() if k not in PERSONAL_FIELDS}
+                        row["erased"] = True
+                    yield row
+
+            rows = _Counter(stripped())
+            stream, stats = encrypt_stream(self._keys, tenant_id, entry["subject"], manifest["runId"],
+                                           _gzip_lines(rows), self.chunk_size)
+            self.sink.put(path, stream, "application/octet-stream",
+                          {"tenant": tenant_id, "subject": entry["subject"], "run": manifest["runId"]},
+                          overwrite=True)
+            entry.update(rows=rows.count, plaintextBytes=stats.plaintext_bytes, ciphertextBytes=stats.ciphertext_bytes,
+                         plaintextSha256=stats.plaintext_sha256, ciphertextSha256=stats.ciphertext_sha256,
+                         kek=stats.header["kek"], wrappedKey=stats.header["wrappedKey"],
+                         rewrittenAt=iso(self._clock.now()))
+            self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
+                          _manifest_metadata(manifest), overwrite=True)
+            removed |= gone
+            log.info("export file %s of tenant %s rewritten without %d erased customer(s)", path, tenant_id,
+                     len(gone))
+        raise Conflict(f"export file {path} kept changing under its rewrite; the erasures job retries")
+
+    def _file_rows(self, tenant_id: str, manifest: dict[str, Any], path: str, digest: Any) -> Iterator[dict[str, Any]]:
+        """The rows of an export file, streamed (bounded memory); ``digest`` sees the ciphertext."""
+        def ciphertext() -> Iterator[bytes]:
+            for chunk in self.sink.open(path):
+                digest.update(chunk)
+                yield chunk
+
+        entry = next(f for f in manifest["files"] if f["path"] == path)
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        tail = b""
+        for plain in decrypt_stream(self._keys, ciphertext(), tenant_id=tenant_id, subject=entry["subject"],
+                                    run_id=manifest["runId"]):
+            tail += inflate.decompress(plain)
+            *lines, tail = tail.split(b"\n")
+            for line in lines:
+                if line:
+                    yield json.loads(line)
+        tail += inflate.flush()
+        for line in tail.split(b"\n"):
+            if line:
+                yield json.loads(line)
+
+    def _erased_now(self, tenant_id: str, customer_ids: set[str]) -> set[str]:
+        ids = sorted(customer_ids)
+        docs = read_many(self._store, CUSTOMERS, [(customer_pk(tenant_id, c), c) for c in ids])
+        return {c for c, doc in zip(ids, docs) if doc is not None and doc.get("erasedAt")}
 
     # --- rows ------------------------------------------------------------------------
 
@@ -267,6 +413,11 @@ class ExportService:
         window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
         if subject == "customers":
             yield from self._customer_rows(tenant_id, lower, upper)
+        elif subject == "erasures":
+            for doc in self._changed_customers(tenant_id, lower, upper):
+                erased_at = doc.get("erasedAt")
+                if erased_at and (lower is None or erased_at > lower) and erased_at <= upper:
+                    yield {"tenantId": tenant_id, "customerId": doc["customerId"], "erasedAt": erased_at}
         elif subject == "webhookdeliveries":
             for doc in page_by(self._store, WEBHOOK_ATTEMPTS, tenant_id, window[:1], "createdAt",
                                after=lower, page=self.page):
@@ -290,7 +441,11 @@ class ExportService:
                    "tags": doc.get("tags", []), "tier": doc.get("tier"), "createdAt": doc.get("createdAt"),
                    "updatedAt": doc.get("updatedAt"), "erased": bool(doc.get("erasedAt"))}
             if allowed and doc.get("personal") and self._vault is not None:
-                opened = self._vault.open(doc)
+                try:
+                    opened = self._vault.open(doc)
+                except PersonalDataDestroyed:  # erased after this page was read: nothing to export
+                    row["erased"] = True
+                    opened = {}
                 row.update({k: (v.isoformat() if hasattr(v, "isoformat") else v)
                             for k, v in opened.items() if k in allowed})
             yield row
@@ -334,6 +489,12 @@ def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
             "status": doc.get("status"), "points": doc.get("points", 0), "ruleSetId": doc.get("ruleSetId"),
             "ruleSetVersion": doc.get("ruleSetVersion"), "arm": doc.get("arm"), "trace": doc.get("trace") or [],
             "createdAt": doc.get("createdAt")}
+
+
+def _manifest_metadata(manifest: dict[str, Any]) -> dict[str, str]:
+    """The manifest blob's metadata: whether any file of the run may hold personal data."""
+    personal = any(f.get("personalFields") for f in manifest["files"])
+    return {PERSONAL_METADATA: "true" if personal else "false"}
 
 
 class _Counter:

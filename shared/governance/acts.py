@@ -50,11 +50,14 @@ def executors(platform: "Platform") -> dict[str, Any]:
                                                          limit=500))
             for doc in page:
                 if not doc.get("erasedAt"):
-                    platform.vault.erase(tenant_id, doc["customerId"], who, reason="tenant deleted")
+                    platform.erasures.erase(tenant_id, doc["customerId"], who, reason="tenant deleted", defer=True)
                     erased += 1
             if len(page) < 500:
                 break
             after = page[-1]["customerId"]
+        # The copies (store files, exports, webhooks) of all of them at once: one export scan
+        # and one checkpoint per page; what does not complete now, the erasures job does.
+        platform.erasures.run_pending()
         endpoints_disabled = 0
         for endpoint in platform.webhooks.list(tenant_id):
             if endpoint.get("status") != "disabled":

@@ -46,6 +46,7 @@ from typing import Any, Iterator
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from shared.keys.port import KeyProviderError, UnknownKey, UnwrapFailed, WrappedKey
+from shared.private_files import private_dir
 
 FORMAT = "accrue-keyring"
 FORMAT_VERSION = 1
@@ -59,7 +60,7 @@ class LocalKeyring:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # the data folder: owner only (shared.private_files)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         with self._exclusive():
             if not self.path.exists():

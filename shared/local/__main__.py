@@ -1,7 +1,9 @@
 """``python -m shared.local``: run the local platform, or operate on its data.
 
 Commands: ``run`` (default), ``issue-key``, ``poison list|replay [--tenant T]``,
-``reconcile``, ``export run|backfill|decrypt``. ``make run`` installs this as the
+``reconcile``, ``export run|backfill|decrypt``, ``erasures list|replay --since ISO
+[--tenant T]`` (after a database restore: erase again everyone erased since the
+backup point, from the erasure log in Blob Storage; ``shared.privacy.erasure``). ``make run`` installs this as the
 ``accrue`` command (``.venv/bin/accrue``). With the Azure settings in the
 environment it operates on the Azure stack (e.g. replaying its poison store).
 """
@@ -17,6 +19,7 @@ from shared.app.auth import Role
 from shared.app.reconcile import reconcile
 from shared.app.replay import replay_poison
 from shared.bus.local_queue import LocalQueue
+from shared.clock import parse_iso
 from shared.platform import build_platform
 from shared.settings import Settings
 
@@ -39,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     recon.add_argument("--json", action="store_true", help="print the full report as JSON")
     export = commands.add_parser("export", help="warehouse exports: run, backfill, decrypt (python -m shared.exports)")
     export.add_argument("rest", nargs=argparse.REMAINDER)
+    erasures = commands.add_parser("erasures", help="the erasure log: list it, or replay it after a restore")
+    erasures.add_argument("action", choices=["list", "replay"])
+    erasures.add_argument("--since", required=True, help="ISO instant: the backup point of the restore")
+    erasures.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
     # Started by 'run' for each of its worker processes (shared/local/worker_process.py); not for people.
     workers = commands.add_parser("workers")
     workers.add_argument("--role", required=True, choices=["ingest", "project"])
@@ -86,6 +93,18 @@ def main(argv: list[str] | None = None) -> int:
                 for item in report.skipped + report.failed:
                     print(f"  left in place: {item.poison_id} ({item.source}) {item.detail}")
                 return 1 if report.failed else 0
+        elif args.command == "erasures":
+            try:
+                since = parse_iso(args.since)
+            except ValueError:
+                print(f"--since {args.since!r} is not an ISO instant (e.g. 2026-11-01T00:00:00Z)", file=sys.stderr)
+                return 2
+            if args.action == "list":
+                for record in platform.erasures.log_records(since, args.tenant):
+                    print(json.dumps(record, sort_keys=True))
+            else:
+                report = platform.erasures.replay(since, args.tenant)
+                print(json.dumps(report, indent=2))
         elif args.command == "reconcile":
             report = reconcile(platform.store, args.tenant)
             print(json.dumps(report.view(), indent=2) if args.json else report.summary())

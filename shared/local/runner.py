@@ -23,6 +23,7 @@ from shared.local.sandbox import provision_sandbox
 from shared.local.worker_process import PROCESSES, WorkerProcess
 from shared.local.workers import FeedPoller, QueueConsumer, Scheduler
 from shared.platform import Platform, build_platform
+from shared.private_files import open_private, private_dir
 from shared.settings import Settings
 
 log = logging.getLogger("accrue.local")
@@ -33,9 +34,8 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     leases and the projector's checkpoint. The lock dies with the process, even
     on kill -9, so a crash never leaves the folder locked."""
     # The folder holds the ledger and the queue (orders, amounts): owner only, like the keyring.
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data_dir.chmod(0o700)
-    handle = open(data_dir / "accrue.lock", "w")
+    private_dir(data_dir)
+    handle = open_private(data_dir / "accrue.lock", "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -72,6 +72,9 @@ def start_workers(platform: Platform, role: str, name: str) -> list:
 
 
 def run(host: str = "127.0.0.1", port: int = 7071) -> None:
+    # Every file this process and its worker processes (which inherit the umask) create
+    # in the data folder is owner only, also ones no adapter narrows explicitly.
+    os.umask(0o077)
     configure_logging()
     settings = Settings.from_env()
     lock = lock_data_dir(settings.data_dir)

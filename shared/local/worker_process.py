@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from shared.private_files import open_private
+
 log = logging.getLogger("accrue.local")
 
 PARENT_PID_VARIABLE = "ACCRUE_PARENT_PID"
@@ -139,7 +141,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _hold_lock(data_dir: Path, name: str) -> IO[str]:
-    handle = open(data_dir / f"workers-{name}.lock", "w")
+    handle = open_private(data_dir / f"workers-{name}.lock", "w")
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         try:

@@ -40,7 +40,7 @@ from typing_extensions import Annotated
 
 from shared.audit.log import AuditLog, HasActor
 from shared.clock import Clock, iso
-from shared.errors import AccrueError, Conflict, DocumentExists, NotFound, StoreError
+from shared.errors import AccrueError, Conflict, DocumentExists, NotFound, PreconditionFailed, StoreError
 from shared.keys.port import KeyProvider, WrappedKey
 from shared.privacy.crypto import DekCache, new_dek, new_dek_id, open_sealed, seal
 from shared.store.layout import CUSTOMERS, PII_INDEX, PII_KEYS, customer_pk
@@ -97,6 +97,7 @@ class PersonalDataDestroyed(AccrueError):
 
 
 BLIND_SECRET_PK = "_blindindex"
+MAX_ERASE_ATTEMPTS = 10
 SECRET_CACHE_SECONDS = 300.0
 
 
@@ -242,7 +243,24 @@ class PersonalDataVault:
 
     # --- erasure ------------------------------------------------------------------
 
-    def erase(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None) -> dict[str, Any]:
+    def erase(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None,
+              erased_at: str | None = None) -> dict[str, Any]:
+        """Destroy the customer's key and strip the profile (``shared.privacy.erasure`` calls
+        this, then reaches the copies: the store's files, exports, webhooks).
+        ``erased_at``: the instant the erasure was asked (kept when it is completed later).
+
+        The profile is stripped with its ETag, and audited by the writer that stripped it:
+        two concurrent erasures of one customer give one ``customer.erased`` record. (A
+        process dying between the two leaves the erasure-log blob, written before, as its
+        record.)"""
+        for _ in range(MAX_ERASE_ATTEMPTS):
+            result = self._erase_once(tenant_id, customer_id, who, reason, erased_at)
+            if result is not None:
+                return result
+        raise Conflict(f"customer {customer_id!r}'s profile kept changing during its erasure; ask again")
+
+    def _erase_once(self, tenant_id: str, customer_id: str, who: HasActor | None, reason: str | None,
+                    erased_at: str | None) -> dict[str, Any] | None:
         pk = customer_pk(tenant_id, customer_id)
         doc = self._store.read(CUSTOMERS, pk, customer_id)
         if doc is None:
@@ -253,12 +271,17 @@ class PersonalDataVault:
             _delete_if_present(self._store, PII_INDEX, tenant_id, doc["emailIndex"])
         _delete_if_present(self._store, PII_KEYS, pk, "dek")
         self.cache.evict(tenant_id, customer_id)
-        erased_at = iso(self._clock.now())
+        erased_at = erased_at or iso(self._clock.now())
+        stripped = {k: v for k, v in doc.items() if k not in ("personal", "dekId", "emailIndex")}
+        try:
+            self._store.upsert(CUSTOMERS, dict(stripped, erasedAt=erased_at, updatedAt=erased_at),
+                               if_match=doc["_etag"])
+        except PreconditionFailed:
+            return None  # a concurrent erasure or profile change got there first: the key is gone; again
+        # Audited by the writer that stripped the profile: two concurrent erasures, one record.
         self._audit.record(tenant_id, "customer.erased", who, target=f"customer:{customer_id}",
                            before={"personalFields": sorted((doc.get("personal") or {}).keys())},
                            after={"personalFields": [], "erasedAt": erased_at}, reason=reason)
-        stripped = {k: v for k, v in doc.items() if k not in ("personal", "dekId", "emailIndex")}
-        self._store.upsert(CUSTOMERS, dict(stripped, erasedAt=erased_at, updatedAt=erased_at), if_match=doc["_etag"])
         return {"customerId": customer_id, "erased": True, "erasedAt": erased_at, "alreadyErased": False}
 
 

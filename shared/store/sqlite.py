@@ -76,6 +76,7 @@ from shared.store.port import (
     Upsert,
     check_field_path,
 )
+from shared.private_files import private_sqlite
 from shared.store.sqlite_lock import use_wal, write_transaction
 
 LEGACY_TABLE = "docs"
@@ -90,6 +91,8 @@ _MAX_VARIABLES = 30_000
 # (README, performance). A file made with other pages keeps them (VACUUM converts).
 PAGE_BYTES = 16384
 CACHE_KIB = 64 * 1024
+# How long ``forget_deleted`` retries a checkpoint refused because another one was running.
+CHECKPOINT_RETRY_SECONDS = 5.0
 MMAP_BYTES = 1 << 30
 _INT64 = 2 ** 63
 _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -261,10 +264,13 @@ class SqliteDocumentStore:
         self._committing = False
         self._committer: threading.Thread | None = None
         self._closed = False
+        self._checkpoint_lock = threading.Lock()
         # ETags need only differ on every write: a random prefix per store and a counter.
         self._etag_prefix = uuid.uuid4().hex[:12]
         self._etags = itertools.count(1)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # Owner only, -wal and -shm too (they take the database file's mode): the file
+        # holds sealed personal data and wrapped data keys (shared.private_files).
+        private_sqlite(self.path)
         conn = self._conn()
         # Bound parameters per statement: SQLite before 3.32 allows only 999.
         self._max_variables = min(_MAX_VARIABLES, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
@@ -361,6 +367,34 @@ class SqliteDocumentStore:
             with self._all_lock:
                 self._all.append(conn)
         return conn
+
+    def forget_deleted(self) -> bool:
+        """Leave no copy of deleted or overwritten content in any file of the store.
+
+        ``secure_delete`` (on for every connection) zeroes a deleted row where it
+        lay in its page, but in WAL mode the page's earlier versions stay in the
+        ``-wal`` file until a checkpoint has copied the newest versions into the
+        database file and the WAL is truncated; a clean stop does that only when
+        no other process still has the file open. ``wal_checkpoint(TRUNCATE)``
+        waits (``busy_timeout``) for writers and readers of older snapshots,
+        then copies and truncates the WAL to zero bytes. One checkpoint runs at a
+        time: a second one (another thread's erasure, another process's automatic
+        checkpoint) is refused at once, without the busy handler, so this one is
+        serialised in the process and retried for up to ``CHECKPOINT_RETRY_SECONDS``.
+        True when done; False when readers or other checkpoints held on longer
+        (the caller retries later)."""
+        deadline = time.monotonic() + CHECKPOINT_RETRY_SECONDS
+        with self._checkpoint_lock:
+            while True:
+                try:
+                    busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                except sqlite3.Error as exc:
+                    raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+                if busy == 0:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self._group:

@@ -19,7 +19,8 @@ From the ledger's change feed (``events_from_ledger``):
   the free-text detail may quote merchant input).
 
 Published by other components through ``WebhookService``: ``tier.changed``
-(``tier_changed``) and ``ruleset.activated`` (``rule_set_activated``).
+(``tier_changed``), ``ruleset.activated`` (``rule_set_activated``) and
+``customer.erased`` (``shared.privacy.erasure``, through ``publish``).
 
 Operational (``OPERATIONAL_TYPES``, sent to every active endpoint of the tenant
 whether it subscribed or not): ``endpoint.disabled``, when the delivery worker
@@ -39,9 +40,12 @@ ORDER_REJECTED = "order.rejected"
 TIER_CHANGED = "tier.changed"
 RULESET_ACTIVATED = "ruleset.activated"
 ENDPOINT_DISABLED = "endpoint.disabled"
+# Published by the erasure (shared.privacy.erasure): customer id and instant only, so a
+# receiver deletes its own copy of the customer's personal data.
+CUSTOMER_ERASED = "customer.erased"
 
 EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEASED, ORDER_REJECTED, TIER_CHANGED,
-                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED)
+                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED, CUSTOMER_ERASED)
 # Operational events: sent to every active endpoint of the tenant, subscribed to or not
 # (a tenant must hear that one of its endpoints stopped receiving, whatever it listens to).
 OPERATIONAL_TYPES: frozenset[str] = frozenset({ENDPOINT_DISABLED})

@@ -45,7 +45,7 @@ def lookup(body: EmailLookup, p: Annotated[Platform, Depends(platform)],
 @router.post("/{customerId}/erasure", summary="Erase a customer's personal data (tenant-admin; idempotent)")
 def erase(customerId: CustomerId, body: Erasure, p: Annotated[Platform, Depends(platform)],
           who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    return p.vault.erase(who.tenant_id, customerId, who, body.reason)
+    return p.erasures.erase(who.tenant_id, customerId, who, body.reason)
 
 
 @router.get("/{customerId}/data-export", summary="Everything held about one customer (tenant-admin)")

@@ -63,3 +63,33 @@ def test_export_to_azurite_survives_a_failure_midway(platform, tenant, client, c
     assert stored["runId"] == manifest["runId"]
     assert platform.store.read("exports", "acme", "state")["watermarks"]["transactions"] == manifest["to"]
     sink.inner.close()
+
+
+def test_erasure_rewrites_an_export_on_azurite(platform, tenant, client, clock, azurite_connection_string) -> None:
+    """The scrub over Blob Storage: manifests found by listing (with metadata), the file and
+    the manifest overwritten, and what Azure then serves holds nothing of the customer."""
+    from datetime import date
+
+    from shared.app.customers import CustomerProfile
+
+    container = "exports-" + uuid.uuid4().hex[:10]
+    sink = AzureBlobSink(container, connection_string=azurite_connection_string, create_container=True)
+    service = ExportService(platform.store, clock, platform.key_provider, sink, vault=platform.vault,
+                            audit=platform.audit, chunk_size=4096)
+    service.save_settings("acme", [])
+    for number, name in enumerate(["Zelda Quuxbright", "Olga Vantrimble"]):
+        platform.customers.register("acme", CustomerProfile(customerId=f"p{number}", joinDate=date(2026, 1, 1),
+                                                            name=name))
+    clock.advance(timedelta(minutes=5))
+    manifest = service.run("acme")
+    listed = {i.path: i.metadata for i in sink.list("acme/")}
+    assert listed[f"acme/incremental/{manifest['runId']}/manifest.json"] == {"personaldata": "true"}
+    platform.vault.erase("acme", "p0", None, "ticket 12")
+    assert service.scrub("acme", {"p0"}) == {"p0": [f"acme/incremental/{manifest['runId']}/customers.ndjson.gz.enc"]}
+    stored = json.loads(sink.read(f"acme/incremental/{manifest['runId']}/manifest.json"))
+    entry = next(f for f in stored["files"] if f["subject"] == "customers")
+    plain = gzip.decompress(b"".join(decrypt_stream(platform.key_provider, sink.open(entry["path"]), tenant_id="acme",
+                                                    subject="customers", run_id=manifest["runId"])))
+    assert b"Zelda" not in plain and b"Olga Vantrimble" in plain
+    assert service.scrub("acme", {"p0"}) == {}  # done: nothing more to rewrite
+    sink.close()
