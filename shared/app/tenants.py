@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shared.app.tenant_changes import TenantCache
 from shared.domain.tenants import TenantSettings
-from shared.errors import NotFound
+from shared.errors import Conflict, DocumentExists, NotFound
 from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore
 
@@ -28,6 +28,17 @@ class TenantDirectory:
 
     def exists(self, tenant_id: str) -> bool:
         return self._store.read(TENANTS, tenant_id, tenant_id) is not None
+
+    def create(self, settings: TenantSettings) -> TenantSettings:
+        """A new tenant, exactly once: a conditional create of its settings document (the
+        id is the tenant id), so of concurrent creations of one id exactly one succeeds
+        and every other gets ``Conflict``, in any number of processes."""
+        try:
+            self._store.create(TENANTS, settings.to_doc())
+        except DocumentExists:
+            raise Conflict(f"tenant {settings.tenant_id!r} already exists") from None
+        self.cache.invalidate(settings.tenant_id)
+        return settings
 
     def save(self, settings: TenantSettings) -> TenantSettings:
         self._store.upsert(TENANTS, settings.to_doc())

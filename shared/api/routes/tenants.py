@@ -78,7 +78,9 @@ def create_tenant(body: NewTenant, response: Response, p: Annotated[Platform, De
     if p.store.read(TENANTS, body.tenant_id, TOMBSTONE_ID) is not None:
         raise Conflict(f"tenant id {body.tenant_id!r} belonged to a deleted tenant and is never reused; choose another")
     settings = TenantSettings.model_validate(body.model_dump(by_alias=True))
-    p.tenants.save(settings)
+    # The check above answers the plain case; this conditional create decides a race:
+    # only its winner goes on to issue the first admin key.
+    p.tenants.create(settings)
     issued = p.keys.issue(body.tenant_id, Role.TENANT_ADMIN, created_by=who.key_id, label="first admin")
     kek_version = p.key_provider.ensure_tenant_key(body.tenant_id)
     p.audit.record(body.tenant_id, "tenant.created", who, target=f"tenant:{body.tenant_id}", after=_view(settings))
