@@ -397,7 +397,8 @@ class Redemptions:
             if fulfilled is not None:
                 # Fulfilled: a repeat is answered as the fulfilment was (confirmed, with the
                 # partner's reference), not with the reservation it started from.
-                return SpendResult({**fulfilled["outcome"], "duplicate": True}, created=False)
+                return SpendResult({**fulfilled["outcome"], "state": self._view(record, settlement)["status"],
+                                    "duplicate": True}, created=False)
         return SpendResult({**body, "state": self._view(record, settlement)["status"], "duplicate": True},
                            created=False)
 
