@@ -68,6 +68,21 @@ class Model:
     def of(self, op: str) -> list[Sent]:
         return [s for s in self.sent if s.op == op]
 
+    def summary(self, store: DocumentStore) -> str:
+        """What the run did: answers per operation and status, entries per type (to see
+        that the races happened: conflicts refused, expiries and releases written)."""
+        answers: dict[str, dict[Any, int]] = defaultdict(lambda: defaultdict(int))
+        for sent in self.sent:
+            answers[sent.op][sent.status] += 1
+        kinds: dict[str, int] = defaultdict(int)
+        for customer in self.customers:
+            for doc in store.query(LEDGER, Query(pk=customer_pk(self.tenant_id, customer), limit=10_000)):
+                if doc["docType"] == ENTRY_DOC:
+                    kinds[f"{doc['entryType']}/{doc['status']}"] += 1
+        lines = [f"  {op}: " + ", ".join(f"{status}: {n}" for status, n in sorted(counts.items(), key=str))
+                 for op, counts in sorted(answers.items())]
+        return "\n".join(["answers:", *lines, "entries: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))])
+
     # --- the check ---------------------------------------------------------------------
 
     def check(self, store: DocumentStore, balances: dict[str, dict[str, Any]]) -> list[str]:
