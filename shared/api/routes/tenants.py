@@ -59,13 +59,14 @@ def read_tenant(p: Annotated[Platform, Depends(platform)], who: Annotated[Princi
 @router.patch("/v1/tenant", summary="Change the tenant's settings (tenant-admin)")
 def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    current = p.tenants.get(who.tenant_id)
-    merged = TenantSettings.model_validate({**_view(current), **body.model_dump(by_alias=True, exclude_none=True)})
-    saved = _view(p.tenants.save(merged))
-    changed = {k for k in saved if saved[k] != _view(current).get(k)}
+    # Merged onto the stored settings under an ETag (shared/store/replace.py): a concurrent
+    # PATCH of another field is kept, and before/after are exactly this change.
+    before, after = p.tenants.change(who.tenant_id, body.model_dump(mode="json", by_alias=True, exclude_none=True))
+    current, saved = _view(before), _view(after)
+    changed = {k for k in saved if saved[k] != current.get(k)}
     if changed:
         p.audit.record(who.tenant_id, "tenant.settings.changed", who, target=f"tenant:{who.tenant_id}",
-                       before={k: _view(current).get(k) for k in sorted(changed)},
+                       before={k: current.get(k) for k in sorted(changed)},
                        after={k: saved[k] for k in sorted(changed)})
     return saved
 
