@@ -46,7 +46,9 @@ from shared.webhooks.ssrf import TestAllowance
 from tests.conftest import TenantKeys, auth, drain, order_body, run_in_threads
 
 BURST = 20
-ROUNDS = 10  # create-once: a few microseconds between check and write are crossed in some rounds, not all
+# A check-then-write window of a few microseconds is crossed in some rounds, not all:
+# writes guarded by such a check race on a fresh key in each of ROUNDS rounds.
+ROUNDS = 10
 REASON = {"code": "campaign", "text": "spring campaign"}
 RULE = 'rule "base" then earn floor(order.total) points'
 TIERS = {"windowMonths": 12, "tiers": [{"name": "silver", "minPoints": 100, "multiplier": "1.25"},
@@ -87,6 +89,10 @@ class Write:
     setup: Callable[[Ctx], None] = lambda ctx: None
     audit: str | None = None  # the audit action one effect records
     audit_tenant: str = "acme"  # whose audit chain records it
+    rounds: int = 1  # races on a fresh key per round (``setup`` and ids per ``ctx.round``)
+    # A defect fixed on another branch: the case is expected to fail here. Not strict: the
+    # race shows in most runs, not all. Remove once that branch is merged.
+    fixed_elsewhere: str | None = None
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -152,7 +158,8 @@ def _reservation_setup(ctx: Ctx) -> None:
 
 def _revoke_setup(ctx: Ctx) -> None:
     ctx.extra["victim"] = ctx.platform.keys.issue("acme", Role.MERCHANT, None).key_id
-    ctx.extra["admins"] = [ctx.tenant.admin, ctx.platform.keys.issue("acme", Role.TENANT_ADMIN, None).secret_key]
+    if "admins" not in ctx.extra:
+        ctx.extra["admins"] = [ctx.tenant.admin, ctx.platform.keys.issue("acme", Role.TENANT_ADMIN, None).secret_key]
 
 
 def _webhook_setup(ctx: Ctx) -> None:
@@ -196,24 +203,26 @@ WRITES: list[Write] = [
     Write("api key revocation", "keyed", "admin",
           lambda ctx, n: ("DELETE", f"/v1/api-keys/{ctx.extra['victim']}", {"_as": n % 2}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, ctx.extra["victim"]) if d.get("revokedAt")],
-          setup=_revoke_setup, audit="apikey.revoked"),
+          setup=_revoke_setup, audit="apikey.revoked", rounds=ROUNDS,
+          fixed_elsewhere="concurrent revocations each audit 'apikey.revoked' (the route reads 'before' apart from "
+                          "the revocation): fixed on g-ops by KeyAdministration.revoke / ApiKeys.revoke_if_live"),
     Write("reward", "create-once", "admin",
           lambda ctx, n: ("POST", "/v1/rewards", {"rewardId": f"latte{ctx.round}", "name": f"Latte {n}",
                                                   "pointsCost": 100}),
           lambda ctx: _tenant_doc(ctx, "acme", f"reward:latte{ctx.round}"),
-          lambda ctx, e, body: e["name"] == body["name"], audit="reward.created"),
+          lambda ctx, e, body: e["name"] == body["name"], audit="reward.created", rounds=ROUNDS),
     Write("customer", "create-once", "merchant",
           lambda ctx, n: ("POST", "/v1/customers", {"customerId": f"new-{ctx.round}",
                                                     "joinDate": f"2025-01-{1 + n:02d}"}),
           lambda ctx: _docs(ctx, "customers", customer_pk("acme", f"new-{ctx.round}"), docType="customer"),
-          lambda ctx, e, body: e["joinDate"] == body["joinDate"]),
+          lambda ctx, e, body: e["joinDate"] == body["joinDate"], rounds=ROUNDS),
     Write("tenant", "create-once", "platform",
           lambda ctx, n: ("POST", "/v1/tenants", {"tenantId": f"newco{ctx.round}", "name": f"New Co {n}"}),
           lambda ctx: _tenant_doc(ctx, f"newco{ctx.round}", f"newco{ctx.round}"),
           lambda ctx, e, body: e["name"] == body["name"]
           # one first admin key, not one per racer that got past the check
           and len(_docs(ctx, API_KEYS, None, tenantId=f"newco{ctx.round}")) == 1,
-          audit="tenant.created", audit_tenant="newco"),
+          audit="tenant.created", audit_tenant="newco", rounds=ROUNDS),
     Write("tier programme", "replace", "admin",
           lambda ctx, n: ("PUT", "/v1/tiers", {**TIERS, "windowMonths": 1 + n}),
           lambda ctx: _tenant_doc(ctx, "acme", "tierprogram"),
@@ -301,19 +310,21 @@ def ctx(platform: Platform, client: TestClient, tenant: TenantKeys) -> Ctx:
     return Ctx(platform, client, tenant, platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key)
 
 
-@pytest.mark.parametrize("write", WRITES, ids=[w.name for w in WRITES])
+@pytest.mark.parametrize("write", [
+    pytest.param(w, id=w.name, marks=[pytest.mark.xfail(strict=False, reason=w.fixed_elsewhere)] if w.fixed_elsewhere
+                 else []) for w in WRITES])
 class TestConcurrentWrites:
     def test_identical_requests_have_one_effect(self, ctx: Ctx, write: Write) -> None:
-        for ctx.round in range(ROUNDS if write.kind == "create-once" else 1):
+        for ctx.round in range(write.rounds):
             self._identical(ctx, write)
 
     def test_conflicting_requests_have_one_winner(self, ctx: Ctx, write: Write) -> None:
-        for ctx.round in range(ROUNDS if write.kind == "create-once" else 1):
+        for ctx.round in range(write.rounds):
             self._conflicting(ctx, write)
 
     def _identical(self, ctx: Ctx, write: Write) -> None:
-        if ctx.round == 0:
-            write.setup(ctx)
+        write.setup(ctx)
+        audited = len(_audits(ctx, write.audit, _audit_tenant(ctx, write))) if write.audit else 0
         answers = _burst(ctx, write, identical=True)
         codes = sorted(r.status_code for _, r in answers)
         assert all(code < 500 for code in codes), _explain(answers)
@@ -335,13 +346,10 @@ class TestConcurrentWrites:
             assert len(ok) == len(effects), _explain(answers)
         if write.audit is not None:
             expected = 1 if write.kind in ("keyed", "create-once", "replace") else len(ok)
-            tenant_id = f"newco{ctx.round}" if write.audit_tenant == "newco" else write.audit_tenant
-            assert len(_audits(ctx, write.audit, tenant_id)) == expected * (ctx.round + 1 if tenant_id == "acme" and
-                                                                            write.kind == "create-once" else 1)
+            assert len(_audits(ctx, write.audit, _audit_tenant(ctx, write))) - audited == expected
 
     def _conflicting(self, ctx: Ctx, write: Write) -> None:
-        if ctx.round == 0:
-            write.setup(ctx)
+        write.setup(ctx)
         answers = _burst(ctx, write, identical=False)
         assert all(r.status_code < 500 for _, r in answers), _explain(answers)
         ok = [(b, r) for b, r in answers if r.status_code < 300]
@@ -357,13 +365,17 @@ class TestConcurrentWrites:
                 assert len(ok) == 1, _explain(answers)
         elif write.kind == "replace":
             assert len(effects) == 1 and ok, _explain(answers)
-            records = _audits(ctx, write.audit or "", write.audit_tenant)
+            records = _audits(ctx, write.audit or "", _audit_tenant(ctx, write))
             assert len(records) == len({json.dumps(b, sort_keys=True) for b, _ in ok}), \
                 "one audit record per change that was answered 2xx"
             last = _chain(records)
             assert write.winner(ctx, effects[0], _body_of(answers, last["after"], write, ctx))
         else:
             assert len(ok) == len(effects), _explain(answers)
+
+
+def _audit_tenant(ctx: Ctx, write: Write) -> str:
+    return f"newco{ctx.round}" if write.audit_tenant == "newco" else write.audit_tenant
 
 
 def _outcome(answer: dict) -> dict:
