@@ -30,7 +30,6 @@ import json
 import sys
 import threading
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any, Callable, Literal
 
 import pytest
@@ -196,7 +195,7 @@ WRITES: list[Write] = [
     # A reservation's endings: n even confirms, n odd cancels (identical: all confirm).
     Write("reservation ending", "keyed", "merchant",
           lambda ctx, n: ("POST", f"/v1/customers/c1/redemptions/{ctx.extra['rid']}/"
-                                  f"{'confirm' if n % 2 == 0 else 'cancel'}", None),
+                                  + ("confirm" if n % 2 == 0 else "cancel"), None),
           lambda ctx: [d for d in _docs(ctx, LEDGER, customer_pk("acme", "c1"), docType="settlement")],
           lambda ctx, e, body: True, setup=_reservation_setup),
     # Revocation by key id: n even by one admin, n odd by another.
