@@ -16,7 +16,10 @@ What ``append`` guarantees, for each request independently:
   per-customer sequence number, so two writers racing on one customer cannot
   both create seq N: the loser re-reads the head and re-plans (bounded retries,
   then ``LedgerConflict``), so running totals are always computed from the true
-  predecessor.
+  predecessor. A plan made on a cached head that fails the running totals'
+  invariant (it settles a reservation another process made after this one
+  cached the head) is re-planned on the head read from the store; only on that
+  true head does a broken invariant stop the append.
 * **Group commit.** All requests of a call are written together
   (``DocumentStore.batches``); a customer's later requests are planned on the
   head its earlier ones leave, and the store skips them if an earlier one
@@ -277,7 +280,19 @@ class Ledger:
                         else TransactionOutcome(None, {}, [], error=error)
                     )
                     continue
-                docs, new_head, entries, marker = self._documents(request, head, plan)
+                try:
+                    docs, new_head, entries, marker = self._documents(request, head, plan)
+                except AssertionError:
+                    if fresh:
+                        raise  # the true head: a broken invariant is a bug, stop loudly
+                    # Planned on a cached (or tentative) head that another process has moved:
+                    # a settlement of a reservation made since then settles "more than is
+                    # reserved" on it. Re-plan next round on the head read from the store.
+                    self._forget_head(request.pk)
+                    attempts[index] -= 1
+                    deferred.add(request.pk)
+                    later.append(index)
+                    continue
                 round_heads[request.pk] = new_head
                 work.append((index, PartitionBatch(request.pk, [Create(d) for d in docs]), new_head, marker, entries))
             if work:

@@ -32,6 +32,7 @@ from shared.ledger.service import fingerprint_of
 from shared.spend.redemptions import Key, Redemptions, SpendResult
 from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore, Filter, Query
+from shared.store.replace import Replaced, replace
 
 ROUNDING = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "half-up": ROUND_HALF_UP, "half-even": ROUND_HALF_EVEN}
 Rounding = Literal["down", "up", "half-up", "half-even"]
@@ -75,17 +76,23 @@ class Conversions:
         self._redemptions = redemptions
         self._partner_exists = partner_exists
 
-    def save_programme(self, tenant_id: str, programme_id: str, programme: Programme
-                       ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    def save_programme(self, tenant_id: str, programme_id: str, programme: Programme) -> Replaced:
+        """Create or change a programme; exactly once per change (``shared.store.replace``):
+        concurrent saves are serialised, each a version of its own; a repeat of the stored
+        programme writes nothing. ``before``/``after`` are views."""
         if not self._partner_exists(programme.partner_id):
             raise ValidationFailed("unknown partner", [FieldProblem("partnerId",
                                                                     f"no partner {programme.partner_id!r} is registered")])
-        before = self._store.read(TENANTS, tenant_id, programme_doc_id(programme_id))
-        doc = {"id": programme_doc_id(programme_id), "pk": tenant_id, "docType": "conversionProgramme",
-               "tenantId": tenant_id, "programmeId": programme_id, **programme.model_dump(mode="json", by_alias=True),
-               "version": (before or {}).get("version", 0) + 1, "updatedAt": iso(self._clock.now())}
-        self._store.upsert(TENANTS, doc, if_match=before["_etag"] if before else None)
-        return (_view(before) if before else None), _view(doc)
+        fields = programme.model_dump(mode="json", by_alias=True)
+
+        def build(before: dict[str, Any] | None) -> dict[str, Any]:
+            return {"id": programme_doc_id(programme_id), "pk": tenant_id, "docType": "conversionProgramme",
+                    "tenantId": tenant_id, "programmeId": programme_id, **fields,
+                    "version": (before or {}).get("version", 0) + 1, "updatedAt": iso(self._clock.now())}
+
+        result = replace(self._store, TENANTS, tenant_id, programme_doc_id(programme_id), build,
+                         content=lambda d: {k: d.get(k) for k in fields})
+        return Replaced(_view(result.before) if result.before else None, _view(result.after), result.changed)
 
     def programme(self, tenant_id: str, programme_id: str) -> dict[str, Any]:
         doc = self._store.read(TENANTS, tenant_id, programme_doc_id(programme_id))

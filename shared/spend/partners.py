@@ -40,6 +40,7 @@ from shared.errors import NotFound
 from shared.spend.circuit import CircuitBreaker, CircuitState
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
+from shared.store.replace import Replaced, replace
 
 PARTNERS_PK = "partners"
 
@@ -202,11 +203,19 @@ class PartnerDirectory:
         self._overrides: dict[str, PartnerPort] = {}
         self._lock = threading.Lock()
 
-    def save(self, partner_id: str, config: PartnerConfig, actor: str) -> dict[str, Any]:
-        doc = {"id": partner_id, "pk": PARTNERS_PK, "docType": "partner", "partnerId": partner_id,
-               **config.model_dump(mode="json", by_alias=True), "updatedAt": iso(self._clock.now()),
-               "updatedBy": actor}
-        return public_view(self._store.upsert(SYSTEM, doc))
+    def save(self, partner_id: str, config: PartnerConfig, actor: str) -> Replaced:
+        """Register or change a partner; exactly once per change (``shared.store.replace``):
+        ``before``/``after`` are public views, and a repeat of the stored config changes nothing."""
+        fields = config.model_dump(mode="json", by_alias=True)
+
+        def build(current: dict[str, Any] | None) -> dict[str, Any]:
+            return {"id": partner_id, "pk": PARTNERS_PK, "docType": "partner", "partnerId": partner_id, **fields,
+                    "updatedAt": iso(self._clock.now()), "updatedBy": actor}
+
+        result = replace(self._store, SYSTEM, PARTNERS_PK, partner_id, build,
+                         content=lambda d: ({k: d.get(k) for k in fields}, d.get("docType")))
+        return Replaced(public_view(result.before) if result.before else None, public_view(result.after),
+                        result.changed)
 
     def get(self, partner_id: str) -> dict[str, Any]:
         doc = self._store.read(SYSTEM, PARTNERS_PK, partner_id)

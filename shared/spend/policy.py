@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from shared.clock import Clock, iso
 from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore
+from shared.store.replace import Replaced, replace
 
 POLICY_ID = "spend:policy"
 DEFAULT_TTL_SECONDS = 15 * 60
@@ -43,8 +44,23 @@ class SpendPolicies:
         return SpendPolicy.model_validate({k: v for k, v in doc.items() if k in ("reservationTtlSeconds",
                                                                                   "reviewThresholdPoints")})
 
-    def save(self, tenant_id: str, policy: SpendPolicy) -> dict[str, Any]:
-        self._store.upsert(TENANTS, {"id": POLICY_ID, "pk": tenant_id, "docType": "spendPolicy", "tenantId": tenant_id,
-                                     **policy.model_dump(mode="json", by_alias=True),
-                                     "updatedAt": iso(self._clock.now())})
-        return policy.model_dump(mode="json", by_alias=True)
+    def save(self, tenant_id: str, policy: SpendPolicy) -> Replaced:
+        """Set the policy; exactly once per change (``shared.store.replace``). ``before`` and
+        ``after`` are the policy as the API shows it (defaults when none was stored)."""
+        fields = policy.model_dump(mode="json", by_alias=True)
+
+        def build(current: dict[str, Any] | None) -> dict[str, Any]:
+            return {"id": POLICY_ID, "pk": tenant_id, "docType": "spendPolicy", "tenantId": tenant_id, **fields,
+                    "updatedAt": iso(self._clock.now())}
+
+        result = replace(self._store, TENANTS, tenant_id, POLICY_ID, build,
+                         content=lambda d: {k: d.get(k) for k in fields})
+        return Replaced(_view(result.before), _view(result.after), result.changed)
+
+
+def _view(doc: dict[str, Any] | None) -> dict[str, Any]:
+    if doc is None:
+        return SpendPolicy().model_dump(mode="json", by_alias=True)
+    return SpendPolicy.model_validate({k: v for k, v in doc.items() if k in ("reservationTtlSeconds",
+                                                                            "reviewThresholdPoints")}
+                                      ).model_dump(mode="json", by_alias=True)

@@ -393,6 +393,12 @@ class Redemptions:
                 return self._fulfil(tenant_id, customer_id, record, partner_account, action="fulfil")
             if settlement["resolution"] == RELEASED:
                 self._raise_partner_failure(tenant_id, customer_id, record, settlement)
+            fulfilled = self._ledger.marker(tenant_id, customer_id, f"fulfil:{record['redemptionId']}")
+            if fulfilled is not None:
+                # Fulfilled: a repeat is answered as the fulfilment was (confirmed, with the
+                # partner's reference), not with the reservation it started from.
+                return SpendResult({**fulfilled["outcome"], "state": self._view(record, settlement)["status"],
+                                    "duplicate": True}, created=False)
         return SpendResult({**body, "state": self._view(record, settlement)["status"], "duplicate": True},
                            created=False)
 

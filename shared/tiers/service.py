@@ -44,6 +44,7 @@ from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed
 from shared.ledger.entries import ENTRY_DOC, ORDER_DOC
 from shared.store.layout import CUSTOMERS, TENANTS
 from shared.store.port import DocumentStore, Filter, Query
+from shared.store.replace import replace
 from shared.tiers import evaluation, qualifying, schedule
 from shared.tiers.history import TIER_CHANGE_DOC, TierHistory, view
 from shared.tiers.model import DaysGrace, NextEvaluationGrace, TierProgram, check_program
@@ -104,8 +105,7 @@ class TierService:
         doc = self._store.read(TENANTS, tenant_id, PROGRAM_ID)
         if doc is None:
             return None, None
-        return doc, StoredProgram(tenant_id, doc["version"], TierProgram.model_validate(doc["program"]),
-                                  doc["updatedAt"])
+        return doc, _stored_program(tenant_id, doc)
 
     def program(self, tenant_id: str) -> StoredProgram | None:
         """The tenant's programme through a short cache (every order and change asks)."""
@@ -115,25 +115,28 @@ class TierService:
         return self._load(tenant_id)[1]
 
     def save_program(self, tenant_id: str, program: TierProgram) -> tuple[StoredProgram | None, StoredProgram]:
-        """Replace the programme (validated whole first); returns (before, after)."""
+        """Replace the programme (validated whole first); returns (before, after).
+
+        Exactly once per change (``shared.store.replace``): concurrent saves are
+        serialised, each built on the one before it (its ``before`` is that one's
+        ``after``); a save of the programme already stored writes nothing and
+        returns it as both before and after (same version)."""
         check_program(program)
         self._tenants.get(tenant_id)
-        doc, before = self._load(tenant_id)
         now = self._clock.now()
-        new_doc = {"id": PROGRAM_ID, "pk": tenant_id, "docType": "tierProgram", "tenantId": tenant_id,
-                   "version": (before.version + 1) if before else 1, "program": program.to_json(),
-                   "updatedAt": iso(now)}
-        try:
-            if doc is None:
-                self._store.create(TENANTS, new_doc)
-            else:
-                self._store.upsert(TENANTS, new_doc, if_match=doc["_etag"])
-        except (DocumentExists, PreconditionFailed):
-            raise Conflict("the tier programme was changed by someone else meanwhile; read it and try again") \
-                from None
-        self.cache.invalidate(tenant_id)
-        self._start_schedule(tenant_id, program, now)
-        return before, StoredProgram(tenant_id, new_doc["version"], program, new_doc["updatedAt"])
+        wanted = program.to_json()
+
+        def build(doc: dict[str, Any] | None) -> dict[str, Any]:
+            return {"id": PROGRAM_ID, "pk": tenant_id, "docType": "tierProgram", "tenantId": tenant_id,
+                    "version": (doc["version"] + 1) if doc else 1, "program": wanted, "updatedAt": iso(now)}
+
+        result = replace(self._store, TENANTS, tenant_id, PROGRAM_ID, build, content=lambda d: d["program"])
+        before = _stored_program(tenant_id, result.before) if result.before else None
+        after = _stored_program(tenant_id, result.after)
+        if result.changed:
+            self.cache.invalidate(tenant_id)
+            self._start_schedule(tenant_id, program, now)
+        return before, after
 
     def delete_program(self, tenant_id: str) -> StoredProgram:
         """No more tiers: evaluations stop, multipliers read 1. Customers keep their
@@ -383,6 +386,10 @@ class TierService:
             elif isinstance(program.grace, NextEvaluationGrace):
                 answer["graceUntil"] = iso(schedule.next_evaluation(program, below_at, zone))
         return answer
+
+
+def _stored_program(tenant_id: str, doc: dict[str, Any]) -> StoredProgram:
+    return StoredProgram(tenant_id, doc["version"], TierProgram.model_validate(doc["program"]), doc["updatedAt"])
 
 
 def _stored(doc: dict[str, Any]) -> dict[str, Any]:

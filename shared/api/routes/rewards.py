@@ -64,19 +64,21 @@ def get_policy(p: Annotated[Platform, Depends(platform)], who: Annotated[Princip
 @router.put("/v1/spend/policy", summary="Set the reservation TTL and review threshold (tenant-admin)")
 def put_policy(body: SpendPolicy, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    before = p.spend.policies.get(who.tenant_id).model_dump(mode="json", by_alias=True)
-    after = p.spend.policies.save(who.tenant_id, body)
-    p.audit.record(who.tenant_id, "spend.policy.changed", who, target="spend:policy", before=before, after=after)
-    return after
+    saved = p.spend.policies.save(who.tenant_id, body)
+    if saved.changed:
+        p.audit.record(who.tenant_id, "spend.policy.changed", who, target="spend:policy", before=saved.before,
+                       after=saved.after)
+    return saved.after
 
 
 @router.put("/v1/conversion-programmes/{programmeId}", summary="Create or change a conversion programme (tenant-admin)")
 def put_programme(programmeId: ProgrammeId, body: Programme, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    before, after = p.spend.conversions.save_programme(who.tenant_id, programmeId, body)
-    p.audit.record(who.tenant_id, "conversion.programme.saved", who, target=f"conversion:{programmeId}",
-                   before=before, after=after)
-    return after
+    saved = p.spend.conversions.save_programme(who.tenant_id, programmeId, body)
+    if saved.changed:
+        p.audit.record(who.tenant_id, "conversion.programme.saved", who, target=f"conversion:{programmeId}",
+                       before=saved.before, after=saved.after)
+    return saved.after
 
 
 @router.get("/v1/conversion-programmes", summary="The tenant's conversion programmes")
@@ -94,10 +96,11 @@ def get_programme(programmeId: ProgrammeId, p: Annotated[Platform, Depends(platf
 @router.put("/v1/platform/partners/{partnerId}", summary="Register or change a partner's endpoint (platform-admin)")
 def put_partner(partnerId: PartnerId, body: PartnerConfig, p: Annotated[Platform, Depends(platform)],
                 who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
-    before = p.spend.partners.get(partnerId) if p.spend.partners.exists(partnerId) else None
-    after = p.spend.partners.save(partnerId, body, who.key_id)
-    p.audit.record("_platform", "partner.saved", who, target=f"partner:{partnerId}", before=before, after=after)
-    return after
+    saved = p.spend.partners.save(partnerId, body, who.key_id)
+    if saved.changed:
+        p.audit.record("_platform", "partner.saved", who, target=f"partner:{partnerId}", before=saved.before,
+                       after=saved.after)
+    return saved.after
 
 
 @router.get("/v1/platform/partners", summary="Registered partners (platform-admin)")

@@ -59,13 +59,14 @@ def read_tenant(p: Annotated[Platform, Depends(platform)], who: Annotated[Princi
 @router.patch("/v1/tenant", summary="Change the tenant's settings (tenant-admin)")
 def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    current = p.tenants.get(who.tenant_id)
-    merged = TenantSettings.model_validate({**_view(current), **body.model_dump(by_alias=True, exclude_none=True)})
-    saved = _view(p.tenants.save(merged))
-    changed = {k for k in saved if saved[k] != _view(current).get(k)}
+    # Merged onto the stored settings under an ETag (shared/store/replace.py): a concurrent
+    # PATCH of another field is kept, and before/after are exactly this change.
+    before, after = p.tenants.change(who.tenant_id, body.model_dump(mode="json", by_alias=True, exclude_none=True))
+    current, saved = _view(before), _view(after)
+    changed = {k for k in saved if saved[k] != current.get(k)}
     if changed:
         p.audit.record(who.tenant_id, "tenant.settings.changed", who, target=f"tenant:{who.tenant_id}",
-                       before={k: _view(current).get(k) for k in sorted(changed)},
+                       before={k: current.get(k) for k in sorted(changed)},
                        after={k: saved[k] for k in sorted(changed)})
     return saved
 
@@ -78,7 +79,9 @@ def create_tenant(body: NewTenant, response: Response, p: Annotated[Platform, De
     if p.store.read(TENANTS, body.tenant_id, TOMBSTONE_ID) is not None:
         raise Conflict(f"tenant id {body.tenant_id!r} belonged to a deleted tenant and is never reused; choose another")
     settings = TenantSettings.model_validate(body.model_dump(by_alias=True))
-    p.tenants.save(settings)
+    # The check above answers the plain case; this conditional create decides a race:
+    # only its winner goes on to issue the first admin key.
+    p.tenants.create(settings)
     issued = p.keys.issue(body.tenant_id, Role.TENANT_ADMIN, created_by=who.key_id, label="first admin")
     kek_version = p.key_provider.ensure_tenant_key(body.tenant_id)
     p.audit.record(body.tenant_id, "tenant.created", who, target=f"tenant:{body.tenant_id}", after=_view(settings))

@@ -44,8 +44,9 @@ def read_program(p: Annotated[Platform, Depends(platform)], who: Annotated[Princ
 def save_program(body: TierProgram, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     before, after = p.tiers.save_program(who.tenant_id, body)
-    p.audit.record(who.tenant_id, "tiers.program.saved", who, target=f"tierprogram:{who.tenant_id}",
-                   before=before.view() if before else None, after=after.view())
+    if before is None or before.version != after.version:  # a repeat of the stored programme changes nothing
+        p.audit.record(who.tenant_id, "tiers.program.saved", who, target=f"tierprogram:{who.tenant_id}",
+                       before=before.view() if before else None, after=after.view())
     return after.view()
 
 

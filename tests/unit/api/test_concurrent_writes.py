@@ -1,0 +1,412 @@
+"""Exactly-once under concurrency, for every write that takes an id or a key.
+
+Each write of the API is described once (a ``Write``), and one parametrised test
+class fires at each, through the real ASGI app, 20 concurrent *identical*
+requests and 20 concurrent *conflicting* ones (same id or key, different bodies).
+Then it checks what ``docs/exactly-once.md`` promises for that kind of write:
+
+* ``keyed`` (an idempotency key or id that a repeat is answered from: refunds,
+  adjustments, redemptions, conversions, reservation endings, key revocation):
+  identical -> every answer 2xx and the same outcome, exactly one effect;
+  conflicting -> exactly one effect, every 2xx answer is the winner's request,
+  every other answer a 4xx (409 or 422), never a 5xx.
+* ``create-once`` (a client-chosen id, no replay: rewards, tenants, customers):
+  one 201, the others 409; exactly one effect, with the winner's body.
+* ``replace`` (PUT of a whole resource: tiers, partners, conversion programmes,
+  spend policy, export settings): identical -> every answer 2xx, one change
+  (one audit record); conflicting -> each 2xx answer a change of its own,
+  serialised: the audit records chain (each one's ``before`` is the previous
+  one's ``after``), the final state is the last one's ``after``, nothing lost.
+* ``each-new`` (no client key; the server names each: API keys, webhook
+  endpoints, backfills, rule versions): every 2xx answer names a distinct
+  stored thing and every stored thing was answered; no 5xx.
+
+Bounded: 20 threads per burst, each joined with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.app.auth import Role
+from shared.app.corrections import AdjustmentRequest
+from shared.platform import Platform
+from shared.spend.partners import PartnerConfig, PartnerReceipt, PartnerRequest
+from shared.store.layout import API_KEYS, LEDGER, TENANTS, WEBHOOK_ENDPOINTS, customer_pk
+from shared.store.port import Filter, Query
+from shared.webhooks.ssrf import TestAllowance
+from tests.conftest import TenantKeys, auth, drain, order_body, run_in_threads
+
+BURST = 20
+# A check-then-write window of a few microseconds is crossed in some rounds, not all:
+# writes guarded by such a check race on a fresh key in each of ROUNDS rounds.
+ROUNDS = 10
+REASON = {"code": "campaign", "text": "spring campaign"}
+RULE = 'rule "base" then earn floor(order.total) points'
+TIERS = {"windowMonths": 12, "tiers": [{"name": "silver", "minPoints": 100, "multiplier": "1.25"},
+                                       {"name": "gold", "minPoints": 500, "multiplier": "1.5"}],
+         "evaluation": {"frequency": "monthly", "dayOfMonth": 1}, "grace": {"kind": "nextEvaluation"}}
+
+
+@dataclass
+class Ctx:
+    platform: Platform
+    client: TestClient
+    tenant: TenantKeys
+    platform_admin: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    round: int = 0  # create-once writes race on a fresh id in each of several rounds
+
+    def key(self, role: str) -> str:
+        return {"merchant": self.tenant.merchant, "admin": self.tenant.admin,
+                "platform": self.platform_admin}[role]
+
+
+Kind = Literal["keyed", "create-once", "replace", "each-new"]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write of the API. ``request(ctx, n)``: (method, path, body) of the n-th racer;
+    with ``identical`` every racer sends request n=0. ``effects(ctx)``: what is stored under
+    the key (one element per effect). ``winner(ctx, effect, body)``: whether ``effect``
+    is what ``body`` asked for."""
+
+    name: str
+    kind: Kind
+    role: str
+    request: Callable[[Ctx, int], tuple[str, str, dict | None]]
+    effects: Callable[[Ctx], list[dict]]
+    winner: Callable[[Ctx, dict, dict | None], bool] = lambda ctx, effect, body: True
+    setup: Callable[[Ctx], None] = lambda ctx: None
+    audit: str | None = None  # the audit action one effect records
+    audit_tenant: str = "acme"  # whose audit chain records it
+    rounds: int = 1  # races on a fresh key per round (``setup`` and ids per ``ctx.round``)
+    # A defect fixed on another branch: the case is expected to fail here. Not strict: the
+    # race shows in most runs, not all. Remove once that branch is merged.
+    fixed_elsewhere: str | None = None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _entries(ctx: Ctx, customer: str = "c1", **where: Any) -> list[dict]:
+    filters = [Filter("docType", "=", "entry")] + [Filter(k, "=", v) for k, v in where.items()]
+    return ctx.platform.store.query(LEDGER, Query(pk=customer_pk("acme", customer), filters=tuple(filters),
+                                                  limit=10_000))
+
+
+def _docs(ctx: Ctx, container: str, pk: str | None, **where: Any) -> list[dict]:
+    return ctx.platform.store.query(container, Query(pk=pk, filters=tuple(Filter(k, "=", v) for k, v in
+                                                                          where.items()), limit=10_000))
+
+
+def _audits(ctx: Ctx, action: str, tenant_id: str = "acme") -> list[dict]:
+    return [r for r in ctx.platform.audit.records(tenant_id, 0, 10_000) if r["action"] == action]
+
+
+def _credit(ctx: Ctx, points: int = 100_000) -> None:
+    ctx.platform.corrections.adjust("acme", "c1", AdjustmentRequest(points=points, reasonCode="goodwill",
+                                                                    reason="float", idempotencyKey="float"), "t")
+
+
+class Partner:
+    """The partner's side of the protocol (no runnable peer exists): one fulfilment per
+    reference, as the protocol requires a partner to de-duplicate."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def fulfil(self, request: PartnerRequest) -> PartnerReceipt:
+        with self._lock:
+            self.calls.append(request.reference)
+        return PartnerReceipt(f"pr-{request.reference}")
+
+
+def _conversion_setup(ctx: Ctx) -> None:
+    _credit(ctx)
+    ctx.platform.spend.partners.save("air", PartnerConfig(baseUrl="http://127.0.0.1:9/air"), "t")
+    ctx.extra["partner"] = partner = Partner()
+    ctx.platform.spend.partners.use("air", partner)
+    saved = ctx.client.put("/v1/conversion-programmes/miles", headers=auth(ctx.tenant.admin),
+                           json={"partnerId": "air", "name": "Miles", "rate": "0.5"})
+    assert saved.status_code == 200, saved.text
+
+
+def _refund_setup(ctx: Ctx) -> None:
+    ctx.client.post("/v1/orders", json=order_body(order_id="o-refund", amount="100.00"),
+                    headers=auth(ctx.tenant.merchant))
+    drain(ctx.platform)
+
+
+def _reservation_setup(ctx: Ctx) -> None:
+    _credit(ctx)
+    made = ctx.client.post("/v1/customers/c1/redemptions", headers=auth(ctx.tenant.merchant),
+                           json={"idempotencyKey": "hold", "points": 50, "mode": "reserve"})
+    assert made.status_code == 201, made.text
+    ctx.extra["rid"] = made.json()["redemptionId"]
+
+
+def _revoke_setup(ctx: Ctx) -> None:
+    ctx.extra["victim"] = ctx.platform.keys.issue("acme", Role.MERCHANT, None).key_id
+    if "admins" not in ctx.extra:
+        ctx.extra["admins"] = [ctx.tenant.admin, ctx.platform.keys.issue("acme", Role.TENANT_ADMIN, None).secret_key]
+
+
+def _webhook_setup(ctx: Ctx) -> None:
+    ctx.platform.webhooks.allowance = TestAllowance(frozenset({"127.0.0.1"}))
+
+
+def _tenant_doc(ctx: Ctx, tenant_id: str, doc_id: str) -> list[dict]:
+    doc = ctx.platform.store.read(TENANTS, tenant_id, doc_id)
+    return [doc] if doc else []
+
+
+WRITES: list[Write] = [
+    Write("adjustment", "keyed", "admin",
+          lambda ctx, n: ("POST", "/v1/customers/c1/adjustments",
+                          {"points": 10 + n, "reasonCode": "goodwill", "reason": "sorry", "idempotencyKey": "adj-1"}),
+          lambda ctx: _entries(ctx, entryType="ADJUST", idempotencyKey="adjust:adj-1"),
+          lambda ctx, e, body: e["signedAmount"] == body["points"], audit="adjustment.created"),
+    Write("refund", "keyed", "merchant",
+          lambda ctx, n: ("POST", "/v1/orders/o-refund/refunds",
+                          {"refundId": "r-1", "amount": f"{10 + n}.00", "currency": "EUR"}),
+          lambda ctx: [e for e in _entries(ctx, entryType="REVERSAL") if e["attributes"]["refundId"] == "r-1"],
+          lambda ctx, e, body: e["attributes"]["refundAmount"] == body["amount"], setup=_refund_setup),
+    Write("redemption", "keyed", "merchant",
+          lambda ctx, n: ("POST", "/v1/customers/c1/redemptions",
+                          {"idempotencyKey": "rd-1", "points": 10 + n, "mode": "direct"}),
+          lambda ctx: _entries(ctx, entryType="REDEEM", idempotencyKey="redeem:rd-1"),
+          lambda ctx, e, body: -e["signedAmount"] == body["points"], setup=_credit),
+    Write("conversion", "keyed", "merchant",
+          lambda ctx, n: ("POST", "/v1/customers/c1/conversions",
+                          {"idempotencyKey": "cv-1", "programmeId": "miles", "points": 100 + 2 * n,
+                           "partnerAccount": "FF123"}),
+          lambda ctx: _entries(ctx, entryType="CONVERT", idempotencyKey="convert:cv-1"),
+          lambda ctx, e, body: -e["signedAmount"] == body["points"], setup=_conversion_setup),
+    # A reservation's endings: n even confirms, n odd cancels (identical: all confirm).
+    Write("reservation ending", "keyed", "merchant",
+          lambda ctx, n: ("POST", f"/v1/customers/c1/redemptions/{ctx.extra['rid']}/"
+                                  + ("confirm" if n % 2 == 0 else "cancel"), None),
+          lambda ctx: [d for d in _docs(ctx, LEDGER, customer_pk("acme", "c1"), docType="settlement")],
+          lambda ctx, e, body: True, setup=_reservation_setup),
+    # Revocation by key id: n even by one admin, n odd by another.
+    Write("api key revocation", "keyed", "admin",
+          lambda ctx, n: ("DELETE", f"/v1/api-keys/{ctx.extra['victim']}", {"_as": n % 2}),
+          lambda ctx: [d for d in _docs(ctx, API_KEYS, ctx.extra["victim"]) if d.get("revokedAt")],
+          setup=_revoke_setup, audit="apikey.revoked", rounds=ROUNDS,
+          fixed_elsewhere="concurrent revocations each audit 'apikey.revoked' (the route reads 'before' apart from "
+                          "the revocation): fixed on g-ops by KeyAdministration.revoke / ApiKeys.revoke_if_live"),
+    Write("reward", "create-once", "admin",
+          lambda ctx, n: ("POST", "/v1/rewards", {"rewardId": f"latte{ctx.round}", "name": f"Latte {n}",
+                                                  "pointsCost": 100}),
+          lambda ctx: _tenant_doc(ctx, "acme", f"reward:latte{ctx.round}"),
+          lambda ctx, e, body: e["name"] == body["name"], audit="reward.created", rounds=ROUNDS),
+    Write("customer", "create-once", "merchant",
+          lambda ctx, n: ("POST", "/v1/customers", {"customerId": f"new-{ctx.round}",
+                                                    "joinDate": f"2025-01-{1 + n:02d}"}),
+          lambda ctx: _docs(ctx, "customers", customer_pk("acme", f"new-{ctx.round}"), docType="customer"),
+          lambda ctx, e, body: e["joinDate"] == body["joinDate"], rounds=ROUNDS),
+    Write("tenant", "create-once", "platform",
+          lambda ctx, n: ("POST", "/v1/tenants", {"tenantId": f"newco{ctx.round}", "name": f"New Co {n}"}),
+          lambda ctx: _tenant_doc(ctx, f"newco{ctx.round}", f"newco{ctx.round}"),
+          lambda ctx, e, body: e["name"] == body["name"]
+          # one first admin key, not one per racer that got past the check
+          and len(_docs(ctx, API_KEYS, None, tenantId=f"newco{ctx.round}")) == 1,
+          audit="tenant.created", audit_tenant="newco", rounds=ROUNDS),
+    Write("tier programme", "replace", "admin",
+          lambda ctx, n: ("PUT", "/v1/tiers", {**TIERS, "windowMonths": 1 + n}),
+          lambda ctx: _tenant_doc(ctx, "acme", "tierprogram"),
+          lambda ctx, e, body: e["program"]["windowMonths"] == body["windowMonths"], audit="tiers.program.saved"),
+    Write("partner", "replace", "platform",
+          lambda ctx, n: ("PUT", "/v1/platform/partners/air", {"baseUrl": f"http://127.0.0.1:9/p{n}"}),
+          lambda ctx: _docs(ctx, "system", "partners", docType="partner"),
+          lambda ctx, e, body: e["baseUrl"] == body["baseUrl"], audit="partner.saved", audit_tenant="_platform"),
+    Write("conversion programme", "replace", "admin",
+          lambda ctx, n: ("PUT", "/v1/conversion-programmes/miles",
+                          {"partnerId": "air", "name": f"Miles {n}", "rate": "0.5"}),
+          lambda ctx: _tenant_doc(ctx, "acme", "conversion:miles"),
+          lambda ctx, e, body: e["name"] == body["name"],
+          setup=lambda ctx: ctx.platform.spend.partners.save("air", PartnerConfig(baseUrl="http://127.0.0.1:9/a"),
+                                                             "t"),
+          audit="conversion.programme.saved"),
+    Write("spend policy", "replace", "admin",
+          lambda ctx, n: ("PUT", "/v1/spend/policy", {"reservationTtlSeconds": 60 + n}),
+          lambda ctx: _tenant_doc(ctx, "acme", "spend:policy"),
+          lambda ctx, e, body: e["reservationTtlSeconds"] == body["reservationTtlSeconds"],
+          audit="spend.policy.changed"),
+    Write("tenant settings", "replace", "admin",
+          lambda ctx, n: ("PATCH", "/v1/tenant", {"name": f"Shop {n}"}),
+          lambda ctx: _tenant_doc(ctx, "acme", "acme"),
+          lambda ctx, e, body: e["name"] == body["name"], audit="tenant.settings.changed"),
+    Write("api key", "each-new", "admin",
+          lambda ctx, n: ("POST", "/v1/api-keys", {"role": "merchant", "label": f"till {n}"}),
+          lambda ctx: [d for d in _docs(ctx, API_KEYS, None, tenantId="acme") if d["label"].startswith("till")],
+          audit="apikey.created"),
+    Write("webhook endpoint", "each-new", "admin",
+          lambda ctx, n: ("POST", "/v1/webhooks/endpoints", {"url": f"http://127.0.0.1:9/h{n}",
+                                                             "eventTypes": ["points.earned"]}),
+          lambda ctx: _docs(ctx, WEBHOOK_ENDPOINTS, "acme"), setup=_webhook_setup, audit="webhook.endpoint.created"),
+    Write("export backfill", "each-new", "admin",
+          lambda ctx, n: ("POST", "/v1/exports/backfills",
+                          {"from": "2026-10-01T00:00:00Z", "to": f"2026-10-{2 + n:02d}T00:00:00Z",
+                           "subjects": ["orders"]}),
+          lambda ctx: [r for r in ctx.platform.exports.runs("acme", 500) if r["kind"] == "backfill"],
+          audit="export.backfill"),
+    Write("rule version", "each-new", "admin",
+          lambda ctx, n: ("POST", "/v1/rules/versions", {"ruleSetId": "main", "source": RULE, "reason": REASON}),
+          lambda ctx: ctx.platform.rule_sets.list_versions("acme", "main", 1000),
+          audit="ruleset.version.saved"),
+]
+
+
+def _send(ctx: Ctx, write: Write, n: int) -> tuple[dict | None, Any]:
+    method, path, body = write.request(ctx, n)
+    key = ctx.key(write.role)
+    if body is not None and "_as" in body:  # the revocation's second admin
+        key, body = ctx.extra["admins"][body["_as"]], None
+    response = ctx.client.request(method, path, headers=auth(key), **({"json": body} if body is not None else {}))
+    return body, response
+
+
+def _burst(ctx: Ctx, write: Write, identical: bool) -> list[tuple[dict | None, Any]]:
+    answers: list[tuple[dict | None, Any]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(BURST, timeout=30)
+    # Verify the keys first: a cold key costs an Argon2 hash, which would stagger the
+    # racers (hashes are bounded) and hide the race this test is about.
+    for key in (ctx.tenant.merchant, ctx.tenant.admin, ctx.platform_admin, *ctx.extra.get("admins", ())):
+        ctx.platform.keys.verify(key)
+
+    def racer(n: int) -> None:
+        barrier.wait()  # all at once
+        sent = _send(ctx, write, 0 if identical else n)
+        with lock:
+            answers.append(sent)
+
+    # Switch threads every microsecond instead of every 5 ms: a read-then-write window of
+    # a few microseconds is then crossed by other racers often, not once in a thousand runs.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        run_in_threads(racer, [(n,) for n in range(BURST)], timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(answers) == BURST, "a racer did not finish"
+    return answers
+
+
+@pytest.fixture
+def ctx(platform: Platform, client: TestClient, tenant: TenantKeys) -> Ctx:
+    return Ctx(platform, client, tenant, platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key)
+
+
+@pytest.mark.parametrize("write", [
+    pytest.param(w, id=w.name, marks=[pytest.mark.xfail(strict=False, reason=w.fixed_elsewhere)] if w.fixed_elsewhere
+                 else []) for w in WRITES])
+class TestConcurrentWrites:
+    def test_identical_requests_have_one_effect(self, ctx: Ctx, write: Write) -> None:
+        for ctx.round in range(write.rounds):
+            self._identical(ctx, write)
+
+    def test_conflicting_requests_have_one_winner(self, ctx: Ctx, write: Write) -> None:
+        for ctx.round in range(write.rounds):
+            self._conflicting(ctx, write)
+
+    def _identical(self, ctx: Ctx, write: Write) -> None:
+        write.setup(ctx)
+        audited = len(_audits(ctx, write.audit, _audit_tenant(ctx, write))) if write.audit else 0
+        answers = _burst(ctx, write, identical=True)
+        codes = sorted(r.status_code for _, r in answers)
+        assert all(code < 500 for code in codes), _explain(answers)
+        effects = write.effects(ctx)
+        ok = [(b, r) for b, r in answers if r.status_code < 300]
+        if write.kind == "keyed":
+            assert len(ok) == BURST, _explain(answers)
+            assert len(effects) == 1, effects
+            outcomes = {json.dumps(_outcome(r.json()), sort_keys=True) for _, r in ok}
+            assert len(outcomes) == 1, "\n".join(outcomes)  # every repeat is answered with the one outcome
+        elif write.kind == "create-once":
+            assert len(ok) == 1 and codes.count(409) == BURST - 1, _explain(answers)
+            assert len(effects) == 1 and write.winner(ctx, effects[0], ok[0][0])
+        elif write.kind == "replace":
+            assert len(ok) == BURST, _explain(answers)
+            assert len(effects) == 1 and write.winner(ctx, effects[0], ok[0][0])
+            assert len({json.dumps(r.json(), sort_keys=True) for _, r in ok}) == 1, "identical PUTs, one answer"
+        else:
+            assert len(ok) == len(effects), _explain(answers)
+        if write.audit is not None:
+            expected = 1 if write.kind in ("keyed", "create-once", "replace") else len(ok)
+            assert len(_audits(ctx, write.audit, _audit_tenant(ctx, write))) - audited == expected
+
+    def _conflicting(self, ctx: Ctx, write: Write) -> None:
+        write.setup(ctx)
+        answers = _burst(ctx, write, identical=False)
+        assert all(r.status_code < 500 for _, r in answers), _explain(answers)
+        ok = [(b, r) for b, r in answers if r.status_code < 300]
+        refused = [r for _, r in answers if r.status_code >= 300]
+        effects = write.effects(ctx)
+        assert all(r.status_code in (409, 422) for r in refused), _explain(answers)
+        if write.kind in ("keyed", "create-once"):
+            assert len(effects) == 1, effects
+            assert ok, _explain(answers)
+            # Every 2xx answer is the winner's: a loser is never told it succeeded.
+            assert all(write.winner(ctx, effects[0], body) for body, _ in ok), _explain(answers)
+            if write.kind == "create-once":
+                assert len(ok) == 1, _explain(answers)
+        elif write.kind == "replace":
+            assert len(effects) == 1 and ok, _explain(answers)
+            records = _audits(ctx, write.audit or "", _audit_tenant(ctx, write))
+            assert len(records) == len({json.dumps(b, sort_keys=True) for b, _ in ok}), \
+                "one audit record per change that was answered 2xx"
+            last = _chain(records)
+            assert write.winner(ctx, effects[0], _body_of(answers, last["after"], write, ctx))
+        else:
+            assert len(ok) == len(effects), _explain(answers)
+
+
+def _audit_tenant(ctx: Ctx, write: Write) -> str:
+    return f"newco{ctx.round}" if write.audit_tenant == "newco" else write.audit_tenant
+
+
+def _outcome(answer: dict) -> dict:
+    """An answer without what describes the call rather than the outcome: ``duplicate``,
+    the ``state`` now, and how many partner calls this request made."""
+    return {k: v for k, v in answer.items() if k not in ("duplicate", "state", "partnerAttempts")}
+
+
+def _chain(records: list[dict]) -> dict:
+    """The audit records of a replaced document form one chain of changes, each built
+    on the one before (its ``before`` is that one's ``after``): no change was made on a
+    stale read, none was lost. (The chain's order is the changes' order; the audit log's
+    own order may differ, since each record is appended after its change.) Returns the last."""
+    by_before = {json.dumps(r["before"], sort_keys=True): r for r in records}
+    assert len(by_before) == len(records), "two changes were built on the same state (one of them lost)"
+    afters = {json.dumps(r["after"], sort_keys=True) for r in records}
+    firsts = [r for key, r in by_before.items() if key not in afters]
+    assert len(firsts) == 1, "the changes do not form one chain"
+    current, seen = firsts[0], 1
+    while (following := by_before.get(json.dumps(current["after"], sort_keys=True))) is not None:
+        current, seen = following, seen + 1
+    assert seen == len(records), "the changes do not form one chain"
+    return current
+
+
+def _body_of(answers: list, after: Any, write: Write, ctx: Ctx) -> dict | None:
+    """The request body whose answer is the last audit record's ``after``."""
+    for body, response in answers:
+        if response.status_code < 300 and all(response.json().get(k) == v for k, v in after.items()):
+            return body
+    raise AssertionError(f"no 2xx answer matches the last change {after}")
+
+
+def _explain(answers: list) -> str:
+    return "\n".join(f"{r.status_code} {r.text[:300]}" for _, r in answers)
