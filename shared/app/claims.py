@@ -35,7 +35,7 @@ the very answer it would get had it come second.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -110,7 +110,6 @@ class Standing(Enum):
     FREE = "free"            # nothing there: create it
     OURS = "ours"            # this call created it
     TWIN = "twin"            # the same order, claimed by an earlier or concurrent send
-    UNSETTLED = "unsettled"  # a twin whose publish has not been confirmed yet (it may still be withdrawn)
     REFUSED = "refused"      # someone else's: see the problem
 
 
@@ -120,12 +119,24 @@ class Verdict:
     key: Standing | None  # None: no explicit key
     problem: FieldProblem | None = None
     conflict: str | None = None  # an idempotency-key / order-id clash: 409
+    # The order claims this verdict rests on (another send's): final only once they are
+    # settled, because a call in progress may still withdraw its claims (see ``settled``).
+    depends: list[tuple[str, str]] = field(default_factory=list)
+
+
+def settled(doc: dict[str, Any] | None) -> bool:
+    """Whether an order claim can no longer be withdrawn: its publish is confirmed (or
+    the projector wrote its outcome). Until then the call that made it may still
+    withdraw it (it lost a race on another of its claims)."""
+    return is_order_claim(doc) and PUBLISH_DUE not in doc  # type: ignore[operator]
 
 
 def judge(order: Order, fingerprint: str, prefix: str, order_doc: dict[str, Any] | None,
           key_doc: dict[str, Any] | None, ours: set[tuple[str, str]]) -> Verdict:
     """What the stored documents mean for ``order`` (``prefix``: ``orders[i].`` in a batch)."""
     verdict = Verdict(order=Standing.FREE, key=None)
+    if order_doc is not None and (order_doc["pk"], order_doc["id"]) not in ours:
+        verdict.depends.append(_owner(order_doc))
     if order_doc is None:
         pass
     elif (order_doc["pk"], order_doc["id"]) in ours:
@@ -145,9 +156,11 @@ def judge(order: Order, fingerprint: str, prefix: str, order_doc: dict[str, Any]
         verdict.problem = FieldProblem(f"{prefix}orderId", f"order {order.order_id!r} was already sent with "
                                        "different content; a new order needs a new order id")
     else:
-        verdict.order = Standing.UNSETTLED if PUBLISH_DUE in order_doc else Standing.TWIN
+        verdict.order = Standing.TWIN
     key = explicit_key(order)
     if key is not None:
+        if key_doc is not None and (key_doc["pk"], key_doc["id"]) not in ours:
+            verdict.depends.append(_owner(key_doc))
         if key_doc is None:
             verdict.key = Standing.FREE
         elif (key_doc["pk"], key_doc["id"]) in ours:
@@ -161,3 +174,10 @@ def judge(order: Order, fingerprint: str, prefix: str, order_doc: dict[str, Any]
                 verdict.conflict = (f"idempotency key {key!r} is already used for order "
                                     f"{key_doc.get('orderId')!r}; a new order needs a new key")
     return verdict
+
+
+def _owner(doc: dict[str, Any]) -> tuple[str, str]:
+    """The order claim whose fate decides ``doc``'s: its own, or for a key claim its order's."""
+    if is_order_claim(doc):
+        return doc["pk"], doc["id"]
+    return claim_key(doc["tenantId"], doc["orderId"])

@@ -43,7 +43,7 @@ from datetime import timedelta
 from typing import Any, Generator, Iterator, Sequence
 
 from shared.app.claims import (Standing, Verdict, claim_key, explicit_key, is_order_claim, judge, key_claim,
-                               key_claim_key, order_claim, published)
+                               key_claim_key, order_claim, published, settled)
 from shared.app.customers import CustomerService
 from shared.app.messages import order_message_body
 from shared.app.tenants import TenantDirectory
@@ -181,17 +181,23 @@ class OrderIntake:
                               set(ours))
                         for order, fingerprint, prefix, (order_slot, key_slot)
                         in zip(orders, fingerprints, prefixes, slots)]
-            refused = [v for v in verdicts if v.problem is not None or v.conflict is not None]
-            if refused:
-                yield from self._withdraw(ours)
-                raise _refusal(orders, prefixes, verdicts)
-            if any(v.order is Standing.UNSETTLED for v in verdicts) and time.monotonic() < deadline:
-                # A twin of another call in progress: wait for it to publish or withdraw,
-                # and never wait while holding claims (they would be unsettled as long).
+            owners = [slot for v in verdicts for slot in v.depends if slot not in docs]
+            if owners:  # only when a key claim is in the way: the state of its order's claim
+                docs.update(zip(owners, read_many(self._store, ORDER_STATUS, owners)))
+            unsettled = any(not settled(docs[slot]) for v in verdicts for slot in v.depends if slot not in ours)
+            if unsettled and time.monotonic() < deadline:
+                # The answer rests on another call's claim that it may still withdraw:
+                # wait for it to publish or withdraw (bounded), so that a twin never
+                # answers "queued" and a refusal never cites an order that is not
+                # there after all. Never wait while holding claims: they would stay
+                # unsettled for others as long.
                 yield from self._withdraw(ours)
                 yield _Sleep(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 0.05)
                 continue
+            if any(v.problem is not None or v.conflict is not None for v in verdicts):
+                yield from self._withdraw(ours)
+                raise _refusal(orders, prefixes, verdicts)
             creates: list[tuple[Verdict, str, dict[str, Any]]] = []
             for order, payload, fingerprint, verdict in zip(orders, payloads, fingerprints, verdicts):
                 if verdict.key is Standing.FREE:
