@@ -42,6 +42,7 @@ from shared.domain.money import fits_minor_unit
 from shared.expiry.policy import policy_stamp
 from shared.expiry.service import read_book
 from shared.store.layout import ORDER_STATUS, order_pk
+from shared.app.claims import is_order_claim
 from shared.store.port import DocumentStore
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
@@ -87,8 +88,9 @@ class Corrections:
 
     def refund(self, tenant_id: str, order_id: str, refund: RefundRequest) -> TransactionOutcome:
         status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
-        if status is None:
+        if not is_order_claim(status):  # absent, or an idempotency key's claim (shared/app/claims.py)
             raise NotFound(f"order {order_id!r} is not known")
+        assert status is not None
         customer_id = status["customerId"]
         record = self._ledger.record(tenant_id, customer_id, order_record_id(order_id))
         if record is None:

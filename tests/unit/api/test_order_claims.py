@@ -216,3 +216,13 @@ def test_a_resend_of_a_decided_order_answers_its_outcome_even_before_the_project
     assert resend.json()["status"] == "credited" and resend.json()["points"] == 100
     assert resend.json()["transactionId"] == platform.ledger.record("acme", "c1", "order-d1")["transactionId"]
     assert platform.bus.depth() == depth  # not queued again
+
+
+def test_an_idempotency_keys_claim_is_not_an_order(client, platform, tenant) -> None:
+    assert client.post("/v1/orders", json=order_body(order_id="real", idempotencyKey="pos-1"),
+                       headers=auth(tenant.merchant)).status_code == 202
+    drain(platform)
+    assert client.get("/v1/orders/pos-1", headers=auth(tenant.merchant)).status_code == 404
+    refund = client.post("/v1/orders/pos-1/refunds", json={"refundId": "r1", "amount": "1", "currency": "EUR"},
+                         headers=auth(tenant.merchant))
+    assert refund.status_code == 404 and refund.json()["type"].endswith("not-found")
