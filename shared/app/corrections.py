@@ -32,6 +32,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.app.claims import is_order_claim
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
 from shared.domain.orders import EntityId, Money
@@ -42,7 +43,6 @@ from shared.domain.money import fits_minor_unit
 from shared.expiry.policy import policy_stamp
 from shared.expiry.service import read_book
 from shared.store.layout import ORDER_STATUS, order_pk
-from shared.app.claims import is_order_claim
 from shared.store.port import DocumentStore
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]

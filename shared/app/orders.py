@@ -38,27 +38,55 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generator, Iterator, Sequence
+from typing import Any
 
-from shared.app.claims import (Standing, Verdict, claim_key, explicit_key, is_order_claim, judge, key_claim,
-                               key_claim_key, order_claim, published, settled)
+from shared.app.claims import (
+    Standing,
+    Verdict,
+    claim_key,
+    explicit_key,
+    is_order_claim,
+    judge,
+    key_claim,
+    key_claim_key,
+    order_claim,
+    published,
+    settled,
+)
 from shared.app.customers import CustomerService
 from shared.app.messages import order_message_body
 from shared.app.tenants import TenantDirectory
 from shared.bus.port import BusMessage, OrderBus, publish_async
 from shared.clock import Clock, iso
 from shared.domain.orders import Order
-from shared.errors import (AccrueError, Conflict, DocumentExists, FieldProblem, NotFound, StoreError,
-                           StoreUnavailable, ValidationFailed)
+from shared.errors import (
+    AccrueError,
+    Conflict,
+    DocumentExists,
+    FieldProblem,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    ValidationFailed,
+)
 from shared.fraud.holds import order_decision_id
 from shared.ledger.entries import order_record_id
 from shared.ledger.service import Ledger, fingerprint_of
 from shared.schemas.registry import EventSchemaViolation
 from shared.store.layout import LEDGER, ORDER_STATUS, customer_pk, order_pk
-from shared.store.port import (Create, Delete, DocumentStore, PartitionBatch, Upsert, batches_async, inline_reads,
-                               read_many)
+from shared.store.port import (
+    Create,
+    Delete,
+    DocumentStore,
+    PartitionBatch,
+    Upsert,
+    batches_async,
+    inline_reads,
+    read_many,
+)
 
 log = logging.getLogger("accrue.orders")
 

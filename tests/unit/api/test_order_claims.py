@@ -8,7 +8,8 @@ loop; the batch route runs in the thread pool)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest

@@ -7,8 +7,8 @@ once, even when the relay races a late original publish."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Sequence
 
 import pytest
 
@@ -110,8 +110,8 @@ def test_the_relay_never_overwrites_a_final_status(platform, tenant, clock) -> N
     status = platform.store.read(ORDER_STATUS, order_pk("acme", "final"), "final")
     assert status["status"] == "credited" and status["customerId"] == "c1" and status["fingerprint"]
     # A relay that read the claim before the projector wrote: its ETag-guarded confirm is refused.
-    from shared.store.port import PartitionBatch, Upsert
     from shared.app.claims import published
+    from shared.store.port import PartitionBatch, Upsert
     work = [PartitionBatch(claim["pk"], [Upsert(published(claim), if_match=claim["_etag"])])]
     platform.store.batches(ORDER_STATUS, work)
     assert work[0].error is not None
