@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from shared.app.claims import claim_key, is_order_claim, matches
+from shared.app.claims import claim_key, is_order_claim, matches, published
 from shared.app.customers import CustomerService
 from shared.app.messages import MalformedMessage, OrderMessage, parse_order_message
 from shared.app.poison import PoisonStore
@@ -274,7 +274,11 @@ class IngestHandler:
         existing = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
         if existing is not None and existing.get("status") in ("credited", "held", "rejected"):
             return
+        # Over the order's claim (it matched, or this message would not be here): keep
+        # what a resend is judged by (fingerprint, acceptedAt, key); the publish is done.
+        kept = published(existing) if is_order_claim(existing) else {}
         self._store.upsert(ORDER_STATUS, {
+            **kept,
             "id": order_id, "pk": order_pk(tenant_id, order_id), "docType": "orderStatus",
             "tenantId": tenant_id, "customerId": message.order.customer_id, "orderId": order_id,
             "status": "rejected", "reason": {"code": error.code, "detail": error.message},

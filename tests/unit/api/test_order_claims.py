@@ -227,3 +227,23 @@ def test_an_idempotency_keys_claim_is_not_an_order(client, platform, tenant) -> 
     refund = client.post("/v1/orders/pos-1/refunds", json={"refundId": "r1", "amount": "1", "currency": "EUR"},
                          headers=auth(tenant.merchant))
     assert refund.status_code == 404 and refund.json()["type"].endswith("not-found")
+
+
+def test_an_order_the_ledger_refuses_keeps_its_claim_so_a_changed_resend_is_still_refused(
+        client, platform, tenant) -> None:
+    # Another kind of transaction took the key first in the customer's ledger partition
+    # (only order keys are claimed per tenant): the ledger refuses the order at ingestion.
+    from shared.ledger.service import Plan, TransactionRequest
+
+    platform.ledger.append_one(TransactionRequest("acme", "c1", "shared-7", "another-request",
+                                                  lambda head: Plan(entries=[], outcome={"status": "done"})))
+    assert client.post("/v1/orders", json=order_body(order_id="ref-1", idempotencyKey="shared-7"),
+                       headers=auth(tenant.merchant)).status_code == 202
+    drain(platform)
+    assert platform.intake.status("acme", "ref-1")["status"] == "rejected"
+    changed = client.post("/v1/orders", json=order_body(order_id="ref-1", idempotencyKey="shared-7", amount="5.00"),
+                          headers=auth(tenant.merchant))
+    assert changed.status_code == 422 and "different content" in changed.text
+    same = client.post("/v1/orders", json=order_body(order_id="ref-1", idempotencyKey="shared-7"),
+                       headers=auth(tenant.merchant))
+    assert same.status_code == 200 and same.json()["status"] == "rejected"
