@@ -126,7 +126,16 @@ class _Sleep:
     seconds: float
 
 
-_Step = _Commit | _Publish | _Sleep
+@dataclass
+class _Confirm:
+    """The publish confirmations: committed before answering by the sync driver; on the
+    event loop committed beside the answer, not before it (a confirmation lost with
+    the process only means the relay publishes again, which credits nothing twice)."""
+
+    batches: list[PartitionBatch]
+
+
+_Step = _Commit | _Publish | _Sleep | _Confirm
 _Flow = Generator[_Step, None, list[Accepted]]
 
 
@@ -139,6 +148,8 @@ class OrderIntake:
         self._customers = customers
         self._ledger = ledger
         self._clock = clock
+        # Confirmations in flight on the event loop (a reference keeps each task alive).
+        self._confirming: set[asyncio.Task[None]] = set()
 
     def accept(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
         flow = self._flow(tenant_id, orders)
@@ -151,7 +162,7 @@ class OrderIntake:
                 return done.value
             outcome, failure = None, None
             try:
-                if isinstance(step, _Commit):
+                if isinstance(step, (_Commit, _Confirm)):
                     self._store.batches(ORDER_STATUS, step.batches)
                 elif isinstance(step, _Publish):
                     self._bus.publish(step.messages)
@@ -180,12 +191,22 @@ class OrderIntake:
             try:
                 if isinstance(step, _Commit):
                     await batches_async(self._store, ORDER_STATUS, step.batches)
+                elif isinstance(step, _Confirm):
+                    task = asyncio.ensure_future(batches_async(self._store, ORDER_STATUS, step.batches))
+                    self._confirming.add(task)
+                    task.add_done_callback(self._confirmed)
                 elif isinstance(step, _Publish):
                     await publish_async(self._bus, step.messages)
                 else:
                     await asyncio.sleep(step.seconds)
             except Exception as error:  # noqa: BLE001 - handed to the flow, which decides
                 failure = error
+
+    def _confirmed(self, task: asyncio.Task[None]) -> None:
+        self._confirming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("confirming published orders failed (the relay may publish them again, which credits "
+                        "nothing twice): %s", task.exception())
 
     # --- the flow ----------------------------------------------------------------------
 
@@ -284,7 +305,7 @@ class OrderIntake:
         if confirm:
             marks = [PartitionBatch(c["pk"], [Upsert(published(c), if_match=c["_etag"])]) for c in claims]
             try:
-                yield _Commit(marks)
+                yield _Confirm(marks)
             except StoreError as error:
                 log.warning("confirming %d published order(s) failed (the relay may publish them again, "
                             "which credits nothing twice): %s", len(marks), error.message)
