@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from shared.app.reconcile import reconcile
+from shared.app.relay import OrderRelay
 from shared.platform import Platform
 
 log = logging.getLogger("accrue.jobs")
@@ -21,6 +22,12 @@ class Job:
     # The local scheduler's interval, in seconds.
     every_seconds: float
     run: Callable[[Platform], object]
+
+
+def _relay_orders(platform: Platform) -> object:
+    # Claimed orders whose publish was not confirmed (a crash or a bus outage between the
+    # claim and the publish): published again, which credits nothing twice (shared/app/relay.py).
+    return OrderRelay(platform.store, platform.event_bus, platform.clock).run_once()
 
 
 def _reconcile(platform: Platform) -> object:
@@ -80,6 +87,8 @@ def _complete_erasures(platform: Platform) -> object:
 
 
 JOBS: tuple[Job, ...] = (
+    # Orders (issue 12): a stranded claim is published within RELAY_GRACE (30 s) plus one period.
+    Job("order-relay", "*/15 * * * * *", 5.0, _relay_orders),
     Job("reconcile", "0 30 2 * * *", 24 * 3600.0, _reconcile),
     # Data out (issue 5): webhook deliveries every 10 s (a round is bounded by its budget),
     # the warehouse export nightly.

@@ -119,6 +119,27 @@ def order_body(customer_id: str = "c1", order_id: str = "o1", amount: str = "10.
     return body
 
 
+def claimed(platform: Platform, body: dict) -> dict:
+    """``body`` (an order message) after writing its order's claim as the intake does
+    (shared/app/claims.py), for tests that hand messages to ingestion or the bus
+    directly: ingestion credits only orders that match their claim. Idempotent."""
+    from shared.app.claims import order_claim, published
+    from shared.app.messages import parse_order_message
+    from shared.errors import DocumentExists
+    from shared.ledger.service import fingerprint_of
+    from shared.store.layout import ORDER_STATUS
+
+    message = parse_order_message(body)
+    payload = message.order.to_message()
+    claim = published(order_claim(message.tenant_id, message.order, payload, fingerprint_of(payload),
+                                  body["acceptedAt"], body["acceptedAt"]))
+    try:
+        platform.store.create(ORDER_STATUS, claim)
+    except DocumentExists:
+        pass
+    return body
+
+
 def run_in_threads(target: Callable[..., object], args: Iterable[tuple[Any, ...]],
                    timeout: float | None = None) -> None:
     """One thread per argument tuple, all started before any is joined (so they race),

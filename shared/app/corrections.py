@@ -32,6 +32,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.app.claims import is_order_claim
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
 from shared.domain.orders import EntityId, Money
@@ -87,8 +88,9 @@ class Corrections:
 
     def refund(self, tenant_id: str, order_id: str, refund: RefundRequest) -> TransactionOutcome:
         status = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
-        if status is None:
+        if not is_order_claim(status):  # absent, or an idempotency key's claim (shared/app/claims.py)
             raise NotFound(f"order {order_id!r} is not known")
+        assert status is not None
         customer_id = status["customerId"]
         record = self._ledger.record(tenant_id, customer_id, order_record_id(order_id))
         if record is None:

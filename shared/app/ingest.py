@@ -12,7 +12,12 @@ record and the idempotency marker together. What it guarantees:
 * a rule that fails at run time is the evaluator's defined outcome (in the
   trace), never an exception here;
 * a store failure propagates, so the caller retries the whole batch (safe,
-  because every step is idempotent).
+  because every step is idempotent);
+* defence in depth: an order is credited only if its message matches the
+  order's tenant-level claim (shared/app/claims.py: same customer, same
+  fingerprint). A message without a matching claim (a stray, a forged or a
+  changed one) goes to the poison store with the reason and is never credited;
+  the claims of a batch are read in one ``read_many``.
 
 Batched evaluation: for tenants on the isolated (wasm) evaluator, whose cost is
 a wasmtime call rather than the rules, the first order of each customer in a
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from shared.app.claims import claim_key, is_order_claim, matches, published
 from shared.app.customers import CustomerService
 from shared.app.messages import MalformedMessage, OrderMessage, parse_order_message
 from shared.app.poison import PoisonStore
@@ -42,7 +48,7 @@ from shared.expiry.policy import policy_stamp
 from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
-from shared.store.port import DocumentStore
+from shared.store.port import DocumentStore, read_many
 
 if TYPE_CHECKING:
     from shared.fraud.controls import EarnScreen, FraudControls
@@ -58,6 +64,8 @@ class IngestReport:
     rejected: int = 0
     duplicates: int = 0
     poisoned: int = 0
+    # Of the poisoned: messages that did not match their order's claim (never credited).
+    unclaimed: int = 0
     outcomes: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -111,10 +119,11 @@ class IngestHandler:
             except NotFound as missing:
                 self._poison.put("ingest", message.to_body(), missing.message, tenant_id=message.tenant_id)
                 report.poisoned += 1
+        known, prints = self._claimed(known, report)
         customers = self._customers_of(known)
         ahead = self._evaluate_ahead(known, customers)
         for index, (tenant, message) in enumerate(known):
-            requests.append(self._request(tenant, message, customers, screen, ahead.get(index)))
+            requests.append(self._request(tenant, message, customers, screen, ahead.get(index), *prints[index]))
             accepted.append(message)
         tagged: list[tuple[str, str, tuple[str, ...]]] = []
         outcomes = self._ledger.append(requests)
@@ -139,6 +148,35 @@ class IngestHandler:
             self._customers.add_tags(tenant_id, customer_id, tags)
         return report
 
+    def _claimed(self, known: list[tuple[TenantSettings, OrderMessage]], report: IngestReport
+                 ) -> tuple[list[tuple[TenantSettings, OrderMessage]], list[tuple[dict[str, Any], str]]]:
+        """The messages that match their order's claim (shared/app/claims.py), with each
+        one's payload and fingerprint; the others go to the poison store with the reason,
+        never to the ledger. The claims are read in one ``read_many`` for the batch."""
+        claims = read_many(self._store, ORDER_STATUS,
+                           [claim_key(message.tenant_id, message.order.order_id) for _, message in known])
+        kept: list[tuple[TenantSettings, OrderMessage]] = []
+        prints: list[tuple[dict[str, Any], str]] = []
+        for (tenant, message), claim in zip(known, claims):
+            order = message.order
+            payload = order.to_message()
+            fingerprint = fingerprint_of(payload)
+            if matches(claim, order.customer_id, fingerprint):
+                kept.append((tenant, message))
+                prints.append((payload, fingerprint))
+                continue
+            if claim is None or not is_order_claim(claim):
+                reason = f"order {order.order_id!r} has no claim: it was never accepted by the API"
+            elif claim["customerId"] != order.customer_id:
+                reason = f"order {order.order_id!r} is claimed for another customer than {order.customer_id!r}"
+            else:
+                reason = f"order {order.order_id!r} differs from the order claimed under its id"
+            log.error("not credited: %s (tenant %s)", reason, message.tenant_id)
+            self._poison.put("ingest", message.to_body(), "claim mismatch: " + reason, tenant_id=message.tenant_id)
+            report.poisoned += 1
+            report.unclaimed += 1
+        return kept, prints
+
     def _customers_of(self, known: Sequence[tuple[TenantSettings, OrderMessage]]
                       ) -> dict[tuple[str, str], dict[str, Any] | None]:
         """The batch's customers, read once per tenant (one store call, not one per order).
@@ -153,10 +191,12 @@ class IngestHandler:
 
     def _request(self, tenant: TenantSettings, message: OrderMessage,
                  customers: dict[tuple[str, str], dict[str, Any] | None],
-                 screen: EarnScreen | None = None, ahead: _Evaluated | None = None) -> TransactionRequest:
+                 screen: EarnScreen | None = None, ahead: _Evaluated | None = None,
+                 payload: dict[str, Any] | None = None, fingerprint: str | None = None) -> TransactionRequest:
         order = message.order
-        payload = message.order.to_message()
-        fingerprint = fingerprint_of(payload)
+        if payload is None or fingerprint is None:
+            payload = message.order.to_message()
+            fingerprint = fingerprint_of(payload)
 
         def plan(head: Head) -> Plan:
             if order.currency != tenant.currency:
@@ -234,7 +274,11 @@ class IngestHandler:
         existing = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
         if existing is not None and existing.get("status") in ("credited", "held", "rejected"):
             return
+        # Over the order's claim (it matched, or this message would not be here): keep
+        # what a resend is judged by (fingerprint, acceptedAt, key); the publish is done.
+        kept = published(existing) if is_order_claim(existing) else {}
         self._store.upsert(ORDER_STATUS, {
+            **kept,
             "id": order_id, "pk": order_pk(tenant_id, order_id), "docType": "orderStatus",
             "tenantId": tenant_id, "customerId": message.order.customer_id, "orderId": order_id,
             "status": "rejected", "reason": {"code": error.code, "detail": error.message},

@@ -1,37 +1,104 @@
 """Order intake (the API side of ingestion) and order status.
 
 ``OrderIntake.accept`` checks what can be checked before queuing (the tenant's
-currency, that the customer exists, that the order id is not already used for
-another customer), puts the accepted orders on the bus, and only then records
-them as ``queued``. An order already decided is answered with its original
-outcome and not queued again.
+currency, that the customers exist, no order id or idempotency key twice in one
+call), then **claims** every new order id (and explicit idempotency key) with a
+conditional create (shared/app/claims.py), and only then publishes the claimed
+orders to the bus. So of any number of concurrent sends of one order id exactly
+one publishes it; every other send is judged against the stored claim, exactly
+as a sequential resend would be:
 
-Status is read from the ``orderstatus`` read model and, while that still says
-``queued``, from the ledger's own order record: so a caller waiting for the
-outcome sees it as soon as the ledger commits, not when the projector catches up.
+* the same customer and body: the order's current true outcome (the ledger's
+  order record first, then the status read model), never queued twice;
+* another customer or body: 422 on ``orderId``; a clash of idempotency keys
+  (a key already used for another order, or an order id already used as a key):
+  409. Nothing is written.
+
+A call that loses a race on one of its claims to a conflicting order withdraws
+the claims it made (ETag-guarded deletes) and answers the problem: a batch is
+all or nothing. A claim made by a call still in progress is *unsettled* (its
+``publishDue`` is set); a twin waits for it to settle (bounded) rather than
+answer "queued" for an order that might yet be withdrawn, and a call never
+sleeps while it holds claims of its own, so that window lasts a few store round
+trips only.
+
+If the publish fails after the claims, the orders are still accepted: the claim
+is durable and the relay (shared/app/relay.py, a timer job) publishes any claim
+still unpublished after ``RELAY_GRACE``. The ledger's idempotency marker makes a
+second publish (the relay racing a late original) credit nothing twice.
+
+Status is read from the ledger's own order record first (and a held order's
+review decision), then from the ``orderstatus`` read model: a caller sees the
+outcome as soon as the ledger commits, not when the projector catches up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+from shared.app.claims import (
+    Standing,
+    Verdict,
+    claim_key,
+    explicit_key,
+    is_order_claim,
+    judge,
+    key_claim,
+    key_claim_key,
+    order_claim,
+    published,
+    settled,
+)
 from shared.app.customers import CustomerService
 from shared.app.messages import order_message_body
 from shared.app.tenants import TenantDirectory
 from shared.bus.port import BusMessage, OrderBus, publish_async
 from shared.clock import Clock, iso
 from shared.domain.orders import Order
-from shared.errors import BatchSkipped, DocumentExists, FieldProblem, NotFound, ValidationFailed
+from shared.errors import (
+    AccrueError,
+    Conflict,
+    DocumentExists,
+    FieldProblem,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    ValidationFailed,
+)
+from shared.fraud.holds import order_decision_id
 from shared.ledger.entries import order_record_id
 from shared.ledger.service import Ledger, fingerprint_of
-from shared.store.layout import ORDER_STATUS, customer_pk, order_pk
-from shared.store.port import Create, DocumentStore, PartitionBatch, batches_async, inline_reads, read_many
+from shared.schemas.registry import EventSchemaViolation
+from shared.store.layout import LEDGER, ORDER_STATUS, customer_pk, order_pk
+from shared.store.port import (
+    Create,
+    Delete,
+    DocumentStore,
+    PartitionBatch,
+    Upsert,
+    batches_async,
+    inline_reads,
+    read_many,
+)
+
+log = logging.getLogger("accrue.orders")
 
 FINAL = ("credited", "held", "rejected")
 MAX_WAIT_SECONDS = 10.0
+# A claim not confirmed as published this long after it was made is published by the relay.
+RELAY_GRACE = timedelta(seconds=30)
+# How long a twin waits for another call's claim to settle (published or withdrawn).
+SETTLE_SECONDS = 2.0
+# Rounds of read-judge-create before a call gives up under contention (each lost
+# race means another send created a claim meanwhile: progress for someone).
+MAX_CLAIM_ROUNDS = 64
 
 
 @dataclass
@@ -40,6 +107,36 @@ class Accepted:
     customer_id: str
     status: dict[str, Any]
     newly_queued: bool
+
+
+# What the intake's flow asks its driver to do: the sync driver does it in place,
+# the async one awaits it (group commit, publish, sleep) without holding a thread.
+@dataclass
+class _Commit:
+    batches: list[PartitionBatch]
+
+
+@dataclass
+class _Publish:
+    messages: list[BusMessage]
+
+
+@dataclass
+class _Sleep:
+    seconds: float
+
+
+@dataclass
+class _Confirm:
+    """The publish confirmations: committed before answering by the sync driver; on the
+    event loop committed beside the answer, not before it (a confirmation lost with
+    the process only means the relay publishes again, which credits nothing twice)."""
+
+    batches: list[PartitionBatch]
+
+
+_Step = _Commit | _Publish | _Sleep | _Confirm
+_Flow = Generator[_Step, None, list[Accepted]]
 
 
 class OrderIntake:
@@ -51,94 +148,260 @@ class OrderIntake:
         self._customers = customers
         self._ledger = ledger
         self._clock = clock
+        # Confirmations in flight on the event loop (a reference keeps each task alive).
+        self._confirming: set[asyncio.Task[None]] = set()
 
     def accept(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
-        plan = self._plan(tenant_id, orders)
-        self._bus.publish(plan.messages)
-        # One group commit for the batch's "queued" markers, not one fsync per order.
-        self._store.batches(ORDER_STATUS, plan.queued)
-        return plan.finish()
+        flow = self._flow(tenant_id, orders)
+        outcome: Any = None
+        failure: BaseException | None = None
+        while True:
+            try:
+                step = flow.throw(failure) if failure is not None else flow.send(outcome)
+            except StopIteration as done:
+                return done.value
+            outcome, failure = None, None
+            try:
+                if isinstance(step, (_Commit, _Confirm)):
+                    self._store.batches(ORDER_STATUS, step.batches)
+                elif isinstance(step, _Publish):
+                    self._bus.publish(step.messages)
+                else:
+                    time.sleep(step.seconds)
+            except Exception as error:  # noqa: BLE001 - handed to the flow, which decides
+                failure = error
 
     async def accept_async(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
         """``accept`` on an event loop, for a few orders (the single-order route). On a
         store whose point reads are local (``inline_reads``: the embedded SQLite store)
-        the checks run inline and the two durable commits are awaited without holding
-        a thread (``publish_async``, ``batches_async``); on any other (Cosmos: a
-        network round trip per read) the whole call runs in a worker thread, so the
-        event loop never waits on the network."""
+        the checks run inline and the durable commits are awaited without holding a
+        thread (``publish_async``, ``batches_async``); on any other (Cosmos: a network
+        round trip per read) the whole call runs in a worker thread, so the event loop
+        never waits on the network."""
         if not inline_reads(self._store):
             return await asyncio.to_thread(self.accept, tenant_id, orders)
-        plan = self._plan(tenant_id, orders)
-        await publish_async(self._bus, plan.messages)
-        await batches_async(self._store, ORDER_STATUS, plan.queued)
-        return plan.finish()
+        flow = self._flow(tenant_id, orders)
+        failure: BaseException | None = None
+        while True:
+            try:
+                step = flow.throw(failure) if failure is not None else flow.send(None)
+            except StopIteration as done:
+                return done.value
+            failure = None
+            try:
+                if isinstance(step, _Commit):
+                    await batches_async(self._store, ORDER_STATUS, step.batches)
+                elif isinstance(step, _Confirm):
+                    task = asyncio.ensure_future(batches_async(self._store, ORDER_STATUS, step.batches))
+                    self._confirming.add(task)
+                    task.add_done_callback(self._confirmed)
+                elif isinstance(step, _Publish):
+                    await publish_async(self._bus, step.messages)
+                else:
+                    await asyncio.sleep(step.seconds)
+            except Exception as error:  # noqa: BLE001 - handed to the flow, which decides
+                failure = error
 
-    def _plan(self, tenant_id: str, orders: Sequence[Order]) -> "_IntakePlan":
-        """Check the orders (``ValidationFailed`` names every problem; nothing is
-        written) and prepare what ``accept`` writes: messages first, then markers."""
+    def _confirmed(self, task: asyncio.Task[None]) -> None:
+        self._confirming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("confirming published orders failed (the relay may publish them again, which credits "
+                        "nothing twice): %s", task.exception())
+
+    # --- the flow ----------------------------------------------------------------------
+
+    def _flow(self, tenant_id: str, orders: Sequence[Order]) -> _Flow:
+        """Check, claim, publish, confirm; see the module docstring."""
+        self._check(tenant_id, orders)
+        now = self._clock.now()
+        accepted_at, publish_due = iso(now), iso(now + RELAY_GRACE)
+        payloads = [order.to_message() for order in orders]
+        fingerprints = [fingerprint_of(payload) for payload in payloads]
+        prefixes = [f"orders[{i}]." if len(orders) > 1 else "" for i in range(len(orders))]
+        slots = [(claim_key(tenant_id, o.order_id),
+                  key_claim_key(tenant_id, k) if (k := explicit_key(o)) is not None else None) for o in orders]
+        wanted = [slot for pair in slots for slot in pair if slot is not None]
+        ours: dict[tuple[str, str], dict[str, Any]] = {}
+        deadline = time.monotonic() + SETTLE_SECONDS
+        pause = 0.002
+        for _ in range(MAX_CLAIM_ROUNDS):
+            docs = dict(zip(wanted, read_many(self._store, ORDER_STATUS, wanted)))
+            verdicts = [judge(order, fingerprint, prefix, docs[order_slot], docs.get(key_slot) if key_slot else None,
+                              set(ours))
+                        for order, fingerprint, prefix, (order_slot, key_slot)
+                        in zip(orders, fingerprints, prefixes, slots)]
+            owners = [slot for v in verdicts for slot in v.depends if slot not in docs]
+            if owners:  # only when a key claim is in the way: the state of its order's claim
+                docs.update(zip(owners, read_many(self._store, ORDER_STATUS, owners)))
+            unsettled = any(not settled(docs[slot]) for v in verdicts for slot in v.depends if slot not in ours)
+            if unsettled and time.monotonic() < deadline:
+                # The answer rests on another call's claim that it may still withdraw:
+                # wait for it to publish or withdraw (bounded), so that a twin never
+                # answers "queued" and a refusal never cites an order that is not
+                # there after all. Never wait while holding claims: they would stay
+                # unsettled for others as long.
+                yield from self._withdraw(ours)
+                yield _Sleep(pause * (0.5 + random.random()))
+                pause = min(pause * 2, 0.05)
+                continue
+            if any(v.problem is not None or v.conflict is not None for v in verdicts):
+                yield from self._withdraw(ours)
+                raise _refusal(orders, prefixes, verdicts)
+            creates: list[tuple[Verdict, str, dict[str, Any]]] = []
+            for order, payload, fingerprint, verdict in zip(orders, payloads, fingerprints, verdicts):
+                if verdict.key is Standing.FREE:
+                    creates.append((verdict, "key", key_claim(tenant_id, order, fingerprint, accepted_at)))
+                if verdict.order is Standing.FREE:
+                    creates.append((verdict, "order", order_claim(tenant_id, order, payload, fingerprint,
+                                                                  accepted_at, publish_due)))
+            if not creates:
+                break
+            work = [PartitionBatch(doc["pk"], [Create(doc)]) for _, _, doc in creates]
+            try:
+                yield _Commit(work)
+            except Exception:
+                # The store failed as a whole: whatever of this round was written is
+                # unknown, so withdraw what is known to be ours (earlier rounds).
+                yield from self._withdraw(ours)
+                raise
+            lost, failure = False, None
+            for (verdict, which, doc), batch in zip(creates, work):
+                if batch.error is None:
+                    assert batch.result is not None and batch.result[0]["id"] == doc["id"]
+                    ours[(doc["pk"], doc["id"])] = dict(doc, _etag=batch.result[0]["_etag"])
+                    setattr(verdict, which, Standing.OURS)
+                elif isinstance(batch.error, DocumentExists):
+                    lost = True  # another send was first: judged again next round
+                else:
+                    failure = batch.error
+            if failure is not None:
+                yield from self._withdraw(ours)
+                raise failure
+            if not lost:
+                break
+        else:
+            yield from self._withdraw(ours)
+            raise StoreUnavailable("too many concurrent sends of the same order ids: nothing was queued; try again")
+
+        mine = [i for i, v in enumerate(verdicts) if v.order is Standing.OURS]
+        claims = [ours[slots[i][0]] for i in mine]
+        messages = [BusMessage(customer_pk(tenant_id, orders[i].customer_id),
+                               order_message_body(tenant_id, payloads[i], now)) for i in mine]
+        schema_error: EventSchemaViolation | None = None
+        confirm = bool(messages)
+        if messages:
+            try:
+                yield _Publish(messages)
+            except EventSchemaViolation as violation:
+                # The checked bus published the valid ones and kept the others in the
+                # poison store (replay republishes them): none is the relay's to publish.
+                schema_error = violation
+            except AccrueError as error:
+                # The claims are durable: the relay publishes them (within RELAY_GRACE
+                # and one relay period), so the orders are accepted all the same.
+                log.warning("publishing %d claimed order(s) of tenant %s failed, the relay will: %s",
+                            len(messages), tenant_id, error.message)
+                confirm = False
+        if confirm:
+            marks = [PartitionBatch(c["pk"], [Upsert(published(c), if_match=c["_etag"])]) for c in claims]
+            try:
+                yield _Confirm(marks)
+            except StoreError as error:
+                log.warning("confirming %d published order(s) failed (the relay may publish them again, "
+                            "which credits nothing twice): %s", len(marks), error.message)
+            # A refused mark (PreconditionFailed) means the projector or the relay moved it on.
+        if schema_error is not None:
+            raise schema_error
+
+        answers = self._outcomes(tenant_id, [None if v.order is Standing.OURS else docs[slot]
+                                             for v, (slot, _) in zip(verdicts, slots)])
+        results = []
+        for index, (order, verdict) in enumerate(zip(orders, verdicts)):
+            if verdict.order is Standing.OURS:
+                view = status_view(published(ours[slots[index][0]]))
+                results.append(Accepted(order.order_id, order.customer_id, view, True))
+            else:
+                results.append(Accepted(order.order_id, order.customer_id, answers[index], False))
+        return results
+
+    def _withdraw(self, ours: dict[tuple[str, str], dict[str, Any]]) -> Iterator[_Step]:
+        """Delete the claims this call made (ETag-guarded: only as this call wrote them)."""
+        if not ours:
+            return
+        work = [PartitionBatch(pk, [Delete(id, if_match=doc["_etag"])]) for (pk, id), doc in ours.items()]
+        ours.clear()
+        yield _Commit(work)
+        for batch in work:
+            if batch.error is not None:
+                # Moved on by the relay: its message finds no claim at ingestion and is
+                # poisoned, never credited (shared/app/ingest.py). Logged to be seen.
+                log.error("could not withdraw claim %s: %s", batch.pk, batch.error.message)
+
+    def _check(self, tenant_id: str, orders: Sequence[Order]) -> None:
+        """What needs no claim: ``ValidationFailed`` names every problem; nothing is written."""
         tenant = self._tenants.get(tenant_id)
         problems: list[FieldProblem] = []
-        seen: dict[str, str] = {}
+        batch = len(orders) > 1
+        # Order ids and explicit idempotency keys share one namespace per tenant (claims.py).
+        names: dict[str, tuple[int, str]] = {}
         for index, order in enumerate(orders):
-            prefix = f"orders[{index}]." if len(orders) > 1 else ""
+            prefix = f"orders[{index}]." if batch else ""
             if order.currency != tenant.currency:
                 problems.append(FieldProblem(f"{prefix}currency",
                                              f"this tenant settles in {tenant.currency}, not {order.currency}"))
-            if order.order_id in seen and seen[order.order_id] != order.customer_id:
-                problems.append(FieldProblem(f"{prefix}orderId", "the same order id appears for two customers"))
-            seen[order.order_id] = order.customer_id
+            key = explicit_key(order)
+            for name, field in ((order.order_id, "orderId"), *(((key, "idempotencyKey"),) if key else ())):
+                if name in names:
+                    other, other_field = names[name]
+                    problems.append(FieldProblem(f"orders[{other}].{other_field}",
+                                                 f"{name!r} is used again at orders[{index}].{field}"))
+                    problems.append(FieldProblem(f"{prefix}{field}",
+                                                 f"{name!r} is already used at orders[{other}].{other_field}"))
+                else:
+                    names[name] = (index, field)
         customers = self._customers.find_many(tenant_id, sorted({o.customer_id for o in orders}))
         for customer_id, customer in customers.items():
             if customer is None:
                 where = [i for i, o in enumerate(orders) if o.customer_id == customer_id]
-                prefix = f"orders[{where[0]}]." if len(orders) > 1 else ""
+                prefix = f"orders[{where[0]}]." if batch else ""
                 problems.append(FieldProblem(f"{prefix}customerId", f"customer {customer_id!r} does not exist"))
-        existing: dict[str, dict[str, Any]] = {}
-        payloads = [order.to_message() for order in orders]
-        fingerprints = {order.order_id: fingerprint_of(payload) for order, payload in zip(orders, payloads)}
-        statuses = read_many(self._store, ORDER_STATUS, [(order_pk(tenant_id, o.order_id), o.order_id) for o in orders])
-        for index, (order, status) in enumerate(zip(orders, statuses)):
-            if status is not None:
-                prefix = f"orders[{index}]." if len(orders) > 1 else ""
-                if status["customerId"] != order.customer_id:
-                    problems.append(FieldProblem(f"{prefix}orderId",
-                                                 f"order {order.order_id!r} was already sent for another customer"))
-                elif status.get("fingerprint") not in (None, fingerprints[order.order_id]):
-                    # A resend must be the same order: answering a changed one with the
-                    # first outcome would silently drop the change.
-                    problems.append(FieldProblem(f"{prefix}orderId", f"order {order.order_id!r} was already sent "
-                                                 "with different content; a new order needs a new order id"))
-                existing[order.order_id] = status
         if problems:
             raise ValidationFailed(f"{len(problems)} problem(s) in the order(s); nothing was queued", problems)
 
-        now = self._clock.now()
-        accepted_at = iso(now)
-        plan = _IntakePlan()
-        for order, payload in zip(orders, payloads):
-            if order.order_id in existing:
-                plan.results.append(Accepted(order.order_id, order.customer_id, existing[order.order_id], False))
+    # --- status ------------------------------------------------------------------------
+
+    def _outcomes(self, tenant_id: str, claims: Sequence[dict[str, Any] | None]) -> list[dict[str, Any]]:
+        """Each claim's current true outcome: the ledger's order record (or a held
+        order's review decision), else the status read model. One ``read_many``."""
+        keys: list[tuple[str, str]] = []
+        for claim in claims:
+            if claim is not None:
+                pk = customer_pk(tenant_id, claim["customerId"])
+                keys += [(pk, order_record_id(claim["orderId"])), (pk, order_decision_id(claim["orderId"]))]
+        found = iter(read_many(self._store, LEDGER, keys)) if keys else iter(())
+        views: list[dict[str, Any]] = []
+        for claim in claims:
+            if claim is None:
+                views.append({})
                 continue
-            body = order_message_body(tenant_id, payload, now)
-            plan.messages.append(BusMessage(partition_key=customer_pk(tenant_id, order.customer_id), body=body))
-            status = {
-                "id": order.order_id, "pk": order_pk(tenant_id, order.order_id), "docType": "orderStatus",
-                "tenantId": tenant_id, "customerId": order.customer_id, "orderId": order.order_id,
-                "status": "queued", "acceptedAt": accepted_at, "fingerprint": fingerprints[order.order_id],
-            }
-            plan.queued.append(PartitionBatch(status["pk"], [Create(status)]))
-            plan.results.append(Accepted(order.order_id, order.customer_id, status, True))
-        return plan
+            record, decision = next(found), next(found)
+            if decision is not None:
+                views.append(status_view_from_record(decision))
+            elif record is not None:
+                views.append(status_view_from_record(record))
+            else:
+                views.append(status_view(claim))
+        return views
+
+    def statuses(self, tenant_id: str, order_ids: Sequence[str]) -> list[dict[str, Any]]:
+        docs = read_many(self._store, ORDER_STATUS, [(order_pk(tenant_id, o), o) for o in order_ids])
+        for order_id, doc in zip(order_ids, docs):
+            if not is_order_claim(doc):
+                raise NotFound(f"order {order_id!r} is not known")
+        return self._outcomes(tenant_id, docs)
 
     def status(self, tenant_id: str, order_id: str) -> dict[str, Any]:
-        doc = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
-        if doc is None:
-            raise NotFound(f"order {order_id!r} is not known")
-        if doc["status"] not in FINAL:
-            record = self._ledger.record(tenant_id, doc["customerId"], order_record_id(order_id))
-            if record is not None:
-                return status_view_from_record(record)
-        return status_view(doc)
+        return self.statuses(tenant_id, [order_id])[0]
 
     def wait(self, tenant_id: str, order_ids: Sequence[str], seconds: float) -> list[dict[str, Any]]:
         """Statuses of the orders, waiting up to ``seconds`` (bounded) for all to be final."""
@@ -166,7 +429,7 @@ class OrderIntake:
         deadline = time.monotonic() + min(max(seconds, 0.0), MAX_WAIT_SECONDS)
         pause = 0.002
         while True:
-            views = [self.status(tenant_id, order_id) for order_id in order_ids]
+            views = self.statuses(tenant_id, order_ids)
             if all(v["status"] in FINAL for v in views) or time.monotonic() >= deadline:
                 yield views, None
                 return
@@ -174,20 +437,18 @@ class OrderIntake:
             pause = min(pause * 2, 0.05)
 
 
-@dataclass
-class _IntakePlan:
-    """What an accepted call writes: the bus messages of its new orders, then
-    their "queued" markers; and the answer for every order."""
-
-    messages: list[BusMessage] = field(default_factory=list)
-    queued: list[PartitionBatch] = field(default_factory=list)
-    results: list[Accepted] = field(default_factory=list)
-
-    def finish(self) -> list[Accepted]:
-        for batch in self.queued:
-            if batch.error is not None and not isinstance(batch.error, (DocumentExists, BatchSkipped)):
-                raise batch.error  # exists: the projector already wrote the outcome (or a twin in this call did)
-        return self.results
+def _refusal(orders: Sequence[Order], prefixes: Sequence[str], verdicts: Sequence[Verdict]) -> AccrueError:
+    """The answer to a call with refused orders: 422 naming every field if any order
+    is invalid for its id (another customer, another body), else 409 for key clashes."""
+    problems = [v.problem for v in verdicts if v.problem is not None]
+    conflicts = [(prefix, v.conflict) for prefix, v in zip(prefixes, verdicts) if v.conflict is not None]
+    if problems:
+        problems += [FieldProblem(f"{prefix}idempotencyKey", conflict) for prefix, conflict in conflicts]
+        return ValidationFailed(f"{len(problems)} problem(s) in the order(s); nothing was queued", problems)
+    if len(orders) == 1:
+        return Conflict(conflicts[0][1])
+    return Conflict("; ".join(f"{prefix.rstrip('.')}: {conflict}" for prefix, conflict in conflicts)
+                    + "; nothing was queued")
 
 
 def status_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -198,4 +459,3 @@ def status_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 def status_view_from_record(record: dict[str, Any]) -> dict[str, Any]:
     return status_view(dict(record, decidedAt=record.get("createdAt")))
-

@@ -7,8 +7,11 @@ templates and the code cannot drift. Every container is partitioned on ``/pk``.
   outcome records and idempotency markers: append-only, change feed on.
 * ``customers``: per customer. Profiles.
 * ``balances``: per customer. Read model fed by the ledger's change feed.
-* ``orderstatus``: per order (``tenantId:orderId``). Read model and the API's
-  "accepted" marker, so a merchant can ask by order id alone.
+* ``orderstatus``: per order (``tenantId:orderId``). The order's claim (made
+  before it is published: one owner per tenant and order id, and the relay's
+  outbox while ``publishDue`` is set) and then its status read model, so a
+  merchant can ask by order id alone. Explicit idempotency keys are claimed here
+  too (shared/app/claims.py).
 * ``tenants``: per tenant. Settings.
 * ``apikeys``: per key id. Argon2id hashes, role, tenant.
 * ``poison``: per tenant. Messages and changes that failed every retry.
@@ -57,7 +60,9 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
                   sparse=("seq", "referenceOrderId")),
     ContainerSpec(CUSTOMERS, indexed=("tenantId", "updatedAt")),
     ContainerSpec(BALANCES),
-    ContainerSpec(ORDER_STATUS),
+    # publishDue: set only on an order claim not yet known to be published (shared/app/claims.py),
+    # so its sparse index holds just the relay's work, and costs a published order nothing.
+    ContainerSpec(ORDER_STATUS, indexed=("publishDue",), sparse=("publishDue",)),
     ContainerSpec(TENANTS),
     ContainerSpec(API_KEYS, indexed=("tenantId",)),
     ContainerSpec(POISON, indexed=("createdAt",)),

@@ -1,8 +1,9 @@
 """Orders: send one or a batch (queued for ingestion), read status, refund.
 
 Sending one order is the hottest route, so it is ``async``: its checks are a
-few point reads, and its two durable commits (bus, "queued" marker) are awaited
-on the group commit instead of holding a pool thread each. A batch (up to 500
+few point reads, and its durable commits (the order's claim, then the bus) are
+awaited on the group commit instead of holding a pool thread each (the claim and
+what each answer means: docs/orders.md). A batch (up to 500
 orders, hundreds of reads) stays a plain ``def``, run in the thread pool so it
 never stalls the event loop."""
 

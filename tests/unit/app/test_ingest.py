@@ -11,7 +11,7 @@ from shared.domain.orders import Order
 from shared.earning import CustomerContext, EarnLot, EarnResult
 from shared.store.layout import POISON
 from shared.store.port import Query
-from tests.conftest import add_customer, drain
+from tests.conftest import add_customer, claimed, drain
 
 NOW = datetime(2026, 11, 1, 11, tzinfo=timezone.utc)
 
@@ -21,25 +21,31 @@ def message(customer: str = "c1", order_id: str = "o1", amount: str = "10", curr
     return order_message("acme", order, NOW).to_body()
 
 
+def sent(platform, **fields: str) -> dict:
+    """A message of an order the API accepted: its claim is written first (ingestion
+    credits only orders that match their claim)."""
+    return claimed(platform, message(**fields))
+
+
 def test_an_order_whose_customer_vanished_is_rejected_with_its_reason(platform, tenant) -> None:
-    report = platform.ingest.handle([message(customer="ghost")])
+    report = platform.ingest.handle([sent(platform, customer="ghost")])
     assert report.rejected == 1 and report.credited == 0
     drain(platform)
     status = platform.intake.status("acme", "o1")
     assert status["status"] == "rejected" and status["reason"]["code"] == "unknown-customer"
     assert platform.ledger.entries("acme", "ghost") == []
-    again = platform.ingest.handle([message(customer="ghost")])
+    again = platform.ingest.handle([sent(platform, customer="ghost")])
     assert again.duplicates == 1, "a redelivered rejection replays, it is not decided twice"
 
 
 def test_a_currency_change_between_accept_and_ingest_rejects_not_miscredits(platform, tenant) -> None:
-    report = platform.ingest.handle([message(currency="USD")])
+    report = platform.ingest.handle([sent(platform, currency="USD")])
     assert report.rejected == 1
     assert platform.ledger.head("acme", "c1").balance == 0
 
 
 def test_malformed_messages_go_to_the_poison_store_and_the_rest_proceed(platform, tenant) -> None:
-    good = message()
+    good = sent(platform)
     report = platform.ingest.handle([{"type": "order.received", "tenantId": "acme"}, b"not json", good])
     assert report.poisoned == 2 and report.credited == 1
     poisoned = platform.store.query(POISON, Query(pk=None, limit=10))
@@ -68,7 +74,7 @@ def test_the_order_count_and_lifetime_points_reach_the_rules(platform, tenant) -
                               rule_set_version=4, arm="B", tags_to_add=("coffee-lover",))
 
     platform.ingest._rules = Recording()
-    platform.ingest.handle([message(order_id="o1"), message(order_id="o2")])
+    platform.ingest.handle([sent(platform, order_id="o1"), sent(platform, order_id="o2")])
     assert [(c.order_count, c.lifetime_points) for c in seen] == [(0, 0), (1, 10)]
     entries = platform.ledger.entries("acme", "c1", newest_first=False)
     assert [(e["signedAmount"], e["ruleSetId"], e["ruleSetVersion"], e["arm"]) for e in entries] == [
@@ -80,6 +86,6 @@ def test_the_order_count_and_lifetime_points_reach_the_rules(platform, tenant) -
 def test_a_zero_point_order_still_records_its_rule_set(platform, tenant) -> None:
     platform.tenants.save(platform.tenants.get("acme").model_copy(update={"points_per_unit": Decimal(0)}))
     add_customer(platform, "acme", "z1")
-    platform.ingest.handle([message(customer="z1")])
+    platform.ingest.handle([sent(platform, customer="z1")])
     [entry] = platform.ledger.entries("acme", "z1")
     assert entry["signedAmount"] == 0 and entry["ruleSetId"] == "rate:0"

@@ -9,7 +9,7 @@ from shared.app.messages import order_message
 from shared.ledger.entries import order_record_id
 from shared.platform import Platform
 from shared.rules.ruleset import CompiledRuleSet
-from tests.conftest import add_customer, auth, order_body
+from tests.conftest import add_customer, auth, claimed, order_body
 
 REASON = {"code": "campaign", "text": "first-order bonus"}
 # Points depend on the head (how many orders came before): the batch must not guess them.
@@ -47,7 +47,8 @@ def _bodies(platform: Platform, orders: list[tuple[str, str, str]]) -> list[dict
     from shared.domain.orders import Order
 
     now = platform.clock.now()
-    return [order_message("acme", Order.model_validate(order_body(c, o, a)), now).to_body() for c, o, a in orders]
+    return [claimed(platform, order_message("acme", Order.model_validate(order_body(c, o, a)), now).to_body())
+            for c, o, a in orders]
 
 
 def _points(platform: Platform, customer: str, order_id: str) -> int:

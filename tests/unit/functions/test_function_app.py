@@ -36,7 +36,7 @@ from shared.jobs import JOBS
 from shared.platform import Platform
 from shared.settings import BY_NAME as SETTINGS_BY_NAME
 from shared.store.layout import BALANCES, LEDGER
-from tests.conftest import drain, order_body
+from tests.conftest import claimed, drain, order_body
 
 ROOT = Path(__file__).resolve().parents[3]
 TRIGGER_TYPES = {"eventHubTrigger", "cosmosDBTrigger", "timerTrigger", "httpTrigger"}
@@ -53,9 +53,10 @@ def raw_bindings(function: Any) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in function.get_raw_bindings()]
 
 
-def order_event(customer: str, order_id: str, amount: str = "10.00") -> func.EventHubEvent:
+def order_event(platform: Platform, customer: str, order_id: str, amount: str = "10.00") -> func.EventHubEvent:
+    """An Event Hub event of an order the API claimed (ingestion credits claimed orders only)."""
     order = Order.model_validate(order_body(customer, order_id, amount))
-    body = order_message("acme", order, datetime(2026, 11, 1, 11, 0, tzinfo=timezone.utc)).to_body()
+    body = claimed(platform, order_message("acme", order, datetime(2026, 11, 1, 11, 0, tzinfo=timezone.utc)).to_body())
     return func.EventHubEvent(body=json.dumps(body).encode("utf-8"))
 
 
@@ -214,7 +215,7 @@ def test_funcignore_keeps_the_runtime_and_drops_the_tests() -> None:
 
 def test_event_hub_batch_lands_in_the_ledger(app_functions: dict[str, Any], worker_platform: Platform) -> None:
     ingest = user_function(app_functions, bindings.INGEST_FUNCTION)
-    ingest(events=[order_event("c1", "o1", "10.00"), order_event("c2", "o2", "5.00"), order_event("c1", "o3")])
+    ingest(events=[order_event(worker_platform, "c1", "o1", "10.00"), order_event(worker_platform, "c2", "o2", "5.00"), order_event(worker_platform, "c1", "o3")])
 
     assert worker_platform.ledger.head("acme", "c1").balance == 200
     assert worker_platform.ledger.head("acme", "c2").balance == 50
@@ -222,12 +223,12 @@ def test_event_hub_batch_lands_in_the_ledger(app_functions: dict[str, Any], work
     assert worker_platform.poison.list_all() == []
 
     # At-least-once delivery: the same batch again changes nothing.
-    ingest(events=[order_event("c1", "o1", "10.00")])
+    ingest(events=[order_event(worker_platform, "c1", "o1", "10.00")])
     assert worker_platform.ledger.head("acme", "c1").balance == 200
 
 
 def test_change_feed_documents_move_the_balance(app_functions: dict[str, Any], worker_platform: Platform) -> None:
-    user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event("c1", "o1", "7.00")])
+    user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event(worker_platform, "c1", "o1", "7.00")])
     changes = func.DocumentList([func.Document.from_dict(doc) for doc in ledger_docs(worker_platform)])
 
     user_function(app_functions, bindings.PROJECTION_FUNCTION)(changes=changes)
@@ -241,7 +242,7 @@ def test_change_feed_documents_move_the_balance(app_functions: dict[str, Any], w
 def test_a_body_that_is_not_json_is_kept_in_the_poison_store(app_functions: dict[str, Any],
                                                             worker_platform: Platform) -> None:
     user_function(app_functions, bindings.INGEST_FUNCTION)(
-        events=[func.EventHubEvent(body=b"not json"), func.EventHubEvent(body=b"\xff\xfe"), order_event("c1", "o1")])
+        events=[func.EventHubEvent(body=b"not json"), func.EventHubEvent(body=b"\xff\xfe"), order_event(worker_platform, "c1", "o1")])
 
     poisoned = worker_platform.poison.list_all()
     assert sorted(repr(p["body"]) for p in poisoned) == sorted(["'not json'", "{'undecodableBodyBase64': '//4='}"])
@@ -261,7 +262,7 @@ def test_a_failing_batch_is_poisoned_whole_and_replayed_after_the_fix(
         raise RuntimeError("rule engine bug")
 
     monkeypatch.setattr(worker_platform.ingest, "handle", broken)
-    user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event("c1", "o1"), order_event("c2", "o2")])
+    user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event(worker_platform, "c1", "o1"), order_event(worker_platform, "c2", "o2")])
 
     assert calls == [2, 2, 2, 1, 1]  # three tries of the batch, then each message alone
     poisoned = worker_platform.poison.list_all()
@@ -296,7 +297,7 @@ def test_one_bad_message_is_isolated_and_its_customers_later_orders_wait_with_it
 
     monkeypatch.setattr(worker_platform.ingest, "handle", fails_on_o2)
     user_function(app_functions, bindings.INGEST_FUNCTION)(events=[
-        order_event("c1", "o1"), order_event("c1", "o2"), order_event("c2", "o3"), order_event("c1", "o4")])
+        order_event(worker_platform, "c1", "o1"), order_event(worker_platform, "c1", "o2"), order_event(worker_platform, "c2", "o3"), order_event(worker_platform, "c1", "o4")])
 
     assert tried == ["o1", "o2", "o3"]  # o4 is not tried: it must not overtake o2 of the same customer
     assert worker_platform.ledger.head("acme", "c1").balance == 100  # o1 only
@@ -325,7 +326,7 @@ def test_a_store_outage_is_handed_back_to_the_host_not_poisoned(
 
     monkeypatch.setattr(worker_platform.ingest, "handle", down)
     with pytest.raises(BatchDeferred) as caught:
-        user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event("c1", "o1")])
+        user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event(worker_platform, "c1", "o1")])
     assert isinstance(caught.value.__cause__, StoreUnavailable)
     assert calls == [1, 1, 1]
     monkeypatch.undo()
@@ -347,7 +348,7 @@ def test_when_even_the_poison_write_fails_the_invocation_fails(
     monkeypatch.setattr(worker_platform.ingest, "handle", broken)
     monkeypatch.setattr(worker_platform.poison, "put", poison_down)
     with pytest.raises(PoisonWriteFailed):
-        user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event("c1", "o1")])
+        user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event(worker_platform, "c1", "o1")])
 
 
 def test_a_failing_projection_is_poisoned_and_replayed_into_the_balance(
@@ -355,7 +356,7 @@ def test_a_failing_projection_is_poisoned_and_replayed_into_the_balance(
     from shared.app.replay import replay_poison
 
     no_backoff(monkeypatch, "functions.projections")
-    user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event("c1", "o1")])
+    user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event(worker_platform, "c1", "o1")])
     docs = ledger_docs(worker_platform)
 
     def broken(changes: Any) -> None:
@@ -380,7 +381,7 @@ def test_a_failing_projection_is_poisoned_and_replayed_into_the_balance(
 
 def test_timer_runs_its_job_on_the_platform(app_functions: dict[str, Any], worker_platform: Platform,
                                             caplog: pytest.LogCaptureFixture) -> None:
-    user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event("c1", "o1")])
+    user_function(app_functions, bindings.INGEST_FUNCTION)(events=[order_event(worker_platform, "c1", "o1")])
     changes = func.DocumentList([func.Document.from_dict(d) for d in ledger_docs(worker_platform)])
     user_function(app_functions, bindings.PROJECTION_FUNCTION)(changes=changes)
 

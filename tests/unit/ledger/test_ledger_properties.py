@@ -38,6 +38,7 @@ from shared.earning import RateOnlyProvider
 from shared.store.layout import CONTAINERS, LEDGER
 from shared.store.port import Filter, Query
 from shared.store.sqlite import SqliteDocumentStore
+from tests.conftest import claimed
 
 CUSTOMERS = ("c1", "c2", "c3")
 NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
@@ -78,7 +79,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _order(self, customer: str, order_id: str, amount: int) -> dict:
         order = Order(customerId=customer, orderId=order_id, amount=Decimal(amount), currency="EUR",
                       timestamp=NOW)
-        return order_message("t", order, NOW).to_body()
+        return claimed(self.writers[0], order_message("t", order, NOW).to_body())
 
     @rule(writer=st.integers(0, 1), customer=st.sampled_from(CUSTOMERS), amount=st.integers(1, 500),
           copies=st.integers(1, 3))

@@ -11,7 +11,7 @@ from shared.domain.orders import Order
 from shared.local.__main__ import main
 from shared.platform import build_platform
 from shared.settings import Settings
-from tests.conftest import add_customer, make_tenant
+from tests.conftest import add_customer, claimed, make_tenant
 
 
 def test_poison_replay_puts_poisoned_orders_back_on_the_bus(tmp_path, monkeypatch, capsys) -> None:
@@ -21,7 +21,7 @@ def test_poison_replay_puts_poisoned_orders_back_on_the_bus(tmp_path, monkeypatc
         order = Order(customerId="c1", orderId="o-late", amount=Decimal("4.00"), currency="EUR",
                       timestamp=datetime(2026, 11, 1, tzinfo=timezone.utc))
         body = order_message("acme", order, datetime(2026, 11, 1, 12, tzinfo=timezone.utc)).to_body()
-        platform.ingest.handle([body])  # the tenant does not exist yet: kept in the poison store
+        platform.ingest.handle([claimed(platform, body)])  # the tenant does not exist yet: kept in the poison store
         assert [e["body"]["order"]["orderId"] for e in platform.poison.list("acme")] == ["o-late"]
         make_tenant(platform, "acme")
         add_customer(platform, "acme", "c1")
