@@ -120,9 +120,9 @@ def op(operation_id: str, ok: dict[int, type[BaseModel]] | type[BaseModel] | Non
     """Keyword arguments of a route decorator: ``@router.get(path, **op("orders.get", OrderStatus, errors=(404,)))``.
 
     ``ok`` maps each success status to its response model (a single model means
-    200); ``None`` means the route answers 204 with no body. ``errors`` lists the statuses beyond those
-    ``document`` derives. The example defaults to one built from the model's
-    field examples (``example_of``)."""
+    200); ``None`` means the route answers 204 with no body. ``errors`` lists the
+    statuses beyond those ``document`` derives. The example defaults to one built
+    from the model (``example_of``)."""
     assert OPERATION_ID.match(operation_id), f"operation id {operation_id!r} must match {OPERATION_ID.pattern}"
     assert all(400 <= s <= 599 and s in _ERROR_TEXT for s in errors), f"{operation_id}: unknown error status"
     responses: dict[int, dict[str, Any]] = {}
@@ -137,7 +137,7 @@ def op(operation_id: str, ok: dict[int, type[BaseModel]] | type[BaseModel] | Non
     for status in errors:
         responses[status] = {"description": _ERROR_TEXT[status]}
     kwargs: dict[str, Any] = {"operation_id": operation_id, "responses": responses,
-                              "openapi_extra": {"x-accrue-success": sorted(str(s) for s in responses if s < 400)}}
+                              "openapi_extra": {"x-accrue-contract": True}}  # the mark document() looks for
     if description is not None:
         kwargs["description"] = description
     return kwargs
@@ -234,15 +234,16 @@ def document(app: FastAPI) -> dict[str, Any]:
 
 def _complete(operation: dict[str, Any], where: str, problem_content: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation["responses"]
-    success = operation.pop("x-accrue-success", None)
+    marked = operation.pop("x-accrue-contract", False)
+    assert marked, f"{where}: declare its contract with op(...) (shared/api/contract)"
     for status, response in responses.items():
         if status.isdigit() and 200 <= int(status) < 300:
             for media in (response.get("content") or {}).values():
                 schema = media.get("schema", {})
-                if "$ref" in schema:
-                    # FastAPI merged the route's "-> dict" annotation into the model's $ref: keep the model.
-                    media["schema"] = {"$ref": schema["$ref"]}
-    assert success is not None, f"{where}: declare its contract with op(...) (shared/api/contract)"
+                # A route's own status_code must be one op() typed: no untyped success answer.
+                assert "$ref" in schema, f"{where}: {status} has no response model (op(..., {{{status}: Model}}))"
+                # FastAPI merged the route's "-> dict" annotation into the model's $ref: keep the model.
+                media["schema"] = {"$ref": schema["$ref"]}
     derived = {503}
     if operation.get("security"):
         derived |= {401, 403, 429}

@@ -167,6 +167,19 @@ def test_a_route_without_its_contract_stops_the_document() -> None:
     with pytest.raises(AssertionError, match="must match"):
         op("Things_List", Thing)
 
+    created = APIRouter()
+
+    @created.post("/things", status_code=201, **op("things.create", Thing))  # typed 200, answers 201
+    def create() -> dict:
+        """Makes a thing."""
+        return {"name": "x"}
+
+    app = FastAPI()
+    app.include_router(created)
+    contract.install(app)
+    with pytest.raises(AssertionError, match="POST /things: 201 has no response model"):
+        app.openapi()
+
 
 def test_a_405_allows_every_method_its_path_serves(client, document) -> None:
     """OPTIONS (which no route serves) on every path of the document: 405 and an Allow header naming
