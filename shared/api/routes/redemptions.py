@@ -46,7 +46,8 @@ def _respond(result: SpendResult, response: Response) -> dict:
 
 @router.post("/v1/customers/{customerId}/redemptions", status_code=201,
              summary="Redeem a reward or an amount of points (direct, or reserve then confirm/cancel)",
-             **op("redemptions.redeem", {201: SpendOutcome, 202: SpendOutcome, 200: SpendOutcome}, errors=(404, 409)))
+             **op("redemptions.redeem", {201: SpendOutcome, 202: SpendOutcome, 200: SpendOutcome},
+                  errors=(404, 409, 502)))
 def redeem(customerId: CustomerId, body: RedeemRequest, response: Response, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     """Redeems a reward or an amount of points, directly or as a reservation to confirm or cancel (capability

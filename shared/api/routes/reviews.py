@@ -53,7 +53,7 @@ def inspect_review(reviewId: ReviewId, p: Annotated[Platform, Depends(platform)]
 
 @router.post("/v1/reviews/{reviewId}/approve",
              summary="Approve: a held earn is credited, a redemption confirmed (new ledger entries)",
-             **op("reviews.approve", Review, errors=(404, 409)))
+             **op("reviews.approve", Review, errors=(404, 409, 502)))
 def approve_review(reviewId: ReviewId, p: Annotated[Platform, Depends(platform)],  # noqa: N803
                    who: Annotated[Principal, Depends(requires("admin"))],
                    body: Annotated[ReviewNote | None, Body()] = None) -> dict:
