@@ -26,6 +26,7 @@ from shared.platform import Platform, build_platform
 from shared.settings import Settings
 from shared.store.layout import CONTAINERS
 from shared.store.sqlite import SqliteDocumentStore
+from tests.contract_check import Conformance
 
 
 @pytest.fixture
@@ -98,10 +99,31 @@ def drain(platform: Platform) -> None:
     raise AssertionError("the local platform did not drain")
 
 
+class ConformingClient(TestClient):
+    """A TestClient that checks every answer against the OpenAPI document (tests/contract_check.py)."""
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        response = super().request(*args, **kwargs)
+        _conformance(self.app).check(response)
+        return response
+
+
+_CONFORMANCE: list[Conformance] = []
+
+
+def _conformance(app: Any) -> Conformance:
+    # The document is the same for every app: generate it once per session.
+    if not _CONFORMANCE:
+        _CONFORMANCE.append(Conformance(app.openapi()))
+    return _CONFORMANCE[0]
+
+
 @pytest.fixture
 def client(platform: Platform) -> Iterator[TestClient]:
-    """HTTP through the real ASGI app (Starlette's TestClient is httpx over ASGI)."""
-    with TestClient(create_app(platform), base_url="http://accrue.test", raise_server_exceptions=False) as http:
+    """HTTP through the real ASGI app (Starlette's TestClient is httpx over ASGI); every answer is
+    checked against the OpenAPI document."""
+    with ConformingClient(create_app(platform), base_url="http://accrue.test",
+                          raise_server_exceptions=False) as http:
         yield http
 
 

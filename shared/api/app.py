@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.api import problems
+from shared.api import contract, problems
 from shared.api.limits import BodyLimit
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
@@ -35,4 +35,5 @@ def create_app(platform: Platform) -> FastAPI:
                    rewards, redemptions, tiers, expiries, fraud, reviews):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
+    contract.install(app)
     return app

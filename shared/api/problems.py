@@ -13,10 +13,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.routing import iter_route_contexts
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from shared.errors import AccrueError, ValidationFailed
 
@@ -51,6 +53,16 @@ def _message_of(error: dict[str, Any]) -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     return message
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of ``app`` serves at ``path`` (for a 405's Allow header), sorted."""
+    index = getattr(app.state, "allow_index", None)
+    if index is None:
+        index = [(compile_path(ctx.path)[0], frozenset(ctx.methods or ()))
+                 for ctx in iter_route_contexts(app.routes) if ctx.path]
+        app.state.allow_index = index
+    return sorted({m for regex, methods in index if regex.match(path) for m in methods})
 
 
 def install(app: FastAPI) -> None:
@@ -100,8 +112,13 @@ def install(app: FastAPI) -> None:
         codes = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 400: "bad-request",
                  415: "unsupported-media-type"}
         code = codes.get(exc.status_code, "http-error")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route that matched the path only;
+            # a path served by several routes (GET and POST /v1/customers) allows all of theirs.
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.url.path))}
         return problem(exc.status_code, code, code.replace("-", " ").capitalize(), str(exc.detail),
-                       request.url.path, headers=getattr(exc, "headers", None))
+                       request.url.path, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -21,8 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from shared.app.auth import Principal
 from shared.errors import Unauthenticated
 
-bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer acr_<keyId>_<secret>")
-api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="x-api-key: acr_<keyId>_<secret>")
+bearer = HTTPBearer(auto_error=False, scheme_name="bearerKey", description="Authorization: Bearer acr_<keyId>_<secret>")
+api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="apiKeyHeader",
+                              description="x-api-key: acr_<keyId>_<secret>")
 
 
 async def principal(

@@ -58,7 +58,7 @@ class RefundRequest(BaseModel):
     reason: Text | None = None
 
 
-class ReasonCode(str, Enum):
+class AdjustmentReasonCode(str, Enum):
     GOODWILL = "goodwill"
     CORRECTION = "correction"
     MIGRATION = "migration"
@@ -71,7 +71,7 @@ class AdjustmentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     points: int = Field(ge=-10**12, le=10**12)
-    reason_code: ReasonCode = Field(alias="reasonCode")
+    reason_code: AdjustmentReasonCode = Field(alias="reasonCode")
     reason: Text
     idempotency_key: Key = Field(alias="idempotencyKey")
 

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from shared.api.contract import op
+from shared.api.contract.records import AuditPage, ChainCheck
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -16,21 +18,27 @@ from shared.platform import Platform
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/v1/audit", summary="The tenant's audit records, oldest first (tenant-admin)")
+@router.get("/v1/audit", summary="The tenant's audit records, oldest first (tenant-admin)",
+            **op("audit.list", AuditPage))
 def list_records(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
                  after: Annotated[int, Query(ge=0, le=2**53 - 1, description="the last seq already read")] = 0,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    """The tenant's audit records, oldest first, after the given ``seq`` (capability ``admin``)."""
     items = p.audit.records(who.tenant_id, after, limit)
     return {"items": items, "next": items[-1]["seq"] if len(items) == limit else None}
 
 
-@router.get("/v1/audit/verify", summary="Check the tenant's hash chain; names the first broken link (tenant-admin)")
+@router.get("/v1/audit/verify", summary="Check the tenant's hash chain; names the first broken link (tenant-admin)",
+            **op("audit.verify", ChainCheck))
 def verify(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Recomputes the tenant's hash chain and names the first broken link, if any (capability ``admin``)."""
     return p.audit.verify(who.tenant_id)
 
 
-@router.get("/v1/platform/audit/{chain}/verify", summary="Check any tenant's chain, or _platform (platform-admin)")
+@router.get("/v1/platform/audit/{chain}/verify", summary="Check any tenant's chain, or _platform (platform-admin)",
+            **op("audit.verifyChain", ChainCheck))
 def verify_chain(chain: Annotated[str, Path(pattern=r"^(_platform|[A-Za-z0-9][A-Za-z0-9._\-]{0,63})$")],
                  p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Recomputes any tenant's chain, or the platform's own (``_platform``) (capability ``platform``)."""
     return p.audit.verify(chain)

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from shared.api.contract import op
+from shared.api.contract.customers import AdjustmentOutcome, Balance, Customer, CustomerPage, LedgerPage
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -31,26 +33,31 @@ class NewCustomer(CustomerProfile):
     accepted and stored only encrypted (``shared.privacy``), never echoed back here."""
 
 
-@router.post("", status_code=201, summary="Register a customer")
+@router.post("", status_code=201, summary="Register a customer",
+             **op("customers.register", {201: Customer}, errors=(409,)))
 def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depends(platform)],
              who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
+    """Registers a customer under the tenant's own id (capability ``ingest``); personal fields are
+    stored encrypted and not echoed. 409 when the id is already registered."""
     doc = p.customers.register(who.tenant_id, body)
     response.headers["Location"] = f"/v1/customers/{body.customer_id}"
     return public_view(doc)
 
 
-@router.get("", summary="List customers by id")
+@router.get("", summary="List customers by id", **op("customers.list", CustomerPage))
 def list_customers(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
                    after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    """Customers in id order (capability ``read``), ``limit`` per page; pass ``next`` as ``after``."""
     docs = p.customers.list(who.tenant_id, after, limit)
     return {"items": [public_view(d) for d in docs],
             "next": docs[-1]["customerId"] if len(docs) == limit else None}
 
 
-@router.get("/{customerId}", summary="Read a customer")
+@router.get("/{customerId}", summary="Read a customer", **op("customers.get", Customer, errors=(404,)))
 def read(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
          who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """A customer (capability ``read``); ``personalData`` only for keys with ``personal-data``."""
     doc = p.customers.get(who.tenant_id, customerId)
     view = public_view(doc)
     if who.can("personal-data") and doc.get("personal"):
@@ -58,10 +65,13 @@ def read(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
     return view
 
 
-@router.get("/{customerId}/balance", summary="Balance now (read model) or as of a past instant (ledger)")
+@router.get("/{customerId}/balance", summary="Balance now (read model) or as of a past instant (ledger)",
+            **op("customers.balance", Balance, errors=(404,)))
 def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             who: Annotated[Principal, Depends(requires("read"))],
             asOf: Annotated[datetime | None, Query(description="ISO 8601 instant with offset")] = None) -> dict:
+    """Available, pending and reserved points (capability ``read``). Without ``asOf`` from the read model
+    (``dataAsOf`` says how fresh); with ``asOf`` from the ledger itself (``source: ledger``)."""
     tenant_id = who.tenant_id
     if asOf is not None:
         if (problem := instant_problem(asOf)) is not None:
@@ -100,7 +110,8 @@ def _parse_cursor(cursor: str) -> int:
                                [FieldProblem("cursor", "use the 'next' value of a previous page")]) from None
 
 
-@router.get("/{customerId}/ledger", summary="Ledger history, newest first, paginated")
+@router.get("/{customerId}/ledger", summary="Ledger history, newest first, paginated",
+            **op("customers.ledger", LedgerPage, errors=(404,)))
 def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             who: Annotated[Principal, Depends(requires("read"))],
             cursor: Annotated[str | None, Query(max_length=64)] = None,
@@ -108,6 +119,8 @@ def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             entryType: Annotated[list[EntryType] | None, Query()] = None,
             createdFrom: Annotated[datetime | None, Query(alias="from")] = None,
             createdTo: Annotated[datetime | None, Query(alias="to")] = None) -> dict:
+    """The customer's ledger entries, newest first (capability ``read``), filtered by ``entryType``
+    (repeatable), ``from`` and ``to``; pass ``next`` as ``cursor`` for the following page."""
     problems = [FieldProblem(name, problem) for name, value in (("from", createdFrom), ("to", createdTo))
                 if value is not None and (problem := instant_problem(value)) is not None]
     if problems:
@@ -120,9 +133,13 @@ def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             "next": _cursor(entries[-1]["seq"]) if len(entries) == limit else None}
 
 
-@router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)")
+@router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)",
+             **op("customers.adjust", {201: AdjustmentOutcome, 200: AdjustmentOutcome}, errors=(404, 409)))
 def adjust(customerId: CustomerId, body: AdjustmentRequest, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("admin"))], response: Response) -> dict:
+    """Adds or takes points with a reason code (capability ``admin``), audited. The same
+    ``idempotencyKey`` again returns the first outcome with ``duplicate: true`` and 200; taking more
+    than the balance is a 422."""
     p.customers.get(who.tenant_id, customerId)
     outcome = p.corrections.adjust(who.tenant_id, customerId, body, who.key_id)
     if outcome.duplicate:

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from shared.api.contract import op
+from shared.api.contract.tiers import UpcomingExpiries
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -22,9 +24,12 @@ router = APIRouter(prefix="/v1/customers", tags=["expiry"])
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
 
 
-@router.get("/{customerId}/expiries", summary="Upcoming points expiries: points and last valid day, soonest first")
+@router.get("/{customerId}/expiries", summary="Upcoming points expiries: points and last valid day, soonest first",
+            **op("expiry.upcoming", UpcomingExpiries, errors=(404,)))
 def upcoming_expiries(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
                       who: Annotated[Principal, Depends(requires("read"))],
                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    """The customer's points that will expire, per last valid day in the tenant's time zone, soonest first,
+    exact as of the newest ledger entry (capability ``read``)."""
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
     return p.expiry.upcoming(who.tenant_id, customerId, limit)

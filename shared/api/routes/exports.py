@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from shared.api.contract import op
+from shared.api.contract.exports import ExportManifest, ExportRunList, ExportSettingsView
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -32,37 +34,48 @@ class ExportSettings(BaseModel):
     excludedPersonalFields: list[str] = Field(max_length=50)
 
 
-@router.post("/runs", status_code=201, summary="Export the changes since the last run now")
+@router.post("/runs", status_code=201, summary="Export the changes since the last run now",
+             **op("exports.run", {201: ExportManifest}))
 def run_now(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Exports every subject's changes since the last run now, as encrypted NDJSON files and a manifest
+    (capability ``admin``, audited). The nightly timer runs the same."""
     manifest = p.exports.run(who.tenant_id)
     p.audit.record(who.tenant_id, "export.run", who, target=f"export:{manifest['runId']}")
     return manifest
 
 
-@router.post("/backfills", status_code=201, summary="Export a date range again, under its own prefix")
+@router.post("/backfills", status_code=201, summary="Export a date range again, under its own prefix",
+             **op("exports.backfill", {201: ExportManifest}))
 def backfill(body: Backfill, p: Annotated[Platform, Depends(platform)],
              who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Exports a date range again under its own prefix; no watermark moves (capability ``admin``, audited)."""
     manifest = p.exports.backfill(who.tenant_id, body.start, body.end, body.subjects)
     p.audit.record(who.tenant_id, "export.backfill", who, target=f"export:{manifest['runId']}",
                    after={"to": manifest["to"], "subjects": manifest["subjects"]})
     return manifest
 
 
-@router.get("/runs", summary="Finished runs, newest first")
+@router.get("/runs", summary="Finished runs, newest first",
+            **op("exports.runs", ExportRunList))
 def runs(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
          limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
+    """Finished runs, newest first (capability ``admin``)."""
     return {"items": p.exports.runs(who.tenant_id, limit)}
 
 
-@router.get("/settings", summary="Which personal fields the customers export leaves out")
+@router.get("/settings", summary="Which personal fields the customers export leaves out",
+            **op("exports.getSettings", ExportSettingsView))
 def get_settings(p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Which personal fields the customers export leaves out (capability ``admin``)."""
     return p.exports.settings(who.tenant_id)
 
 
-@router.put("/settings", summary="Set the personal fields the customers export leaves out")
+@router.put("/settings", summary="Set the personal fields the customers export leaves out",
+            **op("exports.putSettings", ExportSettingsView))
 def put_settings(body: ExportSettings, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Sets the personal fields the customers export leaves out (capability ``admin``, audited)."""
     before = p.exports.settings(who.tenant_id)
     after = p.exports.save_settings(who.tenant_id, body.excludedPersonalFields)
     p.audit.record(who.tenant_id, "export.settings.changed", who, target="export:settings",

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.api.contract import op
+from shared.api.contract.governance import ApprovalRequest, ApprovalRequestList
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -41,33 +43,45 @@ class NewRequest(BaseModel):
         return self
 
 
-class Decision(BaseModel):
+class ApprovalDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=1000)
 
 
-@router.post("", status_code=201, summary="Request a dual-controlled act (platform-admin)")
+@router.post("", status_code=201, summary="Request a dual-controlled act (platform-admin)",
+             **op("governance.request", {201: ApprovalRequest}, errors=(409,)))
 def request_act(body: NewRequest, p: Annotated[Platform, Depends(platform)],
                 who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Requests a dual-controlled act: deleting a tenant, granting platform-admin or rotating a tenant's KEK
+    (capability ``platform``, audited). It runs only when another operator approves it before it
+    expires."""
     params = {"label": body.label} if body.label else {}
     return p.approvals.request(body.action, who, tenant_id=body.tenant_id, reason=body.reason, params=params)
 
 
-@router.get("", summary="Recent requests, newest first (platform-admin)")
+@router.get("", summary="Recent requests, newest first (platform-admin)",
+            **op("governance.list", ApprovalRequestList))
 def list_requests(p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Recent requests, newest first, with their status (capability ``platform``)."""
     return {"items": p.approvals.list()}
 
 
-@router.post("/{requestId}/approve", summary="Approve another operator's request; the act runs now")
-def approve(requestId: RequestId, body: Decision, response: Response, p: Annotated[Platform, Depends(platform)],
+@router.post("/{requestId}/approve", summary="Approve another operator's request; the act runs now",
+             **op("governance.approve", ApprovalRequest, errors=(404, 409)))
+def approve(requestId: RequestId, body: ApprovalDecision, response: Response,
+            p: Annotated[Platform, Depends(platform)],
             who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Approves another operator's pending request; the act runs now and its result is in this answer
+    (capability ``platform``, audited). The requester cannot approve their own request (403)."""
     response.headers["Cache-Control"] = "no-store"  # a granted key's secret is in this answer only
     return p.approvals.approve(requestId, who, body.reason)
 
 
-@router.post("/{requestId}/reject", summary="Reject (or withdraw) a pending request")
-def reject(requestId: RequestId, body: Decision, p: Annotated[Platform, Depends(platform)],
+@router.post("/{requestId}/reject", summary="Reject (or withdraw) a pending request",
+             **op("governance.reject", ApprovalRequest, errors=(404, 409)))
+def reject(requestId: RequestId, body: ApprovalDecision, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Rejects a pending request, or withdraws one's own (capability ``platform``, audited)."""
     return p.approvals.reject(requestId, who, body.reason)

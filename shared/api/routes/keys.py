@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import op
+from shared.api.contract.access import ApiKey, ApiKeyList, IssuedKey
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
@@ -22,9 +24,12 @@ class NewKey(BaseModel):
     label: str = Field(default="", max_length=100)
 
 
-@router.post("", status_code=201, summary="Create a key; its secret is in this answer only")
+@router.post("", status_code=201, summary="Create a key; its secret is in this answer only",
+             **op("keys.create", {201: IssuedKey}))
 def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Creates a merchant, analyst or tenant-admin key of the caller's tenant (capability ``admin``, audited).
+    The secret is in this answer only."""
     issued = p.keys.issue(who.tenant_id, Role(body.role), created_by=who.key_id, label=body.label)
     p.audit.record(who.tenant_id, "apikey.created", who, target=f"apikey:{issued.key_id}",
                    after={"role": body.role, "label": body.label})
@@ -32,15 +37,20 @@ def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(
     return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": body.role, "tenantId": who.tenant_id}
 
 
-@router.get("", summary="List the tenant's keys (never their secrets)")
+@router.get("", summary="List the tenant's keys (never their secrets)",
+            **op("keys.list", ApiKeyList))
 def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """The tenant's keys, revoked ones included, never their secrets (capability ``admin``)."""
     return {"items": p.keys.list(who.tenant_id)}
 
 
-@router.delete("/{keyId}", summary="Revoke a key")
+@router.delete("/{keyId}", summary="Revoke a key",
+               **op("keys.revoke", ApiKey, errors=(404,)))
 def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
                p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Revokes a key of the tenant at once, also in every cache (capability ``admin``, audited). Revoking a
+    revoked key answers its record again."""
     before = next((k for k in p.keys.list(who.tenant_id) if k["keyId"] == keyId), None)
     revoked = p.keys.revoke(who.tenant_id, keyId, revoked_by=who.key_id)
     if before is not None and not before.get("revokedAt"):

@@ -14,6 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import op
+from shared.api.contract.orders import OrderBatchStatus, OrderStatus, RefundOutcome
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -52,9 +54,12 @@ def _answered(views: list[dict]) -> tuple[int, list[dict]]:
 
 
 @router.post("", status_code=202, summary="Send one order",
-             responses={200: {"description": "the outcome (already decided, or reached within wait)"}})
+             **op("orders.send", {200: OrderStatus, 202: OrderStatus}, errors=(409,)))
 async def send_order(body: Order, response: Response, p: Annotated[Platform, Depends(platform)],
                      who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
+    """Queues the order for ingestion (capability ``ingest``) and answers 202 with its status URL
+    (``Location``). With ``?wait=`` (at most 10 s) the answer is 200 with the outcome once it is known.
+    The order id is the idempotency key: sending a decided order again returns its first outcome."""
     accepted = await p.intake.accept_async(who.tenant_id, [body])
     if wait > 0:
         views = await p.intake.wait_async(who.tenant_id, [accepted[0].order_id], wait)
@@ -65,25 +70,35 @@ async def send_order(body: Order, response: Response, p: Annotated[Platform, Dep
     return views[0]
 
 
-@router.post("/batch", status_code=202, summary="Send up to 500 orders at once")
+@router.post("/batch", status_code=202, summary="Send up to 500 orders at once",
+             **op("orders.sendBatch", {200: OrderBatchStatus, 202: OrderBatchStatus}, errors=(409,)))
 def send_batch(body: OrderBatch, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
+    """Queues every order of the batch, or none (an invalid order refuses the whole batch with 422).
+    202 while any order is still queued; 200 when all are decided (with ``?wait=``)."""
     accepted = p.intake.accept(who.tenant_id, body.orders)
     response.status_code, views = _answer(p, who.tenant_id, accepted, wait)
     return {"orders": views}
 
 
-@router.get("/{orderId}", summary="Order status: queued, credited, held or rejected (and why)")
+@router.get("/{orderId}", summary="Order status: queued, credited, held or rejected (and why)",
+            **op("orders.get", OrderStatus, errors=(404,)))
 def order_status(orderId: OrderId, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("read"))], wait: Wait = 0) -> dict:
+    """The order's status (capability ``read``); ``?wait=`` waits up to 10 s for a queued order's outcome.
+    404 when the tenant never sent this order id."""
     view = p.intake.wait(who.tenant_id, [orderId], wait)[0] if wait else p.intake.status(who.tenant_id, orderId)
     view["statusUrl"] = f"/v1/orders/{orderId}"
     return view
 
 
-@router.post("/{orderId}/refunds", status_code=201, summary="Refund (part of) an order: claws back its points")
+@router.post("/{orderId}/refunds", status_code=201, summary="Refund (part of) an order: claws back its points",
+             **op("orders.refund", {201: RefundOutcome, 200: RefundOutcome}, errors=(404, 409)))
 def refund(orderId: OrderId, body: RefundRequest, response: Response, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
+    """Claws back the refunded share of the order's points as a new REVERSAL entry (201). The same
+    ``refundId`` again returns the first outcome with ``duplicate: true`` and 200. 409 while the order
+    is not yet processed or when refunds would exceed its amount."""
     outcome = p.corrections.refund(who.tenant_id, orderId, body)
     if outcome.duplicate:
         response.status_code = 200

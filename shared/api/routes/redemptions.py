@@ -12,6 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import op
+from shared.api.contract.reviews import ReviewList
+from shared.api.contract.spend import Redemption, RedemptionList, SpendOutcome
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -27,7 +30,7 @@ CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's o
 RedemptionId = Annotated[str, Path(pattern=r"^rd-[0-9a-f]{24}$")]
 
 
-class Decision(BaseModel):
+class RedemptionDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, min_length=1, max_length=500)
@@ -42,52 +45,73 @@ def _respond(result: SpendResult, response: Response) -> dict:
 
 
 @router.post("/v1/customers/{customerId}/redemptions", status_code=201,
-             summary="Redeem a reward or an amount of points (direct, or reserve then confirm/cancel)")
+             summary="Redeem a reward or an amount of points (direct, or reserve then confirm/cancel)",
+             **op("redemptions.redeem", {201: SpendOutcome, 202: SpendOutcome, 200: SpendOutcome},
+                  errors=(404, 409, 502)))
 def redeem(customerId: CustomerId, body: RedeemRequest, response: Response, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
+    """Redeems a reward or an amount of points, directly or as a reservation to confirm or cancel (capability
+    ``ingest``). 201 new, 202 waiting for review, 200 a replay of the same ``idempotencyKey``; 422 names
+    the available balance when it is too low."""
     p.customers.get(who.tenant_id, customerId)
     return _respond(p.spend.redemptions.redeem(who.tenant_id, customerId, body, who.key_id), response)
 
 
-@router.get("/v1/customers/{customerId}/redemptions", summary="A customer's redemptions, newest first")
+@router.get("/v1/customers/{customerId}/redemptions", summary="A customer's redemptions, newest first",
+            **op("redemptions.list", RedemptionList, errors=(404,)))
 def list_redemptions(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
                      who: Annotated[Principal, Depends(requires("read"))],
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    """A customer's redemptions and conversions, newest first (capability ``read``)."""
     p.customers.get(who.tenant_id, customerId)
     return {"items": p.spend.redemptions.list(who.tenant_id, customerId, limit)}
 
 
-@router.get("/v1/customers/{customerId}/redemptions/{redemptionId}", summary="A redemption and its state")
+@router.get("/v1/customers/{customerId}/redemptions/{redemptionId}", summary="A redemption and its state",
+            **op("redemptions.get", Redemption, errors=(404,)))
 def get_redemption(customerId: CustomerId, redemptionId: RedemptionId, p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """A redemption and its state (capability ``read``)."""
     return p.spend.redemptions.get(who.tenant_id, customerId, redemptionId)
 
 
 @router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/confirm", status_code=201,
-             summary="Confirm a reservation (before it expires)")
+             summary="Confirm a reservation (before it expires)",
+             **op("redemptions.confirm", {201: SpendOutcome, 200: SpendOutcome}, errors=(404, 409, 502)))
 def confirm(customerId: CustomerId, redemptionId: RedemptionId, response: Response,
             p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
+    """Confirms a reservation before it expires; a partner reward is fulfilled by its partner now (capability
+    ``ingest``). 200 when it was already confirmed."""
     return _respond(p.spend.redemptions.confirm(who.tenant_id, customerId, redemptionId), response)
 
 
 @router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/cancel", status_code=201,
-             summary="Cancel a reservation: its points come back")
+             summary="Cancel a reservation: its points come back",
+             **op("redemptions.cancel", {201: SpendOutcome, 200: SpendOutcome}, errors=(404, 409)))
 def cancel(customerId: CustomerId, redemptionId: RedemptionId, response: Response,
            p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
+    """Cancels a reservation: its points come back as a RELEASE entry (capability ``ingest``). 200 when it was
+    already cancelled."""
     return _respond(p.spend.redemptions.cancel(who.tenant_id, customerId, redemptionId), response)
 
 
 @router.post("/v1/customers/{customerId}/conversions", status_code=201,
-             summary="Convert points into a partner's currency through a conversion programme")
+             summary="Convert points into a partner's currency through a conversion programme",
+             **op("redemptions.convert", {201: SpendOutcome, 202: SpendOutcome, 200: SpendOutcome},
+                  errors=(404, 409, 502)))
 def convert(customerId: CustomerId, body: ConvertRequest, response: Response,
             p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
+    """Converts points into a partner's currency through a conversion programme; the partner is called now and
+    the points come back if it refuses (capability ``ingest``)."""
     p.customers.get(who.tenant_id, customerId)
     return _respond(p.spend.conversions.convert(who.tenant_id, customerId, body, who.key_id), response)
 
 
-@router.get("/v1/redemption-reviews", summary="Open reviews of redemptions, oldest first (tenant-admin)")
+@router.get("/v1/redemption-reviews", summary="Open reviews of redemptions, oldest first (tenant-admin)",
+            **op("redemptions.inReview", ReviewList))
 def in_review(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    """Open reviews of redemptions, oldest first (capability ``admin``)."""
     return {"items": p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=limit)}
 
 
@@ -101,14 +125,19 @@ def _decide(p: Platform, who: Principal, customer_id: str, rid: str, decision: s
 
 
 @router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/approve",
-             summary="Approve a redemption in review: confirmed (or fulfilled by its partner) (tenant-admin)")
-def approve(customerId: CustomerId, redemptionId: RedemptionId, body: Decision,
+             summary="Approve a redemption in review: confirmed (or fulfilled by its partner) (tenant-admin)",
+             **op("redemptions.approve", Redemption, errors=(404, 409, 502)))
+def approve(customerId: CustomerId, redemptionId: RedemptionId, body: RedemptionDecision,
             p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Approves a redemption in review: it is confirmed, or fulfilled by its partner (capability ``admin``,
+    audited)."""
     return _decide(p, who, customerId, redemptionId, "approve", body.reason)
 
 
 @router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/reject",
-             summary="Reject a redemption in review: its points come back (tenant-admin)")
-def reject(customerId: CustomerId, redemptionId: RedemptionId, body: Decision,
+             summary="Reject a redemption in review: its points come back (tenant-admin)",
+             **op("redemptions.reject", Redemption, errors=(404, 409)))
+def reject(customerId: CustomerId, redemptionId: RedemptionId, body: RedemptionDecision,
            p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Rejects a redemption in review: its points come back (capability ``admin``, audited)."""
     return _decide(p, who, customerId, redemptionId, "reject", body.reason)

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import op
+from shared.api.contract.reviews import Review, ReviewInspection, ReviewList
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -29,32 +31,43 @@ class ReviewNote(BaseModel):
                              description="why: kept on the review and in the audit log")
 
 
-@router.get("/v1/reviews", summary="Reviews of the tenant, oldest first (tenant-admin)")
+@router.get("/v1/reviews", summary="Reviews of the tenant, oldest first (tenant-admin)",
+            **op("reviews.list", ReviewList))
 def list_reviews(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
                  status: Annotated[Literal["open", "approved", "rejected", "withdrawn"] | None, Query()] = "open",
                  kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,31}$")] = None,
                  customerId: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,  # noqa: N803
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    """The tenant's reviews, oldest first, by status (open by default), kind and customer (capability
+    ``admin``)."""
     return {"items": p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=limit)}
 
 
-@router.get("/v1/reviews/{reviewId}", summary="One review: why it was held and the customer's recent history")
+@router.get("/v1/reviews/{reviewId}", summary="One review: why it was held and the customer's recent history",
+            **op("reviews.get", ReviewInspection, errors=(404,)))
 def inspect_review(reviewId: ReviewId, p: Annotated[Platform, Depends(platform)],  # noqa: N803
                    who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """One review: why it was held, and the customer's balances and recent history (capability ``admin``)."""
     return p.reviews.inspect(who.tenant_id, reviewId)
 
 
 @router.post("/v1/reviews/{reviewId}/approve",
-             summary="Approve: a held earn is credited, a redemption confirmed (new ledger entries)")
+             summary="Approve: a held earn is credited, a redemption confirmed (new ledger entries)",
+             **op("reviews.approve", Review, errors=(404, 409, 502)))
 def approve_review(reviewId: ReviewId, p: Annotated[Platform, Depends(platform)],  # noqa: N803
                    who: Annotated[Principal, Depends(requires("admin"))],
                    body: Annotated[ReviewNote | None, Body()] = None) -> dict:
+    """Approves: a held earn is credited, a redemption confirmed, as new ledger entries (capability ``admin``,
+    audited). A decision is final: 409 on a decided review."""
     return p.reviews.approve(who.tenant_id, reviewId, who, body.note if body else None)
 
 
 @router.post("/v1/reviews/{reviewId}/reject",
-             summary="Reject: a held earn is voided, a redemption released (new ledger entries)")
+             summary="Reject: a held earn is voided, a redemption released (new ledger entries)",
+             **op("reviews.reject", Review, errors=(404, 409)))
 def reject_review(reviewId: ReviewId, p: Annotated[Platform, Depends(platform)],  # noqa: N803
                   who: Annotated[Principal, Depends(requires("admin"))],
                   body: Annotated[ReviewNote | None, Body()] = None) -> dict:
+    """Rejects: a held earn is voided, a redemption released, as new ledger entries (capability ``admin``,
+    audited). A decision is final: 409 on a decided review."""
     return p.reviews.reject(who.tenant_id, reviewId, who, body.note if body else None)

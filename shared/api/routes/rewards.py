@@ -8,6 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from shared.api.contract import op
+from shared.api.contract.spend import (Partner, PartnerList, ProgrammeList, ProgrammeView, Reward, RewardPage,
+                                        SpendPolicyView)
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -25,45 +28,59 @@ ProgrammeId = Annotated[str, Path(pattern=ID_PATTERN)]
 PartnerId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
-@router.post("/v1/rewards", status_code=201, summary="Add a reward to the catalogue (tenant-admin)")
+@router.post("/v1/rewards", status_code=201, summary="Add a reward to the catalogue (tenant-admin)",
+             **op("rewards.create", {201: Reward}, errors=(409,)))
 def create_reward(body: NewReward, response: Response, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Adds a reward to the catalogue (capability ``admin``, audited): its cost in points, optional stock,
+    validity dates and per-customer limit, or a partner's SKU."""
     view = p.spend.catalogue.create(who.tenant_id, body)
     p.audit.record(who.tenant_id, "reward.created", who, target=f"reward:{body.reward_id}", after=view)
     response.headers["Location"] = f"/v1/rewards/{body.reward_id}"
     return view
 
 
-@router.get("/v1/rewards", summary="The rewards catalogue, by id")
+@router.get("/v1/rewards", summary="The rewards catalogue, by id",
+            **op("rewards.list", RewardPage))
 def list_rewards(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
                  after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    """The catalogue in id order with claimed and remaining stock (capability ``read``); pass ``next`` as
+    ``after``."""
     items = p.spend.catalogue.list(who.tenant_id, after, limit)
     return {"items": items, "next": items[-1]["rewardId"] if len(items) == limit else None}
 
 
-@router.get("/v1/rewards/{rewardId}", summary="Read a reward (with claimed and remaining stock)")
+@router.get("/v1/rewards/{rewardId}", summary="Read a reward (with claimed and remaining stock)",
+            **op("rewards.get", Reward, errors=(404,)))
 def get_reward(rewardId: RewardId, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """A reward with its claimed and remaining stock (capability ``read``)."""
     return p.spend.catalogue.get(who.tenant_id, rewardId)
 
 
-@router.patch("/v1/rewards/{rewardId}", summary="Change a reward (tenant-admin); null clears a field")
+@router.patch("/v1/rewards/{rewardId}", summary="Change a reward (tenant-admin); null clears a field",
+              **op("rewards.update", Reward, errors=(404, 409)))
 def update_reward(rewardId: RewardId, body: RewardPatch, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Changes the given fields of a reward; ``null`` clears an optional one (capability ``admin``, audited)."""
     before, after = p.spend.catalogue.update(who.tenant_id, rewardId, body)
     p.audit.record(who.tenant_id, "reward.updated", who, target=f"reward:{rewardId}", before=before, after=after)
     return after
 
 
-@router.get("/v1/spend/policy", summary="Reservation TTL and review threshold of the tenant")
+@router.get("/v1/spend/policy", summary="Reservation TTL and review threshold of the tenant",
+            **op("rewards.getSpendPolicy", SpendPolicyView))
 def get_policy(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """The tenant's reservation TTL and review threshold (capability ``read``)."""
     return p.spend.policies.get(who.tenant_id).model_dump(mode="json", by_alias=True)
 
 
-@router.put("/v1/spend/policy", summary="Set the reservation TTL and review threshold (tenant-admin)")
+@router.put("/v1/spend/policy", summary="Set the reservation TTL and review threshold (tenant-admin)",
+            **op("rewards.putSpendPolicy", SpendPolicyView))
 def put_policy(body: SpendPolicy, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Sets the reservation TTL and the review threshold (capability ``admin``, audited)."""
     saved = p.spend.policies.save(who.tenant_id, body)
     if saved.changed:
         p.audit.record(who.tenant_id, "spend.policy.changed", who, target="spend:policy", before=saved.before,
@@ -71,9 +88,12 @@ def put_policy(body: SpendPolicy, p: Annotated[Platform, Depends(platform)],
     return saved.after
 
 
-@router.put("/v1/conversion-programmes/{programmeId}", summary="Create or change a conversion programme (tenant-admin)")
+@router.put("/v1/conversion-programmes/{programmeId}", summary="Create or change a conversion programme (tenant-admin)",
+            **op("rewards.putProgramme", ProgrammeView, errors=(404,)))
 def put_programme(programmeId: ProgrammeId, body: Programme, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Creates or replaces a conversion programme: points into a registered partner's currency at a rate
+    (capability ``admin``, audited)."""
     saved = p.spend.conversions.save_programme(who.tenant_id, programmeId, body)
     if saved.changed:
         p.audit.record(who.tenant_id, "conversion.programme.saved", who, target=f"conversion:{programmeId}",
@@ -81,21 +101,28 @@ def put_programme(programmeId: ProgrammeId, body: Programme, p: Annotated[Platfo
     return saved.after
 
 
-@router.get("/v1/conversion-programmes", summary="The tenant's conversion programmes")
+@router.get("/v1/conversion-programmes", summary="The tenant's conversion programmes",
+            **op("rewards.listProgrammes", ProgrammeList))
 def list_programmes(p: Annotated[Platform, Depends(platform)],
                     who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """The tenant's conversion programmes (capability ``read``)."""
     return {"items": p.spend.conversions.programmes(who.tenant_id)}
 
 
-@router.get("/v1/conversion-programmes/{programmeId}", summary="Read a conversion programme")
+@router.get("/v1/conversion-programmes/{programmeId}", summary="Read a conversion programme",
+            **op("rewards.getProgramme", ProgrammeView, errors=(404,)))
 def get_programme(programmeId: ProgrammeId, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """One conversion programme (capability ``read``)."""
     return p.spend.conversions.programme(who.tenant_id, programmeId)
 
 
-@router.put("/v1/platform/partners/{partnerId}", summary="Register or change a partner's endpoint (platform-admin)")
+@router.put("/v1/platform/partners/{partnerId}", summary="Register or change a partner's endpoint (platform-admin)",
+            **op("rewards.putPartner", Partner))
 def put_partner(partnerId: PartnerId, body: PartnerConfig, p: Annotated[Platform, Depends(platform)],
                 who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Registers or changes a partner's endpoint and its call budget: timeout, attempts, circuit breaker
+    (capability ``platform``, audited)."""
     saved = p.spend.partners.save(partnerId, body, who.key_id)
     if saved.changed:
         p.audit.record("_platform", "partner.saved", who, target=f"partner:{partnerId}", before=saved.before,
@@ -103,7 +130,9 @@ def put_partner(partnerId: PartnerId, body: PartnerConfig, p: Annotated[Platform
     return saved.after
 
 
-@router.get("/v1/platform/partners", summary="Registered partners (platform-admin)")
+@router.get("/v1/platform/partners", summary="Registered partners (platform-admin)",
+            **op("rewards.listPartners", PartnerList))
 def list_partners(p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Registered partners (capability ``platform``)."""
     return {"items": p.spend.partners.list()}

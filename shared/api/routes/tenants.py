@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import op
+from shared.api.contract.access import NewTenantCreated
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
@@ -51,14 +53,20 @@ def _view(settings: TenantSettings) -> dict:
     return settings.model_dump(mode="json", by_alias=True)
 
 
-@router.get("/v1/tenant", summary="The caller's tenant settings")
+@router.get("/v1/tenant", summary="The caller's tenant settings",
+            **op("tenants.get", TenantSettings, errors=(404,)))
 def read_tenant(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """The caller's tenant settings: name, currency, time zone, the interim points rate, evaluator and expiry
+    policy (capability ``read``)."""
     return _view(p.tenants.get(who.tenant_id))
 
 
-@router.patch("/v1/tenant", summary="Change the tenant's settings (tenant-admin)")
+@router.patch("/v1/tenant", summary="Change the tenant's settings (tenant-admin)",
+              **op("tenants.update", TenantSettings, errors=(404, 412)))
 def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Changes the given settings of the caller's tenant; omitted ones keep their value (capability ``admin``,
+    audited)."""
     # Merged onto the stored settings under an ETag (shared/store/replace.py): a concurrent
     # PATCH of another field is kept, and before/after are exactly this change.
     before, after = p.tenants.change(who.tenant_id, body.model_dump(mode="json", by_alias=True, exclude_none=True))
@@ -71,9 +79,12 @@ def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)]
     return saved
 
 
-@router.post("/v1/tenants", status_code=201, summary="Create a tenant and its first tenant-admin key (platform-admin)")
+@router.post("/v1/tenants", status_code=201, summary="Create a tenant and its first tenant-admin key (platform-admin)",
+             **op("tenants.create", {201: NewTenantCreated}, errors=(409,)))
 def create_tenant(body: NewTenant, response: Response, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Creates a tenant, its key-encryption key and its first tenant-admin key (capability ``platform``,
+    audited). 409 when the id exists or belonged to a deleted tenant."""
     if p.tenants.exists(body.tenant_id):
         raise Conflict(f"tenant {body.tenant_id!r} already exists")
     if p.store.read(TENANTS, body.tenant_id, TOMBSTONE_ID) is not None:

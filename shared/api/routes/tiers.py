@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from shared.api.contract import op
+from shared.api.contract.tiers import CustomerTier, TierHistoryPage, TierProgramView
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -27,8 +29,11 @@ router = APIRouter(tags=["tiers"])
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
 
 
-@router.get("/v1/tiers", summary="The tenant's tier programme and its evaluation schedule")
+@router.get("/v1/tiers", summary="The tenant's tier programme and its evaluation schedule",
+            **op("tiers.getProgram", TierProgramView, errors=(404,)))
 def read_program(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """The tenant's tier programme and its evaluation schedule (capability ``read``). 404 until a tenant-admin
+    defines one."""
     stored = p.tiers.current_program(who.tenant_id)
     if stored is None:
         raise NotFound("the tenant has no tier programme: a tenant-admin defines one with PUT /v1/tiers")
@@ -40,9 +45,12 @@ def read_program(p: Annotated[Platform, Depends(platform)], who: Annotated[Princ
         "nextEvaluationAt": iso(next_evaluation(stored.program, p.clock.now(), zone))}}
 
 
-@router.put("/v1/tiers", summary="Define or replace the tier programme (tenant-admin)")
+@router.put("/v1/tiers", summary="Define or replace the tier programme (tenant-admin)",
+            **op("tiers.putProgram", TierProgramView))
 def save_program(body: TierProgram, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Defines or replaces the tier programme; customers move at the next evaluation (capability ``admin``,
+    audited)."""
     before, after = p.tiers.save_program(who.tenant_id, body)
     if before is None or before.version != after.version:  # a repeat of the stored programme changes nothing
         p.audit.record(who.tenant_id, "tiers.program.saved", who, target=f"tierprogram:{who.tenant_id}",
@@ -50,18 +58,23 @@ def save_program(body: TierProgram, p: Annotated[Platform, Depends(platform)],
     return after.view()
 
 
-@router.delete("/v1/tiers", status_code=204, summary="Remove the tier programme (tenant-admin)")
+@router.delete("/v1/tiers", status_code=204, summary="Remove the tier programme (tenant-admin)",
+               **op("tiers.deleteProgram", None, errors=(404,)))
 def delete_program(p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("admin"))]) -> Response:
+    """Removes the tier programme; customers keep their history (capability ``admin``, audited)."""
     before = p.tiers.delete_program(who.tenant_id)
     p.audit.record(who.tenant_id, "tiers.program.deleted", who, target=f"tierprogram:{who.tenant_id}",
                    before=before.view())
     return Response(status_code=204)
 
 
-@router.get("/v1/customers/{customerId}/tier", summary="A customer's tier, qualifying values and grace")
+@router.get("/v1/customers/{customerId}/tier", summary="A customer's tier, qualifying values and grace",
+            **op("tiers.customerTier", CustomerTier, errors=(404,)))
 def customer_tier(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+    """A customer's tier, since when, its multiplier, the qualifying values of the window and any grace period
+    (capability ``read``)."""
     return p.tiers.customer_tier(who.tenant_id, customerId)
 
 
@@ -81,11 +94,13 @@ def _parse_cursor(cursor: str) -> int:
                                [FieldProblem("cursor", "use the 'next' value of a previous page")]) from None
 
 
-@router.get("/v1/customers/{customerId}/tier/history", summary="A customer's tier changes, newest first")
+@router.get("/v1/customers/{customerId}/tier/history", summary="A customer's tier changes, newest first",
+            **op("tiers.history", TierHistoryPage, errors=(404,)))
 def tier_history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("read"))],
                  cursor: Annotated[str | None, Query(max_length=64)] = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    """A customer's tier changes, newest first (capability ``read``); pass ``next`` as ``cursor``."""
     before = _parse_cursor(cursor) if cursor else None
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
     records = p.tiers.history.list(who.tenant_id, customerId, before_seq=before, limit=limit)

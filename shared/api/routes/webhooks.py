@@ -10,6 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import op
+from shared.api.contract.webhooks import (AttemptList, Delivery, DeliveryList, Endpoint, EndpointList,
+                                           EndpointWithSecret, EventTypes)
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -46,14 +49,19 @@ class Rotation(BaseModel):
     graceSeconds: int = Field(default=24 * 3600, ge=0, le=7 * 24 * 3600)
 
 
-@router.get("/event-types", summary="The event types an endpoint may subscribe to")
+@router.get("/event-types", summary="The event types an endpoint may subscribe to",
+            **op("webhooks.eventTypes", EventTypes))
 def event_types(who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """The event types an endpoint may subscribe to (capability ``admin``)."""
     return {"items": list(EVENT_TYPES)}
 
 
-@router.post("/endpoints", status_code=201, summary="Register an endpoint; its secret is in this answer only")
+@router.post("/endpoints", status_code=201, summary="Register an endpoint; its secret is in this answer only",
+             **op("webhooks.createEndpoint", {201: EndpointWithSecret}, errors=(409,)))
 def register(body: NewEndpoint, response: Response, p: Annotated[Platform, Depends(platform)],
              who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Registers an HTTPS endpoint for the given event types (capability ``admin``, audited). The URL must
+    resolve to a public address. The signing secret is in this answer only."""
     view, secret = p.webhooks.register(who.tenant_id, body.url, body.eventTypes, body.description)
     p.audit.record(who.tenant_id, "webhook.endpoint.created", who, target=f"webhook:{view['id']}",
                    after={"url": view["url"], "eventTypes": view["eventTypes"]})
@@ -61,21 +69,28 @@ def register(body: NewEndpoint, response: Response, p: Annotated[Platform, Depen
     return dict(view, secret=secret)
 
 
-@router.get("/endpoints", summary="List the tenant's endpoints (never their secrets)")
+@router.get("/endpoints", summary="List the tenant's endpoints (never their secrets)",
+            **op("webhooks.listEndpoints", EndpointList))
 def list_endpoints(p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """The tenant's endpoints, never their secrets (capability ``admin``)."""
     return {"items": [endpoint_view(d) for d in p.webhooks.list(who.tenant_id)]}
 
 
-@router.get("/endpoints/{endpointId}", summary="One endpoint")
+@router.get("/endpoints/{endpointId}", summary="One endpoint",
+            **op("webhooks.getEndpoint", Endpoint, errors=(404,)))
 def get_endpoint(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """One endpoint, never its secrets (capability ``admin``)."""
     return endpoint_view(p.webhooks.get(who.tenant_id, endpointId))
 
 
-@router.patch("/endpoints/{endpointId}", summary="Change URL, event types, description, or enable/disable")
+@router.patch("/endpoints/{endpointId}", summary="Change URL, event types, description, or enable/disable",
+              **op("webhooks.updateEndpoint", Endpoint, errors=(404, 409)))
 def update_endpoint(endpointId: EndpointId, body: EndpointChange, p: Annotated[Platform, Depends(platform)],
                     who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Changes the URL, event types or description, or disables and enables the endpoint (capability ``admin``,
+    audited)."""
     view = p.webhooks.update(who.tenant_id, endpointId, url=body.url, event_types=body.eventTypes,
                              description=body.description, enabled=body.enabled)
     p.audit.record(who.tenant_id, "webhook.endpoint.updated", who, target=f"webhook:{endpointId}",
@@ -83,18 +98,24 @@ def update_endpoint(endpointId: EndpointId, body: EndpointChange, p: Annotated[P
     return view
 
 
-@router.delete("/endpoints/{endpointId}", status_code=204, summary="Delete an endpoint (its secret is destroyed)")
+@router.delete("/endpoints/{endpointId}", status_code=204, summary="Delete an endpoint (its secret is destroyed)",
+               **op("webhooks.deleteEndpoint", None, errors=(404,)))
 def delete_endpoint(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
                     who: Annotated[Principal, Depends(requires("admin"))]) -> Response:
+    """Deletes the endpoint and destroys its secrets; pending deliveries are cancelled (capability ``admin``,
+    audited)."""
     p.webhooks.delete(who.tenant_id, endpointId)
     p.audit.record(who.tenant_id, "webhook.endpoint.deleted", who, target=f"webhook:{endpointId}")
     return Response(status_code=204)
 
 
 @router.post("/endpoints/{endpointId}/rotate-secret",
-             summary="New secret (in this answer only); the old one keeps signing during the grace period")
+             summary="New secret (in this answer only); the old one keeps signing during the grace period",
+             **op("webhooks.rotateSecret", EndpointWithSecret, errors=(404,)))
 def rotate(endpointId: EndpointId, body: Rotation, response: Response, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Issues a new signing secret (in this answer only); the old one keeps signing alongside it for the grace
+    period (capability ``admin``, audited)."""
     view, secret = p.webhooks.rotate_secret(who.tenant_id, endpointId, timedelta(seconds=body.graceSeconds))
     p.audit.record(who.tenant_id, "webhook.secret.rotated", who, target=f"webhook:{endpointId}",
                    after={"secretVersion": view["secretVersion"], "graceSeconds": body.graceSeconds})
@@ -102,27 +123,36 @@ def rotate(endpointId: EndpointId, body: Rotation, response: Response, p: Annota
     return dict(view, secret=secret)
 
 
-@router.get("/endpoints/{endpointId}/attempts", summary="The delivery log: every attempt, newest first")
+@router.get("/endpoints/{endpointId}/attempts", summary="The delivery log: every attempt, newest first",
+            **op("webhooks.attempts", AttemptList, errors=(404,)))
 def attempts(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
              who: Annotated[Principal, Depends(requires("admin"))],
              messageId: Annotated[str | None, Query(pattern=r"^msg_[a-z2-7]{26}$")] = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    """The delivery log: every attempt to this endpoint, newest first, optionally of one message (capability
+    ``admin``)."""
     p.webhooks.get(who.tenant_id, endpointId)
     return {"items": p.webhooks.attempts(who.tenant_id, endpointId, messageId, limit)}
 
 
-@router.get("/endpoints/{endpointId}/deliveries", summary="Delivery tasks (pending, succeeded, failed)")
+@router.get("/endpoints/{endpointId}/deliveries", summary="Delivery tasks (pending, succeeded, failed)",
+            **op("webhooks.deliveries", DeliveryList, errors=(404,)))
 def deliveries(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))],
                status: Annotated[str | None, Query(pattern=r"^(pending|succeeded|failed|cancelled)$")] = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    """The delivery tasks of this endpoint (pending, succeeded, failed, cancelled), newest first (capability
+    ``admin``)."""
     return {"items": p.webhooks.deliveries(who.tenant_id, endpointId, status, limit)}
 
 
 @router.post("/endpoints/{endpointId}/messages/{messageId}/replay", status_code=202,
-             summary="Send a message to this endpoint again (same webhook-id)")
+             summary="Send a message to this endpoint again (same webhook-id)",
+             **op("webhooks.replay", {202: Delivery}, errors=(404, 409)))
 def replay(endpointId: EndpointId, messageId: MessageId, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+    """Queues the message for this endpoint again, with the same webhook-id so receivers can deduplicate
+    (capability ``admin``, audited). 409 when the endpoint is disabled."""
     delivery = p.webhooks.replay(who.tenant_id, endpointId, messageId)
     p.audit.record(who.tenant_id, "webhook.message.replayed", who, target=f"webhook:{endpointId}",
                    after={"messageId": messageId})

@@ -1,0 +1,110 @@
+"""Response models of the customers routes (shared/api/routes/customers.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.ledger.entries import EntryType
+
+_CUSTOMER = {"customerId": "alice-42", "joinDate": "2026-11-01", "tags": ["newsletter"], "tier": None,
+             "createdAt": "2026-11-23T16:11:33.802659Z"}
+
+
+class Customer(BaseModel):
+    """A customer (personal fields only for keys with the personal-data capability)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_CUSTOMER]})
+
+    customerId: str
+    joinDate: str | None = None
+    tags: list[str] | None = None
+    tier: str | None = None
+    createdAt: str | None = None
+    erased: bool | None = Field(default=None, description="true once the personal data was erased")
+    erasedAt: str | None = None
+    personalData: dict[str, Any] | None = Field(
+        default=None, description="decrypted personal fields (merchant and tenant-admin keys only)")
+
+
+class CustomerPage(BaseModel):
+    """One page of customers by id; ``next`` is the ``after`` of the next page (null on the last)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_CUSTOMER], "next": None}]})
+
+    items: list[Customer]
+    next: str | None
+
+
+class Balance(BaseModel):
+    """The balance now (read model, ``dataAsOf`` says how fresh) or as of a past instant (``source: ledger``)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "customerId": "alice-42", "available": 249, "pending": 0, "reserved": 0, "lifetimeEarned": 249,
+        "ordersCredited": 1, "source": "read-model", "dataAsOf": "2026-11-23T16:11:38.003570Z"}]})
+
+    customerId: str
+    available: int = Field(description="points the customer can spend")
+    pending: int = Field(description="points held (e.g. by a fraud check): not spendable")
+    reserved: int = Field(description="points in open redemption reservations")
+    lifetimeEarned: int
+    ordersCredited: int | None = Field(default=None, description="read model only")
+    asOf: str | None = Field(default=None, description="the instant asked for (ledger answers only)")
+    source: Literal["read-model", "ledger"]
+    dataAsOf: str | None = Field(description="how fresh this answer is")
+
+
+class LedgerEntry(BaseModel):
+    """One ledger entry (append-only: a correction is a new entry that references the old one)."""
+
+    id: str
+    seq: int
+    transactionId: str | None = None
+    entryType: EntryType
+    signedAmount: int
+    runningBalance: int | None = None
+    runningPending: int | None = None
+    runningReserved: int | None = None
+    referenceOrderId: str | None = None
+    referenceEntryId: str | None = None
+    settlesEntryId: str | None = None
+    ruleSetId: str | None = None
+    ruleSetVersion: int | None = None
+    arm: str | None = None
+    status: str | None = Field(default=None, examples=["COMMITTED"])
+    createdAt: str | None = None
+    attributes: dict[str, Any] | None = None
+    tenantId: str
+    customerId: str
+
+
+class LedgerPage(BaseModel):
+    """Ledger entries, newest first; ``next`` is the cursor of the next page (null on the last)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [{
+        "id": "e-000000000003", "seq": 3, "transactionId": "tx-8d3c1fcf", "entryType": "EARN", "signedAmount": 50,
+        "runningBalance": 383, "runningPending": 0, "runningReserved": 0, "referenceOrderId": "ord-1003",
+        "ruleSetId": "rate:10", "status": "COMMITTED", "createdAt": "2026-11-23T16:11:42.450686Z",
+        "attributes": {"rule": "rate:10"}, "tenantId": "sandbox", "customerId": "alice-42"}], "next": "c2VxOjI"}]})
+
+    items: list[LedgerEntry]
+    next: str | None
+
+
+class AdjustmentOutcome(BaseModel):
+    """The adjustment's outcome (``duplicate`` when the idempotency key was already used)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "status": "adjusted", "customerId": "alice-42", "points": 100, "balanceAfter": 342,
+        "actorKeyId": "e5fe4gprsorz", "entryIds": ["e-000000000005"], "transactionId": "tx-1bb54c25",
+        "duplicate": False}]})
+
+    status: Literal["adjusted"]
+    customerId: str
+    points: int
+    balanceAfter: int
+    actorKeyId: str
+    entryIds: list[str] | None = None
+    transactionId: str
+    duplicate: bool
