@@ -1,4 +1,6 @@
-"""API keys of the caller's tenant (tenant-admin): create (secret shown once), list, revoke."""
+"""API keys of the caller's tenant (tenant-admin): create (secret shown once), list, revoke.
+
+Issue and revoke go through ``shared.governance.keys`` (one audit record each)."""
 
 from __future__ import annotations
 
@@ -25,9 +27,8 @@ class NewKey(BaseModel):
 @router.post("", status_code=201, summary="Create a key; its secret is in this answer only")
 def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    issued = p.keys.issue(who.tenant_id, Role(body.role), created_by=who.key_id, label=body.label)
-    p.audit.record(who.tenant_id, "apikey.created", who, target=f"apikey:{issued.key_id}",
-                   after={"role": body.role, "label": body.label})
+    # Audited as apikey.created by the key administration (one record per key).
+    issued = p.key_admin.issue(who.tenant_id, Role(body.role), who, label=body.label)
     response.headers["Cache-Control"] = "no-store"
     return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": body.role, "tenantId": who.tenant_id}
 
@@ -41,10 +42,5 @@ def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principa
 def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
                p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    before = next((k for k in p.keys.list(who.tenant_id) if k["keyId"] == keyId), None)
-    revoked = p.keys.revoke(who.tenant_id, keyId, revoked_by=who.key_id)
-    if before is not None and not before.get("revokedAt"):
-        p.audit.record(who.tenant_id, "apikey.revoked", who, target=f"apikey:{keyId}",
-                       before={"revokedAt": None, "role": before["role"]}, after={"revokedAt": revoked["revokedAt"]})
-    return revoked
-
+    # Audited as apikey.revoked by the caller that revoked it; revoking a revoked key records nothing.
+    return p.key_admin.revoke(who.tenant_id, keyId, who)
