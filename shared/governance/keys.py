@@ -20,6 +20,8 @@ issues or revokes goes through ``KeyAdministration``, which guarantees:
   (``system`` container, ``platform-admin/bootstrap``) makes "very first" hold
   even for two operators bootstrapping at the same instant. The record says which
   of ``approval``, ``bootstrap`` or ``dualControl: off`` allowed the key.
+* **Never without a platform-admin.** The last live platform-admin key cannot be
+  revoked (``409 last-platform-admin``): after the bootstrap nothing could mint one.
 
 Platform-admin keys belong to ``_platform`` whatever path issues them.
 """
@@ -31,7 +33,7 @@ from typing import Any
 from shared.app.auth import ApiKeys, IssuedKey, Role, new_key_id
 from shared.audit.log import PLATFORM_CHAIN, Actor, AuditLog, HasActor
 from shared.clock import Clock, iso
-from shared.errors import DocumentExists
+from shared.errors import Conflict, DocumentExists
 from shared.governance.dual_control import PLATFORM_ADMIN_GRANT, DualControl, DualControlRequired
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore
@@ -114,9 +116,25 @@ class KeyAdministration:
         caller whose write revoked it records ``apikey.revoked``. ``NotFound`` if the
         tenant has no such key."""
         actor = Actor.of(who)
+        if tenant_id == PLATFORM_CHAIN:
+            self._keep_one_platform_admin(key_id)
         view, revoked = self._keys.revoke_if_live(tenant_id, key_id, revoked_by=actor.key_id)
         if revoked:
             self._audit.record(tenant_id, "apikey.revoked", actor, target=f"apikey:{key_id}",
                                before={"revokedAt": None, "role": view["role"]},
                                after={"revokedAt": view["revokedAt"]}, reason=reason)
         return view
+
+    def _keep_one_platform_admin(self, key_id: str) -> None:
+        """Never revoke the last live platform-admin key: the bootstrap happens once, so a
+        stack without one could never grant another (nor create a tenant). Two operators
+        revoking the last two keys at the same instant can still both succeed; then only
+        the embedded store's ``ACCRUE_DUAL_CONTROL=off`` recovers."""
+        live = {k["keyId"] for k in self._keys.list(PLATFORM_CHAIN) if not k.get("revokedAt")}
+        if live == {key_id}:
+            raise LastPlatformAdmin("this is the last live platform-admin key: grant another one "
+                                    "(dual control) before revoking it")
+
+
+class LastPlatformAdmin(Conflict):
+    code = "last-platform-admin"

@@ -24,7 +24,7 @@ import sys
 
 from shared.app.auth import Role
 from shared.audit.log import PLATFORM_CHAIN, Actor
-from shared.errors import NotFound, Unauthenticated
+from shared.errors import Conflict, NotFound, Unauthenticated
 from shared.governance.dual_control import PLATFORM_ADMIN_GRANT, DualControlRequired
 from shared.app.reconcile import reconcile
 from shared.app.replay import replay_poison
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "revoke-key":
             try:
                 revoked = platform.key_admin.revoke(args.tenant, args.key_id, operator(), reason=args.reason)
-            except NotFound as exc:
+            except (NotFound, Conflict) as exc:  # no such key; the last live platform-admin key
                 print(exc.message, file=sys.stderr)
                 return 2
             print(json.dumps(revoked))

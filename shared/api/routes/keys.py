@@ -1,4 +1,5 @@
-"""API keys of the caller's tenant (tenant-admin): create (secret shown once), list, revoke.
+"""API keys of the caller's tenant (tenant-admin): create (secret shown once), list, revoke;
+and revoking a platform-admin key (platform-admin).
 
 Issue and revoke go through ``shared.governance.keys`` (one audit record each)."""
 
@@ -12,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
+from shared.audit.log import PLATFORM_CHAIN
 from shared.platform import Platform
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
+router = APIRouter(tags=["api-keys"])
 
 
 class NewKey(BaseModel):
@@ -24,7 +26,7 @@ class NewKey(BaseModel):
     label: str = Field(default="", max_length=100)
 
 
-@router.post("", status_code=201, summary="Create a key; its secret is in this answer only")
+@router.post("/v1/api-keys", status_code=201, summary="Create a key; its secret is in this answer only")
 def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     # Audited as apikey.created by the key administration (one record per key).
@@ -33,14 +35,22 @@ def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(
     return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": body.role, "tenantId": who.tenant_id}
 
 
-@router.get("", summary="List the tenant's keys (never their secrets)")
+@router.get("/v1/api-keys", summary="List the tenant's keys (never their secrets)")
 def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     return {"items": p.keys.list(who.tenant_id)}
 
 
-@router.delete("/{keyId}", summary="Revoke a key")
+@router.delete("/v1/api-keys/{keyId}", summary="Revoke a key")
 def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
                p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     # Audited as apikey.revoked by the caller that revoked it; revoking a revoked key records nothing.
     return p.key_admin.revoke(who.tenant_id, keyId, who)
+
+
+@router.delete("/v1/platform/api-keys/{keyId}", summary="Revoke a platform-admin key (platform-admin)")
+def revoke_platform_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
+                        p: Annotated[Platform, Depends(platform)],
+                        who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    # One operator may revoke (taking access away is the safe direction), never the last live key.
+    return p.key_admin.revoke(PLATFORM_CHAIN, keyId, who)

@@ -20,6 +20,7 @@ from shared.app.auth import Role
 from shared.audit.log import PLATFORM_CHAIN, Actor
 from shared.errors import ConfigurationError
 from shared.governance.dual_control import DualControlRequired
+from shared.governance.keys import LastPlatformAdmin
 from shared.local.__main__ import OPERATOR_KEY_VARIABLE, main
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
@@ -88,6 +89,14 @@ def api_tenant_deletion(platform, client, data, monkeypatch):  # type: ignore[no
     return "gone", key_id, "apikey.revoked"
 
 
+def api_revoke_platform_admin(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
+    alice, bob = operators(platform)
+    key_id = platform.keys.verify(bob).key_id
+    revoked = client.delete(f"/v1/platform/api-keys/{key_id}", headers=auth(alice))
+    assert revoked.status_code == 200 and revoked.json()["revokedAt"], revoked.text
+    return PLATFORM_CHAIN, key_id, "apikey.revoked"
+
+
 def cli_issue(role: str) -> Callable[[Platform, TestClient, Path, pytest.MonkeyPatch], tuple[str, str, str]]:
     def act(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
         make_tenant(platform, "acme")
@@ -103,6 +112,8 @@ def cli_revoke(role: str) -> Callable[[Platform, TestClient, Path, pytest.Monkey
         tenant = PLATFORM_CHAIN if role == "platform-admin" else "acme"
         if tenant == "acme":
             make_tenant(platform, "acme")
+        else:
+            operators(platform)  # the last live platform-admin key is never revoked
         key_id = platform.keys.issue(tenant, Role(role), None).key_id
         assert main(["revoke-key", "--tenant", tenant, "--key-id", key_id, "--reason", "left"]) == 0
         return tenant, key_id, "apikey.revoked"
@@ -120,6 +131,7 @@ PATHS = {
     **{f"api revoke {r}": api_revoke(r) for r in TENANT_ROLES},
     "api tenant creation (first admin)": api_tenant_creation,
     "api platform-admin grant (dual control)": api_platform_admin_grant,
+    "api revoke platform-admin": api_revoke_platform_admin,
     "api tenant deletion (revokes its keys)": api_tenant_deletion,
     **{f"cli issue {r}": cli_issue(r) for r in TENANT_ROLES},
     **{f"cli revoke {r}": cli_revoke(r) for r in TENANT_ROLES + ("platform-admin",)},
@@ -259,10 +271,27 @@ def test_the_bootstrap_happens_once_even_when_two_operators_race(platform) -> No
     run_in_threads(bootstrap, [(f"op{n}",) for n in range(4)], timeout=20)
     assert len(won) == 1 and len(refused) == 3
     assert [r["target"] for r in key_records(platform, PLATFORM_CHAIN)] == [f"apikey:{won[0]}"]
-    # Revoked, the bootstrap key does not open a second bootstrap.
+    # The last live platform-admin key cannot be revoked; revoked, a bootstrap key opens no second bootstrap.
+    with pytest.raises(LastPlatformAdmin):
+        platform.key_admin.revoke(PLATFORM_CHAIN, won[0], None)
+    platform.keys.issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, None, "second")
     platform.key_admin.revoke(PLATFORM_CHAIN, won[0], None)
     with pytest.raises(DualControlRequired):
         platform.key_admin.issue_platform_admin(None, label="again")
+
+
+def test_the_last_live_platform_admin_key_cannot_be_revoked_over_the_api(platform, client) -> None:
+    alice, bob = operators(platform)
+    alice_id, bob_id = platform.keys.verify(alice).key_id, platform.keys.verify(bob).key_id
+    assert client.delete(f"/v1/platform/api-keys/{bob_id}", headers=auth(alice)).status_code == 200
+    last = client.delete(f"/v1/platform/api-keys/{alice_id}", headers=auth(alice))
+    assert last.status_code == 409 and last.json()["type"].endswith("last-platform-admin")
+    assert platform.keys.verify(alice).key_id == alice_id
+    assert [r["target"] for r in key_records(platform, PLATFORM_CHAIN)] == [f"apikey:{bob_id}"]
+    # A tenant-admin reaches no platform key, on either route.
+    admin = make_tenant(platform, "acme").admin
+    assert client.delete(f"/v1/platform/api-keys/{alice_id}", headers=auth(admin)).status_code == 403
+    assert client.delete(f"/v1/api-keys/{alice_id}", headers=auth(admin)).status_code == 404
 
 
 def test_a_grant_cannot_be_vouched_for_by_the_caller(platform) -> None:
