@@ -23,12 +23,12 @@ import os
 import sys
 
 from shared.app.auth import Role
-from shared.audit.log import PLATFORM_CHAIN, Actor
-from shared.errors import Conflict, NotFound, Unauthenticated
-from shared.governance.dual_control import PLATFORM_ADMIN_GRANT, DualControlRequired
 from shared.app.reconcile import reconcile
 from shared.app.replay import replay_poison
+from shared.audit.log import PLATFORM_CHAIN, Actor
 from shared.bus.local_queue import LocalQueue
+from shared.errors import Conflict, NotFound, Unauthenticated
+from shared.governance.dual_control import PLATFORM_ADMIN_GRANT, DualControlRequired
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
 
