@@ -27,6 +27,7 @@ from shared.errors import ConfigurationError
 from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
+from shared.governance.keys import KeyAdministration
 from shared.ledger.service import Ledger
 from shared.privacy.erasure import Erasures
 from shared.privacy.personal import PersonalDataVault
@@ -76,6 +77,8 @@ class Platform:
     vault: PersonalDataVault = field(init=False)
     erasures: Erasures = field(init=False)
     approvals: DualControl = field(init=False)
+    # Every issue and revoke of an API key (audited; platform-admin under dual control).
+    key_admin: KeyAdministration = field(init=False)
     event_bus: SchemaCheckedBus = field(init=False)
     # Data out (issue 5): signed webhooks (outbox fed by the projector) and warehouse exports.
     webhooks: WebhookService = field(init=False)
@@ -118,7 +121,9 @@ class Platform:
         self.projector = Projector(self.store, self.clock)
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
         self.corrections = Corrections(self.store, self.ledger, self.clock, self.tenants)
-        self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self))
+        self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self),
+                                     enabled=self.settings.dual_control)
+        self.key_admin = KeyAdministration(self.keys, self.audit, self.approvals, self.store, self.clock)
         self.webhooks = WebhookService(self.store, self.clock, self.key_provider, audit=self.audit)
         self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)
         self.rule_admin = RuleSetAdmin(self.rule_sets, self._invalidate_rules, self.audit, self.webhooks, self.store,

@@ -37,6 +37,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ACCRUE_DATA_DIR", "folder of the embedded default (SQLite files, keyring, blobs)", ".accrue-data"),
     Setting("ACCRUE_SQLITE_SYNCHRONOUS", "SQLite durability: FULL (default) or NORMAL", "FULL"),
     Setting("ACCRUE_REGION", "region label of this stack (us, eu, apac, local)", "local"),
+    # Off only on the embedded default (a one-person laptop, or a locked-out operator's
+    # deliberate recovery); on the Azure store it cannot be turned off (see _check_dual_control).
+    Setting("ACCRUE_DUAL_CONTROL", "dual control of platform-admin acts and keys: on (default) | off", "on"),
     Setting("COSMOS_ENDPOINT", "Cosmos DB account endpoint, https://<account>.documents.azure.com:443/",
             required_for="store=cosmos"),
     Setting("COSMOS_DATABASE", "Cosmos DB database name", "accrue", required_for="store=cosmos"),
@@ -63,6 +66,7 @@ CHOICES = {
     "ACCRUE_KEYS": ("local", "keyvault"),
     "ACCRUE_BLOBS": ("local", "azure"),
     "ACCRUE_SQLITE_SYNCHRONOUS": ("FULL", "NORMAL", "EXTRA"),
+    "ACCRUE_DUAL_CONTROL": ("on", "off"),
 }
 
 
@@ -75,6 +79,7 @@ class Settings:
     data_dir: Path
     sqlite_synchronous: str
     region: str
+    dual_control: bool
     cosmos_endpoint: str | None
     cosmos_database: str
     eventhub_namespace: str | None
@@ -116,6 +121,7 @@ class Settings:
             data_dir=Path(get("ACCRUE_DATA_DIR") or ".accrue-data"),
             sqlite_synchronous=get("ACCRUE_SQLITE_SYNCHRONOUS") or "FULL",
             region=get("ACCRUE_REGION") or "local",
+            dual_control=get("ACCRUE_DUAL_CONTROL") != "off",
             cosmos_endpoint=get("COSMOS_ENDPOINT"),
             cosmos_database=get("COSMOS_DATABASE") or "accrue",
             eventhub_namespace=get("EVENTHUB_NAMESPACE"),
@@ -125,7 +131,14 @@ class Settings:
             blob_account_url=get("BLOB_ACCOUNT_URL"),
         )
         settings._check_urls()
+        settings._check_dual_control()
         return settings
+
+    def _check_dual_control(self) -> None:
+        """Dual control may be off only on the embedded store: a shared stack never runs without it."""
+        if not self.dual_control and self.store != "sqlite":
+            raise ConfigurationError("setting ACCRUE_DUAL_CONTROL=off is allowed only with ACCRUE_STORE=sqlite "
+                                     "(the embedded default); a shared stack keeps dual control on")
 
     def _check_urls(self) -> None:
         checks = (

@@ -29,7 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from shared.clock import Clock, iso
-from shared.errors import Forbidden, NotFound, Unauthenticated
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unauthenticated
 from shared.store.layout import API_KEYS
 from shared.store.port import DocumentStore, Filter, Query
 
@@ -88,8 +88,11 @@ class IssuedKey:
     role: Role
 
 
-def _new_key_id() -> str:
+def new_key_id() -> str:
     return base64.b32encode(secrets.token_bytes(10)).decode().rstrip("=").lower()[:12]
+
+
+KEY_ID_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 
 
 def parse_key(presented: str) -> tuple[str, str]:
@@ -110,8 +113,13 @@ class ApiKeys:
         self._hashing = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
         self._lock = threading.Lock()
 
-    def issue(self, tenant_id: str, role: Role, created_by: str | None, label: str = "") -> IssuedKey:
-        key_id = _new_key_id()
+    def issue(self, tenant_id: str, role: Role, created_by: str | None, label: str = "",
+              key_id: str | None = None) -> IssuedKey:
+        """Store a new key. This is the credential store only: the product issues keys
+        through ``shared.governance.keys.KeyAdministration`` (audit, dual control), which
+        chooses ``key_id`` first so the audit record can precede the key."""
+        key_id = key_id or new_key_id()
+        assert len(key_id) == 12 and set(key_id) <= KEY_ID_ALPHABET, f"malformed key id {key_id!r}"
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         self._store.create(API_KEYS, {
             "id": key_id, "pk": key_id, "docType": "apiKey", "keyId": key_id,
@@ -170,18 +178,39 @@ class ApiKeys:
         return principal
 
     def revoke(self, tenant_id: str, key_id: str, revoked_by: str) -> dict[str, Any]:
+        return self.revoke_if_live(tenant_id, key_id, revoked_by)[0]
+
+    def revoke_if_live(self, tenant_id: str, key_id: str, revoked_by: str) -> tuple[dict[str, Any], bool]:
+        """Revoke; returns (the key's public view, whether this call revoked it). Of two
+        callers racing on one live key exactly one gets True (ETag-guarded write), so
+        the act is recorded once."""
+        for _ in range(3):
+            doc = self.get(tenant_id, key_id)
+            with self._lock:
+                self._cache.pop(key_id, None)
+            if doc.get("revokedAt"):
+                return public_view(doc), False
+            try:
+                saved = self._store.upsert(API_KEYS, dict(doc, revokedAt=iso(self._clock.now()),
+                                                          revokedBy=revoked_by), if_match=doc["_etag"])
+            except PreconditionFailed:
+                continue  # changed meanwhile (revoked by someone else?): read it again
+            with self._lock:
+                self._cache.pop(key_id, None)
+            return public_view(saved), True
+        raise Conflict(f"API key {key_id!r} kept changing while it was being revoked; try again")
+
+    def get(self, tenant_id: str, key_id: str) -> dict[str, Any]:
+        """The stored key of ``tenant_id`` (with its hash: not for answers), or ``NotFound``."""
         doc = self._store.read(API_KEYS, key_id, key_id)
         if doc is None or doc["tenantId"] != tenant_id:
             raise NotFound(f"API key {key_id!r} does not exist")
-        with self._lock:
-            self._cache.pop(key_id, None)
-        if doc.get("revokedAt"):
-            return public_view(doc)
-        doc = dict(doc, revokedAt=iso(self._clock.now()), revokedBy=revoked_by)
-        saved = self._store.upsert(API_KEYS, doc, if_match=doc["_etag"])
-        with self._lock:
-            self._cache.pop(key_id, None)
-        return public_view(saved)
+        return doc
+
+    def any_of_tenant(self, tenant_id: str) -> bool:
+        """Whether any key (revoked or not) was ever issued for ``tenant_id``."""
+        return bool(self._store.query(API_KEYS, Query(pk=None, filters=(Filter("tenantId", "=", tenant_id),),
+                                                      limit=1)))
 
     def list(self, tenant_id: str) -> list[dict[str, Any]]:
         docs = self._store.query(API_KEYS, Query(pk=None, filters=(Filter("tenantId", "=", tenant_id),),

@@ -4,8 +4,9 @@ from shared.governance.dual_control import (
     ACTIONS,
     ApprovalExpired,
     DualControl,
+    DualControlRequired,
     RequestNotPending,
     SelfApproval,
 )
 
-__all__ = ["ACTIONS", "ApprovalExpired", "DualControl", "RequestNotPending", "SelfApproval"]
+__all__ = ["ACTIONS", "ApprovalExpired", "DualControl", "DualControlRequired", "RequestNotPending", "SelfApproval"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shared.app.auth import Role
-from shared.audit.log import PLATFORM_CHAIN, HasActor
+from shared.audit.log import HasActor
 from shared.errors import NotFound
 from shared.store.layout import CUSTOMERS, TENANTS
 from shared.store.port import Filter, Query
@@ -28,10 +27,9 @@ def executors(platform: "Platform") -> dict[str, Any]:
 
     def grant_platform_admin(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
         label = str(request.get("params", {}).get("label", ""))[:100]
-        issued = platform.keys.issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, created_by=who.key_id, label=label)
-        platform.audit.record(PLATFORM_CHAIN, "apikey.created", who, target=f"apikey:{issued.key_id}",
-                              after={"role": Role.PLATFORM_ADMIN.value, "label": label}, reason=request["reason"])
-        return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": Role.PLATFORM_ADMIN.value}
+        issued = platform.key_admin.issue_platform_admin(who, label=label, reason=request["reason"],
+                                                         approval=request["id"])
+        return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": issued.role.value}
 
     def delete_tenant(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
         """Revoke every key, crypto-shred every customer's personal data, drop the settings.
@@ -41,7 +39,7 @@ def executors(platform: "Platform") -> dict[str, Any]:
         revoked = 0
         for key in platform.keys.list(tenant_id):
             if not key.get("revokedAt"):
-                platform.keys.revoke(tenant_id, key["keyId"], revoked_by=who.key_id)
+                platform.key_admin.revoke(tenant_id, key["keyId"], who, reason="tenant deleted")
                 revoked += 1
         erased, after = 0, None
         while True:

@@ -15,6 +15,11 @@ id only. The act then runs at once and the request is marked ``executed`` (or
 
 State changes are ETag-guarded, so two approvers racing on one request cannot
 both execute it.
+
+``enabled`` is the ``ACCRUE_DUAL_CONTROL`` setting (on unless turned off, which
+only the embedded store allows). The API's acts always go through a request;
+``enabled`` decides whether other paths (the operator's CLI, see
+``shared.governance.keys``) may grant platform-admin without one.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ class SelfApproval(Forbidden):
     code = "self-approval"
 
 
+class DualControlRequired(Forbidden):
+    """A platform-admin act was attempted without another operator's approval."""
+
+    code = "dual-control-required"
+
+
 class ApprovalExpired(AccrueError):
     code = "approval-expired"
     status = 409
@@ -56,12 +67,26 @@ Executor = Callable[[dict[str, Any], HasActor], dict[str, Any]]
 
 class DualControl:
     def __init__(self, store: DocumentStore, clock: Clock, audit: AuditLog,
-                 executors: dict[str, Executor] | None = None, ttl: timedelta = DEFAULT_TTL) -> None:
+                 executors: dict[str, Executor] | None = None, ttl: timedelta = DEFAULT_TTL,
+                 enabled: bool = True) -> None:
         self._store = store
         self._clock = clock
         self._audit = audit
         self.executors: dict[str, Executor] = dict(executors or {})
         self.ttl = ttl
+        self.enabled = enabled
+
+    def executing(self, request_id: str, action: str) -> dict[str, Any]:
+        """The stored request ``request_id`` if it is an ``action`` approved by a second
+        operator and running now (its executor is the caller); ``DualControlRequired``
+        otherwise. Read from the store, so a caller cannot vouch for an approval itself."""
+        doc = self._store.read(APPROVALS, PK, request_id)
+        approver = (doc or {}).get("approvedBy") or {}
+        if doc is None or doc.get("action") != action or doc.get("status") != "executing" or \
+                not approver.get("keyId") or approver["keyId"] == doc["requestedBy"]["keyId"]:
+            raise DualControlRequired(f"{action} needs a request approved by a second operator; "
+                                      f"{request_id!r} is not one being executed")
+        return doc
 
     def request(self, action: str, who: HasActor, *, tenant_id: str | None, reason: str,
                 params: dict[str, Any] | None = None) -> dict[str, Any]:

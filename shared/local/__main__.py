@@ -1,9 +1,17 @@
 """``python -m shared.local``: run the local platform, or operate on its data.
 
-Commands: ``run`` (default), ``issue-key``, ``poison list|replay [--tenant T]``,
+Commands: ``run`` (default), ``issue-key``, ``revoke-key``, ``poison list|replay [--tenant T]``,
 ``reconcile``, ``export run|backfill|decrypt``, ``erasures list|replay --since ISO
 [--tenant T]`` (after a database restore: erase again everyone erased since the
-backup point, from the erasure log in Blob Storage; ``shared.privacy.erasure``). ``make run`` installs this as the
+backup point, from the erasure log in Blob Storage; ``shared.privacy.erasure``).
+
+Keys go through ``shared.governance.keys`` like the API's: each issue and revoke is one
+audit record (actor ``cli:<user>``, role ``operator``), and a platform-admin key needs a
+second operator while dual control is on: the CLI mints nothing and exits 3, after
+filing a ``platform-admin.grant`` request in the name of the platform-admin whose own key
+is in ``ACCRUE_OPERATOR_KEY`` (none: nothing is filed); another platform-admin approves
+it over the API (the key is in that answer). The very first platform-admin key of a
+stack is the bootstrap: issued at once and recorded as such. ``make run`` installs this as the
 ``accrue`` command (``.venv/bin/accrue``). With the Azure settings in the
 environment it operates on the Azure stack (e.g. replaying its poison store).
 """
@@ -11,6 +19,7 @@ environment it operates on the Azure stack (e.g. replaying its poison store).
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -18,9 +27,12 @@ import sys
 from shared.app.auth import Role
 from shared.app.reconcile import reconcile
 from shared.app.replay import replay_poison
+from shared.audit.log import PLATFORM_CHAIN, Actor
 from shared.bus.local_queue import LocalQueue
 from shared.clock import parse_iso
-from shared.platform import build_platform
+from shared.errors import Conflict, NotFound, Unauthenticated
+from shared.governance.dual_control import PLATFORM_ADMIN_GRANT, DualControlRequired
+from shared.platform import Platform, build_platform
 from shared.settings import Settings
 
 
@@ -30,9 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="start the local platform (default)")
     run.add_argument("--host", default=os.environ.get("ACCRUE_HOST", "127.0.0.1"))
     run.add_argument("--port", type=int, default=int(os.environ.get("ACCRUE_PORT", "7071")))
-    key = commands.add_parser("issue-key", help="issue a new API key (printed once)")
-    key.add_argument("--tenant", required=True)
+    key = commands.add_parser("issue-key", help="issue a new API key (printed once; audited)")
+    key.add_argument("--tenant", help="the key's tenant (required except for platform-admin, whose keys "
+                                      "belong to _platform)")
     key.add_argument("--role", required=True, choices=[r.value for r in Role])
+    key.add_argument("--label", default=None, help="who or what the key is for (platform-admin: the operator; "
+                                                   "default: your user name)")
+    key.add_argument("--reason", default=None, help="why (kept in the audit record)")
+    unkey = commands.add_parser("revoke-key", help="revoke an API key (audited)")
+    unkey.add_argument("--tenant", required=True, help="the key's tenant (_platform for a platform-admin key)")
+    unkey.add_argument("--key-id", required=True)
+    unkey.add_argument("--reason", default=None, help="why (kept in the audit record)")
     poison = commands.add_parser("poison", help="inspect or replay poisoned messages")
     poison.add_argument("action", choices=["list", "replay"])
     poison.add_argument("--tenant", help="only this tenant's entries of the poison store")
@@ -69,11 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     platform = build_platform(Settings.from_env())
     try:
         if args.command == "issue-key":
-            if not platform.tenants.exists(args.tenant) and args.role != "platform-admin":
-                print(f"tenant {args.tenant!r} does not exist", file=sys.stderr)
+            return _issue_key(platform, args)
+        if args.command == "revoke-key":
+            try:
+                revoked = platform.key_admin.revoke(args.tenant, args.key_id, operator(), reason=args.reason)
+            except (NotFound, Conflict) as exc:  # no such key; the last live platform-admin key
+                print(exc.message, file=sys.stderr)
                 return 2
-            issued = platform.keys.issue(args.tenant, Role(args.role), created_by="cli")
-            print(issued.secret_key)
+            print(json.dumps(revoked))
         elif args.command == "poison":
             queue = platform.bus if isinstance(platform.bus, LocalQueue) else None
             if args.action == "list":
@@ -111,6 +134,59 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if report.drifts else 0
     finally:
         platform.close()
+    return 0
+
+
+# A platform-admin's own key, when they ask the CLI for another operator's platform-admin key.
+OPERATOR_KEY_VARIABLE = "ACCRUE_OPERATOR_KEY"
+
+
+def operator() -> Actor:
+    """The person at the keyboard, as the audit log names them (no API key on this path)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment (some containers)
+        user = "unknown"
+    return Actor(f"cli:{user}"[:100], "operator")
+
+
+def _issue_key(platform: Platform, args: argparse.Namespace) -> int:
+    who = operator()
+    if args.role != Role.PLATFORM_ADMIN.value:
+        if not args.tenant or not platform.tenants.exists(args.tenant):
+            print(f"tenant {args.tenant!r} does not exist", file=sys.stderr)
+            return 2
+        issued = platform.key_admin.issue(args.tenant, Role(args.role), who, label=args.label or "",
+                                          reason=args.reason)
+        print(issued.secret_key)
+        return 0
+    if args.tenant not in (None, PLATFORM_CHAIN):
+        print(f"note: platform-admin keys belong to {PLATFORM_CHAIN}, not to tenant {args.tenant!r}",
+              file=sys.stderr)
+    label = args.label or who.key_id.removeprefix("cli:")
+    try:
+        issued = platform.key_admin.issue_platform_admin(who, label=label, reason=args.reason)
+    except DualControlRequired as exc:
+        # The request is filed in the name of a platform-admin who proves it with their own
+        # key (from the environment, never the command line), so dual control can tell the
+        # requester from the approver; anyone else is refused outright.
+        presented = os.environ.get(OPERATOR_KEY_VARIABLE, "").strip()
+        try:
+            requester = platform.keys.verify(presented) if presented else None
+        except Unauthenticated:
+            requester = None
+        if requester is None or requester.role is not Role.PLATFORM_ADMIN:
+            print(f"refused: {exc.message}\nto ask for one, set {OPERATOR_KEY_VARIABLE} to your own platform-admin "
+                  "key and run this again (or request platform-admin.grant over the API)", file=sys.stderr)
+            return 3
+        request = platform.approvals.request(
+            PLATFORM_ADMIN_GRANT, requester, tenant_id=None, params={"label": label},
+            reason=args.reason or f"platform-admin key for {label}, asked on the command line by {who.key_id}")
+        print(f"refused: {exc.message}\nfiled request {request['id']} (expires {request['expiresAt']}); another "
+              f"platform-admin approves it with POST /v1/platform/approvals/{request['id']}/approve, and the "
+              "new key is in that answer", file=sys.stderr)
+        return 3
+    print(issued.secret_key)
     return 0
 
 

@@ -6,6 +6,7 @@ printed once, at creation, and are stored only as Argon2id hashes).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -14,7 +15,10 @@ from shared.app.auth import IssuedKey, Role
 from shared.app.customers import CustomerProfile
 from shared.domain.orders import LineItem, Order
 from shared.domain.tenants import TenantSettings
+from shared.governance.dual_control import DualControlRequired
 from shared.platform import Platform
+
+log = logging.getLogger("accrue.sandbox")
 
 SANDBOX = "sandbox"
 PLATFORM_TENANT = "_platform"
@@ -33,10 +37,16 @@ def provision_sandbox(platform: Platform) -> Provisioned | None:
     platform.tenants.save(TenantSettings(tenantId=SANDBOX, name="Sandbox Coffee Co.", currency="EUR",
                                          timeZone="Europe/Paris", pointsPerUnit=Decimal(10)))
     keys = [
-        platform.keys.issue(SANDBOX, Role.MERCHANT, created_by=None, label="sandbox merchant"),
-        platform.keys.issue(SANDBOX, Role.TENANT_ADMIN, created_by=None, label="sandbox admin"),
-        platform.keys.issue(PLATFORM_TENANT, Role.PLATFORM_ADMIN, created_by=None, label="local platform admin"),
+        platform.key_admin.issue(SANDBOX, Role.MERCHANT, None, label="sandbox merchant"),
+        platform.key_admin.issue(SANDBOX, Role.TENANT_ADMIN, None, label="sandbox admin"),
     ]
+    # The stack's very first platform-admin key (the bootstrap, recorded as such); if an
+    # operator already issued one with the CLI, dual control allows no second one here.
+    try:
+        keys.append(platform.key_admin.issue_platform_admin(None, label="local platform admin",
+                                                            reason="local sandbox"))
+    except DualControlRequired:
+        log.warning("a platform-admin key exists already: the sandbox issues none (dual control is on)")
     today = platform.clock.now().date()
     customers = []
     for number, tags in enumerate((["vip"], [], ["newsletter"], [], ["student"]), start=1):

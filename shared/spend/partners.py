@@ -21,6 +21,16 @@ the same fulfilment. That is part of the protocol a partner must implement.
 partition ``partners``). Only a platform-admin registers a partner URL:
 tenants refer to partners by id, so no tenant can aim the platform's
 outbound calls at an address of its choosing.
+
+**Address guard.** A partner's ``baseUrl`` goes through the same SSRF guard as
+webhook endpoints (``shared.webhooks.ssrf.check_url``, one implementation for
+every outbound URL): https only, no credentials, no legacy IP notations, and the
+host must resolve to public addresses only. It is checked at registration (a
+``422`` naming ``baseUrl``, nothing saved) and again at every call, and the call
+connects to the very address that check accepted (the name goes only in the
+Host header and as TLS SNI/certificate name), so DNS rebinding gains nothing.
+The directory's ``resolver`` and ``allowance`` are the webhook service's
+equivalents: the only way past the guard is a ``TestAllowance`` set by test code.
 """
 
 from __future__ import annotations
@@ -36,11 +46,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.clock import Clock, iso
 from shared.domain.orders import EntityId
-from shared.errors import NotFound
+from shared.errors import FieldProblem, NotFound
 from shared.spend.circuit import CircuitBreaker, CircuitState
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Replaced, replace
+from shared.webhooks.ssrf import Resolver, Target, TestAllowance, UnsafeUrl, check_url
 
 PARTNERS_PK = "partners"
 
@@ -80,6 +91,18 @@ class PartnerCallFailed(Exception):
         self.message, self.permanent, self.attempts, self.circuit = message, permanent, attempts, circuit
 
 
+FULFILMENTS_PATH = "/v1/fulfilments"
+
+# The guard as a partner call uses it: the full URL in, the checked (pinned) target out.
+Guard = Callable[[str], Target]
+
+
+class UnsafePartnerUrl(UnsafeUrl):
+    """A partner's baseUrl the address guard refuses (at registration: nothing is saved)."""
+
+    code = "partner-url-refused"
+
+
 class PartnerPort(Protocol):
     def fulfil(self, request: PartnerRequest) -> PartnerReceipt: ...
 
@@ -108,17 +131,32 @@ class PartnerConfig(BaseModel):
 
 
 class HttpPartnerAdapter:
-    """One attempt per ``fulfil`` call; resilience is ``ResilientPartner``'s job."""
+    """One attempt per ``fulfil`` call; resilience is ``ResilientPartner``'s job.
 
-    def __init__(self, config: PartnerConfig, client: httpx.Client | None = None) -> None:
+    Every call first passes the URL through ``guard`` (the SSRF check, with a fresh
+    resolution) and then connects to the address it returned: the request line goes
+    to ``scheme://<address>:<port>``, the name only as Host header and TLS SNI (which
+    is also the name the certificate is verified against). Never a redirect."""
+
+    def __init__(self, config: PartnerConfig, guard: Guard, client: httpx.Client | None = None) -> None:
         self._config = config
+        self._guard = guard
         self._client = client or httpx.Client(timeout=httpx.Timeout(config.timeout_seconds),
-                                              follow_redirects=False)
+                                              follow_redirects=False, trust_env=False)
 
     def fulfil(self, request: PartnerRequest) -> PartnerReceipt:
         try:
-            response = self._client.post(f"{self._config.base_url}/v1/fulfilments", json=request.body(),
-                                         headers={"Idempotency-Key": request.reference})
+            target = self._guard(f"{self._config.base_url}{FULFILMENTS_PATH}")
+        except UnsafeUrl as refused:
+            # Not sent. Transient: the partner's DNS may be fixed; the breaker stops the calls meanwhile.
+            raise PartnerCallFailed(f"partner {request.partner_id} refused by the address guard (SSRF): "
+                                    f"{refused.message}", permanent=False) from None
+        address = f"[{target.address}]" if ":" in target.address else target.address
+        pinned = f"{target.scheme}://{address}:{target.port}{target.target}"
+        try:
+            response = self._client.post(pinned, json=request.body(),
+                                         headers={"Idempotency-Key": request.reference, "Host": target.host_header},
+                                         extensions={"sni_hostname": target.host})
         except httpx.TimeoutException:
             raise PartnerCallFailed(f"partner {request.partner_id} timed out after "
                                     f"{self._config.timeout_seconds}s", permanent=False) from None
@@ -196,16 +234,30 @@ class ResilientPartner:
 class PartnerDirectory:
     """Registered partners and their ports (one resilient port per partner and config)."""
 
-    def __init__(self, store: DocumentStore, clock: Clock) -> None:
+    def __init__(self, store: DocumentStore, clock: Clock, *, resolver: Resolver | None = None,
+                 allowance: TestAllowance | None = None) -> None:
         self._store = store
         self._clock = clock
         self._ports: dict[str, tuple[str, PartnerPort]] = {}
         self._overrides: dict[str, PartnerPort] = {}
         self._lock = threading.Lock()
+        # As in WebhookService: None = the system resolver; an allowance only from test code.
+        self.resolver = resolver
+        self.allowance = allowance
+
+    def check_url(self, url: str) -> Target:
+        """The SSRF guard with this directory's resolver and allowance (read at each call)."""
+        return check_url(url, self.resolver, self.allowance)
 
     def save(self, partner_id: str, config: PartnerConfig, actor: str) -> Replaced:
         """Register or change a partner; exactly once per change (``shared.store.replace``):
-        ``before``/``after`` are public views, and a repeat of the stored config changes nothing."""
+        ``before``/``after`` are public views, and a repeat of the stored config changes nothing.
+        The base URL goes through the SSRF guard first (``UnsafePartnerUrl``: nothing stored)."""
+        try:
+            self.check_url(f"{config.base_url}{FULFILMENTS_PATH}")
+        except UnsafeUrl as refused:
+            raise UnsafePartnerUrl(f"baseUrl refused: {refused.message}",
+                                   [FieldProblem("baseUrl", refused.message)]) from None
         fields = config.model_dump(mode="json", by_alias=True)
 
         def build(current: dict[str, Any] | None) -> dict[str, Any]:
@@ -254,7 +306,7 @@ class PartnerDirectory:
                 return cached[1]
             config = PartnerConfig.model_validate({f.alias: doc[f.alias] for f in PartnerConfig.model_fields.values()
                                                    if f.alias in doc})
-            port = ResilientPartner(partner_id, HttpPartnerAdapter(config),
+            port = ResilientPartner(partner_id, HttpPartnerAdapter(config, self.check_url),
                                     CircuitBreaker(config.failure_threshold, config.cooldown_seconds),
                                     RetryPolicy(max_attempts=config.max_attempts))
             self._ports[partner_id] = (version, port)

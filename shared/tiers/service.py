@@ -18,6 +18,13 @@ Guarantees:
   from the ledger and decides on the current state, so a redelivered, reordered
   or duplicated change decides the same (no-op) outcome. Two projectors racing
   on one customer race on the history record's id; one wins, the other re-decides.
+* **A change is decided as of its own time.** The window the projection reads ends
+  at the newest ``createdAt`` among the customer's changes in the batch, not at the
+  projector's clock: the window value also moves with time alone (a refund's
+  claw-back ageing out raises it), and a redelivery days later must not turn that
+  drift into an upgrade. A change older than the customer's newest tier record (a
+  decision that already saw it) or than the programme (saving one is never
+  retroactive) decides nothing; time-driven changes are the evaluation's job.
 * **Upgrades at once, downgrades only at evaluations** (``shared.tiers.evaluation``).
 * **Evaluation exactly once per scheduled date, in effect.** ``run_due`` evaluates
   a tenant as of its latest scheduled instant that is newer than the recorded
@@ -183,6 +190,9 @@ class TierService:
                 evaluation_at: datetime | None) -> tuple[str, dict[str, Any] | None]:
         """Decide and write; returns (outcome, history record or None).
 
+        ``now`` is where the window ends: the run's time for an evaluation, the
+        change's own time for the projection (see ``project``).
+
         Outcome: ``upgraded`` | ``downgraded`` | ``in-grace`` | ``unchanged`` | ``unknown``."""
         program = stored.program
         for _ in range(MAX_RETRIES):
@@ -194,6 +204,8 @@ class TierService:
                 if not self._copy_to_profile(profile, newest):
                     continue
                 profile = self._customers.find(tenant_id, customer_id) or profile
+            if evaluation_at is None and not self._change_is_new(stored, newest, now):
+                return "unchanged", None
             below = profile.get("tierBelowSince")
             state = evaluation.TierState(
                 tier=newest["toTier"] if newest is not None else profile.get("tier"),
@@ -231,6 +243,20 @@ class TierService:
             return ("in-grace" if decision.below_since else "unchanged"), None
         raise Conflict(f"customer {customer_id}: the tier kept changing under the decision; retry")
 
+    @staticmethod
+    def _change_is_new(stored: StoredProgram, newest: dict[str, Any] | None, changed_at: datetime) -> bool:
+        """May a change recorded at ``changed_at`` still decide an upgrade?
+
+        Not if a tier decision was recorded after it: that decision read a window
+        holding the change (an evaluation may since have downgraded, and
+        re-deciding the old change would undo it). Not if the programme was saved
+        after it: a programme is never applied retroactively. Equal instants
+        decide (two earns in one clock tick are both new), which is still
+        idempotent: the decision recorded at that instant saw the same window."""
+        if newest is not None and parse_iso(newest["at"]) > changed_at:
+            return False
+        return parse_iso(stored.updated_at) <= changed_at
+
     def _copy_to_profile(self, profile: dict[str, Any], record: dict[str, Any]) -> bool:
         """Make the profile show ``record`` (unless it already shows a newer one); False on a lost race."""
         if (profile.get("tierChangeSeq") or 0) >= record["changeSeq"]:
@@ -250,25 +276,30 @@ class TierService:
 
     def project(self, docs: Iterable[dict[str, Any]]) -> int:
         """Ledger documents in: upgrades decided, ``tier.changed`` webhooks published."""
-        touched: dict[tuple[str, str], None] = {}
+        # Per customer touched: the newest createdAt among its changes, where the window ends.
+        touched: dict[tuple[str, str], datetime] = {}
         changes: list[dict[str, Any]] = []
         for doc in docs:
             kind = doc.get("docType")
             if kind == TIER_CHANGE_DOC:
                 changes.append(doc)
-            elif kind == ENTRY_DOC and doc.get("entryType") in qualifying.QUALIFYING_TYPES \
-                    and doc.get("status") == "COMMITTED":
-                touched[(doc["tenantId"], doc["customerId"])] = None
-            elif kind == ORDER_DOC and doc.get("status") in ("credited", "held"):
-                touched[(doc["tenantId"], doc["customerId"])] = None
+                continue
+            qualifies = (kind == ENTRY_DOC and doc.get("entryType") in qualifying.QUALIFYING_TYPES
+                         and doc.get("status") == "COMMITTED") or \
+                (kind == ORDER_DOC and doc.get("status") in ("credited", "held"))
+            if qualifies:
+                # Every ledger document carries the instant the ledger recorded it; without it
+                # the change could not be decided reproducibly, so stop loudly.
+                assert doc.get("createdAt"), f"ledger document {doc.get('id')} has no createdAt"
+                key, at = (doc["tenantId"], doc["customerId"]), parse_iso(doc["createdAt"])
+                touched[key] = max(at, touched.get(key, at))
         decided = 0
-        now = self._clock.now()
-        for tenant_id, customer_id in touched:
+        for (tenant_id, customer_id), changed_at in touched.items():
             stored = self.program(tenant_id)
             zone = self._zone(tenant_id) if stored is not None else None
             if stored is None or zone is None:
                 continue  # no programme, or a tenant deleted meanwhile: nothing to decide
-            outcome, _ = self._decide(tenant_id, customer_id, stored, zone, now, None)
+            outcome, _ = self._decide(tenant_id, customer_id, stored, zone, changed_at, None)
             decided += outcome == "upgraded"
         for change in changes:
             if self.publish is not None:

@@ -1,4 +1,9 @@
-"""SSRF guard of webhook endpoints: a URL may only reach the public internet.
+"""SSRF guard of outbound URLs: a URL may only reach the public internet.
+
+One guard for every feature that calls a URL someone registered: webhook
+endpoints (``shared.webhooks``) and partner base URLs (``shared.spend.partners``).
+A new URL-taking feature uses ``check_url`` and connects to its ``Target.address``,
+and joins the table in ``tests/unit/test_outbound_url_guard.py``.
 
 ``check_url`` parses the URL strictly, resolves its host once (through an
 injectable resolver) and refuses it if *any* resolved address is not public
@@ -25,8 +30,8 @@ fe80::/10, site-local fec0::/10; for IPv6 forms that embed an IPv4 address
 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16, Teredo 2001::/32) the embedded
 address is checked too.
 
-The only way past the check is a ``TestAllowance`` handed to the constructor of
-the webhook service by test code: no setting, environment variable or API
+The only way past the check is a ``TestAllowance`` handed to the webhook service
+or the partner directory by test code: no setting, environment variable or API
 field builds one.
 """
 

@@ -1,4 +1,7 @@
-"""API keys of the caller's tenant (tenant-admin): create (secret shown once), list, revoke."""
+"""API keys of the caller's tenant (tenant-admin): create (secret shown once), list, revoke;
+and revoking a platform-admin key (platform-admin).
+
+Issue and revoke go through ``shared.governance.keys`` (one audit record each)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ from shared.api.contract.access import ApiKey, ApiKeyList, IssuedKey
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
+from shared.audit.log import PLATFORM_CHAIN
 from shared.platform import Platform
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
+router = APIRouter(tags=["api-keys"])
 
 
 class NewKey(BaseModel):
@@ -24,37 +28,41 @@ class NewKey(BaseModel):
     label: str = Field(default="", max_length=100)
 
 
-@router.post("", status_code=201, summary="Create a key; its secret is in this answer only",
+@router.post("/v1/api-keys", status_code=201, summary="Create a key; its secret is in this answer only",
              **op("keys.create", {201: IssuedKey}))
 def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Creates a merchant, analyst or tenant-admin key of the caller's tenant (capability ``admin``, audited).
     The secret is in this answer only."""
-    issued = p.keys.issue(who.tenant_id, Role(body.role), created_by=who.key_id, label=body.label)
-    p.audit.record(who.tenant_id, "apikey.created", who, target=f"apikey:{issued.key_id}",
-                   after={"role": body.role, "label": body.label})
+    # Audited as apikey.created by the key administration (one record per key).
+    issued = p.key_admin.issue(who.tenant_id, Role(body.role), who, label=body.label)
     response.headers["Cache-Control"] = "no-store"
     return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": body.role, "tenantId": who.tenant_id}
 
 
-@router.get("", summary="List the tenant's keys (never their secrets)",
+@router.get("/v1/api-keys", summary="List the tenant's keys (never their secrets)",
             **op("keys.list", ApiKeyList))
 def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """The tenant's keys, revoked ones included, never their secrets (capability ``admin``)."""
     return {"items": p.keys.list(who.tenant_id)}
 
 
-@router.delete("/{keyId}", summary="Revoke a key",
+@router.delete("/v1/api-keys/{keyId}", summary="Revoke a key",
                **op("keys.revoke", ApiKey, errors=(404,)))
 def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
                p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Revokes a key of the tenant at once, also in every cache (capability ``admin``, audited). Revoking a
-    revoked key answers its record again."""
-    before = next((k for k in p.keys.list(who.tenant_id) if k["keyId"] == keyId), None)
-    revoked = p.keys.revoke(who.tenant_id, keyId, revoked_by=who.key_id)
-    if before is not None and not before.get("revokedAt"):
-        p.audit.record(who.tenant_id, "apikey.revoked", who, target=f"apikey:{keyId}",
-                       before={"revokedAt": None, "role": before["role"]}, after={"revokedAt": revoked["revokedAt"]})
-    return revoked
+    revoked key answers its record again and records nothing."""
+    return p.key_admin.revoke(who.tenant_id, keyId, who)
 
+
+@router.delete("/v1/platform/api-keys/{keyId}", summary="Revoke a platform-admin key (platform-admin)",
+               **op("keys.revokePlatform", ApiKey, errors=(404, 409)))
+def revoke_platform_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
+                        p: Annotated[Platform, Depends(platform)],
+                        who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """Revokes a platform-admin key at once (capability ``platform``, audited in the platform chain); 409 for
+    the last live platform-admin key."""
+    # One operator may revoke (taking access away is the safe direction), never the last live key.
+    return p.key_admin.revoke(PLATFORM_CHAIN, keyId, who)

@@ -93,11 +93,9 @@ def create_tenant(body: NewTenant, response: Response, p: Annotated[Platform, De
     # The check above answers the plain case; this conditional create decides a race:
     # only its winner goes on to issue the first admin key.
     p.tenants.create(settings)
-    issued = p.keys.issue(body.tenant_id, Role.TENANT_ADMIN, created_by=who.key_id, label="first admin")
-    kek_version = p.key_provider.ensure_tenant_key(body.tenant_id)
     p.audit.record(body.tenant_id, "tenant.created", who, target=f"tenant:{body.tenant_id}", after=_view(settings))
-    p.audit.record(body.tenant_id, "apikey.created", who, target=f"apikey:{issued.key_id}",
-                   after={"role": Role.TENANT_ADMIN.value, "label": "first admin"})
+    issued = p.key_admin.issue(body.tenant_id, Role.TENANT_ADMIN, who, label="first admin")  # audited there
+    kek_version = p.key_provider.ensure_tenant_key(body.tenant_id)
     p.audit.record(body.tenant_id, "tenant.kek.created", who, target=f"tenant:{body.tenant_id}",
                    after={"keyVersion": kek_version})
     response.headers["Cache-Control"] = "no-store"

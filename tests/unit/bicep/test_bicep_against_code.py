@@ -20,7 +20,8 @@ from tests.unit.bicep.conftest import module
 
 # Read only by the embedded default (SQLite files, local keyring); meaningless on
 # Azure, so the stack does not set them. Anything else the code reads must be set.
-EMBEDDED_ONLY = {"ACCRUE_DATA_DIR", "ACCRUE_SQLITE_SYNCHRONOUS"}
+# ACCRUE_DUAL_CONTROL: its default (on) is the only value allowed with the Azure store.
+EMBEDDED_ONLY = {"ACCRUE_DATA_DIR", "ACCRUE_SQLITE_SYNCHRONOUS", "ACCRUE_DUAL_CONTROL"}
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 from shared.app.corrections import AdjustmentRequest
 from shared.platform import Platform
 from shared.spend.partners import PartnerConfig
+from shared.webhooks.ssrf import TestAllowance
 
 
 @dataclass
@@ -27,6 +28,7 @@ class FakePartner:
     delay: float = 0.0
     fail_first: int = 0  # flaky: this many calls fail with 503 before the partner recovers
     calls: list[dict] = field(default_factory=list)
+    hosts: list[str | None] = field(default_factory=list)  # the Host header of each call
     fulfilled: dict[str, str] = field(default_factory=dict)  # reference -> partnerReference (de-duplicated)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -50,6 +52,7 @@ class FakePartner:
 def _handler(partner: FakePartner) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            partner.hosts.append(self.headers.get("Host"))
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
             status, answer = partner.answer(body, self.headers.get("Idempotency-Key"))
@@ -70,7 +73,10 @@ def _handler(partner: FakePartner) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def partner() -> Iterator[FakePartner]:
+def partner(platform: Platform) -> Iterator[FakePartner]:
+    # The fake partner listens on loopback, which the address guard refuses: the test-only
+    # allowance (the webhook tests' TestAllowance) lets this platform reach 127.0.0.1 over http.
+    platform.spend.partners.allowance = TestAllowance(frozenset({"127.0.0.1"}))
     fake = FakePartner()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     server.daemon_threads = True
