@@ -89,9 +89,6 @@ class Write:
     audit: str | None = None  # the audit action one effect records
     audit_tenant: str = "acme"  # whose audit chain records it
     rounds: int = 1  # races on a fresh key per round (``setup`` and ids per ``ctx.round``)
-    # A defect fixed on another branch: the case is expected to fail here. Not strict: the
-    # race shows in most runs, not all. Remove once that branch is merged.
-    fixed_elsewhere: str | None = None
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -202,9 +199,7 @@ WRITES: list[Write] = [
     Write("api key revocation", "keyed", "admin",
           lambda ctx, n: ("DELETE", f"/v1/api-keys/{ctx.extra['victim']}", {"_as": n % 2}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, ctx.extra["victim"]) if d.get("revokedAt")],
-          setup=_revoke_setup, audit="apikey.revoked", rounds=ROUNDS,
-          fixed_elsewhere="concurrent revocations each audit 'apikey.revoked' (the route reads 'before' apart from "
-                          "the revocation): fixed on g-ops by KeyAdministration.revoke / ApiKeys.revoke_if_live"),
+          setup=_revoke_setup, audit="apikey.revoked", rounds=ROUNDS),
     Write("reward", "create-once", "admin",
           lambda ctx, n: ("POST", "/v1/rewards", {"rewardId": f"latte{ctx.round}", "name": f"Latte {n}",
                                                   "pointsCost": 100}),
@@ -309,9 +304,7 @@ def ctx(platform: Platform, client: TestClient, tenant: TenantKeys) -> Ctx:
     return Ctx(platform, client, tenant, platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key)
 
 
-@pytest.mark.parametrize("write", [
-    pytest.param(w, id=w.name, marks=[pytest.mark.xfail(strict=False, reason=w.fixed_elsewhere)] if w.fixed_elsewhere
-                 else []) for w in WRITES])
+@pytest.mark.parametrize("write", [pytest.param(w, id=w.name) for w in WRITES])
 class TestConcurrentWrites:
     def test_identical_requests_have_one_effect(self, ctx: Ctx, write: Write) -> None:
         for ctx.round in range(write.rounds):
