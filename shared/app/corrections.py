@@ -34,11 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
+from shared.domain.money import MAX_ORDER_AMOUNT
 from shared.domain.orders import EntityId, Money
 from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
 from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
-from shared.domain.money import fits_minor_unit
+from shared.domain.money import MINOR_UNITS, fits_minor_unit
 from shared.expiry.policy import policy_stamp
 from shared.expiry.service import read_book
 from shared.store.layout import ORDER_STATUS, order_pk
@@ -52,8 +53,8 @@ class RefundRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     refund_id: EntityId = Field(alias="refundId")
-    amount: Money = Field(gt=0)
-    currency: str = Field(min_length=3, max_length=3)
+    amount: Money = Field(gt=0, le=MAX_ORDER_AMOUNT)
+    currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     reason: Text | None = None
 
 
@@ -101,7 +102,8 @@ class Corrections:
             raise ValidationFailed("the refund's currency differs from the order's",
                                    [FieldProblem("currency", f"the order was paid in {currency}")])
         if not fits_minor_unit(refund.amount, currency):
-            raise ValidationFailed("too many decimals", [FieldProblem("amount", f"{currency} has fewer decimals")])
+            raise ValidationFailed("too many decimals", [FieldProblem(
+                "amount", f"{currency} amounts have at most {MINOR_UNITS[currency]} decimals")])
 
         def plan(head: Head) -> Plan:
             entries = self._ledger.entries_for_order(tenant_id, customer_id, order_id)

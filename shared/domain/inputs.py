@@ -13,9 +13,10 @@ parser uses, so the document and the server cannot drift
 
 Guarantees:
 
-* ``DecimalText``: a JSON *string* of ASCII digits, an optional single ``.``
-  followed by at least one and at most ``decimals`` digits, nothing else (no
-  sign, no exponent, no spaces, no ``_``). JSON numbers are refused: a binary
+* ``DecimalText``: a JSON *string* of ASCII digits without a leading zero
+  ("0.5", not "00.5"), an optional single ``.`` followed by at least one and at
+  most ``decimals`` digits, nothing else (no sign, no exponent, no spaces, no
+  ``_``): so a value written back in plain notation is the very text that came in. JSON numbers are refused: a binary
   float cannot carry 0.10 exactly, and one accepted notation is simpler than
   two. (Python code may pass a ``Decimal``; it is held to the same grammar.)
 * ``Instant``: an RFC 3339 date-time string with an explicit offset (``Z`` or
@@ -45,11 +46,12 @@ from shared.clock import EARLIEST_INSTANT, LATEST_INSTANT, instant_problem
 
 def decimal_core(int_digits: int, decimals: int) -> str:
     """The unanchored regular expression of a decimal with at most ``int_digits``
-    integer digits and ``decimals`` fraction digits. ``[0-9]`` (not ``\\d``): only
-    ASCII digits, in Python's ``re`` and in ECMA-262 alike."""
+    integer digits, no leading zero, and ``decimals`` fraction digits. ``[0-9]`` (not
+    ``\\d``): only ASCII digits, in Python's ``re`` and in ECMA-262 alike."""
     assert int_digits >= 1 and decimals >= 0
     fraction = rf"(\.[0-9]{{1,{decimals}}})?" if decimals else ""
-    return rf"[0-9]{{1,{int_digits}}}{fraction}"
+    whole = rf"(0|[1-9][0-9]{{0,{int_digits - 1}}})" if int_digits > 1 else "[0-9]"
+    return whole + fraction
 
 
 def decimal_pattern(int_digits: int, decimals: int) -> str:
@@ -64,7 +66,8 @@ def parse_decimal(text: str, int_digits: int, decimals: int) -> Decimal:
     # fullmatch, never match + "$": Python's "$" also matches before a final newline.
     if re.fullmatch(decimal_core(int_digits, decimals), text) is None:
         places = f", optionally a '.' and 1 to {decimals} digits" if decimals else ""
-        raise ValueError(f"must be ASCII digits (at most {int_digits}){places}, nothing else, e.g. \"10\"")
+        raise ValueError(f"must be ASCII digits (at most {int_digits}, no leading zero){places}, nothing else, "
+                         "as a JSON string, e.g. \"10\"")
     value = Decimal(text)
     assert value.is_finite() and value >= 0
     return value

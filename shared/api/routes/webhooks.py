@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.api.deps import platform
 from shared.api.security import requires
@@ -21,13 +21,14 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$")]
 MessageId = Annotated[str, Path(pattern=r"^msg_[a-z2-7]{26}$")]
+EventType = Annotated[str, StringConstraints(max_length=64)]   # one of EVENT_TYPES (checked by the service)
 
 
 class NewEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2048)
-    eventTypes: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES))
+    eventTypes: list[EventType] = Field(min_length=1, max_length=len(EVENT_TYPES))
     description: str = Field(default="", max_length=500)
 
 
@@ -35,7 +36,7 @@ class EndpointChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, max_length=2048)
-    eventTypes: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES))
+    eventTypes: list[EventType] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES))
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = None
 
