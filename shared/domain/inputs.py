@@ -26,8 +26,11 @@ Guarantees:
 * ``CalendarDate``: ``YYYY-MM-DD`` and nothing else. Range checks per field
   (a birth date is not in the future) are the caller's, see ``date_bounds``.
 
-Every refusal is a ``ValueError`` whose message says what the accepted form is;
-the API turns it into a 422 problem naming the field.
+Every refusal is an ``InputError`` (a ``ValueError``) whose message says what the
+accepted form is and whose ``kind`` says why: ``*_syntax`` when the text is not in
+the grammar (exactly when the published pattern does not match it), ``*_invalid``
+for a well-formed but impossible date, ``*_range`` outside the bounds. In a model
+it becomes a pydantic error of that type, and the API a 422 problem naming the field.
 """
 
 from __future__ import annotations
@@ -38,8 +41,28 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Callable
 
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from shared.clock import EARLIEST_INSTANT, LATEST_INSTANT, instant_problem
+
+
+class InputError(ValueError):
+    """A refused input: ``kind`` is the pydantic error type it becomes (see the module docstring)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _as_pydantic(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Run ``parse`` in a validator: an ``InputError`` becomes an error of its own type."""
+    def validate(value: Any) -> Any:
+        try:
+            return parse(value)
+        except InputError as error:
+            raise PydanticCustomError(error.kind, str(error)) from None
+    return validate
+
 
 # --- decimals -----------------------------------------------------------------
 
@@ -62,11 +85,12 @@ def decimal_pattern(int_digits: int, decimals: int) -> str:
 def parse_decimal(text: str, int_digits: int, decimals: int) -> Decimal:
     """The value of ``text`` if it is written in the one accepted form, else ValueError."""
     if not isinstance(text, str):
-        raise ValueError("must be a string of digits such as \"10.00\" (JSON numbers are not accepted)")
+        raise InputError("decimal_syntax",
+                         "must be a string of digits such as \"10.00\" (JSON numbers are not accepted)")
     # fullmatch, never match + "$": Python's "$" also matches before a final newline.
     if re.fullmatch(decimal_core(int_digits, decimals), text) is None:
         places = f", optionally a '.' and 1 to {decimals} digits" if decimals else ""
-        raise ValueError(f"must be ASCII digits (at most {int_digits}, no leading zero){places}, nothing else, "
+        raise InputError("decimal_syntax", f"must be ASCII digits (at most {int_digits}, no leading zero){places}, nothing else, "
                          "as a JSON string, e.g. \"10\"")
     value = Decimal(text)
     assert value.is_finite() and value >= 0
@@ -78,7 +102,7 @@ def _decimal_validator(int_digits: int, decimals: int) -> Callable[[Any], Decima
         if isinstance(value, Decimal):
             # From Python code, not from JSON: the same grammar, on the plain notation.
             if not value.is_finite():
-                raise ValueError("must be a finite number")
+                raise InputError("decimal_syntax", "must be a finite number")
             return parse_decimal(format(value, "f"), int_digits, decimals)
         return parse_decimal(value, int_digits, decimals)
     return validate
@@ -91,7 +115,8 @@ def DecimalText(int_digits: int, decimals: int, description: str | None = None) 
                               "maxLength": int_digits + (1 + decimals if decimals else 0)}
     if description:
         schema["description"] = description
-    return Annotated[Decimal, BeforeValidator(_decimal_validator(int_digits, decimals)), WithJsonSchema(schema)]
+    return Annotated[Decimal, BeforeValidator(_as_pydantic(_decimal_validator(int_digits, decimals))),
+                     WithJsonSchema(schema)]
 
 
 def written_decimals(value: Decimal) -> int:
@@ -118,21 +143,18 @@ def parse_instant(text: Any) -> datetime:
         moment = text  # from Python code: must still be aware and in range
     else:
         if not isinstance(text, str) or re.fullmatch(INSTANT_CORE, text) is None:
-            raise ValueError(f"must be an RFC 3339 date-time with an offset, e.g. {INSTANT_EXAMPLE} "
+            raise InputError("instant_syntax", f"must be an RFC 3339 date-time with an offset, e.g. {INSTANT_EXAMPLE} "
                              "(epoch numbers and times without an offset are not accepted)")
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"is not a real date and time (e.g. {INSTANT_EXAMPLE})") from None
-        offset = moment.utcoffset()
-        if offset is not None and abs(offset) >= timedelta(hours=24):
-            raise ValueError("has an offset of 24 hours or more")
+            raise InputError("instant_invalid", f"is not a real date and time (e.g. {INSTANT_EXAMPLE})") from None
     if (problem := instant_problem(moment)) is not None:
-        raise ValueError(problem)
+        raise InputError("instant_range", problem)
     return moment
 
 
-Instant = Annotated[datetime, BeforeValidator(parse_instant), WithJsonSchema(
+Instant = Annotated[datetime, BeforeValidator(_as_pydantic(parse_instant)), WithJsonSchema(
     {"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN, "maxLength": INSTANT_MAX_LENGTH,
      "description": f"RFC 3339 with an offset, e.g. {INSTANT_EXAMPLE}; "
                     f"from {EARLIEST_INSTANT:%Y-%m-%d} to {LATEST_INSTANT:%Y-%m-%d}"})]
@@ -150,11 +172,11 @@ def parse_date(text: Any) -> date:
     if isinstance(text, date) and not isinstance(text, datetime):
         return text  # from Python code
     if not isinstance(text, str) or re.fullmatch(DATE_CORE, text) is None:
-        raise ValueError("must be a date written YYYY-MM-DD, e.g. 2026-05-01")
+        raise InputError("date_syntax", "must be a date written YYYY-MM-DD, e.g. 2026-05-01")
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise ValueError("is not a real calendar date") from None
+        raise InputError("date_invalid", "is not a real calendar date") from None
 
 
 def today_utc() -> date:
@@ -167,7 +189,7 @@ def date_bounds(earliest: date, latest: Callable[[], date], description: str) ->
     def check(value: date) -> date:
         last = latest()
         if not earliest <= value <= last:
-            raise ValueError(f"must be from {earliest.isoformat()} to {last.isoformat()} ({description})")
+            raise PydanticCustomError("date_range", f"must be from {earliest.isoformat()} to {last.isoformat()} ({description})")
         return value
     return AfterValidator(check)
 
@@ -177,7 +199,7 @@ def CalendarDate(description: str | None = None) -> Any:  # noqa: N802 (a type)
                               "maxLength": DATE_MAX_LENGTH}
     if description:
         schema["description"] = description
-    return Annotated[date, BeforeValidator(parse_date), WithJsonSchema(schema)]
+    return Annotated[date, BeforeValidator(_as_pydantic(parse_date)), WithJsonSchema(schema)]
 
 
 # The instants' window, as dates (a simulation's day range, a customer's join date).

@@ -30,7 +30,7 @@ def verify(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, 
 
 
 @router.get("/v1/platform/audit/{chain}/verify", summary="Check any tenant's chain, or _platform (platform-admin)")
-def verify_chain(chain: Annotated[str, Path(pattern=r"^(_platform|[A-Za-z0-9][A-Za-z0-9._\-]{0,63})$")],
+def verify_chain(chain: Annotated[str, Path(pattern=r"^(_platform|[A-Za-z0-9][A-Za-z0-9._\-]{0,63})$", max_length=64)],
                  p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
     return p.audit.verify(chain)

@@ -38,7 +38,7 @@ def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principa
 
 
 @router.delete("/{keyId}", summary="Revoke a key")
-def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
+def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$", max_length=12)],
                p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     before = next((k for k in p.keys.list(who.tenant_id) if k["keyId"] == keyId), None)

@@ -13,13 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.platform import Platform
 from shared.reviews.queue import MAX_NOTE
 
 router = APIRouter(tags=["reviews"])
 
-ReviewId = Annotated[str, Path(pattern=r"^rv-[0-9a-f]{24}$", description="the review's id (rv-...)")]
+ReviewId = Annotated[str, Path(pattern=r"^rv-[0-9a-f]{24}$", max_length=27, description="the review's id (rv-...)")]
 
 
 class ReviewNote(BaseModel):
@@ -32,8 +32,8 @@ class ReviewNote(BaseModel):
 @router.get("/v1/reviews", summary="Reviews of the tenant, oldest first (tenant-admin)")
 def list_reviews(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
                  status: Annotated[Literal["open", "approved", "rejected", "withdrawn"] | None, Query()] = "open",
-                 kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,31}$")] = None,
-                 customerId: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,  # noqa: N803
+                 kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,31}$", max_length=32)] = None,
+                 customerId: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)] = None,  # noqa: N803
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     return {"items": p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=limit)}
 

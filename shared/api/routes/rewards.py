@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.platform import Platform
 from shared.spend.catalogue import NewReward, RewardPatch
 from shared.spend.conversions import Programme
@@ -20,9 +20,9 @@ from shared.spend.policy import SpendPolicy
 
 router = APIRouter(tags=["rewards"])
 
-RewardId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own reward id")]
-ProgrammeId = Annotated[str, Path(pattern=ID_PATTERN)]
-PartnerId = Annotated[str, Path(pattern=ID_PATTERN)]
+RewardId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="the tenant's own reward id")]
+ProgrammeId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+PartnerId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
 
 
 @router.post("/v1/rewards", status_code=201, summary="Add a reward to the catalogue (tenant-admin)")
@@ -36,7 +36,7 @@ def create_reward(body: NewReward, response: Response, p: Annotated[Platform, De
 
 @router.get("/v1/rewards", summary="The rewards catalogue, by id")
 def list_rewards(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
-                 after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                 after: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)] = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     items = p.spend.catalogue.list(who.tenant_id, after, limit)
     return {"items": items, "next": items[-1]["rewardId"] if len(items) == limit else None}

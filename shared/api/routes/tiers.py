@@ -13,7 +13,7 @@ from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.clock import iso
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.errors import NotFound
 from shared.platform import Platform
 from shared.store.layout import TENANTS
@@ -24,7 +24,7 @@ from shared.tiers.service import EVALUATION_ID
 
 router = APIRouter(tags=["tiers"])
 
-CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="the tenant's own customer id")]
 
 
 @router.get("/v1/tiers", summary="The tenant's tier programme and its evaluation schedule")

@@ -19,8 +19,8 @@ from shared.webhooks.service import endpoint_view
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$")]
-MessageId = Annotated[str, Path(pattern=r"^msg_[a-z2-7]{26}$")]
+EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$", max_length=23)]
+MessageId = Annotated[str, Path(pattern=r"^msg_[a-z2-7]{26}$", max_length=30)]
 EventType = Annotated[str, StringConstraints(max_length=64)]   # one of EVENT_TYPES (checked by the service)
 
 
@@ -106,7 +106,7 @@ def rotate(endpointId: EndpointId, body: Rotation, response: Response, p: Annota
 @router.get("/endpoints/{endpointId}/attempts", summary="The delivery log: every attempt, newest first")
 def attempts(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
              who: Annotated[Principal, Depends(requires("admin"))],
-             messageId: Annotated[str | None, Query(pattern=r"^msg_[a-z2-7]{26}$")] = None,
+             messageId: Annotated[str | None, Query(pattern=r"^msg_[a-z2-7]{26}$", max_length=30)] = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     p.webhooks.get(who.tenant_id, endpointId)
     return {"items": p.webhooks.attempts(who.tenant_id, endpointId, messageId, limit)}
@@ -115,7 +115,7 @@ def attempts(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
 @router.get("/endpoints/{endpointId}/deliveries", summary="Delivery tasks (pending, succeeded, failed)")
 def deliveries(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))],
-               status: Annotated[str | None, Query(pattern=r"^(pending|succeeded|failed|cancelled)$")] = None,
+               status: Annotated[str | None, Query(pattern=r"^(pending|succeeded|failed|cancelled)$", max_length=9)] = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     return {"items": p.webhooks.deliveries(who.tenant_id, endpointId, status, limit)}
 
