@@ -21,6 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from shared.errors import FieldProblem, ValidationFailed
 
@@ -44,6 +48,21 @@ class BadCursor(ValidationFailed):
     def __init__(self, field: str = "query.cursor") -> None:
         super().__init__("the cursor is not one this API gave out",
                          [FieldProblem(field, "use the 'next' value of a previous page")])
+
+
+def _plain_seq(value: Any) -> Any:
+    """A keyset sequence number in a query string: plain ASCII digits, no leading zero
+    (``int()`` would also take "1_000", " 10", "+5" and other spellings of a number)."""
+    if isinstance(value, str) and re.fullmatch(r"0|[1-9][0-9]{0,15}", value) is None:
+        raise PydanticCustomError("seq_syntax", "must be the 'next' value of a previous page (plain digits)")
+    return value
+
+
+# An ``after`` that is a sequence number (the audit log's): an int from 0 to the largest
+# integer JSON carries exactly, written one way. (The bounds sit inside the type, under
+# the validator, so the OpenAPI document keeps them as minimum/maximum.)
+MAX_JSON_INTEGER = 2**53 - 1
+PlainSeq = Annotated[int, Field(ge=0, le=MAX_JSON_INTEGER), BeforeValidator(_plain_seq)]
 
 
 def encode(kind: str, seq: int) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from shared.api import cursors
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -18,7 +19,7 @@ router = APIRouter(tags=["audit"])
 
 @router.get("/v1/audit", summary="The tenant's audit records, oldest first (tenant-admin)")
 def list_records(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
-                 after: Annotated[int, Query(ge=0, le=2**53 - 1, description="the last seq already read")] = 0,
+                 after: Annotated[cursors.PlainSeq, Query(description="the last seq already read")] = 0,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     items = p.audit.records(who.tenant_id, after, limit)
     return {"items": items, "next": items[-1]["seq"] if len(items) == limit else None}

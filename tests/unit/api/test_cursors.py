@@ -66,6 +66,10 @@ BEYOND_64_BITS = _token("seq:" + str(2**64))
     ("/v1/rewards", {"after": "x" * 65}),
     ("/v1/audit", {"after": "18446744073709551616"}),
     ("/v1/audit", {"after": "-1"}),
+    ("/v1/audit", {"after": "1_000"}),
+    ("/v1/audit", {"after": " 10"}),
+    ("/v1/audit", {"after": "+5"}),
+    ("/v1/audit", {"after": "007"}),
 ])
 def test_a_bad_page_token_is_a_400_problem_naming_it(client, tenant, path, params) -> None:
     response = client.get(path, params=params, headers=auth(tenant.admin))
@@ -74,6 +78,14 @@ def test_a_bad_page_token_is_a_400_problem_naming_it(client, tenant, path, param
     assert response.headers["content-type"].startswith("application/problem+json")
     assert problem["type"].endswith("/bad-cursor")
     assert [e["field"] for e in problem["errors"]] == [f"query.{next(iter(params))}"]
+
+
+def test_the_audit_page_token_still_pages(client, tenant) -> None:
+    first = client.get("/v1/audit", params={"after": "0", "limit": 1}, headers=auth(tenant.admin))
+    assert first.status_code == 200, first.text
+    after = first.json()["next"]
+    if after is not None:
+        assert client.get("/v1/audit", params={"after": str(after)}, headers=auth(tenant.admin)).status_code == 200
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

@@ -111,6 +111,14 @@ def test_every_pattern_is_anchored(app_and_doc) -> None:
             assert schema["pattern"].startswith("^") and schema["pattern"].endswith("$"), (where, schema["pattern"])
 
 
+def test_no_constraint_leaks_under_a_python_name(app_and_doc) -> None:
+    # A constraint pydantic could not translate lands as "ge"/"max_length": clients ignore it.
+    _, doc = app_and_doc
+    leaked = {(where, key) for where, schema in string_schemas(doc) for key in schema
+              if key in {"ge", "gt", "le", "lt", "max_length", "min_length", "max_digits", "decimal_places"}}
+    assert leaked == set()
+
+
 def test_no_amount_is_a_json_number(app_and_doc) -> None:
     _, doc = app_and_doc
     numbers = {where for where, schema in string_schemas(doc) if schema.get("type") == "number"}
