@@ -40,7 +40,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Callable
 
-from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from shared.clock import EARLIEST_INSTANT, LATEST_INSTANT, instant_problem
@@ -108,14 +108,17 @@ def _decimal_validator(int_digits: int, decimals: int) -> Callable[[Any], Decima
     return validate
 
 
-def DecimalText(int_digits: int, decimals: int, description: str | None = None) -> Any:  # noqa: N802 (a type)
+def DecimalText(int_digits: int, decimals: int, description: str | None = None,  # noqa: N802 (a type)
+                **bounds: Any) -> Any:
     """A ``Decimal`` field that accepts only the one written form (see the module docstring).
-    Combine with ``Field(gt=, le=)`` for the value's bounds."""
+    ``bounds`` (``gt``, ``ge``, ``le``) belong here rather than on the field's ``Field()``
+    when the field is optional: pydantic cannot put a field's bounds inside ``X | None``
+    and would publish them as raw, unknown keywords."""
     schema: dict[str, Any] = {"type": "string", "pattern": decimal_pattern(int_digits, decimals),
                               "maxLength": int_digits + (1 + decimals if decimals else 0)}
     if description:
         schema["description"] = description
-    return Annotated[Decimal, BeforeValidator(_as_pydantic(_decimal_validator(int_digits, decimals))),
+    return Annotated[Decimal, Field(**bounds), BeforeValidator(_as_pydantic(_decimal_validator(int_digits, decimals))),
                      WithJsonSchema(schema)]
 
 

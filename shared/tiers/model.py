@@ -39,7 +39,8 @@ MAX_GRACE_DAYS = 3 * 366
 TierName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$", max_length=32)]
 # Spend in the tenant's currency over the window (up to 10^12, at most three decimals,
 # the most any currency has); a multiplier up to 10 with the rule language's four decimals.
-Spend = DecimalText(13, MAX_MINOR_UNITS, "spend in the tenant's currency, e.g. \"500.00\"")
+Spend = DecimalText(13, MAX_MINOR_UNITS, "spend in the tenant's currency, e.g. \"500.00\"", ge=0,
+                    le=MAX_THRESHOLD_SPEND)
 Multiplier = DecimalText(2, 4, "e.g. \"1.5\"")
 
 
@@ -54,7 +55,7 @@ class TierDefinition(_Model):
     display_name: str | None = Field(default=None, alias="displayName", min_length=1, max_length=100)
     # Qualifying thresholds over the rolling window; a customer qualifies when any given one is reached.
     min_points: int | None = Field(default=None, alias="minPoints", ge=0, le=MAX_THRESHOLD_POINTS)
-    min_spend: Spend | None = Field(default=None, alias="minSpend", ge=0, le=MAX_THRESHOLD_SPEND)
+    min_spend: Spend | None = Field(default=None, alias="minSpend")
     # Benefit the rule language reads as ``customer.tier_multiplier``.
     multiplier: Multiplier = Field(default=Decimal(1), gt=0, le=MAX_MULTIPLIER)
     perks: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(

@@ -24,7 +24,7 @@ from shared.store.layout import TENANTS
 router = APIRouter(tags=["tenants"])
 
 # Points per currency unit: at most 1000, at most four decimals (the rule language's precision).
-PointsPerUnit = DecimalText(4, 4, "points per currency unit, e.g. \"10\" or \"2.5\"")
+PointsPerUnit = DecimalText(4, 4, "points per currency unit, e.g. \"10\" or \"2.5\"", ge=0, le=1000)
 
 
 class TenantChanges(BaseModel):
@@ -32,7 +32,7 @@ class TenantChanges(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     time_zone: str | None = Field(default=None, alias="timeZone", max_length=64)
-    points_per_unit: PointsPerUnit | None = Field(default=None, alias="pointsPerUnit", ge=0, le=1000)
+    points_per_unit: PointsPerUnit | None = Field(default=None, alias="pointsPerUnit")
     evaluator: Literal["closure", "wasm"] | None = None
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
@@ -45,7 +45,7 @@ class NewTenant(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     currency: str = Field(default="EUR", min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
-    points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit", ge=0, le=1000)
+    points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
 
 
