@@ -34,12 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
-from shared.domain.money import MAX_ORDER_AMOUNT
+from shared.domain.money import MAX_ORDER_AMOUNT, MINOR_UNITS, fits_minor_unit
 from shared.domain.orders import EntityId, Money
 from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
 from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
-from shared.domain.money import MINOR_UNITS, fits_minor_unit
 from shared.expiry.policy import policy_stamp
 from shared.expiry.service import read_book
 from shared.store.layout import ORDER_STATUS, order_pk
