@@ -30,7 +30,7 @@ from decimal import ROUND_FLOOR, Decimal
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
@@ -69,7 +69,8 @@ class ReasonCode(str, Enum):
 class AdjustmentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    points: int = Field(ge=-10**12, le=10**12)
+    # A JSON integer only: "1_000" or "1e3" or 10.0 would be a second way to write points.
+    points: StrictInt = Field(ge=-10**12, le=10**12)
     reason_code: ReasonCode = Field(alias="reasonCode")
     reason: Text
     idempotency_key: Key = Field(alias="idempotencyKey")

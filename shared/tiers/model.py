@@ -23,7 +23,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from shared.domain.inputs import DecimalText
 from shared.domain.money import MAX_MINOR_UNITS
@@ -54,7 +54,7 @@ class TierDefinition(_Model):
     name: TierName
     display_name: str | None = Field(default=None, alias="displayName", min_length=1, max_length=100)
     # Qualifying thresholds over the rolling window; a customer qualifies when any given one is reached.
-    min_points: int | None = Field(default=None, alias="minPoints", ge=0, le=MAX_THRESHOLD_POINTS)
+    min_points: StrictInt | None = Field(default=None, alias="minPoints", ge=0, le=MAX_THRESHOLD_POINTS)
     min_spend: Spend | None = Field(default=None, alias="minSpend")
     # Benefit the rule language reads as ``customer.tier_multiplier``.
     multiplier: Multiplier = Field(default=Decimal(1), gt=0, le=MAX_MULTIPLIER)

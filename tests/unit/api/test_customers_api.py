@@ -134,3 +134,20 @@ def test_tenant_settings_change_the_interim_rate(client, platform, tenant) -> No
     client.post("/v1/orders", json=order_body(amount="10.00"), headers=auth(tenant.merchant))
     drain(platform)
     assert platform.ledger.head("acme", "c1").balance == 25
+
+
+@pytest.mark.parametrize("points", ["1_000", "1000", " 5", "1e3", 5.0, True])
+def test_adjustment_points_are_a_json_integer_only(client, platform, tenant, points) -> None:
+    # Issue 12: "1_000" was read as 1000 points.
+    body = {"points": points, "reasonCode": "goodwill", "reason": "late delivery", "idempotencyKey": "g-9"}
+    response = client.post("/v1/customers/c1/adjustments", json=body, headers=auth(tenant.admin))
+    assert response.status_code == 422 and [e["field"] for e in response.json()["errors"]] == ["points"]
+    assert platform.ledger.entries("acme", "c1") == []
+
+
+def test_tenant_points_per_unit_is_a_decimal_string(client, platform, tenant) -> None:
+    for bad in (2.5, " 2.5", "2_5", "2.50000", "1e1", "\u0662"):
+        response = client.patch("/v1/tenant", json={"pointsPerUnit": bad}, headers=auth(tenant.admin))
+        assert response.status_code == 422, (bad, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == ["pointsPerUnit"]
+    assert client.get("/v1/tenant", headers=auth(tenant.admin)).json()["pointsPerUnit"] == "10"
