@@ -36,9 +36,10 @@ it becomes a pydantic error of that type, and the API a 422 problem naming the f
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Callable
+from decimal import Decimal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -90,8 +91,8 @@ def parse_decimal(text: str, int_digits: int, decimals: int) -> Decimal:
     # fullmatch, never match + "$": Python's "$" also matches before a final newline.
     if re.fullmatch(decimal_core(int_digits, decimals), text) is None:
         places = f", optionally a '.' and 1 to {decimals} digits" if decimals else ""
-        raise InputError("decimal_syntax", f"must be ASCII digits (at most {int_digits}, no leading zero){places}, nothing else, "
-                         "as a JSON string, e.g. \"10\"")
+        raise InputError("decimal_syntax", f"must be ASCII digits (at most {int_digits}, no leading zero){places}, "
+                                           "nothing else, as a JSON string, e.g. \"10\"")
     value = Decimal(text)
     assert value.is_finite() and value >= 0
     return value
@@ -108,7 +109,7 @@ def _decimal_validator(int_digits: int, decimals: int) -> Callable[[Any], Decima
     return validate
 
 
-def DecimalText(int_digits: int, decimals: int, description: str | None = None,  # noqa: N802 (a type)
+def DecimalText(int_digits: int, decimals: int, description: str | None = None,
                 **bounds: Any) -> Any:
     """A ``Decimal`` field that accepts only the one written form (see the module docstring).
     ``bounds`` (``gt``, ``ge``, ``le``) belong here rather than on the field's ``Field()``
@@ -118,15 +119,8 @@ def DecimalText(int_digits: int, decimals: int, description: str | None = None, 
                               "maxLength": int_digits + (1 + decimals if decimals else 0)}
     if description:
         schema["description"] = description
-    return Annotated[Decimal, Field(**bounds), BeforeValidator(_as_pydantic(_decimal_validator(int_digits, decimals))),
-                     WithJsonSchema(schema)]
-
-
-def written_decimals(value: Decimal) -> int:
-    """How many fraction digits ``value`` was written with ("10.50" -> 2, "10" -> 0)."""
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int), "finite decimals only"
-    return max(0, -exponent)
+    validator = BeforeValidator(_as_pydantic(_decimal_validator(int_digits, decimals)))
+    return Annotated[Decimal, Field(**bounds), validator, WithJsonSchema(schema)]
 
 
 # --- instants -----------------------------------------------------------------
@@ -197,7 +191,7 @@ def date_bounds(earliest: date, latest: Callable[[], date], description: str) ->
     return AfterValidator(check)
 
 
-def CalendarDate(description: str | None = None) -> Any:  # noqa: N802 (a type)
+def CalendarDate(description: str | None = None) -> Any:
     schema: dict[str, Any] = {"type": "string", "format": "date", "pattern": DATE_PATTERN,
                               "maxLength": DATE_MAX_LENGTH}
     if description:
