@@ -249,3 +249,34 @@ def test_a_refund_amount_is_one_value_or_a_422_that_wrote_nothing(client, platfo
     _refunded[id(platform)] += expected
     newest = platform.ledger.entries("acme", "c1", limit=1)[0]
     assert newest["entryType"] == "REVERSAL" and newest["attributes"]["refundAmount"] == text
+
+
+@SETTINGS
+@given(text=instants)
+def test_a_reward_window_start_is_one_instant_or_a_422_that_wrote_nothing(client, platform, tenant, text) -> None:
+    reward_id = f"w{next(_ids)}"
+    before = snapshot(platform)
+    response = client.post("/v1/rewards", json={"rewardId": reward_id, "name": "Mug", "pointsCost": 100,
+                                                "validFrom": text}, headers=auth(tenant.admin))
+    expected = instant_oracle(text)
+    if expected is None:
+        assert_refused(response, "validFrom", before, platform)
+        return
+    assert response.status_code == 201, (text, response.text)
+    stored = datetime.fromisoformat(response.json()["validFrom"])
+    assert stored == expected
+
+
+@SETTINGS
+@given(text=amounts)
+def test_points_per_unit_is_one_value_or_a_422_that_wrote_nothing(client, platform, tenant, text) -> None:
+    before = snapshot(platform)
+    response = client.patch("/v1/tenant", json={"pointsPerUnit": text}, headers=auth(tenant.admin))
+    expected = amount_oracle(text, minor=4, positive=False)
+    if expected is not None and (expected > 1000 or len(text.partition(".")[0]) > 4):
+        expected = None
+    if expected is None:
+        assert_refused(response, "pointsPerUnit", before, platform)
+        return
+    assert response.status_code == 200, (text, response.text)
+    assert response.json()["pointsPerUnit"] == text and Decimal(text) == expected
