@@ -20,6 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from shared.api.cursors import PAGE_TOKEN_PARAMETERS
 from shared.errors import AccrueError, ValidationFailed
 
 log = logging.getLogger("accrue.api")
@@ -44,6 +45,10 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     for part in parts:
         path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
     return path or "body"
+
+
+def _is_page_token(loc: tuple[Any, ...]) -> bool:
+    return len(loc) == 2 and loc[0] == "query" and loc[1] in PAGE_TOKEN_PARAMETERS
 
 
 def _message_of(error: dict[str, Any]) -> str:
@@ -95,6 +100,10 @@ def install(app: FastAPI) -> None:
             return problem(400, "malformed-json", "Malformed JSON",
                            f"the body is not valid JSON: {ctx.get('error', 'parse error')}", request.url.path)
         errors = [{"field": _field_of(tuple(e.get("loc", ()))), "message": _message_of(e)} for e in raw][:50]
+        if raw and all(_is_page_token(tuple(e.get("loc", ()))) for e in raw):
+            # A page token that is not one we gave out: the same 400 as a forged cursor.
+            return problem(400, "bad-cursor", "Bad cursor", "the page token is not one this API gave out",
+                           request.url.path, errors)
         return problem(422, "validation-failed", "Validation failed",
                        f"{len(raw)} invalid field(s); nothing was changed", request.url.path, errors)
 

@@ -30,16 +30,16 @@ from decimal import ROUND_FLOOR, Decimal
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from shared.app.claims import is_order_claim
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
+from shared.domain.money import MAX_ORDER_AMOUNT, MINOR_UNITS, fits_minor_unit
 from shared.domain.orders import EntityId, Money
 from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
 from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
-from shared.domain.money import fits_minor_unit
 from shared.expiry.policy import policy_stamp
 from shared.expiry.service import read_book
 from shared.store.layout import ORDER_STATUS, order_pk
@@ -53,8 +53,8 @@ class RefundRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     refund_id: EntityId = Field(alias="refundId")
-    amount: Money = Field(gt=0)
-    currency: str = Field(min_length=3, max_length=3)
+    amount: Money = Field(gt=0, le=MAX_ORDER_AMOUNT)
+    currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     reason: Text | None = None
 
 
@@ -70,7 +70,8 @@ class AdjustmentReasonCode(str, Enum):
 class AdjustmentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    points: int = Field(ge=-10**12, le=10**12)
+    # A JSON integer only: "1_000" or "1e3" or 10.0 would be a second way to write points.
+    points: StrictInt = Field(ge=-10**12, le=10**12)
     reason_code: AdjustmentReasonCode = Field(alias="reasonCode")
     reason: Text
     idempotency_key: Key = Field(alias="idempotencyKey")
@@ -103,7 +104,8 @@ class Corrections:
             raise ValidationFailed("the refund's currency differs from the order's",
                                    [FieldProblem("currency", f"the order was paid in {currency}")])
         if not fits_minor_unit(refund.amount, currency):
-            raise ValidationFailed("too many decimals", [FieldProblem("amount", f"{currency} has fewer decimals")])
+            raise ValidationFailed("too many decimals", [FieldProblem(
+                "amount", f"{currency} amounts have at most {MINOR_UNITS[currency]} decimals")])
 
         def plan(head: Head) -> Plan:
             entries = self._ledger.entries_for_order(tenant_id, customer_id, order_id)

@@ -10,30 +10,34 @@ tags and tier, and reads as erased.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
 from shared.clock import Clock, iso
+from shared.domain.inputs import JoinDate
 from shared.domain.orders import EntityId
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.privacy.personal import PersonalData, PersonalDataVault
 from shared.store.layout import CUSTOMERS, customer_pk
 from shared.store.port import DocumentStore, Filter, Query, read_many
 
-Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$")]
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$", max_length=32)]
 MAX_TAGS = 50
+# The customer's tier as the tenant names it (a tier programme's names are slugs of
+# at most 32; a tenant without one may use its own labels).
+MAX_TIER_LENGTH = 64
+TierLabel = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TIER_LENGTH)]
 
 
 class CustomerProfile(PersonalData):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     customer_id: EntityId = Field(alias="customerId")
-    join_date: date = Field(alias="joinDate")
+    join_date: JoinDate = Field(alias="joinDate")
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
-    tier: str | None = None
+    tier: TierLabel | None = None
 
     def personal(self) -> PersonalData | None:
         data = PersonalData.model_validate({k: getattr(self, k) for k in PersonalData.model_fields})

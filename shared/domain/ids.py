@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+ID_MAX_LENGTH = 64  # what ID_PATTERN allows, stated for the OpenAPI document's maxLength
 ID_RE = re.compile(ID_PATTERN)
 
 

@@ -1,7 +1,8 @@
 """Money: ISO 4217 currencies, their minor units, and exact decimal amounts.
 
 Amounts are ``Decimal`` end to end and never binary floats; an amount may not
-have more decimals than its currency's minor unit (no 10.005 USD).
+be written with more decimals than its currency's minor unit (no 10.005 USD,
+and no 10.000 USD either: one written form per value; see docs/input.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ MINOR_UNITS: dict[str, int] = {
     "USD": 2, "VND": 0, "ZAR": 2,
 }
 
+# The most decimals any currency has (BHD, JOD, KWD, OMR, TND): the widest an amount
+# may be written before its currency is known.
+MAX_MINOR_UNITS = max(MINOR_UNITS.values())
+
 # No single order is worth more than this many currency units: larger numbers are
 # typos or attacks, and bounding them keeps points within 64-bit integers.
 MAX_ORDER_AMOUNT = Decimal("10000000")
@@ -36,8 +41,10 @@ def decimals_of(amount: Decimal) -> int:
 
 
 def fits_minor_unit(amount: Decimal, currency: str) -> bool:
+    """Whether ``amount`` is *written* with at most the currency's decimals ("10.50" EUR
+    yes, "10.500" EUR no, though it is the same number: a client that sends three
+    decimals for a two-decimal currency has a bug worth hearing about)."""
     minor = MINOR_UNITS[currency]
     exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent <= minor:
-        return True  # written with few enough decimals: no need to normalise (the slow part)
-    return decimals_of(amount) <= minor
+    assert isinstance(exponent, int), "amounts are finite"
+    return -exponent <= minor

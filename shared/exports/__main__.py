@@ -22,10 +22,11 @@ import json
 import os
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from shared.clock import parse_iso
+from shared.domain.inputs import InputError, parse_instant
 from shared.exports.crypto import ExportDecryptError, decrypt_stream
 from shared.settings import Settings
 
@@ -67,6 +68,14 @@ def decrypt_file(keys, source: Path, out: Path, *, tenant: str, subject: str | N
             os.unlink(tmp)
 
 
+def _instant(text: str) -> datetime:
+    """--from/--to: the API's one form of an instant (RFC 3339 with an offset; docs/input.md)."""
+    try:
+        return parse_instant(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.exports", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--tenant")
     back = commands.add_parser("backfill", help="export a date range under its own prefix")
     back.add_argument("--tenant", required=True)
-    back.add_argument("--from", dest="start", required=True)
-    back.add_argument("--to", dest="end", required=True)
+    back.add_argument("--from", dest="start", required=True, type=_instant)
+    back.add_argument("--to", dest="end", required=True, type=_instant)
     back.add_argument("--subject", action="append")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             result = platform.exports.run(args.tenant) if args.tenant else platform.exports.run_all()
         else:
-            result = platform.exports.backfill(args.tenant, parse_iso(args.start), parse_iso(args.end), args.subject)
+            result = platform.exports.backfill(args.tenant, args.start, args.end, args.subject)
         print(json.dumps(result, indent=2))
     finally:
         platform.close()

@@ -32,7 +32,6 @@ import os
 import threading
 import time
 import unicodedata
-from datetime import date
 from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -40,6 +39,7 @@ from typing_extensions import Annotated
 
 from shared.audit.log import AuditLog, HasActor
 from shared.clock import Clock, iso
+from shared.domain.inputs import BirthDate
 from shared.errors import AccrueError, Conflict, DocumentExists, NotFound, PreconditionFailed, StoreError
 from shared.keys.port import KeyProvider, WrappedKey
 from shared.privacy.crypto import DekCache, new_dek, new_dek_id, open_sealed, seal
@@ -67,7 +67,7 @@ class PostalAddress(BaseModel):
     city: Text
     postal_code: str | None = Field(default=None, alias="postalCode", max_length=20)
     region: Text | None = None
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    country: str = Field(pattern=r"^[A-Z]{2}$", max_length=2, description="ISO 3166-1 alpha-2")
 
 
 class PersonalData(BaseModel):
@@ -77,8 +77,8 @@ class PersonalData(BaseModel):
 
     email: str | None = Field(default=None, pattern=EMAIL_PATTERN, max_length=254)
     name: Text | None = None
-    phone: str | None = Field(default=None, pattern=PHONE_PATTERN)
-    birth_date: date | None = Field(default=None, alias="birthDate")
+    phone: str | None = Field(default=None, pattern=PHONE_PATTERN, max_length=32)
+    birth_date: BirthDate | None = Field(default=None, alias="birthDate")
     postal_address: PostalAddress | None = Field(default=None, alias="postalAddress")
 
     def fields(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from pydantic import Field, model_validator
 from shared.app.customers import CustomerService
 from shared.audit.log import AuditLog, HasActor
 from shared.clock import Clock, iso
+from shared.domain.inputs import WindowDate
 from shared.domain.orders import Order
 from shared.domain.tenants import TenantSettings
 from shared.errors import ValidationFailed
@@ -71,8 +72,8 @@ class StoredSimulationInput(_Model):
     source: models.Source | None = None
     draft_id: str | None = Field(default=None, alias="draftId", max_length=64)
     version: models.VersionRef | None = None
-    from_date: date = Field(alias="from")
-    to_date: date = Field(alias="to")
+    from_date: WindowDate = Field(alias="from")
+    to_date: WindowDate = Field(alias="to")
     evaluator: Literal["closure", "wasm"] | None = None
     limit: int = Field(default=MAX_STORED_ORDERS, ge=1, le=MAX_STORED_ORDERS)
 

@@ -7,12 +7,13 @@ camelCase JSON).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.domain.inputs import DecimalText, WindowDate
 from shared.domain.orders import EntityId, Order
 from shared.rules.limits import MAX_SOURCE_BYTES
 
@@ -20,6 +21,12 @@ ReasonCode = Literal["new-programme", "campaign", "correction", "rollback", "exp
 ReasonText = Annotated[str, StringConstraints(min_length=3, max_length=500, strip_whitespace=True)]
 Source = Annotated[str, StringConstraints(max_length=MAX_SOURCE_BYTES)]
 Arm = Literal["A", "B"]
+# An experiment's treatment share: "0" to "1", at most four decimals (shared.domain.inputs).
+Share = DecimalText(1, 4, "the treatment's share of customers, \"0\" to \"1\", e.g. \"0.25\"")
+DraftId = Annotated[str, StringConstraints(max_length=64)]
+# What a simulated customer may carry, bounded like a registered profile (shared.app.customers).
+TierLabel = Annotated[str, StringConstraints(max_length=64)]
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$", max_length=32)]
 
 
 class _Model(BaseModel):
@@ -71,7 +78,7 @@ class SaveVersionInput(_Model):
 
     rule_set_id: EntityId = Field(alias="ruleSetId")
     source: Source | None = None
-    draft_id: str | None = Field(default=None, alias="draftId")
+    draft_id: DraftId | None = Field(default=None, alias="draftId")
     reason: Reason
 
 
@@ -110,7 +117,7 @@ class ExperimentInput(_Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     control: VersionRef                              # arm "A"
     treatment: VersionRef                            # arm "B"
-    treatment_share: Decimal = Field(alias="treatmentShare", ge=0, le=1, decimal_places=4)
+    treatment_share: Share = Field(alias="treatmentShare", ge=0, le=1)
     reason: Reason
 
 
@@ -148,9 +155,9 @@ class Activation(_Model):
 
 class SimulationCustomer(_Model):
     customer_id: EntityId = Field(alias="customerId")
-    join_date: date = Field(alias="joinDate")
-    tier: str | None = None
-    tags: tuple[str, ...] = ()
+    join_date: WindowDate = Field(alias="joinDate")
+    tier: TierLabel | None = None
+    tags: tuple[Tag, ...] = Field(default=(), max_length=50)
     lifetime_points: int = Field(default=0, alias="lifetimePoints", ge=0)
     order_count: int = Field(default=0, alias="orderCount", ge=0)
 
@@ -164,7 +171,7 @@ class SimulationInput(_Model):
     """Simulate a source text, a draft or a saved version against orders; writes nothing."""
 
     source: Source | None = None
-    draft_id: str | None = Field(default=None, alias="draftId")
+    draft_id: DraftId | None = Field(default=None, alias="draftId")
     version: VersionRef | None = None
     cases: tuple[SimulationCase, ...] = Field(min_length=1, max_length=500)
     evaluator: Literal["closure", "wasm"] | None = None

@@ -29,9 +29,10 @@ import time
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from shared.clock import Clock, iso
+from shared.domain.inputs import Instant
 from shared.domain.orders import EntityId
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, OutOfStock, PreconditionFailed, \
     RewardNotAvailable, ValidationFailed
@@ -48,8 +49,8 @@ class RewardFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     points_cost: StrictInt = Field(alias="pointsCost", ge=1, le=MAX_COST)
     stock: StrictInt | None = Field(default=None, ge=0, le=10**9, description="units that may ever be redeemed")
-    valid_from: AwareDatetime | None = Field(default=None, alias="validFrom")
-    valid_until: AwareDatetime | None = Field(default=None, alias="validUntil")
+    valid_from: Instant | None = Field(default=None, alias="validFrom")
+    valid_until: Instant | None = Field(default=None, alias="validUntil")
     per_customer_limit: StrictInt | None = Field(default=None, alias="perCustomerLimit", ge=1, le=10**6)
     partner_id: EntityId | None = Field(default=None, alias="partnerId",
                                         description="the partner that fulfils it (a voucher), if any")
@@ -76,8 +77,8 @@ class RewardPatch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     points_cost: StrictInt | None = Field(default=None, alias="pointsCost", ge=1, le=MAX_COST)
     stock: StrictInt | None = Field(default=None, ge=0, le=10**9)
-    valid_from: AwareDatetime | None = Field(default=None, alias="validFrom")
-    valid_until: AwareDatetime | None = Field(default=None, alias="validUntil")
+    valid_from: Instant | None = Field(default=None, alias="validFrom")
+    valid_until: Instant | None = Field(default=None, alias="validUntil")
     per_customer_limit: StrictInt | None = Field(default=None, alias="perCustomerLimit", ge=1, le=10**6)
     partner_id: EntityId | None = Field(default=None, alias="partnerId")
     partner_sku: str | None = Field(default=None, alias="partnerSku", min_length=1, max_length=100)

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from shared.clock import Clock, iso
+from shared.domain.inputs import DecimalText
 from shared.domain.orders import EntityId
 from shared.errors import FieldProblem, NotFound, ValidationFailed
 from shared.ledger.entries import EntryType
@@ -36,6 +37,8 @@ from shared.store.replace import Replaced, replace
 
 ROUNDING = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "half-up": ROUND_HALF_UP, "half-even": ROUND_HALF_EVEN}
 Rounding = Literal["down", "up", "half-up", "half-even"]
+# Partner units per point: up to 10^6, at most six decimals.
+Rate = DecimalText(7, 6, "partner units per point, e.g. \"0.5\" miles per point")
 Account = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")]
 
 
@@ -44,8 +47,7 @@ class Programme(BaseModel):
 
     partner_id: EntityId = Field(alias="partnerId")
     name: str = Field(min_length=1, max_length=200)
-    rate: Decimal = Field(gt=0, le=10**6, max_digits=16, decimal_places=6,
-                          description="partner units per point, e.g. 0.5 miles per point")
+    rate: Rate = Field(gt=0, le=10**6)
     rounding: Rounding = "down"
     minimum_points: StrictInt = Field(default=1, alias="minimumPoints", ge=1, le=10**12)
     active: bool = True

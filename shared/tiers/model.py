@@ -23,8 +23,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
+from shared.domain.inputs import DecimalText
+from shared.domain.money import MAX_MINOR_UNITS
 from shared.errors import FieldProblem, ValidationFailed
 
 MAX_TIERS = 20
@@ -34,7 +36,12 @@ MAX_THRESHOLD_SPEND = Decimal(10**12)
 MAX_WINDOW_MONTHS = 36
 MAX_GRACE_DAYS = 3 * 366
 
-TierName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$")]
+TierName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$", max_length=32)]
+# Spend in the tenant's currency over the window (up to 10^12, at most three decimals,
+# the most any currency has); a multiplier up to 10 with the rule language's four decimals.
+Spend = DecimalText(13, MAX_MINOR_UNITS, "spend in the tenant's currency, e.g. \"500.00\"", ge=0,
+                    le=MAX_THRESHOLD_SPEND)
+Multiplier = DecimalText(2, 4, "e.g. \"1.5\"")
 
 
 class _Model(BaseModel):
@@ -47,11 +54,10 @@ class TierDefinition(_Model):
     name: TierName
     display_name: str | None = Field(default=None, alias="displayName", min_length=1, max_length=100)
     # Qualifying thresholds over the rolling window; a customer qualifies when any given one is reached.
-    min_points: int | None = Field(default=None, alias="minPoints", ge=0, le=MAX_THRESHOLD_POINTS)
-    min_spend: Decimal | None = Field(default=None, alias="minSpend", ge=0, le=MAX_THRESHOLD_SPEND,
-                                      max_digits=17, decimal_places=4)
+    min_points: StrictInt | None = Field(default=None, alias="minPoints", ge=0, le=MAX_THRESHOLD_POINTS)
+    min_spend: Spend | None = Field(default=None, alias="minSpend")
     # Benefit the rule language reads as ``customer.tier_multiplier``.
-    multiplier: Decimal = Field(default=Decimal(1), gt=0, le=MAX_MULTIPLIER, max_digits=8, decimal_places=4)
+    multiplier: Multiplier = Field(default=Decimal(1), gt=0, le=MAX_MULTIPLIER)
     perks: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
         default_factory=list, max_length=20)
 

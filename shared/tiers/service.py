@@ -47,7 +47,8 @@ from shared.app.customers import CustomerService
 from shared.app.tenant_changes import TenantCache
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock, iso, parse_iso
-from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed
+from shared.domain.money import MINOR_UNITS, fits_minor_unit
+from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
 from shared.ledger.entries import ENTRY_DOC, ORDER_DOC
 from shared.store.layout import CUSTOMERS, TENANTS
 from shared.store.port import DocumentStore, Filter, Query
@@ -129,7 +130,14 @@ class TierService:
         ``after``); a save of the programme already stored writes nothing and
         returns it as both before and after (same version)."""
         check_program(program)
-        self._tenants.get(tenant_id)
+        currency = self._tenants.get(tenant_id).currency
+        # minSpend is money in the tenant's currency: no more decimals than it has (docs/input.md).
+        extra = [FieldProblem(f"tiers[{index}].minSpend", f"{currency} amounts have at most {MINOR_UNITS[currency]} "
+                              "decimals")
+                 for index, tier in enumerate(program.tiers)
+                 if tier.min_spend is not None and not fits_minor_unit(tier.min_spend, currency)]
+        if extra:
+            raise ValidationFailed("the tier table is invalid; nothing was saved", extra)
         now = self._clock.now()
         wanted = program.to_json()
 

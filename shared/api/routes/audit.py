@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from shared.api.contract import op
 from shared.api.contract.records import AuditPage, ChainCheck
+from shared.api import cursors
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -21,7 +22,7 @@ router = APIRouter(tags=["audit"])
 @router.get("/v1/audit", summary="The tenant's audit records, oldest first (tenant-admin)",
             **op("audit.list", AuditPage))
 def list_records(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
-                 after: Annotated[int, Query(ge=0, le=2**53 - 1, description="the last seq already read")] = 0,
+                 after: Annotated[cursors.PlainSeq, Query(description="the last seq already read")] = 0,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's audit records, oldest first, after the given ``seq`` (capability ``admin``)."""
     items = p.audit.records(who.tenant_id, after, limit)
@@ -37,7 +38,7 @@ def verify(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, 
 
 @router.get("/v1/platform/audit/{chain}/verify", summary="Check any tenant's chain, or _platform (platform-admin)",
             **op("audit.verifyChain", ChainCheck))
-def verify_chain(chain: Annotated[str, Path(pattern=r"^(_platform|[A-Za-z0-9][A-Za-z0-9._\-]{0,63})$")],
+def verify_chain(chain: Annotated[str, Path(pattern=r"^(_platform|[A-Za-z0-9][A-Za-z0-9._\-]{0,63})$", max_length=64)],
                  p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
     """Recomputes any tenant's chain, or the platform's own (``_platform``) (capability ``platform``)."""

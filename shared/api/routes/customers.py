@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from shared.api import cursors
 from shared.api.contract import op
 from shared.api.contract.customers import AdjustmentOutcome, Balance, Customer, CustomerPage, LedgerPage
 from shared.api.deps import platform
@@ -16,16 +15,17 @@ from shared.app.auth import Principal
 from shared.app.corrections import AdjustmentRequest, entry_view
 from shared.app.customers import CustomerProfile, public_view
 from shared.app.projections import BALANCE_ID
-from shared.clock import instant_problem, iso
-from shared.domain.ids import ID_PATTERN
-from shared.errors import FieldProblem, ValidationFailed
+from shared.clock import iso
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
+from shared.domain.inputs import Instant
 from shared.ledger.entries import EntryType
 from shared.platform import Platform
 from shared.store.layout import BALANCES, customer_pk
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
-CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH,
+                                  description="the tenant's own customer id")]
 
 
 class NewCustomer(CustomerProfile):
@@ -46,7 +46,7 @@ def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depen
 
 @router.get("", summary="List customers by id", **op("customers.list", CustomerPage))
 def list_customers(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
-                   after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                   after: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Customers in id order (capability ``read``), ``limit`` per page; pass ``next`` as ``after``."""
     docs = p.customers.list(who.tenant_id, after, limit)
@@ -69,13 +69,11 @@ def read(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             **op("customers.balance", Balance, errors=(404,)))
 def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             who: Annotated[Principal, Depends(requires("read"))],
-            asOf: Annotated[datetime | None, Query(description="ISO 8601 instant with offset")] = None) -> dict:
+            asOf: Annotated[Instant | None, Query()] = None) -> dict:
     """Available, pending and reserved points (capability ``read``). Without ``asOf`` from the read model
     (``dataAsOf`` says how fresh); with ``asOf`` from the ledger itself (``source: ledger``)."""
     tenant_id = who.tenant_id
     if asOf is not None:
-        if (problem := instant_problem(asOf)) is not None:
-            raise ValidationFailed(f"asOf {problem}", [FieldProblem("asOf", problem)])
         p.customers.get(tenant_id, customerId)
         head = p.ledger.head_as_of(tenant_id, customerId, asOf)
         return {"customerId": customerId, "available": head.balance, "pending": head.pending,
@@ -93,44 +91,24 @@ def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             "ordersCredited": doc.get("ordersCredited", 0), "source": "read-model", "dataAsOf": freshest}
 
 
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
-
-
-def _parse_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, value = text.split(":")
-        seq = int(value)
-        if kind != "seq" or seq < 1:
-            raise ValueError
-        return seq
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("the cursor is not one this API gave out",
-                               [FieldProblem("cursor", "use the 'next' value of a previous page")]) from None
-
-
 @router.get("/{customerId}/ledger", summary="Ledger history, newest first, paginated",
             **op("customers.ledger", LedgerPage, errors=(404,)))
 def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             who: Annotated[Principal, Depends(requires("read"))],
-            cursor: Annotated[str | None, Query(max_length=64)] = None,
+            cursor: Annotated[str | None, Query(max_length=cursors.MAX_CURSOR_LENGTH)] = None,
             limit: Annotated[int, Query(ge=1, le=200)] = 50,
             entryType: Annotated[list[EntryType] | None, Query()] = None,
-            createdFrom: Annotated[datetime | None, Query(alias="from")] = None,
-            createdTo: Annotated[datetime | None, Query(alias="to")] = None) -> dict:
+            createdFrom: Annotated[Instant | None, Query(alias="from")] = None,
+            createdTo: Annotated[Instant | None, Query(alias="to")] = None) -> dict:
     """The customer's ledger entries, newest first (capability ``read``), filtered by ``entryType``
     (repeatable), ``from`` and ``to``; pass ``next`` as ``cursor`` for the following page."""
-    problems = [FieldProblem(name, problem) for name, value in (("from", createdFrom), ("to", createdTo))
-                if value is not None and (problem := instant_problem(value)) is not None]
-    if problems:
-        raise ValidationFailed("the history's time range is not usable", problems)
+    before = cursors.decode("seq", cursor) if cursor is not None else None
     p.customers.get(who.tenant_id, customerId)
     entries = p.ledger.entries(
-        who.tenant_id, customerId, before_seq=_parse_cursor(cursor) if cursor else None, limit=limit,
+        who.tenant_id, customerId, before_seq=before, limit=limit,
         entry_types=[t.value for t in entryType or ()], created_from=createdFrom, created_to=createdTo)
     return {"items": [entry_view(e) for e in entries],
-            "next": _cursor(entries[-1]["seq"]) if len(entries) == limit else None}
+            "next": cursors.encode("seq", entries[-1]["seq"]) if len(entries) == limit else None}
 
 
 @router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)",

@@ -16,12 +16,12 @@ from shared.api.contract.tiers import UpcomingExpiries
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.platform import Platform
 
 router = APIRouter(prefix="/v1/customers", tags=["expiry"])
 
-CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="the tenant's own customer id")]
 
 
 @router.get("/{customerId}/expiries", summary="Upcoming points expiries: points and last valid day, soonest first",

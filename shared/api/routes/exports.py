@@ -7,31 +7,35 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.api.contract import op
 from shared.api.contract.exports import ExportManifest, ExportRunList, ExportSettingsView
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
+from shared.domain.inputs import Instant
 from shared.exports.service import SUBJECTS
 from shared.platform import Platform
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
+Subject = Annotated[str, StringConstraints(max_length=32)]      # one of SUBJECTS (checked by the service)
+FieldName = Annotated[str, StringConstraints(max_length=64)]    # a personal field's name
+
 
 class Backfill(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: AwareDatetime = Field(alias="from")
-    end: AwareDatetime = Field(alias="to")
-    subjects: list[str] | None = Field(default=None, max_length=len(SUBJECTS))
+    start: Instant = Field(alias="from")
+    end: Instant = Field(alias="to")
+    subjects: list[Subject] | None = Field(default=None, max_length=len(SUBJECTS))
 
 
 class ExportSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    excludedPersonalFields: list[str] = Field(max_length=50)
+    excludedPersonalFields: list[FieldName] = Field(max_length=50)
 
 
 @router.post("/runs", status_code=201, summary="Export the changes since the last run now",

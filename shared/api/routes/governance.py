@@ -19,7 +19,7 @@ from shared.platform import Platform
 
 router = APIRouter(prefix="/v1/platform/approvals", tags=["governance"])
 
-RequestId = Annotated[str, Path(pattern=r"^req-[0-9a-f]{16}$")]
+RequestId = Annotated[str, Path(pattern=r"^req-[0-9a-f]{16}$", max_length=20)]
 
 
 class NewRequest(BaseModel):

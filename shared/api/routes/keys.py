@@ -49,7 +49,7 @@ def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principa
 
 @router.delete("/v1/api-keys/{keyId}", summary="Revoke a key",
                **op("keys.revoke", ApiKey, errors=(404,)))
-def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
+def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$", max_length=12)],
                p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Revokes a key of the tenant at once, also in every cache (capability ``admin``, audited). Revoking a
@@ -59,7 +59,7 @@ def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
 
 @router.delete("/v1/platform/api-keys/{keyId}", summary="Revoke a platform-admin key (platform-admin)",
                **op("keys.revokePlatform", ApiKey, errors=(404, 409)))
-def revoke_platform_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$")],
+def revoke_platform_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$", max_length=12)],
                         p: Annotated[Platform, Depends(platform)],
                         who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
     """Revokes a platform-admin key at once (capability ``platform``, audited in the platform chain); 409 for

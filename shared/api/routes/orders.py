@@ -21,13 +21,13 @@ from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.app.corrections import RefundRequest
 from shared.app.orders import FINAL, MAX_WAIT_SECONDS, Accepted, status_view
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.domain.orders import MAX_BATCH_ORDERS, Order
 from shared.platform import Platform
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
-OrderId = Annotated[str, Path(pattern=ID_PATTERN)]
+OrderId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
 Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS,
                               description="seconds to wait for the outcome (at most 10) before answering 202")]
 

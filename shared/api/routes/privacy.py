@@ -12,7 +12,7 @@ from shared.api.contract.records import CustomerRef, DataExport, ErasureOutcome
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.errors import NotFound
 from shared.platform import Platform
 from shared.privacy.access import access_export
@@ -20,7 +20,7 @@ from shared.privacy.personal import EMAIL_PATTERN
 
 router = APIRouter(prefix="/v1/customers", tags=["privacy"])
 
-CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="the tenant's own customer id")]
 
 
 class EmailLookup(BaseModel):

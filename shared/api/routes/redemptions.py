@@ -18,7 +18,7 @@ from shared.api.contract.spend import Redemption, RedemptionList, SpendOutcome
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.platform import Platform
 from shared.spend.conversions import ConvertRequest
 from shared.reviews import review_id
@@ -26,8 +26,8 @@ from shared.spend.redemptions import IN_REVIEW, REVIEW_KIND, RedeemRequest, Spen
 
 router = APIRouter(tags=["redemptions"])
 
-CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own customer id")]
-RedemptionId = Annotated[str, Path(pattern=r"^rd-[0-9a-f]{24}$")]
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="the tenant's own customer id")]
+RedemptionId = Annotated[str, Path(pattern=r"^rd-[0-9a-f]{24}$", max_length=27)]
 
 
 class RedemptionDecision(BaseModel):

@@ -15,13 +15,13 @@ from shared.api.contract.reviews import Review, ReviewInspection, ReviewList
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.platform import Platform
 from shared.reviews.queue import MAX_NOTE
 
 router = APIRouter(tags=["reviews"])
 
-ReviewId = Annotated[str, Path(pattern=r"^rv-[0-9a-f]{24}$", description="the review's id (rv-...)")]
+ReviewId = Annotated[str, Path(pattern=r"^rv-[0-9a-f]{24}$", max_length=27, description="the review's id (rv-...)")]
 
 
 class ReviewNote(BaseModel):
@@ -35,8 +35,8 @@ class ReviewNote(BaseModel):
             **op("reviews.list", ReviewList))
 def list_reviews(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
                  status: Annotated[Literal["open", "approved", "rejected", "withdrawn"] | None, Query()] = "open",
-                 kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,31}$")] = None,
-                 customerId: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,  # noqa: N803
+                 kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,31}$", max_length=32)] = None,
+                 customerId: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)] = None,  # noqa: N803
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's reviews, oldest first, by status (open by default), kind and customer (capability
     ``admin``)."""

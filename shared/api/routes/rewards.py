@@ -14,7 +14,7 @@ from shared.api.contract.spend import (Partner, PartnerList, ProgrammeList, Prog
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.platform import Platform
 from shared.spend.catalogue import NewReward, RewardPatch
 from shared.spend.conversions import Programme
@@ -23,9 +23,9 @@ from shared.spend.policy import SpendPolicy
 
 router = APIRouter(tags=["rewards"])
 
-RewardId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's own reward id")]
-ProgrammeId = Annotated[str, Path(pattern=ID_PATTERN)]
-PartnerId = Annotated[str, Path(pattern=ID_PATTERN)]
+RewardId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="the tenant's own reward id")]
+ProgrammeId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+PartnerId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
 
 
 @router.post("/v1/rewards", status_code=201, summary="Add a reward to the catalogue (tenant-admin)",
@@ -43,7 +43,7 @@ def create_reward(body: NewReward, response: Response, p: Annotated[Platform, De
 @router.get("/v1/rewards", summary="The rewards catalogue, by id",
             **op("rewards.list", RewardPage))
 def list_rewards(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
-                 after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                 after: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)] = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The catalogue in id order with claimed and remaining stock (capability ``read``); pass ``next`` as
     ``after``."""

@@ -25,7 +25,7 @@ from shared.api.deps import platform
 from shared.api.problems import MEDIA_TYPE, PROBLEM_BASE
 from shared.api.security import requires
 from shared.app.auth import Principal
-from shared.domain.ids import ID_PATTERN
+from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.platform import Platform
 from shared.rules import models
 from shared.rules.admin import ExperimentResults, StoredSimulationInput, StoredSimulationReport
@@ -38,9 +38,9 @@ router = APIRouter(prefix="/v1/rules", tags=["rules"])
 Admin = Annotated[Principal, Depends(requires("admin"))]
 Reader = Annotated[Principal, Depends(requires("report"))]
 P = Annotated[Platform, Depends(platform)]
-DraftId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
-ExperimentId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
-RuleSetId = Annotated[str, Path(pattern=ID_PATTERN)]
+DraftId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", max_length=16)]
+ExperimentId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", max_length=16)]
+RuleSetId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
 VersionNumber = Annotated[int, Path(ge=1, le=1_000_000_000)]
 
 

@@ -14,6 +14,7 @@ from shared.api.contract.access import NewTenantCreated
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
+from shared.domain.inputs import DecimalText
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
 from shared.expiry.policy import ExpiryPolicy
@@ -24,14 +25,16 @@ from shared.store.layout import TENANTS
 
 router = APIRouter(tags=["tenants"])
 
+# Points per currency unit: at most 1000, at most four decimals (the rule language's precision).
+PointsPerUnit = DecimalText(4, 4, "points per currency unit, e.g. \"10\" or \"2.5\"", ge=0, le=1000)
+
 
 class TenantChanges(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     time_zone: str | None = Field(default=None, alias="timeZone", max_length=64)
-    points_per_unit: Decimal | None = Field(default=None, alias="pointsPerUnit", ge=0, le=1000, max_digits=10,
-                                            decimal_places=4)
+    points_per_unit: PointsPerUnit | None = Field(default=None, alias="pointsPerUnit")
     evaluator: Literal["closure", "wasm"] | None = None
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
@@ -42,10 +45,9 @@ class NewTenant(BaseModel):
 
     tenant_id: EntityId = Field(alias="tenantId")
     name: str = Field(min_length=1, max_length=200)
-    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    currency: str = Field(default="EUR", min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
-    points_per_unit: Decimal = Field(default=Decimal(1), alias="pointsPerUnit", ge=0, le=1000, max_digits=10,
-                                     decimal_places=4)
+    points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.api.contract import op
 from shared.api.contract.webhooks import (AttemptList, Delivery, DeliveryList, Endpoint, EndpointList,
@@ -22,15 +22,16 @@ from shared.webhooks.service import endpoint_view
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$")]
-MessageId = Annotated[str, Path(pattern=r"^msg_[a-z2-7]{26}$")]
+EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$", max_length=23)]
+MessageId = Annotated[str, Path(pattern=r"^msg_[a-z2-7]{26}$", max_length=30)]
+EventType = Annotated[str, StringConstraints(max_length=64)]   # one of EVENT_TYPES (checked by the service)
 
 
 class NewEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2048)
-    eventTypes: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES))
+    eventTypes: list[EventType] = Field(min_length=1, max_length=len(EVENT_TYPES))
     description: str = Field(default="", max_length=500)
 
 
@@ -38,7 +39,7 @@ class EndpointChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, max_length=2048)
-    eventTypes: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES))
+    eventTypes: list[EventType] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES))
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = None
 
@@ -127,7 +128,7 @@ def rotate(endpointId: EndpointId, body: Rotation, response: Response, p: Annota
             **op("webhooks.attempts", AttemptList, errors=(404,)))
 def attempts(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
              who: Annotated[Principal, Depends(requires("admin"))],
-             messageId: Annotated[str | None, Query(pattern=r"^msg_[a-z2-7]{26}$")] = None,
+             messageId: Annotated[str | None, Query(pattern=r"^msg_[a-z2-7]{26}$", max_length=30)] = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The delivery log: every attempt to this endpoint, newest first, optionally of one message (capability
     ``admin``)."""
@@ -139,7 +140,7 @@ def attempts(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
             **op("webhooks.deliveries", DeliveryList, errors=(404,)))
 def deliveries(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))],
-               status: Annotated[str | None, Query(pattern=r"^(pending|succeeded|failed|cancelled)$")] = None,
+               status: Annotated[str | None, Query(pattern=r"^(pending|succeeded|failed|cancelled)$", max_length=9)] = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The delivery tasks of this endpoint (pending, succeeded, failed, cancelled), newest first (capability
     ``admin``)."""

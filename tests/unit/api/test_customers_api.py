@@ -58,7 +58,7 @@ def test_history_newest_first_with_cursor_and_filters(client, platform, clock, t
                           headers=auth(tenant.merchant)).json()
     assert [e["seq"] for e in windowed["items"]] == [3, 2]
     bad = client.get("/v1/customers/c1/ledger?cursor=garbage!", headers=auth(tenant.merchant))
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "query.cursor"
 
 
 def test_balance_as_of_a_past_instant_reads_the_ledger(client, platform, clock, tenant) -> None:
@@ -85,6 +85,10 @@ def test_balance_as_of_a_past_instant_reads_the_ledger(client, platform, clock, 
     ("ledger", {"from": "0001-01-01T00:00:00+05:00"}, "from"),
     ("ledger", {"to": "9999-12-31T23:59:59-05:00"}, "to"),
     ("ledger", {"from": "2026-11-01T12:00:00"}, "from"),
+    # Issue 12: epoch seconds and times without an offset are refused, not guessed.
+    ("balance", {"asOf": "1700000000"}, "asOf"),
+    ("balance", {"asOf": "2026-11-01 12:00:00Z"}, "asOf"),
+    ("ledger", {"to": "1700000000.5"}, "to"),
 ])
 def test_an_instant_outside_the_calendar_accrue_keeps_is_a_client_error_naming_it(
         client, tenant, path, params, field) -> None:
@@ -93,7 +97,7 @@ def test_an_instant_outside_the_calendar_accrue_keeps_is_a_client_error_naming_i
     response = client.get(f"/v1/customers/c1/{path}", params=params, headers=auth(tenant.merchant))
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert [p["field"] for p in response.json()["errors"]] == [field]
+    assert [p["field"] for p in response.json()["errors"]] == [f"query.{field}"]
 
 
 def test_unknown_customer_balance_is_404(client, tenant) -> None:
@@ -130,3 +134,20 @@ def test_tenant_settings_change_the_interim_rate(client, platform, tenant) -> No
     client.post("/v1/orders", json=order_body(amount="10.00"), headers=auth(tenant.merchant))
     drain(platform)
     assert platform.ledger.head("acme", "c1").balance == 25
+
+
+@pytest.mark.parametrize("points", ["1_000", "1000", " 5", "1e3", 5.0, True])
+def test_adjustment_points_are_a_json_integer_only(client, platform, tenant, points) -> None:
+    # Issue 12: "1_000" was read as 1000 points.
+    body = {"points": points, "reasonCode": "goodwill", "reason": "late delivery", "idempotencyKey": "g-9"}
+    response = client.post("/v1/customers/c1/adjustments", json=body, headers=auth(tenant.admin))
+    assert response.status_code == 422 and [e["field"] for e in response.json()["errors"]] == ["points"]
+    assert platform.ledger.entries("acme", "c1") == []
+
+
+def test_tenant_points_per_unit_is_a_decimal_string(client, platform, tenant) -> None:
+    for bad in (2.5, " 2.5", "2_5", "2.50000", "1e1", "\u0662"):
+        response = client.patch("/v1/tenant", json={"pointsPerUnit": bad}, headers=auth(tenant.admin))
+        assert response.status_code == 422, (bad, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == ["pointsPerUnit"]
+    assert client.get("/v1/tenant", headers=auth(tenant.admin)).json()["pointsPerUnit"] == "10"

@@ -163,6 +163,10 @@ def test_backfill_has_its_own_prefix_and_moves_no_watermark(platform, tenant, cl
     ({"from": "0001-01-01T00:00:00Z", "to": "2000-01-01T00:00:00Z"}, ["from"]),
     ({"from": "2000-01-01T00:00:00Z", "to": "9999-12-31T23:59:59-05:00"}, ["to"]),
     ({"from": "0001-01-01T00:00:00+05:00", "to": "9999-12-31T23:59:59-05:00"}, ["from", "to"]),
+    # Issue 12: epoch seconds and naive times are refused, not read as UTC.
+    ({"from": 1700000000, "to": "2026-01-01T00:00:00Z"}, ["from"]),
+    ({"from": "2020-01-01T00:00:00Z", "to": "1700000000"}, ["to"]),
+    ({"from": "2020-01-01T00:00:00", "to": "2026-01-01T00:00:00Z"}, ["from"]),
 ])
 def test_a_backfill_at_the_ends_of_the_calendar_is_a_client_error_naming_the_field(
         platform, tenant, client, window, fields) -> None:  # type: ignore[no-untyped-def]
@@ -172,6 +176,14 @@ def test_a_backfill_at_the_ends_of_the_calendar_is_a_client_error_naming_the_fie
     assert response.headers["content-type"].startswith("application/problem+json")
     assert [p["field"] for p in response.json()["errors"]] == fields
     assert platform.store.query("exports", Query(pk="acme", limit=10)) == []
+
+
+@pytest.mark.parametrize("start", ["1700000000", "2026-01-01", "2026-01-01 00:00:00+00:00", "2026-01-01T00:00:00"])
+def test_the_backfill_command_takes_only_rfc3339_instants_with_an_offset(platform, tenant, start,
+                                                                         capsys) -> None:  # type: ignore
+    with pytest.raises(SystemExit) as exited:
+        export_cli(["backfill", "--tenant", "acme", "--from", start, "--to", "2026-02-01T00:00:00Z"])
+    assert exited.value.code == 2 and "RFC 3339" in capsys.readouterr().err
 
 
 def test_personal_fields_are_excluded_by_default(platform, tenant, clock) -> None:  # type: ignore[no-untyped-def]

@@ -63,6 +63,11 @@ def test_bad_tables_are_422_naming_the_field_and_write_nothing(client, platform,
         (_bad(windowMonths=0), "windowMonths"),
         (_bad(grace={"kind": "days", "days": -3}), "grace.days.days"),
         (_bad(evaluation={"frequency": "monthly", "dayOfMonth": 30}), "evaluation.monthly.dayOfMonth"),
+        # Issue 12: spend is money in the tenant's currency (EUR), written one way, as a string.
+        (_bad([{"name": "silver", "minSpend": "10.005"}]), "tiers[0].minSpend"),
+        (_bad([{"name": "silver", "minSpend": "1_000"}]), "tiers[0].minSpend"),
+        (_bad([{"name": "silver", "minSpend": 100}]), "tiers[0].minSpend"),
+        (_bad([{"name": "silver", "minPoints": 1, "multiplier": " 1.5"}]), "tiers[0].multiplier"),
     ]
     for body, field in cases:
         response = client.put("/v1/tiers", json=body, headers=auth(tenant.admin))
@@ -92,7 +97,7 @@ def test_customer_tier_and_history_over_the_api(client, platform, tenant) -> Non
     assert [(i["fromTier"], i["toTier"]) for i in rest["items"]] == [(None, "silver")] and rest["next"] is None
     assert set(first["items"][0]) >= {"customerId", "fromTier", "toTier", "reason", "qualifying", "at"}
     bad = client.get("/v1/customers/c1/tier/history?cursor=zzz", headers=auth(tenant.analyst))
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "query.cursor"
     assert client.get("/v1/customers/nobody/tier", headers=auth(tenant.analyst)).status_code == 404
     assert client.get("/v1/customers/nobody/tier/history", headers=auth(tenant.analyst)).status_code == 404
 
