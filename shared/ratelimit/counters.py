@@ -1,0 +1,120 @@
+"""Window counters: the shared state that makes a rate limit hold across processes.
+
+The port: ``take(tenant_id, key_id, cost, limits, now) -> Decision``, atomic: two
+processes racing for the last unit of a quota cannot both get it.
+
+* ``SqliteWindowCounter`` (the local platform): a small SQLite file of its own
+  (``ratelimits.db`` in the data folder), one row per tenant and one per key, read
+  and written inside one ``BEGIN IMMEDIATE`` transaction, so every process that
+  opens the file (API processes, tests) shares the counts. Its own file, with
+  ``synchronous=OFF``: a counter lost in a power cut only forgives a minute of
+  traffic, and an fsync per request in the ledger's file would cost every write.
+* ``StoreWindowCounter`` (Azure, over the Cosmos DB adapter; works on any
+  ``DocumentStore``): one document per tenant in the ``system`` container
+  (``pk = ratelimit:<tenant>``) holding the window number, the tenant's count and
+  each key's count. Read, decide, replace with ``If-Match`` on the ETag (create
+  when absent); a lost race re-reads and decides again. One point read (1 RU) and
+  one replace (about 10 RU for this ~1 KB document) per admitted request, a
+  refused one costs the read only; a few ms of latency in-region. One document per
+  tenant serialises that tenant's admissions: Cosmos DB gives a logical partition
+  about 10,000 RU/s, i.e. roughly 1,000 admitted requests per second per tenant,
+  beyond which the counter should be sharded (N documents, each with quota/N).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from shared.errors import DocumentExists, PreconditionFailed, StoreUnavailable
+from shared.ratelimit.policy import Counts, Decision, RateLimits, evaluate, window_of
+from shared.store.layout import SYSTEM
+from shared.store.port import DocumentStore
+from shared.store.sqlite_lock import write_transaction
+
+BUSY_TIMEOUT_MS = 5000
+MAX_RACES = 64  # ETag races lost in a row before the store counter gives up (503, retry)
+
+
+class WindowCounter(Protocol):
+    # True: ``take`` is a local file operation cheap enough for the event loop.
+    inline: bool
+
+    def take(self, tenant_id: str, key_id: str, cost: int, limits: RateLimits, now: float) -> Decision: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteWindowCounter:
+    inline = True
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+        self._lock = threading.Lock()  # one connection per process; the file lock orders the processes
+        with self._lock:
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=OFF")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS counters (tenant TEXT NOT NULL, scope TEXT NOT NULL, "
+                               "win INTEGER NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (tenant, scope))")
+
+    def take(self, tenant_id: str, key_id: str, cost: int, limits: RateLimits, now: float) -> Decision:
+        window = window_of(now, limits)
+        key_scope = f"key:{key_id}"
+        with self._lock, write_transaction(self._conn, BUSY_TIMEOUT_MS) as conn:
+            rows = dict(((scope, (w, used)) for scope, w, used in conn.execute(
+                "SELECT scope, win, used FROM counters WHERE tenant = ? AND scope IN ('tenant', ?)",
+                (tenant_id, key_scope))))
+
+            def used(scope: str) -> int:
+                stored = rows.get(scope)
+                return stored[1] if stored is not None and stored[0] == window else 0
+
+            decision = evaluate(Counts(key=used(key_scope), tenant=used("tenant")), cost, limits, now)
+            if decision.allowed:
+                conn.executemany(
+                    "INSERT INTO counters (tenant, scope, win, used) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (tenant, scope) DO UPDATE SET win = excluded.win, used = excluded.used",
+                    [(tenant_id, "tenant", window, used("tenant") + cost),
+                     (tenant_id, key_scope, window, used(key_scope) + cost)])
+        return decision
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class StoreWindowCounter:
+    inline = False
+
+    def __init__(self, store: DocumentStore) -> None:
+        self._store = store
+
+    def take(self, tenant_id: str, key_id: str, cost: int, limits: RateLimits, now: float) -> Decision:
+        pk, window = f"ratelimit:{tenant_id}", window_of(now, limits)
+        for _ in range(MAX_RACES):
+            doc = self._store.read(SYSTEM, pk, "window")
+            current = doc is not None and doc.get("window") == window
+            keys: dict[str, int] = dict(doc.get("keys", {})) if current else {}
+            counts = Counts(key=keys.get(key_id, 0), tenant=doc["tenant"] if current else 0)
+            decision = evaluate(counts, cost, limits, now)
+            if not decision.allowed:
+                return decision
+            keys[key_id] = counts.key + cost
+            new = {"id": "window", "pk": pk, "docType": "ratelimit", "window": window,
+                   "tenant": counts.tenant + cost, "keys": keys}
+            try:
+                if doc is None:
+                    self._store.create(SYSTEM, new)
+                else:
+                    self._store.upsert(SYSTEM, new, if_match=doc["_etag"])
+                return decision
+            except (PreconditionFailed, DocumentExists):
+                continue  # another instance admitted a request first: decide again on its counts
+        raise StoreUnavailable(f"the rate-limit counter of tenant {tenant_id!r} is too contended; retry")
+
+    def close(self) -> None:
+        pass
