@@ -15,7 +15,8 @@ from email.utils import format_datetime
 from typing import Any, Callable, TypeVar
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+
+from shared.api.introspect import api_routes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,7 +60,7 @@ def notice_of(route: Any) -> Deprecation | None:
 
 def mark_routes(app: FastAPI) -> None:
     """Flag every marked route ``deprecated`` in the OpenAPI document."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and notice_of(route) is not None:
+    for _, route in api_routes(app.routes):
+        if notice_of(route) is not None:
             route.deprecated = True
     app.openapi_schema = None

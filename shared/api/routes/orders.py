@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.deps import platform
+from shared.api.ratelimit import costs, orders_in_body
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.app.corrections import RefundRequest
@@ -65,6 +66,7 @@ async def send_order(body: Order, response: Response, p: Annotated[Platform, Dep
 
 
 @router.post("/batch", status_code=202, summary="Send up to 500 orders at once")
+@costs(orders_in_body)  # rate limits count a batch by its orders
 def send_batch(body: OrderBatch, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
     accepted = p.intake.accept(who.tenant_id, body.orders)

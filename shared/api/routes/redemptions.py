@@ -7,11 +7,13 @@ waiting for review, 200 a replay of an earlier request (``duplicate: true``)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.deprecation import deprecated
 from shared.api.deps import platform
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -86,6 +88,8 @@ def convert(customerId: CustomerId, body: ConvertRequest, response: Response,
 
 
 @router.get("/v1/redemption-reviews", summary="Open reviews of redemptions, oldest first (tenant-admin)")
+@deprecated(since=datetime(2026, 12, 1, tzinfo=timezone.utc), sunset=datetime(2027, 6, 30, tzinfo=timezone.utc),
+            successor="/v1/reviews?kind=redemption")  # the review queue (shared/reviews) lists every kind
 def in_review(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     return {"items": p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=limit)}
