@@ -32,7 +32,7 @@ from shared.errors import DocumentExists, PreconditionFailed, StoreUnavailable
 from shared.ratelimit.policy import Counts, Decision, RateLimits, evaluate, window_of
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore
-from shared.store.sqlite_lock import write_transaction
+from shared.store.sqlite_lock import use_wal, write_transaction
 
 BUSY_TIMEOUT_MS = 5000
 MAX_RACES = 64  # ETag races lost in a row before the store counter gives up (503, retry)
@@ -52,19 +52,26 @@ class SqliteWindowCounter:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection per process; the file lock orders the processes
-        with self._lock:
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=OFF")
-            self._conn.execute("CREATE TABLE IF NOT EXISTS counters (tenant TEXT NOT NULL, scope TEXT NOT NULL, "
-                               "win INTEGER NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (tenant, scope))")
+
+    def _connection(self) -> sqlite3.Connection:
+        """Opened on first use (and again after ``close``: an app's lifespan may end and start again)."""
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
+            conn.execute("PRAGMA busy_timeout=5000")
+            use_wal(conn, BUSY_TIMEOUT_MS)
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("CREATE TABLE IF NOT EXISTS counters (tenant TEXT NOT NULL, scope TEXT NOT NULL, "
+                         "win INTEGER NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (tenant, scope))")
+            self._conn = conn
+        return self._conn
 
     def take(self, tenant_id: str, key_id: str, cost: int, limits: RateLimits, now: float) -> Decision:
         window = window_of(now, limits)
         key_scope = f"key:{key_id}"
-        with self._lock, write_transaction(self._conn, BUSY_TIMEOUT_MS) as conn:
+        with self._lock, write_transaction(self._connection(), BUSY_TIMEOUT_MS) as conn:
             rows = dict(((scope, (w, used)) for scope, w, used in conn.execute(
                 "SELECT scope, win, used FROM counters WHERE tenant = ? AND scope IN ('tenant', ?)",
                 (tenant_id, key_scope))))
@@ -84,7 +91,9 @@ class SqliteWindowCounter:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 class StoreWindowCounter:

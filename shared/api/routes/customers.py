@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from shared.api.deps import platform
+from shared.api.dryrun import dry_runnable
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.app.corrections import AdjustmentRequest, entry_view
@@ -121,6 +122,7 @@ def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
 
 
 @router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)")
+@dry_runnable
 def adjust(customerId: CustomerId, body: AdjustmentRequest, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("admin"))], response: Response) -> dict:
     p.customers.get(who.tenant_id, customerId)

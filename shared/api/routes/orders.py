@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.deps import platform
+from shared.api.dryrun import dry_runnable
 from shared.api.ratelimit import costs, orders_in_body
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -53,6 +54,7 @@ def _answered(views: list[dict]) -> tuple[int, list[dict]]:
 
 @router.post("", status_code=202, summary="Send one order",
              responses={200: {"description": "the outcome (already decided, or reached within wait)"}})
+@dry_runnable
 async def send_order(body: Order, response: Response, p: Annotated[Platform, Depends(platform)],
                      who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
     accepted = await p.intake.accept_async(who.tenant_id, [body])
@@ -67,6 +69,7 @@ async def send_order(body: Order, response: Response, p: Annotated[Platform, Dep
 
 @router.post("/batch", status_code=202, summary="Send up to 500 orders at once")
 @costs(orders_in_body)  # rate limits count a batch by its orders
+@dry_runnable
 def send_batch(body: OrderBatch, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
     accepted = p.intake.accept(who.tenant_id, body.orders)
@@ -83,6 +86,7 @@ def order_status(orderId: OrderId, p: Annotated[Platform, Depends(platform)],
 
 
 @router.post("/{orderId}/refunds", status_code=201, summary="Refund (part of) an order: claws back its points")
+@dry_runnable
 def refund(orderId: OrderId, body: RefundRequest, response: Response, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     outcome = p.corrections.refund(who.tenant_id, orderId, body)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.deprecation import deprecated
 from shared.api.deps import platform
+from shared.api.dryrun import dry_runnable
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_PATTERN
@@ -45,6 +46,7 @@ def _respond(result: SpendResult, response: Response) -> dict:
 
 @router.post("/v1/customers/{customerId}/redemptions", status_code=201,
              summary="Redeem a reward or an amount of points (direct, or reserve then confirm/cancel)")
+@dry_runnable
 def redeem(customerId: CustomerId, body: RedeemRequest, response: Response, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     p.customers.get(who.tenant_id, customerId)
@@ -67,6 +69,7 @@ def get_redemption(customerId: CustomerId, redemptionId: RedemptionId, p: Annota
 
 @router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/confirm", status_code=201,
              summary="Confirm a reservation (before it expires)")
+@dry_runnable
 def confirm(customerId: CustomerId, redemptionId: RedemptionId, response: Response,
             p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     return _respond(p.spend.redemptions.confirm(who.tenant_id, customerId, redemptionId), response)
@@ -74,6 +77,7 @@ def confirm(customerId: CustomerId, redemptionId: RedemptionId, response: Respon
 
 @router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/cancel", status_code=201,
              summary="Cancel a reservation: its points come back")
+@dry_runnable
 def cancel(customerId: CustomerId, redemptionId: RedemptionId, response: Response,
            p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     return _respond(p.spend.redemptions.cancel(who.tenant_id, customerId, redemptionId), response)
@@ -81,6 +85,7 @@ def cancel(customerId: CustomerId, redemptionId: RedemptionId, response: Respons
 
 @router.post("/v1/customers/{customerId}/conversions", status_code=201,
              summary="Convert points into a partner's currency through a conversion programme")
+@dry_runnable
 def convert(customerId: CustomerId, body: ConvertRequest, response: Response,
             p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     p.customers.get(who.tenant_id, customerId)
