@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_PATTERN
@@ -23,8 +24,10 @@ CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the tenant's o
 
 
 @router.get("/{customerId}/expiries", summary="Upcoming points expiries: points and last valid day, soonest first")
-def upcoming_expiries(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
-                      who: Annotated[Principal, Depends(requires("read"))],
+def upcoming_expiries(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                      who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
-    return p.expiry.upcoming(who.tenant_id, customerId, limit)
+    summary = p.expiry.upcoming(who.tenant_id, customerId, SCAN_LIMIT)
+    summary.pop("more", None)  # the page's ``next`` link says it
+    return {**summary, **in_memory(request, summary["items"], limit, cursor, Order(("expiresOn",)))}

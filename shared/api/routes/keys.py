@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.deps import platform
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
 from shared.platform import Platform
@@ -33,8 +34,10 @@ def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(
 
 
 @router.get("", summary="List the tenant's keys (never their secrets)")
-def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    return {"items": p.keys.list(who.tenant_id)}
+def list_keys(request: Request, p: Annotated[Platform, Depends(platform)],
+              who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    return in_memory(request, p.keys.list(who.tenant_id), limit, cursor, Order(("createdAt", "keyId")))
 
 
 @router.delete("/{keyId}", summary="Revoke a key")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.deprecation import deprecated
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.dryrun import dry_runnable
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -54,11 +55,12 @@ def redeem(customerId: CustomerId, body: RedeemRequest, response: Response, p: A
 
 
 @router.get("/v1/customers/{customerId}/redemptions", summary="A customer's redemptions, newest first")
-def list_redemptions(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
-                     who: Annotated[Principal, Depends(requires("read"))],
+def list_redemptions(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                     who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     p.customers.get(who.tenant_id, customerId)
-    return {"items": p.spend.redemptions.list(who.tenant_id, customerId, limit)}
+    return in_memory(request, p.spend.redemptions.list(who.tenant_id, customerId, SCAN_LIMIT), limit, cursor,
+                     Order(("createdAt", "redemptionId"), descending=True))
 
 
 @router.get("/v1/customers/{customerId}/redemptions/{redemptionId}", summary="A redemption and its state")
@@ -95,9 +97,11 @@ def convert(customerId: CustomerId, body: ConvertRequest, response: Response,
 @router.get("/v1/redemption-reviews", summary="Open reviews of redemptions, oldest first (tenant-admin)")
 @deprecated(since=datetime(2026, 12, 1, tzinfo=timezone.utc), sunset=datetime(2027, 6, 30, tzinfo=timezone.utc),
             successor="/v1/reviews?kind=redemption")  # the review queue (shared/reviews) lists every kind
-def in_review(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
+def in_review(request: Request, p: Annotated[Platform, Depends(platform)],
+              who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    return {"items": p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=limit)}
+    return in_memory(request, p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=SCAN_LIMIT), limit,
+                     cursor, Order(("createdAt", "reviewId")))
 
 
 def _decide(p: Platform, who: Principal, customer_id: str, rid: str, decision: str, note: str | None) -> dict:

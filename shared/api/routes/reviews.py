@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_PATTERN
@@ -30,12 +31,14 @@ class ReviewNote(BaseModel):
 
 
 @router.get("/v1/reviews", summary="Reviews of the tenant, oldest first (tenant-admin)")
-def list_reviews(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
+def list_reviews(request: Request, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                  status: Annotated[Literal["open", "approved", "rejected", "withdrawn"] | None, Query()] = "open",
                  kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,31}$")] = None,
                  customerId: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,  # noqa: N803
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    return {"items": p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=limit)}
+    found = p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=SCAN_LIMIT)
+    return in_memory(request, found, limit, cursor, Order(("createdAt", "reviewId")))
 
 
 @router.get("/v1/reviews/{reviewId}", summary="One review: why it was held and the customer's recent history")

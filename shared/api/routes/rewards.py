@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from shared.api.deps import platform
+from shared.api.pagination import Cursor, Order, in_memory, keyset, position
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_PATTERN
@@ -35,11 +36,12 @@ def create_reward(body: NewReward, response: Response, p: Annotated[Platform, De
 
 
 @router.get("/v1/rewards", summary="The rewards catalogue, by id")
-def list_rewards(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
-                 after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+def list_rewards(request: Request, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    items = p.spend.catalogue.list(who.tenant_id, after, limit)
-    return {"items": items, "next": items[-1]["rewardId"] if len(items) == limit else None}
+    after = position(request, cursor)
+    items = p.spend.catalogue.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
+    return keyset(request, items, limit, lambda item: [item["rewardId"]])
 
 
 @router.get("/v1/rewards/{rewardId}", summary="Read a reward (with claimed and remaining stock)")
@@ -80,9 +82,10 @@ def put_programme(programmeId: ProgrammeId, body: Programme, p: Annotated[Platfo
 
 
 @router.get("/v1/conversion-programmes", summary="The tenant's conversion programmes")
-def list_programmes(p: Annotated[Platform, Depends(platform)],
-                    who: Annotated[Principal, Depends(requires("read"))]) -> dict:
-    return {"items": p.spend.conversions.programmes(who.tenant_id)}
+def list_programmes(request: Request, p: Annotated[Platform, Depends(platform)],
+                    who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    return in_memory(request, p.spend.conversions.programmes(who.tenant_id), limit, cursor, Order(("programmeId",)))
 
 
 @router.get("/v1/conversion-programmes/{programmeId}", summary="Read a conversion programme")
@@ -101,6 +104,7 @@ def put_partner(partnerId: PartnerId, body: PartnerConfig, p: Annotated[Platform
 
 
 @router.get("/v1/platform/partners", summary="Registered partners (platform-admin)")
-def list_partners(p: Annotated[Platform, Depends(platform)],
-                  who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
-    return {"items": p.spend.partners.list()}
+def list_partners(request: Request, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("platform"))], cursor: Cursor = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    return in_memory(request, p.spend.partners.list(), limit, cursor, Order(("partnerId",)))
