@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.app.auth import Principal
 from shared.errors import NotFound
-from shared.ratelimit.counters import SqliteWindowCounter, StoreWindowCounter, WindowCounter
+from shared.ratelimit.counters import LeasedCounter, SqliteWindowCounter, StoreWindowCounter, WindowCounter
 from shared.ratelimit.policy import Decision, RateLimited, RateLimits
 from shared.store.port import inline_reads
 
@@ -55,8 +55,8 @@ async def orders_in_body(request: Request) -> int:
 def build_counter(platform: Any) -> WindowCounter:
     """The local platform's counter file beside its store, or the store-backed counter on Azure."""
     if platform.settings.store == "sqlite":
-        return SqliteWindowCounter(platform.settings.data_dir / "ratelimits.db")
-    return StoreWindowCounter(platform.store)
+        return LeasedCounter(SqliteWindowCounter(platform.settings.data_dir / "ratelimits.db"))
+    return LeasedCounter(StoreWindowCounter(platform.store))
 
 
 def _limits(platform: Any, tenant_id: str) -> RateLimits:

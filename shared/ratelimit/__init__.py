@@ -4,7 +4,7 @@
 ``counters``: the counter port and its two adapters (a SQLite file shared by every
 local process; any ``DocumentStore`` with ETags, i.e. Cosmos DB on Azure)."""
 
-from shared.ratelimit.counters import SqliteWindowCounter, StoreWindowCounter, WindowCounter
+from shared.ratelimit.counters import LeasedCounter, SqliteWindowCounter, StoreWindowCounter, WindowCounter
 from shared.ratelimit.policy import Decision, RateLimits, RateLimited
 
-__all__ = ["Decision", "RateLimited", "RateLimits", "SqliteWindowCounter", "StoreWindowCounter", "WindowCounter"]
+__all__ = ["Decision", "LeasedCounter", "RateLimited", "RateLimits", "SqliteWindowCounter", "StoreWindowCounter", "WindowCounter"]

@@ -27,9 +27,9 @@ class RateLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    per_key: int = Field(default=6000, alias="perKey", ge=1, le=MAX_QUOTA,
+    per_key: int = Field(default=600_000, alias="perKey", ge=1, le=MAX_QUOTA,
                          description="requests (orders, for batches) per window for each API key")
-    per_tenant: int = Field(default=20000, alias="perTenant", ge=1, le=MAX_QUOTA,
+    per_tenant: int = Field(default=1_200_000, alias="perTenant", ge=1, le=MAX_QUOTA,
                             description="requests (orders, for batches) per window for all the tenant's keys")
     window_seconds: int = Field(default=60, alias="windowSeconds", ge=1, le=3600)
 

@@ -29,5 +29,5 @@ def upcoming_expiries(request: Request, customerId: CustomerId, p: Annotated[Pla
                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
     summary = p.expiry.upcoming(who.tenant_id, customerId, SCAN_LIMIT)
-    summary.pop("more", None)  # the page's ``next`` link says it
-    return {**summary, **in_memory(request, summary["items"], limit, cursor, Order(("expiresOn",)))}
+    page = in_memory(request, summary["items"], limit, cursor, Order(("expiresOn",)))
+    return {**summary, **page, "more": page["next"] is not None}

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from shared.ratelimit.counters import SqliteWindowCounter, StoreWindowCounter
+from shared.ratelimit.counters import LeasedCounter, SqliteWindowCounter, StoreWindowCounter
 from shared.ratelimit.policy import RateLimits
 from tests.conftest import run_in_threads
 
@@ -26,6 +26,18 @@ T0 = 1_790_000_040.0  # the start of a 60 s window
 def make_counter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
     """A factory: each call is a new counter over the same shared state (its own
     connection for the file counter), as two API processes would have."""
+    yield from _factory(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite-file", "store-sqlite"])
+def make_local_counter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    """The same, for the lease tests: ``LeasedCounter`` only calls the port, whose
+    adapters are held to one contract above, and thousands of calls through the
+    Cosmos emulator would take minutes."""
+    yield from _factory(request, tmp_path)
+
+
+def _factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
     made: list[Any] = []
     if request.param == "sqlite-file":
         def factory() -> Any:
@@ -108,3 +120,50 @@ def test_the_file_counter_holds_across_processes(tmp_path: Path) -> None:
         process.join(timeout=30)
         assert process.exitcode == 0
     assert sum(admitted) == 11
+
+
+class CountingCounter:
+    """Counts the calls that reach the shared counter."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.inline, self.calls = inner, inner.inline, 0
+
+    def take(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.inner.take(*args)
+
+    def close(self) -> None:
+        pass
+
+
+def test_leases_admit_exactly_the_quota_in_one_process_with_few_shared_writes(
+        make_local_counter: Callable[[], Any]) -> None:
+    shared = CountingCounter(make_local_counter())
+    leased, limits = LeasedCounter(shared), RateLimits(perKey=10_000, perTenant=10_000, windowSeconds=60)
+    results: list[bool] = []
+
+    def take() -> None:
+        for _ in range(2600):
+            results.append(leased.take("acme", "k1", 1, limits, T0).allowed)
+
+    run_in_threads(take, [()] * 4, timeout=120)
+    assert len(results) == 10_400 and results.count(True) == 10_000
+    assert shared.calls < 1000, f"{shared.calls} shared writes for 10,000 admissions"
+    assert not leased.take("acme", "k1", 1, limits, T0 + 30).allowed
+    assert leased.take("acme", "k1", 1, limits, T0 + 60).allowed  # a new window: the old lease is void
+
+
+def test_leases_of_several_processes_never_admit_more_than_the_quota(
+        make_local_counter: Callable[[], Any]) -> None:
+    limits = RateLimits(perKey=1000, perTenant=1000, windowSeconds=60)
+    processes = [LeasedCounter(make_local_counter()) for _ in range(3)]
+    results: list[bool] = []
+
+    def take(counter: LeasedCounter) -> None:
+        for _ in range(500):
+            results.append(counter.take("acme", "k1", 1, limits, T0).allowed)
+
+    run_in_threads(take, [(c,) for c in processes], timeout=120)
+    admitted = results.count(True)
+    assert admitted <= 1000
+    assert admitted >= 1000 - 3 * (1000 // LeasedCounter.LEASE_CAP), "more stranded than the leases allow"
