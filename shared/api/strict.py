@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -57,7 +57,8 @@ def unknown_parameters(route: APIRoute, query_names: Any, header_names: Any) -> 
     return problems
 
 
-async def strict_parameters(request: Request) -> None:
+async def strict_parameters(request: HTTPConnection) -> None:
+    # HTTPConnection, not Request: an app-wide dependency also runs for WebSocket routes.
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
