@@ -20,6 +20,7 @@ to ``base`` are reads (``read``, ``query``)."""
 from __future__ import annotations
 
 import copy
+import threading
 import uuid
 from typing import Any, Sequence
 
@@ -40,18 +41,24 @@ class OverlayStore:
         self._now = clock_seconds  # () -> int: epoch seconds for ``_ts``
         self._docs: dict[tuple[str, str, str], Any] = {}
         self.writes = 0  # how many documents the dry run would have written
+        # Batches check and write under one lock, as a store's transaction would: two
+        # threads of one dry run racing on an ETag cannot both win.
+        self._lock = threading.RLock()
 
     # --- reads ------------------------------------------------------------------------
 
     def read(self, container: str, pk: str, id: str) -> Document | None:
         key = (container, pk, id)
-        if key in self._docs:
-            doc = self._docs[key]
-            return None if doc is _GONE else copy.deepcopy(doc)
+        with self._lock:
+            if key in self._docs:
+                doc = self._docs[key]
+                return None if doc is _GONE else copy.deepcopy(doc)
         return self._base.read(container, pk, id)
 
     def query(self, container: str, query: Query) -> list[Document]:
-        mine = [(k, d) for k, d in self._docs.items() if k[0] == container and (query.pk is None or k[1] == query.pk)]
+        with self._lock:
+            mine = [(k, d) for k, d in self._docs.items()
+                    if k[0] == container and (query.pk is None or k[1] == query.pk)]
         if not mine:
             return self._base.query(container, query)
         widened = Query(query.pk, query.filters, query.order_by, query.descending,
@@ -93,7 +100,8 @@ class OverlayStore:
                 work.error = BatchSkipped(f"an earlier batch of partition {work.pk!r} failed")
                 continue
             try:
-                work.result = self._apply(container, work)
+                with self._lock:
+                    work.result = self._apply(container, work)
             except StoreError as error:
                 work.error = error
                 failed.add(work.pk)
@@ -123,6 +131,7 @@ class OverlayStore:
                     if op.if_match is not None and existing.get("_etag") != op.if_match:
                         raise PreconditionFailed(f"document {op.id!r} changed since it was read")
                     staged[(container, work.pk, op.id)] = _GONE
+                    results.append({"id": op.id, "pk": work.pk})
                     continue
                 doc = op.doc
                 if doc.get("pk") != work.pk:
@@ -161,9 +170,12 @@ def _value(doc: Document, path: str) -> Any:
 
 def _matches(doc: Document, condition: Filter) -> bool:
     value = _value(doc, condition.field)
-    if value is None:
-        return False  # SQL and Cosmos alike: a missing field compares as neither equal nor unequal
     op, wanted = condition.op, condition.value
+    if wanted is None and op in ("=", "!="):
+        # The port's meaning of None: "= None" matches a null or missing field, "!= None" a present one.
+        return (value is None) == (op == "=")
+    if value is None:
+        return False  # a missing field compares as neither equal nor unequal to a value
     try:
         if op == "=":
             return bool(value == wanted)
