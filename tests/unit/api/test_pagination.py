@@ -26,7 +26,7 @@ from shared.spend.conversions import Programme
 from shared.spend.partners import PartnerConfig
 from shared.spend.redemptions import RedeemRequest
 from shared.webhooks.ssrf import TestAllowance
-from tests.conftest import TenantKeys, add_customer, auth, drain, order_body
+from tests.conftest import TenantKeys, add_customer, auth, drain
 
 N = 5
 RULE = 'rule "base" then earn floor(order.total * {n}) points'
