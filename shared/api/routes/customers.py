@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from shared.api.contract import op
 from shared.api.contract.customers import AdjustmentOutcome, Balance, Customer, CustomerPage, LedgerPage
 from shared.api.deps import platform
+from shared.api.pagination import BadCursor, Cursor, keyset, position
+from shared.api.dryrun import dry_runnable
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.app.corrections import AdjustmentRequest, entry_view
@@ -45,13 +46,13 @@ def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depen
 
 
 @router.get("", summary="List customers by id", **op("customers.list", CustomerPage))
-def list_customers(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
-                   after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+def list_customers(request: Request, p: Annotated[Platform, Depends(platform)],
+                   who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Customers in id order (capability ``read``), ``limit`` per page; pass ``next`` as ``after``."""
-    docs = p.customers.list(who.tenant_id, after, limit)
-    return {"items": [public_view(d) for d in docs],
-            "next": docs[-1]["customerId"] if len(docs) == limit else None}
+    after = position(request, cursor)
+    docs = p.customers.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
+    return keyset(request, docs, limit, lambda doc: [doc["customerId"]], public_view)
 
 
 @router.get("/{customerId}", summary="Read a customer", **op("customers.get", Customer, errors=(404,)))
@@ -93,28 +94,11 @@ def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             "ordersCredited": doc.get("ordersCredited", 0), "source": "read-model", "dataAsOf": freshest}
 
 
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
-
-
-def _parse_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, value = text.split(":")
-        seq = int(value)
-        if kind != "seq" or seq < 1:
-            raise ValueError
-        return seq
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("the cursor is not one this API gave out",
-                               [FieldProblem("cursor", "use the 'next' value of a previous page")]) from None
-
-
 @router.get("/{customerId}/ledger", summary="Ledger history, newest first, paginated",
             **op("customers.ledger", LedgerPage, errors=(404,)))
-def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+def history(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             who: Annotated[Principal, Depends(requires("read"))],
-            cursor: Annotated[str | None, Query(max_length=64)] = None,
+            cursor: Cursor = None,
             limit: Annotated[int, Query(ge=1, le=200)] = 50,
             entryType: Annotated[list[EntryType] | None, Query()] = None,
             createdFrom: Annotated[datetime | None, Query(alias="from")] = None,
@@ -125,16 +109,19 @@ def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
                 if value is not None and (problem := instant_problem(value)) is not None]
     if problems:
         raise ValidationFailed("the history's time range is not usable", problems)
+    before = position(request, cursor)
+    if before is not None and not (isinstance(before[0], int) and before[0] >= 1):
+        raise BadCursor("malformed position")
     p.customers.get(who.tenant_id, customerId)
     entries = p.ledger.entries(
-        who.tenant_id, customerId, before_seq=_parse_cursor(cursor) if cursor else None, limit=limit,
+        who.tenant_id, customerId, before_seq=before[0] if before else None, limit=limit + 1,
         entry_types=[t.value for t in entryType or ()], created_from=createdFrom, created_to=createdTo)
-    return {"items": [entry_view(e) for e in entries],
-            "next": _cursor(entries[-1]["seq"]) if len(entries) == limit else None}
+    return keyset(request, entries, limit, lambda entry: [entry["seq"]], entry_view)
 
 
 @router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)",
              **op("customers.adjust", {201: AdjustmentOutcome, 200: AdjustmentOutcome}, errors=(404, 409)))
+@dry_runnable
 def adjust(customerId: CustomerId, body: AdjustmentRequest, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("admin"))], response: Response) -> dict:
     """Adds or takes points with a reason code (capability ``admin``), audited. The same

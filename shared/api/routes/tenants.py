@@ -17,6 +17,7 @@ from shared.app.auth import Principal, Role
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
 from shared.expiry.policy import ExpiryPolicy
+from shared.ratelimit.policy import RateLimits
 from shared.errors import Conflict
 from shared.governance.acts import TOMBSTONE_ID
 from shared.platform import Platform
@@ -35,6 +36,7 @@ class TenantChanges(BaseModel):
     evaluator: Literal["closure", "wasm"] | None = None
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
 
 
 class NewTenant(BaseModel):
@@ -47,6 +49,7 @@ class NewTenant(BaseModel):
     points_per_unit: Decimal = Field(default=Decimal(1), alias="pointsPerUnit", ge=0, le=1000, max_digits=10,
                                      decimal_places=4)
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
 
 
 def _view(settings: TenantSettings) -> dict:

@@ -3,20 +3,20 @@ audited) and a customer's current tier and tier history (read). See docs/tiers.m
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from shared.api.contract import op
 from shared.api.contract.tiers import CustomerTier, TierHistoryPage, TierProgramView
 from shared.api.deps import platform
+from shared.api.pagination import BadCursor, Cursor, keyset, position
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.clock import iso
 from shared.domain.ids import ID_PATTERN
-from shared.errors import FieldProblem, NotFound, ValidationFailed
+from shared.errors import NotFound
 from shared.platform import Platform
 from shared.store.layout import TENANTS
 from shared.tiers.history import view
@@ -78,31 +78,16 @@ def customer_tier(customerId: CustomerId, p: Annotated[Platform, Depends(platfor
     return p.tiers.customer_tier(who.tenant_id, customerId)
 
 
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"tier:{seq}".encode()).decode().rstrip("=")
-
-
-def _parse_cursor(cursor: str) -> int:
-    try:
-        kind, value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
-        seq = int(value)
-        if kind != "tier" or not 1 <= seq < 10**9:
-            raise ValueError
-        return seq
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("the cursor is not one this API gave out",
-                               [FieldProblem("cursor", "use the 'next' value of a previous page")]) from None
-
-
 @router.get("/v1/customers/{customerId}/tier/history", summary="A customer's tier changes, newest first",
             **op("tiers.history", TierHistoryPage, errors=(404,)))
-def tier_history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
-                 who: Annotated[Principal, Depends(requires("read"))],
-                 cursor: Annotated[str | None, Query(max_length=64)] = None,
+def tier_history(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """A customer's tier changes, newest first (capability ``read``); pass ``next`` as ``cursor``."""
-    before = _parse_cursor(cursor) if cursor else None
+    before = position(request, cursor)
+    if before is not None and not (isinstance(before[0], int) and 1 <= before[0] < 10**9):
+        raise BadCursor("malformed position")
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
-    records = p.tiers.history.list(who.tenant_id, customerId, before_seq=before, limit=limit)
-    return {"items": [view(r) for r in records],
-            "next": _cursor(records[-1]["changeSeq"]) if len(records) == limit else None}
+    records = p.tiers.history.list(who.tenant_id, customerId, before_seq=before[0] if before else None,
+                                   limit=limit + 1)
+    return keyset(request, records, limit, lambda record: [record["changeSeq"]], view)
