@@ -11,6 +11,12 @@ memory, dropped with the dry platform. Nothing can reach the real store, the
 bus, the webhooks (they are fed by the change feed, which never sees these
 writes) or another process (tenant-change announcements go nowhere).
 
+Orders go through the real intake: its claims (shared/app/claims.py: the
+conditional create that makes one send of an order id the publisher) are made in
+the overlay too, so the inline ingestion finds the claim its message must match
+and credits as the real one would, while the real store never holds the claim: a
+real send of the same order afterwards is new, not a replay of the dry run.
+
 What a dry run cannot do for real it does not do: a partner (``shared.spend.partners``)
 is never called; the dry run assumes it would accept (its reference says so)."""
 
@@ -74,8 +80,9 @@ def _answer_orders_when_decided(dry: Platform) -> None:
     accept = intake.accept
 
     def decided(tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
-        return [Accepted(a.order_id, a.customer_id, intake.status(tenant_id, a.order_id), a.newly_queued)
-                for a in accept(tenant_id, orders)]
+        accepted = accept(tenant_id, orders)
+        views = intake.statuses(tenant_id, [a.order_id for a in accepted])  # one read for a batch
+        return [Accepted(a.order_id, a.customer_id, view, a.newly_queued) for a, view in zip(accepted, views)]
 
     async def decided_async(tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
         return await asyncio.to_thread(decided, tenant_id, orders)
