@@ -155,3 +155,48 @@ def test_dry_run_false_is_the_real_call(client: TestClient, platform: Platform, 
                          headers=auth(tenant.merchant))
     assert answer.status_code == 202 and "dryRun" not in answer.json() and "Accrue-Dry-Run" not in answer.headers
     assert platform.bus.depth() == 1  # type: ignore[attr-defined]
+
+
+# Each verdict the claimed intake can reach (shared/app/claims.py), against an order "seed1" claimed for real
+# (customer c1, 20.00) and one claimed with the idempotency key "pos-1": (name, body, real status).
+CLAIM_CASES = [
+    ("new", order_body("c1", "fresh-1", "3.00"), 202),
+    ("same-order-again", order_body("c1", "seed1", "20.00"), 200),
+    ("same-id-other-body", order_body("c1", "seed1", "21.00"), 422),
+    ("same-id-other-customer", order_body("c2", "seed1", "20.00"), 422),
+    ("key-reused-for-another-order", order_body("c1", "fresh-2", "3.00", idempotencyKey="pos-1"), 409),
+    ("order-id-used-as-a-key", order_body("c1", "fresh-3", "3.00", idempotencyKey="seed1"), 409),
+]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+@pytest.mark.parametrize("case", CLAIM_CASES, ids=[c[0] for c in CLAIM_CASES])
+def test_a_dry_run_order_is_judged_against_the_claims_and_claims_nothing(
+        case: tuple, batch: bool, client: TestClient, platform: Platform, tenant: TenantKeys,
+        world: RecordingPartner) -> None:
+    """A dry-run order meets the real claims (the same verdict as the real call: replay, 422, 409) and makes
+    none: the real call that follows gets the verdict it would have got without the dry run."""
+    from shared.app.claims import claim_key
+    from shared.store.layout import ORDER_STATUS
+
+    _, body, expected = case
+    assert client.post("/v1/orders", json=order_body("c1", "keyed", "1.00", idempotencyKey="pos-1"),
+                       headers=auth(tenant.merchant)).status_code == 202
+    drain(platform)
+    path, payload = ("/v1/orders/batch", {"orders": [body]}) if batch else ("/v1/orders", body)
+    before = fingerprint(platform.settings.data_dir)
+
+    dry = client.post(path, params={"dryRun": "true"}, json=payload, headers=auth(tenant.merchant))
+
+    assert fingerprint(platform.settings.data_dir) == before, "a dry run wrote (a claim?) to the data folder"
+    pk, order_id = claim_key("acme", body["orderId"])
+    if expected == 202:
+        assert platform.store.read(ORDER_STATUS, pk, order_id) is None, "a dry run left a claim"
+    real = client.post(path, json=payload, headers=auth(tenant.merchant))
+    assert real.status_code == expected, real.text
+    if expected >= 400:
+        assert dry.status_code == expected and dry.json()["type"] == real.json()["type"], dry.text
+    else:
+        assert dry.status_code == 200 and dry.json()["dryRun"] is True, dry.text
+        answer = dry.json()["orders"][0] if batch else dry.json()
+        assert answer["status"] == "credited", answer  # ingestion ran inline and matched the claim
