@@ -49,7 +49,7 @@ def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depen
 def list_customers(request: Request, p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    """Customers in id order (capability ``read``), ``limit`` per page; pass ``next`` as ``after``."""
+    """Customers in id order (capability ``read``), ``limit`` per page; follow ``next``."""
     after = position(request, cursor)
     docs = p.customers.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
     return keyset(request, docs, limit, lambda doc: [doc["customerId"]], public_view)
@@ -104,7 +104,7 @@ def history(request: Request, customerId: CustomerId, p: Annotated[Platform, Dep
             createdFrom: Annotated[datetime | None, Query(alias="from")] = None,
             createdTo: Annotated[datetime | None, Query(alias="to")] = None) -> dict:
     """The customer's ledger entries, newest first (capability ``read``), filtered by ``entryType``
-    (repeatable), ``from`` and ``to``; pass ``next`` as ``cursor`` for the following page."""
+    (repeatable), ``from`` and ``to``; follow ``next`` for the following page."""
     problems = [FieldProblem(name, problem) for name, value in (("from", createdFrom), ("to", createdTo))
                 if value is not None and (problem := instant_problem(value)) is not None]
     if problems:

@@ -46,8 +46,8 @@ def create_reward(body: NewReward, response: Response, p: Annotated[Platform, De
 def list_rewards(request: Request, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    """The catalogue in id order with claimed and remaining stock (capability ``read``); pass ``next`` as
-    ``after``."""
+    """The catalogue in id order with claimed and remaining stock (capability ``read``), paged: follow
+    ``next``."""
     after = position(request, cursor)
     items = p.spend.catalogue.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
     return keyset(request, items, limit, lambda item: [item["rewardId"]])

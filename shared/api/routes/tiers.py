@@ -83,7 +83,7 @@ def customer_tier(customerId: CustomerId, p: Annotated[Platform, Depends(platfor
 def tier_history(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
-    """A customer's tier changes, newest first (capability ``read``); pass ``next`` as ``cursor``."""
+    """A customer's tier changes, newest first (capability ``read``), paged: follow ``next``."""
     before = position(request, cursor)
     if before is not None and not (isinstance(before[0], int) and 1 <= before[0] < 10**9):
         raise BadCursor("malformed position")
