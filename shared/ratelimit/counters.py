@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from shared.errors import DocumentExists, PreconditionFailed, StoreUnavailable
+from shared.private_files import private_dir, private_sqlite
 from shared.ratelimit.policy import Counts, Decision, RateLimits, evaluate, window_of
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore
@@ -56,7 +57,7 @@ class SqliteWindowCounter:
     inline = True
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)  # the data folder: owner only (shared.private_files)
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection per process; the file lock orders the processes
@@ -64,6 +65,9 @@ class SqliteWindowCounter:
     def _connection(self) -> sqlite3.Connection:
         """Opened on first use (and again after ``close``: an app's lifespan may end and start again)."""
         if self._conn is None:
+            # Created 0600 before SQLite opens it, so its -wal/-shm are too (shared.private_files):
+            # the counters name the tenant's keys, and nothing of the data folder is for other users.
+            private_sqlite(self._path)
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
             conn.execute("PRAGMA busy_timeout=5000")
             use_wal(conn, BUSY_TIMEOUT_MS)

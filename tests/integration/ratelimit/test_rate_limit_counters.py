@@ -167,3 +167,22 @@ def test_leases_of_several_processes_never_admit_more_than_the_quota(
     admitted = results.count(True)
     assert admitted <= 1000
     assert admitted >= 1000 - 3 * (1000 // LeasedCounter.LEASE_CAP), "more stranded than the leases allow"
+
+
+def test_the_file_counter_is_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    """The counter file lives in the data folder, which is owner only (shared/private_files.py): the
+    database, its -wal and -shm are 0600 and a folder it creates is 0700, under a usual umask (022)."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        counter = SqliteWindowCounter(tmp_path / "data" / "ratelimits.db")
+        assert counter.take("t1", "k1", 1, RateLimits(perKey=5, perTenant=5, windowSeconds=60), 1000.0).allowed
+        files = sorted((tmp_path / "data").iterdir())
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "data", *files]}
+        counter.close()
+    finally:
+        os.umask(previous)
+    assert {"ratelimits.db", "ratelimits.db-wal"} <= set(modes), modes
+    assert modes == {name: (0o700 if name == "data" else 0o600) for name in modes}, modes
