@@ -1,7 +1,9 @@
 """Every answer a test receives through the ``client`` fixture is checked against
-the OpenAPI document (issue 13): its status is one the operation declares, its
-media type is the declared one (``application/problem+json`` for errors) and
-its body matches the declared schema.
+the OpenAPI document (issue 13): its status is one the operation declares, the
+headers of the API's policies it carries (RateLimit, Retry-After, Deprecation,
+Sunset, Accrue-Dry-Run...) are declared on that response, its media type is the
+declared one (``application/problem+json`` for errors) and its body matches the
+declared schema.
 
 So each API test of the suite is also a conformance test, on the realistic
 states those tests build (held orders, reservations, decided reviews...) that a
@@ -21,6 +23,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 _BASE = "urn:accrue:openapi"
+_POLICY_HEADERS = {"ratelimit", "ratelimit-policy", "retry-after", "deprecation", "sunset", "accrue-dry-run",
+                   "www-authenticate"}
 
 
 class Conformance:
@@ -54,6 +58,11 @@ class Conformance:
         assert declared is not None, (
             f"{where}, a status its operation {operation['operationId']} does not declare "
             f"({', '.join(operation['responses'])}): declare it in op(...) (shared/api/contract)\n{response.text[:500]}")
+        # The headers of the API's own policies the server sent are declared on this response
+        # (rate limits, deprecation, dry runs, Retry-After); the document may declare more.
+        sent = {name.lower() for name in response.headers} & _POLICY_HEADERS
+        undeclared = sent - {name.lower() for name in declared.get("headers", {})}
+        assert not undeclared, f"{where} with header(s) {sorted(undeclared)} its response does not declare"
         content = declared.get("content")
         if not content:
             assert not response.content, f"{where} with a body the document says it has not"

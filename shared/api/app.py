@@ -1,13 +1,18 @@
 """The ASGI application: FastAPI with the problem-JSON error mapping, the body
-limit, and the routers. ``create_app`` takes a built ``Platform`` so tests, the
+limit, strict parameters, rate limits, the contract headers (rate limit state,
+deprecation) and the routers. ``create_app`` takes a built ``Platform`` so tests, the
 local runner and the Azure Functions host each choose their adapters."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from shared.api import contract, problems
+from shared.api.deprecation import mark_routes
 from shared.api.limits import BodyLimit
+from shared.api.ratelimit import build_counter
+from shared.api.route_contract import ContractHeaders
+from shared.api.strict import strict_parameters
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
 from shared.api.routes import redemptions, rewards
@@ -27,13 +32,19 @@ def create_app(platform: Platform) -> FastAPI:
         openapi_url=OPENAPI_URL,
         docs_url="/docs",
         redoc_url=None,
+        # Unknown query parameters and x-accrue-* headers are a 400 before anything else runs.
+        dependencies=[Depends(strict_parameters)],
     )
     app.state.platform = platform
+    app.state.rate_counter = counter = build_counter(platform)
+    app.router.on_shutdown.append(counter.close)
     problems.install(app)
     rules.install(app)
     for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
                    rewards, redemptions, tiers, expiries, fraud, reviews):
         app.include_router(module.router)
+    mark_routes(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(ContractHeaders)
     contract.install(app)
     return app

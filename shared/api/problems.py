@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from shared.api.cursors import PAGE_TOKEN_PARAMETERS
+from shared.api.pagination import PAGE_TOKEN_PARAMETERS
 from shared.errors import AccrueError, ValidationFailed
 
 log = logging.getLogger("accrue.api")

@@ -3,7 +3,8 @@
 
 Every route except health and the OpenAPI document depends on ``principal``;
 routes then declare the capability they need with ``requires(...)``, so the
-role check is visible at each route.
+role check is visible at each route. Each authenticated request is charged to
+the key's and the tenant's rate limits here (``shared.api.ratelimit``).
 
 The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in its
 thread pool, a hop that cost more than the check itself on every request. A key
@@ -18,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from shared.api.ratelimit import admit
 from shared.app.auth import Principal
 from shared.errors import Unauthenticated
 
@@ -36,7 +38,9 @@ async def principal(
         raise Unauthenticated("an API key is required: Authorization: Bearer <key> or x-api-key: <key>")
     keys, presented = request.app.state.platform.keys, presented.strip()
     known = keys.cached(presented)
-    return known if known is not None else await run_in_threadpool(keys.verify, presented)
+    who = known if known is not None else await run_in_threadpool(keys.verify, presented)
+    await admit(request, who)  # the key's and the tenant's rate limits (429 when over)
+    return who
 
 
 def requires(capability: str) -> Callable[..., Awaitable[Principal]]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.domain.money import MINOR_UNITS
 from shared.domain.orders import EntityId
 from shared.expiry.policy import ExpiryPolicy
+from shared.ratelimit.policy import RateLimits
 
 Evaluator = Literal["closure", "wasm"]
 
@@ -33,6 +34,8 @@ class TenantSettings(BaseModel):
     # How long points stay valid when the earning rule gives no expiry (shared/expiry/policy.py,
     # docs/expiry.md). None: they never expire. Stamped on each lot when it is written.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    # API rate limits per key and per tenant (shared/ratelimit, docs/api-policies.md). None: the defaults.
+    rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
 
     @field_validator("currency")
     @classmethod

@@ -13,6 +13,7 @@ runs, and the depth limit is far below Python's recursion limit).
 from __future__ import annotations
 
 import difflib
+import threading
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -43,10 +44,22 @@ _FRIENDLY = {
 _FOREIGN = {"import", "def", "lambda", "while", "class", "exec", "eval", "return", "function", "let", "var"}
 
 
+_LARK_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def _lark() -> Lark:
+def _build_lark() -> Lark:
     return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
                 maybe_placeholders=False)
+
+
+def _lark() -> Lark:
+    # Built once, by one thread: lru_cache alone lets racing first callers (concurrent rule
+    # saves) each build the grammar, and lark's grammar loader calls ast.literal_eval, which
+    # CPython 3.11 can fail with "SystemError: AST constructor recursion depth mismatch" when
+    # threads run it at once (a 500 seen in tests/unit/api/test_concurrent_writes.py).
+    with _LARK_LOCK:
+        return _build_lark()
 
 
 def parse(source: object) -> ast.RuleSet:

@@ -110,7 +110,18 @@ class PinnedSender:
             raise ValueError(f"the delivery deadline must be in (0, {MAX_DEADLINE}] seconds")
         self.deadline = deadline
         self.max_response_bytes = max_response_bytes
-        self._ssl = ssl_context or ssl.create_default_context()
+        # Made on first use: loading the system's CA store costs ~100 ms, and many
+        # platforms never deliver (a dry run's, shared.dryrun; the API process's).
+        self._given_ssl = ssl_context
+        self._default_ssl: ssl.SSLContext | None = None
+
+    @property
+    def _ssl(self) -> ssl.SSLContext:
+        if self._given_ssl is not None:
+            return self._given_ssl
+        if self._default_ssl is None:
+            self._default_ssl = ssl.create_default_context()
+        return self._default_ssl
 
     def post(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResult:
         start = time.monotonic()

@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from shared.ratelimit.policy import RateLimits
 from tests.e2e.conftest import ROOT, LocalPlatform
 
 CLIENTS = ROOT / "tests" / "clients"
@@ -151,7 +153,10 @@ def test_the_readme_walkthrough_through_the_generated_python_client(client_packa
     ledger = _api(client_package, "customers", "customers_ledger")
     page = ledger.sync("alice-42", client=merchant, limit=1)
     assert isinstance(page, m.LedgerPage) and [e.reference_order_id for e in page.items] == ["ord-1002"]
-    rest = ledger.sync("alice-42", client=merchant, limit=1, cursor=page.next_)
+    # ``next`` is a link (path and query); a generated client passes its cursor back.
+    assert page.next_.startswith("/v1/customers/alice-42/ledger?")
+    rest = ledger.sync("alice-42", client=merchant, limit=1,
+                       cursor=parse_qs(urlsplit(page.next_).query)["cursor"][0])
     assert [e.reference_order_id for e in rest.items] == ["ord-1001"]
 
     refund = _api(client_package, "orders", "orders_refund")
@@ -179,19 +184,33 @@ def test_the_readme_walkthrough_through_the_generated_python_client(client_packa
 
 
 def test_the_python_client_reads_a_429_as_a_problem(client_package: ModuleType, live: LocalPlatform) -> None:
-    """FOR THE LEAD: rate limiting is added on branch g-limits. 429 is declared on every route with a key;
-    this test sends a bounded burst and, once limits exist and one answers 429, checks the client reads it
-    as a typed Problem with Retry-After. Until then it skips and says so."""
+    """A tenant-admin sets a tiny per-key quota on the tenant (PATCH /v1/tenant); the merchant's key then
+    gets a 429 within a few calls, which the generated client reads as a typed Problem (``rate-limited``)
+    with Retry-After and the RateLimit headers the document declares. The default quota is restored after."""
     m = _models(client_package)
-    merchant = client_package.AuthenticatedClient(base_url=live.url, token=live.keys["merchant"], timeout=15)
-    balance_op = _api(client_package, "customers", "customers_balance")
-    for _ in range(300):
-        answer = balance_op.sync_detailed("nobody", client=merchant)
-        if answer.status_code == 429:
-            assert isinstance(answer.parsed, m.Problem) and answer.parsed.status == 429
-            assert int(answer.headers["retry-after"]) >= 0
-            return
-    pytest.skip("no 429 within 300 requests: no rate limit on this branch yet (g-limits adds it)")
+    admin = {"Authorization": f"Bearer {live.keys['tenant-admin']}"}
+    window = 2
+    tiny = {"rateLimits": {"perKey": 3, "perTenant": 1000, "windowSeconds": window}}
+    assert httpx.patch(live.url + "/v1/tenant", json=tiny, headers=admin, timeout=15).status_code == 200
+    try:
+        merchant = client_package.AuthenticatedClient(base_url=live.url, token=live.keys["merchant"], timeout=15)
+        balance_op = _api(client_package, "customers", "customers_balance")
+        # Bounded: 20 quick calls put more than 3 in one window even if a window ends mid-burst.
+        answer = None
+        for _ in range(20):
+            answer = balance_op.sync_detailed("nobody", client=merchant)
+            if answer.status_code == 429:
+                break
+    finally:
+        time.sleep(window + 0.2)  # a fresh window, so the admin's key has its quota for the restore
+        defaults = {"rateLimits": RateLimits().model_dump(by_alias=True)}
+        restored = httpx.patch(live.url + "/v1/tenant", json=defaults, headers=admin, timeout=15)
+        assert restored.status_code == 200, restored.text
+    assert answer is not None and answer.status_code == 429, answer and answer.content
+    assert isinstance(answer.parsed, m.Problem) and answer.parsed.status == 429
+    assert answer.parsed.type_.endswith("/rate-limited")
+    assert 0 <= int(answer.headers["retry-after"]) <= window
+    assert ";r=0;" in answer.headers["ratelimit"] and ";q=3;" in answer.headers["ratelimit-policy"] + ";"
 
 
 @pytest.mark.skipif(not (NODE_BIN / "tsc").exists(), reason="npm ci --prefix tests/clients (make test does it)")

@@ -7,10 +7,19 @@ and the error statuses only it knows about (404, 409, ...). ``document(app)``
 builds the OpenAPI document from the routes and adds what every route shares,
 derived from the operation itself so no route can forget it:
 
-* a route that takes a key (it has ``security``) can answer 401, 403 and 429;
-* a route with a body can answer 400 (malformed JSON), 413 and 422;
+* every route can answer 400 ``unknown-parameter`` (strict parameters,
+  shared/api/strict.py) and 503 (the store or the bus is unavailable);
+* a route that takes a key (it has ``security``) can answer 401, 403 and 429
+  ``rate-limited`` (with ``Retry-After``), and declares the ``RateLimit`` and
+  ``RateLimit-Policy`` headers on every answer (shared/api/ratelimit.py);
+* a route with a body can also answer 400 for malformed JSON, and 413 and 422;
+* a paged list (it takes ``cursor``) can also answer 400 ``bad-cursor``
+  (shared/api/pagination.py); its answer is ``Page``-shaped: ``items`` and ``next``;
 * a route with parameters can answer 422;
-* every route can answer 503 (the store or the bus is unavailable).
+* a dry-runnable route (it takes ``dryRun``, shared/api/dryrun.py) answers 200
+  with the real body plus ``dryRun: true`` and the ``Accrue-Dry-Run`` header;
+* a deprecated route (``@deprecated``, shared/api/deprecation.py) declares the
+  ``Deprecation``, ``Sunset`` and ``Link`` headers on every answer.
 
 Every error is the one ``Problem`` schema (RFC 9457, ``application/problem+json``,
 with the ``errors[]`` extension naming each bad field), never FastAPI's default
@@ -68,7 +77,7 @@ TAGS: list[dict[str, str]] = [
 ]
 
 _ERROR_TEXT = {
-    400: "Malformed JSON: the body could not be parsed; nothing was changed.",
+    400: "Bad request; nothing was changed.",
     401: "No API key, or one that is unknown or revoked.",
     403: "The key's role lacks the capability this route needs; nothing was changed.",
     404: "The resource does not exist in the caller's tenant.",
@@ -76,12 +85,37 @@ _ERROR_TEXT = {
     412: "A precondition on the stored state failed (another writer changed it first); read and try again.",
     413: "The request body exceeds 1 MiB.",
     422: "Invalid input: ``errors`` names each bad field; nothing was changed.",
-    429: "Too many requests for this key: wait for Retry-After seconds.",
+    429: ("Rate limited (`rate-limited`): this key or its tenant used its quota for the window; wait for "
+          "Retry-After seconds."),
     502: "The partner refused the request for good; the points were given back.",
     503: "A backing service (store, bus, partner) is unavailable: retry after Retry-After seconds.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
                                 "schema": {"type": "integer", "minimum": 0}}}
+# The 400s a route can answer, by what it takes (see ``_bad_request``).
+_BAD_PARAMETER = ("`unknown-parameter`: a query parameter or an `x-accrue-*` header the route does not declare "
+                  "(a typo never silently changes what a call means)")
+_BAD_CURSOR = "`bad-cursor`: a cursor this API did not give out for this list"
+_BAD_JSON = "`malformed-json`: the body could not be parsed"
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {"description": "the key's or tenant's quota policy (draft-ietf-httpapi-ratelimit-headers): "
+                                        "`\"<name>\";q=<quota>;w=<window seconds>`",
+                         "schema": {"type": "string"}},
+    "RateLimit": {"description": "the state of that quota: `\"<name>\";r=<remaining>;t=<seconds to reset>`",
+                  "schema": {"type": "string"}},
+}
+_DEPRECATION_HEADERS = {
+    "Deprecation": {"description": "this route is deprecated since this instant (RFC 9745: `@<epoch seconds>`)",
+                    "schema": {"type": "string"}},
+    "Sunset": {"description": "the HTTP-date after which this route may stop answering (RFC 8594)",
+               "schema": {"type": "string"}},
+    "Link": {"description": "the deprecation policy (`rel=\"deprecation\"`) and the route to use instead "
+                            "(`rel=\"successor-version\"`)", "schema": {"type": "string"}},
+}
+_DRY_RUN_HEADER = {"Accrue-Dry-Run": {"description": "`true` on a dry run's answer: nothing was written",
+                                      "schema": {"type": "string", "enum": ["true"]}}}
+_DRY_RUN_TEXT = ("With `dryRun=true`: 200 and the body the real call would give plus `dryRun: true`; "
+                 "nothing was written.")
 _WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "the authentication scheme: Bearer realm=\"accrue\"",
                                           "schema": {"type": "string"}}}
 
@@ -112,6 +146,21 @@ class Problem(BaseModel):
     detail: str = Field(description="what went wrong with this request", examples=["no order 'o1'"])
     instance: str | None = Field(default=None, description="the request's path", examples=["/v1/orders/o1"])
     errors: list[FieldError] | None = Field(default=None, description="validation failures: each bad field")
+
+
+def next_link() -> Any:
+    """The ``next`` field of a paged list (shared/api/pagination.py): required, a link or null."""
+    return Field(description="the next page: this request's path and query with the next cursor, to follow as "
+                             "is; null on the last page",
+                 examples=["/v1/customers?limit=100&cursor=eyJrIjpbImFsaWNlLTQyIl0sInIiOiIvdjEvY3VzdG9tZXJzIiwidiI6"
+                           "MX0.1f0c2d3e4a5b"])
+
+
+class DryRunnable(BaseModel):
+    """The answer of a route that takes ``dryRun`` (shared/api/dryrun.py)."""
+
+    dryRun: bool | None = Field(default=None, description="true on a dry run's answer (nothing was written); "
+                                                          "absent otherwise")
 
 
 def op(operation_id: str, ok: dict[int, type[BaseModel]] | type[BaseModel] | None, *,
@@ -217,6 +266,7 @@ def document(app: FastAPI) -> dict[str, Any]:
     schemas.update(problem.pop("$defs", {}))
     schemas["Problem"] = problem
     problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": REF + "Problem"}}}
+    doc["components"]["headers"] = copy.deepcopy({**_RATE_LIMIT_HEADERS, **_DEPRECATION_HEADERS})
     declared = {(method.lower(), ctx.path_format): ctx.responses or {}
                 for ctx in iter_route_contexts(app.routes) if isinstance(ctx.original_route, APIRoute)
                 for method in ctx.methods or ()}
@@ -244,23 +294,53 @@ def _complete(operation: dict[str, Any], where: str, problem_content: dict[str, 
                 assert "$ref" in schema, f"{where}: {status} has no response model (op(..., {{{status}: Model}}))"
                 # FastAPI merged the route's "-> dict" annotation into the model's $ref: keep the model.
                 media["schema"] = {"$ref": schema["$ref"]}
-    derived = {503}
+    query = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+    if "dryRun" in query:
+        # A dry run answers 200 whatever the real call would (201, 202): it must be typed.
+        assert "200" in responses, f"{where}: a dry-runnable route declares 200 (op(..., {{200: Model}}))"
+        ok = responses["200"]
+        ok["description"] = f"{ok['description']} {_DRY_RUN_TEXT}"
+        ok["headers"] = copy.deepcopy(_DRY_RUN_HEADER)
+    derived = {400, 503}  # 400: strict parameters hold on every route
     if operation.get("security"):
         derived |= {401, 403, 429}
     if operation.get("requestBody"):
-        derived |= {400, 413, 422}
+        derived |= {413, 422}
     if operation.get("parameters"):
         derived.add(422)
     for status in sorted(derived | {int(s) for s in responses if s.isdigit() and int(s) >= 400}):
         response = responses.setdefault(str(status), {})
         response["description"] = (response.get("description") if response.get("description")
                                     not in (None, "Validation Error") else _ERROR_TEXT[status])
+        if status == 400:
+            response["description"] = _bad_request(operation, query)
         response["content"] = copy.deepcopy(problem_content)
         if status in (429, 503):
             response["headers"] = copy.deepcopy(_RETRY_AFTER)
         if status == 401:
             response["headers"] = copy.deepcopy(_WWW_AUTHENTICATE)
+    for status, response in responses.items():
+        # Written by shared/api/route_contract.py on whatever answered (a route, an error, a 429);
+        # declared once in components/headers. A 401 has no key, hence no quota to report.
+        if operation.get("security") and status != "401":
+            response["headers"] = {**response.get("headers", {}), **_refs(_RATE_LIMIT_HEADERS)}
+        if operation.get("deprecated"):
+            response["headers"] = {**response.get("headers", {}), **_refs(_DEPRECATION_HEADERS)}
     operation["responses"] = dict(sorted(responses.items()))
+
+
+def _refs(headers: dict[str, Any]) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
+
+
+def _bad_request(operation: dict[str, Any], query: set[str]) -> str:
+    """The 400's description: each problem this operation can answer it with."""
+    kinds = [_BAD_PARAMETER]
+    if "cursor" in query:
+        kinds.append(_BAD_CURSOR)
+    if operation.get("requestBody"):
+        kinds.append(_BAD_JSON)
+    return "Bad request; nothing was changed. " + "; ".join(kinds) + "."
 
 
 def install(app: FastAPI) -> None:

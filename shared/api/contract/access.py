@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import next_link
+
 from shared.domain.tenants import TenantSettings
 
 
@@ -42,6 +44,7 @@ class ApiKeyList(BaseModel):
     """The tenant's keys, oldest first (never their secrets)."""
 
     items: list[ApiKey]
+    next: str | None = next_link()
 
 
 class IssuedKey(BaseModel):

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import DryRunnable, next_link
+
 from shared.ledger.entries import EntryType
 
 _CUSTOMER = {"customerId": "alice-42", "joinDate": "2026-11-01", "tags": ["newsletter"], "tier": None,
@@ -29,12 +31,12 @@ class Customer(BaseModel):
 
 
 class CustomerPage(BaseModel):
-    """One page of customers by id; ``next`` is the ``after`` of the next page (null on the last)."""
+    """One page of customers by id; ``next`` links to the next page (null on the last)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_CUSTOMER], "next": None}]})
 
     items: list[Customer]
-    next: str | None
+    next: str | None = next_link()
 
 
 class Balance(BaseModel):
@@ -80,19 +82,21 @@ class LedgerEntry(BaseModel):
 
 
 class LedgerPage(BaseModel):
-    """Ledger entries, newest first; ``next`` is the cursor of the next page (null on the last)."""
+    """Ledger entries, newest first; ``next`` links to the next page (null on the last)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"items": [{
         "id": "e-000000000003", "seq": 3, "transactionId": "tx-8d3c1fcf", "entryType": "EARN", "signedAmount": 50,
         "runningBalance": 383, "runningPending": 0, "runningReserved": 0, "referenceOrderId": "ord-1003",
         "ruleSetId": "rate:10", "status": "COMMITTED", "createdAt": "2026-11-23T16:11:42.450686Z",
-        "attributes": {"rule": "rate:10"}, "tenantId": "sandbox", "customerId": "alice-42"}], "next": "c2VxOjI"}]})
+        "attributes": {"rule": "rate:10"}, "tenantId": "sandbox", "customerId": "alice-42"}],
+        "next": "/v1/customers/alice-42/ledger?limit=1&cursor="
+                "eyJrIjpbMl0sInIiOiIvdjEvY3VzdG9tZXJzL3tjdXN0b21lcklkfS9sZWRnZXIiLCJ2IjoxfQ.3c1d2e9a7b40"}]})
 
     items: list[LedgerEntry]
-    next: str | None
+    next: str | None = next_link()
 
 
-class AdjustmentOutcome(BaseModel):
+class AdjustmentOutcome(DryRunnable):
     """The adjustment's outcome (``duplicate`` when the idempotency key was already used)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{

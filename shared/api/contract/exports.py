@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from shared.api.contract import next_link
+
 
 class ExportFile(BaseModel):
     """One encrypted file of a run: where it is, how many rows, how to check and decrypt it."""
@@ -49,6 +51,7 @@ class ExportRunList(BaseModel):
     """Finished runs, newest first."""
 
     items: list[ExportRun]
+    next: str | None = next_link()
 
 
 class ExportSettingsView(BaseModel):

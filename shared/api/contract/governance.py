@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import next_link
+
 
 class Operator(BaseModel):
     """A platform-admin key and the operator who holds it (the key's label)."""
@@ -50,3 +52,4 @@ class ApprovalRequestList(BaseModel):
     """Recent requests, newest first."""
 
     items: list[ApprovalRequest]
+    next: str | None = next_link()

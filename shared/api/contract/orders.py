@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import DryRunnable
+
 _STATUS_EXAMPLE = {"orderId": "ord-1001", "customerId": "alice-42", "status": "credited", "points": 249,
                    "transactionId": "tx-ac9c64c4", "ruleSetId": "rate:10",
                    "acceptedAt": "2026-11-23T16:11:33.826649+00:00", "decidedAt": "2026-11-23T16:11:33.858929Z",
@@ -22,7 +24,7 @@ class OrderReason(BaseModel):
     reasons: list[dict[str, Any]] | None = None
 
 
-class OrderStatus(BaseModel):
+class OrderStatus(DryRunnable):
     """The order's status: queued, or its outcome (credited, held or rejected, and why)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [_STATUS_EXAMPLE]})
@@ -42,7 +44,7 @@ class OrderStatus(BaseModel):
     statusUrl: str = Field(description="where to read this status again")
 
 
-class OrderBatchStatus(BaseModel):
+class OrderBatchStatus(DryRunnable):
     """The status of each order of the batch, in the batch's order."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"orders": [_STATUS_EXAMPLE]}]})
@@ -50,7 +52,7 @@ class OrderBatchStatus(BaseModel):
     orders: list[OrderStatus]
 
 
-class RefundOutcome(BaseModel):
+class RefundOutcome(DryRunnable):
     """The refund's outcome: the points clawed back and the balance after (``duplicate`` on a replay)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import next_link
+
 from shared.api.contract.customers import LedgerEntry
 
 
@@ -67,10 +69,10 @@ class AuditRecord(BaseModel):
 
 
 class AuditPage(BaseModel):
-    """Audit records, oldest first; ``next`` is the ``after`` of the next page (null on the last)."""
+    """Audit records, oldest first; ``next`` links to the next page (null on the last)."""
 
     items: list[AuditRecord]
-    next: int | None
+    next: str | None = next_link()
 
 
 class ChainCheck(BaseModel):

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import next_link
+
 _REVIEW = {"reviewId": "rv-0f3a9c1d0b8e7a65c4d2e1f0", "tenantId": "sandbox", "kind": "earn",
            "customerId": "alice-42", "entryId": "e-000000000007",
            "reasons": [{"code": "velocity.customer.points_per_day", "message": "over 5000 points in a day"}],
@@ -36,9 +38,10 @@ class Review(BaseModel):
 class ReviewList(BaseModel):
     """Reviews, oldest first."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_REVIEW]}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_REVIEW], "next": None}]})
 
     items: list[Review]
+    next: str | None = next_link()
 
 
 class ReviewCustomer(BaseModel):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shared.api.contract import next_link
+
 from shared.rules import models
 
 
@@ -15,12 +17,14 @@ class VersionList(BaseModel):
     """The versions of a rule set, newest first (without their sources)."""
 
     items: list[models.VersionInfo]
+    next: str | None = next_link()
 
 
 class ActivationList(BaseModel):
     """The activation log, newest first."""
 
     items: list[models.Activation]
+    next: str | None = next_link()
 
 
 class ActiveState(BaseModel):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import DryRunnable, next_link
+
 _REWARD = {"rewardId": "free-latte", "name": "A free latte", "pointsCost": 250, "stock": 100,
            "validFrom": None, "validUntil": None, "perCustomerLimit": 1, "partnerId": None, "partnerSku": None,
            "version": 1, "createdAt": "2026-11-23T16:11:33.802659Z", "updatedAt": "2026-11-23T16:11:33.802659Z",
@@ -38,12 +40,12 @@ class Reward(BaseModel):
 
 
 class RewardPage(BaseModel):
-    """Rewards by id; ``next`` is the ``after`` of the next page (null on the last)."""
+    """Rewards by id; ``next`` links to the next page (null on the last)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_REWARD], "next": None}]})
 
     items: list[Reward]
-    next: str | None
+    next: str | None = next_link()
 
 
 class SpendPolicyView(BaseModel):
@@ -71,6 +73,7 @@ class ProgrammeList(BaseModel):
     """The tenant's conversion programmes."""
 
     items: list[ProgrammeView]
+    next: str | None = next_link()
 
 
 class Partner(BaseModel):
@@ -90,6 +93,7 @@ class PartnerList(BaseModel):
     """Registered partners."""
 
     items: list[Partner]
+    next: str | None = next_link()
 
 
 class Redemption(BaseModel):
@@ -119,7 +123,7 @@ class Redemption(BaseModel):
     reviewStatus: str | None = None
 
 
-class SpendOutcome(BaseModel):
+class SpendOutcome(DryRunnable):
     """What a redemption, conversion, confirmation or cancellation did, and the balance left
     (``duplicate: true`` when the same request was already applied: nothing new was written)."""
 
@@ -150,6 +154,7 @@ class SpendOutcome(BaseModel):
 class RedemptionList(BaseModel):
     """A customer's redemptions, newest first."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_REDEMPTION]}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_REDEMPTION], "next": None}]})
 
     items: list[Redemption]
+    next: str | None = next_link()

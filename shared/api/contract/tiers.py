@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import next_link
+
 
 class TierSchedule(BaseModel):
     """When the programme was and will be evaluated, in the tenant's time zone."""
@@ -72,10 +74,10 @@ class TierChange(BaseModel):
 
 
 class TierHistoryPage(BaseModel):
-    """Tier changes, newest first; ``next`` is the cursor of the next page (null on the last)."""
+    """Tier changes, newest first; ``next`` links to the next page (null on the last)."""
 
     items: list[TierChange]
-    next: str | None
+    next: str | None = next_link()
 
 
 class ExpiryDay(BaseModel):
@@ -98,4 +100,5 @@ class UpcomingExpiries(BaseModel):
     deficit: int = Field(description="points owed (a clawback below zero), taken from the next points earned")
     neverExpiring: int
     items: list[ExpiryDay]
+    next: str | None = next_link()
     more: bool = Field(description="true when more days exist than ``limit``")

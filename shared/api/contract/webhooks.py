@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.api.contract import next_link
+
 _ENDPOINT = {"id": "ep_0f3a9c1d0b8e7a65c4d2", "url": "https://hooks.example.com/accrue",
              "eventTypes": ["points.earned", "tier.changed"], "description": "CRM sync", "status": "active",
              "disabledReason": None, "failingSince": None, "createdAt": "2026-11-23T16:11:33.802659Z",
@@ -15,6 +17,7 @@ class EventTypes(BaseModel):
     """The event types an endpoint may subscribe to."""
 
     items: list[str] = Field(examples=[["points.earned", "tier.changed"]])
+    next: str | None = next_link()
 
 
 class SecretInfo(BaseModel):
@@ -56,6 +59,7 @@ class EndpointList(BaseModel):
     """The tenant's endpoints."""
 
     items: list[Endpoint]
+    next: str | None = next_link()
 
 
 class Attempt(BaseModel):
@@ -80,6 +84,7 @@ class AttemptList(BaseModel):
     """Delivery attempts, newest first."""
 
     items: list[Attempt]
+    next: str | None = next_link()
 
 
 class Delivery(BaseModel):
@@ -110,3 +115,4 @@ class DeliveryList(BaseModel):
     """Delivery tasks, newest first."""
 
     items: list[Delivery]
+    next: str | None = next_link()

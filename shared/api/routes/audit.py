@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from shared.api.contract import op
 from shared.api.contract.records import AuditPage, ChainCheck
-from shared.api import cursors
 from shared.api.deps import platform
+from shared.api.pagination import Cursor, keyset, position
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.platform import Platform
@@ -21,12 +21,13 @@ router = APIRouter(tags=["audit"])
 
 @router.get("/v1/audit", summary="The tenant's audit records, oldest first (tenant-admin)",
             **op("audit.list", AuditPage))
-def list_records(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
-                 after: Annotated[cursors.PlainSeq, Query(description="the last seq already read")] = 0,
+def list_records(request: Request, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    """The tenant's audit records, oldest first, after the given ``seq`` (capability ``admin``)."""
-    items = p.audit.records(who.tenant_id, after, limit)
-    return {"items": items, "next": items[-1]["seq"] if len(items) == limit else None}
+    """The tenant's audit records, oldest first (capability ``admin``), paged: follow ``next``."""
+    after = position(request, cursor)
+    fetched = p.audit.records(who.tenant_id, int(after[0]) if after else 0, limit + 1)
+    return keyset(request, fetched, limit, lambda record: [record["seq"]])
 
 
 @router.get("/v1/audit/verify", summary="Check the tenant's hash chain; names the first broken link (tenant-admin)",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from shared.api import cursors
 from shared.api.contract import op
 from shared.api.contract.customers import AdjustmentOutcome, Balance, Customer, CustomerPage, LedgerPage
 from shared.api.deps import platform
+from shared.api.pagination import BadCursor, Cursor, keyset, position
+from shared.api.dryrun import dry_runnable
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.app.corrections import AdjustmentRequest, entry_view
@@ -45,13 +46,13 @@ def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depen
 
 
 @router.get("", summary="List customers by id", **op("customers.list", CustomerPage))
-def list_customers(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
-                   after: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)] = None,
+def list_customers(request: Request, p: Annotated[Platform, Depends(platform)],
+                   who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    """Customers in id order (capability ``read``), ``limit`` per page; pass ``next`` as ``after``."""
-    docs = p.customers.list(who.tenant_id, after, limit)
-    return {"items": [public_view(d) for d in docs],
-            "next": docs[-1]["customerId"] if len(docs) == limit else None}
+    """Customers in id order (capability ``read``), ``limit`` per page; follow ``next``."""
+    after = position(request, cursor)
+    docs = p.customers.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
+    return keyset(request, docs, limit, lambda doc: [doc["customerId"]], public_view)
 
 
 @router.get("/{customerId}", summary="Read a customer", **op("customers.get", Customer, errors=(404,)))
@@ -93,26 +94,28 @@ def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
 
 @router.get("/{customerId}/ledger", summary="Ledger history, newest first, paginated",
             **op("customers.ledger", LedgerPage, errors=(404,)))
-def history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+def history(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
             who: Annotated[Principal, Depends(requires("read"))],
-            cursor: Annotated[str | None, Query(max_length=cursors.MAX_CURSOR_LENGTH)] = None,
+            cursor: Cursor = None,
             limit: Annotated[int, Query(ge=1, le=200)] = 50,
             entryType: Annotated[list[EntryType] | None, Query()] = None,
             createdFrom: Annotated[Instant | None, Query(alias="from")] = None,
             createdTo: Annotated[Instant | None, Query(alias="to")] = None) -> dict:
     """The customer's ledger entries, newest first (capability ``read``), filtered by ``entryType``
-    (repeatable), ``from`` and ``to``; pass ``next`` as ``cursor`` for the following page."""
-    before = cursors.decode("seq", cursor) if cursor is not None else None
+    (repeatable), ``from`` and ``to``; follow ``next`` for the following page."""
+    before = position(request, cursor)
+    if before is not None and not (isinstance(before[0], int) and before[0] >= 1):
+        raise BadCursor("malformed position")
     p.customers.get(who.tenant_id, customerId)
     entries = p.ledger.entries(
-        who.tenant_id, customerId, before_seq=before, limit=limit,
+        who.tenant_id, customerId, before_seq=before[0] if before else None, limit=limit + 1,
         entry_types=[t.value for t in entryType or ()], created_from=createdFrom, created_to=createdTo)
-    return {"items": [entry_view(e) for e in entries],
-            "next": cursors.encode("seq", entries[-1]["seq"]) if len(entries) == limit else None}
+    return keyset(request, entries, limit, lambda entry: [entry["seq"]], entry_view)
 
 
 @router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)",
              **op("customers.adjust", {201: AdjustmentOutcome, 200: AdjustmentOutcome}, errors=(404, 409)))
+@dry_runnable
 def adjust(customerId: CustomerId, body: AdjustmentRequest, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("admin"))], response: Response) -> dict:
     """Adds or takes points with a reason code (capability ``admin``), audited. The same

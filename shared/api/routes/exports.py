@@ -3,15 +3,15 @@ date range, list runs, and the personal-data export setting. See docs/exports.md
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.api.contract import op
 from shared.api.contract.exports import ExportManifest, ExportRunList, ExportSettingsView
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.inputs import Instant
@@ -61,10 +61,12 @@ def backfill(body: Backfill, p: Annotated[Platform, Depends(platform)],
 
 @router.get("/runs", summary="Finished runs, newest first",
             **op("exports.runs", ExportRunList))
-def runs(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
+def runs(request: Request, p: Annotated[Platform, Depends(platform)],
+         who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
          limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
     """Finished runs, newest first (capability ``admin``)."""
-    return {"items": p.exports.runs(who.tenant_id, limit)}
+    return in_memory(request, p.exports.runs(who.tenant_id, SCAN_LIMIT), limit, cursor,
+                     Order(("startedAt", "runId"), descending=True))
 
 
 @router.get("/settings", summary="Which personal fields the customers export leaves out",

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.api.contract import op
 from shared.api.contract.governance import ApprovalRequest, ApprovalRequestList
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.orders import EntityId
@@ -62,10 +63,11 @@ def request_act(body: NewRequest, p: Annotated[Platform, Depends(platform)],
 
 @router.get("", summary="Recent requests, newest first (platform-admin)",
             **op("governance.list", ApprovalRequestList))
-def list_requests(p: Annotated[Platform, Depends(platform)],
-                  who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+def list_requests(request: Request, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("platform"))], cursor: Cursor = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Recent requests, newest first, with their status (capability ``platform``)."""
-    return {"items": p.approvals.list()}
+    return in_memory(request, p.approvals.list(SCAN_LIMIT), limit, cursor, Order(("createdAt", "id"), descending=True))
 
 
 @router.post("/{requestId}/approve", summary="Approve another operator's request; the act runs now",

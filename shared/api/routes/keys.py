@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.contract import op
 from shared.api.contract.access import ApiKey, ApiKeyList, IssuedKey
 from shared.api.deps import platform
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
 from shared.audit.log import PLATFORM_CHAIN
@@ -42,9 +43,11 @@ def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(
 
 @router.get("/v1/api-keys", summary="List the tenant's keys (never their secrets)",
             **op("keys.list", ApiKeyList))
-def list_keys(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+def list_keys(request: Request, p: Annotated[Platform, Depends(platform)],
+              who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's keys, revoked ones included, never their secrets (capability ``admin``)."""
-    return {"items": p.keys.list(who.tenant_id)}
+    return in_memory(request, p.keys.list(who.tenant_id), limit, cursor, Order(("createdAt", "keyId")))
 
 
 @router.delete("/v1/api-keys/{keyId}", summary="Revoke a key",

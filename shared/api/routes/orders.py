@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.api.contract import op
 from shared.api.contract.orders import OrderBatchStatus, OrderStatus, RefundOutcome
 from shared.api.deps import platform
+from shared.api.dryrun import dry_runnable
+from shared.api.ratelimit import costs, orders_in_body
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.app.corrections import RefundRequest
@@ -55,6 +57,7 @@ def _answered(views: list[dict]) -> tuple[int, list[dict]]:
 
 @router.post("", status_code=202, summary="Send one order",
              **op("orders.send", {200: OrderStatus, 202: OrderStatus}, errors=(409,)))
+@dry_runnable
 async def send_order(body: Order, response: Response, p: Annotated[Platform, Depends(platform)],
                      who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
     """Queues the order for ingestion (capability ``ingest``) and answers 202 with its status URL
@@ -72,6 +75,8 @@ async def send_order(body: Order, response: Response, p: Annotated[Platform, Dep
 
 @router.post("/batch", status_code=202, summary="Send up to 500 orders at once",
              **op("orders.sendBatch", {200: OrderBatchStatus, 202: OrderBatchStatus}, errors=(409,)))
+@costs(orders_in_body)  # rate limits count a batch by its orders
+@dry_runnable
 def send_batch(body: OrderBatch, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("ingest"))], wait: Wait = 0) -> dict:
     """Queues every order of the batch, or none (an invalid order refuses the whole batch with 422).
@@ -94,6 +99,7 @@ def order_status(orderId: OrderId, p: Annotated[Platform, Depends(platform)],
 
 @router.post("/{orderId}/refunds", status_code=201, summary="Refund (part of) an order: claws back its points",
              **op("orders.refund", {201: RefundOutcome, 200: RefundOutcome}, errors=(404, 409)))
+@dry_runnable
 def refund(orderId: OrderId, body: RefundRequest, response: Response, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     """Claws back the refunded share of the order's points as a new REVERSAL entry (201). The same

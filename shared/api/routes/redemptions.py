@@ -7,15 +7,19 @@ waiting for review, 200 a replay of an earlier request (``duplicate: true``)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.contract import op
 from shared.api.contract.reviews import ReviewList
 from shared.api.contract.spend import Redemption, RedemptionList, SpendOutcome
+from shared.api.deprecation import deprecated
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.dryrun import dry_runnable
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
@@ -48,6 +52,7 @@ def _respond(result: SpendResult, response: Response) -> dict:
              summary="Redeem a reward or an amount of points (direct, or reserve then confirm/cancel)",
              **op("redemptions.redeem", {201: SpendOutcome, 202: SpendOutcome, 200: SpendOutcome},
                   errors=(404, 409, 502)))
+@dry_runnable
 def redeem(customerId: CustomerId, body: RedeemRequest, response: Response, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     """Redeems a reward or an amount of points, directly or as a reservation to confirm or cancel (capability
@@ -59,12 +64,13 @@ def redeem(customerId: CustomerId, body: RedeemRequest, response: Response, p: A
 
 @router.get("/v1/customers/{customerId}/redemptions", summary="A customer's redemptions, newest first",
             **op("redemptions.list", RedemptionList, errors=(404,)))
-def list_redemptions(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
-                     who: Annotated[Principal, Depends(requires("read"))],
+def list_redemptions(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                     who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """A customer's redemptions and conversions, newest first (capability ``read``)."""
     p.customers.get(who.tenant_id, customerId)
-    return {"items": p.spend.redemptions.list(who.tenant_id, customerId, limit)}
+    return in_memory(request, p.spend.redemptions.list(who.tenant_id, customerId, SCAN_LIMIT), limit, cursor,
+                     Order(("createdAt", "redemptionId"), descending=True))
 
 
 @router.get("/v1/customers/{customerId}/redemptions/{redemptionId}", summary="A redemption and its state",
@@ -78,6 +84,7 @@ def get_redemption(customerId: CustomerId, redemptionId: RedemptionId, p: Annota
 @router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/confirm", status_code=201,
              summary="Confirm a reservation (before it expires)",
              **op("redemptions.confirm", {201: SpendOutcome, 200: SpendOutcome}, errors=(404, 409, 502)))
+@dry_runnable
 def confirm(customerId: CustomerId, redemptionId: RedemptionId, response: Response,
             p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     """Confirms a reservation before it expires; a partner reward is fulfilled by its partner now (capability
@@ -88,6 +95,7 @@ def confirm(customerId: CustomerId, redemptionId: RedemptionId, response: Respon
 @router.post("/v1/customers/{customerId}/redemptions/{redemptionId}/cancel", status_code=201,
              summary="Cancel a reservation: its points come back",
              **op("redemptions.cancel", {201: SpendOutcome, 200: SpendOutcome}, errors=(404, 409)))
+@dry_runnable
 def cancel(customerId: CustomerId, redemptionId: RedemptionId, response: Response,
            p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     """Cancels a reservation: its points come back as a RELEASE entry (capability ``ingest``). 200 when it was
@@ -99,6 +107,7 @@ def cancel(customerId: CustomerId, redemptionId: RedemptionId, response: Respons
              summary="Convert points into a partner's currency through a conversion programme",
              **op("redemptions.convert", {201: SpendOutcome, 202: SpendOutcome, 200: SpendOutcome},
                   errors=(404, 409, 502)))
+@dry_runnable
 def convert(customerId: CustomerId, body: ConvertRequest, response: Response,
             p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     """Converts points into a partner's currency through a conversion programme; the partner is called now and
@@ -109,10 +118,14 @@ def convert(customerId: CustomerId, body: ConvertRequest, response: Response,
 
 @router.get("/v1/redemption-reviews", summary="Open reviews of redemptions, oldest first (tenant-admin)",
             **op("redemptions.inReview", ReviewList))
-def in_review(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
+@deprecated(since=datetime(2026, 12, 1, tzinfo=timezone.utc), sunset=datetime(2027, 6, 30, tzinfo=timezone.utc),
+            successor="/v1/reviews?kind=redemption")  # the review queue (shared/reviews) lists every kind
+def in_review(request: Request, p: Annotated[Platform, Depends(platform)],
+              who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Open reviews of redemptions, oldest first (capability ``admin``)."""
-    return {"items": p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=limit)}
+    return in_memory(request, p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=SCAN_LIMIT), limit,
+                     cursor, Order(("createdAt", "reviewId")))
 
 
 def _decide(p: Platform, who: Principal, customer_id: str, rid: str, decision: str, note: str | None) -> dict:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.contract import op
 from shared.api.contract.reviews import Review, ReviewInspection, ReviewList
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
@@ -33,14 +34,16 @@ class ReviewNote(BaseModel):
 
 @router.get("/v1/reviews", summary="Reviews of the tenant, oldest first (tenant-admin)",
             **op("reviews.list", ReviewList))
-def list_reviews(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))],
+def list_reviews(request: Request, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                  status: Annotated[Literal["open", "approved", "rejected", "withdrawn"] | None, Query()] = "open",
                  kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,31}$", max_length=32)] = None,
                  customerId: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)] = None,  # noqa: N803
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's reviews, oldest first, by status (open by default), kind and customer (capability
     ``admin``)."""
-    return {"items": p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=limit)}
+    found = p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=SCAN_LIMIT)
+    return in_memory(request, found, limit, cursor, Order(("createdAt", "reviewId")))
 
 
 @router.get("/v1/reviews/{reviewId}", summary="One review: why it was held and the customer's recent history",

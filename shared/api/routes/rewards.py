@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from shared.api.contract import op
 from shared.api.contract.spend import (Partner, PartnerList, ProgrammeList, ProgrammeView, Reward, RewardPage,
                                         SpendPolicyView)
 from shared.api.deps import platform
+from shared.api.pagination import Cursor, Order, in_memory, keyset, position
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
@@ -42,13 +43,14 @@ def create_reward(body: NewReward, response: Response, p: Annotated[Platform, De
 
 @router.get("/v1/rewards", summary="The rewards catalogue, by id",
             **op("rewards.list", RewardPage))
-def list_rewards(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("read"))],
-                 after: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)] = None,
+def list_rewards(request: Request, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    """The catalogue in id order with claimed and remaining stock (capability ``read``); pass ``next`` as
-    ``after``."""
-    items = p.spend.catalogue.list(who.tenant_id, after, limit)
-    return {"items": items, "next": items[-1]["rewardId"] if len(items) == limit else None}
+    """The catalogue in id order with claimed and remaining stock (capability ``read``), paged: follow
+    ``next``."""
+    after = position(request, cursor)
+    items = p.spend.catalogue.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
+    return keyset(request, items, limit, lambda item: [item["rewardId"]])
 
 
 @router.get("/v1/rewards/{rewardId}", summary="Read a reward (with claimed and remaining stock)",
@@ -103,10 +105,11 @@ def put_programme(programmeId: ProgrammeId, body: Programme, p: Annotated[Platfo
 
 @router.get("/v1/conversion-programmes", summary="The tenant's conversion programmes",
             **op("rewards.listProgrammes", ProgrammeList))
-def list_programmes(p: Annotated[Platform, Depends(platform)],
-                    who: Annotated[Principal, Depends(requires("read"))]) -> dict:
+def list_programmes(request: Request, p: Annotated[Platform, Depends(platform)],
+                    who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's conversion programmes (capability ``read``)."""
-    return {"items": p.spend.conversions.programmes(who.tenant_id)}
+    return in_memory(request, p.spend.conversions.programmes(who.tenant_id), limit, cursor, Order(("programmeId",)))
 
 
 @router.get("/v1/conversion-programmes/{programmeId}", summary="Read a conversion programme",
@@ -132,7 +135,8 @@ def put_partner(partnerId: PartnerId, body: PartnerConfig, p: Annotated[Platform
 
 @router.get("/v1/platform/partners", summary="Registered partners (platform-admin)",
             **op("rewards.listPartners", PartnerList))
-def list_partners(p: Annotated[Platform, Depends(platform)],
-                  who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+def list_partners(request: Request, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("platform"))], cursor: Cursor = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Registered partners (capability ``platform``)."""
-    return {"items": p.spend.partners.list()}
+    return in_memory(request, p.spend.partners.list(), limit, cursor, Order(("partnerId",)))

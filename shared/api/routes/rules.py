@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from shared.api.contract import op
 from shared.api.contract.rules import ActivationList, ActiveState, VersionList
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.problems import MEDIA_TYPE, PROBLEM_BASE
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -112,10 +113,11 @@ def save_version(body: models.SaveVersionInput, p: P, who: Admin) -> dict:
 
 @router.get("/rulesets/{ruleSetId}/versions", summary="The versions of a rule set, newest first (without sources)",
             **op("rules.listVersions", VersionList, errors=(404,)))
-def list_versions(ruleSetId: RuleSetId, p: P, who: Reader,
+def list_versions(request: Request, ruleSetId: RuleSetId, p: P, who: Reader, cursor: Cursor = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The saved versions of a rule set, newest first, without sources (capability ``report``)."""
-    return {"items": [_out(v) for v in p.rule_sets.list_versions(who.tenant_id, ruleSetId, limit)]}
+    versions = [_out(v) for v in p.rule_sets.list_versions(who.tenant_id, ruleSetId, SCAN_LIMIT)]
+    return in_memory(request, versions, limit, cursor, Order(("version",), descending=True))
 
 
 @router.get("/rulesets/{ruleSetId}/versions/{version}", summary="One saved version, with its source",
@@ -162,9 +164,11 @@ def rollback(body: models.ActivateInput, p: P, who: Admin) -> dict:
 
 @router.get("/activations", summary="The activation log, newest first",
             **op("rules.activations", ActivationList))
-def activations(p: P, who: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+def activations(request: Request, p: P, who: Reader, cursor: Cursor = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The activation log, newest first (capability ``report``)."""
-    return {"items": [_out(a) for a in p.rule_sets.activations(who.tenant_id, limit)]}
+    logged = [_out(a) for a in p.rule_sets.activations(who.tenant_id, SCAN_LIMIT)]
+    return in_memory(request, logged, limit, cursor, Order(("at", "ruleSetId", "version"), descending=True))
 
 
 # --- simulation ---------------------------------------------------------------------------

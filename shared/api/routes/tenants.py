@@ -18,6 +18,7 @@ from shared.domain.inputs import DecimalText
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
 from shared.expiry.policy import ExpiryPolicy
+from shared.ratelimit.policy import RateLimits
 from shared.errors import Conflict
 from shared.governance.acts import TOMBSTONE_ID
 from shared.platform import Platform
@@ -38,6 +39,7 @@ class TenantChanges(BaseModel):
     evaluator: Literal["closure", "wasm"] | None = None
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
 
 
 class NewTenant(BaseModel):
@@ -49,6 +51,7 @@ class NewTenant(BaseModel):
     time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
     points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
 
 
 def _view(settings: TenantSettings) -> dict:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from shared.api import cursors
 from shared.api.contract import op
 from shared.api.contract.tiers import CustomerTier, TierHistoryPage, TierProgramView
 from shared.api.deps import platform
+from shared.api.pagination import BadCursor, Cursor, keyset, position
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.clock import iso
@@ -80,13 +80,14 @@ def customer_tier(customerId: CustomerId, p: Annotated[Platform, Depends(platfor
 
 @router.get("/v1/customers/{customerId}/tier/history", summary="A customer's tier changes, newest first",
             **op("tiers.history", TierHistoryPage, errors=(404,)))
-def tier_history(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
-                 who: Annotated[Principal, Depends(requires("read"))],
-                 cursor: Annotated[str | None, Query(max_length=cursors.MAX_CURSOR_LENGTH)] = None,
+def tier_history(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                 who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
-    """A customer's tier changes, newest first (capability ``read``); pass ``next`` as ``cursor``."""
-    before = cursors.decode("tier", cursor) if cursor is not None else None
+    """A customer's tier changes, newest first (capability ``read``), paged: follow ``next``."""
+    before = position(request, cursor)
+    if before is not None and not (isinstance(before[0], int) and 1 <= before[0] < 10**9):
+        raise BadCursor("malformed position")
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
-    records = p.tiers.history.list(who.tenant_id, customerId, before_seq=before, limit=limit)
-    return {"items": [view(r) for r in records],
-            "next": cursors.encode("tier", records[-1]["changeSeq"]) if len(records) == limit else None}
+    records = p.tiers.history.list(who.tenant_id, customerId, before_seq=before[0] if before else None,
+                                   limit=limit + 1)
+    return keyset(request, records, limit, lambda record: [record["changeSeq"]], view)

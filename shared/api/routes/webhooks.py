@@ -7,13 +7,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.api.contract import op
 from shared.api.contract.webhooks import (AttemptList, Delivery, DeliveryList, Endpoint, EndpointList,
                                            EndpointWithSecret, EventTypes)
 from shared.api.deps import platform
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.platform import Platform
@@ -52,9 +53,10 @@ class Rotation(BaseModel):
 
 @router.get("/event-types", summary="The event types an endpoint may subscribe to",
             **op("webhooks.eventTypes", EventTypes))
-def event_types(who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+def event_types(request: Request, who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
+                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The event types an endpoint may subscribe to (capability ``admin``)."""
-    return {"items": list(EVENT_TYPES)}
+    return in_memory(request, list(EVENT_TYPES), limit, cursor, Order(()))
 
 
 @router.post("/endpoints", status_code=201, summary="Register an endpoint; its secret is in this answer only",
@@ -72,10 +74,12 @@ def register(body: NewEndpoint, response: Response, p: Annotated[Platform, Depen
 
 @router.get("/endpoints", summary="List the tenant's endpoints (never their secrets)",
             **op("webhooks.listEndpoints", EndpointList))
-def list_endpoints(p: Annotated[Platform, Depends(platform)],
-                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
+def list_endpoints(request: Request, p: Annotated[Platform, Depends(platform)],
+                   who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's endpoints, never their secrets (capability ``admin``)."""
-    return {"items": [endpoint_view(d) for d in p.webhooks.list(who.tenant_id)]}
+    return in_memory(request, [endpoint_view(d) for d in p.webhooks.list(who.tenant_id)], limit, cursor,
+                     Order(("createdAt", "id")))
 
 
 @router.get("/endpoints/{endpointId}", summary="One endpoint",
@@ -126,25 +130,27 @@ def rotate(endpointId: EndpointId, body: Rotation, response: Response, p: Annota
 
 @router.get("/endpoints/{endpointId}/attempts", summary="The delivery log: every attempt, newest first",
             **op("webhooks.attempts", AttemptList, errors=(404,)))
-def attempts(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
+def attempts(request: Request, endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
              who: Annotated[Principal, Depends(requires("admin"))],
              messageId: Annotated[str | None, Query(pattern=r"^msg_[a-z2-7]{26}$", max_length=30)] = None,
-             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+             cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The delivery log: every attempt to this endpoint, newest first, optionally of one message (capability
     ``admin``)."""
     p.webhooks.get(who.tenant_id, endpointId)
-    return {"items": p.webhooks.attempts(who.tenant_id, endpointId, messageId, limit)}
+    return in_memory(request, p.webhooks.attempts(who.tenant_id, endpointId, messageId, SCAN_LIMIT), limit, cursor,
+                     Order(("createdAt", "id"), descending=True))
 
 
 @router.get("/endpoints/{endpointId}/deliveries", summary="Delivery tasks (pending, succeeded, failed)",
             **op("webhooks.deliveries", DeliveryList, errors=(404,)))
-def deliveries(endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
+def deliveries(request: Request, endpointId: EndpointId, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))],
                status: Annotated[str | None, Query(pattern=r"^(pending|succeeded|failed|cancelled)$", max_length=9)] = None,
-               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+               cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The delivery tasks of this endpoint (pending, succeeded, failed, cancelled), newest first (capability
     ``admin``)."""
-    return {"items": p.webhooks.deliveries(who.tenant_id, endpointId, status, limit)}
+    return in_memory(request, p.webhooks.deliveries(who.tenant_id, endpointId, status, SCAN_LIMIT), limit, cursor,
+                     Order(("createdAt", "id"), descending=True))
 
 
 @router.post("/endpoints/{endpointId}/messages/{messageId}/replay", status_code=202,

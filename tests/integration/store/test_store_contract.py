@@ -32,8 +32,15 @@ from shared.store.layout import CUSTOMERS, LEDGER
 from shared.store.port import Create, Delete, DocumentStore, Filter, PartitionBatch, Query, Upsert, read_many
 
 
-@pytest.fixture(params=["sqlite", pytest.param("cosmos", marks=pytest.mark.cosmos)])
+@pytest.fixture(params=["sqlite", pytest.param("cosmos", marks=pytest.mark.cosmos), "overlay"])
 def store(request: pytest.FixtureRequest) -> Iterator[DocumentStore]:
+    if request.param == "overlay":
+        # The dry runs' copy-on-write view (shared.dryrun.overlay), writes kept in memory
+        # over a real store: it must keep the same contract.
+        from shared.dryrun.overlay import OverlayStore
+
+        yield OverlayStore(request.getfixturevalue("sqlite_store"), time.time)
+        return
     yield request.getfixturevalue(f"{request.param}_store")
 
 

@@ -31,8 +31,9 @@ def test_unknown_fields_are_refused_not_stored(client, platform, tenant) -> None
 
 def test_customer_list_is_paginated_by_id(client, tenant) -> None:
     first = client.get("/v1/customers?limit=2", headers=auth(tenant.analyst)).json()
-    assert [c["customerId"] for c in first["items"]] == ["c1", "c2"] and first["next"] == "c2"
-    rest = client.get(f"/v1/customers?limit=2&after={first['next']}", headers=auth(tenant.analyst)).json()
+    assert [c["customerId"] for c in first["items"]] == ["c1", "c2"]
+    assert first["next"].startswith("/v1/customers?limit=2&cursor=")
+    rest = client.get(first["next"], headers=auth(tenant.analyst)).json()
     assert [c["customerId"] for c in rest["items"]] == ["c3"] and rest["next"] is None
 
 
@@ -47,8 +48,7 @@ def test_history_newest_first_with_cursor_and_filters(client, platform, clock, t
                 headers=auth(tenant.admin))
     page = client.get("/v1/customers/c1/ledger?limit=4", headers=auth(tenant.merchant)).json()
     assert [e["seq"] for e in page["items"]] == [6, 5, 4, 3]
-    rest = client.get(f"/v1/customers/c1/ledger?limit=4&cursor={page['next']}",
-                      headers=auth(tenant.merchant)).json()
+    rest = client.get(page["next"], headers=auth(tenant.merchant)).json()
     assert [e["seq"] for e in rest["items"]] == [2, 1] and rest["next"] is None
     adjusts = client.get("/v1/customers/c1/ledger?entryType=ADJUST", headers=auth(tenant.merchant)).json()
     assert [e["entryType"] for e in adjusts["items"]] == ["ADJUST"]
@@ -57,7 +57,7 @@ def test_history_newest_first_with_cursor_and_filters(client, platform, clock, t
                                                              "to": "2026-11-01T12:03:00Z"},
                           headers=auth(tenant.merchant)).json()
     assert [e["seq"] for e in windowed["items"]] == [3, 2]
-    bad = client.get("/v1/customers/c1/ledger?cursor=garbage!", headers=auth(tenant.merchant))
+    bad = client.get("/v1/customers/c1/ledger?cursor=garbage", headers=auth(tenant.merchant))
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "query.cursor"
 
 

@@ -207,3 +207,49 @@ def test_the_snapshot_command_writes_the_document(tmp_path) -> None:
     assert main([str(tmp_path / "doc.json")]) == 0
     written = json.loads((tmp_path / "doc.json").read_text(encoding="utf-8"))
     assert written["info"]["title"] == "Accrue" and len(written["paths"]) >= 60
+
+
+def test_every_operation_declares_the_api_policies(client, document) -> None:
+    """The policies of g-limits, over every operation, against the routes themselves (not a hand list):
+    strict parameters (400 everywhere), rate limits (429 with Retry-After, RateLimit headers), paged lists
+    (cursor, limit, next, bad-cursor), dry runs (dryRun, a typed 200 with ``dryRun``) and deprecation."""
+    from shared.api.deprecation import notice_of
+    from shared.api.introspect import api_routes
+
+    routes = list(api_routes(client.app.routes))
+    dry_runnable = {(m.lower(), path) for path, r in routes
+                    for m in r.methods if any(p.alias == "dryRun" for p in r.dependant.query_params)}
+    deprecated = {(m.lower(), path) for path, r in routes for m in r.methods if notice_of(r) is not None}
+    assert len(dry_runnable) == 8 and deprecated == {("get", "/v1/redemption-reviews")}
+    schemas = document["components"]["schemas"]
+    paged = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            responses = operation["responses"]
+            query = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+            assert "400" in responses and "`unknown-parameter`" in responses["400"]["description"], where
+            if operation.get("security"):
+                assert "Retry-After" in responses["429"]["headers"], where
+                for status, response in responses.items():
+                    if status != "401":
+                        assert {"RateLimit", "RateLimit-Policy"} <= set(response.get("headers", {})), (where, status)
+            ok = responses.get("200", {}).get("content", {}).get("application/json", {}).get("schema")
+            model = schemas[ok["$ref"].rsplit("/", 1)[1]] if ok else {}
+            if method == "get" and "items" in model.get("properties", {}):
+                paged += 1
+                assert {"cursor", "limit"} <= query, where
+                assert "next" in model["required"], where
+                assert model["properties"]["next"]["anyOf"] == [{"type": "string"}, {"type": "null"}], where
+                assert "`bad-cursor`" in responses["400"]["description"], where
+            assert ("dryRun" in query) == ((method, path) in dry_runnable), where
+            if "dryRun" in query:
+                assert model["properties"]["dryRun"]["anyOf"][0] == {"type": "boolean"}, where
+                assert "Accrue-Dry-Run" in responses["200"]["headers"], where
+            assert bool(operation.get("deprecated")) == ((method, path) in deprecated), where
+            if operation.get("deprecated"):
+                for status, response in responses.items():
+                    assert {"Deprecation", "Sunset", "Link"} <= set(response["headers"]), (where, status)
+    assert paged >= 20
+    assert set(document["components"]["headers"]) == {"RateLimit", "RateLimit-Policy", "Deprecation", "Sunset",
+                                                      "Link"}

@@ -92,8 +92,7 @@ def test_customer_tier_and_history_over_the_api(client, platform, tenant) -> Non
     assert client.get("/v1/customers/c1", headers=auth(tenant.analyst)).json()["tier"] == "platinum"
     first = client.get("/v1/customers/c1/tier/history?limit=2", headers=auth(tenant.analyst)).json()
     assert [i["toTier"] for i in first["items"]] == ["platinum", "gold"] and first["next"]
-    rest = client.get(f"/v1/customers/c1/tier/history?limit=2&cursor={first['next']}",
-                      headers=auth(tenant.analyst)).json()
+    rest = client.get(first["next"], headers=auth(tenant.analyst)).json()
     assert [(i["fromTier"], i["toTier"]) for i in rest["items"]] == [(None, "silver")] and rest["next"] is None
     assert set(first["items"][0]) >= {"customerId", "fromTier", "toTier", "reason", "qualifying", "at"}
     bad = client.get("/v1/customers/c1/tier/history?cursor=zzz", headers=auth(tenant.analyst))

@@ -1,0 +1,186 @@
+"""One pagination style for every list route: ``limit`` (bounded per route) and an
+opaque ``cursor``; the answer is ``{"items": [...], "next": <link> | null}`` where
+``next`` is the same request's path and query with the cursor of the next page
+(follow it as is). The order of each list is stable and total (its last sort
+field is unique), so paging through with any ``limit`` gives each item exactly
+once, and items added meanwhile never shift a page (the cursor is a position in
+that order, not an offset).
+
+The cursor is base64url of a small JSON document naming the route it belongs to
+and the sort key of the last item given, followed by a checksum. Any cursor this
+API did not give out for this route (bad base64, bad JSON, wrong route, wrong
+shape, checksum mismatch) is a 400 problem ``bad-cursor``. It is validated, not
+secret: decoding one shows a position in the caller's own tenant's list, and
+editing one can only move the caller to another position in it.
+
+Two ways to page:
+
+* ``keyset``: the service reads ``limit + 1`` items after the cursor's key (an
+  indexed query): customers, rewards, the audit log, a ledger, a tier history.
+* ``in_memory``: the service returns the whole (bounded) list and this module
+  sorts, skips past the cursor and cuts the page: the small per-tenant lists
+  (keys, endpoints, programmes, partners, reviews, runs...). Each is read with
+  the service's own cap (``SCAN_LIMIT``); a list longer than that cap would not
+  be seen past it, which none of these lists reaches in practice (their services
+  cap them the same way today).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import json
+from urllib.parse import urlencode
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Sequence
+
+from fastapi import Query, Request
+
+from shared.errors import FieldProblem, ValidationFailed
+
+SCAN_LIMIT = 10_000
+MAX_CURSOR = 1024
+MAX_JSON_INTEGER = 2**53 - 1  # also far below SQLite's 2^63
+MAX_KEY_TEXT = 256  # longer than any id or instant a list sorts by
+# The query parameter that carries a page position: a request whose only problems are in
+# it is a 400 ``bad-cursor`` (shared.api.problems), like a cursor that fails ``decode``.
+PAGE_TOKEN_PARAMETERS = frozenset({"cursor"})
+
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR, pattern=r"^[A-Za-z0-9_\-.]+$",
+                                     description="opaque: the cursor of the previous page's `next` link")]
+
+Key = list[Any]  # the sort key of one item: str, int or None values
+
+
+class BadCursor(ValidationFailed):
+    """400: a cursor this API did not give out for this list."""
+
+    code = "bad-cursor"
+    status = 400
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the cursor is not one this API gave out for this list ({why}); "
+                         "start again without it, or follow a `next` link as given",
+                         [FieldProblem("query.cursor", "use the cursor of a previous page's `next` link")])
+
+
+def limit_param(default: int, maximum: int) -> Any:
+    return Annotated[int, Query(ge=1, le=maximum, description=f"items per page (1-{maximum})")]
+
+
+def _scope(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path_format", None) or getattr(route, "path", None) or request.url.path
+
+
+def _checksum(payload: bytes) -> str:
+    return hashlib.sha256(b"accrue-cursor:" + payload).hexdigest()[:12]
+
+
+def encode(scope: str, key: Key) -> str:
+    payload = json.dumps({"v": 1, "r": scope, "k": key}, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + _checksum(payload)
+
+
+def decode(scope: str, cursor: str, arity: int) -> Key:
+    body, _, checksum = cursor.partition(".")
+    try:
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        document = json.loads(payload)
+    except (binascii.Error, ValueError):
+        raise BadCursor("not base64url JSON") from None
+    if checksum != _checksum(payload):
+        raise BadCursor("checksum mismatch")
+    if not isinstance(document, dict) or document.get("v") != 1:
+        raise BadCursor("unknown version")
+    if document.get("r") != scope:
+        raise BadCursor("it belongs to another list")
+    key = document.get("k")
+    if not isinstance(key, list) or len(key) != arity or not all(map(_plausible, key)):
+        raise BadCursor("malformed position")
+    return key
+
+
+def _plausible(value: Any) -> bool:
+    """A sort-key value a list could have given out. The checksum is not secret, so a
+    crafted cursor reaches here: an integer beyond what JSON carries exactly (a seq
+    beyond 64 bits made SQLite raise OverflowError, a 500: issue 12) or a huge string
+    is refused here, before any store sees it."""
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -MAX_JSON_INTEGER <= value <= MAX_JSON_INTEGER
+    return isinstance(value, str) and len(value) <= MAX_KEY_TEXT
+
+
+def next_link(request: Request, cursor: str) -> str:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"] + [("cursor", cursor)]
+    return f"{request.url.path}?{urlencode(query)}"
+
+
+def _answer(request: Request, items: list[Any], more: bool, key_of: Callable[[Any], Key]) -> dict[str, Any]:
+    return {"items": items,
+            "next": next_link(request, encode(_scope(request), key_of(items[-1]))) if more and items else None}
+
+
+# --- keyset: the service reads after the cursor ---------------------------------------------
+
+
+def position(request: Request, cursor: str | None, arity: int = 1) -> Key | None:
+    """The cursor's key (None: the first page), validated for this route."""
+    return decode(_scope(request), cursor, arity) if cursor else None
+
+
+def keyset(request: Request, fetched: Sequence[Any], limit: int, key_of: Callable[[Any], Key],
+           view: Callable[[Any], Any] = lambda item: item) -> dict[str, Any]:
+    """``fetched``: up to ``limit + 1`` items after the cursor, in the list's order."""
+    assert len(fetched) <= limit + 1, "a keyset read asks for limit + 1 items"
+    page = list(fetched[:limit])
+    answer = _answer(request, page, len(fetched) > limit, key_of)
+    answer["items"] = [view(item) for item in page]
+    return answer
+
+
+# --- in memory: the whole bounded list, sorted here -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Order:
+    """Sort fields, the last one unique among the list's items; one direction for all."""
+
+    fields: tuple[str, ...]
+    descending: bool = False
+
+    def key(self, item: Any) -> Key:
+        if not isinstance(item, dict):
+            return [item]
+        return [item.get(f) for f in self.fields]
+
+
+def _compare(a: Key, b: Key) -> int:
+    for x, y in zip(a, b):
+        if x == y:
+            continue
+        if x is None or y is None:
+            return -1 if x is None else 1
+        if type(x) is not type(y):  # never within one list's field; ordered by type name to stay total
+            return -1 if type(x).__name__ < type(y).__name__ else 1
+        return -1 if x < y else 1
+    return 0
+
+
+def in_memory(request: Request, items: Sequence[Any], limit: int, cursor: str | None, order: Order) -> dict[str, Any]:
+    after = position(request, cursor, len(order.fields) or 1)
+    sign = -1 if order.descending else 1
+    keyed = sorted(((order.key(i), i) for i in items), key=functools.cmp_to_key(lambda a, b: sign * _compare(a[0], b[0])))
+    for (k1, _), (k2, _) in zip(keyed, keyed[1:]):
+        assert _compare(k1, k2) != 0, f"list order {order.fields} is not total: two items share the key {k1}"
+    if after is not None:
+        keyed = [(k, i) for k, i in keyed if sign * _compare(k, after) > 0]
+    page = keyed[:limit]
+    return _answer(request, [i for _, i in page], len(keyed) > limit, lambda item: order.key(item))
+
