@@ -130,9 +130,15 @@ def _answer(request: Request, items: list[Any], more: bool, key_of: Callable[[An
 # --- keyset: the service reads after the cursor ---------------------------------------------
 
 
-def position(request: Request, cursor: str | None, arity: int = 1) -> Key | None:
-    """The cursor's key (None: the first page), validated for this route."""
-    return decode(_scope(request), cursor, arity) if cursor else None
+def position(request: Request, cursor: str | None, *types: type) -> Key | None:
+    """The cursor's key (None: the first page), validated for this route: one value per
+    entry of ``types``, each of that type (a crafted ``[null]`` is a 400, not a 500)."""
+    if not cursor:
+        return None
+    key = decode(_scope(request), cursor, len(types))
+    if not all(isinstance(value, kind) for value, kind in zip(key, types)):
+        raise BadCursor("malformed position")
+    return key
 
 
 def keyset(request: Request, fetched: Sequence[Any], limit: int, key_of: Callable[[Any], Key],
@@ -174,7 +180,8 @@ def _compare(a: Key, b: Key) -> int:
 
 
 def in_memory(request: Request, items: Sequence[Any], limit: int, cursor: str | None, order: Order) -> dict[str, Any]:
-    after = position(request, cursor, len(order.fields) or 1)
+    # Any value a key field can hold (None, str, int): _compare orders mixed types totally.
+    after = position(request, cursor, *[object] * (len(order.fields) or 1))
     sign = -1 if order.descending else 1
     keyed = sorted(((order.key(i), i) for i in items), key=functools.cmp_to_key(lambda a, b: sign * _compare(a[0], b[0])))
     for (k1, _), (k2, _) in zip(keyed, keyed[1:]):

@@ -50,7 +50,7 @@ def list_customers(request: Request, p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Customers in id order (capability ``read``), ``limit`` per page; follow ``next``."""
-    after = position(request, cursor)
+    after = position(request, cursor, str)
     docs = p.customers.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
     return keyset(request, docs, limit, lambda doc: [doc["customerId"]], public_view)
 
@@ -103,7 +103,7 @@ def history(request: Request, customerId: CustomerId, p: Annotated[Platform, Dep
             createdTo: Annotated[Instant | None, Query(alias="to")] = None) -> dict:
     """The customer's ledger entries, newest first (capability ``read``), filtered by ``entryType``
     (repeatable), ``from`` and ``to``; follow ``next`` for the following page."""
-    before = position(request, cursor)
+    before = position(request, cursor, int)
     if before is not None and not (isinstance(before[0], int) and before[0] >= 1):
         raise BadCursor("malformed position")
     p.customers.get(who.tenant_id, customerId)

@@ -48,7 +48,7 @@ def list_rewards(request: Request, p: Annotated[Platform, Depends(platform)],
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The catalogue in id order with claimed and remaining stock (capability ``read``), paged: follow
     ``next``."""
-    after = position(request, cursor)
+    after = position(request, cursor, str)
     items = p.spend.catalogue.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
     return keyset(request, items, limit, lambda item: [item["rewardId"]])
 

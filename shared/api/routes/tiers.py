@@ -84,7 +84,7 @@ def tier_history(request: Request, customerId: CustomerId, p: Annotated[Platform
                  who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """A customer's tier changes, newest first (capability ``read``), paged: follow ``next``."""
-    before = position(request, cursor)
+    before = position(request, cursor, int)
     if before is not None and not (isinstance(before[0], int) and 1 <= before[0] < 10**9):
         raise BadCursor("malformed position")
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer

@@ -301,6 +301,9 @@ def _burst(ctx: Ctx, write: Write, identical: bool) -> list[tuple[dict | None, A
 
 @pytest.fixture
 def ctx(platform: Platform, client: TestClient, tenant: TenantKeys) -> Ctx:
+    # The partners here listen on loopback over http: the explicit test-only allowance of the
+    # outbound-address guard (shared.webhooks.ssrf), never a weakened guard.
+    platform.spend.partners.allowance = TestAllowance(frozenset({"127.0.0.1"}))
     return Ctx(platform, client, tenant, platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key)
 
 

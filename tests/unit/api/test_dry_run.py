@@ -20,6 +20,7 @@ from shared.app.corrections import AdjustmentRequest
 from shared.platform import Platform
 from shared.spend.conversions import Programme
 from shared.spend.partners import PartnerConfig, PartnerReceipt, PartnerRequest
+from shared.webhooks.ssrf import TestAllowance
 from tests.conftest import TenantKeys, auth, drain, order_body
 
 # Fields that differ between any two runs by construction (ids minted, instants).
@@ -63,6 +64,7 @@ def world(platform: Platform, tenant: TenantKeys, client: TestClient) -> Recordi
                                                                 idempotencyKey="fund-c1"), "test")
     drain(platform)
     partner = RecordingPartner()
+    platform.spend.partners.allowance = TestAllowance(frozenset({"127.0.0.1"}))  # test-only: loopback over http
     platform.spend.partners.save("air", PartnerConfig(baseUrl="http://127.0.0.1:9/never"), "test")
     platform.spend.partners.use("air", partner)
     platform.spend.conversions.save_programme("acme", "miles", Programme(partnerId="air", name="Miles", rate="0.5"))

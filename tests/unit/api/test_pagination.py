@@ -65,6 +65,7 @@ def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any
     platform.tenants.save(platform.tenants.get("acme").model_copy(
         update={"expiry_policy": ExpiryPolicy(kind="rolling", months=1)}))
     platform.webhooks.allowance = TestAllowance(frozenset({"127.0.0.1"}))
+    platform.spend.partners.allowance = TestAllowance(frozenset({"127.0.0.1"}))
     endpoints = []
     for n in range(N):
         made = client.post("/v1/webhooks/endpoints", headers=admin,
