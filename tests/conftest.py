@@ -87,6 +87,19 @@ def other_tenant(platform: Platform) -> TenantKeys:
     return keys
 
 
+@pytest.fixture
+def running(platform: Platform) -> Iterator[None]:
+    """The consumer and the projector running in the background, as locally."""
+    assert isinstance(platform.bus, LocalQueue)
+    workers = [QueueConsumer(platform, platform.bus), FeedPoller(platform)]
+    for worker in workers:
+        worker.start()
+    yield
+    for worker in workers:
+        worker.stop()
+        worker.join()
+
+
 def drain(platform: Platform) -> None:
     """Run the local consumer and projector until the queue and the feed are empty."""
     assert isinstance(platform.bus, LocalQueue)

@@ -8,14 +8,12 @@ loop; the batch route runs in the thread pool)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from shared.bus.local_queue import LocalQueue
-from shared.local.workers import FeedPoller, QueueConsumer
+from shared.local.workers import QueueConsumer
 from shared.platform import Platform
 from shared.store.layout import ORDER_STATUS, order_pk
 from tests.conftest import add_customer, auth, drain, order_body, run_in_threads
@@ -29,19 +27,6 @@ def customers(platform: Platform, tenant) -> list[str]:
     for customer_id in ids[3:]:  # c1..c3 come with the tenant
         add_customer(platform, "acme", customer_id)
     return ids
-
-
-@pytest.fixture
-def running(platform: Platform) -> Iterator[None]:
-    """The consumer and the projector running in the background, as locally."""
-    assert isinstance(platform.bus, LocalQueue)
-    workers = [QueueConsumer(platform, platform.bus), FeedPoller(platform)]
-    for worker in workers:
-        worker.start()
-    yield
-    for worker in workers:
-        worker.stop()
-        worker.join()
 
 
 def send_all(client, key: str, bodies: list[dict], path: str = "/v1/orders") -> list[httpx.Response]:

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Iterator
 
 import pytest
 
-from shared.bus.local_queue import LocalQueue
 from shared.domain.orders import Order
-from shared.local.workers import FeedPoller, QueueConsumer
 from shared.store.layout import ORDER_STATUS, order_pk
 from tests.conftest import auth, drain, order_body, run_in_threads
-
-
-@pytest.fixture
-def running(platform) -> Iterator[None]:
-    """The consumer and the projector running in the background, as locally."""
-    assert isinstance(platform.bus, LocalQueue)
-    workers = [QueueConsumer(platform, platform.bus), FeedPoller(platform)]
-    for worker in workers:
-        worker.start()
-    yield
-    for worker in workers:
-        worker.stop()
-        worker.join()
 
 
 def test_an_order_is_queued_then_credited(client, platform, tenant) -> None:
