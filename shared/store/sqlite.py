@@ -561,7 +561,13 @@ class SqliteDocumentStore:
         finished = loop.create_future()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+            try:
+                loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+            except RuntimeError:
+                # The caller's event loop closed while its job was queued (a stopping server,
+                # a fire-and-forget confirmation): nobody awaits it any more. Raising here
+                # would leave the rest of the group unwoken and kill the committer thread.
+                pass
 
         job.on_done = wake
         with self._group:

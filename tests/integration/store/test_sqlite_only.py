@@ -589,3 +589,45 @@ def test_a_new_file_gets_16_kib_pages_and_a_file_with_other_pages_keeps_working(
         assert store._conn().execute("PRAGMA page_size").fetchone() == (4096,)
     finally:
         store.close()
+
+
+def test_a_waiter_whose_event_loop_closed_stops_neither_the_group_nor_the_committer(tmp_path: Path) -> None:
+    """An async caller that went away (its event loop closed, as a test client's or a
+    stopping server's does while a fire-and-forget confirmation is in flight) must not
+    take the group commit with it: the other jobs of its group are still woken, and the
+    committer thread still leads later groups (it used to die on 'Event loop is closed',
+    and every later async write waited for ever)."""
+    store = SqliteDocumentStore(tmp_path / "s.db", CONTAINERS, busy_timeout_ms=20_000)
+    blocker = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the committer waits on it
+        gone = asyncio.new_event_loop()
+        task = gone.create_task(batches_async(store, LEDGER, [PartitionBatch("p", [Create({"id": "gone", "pk": "p"})])]))
+        gone.run_until_complete(asyncio.sleep(0.05))  # the job is queued; its caller awaits
+        assert not task.done()
+        task.cancel()
+        gone.run_until_complete(asyncio.sleep(0))
+        gone.close()
+
+        woken: list[str] = []
+        waiter = threading.Thread(target=lambda: asyncio.run(_write_and_note(store, "kept", woken)))
+        waiter.start()
+        threading.Event().wait(0.1)
+        blocker.execute("COMMIT")  # the committer goes on: 'gone' first, its loop closed
+        waiter.join(timeout=15)
+        assert woken == ["kept"], "a write queued beside a departed waiter was never woken"
+
+        later: list[str] = []
+        after = threading.Thread(target=lambda: asyncio.run(_write_and_note(store, "later", later)))
+        after.start()
+        after.join(timeout=15)
+        assert later == ["later"], "the committer thread died with the departed waiter"
+        assert store.read(LEDGER, "p", "gone") is not None  # its write itself was committed
+    finally:
+        blocker.close()
+        store.close()
+
+
+async def _write_and_note(store: SqliteDocumentStore, doc_id: str, woken: list[str]) -> None:
+    await batches_async(store, LEDGER, [PartitionBatch("p", [Create({"id": doc_id, "pk": "p"})])])
+    woken.append(doc_id)
