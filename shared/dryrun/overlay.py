@@ -27,8 +27,10 @@ from typing import Any, Sequence
 from shared.errors import (BatchFailed, BatchSkipped, DocumentExists, ImmutableDocument, PreconditionFailed,
                            StoreError)
 from shared.store.layout import BY_NAME
-from shared.store.port import (MAX_BATCH_OPERATIONS, Create, Delete, Document, DocumentStore, Filter, Operation,
-                               PartitionBatch, Query, Upsert)
+from shared.store.port import (
+    MAX_BATCH_OPERATIONS, Create, Delete, Document, DocumentStore, Filter, Operation,
+    one_batch, PartitionBatch, Query, Upsert,
+)
 
 _GONE = object()  # a document the dry run deleted
 
@@ -85,12 +87,7 @@ class OverlayStore:
         self.batch(container, pk, [Delete(id, if_match)])
 
     def batch(self, container: str, pk: str, operations: Sequence[Operation]) -> list[Document]:
-        work = PartitionBatch(pk, list(operations))
-        self.batches(container, [work])
-        if work.error is not None:
-            raise work.error
-        assert work.result is not None
-        return work.result
+        return one_batch(self, container, pk, operations)
 
     def batches(self, container: str, batches: Sequence[PartitionBatch]) -> None:
         failed: set[str] = set()

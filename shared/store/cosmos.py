@@ -56,6 +56,7 @@ from shared.errors import (
 )
 from shared.store.layout import PARTITION_KEY_PATH
 from shared.store.port import (
+    one_batch,
     ContainerSpec,
     Create,
     Delete,
@@ -258,12 +259,7 @@ class CosmosDocumentStore:
     # --- batches -------------------------------------------------------------------
 
     def batch(self, container: str, pk: str, operations: Sequence[Operation]) -> list[Document]:
-        work = PartitionBatch(pk=pk, operations=list(operations))
-        self.batches(container, [work])
-        if work.error is not None:
-            raise work.error
-        assert work.result is not None
-        return work.result
+        return one_batch(self, container, pk, operations)
 
     def batches(self, container: str, batches: Sequence[PartitionBatch]) -> None:
         spec, proxy = self._container(container)

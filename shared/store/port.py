@@ -189,6 +189,17 @@ async def batches_async(store: DocumentStore, container: str, batches: Sequence[
         await asyncio.to_thread(store.batches, container, batches)
 
 
+def one_batch(store: DocumentStore, container: str, pk: str, operations: Sequence[Operation]) -> list[Document]:
+    """``batch`` in terms of ``batches``, for every adapter: one partition batch, its
+    results, or its error raised."""
+    work = PartitionBatch(pk=pk, operations=list(operations))
+    store.batches(container, [work])
+    if work.error is not None:
+        raise work.error
+    assert work.result is not None, "a batch that did not fail has its results"
+    return work.result
+
+
 def read_many(store: DocumentStore, container: str, keys: Sequence[tuple[str, str]]) -> list[Document | None]:
     """Point reads of several ``(pk, id)`` keys, answered in the order asked (None:
     not there). The adapter's own ``read_many`` where it has one (the SQLite store:

@@ -64,6 +64,7 @@ from shared.errors import (
     StoreUnavailable,
 )
 from shared.store.port import (
+    one_batch,
     MAX_BATCH_OPERATIONS,
     Change,
     ContainerSpec,
@@ -517,12 +518,7 @@ class SqliteDocumentStore:
         self.batch(container, pk, [Delete(id, if_match)])
 
     def batch(self, container: str, pk: str, operations: Sequence[Operation]) -> list[Document]:
-        work = PartitionBatch(pk=pk, operations=list(operations))
-        self.batches(container, [work])
-        if work.error is not None:
-            raise work.error
-        assert work.result is not None
-        return work.result
+        return one_batch(self, container, pk, operations)
 
     def batches(self, container: str, batches: Sequence[PartitionBatch]) -> None:
         job = self._job(container, batches)
