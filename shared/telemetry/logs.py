@@ -1,0 +1,7 @@
+"""Telemetry: logs (skeleton; filled in by the issue-15 work)."""
+
+from __future__ import annotations
+
+
+def configure(process: str) -> None:
+    """Set up logs for the process named ``process``."""

@@ -1,0 +1,7 @@
+"""Telemetry: metrics (skeleton; filled in by the issue-15 work)."""
+
+from __future__ import annotations
+
+
+def configure(process: str) -> None:
+    """Set up metrics for the process named ``process``."""
