@@ -1,15 +1,18 @@
 """Timer jobs: what runs on a schedule. The Azure timer triggers and the local
-scheduler both read this one list, so a job runs the same code in both."""
+scheduler both read this one list, so a job runs the same code in both.
+
+The Functions host imports this module to index the timers (``functions/timers.py``),
+so it must stay light: a job imports what it runs inside its own body, never at
+module level (tests/unit/functions/test_cold_import.py fails otherwise)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from shared.app.reconcile import reconcile
-from shared.app.relay import OrderRelay
-from shared.platform import Platform
+if TYPE_CHECKING:
+    from shared.platform import Platform
 
 log = logging.getLogger("accrue.jobs")
 
@@ -27,10 +30,14 @@ class Job:
 def _relay_orders(platform: Platform) -> object:
     # Claimed orders whose publish was not confirmed (a crash or a bus outage between the
     # claim and the publish): published again, which credits nothing twice (shared/app/relay.py).
+    from shared.app.relay import OrderRelay
+
     return OrderRelay(platform.store, platform.event_bus, platform.clock).run_once()
 
 
 def _reconcile(platform: Platform) -> object:
+    from shared.app.reconcile import reconcile
+
     report = reconcile(platform.store)
     log.info(report.summary().splitlines()[0])
     for drift in report.drifts:
