@@ -31,6 +31,16 @@ members, which ``jsonschema`` refuses. ``format`` is an annotation in both,
 never asserted, and neither fetches a remote ``$ref``. A schema it cannot
 compile is checked by ``jsonschema`` alone.
 
+Compiled on first use. ``REGISTRY`` (the process's registry) only lists the
+files when it is created; a schema is read, checked and compiled the first time
+an event of its type and version is validated (under a lock: the Functions
+worker validates on a thread pool), and ``jsonschema``/``jsonschema_rs`` are
+imported then. Checking and compiling all nineteen schemas took about a tenth
+of a second of every cold start, most of it for events the process never
+sees. ``SchemaRegistry(folder)`` built explicitly is eager: it reads and checks
+every file at once, which is what the CI gate (``tests/unit/schemas``) does, so
+a bad schema file still fails the build, not the first event in production.
+
 Usage::
 
     from shared.schemas import REGISTRY
@@ -43,15 +53,16 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
-
-import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from typing import TYPE_CHECKING, Any, Iterator
 
 from shared.errors import AccrueError
+
+if TYPE_CHECKING:  # imported on first compile (module docstring)
+    import jsonschema_rs
+    from jsonschema import Draft202012Validator
 
 EVENTS_DIR = Path(__file__).parent / "events"
 FILE_NAME = re.compile(r"^(?P<type>[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)+)\.v(?P<version>[1-9][0-9]*)\.json$")
@@ -114,6 +125,8 @@ def _plain_json(body: Any) -> bool:
 
 
 def _compile(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
+    import jsonschema_rs
+
     try:
         return jsonschema_rs.Draft202012Validator(schema, validate_formats=False, offline=True)
     except (ValueError, jsonschema_rs.ReferencingError):  # e.g. a pattern only Python's re accepts
@@ -160,18 +173,28 @@ def personal_data_fields(schema: Any, path: str = "") -> list[str]:
 
 
 class SchemaRegistry:
-    def __init__(self, folder: Path = EVENTS_DIR) -> None:
+    """The schemas of ``folder``; ``lazy``: each read and compiled on first use (module docstring)."""
+
+    def __init__(self, folder: Path = EVENTS_DIR, *, lazy: bool = False) -> None:
         self.folder = folder
+        self._files: dict[tuple[str, int], Path] = {}
         self._schemas: dict[tuple[str, int], EventSchema] = {}
+        self._lock = threading.Lock()
         for file in sorted(folder.glob("*.json")):
-            entry = self._load(file)
-            self._schemas[(entry.event_type, entry.version)] = entry
+            match = FILE_NAME.match(file.name)
+            if not match:
+                raise SchemaFileInvalid(f"{file.name}: schema files are named <type>.v<version>.json")
+            self._files[(match["type"], int(match["version"]))] = file
+        if not lazy:
+            self._load_all()
 
     @staticmethod
     def _load(file: Path) -> EventSchema:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
         match = FILE_NAME.match(file.name)
-        if not match:
-            raise SchemaFileInvalid(f"{file.name}: schema files are named <type>.v<version>.json")
+        assert match is not None, file  # names were checked when the folder was listed
         try:
             schema = json.loads(file.read_text(encoding="utf-8"))
             Draft202012Validator.check_schema(schema)
@@ -182,17 +205,31 @@ class SchemaRegistry:
             raise SchemaFileInvalid(f"{file.name}: x-event-type/x-event-version must say {event_type} v{version}")
         return EventSchema(event_type, version, file, schema, Draft202012Validator(schema), _compile(schema))
 
+    def _loaded(self, key: tuple[str, int]) -> EventSchema | None:
+        entry = self._schemas.get(key)
+        if entry is None and key in self._files:
+            with self._lock:
+                entry = self._schemas.get(key)
+                if entry is None:
+                    entry = self._schemas[key] = self._load(self._files[key])
+        return entry
+
+    def _load_all(self) -> None:
+        for key in self._files:
+            self._loaded(key)
+
     def __iter__(self) -> Iterator[EventSchema]:
-        return iter(self._schemas.values())
+        self._load_all()
+        return iter([self._schemas[key] for key in self._files])
 
     def __len__(self) -> int:
-        return len(self._schemas)
+        return len(self._files)
 
     def get(self, event_type: str, version: int) -> dict[str, Any]:
         return self._entry(event_type, version).schema
 
     def _entry(self, event_type: str, version: int) -> EventSchema:
-        entry = self._schemas.get((event_type, version))
+        entry = self._loaded((event_type, version))
         if entry is None:
             raise UnknownEventType(f"no schema is registered for event {event_type!r} version {version!r}; "
                                    f"add shared/schemas/events/{event_type}.v{version}.json")
@@ -226,4 +263,4 @@ class SchemaRegistry:
                                        problems=problems[:20])
 
 
-REGISTRY = SchemaRegistry()
+REGISTRY = SchemaRegistry(lazy=True)
