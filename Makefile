@@ -3,17 +3,30 @@
 #   make test  - test dependencies, the emulators (npm), the full suite
 # Everything Python goes into .venv; the emulators into tests/emulators/node_modules, the client
 # generators into tests/clients/node_modules.
+#   make lock       - regenerate the pinned, hashed lock files from the *.in files (docs/packaging.md)
+#   make lock-check - check that the locks resolve for every supported Python (needs PyPI)
 
+comma := ,
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
+# Hash-checked installs: nothing but the locked files, byte for byte (docs/packaging.md).
+INSTALL := $(PIP) install --require-hashes
+# Supported Pythons (pyproject.toml requires-python): fastapi needs 3.11, azure-functions stops before 3.13.
+PYTHON_MIN := 3.11
+PYTHON_MAX := 3.12
+UV_COMPILE := $(PY) -m uv pip compile --quiet --generate-hashes --universal --python-version $(PYTHON_MIN) \
+	--custom-compile-command "make lock"
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean lock lock-check
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt requirements-local.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(not ($(subst .,$(comma),$(PYTHON_MIN)),) <= v <= ($(subst .,$(comma),$(PYTHON_MAX)),))' \
+		|| { echo "Accrue needs Python $(PYTHON_MIN) to $(PYTHON_MAX); $(PYTHON) is $$($(PYTHON) -V). Try: make PYTHON=python3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -r requirements.txt
+	@# What Azure installs (requirements.txt) plus what only the local platform runs (uvicorn).
+	$(INSTALL) -r requirements.txt -r requirements-local.txt
 	@# The `accrue` command (run, issue-key, poison, reconcile, export decrypt ...): python -m shared.local.
 	printf '#!/bin/sh\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m shared.local "$$@"\n' \
 		"$(CURDIR)" "$(CURDIR)/$(PY)" > $(VENV)/bin/accrue
@@ -21,7 +34,7 @@ $(VENV)/.runtime: requirements.txt
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime tests/requirements.txt
-	$(PIP) install -r tests/requirements.txt
+	$(INSTALL) -r tests/requirements.txt
 	touch $@
 
 tests/emulators/node_modules/.installed: tests/emulators/package-lock.json
@@ -42,6 +55,17 @@ test: $(VENV)/.test tests/emulators/node_modules/.installed tests/clients/node_m
 
 bench: $(VENV)/.test
 	$(PY) bench/run_all.py
+
+# The lock files, from the human-edited *.in files. An existing pin is kept unless its .in line
+# changed (uv prefers the versions already in the output file); `make lock UPGRADE=1` upgrades all.
+lock: $(VENV)/.test
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) requirements.in -o requirements.txt
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) -c requirements.txt requirements-local.in -o requirements-local.txt
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) -c requirements.txt -c requirements-local.txt \
+		tests/requirements.in -o tests/requirements.txt
+
+lock-check: $(VENV)/.test
+	$(PY) tests/lock_check.py
 
 clean:
 	rm -rf $(VENV) tests/emulators/node_modules tests/clients/node_modules .accrue-data
