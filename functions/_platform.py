@@ -229,6 +229,10 @@ class LazyAsgiApp:
     def reset(self) -> None:
         self._app.take()
 
+    def warm(self) -> None:
+        """Build now (the warmup trigger), on the caller's thread; raises ``PlatformUnavailable``."""
+        self._app.get()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)

@@ -39,7 +39,7 @@ from shared.store.layout import BALANCES, LEDGER
 from tests.conftest import claimed, drain, order_body
 
 ROOT = Path(__file__).resolve().parents[3]
-TRIGGER_TYPES = {"eventHubTrigger", "cosmosDBTrigger", "timerTrigger", "httpTrigger"}
+TRIGGER_TYPES = {"eventHubTrigger", "cosmosDBTrigger", "timerTrigger", "httpTrigger", "warmupTrigger"}
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_the_app_is_the_only_function_app_and_lists_every_function(app_module: M
     registers = [v for v in vars(app_module).values() if isinstance(v, func.FunctionRegister)]
     assert registers == [app_module.app]
     assert isinstance(app_module.app, func.AsgiFunctionApp)
-    expected = {bindings.HTTP_FUNCTION, bindings.INGEST_FUNCTION, bindings.PROJECTION_FUNCTION,
+    expected = {bindings.HTTP_FUNCTION, bindings.INGEST_FUNCTION, bindings.PROJECTION_FUNCTION, "warmup",
                 *(bindings.TIMER_FUNCTION_PREFIX + job.name for job in JOBS)}
     assert set(app_functions) == expected
 

@@ -189,3 +189,31 @@ def test_backoff_doubles_up_to_its_cap_and_resets_on_success(failures: int) -> N
     backoff.failed(RuntimeError("down"))
     backoff.succeeded()
     assert backoff.wait_left() == 0 and backoff.failures == 0
+
+
+# --- the warmup trigger ------------------------------------------------------------------
+
+
+def test_the_warmup_function_builds_the_api_before_the_first_request(
+        app_functions: dict[str, Any], platform_module: ModuleType) -> None:
+    from azure.functions.warmup import WarmUpContext
+
+    warmup = app_functions["warmup"]
+    assert warmup.get_trigger().get_dict_repr()["type"] == "warmupTrigger"
+    assert not platform_module.lazy_api().built
+    warmup.get_user_function()(warmup=WarmUpContext())
+    assert platform_module.lazy_api().built and platform_module.is_built()
+    assert get(app_functions).status_code == 200
+
+
+def test_a_failed_warmup_does_not_fail_and_leaves_the_first_request_to_retry(
+        app_functions: dict[str, Any], platform_module: ModuleType, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from azure.functions.warmup import WarmUpContext
+
+    monkeypatch.setenv("ACCRUE_STORE", "postgres")
+    with caplog.at_level("WARNING", logger="accrue.functions.warmup"):
+        app_functions["warmup"].get_user_function()(warmup=WarmUpContext())
+    assert not platform_module.lazy_api().built
+    assert any("first request will try again" in r.getMessage() for r in caplog.records)
+    assert get(app_functions).status_code == 503
