@@ -13,9 +13,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 # Hash-checked installs: nothing but the locked files, byte for byte (docs/packaging.md).
 INSTALL := $(PIP) install --require-hashes
-# Supported Pythons (pyproject.toml requires-python): fastapi needs 3.11, azure-functions stops before 3.13.
+# Supported Pythons (pyproject.toml requires-python): fastapi needs 3.11; 3.13 is the newest tested.
 PYTHON_MIN := 3.11
-PYTHON_MAX := 3.12
+PYTHON_MAX := 3.13
 UV_COMPILE := $(PY) -m uv pip compile --quiet --generate-hashes --universal --python-version $(PYTHON_MIN) \
 	--custom-compile-command "make lock"
 
