@@ -87,7 +87,7 @@ def child_env(data_dir: str) -> dict[str, str]:
 def one_run() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="accrue-coldstart-") as data_dir:
         done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=child_env(data_dir),
-                              capture_output=True, text=True, timeout=120)
+                              check=False, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise SystemExit(f"cold start run failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -107,7 +107,7 @@ def main() -> int:
 
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="accrue-coldstart-") as data_dir:
-            return subprocess.run([sys.executable, "-c", PROFILE], cwd=ROOT, env=child_env(data_dir)).returncode
+            return subprocess.run([sys.executable, "-c", PROFILE], cwd=ROOT, env=child_env(data_dir), check=False).returncode
 
     one_run()  # warms the OS file cache and writes the bytecode caches, as a deployed app has them
     runs = [one_run() for _ in range(args.runs)]

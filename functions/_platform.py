@@ -40,7 +40,8 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Iterator, MutableMapping, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:  # imported for the type checker only: shared.platform costs half a second to import
     from shared.platform import Platform
@@ -135,7 +136,7 @@ class Lazy(Generic[T]):
             value = self._factory()
         except PlatformUnavailable:
             raise  # a dependency's own backoff, already recorded there
-        except Exception as exc:  # noqa: BLE001 - any failure to build is "unavailable", cause chained
+        except Exception as exc:  # any failure to build is "unavailable", its cause chained
             delay = self.backoff.failed(exc)
             log.exception("building the %s failed (attempt %d); next attempt in %.1f s",
                           self.what, self.backoff.failures, delay)
@@ -284,7 +285,7 @@ class LazyAsgiApp:
 
         try:
             await app(dict(scope), inner_receive, inner_send)
-        except Exception:  # noqa: BLE001 - a shutdown handler's failure is logged; the host stops anyway
+        except Exception:  # a shutdown handler's failure is logged; the host stops anyway
             log.exception("the API's shutdown failed")
             outcome = {"type": "lifespan.shutdown.failed", "message": "the API's shutdown failed"}
         await send(outcome)

@@ -50,7 +50,7 @@ def interpreter(version: str) -> str | None:
                   *sorted(glob.glob(str(Path.home() / f".pyenv/versions/{version}.*/bin/python")))]
     for candidate in filter(None, candidates):
         check = subprocess.run([candidate, "-c", f"import sys; assert sys.version.startswith('{version}.')"],
-                               capture_output=True, timeout=60)
+                               check=False, capture_output=True, timeout=60)
         if check.returncode == 0:
             return candidate
     return None
@@ -65,7 +65,7 @@ def resolves(version: str) -> tuple[bool, str]:
             command += ["--platform", platform]
         for lock in LOCKS:
             command += ["-r", str(ROOT / lock)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
     errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR: No matching")]
     note = "" if python != sys.executable or sys.version.startswith(f"{version}.") else \
         f" [no Python {version} here: markers of {sys.version.split()[0]}]"

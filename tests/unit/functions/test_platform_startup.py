@@ -13,13 +13,15 @@ import asyncio
 import json
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import azure.functions as func
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from functions import bindings
 from functions._platform import Backoff, Lazy, PlatformUnavailable, problem_unavailable
