@@ -314,3 +314,34 @@ class TtlPolicy:
 
 
 DEFAULT_TTL = TtlPolicy()
+
+
+# --- Indexing (issue 16): paths Cosmos DB does not index --------------------------------
+#
+# Everything else stays indexed under ``/*`` (an ORDER BY needs a range index on its
+# field, and queries order and filter by more fields than ``ContainerSpec.indexed``
+# lists). Excluded: encrypted or free-form fields no query reads; each excluded term is
+# RU saved on every write of the container. main.bicep declares the same lists (checked
+# by tests/unit/bicep), and the Cosmos adapter creates containers with them.
+UNINDEXED_PATHS: dict[str, tuple[str, ...]] = {
+    LEDGER: ("/attributes/*",),
+    CUSTOMERS: ("/personal/*",),
+    RULESETS: ("/draft/source/?", "/experiment/sealedSecret/?"),
+    RULE_VERSIONS: ("/body/source/?",),
+    PII_KEYS: ("/wrapped/?",),
+    AUDIT: ("/before/*", "/after/*"),
+    WEBHOOK_ENDPOINTS: ("/secrets/*",),
+    WEBHOOK_MESSAGES: ("/body/?",),
+    WEBHOOK_ATTEMPTS: ("/url/?", "/error/?", "/responseExcerpt/?"),
+}
+assert set(UNINDEXED_PATHS) <= set(BY_NAME)
+
+
+def indexing_policy(container: str) -> dict[str, Any]:
+    """The Cosmos DB indexing policy of a container (as main.bicep declares it)."""
+    return {
+        "indexingMode": "consistent",
+        "automatic": True,
+        "includedPaths": [{"path": "/*"}],
+        "excludedPaths": [{"path": '/"_etag"/?'}] + [{"path": p} for p in UNINDEXED_PATHS.get(container, ())],
+    }
