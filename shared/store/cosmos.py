@@ -102,10 +102,12 @@ _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 class RequestMeter:
     """Requests the adapter made, by kind, and the RU they were charged.
 
-    Kinds: ``metadata`` (the account, databases, containers, partition-key
-    ranges: anything but documents) and ``document`` (reads, writes, queries and
-    batches of documents). ``charge`` sums ``x-ms-request-charge`` where the
-    service sends it (the emulator does not: then it stays 0)."""
+    Kinds: ``document`` (reads, writes, queries and batches of documents),
+    ``pkranges`` (the SDK's routing map, once per container queried),
+    ``container`` (a container, a database or a listing of either: the
+    metadata a cold start reads) and ``account``. ``charge`` sums
+    ``x-ms-request-charge`` where the service sends it (the emulator does not:
+    then it stays 0)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -114,7 +116,8 @@ class RequestMeter:
 
     def __call__(self, response: Any) -> None:
         path = urlparse(response.http_request.url).path
-        kind = "document" if "/docs" in path else "metadata"
+        kind = ("document" if "/docs" in path else "pkranges" if "/pkranges" in path
+                else "account" if path.strip("/") == "" else "container")
         charge = response.http_response.headers.get("x-ms-request-charge")
         with self._lock:
             self.requests[kind] += 1
