@@ -258,7 +258,7 @@ var cosmosContainers = [
   {
     name: 'webhookdeliveries'
     partitionKeyPath: partitionKeyPath
-    defaultTtl: 2592000 // 30 days
+    defaultTtl: 604800 // 7 days
     excludedPaths: []
   }
   {

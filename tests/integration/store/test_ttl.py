@@ -96,7 +96,7 @@ def test_a_live_document_never_expires_until_a_write_finishes_it(store, clock) -
     store.upsert(ORDER_STATUS, {k: v for k, v in claim.items() if k != "publishDue"})
     store.upsert(WEBHOOK_DELIVERIES, dict(task, status="succeeded"))
     assert stored_ttl(store, ORDER_STATUS, "o2") == 90 * DAY_SECONDS
-    assert stored_ttl(store, WEBHOOK_DELIVERIES, "d1") == 30 * DAY_SECONDS
+    assert stored_ttl(store, WEBHOOK_DELIVERIES, "d1") == 7 * DAY_SECONDS
 
 
 def test_only_the_named_document_kinds_of_the_system_container_expire(store, clock) -> None:
