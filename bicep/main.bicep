@@ -117,6 +117,7 @@ var leaseContainerName = 'leases'
 // One entry per container of shared/store/layout.py CONTAINERS, plus the leases.
 // excludedPaths: fields never queried (encrypted personal data, free-form
 // attributes); everything else stays indexed under /*. (layout.UNINDEXED_PATHS)
+// includedPaths: fields indexed again under an excluded path (layout.REINDEXED_PATHS).
 // defaultTtl: null = TTL off (the ledger, the audit log: nothing ever expires);
 // -1 = on, only items carrying a ttl expire; N = seconds after the last write.
 // The app stamps each item's ttl from layout.TTL_RULES (ACCRUE_TTL_DAYS overrides).
@@ -125,6 +126,11 @@ var cosmosContainers = [
     name: 'ledger'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: [
+      {
+        path: '/attributes/rewardId/?'
+      }
+    ]
     excludedPaths: [
       {
         path: '/attributes/*'
@@ -135,6 +141,7 @@ var cosmosContainers = [
     name: 'customers'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/personal/*'
@@ -145,42 +152,49 @@ var cosmosContainers = [
     name: 'balances'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'orderstatus'
     partitionKeyPath: partitionKeyPath
     defaultTtl: 7776000 // 90 days
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'tenants'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'apikeys'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'poison'
     partitionKeyPath: partitionKeyPath
     defaultTtl: 7776000 // 90 days
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'system'
     partitionKeyPath: partitionKeyPath
     defaultTtl: -1
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'rulesets'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/draft/source/?'
@@ -194,6 +208,7 @@ var cosmosContainers = [
     name: 'ruleversions'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/body/source/?'
@@ -204,6 +219,7 @@ var cosmosContainers = [
     name: 'piikeys'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/wrapped/?'
@@ -214,12 +230,14 @@ var cosmosContainers = [
     name: 'piiindex'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'audit'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/before/*'
@@ -233,12 +251,14 @@ var cosmosContainers = [
     name: 'approvals'
     partitionKeyPath: partitionKeyPath
     defaultTtl: 7776000 // 90 days
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'webhookendpoints'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/secrets/*'
@@ -249,6 +269,7 @@ var cosmosContainers = [
     name: 'webhookmessages'
     partitionKeyPath: partitionKeyPath
     defaultTtl: 2592000 // 30 days
+    includedPaths: []
     excludedPaths: [
       {
         path: '/body/?'
@@ -259,12 +280,14 @@ var cosmosContainers = [
     name: 'webhookdeliveries'
     partitionKeyPath: partitionKeyPath
     defaultTtl: 604800 // 7 days
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'webhookattempts'
     partitionKeyPath: partitionKeyPath
     defaultTtl: 2592000 // 30 days
+    includedPaths: []
     excludedPaths: [
       {
         path: '/url/?'
@@ -281,24 +304,28 @@ var cosmosContainers = [
     name: 'exports'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'reviews'
     partitionKeyPath: partitionKeyPath
     defaultTtl: -1
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'expirycalendar'
     partitionKeyPath: partitionKeyPath
     defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: leaseContainerName
     partitionKeyPath: '/id'
     defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
 ]

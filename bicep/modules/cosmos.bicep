@@ -15,7 +15,7 @@ param accountName string
 
 param databaseName string
 
-@description('Containers: { name, partitionKeyPath, defaultTtl (null: off, -1: per item, N seconds), excludedPaths: [ { path } ] }.')
+@description('Containers: { name, partitionKeyPath, defaultTtl (null: off, -1: per item, N seconds), includedPaths and excludedPaths: [ { path } ] }.')
 param containers array
 
 @description('Autoscale ceiling in RU/s, shared by the database\'s containers.')
@@ -100,11 +100,12 @@ resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/conta
       indexingPolicy: {
         indexingMode: 'consistent'
         automatic: true
-        includedPaths: [
+        // A field a query needs under an excluded path is included again (the precise path wins).
+        includedPaths: concat([
           {
             path: '/*'
           }
-        ]
+        ], container.includedPaths)
         // Encrypted and free-form fields are never queried: indexing them costs
         // RU on every write and would index ciphertext.
         excludedPaths: concat([

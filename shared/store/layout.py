@@ -336,7 +336,12 @@ UNINDEXED_PATHS: dict[str, tuple[str, ...]] = {
     WEBHOOK_MESSAGES: ("/body/?",),
     WEBHOOK_ATTEMPTS: ("/url/?", "/error/?", "/responseExcerpt/?"),
 }
-assert set(UNINDEXED_PATHS) <= set(BY_NAME)
+# Paths indexed again under an excluded one (the more precise path wins): the
+# redemption limits query the ledger by ``attributes.rewardId`` (shared/spend/redemptions.py).
+REINDEXED_PATHS: dict[str, tuple[str, ...]] = {
+    LEDGER: ("/attributes/rewardId/?",),
+}
+assert set(UNINDEXED_PATHS) <= set(BY_NAME) and set(REINDEXED_PATHS) <= set(UNINDEXED_PATHS)
 
 
 def indexing_policy(container: str) -> dict[str, Any]:
@@ -344,6 +349,6 @@ def indexing_policy(container: str) -> dict[str, Any]:
     return {
         "indexingMode": "consistent",
         "automatic": True,
-        "includedPaths": [{"path": "/*"}],
+        "includedPaths": [{"path": "/*"}] + [{"path": p} for p in REINDEXED_PATHS.get(container, ())],
         "excludedPaths": [{"path": '/"_etag"/?'}] + [{"path": p} for p in UNINDEXED_PATHS.get(container, ())],
     }

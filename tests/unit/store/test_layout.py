@@ -108,3 +108,34 @@ def test_a_bad_override_is_refused_naming_the_setting(text: str) -> None:
 def test_the_ledger_is_never_given_a_ttl_even_by_an_override() -> None:
     with pytest.raises(ConfigurationError):
         TtlPolicy({LEDGER: 30})
+
+
+def _queried_fields() -> set[str]:
+    """Every field path the product's code filters or orders by (literal field names)."""
+    import re
+    from pathlib import Path
+
+    found: set[str] = set()
+    for source in Path(__file__).resolve().parents[3].joinpath("shared").rglob("*.py"):
+        text = source.read_text()
+        found |= set(re.findall(r'Filter\(\s*"([A-Za-z_.]+)"', text))
+        found |= set(re.findall(r'order_by="([A-Za-z_.]+)"', text))
+    return found
+
+
+def test_no_field_a_query_uses_is_left_unindexed() -> None:
+    """Cosmos DB needs an index for an ORDER BY and scans (RU) for a filter on an
+    unindexed path: every field the code queries stays indexed in every container."""
+    from shared.store.layout import REINDEXED_PATHS, UNINDEXED_PATHS, indexing_policy
+
+    fields = _queried_fields()
+    assert {"docType", "seq", "createdAt", "attributes.rewardId"} <= fields  # the scan finds them
+    for container, excluded in UNINDEXED_PATHS.items():
+        included = {p["path"] for p in indexing_policy(container)["includedPaths"]}
+        assert set(REINDEXED_PATHS.get(container, ())) <= included
+        for field_path in fields:
+            path = "/" + field_path.replace(".", "/")
+            for pattern in excluded:
+                prefix = pattern.removesuffix("/*").removesuffix("/?")
+                hidden = path == prefix or path.startswith(prefix + "/")
+                assert not hidden or f"{path}/?" in included, f"{container}: {pattern} hides {field_path}"
