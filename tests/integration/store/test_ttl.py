@@ -133,3 +133,20 @@ def test_a_file_written_before_ttl_existed_opens_and_its_documents_never_expire(
         assert again.sweep_expired() == 0
     finally:
         again.close()
+
+
+def test_the_hourly_job_sweeps_the_platforms_store(tmp_path, clock) -> None:
+    from shared.jobs import JOBS
+    from shared.platform import build_platform
+    from shared.settings import Settings
+
+    store = SqliteDocumentStore(tmp_path / "job.db", CONTAINERS, synchronous="NORMAL", clock=clock)
+    platform = build_platform(Settings.from_env({"ACCRUE_DATA_DIR": str(tmp_path / "data")}), store=store)
+    try:
+        [job] = [j for j in JOBS if j.name == "ttl-sweep"]
+        store.create("poison", {"id": "p1", "pk": "acme", "docType": "poison"})
+        assert job.run(platform) == 0
+        clock.now += 91 * DAY_SECONDS
+        assert job.run(platform) == 1
+    finally:
+        platform.close()
