@@ -463,7 +463,7 @@ class SqliteDocumentStore:
         (one read transaction when several: the answers are of one moment)."""
         table = self._table(container)
         expiring = container in self._expiring
-        live, now = (_LIVE.replace("ts", "t.ts").replace("x_ttl", "t.x_ttl"), [self._clock()]) if expiring else ("", [])
+        live, now = (_LIVE_JOINED, [self._clock()]) if expiring else ("", [])
         hydrate = _hydrate_expiring if expiring else _hydrate
         rows_of: dict[tuple[str, str], tuple[str, str, int]] = {}
         wanted = list(dict.fromkeys(keys))
@@ -900,6 +900,7 @@ def _bindable(value: Any) -> Any:
 # The condition a row of a container with a TTL rule must meet to be seen (one
 # parameter: now, epoch seconds). Cosmos DB's rule: gone once ``_ts + ttl <= now``.
 _LIVE = " AND (x_ttl IS NULL OR x_ttl <= 0 OR ts + x_ttl > ?)"
+_LIVE_JOINED = " AND (t.x_ttl IS NULL OR t.x_ttl <= 0 OR t.ts + t.x_ttl > ?)"  # read_many's alias
 
 
 def _same(container: str, doc: Document) -> Document:
