@@ -815,6 +815,8 @@ class SqliteDocumentStore:
     ) -> Document:
         if isinstance(op, Delete):
             row = conn.execute(f"SELECT etag FROM {table.name} WHERE pk = ? AND id = ?", (pk, op.id)).fetchone()
+            if row is not None and self._drop_expired(conn, table, pk, op.id, ts):
+                row = None  # expired: not found, as for a reader
             if row is None:
                 raise _OperationRefused(index, StoreError(f"document {op.id!r} not found"))
             if op.if_match is not None and row[0] != op.if_match:
@@ -827,7 +829,11 @@ class SqliteDocumentStore:
             try:
                 conn.execute(table.insert_head + table.insert_row, row)
             except sqlite3.IntegrityError:
-                raise _OperationRefused(index, DocumentExists(f"document {doc_id!r} already exists in {pk!r}"))
+                # An expired document is gone for every reader, as in Cosmos DB: a create
+                # of its id succeeds (the sweep may simply not have come by yet).
+                if not self._drop_expired(conn, table, pk, doc_id, ts):
+                    raise _OperationRefused(index, DocumentExists(f"document {doc_id!r} already exists in {pk!r}"))
+                conn.execute(table.insert_head + table.insert_row, row)
         elif op.if_match is not None:
             updated = conn.execute(table.update_guarded, (*row[2:], pk, doc_id, op.if_match)).rowcount
             if updated != 1:
@@ -835,6 +841,13 @@ class SqliteDocumentStore:
         else:
             conn.execute(table.insert_head + table.insert_row + table.upsert_tail, row)
         return stored
+
+    def _drop_expired(self, conn: sqlite3.Connection, table: _Table, pk: str, doc_id: str, now: int) -> bool:
+        """Delete the document if it has expired (containers with a TTL rule); whether it did."""
+        if table.spec.name not in self._expiring:
+            return False
+        return conn.execute(f"DELETE FROM {table.name} WHERE pk = ? AND id = ? AND x_ttl > 0 AND ts + x_ttl <= ?",
+                            (pk, doc_id, now)).rowcount == 1
 
     def _execute(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         try:

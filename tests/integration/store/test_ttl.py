@@ -25,7 +25,8 @@ from shared.store.layout import (
     WEBHOOK_DELIVERIES,
     TtlPolicy,
 )
-from shared.store.port import Filter, Query, read_many
+from shared.errors import DocumentExists, StoreError
+from shared.store.port import Create, Filter, Query, read_many
 from shared.store.sqlite import SqliteDocumentStore
 
 
@@ -150,3 +151,54 @@ def test_the_hourly_job_sweeps_the_platforms_store(tmp_path, clock) -> None:
         assert job.run(platform) == 1
     finally:
         platform.close()
+
+
+# --- invariant: a document is visible exactly while its last write's ttl runs ------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_steps = st.lists(st.tuples(st.sampled_from(["write", "finish", "wait"]), st.integers(0, 40)), max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_steps)
+def test_visibility_follows_the_last_writes_ttl(tmp_path_factory, steps) -> None:
+    clock = Clock()
+    store = SqliteDocumentStore(tmp_path_factory.mktemp("ttl") / "p.db", CONTAINERS, synchronous="NORMAL",
+                                clock=clock)
+    try:
+        expires: float | None = None  # None: absent; inf: never
+        for action, days in steps:
+            if action == "wait":
+                clock.now += days * DAY_SECONDS / 4
+            else:
+                status = "pending" if action == "write" else "succeeded"
+                store.upsert(WEBHOOK_DELIVERIES, {"id": "d", "pk": "t:e", "status": status})
+                expires = float("inf") if status == "pending" else clock.now + 7 * DAY_SECONDS
+            visible = store.read(WEBHOOK_DELIVERIES, "t:e", "d") is not None
+            assert visible == (expires is not None and clock.now < expires)
+            assert bool(store.query(WEBHOOK_DELIVERIES, Query(pk="t:e"))) == visible
+            if not visible and expires is not None:
+                store.sweep_expired()
+                expires = None  # swept: a later write creates it anew
+    finally:
+        store.close()
+
+
+def test_an_expired_document_can_be_created_anew_before_the_sweep(store, clock) -> None:
+    """As in Cosmos DB: expired means gone, for writers too (the rate-limit window and the
+    velocity counters read, find nothing, and create)."""
+    store.create(SYSTEM, {"id": "window", "pk": "ratelimit:acme", "docType": "ratelimit", "n": 1})
+    clock.now += 3 * DAY_SECONDS
+    assert store.read(SYSTEM, "ratelimit:acme", "window") is None
+    again = store.create(SYSTEM, {"id": "window", "pk": "ratelimit:acme", "docType": "ratelimit", "n": 2})
+    assert store.read(SYSTEM, "ratelimit:acme", "window")["_etag"] == again["_etag"]
+    store.batch(SYSTEM, "ratelimit:acme", [Create({"id": "w2", "pk": "ratelimit:acme", "docType": "ratelimit"})])
+    clock.now += 3 * DAY_SECONDS
+    with pytest.raises(StoreError, match="not found"):
+        store.delete(SYSTEM, "ratelimit:acme", "w2")
+    # A live document still refuses a second create.
+    store.create(SYSTEM, {"id": "cursor", "pk": "projector"})
+    with pytest.raises(DocumentExists):
+        store.create(SYSTEM, {"id": "cursor", "pk": "projector"})
