@@ -206,6 +206,12 @@ def test_every_containers_default_ttl_is_the_layouts(containers) -> None:
         assert containers[spec.name]["defaultTtl"] == container_default_ttl(spec.name), spec.name
 
 
+def test_the_shared_throughput_database_holds_at_most_25_containers(containers) -> None:
+    # Cosmos DB limit: a database with shared (autoscale) throughput holds at most 25
+    # containers. Past that, a new container needs its own throughput (or a second database).
+    assert len(containers) <= 25, f"{len(containers)} containers in the shared-throughput database"
+
+
 def test_the_ledger_and_the_audit_log_have_ttl_off(containers, bindings) -> None:
     # Not -1 either: with TTL off, not even a stray ttl property on an item can expire it.
     for name in NEVER_EXPIRE:
