@@ -102,6 +102,9 @@ param vnetAddressPrefix string = '10.20.0.0/16'
 
 param tags object = {}
 
+@description('Days operational documents are kept, overriding shared/store/layout.py TTL_RULES: "container=days,...". Empty: the rules\' own days.')
+param ttlOverrides string = ''
+
 // ---- names the code depends on ------------------------------------------------
 
 // shared/store/layout.py: every container is partitioned on /pk.
@@ -113,11 +116,21 @@ var leaseContainerName = 'leases'
 
 // One entry per container of shared/store/layout.py CONTAINERS, plus the leases.
 // excludedPaths: fields never queried (encrypted personal data, free-form
-// attributes); everything else stays indexed under /*.
+// attributes); everything else stays indexed under /*. (layout.UNINDEXED_PATHS)
+// includedPaths: fields indexed again under an excluded path (layout.REINDEXED_PATHS).
+// defaultTtl: null = TTL off (the ledger, the audit log: nothing ever expires);
+// -1 = on, only items carrying a ttl expire; N = seconds after the last write.
+// The app stamps each item's ttl from layout.TTL_RULES (ACCRUE_TTL_DAYS overrides).
 var cosmosContainers = [
   {
     name: 'ledger'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: [
+      {
+        path: '/attributes/rewardId/?'
+      }
+    ]
     excludedPaths: [
       {
         path: '/attributes/*'
@@ -127,6 +140,8 @@ var cosmosContainers = [
   {
     name: 'customers'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/personal/*'
@@ -136,36 +151,50 @@ var cosmosContainers = [
   {
     name: 'balances'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'orderstatus'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: 7776000 // 90 days
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'tenants'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'apikeys'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'poison'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: 7776000 // 90 days
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'system'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: -1
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'rulesets'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/draft/source/?'
@@ -178,6 +207,8 @@ var cosmosContainers = [
   {
     name: 'ruleversions'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/body/source/?'
@@ -187,6 +218,8 @@ var cosmosContainers = [
   {
     name: 'piikeys'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/wrapped/?'
@@ -196,11 +229,15 @@ var cosmosContainers = [
   {
     name: 'piiindex'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'audit'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/before/*'
@@ -213,11 +250,15 @@ var cosmosContainers = [
   {
     name: 'approvals'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: 7776000 // 90 days
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'webhookendpoints'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: [
       {
         path: '/secrets/*'
@@ -227,6 +268,8 @@ var cosmosContainers = [
   {
     name: 'webhookmessages'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: 2592000 // 30 days
+    includedPaths: []
     excludedPaths: [
       {
         path: '/body/?'
@@ -236,31 +279,53 @@ var cosmosContainers = [
   {
     name: 'webhookdeliveries'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: 604800 // 7 days
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'webhookattempts'
     partitionKeyPath: partitionKeyPath
-    excludedPaths: []
+    defaultTtl: 2592000 // 30 days
+    includedPaths: []
+    excludedPaths: [
+      {
+        path: '/url/?'
+      }
+      {
+        path: '/error/?'
+      }
+      {
+        path: '/responseExcerpt/?'
+      }
+    ]
   }
   {
     name: 'exports'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'reviews'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: -1
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: 'expirycalendar'
     partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
   {
     name: leaseContainerName
     partitionKeyPath: '/id'
+    defaultTtl: null
+    includedPaths: []
     excludedPaths: []
   }
 ]
@@ -482,6 +547,8 @@ var appSettings = {
   EVENTHUB_CONSUMER_GROUP: consumerGroupName
   KEYVAULT_URI: keyVault.outputs.uri
   BLOB_ACCOUNT_URL: dataStorage.outputs.blobEndpoint
+  // Overrides of the TTL rules of shared/store/layout.py (empty: the rules' own days).
+  ACCRUE_TTL_DAYS: ttlOverrides
   // Identity-based connections of the triggers and the host (read by the host).
   EventHubConnection__fullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
   CosmosDbConnection__accountEndpoint: cosmos.outputs.endpoint

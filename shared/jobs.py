@@ -93,6 +93,24 @@ def _complete_erasures(platform: Platform) -> object:
     return done
 
 
+def _sweep_expired(platform: Platform) -> object:
+    # Time to live (issue 16, shared/store/layout.py TTL_RULES): the embedded store hides
+    # expired documents at once and deletes them here, in bounded rounds. Cosmos DB deletes
+    # expired items itself, so on Azure the store has no sweep and this does nothing.
+    sweep = getattr(platform.store, "sweep_expired", None)
+    if sweep is None:
+        return 0
+    deleted = 0
+    for _ in range(100):
+        swept = sweep()
+        deleted += swept
+        if swept == 0:
+            break
+    if deleted:
+        log.info("ttl sweep: %d expired document(s) deleted", deleted)
+    return deleted
+
+
 JOBS: tuple[Job, ...] = (
     # Orders (issue 12): a stranded claim is published within RELAY_GRACE (30 s) plus one period.
     Job("order-relay", "*/15 * * * * *", 5.0, _relay_orders),
@@ -111,4 +129,6 @@ JOBS: tuple[Job, ...] = (
     Job("audit-archive", "0 45 3 * * *", 24 * 3600.0, _archive_audit),
     # Privacy (issue 12): erasures not completed at once, every minute.
     Job("erasures", "30 * * * * *", 60.0, _complete_erasures),
+    # Cosmos DB (issue 16): expired operational documents of the embedded store deleted hourly.
+    Job("ttl-sweep", "0 50 * * * *", 3600.0, _sweep_expired),
 )

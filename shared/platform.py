@@ -173,13 +173,14 @@ def build_store(settings: Settings) -> DocumentStore:
     if settings.store == "sqlite":
         from shared.store.sqlite import SqliteDocumentStore
 
-        return SqliteDocumentStore(settings.data_dir / "accrue.db", CONTAINERS, synchronous=settings.sqlite_synchronous)
+        return SqliteDocumentStore(settings.data_dir / "accrue.db", CONTAINERS, synchronous=settings.sqlite_synchronous,
+                                   ttl=settings.ttl)
     from shared.store.cosmos import CosmosDocumentStore  # imported only when chosen
     from azure.identity import DefaultAzureCredential
 
     assert settings.cosmos_endpoint
     return CosmosDocumentStore(settings.cosmos_endpoint, settings.cosmos_database, CONTAINERS,
-                               credential=DefaultAzureCredential())
+                               credential=DefaultAzureCredential(), ttl=settings.ttl)
 
 
 def build_audit_sink(settings: Settings) -> BlobSink:

@@ -16,6 +16,7 @@ from typing import Mapping
 from urllib.parse import urlparse
 
 from shared.errors import ConfigurationError
+from shared.store.layout import DEFAULT_TTL, TtlPolicy
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ SETTINGS: tuple[Setting, ...] = (
     # Off only on the embedded default (a one-person laptop, or a locked-out operator's
     # deliberate recovery); on the Azure store it cannot be turned off (see _check_dual_control).
     Setting("ACCRUE_DUAL_CONTROL", "dual control of platform-admin acts and keys: on (default) | off", "on"),
+    # Overrides of the TTL rules (shared/store/layout.py TTL_RULES): "container=days" or
+    # "container/docType=days", comma-separated; empty: the rules' own days.
+    Setting("ACCRUE_TTL_DAYS", "days operational documents are kept, e.g. webhookattempts=60,poison=180", ""),
     Setting("COSMOS_ENDPOINT", "Cosmos DB account endpoint, https://<account>.documents.azure.com:443/",
             required_for="store=cosmos"),
     Setting("COSMOS_DATABASE", "Cosmos DB database name", "accrue", required_for="store=cosmos"),
@@ -87,6 +91,7 @@ class Settings:
     eventhub_consumer_group: str
     keyvault_uri: str | None
     blob_account_url: str | None
+    ttl: TtlPolicy = DEFAULT_TTL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -129,6 +134,7 @@ class Settings:
             eventhub_consumer_group=get("EVENTHUB_CONSUMER_GROUP") or "accrue-ingest",
             keyvault_uri=get("KEYVAULT_URI"),
             blob_account_url=get("BLOB_ACCOUNT_URL"),
+            ttl=TtlPolicy.from_setting(get("ACCRUE_TTL_DAYS")),
         )
         settings._check_urls()
         settings._check_dual_control()

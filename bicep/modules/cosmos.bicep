@@ -15,7 +15,7 @@ param accountName string
 
 param databaseName string
 
-@description('Containers: { name, partitionKeyPath, excludedPaths: [ { path } ] }.')
+@description('Containers: { name, partitionKeyPath, defaultTtl (null: off, -1: per item, N seconds), includedPaths and excludedPaths: [ { path } ] }.')
 param containers array
 
 @description('Autoscale ceiling in RU/s, shared by the database\'s containers.')
@@ -94,14 +94,18 @@ resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/conta
         kind: 'Hash'
         version: 2
       }
+      // Operational containers expire documents (shared/store/layout.py TTL_RULES);
+      // null leaves TTL off, so the ledger and the audit log never lose an item.
+      defaultTtl: container.defaultTtl
       indexingPolicy: {
         indexingMode: 'consistent'
         automatic: true
-        includedPaths: [
+        // A field a query needs under an excluded path is included again (the precise path wins).
+        includedPaths: concat([
           {
             path: '/*'
           }
-        ]
+        ], container.includedPaths)
         // Encrypted and free-form fields are never queried: indexing them costs
         // RU on every write and would index ciphertext.
         excludedPaths: concat([

@@ -51,7 +51,16 @@ from shared.clock import Clock, instant_problem, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, PreconditionFailed, ValidationFailed
 from shared.exports.crypto import decrypt_stream, encrypt_stream
 from shared.keys.port import KeyProvider
-from shared.store.layout import CUSTOMERS, EXPORTS, LEDGER, TENANTS, WEBHOOK_ATTEMPTS, customer_pk
+from shared.store.layout import (
+    CUSTOMERS,
+    DEFAULT_TTL,
+    EXPORTS,
+    LEDGER,
+    TENANTS,
+    WEBHOOK_ATTEMPTS,
+    attempt_pks,
+    customer_pk,
+)
 from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
 from shared.store.port import DocumentStore, Filter, Query, read_many
 
@@ -419,9 +428,14 @@ class ExportService:
                 if erased_at and (lower is None or erased_at > lower) and erased_at <= upper:
                     yield {"tenantId": tenant_id, "customerId": doc["customerId"], "erasedAt": erased_at}
         elif subject == "webhookdeliveries":
-            for doc in page_by(self._store, WEBHOOK_ATTEMPTS, tenant_id, window[:1], "createdAt",
-                               after=lower, page=self.page):
-                yield {"tenantId": tenant_id, **{k: doc.get(k) for k in ATTEMPT_FIELDS}}
+            # One partition per tenant and UTC day (shared/store/layout.py): the window's
+            # days oldest first, so rows keep their createdAt order across days.
+            last = parse_iso(upper).date()
+            first = parse_iso(lower).date() if lower else last - timedelta(days=DEFAULT_TTL.days[WEBHOOK_ATTEMPTS] + 1)
+            for pk in reversed(attempt_pks(tenant_id, min(first, last), last)):
+                for doc in page_by(self._store, WEBHOOK_ATTEMPTS, pk, window[:1], "createdAt",
+                                   after=lower, page=self.page):
+                    yield {"tenantId": tenant_id, **{k: doc.get(k) for k in ATTEMPT_FIELDS}}
         else:
             doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
             key = "seq" if doc_type == "entry" else "id"

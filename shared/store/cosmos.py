@@ -30,6 +30,18 @@ mechanisms, through the synchronous ``azure-cosmos`` client:
 A wrong or unreachable endpoint, a missing database or container, or an identity
 without access fails at construction with a ``ConfigurationError`` naming the
 setting to fix, rather than on the first request.
+
+Cold start (issue 16): the containers are checked with one listing of the
+database's containers, and each container's properties (partition key, resource
+id) from that listing seed the SDK's cache, so neither the check nor the first
+request of each container reads its metadata again: two metadata requests at
+start (the account, the listing) instead of one per container and the database.
+``meter`` counts requests by kind and sums their request charge (RU), from the
+``x-ms-request-charge`` header, for the RU benchmark and the start-up test.
+
+Time to live: a write to a container with a TTL rule carries the ``ttl`` the
+policy gives (``shared.store.layout.TtlPolicy``); ``ttl`` is removed from what
+the adapter returns, like the other system properties.
 """
 
 from __future__ import annotations
@@ -37,8 +49,11 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import threading
 import time
+from collections import Counter
 from typing import Any, Iterable, Sequence
+from urllib.parse import urlparse
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
@@ -54,7 +69,7 @@ from shared.errors import (
     StoreError,
     StoreUnavailable,
 )
-from shared.store.layout import PARTITION_KEY_PATH
+from shared.store.layout import DEFAULT_TTL, PARTITION_KEY_PATH, TtlPolicy, container_default_ttl, indexing_policy
 from shared.store.port import (
     one_batch,
     ContainerSpec,
@@ -84,6 +99,36 @@ _UNAVAILABLE_STATUSES = frozenset({408, 429, 449, 500, 502, 503, 504})
 _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
+class RequestMeter:
+    """Requests the adapter made, by kind, and the RU they were charged.
+
+    Kinds: ``document`` (reads, writes, queries and batches of documents),
+    ``pkranges`` (the SDK's routing map, once per container queried),
+    ``container`` (a container, a database or a listing of either: the
+    metadata a cold start reads) and ``account``. ``charge`` sums
+    ``x-ms-request-charge`` where the service sends it (the emulator does not:
+    then it stays 0)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.charge = 0.0
+
+    def __call__(self, response: Any) -> None:
+        path = urlparse(response.http_request.url).path
+        kind = ("document" if "/docs" in path else "pkranges" if "/pkranges" in path
+                else "account" if path.strip("/") == "" else "container")
+        charge = response.http_response.headers.get("x-ms-request-charge")
+        with self._lock:
+            self.requests[kind] += 1
+            if charge:
+                self.charge += float(charge)
+
+    def snapshot(self) -> tuple[dict[str, int], float]:
+        with self._lock:
+            return dict(self.requests), self.charge
+
+
 class CosmosDocumentStore:
     """The document-store port over one Cosmos DB database."""
 
@@ -97,6 +142,7 @@ class CosmosDocumentStore:
         connection_verify: bool = True,
         create_if_missing: bool = False,
         connection_timeout_s: int = 10,
+        ttl: TtlPolicy = DEFAULT_TTL,
     ) -> None:
         """Connect and check that the database and every container exist.
 
@@ -104,19 +150,25 @@ class CosmosDocumentStore:
         Azure: the managed identity) or an account key string.
         ``connection_verify=False`` accepts a self-signed certificate: for the
         emulator only. ``create_if_missing`` creates the database and containers
-        (partitioned on ``/pk``): for tests and local runs; on Azure, Bicep
-        creates them with their throughput and indexing.
+        (partitioned on ``/pk``, with the indexing policy and default TTL Bicep
+        gives them): for tests and local runs; on Azure, Bicep creates them.
         """
         self.endpoint = endpoint
         self.database = database
         self._specs = {spec.name: spec for spec in containers}
         self._containers: dict[str, ContainerProxy] = {}
+        self._ttl = ttl
+        # Properties the adapter removes from what it returns, per container.
+        self._hidden = {name: _HIDDEN_SYSTEM_PROPERTIES + (("ttl",) if ttl.applies_to(name) else ())
+                        for name in self._specs}
+        self.meter = RequestMeter()
         try:
             self._client = CosmosClient(
                 endpoint,
                 credential,
                 connection_verify=connection_verify,
                 connection_timeout=connection_timeout_s,
+                raw_response_hook=self.meter,
             )
         except CosmosHttpResponseError as exc:
             raise _startup_error(exc, endpoint, "the account", "COSMOS_ENDPOINT") from exc
@@ -130,7 +182,8 @@ class CosmosDocumentStore:
                 db = self._client.create_database_if_not_exists(database)
             else:
                 db = self._client.get_database_client(database)
-                db.read()
+            # One request for every container's properties (a missing database: 404 here).
+            listed = {props["id"]: props for props in db.list_containers()}
         except CosmosHttpResponseError as exc:
             raise _startup_error(exc, endpoint, f"database {database!r}", "COSMOS_DATABASE") from exc
         except AzureError as exc:
@@ -138,12 +191,19 @@ class CosmosDocumentStore:
                 f"cannot reach Cosmos DB at COSMOS_ENDPOINT={endpoint!r}: {_short(exc)}"
             ) from exc
         for spec in self._specs.values():
+            props = listed.get(spec.name)
             try:
-                if create_if_missing:
-                    proxy = db.create_container_if_not_exists(spec.name, PartitionKey(path=PARTITION_KEY_PATH))
+                if props is None and create_if_missing:
+                    proxy = db.create_container_if_not_exists(
+                        spec.name, PartitionKey(path=PARTITION_KEY_PATH), indexing_policy=indexing_policy(spec.name),
+                        default_ttl=container_default_ttl(spec.name))
+                elif props is None:
+                    raise ConfigurationError(
+                        f"container {spec.name!r} in database {database!r} does not exist at "
+                        f"COSMOS_ENDPOINT={endpoint!r}: check COSMOS_DATABASE or deploy the templates")
                 else:
-                    proxy = db.get_container_client(spec.name)
-                    proxy.read()
+                    # Seeded with the listed properties: the SDK reads no container metadata.
+                    proxy = ContainerProxy(db.client_connection, db.database_link, spec.name, properties=props)
             except CosmosHttpResponseError as exc:
                 raise _startup_error(
                     exc, endpoint, f"container {spec.name!r} in database {database!r}", "COSMOS_DATABASE"
@@ -168,7 +228,7 @@ class CosmosDocumentStore:
     def read(self, container: str, pk: str, id: str) -> Document | None:
         _, proxy = self._container(container)
         try:
-            return _clean(proxy.read_item(item=id, partition_key=pk))
+            return _clean(proxy.read_item(item=id, partition_key=pk), self._hidden[container])
         except CosmosHttpResponseError as exc:
             if exc.status_code == 404:
                 return None
@@ -188,7 +248,7 @@ class CosmosDocumentStore:
             items = proxy.read_items(items=[(id, pk) for pk, id in wanted])
         except AzureError as exc:
             raise _translate(exc, f"reading {len(wanted)} document(s) from {container!r}") from exc
-        found = {(doc["pk"], doc["id"]): _clean(doc) for doc in items}
+        found = {(doc["pk"], doc["id"]): _clean(doc, self._hidden[container]) for doc in items}
         answers: list[Document | None] = []
         given: set[tuple[str, str]] = set()
         for key in keys:
@@ -208,7 +268,7 @@ class CosmosDocumentStore:
             items = proxy.query_items(sql, parameters=parameters, max_item_count=min(query.limit, 1000), **options)
             # TOP already bounds the answer; islice keeps the bound even if a
             # cross-partition plan returns one page more than asked.
-            return [_clean(doc) for doc in itertools.islice(items, query.limit)]
+            return [_clean(doc, self._hidden[container]) for doc in itertools.islice(items, query.limit)]
         except AzureError as exc:
             raise _translate(exc, f"querying {container!r}") from exc
 
@@ -216,23 +276,24 @@ class CosmosDocumentStore:
 
     def create(self, container: str, doc: Document) -> Document:
         _, proxy = self._container(container)
-        body = _body(doc)
+        body = self._stamp(container, _body(doc))
         try:
-            return _clean(proxy.create_item(body))
+            return _clean(proxy.create_item(body), self._hidden[container])
         except AzureError as exc:
             raise _translate(exc, f"creating {body['id']!r} in {container!r}") from exc
 
     def upsert(self, container: str, doc: Document, if_match: str | None = None) -> Document:
         spec, proxy = self._container(container)
         _refuse_if_append_only(spec, "upsert")
-        body = _body(doc)
+        body = self._stamp(container, _body(doc))
+        hidden = self._hidden[container]
         what = f"writing {body['id']!r} in {container!r}"
         try:
             if if_match is None:
-                return _clean(proxy.upsert_item(body))
+                return _clean(proxy.upsert_item(body), hidden)
             return _clean(proxy.replace_item(
                 item=body["id"], body=body, etag=if_match, match_condition=MatchConditions.IfNotModified,
-            ))
+            ), hidden)
         except CosmosHttpResponseError as exc:
             if if_match is not None and exc.status_code == 404:
                 # The version the caller read is gone: the same answer as a changed one.
@@ -256,6 +317,15 @@ class CosmosDocumentStore:
         except AzureError as exc:
             raise _translate(exc, f"deleting {id!r} from {container!r}") from exc
 
+    def _stamp(self, container: str, body: Document) -> Document:
+        """The body with the ``ttl`` its container's rule gives (unchanged without a rule)."""
+        ttl = self._ttl.seconds(container, body)
+        if ttl is None:
+            return body
+        assert ttl == -1 or ttl > 0, "Cosmos DB accepts a ttl of -1 or a positive number of seconds"
+        body["ttl"] = ttl
+        return body
+
     # --- batches -------------------------------------------------------------------
 
     def batch(self, container: str, pk: str, operations: Sequence[Operation]) -> list[Document]:
@@ -273,7 +343,7 @@ class CosmosDocumentStore:
                     f"container {spec.name!r} is append-only: documents are never replaced or deleted"
                 )
                 continue
-            prepared.append((work, _sdk_operations(work)))
+            prepared.append((work, _sdk_operations(work, lambda body: self._stamp(container, body))))
         unavailable: StoreUnavailable | None = None
         for work, sdk_ops in prepared:
             if unavailable is not None:
@@ -284,7 +354,8 @@ class CosmosDocumentStore:
                 continue
             try:
                 responses = proxy.execute_item_batch(batch_operations=sdk_ops, partition_key=work.pk)
-                work.result = [_batch_result(op, work.pk, response) for op, response in zip(work.operations, responses)]
+                work.result = [_batch_result(op, work.pk, response, self._hidden[container])
+                               for op, response in zip(work.operations, responses)]
             except CosmosBatchOperationError as exc:
                 work.error = _batch_error(work, exc)
             except AzureError as exc:
@@ -341,8 +412,8 @@ def build_sql(query: Query) -> tuple[str, list[dict[str, Any]]]:
 # --- documents and operations -------------------------------------------------------
 
 
-def _clean(doc: dict[str, Any]) -> Document:
-    return {k: v for k, v in doc.items() if k not in _HIDDEN_SYSTEM_PROPERTIES}
+def _clean(doc: dict[str, Any], hidden: tuple[str, ...] = _HIDDEN_SYSTEM_PROPERTIES) -> Document:
+    return {k: v for k, v in doc.items() if k not in hidden}
 
 
 def _body(doc: Document) -> Document:
@@ -362,7 +433,7 @@ def _refuse_if_append_only(spec: ContainerSpec, action: str) -> None:
         )
 
 
-def _sdk_operations(work: PartitionBatch) -> list[tuple[Any, ...]]:
+def _sdk_operations(work: PartitionBatch, stamp: Any = lambda body: body) -> list[tuple[Any, ...]]:
     if len(work.operations) > MAX_BATCH_OPERATIONS:
         raise StoreError(
             f"a batch for {work.pk!r} has {len(work.operations)} operations; Cosmos DB commits at most "
@@ -377,7 +448,7 @@ def _sdk_operations(work: PartitionBatch) -> list[tuple[Any, ...]]:
                 sdk_op += ({"if_match_etag": op.if_match},)
             size += len(op.id) + 64
         else:
-            body = _body(op.doc)
+            body = stamp(_body(op.doc))
             if body["pk"] != work.pk:
                 raise StoreError(f"operation {index} has pk {body['pk']!r}, batch is for {work.pk!r}")
             if isinstance(op, Create):
@@ -396,14 +467,15 @@ def _sdk_operations(work: PartitionBatch) -> list[tuple[Any, ...]]:
     return sdk_ops
 
 
-def _batch_result(op: Operation, pk: str, response: dict[str, Any]) -> Document:
+def _batch_result(op: Operation, pk: str, response: dict[str, Any],
+                  hidden: tuple[str, ...] = _HIDDEN_SYSTEM_PROPERTIES) -> Document:
     if isinstance(op, Delete):
         return {"id": op.id, "pk": pk}
     body = response.get("resourceBody")
     if isinstance(body, dict):
-        return _clean(body)
+        return _clean(body, hidden)
     # The service omits bodies when content responses are off: rebuild from what was sent.
-    return dict(_body(op.doc), _etag=response.get("eTag"), _ts=int(time.time()))
+    return _clean(dict(_body(op.doc), _etag=response.get("eTag"), _ts=int(time.time())), hidden)
 
 
 def _batch_error(work: PartitionBatch, exc: CosmosBatchOperationError) -> StoreError:

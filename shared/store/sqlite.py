@@ -37,6 +37,14 @@ per index on insert (six times for a ledger entry); such a file is migrated on
 open, and ``docs`` remains as a read-only view over every container.
 
 Each thread gets its own connection; readers run beside the writer.
+
+Time to live, as Cosmos DB keeps it (``shared.store.layout.TtlPolicy``): a write
+to a container with a TTL rule stamps the document's ``ttl`` (seconds after the
+write, -1 never), kept in an ``x_ttl`` column. A document past ``ts + ttl`` is
+hidden from every read and query at once, and ``sweep_expired`` deletes such
+documents in bounded rounds (the local platform runs it periodically), as Cosmos
+DB's background TTL deletion does. ``ttl`` is the store's own property: it is
+never returned to callers, and every write stamps it anew from the policy.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -78,6 +86,7 @@ from shared.store.port import (
     check_field_path,
 )
 from shared.private_files import private_sqlite
+from shared.store.layout import DEFAULT_TTL, TtlPolicy
 from shared.store.sqlite_lock import use_wal, write_transaction
 
 LEGACY_TABLE = "docs"
@@ -249,14 +258,26 @@ class SqliteDocumentStore:
         containers: Iterable[ContainerSpec],
         synchronous: str = "FULL",
         busy_timeout_ms: int = 10_000,
+        *,
+        ttl: TtlPolicy = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``ttl``: the expiry rules (``DEFAULT_TTL`` with a deployment's overrides);
+        ``clock``: epoch seconds, for ``_ts`` and expiry (tests move it)."""
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA: durability stays on")
         self.path = str(path)
         self._synchronous = synchronous.upper()
         self._busy_timeout_ms = busy_timeout_ms
-        self._specs = {spec.name: spec for spec in containers}
+        self._ttl = ttl
+        self._clock = clock
+        # A container with a TTL rule keeps ``ttl`` in a column: reads compare it
+        # without parsing the JSON, and the sweep finds expired rows by it.
+        self._specs = {spec.name: (replace(spec, filtered=spec.filtered + ("ttl",))
+                                   if ttl.applies_to(spec.name) and "ttl" not in spec.extracted else spec)
+                       for spec in containers}
         self._tables = {name: _Table.of(spec) for name, spec in self._specs.items()}
+        self._expiring = frozenset(name for name in self._specs if ttl.applies_to(name))
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -430,6 +451,10 @@ class SqliteDocumentStore:
 
     def read(self, container: str, pk: str, id: str) -> Document | None:
         table = self._table(container)
+        if container in self._expiring:
+            row = self._execute(f"SELECT body, etag, ts FROM {table.name} WHERE pk = ? AND id = ?{_LIVE}",
+                                (pk, id, self._clock())).fetchone()
+            return None if row is None else _hydrate_expiring(row)
         row = self._execute(f"SELECT body, etag, ts FROM {table.name} WHERE pk = ? AND id = ?", (pk, id)).fetchone()
         return None if row is None else _hydrate(row)
 
@@ -437,6 +462,9 @@ class SqliteDocumentStore:
         """``read`` of many keys in one statement per ``_max_variables // 2`` keys
         (one read transaction when several: the answers are of one moment)."""
         table = self._table(container)
+        expiring = container in self._expiring
+        live, now = (_LIVE_JOINED, [self._clock()]) if expiring else ("", [])
+        hydrate = _hydrate_expiring if expiring else _hydrate
         rows_of: dict[tuple[str, str], tuple[str, str, int]] = {}
         wanted = list(dict.fromkeys(keys))
         per_statement = max(1, self._max_variables // 2)
@@ -452,8 +480,8 @@ class SqliteDocumentStore:
                 rows = conn.execute(
                     "WITH k(pk, id) AS (VALUES " + ", ".join("(?, ?)" for _ in chunk) + ")"
                     f" SELECT t.pk, t.id, t.body, t.etag, t.ts FROM k CROSS JOIN {table.name} AS t"
-                    " ON t.pk = k.pk AND t.id = k.id",
-                    [value for key in chunk for value in key]).fetchall()
+                    " ON t.pk = k.pk AND t.id = k.id" + live,
+                    [value for key in chunk for value in key] + now).fetchall()
                 for pk, doc_id, body, etag, ts in rows:
                     rows_of[(pk, doc_id)] = (body, etag, ts)
             if many:
@@ -463,7 +491,7 @@ class SqliteDocumentStore:
                 conn.execute("ROLLBACK")
             raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
         # Hydrated per key asked: a key asked twice gets two documents to change freely.
-        return [_hydrate(row) if (row := rows_of.get(key)) is not None else None for key in keys]
+        return [hydrate(row) if (row := rows_of.get(key)) is not None else None for key in keys]
 
     def query(self, container: str, query: Query) -> list[Document]:
         table = self._table(container)
@@ -482,6 +510,9 @@ class SqliteDocumentStore:
             else:
                 clauses.append(f"{expr} {_SQL_OPS[flt.op]} ?")
                 params.append(_bindable(flt.value))
+        if container in self._expiring:
+            clauses.append(_LIVE[len(" AND "):])
+            params.append(self._clock())
         sql = f"SELECT body, etag, ts FROM {table.name}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -490,7 +521,26 @@ class SqliteDocumentStore:
             sql += f" ORDER BY {table.expression(query.order_by)} {direction}"
         sql += " LIMIT ?"
         params.append(query.limit)
-        return [_hydrate(row) for row in self._execute(sql, params).fetchall()]
+        hydrate = _hydrate_expiring if container in self._expiring else _hydrate
+        return [hydrate(row) for row in self._execute(sql, params).fetchall()]
+
+    def sweep_expired(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired documents of each container with a TTL rule
+        (they are already invisible); the number deleted. Bounded, so one round never
+        holds the write lock long: call again while it returns ``limit`` or more."""
+        assert limit > 0
+        deleted = 0
+        for name in sorted(self._expiring):
+            table = self._tables[name]
+            conn = self._conn()
+            try:
+                with write_transaction(conn, self._busy_timeout_ms):
+                    deleted += conn.execute(
+                        f"DELETE FROM {table.name} WHERE rowid IN (SELECT rowid FROM {table.name}"
+                        f" WHERE x_ttl > 0 AND ts + x_ttl <= ? LIMIT ?)", (self._clock(), limit)).rowcount
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+        return deleted
 
     def changes(self, container: str, after_lsn: int, limit: int) -> list[Change]:
         table = self._table(container)
@@ -536,6 +586,7 @@ class SqliteDocumentStore:
             self._lead(group)
         if job.error is not None:
             raise job.error
+        self._unstamp(container, batches)
 
     def _lead(self, group: list[_Job]) -> None:
         """Commit a group taken from ``_pending`` (``_committing`` set), then hand over."""
@@ -577,6 +628,7 @@ class SqliteDocumentStore:
         await finished
         if job.error is not None:
             raise job.error
+        self._unstamp(container, batches)
 
     def _commit_loop(self) -> None:
         """Lead the group commits that async callers are waiting for (a sync caller
@@ -601,16 +653,29 @@ class SqliteDocumentStore:
         table = self._tables[spec.name]
         # Rendered here, in the caller's thread: the committing thread holds the write
         # lock (and other processes wait on it) only for the SQL.
-        job.rendered = {id(op): table.render(op.doc) for work in job.batches for op in work.operations
-                        if isinstance(op, (Create, Upsert))}
+        stamp = self._stamp if spec.name in self._expiring else _same
+        job.rendered = {id(op): table.render(stamp(spec.name, op.doc)) for work in job.batches
+                        for op in work.operations if isinstance(op, (Create, Upsert))}
         return job
+
+    def _stamp(self, container: str, doc: Document) -> Document:
+        ttl = self._ttl.seconds(container, doc)
+        assert ttl is not None and (ttl == -1 or ttl > 0), "a container with a TTL rule gets a ttl"
+        return dict(doc, ttl=ttl)
+
+    def _unstamp(self, container: str, batches: Sequence[PartitionBatch]) -> None:
+        """``ttl`` is the store's: written results come back without it, as reads do."""
+        if container in self._expiring:
+            for work in batches:
+                for doc in work.result or ():
+                    doc.pop("ttl", None)
 
     def _commit_group(self, group: list[_Job]) -> None:
         conn = self._conn()
         try:
             with write_transaction(conn, self._busy_timeout_ms):
                 next_lsn: dict[str, int] = {}
-                ts = int(time.time())
+                ts = int(self._clock())
                 savepoints = itertools.count(1)
                 for job in group:
                     self._apply_job(conn, job, ts, next_lsn, savepoints)
@@ -750,6 +815,8 @@ class SqliteDocumentStore:
     ) -> Document:
         if isinstance(op, Delete):
             row = conn.execute(f"SELECT etag FROM {table.name} WHERE pk = ? AND id = ?", (pk, op.id)).fetchone()
+            if row is not None and self._drop_expired(conn, table, pk, op.id, ts):
+                row = None  # expired: not found, as for a reader
             if row is None:
                 raise _OperationRefused(index, StoreError(f"document {op.id!r} not found"))
             if op.if_match is not None and row[0] != op.if_match:
@@ -762,7 +829,11 @@ class SqliteDocumentStore:
             try:
                 conn.execute(table.insert_head + table.insert_row, row)
             except sqlite3.IntegrityError:
-                raise _OperationRefused(index, DocumentExists(f"document {doc_id!r} already exists in {pk!r}"))
+                # An expired document is gone for every reader, as in Cosmos DB: a create
+                # of its id succeeds (the sweep may simply not have come by yet).
+                if not self._drop_expired(conn, table, pk, doc_id, ts):
+                    raise _OperationRefused(index, DocumentExists(f"document {doc_id!r} already exists in {pk!r}"))
+                conn.execute(table.insert_head + table.insert_row, row)
         elif op.if_match is not None:
             updated = conn.execute(table.update_guarded, (*row[2:], pk, doc_id, op.if_match)).rowcount
             if updated != 1:
@@ -770,6 +841,13 @@ class SqliteDocumentStore:
         else:
             conn.execute(table.insert_head + table.insert_row + table.upsert_tail, row)
         return stored
+
+    def _drop_expired(self, conn: sqlite3.Connection, table: _Table, pk: str, doc_id: str, now: int) -> bool:
+        """Delete the document if it has expired (containers with a TTL rule); whether it did."""
+        if table.spec.name not in self._expiring:
+            return False
+        return conn.execute(f"DELETE FROM {table.name} WHERE pk = ? AND id = ? AND x_ttl > 0 AND ts + x_ttl <= ?",
+                            (pk, doc_id, now)).rowcount == 1
 
     def _execute(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         try:
@@ -830,6 +908,22 @@ def _bindable(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+# The condition a row of a container with a TTL rule must meet to be seen (one
+# parameter: now, epoch seconds). Cosmos DB's rule: gone once ``_ts + ttl <= now``.
+_LIVE = " AND (x_ttl IS NULL OR x_ttl <= 0 OR ts + x_ttl > ?)"
+_LIVE_JOINED = " AND (t.x_ttl IS NULL OR t.x_ttl <= 0 OR t.ts + t.x_ttl > ?)"  # read_many's alias
+
+
+def _same(container: str, doc: Document) -> Document:
+    return doc
+
+
+def _hydrate_expiring(row: tuple[str, str, int]) -> Document:
+    doc = _hydrate(row)
+    doc.pop("ttl", None)
+    return doc
 
 
 def _hydrate(row: tuple[str, str, int]) -> Document:

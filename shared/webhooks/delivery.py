@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import AccrueError, DocumentExists, PreconditionFailed
-from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, attempt_pk
 from shared.store.port import DocumentStore, Filter, Query
 from shared.webhooks.fairness import FairQueue
 from shared.webhooks.http import HttpResult, PinnedSender
@@ -304,7 +304,8 @@ class DeliveryWorker:
         if not ok and error is None:
             error = f"HTTP {result.status}" + (" (redirects are not followed)" if 300 <= result.status < 400 else "")
         attempt = {
-            "id": f"{delivery['id']}.a{attempt_no}", "pk": delivery["tenantId"], "docType": "webhookAttempt",
+            "id": f"{delivery['id']}.a{attempt_no}", "pk": attempt_pk(delivery["tenantId"], iso(now)),
+            "docType": "webhookAttempt",
             "tenantId": delivery["tenantId"], "endpointId": delivery["endpointId"],
             "messageId": delivery["messageId"], "deliveryId": delivery["id"], "eventType": delivery["eventType"],
             "attempt": attempt_no, "createdAt": iso(now), "url": endpoint["url"], "status": result.status,

@@ -31,7 +31,16 @@ from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.keys.port import KeyProvider
 from shared.schemas.registry import REGISTRY
-from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, WEBHOOK_MESSAGES
+from shared.store.layout import (
+    DEFAULT_TTL,
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ENDPOINTS,
+    WEBHOOK_MESSAGES,
+    attempt_pks,
+    delivery_pk,
+    message_pk,
+)
 from shared.store.port import DocumentStore, Filter, Query
 from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
                                     TIER_CHANGED, Event, events_from_ledger, schema_name)
@@ -50,10 +59,6 @@ MAX_LIVE_SECRETS = 2
 ENDPOINT_CACHE_SECONDS = 5.0
 # Why the delivery worker disables an endpoint: it answered 410 Gone; it failed for five days.
 DISABLE_REASONS = ("gone", "failing")
-
-
-def delivery_pk(tenant_id: str, endpoint_id: str) -> str:
-    return f"{tenant_id}:{endpoint_id}"
 
 
 def message_id(tenant_id: str, source_id: str) -> str:
@@ -318,7 +323,7 @@ class WebhookService:
         payload = {"type": event.type, "timestamp": event.occurred_at, "data": event.data}
         REGISTRY.validate(payload, schema_name(event.type), 1)
         now = iso(self._clock.now())
-        message = {"id": msg_id, "pk": event.tenant_id, "docType": "webhookMessage", "tenantId": event.tenant_id,
+        message = {"id": msg_id, "pk": message_pk(event.tenant_id, msg_id), "docType": "webhookMessage", "tenantId": event.tenant_id,
                    "eventType": event.type, "sourceId": event.source_id, "createdAt": now,
                    "body": json.dumps(payload, separators=(",", ":"), sort_keys=True)}
         try:
@@ -372,8 +377,16 @@ class WebhookService:
             filters.append(Filter("endpointId", "=", endpoint_id))
         if message_id_:
             filters.append(Filter("messageId", "=", message_id_))
-        docs = self._store.query(WEBHOOK_ATTEMPTS, Query(pk=tenant_id, filters=tuple(filters), order_by="createdAt",
-                                                         descending=True, limit=limit))
+        # Attempts sit in one partition per tenant and day: newest day first, until
+        # ``limit`` are found or the days attempts are kept for are walked.
+        today = self._clock.now().date()
+        kept = DEFAULT_TTL.days[WEBHOOK_ATTEMPTS] + 1
+        docs: list[dict[str, Any]] = []
+        for pk in attempt_pks(tenant_id, today - timedelta(days=kept), today):
+            docs += self._store.query(WEBHOOK_ATTEMPTS, Query(pk=pk, filters=tuple(filters), order_by="createdAt",
+                                                              descending=True, limit=limit - len(docs)))
+            if len(docs) >= limit:
+                break
         return [{k: v for k, v in d.items() if k not in ("pk", "_etag", "_ts")} for d in docs]
 
     def deliveries(self, tenant_id: str, endpoint_id: str, status: str | None = None,
@@ -387,7 +400,7 @@ class WebhookService:
     def replay(self, tenant_id: str, endpoint_id: str, msg_id: str) -> dict[str, Any]:
         """Send a message to an endpoint again (same ``webhook-id``), as a new delivery task."""
         endpoint = self.get(tenant_id, endpoint_id)
-        message = self._store.read(WEBHOOK_MESSAGES, tenant_id, msg_id)
+        message = self.message(tenant_id, msg_id)
         if message is None:
             raise NotFound(f"webhook message {msg_id!r} does not exist")
         if endpoint["status"] != "active":
@@ -401,7 +414,7 @@ class WebhookService:
         raise Conflict("too many replays of this message")
 
     def message(self, tenant_id: str, msg_id: str) -> dict[str, Any] | None:
-        return self._store.read(WEBHOOK_MESSAGES, tenant_id, msg_id)
+        return self._store.read(WEBHOOK_MESSAGES, message_pk(tenant_id, msg_id), msg_id)
 
 
 def _keep(box: list[dict[str, Any]], doc: dict[str, Any] | None) -> dict[str, Any] | None:

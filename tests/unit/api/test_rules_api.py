@@ -62,8 +62,8 @@ def hooked(platform, tenant):
     platform.webhooks.register("acme", "https://hooks.example.com/in", ["ruleset.activated"])
 
     def messages() -> list[dict]:
-        docs = platform.store.query(WEBHOOK_MESSAGES, Query(pk="acme", filters=(
-            Filter("eventType", "=", "ruleset.activated"),), order_by="createdAt"))
+        docs = platform.store.query(WEBHOOK_MESSAGES, Query(pk=None, filters=(
+            Filter("tenantId", "=", "acme"), Filter("eventType", "=", "ruleset.activated")), order_by="createdAt"))
         return [json.loads(d["body"])["data"] for d in docs]
 
     return messages

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import pytest
 
 from shared.settings import CHOICES, SETTINGS
-from shared.store.layout import CONTAINERS, PARTITION_KEY_PATH
+from shared.store.layout import (
+    CONTAINERS,
+    NEVER_EXPIRE,
+    PARTITION_KEY_PATH,
+    UNINDEXED_PATHS,
+    container_default_ttl,
+    indexing_policy,
+)
 from tests.unit.bicep.bicep_tree import Expr, evaluate, path, properties
 from tests.unit.bicep.conftest import module
 
@@ -187,9 +194,51 @@ def test_the_cosmos_module_uses_each_containers_partition_key_and_indexing(main)
     resource = path(container.body, "properties", "resource")
     assert path(resource, "partitionKey", "paths").text.decode().split() == ["[", "container.partitionKeyPath", "]"]
     indexing = path(resource, "indexingPolicy")
-    assert evaluate(path(indexing, "includedPaths"), cosmos) == [{"path": "/*"}]
+    included = path(indexing, "includedPaths").text.decode()
+    assert "'/*'" in included and "container.includedPaths" in included
     assert "container.excludedPaths" in path(indexing, "excludedPaths").text.decode()
     assert module_params(main, "cosmos")["containers"] == main.var("cosmosContainers")
+
+
+def test_every_containers_default_ttl_is_the_layouts(containers) -> None:
+    for spec in CONTAINERS:
+        assert "defaultTtl" in containers[spec.name], f"{spec.name}: declare defaultTtl (null for never)"
+        assert containers[spec.name]["defaultTtl"] == container_default_ttl(spec.name), spec.name
+
+
+def test_the_shared_throughput_database_holds_at_most_25_containers(containers) -> None:
+    # Cosmos DB limit: a database with shared (autoscale) throughput holds at most 25
+    # containers. Past that, a new container needs its own throughput (or a second database).
+    assert len(containers) <= 25, f"{len(containers)} containers in the shared-throughput database"
+
+
+def test_the_ledger_and_the_audit_log_have_ttl_off(containers, bindings) -> None:
+    # Not -1 either: with TTL off, not even a stray ttl property on an item can expire it.
+    for name in NEVER_EXPIRE:
+        assert containers[name]["defaultTtl"] is None, name
+    assert containers["ledger"]["defaultTtl"] is None and containers["audit"]["defaultTtl"] is None
+    assert containers[bindings.LEASE_CONTAINER].get("defaultTtl") is None
+
+
+def test_the_system_container_expires_only_items_that_carry_a_ttl(containers) -> None:
+    # Work items and cursors live there (and never carry a ttl): on, with no default.
+    assert containers["system"]["defaultTtl"] == -1
+
+
+def test_the_cosmos_module_sets_each_containers_default_ttl() -> None:
+    cosmos = module("cosmos")
+    container = cosmos.resources_of_type("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")[0]
+    assert path(container.body, "properties", "resource", "defaultTtl").text == b"container.defaultTtl"
+
+
+def test_every_containers_unindexed_paths_are_the_layouts(containers) -> None:
+    for spec in CONTAINERS:
+        declared = [p["path"] for p in containers[spec.name]["excludedPaths"]]
+        assert declared == list(UNINDEXED_PATHS.get(spec.name, ())), spec.name
+        # What the adapter creates (tests, local runs) is what Bicep deploys.
+        policy = indexing_policy(spec.name)
+        assert policy["includedPaths"] == [{"path": "/*"}] + containers[spec.name]["includedPaths"]
+        assert policy["excludedPaths"] == [{"path": '/"_etag"/?'}] + containers[spec.name]["excludedPaths"]
 
 
 def test_encrypted_personal_fields_are_not_indexed(containers) -> None:

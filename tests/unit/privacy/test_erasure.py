@@ -222,10 +222,11 @@ def test_erasure_publishes_customer_erased_with_no_personal_data(client, platfor
     assert body["data"] == {"customerId": "z1", "erasedAt": erased["erasedAt"]}
 
 
-def _all(pk):  # type: ignore[no-untyped-def]
-    from shared.store.port import Query
+def _all(tenant_id):  # type: ignore[no-untyped-def]
+    """Every webhook message of a tenant: they sit in many partitions (shared/store/layout.message_pk)."""
+    from shared.store.port import Filter, Query
 
-    return Query(pk=pk, limit=1000)
+    return Query(pk=None, filters=(Filter("tenantId", "=", tenant_id),), limit=1000)
 
 
 # --- the erasure log, and a restore of the database ------------------------------------------------

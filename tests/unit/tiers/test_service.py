@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from shared.clock import iso, parse_iso
 from shared.store.layout import CUSTOMERS, LEDGER, WEBHOOK_MESSAGES, customer_pk
-from shared.store.port import Query
+from shared.store.port import Filter, Query
 from shared.tiers.history import TIER_CHANGE_DOC, change_id
 from shared.tiers.schedule import next_evaluation
 from tests.conftest import drain, run_in_threads
@@ -194,7 +194,7 @@ def test_tier_changed_webhook_is_published_once_per_change_without_pii(platform,
     import json
 
     bodies = [json.loads(m["body"]) for m in platform.store.query(
-        WEBHOOK_MESSAGES, Query(pk="t1", filters=(), order_by="createdAt", limit=100)) if m["eventType"] == "tier.changed"]
+        WEBHOOK_MESSAGES, Query(pk=None, filters=(Filter("tenantId", "=", "t1"),), order_by="createdAt", limit=100)) if m["eventType"] == "tier.changed"]
     assert [b["data"] for b in bodies] == [{"customerId": "c1", "fromTier": None, "toTier": "silver"},
                                           {"customerId": "c1", "fromTier": "silver", "toTier": "gold"}]
     for body in bodies:

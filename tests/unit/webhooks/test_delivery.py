@@ -132,3 +132,31 @@ def test_secrets_rest_sealed_and_replay_keeps_the_id(platform, tenant, receiver,
     assert [r.headers["webhook-id"] for r in receiver.received] == [msg, msg]
     assert len(platform.store.query(WEBHOOK_DELIVERIES, __import__("shared.store.port", fromlist=["Query"]).Query(
         pk=delivery_pk("acme", view["id"])))) == 2
+
+
+def test_messages_and_attempts_are_spread_over_partitions_by_layout(platform, tenant, receiver, allow_loopback,
+                                                                   clock) -> None:
+    """Issue 16: no tenant's outbox or delivery log is one logical partition."""
+    from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_MESSAGES, attempt_pk, message_pk
+    from shared.store.port import Filter, Query
+
+    view, _ = platform.webhooks.register("acme", receiver.url + "/p", ["ruleset.activated"])
+    ids = [platform.webhooks.rule_set_activated("acme", "rs1", n) for n in range(1, 9)]
+    platform.webhook_worker.run_once()
+    clock.advance(timedelta(days=1))
+    ids.append(platform.webhooks.rule_set_activated("acme", "rs1", 9))
+    platform.webhook_worker.run_once()
+
+    messages = platform.store.query(WEBHOOK_MESSAGES, Query(pk=None, filters=(Filter("tenantId", "=", "acme"),)))
+    assert {m["id"]: m["pk"] for m in messages} == {i: message_pk("acme", i) for i in ids}
+    assert len({m["pk"] for m in messages}) > 1
+    assert platform.webhooks.message("acme", ids[0])["id"] == ids[0]  # still a point read
+
+    attempts = platform.store.query(WEBHOOK_ATTEMPTS, Query(pk=None, filters=(Filter("tenantId", "=", "acme"),)))
+    assert len(attempts) == 9
+    assert all(a["pk"] == attempt_pk("acme", a["createdAt"]) for a in attempts)
+    assert len({a["pk"] for a in attempts}) == 2  # two days
+    # The delivery log walks the days: newest first, across both partitions.
+    log = platform.webhooks.attempts("acme", limit=100)
+    assert [a["messageId"] for a in log][0] == ids[-1] and len(log) == 9
+    assert len(platform.webhooks.attempts("acme", limit=5)) == 5
