@@ -162,21 +162,44 @@ class ExportService:
         except (PreconditionFailed, DocumentExists):
             raise Conflict(f"another export run of tenant {state['tenantId']} is in progress") from None
 
-    def run(self, tenant_id: str) -> dict[str, Any]:
-        """The incremental run of one tenant (or the redo of its unfinished one); returns the manifest."""
+    def run(self, tenant_id: str, max_files: int | None = None) -> dict[str, Any] | None:
+        """The incremental run of one tenant (or the redo of its unfinished one); returns the manifest.
+
+        Resumable per file: each file's manifest entry is recorded in the pending run
+        (ETag-guarded) as soon as the file is written, and a redo writes only the files
+        not recorded yet. With ``max_files``, at most that many files are written by this
+        call, which returns None if the run is not finished (the nightly work item calls
+        it so, one bounded slice at a time)."""
         state = self._state(tenant_id)
         pending = state.get("pending")
         if pending is None:
             now = self._clock.now()
             run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
             pending = {"runId": run_id, "to": iso(now - self.lag), "startedAt": iso(now),
-                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}}
+                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}, "files": []}
             state = self._save_state(dict(state, pending=pending))
         else:
-            log.warning("export of tenant %s: redoing unfinished run %s", tenant_id, pending["runId"])
+            log.warning("export of tenant %s: resuming unfinished run %s (%d of %d files written)", tenant_id,
+                        pending["runId"], len(pending.get("files", [])), len(SUBJECTS))
         prefix = f"{tenant_id}/incremental/{pending['runId']}"
-        manifest = self._write_run(tenant_id, pending["runId"], "incremental", prefix, pending["from"], pending["to"],
-                                   SUBJECTS)
+        manifest = self._read_manifest(tenant_id, pending["runId"], prefix)
+        if manifest is None:
+            files = list(pending.get("files", []))
+            written = 0
+            allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
+            for subject in SUBJECTS:
+                if any(f["subject"] == subject for f in files):
+                    continue  # written by an earlier slice (or a run that died after it)
+                if max_files is not None and written >= max_files:
+                    return None
+                files.append(self._write_file(tenant_id, pending["runId"], prefix, subject,
+                                              pending["from"].get(subject), pending["to"], allowed))
+                written += 1
+                pending = dict(pending, files=files)
+                state = self._save_state(dict(state, pending=pending))
+            assert [f["subject"] for f in files] == [s for s in SUBJECTS if any(f["subject"] == s for f in files)]
+            manifest = self._publish_manifest(tenant_id, pending["runId"], "incremental", prefix, pending["from"],
+                                              pending["to"], SUBJECTS, pending["startedAt"], files)
         watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
         self._save_state(dict(state, watermarks=watermarks, pending=None, lastRunId=pending["runId"],
                               lastRunAt=iso(self._clock.now())))
@@ -207,7 +230,7 @@ class ExportService:
 
     def run_all(self) -> dict[str, Any]:
         """The nightly job: every tenant; one tenant's failure does not stop the others."""
-        tenants = [d["id"] for d in page_by(self._store, TENANTS, None, (), "id") if d["id"] == d["pk"]]
+        tenants = self.tenant_ids()
         done, failed = [], []
         for tenant_id in tenants:
             try:
@@ -220,6 +243,9 @@ class ExportService:
         if failed:
             raise RuntimeError(f"exports failed for tenant(s) {', '.join(failed)}; see the log")
         return {"tenants": done}
+
+    def tenant_ids(self) -> list[str]:
+        return [d["id"] for d in page_by(self._store, TENANTS, None, (), "id") if d["id"] == d["pk"]]
 
     def runs(self, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
         docs = self._store.query(EXPORTS, Query(pk=tenant_id, filters=(Filter("docType", "=", "exportRun"),),
@@ -234,39 +260,54 @@ class ExportService:
                "from": manifest["from"], "to": manifest["to"]}
         self._store.upsert(EXPORTS, doc)
 
+    def _read_manifest(self, tenant_id: str, run_id: str, prefix: str) -> dict[str, Any] | None:
+        try:
+            existing = json.loads(self.sink.read(f"{prefix}/manifest.json"))
+        except BlobNotFound:
+            return None
+        log.info("export run %s of tenant %s: manifest already written, completing the run", run_id, tenant_id)
+        return existing  # type: ignore[no-any-return]
+
     def _write_run(self, tenant_id: str, run_id: str, kind: str, prefix: str, lower: dict[str, str | None],
                    upper: str, subjects: Iterable[str]) -> dict[str, Any]:
-        manifest_path = f"{prefix}/manifest.json"
-        try:
-            existing = json.loads(self.sink.read(manifest_path))
-            log.info("export run %s of tenant %s: manifest already written, completing the run", run_id, tenant_id)
+        existing = self._read_manifest(tenant_id, run_id, prefix)
+        if existing is not None:
             return existing
-        except BlobNotFound:
-            pass
         started = iso(self._clock.now())
         allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
-        files = []
-        for subject in subjects:
-            path = f"{prefix}/{subject}.ndjson.gz.enc"
-            rows = _Counter(self._rows(tenant_id, subject, lower.get(subject), upper))
-            stream, stats = encrypt_stream(self._keys, tenant_id, subject, run_id, _gzip_lines(rows),
-                                           self.chunk_size)
-            try:
-                self.sink.put(path, stream, "application/octet-stream",
-                              {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True)
-            except Exception as exc:
-                log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
-                          "the next run redoes this run", run_id, tenant_id, path, type(exc).__name__, exc)
-                raise
-            files.append({
-                "subject": subject, "path": path, "rows": rows.count, "from": lower.get(subject), "to": upper,
-                "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
-                "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
-                "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"],
-                "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
-                # Which personal fields the rows may hold: what an erasure must rewrite (``scrub``).
-                "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
-            })
+        subjects = tuple(subjects)
+        files = [self._write_file(tenant_id, run_id, prefix, subject, lower.get(subject), upper, allowed)
+                 for subject in subjects]
+        return self._publish_manifest(tenant_id, run_id, kind, prefix, lower, upper, subjects, started, files)
+
+    def _write_file(self, tenant_id: str, run_id: str, prefix: str, subject: str, lower: str | None, upper: str,
+                    allowed: list[str]) -> dict[str, Any]:
+        """One subject's file (overwritten if a died attempt left one: only the manifest
+        publishes it); returns its manifest entry."""
+        path = f"{prefix}/{subject}.ndjson.gz.enc"
+        rows = _Counter(self._rows(tenant_id, subject, lower, upper))
+        stream, stats = encrypt_stream(self._keys, tenant_id, subject, run_id, _gzip_lines(rows), self.chunk_size)
+        try:
+            self.sink.put(path, stream, "application/octet-stream",
+                          {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True)
+        except Exception as exc:
+            log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
+                      "the next run redoes this file", run_id, tenant_id, path, type(exc).__name__, exc)
+            raise
+        return {
+            "subject": subject, "path": path, "rows": rows.count, "from": lower, "to": upper,
+            "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
+            "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
+            "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"],
+            "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
+            # Which personal fields the rows may hold: what an erasure must rewrite (``scrub``).
+            "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
+        }
+
+    def _publish_manifest(self, tenant_id: str, run_id: str, kind: str, prefix: str, lower: dict[str, str | None],
+                          upper: str, subjects: Iterable[str], started: str,
+                          files: list[dict[str, Any]]) -> dict[str, Any]:
+        manifest_path = f"{prefix}/manifest.json"
         manifest = {
             "format": "accrue-export-manifest", "schemaVersion": SCHEMA_VERSION, "tenantId": tenant_id,
             "runId": run_id, "kind": kind, "from": lower, "to": upper, "startedAt": started,
@@ -276,7 +317,7 @@ class ExportService:
             self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
                           _manifest_metadata(manifest))
         except BlobExists:
-            return json.loads(self.sink.read(manifest_path))
+            return json.loads(self.sink.read(manifest_path))  # type: ignore[no-any-return]
         except Exception as exc:
             log.error("export run %s of tenant %s: writing its manifest failed (%s: %s); no watermark moved, "
                       "the next run redoes this run", run_id, tenant_id, type(exc).__name__, exc)
@@ -288,7 +329,7 @@ class ExportService:
             if entry.get("personalFields"):
                 removed = self._scrub_file(tenant_id, manifest_path, entry["path"], set())
                 self._audit_rewritten(tenant_id, {customer_id: [entry["path"]] for customer_id in removed})
-        return json.loads(self.sink.read(manifest_path))
+        return json.loads(self.sink.read(manifest_path))  # type: ignore[no-any-return]
 
     # --- erasure ---------------------------------------------------------------------
 
