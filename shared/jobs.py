@@ -1,17 +1,36 @@
 """Timer jobs: what runs on a schedule. The Azure timer triggers and the local
-scheduler both read this one list, so a job runs the same code in both."""
+scheduler both read this one list, so a job runs the same code in both.
+
+Jobs whose work grows with the tenants (reconciliation, the warehouse export)
+do not do it in their timer run: they *fan out*, enqueueing one work item per
+tenant and day (``shared.workitems``), and the ``work-items`` job drains them
+in bounded slices, each resumable from its stored cursor. So no timer run
+grows with the number of tenants, and a run the host stops (timeout, scale-in,
+deploy) loses at most one slice. docs/jobs.md lists the jobs, their bounds and
+what an operator sees.
+
+This module imports nothing heavy at load (the job bodies import what they
+use): the Functions host indexes the timers without building the product.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from shared.app.reconcile import reconcile
-from shared.app.relay import OrderRelay
-from shared.platform import Platform
+if TYPE_CHECKING:
+    from shared.platform import Platform
+    from shared.workitems import Handler, WorkItems
 
 log = logging.getLogger("accrue.jobs")
+
+# One work-items run: at most this many items, no new slice after this many seconds
+# (the Functions timeout is 10 minutes; a slice is far shorter than the remainder).
+WORK_ITEMS_PER_RUN = 20
+WORK_BUDGET_SECONDS = 240.0
+# Warehouse export files one slice writes (a file is one subject of one tenant).
+EXPORT_FILES_PER_SLICE = 1
 
 
 @dataclass(frozen=True)
@@ -25,25 +44,89 @@ class Job:
 
 
 def _relay_orders(platform: Platform) -> object:
+    from shared.app.relay import OrderRelay  # noqa: PLC0415 - import-light module (see docstring)
+
     # Claimed orders whose publish was not confirmed (a crash or a bus outage between the
     # claim and the publish): published again, which credits nothing twice (shared/app/relay.py).
     return OrderRelay(platform.store, platform.event_bus, platform.clock).run_once()
 
 
+# --- fan-out: one work item per tenant and day ---------------------------------------
+
+
+def work_items(platform: Platform) -> WorkItems:
+    """The work-item queue over the platform's store, with this module's handlers."""
+    from shared.workitems import WorkItems  # noqa: PLC0415
+
+    return WorkItems(platform.store, platform.clock, handlers(platform))
+
+
+def handlers(platform: Platform) -> Mapping[str, Handler]:
+    from shared.app.reconcile import reconcile_slice, report_of  # noqa: PLC0415
+    from shared.workitems import Step  # noqa: PLC0415
+
+    def reconcile_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        tenant_id = params["tenantId"]
+        cursor, done = reconcile_slice(platform.store, tenant_id, cursor)
+        if not done:
+            return Step(cursor)
+        report = report_of(cursor)
+        log.info("tenant %s: %s", tenant_id, report.summary().splitlines()[0])
+        for drift in report.drifts:
+            log.error("ledger drift: %s", drift.line())
+        return Step(cursor, done=True, result={"ok": report.ok, "customers": report.customers,
+                                                "entries": report.entries, "stale": report.stale,
+                                                "drifts": len(report.drifts)})
+
+    def export_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        # The export's own pending run is the real cursor (files written so far, ETag-guarded);
+        # this one only counts the slices for the operator.
+        manifest = platform.exports.run(params["tenantId"], max_files=EXPORT_FILES_PER_SLICE)
+        slices = (cursor or {}).get("slices", 0) + 1
+        if manifest is None:
+            return Step({"slices": slices})
+        return Step({"slices": slices}, done=True,
+                    result={"runId": manifest["runId"], "rows": {f["subject"]: f["rows"] for f in manifest["files"]}})
+
+    return {"reconcile": reconcile_tenant, "export": export_tenant}
+
+
+def _generation(platform: Platform) -> str:
+    return platform.clock.now().strftime("%Y-%m-%d")
+
+
+def _tenant_ids(platform: Platform) -> list[str]:
+    return list(platform.exports.tenant_ids())
+
+
+def _fan_out(platform: Platform, kind: str) -> object:
+    queue = work_items(platform)
+    generation = _generation(platform)
+    tenants = _tenant_ids(platform)
+    added = sum(queue.enqueue(kind, tenant_id, generation, {"tenantId": tenant_id}) for tenant_id in tenants)
+    log.info("%s: %d work item(s) enqueued for %s (%d tenant(s))", kind, added, generation, len(tenants))
+    return {"kind": kind, "generation": generation, "enqueued": added, "tenants": len(tenants)}
+
+
 def _reconcile(platform: Platform) -> object:
-    report = reconcile(platform.store)
-    log.info(report.summary().splitlines()[0])
-    for drift in report.drifts:
-        log.error("ledger drift: %s", drift.line())
+    return _fan_out(platform, "reconcile")
+
+
+def _export(platform: Platform) -> object:
+    return _fan_out(platform, "export")
+
+
+def _run_work_items(platform: Platform) -> object:
+    report = work_items(platform).run(max_items=WORK_ITEMS_PER_RUN, budget_seconds=WORK_BUDGET_SECONDS)
+    if report.claimed:
+        log.info("work items: %d claimed, %d slice(s), %d finished, %d to resume, %d failed, %d parked",
+                 report.claimed, report.slices, len(report.finished), len(report.resumable), len(report.failed),
+                 len(report.parked))
     return report
 
 
 def _deliver_webhooks(platform: Platform) -> object:
     return platform.webhook_worker.run_once()
-
-
-def _export(platform: Platform) -> object:
-    return platform.exports.run_all()
 
 
 def _release_reservations(platform: Platform) -> object:
@@ -89,7 +172,10 @@ def _complete_erasures(platform: Platform) -> object:
 JOBS: tuple[Job, ...] = (
     # Orders (issue 12): a stranded claim is published within RELAY_GRACE (30 s) plus one period.
     Job("order-relay", "*/15 * * * * *", 5.0, _relay_orders),
+    # Fan-out (issue 16): reconciliation and exports enqueue one work item per tenant and day;
+    # work-items drains them in bounded, resumable slices every minute.
     Job("reconcile", "0 30 2 * * *", 24 * 3600.0, _reconcile),
+    Job("work-items", "15 * * * * *", 60.0, _run_work_items),
     # Data out (issue 5): webhook deliveries every 10 s (a round is bounded by its budget),
     # the warehouse export nightly.
     Job("webhooks", "*/10 * * * * *", 2.0, _deliver_webhooks),
@@ -105,3 +191,5 @@ JOBS: tuple[Job, ...] = (
     # Privacy (issue 12): erasures not completed at once, every minute.
     Job("erasures", "30 * * * * *", 60.0, _complete_erasures),
 )
+
+BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}
