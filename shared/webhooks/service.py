@@ -33,6 +33,7 @@ from shared.keys.port import KeyProvider
 from shared.schemas.registry import REGISTRY
 from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, WEBHOOK_MESSAGES
 from shared.store.port import DocumentStore, Filter, Query
+from shared.webhooks.outbox import OutboxMarker
 from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
                                     TIER_CHANGED, Event, events_from_ledger, schema_name)
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
@@ -82,6 +83,8 @@ class WebhookService:
         self.secrets = SecretCache()
         # The tenant's active endpoints (every ledger change asks).
         self.cache: TenantCache[list[dict[str, Any]]] = TenantCache(ENDPOINT_CACHE_SECONDS)
+        # When the earliest delivery may be due: the idle delivery timer's one point read.
+        self.outbox = OutboxMarker(store, clock)
 
     # --- endpoints -------------------------------------------------------------------
 
@@ -327,6 +330,9 @@ class WebhookService:
             pass  # a redelivered change: the message (and its tasks, below) are already there
         for endpoint in endpoints:
             self._enqueue(event.tenant_id, endpoint["id"], msg_id, event.type, f"{msg_id}.{endpoint['id']}", now)
+        # After the creates (also when they existed already: a redelivered change re-notes what a
+        # crash between create and note left unnoted), so the idle delivery timer looks.
+        self.outbox.note_due(now)
         return msg_id
 
     def _enqueue(self, tenant_id: str, endpoint_id: str, msg_id: str, event_type: str, delivery_id: str,
@@ -397,6 +403,7 @@ class WebhookService:
             created = self._enqueue(tenant_id, endpoint_id, msg_id, message["eventType"],
                                     f"{msg_id}.{endpoint_id}.r{number}", now)
             if created is not None:
+                self.outbox.note_due(now)
                 return {k: v for k, v in created.items() if k not in ("pk", "_etag", "_ts")}
         raise Conflict("too many replays of this message")
 
