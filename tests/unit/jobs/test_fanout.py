@@ -172,3 +172,25 @@ def test_an_export_whose_file_write_dies_redoes_that_file_only(shop, tmp_path) -
     written = {p: n for p, n in sink.puts.items() if p.startswith("acme/")}
     assert written == {**{f"acme/incremental/{run_id}/{s}.ndjson.gz.enc": 1 for s in SUBJECTS},
                        f"acme/incremental/{run_id}/manifest.json": 1}
+
+
+def test_operators_list_parked_items_and_retry_them_from_the_cli(shop, monkeypatch, capsys) -> None:  # type: ignore
+    import json
+
+    from shared.local.__main__ import main as local_main
+
+    platform = shop
+    BY_NAME["reconcile"].run(platform)
+    generation = platform.clock.now().strftime("%Y-%m-%d")
+    parked = item_id("reconcile", "acme", generation)
+    doc = platform.store.read("system", "workitems", parked)
+    platform.store.upsert("system", dict(doc, status="parked", attempts=5, lastError="RuntimeError: boom",
+                                         dueAt=None), if_match=doc["_etag"])
+    monkeypatch.setenv("ACCRUE_DATA_DIR", str(platform.settings.data_dir))
+    assert local_main(["jobs", "list", "--status", "parked"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["id"] == parked and json.loads(line)["lastError"] == "RuntimeError: boom"
+    assert local_main(["jobs", "retry", parked]) == 0
+    assert local_main(["jobs", "run"]) == 0
+    assert platform.store.read("system", "workitems", parked)["status"] == DONE
+    assert local_main(["jobs", "retry", "work:nope"]) == 2
