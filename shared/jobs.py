@@ -28,7 +28,7 @@ log = logging.getLogger("accrue.jobs")
 # One work-items run: at most this many items, no new slice after this many seconds
 # (the Functions timeout is 10 minutes; a slice is far shorter than the remainder).
 WORK_ITEMS_PER_RUN = 20
-WORK_BUDGET_SECONDS = 240.0
+WORK_BUDGET_SECONDS = 45.0
 # Warehouse export files one slice writes (a file is one subject of one tenant).
 EXPORT_FILES_PER_SLICE = 1
 
@@ -81,7 +81,7 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
     def export_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
         # The export's own pending run is the real cursor (files written so far, ETag-guarded);
         # this one only counts the slices for the operator.
-        manifest = platform.exports.run(params["tenantId"], max_files=EXPORT_FILES_PER_SLICE)
+        manifest = platform.exports.run_slice(params["tenantId"], max_files=EXPORT_FILES_PER_SLICE)
         slices = (cursor or {}).get("slices", 0) + 1
         if manifest is None:
             return Step({"slices": slices})

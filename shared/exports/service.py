@@ -162,8 +162,14 @@ class ExportService:
         except (PreconditionFailed, DocumentExists):
             raise Conflict(f"another export run of tenant {state['tenantId']} is in progress") from None
 
-    def run(self, tenant_id: str, max_files: int | None = None) -> dict[str, Any] | None:
-        """The incremental run of one tenant (or the redo of its unfinished one); returns the manifest.
+    def run(self, tenant_id: str) -> dict[str, Any]:
+        """The incremental run of one tenant (or the redo of its unfinished one); returns the manifest."""
+        manifest = self.run_slice(tenant_id, max_files=None)
+        assert manifest is not None, "an unbounded run finishes"
+        return manifest
+
+    def run_slice(self, tenant_id: str, max_files: int | None) -> dict[str, Any] | None:
+        """``run`` in bounded pieces: the manifest once the run is finished, else None.
 
         Resumable per file: each file's manifest entry is recorded in the pending run
         (ETag-guarded) as soon as the file is written, and a redo writes only the files

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.eventhub import EventData, EventDataBatch
-from azure.eventhub.exceptions import AuthenticationError, ConnectError, EventHubError, OperationTimeoutError
-
 from azure.eventhub._buffered_producer._partition_resolver import PartitionResolver
+from azure.eventhub.exceptions import AuthenticationError, ConnectError, EventHubError, OperationTimeoutError
 
 from shared.bus.eventhubs import EventHubsOrderBus, to_event
 from shared.bus.port import BusMessage

@@ -19,7 +19,7 @@ from shared.blobs.port import BlobUnavailable
 from shared.exports.service import SUBJECTS, ExportService
 from shared.jobs import BY_NAME, handlers
 from shared.workitems import DONE, Step, WorkItems, item_id
-from tests.conftest import add_customer, auth, drain, make_tenant, order_body
+from tests.conftest import add_customer, auth, drain, order_body
 
 
 class Killed(BaseException):
