@@ -33,16 +33,8 @@ from shared.keys.port import KeyProvider
 from shared.schemas.registry import REGISTRY
 from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, WEBHOOK_MESSAGES
 from shared.store.port import DocumentStore, Filter, Query
-from shared.webhooks.events import (
-    ENDPOINT_DISABLED,
-    EVENT_TYPES,
-    OPERATIONAL_TYPES,
-    RULESET_ACTIVATED,
-    TIER_CHANGED,
-    Event,
-    events_from_ledger,
-    schema_name,
-)
+from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
+                                    TIER_CHANGED, Event, events_from_ledger, schema_name)
 from shared.webhooks.outbox import OutboxMarker
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
