@@ -78,6 +78,8 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
                                                 "entries": report.entries, "stale": report.stale,
                                                 "drifts": len(report.drifts)})
 
+    from shared.exports.service import rows_per_subject  # noqa: PLC0415
+
     def export_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
         # The export's own pending run is the real cursor (files written so far, ETag-guarded);
         # this one only counts the slices for the operator.
@@ -86,7 +88,7 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         if manifest is None:
             return Step({"slices": slices})
         return Step({"slices": slices}, done=True,
-                    result={"runId": manifest["runId"], "rows": {f["subject"]: f["rows"] for f in manifest["files"]}})
+                    result={"runId": manifest["runId"], "rows": rows_per_subject(manifest)})
 
     return {"reconcile": reconcile_tenant, "export": export_tenant}
 

@@ -68,6 +68,11 @@ PERSONAL_METADATA = "personaldata"
 MAX_REWRITES = 5
 DEFAULT_LAG = timedelta(minutes=2)
 PAGE = 1000
+# The subjects read customer by customer (a query per customer partition, whatever changed):
+# their files are split in parts of at most PART_CUSTOMERS customers, so one part (one slice of
+# the nightly job) is bounded whatever the tenant's size.
+PER_CUSTOMER_SUBJECTS = ("transactions", "orders", "ruleevaluations", "tierhistory")
+PART_CUSTOMERS = 5000
 STATE_ID = "state"
 SETTINGS_ID = "settings"
 
@@ -109,7 +114,9 @@ def page_by(store: DocumentStore, container: str, pk: str | None, filters: tuple
 class ExportService:
     def __init__(self, store: DocumentStore, clock: Clock, keys: KeyProvider,
                  sink: BlobSink | Callable[[], BlobSink], *, vault: Any = None, lag: timedelta = DEFAULT_LAG,
-                 chunk_size: int = 64 * 1024, page: int = PAGE, audit: Any = None) -> None:
+                 chunk_size: int = 64 * 1024, page: int = PAGE, audit: Any = None,
+                 part_customers: int = PART_CUSTOMERS) -> None:
+        assert part_customers >= 1
         self._store = store
         self._audit = audit
         self._locks_guard = threading.Lock()
@@ -122,6 +129,7 @@ class ExportService:
         self.lag = lag
         self.chunk_size = chunk_size
         self.page = page
+        self.part_customers = part_customers
 
     @property
     def sink(self) -> BlobSink:
@@ -191,19 +199,22 @@ class ExportService:
         manifest = self._read_manifest(tenant_id, pending["runId"], prefix)
         if manifest is None:
             files = list(pending.get("files", []))
+            cursors = dict(pending.get("cursors", {}))  # subject -> the last customer of its last part
             written = 0
             allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
             for subject in SUBJECTS:
-                if any(f["subject"] == subject for f in files):
-                    continue  # written by an earlier slice (or a run that died after it)
-                if max_files is not None and written >= max_files:
-                    return None
-                files.append(self._write_file(tenant_id, pending["runId"], prefix, subject,
-                                              pending["from"].get(subject), pending["to"], allowed))
-                written += 1
-                pending = dict(pending, files=files)
-                state = self._save_state(dict(state, pending=pending))
-            assert [f["subject"] for f in files] == [s for s in SUBJECTS if any(f["subject"] == s for f in files)]
+                while not _subject_complete(files, subject):  # written by an earlier slice, or not yet
+                    if max_files is not None and written >= max_files:
+                        return None
+                    part = sum(1 for f in files if f["subject"] == subject) + 1
+                    entry, last = self._write_file(tenant_id, pending["runId"], prefix, subject,
+                                                   pending["from"].get(subject), pending["to"], allowed,
+                                                   part=part, after_customer=cursors.get(subject))
+                    files.append(entry)
+                    cursors[subject] = last
+                    written += 1
+                    pending = dict(pending, files=files, cursors=cursors)
+                    state = self._save_state(dict(state, pending=pending))
             manifest = self._publish_manifest(tenant_id, pending["runId"], "incremental", prefix, pending["from"],
                                               pending["to"], SUBJECTS, pending["startedAt"], files)
         watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
@@ -262,7 +273,7 @@ class ExportService:
         doc = {"id": "run." + manifest["runId"], "pk": tenant_id, "docType": "exportRun", "tenantId": tenant_id,
                "runId": manifest["runId"], "kind": manifest["kind"], "startedAt": manifest["startedAt"],
                "finishedAt": manifest["finishedAt"], "manifest": f"{prefix}/manifest.json",
-               "rows": {f["subject"]: f["rows"] for f in manifest["files"]},
+               "rows": rows_per_subject(manifest),
                "from": manifest["from"], "to": manifest["to"]}
         self._store.upsert(EXPORTS, doc)
 
@@ -282,16 +293,33 @@ class ExportService:
         started = iso(self._clock.now())
         allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
         subjects = tuple(subjects)
-        files = [self._write_file(tenant_id, run_id, prefix, subject, lower.get(subject), upper, allowed)
-                 for subject in subjects]
+        files: list[dict[str, Any]] = []
+        for subject in subjects:
+            last: str | None = None
+            while not _subject_complete(files, subject):
+                part = sum(1 for f in files if f["subject"] == subject) + 1
+                entry, last = self._write_file(tenant_id, run_id, prefix, subject, lower.get(subject), upper,
+                                               allowed, part=part, after_customer=last)
+                files.append(entry)
         return self._publish_manifest(tenant_id, run_id, kind, prefix, lower, upper, subjects, started, files)
 
     def _write_file(self, tenant_id: str, run_id: str, prefix: str, subject: str, lower: str | None, upper: str,
-                    allowed: list[str]) -> dict[str, Any]:
-        """One subject's file (overwritten if a died attempt left one: only the manifest
-        publishes it); returns its manifest entry."""
-        path = f"{prefix}/{subject}.ndjson.gz.enc"
-        rows = _Counter(self._rows(tenant_id, subject, lower, upper))
+                    allowed: list[str], *, part: int = 1,
+                    after_customer: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """One file of a subject (overwritten if a died attempt left one: only the manifest
+        publishes it); returns its manifest entry and, for the per-customer subjects, the
+        last customer it covers (where the next part starts). The entry's ``complete``
+        says whether it is the subject's last part."""
+        assert part >= 1 and (part == 1) == (after_customer is None or subject not in PER_CUSTOMER_SUBJECTS)
+        path = f"{prefix}/{subject}.ndjson.gz.enc" if part == 1 else f"{prefix}/{subject}.part{part:04d}.ndjson.gz.enc"
+        span = _Span()
+        if subject in PER_CUSTOMER_SUBJECTS:
+            source = self._per_customer_rows(tenant_id, subject, lower, upper, after_customer, span,
+                                             cap=self.part_customers)
+        else:
+            source = self._rows(tenant_id, subject, lower, upper)
+            span.complete = True
+        rows = _Counter(source)
         stream, stats = encrypt_stream(self._keys, tenant_id, subject, run_id, _gzip_lines(rows), self.chunk_size)
         try:
             self.sink.put(path, stream, "application/octet-stream",
@@ -301,14 +329,15 @@ class ExportService:
                       "the next run redoes this file", run_id, tenant_id, path, type(exc).__name__, exc)
             raise
         return {
-            "subject": subject, "path": path, "rows": rows.count, "from": lower, "to": upper,
+            "subject": subject, "path": path, "part": part, "complete": span.complete, "rows": rows.count,
+            "from": lower, "to": upper,
             "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
             "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
             "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"],
             "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
             # Which personal fields the rows may hold: what an erasure must rewrite (``scrub``).
             "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
-        }
+        }, span.last
 
     def _publish_manifest(self, tenant_id: str, run_id: str, kind: str, prefix: str, lower: dict[str, str | None],
                           upper: str, subjects: Iterable[str], started: str,
@@ -470,14 +499,31 @@ class ExportService:
                                after=lower, page=self.page):
                 yield {"tenantId": tenant_id, **{k: doc.get(k) for k in ATTEMPT_FIELDS}}
         else:
-            doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
-            key = "seq" if doc_type == "entry" else "id"
-            for customer in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),),
-                                    "customerId", page=self.page):
-                pk = customer_pk(tenant_id, customer["customerId"])
-                for doc in page_by(self._store, LEDGER, pk, (Filter("docType", "=", doc_type),) + window, key,
-                                   page=self.page):
-                    yield _row(subject, tenant_id, doc)
+            yield from self._per_customer_rows(tenant_id, subject, lower, upper, None, _Span(), cap=None)
+
+    def _per_customer_rows(self, tenant_id: str, subject: str, lower: str | None, upper: str,
+                           after_customer: str | None, span: "_Span", cap: int | None) -> Iterator[dict[str, Any]]:
+        """The rows of a per-customer subject, customers by id after ``after_customer``, at
+        most ``cap`` of them (None: all); ``span`` learns the last customer read and
+        whether none is left after it."""
+        assert subject in PER_CUSTOMER_SUBJECTS and (cap is None or cap >= 1)
+        window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
+        doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
+        key = "seq" if doc_type == "entry" else "id"
+        customers = page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
+                            after=after_customer, page=self.page)
+        span.last, span.complete = after_customer, False
+        taken = 0
+        for customer in customers:
+            if cap is not None and taken >= cap:
+                return  # more customers left: the next part starts after span.last
+            pk = customer_pk(tenant_id, customer["customerId"])
+            for doc in page_by(self._store, LEDGER, pk, (Filter("docType", "=", doc_type),) + window, key,
+                               page=self.page):
+                yield _row(subject, tenant_id, doc)
+            span.last = customer["customerId"]
+            taken += 1
+        span.complete = True
 
     def _customer_rows(self, tenant_id: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
         """Customers whose profile changed in the window (new, re-tagged, re-tiered or
@@ -538,6 +584,27 @@ def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
             "createdAt": doc.get("createdAt")}
 
 
+class _Span:
+    """What a per-customer file covered: its last customer, and whether it was the subject's last part."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+        self.complete = False
+
+
+def _subject_complete(files: list[dict[str, Any]], subject: str) -> bool:
+    """Whether ``files`` hold the subject's last part (entries written before parts existed
+    have no ``complete``: one file was the whole subject)."""
+    return any(f["subject"] == subject and f.get("complete", True) for f in files)
+
+
+def rows_per_subject(manifest: dict[str, Any]) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for f in manifest["files"]:
+        rows[f["subject"]] = rows.get(f["subject"], 0) + f["rows"]
+    return rows
+
+
 def _manifest_metadata(manifest: dict[str, Any]) -> dict[str, str]:
     """The manifest blob's metadata: whether any file of the run may hold personal data."""
     personal = any(f.get("personalFields") for f in manifest["files"])
@@ -574,4 +641,4 @@ def _gzip_lines(rows: Iterable[dict[str, Any]], flush_at: int = 256 * 1024) -> I
         yield out
 
 
-__all__ = ["ExportService", "SUBJECTS", "page_by"]
+__all__ = ["ExportService", "SUBJECTS", "page_by", "rows_per_subject"]

@@ -194,3 +194,40 @@ def test_operators_list_parked_items_and_retry_them_from_the_cli(shop, monkeypat
     assert local_main(["jobs", "run"]) == 0
     assert platform.store.read("system", "workitems", parked)["status"] == DONE
     assert local_main(["jobs", "retry", "work:nope"]) == 2
+
+
+def _all_rows(platform, manifest, subject):  # type: ignore[no-untyped-def]
+    import gzip
+    import json
+
+    from shared.exports.crypto import decrypt_stream
+
+    rows = []
+    for entry in (f for f in manifest["files"] if f["subject"] == subject):
+        plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
+                                        tenant_id=manifest["tenantId"], subject=subject, run_id=manifest["runId"]))
+        rows += [json.loads(line) for line in gzip.decompress(plain).splitlines()]
+    return rows
+
+
+def test_a_big_tenant_is_exported_in_bounded_parts_each_row_once_even_when_killed(shop, tmp_path) -> None:  # type: ignore
+    import json
+
+    platform = shop
+    sink = CountingSink(tmp_path / "exports")
+    platform.exports = ExportService(platform.store, platform.clock, platform.key_provider, sink,
+                                     vault=platform.vault, part_customers=2)
+    platform.clock.advance(timedelta(minutes=5))
+    BY_NAME["exports"].run(platform)
+    run_until_done(platform, killing(platform, after_calls={2, 5, 6, 11}))
+
+    state = platform.store.read("exports", "acme", "state")
+    run_id = state["lastRunId"]
+    manifest = json.loads(sink.read(f"acme/incremental/{run_id}/manifest.json"))
+    parts = [(f["subject"], f["part"]) for f in manifest["files"] if f["subject"] == "transactions"]
+    assert parts == [("transactions", n) for n in (1, 2, 3, 4)]  # 7 customers, 2 a part
+    assert [f["complete"] for f in manifest["files"] if f["subject"] == "transactions"] == [False] * 3 + [True]
+    orders = sorted(r["referenceOrderId"] for r in _all_rows(platform, manifest, "transactions"))
+    assert orders == [f"o{n}" for n in range(8)]  # every row once, across the parts
+    assert all(n == 1 for p, n in sink.puts.items() if p.startswith("acme/"))  # every part written once
+    assert platform.exports.runs("acme")[0]["rows"]["transactions"] == 8
