@@ -137,8 +137,11 @@ class DeliveryWorker:
         if self._service.outbox.check().idle:
             return RoundReport()
         report = self._round()
-        # Only after a round that ended normally: one that raised leaves the marker due.
-        self._service.outbox.settle(self._earliest_due)
+        # Settled only after a round that found nothing to send (under load the marker stays due
+        # and no round pays for the look-ahead), and only after a round that ended normally:
+        # one that raised leaves the marker due.
+        if report.sent == 0 and report.deferred == 0:
+            self._service.outbox.settle(self._earliest_due)
         return report
 
     def _earliest_due(self) -> str | None:

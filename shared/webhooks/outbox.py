@@ -14,7 +14,7 @@ Who moves it:
   write only if the marker said "nothing due by then" (or a sweep is settling
   it). So under load, when the marker already says "due", enqueueing costs
   one extra read and no write to a shared document;
-* the delivery worker, after a round that ran, ``settle``-s it to the earliest
+* the delivery worker, after a round that found nothing to send, ``settle``-s it to the earliest
   ``nextAttemptAt`` of any pending delivery (retries and leases included) and
   of any disable still to announce, capped at ``MAX_IDLE`` from now.
 

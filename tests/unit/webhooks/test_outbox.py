@@ -70,6 +70,8 @@ def test_an_enqueued_message_makes_the_next_round_deliver(platform, tenant, rece
     assert marker(platform)["dueAt"] <= iso(platform.clock.now())
     assert platform.webhook_worker.run_once().succeeded == 1
     assert len(receiver.received) == 1
+    assert marker(platform)["dueAt"] <= iso(platform.clock.now())  # a round that sent leaves it due
+    assert platform.webhook_worker.run_once().sent == 0  # the next finds nothing and settles it
     assert marker(platform)["dueAt"] == iso(platform.clock.now() + MAX_IDLE)  # nothing left: idle again
 
 
@@ -78,6 +80,7 @@ def test_a_retry_sets_the_marker_to_its_due_time(platform, tenant, receiver, all
     _, _ = platform.webhooks.register("acme", receiver.url + "/h", ["ruleset.activated"])
     platform.webhooks.rule_set_activated("acme", "rs1", 1, activated_at="2026-11-01T12:00:00.000000Z")
     assert platform.webhook_worker.run_once().failed == 1
+    assert platform.webhook_worker.run_once().sent == 0  # looks, finds the retry not yet due, settles
     [delivery] = platform.store.query(WEBHOOK_DELIVERIES,
                                       Query(pk=delivery_pk("acme", platform.webhooks.list("acme")[0]["id"])))
     assert marker(platform)["dueAt"] == delivery["nextAttemptAt"]
