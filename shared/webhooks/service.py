@@ -171,7 +171,10 @@ class WebhookService:
                 doc.update(status="disabled", disabledReason="disabled by a tenant-admin")
             return doc
 
-        return endpoint_view(self._change(tenant_id, endpoint_id, change))
+        view = endpoint_view(self._change(tenant_id, endpoint_id, change))
+        if enabled is True:
+            self.outbox.note_due()  # deliveries left pending while it was disabled are due again
+        return view
 
     def disable(self, tenant_id: str, endpoint_id: str, reason: str) -> None:
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:
