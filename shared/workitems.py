@@ -34,6 +34,11 @@ What it guarantees:
 
 Handlers are plain functions ``(params, cursor) -> Step``; the first call of an
 item gets ``cursor=None``.
+
+Progress is counted on the ``accrue.jobs.progress`` metric (OpenTelemetry API: a
+no-op until the process configures a meter provider), by ``kind`` and
+``outcome`` (``slice``, ``finished``, ``failed``, ``parked``), so an alert can
+watch for parked items.
 """
 
 from __future__ import annotations
@@ -46,12 +51,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Mapping
 
+from opentelemetry import metrics
+
 from shared.clock import Clock, iso
 from shared.errors import DocumentExists, NotFound, PreconditionFailed
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry.names import JOB_PROGRESS
 
 log = logging.getLogger("accrue.workitems")
+_progress = metrics.get_meter("accrue.workitems").create_counter(
+    JOB_PROGRESS, unit="{event}", description="Work-item slices run, items finished, failed and parked")
 
 WORK_PK = "workitems"
 DOC_TYPE = "workItem"
@@ -186,6 +196,7 @@ class WorkItems:
                 self._failed(item, exc, report)
                 return
             report.slices += 1
+            _progress.add(1, {"kind": item["kind"], "outcome": "slice"})
             now = self._clock.now()
             update = dict(item, cursor=step.cursor, slices=item["slices"] + 1, updatedAt=iso(now))
             if step.done:
@@ -202,6 +213,7 @@ class WorkItems:
                 return
             if step.done:
                 report.finished.append(item["id"])
+                _progress.add(1, {"kind": item["kind"], "outcome": "finished"})
                 return
             if item["status"] == QUEUED:
                 report.resumable.append(item["id"])
@@ -220,6 +232,7 @@ class WorkItems:
         update.update(status=QUEUED, dueAt=iso(now + timedelta(seconds=delay)))
         log.warning("work item %s failed (attempt %d of %d): %s; retried from its cursor in %ds",
                     item["id"], attempts, self.max_attempts, error, delay)
+        _progress.add(1, {"kind": item["kind"], "outcome": "failed"})
         try:
             self._store.upsert(SYSTEM, update, if_match=item["_etag"])
             report.failed.append(item["id"])
@@ -232,6 +245,7 @@ class WorkItems:
             self._store.upsert(SYSTEM, parked, if_match=item["_etag"])
         except (PreconditionFailed, NotFound):
             return False
+        _progress.add(1, {"kind": item["kind"], "outcome": "parked"})
         log.error("work item %s parked after %d failed attempts (last: %s); fix the cause, then "
                   "`python -m shared.local jobs retry %s`", item["id"], item["attempts"], item["lastError"],
                   item["id"])

@@ -30,6 +30,12 @@ other partitions' batches (or the first batches of the failing one). The
 caller gets ``BusUnavailable`` and retries; ingestion is idempotent (the
 ledger's idempotency marker), so re-sent orders change nothing.
 
+Why not ``EventHubBufferedProducerClient``: it acknowledges through callbacks
+after ``send_event`` has returned, so "nothing acknowledged before it is
+durable" would need a flush (or a wait on callbacks) per publish, and its
+buffers mix concurrent requests' events. Building the batches ourselves and
+waiting on our own sends keeps the guarantee plain.
+
 Partition mapping: the key-to-partition hash is the SDK's own
 (``azure.eventhub._buffered_producer._partition_resolver``, a private module,
 hence the exact pin of azure-eventhub and a test of its contract). It only has
