@@ -133,7 +133,11 @@ class EventHubsOrderBus:
         for lane in lanes:  # every batch built first: a too-large event sends nothing
             self._call(lane, lambda lane=lane: self._build(lane))
         if len(lanes) == 1:
-            self._call(lanes[0], lambda: self._send(lanes[0]))
+            try:
+                self._call(lanes[0], lambda: self._send(lanes[0]))
+            except BusUnavailable:
+                self._forget_partitions()
+                raise
             return
         pool = self._executor()
         futures = {pool.submit(self._call, lane, lambda lane=lane: self._send(lane)): lane for lane in lanes}
@@ -141,6 +145,7 @@ class EventHubsOrderBus:
         for future in futures:  # the first failing lane in publish order names what to check
             error = future.exception()
             if error is not None:
+                self._forget_partitions()
                 raise error
 
     def _plan(self, messages: Sequence[BusMessage]) -> list[_Lane]:
@@ -171,6 +176,12 @@ class EventHubsOrderBus:
                 self._resolver = _SdkResolver(ids)
             resolver = self._resolver
         return resolver.get_partition_id_by_partition_key  # type: ignore[no-any-return]
+
+    def _forget_partitions(self) -> None:
+        """After a failed send: read the partition ids again on the next publish (the hub
+        may have been given more partitions; a stale list would name one that is gone)."""
+        with self._guard:
+            self._resolver = None
 
     def _build(self, lane: _Lane) -> None:
         batch = self._producer.create_batch(**lane.target)

@@ -291,3 +291,22 @@ def test_close_closes_the_producer_and_from_namespace_does_not_connect() -> None
     bus = EventHubsOrderBus.from_namespace("accrue-test.servicebus.windows.net", "orders", credential=object())
     assert isinstance(bus, EventHubsOrderBus)
     bus.close()
+
+
+def test_after_a_failed_send_the_partition_ids_are_read_again() -> None:
+    producer = FakeProducer(partitions=2)
+    asked = []
+    real = producer.get_partition_ids
+    producer.get_partition_ids = lambda: asked.append(1) or real()  # type: ignore[method-assign]
+    bus = EventHubsOrderBus(producer)
+    bus.publish([message("acme", "c1", "o1")])
+    bus.publish([message("acme", "c1", "o2")])
+    assert len(asked) == 1  # cached
+    producer.fail_on_send = ConnectError("Invalid partition 1")
+    with pytest.raises(BusUnavailable):
+        bus.publish([message("acme", "c1", "o3")])
+    producer.fail_on_send = None
+    producer.partitions = [str(n) for n in range(4)]  # the hub grew
+    bus.publish([message("acme", "c1", "o4")])
+    assert len(asked) == 2
+    assert producer.sent[-1]._partition_id == partition_of(producer, "acme:c1")  # noqa: SLF001
