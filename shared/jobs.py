@@ -27,10 +27,12 @@ log = logging.getLogger("accrue.jobs")
 
 # One work-items run: at most this many items, no new slice after this many seconds
 # (the Functions timeout is 10 minutes; a slice is far shorter than the remainder).
-WORK_ITEMS_PER_RUN = 20
+WORK_ITEMS_PER_RUN = 200
 WORK_BUDGET_SECONDS = 45.0
 # Warehouse export files one slice writes (a file is one subject of one tenant).
 EXPORT_FILES_PER_SLICE = 1
+# Tenants documents one fan-out slice reads (and enqueues an item each for).
+TENANTS_PER_FAN_OUT_SLICE = 500
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,23 @@ def work_items(platform: Platform) -> WorkItems:
 
 def handlers(platform: Platform) -> Mapping[str, Handler]:
     from shared.app.reconcile import reconcile_slice, report_of  # noqa: PLC0415
+    from shared.exports.service import rows_per_subject  # noqa: PLC0415
     from shared.workitems import Step  # noqa: PLC0415
+
+    def fan_out(params: Mapping[str, Any], cursor: Any) -> Step:
+        # A page of tenants a slice, one item each: even the enqueueing is bounded and resumable.
+        after = (cursor or {}).get("after", "")
+        page = _tenant_page(platform, after, TENANTS_PER_FAN_OUT_SLICE)
+        queue = work_items(platform)
+        added = (cursor or {}).get("added", 0)
+        for tenant_id in page["tenants"]:
+            added += queue.enqueue(params["kind"], tenant_id, params["generation"],
+                                   {"tenantId": tenant_id, "generation": params["generation"]})
+        cursor = {"after": page["last"] or after, "added": added}
+        if not page["more"]:
+            log.info("%s: %d work item(s) enqueued for %s", params["kind"], added, params["generation"])
+            return Step(cursor, done=True, result={"enqueued": added})
+        return Step(cursor)
 
     def reconcile_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
         tenant_id = params["tenantId"]
@@ -78,36 +96,44 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
                                                 "entries": report.entries, "stale": report.stale,
                                                 "drifts": len(report.drifts)})
 
-    from shared.exports.service import rows_per_subject  # noqa: PLC0415
-
     def export_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
         # The export's own pending run is the real cursor (files written so far, ETag-guarded);
         # this one only counts the slices for the operator.
-        manifest = platform.exports.run_slice(params["tenantId"], max_files=EXPORT_FILES_PER_SLICE)
+        # Keyed by the day: a worker that died after the run's last slice, before the item was
+        # marked done, gets the finished run back instead of starting another.
+        manifest = platform.exports.run_slice(params["tenantId"], max_files=EXPORT_FILES_PER_SLICE,
+                                              run_key=f"nightly:{params.get('generation')}")
         slices = (cursor or {}).get("slices", 0) + 1
         if manifest is None:
             return Step({"slices": slices})
         return Step({"slices": slices}, done=True,
                     result={"runId": manifest["runId"], "rows": rows_per_subject(manifest)})
 
-    return {"reconcile": reconcile_tenant, "export": export_tenant}
+    return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant}
 
 
 def _generation(platform: Platform) -> str:
     return platform.clock.now().strftime("%Y-%m-%d")
 
 
-def _tenant_ids(platform: Platform) -> list[str]:
-    return list(platform.exports.tenant_ids())
+def _tenant_page(platform: Platform, after: str, limit: int) -> dict[str, Any]:
+    """Tenant ids after ``after``, at most ``limit`` documents of the tenants container read."""
+    from shared.store.layout import TENANTS  # noqa: PLC0415
+    from shared.store.port import Filter, Query  # noqa: PLC0415
+
+    docs = platform.store.query(TENANTS, Query(pk=None, filters=(Filter("id", ">", after),), order_by="id",
+                                               limit=limit))
+    # The container holds other documents of a tenant's partition too; a tenant is id == pk.
+    return {"tenants": [d["id"] for d in docs if d["id"] == d["pk"]], "last": docs[-1]["id"] if docs else None,
+            "more": len(docs) == limit}
 
 
 def _fan_out(platform: Platform, kind: str) -> object:
-    queue = work_items(platform)
+    # One create: the fan-out item enqueues the tenants' items itself, a page a slice.
     generation = _generation(platform)
-    tenants = _tenant_ids(platform)
-    added = sum(queue.enqueue(kind, tenant_id, generation, {"tenantId": tenant_id}) for tenant_id in tenants)
-    log.info("%s: %d work item(s) enqueued for %s (%d tenant(s))", kind, added, generation, len(tenants))
-    return {"kind": kind, "generation": generation, "enqueued": added, "tenants": len(tenants)}
+    added = work_items(platform).enqueue("fan-out", kind, generation, {"kind": kind, "generation": generation})
+    log.info("%s: fan-out for %s %s", kind, generation, "enqueued" if added else "already enqueued")
+    return {"kind": kind, "generation": generation, "enqueued": added}
 
 
 def _reconcile(platform: Platform) -> object:

@@ -25,7 +25,8 @@ What it guarantees:
   write, so a redone slice counts once; files are written to fixed paths).
 * **Bounded retries, visible parking.** A slice that raises, or a lease that
   ran out (the worker died), counts as a failed attempt: retried after a
-  back-off, and after ``max_attempts`` the item is ``parked`` with its last
+  back-off, and after ``max_attempts`` failures in a row (a slice that
+  succeeds resets the count) the item is ``parked`` with its last
   error, logged at ERROR and listed by ``list(status="parked")`` (CLI:
   ``python -m shared.local jobs``) until an operator ``retry``-s it.
 * **Bounded runs.** ``run`` starts no item and no slice after its budget is
@@ -198,7 +199,9 @@ class WorkItems:
             report.slices += 1
             _progress.add(1, {"kind": item["kind"], "outcome": "slice"})
             now = self._clock.now()
-            update = dict(item, cursor=step.cursor, slices=item["slices"] + 1, updatedAt=iso(now))
+            # A slice that succeeded resets the failure count: attempts counts failures in a row, so
+            # a long item that outlives a few deploys is not parked, one stuck on a slice is.
+            update = dict(item, cursor=step.cursor, slices=item["slices"] + 1, attempts=0, updatedAt=iso(now))
             if step.done:
                 update.update(status=DONE, dueAt=None, owner=None, result=step.result, finishedAt=iso(now))
             elif not in_budget():

@@ -176,8 +176,13 @@ class ExportService:
         assert manifest is not None, "an unbounded run finishes"
         return manifest
 
-    def run_slice(self, tenant_id: str, max_files: int | None) -> dict[str, Any] | None:
+    def run_slice(self, tenant_id: str, max_files: int | None, run_key: str | None = None) -> dict[str, Any] | None:
         """``run`` in bounded pieces: the manifest once the run is finished, else None.
+
+        ``run_key`` names the run for its caller (the nightly work item: ``nightly:<day>``):
+        once a run of that key finished, calling again returns its manifest instead of
+        starting another run, so a caller that died after the last slice but before
+        noting it was done does not export twice.
 
         Resumable per file: each file's manifest entry is recorded in the pending run
         (ETag-guarded) as soon as the file is written, and a redo writes only the files
@@ -186,14 +191,18 @@ class ExportService:
         it so, one bounded slice at a time)."""
         state = self._state(tenant_id)
         pending = state.get("pending")
+        if pending is None and run_key is not None and state.get("lastRunKey") == run_key:
+            done = self._read_manifest(tenant_id, state["lastRunId"], f"{tenant_id}/incremental/{state['lastRunId']}")
+            assert done is not None, "a finished run has its manifest"
+            return done
         if pending is None:
             now = self._clock.now()
             run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
             pending = {"runId": run_id, "to": iso(now - self.lag), "startedAt": iso(now),
-                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}, "files": []}
+                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}, "files": [], "runKey": run_key}
             state = self._save_state(dict(state, pending=pending))
         else:
-            log.warning("export of tenant %s: resuming unfinished run %s (%d of %d files written)", tenant_id,
+            log.info("export of tenant %s: resuming unfinished run %s (%d of %d files written)", tenant_id,
                         pending["runId"], len(pending.get("files", [])), len(SUBJECTS))
         prefix = f"{tenant_id}/incremental/{pending['runId']}"
         manifest = self._read_manifest(tenant_id, pending["runId"], prefix)
@@ -219,7 +228,7 @@ class ExportService:
                                               pending["to"], SUBJECTS, pending["startedAt"], files)
         watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
         self._save_state(dict(state, watermarks=watermarks, pending=None, lastRunId=pending["runId"],
-                              lastRunAt=iso(self._clock.now())))
+                              lastRunKey=pending.get("runKey"), lastRunAt=iso(self._clock.now())))
         self._record_run(tenant_id, manifest, prefix)
         return manifest
 

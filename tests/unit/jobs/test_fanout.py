@@ -83,17 +83,27 @@ def shop(platform, tenant, other_tenant, client):  # type: ignore[no-untyped-def
     return platform
 
 
-def test_the_nightly_timers_only_enqueue_one_item_per_tenant_and_day(shop) -> None:  # type: ignore
+def test_the_nightly_timers_only_enqueue_one_item_per_tenant_and_day(shop, monkeypatch) -> None:  # type: ignore
+    import shared.jobs as jobs
+
     platform = shop
+    monkeypatch.setattr(jobs, "TENANTS_PER_FAN_OUT_SLICE", 1)  # a page of one tenant: the fan-out resumes too
     first = BY_NAME["reconcile"].run(platform)
     again = BY_NAME["reconcile"].run(platform)  # a second firing the same day adds nothing
-    assert first["enqueued"] == 2 and again["enqueued"] == 0
+    assert first["enqueued"] is True and again["enqueued"] is False
     BY_NAME["exports"].run(platform)
     items = BY_NAME["work-items"].run(platform)
-    assert items.claimed == 4 and len(items.finished) == 4
+    generation = platform.clock.now().strftime("%Y-%m-%d")
+    assert sorted(items.finished) == sorted(
+        [item_id("fan-out", kind, generation) for kind in ("reconcile", "export")]
+        + [item_id(kind, tenant, generation) for kind in ("reconcile", "export") for tenant in ("acme", "globex")])
+    fan_out = platform.store.read("system", "workitems", item_id("fan-out", "reconcile", generation))
+    assert fan_out["result"] == {"enqueued": 2} and fan_out["slices"] >= 2
+    assert BY_NAME["work-items"].run(platform).claimed == 0
     # The next day's firing enqueues again.
     platform.clock.advance(timedelta(days=1))
-    assert BY_NAME["reconcile"].run(platform)["enqueued"] == 2
+    assert BY_NAME["reconcile"].run(platform)["enqueued"] is True
+    assert len(BY_NAME["work-items"].run(platform).finished) == 3
 
 
 def test_reconciliation_killed_between_slices_resumes_and_counts_each_customer_once(
@@ -179,9 +189,11 @@ def test_operators_list_parked_items_and_retry_them_from_the_cli(shop, monkeypat
 
     from shared.local.__main__ import main as local_main
 
+    from shared.jobs import work_items
+
     platform = shop
-    BY_NAME["reconcile"].run(platform)
     generation = platform.clock.now().strftime("%Y-%m-%d")
+    work_items(platform).enqueue("reconcile", "acme", generation, {"tenantId": "acme", "generation": generation})
     parked = item_id("reconcile", "acme", generation)
     doc = platform.store.read("system", "workitems", parked)
     platform.store.upsert("system", dict(doc, status="parked", attempts=5, lastError="RuntimeError: boom",
@@ -231,3 +243,25 @@ def test_a_big_tenant_is_exported_in_bounded_parts_each_row_once_even_when_kille
     assert orders == [f"o{n}" for n in range(8)]  # every row once, across the parts
     assert all(n == 1 for p, n in sink.puts.items() if p.startswith("acme/"))  # every part written once
     assert platform.exports.runs("acme")[0]["rows"]["transactions"] == 8
+
+
+def test_every_slice_killed_once_after_its_effects_still_gives_exact_effects(shop, tmp_path) -> None:  # type: ignore
+    # The worst case for redone slices: every slice's effects happen, then the worker dies before
+    # the item notes them, and the slice runs again (the last export slice too: the run key
+    # returns the finished run instead of starting another).
+    platform = shop
+    sink = CountingSink(tmp_path / "exports")
+    platform.exports = ExportService(platform.store, platform.clock, platform.key_provider, sink,
+                                     vault=platform.vault, part_customers=3)
+    platform.clock.advance(timedelta(minutes=5))
+    BY_NAME["reconcile"].run(platform)
+    BY_NAME["exports"].run(platform)
+    run_until_done(platform, killing(platform, after_calls=set(range(1, 400, 2))), rounds=400)
+
+    generation = platform.clock.now().strftime("%Y-%m-%d")
+    for tenant_id, customers, entries in (("acme", 7, 8), ("globex", 1, 1)):
+        item = platform.store.read("system", "workitems", item_id("reconcile", tenant_id, generation))
+        assert item["result"] == {"ok": True, "customers": customers, "entries": entries, "stale": 0, "drifts": 0}
+        assert len(platform.exports.runs(tenant_id)) == 1  # one run, not one per redone last slice
+        written = [n for p, n in sink.puts.items() if p.startswith(f"{tenant_id}/")]
+        assert written and all(n == 1 for n in written)
