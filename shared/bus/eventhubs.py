@@ -255,14 +255,6 @@ class EventHubsOrderBus:
             pass  # closing a broken link must not mask the caller's own error
 
 
-def group_by_partition_key(messages: Sequence[BusMessage]) -> dict[str, list[BusMessage]]:
-    """Messages per key, each list in the given order (dicts keep first-seen key order)."""
-    groups: dict[str, list[BusMessage]] = {}
-    for message in messages:
-        groups.setdefault(message.partition_key, []).append(message)
-    return groups
-
-
 def to_event(message: BusMessage) -> EventData:
     event = EventData(json.dumps(message.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     event.content_type = CONTENT_TYPE
