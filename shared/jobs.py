@@ -1,20 +1,38 @@
 """Timer jobs: what runs on a schedule. The Azure timer triggers and the local
 scheduler both read this one list, so a job runs the same code in both.
 
-The Functions host imports this module to index the timers (``functions/timers.py``),
-so it must stay light: a job imports what it runs inside its own body, never at
-module level (tests/unit/functions/test_cold_import.py fails otherwise)."""
+Jobs whose work grows with the tenants (reconciliation, the warehouse export)
+do not do it in their timer run: they *fan out*, enqueueing one work item per
+tenant and day (``shared.workitems``), and the ``work-items`` job drains them
+in bounded slices, each resumable from its stored cursor. So no timer run
+grows with the number of tenants, and a run the host stops (timeout, scale-in,
+deploy) loses at most one slice. docs/jobs.md lists the jobs, their bounds and
+what an operator sees.
+
+This module imports nothing heavy at load (the job bodies import what they
+use): the Functions host indexes the timers without building the product.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from shared.platform import Platform
+    from shared.workitems import Handler, WorkItems
 
 log = logging.getLogger("accrue.jobs")
+
+# One work-items run: at most this many items, no new slice after this many seconds
+# (the Functions timeout is 10 minutes; a slice is far shorter than the remainder).
+WORK_ITEMS_PER_RUN = 200
+WORK_BUDGET_SECONDS = 45.0
+# Warehouse export files one slice writes (a file is one subject of one tenant).
+EXPORT_FILES_PER_SLICE = 1
+# Tenants documents one fan-out slice reads (and enqueues an item each for).
+TENANTS_PER_FAN_OUT_SLICE = 500
 
 
 @dataclass(frozen=True)
@@ -28,29 +46,115 @@ class Job:
 
 
 def _relay_orders(platform: Platform) -> object:
+    from shared.app.relay import OrderRelay  # noqa: PLC0415 - import-light module (see docstring)
+
     # Claimed orders whose publish was not confirmed (a crash or a bus outage between the
     # claim and the publish): published again, which credits nothing twice (shared/app/relay.py).
-    from shared.app.relay import OrderRelay
-
     return OrderRelay(platform.store, platform.event_bus, platform.clock).run_once()
 
 
-def _reconcile(platform: Platform) -> object:
-    from shared.app.reconcile import reconcile
+# --- fan-out: one work item per tenant and day ---------------------------------------
 
-    report = reconcile(platform.store)
-    log.info(report.summary().splitlines()[0])
-    for drift in report.drifts:
-        log.error("ledger drift: %s", drift.line())
+
+def work_items(platform: Platform) -> WorkItems:
+    """The work-item queue over the platform's store, with this module's handlers."""
+    from shared.workitems import WorkItems  # noqa: PLC0415
+
+    return WorkItems(platform.store, platform.clock, handlers(platform))
+
+
+def handlers(platform: Platform) -> Mapping[str, Handler]:
+    from shared.app.reconcile import reconcile_slice, report_of  # noqa: PLC0415
+    from shared.exports.service import rows_per_subject  # noqa: PLC0415
+    from shared.workitems import Step  # noqa: PLC0415
+
+    def fan_out(params: Mapping[str, Any], cursor: Any) -> Step:
+        # A page of tenants a slice, one item each: even the enqueueing is bounded and resumable.
+        after = (cursor or {}).get("after", "")
+        page = _tenant_page(platform, after, TENANTS_PER_FAN_OUT_SLICE)
+        queue = work_items(platform)
+        added = (cursor or {}).get("added", 0)
+        for tenant_id in page["tenants"]:
+            added += queue.enqueue(params["kind"], tenant_id, params["generation"],
+                                   {"tenantId": tenant_id, "generation": params["generation"]})
+        cursor = {"after": page["last"] or after, "added": added}
+        if not page["more"]:
+            log.info("%s: %d work item(s) enqueued for %s", params["kind"], added, params["generation"])
+            return Step(cursor, done=True, result={"enqueued": added})
+        return Step(cursor)
+
+    def reconcile_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        tenant_id = params["tenantId"]
+        cursor, done = reconcile_slice(platform.store, tenant_id, cursor)
+        if not done:
+            return Step(cursor)
+        report = report_of(cursor)
+        log.info("tenant %s: %s", tenant_id, report.summary().splitlines()[0])
+        for drift in report.drifts:
+            log.error("ledger drift: %s", drift.line())
+        return Step(cursor, done=True, result={"ok": report.ok, "customers": report.customers,
+                                                "entries": report.entries, "stale": report.stale,
+                                                "drifts": len(report.drifts)})
+
+    def export_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        # The export's own pending run is the real cursor (files written so far, ETag-guarded);
+        # this one only counts the slices for the operator.
+        # Keyed by the day: a worker that died after the run's last slice, before the item was
+        # marked done, gets the finished run back instead of starting another.
+        manifest = platform.exports.run_slice(params["tenantId"], max_files=EXPORT_FILES_PER_SLICE,
+                                              run_key=f"nightly:{params.get('generation')}")
+        slices = (cursor or {}).get("slices", 0) + 1
+        if manifest is None:
+            return Step({"slices": slices})
+        return Step({"slices": slices}, done=True,
+                    result={"runId": manifest["runId"], "rows": rows_per_subject(manifest)})
+
+    return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant}
+
+
+def _generation(platform: Platform) -> str:
+    return platform.clock.now().strftime("%Y-%m-%d")
+
+
+def _tenant_page(platform: Platform, after: str, limit: int) -> dict[str, Any]:
+    """Tenant ids after ``after``, at most ``limit`` documents of the tenants container read."""
+    from shared.store.layout import TENANTS  # noqa: PLC0415
+    from shared.store.port import Filter, Query  # noqa: PLC0415
+
+    docs = platform.store.query(TENANTS, Query(pk=None, filters=(Filter("id", ">", after),), order_by="id",
+                                               limit=limit))
+    # The container holds other documents of a tenant's partition too; a tenant is id == pk.
+    return {"tenants": [d["id"] for d in docs if d["id"] == d["pk"]], "last": docs[-1]["id"] if docs else None,
+            "more": len(docs) == limit}
+
+
+def _fan_out(platform: Platform, kind: str) -> object:
+    # One create: the fan-out item enqueues the tenants' items itself, a page a slice.
+    generation = _generation(platform)
+    added = work_items(platform).enqueue("fan-out", kind, generation, {"kind": kind, "generation": generation})
+    log.info("%s: fan-out for %s %s", kind, generation, "enqueued" if added else "already enqueued")
+    return {"kind": kind, "generation": generation, "enqueued": added}
+
+
+def _reconcile(platform: Platform) -> object:
+    return _fan_out(platform, "reconcile")
+
+
+def _export(platform: Platform) -> object:
+    return _fan_out(platform, "export")
+
+
+def _run_work_items(platform: Platform) -> object:
+    report = work_items(platform).run(max_items=WORK_ITEMS_PER_RUN, budget_seconds=WORK_BUDGET_SECONDS)
+    if report.claimed:
+        log.info("work items: %d claimed, %d slice(s), %d finished, %d to resume, %d failed, %d parked",
+                 report.claimed, report.slices, len(report.finished), len(report.resumable), len(report.failed),
+                 len(report.parked))
     return report
 
 
 def _deliver_webhooks(platform: Platform) -> object:
     return platform.webhook_worker.run_once()
-
-
-def _export(platform: Platform) -> object:
-    return platform.exports.run_all()
 
 
 def _release_reservations(platform: Platform) -> object:
@@ -114,7 +218,10 @@ def _sweep_expired(platform: Platform) -> object:
 JOBS: tuple[Job, ...] = (
     # Orders (issue 12): a stranded claim is published within RELAY_GRACE (30 s) plus one period.
     Job("order-relay", "*/15 * * * * *", 5.0, _relay_orders),
+    # Fan-out (issue 16): reconciliation and exports enqueue one work item per tenant and day;
+    # work-items drains them in bounded, resumable slices every minute.
     Job("reconcile", "0 30 2 * * *", 24 * 3600.0, _reconcile),
+    Job("work-items", "15 * * * * *", 60.0, _run_work_items),
     # Data out (issue 5): webhook deliveries every 10 s (a round is bounded by its budget),
     # the warehouse export nightly.
     Job("webhooks", "*/10 * * * * *", 2.0, _deliver_webhooks),
@@ -129,6 +236,7 @@ JOBS: tuple[Job, ...] = (
     Job("audit-archive", "0 45 3 * * *", 24 * 3600.0, _archive_audit),
     # Privacy (issue 12): erasures not completed at once, every minute.
     Job("erasures", "30 * * * * *", 60.0, _complete_erasures),
-    # Cosmos DB (issue 16): expired operational documents of the embedded store deleted hourly.
     Job("ttl-sweep", "0 50 * * * *", 3600.0, _sweep_expired),
 )
+
+BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

@@ -25,6 +25,14 @@ and a drift means a bug (or tampering) to investigate. Runs nightly (the
 ``reconcile`` job in shared/jobs.py), on demand from the command line
 (``python -m shared.local reconcile [--tenant T]``) and over the API
 (``GET /v1/reconciliation``, tenant-admin, the caller's tenant).
+
+The nightly job does not walk every tenant in one timer run: it enqueues one
+work item per tenant (``shared.jobs``, ``shared.workitems``), and each item runs
+``reconcile_slice`` repeatedly, a bounded number of customer partitions per
+slice, from a cursor that carries the partial report. The cursor and the counts
+so far are stored in one write after each slice, so a slice redone after a
+crash is counted once, and the item's final report equals ``reconcile(store,
+tenant)``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from shared.store.layout import BALANCES, LEDGER
 from shared.store.port import DocumentStore, Filter, Query
 
 PAGE = 500
+# Customer partitions one slice of the nightly job checks (each is re-read whole).
+SLICE_PARTITIONS = 200
 
 # The running field of an entry, and the read-model field that copies it.
 FIELDS = (("balance", "runningBalance", "available"), ("pending", "runningPending", "pending"),
@@ -78,6 +88,15 @@ class ReconciliationReport:
                 + (f", {self.stale} read model(s) behind the ledger" if self.stale else ""))
         return "\n".join([head, *("  " + d.line() for d in self.drifts)])
 
+    def to_json(self) -> dict[str, Any]:
+        return {"customers": self.customers, "entries": self.entries, "stale": self.stale,
+                "drifts": [asdict(d) for d in self.drifts]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ReconciliationReport":
+        return cls(customers=data["customers"], entries=data["entries"], stale=data["stale"],
+                   drifts=[Drift(**d) for d in data["drifts"]])
+
     def view(self) -> dict[str, Any]:
         return {"ok": self.ok, "customers": self.customers, "entries": self.entries, "stale": self.stale,
                 "drifts": [{_camel(k): v for k, v in asdict(d).items()} for d in self.drifts]}
@@ -92,6 +111,53 @@ def reconcile(store: DocumentStore, tenant_id: str | None = None) -> Reconciliat
         if store.read(LEDGER, balance["pk"], entry_id(1)) is None:
             _check_partition(store, balance["pk"], report, balance)
     return report
+
+
+def reconcile_slice(store: DocumentStore, tenant_id: str, cursor: dict[str, Any] | None,
+                    max_partitions: int = SLICE_PARTITIONS) -> tuple[dict[str, Any], bool]:
+    """One bounded piece of ``reconcile(store, tenant_id)``: at most ``max_partitions``
+    customer partitions after the cursor's. Returns the next cursor (the partial
+    report inside) and whether the tenant is done; ``report_of(cursor)`` is then
+    the same report ``reconcile`` gives."""
+    assert max_partitions >= 1
+    cursor = cursor or {"phase": "ledger", "after": "", "report": ReconciliationReport().to_json()}
+    report = ReconciliationReport.from_json(cursor["report"])
+    phase, after = cursor["phase"], cursor["after"]
+    if phase == "ledger":
+        page = _ledger_page(store, tenant_id, after, max_partitions)
+        for pk in page:
+            _check_partition(store, pk, report)
+        if len(page) == max_partitions:
+            return {"phase": "ledger", "after": page[-1], "report": report.to_json()}, False
+        phase, after = "balances", ""
+        if page:  # this slice's partitions are spent: the balance pass starts in the next
+            return {"phase": phase, "after": after, "report": report.to_json()}, False
+    assert phase == "balances", f"unknown reconciliation phase {phase!r}"
+    balances = _balances_page(store, tenant_id, after, max_partitions)
+    for balance in balances:
+        if store.read(LEDGER, balance["pk"], entry_id(1)) is None:
+            _check_partition(store, balance["pk"], report, balance)
+    done = len(balances) < max_partitions
+    return {"phase": phase, "after": balances[-1]["pk"] if balances else after, "report": report.to_json()}, done
+
+
+def report_of(cursor: dict[str, Any]) -> ReconciliationReport:
+    return ReconciliationReport.from_json(cursor["report"])
+
+
+def _ledger_page(store: DocumentStore, tenant_id: str | None, after: str, limit: int) -> list[str]:
+    filters = [Filter("docType", "=", ENTRY_DOC), Filter("seq", "=", 1), Filter("pk", ">", after)]
+    if tenant_id:
+        filters.append(Filter("tenantId", "=", tenant_id))
+    return [doc["pk"] for doc in store.query(LEDGER, Query(pk=None, filters=tuple(filters), order_by="pk",
+                                                            limit=limit))]
+
+
+def _balances_page(store: DocumentStore, tenant_id: str | None, after: str, limit: int) -> list[dict[str, Any]]:
+    filters = [Filter("docType", "=", "balance"), Filter("pk", ">", after)]
+    if tenant_id:
+        filters.append(Filter("tenantId", "=", tenant_id))
+    return store.query(BALANCES, Query(pk=None, filters=tuple(filters), order_by="pk", limit=limit))
 
 
 def _ledger_partitions(store: DocumentStore, tenant_id: str | None) -> Iterator[str]:

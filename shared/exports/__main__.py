@@ -3,7 +3,8 @@
     python -m shared.exports decrypt --manifest DIR/manifest.json --out OUTDIR
         every file the manifest lists (read next to the manifest), ciphertext and
         plaintext SHA-256 checked against the manifest, written as
-        OUTDIR/<subject>.ndjson.gz; exit 1 on any mismatch or tampering.
+        OUTDIR/<subject>.ndjson.gz (a subject in parts: OUTDIR/<subject>.partNNNN.ndjson.gz
+        from part 2 on, as the files are named); exit 1 on any mismatch or tampering.
     python -m shared.exports decrypt --file F --tenant T --subject S --run R --out OUT
         one file, checked against the tenant, subject and run it must belong to.
     python -m shared.exports run [--tenant T]           incremental run (all tenants without --tenant)
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 manifest = json.loads(args.manifest.read_text(encoding="utf-8"))
                 for entry in manifest["files"]:
                     source = args.manifest.parent / Path(entry["path"]).name
-                    target = args.out / (entry["subject"] + ".ndjson.gz")
+                    part = entry.get("part", 1)
+                    target = args.out / (entry["subject"] + (f".part{part:04d}" if part > 1 else "") + ".ndjson.gz")
                     size = decrypt_file(keys, source, target, tenant=manifest["tenantId"], subject=entry["subject"],
                                         run=manifest["runId"], ciphertext_sha256=entry["ciphertextSha256"],
                                         plaintext_sha256=entry["plaintextSha256"])

@@ -77,6 +77,11 @@ PERSONAL_METADATA = "personaldata"
 MAX_REWRITES = 5
 DEFAULT_LAG = timedelta(minutes=2)
 PAGE = 1000
+# The subjects read customer by customer (a query per customer partition, whatever changed):
+# their files are split in parts of at most PART_CUSTOMERS customers, so one part (one slice of
+# the nightly job) is bounded whatever the tenant's size.
+PER_CUSTOMER_SUBJECTS = ("transactions", "orders", "ruleevaluations", "tierhistory")
+PART_CUSTOMERS = 5000
 STATE_ID = "state"
 SETTINGS_ID = "settings"
 
@@ -118,7 +123,9 @@ def page_by(store: DocumentStore, container: str, pk: str | None, filters: tuple
 class ExportService:
     def __init__(self, store: DocumentStore, clock: Clock, keys: KeyProvider,
                  sink: BlobSink | Callable[[], BlobSink], *, vault: Any = None, lag: timedelta = DEFAULT_LAG,
-                 chunk_size: int = 64 * 1024, page: int = PAGE, audit: Any = None) -> None:
+                 chunk_size: int = 64 * 1024, page: int = PAGE, audit: Any = None,
+                 part_customers: int = PART_CUSTOMERS) -> None:
+        assert part_customers >= 1
         self._store = store
         self._audit = audit
         self._locks_guard = threading.Lock()
@@ -131,6 +138,7 @@ class ExportService:
         self.lag = lag
         self.chunk_size = chunk_size
         self.page = page
+        self.part_customers = part_customers
 
     @property
     def sink(self) -> BlobSink:
@@ -173,22 +181,63 @@ class ExportService:
 
     def run(self, tenant_id: str) -> dict[str, Any]:
         """The incremental run of one tenant (or the redo of its unfinished one); returns the manifest."""
+        manifest = self.run_slice(tenant_id, max_files=None)
+        assert manifest is not None, "an unbounded run finishes"
+        return manifest
+
+    def run_slice(self, tenant_id: str, max_files: int | None, run_key: str | None = None) -> dict[str, Any] | None:
+        """``run`` in bounded pieces: the manifest once the run is finished, else None.
+
+        ``run_key`` names the run for its caller (the nightly work item: ``nightly:<day>``):
+        once a run of that key finished, calling again returns its manifest instead of
+        starting another run, so a caller that died after the last slice but before
+        noting it was done does not export twice.
+
+        Resumable per file: each file's manifest entry is recorded in the pending run
+        (ETag-guarded) as soon as the file is written, and a redo writes only the files
+        not recorded yet. With ``max_files``, at most that many files are written by this
+        call, which returns None if the run is not finished (the nightly work item calls
+        it so, one bounded slice at a time)."""
         state = self._state(tenant_id)
         pending = state.get("pending")
+        if pending is None and run_key is not None and state.get("lastRunKey") == run_key:
+            done = self._read_manifest(tenant_id, state["lastRunId"], f"{tenant_id}/incremental/{state['lastRunId']}")
+            assert done is not None, "a finished run has its manifest"
+            return done
         if pending is None:
             now = self._clock.now()
             run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
             pending = {"runId": run_id, "to": iso(now - self.lag), "startedAt": iso(now),
-                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}}
+                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}, "files": [], "runKey": run_key}
             state = self._save_state(dict(state, pending=pending))
         else:
-            log.warning("export of tenant %s: redoing unfinished run %s", tenant_id, pending["runId"])
+            log.info("export of tenant %s: resuming unfinished run %s (%d of %d files written)", tenant_id,
+                        pending["runId"], len(pending.get("files", [])), len(SUBJECTS))
         prefix = f"{tenant_id}/incremental/{pending['runId']}"
-        manifest = self._write_run(tenant_id, pending["runId"], "incremental", prefix, pending["from"], pending["to"],
-                                   SUBJECTS)
+        manifest = self._read_manifest(tenant_id, pending["runId"], prefix)
+        if manifest is None:
+            files = list(pending.get("files", []))
+            cursors = dict(pending.get("cursors", {}))  # subject -> the last customer of its last part
+            written = 0
+            allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
+            for subject in SUBJECTS:
+                while not _subject_complete(files, subject):  # written by an earlier slice, or not yet
+                    if max_files is not None and written >= max_files:
+                        return None
+                    part = sum(1 for f in files if f["subject"] == subject) + 1
+                    entry, last = self._write_file(tenant_id, pending["runId"], prefix, subject,
+                                                   pending["from"].get(subject), pending["to"], allowed,
+                                                   part=part, after_customer=cursors.get(subject))
+                    files.append(entry)
+                    cursors[subject] = last
+                    written += 1
+                    pending = dict(pending, files=files, cursors=cursors)
+                    state = self._save_state(dict(state, pending=pending))
+            manifest = self._publish_manifest(tenant_id, pending["runId"], "incremental", prefix, pending["from"],
+                                              pending["to"], SUBJECTS, pending["startedAt"], files)
         watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
         self._save_state(dict(state, watermarks=watermarks, pending=None, lastRunId=pending["runId"],
-                              lastRunAt=iso(self._clock.now())))
+                              lastRunKey=pending.get("runKey"), lastRunAt=iso(self._clock.now())))
         self._record_run(tenant_id, manifest, prefix)
         return manifest
 
@@ -216,7 +265,7 @@ class ExportService:
 
     def run_all(self) -> dict[str, Any]:
         """The nightly job: every tenant; one tenant's failure does not stop the others."""
-        tenants = [d["id"] for d in page_by(self._store, TENANTS, None, (), "id") if d["id"] == d["pk"]]
+        tenants = self.tenant_ids()
         done, failed = [], []
         for tenant_id in tenants:
             try:
@@ -230,6 +279,9 @@ class ExportService:
             raise RuntimeError(f"exports failed for tenant(s) {', '.join(failed)}; see the log")
         return {"tenants": done}
 
+    def tenant_ids(self) -> list[str]:
+        return [d["id"] for d in page_by(self._store, TENANTS, None, (), "id") if d["id"] == d["pk"]]
+
     def runs(self, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
         docs = self._store.query(EXPORTS, Query(pk=tenant_id, filters=(Filter("docType", "=", "exportRun"),),
                                                 order_by="startedAt", descending=True, limit=limit))
@@ -239,43 +291,76 @@ class ExportService:
         doc = {"id": "run." + manifest["runId"], "pk": tenant_id, "docType": "exportRun", "tenantId": tenant_id,
                "runId": manifest["runId"], "kind": manifest["kind"], "startedAt": manifest["startedAt"],
                "finishedAt": manifest["finishedAt"], "manifest": f"{prefix}/manifest.json",
-               "rows": {f["subject"]: f["rows"] for f in manifest["files"]},
+               "rows": rows_per_subject(manifest),
                "from": manifest["from"], "to": manifest["to"]}
         self._store.upsert(EXPORTS, doc)
 
+    def _read_manifest(self, tenant_id: str, run_id: str, prefix: str) -> dict[str, Any] | None:
+        try:
+            existing = json.loads(self.sink.read(f"{prefix}/manifest.json"))
+        except BlobNotFound:
+            return None
+        log.info("export run %s of tenant %s: manifest already written, completing the run", run_id, tenant_id)
+        return existing  # type: ignore[no-any-return]
+
     def _write_run(self, tenant_id: str, run_id: str, kind: str, prefix: str, lower: dict[str, str | None],
                    upper: str, subjects: Iterable[str]) -> dict[str, Any]:
-        manifest_path = f"{prefix}/manifest.json"
-        try:
-            existing = json.loads(self.sink.read(manifest_path))
-            log.info("export run %s of tenant %s: manifest already written, completing the run", run_id, tenant_id)
+        existing = self._read_manifest(tenant_id, run_id, prefix)
+        if existing is not None:
             return existing
-        except BlobNotFound:
-            pass
         started = iso(self._clock.now())
         allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
-        files = []
+        subjects = tuple(subjects)
+        files: list[dict[str, Any]] = []
         for subject in subjects:
-            path = f"{prefix}/{subject}.ndjson.gz.enc"
-            rows = _Counter(self._rows(tenant_id, subject, lower.get(subject), upper))
-            stream, stats = encrypt_stream(self._keys, tenant_id, subject, run_id, _gzip_lines(rows),
-                                           self.chunk_size)
-            try:
-                self.sink.put(path, stream, "application/octet-stream",
-                              {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True)
-            except Exception as exc:
-                log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
-                          "the next run redoes this run", run_id, tenant_id, path, type(exc).__name__, exc)
-                raise
-            files.append({
-                "subject": subject, "path": path, "rows": rows.count, "from": lower.get(subject), "to": upper,
-                "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
-                "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
-                "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"],
-                "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
-                # Which personal fields the rows may hold: what an erasure must rewrite (``scrub``).
-                "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
-            })
+            last: str | None = None
+            while not _subject_complete(files, subject):
+                part = sum(1 for f in files if f["subject"] == subject) + 1
+                entry, last = self._write_file(tenant_id, run_id, prefix, subject, lower.get(subject), upper,
+                                               allowed, part=part, after_customer=last)
+                files.append(entry)
+        return self._publish_manifest(tenant_id, run_id, kind, prefix, lower, upper, subjects, started, files)
+
+    def _write_file(self, tenant_id: str, run_id: str, prefix: str, subject: str, lower: str | None, upper: str,
+                    allowed: list[str], *, part: int = 1,
+                    after_customer: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """One file of a subject (overwritten if a died attempt left one: only the manifest
+        publishes it); returns its manifest entry and, for the per-customer subjects, the
+        last customer it covers (where the next part starts). The entry's ``complete``
+        says whether it is the subject's last part."""
+        assert part >= 1 and (part == 1) == (after_customer is None or subject not in PER_CUSTOMER_SUBJECTS)
+        path = f"{prefix}/{subject}.ndjson.gz.enc" if part == 1 else f"{prefix}/{subject}.part{part:04d}.ndjson.gz.enc"
+        span = _Span()
+        if subject in PER_CUSTOMER_SUBJECTS:
+            source = self._per_customer_rows(tenant_id, subject, lower, upper, after_customer, span,
+                                             cap=self.part_customers)
+        else:
+            source = self._rows(tenant_id, subject, lower, upper)
+            span.complete = True
+        rows = _Counter(source)
+        stream, stats = encrypt_stream(self._keys, tenant_id, subject, run_id, _gzip_lines(rows), self.chunk_size)
+        try:
+            self.sink.put(path, stream, "application/octet-stream",
+                          {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True)
+        except Exception as exc:
+            log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
+                      "the next run redoes this file", run_id, tenant_id, path, type(exc).__name__, exc)
+            raise
+        return {
+            "subject": subject, "path": path, "part": part, "complete": span.complete, "rows": rows.count,
+            "from": lower, "to": upper,
+            "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
+            "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
+            "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"],
+            "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
+            # Which personal fields the rows may hold: what an erasure must rewrite (``scrub``).
+            "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
+        }, span.last
+
+    def _publish_manifest(self, tenant_id: str, run_id: str, kind: str, prefix: str, lower: dict[str, str | None],
+                          upper: str, subjects: Iterable[str], started: str,
+                          files: list[dict[str, Any]]) -> dict[str, Any]:
+        manifest_path = f"{prefix}/manifest.json"
         manifest = {
             "format": "accrue-export-manifest", "schemaVersion": SCHEMA_VERSION, "tenantId": tenant_id,
             "runId": run_id, "kind": kind, "from": lower, "to": upper, "startedAt": started,
@@ -285,7 +370,7 @@ class ExportService:
             self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
                           _manifest_metadata(manifest))
         except BlobExists:
-            return json.loads(self.sink.read(manifest_path))
+            return json.loads(self.sink.read(manifest_path))  # type: ignore[no-any-return]
         except Exception as exc:
             log.error("export run %s of tenant %s: writing its manifest failed (%s: %s); no watermark moved, "
                       "the next run redoes this run", run_id, tenant_id, type(exc).__name__, exc)
@@ -297,7 +382,7 @@ class ExportService:
             if entry.get("personalFields"):
                 removed = self._scrub_file(tenant_id, manifest_path, entry["path"], set())
                 self._audit_rewritten(tenant_id, {customer_id: [entry["path"]] for customer_id in removed})
-        return json.loads(self.sink.read(manifest_path))
+        return json.loads(self.sink.read(manifest_path))  # type: ignore[no-any-return]
 
     # --- erasure ---------------------------------------------------------------------
 
@@ -437,14 +522,31 @@ class ExportService:
                                    after=lower, page=self.page):
                     yield {"tenantId": tenant_id, **{k: doc.get(k) for k in ATTEMPT_FIELDS}}
         else:
-            doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
-            key = "seq" if doc_type == "entry" else "id"
-            for customer in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),),
-                                    "customerId", page=self.page):
-                pk = customer_pk(tenant_id, customer["customerId"])
-                for doc in page_by(self._store, LEDGER, pk, (Filter("docType", "=", doc_type),) + window, key,
-                                   page=self.page):
-                    yield _row(subject, tenant_id, doc)
+            yield from self._per_customer_rows(tenant_id, subject, lower, upper, None, _Span(), cap=None)
+
+    def _per_customer_rows(self, tenant_id: str, subject: str, lower: str | None, upper: str,
+                           after_customer: str | None, span: "_Span", cap: int | None) -> Iterator[dict[str, Any]]:
+        """The rows of a per-customer subject, customers by id after ``after_customer``, at
+        most ``cap`` of them (None: all); ``span`` learns the last customer read and
+        whether none is left after it."""
+        assert subject in PER_CUSTOMER_SUBJECTS and (cap is None or cap >= 1)
+        window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
+        doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
+        key = "seq" if doc_type == "entry" else "id"
+        customers = page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
+                            after=after_customer, page=self.page)
+        span.last, span.complete = after_customer, False
+        taken = 0
+        for customer in customers:
+            if cap is not None and taken >= cap:
+                return  # more customers left: the next part starts after span.last
+            pk = customer_pk(tenant_id, customer["customerId"])
+            for doc in page_by(self._store, LEDGER, pk, (Filter("docType", "=", doc_type),) + window, key,
+                               page=self.page):
+                yield _row(subject, tenant_id, doc)
+            span.last = customer["customerId"]
+            taken += 1
+        span.complete = True
 
     def _customer_rows(self, tenant_id: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
         """Customers whose profile changed in the window (new, re-tagged, re-tiered or
@@ -505,6 +607,27 @@ def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
             "createdAt": doc.get("createdAt")}
 
 
+class _Span:
+    """What a per-customer file covered: its last customer, and whether it was the subject's last part."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+        self.complete = False
+
+
+def _subject_complete(files: list[dict[str, Any]], subject: str) -> bool:
+    """Whether ``files`` hold the subject's last part (entries written before parts existed
+    have no ``complete``: one file was the whole subject)."""
+    return any(f["subject"] == subject and f.get("complete", True) for f in files)
+
+
+def rows_per_subject(manifest: dict[str, Any]) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for f in manifest["files"]:
+        rows[f["subject"]] = rows.get(f["subject"], 0) + f["rows"]
+    return rows
+
+
 def _manifest_metadata(manifest: dict[str, Any]) -> dict[str, str]:
     """The manifest blob's metadata: whether any file of the run may hold personal data."""
     personal = any(f.get("personalFields") for f in manifest["files"])
@@ -541,4 +664,4 @@ def _gzip_lines(rows: Iterable[dict[str, Any]], flush_at: int = 256 * 1024) -> I
         yield out
 
 
-__all__ = ["ExportService", "SUBJECTS", "page_by"]
+__all__ = ["ExportService", "SUBJECTS", "page_by", "rows_per_subject"]

@@ -1,7 +1,8 @@
 """``python -m shared.local``: run the local platform, or operate on its data.
 
 Commands: ``run`` (default), ``issue-key``, ``revoke-key``, ``poison list|replay [--tenant T]``,
-``reconcile``, ``export run|backfill|decrypt``, ``erasures list|replay --since ISO
+``reconcile``, ``jobs list|run|retry`` (the fan-out jobs' work items, ``shared.workitems``),
+``export run|backfill|decrypt``, ``erasures list|replay --since ISO
 [--tenant T]`` (after a database restore: erase again everyone erased since the
 backup point, from the erasure log in Blob Storage; ``shared.privacy.erasure``).
 
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
                                                   "(exit status 1 if any)")
     recon.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
     recon.add_argument("--json", action="store_true", help="print the full report as JSON")
+    jobs = commands.add_parser("jobs", help="work items of the fan-out jobs: list them (parked ones need you), "
+                                            "run the due ones now, or retry a parked one")
+    jobs.add_argument("action", choices=["list", "run", "retry"])
+    jobs.add_argument("id", nargs="?", help="retry: the work item's id (work:<kind>:<tenant>@<day>)")
+    jobs.add_argument("--status", default=None, choices=["queued", "running", "done", "parked"])
     export = commands.add_parser("export", help="warehouse exports: run, backfill, decrypt (python -m shared.exports)")
     export.add_argument("rest", nargs=argparse.REMAINDER)
     erasures = commands.add_parser("erasures", help="the erasure log: list it, or replay it after a restore")
@@ -128,12 +134,40 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 report = platform.erasures.replay(since, args.tenant)
                 print(json.dumps(report, indent=2))
+        elif args.command == "jobs":
+            return _jobs(platform, args)
         elif args.command == "reconcile":
             report = reconcile(platform.store, args.tenant)
             print(json.dumps(report.view(), indent=2) if args.json else report.summary())
             return 1 if report.drifts else 0
     finally:
         platform.close()
+    return 0
+
+
+def _jobs(platform: Platform, args: argparse.Namespace) -> int:
+    from shared.jobs import work_items  # noqa: PLC0415
+
+    items = work_items(platform)
+    if args.action == "list":
+        for item in items.list(status=args.status, limit=1000):
+            print(json.dumps({k: item.get(k) for k in ("id", "status", "attempts", "slices", "dueAt", "lastError",
+                                                      "result")}, sort_keys=True))
+        return 0
+    if args.action == "run":
+        report = items.run()
+        print(json.dumps({"claimed": report.claimed, "slices": report.slices, "finished": report.finished,
+                          "resumable": report.resumable, "failed": report.failed, "parked": report.parked}, indent=2))
+        return 1 if report.failed or report.parked else 0
+    if not args.id:
+        print("jobs retry needs the work item's id (see: jobs list --status parked)", file=sys.stderr)
+        return 2
+    try:
+        item = items.retry(args.id)
+    except NotFound as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    print(f"{item['id']}: {item['status']}")
     return 0
 
 

@@ -133,6 +133,33 @@ class DeliveryWorker:
     # --- a round ---------------------------------------------------------------------
 
     def run_once(self) -> RoundReport:
+        # Idle (the outbox marker says nothing is due yet): one point read, nothing else.
+        if self._service.outbox.check().idle:
+            return RoundReport()
+        report = self._round()
+        # Settled only after a round that found nothing to send (under load the marker stays due
+        # and no round pays for the look-ahead), and only after a round that ended normally:
+        # one that raised leaves the marker due.
+        if report.sent == 0 and report.deferred == 0:
+            self._service.outbox.settle(self._earliest_due)
+        return report
+
+    def _earliest_due(self) -> str | None:
+        """The earliest moment a round has work: a pending delivery's next attempt (a leased
+        one's lease end included), or an unannounced disable's sweep time."""
+        candidates: list[str] = []
+        endpoints = self._store.query(WEBHOOK_ENDPOINTS, Query(pk=None, filters=(Filter("status", "=", "active"),),
+                                                               limit=10_000))
+        for endpoint in endpoints:
+            first = self._store.query(WEBHOOK_DELIVERIES, Query(
+                pk=delivery_pk(endpoint["tenantId"], endpoint["id"]), filters=(Filter("status", "=", "pending"),),
+                order_by="nextAttemptAt", limit=1))
+            candidates += [d["nextAttemptAt"] for d in first]
+        for doc in self._service.unannounced_disables(-ANNOUNCE_SWEEP_AFTER):
+            candidates.append(iso(parse_iso(doc["disabledAt"]) + ANNOUNCE_SWEEP_AFTER))
+        return min(candidates) if candidates else None
+
+    def _round(self) -> RoundReport:
         report = RoundReport()
         started = self._monotonic()
         self._announce_missed_disables()

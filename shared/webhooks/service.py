@@ -44,6 +44,7 @@ from shared.store.layout import (
 from shared.store.port import DocumentStore, Filter, Query
 from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
                                     TIER_CHANGED, Event, events_from_ledger, schema_name)
+from shared.webhooks.outbox import OutboxMarker
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
 from shared.webhooks.urls import normalise_url
@@ -87,6 +88,8 @@ class WebhookService:
         self.secrets = SecretCache()
         # The tenant's active endpoints (every ledger change asks).
         self.cache: TenantCache[list[dict[str, Any]]] = TenantCache(ENDPOINT_CACHE_SECONDS)
+        # When the earliest delivery may be due: the idle delivery timer's one point read.
+        self.outbox = OutboxMarker(store, clock)
 
     # --- endpoints -------------------------------------------------------------------
 
@@ -173,7 +176,10 @@ class WebhookService:
                 doc.update(status="disabled", disabledReason="disabled by a tenant-admin")
             return doc
 
-        return endpoint_view(self._change(tenant_id, endpoint_id, change))
+        view = endpoint_view(self._change(tenant_id, endpoint_id, change))
+        if enabled is True:
+            self.outbox.note_due()  # deliveries left pending while it was disabled are due again
+        return view
 
     def disable(self, tenant_id: str, endpoint_id: str, reason: str) -> None:
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -332,6 +338,9 @@ class WebhookService:
             pass  # a redelivered change: the message (and its tasks, below) are already there
         for endpoint in endpoints:
             self._enqueue(event.tenant_id, endpoint["id"], msg_id, event.type, f"{msg_id}.{endpoint['id']}", now)
+        # After the creates (also when they existed already: a redelivered change re-notes what a
+        # crash between create and note left unnoted), so the idle delivery timer looks.
+        self.outbox.note_due(now)
         return msg_id
 
     def _enqueue(self, tenant_id: str, endpoint_id: str, msg_id: str, event_type: str, delivery_id: str,
@@ -410,6 +419,7 @@ class WebhookService:
             created = self._enqueue(tenant_id, endpoint_id, msg_id, message["eventType"],
                                     f"{msg_id}.{endpoint_id}.r{number}", now)
             if created is not None:
+                self.outbox.note_due(now)
                 return {k: v for k, v in created.items() if k not in ("pk", "_etag", "_ts")}
         raise Conflict("too many replays of this message")
 

@@ -386,8 +386,24 @@ def test_timer_runs_its_job_on_the_platform(app_functions: dict[str, Any], worke
     user_function(app_functions, bindings.PROJECTION_FUNCTION)(changes=changes)
 
     with caplog.at_level("INFO", logger="accrue.jobs"):
+        # The nightly timer only enqueues (a work item per tenant); the work-items timer runs them.
         user_function(app_functions, "timer_reconcile")(timer=TimerRequest(past_due=True))
+        assert not any("reconciled" in r.getMessage() for r in caplog.records)
+        user_function(app_functions, "timer_work-items")(timer=TimerRequest(past_due=False))
     assert any("reconciled 1 customers" in r.getMessage() and "0 drift" in r.getMessage() for r in caplog.records)
+
+
+def test_the_timer_table_is_the_job_list_and_indexing_imports_nothing_of_shared() -> None:
+    import subprocess
+    import sys
+
+    from functions import timers
+
+    assert timers.SCHEDULES == tuple((job.name, job.schedule) for job in JOBS)
+    assert timers.TIMER_FUNCTION_PREFIX == bindings.TIMER_FUNCTION_PREFIX
+    probe = "import sys, functions.timers; print(sorted(m for m in sys.modules if m.startswith('shared')))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_http_function_serves_the_api_built_on_first_request(app_functions: dict[str, Any],
