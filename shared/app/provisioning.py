@@ -132,8 +132,8 @@ class TenantProvisioning:
     def provision(self, settings: TenantSettings, who: HasActor | Actor | None,
                   request: dict[str, Any] | None = None) -> Provisioned:
         """Provision ``settings.tenant_id`` (see the module docstring). ``request`` is what
-        the caller asked (the API body), hashed to tell a retry from another request;
-        default: the settings themselves."""
+        is hashed to tell a retry from another request; default: the settings with every
+        default filled in, so the API and the local first start hash alike."""
         tenant_id = settings.tenant_id
         digest = request_hash(request if request is not None else _view(settings))
         record, owner = self._claim(tenant_id, digest, who)

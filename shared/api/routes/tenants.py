@@ -94,8 +94,7 @@ def create_tenant(body: NewTenant, response: Response, p: Annotated[Platform, De
     idempotent (``shared.app.provisioning``): repeating the same request (after an error or a lost
     answer) completes it or answers with the first answer, admin key included, for 24 hours. 409 when
     the id exists, belonged to a deleted tenant, or is being provisioned by a different request."""
-    request = body.model_dump(mode="json", by_alias=True)
     settings = TenantSettings.model_validate(body.model_dump(by_alias=True))
-    done = p.provisioning.provision(settings, who, request=request)
+    done = p.provisioning.provision(settings, who)
     response.headers["Cache-Control"] = "no-store"
     return done.answer()
