@@ -218,3 +218,27 @@ def test_a_sandbox_tenant_is_marked_and_has_its_sample_data(stack, vault) -> Non
     again = http.post("/v1/tenants", json={**BODY, "tenantId": "play", "sandbox": True}, headers=auth(root))
     assert again.json() == made.json()
     assert len(platform.rule_sets.list_versions("play", sample_data.RULE_SET_ID)) == 1
+
+
+@pytest.mark.parametrize("step", ("admin-key", "sample-data", "audit"))
+def test_a_sandbox_interrupted_after_a_step_is_completed_with_one_of_each_sample(stack, vault, step) -> None:
+    from shared.app import sample_data
+
+    platform, http, root = stack
+    body = {**BODY, "tenantId": "play", "sandbox": True}
+
+    def fail(at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    platform.provisioning.after_step = fail
+    with pytest.raises(Crash):
+        platform.provisioning.provision(TenantSettings.model_validate(body), None)
+    platform.provisioning.after_step = lambda at: None
+    retry = http.post("/v1/tenants", json=body, headers=auth(root))
+    assert retry.status_code == 201, retry.text
+    assert end_state(platform, vault, "play")["adminKeys"] == 1
+    actions = [r["action"] for r in platform.audit.records("play")]
+    assert actions.count("tenant.created") == 1 and actions.count("ruleset.activated") == 1
+    assert len(platform.rule_sets.list_versions("play", sample_data.RULE_SET_ID)) == 1
+    assert len(platform.spend.catalogue.list("play", None, 10)) == len(sample_data.REWARDS)
