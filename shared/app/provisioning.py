@@ -23,9 +23,10 @@ tenant, no key and a record that a retry resumes.
 **The provisioning record** (``system`` container, partition ``tenant-provisioning``,
 id ``tenant-provisioning:<tenantId>``) keeps the SHA-256 of the canonical request, the
 admin key id chosen in advance, the sealed secret, the progress and the first
-outcome. It lives ``RECORD_LIFETIME`` (24 h, ``expiresAt``; Cosmos removes it by
-``ttl`` where the container has TTL on); after that a repeat is an ordinary 409, as a
-request for an existing tenant always is. A *different* request for the same tenant
+outcome. It answers for ``RECORD_LIFETIME`` (24 h, ``expiresAt``); after that a repeat
+is an ordinary 409, as a request for an existing tenant always is, and the first look
+at the expired record drops its sealed secret (the record itself stays, small, as the
+tenant's provisioning history). A *different* request for the same tenant
 id is 409 ``tenant-provisioning-conflict`` at any time.
 
 **One executor at a time.** The record carries a lease (``leaseUntil``, ETag-guarded):
@@ -161,7 +162,7 @@ class TenantProvisioning:
                 doc = {"id": record_id(tenant_id), "pk": PK, "docType": "tenantProvisioning",
                        "tenantId": tenant_id, "requestHash": digest, "status": "started",
                        "adminKeyId": new_key_id(), "by": Actor.of(who).key_id, "createdAt": iso(now),
-                       "expiresAt": iso(now + RECORD_LIFETIME), "ttl": int(RECORD_LIFETIME.total_seconds()),
+                       "expiresAt": iso(now + RECORD_LIFETIME),
                        "leaseOwner": owner, "leaseUntil": iso(now + LEASE), "steps": []}
                 try:
                     return store.create(SYSTEM, doc), owner
@@ -190,7 +191,14 @@ class TenantProvisioning:
         if record is None:
             return None
         if record["status"] == "done" and parse_iso(record["expiresAt"]) <= self._p.clock.now():
-            return None  # past its lifetime: a repeat is an ordinary request for an existing tenant
+            # Past its lifetime: a repeat is an ordinary request for an existing tenant, and
+            # the admin key's secret is no longer kept, even sealed.
+            if record.get("sealedSecret"):
+                try:
+                    self._p.store.upsert(SYSTEM, {**record, "sealedSecret": None}, if_match=record["_etag"])
+                except PreconditionFailed:
+                    pass  # another caller dropped it
+            return None
         return record
 
     def _refuse_existing(self, tenant_id: str) -> None:

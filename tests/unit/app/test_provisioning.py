@@ -156,6 +156,7 @@ def test_after_the_record_lifetime_a_repeat_is_an_ordinary_409(stack, clock) -> 
     clock.advance(timedelta(hours=25))
     late = http.post("/v1/tenants", json=BODY, headers=auth(root))
     assert late.status_code == 409 and "already exists" in late.json()["detail"]
+    assert platform.store.read(SYSTEM, PK, record_id("newco"))["sealedSecret"] is None
 
 
 def test_a_crashed_holders_lease_expires_and_the_retry_takes_over(stack, vault, clock) -> None:
