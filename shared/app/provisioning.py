@@ -163,7 +163,7 @@ class TenantProvisioning:
                        "tenantId": tenant_id, "requestHash": digest, "status": "started",
                        "adminKeyId": new_key_id(), "by": Actor.of(who).key_id, "createdAt": iso(now),
                        "expiresAt": iso(now + RECORD_LIFETIME),
-                       "leaseOwner": owner, "leaseUntil": iso(now + LEASE), "steps": []}
+                       "leaseOwner": owner, "leaseUntil": iso(now + LEASE)}
                 try:
                     return store.create(SYSTEM, doc), owner
                 except DocumentExists:
