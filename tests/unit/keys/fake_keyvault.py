@@ -73,6 +73,7 @@ class FakeKeyVaultTransport(HttpTransport):
         self.calls: list[tuple[str, str]] = []
         self.unavailable = False
         self.roles: dict[str, set[str]] = {}  # token -> allowed operations; empty: RBAC not modelled
+        self.created_types: dict[str, str] = {}  # key name -> kty it was created with (RSA | RSA-HSM)
 
     def grant(self, token: str, role: frozenset[str]) -> None:
         self.roles.setdefault(token, set()).update(role)
@@ -164,7 +165,6 @@ class FakeKeyVaultTransport(HttpTransport):
             return 409, {"error": {"code": "Conflict", "message": f"Key {name} is currently in a deleted but "
                                    "recoverable state, and its name cannot be reused; in this state, the key can "
                                    "be recovered or purged."}}
-        self.created_types = getattr(self, "created_types", {})
         self.created_types[name] = body["kty"]
         return 200, self._new_version(name, body.get("key_ops") or ["wrapKey", "unwrapKey"], body.get("tags"))
 
