@@ -80,6 +80,9 @@ param functionAlwaysReadyHttp int = 1
 ])
 param keyVaultSku string = 'premium'
 
+@description('Recreate the stack within the 90-day soft-delete retention of its deleted vault: true recovers that vault (and its keys) under the same name instead of failing on it. See docs/deploy.md.')
+param keyVaultRecover bool = false
+
 @allowed([
   'Standard_ZRS'
   'Standard_LRS'
@@ -342,6 +345,7 @@ var names = {
   cosmos: 'cosmos-${namePrefix}-${nameSuffix}'
   eventHubs: 'evhns-${namePrefix}-${nameSuffix}'
   keyVault: 'kv-${namePrefix}-${nameSuffix}'
+  keyManager: 'id-${namePrefix}-keys-${nameSuffix}'
   dataStorage: take('st${compactPrefix}data${nameSuffix}', 24)
   hostStorage: take('st${compactPrefix}host${nameSuffix}', 24)
   workspace: 'log-${namePrefix}-${nameSuffix}'
@@ -406,7 +410,19 @@ module keyVault 'modules/keyvault.bicep' = {
     location: location
     vaultName: names.keyVault
     skuName: keyVaultSku
+    recover: keyVaultRecover
     privateNetworking: enablePrivateNetworking
+    tags: stackTags
+  }
+}
+
+// The identity that creates and rotates tenant keys (Crypto Officer on the vault only).
+module keyManager 'modules/keymanager.bicep' = {
+  name: 'keymanager'
+  params: {
+    location: location
+    identityName: names.keyManager
+    keyVaultName: keyVault.outputs.vaultName
     tags: stackTags
   }
 }
@@ -546,6 +562,9 @@ var appSettings = {
   EVENTHUB_NAME: eventHubName
   EVENTHUB_CONSUMER_GROUP: consumerGroupName
   KEYVAULT_URI: keyVault.outputs.uri
+  // Key management (create, rotate) as the key-manager identity; the key type follows the tier.
+  KEYVAULT_MANAGEMENT_CLIENT_ID: keyManager.outputs.clientId
+  KEYVAULT_SKU: keyVaultSku
   BLOB_ACCOUNT_URL: dataStorage.outputs.blobEndpoint
   // Overrides of the TTL rules of shared/store/layout.py (empty: the rules' own days).
   ACCRUE_TTL_DAYS: ttlOverrides
@@ -565,6 +584,7 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerName: hostStorage.outputs.deploymentContainerName
     appInsightsName: monitoring.outputs.appInsightsName
     appSettings: appSettings
+    keyManagerIdentityId: keyManager.outputs.id
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
     alwaysReadyHttp: functionAlwaysReadyHttp
@@ -600,6 +620,8 @@ output cosmosAccountName string = cosmos.outputs.accountName
 output eventHubsNamespace string = eventHubs.outputs.fullyQualifiedNamespace
 output keyVaultUri string = keyVault.outputs.uri
 output keyVaultName string = keyVault.outputs.vaultName
+output keyManagerClientId string = keyManager.outputs.clientId
+output keyManagerPrincipalId string = keyManager.outputs.principalId
 output blobAccountUrl string = dataStorage.outputs.blobEndpoint
 output dataStorageAccountName string = dataStorage.outputs.accountName
 output auditContainerName string = dataStorage.outputs.auditContainerName

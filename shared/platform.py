@@ -14,6 +14,8 @@ from shared.app.customers import CustomerService
 from shared.app.ingest import IngestHandler
 from shared.app.orders import OrderIntake
 from shared.app.poison import PoisonStore
+from shared.app.provisioning import TenantProvisioning
+from shared.app.sample_data import seed as seed_sample_data
 from shared.app.projections import Projector, ProjectorCheckpoint
 from shared.app.tenant_changes import TenantChanges
 from shared.app.tenants import TenantDirectory
@@ -23,7 +25,7 @@ from shared.bus.port import OrderBus
 from shared.clock import Clock, SystemClock
 from shared.earning import EarningRulesProvider
 from shared.expiry.service import ExpiryService
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, NotFound
 from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
@@ -40,6 +42,7 @@ from shared.rules.sealing import KeyProviderSealer
 from shared.schemas.checked_bus import SchemaCheckedBus
 from shared.settings import Settings
 from shared.spend import Spend, build_spend
+from shared.spend.simulator import SIMULATOR_ID, PartnerSimulator
 from shared.store.layout import CONTAINERS
 from shared.store.port import DocumentStore
 from shared.tiers import TierService
@@ -97,6 +100,7 @@ class Platform:
     extras: dict[str, Any] = field(default_factory=dict)
     # Every per-process cache of tenant configuration, and the announcements of its changes.
     tenant_changes: TenantChanges = field(init=False)
+    provisioning: TenantProvisioning = field(init=False)
 
     def __post_init__(self) -> None:
         if self.key_provider is None:
@@ -147,11 +151,21 @@ class Platform:
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)
         self.spend.redemptions.screen = self.fraud.controls.check_redemption
+        # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
+        self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
+        # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.
+        self.provisioning = TenantProvisioning(self, seed=seed_sample_data)
         self.tenant_changes = TenantChanges()
         for cache in (self.tenants.cache, self.tiers.cache, self.webhooks.cache):
             self.tenant_changes.register(cache.forget)
             cache.announce = self.tenant_changes.announce
         self.tenant_changes.register(self._forget_rules)
+
+    def _is_sandbox(self, tenant_id: str) -> bool:
+        try:
+            return self.tenants.get(tenant_id).sandbox
+        except NotFound:
+            return False
 
     def _invalidate_rules(self, tenant_id: str) -> None:
         """The tenant's active rule set changed here: drop its cached routing, and tell

@@ -53,6 +53,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EVENTHUB_CONSUMER_GROUP", "consumer group of the ingest trigger", "accrue-ingest",
             required_for="bus=eventhubs", host_binding=True),
     Setting("KEYVAULT_URI", "Key Vault URI, https://<vault>.vault.azure.net/", required_for="keys=keyvault"),
+    # Client id of the key-manager identity (user-assigned, Key Vault Crypto Officer on the
+    # vault): only tenant provisioning and KEK rotation use it; wrap/unwrap use the app's own.
+    # Optional, so an operator's CLI (exports decrypt) runs with the data-path identity only;
+    # main.bicep sets it on the Function App (the Bicep cross-check test demands it there).
+    Setting("KEYVAULT_MANAGEMENT_CLIENT_ID", "client id of the key-manager managed identity (creates and rotates "
+            "tenant keys); unset: this process creates no keys"),
+    Setting("KEYVAULT_SKU", "the vault's tier: premium (keys are RSA-HSM) | standard (keys are RSA)", "premium",
+            required_for="keys=keyvault"),
     Setting("BLOB_ACCOUNT_URL", "Blob Storage account URL, https://<account>.blob.core.windows.net",
             required_for="blobs=azure"),
     # Identity-based connections of the triggers (the host reads these, not our code).
@@ -71,6 +79,7 @@ CHOICES = {
     "ACCRUE_BLOBS": ("local", "azure"),
     "ACCRUE_SQLITE_SYNCHRONOUS": ("FULL", "NORMAL", "EXTRA"),
     "ACCRUE_DUAL_CONTROL": ("on", "off"),
+    "KEYVAULT_SKU": ("premium", "standard"),
 }
 
 
@@ -90,6 +99,8 @@ class Settings:
     eventhub_name: str
     eventhub_consumer_group: str
     keyvault_uri: str | None
+    keyvault_management_client_id: str | None
+    keyvault_sku: str
     blob_account_url: str | None
     ttl: TtlPolicy = DEFAULT_TTL
 
@@ -133,6 +144,8 @@ class Settings:
             eventhub_name=get("EVENTHUB_NAME") or "orders",
             eventhub_consumer_group=get("EVENTHUB_CONSUMER_GROUP") or "accrue-ingest",
             keyvault_uri=get("KEYVAULT_URI"),
+            keyvault_management_client_id=get("KEYVAULT_MANAGEMENT_CLIENT_ID"),
+            keyvault_sku=get("KEYVAULT_SKU") or "premium",
             blob_account_url=get("BLOB_ACCOUNT_URL"),
             ttl=TtlPolicy.from_setting(get("ACCRUE_TTL_DAYS")),
         )

@@ -28,6 +28,9 @@ param appInsightsName string
 @description('App settings the code and the trigger bindings read (set by main.bicep).')
 param appSettings object
 
+@description('Resource id of the key-manager identity (keymanager.bicep), carried beside the app\'s own.')
+param keyManagerIdentityId string
+
 @description('Python version of the Functions worker.')
 @allowed([
   '3.11'
@@ -81,8 +84,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   location: location
   tags: tags
   kind: 'functionapp,linux'
+  // The system-assigned identity is the data path (roles.bicep); the user-assigned one is
+  // the key manager, used only for creating and rotating keys (keymanager.bicep).
   identity: {
-    type: 'SystemAssigned'
+    type: 'SystemAssigned, UserAssigned'
+    userAssignedIdentities: {
+      '${keyManagerIdentityId}': {}
+    }
   }
   properties: {
     serverFarmId: plan.id

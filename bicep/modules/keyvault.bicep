@@ -14,6 +14,9 @@ param vaultName string
 ])
 param skuName string
 
+@description('Recover a soft-deleted vault of this name (a stack recreated within the 90-day retention).')
+param recover bool = false
+
 param privateNetworking bool
 
 param tags object
@@ -24,6 +27,9 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   tags: tags
   properties: {
     tenantId: subscription().tenantId
+    // Purge protection forbids purging a deleted vault, so its name stays taken for the
+    // retention: recreating the stack recovers it (keys included) rather than failing.
+    createMode: recover ? 'recover' : 'default'
     sku: {
       family: 'A'
       name: skuName

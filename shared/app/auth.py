@@ -114,13 +114,15 @@ class ApiKeys:
         self._lock = threading.Lock()
 
     def issue(self, tenant_id: str, role: Role, created_by: str | None, label: str = "",
-              key_id: str | None = None) -> IssuedKey:
+              key_id: str | None = None, secret: str | None = None) -> IssuedKey:
         """Store a new key. This is the credential store only: the product issues keys
         through ``shared.governance.keys.KeyAdministration`` (audit, dual control), which
-        chooses ``key_id`` first so the audit record can precede the key."""
+        chooses ``key_id`` first so the audit record can precede the key. ``secret``: one
+        chosen (and kept sealed) by tenant provisioning, so a retry answers with the same key."""
         key_id = key_id or new_key_id()
         assert len(key_id) == 12 and set(key_id) <= KEY_ID_ALPHABET, f"malformed key id {key_id!r}"
-        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        secret = secret or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        assert 40 <= len(secret) <= 64, "a secret as parse_key accepts it"
         self._store.create(API_KEYS, {
             "id": key_id, "pk": key_id, "docType": "apiKey", "keyId": key_id,
             "tenantId": tenant_id, "role": role.value, "label": label[:100],

@@ -135,6 +135,12 @@ class AuditLog:
                                               order_by="seq", limit=limit))
         return [_public(d) for d in docs]
 
+    def has_record(self, tenant_id: str, action: str, target: str) -> bool:
+        """Whether ``tenant_id``'s chain holds an ``action`` record on ``target``: how a step
+        that is retried after a crash (tenant provisioning) records itself exactly once.
+        Reads the whole chain: for young chains only, such as a tenant being provisioned."""
+        return any(r.get("action") == action and r.get("target") == target for r in self.iter_records(tenant_id))
+
     def iter_records(self, tenant_id: str, after_seq: int = 0) -> Iterator[dict[str, Any]]:
         while True:
             page = self.records(tenant_id, after_seq, PAGE)

@@ -36,6 +36,9 @@ class TenantSettings(BaseModel):
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     # API rate limits per key and per tenant (shared/ratelimit, docs/api-policies.md). None: the defaults.
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
+    # A sandbox tenant (shared.app.sample_data): sample data, the partner simulator instead of
+    # real partners, GraphQL introspection allowed. Set at provisioning only; never changed.
+    sandbox: bool = False
 
     @field_validator("currency")
     @classmethod

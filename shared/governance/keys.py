@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.app.auth import ApiKeys, IssuedKey, Role, new_key_id
+from shared.app.auth import KEY_PREFIX, ApiKeys, IssuedKey, Role, new_key_id
 from shared.audit.log import PLATFORM_CHAIN, Actor, AuditLog, HasActor
 from shared.clock import Clock, iso
 from shared.errors import Conflict, DocumentExists
 from shared.governance.dual_control import PLATFORM_ADMIN_GRANT, DualControl, DualControlRequired
-from shared.store.layout import SYSTEM
+from shared.store.layout import API_KEYS, SYSTEM
 from shared.store.port import DocumentStore
 
 BOOTSTRAP_PK = "platform-admin"
@@ -62,6 +62,28 @@ class KeyAdministration:
                                       "(issue_platform_admin), never as a tenant's key")
         assert tenant_id and not tenant_id.startswith("_"), f"no tenant's keys live in chain {tenant_id!r}"
         return self._issue(tenant_id, role, who, label, reason, {})
+
+    def issue_chosen(self, tenant_id: str, role: Role, who: HasActor | Actor | None, *, key_id: str, secret: str,
+                     label: str = "", reason: str | None = None) -> IssuedKey:
+        """``issue`` under an id and secret chosen in advance (tenant provisioning keeps them
+        sealed), and idempotent: repeated after a crash at any point it completes the one
+        record and the one key, never a second of either."""
+        if role is Role.PLATFORM_ADMIN:
+            raise DualControlRequired("a platform-admin key is granted through dual control, never as a tenant's key")
+        assert tenant_id and not tenant_id.startswith("_"), f"no tenant's keys live in chain {tenant_id!r}"
+        label = label[:100]
+        actor = Actor.of(who)
+        if not self._audit.has_record(tenant_id, "apikey.created", f"apikey:{key_id}"):
+            self._audit.record(tenant_id, "apikey.created", actor, target=f"apikey:{key_id}",
+                               after={"role": role.value, "label": label}, reason=reason)
+        if self._store.read(API_KEYS, key_id, key_id) is None:
+            try:
+                self._keys.issue(tenant_id, role, created_by=actor.key_id, label=label, key_id=key_id, secret=secret)
+            except DocumentExists:
+                pass
+        stored = self._store.read(API_KEYS, key_id, key_id)
+        assert stored is not None and stored["tenantId"] == tenant_id, f"key {key_id} is not {tenant_id}'s"
+        return IssuedKey(key_id, f"{KEY_PREFIX}_{key_id}_{secret}", tenant_id, role)
 
     def issue_platform_admin(self, who: HasActor | Actor | None, *, label: str, reason: str | None = None,
                              approval: str | None = None) -> IssuedKey:

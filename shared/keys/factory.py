@@ -10,7 +10,10 @@ from shared.settings import Settings
 def build_key_provider(settings: Settings) -> KeyProvider:
     """``ACCRUE_KEYS=local``: the keyring file under the data folder (created 0600 on
     first start); ``ACCRUE_KEYS=keyvault``: Key Vault at ``KEYVAULT_URI`` with
-    ``DefaultAzureCredential`` (the Function App's managed identity)."""
+    ``DefaultAzureCredential`` (the Function App's own identity: wrap and unwrap)
+    and, when ``KEYVAULT_MANAGEMENT_CLIENT_ID`` is set, the key-manager identity
+    (that user-assigned managed identity: create, rotate, recover). ``KEYVAULT_SKU``
+    picks the key type: premium -> RSA-HSM, standard -> RSA."""
     if settings.keys == "local":
         from shared.keys.local import LocalKeyring
 
@@ -22,7 +25,13 @@ def build_key_provider(settings: Settings) -> KeyProvider:
 
         from shared.keys.keyvault import KeyVaultKeyProvider
 
-        return KeyVaultKeyProvider(settings.keyvault_uri, DefaultAzureCredential())
+        management = None
+        if settings.keyvault_management_client_id:
+            from azure.identity import ManagedIdentityCredential
+
+            management = ManagedIdentityCredential(client_id=settings.keyvault_management_client_id)
+        return KeyVaultKeyProvider(settings.keyvault_uri, DefaultAzureCredential(), management_credential=management,
+                                   hardware_protected=settings.keyvault_sku == "premium")
     raise ConfigurationError(f"setting ACCRUE_KEYS={settings.keys!r} is not one of local, keyvault")
 
 

@@ -86,7 +86,8 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
         print("\n=== Accrue sandbox tenant created (these keys are shown ONCE; stored only as hashes) ===")
         for key in provisioned.keys:
             print(f"  {key.role.value:<15} tenant={key.tenant_id:<10} {key.secret_key}")
-        print(f"  customers: {', '.join(provisioned.customers)}; {len(provisioned.orders)} sample orders queued")
+        print(f"  customers: {', '.join(provisioned.customers)}; {len(provisioned.orders)} sample orders queued; "
+              "rule set 'sandbox' active; rewards served by the partner simulator")
         print("==========================================================================================\n",
               flush=True)
     else:

@@ -1,27 +1,37 @@
 """The sandbox tenant provisioned on the first start of the local platform.
 
-Idempotent: a second start finds the tenant and changes nothing (its keys were
-printed once, at creation, and are stored only as Argon2id hashes).
+The very code path of ``POST /v1/tenants`` with ``sandbox: true``
+(``shared.app.provisioning`` and ``shared.app.sample_data``): the KEK, the tenant
+marked ``sandbox``, its first tenant-admin key, sample customers, an active rule
+set, a reward catalogue served by the partner simulator, and sample orders. Then,
+for the local walkthrough, a merchant key and the stack's bootstrap platform-admin
+key.
+
+Idempotent: a start that finds the sandbox provisioned changes nothing (its keys
+were printed once, at creation, and are stored only as Argon2id hashes); a start
+after a first start that crashed halfway completes the provisioning.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
 from decimal import Decimal
 
+from shared.app import sample_data
 from shared.app.auth import IssuedKey, Role
-from shared.app.customers import CustomerProfile
-from shared.domain.orders import LineItem, Order
+from shared.app.provisioning import PK, record_id
 from shared.domain.tenants import TenantSettings
 from shared.governance.dual_control import DualControlRequired
 from shared.platform import Platform
+from shared.store.layout import SYSTEM
 
 log = logging.getLogger("accrue.sandbox")
 
 SANDBOX = "sandbox"
 PLATFORM_TENANT = "_platform"
+SETTINGS = TenantSettings(tenantId=SANDBOX, name="Sandbox Coffee Co.", currency="EUR", timeZone="Europe/Paris",
+                          pointsPerUnit=Decimal(10), sandbox=True)
 
 
 @dataclass
@@ -32,14 +42,11 @@ class Provisioned:
 
 
 def provision_sandbox(platform: Platform) -> Provisioned | None:
-    if platform.tenants.exists(SANDBOX):
-        return None
-    platform.tenants.save(TenantSettings(tenantId=SANDBOX, name="Sandbox Coffee Co.", currency="EUR",
-                                         timeZone="Europe/Paris", pointsPerUnit=Decimal(10)))
-    keys = [
-        platform.key_admin.issue(SANDBOX, Role.MERCHANT, None, label="sandbox merchant"),
-        platform.key_admin.issue(SANDBOX, Role.TENANT_ADMIN, None, label="sandbox admin"),
-    ]
+    record = platform.store.read(SYSTEM, PK, record_id(SANDBOX))
+    if (record is not None and record.get("status") == "done") or (record is None and platform.tenants.exists(SANDBOX)):
+        return None  # provisioned by an earlier start (or, before provisioning records, by an older version)
+    done = platform.provisioning.provision(SETTINGS, None)
+    keys = [platform.key_admin.issue(SANDBOX, Role.MERCHANT, None, label="sandbox merchant"), done.admin_key]
     # The stack's very first platform-admin key (the bootstrap, recorded as such); if an
     # operator already issued one with the CLI, dual control allows no second one here.
     try:
@@ -47,23 +54,6 @@ def provision_sandbox(platform: Platform) -> Provisioned | None:
                                                             reason="local sandbox"))
     except DualControlRequired:
         log.warning("a platform-admin key exists already: the sandbox issues none (dual control is on)")
-    today = platform.clock.now().date()
-    customers = []
-    for number, tags in enumerate((["vip"], [], ["newsletter"], [], ["student"]), start=1):
-        customer_id = f"cust-{number:03d}"
-        platform.customers.register(SANDBOX, CustomerProfile(
-            customerId=customer_id, joinDate=today - timedelta(days=30 * number), tags=tags))
-        customers.append(customer_id)
-    now = platform.clock.now()
-    orders = []
-    for number in range(1, 11):
-        customer_id = customers[number % len(customers)]
-        items = (LineItem(sku="LATTE-M", category="coffee", quantity=number % 3 + 1, unitPrice=Decimal("3.60")),
-                 LineItem(sku="CROISSANT", category="bakery", quantity=1, unitPrice=Decimal("2.10")))
-        amount = sum((i.unit_price * i.quantity for i in items), Decimal(0))
-        order = Order(customerId=customer_id, orderId=f"sample-{number:04d}", amount=amount, currency="EUR",
-                      items=items, channel="store" if number % 2 else "web",
-                      timestamp=now - timedelta(hours=number))
-        orders.append(order.order_id)
-        platform.intake.accept(SANDBOX, [order])
+    customers = [f"cust-{n:03d}" for n in range(1, len(sample_data.CUSTOMER_TAGS) + 1)]
+    orders = [f"sample-{n:04d}" for n in range(1, sample_data.ORDERS + 1)]
     return Provisioned(keys=keys, customers=customers, orders=orders)

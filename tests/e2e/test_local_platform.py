@@ -26,10 +26,18 @@ def test_sandbox_walkthrough_and_restart_keeps_data(local_platform: LocalPlatfor
     with httpx.Client(base_url=local_platform.url, headers=merchant, timeout=15) as http:
         sent = http.post("/v1/orders?wait=5", json=_order("walk-1", "cust-001", "12.50"))
         assert sent.status_code == 200 and sent.json()["status"] == "credited" and sent.json()["points"] == 125
-        # A settings change made through the API (this process) applies to the very next
-        # order, which the ingest worker process earns: the change is announced to it.
+        # A rule change made through the API (this process) applies to the very next order,
+        # which the ingest worker process earns: the change is announced to it. (The sandbox
+        # earns under its active sample rule set, so the change is a new version of it.)
         admin = {"Authorization": f"Bearer {local_platform.keys['tenant-admin']}"}
-        assert http.patch("/v1/tenant", json={"pointsPerUnit": "20"}, headers=admin).status_code == 200
+        reason = {"code": "campaign", "text": "double points"}
+        saved = http.post("/v1/rules/versions", headers=admin, json={
+            "ruleSetId": "sandbox", "source": 'rule "base" then earn floor(order.total * 20) points',
+            "reason": reason})
+        assert saved.status_code == 201, saved.text
+        activated = http.post("/v1/rules/activate", headers=admin, json={
+            "target": {"ruleSetId": "sandbox", "version": saved.json()["version"]}, "reason": reason})
+        assert activated.status_code == 200, activated.text
         sent = http.post("/v1/orders?wait=5", json=_order("walk-2", "cust-001", "12.50"))
         assert sent.json()["status"] == "credited" and sent.json()["points"] == 250
         history = http.get("/v1/customers/cust-001/ledger").json()["items"]

@@ -13,16 +13,13 @@ from shared.api.contract import op
 from shared.api.contract.access import NewTenantCreated
 from shared.api.deps import platform
 from shared.api.security import requires
-from shared.app.auth import Principal, Role
+from shared.app.auth import Principal
 from shared.domain.inputs import DecimalText
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
-from shared.errors import Conflict
-from shared.governance.acts import TOMBSTONE_ID
 from shared.platform import Platform
-from shared.store.layout import TENANTS
 
 router = APIRouter(tags=["tenants"])
 
@@ -52,6 +49,9 @@ class NewTenant(BaseModel):
     points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
+    # A sandbox: sample customers, orders, an active rule set, a reward catalogue and the
+    # partner simulator (shared.app.sample_data); marked on the tenant for good.
+    sandbox: bool = False
 
 
 def _view(settings: TenantSettings) -> dict:
@@ -88,20 +88,13 @@ def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)]
              **op("tenants.create", {201: NewTenantCreated}, errors=(409,)))
 def create_tenant(body: NewTenant, response: Response, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
-    """Creates a tenant, its key-encryption key and its first tenant-admin key (capability ``platform``,
-    audited). 409 when the id exists or belonged to a deleted tenant."""
-    if p.tenants.exists(body.tenant_id):
-        raise Conflict(f"tenant {body.tenant_id!r} already exists")
-    if p.store.read(TENANTS, body.tenant_id, TOMBSTONE_ID) is not None:
-        raise Conflict(f"tenant id {body.tenant_id!r} belonged to a deleted tenant and is never reused; choose another")
+    """Creates a tenant: its key-encryption key first, then the tenant, its first tenant-admin key and
+    the audit records (capability ``platform``); with ``sandbox: true`` also sample customers, orders,
+    an active rule set and a reward catalogue served by the partner simulator. All or nothing and
+    idempotent (``shared.app.provisioning``): repeating the same request (after an error or a lost
+    answer) completes it or answers with the first answer, admin key included, for 24 hours. 409 when
+    the id exists, belonged to a deleted tenant, or is being provisioned by a different request."""
     settings = TenantSettings.model_validate(body.model_dump(by_alias=True))
-    # The check above answers the plain case; this conditional create decides a race:
-    # only its winner goes on to issue the first admin key.
-    p.tenants.create(settings)
-    p.audit.record(body.tenant_id, "tenant.created", who, target=f"tenant:{body.tenant_id}", after=_view(settings))
-    issued = p.key_admin.issue(body.tenant_id, Role.TENANT_ADMIN, who, label="first admin")  # audited there
-    kek_version = p.key_provider.ensure_tenant_key(body.tenant_id)
-    p.audit.record(body.tenant_id, "tenant.kek.created", who, target=f"tenant:{body.tenant_id}",
-                   after={"keyVersion": kek_version})
+    done = p.provisioning.provision(settings, who)
     response.headers["Cache-Control"] = "no-store"
-    return {"tenant": _view(settings), "adminKey": {"keyId": issued.key_id, "apiKey": issued.secret_key}}
+    return done.answer()

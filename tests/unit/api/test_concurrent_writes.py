@@ -6,11 +6,12 @@ requests and 20 concurrent *conflicting* ones (same id or key, different bodies)
 Then it checks what ``docs/exactly-once.md`` promises for that kind of write:
 
 * ``keyed`` (an idempotency key or id that a repeat is answered from: refunds,
-  adjustments, redemptions, conversions, reservation endings, key revocation):
+  adjustments, redemptions, conversions, reservation endings, key revocation, tenant
+  provisioning):
   identical -> every answer 2xx and the same outcome, exactly one effect;
   conflicting -> exactly one effect, every 2xx answer is the winner's request,
   every other answer a 4xx (409 or 422), never a 5xx.
-* ``create-once`` (a client-chosen id, no replay: rewards, tenants, customers):
+* ``create-once`` (a client-chosen id, no replay: rewards, customers):
   one 201, the others 409; exactly one effect, with the winner's body.
 * ``replace`` (PUT of a whole resource: tiers, partners, conversion programmes,
   spend policy, export settings): identical -> every answer 2xx, one change
@@ -210,7 +211,7 @@ WRITES: list[Write] = [
                                                     "joinDate": f"2025-01-{1 + n:02d}"}),
           lambda ctx: _docs(ctx, "customers", customer_pk("acme", f"new-{ctx.round}"), docType="customer"),
           lambda ctx, e, body: e["joinDate"] == body["joinDate"], rounds=ROUNDS),
-    Write("tenant", "create-once", "platform",
+    Write("tenant", "keyed", "platform",
           lambda ctx, n: ("POST", "/v1/tenants", {"tenantId": f"newco{ctx.round}", "name": f"New Co {n}"}),
           lambda ctx: _tenant_doc(ctx, f"newco{ctx.round}", f"newco{ctx.round}"),
           lambda ctx, e, body: e["name"] == body["name"]

@@ -106,7 +106,10 @@ def test_flex_consumption_python_runtime_and_no_worker_runtime_setting(main, app
 def test_function_app_is_https_only_tls12_no_ftp_with_system_identity() -> None:
     app = module("functionapp")
     site = app.resources_of_type("Microsoft.Web/sites")[0]
-    assert evaluate(path(site.body, "identity", "type"), app) == "SystemAssigned"
+    # Its own identity (the data path) and the key manager's, nothing else.
+    assert evaluate(path(site.body, "identity", "type"), app) == "SystemAssigned, UserAssigned"
+    [assigned] = properties(path(site.body, "identity", "userAssignedIdentities"))
+    assert "${keyManagerIdentityId}" in assigned, assigned
     assert evaluate(path(site.body, "properties", "httpsOnly"), app) is True
     config = evaluate(path(site.body, "properties", "siteConfig"), app)
     assert config["minTlsVersion"] == "1.2" and config["ftpsState"] == "Disabled"
@@ -411,3 +414,47 @@ def test_roles_go_to_the_function_apps_own_identity(main) -> None:
     assert passed.text == b"functionApp.outputs.principalId"
     app = module("functionapp")
     assert app.outputs["principalId"].text == b"site.identity.principalId"
+
+
+# ---- the key manager (issue 16): creates and rotates keys; the data path cannot ----------
+
+KEY_VAULT_CRYPTO_OFFICER = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"
+
+
+def test_the_key_manager_holds_crypto_officer_on_the_stacks_vault_only() -> None:
+    manager = module("keymanager")
+    assert manager.var("roleIds") == {"keyVaultCryptoOfficer": KEY_VAULT_CRYPTO_OFFICER}
+    [assignment] = manager.resources_of_type("Microsoft.Authorization/roleAssignments")
+    assert "roleIds.keyVaultCryptoOfficer" in path(assignment.body, "properties", "roleDefinitionId").text.decode()
+    scope = manager.resources[path(assignment.body, "scope").text.decode()]
+    assert scope.target.split("@")[0] == "Microsoft.KeyVault/vaults" and scope.existing
+    assert path(scope.body, "name").text == b"keyVaultName"
+    assert path(assignment.body, "properties", "principalId").text == b"identity.properties.principalId"
+    assert evaluate(path(assignment.body, "properties", "principalType"), manager) == "ServicePrincipal"
+    [identity] = manager.resources_of_type("Microsoft.ManagedIdentity/userAssignedIdentities")
+    assert manager.outputs["clientId"].text == b"identity.properties.clientId"
+    assert manager.outputs["id"].text == b"identity.id"
+
+
+def test_the_apps_own_identity_wraps_and_unwraps_but_cannot_create_keys() -> None:
+    role_ids = {g.role_id for g in granted(module("roles"))}
+    assert ROLE_IDS["Key Vault Crypto User"] in role_ids and KEY_VAULT_CRYPTO_OFFICER not in role_ids
+    assert KEY_VAULT_CRYPTO_OFFICER not in module("roles").path.read_text()
+
+
+def test_the_code_is_told_the_key_managers_client_id_and_the_vault_tier(main, app_settings) -> None:
+    assert app_settings["KEYVAULT_MANAGEMENT_CLIENT_ID"] == Expr("keyManager.outputs.clientId")
+    assert app_settings["KEYVAULT_SKU"] == Expr("keyVaultSku")
+    assert sorted(main.param_decorators["keyVaultSku"]["allowed"][0]) == sorted(CHOICES["KEYVAULT_SKU"])
+    assert module_params(main, "keyVault")["skuName"] == Expr("keyVaultSku")
+    assert module_params(main, "keyManager")["keyVaultName"] == Expr("keyVault.outputs.vaultName")
+    assert module_params(main, "functionApp")["keyManagerIdentityId"] == Expr("keyManager.outputs.id")
+
+
+def test_a_stack_recreated_within_the_soft_delete_retention_can_recover_its_vault(main) -> None:
+    vault = module("keyvault")
+    [declared] = vault.resources_of_type("Microsoft.KeyVault/vaults")
+    mode = path(declared.body, "properties", "createMode").text.decode()
+    assert mode == "recover ? 'recover' : 'default'"
+    assert module_params(main, "keyVault")["recover"] == Expr("keyVaultRecover")
+    assert evaluate(main.params["keyVaultRecover"], main) is False  # an ordinary deployment creates

@@ -2,8 +2,16 @@
 
 The SDK's own ``KeyClient`` and ``CryptographyClient`` run unchanged over it:
 the transport answers the REST API (challenge authentication, create, get,
-rotate, wrapkey, unwrapkey, key versions) with the JSON the service returns,
-and does real RSA-OAEP-256 with ``cryptography``; private keys never leave it.
+rotate, wrapkey, unwrapkey, key versions, recover a deleted key) with the JSON
+the service returns, and does real RSA-OAEP-256 with ``cryptography``; private
+keys never leave it.
+
+Azure RBAC as the vault applies it: each ``FakeCredential`` presents its own
+token, and ``grant(token, role)`` gives that token a built-in role's data
+actions (``CRYPTO_USER``, ``CRYPTO_OFFICER``); with any grant made, an operation
+outside the caller's role answers 403 ``Forbidden`` as the vault does. Soft
+delete too: ``soft_delete(name)`` moves a key to the deleted collection, where
+its name stays taken (a create answers 409) until it is recovered.
 """
 
 from __future__ import annotations
@@ -39,22 +47,39 @@ def _int_bytes(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
+# The data actions of the built-in roles this project uses (operation names as routed below).
+CRYPTO_USER = frozenset({"get", "versions", "wrap", "unwrap"})
+CRYPTO_OFFICER = frozenset({"get", "versions", "create", "rotate", "recover"})
+
+
 class FakeCredential:
+    def __init__(self, token: str = "fake-token") -> None:
+        self.token = token
+
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("fake-token", int(time.time()) + 3600)
+        return AccessToken(self.token, int(time.time()) + 3600)
 
     def get_token_info(self, *scopes: str, **kwargs: Any):  # newer azure-core protocol
         from azure.core.credentials import AccessTokenInfo
 
-        return AccessTokenInfo("fake-token", int(time.time()) + 3600)
+        return AccessTokenInfo(self.token, int(time.time()) + 3600)
 
 
 class FakeKeyVaultTransport(HttpTransport):
     def __init__(self, key_size: int = 2048) -> None:
         self.key_size = key_size  # 2048 keeps tests fast; the adapter asks for 3072
         self.keys: dict[str, list[tuple[str, rsa.RSAPrivateKey, dict[str, Any]]]] = {}
+        self.deleted: dict[str, list[tuple[str, rsa.RSAPrivateKey, dict[str, Any]]]] = {}
         self.calls: list[tuple[str, str]] = []
         self.unavailable = False
+        self.roles: dict[str, set[str]] = {}  # token -> allowed operations; empty: RBAC not modelled
+        self.created_types: dict[str, str] = {}  # key name -> kty it was created with (RSA | RSA-HSM)
+
+    def grant(self, token: str, role: frozenset[str]) -> None:
+        self.roles.setdefault(token, set()).update(role)
+
+    def soft_delete(self, name: str) -> None:
+        self.deleted[name] = self.keys.pop(name)
 
     # HttpTransport plumbing
     def __enter__(self) -> "FakeKeyVaultTransport":
@@ -80,16 +105,23 @@ class FakeKeyVaultTransport(HttpTransport):
                                     '0000-000000000000", resource="https://vault.azure.net"'})
         body = json.loads(request.body) if request.body else {}
         route = [
-            ("POST", r"^/keys/(?P<name>[^/]+)/create$", self._create),
-            ("POST", r"^/keys/(?P<name>[^/]+)/rotate$", self._rotate),
-            ("GET", r"^/keys/(?P<name>[^/]+)/versions$", self._versions),
-            ("POST", r"^/keys/(?P<name>[^/]+)/(?P<version>[^/]*)/wrapkey$", self._wrap),
-            ("POST", r"^/keys/(?P<name>[^/]+)/(?P<version>[^/]*)/unwrapkey$", self._unwrap),
-            ("GET", r"^/keys/(?P<name>[^/]+)(/(?P<version>[^/]*))?/?$", self._get),
+            ("POST", r"^/keys/(?P<name>[^/]+)/create$", self._create, "create"),
+            ("POST", r"^/keys/(?P<name>[^/]+)/rotate$", self._rotate, "rotate"),
+            ("POST", r"^/deletedkeys/(?P<name>[^/]+)/recover$", self._recover, "recover"),
+            ("GET", r"^/keys/(?P<name>[^/]+)/versions$", self._versions, "versions"),
+            ("POST", r"^/keys/(?P<name>[^/]+)/(?P<version>[^/]*)/wrapkey$", self._wrap, "wrap"),
+            ("POST", r"^/keys/(?P<name>[^/]+)/(?P<version>[^/]*)/unwrapkey$", self._unwrap, "unwrap"),
+            ("GET", r"^/keys/(?P<name>[^/]+)(/(?P<version>[^/]*))?/?$", self._get, "get"),
         ]
-        for method, pattern, handler in route:
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        for method, pattern, handler, operation in route:
             match = re.match(pattern, path)
             if request.method == method and match:
+                if self.roles and operation not in self.roles.get(token, set()):
+                    return self._respond(request, 403, {"error": {
+                        "code": "Forbidden", "message": f"Caller is not authorized to perform action on resource. "
+                        f"Action: 'Microsoft.KeyVault/vaults/keys/{operation}/action'",
+                        "innererror": {"code": "ForbiddenByRbac"}}})
                 status, payload = handler(body, **{k: v for k, v in match.groupdict().items()})
                 return self._respond(request, status, payload)
         return self._respond(request, 400, {"error": {"code": "BadRequest", "message": f"no route {path}"}})
@@ -129,7 +161,18 @@ class FakeKeyVaultTransport(HttpTransport):
     def _create(self, body: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
         if body.get("kty") not in ("RSA", "RSA-HSM"):
             return 400, {"error": {"code": "BadParameter", "message": "kty"}}
+        if name in self.deleted:
+            return 409, {"error": {"code": "Conflict", "message": f"Key {name} is currently in a deleted but "
+                                   "recoverable state, and its name cannot be reused; in this state, the key can "
+                                   "be recovered or purged."}}
+        self.created_types[name] = body["kty"]
         return 200, self._new_version(name, body.get("key_ops") or ["wrapKey", "unwrapKey"], body.get("tags"))
+
+    def _recover(self, body: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
+        if name not in self.deleted:
+            return 404, {"error": {"code": "KeyNotFound", "message": f"Deleted Key not found: {name}"}}
+        self.keys[name] = self.deleted.pop(name)
+        return 200, self._bundle(name, *self.keys[name][-1])
 
     def _rotate(self, body: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
         if name not in self.keys:
