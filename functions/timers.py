@@ -16,6 +16,7 @@ import azure.functions as func
 from functions import bindings
 from functions._platform import get_platform
 from shared.jobs import JOBS, Job
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.functions.timers")
 
@@ -29,7 +30,7 @@ def function_name(job: Job) -> str:
 def _register(job: Job) -> None:
     def run_job(timer: func.TimerRequest) -> None:
         if timer.past_due:
-            log.warning("job %s is running late (past due)", job.name)
+            log.warning("job %s is running late (past due)", job.name, extra=fields(job=job.name))
         job.run(get_platform())
 
     # Each job gets its own Python function (the worker keys functions by it) and name.

@@ -10,6 +10,7 @@ from typing import Callable
 from shared.app.reconcile import reconcile
 from shared.app.relay import OrderRelay
 from shared.platform import Platform
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.jobs")
 
@@ -32,9 +33,9 @@ def _relay_orders(platform: Platform) -> object:
 
 def _reconcile(platform: Platform) -> object:
     report = reconcile(platform.store)
-    log.info(report.summary().splitlines()[0])
+    log.info(report.summary().splitlines()[0], extra=fields(job="reconcile", count=len(report.drifts)))
     for drift in report.drifts:
-        log.error("ledger drift: %s", drift.line())
+        log.error("ledger drift: %s", drift.line(), extra=fields(job="reconcile", outcome="drift"))
     return report
 
 
@@ -49,7 +50,8 @@ def _export(platform: Platform) -> object:
 def _release_reservations(platform: Platform) -> object:
     # Idempotent: a reservation already settled is skipped (shared/spend/redemptions.py).
     report = platform.spend.redemptions.release_expired()
-    log.info("reservations: %(scanned)d expired scanned, %(released)d released", report)
+    log.info("reservations: %(scanned)d expired scanned, %(released)d released", report,
+             extra=fields(job="release-reservations"))
     return report
 
 
@@ -58,7 +60,7 @@ def _evaluate_tiers(platform: Platform) -> object:
     # whose scheduled date has already been evaluated is skipped (shared/tiers/service.py).
     reports = platform.tiers.run_due()
     for report in reports:
-        log.info("tiers: %s", report.to_json())
+        log.info("tiers: %s", report.to_json(), extra=fields(job="tiers"))
     return reports
 
 
@@ -73,7 +75,7 @@ def _archive_audit(platform: Platform) -> object:
     # archive container is under a 7-year immutability policy (bicep/modules/datastorage.bicep).
     written = platform.audit.archive_all()
     log.info("audit archive: %d blob(s) written for %d tenant(s)",
-             sum(len(paths) for paths in written.values()), len(written))
+             sum(len(paths) for paths in written.values()), len(written), extra=fields(job="audit-archive"))
     return written
 
 
@@ -82,7 +84,7 @@ def _complete_erasures(platform: Platform) -> object:
     # (shared/privacy/erasure.py): the bound of an erasure is one run after the failure.
     done = platform.erasures.run_pending()
     if done:
-        log.info("erasures: %d completed", done)
+        log.info("erasures: %d completed", done, extra=fields(job="erasures", count=done))
     return done
 
 

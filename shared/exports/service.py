@@ -54,6 +54,7 @@ from shared.keys.port import KeyProvider
 from shared.store.layout import CUSTOMERS, EXPORTS, LEDGER, TENANTS, WEBHOOK_ATTEMPTS, customer_pk
 from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
 from shared.store.port import DocumentStore, Filter, Query, read_many
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.exports")
 
@@ -173,7 +174,7 @@ class ExportService:
                        "from": {s: state["watermarks"].get(s) for s in SUBJECTS}}
             state = self._save_state(dict(state, pending=pending))
         else:
-            log.warning("export of tenant %s: redoing unfinished run %s", tenant_id, pending["runId"])
+            log.warning("export: redoing an unfinished run", extra=fields(tenant=tenant_id, run_id=pending["runId"]))
         prefix = f"{tenant_id}/incremental/{pending['runId']}"
         manifest = self._write_run(tenant_id, pending["runId"], "incremental", prefix, pending["from"], pending["to"],
                                    SUBJECTS)
@@ -215,8 +216,8 @@ class ExportService:
                 done.append(tenant_id)
             except Exception as exc:  # noqa: BLE001 - logged per tenant, raised at the end
                 failed.append(tenant_id)
-                log.error("export of tenant %s failed: %s: %s; watermarks unchanged, the next run redoes it",
-                          tenant_id, type(exc).__name__, exc)
+                log.error("export failed: %s: %s; watermarks unchanged, the next run redoes it",
+                          type(exc).__name__, exc, extra=fields(tenant=tenant_id, error=type(exc).__name__))
         if failed:
             raise RuntimeError(f"exports failed for tenant(s) {', '.join(failed)}; see the log")
         return {"tenants": done}
@@ -239,7 +240,8 @@ class ExportService:
         manifest_path = f"{prefix}/manifest.json"
         try:
             existing = json.loads(self.sink.read(manifest_path))
-            log.info("export run %s of tenant %s: manifest already written, completing the run", run_id, tenant_id)
+            log.info("export run: manifest already written, completing the run",
+                     extra=fields(tenant=tenant_id, run_id=run_id))
             return existing
         except BlobNotFound:
             pass
@@ -255,8 +257,9 @@ class ExportService:
                 self.sink.put(path, stream, "application/octet-stream",
                               {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True)
             except Exception as exc:
-                log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
-                          "the next run redoes this run", run_id, tenant_id, path, type(exc).__name__, exc)
+                log.error("export run: writing %s failed (%s: %s); no watermark moved, the next run redoes this run",
+                          path, type(exc).__name__, exc,
+                          extra=fields(tenant=tenant_id, run_id=run_id, error=type(exc).__name__))
                 raise
             files.append({
                 "subject": subject, "path": path, "rows": rows.count, "from": lower.get(subject), "to": upper,
@@ -278,8 +281,9 @@ class ExportService:
         except BlobExists:
             return json.loads(self.sink.read(manifest_path))
         except Exception as exc:
-            log.error("export run %s of tenant %s: writing its manifest failed (%s: %s); no watermark moved, "
-                      "the next run redoes this run", run_id, tenant_id, type(exc).__name__, exc)
+            log.error("export run: writing its manifest failed (%s: %s); no watermark moved, the next run redoes "
+                      "this run", type(exc).__name__, exc,
+                      extra=fields(tenant=tenant_id, run_id=run_id, error=type(exc).__name__))
             raise
         # A customer erased while this run read profiles may be in the file (another process's
         # data-key cache outlives the key by up to its TTL). The manifest is out now, so an
@@ -376,8 +380,8 @@ class ExportService:
             self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
                           _manifest_metadata(manifest), overwrite=True)
             removed |= gone
-            log.info("export file %s of tenant %s rewritten without %d erased customer(s)", path, tenant_id,
-                     len(gone))
+            log.info("export file %s rewritten without %d erased customer(s)", path, len(gone),
+                     extra=fields(tenant=tenant_id, count=len(gone)))
         raise Conflict(f"export file {path} kept changing under its rewrite; the erasures job retries")
 
     def _file_rows(self, tenant_id: str, manifest: dict[str, Any], path: str, digest: Any) -> Iterator[dict[str, Any]]:

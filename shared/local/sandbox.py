@@ -17,6 +17,7 @@ from shared.domain.orders import LineItem, Order
 from shared.domain.tenants import TenantSettings
 from shared.governance.dual_control import DualControlRequired
 from shared.platform import Platform
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.sandbox")
 
@@ -46,7 +47,8 @@ def provision_sandbox(platform: Platform) -> Provisioned | None:
         keys.append(platform.key_admin.issue_platform_admin(None, label="local platform admin",
                                                             reason="local sandbox"))
     except DualControlRequired:
-        log.warning("a platform-admin key exists already: the sandbox issues none (dual control is on)")
+        log.warning("a platform-admin key exists already: the sandbox issues none (dual control is on)",
+                    extra=fields(tenant="sandbox"))
     today = platform.clock.now().date()
     customers = []
     for number, tags in enumerate((["vip"], [], ["newsletter"], [], ["student"]), start=1):

@@ -38,6 +38,7 @@ from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
 from shared.webhooks.urls import normalise_url
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.webhooks")
 
@@ -214,7 +215,8 @@ class WebhookService:
         try:
             self.announce_disabled(doc)
         except Exception:  # noqa: BLE001 - the sweep retries; the caller's delivery bookkeeping goes on
-            log.exception("webhook endpoint %s: disabled, but not yet announced (the sweep will)", doc["id"])
+            log.exception("webhook endpoint disabled, but not yet announced (the sweep will)",
+                          extra=fields(tenant=doc.get("tenantId"), endpoint_id=doc["id"]))
 
     def announce_disabled(self, doc: dict[str, Any]) -> None:
         """Audit record and ``endpoint.disabled`` event for an automatically disabled endpoint,
