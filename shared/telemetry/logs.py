@@ -71,6 +71,7 @@ ALLOWED_FIELDS: frozenset[str] = frozenset({
     "count",            # a number of items
     "attempt",          # an attempt number
     "status",           # an HTTP or process status code
+    "audit_seq",        # sequence number of the audit record an administrative act wrote
 })
 
 _SCALARS = (str, int, float, bool, type(None))
