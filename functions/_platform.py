@@ -21,7 +21,7 @@ import asyncio
 import threading
 from typing import Any, Awaitable, Callable, MutableMapping
 
-from shared import gc_tuning
+from shared import gc_tuning, telemetry
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
 
@@ -40,6 +40,8 @@ def get_platform() -> Platform:
     if built is None:
         with _lock:
             if _platform is None:
+                # Telemetry first (Azure Monitor on Azure), so the build's own calls are seen.
+                telemetry.configure("functions")
                 _platform = build_platform(Settings.from_env())
                 gc_tuning.settle()
             built = _platform

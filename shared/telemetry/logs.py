@@ -36,11 +36,15 @@ import sys
 import threading
 import traceback
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
-# The one attribute of a LogRecord our fields travel in: a single name cannot
-# collide with LogRecord's own attributes ("process", "message", "name"...).
-FIELDS_ATTRIBUTE = "accrue_fields"
+# Our fields travel as LogRecord attributes named "accrue.<field>": the prefix
+# cannot collide with LogRecord's own attributes ("process", "message"...), and
+# the OpenTelemetry logging handler (Azure Monitor) turns them into log
+# attributes of the same names, so they reach Application Insights as
+# customDimensions without a formatter.
+FIELD_PREFIX = "accrue."
+FUNCTIONS_PROCESS = "functions"
 
 # Keys present on every line, in this order.
 REQUIRED_KEYS = ("timestamp", "level", "logger", "message", "process", "trace_id", "span_id", "tenant")
@@ -79,18 +83,25 @@ _configured_process: str | None = None
 _lock = threading.Lock()
 
 
-def fields(**values: Any) -> dict[str, dict[str, Any]]:
+def fields(**values: Any) -> dict[str, Any]:
     """The ``extra=`` of a log call: named facts from ``ALLOWED_FIELDS``, scalar values only.
 
-    Raises ``ValueError`` on a name off the list or a non-scalar value (a
-    programming error the log-call scan test catches before it ships)."""
+    A ``None`` value is left out (the field does not apply). Raises ``ValueError``
+    on a name off the list or a non-scalar value (a programming error the
+    log-call scan test catches before it ships)."""
     unknown = sorted(set(values) - ALLOWED_FIELDS)
     if unknown:
         raise ValueError(f"log fields not in ALLOWED_FIELDS: {', '.join(unknown)}")
     for name, value in values.items():
         if not isinstance(value, _SCALARS):
             raise ValueError(f"log field {name} must be a scalar, got {type(value).__name__}")
-    return {FIELDS_ATTRIBUTE: values}
+    return {FIELD_PREFIX + name: value for name, value in values.items() if value is not None}
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a log call passed, by name."""
+    return {key[len(FIELD_PREFIX):]: value for key, value in record.__dict__.items()
+            if key.startswith(FIELD_PREFIX)}
 
 
 def log_admin_act(logger: logging.Logger, action: str, *, actor: str | None, tenant: str | None,
@@ -120,7 +131,7 @@ class JsonFormatter(logging.Formatter):
         self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
-        extra: Mapping[str, Any] = getattr(record, FIELDS_ATTRIBUTE, None) or {}
+        extra = fields_of(record)
         trace_id, span_id = _span_ids()
         line: dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
@@ -154,13 +165,19 @@ def configure(process: str) -> None:
 
     Replaces the root logger's stream handlers (a plain-text one from
     ``basicConfig`` would duplicate each line) and keeps any other handler, such
-    as the OpenTelemetry one the Azure Monitor distro adds. Idempotent: a
-    second call changes nothing."""
+    as the OpenTelemetry one the Azure Monitor distro adds. In the Functions
+    worker it adds nothing: the worker already forwards every record to the
+    host, and the host would log our stderr a second time; there the fields
+    reach Application Insights as the records' ``accrue.*`` attributes (with the
+    trace context) through the distro's handler. Idempotent: a second call
+    changes nothing."""
     global _configured_process
     with _lock:
         if _configured_process is not None:
             return
         _configured_process = process
+        if process == FUNCTIONS_PROCESS:
+            return
         root = logging.getLogger()
         for existing in list(root.handlers):
             if type(existing) is logging.StreamHandler:

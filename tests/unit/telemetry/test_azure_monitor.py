@@ -72,7 +72,7 @@ def test_a_failing_distro_is_logged_and_the_process_goes_on(monkeypatch, caplog)
     monkeypatch.setattr(distro, "configure_azure_monitor", broken)
     with caplog.at_level(logging.ERROR, "accrue.telemetry"):
         assert azure_monitor.configure("api") is False
-    assert any(getattr(r, "accrue_fields", {}).get("error") == "RuntimeError" for r in caplog.records)
+    assert any(getattr(r, "accrue.error", None) == "RuntimeError" for r in caplog.records)
 
 
 def test_an_existing_tracer_provider_is_joined_not_replaced(monkeypatch) -> None:

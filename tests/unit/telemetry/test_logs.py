@@ -96,4 +96,31 @@ def test_any_allowed_fields_give_one_parseable_line(values) -> None:
     line = json.loads(text)
     assert line["message"] == 'm\nx"y' and line["process"] == "ingest"
     for name, value in values.items():
-        assert line[name] == value
+        if value is None:
+            assert name not in line or (name == "tenant" and line[name] is None)
+        else:
+            assert line[name] == value
+
+
+def test_the_opentelemetry_handler_carries_the_fields_as_attributes() -> None:
+    # What the Azure Monitor distro installs on the root logger: its records become
+    # Application Insights traces whose customDimensions are these attributes.
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = logging.getLogger("accrue.test.otel")
+    logger.propagate = False
+    otel = LoggingHandler(logger_provider=provider)
+    logger.addHandler(otel)
+    try:
+        logger.warning("order refused", extra=fields(tenant="t1", order_id="o-9", count=2, target=None))
+    finally:
+        logger.removeHandler(otel)
+    [exported] = exporter.get_finished_logs()
+    attributes = dict(exported.log_record.attributes)
+    assert attributes["accrue.tenant"] == "t1" and attributes["accrue.order_id"] == "o-9"
+    assert attributes["accrue.count"] == 2 and "accrue.target" not in attributes
