@@ -185,6 +185,8 @@ def run_worker_process(role: str, number: int = 1) -> None:
 
     threading.Thread(target=listen, name="parent-pipe", daemon=True).start()
     workers = start_workers(platform, role, name)
+    log.info("worker process %s started: %s", name, ", ".join(w.name for w in workers),
+             extra=fields(source=name, count=len(workers)))
     gc_tuning.settle()
     try:
         while not stop.wait(1.0):
