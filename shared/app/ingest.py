@@ -172,8 +172,11 @@ class IngestHandler:
                 reason = f"order {order.order_id!r} is claimed for another customer than {order.customer_id!r}"
             else:
                 reason = f"order {order.order_id!r} differs from the order claimed under its id"
-            log.error("order not credited: its claim does not match", extra=fields(
-                tenant=message.tenant_id, order_id=order.order_id, error="claim-mismatch"))
+            # The reason goes to the poison store; the line names its kind (the reason can hold a customer id).
+            log.error("order not credited: its claim does not match (kept in the poison store)", extra=fields(
+                tenant=message.tenant_id, order_id=order.order_id,
+                error="claim-missing" if claim is None or not is_order_claim(claim)
+                else "claim-for-another-customer" if claim["customerId"] != order.customer_id else "claim-differs"))
             self._poison.put("ingest", message.to_body(), "claim mismatch: " + reason, tenant_id=message.tenant_id)
             report.poisoned += 1
             report.unclaimed += 1

@@ -122,6 +122,7 @@ def test_every_line_of_a_full_scenario_is_json_with_the_required_keys_and_no_per
     assert any(line.get("job") == "webhooks" and ", 1 failed" in line["message"] for line in lines), \
         "the failing endpoint's delivery left no line"
     assert any(line.get("order_id") == "z-unclaimed" and line["tenant"] == "acme" and line["level"] == "ERROR"
+               and line["error"] == "claim-missing"
                for line in lines), "the unclaimed order left no line"
     lowered = text.lower()
     found = [needle for needle in NEEDLES if needle.lower() in lowered]
