@@ -103,6 +103,9 @@ param enablePrivateNetworking bool = true
 @description('Address space of the stack\'s VNet (used with private networking).')
 param vnetAddressPrefix string = '10.20.0.0/16'
 
+@description('Resource id of the action group the stack\'s alert rules notify (the operators\' own); empty: the rules fire without notifying anyone.')
+param alertActionGroupId string = ''
+
 param tags object = {}
 
 @description('Days operational documents are kept, overriding shared/store/layout.py TTL_RULES: "container=days,...". Empty: the rules\' own days.')
@@ -607,6 +610,34 @@ module roles 'modules/roles.bicep' = {
     auditContainerName: dataStorage.outputs.auditContainerName
     hostStorageName: hostStorage.outputs.accountName
     appInsightsName: monitoring.outputs.appInsightsName
+  }
+}
+
+// Every service's resource logs and metrics to the stack's workspace.
+module diagnostics 'modules/diagnostics.bicep' = {
+  name: 'diagnostics'
+  params: {
+    workspaceId: monitoring.outputs.workspaceId
+    cosmosAccountName: cosmos.outputs.accountName
+    eventHubNamespaceName: eventHubs.outputs.namespaceName
+    keyVaultName: keyVault.outputs.vaultName
+    dataStorageName: dataStorage.outputs.accountName
+    hostStorageName: hostStorage.outputs.accountName
+    functionAppName: functionApp.outputs.appName
+  }
+}
+
+// The SLO and throttling alerts (docs/telemetry.md), in every region.
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    namePrefix: namePrefix
+    workspaceId: monitoring.outputs.workspaceId
+    actionGroupId: alertActionGroupId
+    cosmosAccountName: cosmos.outputs.accountName
+    keyVaultName: keyVault.outputs.vaultName
+    tags: stackTags
   }
 }
 

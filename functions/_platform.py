@@ -43,6 +43,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from shared.telemetry.logs import fields
+
 if TYPE_CHECKING:  # imported for the type checker only: shared.platform costs half a second to import
     from shared.platform import Platform
 
@@ -139,7 +141,7 @@ class Lazy(Generic[T]):
         except Exception as exc:  # any failure to build is "unavailable", its cause chained
             delay = self.backoff.failed(exc)
             log.exception("building the %s failed (attempt %d); next attempt in %.1f s",
-                          self.what, self.backoff.failures, delay)
+                          self.what, self.backoff.failures, delay, extra=fields())
             raise PlatformUnavailable(f"building the {self.what} failed: {exc}", retry_after=delay) from exc
         assert value is not None, self.what
         self.backoff.succeeded()
@@ -170,8 +172,10 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _build_platform() -> Platform:
-    from shared import gc_tuning
+    from shared import gc_tuning, telemetry
 
+    # Telemetry first (Azure Monitor on Azure), so the build's own calls are seen.
+    telemetry.configure("functions")
     with _collector_paused():
         from shared.platform import build_platform
         from shared.settings import Settings
@@ -286,7 +290,7 @@ class LazyAsgiApp:
         try:
             await app(dict(scope), inner_receive, inner_send)
         except Exception:  # a shutdown handler's failure is logged; the host stops anyway
-            log.exception("the API's shutdown failed")
+            log.exception("the API's shutdown failed", extra=fields())
             outcome = {"type": "lifespan.shutdown.failed", "message": "the API's shutdown failed"}
         await send(outcome)
 

@@ -51,6 +51,7 @@ from shared.errors import (
     PreconditionFailed,
     StoreUnavailable,
 )
+from shared.telemetry.logs import fields
 
 T = TypeVar("T")
 
@@ -154,7 +155,8 @@ def process_batch(
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
             last = exc
             log.warning("%s: batch of %d failed (attempt %d/%d): %s: %s",
-                        source, len(items), attempt, retry.attempts, type(exc).__name__, exc)
+                        source, len(items), attempt, retry.attempts, type(exc).__name__, exc,
+                        extra=fields(source=source, count=len(items), attempt=attempt, error=type(exc).__name__))
             if attempt < retry.attempts:
                 sleep(retry.delay(attempt))
     assert last is not None
@@ -165,7 +167,8 @@ def process_batch(
         ) from last
 
     log.error("%s: batch of %d keeps failing with %s: running its items one by one",
-              source, len(items), type(last).__name__)
+              source, len(items), type(last).__name__,
+              extra=fields(source=source, count=len(items), error=type(last).__name__))
     result.isolated = True
     failed_keys: dict[Hashable, str] = {}
     for index, item in enumerate(items):
@@ -188,8 +191,9 @@ def process_batch(
                 ) from exc
             reason = (f"{source}: failed {result.attempts} times in a batch of {len(items)} and once alone: "
                       f"{type(exc).__name__}: {exc}")
-            log.error("%s: item %d of %d poisoned: %s", source, index, len(items), reason)
             result.poisoned.append(_put(poison, item, reason, source))
+            log.error("%s: item %d of %d poisoned: %s", source, index, len(items), reason,
+                      extra=fields(source=source, poison_id=str(result.poisoned[-1]), error=type(exc).__name__))
             if item_key is not None:
                 failed_keys[item_key] = f"{type(exc).__name__}: {exc}"
     return result

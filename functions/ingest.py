@@ -21,6 +21,7 @@ from functions import bindings
 from functions._platform import get_platform
 from functions._resilience import HostRetry, InProcessRetry, process_batch
 from shared.store.layout import customer_pk
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.functions.ingest")
 
@@ -77,4 +78,5 @@ def ingest_orders(events: List[func.EventHubEvent]) -> None:
         retry=RETRY,
         log=log,
     )
-    log.info("ingest: %d events, %d attempt(s), %d poisoned", result.size, result.attempts, len(result.poisoned))
+    log.info("ingest: %d events, %d attempt(s), %d poisoned", result.size, result.attempts, len(result.poisoned),
+             extra=fields(source=SOURCE, count=result.size))

@@ -22,6 +22,7 @@ import azure.functions as func
 from functions import bindings
 from functions._platform import get_platform
 from functions._resilience import HostRetry, InProcessRetry, process_batch
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.functions.projections")
 
@@ -58,4 +59,4 @@ def project_ledger(changes: func.DocumentList) -> None:
         log=log,
     )
     log.info("projection: %d changes, %d attempt(s), %d poisoned",
-             result.size, result.attempts, len(result.poisoned))
+             result.size, result.attempts, len(result.poisoned), extra=fields(source=SOURCE, count=result.size))

@@ -18,6 +18,8 @@ from typing import Callable
 
 import azure.functions as func
 
+from shared.telemetry.logs import fields
+
 log = logging.getLogger("accrue.functions.timers")
 
 TIMER_FUNCTION_PREFIX = "timer_"  # = functions.bindings.TIMER_FUNCTION_PREFIX (checked by a test)
@@ -55,7 +57,7 @@ def run_job(name: str) -> object:
 def _register(name: str, schedule: str) -> None:
     def trigger(timer: func.TimerRequest) -> None:
         if timer.past_due:
-            log.warning("job %s is running late (past due)", name)
+            log.warning("job %s is running late (past due)", name, extra=fields())
         run_job(name)
 
     # Each job gets its own Python function (the worker keys functions by it) and name.

@@ -21,6 +21,7 @@ import azure.functions as func
 from azure.functions.warmup import WarmUpContext  # not re-exported by azure.functions 1.26
 
 from functions._platform import PlatformUnavailable, lazy_api
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.functions.warmup")
 
@@ -36,6 +37,6 @@ def warmup(warmup: WarmUpContext) -> None:
     try:
         lazy_api().warm()
     except PlatformUnavailable as exc:
-        log.warning("warmup: the platform is not built yet (%s); the first request will try again", exc)
+        log.warning("warmup: the platform is not built yet (%s); the first request will try again", exc, extra=fields())
         return
-    log.info("warmup: platform and API built")
+    log.info("warmup: platform and API built", extra=fields())

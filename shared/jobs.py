@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from shared.telemetry.logs import fields
+
 if TYPE_CHECKING:
     from shared.platform import Platform
     from shared.workitems import Handler, WorkItems
@@ -79,7 +81,7 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
                                    {"tenantId": tenant_id, "generation": params["generation"]})
         cursor = {"after": page["last"] or after, "added": added}
         if not page["more"]:
-            log.info("%s: %d work item(s) enqueued for %s", params["kind"], added, params["generation"])
+            log.info("%s: %d work item(s) enqueued for %s", params["kind"], added, params["generation"], extra=fields())
             return Step(cursor, done=True, result={"enqueued": added})
         return Step(cursor)
 
@@ -89,9 +91,9 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         if not done:
             return Step(cursor)
         report = report_of(cursor)
-        log.info("tenant %s: %s", tenant_id, report.summary().splitlines()[0])
+        log.info("tenant %s: %s", tenant_id, report.summary().splitlines()[0], extra=fields(tenant=tenant_id))
         for drift in report.drifts:
-            log.error("ledger drift: %s", drift.line())
+            log.error("ledger drift: %s", drift.line(), extra=fields())
         return Step(cursor, done=True, result={"ok": report.ok, "customers": report.customers,
                                                 "entries": report.entries, "stale": report.stale,
                                                 "drifts": len(report.drifts)})
@@ -132,7 +134,7 @@ def _fan_out(platform: Platform, kind: str) -> object:
     # One create: the fan-out item enqueues the tenants' items itself, a page a slice.
     generation = _generation(platform)
     added = work_items(platform).enqueue("fan-out", kind, generation, {"kind": kind, "generation": generation})
-    log.info("%s: fan-out for %s %s", kind, generation, "enqueued" if added else "already enqueued")
+    log.info("%s: fan-out for %s %s", kind, generation, "enqueued" if added else "already enqueued", extra=fields())
     return {"kind": kind, "generation": generation, "enqueued": added}
 
 
@@ -149,7 +151,7 @@ def _run_work_items(platform: Platform) -> object:
     if report.claimed:
         log.info("work items: %d claimed, %d slice(s), %d finished, %d to resume, %d failed, %d parked",
                  report.claimed, report.slices, len(report.finished), len(report.resumable), len(report.failed),
-                 len(report.parked))
+                 len(report.parked), extra=fields())
     return report
 
 
@@ -160,7 +162,7 @@ def _deliver_webhooks(platform: Platform) -> object:
 def _release_reservations(platform: Platform) -> object:
     # Idempotent: a reservation already settled is skipped (shared/spend/redemptions.py).
     report = platform.spend.redemptions.release_expired()
-    log.info("reservations: %(scanned)d expired scanned, %(released)d released", report)
+    log.info("reservations: %(scanned)d expired scanned, %(released)d released", report, extra=fields())
     return report
 
 
@@ -169,7 +171,7 @@ def _evaluate_tiers(platform: Platform) -> object:
     # whose scheduled date has already been evaluated is skipped (shared/tiers/service.py).
     reports = platform.tiers.run_due()
     for report in reports:
-        log.info("tiers: %s", report.to_json())
+        log.info("tiers: %s", report.to_json(), extra=fields())
     return reports
 
 
@@ -184,7 +186,7 @@ def _archive_audit(platform: Platform) -> object:
     # archive container is under a 7-year immutability policy (bicep/modules/datastorage.bicep).
     written = platform.audit.archive_all()
     log.info("audit archive: %d blob(s) written for %d tenant(s)",
-             sum(len(paths) for paths in written.values()), len(written))
+             sum(len(paths) for paths in written.values()), len(written), extra=fields())
     return written
 
 
@@ -193,7 +195,7 @@ def _complete_erasures(platform: Platform) -> object:
     # (shared/privacy/erasure.py): the bound of an erasure is one run after the failure.
     done = platform.erasures.run_pending()
     if done:
-        log.info("erasures: %d completed", done)
+        log.info("erasures: %d completed", done, extra=fields())
     return done
 
 
@@ -211,7 +213,7 @@ def _sweep_expired(platform: Platform) -> object:
         if swept == 0:
             break
     if deleted:
-        log.info("ttl sweep: %d expired document(s) deleted", deleted)
+        log.info("ttl sweep: %d expired document(s) deleted", deleted, extra=fields())
     return deleted
 
 

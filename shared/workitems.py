@@ -58,6 +58,7 @@ from shared.clock import Clock, iso
 from shared.errors import DocumentExists, NotFound, PreconditionFailed
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry.logs import fields
 from shared.telemetry.names import JOB_PROGRESS
 
 log = logging.getLogger("accrue.workitems")
@@ -176,7 +177,7 @@ class WorkItems:
             claimed["attempts"] = item["attempts"] + 1
             claimed["lastError"] = f"lease of {item.get('owner')} ran out mid-slice"
             log.warning("work item %s: taking over from %s, whose lease ran out; resuming from its cursor",
-                        item["id"], item.get("owner"))
+                        item["id"], item.get("owner"), extra=fields())
             if claimed["attempts"] >= self.max_attempts:
                 self._park(claimed)
                 return None
@@ -212,7 +213,7 @@ class WorkItems:
                 item = self._store.upsert(SYSTEM, update, if_match=item["_etag"])
             except (PreconditionFailed, NotFound):
                 log.warning("work item %s: lease lost to another worker; it goes on from the stored cursor",
-                            item["id"])
+                            item["id"], extra=fields())
                 return
             if step.done:
                 report.finished.append(item["id"])
@@ -234,7 +235,7 @@ class WorkItems:
         delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
         update.update(status=QUEUED, dueAt=iso(now + timedelta(seconds=delay)))
         log.warning("work item %s failed (attempt %d of %d): %s; retried from its cursor in %ds",
-                    item["id"], attempts, self.max_attempts, error, delay)
+                    item["id"], attempts, self.max_attempts, error, delay, extra=fields())
         _progress.add(1, {"kind": item["kind"], "outcome": "failed"})
         try:
             self._store.upsert(SYSTEM, update, if_match=item["_etag"])
@@ -251,7 +252,7 @@ class WorkItems:
         _progress.add(1, {"kind": item["kind"], "outcome": "parked"})
         log.error("work item %s parked after %d failed attempts (last: %s); fix the cause, then "
                   "`python -m shared.local jobs retry %s`", item["id"], item["attempts"], item["lastError"],
-                  item["id"])
+                  item["id"], extra=fields())
         return True
 
     # --- operators -------------------------------------------------------------------

@@ -144,6 +144,9 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   properties: union(appSettings, {
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+    // host.json sets telemetryMode OpenTelemetry; this lets the Python worker hand each
+    // invocation's trace context to the app's OpenTelemetry (shared/telemetry/azure_monitor.py).
+    PYTHON_ENABLE_OPENTELEMETRY: 'true'
   })
 }
 

@@ -22,6 +22,7 @@ from starlette.routing import compile_path
 
 from shared.api.pagination import PAGE_TOKEN_PARAMETERS
 from shared.errors import AccrueError, ValidationFailed
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.api")
 
@@ -70,6 +71,14 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted({m for regex, methods in index if regex.match(path) for m in methods})
 
 
+def _route(request: Request) -> str:
+    """The route template that matched (``/v1/customers/{customer_id}``) for logs: the
+    concrete path can carry ids a log line should not."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    return f"{request.method} {template}" if isinstance(template, str) else f"{request.method} (no route)"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AccrueError)
     async def accrue_error(request: Request, exc: AccrueError) -> JSONResponse:
@@ -77,7 +86,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, ValidationFailed):
             errors = [{"field": p.field, "message": p.message} for p in exc.problems]
         if exc.status >= 500:
-            log.error("%s on %s: %s", exc.code, request.url.path, exc.message)
+            log.error("%s on %s: %s", exc.code, _route(request), exc.message,
+                      extra=fields(route=_route(request), error=exc.code, status=exc.status))
         headers = {"Retry-After": "1"} if exc.status == 503 else None
         if exc.status == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="accrue"'}
@@ -131,6 +141,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
+        log.exception("unexpected error on %s", _route(request), extra=fields(route=_route(request), status=500))
         return problem(500, "internal-error", "Internal error",
                        "an unexpected error occurred; nothing was changed by this request", request.url.path)

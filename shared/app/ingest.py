@@ -49,6 +49,7 @@ from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore, read_many
+from shared.telemetry.logs import fields
 
 if TYPE_CHECKING:
     from shared.fraud.controls import EarnScreen, FraudControls
@@ -171,7 +172,11 @@ class IngestHandler:
                 reason = f"order {order.order_id!r} is claimed for another customer than {order.customer_id!r}"
             else:
                 reason = f"order {order.order_id!r} differs from the order claimed under its id"
-            log.error("not credited: %s (tenant %s)", reason, message.tenant_id)
+            # The reason goes to the poison store; the line names its kind (the reason can hold a customer id).
+            log.error("order not credited: its claim does not match (kept in the poison store)", extra=fields(
+                tenant=message.tenant_id, order_id=order.order_id,
+                error="claim-missing" if claim is None or not is_order_claim(claim)
+                else "claim-for-another-customer" if claim["customerId"] != order.customer_id else "claim-differs"))
             self._poison.put("ingest", message.to_body(), "claim mismatch: " + reason, tenant_id=message.tenant_id)
             report.poisoned += 1
             report.unclaimed += 1
@@ -270,7 +275,8 @@ class IngestHandler:
         """An order the ledger refused (its key or id already used otherwise):
         say so on its status, unless a final status is already there."""
         tenant_id, order_id = message.tenant_id, message.order.order_id
-        log.warning("order %s of tenant %s refused by the ledger: %s", order_id, tenant_id, error.message)
+        log.warning("order refused by the ledger: %s", error.message,
+                    extra=fields(tenant=tenant_id, order_id=order_id, error=error.code))
         existing = self._store.read(ORDER_STATUS, order_pk(tenant_id, order_id), order_id)
         if existing is not None and existing.get("status") in ("credited", "held", "rejected"):
             return

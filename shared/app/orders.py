@@ -86,6 +86,7 @@ from shared.store.port import (
     inline_reads,
     read_many,
 )
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.orders")
 
@@ -205,7 +206,8 @@ class OrderIntake:
         self._confirming.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("confirming published orders failed (the relay may publish them again, which credits "
-                        "nothing twice): %s", task.exception())
+                        "nothing twice): %s", task.exception(),
+                        extra=fields(error=type(task.exception()).__name__))
 
     # --- the flow ----------------------------------------------------------------------
 
@@ -298,8 +300,8 @@ class OrderIntake:
             except AccrueError as error:
                 # The claims are durable: the relay publishes them (within RELAY_GRACE
                 # and one relay period), so the orders are accepted all the same.
-                log.warning("publishing %d claimed order(s) of tenant %s failed, the relay will: %s",
-                            len(messages), tenant_id, error.message)
+                log.warning("publishing %d claimed order(s) failed, the relay will: %s", len(messages), error.message,
+                            extra=fields(tenant=tenant_id, count=len(messages), error=error.code))
                 confirm = False
         if confirm:
             marks = [PartitionBatch(c["pk"], [Upsert(published(c), if_match=c["_etag"])]) for c in claims]
@@ -307,7 +309,8 @@ class OrderIntake:
                 yield _Confirm(marks)
             except StoreError as error:
                 log.warning("confirming %d published order(s) failed (the relay may publish them again, "
-                            "which credits nothing twice): %s", len(marks), error.message)
+                            "which credits nothing twice): %s", len(marks), error.message,
+                            extra=fields(tenant=tenant_id, count=len(marks), error=error.code))
             # A refused mark (PreconditionFailed) means the projector or the relay moved it on.
         if schema_error is not None:
             raise schema_error
@@ -334,7 +337,8 @@ class OrderIntake:
             if batch.error is not None:
                 # Moved on by the relay: its message finds no claim at ingestion and is
                 # poisoned, never credited (shared/app/ingest.py). Logged to be seen.
-                log.error("could not withdraw claim %s: %s", batch.pk, batch.error.message)
+                log.error("could not withdraw a claim: %s", batch.error.message,
+                          extra=fields(claim=batch.pk, error=batch.error.code))
 
     def _check(self, tenant_id: str, orders: Sequence[Order]) -> None:
         """What needs no claim: ``ValidationFailed`` names every problem; nothing is written."""

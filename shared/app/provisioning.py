@@ -57,6 +57,7 @@ from shared.errors import AccrueError, Conflict, DocumentExists, PreconditionFai
 from shared.governance.acts import TOMBSTONE_ID
 from shared.rules.sealing import KeyProviderSealer
 from shared.store.layout import SYSTEM, TENANTS
+from shared.telemetry.logs import fields
 
 if TYPE_CHECKING:
     from shared.platform import Platform
@@ -228,7 +229,7 @@ class TenantProvisioning:
                 self._p.store.upsert(SYSTEM, {**record, "leaseOwner": None, "leaseUntil": None},
                                      if_match=record["_etag"])
         except Exception:  # the lease then simply expires
-            log.warning("could not release the provisioning lease of tenant %s", tenant_id, exc_info=True)
+            log.warning("could not release the provisioning lease of tenant %s", tenant_id, exc_info=True, extra=fields(tenant=tenant_id))
 
     # --- the steps ----------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from shared.errors import PreconditionFailed
 from shared.schemas.registry import EventSchemaViolation
 from shared.store.layout import ORDER_STATUS, customer_pk
 from shared.store.port import DocumentStore, Filter, PartitionBatch, Query, Upsert
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.relay")
 
@@ -70,9 +71,11 @@ class OrderRelay:
         except EventSchemaViolation as violation:
             # The valid ones are published, the others kept in the poison store
             # (replay republishes them): none is left for the relay.
-            log.error("relay: a claimed order failed its event schema: %s", violation.message)
+            log.error("relay: a claimed order failed its event schema: %s", violation.message,
+                      extra=fields(source="relay", error=violation.code))
         report.published = len(messages)
-        log.warning("relay: published %d claimed order(s) whose publish was not confirmed", len(messages))
+        log.warning("relay: published %d claimed order(s) whose publish was not confirmed", len(messages),
+                    extra=fields(source="relay", count=len(messages)))
         marks = [PartitionBatch(c["pk"], [Upsert(published(c), if_match=c["_etag"])]) for c in claims]
         self._store.batches(ORDER_STATUS, marks)
         for batch in marks:
@@ -80,5 +83,6 @@ class OrderRelay:
                 report.confirmed += 1
             elif not isinstance(batch.error, PreconditionFailed):  # moved on meanwhile: nothing to confirm
                 # Published but not confirmed: the next run publishes it again, which is harmless.
-                log.warning("relay: could not confirm claim %s: %s", batch.pk, batch.error.message)
+                log.warning("relay: could not confirm a claim: %s", batch.error.message,
+                            extra=fields(source="relay", claim=batch.pk, error=batch.error.code))
         return report

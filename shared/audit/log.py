@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
@@ -35,6 +36,7 @@ from shared.clock import Clock, iso
 from shared.errors import AccrueError, Conflict, DocumentExists, NotFound
 from shared.store.layout import AUDIT, SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry.logs import log_admin_act
 
 PLATFORM_CHAIN = "_platform"
 GENESIS = "0" * 64
@@ -42,6 +44,7 @@ SEQ_DIGITS = 12
 MAX_RETRIES = 20
 PAGE = 500
 ARCHIVE_BATCH = 1000
+log = logging.getLogger("accrue.audit")
 HASHED_FIELDS = ("id", "pk", "docType", "tenantId", "seq", "at", "actor", "action", "target", "before", "after",
                  "reason", "prevHash")
 
@@ -119,9 +122,11 @@ class AuditLog:
             }
             doc["hash"] = record_hash(doc)
             try:
-                return _public(self._store.create(AUDIT, doc))
+                written = _public(self._store.create(AUDIT, doc))
             except DocumentExists:
                 continue  # another writer took this sequence number: re-read the head
+            _log_act(tenant_id, action, actor, target, after, seq)
+            return written
         raise Conflict(f"could not append to the audit log of {tenant_id!r}: too many concurrent writers")
 
     # --- reading ------------------------------------------------------------------
@@ -207,6 +212,21 @@ class AuditLog:
         if callable(self._archive_sink) and not hasattr(self._archive_sink, "put"):
             self._archive_sink = self._archive_sink()
         return self._archive_sink  # type: ignore[return-value]
+
+
+def _log_act(tenant_id: str, action: str, actor: Actor, target: str | None, after: Any, seq: int) -> None:
+    """The operators' line of an administrative act (the record above is the evidence).
+
+    A customer target is logged by its kind only: a customer id is the merchant's
+    identifier of a person, and logs hold none (the audit record keeps it)."""
+    kind, _, ident = (target or "").partition(":")
+    more: dict[str, Any] = {"audit_seq": seq}
+    if kind == "ruleset" and ident:
+        more["rule_set_id"] = ident
+        if isinstance(after, dict) and isinstance(after.get("version"), int):
+            more["rule_set_version"] = after["version"]
+    log_admin_act(log, action, actor=actor.key_id, tenant=None if tenant_id == PLATFORM_CHAIN else tenant_id,
+                  target=kind if kind == "customer" else target, **more)
 
 
 def _json(value: Any) -> Any:

@@ -49,6 +49,7 @@ from shared.ledger.lots import Lot, LotBook, replay
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import LEDGER, SYSTEM, TENANTS, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.expiry")
 
@@ -137,7 +138,7 @@ class ExpiryService:
                 break
             report.tenants += 1
             self._run_tenant(tenant, report, budget)
-        log.info(report.summary())
+        log.info(report.summary(), extra=fields(job="expiry"))
         return report
 
     def run_tenant(self, tenant_id: str, max_customers: int = 50_000) -> ExpiryReport:
@@ -204,7 +205,8 @@ class ExpiryService:
                     skipped[cid].add(lot_id)  # spent, expired or refilled meanwhile: next run looks again
                     books[cid] = read_book(self._store, tenant_id, cid, books[cid])
                 elif outcome.error is not None:
-                    log.error("expiry of customer %s of tenant %s failed: %s", cid, tenant_id, outcome.error.message)
+                    log.error("expiry of a customer failed: %s", outcome.error.message,
+                              extra=fields(job="expiry", tenant=tenant_id, error=outcome.error.code))
                     report.failed.append(cid)
                     del books[cid]
                 else:
@@ -248,7 +250,8 @@ class ExpiryService:
                 try:
                     tenants.append(TenantSettings.from_doc(doc))
                 except ValueError as bad:  # one unreadable tenant must not stop everyone's expiry
-                    log.error("tenant %s skipped by expiry: %s", doc.get("id"), bad)
+                    log.error("tenant skipped by expiry: %s", bad,
+                              extra=fields(job="expiry", tenant=doc.get("id"), error=type(bad).__name__))
             if len(docs) < 1000:
                 return tenants
             after = docs[-1]["id"]

@@ -51,6 +51,7 @@ from shared.clock import Clock, instant_problem, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, PreconditionFailed, ValidationFailed
 from shared.exports.crypto import decrypt_stream, encrypt_stream
 from shared.keys.port import KeyProvider
+from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
 from shared.store.layout import (
     CUSTOMERS,
     DEFAULT_TTL,
@@ -61,8 +62,8 @@ from shared.store.layout import (
     attempt_pks,
     customer_pk,
 )
-from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
 from shared.store.port import DocumentStore, Filter, Query, read_many
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.exports")
 
@@ -212,7 +213,7 @@ class ExportService:
             state = self._save_state(dict(state, pending=pending))
         else:
             log.info("export of tenant %s: resuming unfinished run %s (%d of %d files written)", tenant_id,
-                        pending["runId"], len(pending.get("files", [])), len(SUBJECTS))
+                        pending["runId"], len(pending.get("files", [])), len(SUBJECTS), extra=fields(tenant=tenant_id))
         prefix = f"{tenant_id}/incremental/{pending['runId']}"
         manifest = self._read_manifest(tenant_id, pending["runId"], prefix)
         if manifest is None:
@@ -274,7 +275,7 @@ class ExportService:
             except Exception as exc:  # noqa: BLE001 - logged per tenant, raised at the end
                 failed.append(tenant_id)
                 log.error("export of tenant %s failed: %s: %s; watermarks unchanged, the next run redoes it",
-                          tenant_id, type(exc).__name__, exc)
+                          tenant_id, type(exc).__name__, exc, extra=fields(tenant=tenant_id))
         if failed:
             raise RuntimeError(f"exports failed for tenant(s) {', '.join(failed)}; see the log")
         return {"tenants": done}
@@ -300,7 +301,7 @@ class ExportService:
             existing = json.loads(self.sink.read(f"{prefix}/manifest.json"))
         except BlobNotFound:
             return None
-        log.info("export run %s of tenant %s: manifest already written, completing the run", run_id, tenant_id)
+        log.info("export run %s of tenant %s: manifest already written, completing the run", run_id, tenant_id, extra=fields(tenant=tenant_id))
         return existing  # type: ignore[no-any-return]
 
     def _write_run(self, tenant_id: str, run_id: str, kind: str, prefix: str, lower: dict[str, str | None],
@@ -344,7 +345,7 @@ class ExportService:
                           {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True)
         except Exception as exc:
             log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
-                      "the next run redoes this file", run_id, tenant_id, path, type(exc).__name__, exc)
+                      "the next run redoes this file", run_id, tenant_id, path, type(exc).__name__, exc, extra=fields(tenant=tenant_id))
             raise
         return {
             "subject": subject, "path": path, "part": part, "complete": span.complete, "rows": rows.count,
@@ -373,7 +374,7 @@ class ExportService:
             return json.loads(self.sink.read(manifest_path))  # type: ignore[no-any-return]
         except Exception as exc:
             log.error("export run %s of tenant %s: writing its manifest failed (%s: %s); no watermark moved, "
-                      "the next run redoes this run", run_id, tenant_id, type(exc).__name__, exc)
+                      "the next run redoes this run", run_id, tenant_id, type(exc).__name__, exc, extra=fields(tenant=tenant_id))
             raise
         # A customer erased while this run read profiles may be in the file (another process's
         # data-key cache outlives the key by up to its TTL). The manifest is out now, so an
@@ -471,7 +472,7 @@ class ExportService:
                           _manifest_metadata(manifest), overwrite=True)
             removed |= gone
             log.info("export file %s of tenant %s rewritten without %d erased customer(s)", path, tenant_id,
-                     len(gone))
+                     len(gone), extra=fields(tenant=tenant_id))
         raise Conflict(f"export file {path} kept changing under its rewrite; the erasures job retries")
 
     def _file_rows(self, tenant_id: str, manifest: dict[str, Any], path: str, digest: Any) -> Iterator[dict[str, Any]]:

@@ -25,6 +25,7 @@ from shared.local.workers import FeedPoller, QueueConsumer, Scheduler
 from shared.platform import Platform, build_platform
 from shared.private_files import open_private, private_dir
 from shared.settings import Settings
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.local")
 
@@ -45,9 +46,11 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=os.environ.get("ACCRUE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+def configure_logging(process: str = "api") -> None:
+    """JSON log lines on stderr for this process (``shared.telemetry.logs``), at ACCRUE_LOG_LEVEL."""
+    from shared.telemetry import logs
+
+    logs.configure(process)
 
 
 def start_workers(platform: Platform, role: str, name: str) -> list:
@@ -58,7 +61,8 @@ def start_workers(platform: Platform, role: str, name: str) -> list:
         platform.bus.lease_owner = name
         released = platform.bus.release_leases(owner=name)
         if released:
-            log.warning("released %d message(s) leased by a previous run that did not stop cleanly", released)
+            log.warning("released %d message(s) leased by a previous run that did not stop cleanly", released,
+                        extra=fields(source=name, count=released))
         # Two consumers: one's CPU work overlaps the other's commit (fsync) waits; the
         # queue never leases one customer's messages to both, so order is kept.
         workers += [QueueConsumer(platform, platform.bus, f"queue-consumer-{n}") for n in (1, 2)]
@@ -97,7 +101,8 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     app = create_app(platform)
     gc_tuning.settle()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        # log_config=None: uvicorn's lines go through the root logger's JSON handler too.
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)
     finally:
         for worker in workers:
             worker.stop()

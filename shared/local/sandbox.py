@@ -25,6 +25,7 @@ from shared.domain.tenants import TenantSettings
 from shared.governance.dual_control import DualControlRequired
 from shared.platform import Platform
 from shared.store.layout import SYSTEM
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.sandbox")
 
@@ -53,7 +54,7 @@ def provision_sandbox(platform: Platform) -> Provisioned | None:
         keys.append(platform.key_admin.issue_platform_admin(None, label="local platform admin",
                                                             reason="local sandbox"))
     except DualControlRequired:
-        log.warning("a platform-admin key exists already: the sandbox issues none (dual control is on)")
+        log.warning("a platform-admin key exists already: the sandbox issues none (dual control is on)", extra=fields())
     customers = [f"cust-{n:03d}" for n in range(1, len(sample_data.CUSTOMER_TAGS) + 1)]
     orders = [f"sample-{n:04d}" for n in range(1, sample_data.ORDERS + 1)]
     return Provisioned(keys=keys, customers=customers, orders=orders)

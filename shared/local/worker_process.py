@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO
 
 from shared.private_files import open_private
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.local")
 
@@ -94,7 +95,8 @@ class WorkerProcess:
             if time.monotonic() - started > 60:
                 pause = 1.0  # it ran a good while: a fresh failure, not a crash loop
             log.error("the %s-%d worker process exited with status %s; starting it again in %.0f s",
-                      self.role, self.number, code, pause)
+                      self.role, self.number, code, pause,
+                      extra=fields(source=f"{self.role}-{self.number}", status=code))
             if self._stopping.wait(pause):
                 return
             pause = min(pause * 2, MAX_RESTART_PAUSE)
@@ -160,7 +162,7 @@ def run_worker_process(role: str, number: int = 1) -> None:
     from shared.platform import build_platform
     from shared.settings import Settings
 
-    configure_logging()
+    configure_logging(role)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us
@@ -183,6 +185,8 @@ def run_worker_process(role: str, number: int = 1) -> None:
 
     threading.Thread(target=listen, name="parent-pipe", daemon=True).start()
     workers = start_workers(platform, role, name)
+    log.info("worker process %s started: %s", name, ", ".join(w.name for w in workers),
+             extra=fields(source=name, count=len(workers)))
     gc_tuning.settle()
     try:
         while not stop.wait(1.0):

@@ -22,6 +22,7 @@ from shared.bus.local_queue import Delivery, LocalQueue
 from shared.jobs import JOBS, Job
 from shared.platform import Platform
 from shared.store.layout import LEDGER
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.local")
 
@@ -44,7 +45,7 @@ class Worker(threading.Thread):
             try:
                 busy = self.step()
             except Exception:  # noqa: BLE001 - a worker must outlive any one failure
-                log.exception("%s: step failed", self.name)
+                log.exception("%s: step failed", self.name, extra=fields(source=self.name))
                 busy = False
                 idle = 1.0
             if busy:
@@ -76,7 +77,8 @@ class QueueConsumer(Worker):
         try:
             self._platform.ingest.handle([d.body for d in deliveries])
         except Exception as exc:  # noqa: BLE001 - give every message back, with its error
-            log.warning("ingest batch of %d failed, will retry: %s", len(deliveries), exc)
+            log.warning("ingest batch of %d failed, will retry: %s", len(deliveries), exc,
+                        extra=fields(source=self.name, count=len(deliveries), error=type(exc).__name__))
             for delivery in deliveries:
                 self._queue.fail(delivery, f"{type(exc).__name__}: {exc}", retry_in=min(2 ** delivery.attempts, 60))
             return True
@@ -89,7 +91,8 @@ class QueueConsumer(Worker):
             try:
                 self._queue.ack(self._handled)
             except Exception:  # noqa: BLE001 - unacknowledged messages are redelivered, harmlessly
-                log.warning("could not acknowledge %d handled message(s) at stop", len(self._handled))
+                log.warning("could not acknowledge %d handled message(s) at stop", len(self._handled),
+                            extra=fields(source=self.name, count=len(self._handled)))
 
 
 class FeedPoller(Worker):
@@ -143,7 +146,8 @@ class Scheduler(Worker):
             if now >= self._due[job.name]:
                 self._due[job.name] = now + job.every_seconds
                 # Minute-scale jobs (webhooks, reservations) would flood the console at INFO.
-                log.log(logging.INFO if job.every_seconds >= 3600 else logging.DEBUG, "running job %s", job.name)
+                log.log(logging.INFO if job.every_seconds >= 3600 else logging.DEBUG, "running job %s", job.name,
+                        extra=fields(job=job.name))
                 job.run(self._platform)
                 ran = True
         return ran

@@ -42,6 +42,7 @@ from shared.clock import Clock, iso, parse_iso
 from shared.errors import DocumentExists, NotFound, PreconditionFailed
 from shared.store.layout import CUSTOMERS, PII_KEYS, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry.logs import fields
 
 if TYPE_CHECKING:
     from shared.exports.service import ExportService
@@ -98,8 +99,9 @@ class Erasures:
             try:
                 self._complete([work])
             except Exception as exc:  # noqa: BLE001 - the key is gone; the job completes the copies
-                log.error("erasure of a customer of tenant %s: reaching the copies failed (%s: %s); the "
-                          "erasures job retries every minute", tenant_id, type(exc).__name__, exc)
+                log.error("erasure of a customer: reaching the copies failed (%s: %s); the erasures job retries "
+                          "every minute", type(exc).__name__, exc,
+                          extra=fields(tenant=tenant_id, error=type(exc).__name__))
         return result
 
     def _intent(self, tenant_id: str, customer_id: str, erased_at: str | None, reason: str | None) -> dict[str, Any]:
@@ -116,8 +118,8 @@ class Erasures:
         try:
             self._write_log(tenant_id, customer_id, work["erasedAt"])
         except Exception as exc:  # noqa: BLE001 - the key is destroyed anyway; completing writes the log
-            log.error("erasure of a customer of tenant %s: the erasure log could not be written (%s: %s); "
-                      "the erasures job writes it", tenant_id, type(exc).__name__, exc)
+            log.error("erasure of a customer: the erasure log could not be written (%s: %s); the erasures job "
+                      "writes it", type(exc).__name__, exc, extra=fields(tenant=tenant_id, error=type(exc).__name__))
         return work
 
     def _write_log(self, tenant_id: str, customer_id: str, erased_at: str) -> None:
@@ -146,7 +148,7 @@ class Erasures:
         forget = getattr(self._store, "forget_deleted", None)
         if forget is not None and not forget():
             log.warning("%d erasure(s): the store's WAL is still read by another connection; the erasures "
-                        "job retries", len(works))
+                        "job retries", len(works), extra=fields(job="erasures", count=len(works)))
             return 0
         done = 0
         for work in works:
@@ -180,8 +182,8 @@ class Erasures:
                 try:
                     done += self._complete([w for w in page if w["tenantId"] == tenant_id])
                 except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
-                    log.error("erasures of tenant %s not completed: %s: %s; retried next run", tenant_id,
-                              type(exc).__name__, exc)
+                    log.error("erasures not completed: %s: %s; retried next run", type(exc).__name__, exc,
+                              extra=fields(job="erasures", tenant=tenant_id, error=type(exc).__name__))
             if len(page) < PENDING_PAGE:
                 break
             after = page[-1]["id"]

@@ -29,6 +29,7 @@ from shared.rules.errors import RuleError
 from shared.rules.experiments import assign
 from shared.rules.lifecycle import RuleSetService
 from shared.rules.ruleset import ArmRules
+from shared.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -90,5 +91,5 @@ class RuleSetProvider:
                 rule_set_id, version = route.active
                 return ArmRules(self.registry.get(tenant.tenant_id, rule_set_id, version), None)
         except (RuleError, NotFound, KeyError, ValueError):
-            log.exception("rules for tenant %s unavailable; earning by rate", tenant.tenant_id)
+            log.exception("rules unavailable; earning by rate", extra=fields(tenant=tenant.tenant_id))
         return self._rate

@@ -26,6 +26,7 @@ from shared.rules.closure import ClosureEvaluator
 from shared.rules.facts import Facts, extract
 from shared.rules.program import Program, build
 from shared.rules.result import build_result
+from shared.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ class CompiledRuleSet:
                     if record is not None else self._internal_failure("evaluation-aborted", arm)
                     for record, (order, customer) in zip(records, orders)]
         except Exception as error:  # noqa: BLE001 - evaluation must never block ingestion
-            log.exception("rule set %s v%s failed internally", self.rule_set_id, self.version)
+            log.exception("rule set failed internally",
+                          extra=fields(rule_set_id=self.rule_set_id, rule_set_version=self.version))
             return [self._internal_failure(f"internal-error: {type(error).__name__}", arm) for _ in orders]
 
     def records(self, facts: Sequence[Facts], evaluator: str) -> list[Sequence[int] | None]:

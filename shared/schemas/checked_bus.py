@@ -16,6 +16,7 @@ from typing import Sequence
 from shared.app.poison import PoisonStore
 from shared.bus.port import BusMessage, OrderBus, publish_async
 from shared.schemas.registry import REGISTRY, EventSchemaViolation, SchemaRegistry
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.schemas")
 POISON_SOURCE = "ingest"
@@ -49,7 +50,8 @@ class SchemaCheckedBus:
                 continue
             reason = "event schema: " + "; ".join(problems[:5])
             poison_id = self._poison.put(POISON_SOURCE, message.body, reason)
-            log.warning("event refused by its schema, kept as %s: %s", poison_id, problems[0])
+            log.warning("event refused by its schema: %s", problems[0],
+                        extra=fields(poison_id=poison_id, source=POISON_SOURCE))
             refused.append((poison_id, problems))
         return valid, refused
 

@@ -67,6 +67,7 @@ from shared.spend.partners import PartnerCallFailed, PartnerDirectory, PartnerRe
 from shared.spend.policy import SpendPolicies
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.spend")
 
@@ -433,8 +434,9 @@ class Redemptions:
         except ReservationSettled:
             # The partner delivered, but the reservation ended meanwhile (it outlived its
             # TTL during a very slow call): an operator must settle this by hand.
-            log.error("partner %s fulfilled %s (reference %s) after its reservation ended", record["partnerId"],
-                      rid, receipt.partner_reference)
+            log.error("a partner fulfilled a redemption (reference %s) after its reservation ended",
+                      receipt.partner_reference, extra=fields(tenant=tenant_id, partner_id=record["partnerId"],
+                                                              redemption_id=rid, error="reservation-settled"))
             raise
         return SpendResult({**result.body, "partnerReference": receipt.partner_reference,
                             "partnerAttempts": receipt.attempts}, created=result.created)

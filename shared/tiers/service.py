@@ -56,6 +56,7 @@ from shared.store.replace import replace
 from shared.tiers import evaluation, qualifying, schedule
 from shared.tiers.history import TIER_CHANGE_DOC, TierHistory, view
 from shared.tiers.model import DaysGrace, NextEvaluationGrace, TierProgram, check_program
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.tiers")
 
@@ -359,8 +360,8 @@ class TierService:
                 report = self.run_tenant(tenant_id)
             except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
                 failed.append(tenant_id)
-                log.error("tier evaluation of tenant %s failed: %s: %s; the next run redoes it",
-                          tenant_id, type(exc).__name__, exc)
+                log.error("tier evaluation failed: %s: %s; the next run redoes it", type(exc).__name__, exc,
+                          extra=fields(job="tiers", tenant=tenant_id, error=type(exc).__name__))
                 continue
             if report is not None:
                 reports.append(report)
@@ -381,7 +382,7 @@ class TierService:
         self._store.upsert(TENANTS, {"id": EVALUATION_ID, "pk": tenant_id, "docType": "tierEvaluation",
                                      "tenantId": tenant_id, "lastEvaluationAt": iso(due),
                                      "lastRunAt": iso(self._clock.now()), "lastReport": report.to_json()})
-        log.info("tier evaluation of tenant %s as of %s: %s", tenant_id, iso(due), report.to_json())
+        log.info("tier evaluation as of %s: %s", iso(due), report.to_json(), extra=fields(job="tiers", tenant=tenant_id))
         return report
 
     def _programme_docs(self) -> Iterable[dict[str, Any]]:

@@ -56,6 +56,7 @@ from shared.webhooks.service import WebhookService, delivery_pk
 from shared.webhooks.signing import signature_header
 from shared.webhooks.ssrf import UnsafeUrl, check_url
 from shared.webhooks.urls import normalise_url
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.webhooks")
 
@@ -200,7 +201,7 @@ class DeliveryWorker:
         if report.sent or report.deferred:
             log.info("webhooks: %d sent, %d succeeded, %d failed, %d given up, %d endpoint(s) disabled, "
                      "%d left for the next round", report.sent, report.succeeded, report.failed, report.given_up,
-                     len(report.endpoints_disabled), report.deferred)
+                     len(report.endpoints_disabled), report.deferred, extra=fields(job="webhooks", count=report.sent))
         return report
 
     def _queue_due(self, queue: FairQueue[tuple[dict[str, Any], dict[str, Any]]], queued: set[str]) -> int:
@@ -238,8 +239,9 @@ class DeliveryWorker:
         try:
             result = self._deliver(endpoint, delivery, unit_report)
         except Exception:  # noqa: BLE001 - e.g. the store failed; the lease frees the task for a later round
-            log.exception("webhook delivery %s of endpoint %s failed before its attempt was recorded",
-                          delivery.get("id"), endpoint["id"])
+            log.exception("webhook delivery failed before its attempt was recorded",
+                          extra=fields(tenant=endpoint.get("tenantId"), endpoint_id=endpoint["id"],
+                                       delivery_id=delivery.get("id")))
             return True, unit_report
         stop = (result is not None and result.status is None) or endpoint["id"] in unit_report.endpoints_disabled
         return stop, unit_report
@@ -250,7 +252,8 @@ class DeliveryWorker:
             try:
                 self._service.announce_disabled(doc)
             except Exception:  # noqa: BLE001 - tried again next round; deliveries go on meanwhile
-                log.exception("webhook endpoint %s: its disabling could not be announced", doc["id"])
+                log.exception("webhook endpoint: its disabling could not be announced",
+                              extra=fields(tenant=doc.get("tenantId"), endpoint_id=doc["id"]))
 
     def drain(self, max_rounds: int = 100) -> RoundReport:
         """Rounds until nothing is due (tests and the CLI)."""
@@ -296,15 +299,20 @@ class DeliveryWorker:
         except UnsafeUrl as exc:
             return HttpResult(None, 0, {}, b"", error=f"refused by the SSRF guard: {exc.message}")
         except Exception as exc:  # noqa: BLE001 - a resolver fault is this attempt's failure
-            log.warning("webhook endpoint %s: its URL could not be checked (%s)", endpoint["id"], type(exc).__name__)
+            log.warning("webhook endpoint: its URL could not be checked (%s)", type(exc).__name__,
+                        extra=fields(tenant=endpoint.get("tenantId"), endpoint_id=endpoint["id"],
+                                     error=type(exc).__name__))
             return HttpResult(None, 0, {}, b"", error=f"URL check failed: {type(exc).__name__}: {exc}"[:300])
         try:
             live = self._service.live_secrets(endpoint, now)
         except AccrueError as exc:
-            log.error("webhook endpoint %s: its secret cannot be opened (%s)", endpoint["id"], exc.code)
+            log.error("webhook endpoint: its secret cannot be opened (%s)", exc.code,
+                      extra=fields(tenant=endpoint.get("tenantId"), endpoint_id=endpoint["id"], error=exc.code))
             return HttpResult(None, 0, {}, b"", error=f"secret unavailable: {exc.code}")
         except Exception as exc:  # noqa: BLE001 - e.g. a sealed secret that no longer opens (InvalidTag)
-            log.error("webhook endpoint %s: its secret cannot be opened (%s)", endpoint["id"], type(exc).__name__)
+            log.error("webhook endpoint: its secret cannot be opened (%s)", type(exc).__name__,
+                      extra=fields(tenant=endpoint.get("tenantId"), endpoint_id=endpoint["id"],
+                                   error=type(exc).__name__))
             return HttpResult(None, 0, {}, b"", error=f"secret unavailable: {type(exc).__name__}")
         started = time.monotonic()
         try:
@@ -314,12 +322,14 @@ class DeliveryWorker:
                        "webhook-signature": signature_header(live, delivery["messageId"], timestamp, body)}
             result = self._sender.post(target, body, headers)
         except Exception as exc:  # noqa: BLE001 - whatever the transport raises is a failed attempt, never silence
-            log.warning("webhook endpoint %s: the transport raised %s", endpoint["id"], type(exc).__name__,
-                        exc_info=True)
+            log.warning("webhook endpoint: the transport raised %s", type(exc).__name__, exc_info=True,
+                        extra=fields(tenant=endpoint.get("tenantId"), endpoint_id=endpoint["id"],
+                                     error=type(exc).__name__))
             return HttpResult(None, int((time.monotonic() - started) * 1000), {}, b"",
                               error=f"transport error: {type(exc).__name__}: {exc}"[:300])
         if not isinstance(result, HttpResult):  # a broken transport: stop loudly in the log, record the failure
-            log.error("webhook transport returned %r instead of an HttpResult", type(result).__name__)
+            log.error("webhook transport returned %r instead of an HttpResult", type(result).__name__,
+                      extra=fields(endpoint_id=endpoint["id"], error="bad-transport"))
             return HttpResult(None, 0, {}, b"", error=f"transport error: returned {type(result).__name__}")
         return result
 
@@ -354,7 +364,8 @@ class DeliveryWorker:
             self._finish(delivery, "failed", result.status, error, attempts=attempt_no)
             self._service.auto_disable(endpoint["tenantId"], endpoint["id"], "gone", "the endpoint answered 410 Gone")
             report.endpoints_disabled.append(endpoint["id"])
-            log.warning("webhook endpoint %s of tenant %s disabled: 410 Gone", endpoint["id"], endpoint["tenantId"])
+            log.warning("webhook endpoint disabled: 410 Gone", extra=fields(
+                tenant=endpoint["tenantId"], endpoint_id=endpoint["id"], outcome="disabled", status=410))
             return
         if self._endpoint_health(endpoint, failing=True):
             report.endpoints_disabled.append(endpoint["id"])
@@ -380,8 +391,8 @@ class DeliveryWorker:
         try:
             self._store.upsert(WEBHOOK_DELIVERIES, doc, if_match=delivery["_etag"])
         except PreconditionFailed:
-            log.warning("webhook delivery %s changed while it was being sent; keeping the other writer's state",
-                        delivery["id"])
+            log.warning("webhook delivery changed while it was being sent; keeping the other writer's state",
+                        extra=fields(tenant=delivery.get("tenantId"), delivery_id=delivery["id"]))
 
     def _endpoint_health(self, endpoint: dict[str, Any], failing: bool) -> bool:
         """Track how long an endpoint has failed; True if this failure disabled it."""
@@ -407,8 +418,8 @@ class DeliveryWorker:
                 continue
             self._service.cache.invalidate(endpoint["tenantId"])
             if updated["status"] == "disabled":
-                log.warning("webhook endpoint %s of tenant %s disabled: %s", doc["id"], doc["tenantId"],
-                            updated["disabledReason"])
+                log.warning("webhook endpoint disabled: %s", updated["disabledReason"],
+                            extra=fields(tenant=doc["tenantId"], endpoint_id=doc["id"], outcome="disabled"))
                 self._service.announce_or_leave(saved)  # audit log and endpoint.disabled to the others
                 return True
             return False

@@ -48,6 +48,7 @@ from shared.webhooks.outbox import OutboxMarker
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
 from shared.webhooks.urls import normalise_url
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.webhooks")
 
@@ -225,7 +226,8 @@ class WebhookService:
         try:
             self.announce_disabled(doc)
         except Exception:  # noqa: BLE001 - the sweep retries; the caller's delivery bookkeeping goes on
-            log.exception("webhook endpoint %s: disabled, but not yet announced (the sweep will)", doc["id"])
+            log.exception("webhook endpoint disabled, but not yet announced (the sweep will)",
+                          extra=fields(tenant=doc.get("tenantId"), endpoint_id=doc["id"]))
 
     def announce_disabled(self, doc: dict[str, Any]) -> None:
         """Audit record and ``endpoint.disabled`` event for an automatically disabled endpoint,
