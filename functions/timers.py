@@ -18,7 +18,6 @@ from typing import Callable
 
 import azure.functions as func
 
-from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.functions.timers")
 
@@ -57,7 +56,9 @@ def run_job(name: str) -> object:
 def _register(name: str, schedule: str) -> None:
     def trigger(timer: func.TimerRequest) -> None:
         if timer.past_due:
-            log.warning("job %s is running late (past due)", name, extra=fields())
+            from shared.telemetry.logs import fields  # noqa: PLC0415 - nothing of shared at index time
+
+            log.warning("job %s is running late (past due)", name, extra=fields(job=name))
         run_job(name)
 
     # Each job gets its own Python function (the worker keys functions by it) and name.
