@@ -49,6 +49,7 @@ from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore, read_many
+from shared.telemetry import tracing
 
 if TYPE_CHECKING:
     from shared.fraud.controls import EarnScreen, FraudControls
@@ -100,12 +101,29 @@ class IngestHandler:
         # Fraud screening (shared.fraud.controls.FraudControls), set by the platform; None: none.
         self.fraud: FraudControls | None = None
 
-    def handle(self, bodies: Sequence[Any]) -> IngestReport:
+    def handle(self, bodies: Sequence[Any], contexts: Sequence[str | None] | None = None) -> IngestReport:
+        """``contexts``: each body's W3C traceparent from the bus (None where it has
+        none): the batch span links to them, and each order's ledger append span is
+        their child (shared.telemetry.tracing)."""
+        if not tracing.enabled():
+            return self._handle(bodies, None)
+        assert contexts is None or len(contexts) == len(bodies)
+        with tracing.span("ingest batch", tracing.CONSUMER, links=tracing.links_from(contexts or ()),
+                          messages=len(bodies)) as batch:
+            report = self._handle(bodies, contexts)
+            batch.set_attributes({"accrue.credited": report.credited, "accrue.rejected": report.rejected,
+                                  "accrue.duplicates": report.duplicates, "accrue.poisoned": report.poisoned})
+            return report
+
+    def _handle(self, bodies: Sequence[Any], contexts: Sequence[str | None] | None) -> IngestReport:
         report = IngestReport()
         messages: list[OrderMessage] = []
-        for body in bodies:
+        context_of: dict[int, str | None] = {}  # id(message) -> its traceparent
+        for index, body in enumerate(bodies):
             try:
                 messages.append(parse_order_message(body))
+                if contexts is not None:
+                    context_of[id(messages[-1])] = contexts[index]
             except MalformedMessage as bad:
                 self._poison.put("ingest", body, f"malformed order message: {bad.reason}")
                 report.poisoned += 1
@@ -126,9 +144,19 @@ class IngestHandler:
             requests.append(self._request(tenant, message, customers, screen, ahead.get(index), *prints[index]))
             accepted.append(message)
         tagged: list[tuple[str, str, tuple[str, ...]]] = []
+        # One span per order, child of its message's context (the batch span where it
+        # has none), covering the batched append; its context goes on the entries.
+        spans = [tracing.start("ledger append", context_of.get(id(message)), tenant=message.tenant_id,
+                               order_id=message.order.order_id) for message in accepted] if tracing.enabled() else []
+        for request, span in zip(requests, spans):
+            request.trace_context = tracing.traceparent(span)
         outcomes = self._ledger.append(requests)
         if screen is not None:
             screen.committed(requests, outcomes)
+        for span, outcome in zip(spans, outcomes):
+            span.set_attribute("accrue.outcome", "refused" if outcome.error is not None else "duplicate"
+                               if outcome.duplicate else str(outcome.outcome.get("status")))
+            span.end()
         for message, request, outcome in zip(accepted, requests, outcomes):
             if outcome.error is not None:
                 self._record_refusal(message, outcome.error)
@@ -210,6 +238,9 @@ class IngestHandler:
             rules = self._rules.for_tenant(tenant, order.customer_id)
             if ahead is not None and ahead.context == context and ahead.rules_key == getattr(rules, "batch_key", None):
                 result = ahead.result
+            elif request.trace_context is not None:
+                with tracing.span("rule evaluation", parent=request.trace_context, evaluator=tenant.evaluator):
+                    result = rules.evaluate(tenant, order, context)
             else:
                 result = rules.evaluate(tenant, order, context)
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
@@ -218,13 +249,14 @@ class IngestHandler:
             # The fraud controls may hold the points (PENDING, to review) instead: shared/fraud/controls.py.
             return screen.apply(message.tenant_id, order, head, credit) if screen is not None else credit
 
-        return TransactionRequest(
+        request = TransactionRequest(
             tenant_id=message.tenant_id,
             customer_id=order.customer_id,
             idempotency_key=order.effective_idempotency_key,
             fingerprint=fingerprint,
             plan=plan,
         )
+        return request
 
     def _context(self, message: OrderMessage, customer: dict[str, Any], head: Head) -> CustomerContext:
         return CustomerContext(
@@ -260,7 +292,8 @@ class IngestHandler:
             groups.setdefault((tenant.tenant_id, key), (tenant, rules, []))[2].append((index, order, context))
         ahead: dict[int, _Evaluated] = {}
         for (_, key), (tenant, rules, items) in groups.items():
-            results = rules.evaluate_batch(tenant, [(order, context) for _, order, context in items])
+            with tracing.span("rule evaluation", evaluator=tenant.evaluator, orders=len(items)):
+                results = rules.evaluate_batch(tenant, [(order, context) for _, order, context in items])
             assert len(results) == len(items)
             for (index, _, context), result in zip(items, results):
                 ahead[index] = _Evaluated(context, key, result)

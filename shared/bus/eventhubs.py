@@ -41,6 +41,7 @@ from azure.eventhub.exceptions import (
 
 from shared.bus.port import BusMessage
 from shared.errors import BusUnavailable, PayloadTooLarge
+from shared.telemetry import tracing
 
 CONTENT_TYPE = "application/json"
 
@@ -77,17 +78,21 @@ class EventHubsOrderBus:
         if not messages:
             return
         groups = group_by_partition_key(messages)
-        with self._lock:
+        with tracing.span("publish", tracing.PRODUCER, messages=len(messages),
+                          **{"messaging.system": "eventhubs"}) as span, self._lock:
+            context = tracing.traceparent(span)
             for key, group in groups.items():
                 try:
-                    self._send_group(key, group)
+                    self._send_group(key, group, context)
                 except (EventHubError, AzureError) as exc:
-                    raise self._translate(exc, key) from exc
+                    error = self._translate(exc, key)
+                    tracing.fail(span, error.message)
+                    raise error from exc
 
-    def _send_group(self, key: str, group: list[BusMessage]) -> None:
+    def _send_group(self, key: str, group: list[BusMessage], context: str | None = None) -> None:
         batch = self._producer.create_batch(partition_key=key)
         for message in group:
-            event = to_event(message)
+            event = to_event(message, context)
             try:
                 batch.add(event)
                 continue
@@ -144,7 +149,9 @@ def group_by_partition_key(messages: Sequence[BusMessage]) -> dict[str, list[Bus
     return groups
 
 
-def to_event(message: BusMessage) -> EventData:
+def to_event(message: BusMessage, traceparent: str | None = None) -> EventData:
+    """``traceparent``: the publish span's W3C context, as the application property
+    of that name (the consumer links its batch span to it: shared.telemetry.tracing)."""
     event = EventData(json.dumps(message.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     event.content_type = CONTENT_TYPE
     # Schema name and version as application properties, so a consumer (or a
@@ -154,5 +161,7 @@ def to_event(message: BusMessage) -> EventData:
         value = message.body.get(name)
         if isinstance(value, (str, int)):
             properties[name] = value
+    if traceparent:
+        properties["traceparent"] = traceparent
     event.properties = properties
     return event

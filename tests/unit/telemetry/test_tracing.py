@@ -1,0 +1,144 @@
+"""Traces: W3C context crosses the bus and the ledger, so one order sent over
+HTTP is one connected trace (in-memory exporter, real SQLite platform)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from opentelemetry import trace
+
+from shared.bus.eventhubs import to_event
+from shared.bus.local_queue import LocalQueue
+from shared.bus.port import BusMessage
+from shared.telemetry import tracing
+from tests.conftest import auth, drain, order_body
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    exporter = tracing.memory_exporter()
+    tracing.set_enabled(True)
+    exporter.clear()
+    yield exporter
+    tracing.set_enabled(False)
+    exporter.clear()
+
+
+def hexid(value: int, width: int = 16) -> str:
+    return format(value, f"0{width}x")
+
+
+def by_name(finished: Any) -> dict[str, list[Any]]:
+    named: dict[str, list[Any]] = {}
+    for span in finished:
+        named.setdefault(span.name, []).append(span)
+    return named
+
+
+def test_the_local_queue_stores_the_publish_spans_context_on_each_message(tmp_path: Path, spans) -> None:
+    queue = LocalQueue(tmp_path / "q.db", synchronous="NORMAL")
+    try:
+        with tracing.span("outer") as outer:
+            queue.publish([BusMessage("t:c1", {"n": 1}), BusMessage("t:c2", {"n": 2})])
+        deliveries = queue.claim(10)
+    finally:
+        queue.close()
+    publish = by_name(spans.get_finished_spans())["publish"][0]
+    assert publish.kind is trace.SpanKind.PRODUCER
+    assert publish.parent.span_id == outer.get_span_context().span_id
+    expected = f"00-{hexid(publish.context.trace_id, 32)}-{hexid(publish.context.span_id)}-" \
+        f"{int(publish.context.trace_flags):02x}"
+    assert [d.traceparent for d in deliveries] == [expected, expected]
+
+
+def test_an_existing_queue_file_gains_the_column_and_its_messages_still_flow(tmp_path: Path, spans) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, partition_key TEXT NOT NULL,
+            body TEXT NOT NULL, enqueued_at REAL NOT NULL, visible_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, lease_token TEXT, last_error TEXT);
+        CREATE TABLE poison (seq INTEGER PRIMARY KEY, partition_key TEXT NOT NULL, body TEXT NOT NULL,
+            enqueued_at REAL NOT NULL, failed_at REAL NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL);
+        INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES ('t:c1', '{"old":true}', 0, 0);
+    """)
+    conn.commit()
+    conn.close()
+    queue = LocalQueue(path, synchronous="NORMAL", max_attempts=1)
+    try:
+        [old] = queue.claim(10)
+        assert old.body == {"old": True} and old.traceparent is None
+        queue.fail(old, "boom")  # to poison, and back: the context column travels with it
+        assert queue.replay_poison() == 1
+        queue.publish([BusMessage("t:c2", {"new": True})])
+        claimed = queue.claim(10)
+    finally:
+        queue.close()
+    assert [d.body for d in claimed] == [{"old": True}, {"new": True}]
+    assert claimed[0].traceparent is None and claimed[1].traceparent is not None
+    # Opening the migrated file again migrates nothing twice.
+    LocalQueue(path, synchronous="NORMAL").close()
+
+
+def test_event_hubs_events_carry_the_traceparent_application_property() -> None:
+    context = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    event = to_event(BusMessage("t:c1", {"type": "order.received", "version": 1}), context)
+    assert event.properties["traceparent"] == context
+    assert "traceparent" not in to_event(BusMessage("t:c1", {"type": "x"})).properties
+
+
+def test_malformed_or_absent_contexts_start_no_link_and_raise_nothing() -> None:
+    assert tracing.context_from("garbage") is None
+    assert tracing.context_from(None) is None
+    assert tracing.links_from(["nope", None, ""]) == []
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert len(tracing.links_from([good, good, "bad"])) == 1, "duplicates collapse to one link"
+    assert len(tracing.links_from([f"00-{n:032x}-{n:016x}-01" for n in range(1, 300)])) == tracing.MAX_LINKS
+
+
+def test_one_order_over_http_is_one_connected_trace_to_its_projection(client, platform, tenant, spans) -> None:
+    response = client.post("/v1/orders", json=order_body(), headers=auth(tenant.merchant))
+    assert response.status_code == 202, response.text
+    drain(platform)
+    finished = spans.get_finished_spans()
+    named = by_name(finished)
+    assert not [s for s in finished if s.name.startswith("fastapi.")], "FastAPI's own spans stay off"
+    [http] = named["POST /v1/orders"]
+    [intake] = named["intake"]
+    [publish] = named["publish"]
+    [batch] = named["ingest batch"]
+    [append] = named["ledger append"]
+    [evaluation] = named["rule evaluation"]
+    [projection] = named["projection"]
+    assert http.kind is trace.SpanKind.SERVER and http.parent is None
+    assert http.attributes["http.route"] == "/v1/orders" and http.attributes["http.response.status_code"] == 202
+    assert http.attributes["accrue.tenant"] == "acme"
+    trace_id = http.context.trace_id
+    for child, parent in ((intake, http), (publish, intake), (append, publish), (evaluation, append),
+                          (projection, append)):
+        assert child.context.trace_id == trace_id, child.name
+        assert child.parent is not None and child.parent.span_id == parent.context.span_id, child.name
+    # The consumer's batch span is its own trace, linked to the producer span.
+    assert batch.kind is trace.SpanKind.CONSUMER
+    assert [(link.context.trace_id, link.context.span_id) for link in batch.links] == \
+        [(trace_id, publish.context.span_id)]
+    assert append.attributes["accrue.outcome"] == "credited"
+    entries = platform.ledger.entries("acme", "c1")
+    assert entries and all(e["traceContext"] == tracing.traceparent(append) for e in entries)
+
+
+def test_with_tracing_off_nothing_is_stamped_on_messages_or_entries(client, platform, tenant) -> None:
+    assert not tracing.enabled()
+    assert client.post("/v1/orders", json=order_body(), headers=auth(tenant.merchant)).status_code == 202
+    drain(platform)
+    entries = platform.ledger.entries("acme", "c1")
+    assert entries and all("traceContext" not in e for e in entries)
+
+
+def test_an_unmatched_path_is_named_without_the_raw_path(client, spans) -> None:
+    client.get("/no/such/thing/12345")
+    [server] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
+    assert server.name == "GET (unmatched)"
