@@ -85,10 +85,16 @@ def ingest_orders(events: List[func.EventHubEvent]) -> None:
     platform = get_platform()
     bodies = [decode_body(event) for event in events]
     # The resilience policy may hand the handler any subset of the bodies: find each one's context by identity.
-    context_of = {id(body): context for body, context in zip(bodies, traceparents(events))}
+    context_of = {id(body): context for body, context in zip(bodies, traceparents(events)) if context}
+
+    def handle(subset: List[Any]) -> object:
+        if not context_of:
+            return platform.ingest.handle(subset)
+        return platform.ingest.handle(subset, [context_of.get(id(body)) for body in subset])
+
     result = process_batch(
         bodies,
-        lambda subset: platform.ingest.handle(subset, [context_of.get(id(body)) for body in subset]),
+        handle,
         lambda body, reason: platform.poison.put(SOURCE, body, reason),
         source=SOURCE,
         key=order_key,
