@@ -142,3 +142,20 @@ def test_an_unmatched_path_is_named_without_the_raw_path(client, spans) -> None:
     client.get("/no/such/thing/12345")
     [server] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
     assert server.name == "GET (unmatched)"
+
+
+def test_the_event_hub_trigger_reads_each_events_traceparent_from_the_batch_metadata() -> None:
+    import json
+
+    import azure.functions as func
+    from azure.functions.meta import Datum
+
+    from functions.ingest import traceparents
+
+    context = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    metadata = {"PropertiesArray": Datum(json.dumps([{"traceparent": context, "type": "order.received"},
+                                                     {"type": "order.received"}]), "json")}
+    events = [func.EventHubEvent(body=b"{}", trigger_metadata=metadata) for _ in range(2)]
+    assert traceparents(events) == [context, None]
+    assert traceparents([func.EventHubEvent(body=b"{}")]) == [None], "no metadata: no context, no error"
+    assert traceparents([]) == []
