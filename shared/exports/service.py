@@ -54,6 +54,7 @@ from shared.keys.port import KeyProvider
 from shared.store.layout import CUSTOMERS, EXPORTS, LEDGER, TENANTS, WEBHOOK_ATTEMPTS, customer_pk
 from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
 from shared.store.port import DocumentStore, Filter, Query, read_many
+from shared.telemetry import tracing
 
 log = logging.getLogger("accrue.exports")
 
@@ -162,6 +163,7 @@ class ExportService:
         except (PreconditionFailed, DocumentExists):
             raise Conflict(f"another export run of tenant {state['tenantId']} is in progress") from None
 
+    @tracing.traced("export run", from_args={"accrue.tenant": "tenant_id"})
     def run(self, tenant_id: str) -> dict[str, Any]:
         """The incremental run of one tenant (or the redo of its unfinished one); returns the manifest."""
         state = self._state(tenant_id)

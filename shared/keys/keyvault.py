@@ -29,6 +29,7 @@ from azure.keyvault.keys import KeyClient, KeyOperation, KeyVaultKey
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from shared.keys.port import KeyProviderError, UnknownKey, UnwrapFailed, WrappedKey
+from shared.telemetry import tracing
 
 ALGORITHM = "RSA-OAEP-256"
 KEY_SIZE = 3072
@@ -54,6 +55,7 @@ class KeyVaultKeyProvider:
 
     # --- KeyProvider -------------------------------------------------------------
 
+    @tracing.traced("keyvault ensure_tenant_key", tracing.CLIENT)
     def ensure_tenant_key(self, tenant_id: str) -> str:
         name = key_name(tenant_id)
         try:
@@ -73,6 +75,7 @@ class KeyVaultKeyProvider:
     def current_version(self, tenant_id: str) -> str:
         return _version(self._current_key(tenant_id))
 
+    @tracing.traced("keyvault wrap", tracing.CLIENT)
     def wrap(self, tenant_id: str, data_key: bytes) -> WrappedKey:
         key = self._current_key(tenant_id, create=True)
         client = self._client(key_name(tenant_id), _version(key), key)
@@ -82,6 +85,7 @@ class KeyVaultKeyProvider:
             raise KeyProviderError(f"Key Vault could not wrap a key of tenant {tenant_id!r}: {exc}") from exc
         return WrappedKey(tenant_id, key_name(tenant_id), _version(key), ALGORITHM, result.encrypted_key)
 
+    @tracing.traced("keyvault unwrap", tracing.CLIENT)
     def unwrap(self, wrapped: WrappedKey) -> bytes:
         if wrapped.algorithm != ALGORITHM:
             raise UnwrapFailed(f"Key Vault keys unwrap {ALGORITHM}, not {wrapped.algorithm!r}")
@@ -99,6 +103,7 @@ class KeyVaultKeyProvider:
         except AzureError as exc:
             raise KeyProviderError(f"Key Vault is unavailable: {exc}") from exc
 
+    @tracing.traced("keyvault rotate", tracing.CLIENT)
     def rotate(self, tenant_id: str) -> str:
         self.ensure_tenant_key(tenant_id)
         try:
@@ -108,6 +113,7 @@ class KeyVaultKeyProvider:
         self._remember(tenant_id, key)
         return _version(key)
 
+    @tracing.traced("keyvault versions", tracing.CLIENT)
     def versions(self, tenant_id: str) -> list[str]:
         try:
             props = list(self._keys.list_properties_of_key_versions(key_name(tenant_id)))

@@ -67,6 +67,7 @@ from shared.spend.partners import PartnerCallFailed, PartnerDirectory, PartnerRe
 from shared.spend.policy import SpendPolicies
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry import tracing
 
 log = logging.getLogger("accrue.spend")
 
@@ -141,6 +142,7 @@ class Redemptions:
 
     # --- merchant operations ----------------------------------------------------------
 
+    @tracing.traced("redemption", from_args={"accrue.tenant": "tenant_id"})
     def redeem(self, tenant_id: str, customer_id: str, request: RedeemRequest, actor: str) -> SpendResult:
         key = f"redeem:{request.idempotency_key}"
         rid = redemption_id(key)
