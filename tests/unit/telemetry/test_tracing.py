@@ -159,3 +159,36 @@ def test_the_event_hub_trigger_reads_each_events_traceparent_from_the_batch_meta
     assert traceparents(events) == [context, None]
     assert traceparents([func.EventHubEvent(body=b"{}")]) == [None], "no metadata: no context, no error"
     assert traceparents([]) == []
+
+
+def test_a_traced_adapter_call_is_a_span_with_its_arguments_and_its_error(spans) -> None:
+    class Adapter:
+        @tracing.traced("store read", tracing.CLIENT, {"db.collection.name": "container"}, system="x")
+        def read(self, container: str, key: str) -> str:
+            if key == "bad":
+                raise ValueError("nope")
+            return key
+
+    adapter = Adapter()
+    assert adapter.read("ledger", "k1") == "k1"
+    with pytest.raises(ValueError):
+        adapter.read(container="balances", key="bad")
+    first, second = spans.get_finished_spans()
+    assert first.name == "store read" and first.kind is trace.SpanKind.CLIENT
+    assert first.attributes == {"db.collection.name": "ledger", "accrue.system": "x"}
+    assert second.attributes["db.collection.name"] == "balances"
+    assert second.status.status_code is trace.StatusCode.ERROR
+
+
+def test_configure_reuses_a_provider_already_installed(monkeypatch, tmp_path: Path, spans) -> None:
+    provider = trace.get_tracer_provider()
+    monkeypatch.setenv(tracing.TRACE_FILE_VARIABLE, str(tmp_path / "t.jsonl"))
+    tracing.configure("api")
+    assert trace.get_tracer_provider() is provider, "no second provider (the Azure Monitor distro's composes)"
+    with tracing.span("filed"):
+        pass
+    trace.get_tracer_provider().force_flush()
+    import json
+
+    [line] = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert json.loads(line)["name"] == "filed"
