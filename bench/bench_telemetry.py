@@ -1,0 +1,171 @@
+"""The cost of telemetry on the spine: the same load with telemetry off and on, in one run.
+
+Starts the local platform (``python -m shared.local run``, durability on, as in
+``bench/bench_spine.py``, whose phases this reuses) once with telemetry off and
+once with it on, alternating ``--rounds`` times so drift on a shared machine
+falls on both sides, and prints orders/s for single-order calls and for batches
+of 500, accepted and end to end (accepted → committed → projected), and the cost
+of telemetry as the loss of throughput and as CPU time per order.
+
+"On" means every process records and exports its spans: the HTTP span, intake,
+publish, the ingest batch with its links, one ledger append and one rule
+evaluation span per order, the projection spans; exported by the JSON-lines file
+exporter (``ACCRUE_TRACE_FILE``: real serialisation and a real write per batch of
+spans, like an exporter, without a collector to run beside it), sampling always on
+(the worst case). Whatever else ``shared.telemetry.configure`` turns on (metrics,
+logs) is on in both runs alike.
+
+Writes ``bench/RESULTS-telemetry.md`` (``--output -``: nothing).
+
+Usage: ``python bench/bench_telemetry.py [--orders N] [--batch-orders N] [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import uvloop
+from bench_spine import (  # bench/bench_spine.py (the script's folder is on sys.path)
+    Probe,
+    batches,
+    caught_up,
+    drain,
+    register_customers,
+    single_orders,
+    verify_credited,
+)
+from loadgen import Pool
+from machine import machine_line
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import LocalPlatform  # noqa: E402
+
+TARGET_COST = 0.10  # the issue: telemetry costs under 10 % of throughput
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children still running (the worker processes)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for child in Path("/proc").iterdir():
+        if child.name.isdigit():
+            try:
+                if int((child / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    pids.append(int(child.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    for one in pids:
+        try:
+            fields = (Path("/proc") / str(one) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+async def measure(platform: LocalPlatform, probe: Probe, orders: int, batch_orders: int) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {platform.keys['merchant']}"}
+    expected: Counter = Counter()
+    http = Pool(platform.url, headers, size=64)
+    try:
+        await register_customers(http)
+        await single_orders(http, probe, expected, min(200, orders), 16)  # warm-up
+        await caught_up(probe, time.perf_counter() + 120)
+        assert platform.process is not None
+        cpu_before = cpu_seconds(platform.process.pid)
+        sent_before = sum(expected.values())
+        single_rps, single_e2e = await single_orders(http, probe, expected, orders, 32)
+        batch_rps, batch_e2e, _ = await batches(http, probe, expected, batch_orders, 2)
+        await caught_up(probe, time.perf_counter() + 120)
+        cpu = cpu_seconds(platform.process.pid) - cpu_before
+        measured = sum(expected.values()) - sent_before
+        await verify_credited(http, expected)
+    finally:
+        await http.aclose()
+    return {"single accepted": single_rps, "single e2e": single_e2e, "batch accepted": batch_rps,
+            "batch e2e": batch_e2e, "cpu µs/order": cpu / measured * 1e6}
+
+
+def run_once(telemetry: bool, orders: int, batch_orders: int) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-telemetry-{'on' if telemetry else 'off'}-"))
+    env = {"ACCRUE_TRACE_FILE": str(folder / "traces.jsonl"), "OTEL_TRACES_SAMPLER": "always_on"} \
+        if telemetry else {}
+    platform = LocalPlatform(folder / "data", env=env).start()
+    assert platform.process is not None and platform.process.stdout is not None
+    threading.Thread(target=drain, args=(platform.process.stdout,), daemon=True).start()
+    probe = Probe(folder / "data" / "accrue.db")
+    try:
+        figures = uvloop.run(measure(platform, probe, orders, batch_orders))
+    finally:
+        probe.close()
+        platform.stop()
+    if telemetry:
+        spans = sum(1 for _ in open(folder / "traces.jsonl", encoding="utf-8"))
+        figures["spans"] = spans
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=2000, help="single-order calls per run (default 2000)")
+    parser.add_argument("--batch-orders", type=int, default=10000, help="orders in batches of 500 per run")
+    parser.add_argument("--rounds", type=int, default=2, help="off/on pairs, alternating (default 2)")
+    parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS-telemetry.md")))
+    args = parser.parse_args()
+    os.environ["ACCRUE_SQLITE_SYNCHRONOUS"] = "FULL"
+    os.environ.pop("ACCRUE_TRACE_FILE", None)
+    os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    began = time.perf_counter()
+    print(f"machine: {machine_line()}", flush=True)
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for round_ in range(args.rounds):
+        for telemetry in ((False, True) if round_ % 2 == 0 else (True, False)):
+            figures = run_once(telemetry, args.orders, args.batch_orders)
+            runs[telemetry].append(figures)
+            print(f"  round {round_ + 1}, telemetry {'on ' if telemetry else 'off'}: "
+                  + ", ".join(f"{k} {v:,.0f}" for k, v in figures.items()), flush=True)
+    keys = ["single accepted", "single e2e", "batch accepted", "batch e2e", "cpu µs/order"]
+    mean = {t: {k: sum(r[k] for r in runs[t]) / len(runs[t]) for k in keys} for t in runs}
+    rows = []
+    for key in keys:
+        off, on = mean[False][key], mean[True][key]
+        if key == "cpu µs/order":
+            cost = (on - off) / off
+            rows.append((key, f"{off:,.0f}", f"{on:,.0f}", f"+{on - off:,.0f} µs/order ({cost:+.1%})"))
+        else:
+            cost = (off - on) / off
+            rows.append((f"{key} (orders/s)", f"{off:,.0f}", f"{on:,.0f}", f"{cost:+.1%} of throughput"))
+    spans_per_order = sum(r["spans"] for r in runs[True]) / len(runs[True]) / (args.orders + 200 + args.batch_orders)
+    for row in rows:
+        print("  " + " | ".join(row))
+    print(f"  spans written per order (on): {spans_per_order:.1f}")
+    if args.output == "-":
+        return
+    lines = ["# Telemetry cost on the spine (bench/bench_telemetry.py)", "",
+             f"Machine: {machine_line()}", "",
+             f"`python bench/bench_telemetry.py --orders {args.orders} --batch-orders {args.batch_orders} "
+             f"--rounds {args.rounds}` ({time.perf_counter() - began:.0f} s). Local platform (API, ingest and "
+             "project processes), durability on; off and on runs alternate; figures are the means of "
+             f"{args.rounds} run(s) each. On: traces recorded in every process and exported to a JSON-lines "
+             f"file, sampler always_on (about {spans_per_order:.1f} spans per order). Target: cost "
+             f"< {TARGET_COST:.0%} of throughput.", "",
+             "| measure | telemetry off | telemetry on | cost |", "|---|---:|---:|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines += ["", "Single-order figures at 32 concurrent calls; batches of 500, 2 concurrent. CPU is that of "
+              "the three platform processes over the measured phases (the load generator shares the cores).", ""]
+    Path(args.output).write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
