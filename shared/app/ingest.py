@@ -31,6 +31,8 @@ points: a stale hint is simply discarded.
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from datetime import date
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -138,25 +140,22 @@ class IngestHandler:
                 self._poison.put("ingest", message.to_body(), missing.message, tenant_id=message.tenant_id)
                 report.poisoned += 1
         known, prints = self._claimed(known, report)
+        # Rule evaluation time per trace context, for the ledger append spans: a span per
+        # evaluation would cost more than the evaluation (closures take microseconds).
+        timings: dict[str, float] = {}
         customers = self._customers_of(known)
         ahead = self._evaluate_ahead(known, customers)
         for index, (tenant, message) in enumerate(known):
-            requests.append(self._request(tenant, message, customers, screen, ahead.get(index), *prints[index]))
+            requests.append(self._request(tenant, message, customers, screen, ahead.get(index), *prints[index],
+                                          timings=timings))
             accepted.append(message)
         tagged: list[tuple[str, str, tuple[str, ...]]] = []
-        # One span per order, child of its message's context (the batch span where it
-        # has none), covering the batched append; its context goes on the entries.
-        spans = [tracing.start("ledger append", context_of.get(id(message)), tenant=message.tenant_id,
-                               order_id=message.order.order_id) for message in accepted] if tracing.enabled() else []
-        for request, span in zip(requests, spans):
-            request.trace_context = tracing.traceparent(span)
+        spans = self._append_spans(accepted, requests, context_of) if tracing.enabled() else {}
         outcomes = self._ledger.append(requests)
         if screen is not None:
             screen.committed(requests, outcomes)
-        for span, outcome in zip(spans, outcomes):
-            span.set_attribute("accrue.outcome", "refused" if outcome.error is not None else "duplicate"
-                               if outcome.duplicate else str(outcome.outcome.get("status")))
-            span.end()
+        if spans:
+            _end_append_spans(spans, accepted, requests, outcomes, timings)
         for message, request, outcome in zip(accepted, requests, outcomes):
             if outcome.error is not None:
                 self._record_refusal(message, outcome.error)
@@ -175,6 +174,22 @@ class IngestHandler:
         for tenant_id, customer_id, tags in tagged:
             self._customers.add_tags(tenant_id, customer_id, tags)
         return report
+
+    def _append_spans(self, accepted: Sequence[OrderMessage], requests: Sequence[TransactionRequest],
+                      context_of: dict[int, str | None]) -> dict[str | None, Any]:
+        """A ``ledger append`` span per producer context (one per publish: an order sent
+        alone has its own), a child of that context (of the batch span for messages
+        without one), covering the batched append; its context goes on the orders'
+        entries. Per context rather than per order: a batch of 500 orders from one
+        request is one span, not 500 (bench/RESULTS-telemetry.md)."""
+        spans: dict[str | None, Any] = {}
+        for message, request in zip(accepted, requests):
+            context = context_of.get(id(message))
+            span = spans.get(context)
+            if span is None:
+                span = spans[context] = tracing.start("ledger append", context, tenant=message.tenant_id)
+            request.trace_context = tracing.traceparent(span)
+        return spans
 
     def _claimed(self, known: list[tuple[TenantSettings, OrderMessage]], report: IngestReport
                  ) -> tuple[list[tuple[TenantSettings, OrderMessage]], list[tuple[dict[str, Any], str]]]:
@@ -220,7 +235,8 @@ class IngestHandler:
     def _request(self, tenant: TenantSettings, message: OrderMessage,
                  customers: dict[tuple[str, str], dict[str, Any] | None],
                  screen: EarnScreen | None = None, ahead: _Evaluated | None = None,
-                 payload: dict[str, Any] | None = None, fingerprint: str | None = None) -> TransactionRequest:
+                 payload: dict[str, Any] | None = None, fingerprint: str | None = None,
+                 timings: dict[str, float] | None = None) -> TransactionRequest:
         order = message.order
         if payload is None or fingerprint is None:
             payload = message.order.to_message()
@@ -238,9 +254,10 @@ class IngestHandler:
             rules = self._rules.for_tenant(tenant, order.customer_id)
             if ahead is not None and ahead.context == context and ahead.rules_key == getattr(rules, "batch_key", None):
                 result = ahead.result
-            elif request.trace_context is not None:
-                with tracing.span("rule evaluation", parent=request.trace_context, evaluator=tenant.evaluator):
-                    result = rules.evaluate(tenant, order, context)
+            elif timings is not None and request.trace_context is not None:
+                began = time.perf_counter()
+                result = rules.evaluate(tenant, order, context)
+                timings[request.trace_context] = timings.get(request.trace_context, 0.0) + time.perf_counter() - began
             else:
                 result = rules.evaluate(tenant, order, context)
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
@@ -316,6 +333,31 @@ class IngestHandler:
             "tenantId": tenant_id, "customerId": message.order.customer_id, "orderId": order_id,
             "status": "rejected", "reason": {"code": error.code, "detail": error.message},
         })
+
+
+def _end_append_spans(spans: dict[str | None, Any], accepted: Sequence[OrderMessage],
+                      requests: Sequence[TransactionRequest], outcomes: Sequence[Any],
+                      timings: dict[str, float]) -> None:
+    """Count each span's orders by outcome (the order id too where it holds one) and end it."""
+    by_context = {tracing.traceparent(span): span for span in spans.values()}
+    tallies: dict[str | None, Counter[str]] = {}
+    single: dict[str | None, str] = {}
+    for message, request, outcome in zip(accepted, requests, outcomes):
+        kind = ("refused" if outcome.error is not None else "duplicate" if outcome.duplicate
+                else str(outcome.outcome.get("status")))
+        tallies.setdefault(request.trace_context, Counter())[kind] += 1
+        single[request.trace_context] = message.order.order_id
+    for context, span in by_context.items():
+        tally = tallies.get(context, Counter())
+        span.set_attribute("accrue.orders", sum(tally.values()))
+        if context in timings:
+            span.set_attribute("accrue.rules.evaluation_ms", round(timings[context] * 1000, 3))
+        for kind, count in tally.items():
+            span.set_attribute(f"accrue.outcome.{kind}", count)
+        if sum(tally.values()) == 1:
+            span.set_attribute("accrue.order_id", single[context])
+            span.set_attribute("accrue.outcome", next(iter(tally)))
+        span.end()
 
 
 def _credit(message: OrderMessage, result: EarnResult, payload: dict[str, Any], fingerprint: str,

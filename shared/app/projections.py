@@ -53,11 +53,15 @@ class Projector:
         docs = list(docs)
         if not tracing.enabled():
             return self._apply_all(docs)
-        # One "projection" span per ledger append in the batch (the entries carry its
-        # context, ``traceContext``), so each order's trace reaches its read model;
-        # they cover the whole batch's projection, which is when each was projected.
+        # One "projection" span per trace in the batch, child of its first ledger append
+        # (the entries carry its context, ``traceContext``), so each order's trace reaches
+        # its read model; they cover the whole batch's projection, which is when each
+        # was projected. Per trace, not per entry: a 500-order request is one span.
         contexts = list(dict.fromkeys(d["traceContext"] for d in docs if d.get("traceContext")))
-        spans = [tracing.start("projection", context) for context in contexts]
+        first_of_trace: dict[str, str] = {}
+        for context in contexts:
+            first_of_trace.setdefault(context[3:35], context)  # "00-<trace id>-<span id>-<flags>"
+        spans = [tracing.start("projection", context) for context in first_of_trace.values()]
         try:
             with tracing.span("projection batch", tracing.CONSUMER, links=tracing.links_from(contexts),
                               changes=len(docs)) as batch:

@@ -111,21 +111,20 @@ def test_one_order_over_http_is_one_connected_trace_to_its_projection(client, pl
     [publish] = named["publish"]
     [batch] = named["ingest batch"]
     [append] = named["ledger append"]
-    [evaluation] = named["rule evaluation"]
     [projection] = named["projection"]
     assert http.kind is trace.SpanKind.SERVER and http.parent is None
     assert http.attributes["http.route"] == "/v1/orders" and http.attributes["http.response.status_code"] == 202
     assert http.attributes["accrue.tenant"] == "acme"
     trace_id = http.context.trace_id
-    for child, parent in ((intake, http), (publish, intake), (append, publish), (evaluation, append),
-                          (projection, append)):
+    for child, parent in ((intake, http), (publish, intake), (append, publish), (projection, append)):
         assert child.context.trace_id == trace_id, child.name
         assert child.parent is not None and child.parent.span_id == parent.context.span_id, child.name
     # The consumer's batch span is its own trace, linked to the producer span.
     assert batch.kind is trace.SpanKind.CONSUMER
     assert [(link.context.trace_id, link.context.span_id) for link in batch.links] == \
         [(trace_id, publish.context.span_id)]
-    assert append.attributes["accrue.outcome"] == "credited"
+    assert append.attributes["accrue.outcome"] == "credited" and append.attributes["accrue.order_id"] == "o1"
+    assert append.attributes["accrue.rules.evaluation_ms"] >= 0
     entries = platform.ledger.entries("acme", "c1")
     assert entries and all(e["traceContext"] == tracing.traceparent(append) for e in entries)
 
@@ -192,3 +191,33 @@ def test_configure_reuses_a_provider_already_installed(monkeypatch, tmp_path: Pa
 
     [line] = (tmp_path / "t.jsonl").read_text().splitlines()
     assert json.loads(line)["name"] == "filed"
+
+
+def test_a_batch_request_is_one_append_span_and_one_projection_span_for_all_its_orders(
+        client, platform, tenant, spans) -> None:
+    orders = [order_body(customer_id=f"c{n}", order_id=f"b{n}") for n in (1, 2, 3)]
+    response = client.post("/v1/orders/batch", json={"orders": orders}, headers=auth(tenant.merchant))
+    assert response.status_code == 202, response.text
+    drain(platform)
+    named = by_name(spans.get_finished_spans())
+    [publish], [append], [projection] = named["publish"], named["ledger append"], named["projection"]
+    assert append.parent.span_id == publish.context.span_id
+    assert append.attributes["accrue.orders"] == 3 and append.attributes["accrue.outcome.credited"] == 3
+    assert "accrue.order_id" not in append.attributes
+    assert projection.parent.span_id == append.context.span_id
+    contexts = {e["traceContext"] for n in (1, 2, 3) for e in platform.ledger.entries("acme", f"c{n}")}
+    assert contexts == {tracing.traceparent(append)}
+
+
+def test_orders_from_two_requests_in_one_ingest_batch_stay_in_their_own_traces(client, platform, tenant,
+                                                                              spans) -> None:
+    for n in (1, 2):
+        assert client.post("/v1/orders", json=order_body(customer_id=f"c{n}", order_id=f"s{n}"),
+                           headers=auth(tenant.merchant)).status_code == 202
+    drain(platform)  # one claim takes both messages: one ingest batch
+    named = by_name(spans.get_finished_spans())
+    [batch] = named["ingest batch"]
+    requests = named["POST /v1/orders"]
+    assert len(batch.links) == 2 and len(named["ledger append"]) == 2 and len(named["projection"]) == 2
+    assert {a.context.trace_id for a in named["ledger append"]} == {r.context.trace_id for r in requests}
+    assert {p.context.trace_id for p in named["projection"]} == {r.context.trace_id for r in requests}
