@@ -181,15 +181,16 @@ class IngestHandler:
         alone has its own), a child of that context (of the batch span for messages
         without one), covering the batched append; its context goes on the orders'
         entries. Per context rather than per order: a batch of 500 orders from one
-        request is one span, not 500 (bench/RESULTS-telemetry.md)."""
-        spans: dict[str | None, Any] = {}
+        request is one span, not 500 (bench/RESULTS-telemetry.md). Returns the spans
+        by the context they gave their orders (``TransactionRequest.trace_context``)."""
+        made: dict[str | None, tuple[str | None, Any]] = {}  # producer context -> (own context, span)
         for message, request in zip(accepted, requests):
-            context = context_of.get(id(message))
-            span = spans.get(context)
-            if span is None:
-                span = spans[context] = tracing.start("ledger append", context, tenant=message.tenant_id)
-            request.trace_context = tracing.traceparent(span)
-        return spans
+            producer = context_of.get(id(message))
+            if producer not in made:
+                span = tracing.start("ledger append", producer, tenant=message.tenant_id)
+                made[producer] = (tracing.traceparent(span), span)
+            request.trace_context = made[producer][0]
+        return {own: span for own, span in made.values()}
 
     def _claimed(self, known: list[tuple[TenantSettings, OrderMessage]], report: IngestReport
                  ) -> tuple[list[tuple[TenantSettings, OrderMessage]], list[tuple[dict[str, Any], str]]]:
@@ -339,7 +340,6 @@ def _end_append_spans(spans: dict[str | None, Any], accepted: Sequence[OrderMess
                       requests: Sequence[TransactionRequest], outcomes: Sequence[Any],
                       timings: dict[str, float]) -> None:
     """Count each span's orders by outcome (the order id too where it holds one) and end it."""
-    by_context = {tracing.traceparent(span): span for span in spans.values()}
     tallies: dict[str | None, Counter[str]] = {}
     single: dict[str | None, str] = {}
     for message, request, outcome in zip(accepted, requests, outcomes):
@@ -347,16 +347,17 @@ def _end_append_spans(spans: dict[str | None, Any], accepted: Sequence[OrderMess
                 else str(outcome.outcome.get("status")))
         tallies.setdefault(request.trace_context, Counter())[kind] += 1
         single[request.trace_context] = message.order.order_id
-    for context, span in by_context.items():
+    for context, span in spans.items():
         tally = tallies.get(context, Counter())
-        span.set_attribute("accrue.orders", sum(tally.values()))
+        count = sum(tally.values())
+        attributes: dict[str, Any] = {f"accrue.outcome.{kind}": n for kind, n in tally.items()}
+        attributes["accrue.orders"] = count
         if context in timings:
-            span.set_attribute("accrue.rules.evaluation_ms", round(timings[context] * 1000, 3))
-        for kind, count in tally.items():
-            span.set_attribute(f"accrue.outcome.{kind}", count)
-        if sum(tally.values()) == 1:
-            span.set_attribute("accrue.order_id", single[context])
-            span.set_attribute("accrue.outcome", next(iter(tally)))
+            attributes["accrue.rules.evaluation_ms"] = round(timings[context] * 1000, 3)
+        if count == 1:
+            attributes["accrue.order_id"] = single[context]
+            attributes["accrue.outcome"] = next(iter(tally))
+        span.set_attributes(attributes)  # one call: the SDK takes a lock per call
         span.end()
 
 

@@ -40,6 +40,7 @@ import functools
 import inspect
 import logging
 import os
+import re
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
@@ -47,7 +48,16 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 log = logging.getLogger("accrue.telemetry")
@@ -305,17 +315,34 @@ def traceparent(span_: Span | None = None) -> str | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+@functools.lru_cache(maxsize=4096)
+def _span_context(value: str) -> SpanContext | None:
+    """The remote span context a ``traceparent`` names. Version 00 (what we write) is
+    parsed here, cached (a batch names each context twice: link and parent); any
+    other version goes to the SDK's propagator, which knows the rules for them."""
+    match = _TRACEPARENT.fullmatch(value)
+    if match is not None:
+        trace_id, span_id, flags = int(match[1], 16), int(match[2], 16), int(match[3], 16)
+        context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+    else:
+        context = trace.get_current_span(_PROPAGATOR.extract({"traceparent": value})).get_span_context()
+    return context if context.is_valid else None
+
+
 def context_from(value: str | None) -> otel_context.Context | None:
     """The OpenTelemetry context a ``traceparent`` names, or None (absent or malformed)."""
     if not value or not isinstance(value, str):
         return None
-    ctx = _PROPAGATOR.extract({"traceparent": value})
-    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+    span_context = _span_context(value)
+    return trace.set_span_in_context(NonRecordingSpan(span_context)) if span_context is not None else None
 
 
 def link_from(value: str | None) -> Link | None:
-    ctx = context_from(value)
-    return Link(trace.get_current_span(ctx).get_span_context()) if ctx is not None else None
+    span_context = _span_context(value) if value and isinstance(value, str) else None
+    return Link(span_context) if span_context is not None else None
 
 
 def links_from(values: Iterable[str | None], cap: int = MAX_LINKS) -> list[Link]:
