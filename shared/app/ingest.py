@@ -186,11 +186,13 @@ class IngestHandler:
         made: dict[str | None, tuple[str | None, Any]] = {}  # producer context -> (own context, span)
         for message, request in zip(accepted, requests):
             producer = context_of.get(id(message))
+            if producer is not None and not tracing.sampled(producer):
+                continue  # not sampled at the request: nothing to record or carry downstream
             if producer not in made:
                 span = tracing.start("ledger append", producer, tenant=message.tenant_id)
-                made[producer] = (tracing.traceparent(span), span)
+                made[producer] = (tracing.traceparent(span) if span.is_recording() else None, span)
             request.trace_context = made[producer][0]
-        return {own: span for own, span in made.values()}
+        return {own: span for own, span in made.values() if own is not None}
 
     def _claimed(self, known: list[tuple[TenantSettings, OrderMessage]], report: IngestReport
                  ) -> tuple[list[tuple[TenantSettings, OrderMessage]], list[tuple[dict[str, Any], str]]]:

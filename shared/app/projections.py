@@ -57,7 +57,7 @@ class Projector:
         # (the entries carry its context, ``traceContext``), so each order's trace reaches
         # its read model; they cover the whole batch's projection, which is when each
         # was projected. Per trace, not per entry: a 500-order request is one span.
-        contexts = list(dict.fromkeys(d["traceContext"] for d in docs if d.get("traceContext")))
+        contexts = [c for c in dict.fromkeys(d.get("traceContext") for d in docs) if tracing.sampled(c)]
         first_of_trace: dict[str, str] = {}
         for context in contexts:
             first_of_trace.setdefault(context[3:35], context)  # "00-<trace id>-<span id>-<flags>"

@@ -340,13 +340,24 @@ def context_from(value: str | None) -> otel_context.Context | None:
     return trace.set_span_in_context(NonRecordingSpan(span_context)) if span_context is not None else None
 
 
+def sampled(value: str | None) -> bool:
+    """Whether a ``traceparent`` names a valid context whose trace was sampled upstream.
+    Consumers make no span, link or ``traceContext`` for an unsampled one: with
+    parent-based sampling its children would not be recorded anyway, so the request's
+    decision holds downstream at the cost of one cached parse."""
+    if not value or not isinstance(value, str):
+        return False
+    span_context = _span_context(value)
+    return span_context is not None and span_context.trace_flags.sampled
+
+
 def link_from(value: str | None) -> Link | None:
     span_context = _span_context(value) if value and isinstance(value, str) else None
     return Link(span_context) if span_context is not None else None
 
 
 def links_from(values: Iterable[str | None], cap: int = MAX_LINKS) -> list[Link]:
-    """Links to the distinct valid contexts among ``values``, at most ``cap``."""
+    """Links to the distinct valid, sampled contexts among ``values``, at most ``cap``."""
     seen: set[str] = set()
     links: list[Link] = []
     for value in values:
@@ -354,7 +365,7 @@ def links_from(values: Iterable[str | None], cap: int = MAX_LINKS) -> list[Link]
             continue
         seen.add(value)
         link = link_from(value)
-        if link is not None:
+        if link is not None and link.context.trace_flags.sampled:
             links.append(link)
             if len(links) >= cap:
                 break

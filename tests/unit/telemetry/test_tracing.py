@@ -221,3 +221,23 @@ def test_orders_from_two_requests_in_one_ingest_batch_stay_in_their_own_traces(c
     assert len(batch.links) == 2 and len(named["ledger append"]) == 2 and len(named["projection"]) == 2
     assert {a.context.trace_id for a in named["ledger append"]} == {r.context.trace_id for r in requests}
     assert {p.context.trace_id for p in named["projection"]} == {r.context.trace_id for r in requests}
+
+
+def test_a_message_not_sampled_at_the_request_gets_no_span_link_or_trace_context(platform, tenant, spans) -> None:
+    from tests.conftest import claimed
+    from tests.unit.app.test_ingest import message
+
+    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    sampled = "00-0af7651916cd43dd8448eb211c80319d-b7ad6b7169203332-01"
+    report = platform.ingest.handle([claimed(platform, message(customer="c1", order_id="u1")),
+                                     claimed(platform, message(customer="c2", order_id="s1"))],
+                                    [unsampled, sampled])
+    assert report.credited == 2
+    drain(platform)
+    named = by_name(spans.get_finished_spans())
+    [batch], [append] = named["ingest batch"], named["ledger append"]
+    assert [format(link.context.span_id, "016x") for link in batch.links] == ["b7ad6b7169203332"]
+    assert append.attributes["accrue.order_id"] == "s1"
+    assert all("traceContext" not in e for e in platform.ledger.entries("acme", "c1"))
+    assert all(e["traceContext"] == tracing.traceparent(append) for e in platform.ledger.entries("acme", "c2"))
+    assert len(named["projection"]) == 1
