@@ -1,23 +1,23 @@
 """The cost of telemetry on the spine: the same load with telemetry off and on, in one run.
 
 Starts the local platform (``python -m shared.local run``, durability on, as in
-``bench/bench_spine.py``, whose phases this reuses) once with telemetry off and
-once with it on, alternating ``--rounds`` times so drift on a shared machine
-falls on both sides, and prints orders/s for single-order calls and for batches
-of 500, accepted and end to end (accepted → committed → projected), and the cost
-of telemetry as the loss of throughput and as CPU time per order.
+``bench/bench_spine.py``, whose phases this reuses) with telemetry off, on with
+every trace sampled, and on with one trace in ten sampled (parent-based), the
+modes alternating over ``--rounds`` so drift on a shared machine falls on all of
+them, and prints orders/s for single-order calls and for batches of 500, accepted
+and end to end (accepted → committed → projected), and the CPU time per order of
+the platform's three processes in each phase: the cost of telemetry.
 
-"On" means every process records and exports its spans: the HTTP span, intake,
-publish, the ingest batch with its links, one ledger append and one rule
-evaluation span per order, the projection spans; exported by the JSON-lines file
-exporter (``ACCRUE_TRACE_FILE``: real serialisation and a real write per batch of
-spans, like an exporter, without a collector to run beside it), sampling always on
-(the worst case). Whatever else ``shared.telemetry.configure`` turns on (metrics,
-logs) is on in both runs alike.
+"On" means every process records and exports its spans (HTTP request, intake,
+publish, ingest batch with its links, a ledger append per request's orders, the
+projection spans) to the JSON-lines file exporter (``ACCRUE_TRACE_FILE``: real
+serialisation and a real write per batch of spans, without a collector to run
+beside it). Whatever else ``shared.telemetry.configure`` turns on (metrics, logs)
+is on in all runs alike.
 
 Writes ``bench/RESULTS-telemetry.md`` (``--output -``: nothing).
 
-Usage: ``python bench/bench_telemetry.py [--orders N] [--batch-orders N] [--rounds N]``.
+Usage: ``python bench/bench_telemetry.py [--orders N] [--batch-orders N] [--rounds N] [--output FILE]``.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def main() -> None:
         for mode in order[1:]:
             on = mean[mode][key]
             if "cpu" in key:
-                cells.append(f"{on:,.0f} (+{on - off:,.0f} µs, {(on - off) / off:+.1%})")
+                cells.append(f"{on:,.0f} ({on - off:+,.0f} µs, {(on - off) / off:+.1%})")
             else:
                 cells.append(f"{on:,.0f} ({(on - off) / off:+.1%})")
         rows.append([key if "cpu" in key else f"{key} (orders/s)", *cells])
