@@ -42,8 +42,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from opentelemetry import context as otel_context

@@ -4,8 +4,9 @@ HTTP is one connected trace (in-memory exporter, real SQLite platform)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace

@@ -3,7 +3,8 @@ entry's ``traceContext`` travels onto the outbox message, never onto the wire bo
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
