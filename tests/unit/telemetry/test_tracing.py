@@ -242,3 +242,13 @@ def test_a_message_not_sampled_at_the_request_gets_no_span_link_or_trace_context
     assert all("traceContext" not in e for e in platform.ledger.entries("acme", "c1"))
     assert all(e["traceContext"] == tracing.traceparent(append) for e in platform.ledger.entries("acme", "c2"))
     assert len(named["projection"]) == 1
+
+
+def test_the_request_span_continues_a_callers_traceparent(client, tenant, spans) -> None:
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    response = client.get("/v1/customers/c1/balance", headers={**auth(tenant.merchant), "traceparent": caller})
+    assert response.status_code == 200, response.text
+    [server] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
+    assert server.name == "GET /v1/customers/{customerId}/balance"
+    assert format(server.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert format(server.parent.span_id, "016x") == "b7ad6b7169203331"
