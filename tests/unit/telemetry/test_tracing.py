@@ -252,3 +252,24 @@ def test_the_request_span_continues_a_callers_traceparent(client, tenant, spans)
     assert server.name == "GET /v1/customers/{customerId}/balance"
     assert format(server.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert format(server.parent.span_id, "016x") == "b7ad6b7169203331"
+
+
+def test_event_hubs_publish_is_a_producer_span_whose_context_every_event_carries(spans) -> None:
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.bus.eventhubs import EventHubsOrderBus
+    from shared.errors import BusUnavailable
+    from tests.unit.bus.test_eventhubs_bus import FakeProducer, events_of, message
+
+    producer = FakeProducer()
+    bus = EventHubsOrderBus(producer, eventhub_name="orders", namespace="ns")
+    bus.publish([message("t", "c1", "o1"), message("t", "c2", "o2"), message("t", "c1", "o3")])
+    [publish] = spans.get_finished_spans()
+    assert publish.name == "publish" and publish.kind is trace.SpanKind.PRODUCER
+    assert publish.attributes["messaging.system"] == "eventhubs" and publish.attributes["accrue.messages"] == 3
+    carried = {event.properties["traceparent"] for batch in producer.sent for event in events_of(batch)}
+    assert carried == {tracing.traceparent(publish)}
+    failing = EventHubsOrderBus(FakeProducer(fail_on_send=ServiceRequestError("down")))
+    with pytest.raises(BusUnavailable):
+        failing.publish([message("t", "c1", "o4")])
+    assert spans.get_finished_spans()[-1].status.status_code is trace.StatusCode.ERROR
