@@ -59,6 +59,7 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 log = logging.getLogger("accrue.telemetry")
@@ -77,6 +78,7 @@ EXPORT_DELAY_MS = 500
 _PROPAGATOR = TraceContextTextMapPropagator()
 _state_lock = threading.Lock()
 _enabled = False  # a recording SDK provider is installed (by us or by the distro)
+_switched_off = False  # set_enabled(False): stay off even with a provider installed (tests)
 _memory: Any = None  # the in-memory exporter of memory_exporter(), once made
 _tracer: trace.Tracer | None = None
 
@@ -156,13 +158,24 @@ def memory_exporter() -> Any:
 def set_enabled(on: bool) -> None:
     """Turn span recording on or off (tests: a test that used ``memory_exporter``
     turns it off again, so the rest of the session runs as with telemetry off)."""
-    global _enabled
+    global _enabled, _switched_off
+    _switched_off = not on
     _enabled = on and _sdk_provider() is not None
+
+
+def _provider_installed_since() -> bool:
+    """A provider installed after ``configure`` (the Azure Monitor distro is set up
+    after tracing, in ``shared.telemetry.configure``): noticed at the first span."""
+    global _enabled
+    if _switched_off or not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
+        return False
+    _enabled = True
+    return True
 
 
 def enabled() -> bool:
     """Whether spans are recorded here: hot paths skip per-item spans when not."""
-    return _enabled
+    return _enabled or _provider_installed_since()
 
 
 class JsonLinesFileExporter:
@@ -234,7 +247,7 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, links: Sequence[Link] = 
          parent: str | None = None, **attributes: Any) -> Iterator[Span]:
     """A span around a block, current inside it; ``parent`` a traceparent to
     continue (else the current span). An exception marks it as an error and goes on."""
-    if not _enabled:
+    if not (_enabled or _provider_installed_since()):
         yield trace.INVALID_SPAN
         return
     ctx = context_from(parent) if parent else None
@@ -247,7 +260,7 @@ def start(name: str, parent: str | None = None, kind: SpanKind = SpanKind.INTERN
           links: Sequence[Link] = (), **attributes: Any) -> Span:
     """A span that is not made current, under ``parent`` (a traceparent) or the
     current span; the caller ends it. For per-item spans in a batch."""
-    if not _enabled:
+    if not (_enabled or _provider_installed_since()):
         return trace.INVALID_SPAN
     ctx = context_from(parent) if parent else None
     return tracer().start_span(name, context=ctx, kind=kind, links=links, attributes=_clean(attributes))
@@ -270,7 +283,7 @@ def traced(name: str, kind: SpanKind = SpanKind.INTERNAL, from_args: dict[str, s
 
         @functools.wraps(function)
         def call(*args: Any, **kwargs: Any) -> Any:
-            if not _enabled:
+            if not (_enabled or _provider_installed_since()):
                 return function(*args, **kwargs)
             found = dict(static)
             for attribute, parameter, index in picks:
@@ -287,7 +300,7 @@ def traced(name: str, kind: SpanKind = SpanKind.INTERNAL, from_args: dict[str, s
 
 def set_attributes(**attributes: Any) -> None:
     """Set attributes on the current span (e.g. the tenant, once authenticated)."""
-    if _enabled:
+    if _enabled or _provider_installed_since():
         current = trace.get_current_span()
         if current.is_recording():
             current.set_attributes(_clean(attributes))

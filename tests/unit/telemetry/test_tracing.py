@@ -273,3 +273,13 @@ def test_event_hubs_publish_is_a_producer_span_whose_context_every_event_carries
     with pytest.raises(BusUnavailable):
         failing.publish([message("t", "c1", "o4")])
     assert spans.get_finished_spans()[-1].status.status_code is trace.StatusCode.ERROR
+
+
+def test_a_provider_installed_after_configure_is_picked_up_at_the_first_span(monkeypatch, spans) -> None:
+    # As on Azure: tracing.configure found no provider and no exporter (stayed off); the
+    # Azure Monitor distro then installed its SDK provider (here: the test's).
+    monkeypatch.setattr(tracing, "_enabled", False)
+    with tracing.span("after the distro"):
+        pass
+    assert tracing.enabled()
+    assert [s.name for s in spans.get_finished_spans()] == ["after the distro"]
