@@ -46,6 +46,22 @@ def decode_body(event: func.EventHubEvent) -> Any:
         return text
 
 
+def traceparents(events: List[func.EventHubEvent]) -> list[str | None]:
+    """Each event's ``traceparent`` application property (set by the bus adapter,
+    shared/bus/eventhubs.py), from the batch's ``PropertiesArray`` metadata; None
+    where absent or unreadable (telemetry never fails an invocation)."""
+    try:
+        metadata = events[0].metadata if events else None
+        properties = (metadata or {}).get("PropertiesArray")
+        if isinstance(properties, str):
+            properties = json.loads(properties)
+        if isinstance(properties, list) and len(properties) == len(events):
+            return [p.get("traceparent") if isinstance(p, dict) else None for p in properties]
+    except (ValueError, AttributeError, TypeError):
+        pass
+    return [None] * len(events)
+
+
 def order_key(body: Any) -> str | None:
     """The customer partition of a body, to keep one customer's orders in order."""
     if isinstance(body, dict) and isinstance(body.get("order"), dict):
@@ -69,9 +85,17 @@ def order_key(body: Any) -> str | None:
 def ingest_orders(events: List[func.EventHubEvent]) -> None:
     platform = get_platform()
     bodies = [decode_body(event) for event in events]
+    # The resilience policy may hand the handler any subset of the bodies: find each one's context by identity.
+    context_of = {id(body): context for body, context in zip(bodies, traceparents(events)) if context}
+
+    def handle(subset: List[Any]) -> object:
+        if not context_of:
+            return platform.ingest.handle(subset)
+        return platform.ingest.handle(subset, [context_of.get(id(body)) for body in subset])
+
     result = process_batch(
         bodies,
-        platform.ingest.handle,
+        handle,
         lambda body, reason: platform.poison.put(SOURCE, body, reason),
         source=SOURCE,
         key=order_key,

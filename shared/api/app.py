@@ -20,6 +20,7 @@ from shared.api.routes import fraud, reviews
 from shared.api.routes import tiers
 from shared.api.routes import expiries
 from shared.platform import Platform
+from shared.telemetry.http_tracing import HttpTracing
 
 OPENAPI_URL = "/openapi/v1.json"
 
@@ -34,6 +35,9 @@ def create_app(platform: Platform) -> FastAPI:
         redoc_url=None,
         # Unknown query parameters and x-accrue-* headers are a 400 before anything else runs.
         dependencies=[Depends(strict_parameters)],
+        # The request span is ours (shared.telemetry.http_tracing, with the tenant):
+        # FastAPI's own server and per-operation spans would double it.
+        telemetry={"tracing": False, "operation_spans": False},
     )
     app.state.platform = platform
     app.state.rate_counter = counter = build_counter(platform)
@@ -46,5 +50,6 @@ def create_app(platform: Platform) -> FastAPI:
     mark_routes(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(ContractHeaders)
+    app.add_middleware(HttpTracing)  # outermost: the span covers every other layer
     contract.install(app)
     return app

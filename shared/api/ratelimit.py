@@ -24,6 +24,7 @@ from shared.errors import NotFound
 from shared.ratelimit.counters import LeasedCounter, SqliteWindowCounter, StoreWindowCounter, WindowCounter
 from shared.ratelimit.policy import Decision, RateLimited, RateLimits
 from shared.store.port import inline_reads
+from shared.telemetry import tracing
 
 F = TypeVar("F", bound=Callable[..., Any])
 Cost = Callable[[Request], Awaitable[int]]
@@ -73,6 +74,7 @@ async def admit(request: Request, who: Principal) -> None:
     if counter is None:
         return
     platform = request.app.state.platform
+    tracing.set_attributes(tenant=who.tenant_id, key_id=who.key_id)  # the request span's (key id, never the key)
     route = request.scope.get("route")
     cost_of: Cost | None = getattr(getattr(route, "endpoint", None), "__accrue_cost__", None)
     cost = await cost_of(request) if cost_of is not None else 1

@@ -31,8 +31,10 @@ points: a stale hint is simply discarded.
 from __future__ import annotations
 
 import logging
-from datetime import date
+import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -42,13 +44,14 @@ from shared.app.messages import MalformedMessage, OrderMessage, parse_order_mess
 from shared.app.poison import PoisonStore
 from shared.app.tenants import TenantDirectory
 from shared.domain.tenants import TenantSettings
-from shared.earning import CustomerContext, EarnResult, EarningRulesProvider
+from shared.earning import CustomerContext, EarningRulesProvider, EarnResult
 from shared.errors import AccrueError, NotFound
 from shared.expiry.policy import policy_stamp
 from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore, read_many
+from shared.telemetry import tracing
 from shared.telemetry.logs import fields
 
 if TYPE_CHECKING:
@@ -101,12 +104,29 @@ class IngestHandler:
         # Fraud screening (shared.fraud.controls.FraudControls), set by the platform; None: none.
         self.fraud: FraudControls | None = None
 
-    def handle(self, bodies: Sequence[Any]) -> IngestReport:
+    def handle(self, bodies: Sequence[Any], contexts: Sequence[str | None] | None = None) -> IngestReport:
+        """``contexts``: each body's W3C traceparent from the bus (None where it has
+        none): the batch span links to them, and each order's ledger append span is
+        their child (shared.telemetry.tracing)."""
+        if not tracing.enabled():
+            return self._handle(bodies, None)
+        assert contexts is None or len(contexts) == len(bodies)
+        with tracing.span("ingest batch", tracing.CONSUMER, links=tracing.links_from(contexts or ()),
+                          messages=len(bodies)) as batch:
+            report = self._handle(bodies, contexts)
+            batch.set_attributes({"accrue.credited": report.credited, "accrue.rejected": report.rejected,
+                                  "accrue.duplicates": report.duplicates, "accrue.poisoned": report.poisoned})
+            return report
+
+    def _handle(self, bodies: Sequence[Any], contexts: Sequence[str | None] | None) -> IngestReport:
         report = IngestReport()
         messages: list[OrderMessage] = []
-        for body in bodies:
+        context_of: dict[int, str | None] = {}  # id(message) -> its traceparent
+        for index, body in enumerate(bodies):
             try:
                 messages.append(parse_order_message(body))
+                if contexts is not None:
+                    context_of[id(messages[-1])] = contexts[index]
             except MalformedMessage as bad:
                 self._poison.put("ingest", body, f"malformed order message: {bad.reason}")
                 report.poisoned += 1
@@ -121,15 +141,22 @@ class IngestHandler:
                 self._poison.put("ingest", message.to_body(), missing.message, tenant_id=message.tenant_id)
                 report.poisoned += 1
         known, prints = self._claimed(known, report)
+        # Rule evaluation time per trace context, for the ledger append spans: a span per
+        # evaluation would cost more than the evaluation (closures take microseconds).
+        timings: dict[str, float] = {}
         customers = self._customers_of(known)
         ahead = self._evaluate_ahead(known, customers)
         for index, (tenant, message) in enumerate(known):
-            requests.append(self._request(tenant, message, customers, screen, ahead.get(index), *prints[index]))
+            requests.append(self._request(tenant, message, customers, screen, ahead.get(index), *prints[index],
+                                          timings=timings))
             accepted.append(message)
         tagged: list[tuple[str, str, tuple[str, ...]]] = []
+        spans = self._append_spans(accepted, requests, context_of) if tracing.enabled() else {}
         outcomes = self._ledger.append(requests)
         if screen is not None:
             screen.committed(requests, outcomes)
+        if spans:
+            _end_append_spans(spans, accepted, requests, outcomes, timings)
         for message, request, outcome in zip(accepted, requests, outcomes):
             if outcome.error is not None:
                 self._record_refusal(message, outcome.error)
@@ -148,6 +175,25 @@ class IngestHandler:
         for tenant_id, customer_id, tags in tagged:
             self._customers.add_tags(tenant_id, customer_id, tags)
         return report
+
+    def _append_spans(self, accepted: Sequence[OrderMessage], requests: Sequence[TransactionRequest],
+                      context_of: dict[int, str | None]) -> dict[str | None, Any]:
+        """A ``ledger append`` span per producer context (one per publish: an order sent
+        alone has its own), a child of that context (of the batch span for messages
+        without one), covering the batched append; its context goes on the orders'
+        entries. Per context rather than per order: a batch of 500 orders from one
+        request is one span, not 500 (bench/RESULTS-telemetry.md). Returns the spans
+        by the context they gave their orders (``TransactionRequest.trace_context``)."""
+        made: dict[str | None, tuple[str | None, Any]] = {}  # producer context -> (own context, span)
+        for message, request in zip(accepted, requests):
+            producer = context_of.get(id(message))
+            if producer is not None and not tracing.sampled(producer):
+                continue  # not sampled at the request: nothing to record or carry downstream
+            if producer not in made:
+                span = tracing.start("ledger append", producer, tenant=message.tenant_id)
+                made[producer] = (tracing.traceparent(span) if span.is_recording() else None, span)
+            request.trace_context = made[producer][0]
+        return {own: span for own, span in made.values() if own is not None}
 
     def _claimed(self, known: list[tuple[TenantSettings, OrderMessage]], report: IngestReport
                  ) -> tuple[list[tuple[TenantSettings, OrderMessage]], list[tuple[dict[str, Any], str]]]:
@@ -197,7 +243,8 @@ class IngestHandler:
     def _request(self, tenant: TenantSettings, message: OrderMessage,
                  customers: dict[tuple[str, str], dict[str, Any] | None],
                  screen: EarnScreen | None = None, ahead: _Evaluated | None = None,
-                 payload: dict[str, Any] | None = None, fingerprint: str | None = None) -> TransactionRequest:
+                 payload: dict[str, Any] | None = None, fingerprint: str | None = None,
+                 timings: dict[str, float] | None = None) -> TransactionRequest:
         order = message.order
         if payload is None or fingerprint is None:
             payload = message.order.to_message()
@@ -215,6 +262,10 @@ class IngestHandler:
             rules = self._rules.for_tenant(tenant, order.customer_id)
             if ahead is not None and ahead.context == context and ahead.rules_key == getattr(rules, "batch_key", None):
                 result = ahead.result
+            elif timings is not None and request.trace_context is not None:
+                began = time.perf_counter()
+                result = rules.evaluate(tenant, order, context)
+                timings[request.trace_context] = timings.get(request.trace_context, 0.0) + time.perf_counter() - began
             else:
                 result = rules.evaluate(tenant, order, context)
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
@@ -223,13 +274,14 @@ class IngestHandler:
             # The fraud controls may hold the points (PENDING, to review) instead: shared/fraud/controls.py.
             return screen.apply(message.tenant_id, order, head, credit) if screen is not None else credit
 
-        return TransactionRequest(
+        request = TransactionRequest(
             tenant_id=message.tenant_id,
             customer_id=order.customer_id,
             idempotency_key=order.effective_idempotency_key,
             fingerprint=fingerprint,
             plan=plan,
         )
+        return request
 
     def _context(self, message: OrderMessage, customer: dict[str, Any], head: Head) -> CustomerContext:
         return CustomerContext(
@@ -265,7 +317,8 @@ class IngestHandler:
             groups.setdefault((tenant.tenant_id, key), (tenant, rules, []))[2].append((index, order, context))
         ahead: dict[int, _Evaluated] = {}
         for (_, key), (tenant, rules, items) in groups.items():
-            results = rules.evaluate_batch(tenant, [(order, context) for _, order, context in items])
+            with tracing.span("rule evaluation", evaluator=tenant.evaluator, orders=len(items)):
+                results = rules.evaluate_batch(tenant, [(order, context) for _, order, context in items])
             assert len(results) == len(items)
             for (index, _, context), result in zip(items, results):
                 ahead[index] = _Evaluated(context, key, result)
@@ -289,6 +342,31 @@ class IngestHandler:
             "tenantId": tenant_id, "customerId": message.order.customer_id, "orderId": order_id,
             "status": "rejected", "reason": {"code": error.code, "detail": error.message},
         })
+
+
+def _end_append_spans(spans: dict[str | None, Any], accepted: Sequence[OrderMessage],
+                      requests: Sequence[TransactionRequest], outcomes: Sequence[Any],
+                      timings: dict[str, float]) -> None:
+    """Count each span's orders by outcome (the order id too where it holds one) and end it."""
+    tallies: dict[str | None, Counter[str]] = {}
+    single: dict[str | None, str] = {}
+    for message, request, outcome in zip(accepted, requests, outcomes):
+        kind = ("refused" if outcome.error is not None else "duplicate" if outcome.duplicate
+                else str(outcome.outcome.get("status")))
+        tallies.setdefault(request.trace_context, Counter())[kind] += 1
+        single[request.trace_context] = message.order.order_id
+    for context, span in spans.items():
+        tally = tallies.get(context, Counter())
+        count = sum(tally.values())
+        attributes: dict[str, Any] = {f"accrue.outcome.{kind}": n for kind, n in tally.items()}
+        attributes["accrue.orders"] = count
+        if context in timings:
+            attributes["accrue.rules.evaluation_ms"] = round(timings[context] * 1000, 3)
+        if count == 1:
+            attributes["accrue.order_id"] = single[context]
+            attributes["accrue.outcome"] = next(iter(tally))
+        span.set_attributes(attributes)  # one call: the SDK takes a lock per call
+        span.end()
 
 
 def _credit(message: OrderMessage, result: EarnResult, payload: dict[str, Any], fingerprint: str,

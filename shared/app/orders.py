@@ -86,6 +86,7 @@ from shared.store.port import (
     inline_reads,
     read_many,
 )
+from shared.telemetry import tracing
 from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.orders")
@@ -152,6 +153,10 @@ class OrderIntake:
         self._confirming: set[asyncio.Task[None]] = set()
 
     def accept(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
+        with tracing.span("intake", tenant=tenant_id, orders=len(orders)):
+            return self._accept(tenant_id, orders)
+
+    def _accept(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
         flow = self._flow(tenant_id, orders)
         outcome: Any = None
         failure: BaseException | None = None
@@ -180,6 +185,10 @@ class OrderIntake:
         never waits on the network."""
         if not inline_reads(self._store):
             return await asyncio.to_thread(self.accept, tenant_id, orders)
+        with tracing.span("intake", tenant=tenant_id, orders=len(orders)):
+            return await self._accept_async(tenant_id, orders)
+
+    async def _accept_async(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
         flow = self._flow(tenant_id, orders)
         failure: BaseException | None = None
         while True:

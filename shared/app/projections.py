@@ -26,6 +26,7 @@ from shared.ledger.entries import ENTRY_DOC
 from shared.ledger.service import fingerprint_of
 from shared.store.layout import BALANCES, ORDER_STATUS, SYSTEM, order_pk
 from shared.store.port import Create, DocumentStore, PartitionBatch, Upsert, read_many
+from shared.telemetry import tracing
 
 BALANCE_ID = "balance"
 FINAL_STATUSES = ("credited", "held", "rejected")
@@ -50,6 +51,31 @@ class Projector:
 
     def apply(self, docs: Iterable[dict[str, Any]]) -> ProjectionReport:
         docs = list(docs)
+        if not tracing.enabled():
+            return self._apply_all(docs)
+        # One "projection" span per trace in the batch, child of its first ledger append
+        # (the entries carry its context, ``traceContext``), so each order's trace reaches
+        # its read model; they cover the whole batch's projection, which is when each
+        # was projected. Per trace, not per entry: a 500-order request is one span.
+        contexts = [c for c in dict.fromkeys(d.get("traceContext") for d in docs) if tracing.sampled(c)]
+        first_of_trace: dict[str, str] = {}
+        for context in contexts:
+            first_of_trace.setdefault(context[3:35], context)  # "00-<trace id>-<span id>-<flags>"
+        spans = [tracing.start("projection", context) for context in first_of_trace.values()]
+        try:
+            with tracing.span("projection batch", tracing.CONSUMER, links=tracing.links_from(contexts),
+                              changes=len(docs)) as batch:
+                try:
+                    return self._apply_all(docs)
+                except Exception as error:
+                    for span in (batch, *spans):
+                        tracing.fail(span, error)
+                    raise
+        finally:
+            for span in spans:
+                span.end()
+
+    def _apply_all(self, docs: list[dict[str, Any]]) -> ProjectionReport:
         report = self._apply(docs)
         for subscriber in self.subscribers:
             subscriber(docs)

@@ -51,6 +51,7 @@ from shared.blobs.port import (
     iter_chunks,
 )
 from shared.errors import ConfigurationError
+from shared.telemetry import tracing
 
 DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024
 _UNAVAILABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -119,6 +120,7 @@ class AzureBlobSink:
 
     # --- writes ----------------------------------------------------------------------
 
+    @tracing.traced("blob put", tracing.CLIENT)
     def put(
         self,
         path: str,
@@ -175,6 +177,7 @@ class AzureBlobSink:
 
     # --- reads -----------------------------------------------------------------------
 
+    @tracing.traced("blob open", tracing.CLIENT)
     def open(self, path: str) -> Iterator[bytes]:
         check_path(path)
         try:
@@ -188,6 +191,7 @@ class AzureBlobSink:
     def read(self, path: str) -> bytes:
         return b"".join(self.open(path))
 
+    @tracing.traced("blob exists", tracing.CLIENT)
     def exists(self, path: str) -> bool:
         check_path(path)
         try:
@@ -195,6 +199,7 @@ class AzureBlobSink:
         except AzureError as exc:
             raise _translate(exc, f"checking blob {path!r}") from exc
 
+    @tracing.traced("blob list", tracing.CLIENT)
     def list(self, prefix: str = "") -> list[BlobInfo]:
         check_prefix(prefix)
         try:

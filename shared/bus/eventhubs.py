@@ -63,7 +63,8 @@ from azure.eventhub.exceptions import (
 )
 
 from shared.bus.port import BusMessage
-from shared.errors import BusUnavailable, PayloadTooLarge
+from shared.errors import AccrueError, BusUnavailable, PayloadTooLarge
+from shared.telemetry import tracing
 
 try:  # the SDK's key hash (private module: see the module docstring)
     from azure.eventhub._buffered_producer._partition_resolver import PartitionResolver as _SdkResolver
@@ -129,9 +130,18 @@ class EventHubsOrderBus:
     def publish(self, messages: Sequence[BusMessage]) -> None:
         if not messages:
             return
+        with tracing.span("publish", tracing.PRODUCER, messages=len(messages),
+                          **{"messaging.system": "eventhubs"}) as span:
+            try:
+                self._publish(messages, tracing.traceparent(span))
+            except AccrueError as error:
+                tracing.fail(span, error.message)
+                raise
+
+    def _publish(self, messages: Sequence[BusMessage], context: str | None) -> None:
         lanes = self._plan(messages)
         for lane in lanes:  # every batch built first: a too-large event sends nothing
-            self._call(lane, lambda lane=lane: self._build(lane))
+            self._call(lane, lambda lane=lane: self._build(lane, context))
         if len(lanes) == 1:
             try:
                 self._call(lanes[0], lambda: self._send(lanes[0]))
@@ -183,10 +193,10 @@ class EventHubsOrderBus:
         with self._guard:
             self._resolver = None
 
-    def _build(self, lane: _Lane) -> None:
+    def _build(self, lane: _Lane, context: str | None = None) -> None:
         batch = self._producer.create_batch(**lane.target)
         for message in lane.messages:
-            event = to_event(message)
+            event = to_event(message, context)
             try:
                 batch.add(event)
                 continue
@@ -255,7 +265,9 @@ class EventHubsOrderBus:
             pass  # closing a broken link must not mask the caller's own error
 
 
-def to_event(message: BusMessage) -> EventData:
+def to_event(message: BusMessage, traceparent: str | None = None) -> EventData:
+    """``traceparent``: the publish span's W3C context, as the application property
+    of that name (the consumer links its batch span to it: shared.telemetry.tracing)."""
     event = EventData(json.dumps(message.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     event.content_type = CONTENT_TYPE
     # Schema name and version as application properties, so a consumer (or a
@@ -265,5 +277,7 @@ def to_event(message: BusMessage) -> EventData:
         value = message.body.get(name)
         if isinstance(value, (str, int)):
             properties[name] = value
+    if traceparent:
+        properties["traceparent"] = traceparent
     event.properties = properties
     return event

@@ -37,6 +37,7 @@ from shared.bus.port import BusMessage
 from shared.errors import BusUnavailable
 from shared.private_files import private_sqlite
 from shared.store.sqlite_lock import use_wal, write_transaction
+from shared.telemetry import tracing
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS messages (
     visible_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     lease_token TEXT,
-    last_error TEXT
+    last_error TEXT,
+    traceparent TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_messages_visible ON messages(visible_at, seq);
 CREATE TABLE IF NOT EXISTS poison (
@@ -57,9 +59,25 @@ CREATE TABLE IF NOT EXISTS poison (
     enqueued_at REAL NOT NULL,
     failed_at REAL NOT NULL,
     attempts INTEGER NOT NULL,
-    last_error TEXT NOT NULL
+    last_error TEXT NOT NULL,
+    traceparent TEXT
 );
 """
+
+# Columns added after the first release, made on an existing file at open
+# (SQLite's ADD COLUMN is cheap: old rows read as NULL, i.e. no trace context).
+MIGRATIONS = (("messages", "traceparent", "TEXT"), ("poison", "traceparent", "TEXT"))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    for table, column, kind in MIGRATIONS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process migrated first
+                    raise
 
 
 COMMIT_TIMEOUT_SECONDS = 30.0
@@ -79,6 +97,8 @@ class Delivery:
     body: dict[str, Any]
     attempts: int
     lease_token: str
+    # The W3C traceparent of the publish span, where the producer traced (else None).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +122,8 @@ class LocalQueue:
         private_sqlite(self.path)  # owner only, -wal/-shm too (shared.private_files)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)
-        self._pending: list[tuple[list[BusMessage], Callable[[], object], list[BaseException]]] = []
+        _migrate(self._conn())
+        self._pending: list[tuple[list[BusMessage], Callable[[], object], list[BaseException], str | None]] = []
         self._pending_lock = threading.Condition()
         self._closed = False
         self._committer = threading.Thread(target=self._commit_loop, name="queue-committer", daemon=True)
@@ -123,32 +144,37 @@ class LocalQueue:
     def publish(self, messages: Sequence[BusMessage]) -> None:
         if not messages:
             return
-        done = threading.Event()
-        errors = self._submit(messages, done.set)
-        if not done.wait(timeout=COMMIT_TIMEOUT_SECONDS):
-            raise BusUnavailable(f"the local queue did not commit within {COMMIT_TIMEOUT_SECONDS:.0f} s")
-        _raise_first(errors)
+        with tracing.span("publish", tracing.PRODUCER, messages=len(messages),
+                          **{"messaging.system": "local-queue"}) as span:
+            done = threading.Event()
+            errors = self._submit(messages, done.set, tracing.traceparent(span))
+            if not done.wait(timeout=COMMIT_TIMEOUT_SECONDS):
+                raise BusUnavailable(f"the local queue did not commit within {COMMIT_TIMEOUT_SECONDS:.0f} s")
+            _raise_first(errors)
 
     async def publish_async(self, messages: Sequence[BusMessage]) -> None:
         """``publish`` for a caller on an event loop: awaits the same group commit."""
         if not messages:
             return
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        errors = self._submit(messages, lambda: loop.call_soon_threadsafe(
-            lambda: done.done() or done.set_result(None)))
-        try:
-            await asyncio.wait_for(done, COMMIT_TIMEOUT_SECONDS)
-        except asyncio.TimeoutError:
-            raise BusUnavailable(f"the local queue did not commit within {COMMIT_TIMEOUT_SECONDS:.0f} s") from None
-        _raise_first(errors)
+        with tracing.span("publish", tracing.PRODUCER, messages=len(messages),
+                          **{"messaging.system": "local-queue"}) as span:
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            errors = self._submit(messages, lambda: loop.call_soon_threadsafe(
+                lambda: done.done() or done.set_result(None)), tracing.traceparent(span))
+            try:
+                await asyncio.wait_for(done, COMMIT_TIMEOUT_SECONDS)
+            except asyncio.TimeoutError:
+                raise BusUnavailable(f"the local queue did not commit within {COMMIT_TIMEOUT_SECONDS:.0f} s") from None
+            _raise_first(errors)
 
-    def _submit(self, messages: Sequence[BusMessage], on_done: Callable[[], object]) -> list[BaseException]:
+    def _submit(self, messages: Sequence[BusMessage], on_done: Callable[[], object],
+                traceparent: str | None = None) -> list[BaseException]:
         errors: list[BaseException] = []
         with self._pending_lock:
             if self._closed:
                 raise BusUnavailable("the local queue is closed")
-            self._pending.append((list(messages), on_done, errors))
+            self._pending.append((list(messages), on_done, errors, traceparent))
             self._pending_lock.notify()
         return errors
 
@@ -161,18 +187,19 @@ class LocalQueue:
                     return
                 group, self._pending = self._pending, []
             now = time.time()
-            rows = [(m.partition_key, orjson.dumps(m.body).decode(), now, now)
-                    for messages, _, _ in group for m in messages]
+            rows = [(m.partition_key, orjson.dumps(m.body).decode(), now, now, traceparent)
+                    for messages, _, _, traceparent in group for m in messages]
             conn = self._conn()
             try:
                 with write_transaction(conn, BUSY_TIMEOUT_MS):
                     conn.executemany(
-                        "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)", rows
+                        "INSERT INTO messages (partition_key, body, enqueued_at, visible_at, traceparent)"
+                        " VALUES (?, ?, ?, ?, ?)", rows
                     )
             except sqlite3.Error as exc:
-                for _, _, errors in group:
+                for _, _, errors, _ in group:
                     errors.append(exc)
-            for _, on_done, _ in group:
+            for _, on_done, _, _ in group:
                 on_done()
 
     # --- consumer ------------------------------------------------------------------
@@ -196,15 +223,16 @@ class LocalQueue:
             chosen = []
             # Read in order only as far as needed (the queue may hold many thousands).
             visible = conn.execute(
-                "SELECT seq, partition_key, body, attempts FROM messages WHERE visible_at <= ? ORDER BY seq",
+                "SELECT seq, partition_key, body, attempts, traceparent FROM messages WHERE visible_at <= ?"
+                " ORDER BY seq",
                 (now,),
             )
-            for seq, key, body, attempts in visible:
+            for seq, key, body, attempts, traceparent in visible:
                 # A key with a message leased or backing off is skipped whole, so one
                 # customer's orders are never processed out of order or in parallel.
                 if key in leased_keys:
                     continue
-                chosen.append((seq, key, body, attempts))
+                chosen.append((seq, key, body, attempts, traceparent))
                 if len(chosen) >= limit:
                     break
             visible.close()  # finished before the rows it read are updated
@@ -215,7 +243,8 @@ class LocalQueue:
                     f" WHERE seq IN ({', '.join('?' for _ in seqs)})",
                     (now + lease_seconds, token, *seqs),
                 )
-        return [Delivery(seq, key, orjson.loads(body), attempts + 1, token) for seq, key, body, attempts in chosen]
+        return [Delivery(seq, key, orjson.loads(body), attempts + 1, token, traceparent)
+                for seq, key, body, attempts, traceparent in chosen]
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
@@ -235,8 +264,9 @@ class LocalQueue:
         with write_transaction(self._conn(), BUSY_TIMEOUT_MS) as conn:
             if delivery.attempts >= self.max_attempts:
                 conn.execute(
-                    "INSERT OR REPLACE INTO poison (seq, partition_key, body, enqueued_at, failed_at, attempts, last_error)"
-                    " SELECT seq, partition_key, body, enqueued_at, ?, attempts, ? FROM messages"
+                    "INSERT OR REPLACE INTO poison"
+                    " (seq, partition_key, body, enqueued_at, failed_at, attempts, last_error, traceparent)"
+                    " SELECT seq, partition_key, body, enqueued_at, ?, attempts, ?, traceparent FROM messages"
                     " WHERE seq = ? AND lease_token = ?",
                     (time.time(), error[:2000], delivery.seq, delivery.lease_token),
                 )
@@ -281,11 +311,13 @@ class LocalQueue:
         where, params = ("", ()) if seqs is None else (
             f" WHERE seq IN ({','.join('?' for _ in seqs)})", tuple(seqs))
         with write_transaction(self._conn(), BUSY_TIMEOUT_MS) as conn:
-            rows = conn.execute(f"SELECT seq, partition_key, body, enqueued_at FROM poison{where}", params).fetchall()
+            rows = conn.execute(f"SELECT seq, partition_key, body, enqueued_at, traceparent FROM poison{where}",
+                                params).fetchall()
             now = time.time()
             conn.executemany(
-                "INSERT INTO messages (partition_key, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)",
-                [(k, b, e, now) for _, k, b, e in rows],
+                "INSERT INTO messages (partition_key, body, enqueued_at, visible_at, traceparent)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(k, b, e, now, t) for _, k, b, e, t in rows],
             )
             conn.executemany("DELETE FROM poison WHERE seq = ?", [(s,) for s, *_ in rows])
         return len(rows)

@@ -63,6 +63,7 @@ from shared.store.layout import (
     customer_pk,
 )
 from shared.store.port import DocumentStore, Filter, Query, read_many
+from shared.telemetry import tracing
 from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.exports")
@@ -180,6 +181,7 @@ class ExportService:
         except (PreconditionFailed, DocumentExists):
             raise Conflict(f"another export run of tenant {state['tenantId']} is in progress") from None
 
+    @tracing.traced("export run", from_args={"accrue.tenant": "tenant_id"})
     def run(self, tenant_id: str) -> dict[str, Any]:
         """The incremental run of one tenant (or the redo of its unfinished one); returns the manifest."""
         manifest = self.run_slice(tenant_id, max_files=None)

@@ -49,6 +49,7 @@ from azure.keyvault.keys import KeyClient, KeyOperation, KeyVaultKey
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from shared.keys.port import KeyProviderError, UnknownKey, UnwrapFailed, WrappedKey
+from shared.telemetry import tracing
 
 ALGORITHM = "RSA-OAEP-256"
 KEY_OPERATIONS = [KeyOperation.wrap_key, KeyOperation.unwrap_key]
@@ -95,6 +96,7 @@ class KeyVaultKeyProvider:
 
     # --- KeyProvider -------------------------------------------------------------
 
+    @tracing.traced("keyvault ensure_tenant_key", tracing.CLIENT)
     def ensure_tenant_key(self, tenant_id: str) -> str:
         """The tenant's KEK, created (or recovered from soft delete) by the key manager if
         missing. Safe to repeat and to race: Key Vault's create of an existing name adds a
@@ -137,6 +139,7 @@ class KeyVaultKeyProvider:
     def current_version(self, tenant_id: str) -> str:
         return _version(self._current_key(tenant_id))
 
+    @tracing.traced("keyvault wrap", tracing.CLIENT)
     def wrap(self, tenant_id: str, data_key: bytes) -> WrappedKey:
         key = self._current_key(tenant_id, create=True)
         client = self._client(key_name(tenant_id), _version(key), key)
@@ -146,6 +149,7 @@ class KeyVaultKeyProvider:
             raise _translate(exc, f"Key Vault could not wrap a key of tenant {tenant_id!r}") from exc
         return WrappedKey(tenant_id, key_name(tenant_id), _version(key), ALGORITHM, result.encrypted_key)
 
+    @tracing.traced("keyvault unwrap", tracing.CLIENT)
     def unwrap(self, wrapped: WrappedKey) -> bytes:
         if wrapped.algorithm != ALGORITHM:
             raise UnwrapFailed(f"Key Vault keys unwrap {ALGORITHM}, not {wrapped.algorithm!r}")
@@ -163,6 +167,7 @@ class KeyVaultKeyProvider:
         except AzureError as exc:
             raise _translate(exc, "Key Vault is unavailable") from exc
 
+    @tracing.traced("keyvault rotate", tracing.CLIENT)
     def rotate(self, tenant_id: str) -> str:
         manager = self._management(f"rotating the key of tenant {tenant_id!r}")
         self.ensure_tenant_key(tenant_id)
@@ -173,6 +178,7 @@ class KeyVaultKeyProvider:
         self._remember(tenant_id, key)
         return _version(key)
 
+    @tracing.traced("keyvault versions", tracing.CLIENT)
     def versions(self, tenant_id: str) -> list[str]:
         try:
             props = list(self._keys.list_properties_of_key_versions(key_name(tenant_id)))

@@ -81,6 +81,9 @@ class TransactionRequest:
     idempotency_key: str
     fingerprint: str
     plan: Callable[[Head], Plan]
+    # The W3C traceparent of the span appending it (shared.telemetry.tracing): kept on
+    # its entries and records as ``traceContext`` so change-feed consumers continue the trace.
+    trace_context: str | None = None
 
     @cached_property
     def pk(self) -> str:  # asked several times per append: made once
@@ -371,6 +374,7 @@ class Ledger:
                 "createdAt": now,
                 "idempotencyKey": request.idempotency_key,
                 **({"attributes": draft.attributes} if draft.attributes else {}),
+                **({"traceContext": request.trace_context} if request.trace_context else {}),
             })
             current = after
         outcome = dict(plan.outcome)
@@ -388,7 +392,9 @@ class Ledger:
             "createdAt": now,
         }
         records = [dict(r, pk=request.pk, tenantId=request.tenant_id, customerId=request.customer_id,
-                        transactionId=transaction_id if entries else None, createdAt=now) for r in plan.records]
+                        transactionId=transaction_id if entries else None, createdAt=now,
+                        **({"traceContext": request.trace_context} if request.trace_context else {}))
+                   for r in plan.records]
         return [*entries, *records, marker], current, entries, marker
 
     # --- head cache ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import IO
 
 import uvicorn
 
-from shared import gc_tuning
+from shared import gc_tuning, telemetry
 from shared.api.app import create_app
 from shared.bus.local_queue import LocalQueue
 from shared.local.sandbox import provision_sandbox
@@ -80,6 +80,7 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     # in the data folder is owner only, also ones no adapter narrows explicitly.
     os.umask(0o077)
     configure_logging()
+    telemetry.configure("api")
     settings = Settings.from_env()
     lock = lock_data_dir(settings.data_dir)
     platform = build_platform(settings)

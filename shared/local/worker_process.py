@@ -163,6 +163,9 @@ def run_worker_process(role: str, number: int = 1) -> None:
     from shared.settings import Settings
 
     configure_logging(role)
+    from shared import telemetry
+
+    telemetry.configure(role)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us

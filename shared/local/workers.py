@@ -75,7 +75,7 @@ class QueueConsumer(Worker):
         if not deliveries:
             return False
         try:
-            self._platform.ingest.handle([d.body for d in deliveries])
+            self._platform.ingest.handle([d.body for d in deliveries], [d.traceparent for d in deliveries])
         except Exception as exc:  # noqa: BLE001 - give every message back, with its error
             log.warning("ingest batch of %d failed, will retry: %s", len(deliveries), exc,
                         extra=fields(source=self.name, count=len(deliveries), error=type(exc).__name__))

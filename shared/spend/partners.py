@@ -51,6 +51,7 @@ from shared.spend.circuit import CircuitBreaker, CircuitState
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Replaced, replace
+from shared.telemetry import tracing
 from shared.webhooks.ssrf import Resolver, Target, TestAllowance, UnsafeUrl, check_url
 
 PARTNERS_PK = "partners"
@@ -144,6 +145,7 @@ class HttpPartnerAdapter:
         self._client = client or httpx.Client(timeout=httpx.Timeout(config.timeout_seconds),
                                               follow_redirects=False, trust_env=False)
 
+    @tracing.traced("partner call", tracing.CLIENT)
     def fulfil(self, request: PartnerRequest) -> PartnerReceipt:
         try:
             target = self._guard(f"{self._config.base_url}{FULFILMENTS_PATH}")

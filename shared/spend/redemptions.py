@@ -56,10 +56,27 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints,
 
 from shared.clock import Clock, iso
 from shared.domain.orders import EntityId
-from shared.errors import Conflict, LedgerConflict, NotEnoughPoints, NotFound, PartnerRejected, PartnerUnavailable, \
-    RedemptionLimitReached, ReservationExpired, ReservationInReview, ReservationSettled, SpendError
+from shared.errors import (
+    Conflict,
+    LedgerConflict,
+    NotEnoughPoints,
+    NotFound,
+    PartnerRejected,
+    PartnerUnavailable,
+    RedemptionLimitReached,
+    ReservationExpired,
+    ReservationInReview,
+    ReservationSettled,
+    SpendError,
+)
 from shared.ledger.entries import (
-    ENTRY_DOC, EntryDraft, EntryStatus, EntryType, Head, entry_id, settlement_id,
+    ENTRY_DOC,
+    EntryDraft,
+    EntryStatus,
+    EntryType,
+    Head,
+    entry_id,
+    settlement_id,
 )
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.spend.catalogue import Catalogue
@@ -67,6 +84,7 @@ from shared.spend.partners import PartnerCallFailed, PartnerDirectory, PartnerRe
 from shared.spend.policy import SpendPolicies
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry import tracing
 from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.spend")
@@ -142,6 +160,7 @@ class Redemptions:
 
     # --- merchant operations ----------------------------------------------------------
 
+    @tracing.traced("redemption", from_args={"accrue.tenant": "tenant_id"})
     def redeem(self, tenant_id: str, customer_id: str, request: RedeemRequest, actor: str) -> SpendResult:
         key = f"redeem:{request.idempotency_key}"
         rid = redemption_id(key)

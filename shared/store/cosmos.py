@@ -71,7 +71,6 @@ from shared.errors import (
 )
 from shared.store.layout import DEFAULT_TTL, PARTITION_KEY_PATH, TtlPolicy, container_default_ttl, indexing_policy
 from shared.store.port import (
-    one_batch,
     ContainerSpec,
     Create,
     Delete,
@@ -81,7 +80,9 @@ from shared.store.port import (
     Query,
     Upsert,
     check_field_path,
+    one_batch,
 )
+from shared.telemetry import tracing
 
 # Service limits of a transactional batch (Cosmos DB documentation, "Transactional batch").
 MAX_BATCH_OPERATIONS = 100
@@ -127,6 +128,12 @@ class RequestMeter:
     def snapshot(self) -> tuple[dict[str, int], float]:
         with self._lock:
             return dict(self.requests), self.charge
+
+
+def _traced(operation: str):  # type: ignore[no-untyped-def]
+    """A CLIENT span per store call, named by operation, with the container."""
+    return tracing.traced(f"cosmos {operation}", tracing.CLIENT, {"db.collection.name": "container"},
+                          **{"db.system.name": "azure.cosmosdb"})
 
 
 class CosmosDocumentStore:
@@ -225,6 +232,7 @@ class CosmosDocumentStore:
 
     # --- reads ---------------------------------------------------------------------
 
+    @_traced("read")
     def read(self, container: str, pk: str, id: str) -> Document | None:
         _, proxy = self._container(container)
         try:
@@ -236,6 +244,7 @@ class CosmosDocumentStore:
         except AzureError as exc:
             raise _translate(exc, f"reading {id!r} from {container!r}") from exc
 
+    @_traced("read_many")
     def read_many(self, container: str, keys: Sequence[tuple[str, str]]) -> list[Document | None]:
         """``read`` of many ``(pk, id)`` keys in one SDK call (``read_items``: the SDK
         groups them by physical partition and queries each once) instead of a round
@@ -258,6 +267,7 @@ class CosmosDocumentStore:
             given.add(key)
         return answers
 
+    @_traced("query")
     def query(self, container: str, query: Query) -> list[Document]:
         _, proxy = self._container(container)
         sql, parameters = build_sql(query)
@@ -274,6 +284,7 @@ class CosmosDocumentStore:
 
     # --- single writes -------------------------------------------------------------
 
+    @_traced("create")
     def create(self, container: str, doc: Document) -> Document:
         _, proxy = self._container(container)
         body = self._stamp(container, _body(doc))
@@ -282,6 +293,7 @@ class CosmosDocumentStore:
         except AzureError as exc:
             raise _translate(exc, f"creating {body['id']!r} in {container!r}") from exc
 
+    @_traced("upsert")
     def upsert(self, container: str, doc: Document, if_match: str | None = None) -> Document:
         spec, proxy = self._container(container)
         _refuse_if_append_only(spec, "upsert")
@@ -302,6 +314,7 @@ class CosmosDocumentStore:
         except AzureError as exc:
             raise _translate(exc, what) from exc
 
+    @_traced("delete")
     def delete(self, container: str, pk: str, id: str, if_match: str | None = None) -> None:
         spec, proxy = self._container(container)
         _refuse_if_append_only(spec, "delete")
@@ -331,6 +344,7 @@ class CosmosDocumentStore:
     def batch(self, container: str, pk: str, operations: Sequence[Operation]) -> list[Document]:
         return one_batch(self, container, pk, operations)
 
+    @_traced("batches")
     def batches(self, container: str, batches: Sequence[PartitionBatch]) -> None:
         spec, proxy = self._container(container)
         prepared: list[tuple[PartitionBatch, list[tuple[Any, ...]]]] = []

@@ -50,6 +50,7 @@ from shared.clock import Clock, iso, parse_iso
 from shared.errors import AccrueError, DocumentExists, PreconditionFailed
 from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, attempt_pk
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry import tracing
 from shared.webhooks.fairness import FairQueue
 from shared.webhooks.http import HttpResult, PinnedSender
 from shared.webhooks.service import WebhookService, delivery_pk
@@ -284,7 +285,13 @@ class DeliveryWorker:
             report.skipped += 1
             return None
         attempt_no = delivery["attempts"] + 1
-        result = self._attempt(current, delivery, message, now)
+        with tracing.span("webhook delivery", tracing.CLIENT, parent=message.get("traceContext"), tenant=tenant_id,
+                          endpoint_id=endpoint["id"], attempt=attempt_no, event_type=delivery.get("eventType")) as span:
+            result = self._attempt(current, delivery, message, now)
+            span.set_attribute("accrue.succeeded", result.error is None and result.status is not None
+                               and 200 <= result.status < 300)
+            if result.status is not None:
+                span.set_attribute("http.response.status_code", result.status)
         report.sent += 1
         self._record(current, leased, attempt_no, result, report)
         return result

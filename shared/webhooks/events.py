@@ -29,7 +29,7 @@ disables one of the tenant's endpoints (410 Gone, or five days failing).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 TRANSACTION_COMMITTED = "transaction.committed"
@@ -65,6 +65,9 @@ class Event:
     source_id: str  # stable: the same source always gives the same message id
     occurred_at: str
     data: dict[str, Any]
+    # The ledger append's W3C traceparent (the entry's ``traceContext``), so the
+    # delivery continues the order's trace (shared.telemetry.tracing); never sent out.
+    trace_context: str | None = None
 
 
 def _entry_data(doc: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +84,7 @@ def _entry_data(doc: dict[str, Any]) -> dict[str, Any]:
 def events_from_ledger(docs: Iterable[dict[str, Any]]) -> list[Event]:
     events: list[Event] = []
     for doc in docs:
+        first = len(events)
         kind = doc.get("docType")
         if kind == "entry":
             source = f"ledger:{doc['pk']}:{doc['id']}"
@@ -104,4 +108,6 @@ def events_from_ledger(docs: Iterable[dict[str, Any]]) -> list[Event]:
                                 doc.get("createdAt") or doc.get("acceptedAt") or "",
                                 {"customerId": doc["customerId"], "orderId": doc["orderId"],
                                  "reasonCode": reason.get("code") if isinstance(reason, dict) else None}))
+        if doc.get("traceContext"):
+            events[first:] = [replace(event, trace_context=doc["traceContext"]) for event in events[first:]]
     return events

@@ -333,7 +333,8 @@ class WebhookService:
         now = iso(self._clock.now())
         message = {"id": msg_id, "pk": message_pk(event.tenant_id, msg_id), "docType": "webhookMessage", "tenantId": event.tenant_id,
                    "eventType": event.type, "sourceId": event.source_id, "createdAt": now,
-                   "body": json.dumps(payload, separators=(",", ":"), sort_keys=True)}
+                   "body": json.dumps(payload, separators=(",", ":"), sort_keys=True),
+                   **({"traceContext": event.trace_context} if event.trace_context else {})}
         try:
             self._store.create(WEBHOOK_MESSAGES, message)
         except DocumentExists:

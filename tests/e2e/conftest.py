@@ -27,8 +27,9 @@ def free_port() -> int:
 
 
 class LocalPlatform:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.extra_env = env or {}  # e.g. ACCRUE_TRACE_FILE (tests/e2e/test_traces.py)
         self.port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.keys: dict[str, str] = {}
@@ -40,7 +41,7 @@ class LocalPlatform:
 
     def start(self, timeout: float = 60) -> "LocalPlatform":
         env = {**os.environ, "ACCRUE_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1",
-               "ACCRUE_LOG_LEVEL": "WARNING"}
+               "ACCRUE_LOG_LEVEL": "WARNING", **self.extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "shared.local", "run", "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
