@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -59,8 +60,9 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
-from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.telemetry")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -199,7 +201,7 @@ class JsonLinesFileExporter:
             finally:
                 os.close(fd)  # closing releases the lock
         except OSError as exc:
-            log.warning("could not write spans to %s: %s", self._path, exc)
+            log.warning("could not write spans to %s: %s", self._path, exc, extra=fields())
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
