@@ -51,6 +51,7 @@ from shared.errors import (
     PreconditionFailed,
     StoreUnavailable,
 )
+from shared.telemetry import metrics
 
 T = TypeVar("T")
 
@@ -159,6 +160,7 @@ def process_batch(
                 sleep(retry.delay(attempt))
     assert last is not None
     if is_transient(last):
+        metrics.batch_deferred(source)
         raise BatchDeferred(
             f"{source}: batch of {len(items)} deferred to the host's retry after {result.attempts} attempts: "
             f"{type(last).__name__}: {last}"

@@ -15,7 +15,7 @@ import azure.functions as func
 
 from functions import bindings
 from functions._platform import get_platform
-from shared.jobs import JOBS, Job
+from shared.jobs import JOBS, Job, run_job
 
 log = logging.getLogger("accrue.functions.timers")
 
@@ -30,7 +30,7 @@ def _register(job: Job) -> None:
     def run_job(timer: func.TimerRequest) -> None:
         if timer.past_due:
             log.warning("job %s is running late (past due)", job.name)
-        job.run(get_platform())
+        run_job(job, get_platform())
 
     # Each job gets its own Python function (the worker keys functions by it) and name.
     run_job.__name__ = run_job.__qualname__ = function_name(job)

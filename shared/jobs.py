@@ -1,15 +1,26 @@
 """Timer jobs: what runs on a schedule. The Azure timer triggers and the local
-scheduler both read this one list, so a job runs the same code in both."""
+scheduler both read this one list, so a job runs the same code in both.
+
+Both run a job through ``run_job``, which records the run: ``jobrun:<name>`` in
+the system container (last start, end, outcome, what the job reported; read by
+``accrue status``) and the job metrics (runs by outcome, duration, progress).
+Recording never changes the job's outcome: a failure to record is logged."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from shared.app.reconcile import reconcile
 from shared.app.relay import OrderRelay
+from shared.clock import iso
 from shared.platform import Platform
+from shared.store.layout import SYSTEM
+from shared.telemetry import metrics
+from shared.telemetry.status import JOBRUN_PK, jobrun_id
 
 log = logging.getLogger("accrue.jobs")
 
@@ -24,6 +35,47 @@ class Job:
     run: Callable[[Platform], object]
 
 
+def run_job(job: Job, platform: Platform) -> object:
+    """Run ``job`` and record the run (see the module docstring); its exception propagates."""
+    started, wall = time.monotonic(), platform.clock.now()
+    outcome, error, result = "failed", None, None
+    try:
+        result = job.run(platform)
+        outcome = "ok"
+        return result
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        seconds = time.monotonic() - started
+        progress = progress_of(result)
+        metrics.job_run(job.name, outcome, seconds, progress)
+        try:
+            platform.store.upsert(SYSTEM, {
+                "id": jobrun_id(job.name), "pk": JOBRUN_PK, "docType": "jobRun", "job": job.name,
+                "startedAt": iso(wall), "finishedAt": iso(platform.clock.now()), "outcome": outcome,
+                "durationSeconds": round(seconds, 3), "error": error, "progress": progress})
+        except Exception:  # noqa: BLE001 - the record is for operators; the job's outcome stands
+            log.warning("could not record the run of job %s", job.name, exc_info=True)
+
+
+def progress_of(result: Any) -> dict[str, int]:
+    """The counts a job reported (a dict or a dataclass: its integers, and its lists' lengths)."""
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    if not isinstance(result, dict):
+        return {}
+    counts: dict[str, int] = {}
+    for key, value in result.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            counts[str(key)] = value
+        elif isinstance(value, (list, tuple)):
+            counts[str(key)] = len(value)
+    return counts
+
+
 def _relay_orders(platform: Platform) -> object:
     # Claimed orders whose publish was not confirmed (a crash or a bus outage between the
     # claim and the publish): published again, which credits nothing twice (shared/app/relay.py).
@@ -32,6 +84,7 @@ def _relay_orders(platform: Platform) -> object:
 
 def _reconcile(platform: Platform) -> object:
     report = reconcile(platform.store)
+    metrics.reconciliation_drift(len(report.drifts))
     log.info(report.summary().splitlines()[0])
     for drift in report.drifts:
         log.error("ledger drift: %s", drift.line())

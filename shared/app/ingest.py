@@ -31,6 +31,7 @@ points: a stale hint is simply discarded.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import date
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,6 +50,7 @@ from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore, read_many
+from shared.telemetry import metrics
 
 if TYPE_CHECKING:
     from shared.fraud.controls import EarnScreen, FraudControls
@@ -129,11 +131,15 @@ class IngestHandler:
         outcomes = self._ledger.append(requests)
         if screen is not None:
             screen.committed(requests, outcomes)
+        committed: list[tuple[dict[str, Any], str]] = []
         for message, request, outcome in zip(accepted, requests, outcomes):
             if outcome.error is not None:
                 self._record_refusal(message, outcome.error)
+                metrics.order_refused(outcome.error.code)
                 report.rejected += 1
                 continue
+            if not outcome.duplicate:
+                committed.append((outcome.outcome, message.accepted_at.isoformat()))
             if outcome.duplicate:
                 report.duplicates += 1
             elif outcome.outcome.get("status") == "rejected":
@@ -146,6 +152,8 @@ class IngestHandler:
             report.outcomes.append(outcome.outcome)
         for tenant_id, customer_id, tags in tagged:
             self._customers.add_tags(tenant_id, customer_id, tags)
+        metrics.order_outcomes([o for o, _ in committed], [a for _, a in committed],
+                               self._ledger.clock.now().timestamp())
         return report
 
     def _claimed(self, known: list[tuple[TenantSettings, OrderMessage]], report: IngestReport
@@ -211,7 +219,9 @@ class IngestHandler:
             if ahead is not None and ahead.context == context and ahead.rules_key == getattr(rules, "batch_key", None):
                 result = ahead.result
             else:
+                started = time.perf_counter()
                 result = rules.evaluate(tenant, order, context)
+                metrics.rule_evaluation(tenant.evaluator, time.perf_counter() - started)
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
             credit = _credit(message, result, payload, fingerprint,
                              policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
@@ -260,7 +270,9 @@ class IngestHandler:
             groups.setdefault((tenant.tenant_id, key), (tenant, rules, []))[2].append((index, order, context))
         ahead: dict[int, _Evaluated] = {}
         for (_, key), (tenant, rules, items) in groups.items():
+            started = time.perf_counter()
             results = rules.evaluate_batch(tenant, [(order, context) for _, order, context in items])
+            metrics.rule_evaluation(tenant.evaluator, time.perf_counter() - started, len(items))
             assert len(results) == len(items)
             for (index, _, context), result in zip(items, results):
                 ahead[index] = _Evaluated(context, key, result)

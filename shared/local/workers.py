@@ -19,9 +19,10 @@ import time
 from typing import Callable
 
 from shared.bus.local_queue import Delivery, LocalQueue
-from shared.jobs import JOBS, Job
+from shared.jobs import JOBS, Job, run_job
 from shared.platform import Platform
 from shared.store.layout import LEDGER
+from shared.telemetry import metrics
 
 log = logging.getLogger("accrue.local")
 
@@ -77,6 +78,7 @@ class QueueConsumer(Worker):
             self._platform.ingest.handle([d.body for d in deliveries])
         except Exception as exc:  # noqa: BLE001 - give every message back, with its error
             log.warning("ingest batch of %d failed, will retry: %s", len(deliveries), exc)
+            metrics.batch_deferred("ingest")
             for delivery in deliveries:
                 self._queue.fail(delivery, f"{type(exc).__name__}: {exc}", retry_in=min(2 ** delivery.attempts, 60))
             return True
@@ -144,6 +146,6 @@ class Scheduler(Worker):
                 self._due[job.name] = now + job.every_seconds
                 # Minute-scale jobs (webhooks, reservations) would flood the console at INFO.
                 log.log(logging.INFO if job.every_seconds >= 3600 else logging.DEBUG, "running job %s", job.name)
-                job.run(self._platform)
+                run_job(job, self._platform)
                 ran = True
         return ran

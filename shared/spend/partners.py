@@ -51,6 +51,7 @@ from shared.spend.circuit import CircuitBreaker, CircuitState
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Replaced, replace
+from shared.telemetry import metrics
 from shared.webhooks.ssrf import Resolver, Target, TestAllowance, UnsafeUrl, check_url
 
 PARTNERS_PK = "partners"
@@ -200,6 +201,12 @@ class ResilientPartner:
     rng: random.Random = field(default_factory=random.Random)
 
     def fulfil(self, request: PartnerRequest) -> PartnerReceipt:
+        try:
+            return self._fulfil(request)
+        finally:
+            metrics.partner_circuit(self.partner_id, self.breaker.state.value)
+
+    def _fulfil(self, request: PartnerRequest) -> PartnerReceipt:
         last: PartnerCallFailed | None = None
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.breaker.allow():
