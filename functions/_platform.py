@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from shared import gc_tuning
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
+from shared.telemetry import metrics
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -41,6 +42,7 @@ def get_platform() -> Platform:
         with _lock:
             if _platform is None:
                 _platform = build_platform(Settings.from_env())
+                metrics.watch(_platform)  # the state gauges (poison, webhook endpoints), to Azure Monitor
                 gc_tuning.settle()
             built = _platform
     return built

@@ -55,6 +55,7 @@ from shared.errors import (
     StoreUnavailable,
 )
 from shared.store.layout import PARTITION_KEY_PATH
+from shared.telemetry.cosmos import record_request_charge
 from shared.store.port import (
     one_batch,
     ContainerSpec,
@@ -117,6 +118,7 @@ class CosmosDocumentStore:
                 credential,
                 connection_verify=connection_verify,
                 connection_timeout=connection_timeout_s,
+                raw_response_hook=record_request_charge,  # RU per operation kind (shared/telemetry/cosmos.py)
             )
         except CosmosHttpResponseError as exc:
             raise _startup_error(exc, endpoint, "the account", "COSMOS_ENDPOINT") from exc
