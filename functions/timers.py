@@ -15,7 +15,8 @@ import azure.functions as func
 
 from functions import bindings
 from functions._platform import get_platform
-from shared.jobs import JOBS, Job, run_job
+from shared import jobs
+from shared.jobs import JOBS, Job
 
 log = logging.getLogger("accrue.functions.timers")
 
@@ -30,7 +31,7 @@ def _register(job: Job) -> None:
     def run_job(timer: func.TimerRequest) -> None:
         if timer.past_due:
             log.warning("job %s is running late (past due)", job.name)
-        run_job(job, get_platform())
+        jobs.run_job(job, get_platform())  # runs it and records the run (accrue status, metrics)
 
     # Each job gets its own Python function (the worker keys functions by it) and name.
     run_job.__name__ = run_job.__qualname__ = function_name(job)
