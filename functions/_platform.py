@@ -181,6 +181,9 @@ def _build_platform() -> Platform:
         from shared.settings import Settings
 
         platform = build_platform(Settings.from_env())
+        from shared.telemetry import metrics
+
+        metrics.watch(platform)  # the state gauges (poison, webhook endpoints), to Azure Monitor
     gc_tuning.settle()
     return platform
 

@@ -161,6 +161,9 @@ def process_batch(
                 sleep(retry.delay(attempt))
     assert last is not None
     if is_transient(last):
+        from shared.telemetry import metrics  # noqa: PLC0415 - OpenTelemetry stays out of indexing
+
+        metrics.batch_deferred(source)
         raise BatchDeferred(
             f"{source}: batch of {len(items)} deferred to the host's retry after {result.attempts} attempts: "
             f"{type(last).__name__}: {last}"

@@ -48,9 +48,9 @@ def function_name(job_name: str) -> str:
 def run_job(name: str) -> object:
     """The body of every timer: the named job over this worker's platform (both built on first use)."""
     from functions._platform import get_platform  # noqa: PLC0415 - nothing of shared at index time
-    from shared.jobs import BY_NAME  # noqa: PLC0415
+    from shared.jobs import BY_NAME, run_job as run_and_record  # noqa: PLC0415
 
-    return BY_NAME[name].run(get_platform())
+    return run_and_record(BY_NAME[name], get_platform())  # records the run (accrue status, metrics)
 
 
 def _register(name: str, schedule: str) -> None:

@@ -11,11 +11,18 @@ what an operator sees.
 
 This module imports nothing heavy at load (the job bodies import what they
 use): the Functions host indexes the timers without building the product.
+
+Both run a job through ``run_job``, which records the run: ``jobrun:<name>`` in
+the system container (last start, end, outcome, what the job reported; read by
+``accrue status``) and the job metrics (runs by outcome, duration, progress).
+Recording never changes the job's outcome: a failure to record is logged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -45,6 +52,52 @@ class Job:
     # The local scheduler's interval, in seconds.
     every_seconds: float
     run: Callable[[Platform], object]
+
+
+def run_job(job: Job, platform: Platform) -> object:
+    """Run ``job`` and record the run (see the module docstring); its exception propagates."""
+    from shared.clock import iso  # noqa: PLC0415 - import-light module (see the docstring)
+    from shared.store.layout import SYSTEM  # noqa: PLC0415
+    from shared.telemetry import metrics  # noqa: PLC0415
+    from shared.telemetry.status import JOBRUN_PK, jobrun_id  # noqa: PLC0415
+
+    started, wall = time.monotonic(), platform.clock.now()
+    outcome, error, result = "failed", None, None
+    try:
+        result = job.run(platform)
+        outcome = "ok"
+        return result
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        seconds = time.monotonic() - started
+        progress = progress_of(result)
+        metrics.job_run(job.name, outcome, seconds, progress)
+        try:
+            platform.store.upsert(SYSTEM, {
+                "id": jobrun_id(job.name), "pk": JOBRUN_PK, "docType": "jobRun", "job": job.name,
+                "startedAt": iso(wall), "finishedAt": iso(platform.clock.now()), "outcome": outcome,
+                "durationSeconds": round(seconds, 3), "error": error, "progress": progress})
+        except Exception:  # noqa: BLE001 - the record is for operators; the job's outcome stands
+            log.warning("could not record the run of job %s", job.name, exc_info=True, extra=fields())
+
+
+def progress_of(result: Any) -> dict[str, int]:
+    """The counts a job reported (a dict or a dataclass: its integers, and its lists' lengths)."""
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    if not isinstance(result, dict):
+        return {}
+    counts: dict[str, int] = {}
+    for key, value in result.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            counts[str(key)] = value
+        elif isinstance(value, (list, tuple)):
+            counts[str(key)] = len(value)
+    return counts
 
 
 def _relay_orders(platform: Platform) -> object:
@@ -91,6 +144,9 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         if not done:
             return Step(cursor)
         report = report_of(cursor)
+        from shared.telemetry import metrics  # noqa: PLC0415
+
+        metrics.reconciliation_drift(len(report.drifts))
         log.info("tenant %s: %s", tenant_id, report.summary().splitlines()[0], extra=fields(tenant=tenant_id))
         for drift in report.drifts:
             log.error("ledger drift: %s", drift.line(), extra=fields())

@@ -51,7 +51,7 @@ from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore, read_many
-from shared.telemetry import tracing
+from shared.telemetry import metrics, tracing
 from shared.telemetry.logs import fields
 
 if TYPE_CHECKING:
@@ -143,12 +143,13 @@ class IngestHandler:
         known, prints = self._claimed(known, report)
         # Rule evaluation time per trace context, for the ledger append spans: a span per
         # evaluation would cost more than the evaluation (closures take microseconds).
-        timings: dict[str, float] = {}
+        span_timings: dict[str, float] = {}
         customers = self._customers_of(known)
-        ahead = self._evaluate_ahead(known, customers)
+        timings: dict[str, list[float]] = {}  # evaluator -> [seconds, orders], recorded once per batch
+        ahead = self._evaluate_ahead(known, customers, timings)
         for index, (tenant, message) in enumerate(known):
             requests.append(self._request(tenant, message, customers, screen, ahead.get(index), *prints[index],
-                                          timings=timings))
+                                          timings=timings, span_timings=span_timings))
             accepted.append(message)
         tagged: list[tuple[str, str, tuple[str, ...]]] = []
         spans = self._append_spans(accepted, requests, context_of) if tracing.enabled() else {}
@@ -156,12 +157,16 @@ class IngestHandler:
         if screen is not None:
             screen.committed(requests, outcomes)
         if spans:
-            _end_append_spans(spans, accepted, requests, outcomes, timings)
+            _end_append_spans(spans, accepted, requests, outcomes, span_timings)
+        committed: list[tuple[dict[str, Any], float]] = []
         for message, request, outcome in zip(accepted, requests, outcomes):
             if outcome.error is not None:
                 self._record_refusal(message, outcome.error)
+                metrics.order_refused(outcome.error.code)
                 report.rejected += 1
                 continue
+            if not outcome.duplicate:
+                committed.append((outcome.outcome, message.accepted_at.timestamp()))
             if outcome.duplicate:
                 report.duplicates += 1
             elif outcome.outcome.get("status") == "rejected":
@@ -174,6 +179,9 @@ class IngestHandler:
             report.outcomes.append(outcome.outcome)
         for tenant_id, customer_id, tags in tagged:
             self._customers.add_tags(tenant_id, customer_id, tags)
+        metrics.order_outcomes([o for o, _ in committed], [a for _, a in committed],
+                               self._ledger.clock.now().timestamp())
+        metrics.rule_evaluations(timings)
         return report
 
     def _append_spans(self, accepted: Sequence[OrderMessage], requests: Sequence[TransactionRequest],
@@ -244,7 +252,8 @@ class IngestHandler:
                  customers: dict[tuple[str, str], dict[str, Any] | None],
                  screen: EarnScreen | None = None, ahead: _Evaluated | None = None,
                  payload: dict[str, Any] | None = None, fingerprint: str | None = None,
-                 timings: dict[str, float] | None = None) -> TransactionRequest:
+                 timings: dict[str, list[float]] | None = None,
+                 span_timings: dict[str, float] | None = None) -> TransactionRequest:
         order = message.order
         if payload is None or fingerprint is None:
             payload = message.order.to_message()
@@ -262,12 +271,16 @@ class IngestHandler:
             rules = self._rules.for_tenant(tenant, order.customer_id)
             if ahead is not None and ahead.context == context and ahead.rules_key == getattr(rules, "batch_key", None):
                 result = ahead.result
-            elif timings is not None and request.trace_context is not None:
-                began = time.perf_counter()
-                result = rules.evaluate(tenant, order, context)
-                timings[request.trace_context] = timings.get(request.trace_context, 0.0) + time.perf_counter() - began
             else:
+                started = time.perf_counter()
                 result = rules.evaluate(tenant, order, context)
+                seconds = time.perf_counter() - started
+                if timings is not None:  # the evaluation-time metric, per evaluator
+                    spent = timings.setdefault(tenant.evaluator, [0.0, 0])
+                    spent[0] += seconds
+                    spent[1] += 1
+                if span_timings is not None and request.trace_context is not None:  # the append span's attribute
+                    span_timings[request.trace_context] = span_timings.get(request.trace_context, 0.0) + seconds
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
             credit = _credit(message, result, payload, fingerprint,
                              policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
@@ -296,7 +309,8 @@ class IngestHandler:
         )
 
     def _evaluate_ahead(self, known: Sequence[tuple[TenantSettings, OrderMessage]],
-                        customers: dict[tuple[str, str], dict[str, Any] | None]) -> dict[int, _Evaluated]:
+                        customers: dict[tuple[str, str], dict[str, Any] | None],
+                        timings: dict[str, list[float]] | None = None) -> dict[int, _Evaluated]:
         """One evaluator call per rule set version and arm for the wasm tenants' orders
         (see the module docstring); index in ``known`` -> result and its inputs."""
         groups: dict[tuple, tuple[TenantSettings, Any, list[tuple[int, Any, CustomerContext]]]] = {}
@@ -317,8 +331,13 @@ class IngestHandler:
             groups.setdefault((tenant.tenant_id, key), (tenant, rules, []))[2].append((index, order, context))
         ahead: dict[int, _Evaluated] = {}
         for (_, key), (tenant, rules, items) in groups.items():
+            started = time.perf_counter()
             with tracing.span("rule evaluation", evaluator=tenant.evaluator, orders=len(items)):
                 results = rules.evaluate_batch(tenant, [(order, context) for _, order, context in items])
+            if timings is not None:
+                spent = timings.setdefault(tenant.evaluator, [0.0, 0])
+                spent[0] += time.perf_counter() - started
+                spent[1] += len(items)
             assert len(results) == len(items)
             for (index, _, context), result in zip(items, results):
                 ahead[index] = _Evaluated(context, key, result)

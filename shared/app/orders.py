@@ -59,6 +59,7 @@ from shared.app.customers import CustomerService
 from shared.app.messages import order_message_body
 from shared.app.tenants import TenantDirectory
 from shared.bus.port import BusMessage, OrderBus, publish_async
+from shared.telemetry import metrics
 from shared.clock import Clock, iso
 from shared.domain.orders import Order
 from shared.errors import (
@@ -299,6 +300,7 @@ class OrderIntake:
                                order_message_body(tenant_id, payloads[i], now)) for i in mine]
         schema_error: EventSchemaViolation | None = None
         confirm = bool(messages)
+        metrics.orders_accepted(len(mine))  # claimed: accepted even if the publish falls to the relay
         if messages:
             try:
                 yield _Publish(messages)

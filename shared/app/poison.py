@@ -17,6 +17,7 @@ from typing import Any
 from shared.clock import Clock, iso
 from shared.store.layout import POISON
 from shared.store.port import DocumentStore, Filter, Query
+from shared.telemetry import metrics
 
 UNKNOWN_TENANT = "_unknown"
 
@@ -39,6 +40,7 @@ class PoisonStore:
             "reason": reason[:2000],
             "createdAt": iso(self._clock.now()),
         })
+        metrics.poisoned(source)
         return poison_id
 
     def list(self, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -22,11 +22,11 @@ from typing import Any, Callable, Iterable
 
 from shared.clock import Clock, iso
 from shared.errors import DocumentExists, PreconditionFailed
-from shared.ledger.entries import ENTRY_DOC
+from shared.ledger.entries import ENTRY_DOC, MARKER_DOC
 from shared.ledger.service import fingerprint_of
 from shared.store.layout import BALANCES, ORDER_STATUS, SYSTEM, order_pk
 from shared.store.port import Create, DocumentStore, PartitionBatch, Upsert, read_many
-from shared.telemetry import tracing
+from shared.telemetry import metrics, tracing
 
 BALANCE_ID = "balance"
 FINAL_STATUSES = ("credited", "held", "rejected")
@@ -79,6 +79,9 @@ class Projector:
         report = self._apply(docs)
         for subscriber in self.subscribers:
             subscriber(docs)
+        # One lag per ledger transaction (its marker), measured once every read model has it.
+        metrics.projection_lag([d["createdAt"] for d in docs if d.get("docType") == MARKER_DOC and d.get("createdAt")],
+                               self._clock.now().timestamp())
         return report
 
     def _apply(self, docs: Iterable[dict[str, Any]]) -> ProjectionReport:

@@ -37,7 +37,7 @@ from shared.bus.port import BusMessage
 from shared.errors import BusUnavailable
 from shared.private_files import private_sqlite
 from shared.store.sqlite_lock import use_wal, write_transaction
-from shared.telemetry import tracing
+from shared.telemetry import metrics, tracing
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -270,14 +270,17 @@ class LocalQueue:
                     " WHERE seq = ? AND lease_token = ?",
                     (time.time(), error[:2000], delivery.seq, delivery.lease_token),
                 )
-                conn.execute("DELETE FROM messages WHERE seq = ? AND lease_token = ?",
-                             (delivery.seq, delivery.lease_token))
+                poisoned = conn.execute("DELETE FROM messages WHERE seq = ? AND lease_token = ?",
+                                        (delivery.seq, delivery.lease_token)).rowcount
             else:
                 conn.execute(
                     "UPDATE messages SET visible_at = ?, lease_token = NULL, last_error = ?"
                     " WHERE seq = ? AND lease_token = ?",
                     (time.time() + retry_in, error[:2000], delivery.seq, delivery.lease_token),
                 )
+                return
+        if poisoned:
+            metrics.poisoned("queue")
 
     def release_leases(self, owner: str | None = None) -> int:
         """Make leased messages visible again: those claimed under ``owner`` (see
@@ -298,6 +301,13 @@ class LocalQueue:
 
     def depth(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+    def oldest_enqueued_at(self) -> float | None:
+        """Epoch seconds of the oldest message waiting (None: empty); ``accrue status``."""
+        return self._conn().execute("SELECT MIN(enqueued_at) FROM messages").fetchone()[0]
+
+    def poison_depth(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM poison").fetchone()[0]
 
     def poisoned(self, limit: int = 100) -> list[PoisonMessage]:
         rows = self._conn().execute(

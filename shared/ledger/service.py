@@ -148,6 +148,11 @@ class Ledger:
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()
 
+    @property
+    def clock(self) -> Clock:
+        """The clock that stamps ``createdAt`` (lags are measured on it: shared.telemetry.metrics)."""
+        return self._clock
+
     # --- reads ---------------------------------------------------------------------
 
     def head(self, tenant_id: str, customer_id: str) -> Head:

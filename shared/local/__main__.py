@@ -1,6 +1,6 @@
 """``python -m shared.local``: run the local platform, or operate on its data.
 
-Commands: ``run`` (default), ``issue-key``, ``revoke-key``, ``poison list|replay [--tenant T]``,
+Commands: ``run`` (default), ``status [--json]``, ``issue-key``, ``revoke-key``, ``poison list|replay [--tenant T]``,
 ``reconcile``, ``jobs list|run|retry`` (the fan-out jobs' work items, ``shared.workitems``),
 ``export run|backfill|decrypt``, ``erasures list|replay --since ISO
 [--tenant T]`` (after a database restore: erase again everyone erased since the
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     erasures.add_argument("action", choices=["list", "replay"])
     erasures.add_argument("--since", required=True, help="ISO instant: the backup point of the restore")
     erasures.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
+    status = commands.add_parser("status", help="bus backlog, ingest and projection lag, poison count, last run of "
+                                                 "every timer job, failing webhook endpoints")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     # Started by 'run' for each of its worker processes (shared/local/worker_process.py); not for people.
     workers = commands.add_parser("workers")
     workers.add_argument("--role", required=True, choices=["ingest", "project"])
@@ -136,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(report, indent=2))
         elif args.command == "jobs":
             return _jobs(platform, args)
+        elif args.command == "status":
+            from shared.telemetry.status import collect, summary
+
+            current = collect(platform)
+            print(json.dumps(current, indent=2) if args.json else summary(current))
         elif args.command == "reconcile":
             report = reconcile(platform.store, args.tenant)
             print(json.dumps(report.view(), indent=2) if args.json else report.summary())

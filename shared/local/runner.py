@@ -25,6 +25,7 @@ from shared.local.workers import FeedPoller, QueueConsumer, Scheduler
 from shared.platform import Platform, build_platform
 from shared.private_files import open_private, private_dir
 from shared.settings import Settings
+from shared.telemetry import metrics
 from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.local")
@@ -83,7 +84,10 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     telemetry.configure("api")
     settings = Settings.from_env()
     lock = lock_data_dir(settings.data_dir)
+    metrics.reset_local(settings.data_dir)  # before any process writes this run's first snapshot
+    telemetry.configure("api")
     platform = build_platform(settings)
+    metrics.watch(platform)  # the state gauges of /metrics (bus backlog, poison, endpoints)
     workers = [WorkerProcess(role, number).start() for role, number in PROCESSES]
     platform.tenant_changes.peer = lambda tenant_id: [worker.announce(tenant_id) for worker in workers]
     provisioned = provision_sandbox(platform)

@@ -176,6 +176,9 @@ def run_worker_process(role: str, number: int = 1) -> None:
     settings = Settings.from_env()
     name = f"{role}-{number}"
     lock = _hold_lock(settings.data_dir, name)
+    from shared import telemetry
+
+    telemetry.configure(role)
     platform = build_platform(settings)
 
     def listen() -> None:

@@ -19,9 +19,10 @@ import time
 from typing import Callable
 
 from shared.bus.local_queue import Delivery, LocalQueue
-from shared.jobs import JOBS, Job
+from shared.jobs import JOBS, Job, run_job
 from shared.platform import Platform
 from shared.store.layout import LEDGER
+from shared.telemetry import metrics
 from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.local")
@@ -79,6 +80,7 @@ class QueueConsumer(Worker):
         except Exception as exc:  # noqa: BLE001 - give every message back, with its error
             log.warning("ingest batch of %d failed, will retry: %s", len(deliveries), exc,
                         extra=fields(source=self.name, count=len(deliveries), error=type(exc).__name__))
+            metrics.batch_deferred("ingest")
             for delivery in deliveries:
                 self._queue.fail(delivery, f"{type(exc).__name__}: {exc}", retry_in=min(2 ** delivery.attempts, 60))
             return True
@@ -148,6 +150,6 @@ class Scheduler(Worker):
                 # Minute-scale jobs (webhooks, reservations) would flood the console at INFO.
                 log.log(logging.INFO if job.every_seconds >= 3600 else logging.DEBUG, "running job %s", job.name,
                         extra=fields(job=job.name))
-                job.run(self._platform)
+                run_job(job, self._platform)
                 ran = True
         return ran

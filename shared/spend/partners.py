@@ -51,7 +51,7 @@ from shared.spend.circuit import CircuitBreaker, CircuitState
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Replaced, replace
-from shared.telemetry import tracing
+from shared.telemetry import metrics, tracing
 from shared.webhooks.ssrf import Resolver, Target, TestAllowance, UnsafeUrl, check_url
 
 PARTNERS_PK = "partners"
@@ -202,6 +202,12 @@ class ResilientPartner:
     rng: random.Random = field(default_factory=random.Random)
 
     def fulfil(self, request: PartnerRequest) -> PartnerReceipt:
+        try:
+            return self._fulfil(request)
+        finally:
+            metrics.partner_circuit(self.partner_id, self.breaker.state.value)
+
+    def _fulfil(self, request: PartnerRequest) -> PartnerReceipt:
         last: PartnerCallFailed | None = None
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.breaker.allow():

@@ -57,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints,
 from shared.clock import Clock, iso
 from shared.domain.orders import EntityId
 from shared.errors import (
+    AccrueError,
     Conflict,
     LedgerConflict,
     NotEnoughPoints,
@@ -84,7 +85,7 @@ from shared.spend.partners import PartnerCallFailed, PartnerDirectory, PartnerRe
 from shared.spend.policy import SpendPolicies
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
-from shared.telemetry import tracing
+from shared.telemetry import metrics, tracing
 from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.spend")
@@ -162,6 +163,16 @@ class Redemptions:
 
     @tracing.traced("redemption", from_args={"accrue.tenant": "tenant_id"})
     def redeem(self, tenant_id: str, customer_id: str, request: RedeemRequest, actor: str) -> SpendResult:
+        """Counted by outcome (``accrue.redemptions``): the state it leaves, ``refused:<code>``, or a replay."""
+        try:
+            result = self._redeem(tenant_id, customer_id, request, actor)
+        except AccrueError as refused:
+            metrics.redemption(f"refused:{refused.code}", "request")
+            raise
+        metrics.redemption(str(result.body.get("status")) if result.created else "replayed", "request")
+        return result
+
+    def _redeem(self, tenant_id: str, customer_id: str, request: RedeemRequest, actor: str) -> SpendResult:
         key = f"redeem:{request.idempotency_key}"
         rid = redemption_id(key)
         fingerprint = fingerprint_of(request.model_dump(mode="json", by_alias=True))
@@ -526,6 +537,8 @@ class Redemptions:
             record, settlement = self._load(tenant_id, customer_id, rid)
             state = self._view(record, settlement)["status"]
             raise ReservationSettled(f"redemption {rid} is already {state}", redemptionId=rid, state=state) from None
+        if not outcome.duplicate:
+            metrics.redemption(resolution, "settlement")
         if not confirm and not outcome.duplicate:
             record, _ = self._load(tenant_id, customer_id, rid)
             if record.get("stockTaken") and record.get("rewardId"):

@@ -52,7 +52,7 @@ import json
 import threading
 import time
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
 from azure.core import MatchConditions
@@ -83,6 +83,7 @@ from shared.store.port import (
     one_batch,
 )
 from shared.telemetry import tracing
+from shared.telemetry.cosmos import record_request_charge
 
 # Service limits of a transactional batch (Cosmos DB documentation, "Transactional batch").
 MAX_BATCH_OPERATIONS = 100
@@ -98,6 +99,14 @@ _NOT_WRITTEN = ("_etag", "_ts", *_HIDDEN_SYSTEM_PROPERTIES)
 _UNAVAILABLE_STATUSES = frozenset({408, 429, 449, 500, 502, 503, 504})
 
 _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def _both(*hooks: Callable[[Any], None]) -> Callable[[Any], None]:
+    """One ``raw_response_hook`` that calls each of ``hooks`` (the SDK takes one)."""
+    def call(response: Any) -> None:
+        for hook in hooks:
+            hook(response)
+    return call
 
 
 class RequestMeter:
@@ -175,7 +184,7 @@ class CosmosDocumentStore:
                 credential,
                 connection_verify=connection_verify,
                 connection_timeout=connection_timeout_s,
-                raw_response_hook=self.meter,
+                raw_response_hook=_both(self.meter, record_request_charge),  # our meter; RU metrics (shared/telemetry/cosmos.py)
             )
         except CosmosHttpResponseError as exc:
             raise _startup_error(exc, endpoint, "the account", "COSMOS_ENDPOINT") from exc

@@ -29,3 +29,8 @@ RECONCILIATION_DRIFT = "accrue.reconciliation.drift"
 JOB_PROGRESS = "accrue.jobs.progress"
 COSMOS_REQUEST_CHARGE = "accrue.cosmos.request_charge"
 HTTP_SERVER_DURATION = "http.server.request.duration"
+# Added with the metrics (issue 15): state gauges, and the timer jobs' runs.
+POISON_PENDING = "accrue.poison.pending"  # items resting in the poison stores (gauge)
+PROJECTION_BEHIND = "accrue.projection.behind"  # seconds, oldest unprojected change (gauge; 0 caught up)
+JOB_RUNS = "accrue.jobs.runs"
+JOB_DURATION = "accrue.jobs.duration"

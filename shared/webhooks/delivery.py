@@ -50,14 +50,14 @@ from shared.clock import Clock, iso, parse_iso
 from shared.errors import AccrueError, DocumentExists, PreconditionFailed
 from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, attempt_pk
 from shared.store.port import DocumentStore, Filter, Query
-from shared.telemetry import tracing
+from shared.telemetry import metrics, tracing
+from shared.telemetry.logs import fields
 from shared.webhooks.fairness import FairQueue
 from shared.webhooks.http import HttpResult, PinnedSender
 from shared.webhooks.service import WebhookService, delivery_pk
 from shared.webhooks.signing import signature_header
 from shared.webhooks.ssrf import UnsafeUrl, check_url
 from shared.webhooks.urls import normalise_url
-from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.webhooks")
 
@@ -360,8 +360,12 @@ class DeliveryWorker:
             self._store.create(WEBHOOK_ATTEMPTS, attempt)
         except DocumentExists:
             pass  # a lease that ran out and was re-taken: the first record stands
+        metrics.webhook_attempt("succeeded" if ok else "error" if result.status is None else
+                                "gone" if result.status == 410 else "failed")
         if ok:
             report.succeeded += 1
+            if delivery.get("createdAt"):  # queued for this endpoint -> delivered
+                metrics.webhook_delivered((now - parse_iso(delivery["createdAt"])).total_seconds())
             self._finish(delivery, "succeeded", result.status, None, attempts=attempt_no)
             if endpoint.get("failingSince"):
                 self._endpoint_health(endpoint, failing=False)
