@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import AsyncGenerator, Optional
 
 import strawberry
+from graphql import GraphQLError
 
+from shared.errors import AccrueError
 from shared.graphql.auth import require, same_tenant
 from shared.graphql.feed import Event, hub_of
 from shared.graphql.types import LedgerEntry, Order, TierChange
@@ -64,10 +66,14 @@ def _redemption(event: Event) -> RedemptionEvent:
 
 async def _events(info: Info, kind: str, tenant_id: Optional[str], customer_id: Optional[str],
                   after: Optional[str]) -> AsyncGenerator[Event, None]:
-    require(info, "read")
-    tenant = same_tenant(info, tenant_id)
-    async for event in hub_of(info.context.platform).subscribe(tenant, kind, customer_id, after):
-        yield event
+    # Subscription errors bypass the execution extensions (``ErrorCodes``): code them here.
+    try:
+        require(info, "read")
+        tenant = same_tenant(info, tenant_id)
+        async for event in hub_of(info.context.platform).subscribe(tenant, kind, customer_id, after):
+            yield event
+    except AccrueError as error:
+        raise GraphQLError(error.message, extensions={"code": error.code, "status": error.status}) from error
 
 
 @strawberry.type
