@@ -27,7 +27,8 @@ PAGE_ARGUMENTS = ("first", "ids")
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 # Fields whose result is a page even when no page argument is given.
 PAGED_FIELDS = frozenset({"customers", "entries", "tierHistory", "redemptions", "ruleSetVersions",
-                          "ruleSetActivations", "webhookEndpoints", "deliveries", "exportRuns", "orders"})
+                          "ruleSetActivations", "webhookEndpoints", "deliveries", "exportRuns", "orders",
+                          "rulePerformance"})
 
 
 def bounded(first: int) -> int:

@@ -9,6 +9,7 @@ as REST does: when the projections were last known caught up with the ledger."""
 from __future__ import annotations
 
 import base64
+from enum import Enum
 from datetime import date, datetime
 from typing import Any, Optional
 
@@ -325,6 +326,27 @@ class WebhookEndpoint:
         context = info.context
         return await context.call(context.platform.webhooks.deliveries, context.tenant_id, self.id, status,
                                   bounded(first))
+
+
+@strawberry.enum
+class Granularity(Enum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+@strawberry.type(description="One rule's performance in one period (and experiment arm, when one ran).")
+class RulePerformanceRow:
+    period: str = strawberry.field(description="The period's first day (UTC): the day, the ISO week's Monday "
+                                               "or the month's first day.")
+    arm: Optional[str]
+    rule: str
+    orders_evaluated: int
+    orders_matched: int
+    points_issued: int
+    share_of_points: float = strawberry.field(description="The rule's points over all points of the version "
+                                                          "in the period and arm (0 to 1).")
+    orders: int = strawberry.field(description="All orders the version evaluated in the period and arm.")
 
 
 @strawberry.type
