@@ -25,6 +25,7 @@ from shared.errors import AccrueError
 from shared.graphql import loaders, settings
 from shared.graphql.auth import authenticate
 from shared.graphql.context import Context
+from shared.graphql.feed import hub_of
 from shared.graphql.schema import schema
 from shared.platform import Platform
 
@@ -92,4 +93,5 @@ def mount(app: Any, platform: Platform) -> GraphQLEndpoint:
     endpoint = GraphQLEndpoint(platform)
     app.router.routes.append(Route(PATH, endpoint, include_in_schema=False))
     app.router.routes.append(WebSocketRoute(PATH, endpoint))
+    app.router.on_shutdown.append(lambda: hub_of(platform).stop())
     return endpoint

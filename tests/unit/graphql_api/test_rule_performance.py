@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -53,6 +53,19 @@ def recount(platform) -> dict[tuple[str, str, str], list[int]]:
 def projected(platform) -> dict[tuple[str, str, str], list[int]]:
     docs = platform.store.query(SYSTEM, Query(pk=None, filters=(Filter("docType", "=", "rulePerformance"),),
                                               limit=10_000))
+    months = platform.store.query(SYSTEM, Query(pk=None, filters=(Filter("docType", "=", "rulePerformanceMonth"),),
+                                                limit=10_000))
+    rollup: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for doc in months:
+        for arm, counts in doc["arms"].items():
+            for rule, values in counts["rules"].items():
+                rollup[(doc["day"], arm, rule)] = list(values)
+    summed: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for doc in docs:
+        for arm, counts in doc["arms"].items():
+            for rule, values in counts["rules"].items():
+                summed[(doc["day"][:7], arm, rule)] = [a + b for a, b in zip(summed[(doc["day"][:7], arm, rule)], values)]
+    assert dict(rollup) == dict(summed), "each month's rollup is the sum of its days"
     out = {}
     for doc in docs:
         for arm, counts in doc["arms"].items():
@@ -117,6 +130,21 @@ def test_rule_performance_by_day_week_and_month_over_graphql(graphql, client, pl
     assert totals["base"] == [4, 4, sum(amounts)]
     assert totals["big basket"][1:] == [2, 100]
     assert totals["small"][1:] == [1, 1]
+    # Whole months are answered from the month rollups: the same figures as from the days.
+    month_end = (clock.now().date().replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    whole = {"from": f"{start[:7]}-01", "to": month_end.isoformat(), "g": "MONTH"}
+    by_rollup = graphql.data(tenant.analyst, query, whole)["rulePerformance"]
+
+    def by_rule(found: list[dict[str, Any]]) -> dict[tuple[str, str], list[int]]:
+        out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        for row in found:
+            slot = out[(row["period"], row["rule"])]
+            slot[0] += row["ordersEvaluated"]
+            slot[1] += row["ordersMatched"]
+            slot[2] += row["pointsIssued"]
+        return dict(out)
+
+    assert by_rule(by_rollup) == by_rule(rows) and by_rollup
     daily = graphql.data(tenant.analyst, query, {"from": start, "to": end, "g": "DAY"})["rulePerformance"]
     assert len({r["period"] for r in daily}) == 4
     assert codes_of(graphql.run(tenant.merchant, query, {"from": start, "to": end, "g": "WEEK"})) == ["forbidden"]
