@@ -51,6 +51,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KEYVAULT_URI", "Key Vault URI, https://<vault>.vault.azure.net/", required_for="keys=keyvault"),
     Setting("BLOB_ACCOUNT_URL", "Blob Storage account URL, https://<account>.blob.core.windows.net",
             required_for="blobs=azure"),
+    # Live updates on Azure (issue 14, shared/graphql/webpubsub.py): GraphQL subscriptions cannot be
+    # held by an HTTP function, so events go out through Web PubSub. Unset: no Web PubSub (locally).
+    Setting("WEBPUBSUB_ENDPOINT", "Azure Web PubSub endpoint, https://<name>.webpubsub.azure.com (live updates)"),
+    Setting("WEBPUBSUB_HUB", "the Web PubSub hub of live updates", "accrue"),
     # Identity-based connections of the triggers (the host reads these, not our code).
     Setting("EventHubConnection__fullyQualifiedNamespace", "Event Hubs namespace for the ingest trigger",
             required_for="bus=eventhubs", host_binding=True),
@@ -87,6 +91,8 @@ class Settings:
     eventhub_consumer_group: str
     keyvault_uri: str | None
     blob_account_url: str | None
+    webpubsub_endpoint: str | None = None
+    webpubsub_hub: str = "accrue"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -129,6 +135,8 @@ class Settings:
             eventhub_consumer_group=get("EVENTHUB_CONSUMER_GROUP") or "accrue-ingest",
             keyvault_uri=get("KEYVAULT_URI"),
             blob_account_url=get("BLOB_ACCOUNT_URL"),
+            webpubsub_endpoint=get("WEBPUBSUB_ENDPOINT"),
+            webpubsub_hub=get("WEBPUBSUB_HUB") or "accrue",
         )
         settings._check_urls()
         settings._check_dual_control()
@@ -145,6 +153,7 @@ class Settings:
             ("COSMOS_ENDPOINT", self.cosmos_endpoint, self.store == "cosmos"),
             ("KEYVAULT_URI", self.keyvault_uri, self.keys == "keyvault"),
             ("BLOB_ACCOUNT_URL", self.blob_account_url, self.blobs == "azure"),
+            ("WEBPUBSUB_ENDPOINT", self.webpubsub_endpoint, True),
         )
         for name, value, needed in checks:
             if needed and value:

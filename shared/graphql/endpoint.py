@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import HTTPConnection
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -25,7 +27,7 @@ from shared.errors import AccrueError
 from shared.graphql import loaders, settings
 from shared.graphql.auth import authenticate
 from shared.graphql.context import Context
-from shared.graphql.feed import hub_of
+from shared.graphql.feed import SubscriptionsUnavailable, hub_of
 from shared.graphql.schema import schema
 from shared.platform import Platform
 
@@ -91,6 +93,17 @@ def mount(app: Any, platform: Platform) -> GraphQLEndpoint:
     """Serve ``/graphql/v1`` (exactly that path: no redirect to a trailing slash) over HTTP and
     WebSocket, outside the OpenAPI document and the REST-only parameter checks."""
     endpoint = GraphQLEndpoint(platform)
+
+    async def negotiate(request: Request) -> JSONResponse:
+        """A short-lived Web PubSub client URL for the key's tenant group (Azure's live updates)."""
+        who = await authenticate(request)
+        who.require("read")
+        if platform.live_updates is None:
+            raise SubscriptionsUnavailable("live updates here are GraphQL subscriptions over WebSocket at "
+                                           f"{PATH}; Web PubSub is not configured")
+        return JSONResponse(await run_in_threadpool(platform.live_updates.negotiate, who))
+
+    app.router.routes.append(Route(PATH + "/negotiate", negotiate, methods=["POST"], include_in_schema=False))
     app.router.routes.append(Route(PATH, endpoint, include_in_schema=False))
     app.router.routes.append(WebSocketRoute(PATH, endpoint))
     app.router.on_shutdown.append(lambda: hub_of(platform).stop())
