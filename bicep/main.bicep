@@ -284,6 +284,7 @@ var names = {
   plan: 'plan-${namePrefix}-${nameSuffix}'
   functionApp: 'func-${namePrefix}-${nameSuffix}'
   vnet: 'vnet-${namePrefix}-${nameSuffix}'
+  webPubSub: 'wps-${namePrefix}-${nameSuffix}'
 }
 var deploymentContainerName = 'app-package'
 var stackTags = union(tags, {
@@ -342,6 +343,19 @@ module keyVault 'modules/keyvault.bicep' = {
     vaultName: names.keyVault
     skuName: keyVaultSku
     privateNetworking: enablePrivateNetworking
+    tags: stackTags
+  }
+}
+
+// Live updates (GraphQL subscriptions) on Azure: Web PubSub, fed by the change-feed function.
+var webPubSubHubName = 'accrue'
+
+module webPubSub 'modules/webpubsub.bicep' = {
+  name: 'webpubsub'
+  params: {
+    location: location
+    serviceName: names.webPubSub
+    hubName: webPubSubHubName
     tags: stackTags
   }
 }
@@ -482,6 +496,8 @@ var appSettings = {
   EVENTHUB_CONSUMER_GROUP: consumerGroupName
   KEYVAULT_URI: keyVault.outputs.uri
   BLOB_ACCOUNT_URL: dataStorage.outputs.blobEndpoint
+  WEBPUBSUB_ENDPOINT: webPubSub.outputs.endpoint
+  WEBPUBSUB_HUB: webPubSubHubName
   // Identity-based connections of the triggers and the host (read by the host).
   EventHubConnection__fullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
   CosmosDbConnection__accountEndpoint: cosmos.outputs.endpoint
@@ -520,6 +536,7 @@ module roles 'modules/roles.bicep' = {
     auditContainerName: dataStorage.outputs.auditContainerName
     hostStorageName: hostStorage.outputs.accountName
     appInsightsName: monitoring.outputs.appInsightsName
+    webPubSubName: webPubSub.outputs.serviceName
   }
 }
 
@@ -537,3 +554,4 @@ output blobAccountUrl string = dataStorage.outputs.blobEndpoint
 output dataStorageAccountName string = dataStorage.outputs.accountName
 output auditContainerName string = dataStorage.outputs.auditContainerName
 output appInsightsName string = monitoring.outputs.appInsightsName
+output webPubSubEndpoint string = webPubSub.outputs.endpoint
