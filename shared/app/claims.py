@@ -113,15 +113,34 @@ class Standing(Enum):
     REFUSED = "refused"      # someone else's: see the problem
 
 
+@dataclass(frozen=True)
+class Dependency:
+    """An order claim a verdict rests on. For a key claim it is the claim of the key's
+    order, and the key claim stands only if that order claim is the very order the key
+    was claimed with: a key claimed by a send whose order id lost to another body is
+    withdrawn by that send, so until then it must not refuse anyone."""
+
+    slot: tuple[str, str]
+    fingerprint: str | None = None  # the key claim's order content; None for an order claim
+
+    def holds(self, doc: dict[str, Any] | None) -> bool:
+        """Whether ``doc`` (the claim at ``slot``) is final for this verdict."""
+        return settled(doc) and (self.fingerprint is None
+                                 or doc.get("fingerprint") in (None, self.fingerprint))  # type: ignore[union-attr]
+
+
 @dataclass
 class Verdict:
     order: Standing
     key: Standing | None  # None: no explicit key
     problem: FieldProblem | None = None
-    conflict: str | None = None  # an idempotency-key / order-id clash: 409
+    conflict: str | None = None  # the order id is another order's idempotency key: 409
+    # The explicit key is another order's. Kept even when the order id is refused too, so a
+    # refusal names every reason whatever order the claims were judged in.
+    key_conflict: str | None = None
     # The order claims this verdict rests on (another send's): final only once they are
     # settled, because a call in progress may still withdraw its claims (see ``settled``).
-    depends: list[tuple[str, str]] = field(default_factory=list)
+    depends: list[Dependency] = field(default_factory=list)
 
 
 def settled(doc: dict[str, Any] | None) -> bool:
@@ -136,7 +155,7 @@ def judge(order: Order, fingerprint: str, prefix: str, order_doc: dict[str, Any]
     """What the stored documents mean for ``order`` (``prefix``: ``orders[i].`` in a batch)."""
     verdict = Verdict(order=Standing.FREE, key=None)
     if order_doc is not None and (order_doc["pk"], order_doc["id"]) not in ours:
-        verdict.depends.append(_owner(order_doc))
+        verdict.depends.append(_dependency(order_doc))
     if order_doc is None:
         pass
     elif (order_doc["pk"], order_doc["id"]) in ours:
@@ -160,7 +179,7 @@ def judge(order: Order, fingerprint: str, prefix: str, order_doc: dict[str, Any]
     key = explicit_key(order)
     if key is not None:
         if key_doc is not None and (key_doc["pk"], key_doc["id"]) not in ours:
-            verdict.depends.append(_owner(key_doc))
+            verdict.depends.append(_dependency(key_doc))
         if key_doc is None:
             verdict.key = Standing.FREE
         elif (key_doc["pk"], key_doc["id"]) in ours:
@@ -170,10 +189,16 @@ def judge(order: Order, fingerprint: str, prefix: str, order_doc: dict[str, Any]
             verdict.key = Standing.TWIN
         else:
             verdict.key = Standing.REFUSED
-            if verdict.problem is None and verdict.conflict is None:
-                verdict.conflict = (f"idempotency key {key!r} is already used for order "
+            verdict.key_conflict = (f"idempotency key {key!r} is already used for order "
                                     f"{key_doc.get('orderId')!r}; a new order needs a new key")
     return verdict
+
+
+def _dependency(doc: dict[str, Any]) -> Dependency:
+    """What a verdict that found ``doc`` in its way rests on (see ``Dependency``)."""
+    if is_order_claim(doc):
+        return Dependency(_owner(doc))
+    return Dependency(_owner(doc), doc.get("fingerprint"))
 
 
 def _owner(doc: dict[str, Any]) -> tuple[str, str]:

@@ -54,7 +54,6 @@ from shared.app.claims import (
     key_claim_key,
     order_claim,
     published,
-    settled,
 )
 from shared.app.customers import CustomerService
 from shared.app.messages import order_message_body
@@ -230,10 +229,10 @@ class OrderIntake:
                               set(ours))
                         for order, fingerprint, prefix, (order_slot, key_slot)
                         in zip(orders, fingerprints, prefixes, slots)]
-            owners = [slot for v in verdicts for slot in v.depends if slot not in docs]
+            owners = [d.slot for v in verdicts for d in v.depends if d.slot not in docs]
             if owners:  # only when a key claim is in the way: the state of its order's claim
                 docs.update(zip(owners, read_many(self._store, ORDER_STATUS, owners)))
-            unsettled = any(not settled(docs[slot]) for v in verdicts for slot in v.depends if slot not in ours)
+            unsettled = any(not d.holds(docs[d.slot]) for v in verdicts for d in v.depends if d.slot not in ours)
             if unsettled and time.monotonic() < deadline:
                 # The answer rests on another call's claim that it may still withdraw:
                 # wait for it to publish or withdraw (bounded), so that a twin never
@@ -244,7 +243,7 @@ class OrderIntake:
                 yield _Sleep(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 0.05)
                 continue
-            if any(v.problem is not None or v.conflict is not None for v in verdicts):
+            if any(v.problem is not None or v.conflict is not None or v.key_conflict is not None for v in verdicts):
                 yield from self._withdraw(ours)
                 raise _refusal(orders, prefixes, verdicts)
             creates: list[tuple[Verdict, str, dict[str, Any]]] = []
@@ -441,7 +440,8 @@ def _refusal(orders: Sequence[Order], prefixes: Sequence[str], verdicts: Sequenc
     """The answer to a call with refused orders: 422 naming every field if any order
     is invalid for its id (another customer, another body), else 409 for key clashes."""
     problems = [v.problem for v in verdicts if v.problem is not None]
-    conflicts = [(prefix, v.conflict) for prefix, v in zip(prefixes, verdicts) if v.conflict is not None]
+    conflicts = [(prefix, conflict) for prefix, v in zip(prefixes, verdicts)
+                 for conflict in (v.conflict, v.key_conflict) if conflict is not None]
     if problems:
         problems += [FieldProblem(f"{prefix}idempotencyKey", conflict) for prefix, conflict in conflicts]
         return ValidationFailed(f"{len(problems)} problem(s) in the order(s); nothing was queued", problems)

@@ -59,7 +59,7 @@ def _answer(platform, orders: list[Order]) -> tuple[str, Any]:
     return "ok", [(a.order_id, a.newly_queued) for a in accepted]
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(sends=st.lists(SEND, min_size=2, max_size=6))
 def test_concurrent_sends_answer_as_some_sequential_order_would(platform, tenant, sends) -> None:
