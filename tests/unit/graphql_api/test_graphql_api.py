@@ -229,3 +229,17 @@ def test_a_page_of_customers_costs_the_same_reads_whatever_its_size(graphql, pla
     assert per_container.get("customers", 0) == 1, reads
     assert per_container.get("balances", 0) == 1, reads
     assert len(reads) <= 8, reads
+
+
+def test_the_graphiql_page_is_served_locally_and_holds_no_data(app, tenant) -> None:
+    async def get(headers: dict[str, str], query: str = "") -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://accrue.test") as c:
+            return await c.get("/graphql/v1" + query, headers=headers)
+
+    page = asyncio.run(get({"Accept": "text/html"}))
+    assert page.status_code == 200 and "graphiql" in page.text.lower()
+    assert "acme" not in page.text
+    # A query by GET is a query: it needs a key like any other.
+    assert asyncio.run(get({}, "?query=%7Bviewer%7BtenantId%7D%7D")).status_code == 401
+    answer = asyncio.run(get(auth(tenant.analyst), "?query=%7Bviewer%7BtenantId%7D%7D"))
+    assert answer.json()["data"] == {"viewer": {"tenantId": "acme"}}
