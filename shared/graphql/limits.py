@@ -26,7 +26,7 @@ DEFAULT_PAGE = 50
 PAGE_ARGUMENTS = ("first", "ids")
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 # Fields whose result is a page even when no page argument is given.
-PAGED_FIELDS = frozenset({"customers", "entries", "tierHistory", "redemptions", "ruleSetVersions",
+PAGED_FIELDS = frozenset({"customers", "entries", "transactions", "tierHistory", "redemptions", "ruleSetVersions",
                           "ruleSetActivations", "webhookEndpoints", "deliveries", "exportRuns", "orders",
                           "rulePerformance"})
 

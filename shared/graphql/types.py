@@ -24,6 +24,8 @@ from shared.graphql.limits import bounded
 from shared.tiers.history import view as tier_change_view
 
 Info = strawberry.Info
+# Entries read per transaction asked (an earn with lots, a hold and its release): bounds one page's read.
+TRANSACTION_ENTRIES = 5
 
 
 def encode_cursor(value: str) -> str:
@@ -149,6 +151,30 @@ class Customer:
                                   before_seq=before, limit=bounded(first), entry_types=list(entry_types or ()),
                                   created_from=created_from, created_to=created_to)
         return [LedgerEntry.of(d) for d in docs]
+
+    @strawberry.field(description="Ledger transactions (all entries of one atomic batch), newest first; filter by "
+                                  "entry type and creation time; page with before = the last transaction's "
+                                  "lowest entry seq.")
+    async def transactions(self, info: Info, first: int = 20, before: Optional[int] = None,
+                           entry_types: Optional[list[str]] = None, created_from: Optional[datetime] = None,
+                           created_to: Optional[datetime] = None) -> list["Transaction"]:
+        context, wanted = info.context, bounded(first)
+        # A transaction holds a handful of entries: read enough entries for the page, keep whole transactions.
+        limit = min(wanted * TRANSACTION_ENTRIES, 1000)
+        docs = await context.call(context.platform.ledger.entries, context.tenant_id, self.id,
+                                  before_seq=before, limit=limit, entry_types=list(entry_types or ()),
+                                  created_from=created_from, created_to=created_to)
+        groups: list[list[dict[str, Any]]] = []
+        for doc in docs:
+            if groups and groups[-1][0].get("transactionId") == doc.get("transactionId"):
+                groups[-1].append(doc)
+            else:
+                groups.append([doc])
+        if len(docs) == limit and len(groups) > 1:
+            groups.pop()  # may continue past what was read: it comes whole on the next page
+        return [Transaction(id=g[0].get("transactionId", ""), customer_id=self.id,
+                            entries=[LedgerEntry.of(d) for d in reversed(g)], created_at=g[0]["createdAt"])
+                for g in groups[:wanted]]
 
     @strawberry.field(description="The customer's tier now, its qualifying values and grace (as REST).")
     async def tier_status(self, info: Info) -> JSON:

@@ -74,6 +74,7 @@ def test_a_customer_with_balance_entries_orders_tier_redemptions_and_expiries(gr
     query = '''{ customer(id: "c1") { id joinDate erased pointsBalance dataAsOf
         balance { available pending lifetimeEarned ordersCredited dataAsOf }
         entries(first: 10, entryTypes: ["EARN"]) { seq transactionId entryType signedAmount status createdAt }
+        transactions(first: 5) { id createdAt dataAsOf entries { entryType signedAmount referenceOrderId } }
         tierStatus tierHistory { changeSeq } redemptions expiries } }'''
     answer = graphql.run(tenant.merchant, query)
     assert not answer["errors"], answer["errors"]
@@ -82,6 +83,8 @@ def test_a_customer_with_balance_entries_orders_tier_redemptions_and_expiries(gr
     assert customer["balance"]["ordersCredited"] == 2 and customer["balance"]["dataAsOf"]
     assert [e["signedAmount"] for e in customer["entries"]] == [120, 120]
     assert customer["entries"][0]["seq"] > customer["entries"][1]["seq"]  # newest first, as REST
+    assert [[e["referenceOrderId"] for e in t["entries"]] for t in customer["transactions"]] == [["o2"], ["o1"]]
+    assert customer["transactions"][0]["id"] == customer["entries"][0]["transactionId"]
     assert customer["tierStatus"]["customerId"] == "c1" and customer["tierHistory"] == []
     assert customer["redemptions"] == [] and customer["expiries"]["items"] == []
     assert "dataAsOf" in answer["extensions"]
