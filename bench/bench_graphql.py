@@ -52,7 +52,7 @@ from shared.store.sqlite import SqliteDocumentStore  # noqa: E402
 
 TENANT = "bench"
 RULE_PERF = """query($from: Date!, $to: Date!) { rulePerformance(ruleSetId: "main", version: 1, from: $from, to: $to,
-  granularity: MONTH) { period arm rule ordersEvaluated ordersMatched pointsIssued shareOfPoints } }"""
+  granularity: MONTH) { periods dataAsOf series { rule arm ordersEvaluated ordersMatched pointsIssued shareOfPoints } } }"""
 PAGE = """{ customers(first: 100) { nodes { id tier pointsBalance balance { available pending dataAsOf } } } }"""
 LIVE = """subscription { transactionCreated { id cursor entries { signedAmount } } }"""
 

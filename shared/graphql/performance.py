@@ -169,9 +169,9 @@ class RulePerformance:
     # --- the query ---------------------------------------------------------------------
 
     def read(self, tenant_id: str, rule_set_id: str, version: int, start: date, end: date,
-             granularity: Granularity) -> list[dict[str, Any]]:
-        """Per bucket, arm and rule: evaluated, matched, points and share of all points, in bucket
-        order; buckets without orders are left out. Reads one document per day of the range, or
+             granularity: Granularity) -> dict[str, Any]:
+        """Per rule and arm, a series over the periods (``as_series``): evaluated, matched, points,
+        share of all points and all orders; periods without orders are left out. Reads one document per day of the range, or
         one per month when the range is whole months by month."""
         days = (end - start).days + 1
         assert 1 <= days <= MAX_DAYS, "the range is 1 to 366 days"
@@ -205,14 +205,31 @@ class RulePerformance:
                     rule_slot[0] += evaluated
                     rule_slot[1] += matched
                     rule_slot[2] += points
-        out = []
-        for (bucket, arm), slot in sorted(buckets.items()):
-            for rule, (evaluated, matched, points) in sorted(slot["rules"].items()):
-                out.append({"period": bucket, "arm": None if arm == NO_ARM else arm, "rule": rule,
-                            "ordersEvaluated": evaluated, "ordersMatched": matched, "pointsIssued": points,
-                            "shareOfPoints": points / slot["points"] if slot["points"] else 0.0,
-                            "orders": slot["orders"]})
-        return out
+        return as_series(buckets)
+
+
+def as_series(buckets: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """Buckets -> ``periods`` (sorted) and one series per (rule, arm), aligned with the periods:
+    the shape a chart draws, and far fewer objects to serialise than a row per period."""
+    periods = sorted({bucket for bucket, _ in buckets})
+    index = {period: n for n, period in enumerate(periods)}
+    series: dict[tuple[str, str], dict[str, Any]] = {}
+    for (bucket, arm), slot in buckets.items():
+        at = index[bucket]
+        for rule, (evaluated, matched, points) in slot["rules"].items():
+            line = series.get((rule, arm))
+            if line is None:
+                line = series[(rule, arm)] = {
+                    "rule": rule, "arm": None if arm == NO_ARM else arm,
+                    **{name: [0] * len(periods) for name in ("ordersEvaluated", "ordersMatched", "pointsIssued",
+                                                             "orders")},
+                    "shareOfPoints": [0.0] * len(periods)}
+            line["ordersEvaluated"][at] = evaluated
+            line["ordersMatched"][at] = matched
+            line["pointsIssued"][at] = points
+            line["orders"][at] = slot["orders"]
+            line["shareOfPoints"][at] = points / slot["points"] if slot["points"] else 0.0
+    return {"periods": periods, "series": [series[key] for key in sorted(series, key=lambda k: (k[0], k[1]))]}
 
 
 def bucket_of(day: date, granularity: Granularity) -> str:

@@ -19,7 +19,7 @@ from shared.graphql.performance import MAX_DAYS
 from shared.graphql.limits import bounded
 from shared.graphql.types import (Activation, ArmResult, Customer, CustomerConnection, CustomerEdge,
                                   DifferenceInterval, Experiment, ExperimentResults, Granularity, Order,
-                                  PageInfo, RulePerformanceRow, RuleSetVersion, Viewer, WebhookEndpoint, decode_cursor, encode_cursor)
+                                  PageInfo, RulePerformance, RuleSeries, RuleSetVersion, Viewer, WebhookEndpoint, decode_cursor, encode_cursor)
 from shared.webhooks.service import endpoint_view
 
 Info = strawberry.Info
@@ -169,21 +169,21 @@ class Query:
                                  conversion_difference=_interval(newcombe), scanned=scanned, truncated=truncated)
 
     @strawberry.field(description="Per rule of a saved version: orders evaluated and matched, points issued and "
-                                  "share of all points, by day, week or month (UTC), per experiment arm; up to 366 "
+                                  "share of all points, by day, week or month (UTC), per experiment arm, as series; up to 366 "
                                   "days, from the pre-aggregated daily counters (see docs/graphql.md).")
     async def rule_performance(self, info: Info, rule_set_id: str, version: int,
                                from_: Annotated[date, strawberry.argument(name="from")], to: date,
-                               granularity: Granularity = Granularity.DAY) -> list[RulePerformanceRow]:
+                               granularity: Granularity = Granularity.DAY) -> RulePerformance:
         require(info, "report")
         context = info.context
         if not 0 <= (to - from_).days < MAX_DAYS:
             raise QueryRefused(f"from must not be after to, and the range is at most {MAX_DAYS} days")
-        rows = await context.call(context.platform.rule_performance.read, context.tenant_id, rule_set_id, version,
-                                  from_, to, granularity.value)
-        return [RulePerformanceRow(period=r["period"], arm=r["arm"], rule=r["rule"],
-                                   orders_evaluated=r["ordersEvaluated"], orders_matched=r["ordersMatched"],
-                                   points_issued=r["pointsIssued"], share_of_points=r["shareOfPoints"],
-                                   orders=r["orders"]) for r in rows]
+        found = await context.call(context.platform.rule_performance.read, context.tenant_id, rule_set_id,
+                                   version, from_, to, granularity.value)
+        return RulePerformance(periods=found["periods"], series=[RuleSeries(
+            rule=line["rule"], arm=line["arm"], orders_evaluated=line["ordersEvaluated"],
+            orders_matched=line["ordersMatched"], points_issued=line["pointsIssued"],
+            share_of_points=line["shareOfPoints"], orders=line["orders"]) for line in found["series"]])
 
     @strawberry.field(description="The tenant's webhook endpoints (never their secrets).")
     async def webhook_endpoints(self, info: Info) -> list[WebhookEndpoint]:

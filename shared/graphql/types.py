@@ -361,18 +361,29 @@ class Granularity(Enum):
     MONTH = "month"
 
 
-@strawberry.type(description="One rule's performance in one period (and experiment arm, when one ran).")
-class RulePerformanceRow:
-    period: str = strawberry.field(description="The period's first day (UTC): the day, the ISO week's Monday "
-                                               "or the month's first day.")
-    arm: Optional[str]
+@strawberry.type(description="One rule's performance over the periods (and one experiment arm, when one "
+                                "ran): each list is aligned with RulePerformance.periods.")
+class RuleSeries:
     rule: str
-    orders_evaluated: int
-    orders_matched: int
-    points_issued: int
-    share_of_points: float = strawberry.field(description="The rule's points over all points of the version "
-                                                          "in the period and arm (0 to 1).")
-    orders: int = strawberry.field(description="All orders the version evaluated in the period and arm.")
+    arm: Optional[str]
+    orders_evaluated: list[int]
+    orders_matched: list[int]
+    points_issued: list[int]
+    share_of_points: list[float] = strawberry.field(description="The rule's points over all points of the "
+                                                                "version in the period and arm (0 to 1).")
+    orders: list[int] = strawberry.field(description="All orders the version evaluated in the period and arm.")
+
+
+@strawberry.type(description="Rule performance of one saved version, from the pre-aggregated daily counters.")
+class RulePerformance:
+    periods: list[str] = strawberry.field(description="Each period's first day (UTC): the day, the ISO week's "
+                                                      "Monday or the month's first day; periods without orders "
+                                                      "are left out.")
+    series: list[RuleSeries]
+
+    @strawberry.field(description="When the counters were last known caught up with the ledger.")
+    async def data_as_of(self, info: Info) -> Optional[str]:
+        return await info.context.data_as_of()
 
 
 @strawberry.type

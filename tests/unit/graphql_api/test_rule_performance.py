@@ -115,12 +115,12 @@ def test_rule_performance_by_day_week_and_month_over_graphql(graphql, client, pl
     start = (clock.now() - timedelta(days=400)).date().isoformat()
     end = clock.now().date().isoformat()
     query = '''query($from: Date!, $to: Date!, $g: Granularity!) { rulePerformance(ruleSetId: "main", version: 1,
-        from: $from, to: $to, granularity: $g) { period arm rule ordersEvaluated ordersMatched pointsIssued
-        shareOfPoints orders } }'''
+        from: $from, to: $to, granularity: $g) { periods dataAsOf series { rule arm ordersEvaluated ordersMatched
+        pointsIssued shareOfPoints orders } } }'''
     too_long = graphql.run(tenant.analyst, query, {"from": start, "to": end, "g": "DAY"})
     assert too_long["errors"][0]["extensions"]["code"] == "query-refused"
     start = (clock.now() - timedelta(days=300)).date().isoformat()
-    rows = graphql.data(tenant.analyst, query, {"from": start, "to": end, "g": "MONTH"})["rulePerformance"]
+    rows = as_rows(graphql.data(tenant.analyst, query, {"from": start, "to": end, "g": "MONTH"})["rulePerformance"])
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in rows:
         totals[row["rule"]][0] += row["ordersEvaluated"]
@@ -133,7 +133,7 @@ def test_rule_performance_by_day_week_and_month_over_graphql(graphql, client, pl
     # Whole months are answered from the month rollups: the same figures as from the days.
     month_end = (clock.now().date().replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     whole = {"from": f"{start[:7]}-01", "to": month_end.isoformat(), "g": "MONTH"}
-    by_rollup = graphql.data(tenant.analyst, query, whole)["rulePerformance"]
+    by_rollup = as_rows(graphql.data(tenant.analyst, query, whole)["rulePerformance"])
 
     def by_rule(found: list[dict[str, Any]]) -> dict[tuple[str, str], list[int]]:
         out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -146,8 +146,21 @@ def test_rule_performance_by_day_week_and_month_over_graphql(graphql, client, pl
 
     assert by_rule(by_rollup) == by_rule(rows) and by_rollup
     daily = graphql.data(tenant.analyst, query, {"from": start, "to": end, "g": "DAY"})["rulePerformance"]
-    assert len({r["period"] for r in daily}) == 4
+    assert len(daily["periods"]) == 4 and daily["dataAsOf"]
+    assert all(len(line["pointsIssued"]) == 4 for line in daily["series"])
     assert codes_of(graphql.run(tenant.merchant, query, {"from": start, "to": end, "g": "WEEK"})) == ["forbidden"]
+
+
+def as_rows(found: dict[str, Any]) -> list[dict[str, Any]]:
+    """The series back as one row per (period, rule, arm) with orders."""
+    rows = []
+    for line in found["series"]:
+        for n, period in enumerate(found["periods"]):
+            if line["orders"][n]:
+                rows.append({"period": period, "rule": line["rule"], "arm": line["arm"],
+                             "ordersEvaluated": line["ordersEvaluated"][n], "ordersMatched": line["ordersMatched"][n],
+                             "pointsIssued": line["pointsIssued"][n], "shareOfPoints": line["shareOfPoints"][n]})
+    return rows
 
 
 def codes_of(answer: dict[str, Any]) -> list[str]:
