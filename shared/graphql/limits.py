@@ -14,9 +14,20 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from graphql import (ASTValidationRule, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
-                     InlineFragmentNode, IntValueNode, ListValueNode, OperationDefinitionNode, SelectionSetNode,
-                     ValidationContext, VariableNode)
+from graphql import (
+    ASTValidationRule,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    VariableNode,
+)
 
 from shared.graphql.errors import QueryRefused
 from shared.graphql.settings import GraphQLSettings

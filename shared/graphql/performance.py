@@ -134,7 +134,7 @@ class RulePerformance:
         unique = list({c.marker: c for c in contributions}.values())
         for _ in range(50):
             markers = read_many(self._store, SYSTEM, [(pk, c.marker) for c in unique])
-            fresh = [c for c, m in zip(unique, markers) if m is None]
+            fresh = [c for c, m in zip(unique, markers, strict=True) if m is None]
             if not fresh:
                 return 0
             by_day: dict[str, list[Contribution]] = defaultdict(list)

@@ -15,11 +15,28 @@ from shared.api.pagination import SCAN_LIMIT
 from shared.graphql import stats
 from shared.graphql.auth import require, same_tenant
 from shared.graphql.errors import QueryRefused
-from shared.graphql.performance import MAX_DAYS
 from shared.graphql.limits import bounded
-from shared.graphql.types import (Activation, ArmResult, Customer, CustomerConnection, CustomerEdge,
-                                  DifferenceInterval, Experiment, ExperimentResults, Granularity, Order,
-                                  PageInfo, RulePerformance, RuleSeries, RuleSetVersion, Viewer, WebhookEndpoint, decode_cursor, encode_cursor)
+from shared.graphql.performance import MAX_DAYS
+from shared.graphql.types import (
+    Activation,
+    ArmResult,
+    Customer,
+    CustomerConnection,
+    CustomerEdge,
+    DifferenceInterval,
+    Experiment,
+    ExperimentResults,
+    Granularity,
+    Order,
+    PageInfo,
+    RulePerformance,
+    RuleSeries,
+    RuleSetVersion,
+    Viewer,
+    WebhookEndpoint,
+    decode_cursor,
+    encode_cursor,
+)
 from shared.webhooks.service import endpoint_view
 
 Info = strawberry.Info

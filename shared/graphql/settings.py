@@ -10,6 +10,7 @@ it on (``introspection: true``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from shared.local.sandbox import SANDBOX
 from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore

@@ -9,8 +9,8 @@ as REST does: when the projections were last known caught up with the ledger."""
 from __future__ import annotations
 
 import base64
-from enum import Enum
 from datetime import date, datetime
+from enum import Enum
 from typing import Any, Optional
 
 import strawberry

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from gql import Client, GraphQLRequest
-from gql.transport.exceptions import TransportQueryError
+from gql.transport.exceptions import TransportConnectionFailed, TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
@@ -109,9 +109,11 @@ def test_a_subscription_refuses_a_bad_key_and_another_tenant(local_platform: Loc
     merchant = local_platform.keys["merchant"]
 
     async def scenario() -> None:
-        with pytest.raises(Exception):
+        with pytest.raises(TransportConnectionFailed) as closed:
             async with Client(transport=_ws(local_platform, "acr_aaaaaaaaaaaa_" + "x" * 43)) as live:
                 await live.execute(GraphQLRequest("{ viewer { tenantId } }"))
+        cause = closed.value.__cause__
+        assert getattr(getattr(cause, "rcvd", None), "code", None) == 4403, repr(cause)  # closed before any query
         async with Client(transport=_ws(local_platform, merchant)) as live:
             other = live.subscribe(GraphQLRequest(
                 'subscription { orderDecided(tenantId: "acme") { orderId } }'))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import hypothesis_graphql
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis_graphql import nodes
 
 from tests.conftest import auth

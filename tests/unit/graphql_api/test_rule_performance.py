@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.store.layout import LEDGER, SYSTEM
 from shared.store.port import Filter, Query
