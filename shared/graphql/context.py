@@ -29,7 +29,6 @@ class Context:
     loaders: Any = None
     _data_as_of: str | None = field(default=None, repr=False)
     _data_as_of_read: bool = field(default=False, repr=False)
-    store_reads: int = 0
 
     @property
     def principal(self) -> Principal:

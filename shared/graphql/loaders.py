@@ -27,13 +27,11 @@ def build(context: Any, cache: bool = True) -> Loaders:
     async def balances(customer_ids: list[str]) -> list[dict[str, Any] | None]:
         tenant_id = context.tenant_id
         keys = [(customer_pk(tenant_id, c), BALANCE_ID) for c in customer_ids]
-        context.store_reads += 1
         return await context.call(read_many, context.platform.store, BALANCES, keys)
 
     async def customers(customer_ids: list[str]) -> list[dict[str, Any] | None]:
         tenant_id = context.tenant_id
         keys = [(customer_pk(tenant_id, c), c) for c in customer_ids]
-        context.store_reads += 1
         return await context.call(read_many, context.platform.store, CUSTOMERS, keys)
 
     return Loaders(balances=DataLoader(load_fn=balances, cache=cache),

@@ -75,7 +75,6 @@ class Query:
         scanned, more = 0, False
         while True:
             batch = limit + 1 if tag is None else min(SCAN_LIMIT, limit * 4 + 1)
-            context.store_reads += 1
             docs = await context.call(context.platform.customers.search, tenant, position, batch, tier=tier,
                                       joined_from=joined_from.isoformat() if joined_from else None,
                                       joined_to=joined_to.isoformat() if joined_to else None)
@@ -109,7 +108,6 @@ class Query:
         tenant = same_tenant(info, tenant_id)
         context = info.context
         bounded(len(ids) or 1)
-        context.store_reads += 1
         views = await context.call(context.platform.intake.statuses, tenant, list(ids))
         return [Order.of(v) for v in views]
 

@@ -9,7 +9,7 @@ as REST does: when the projections were last known caught up with the ledger."""
 from __future__ import annotations
 
 import base64
-from datetime import date, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any, Optional
 
@@ -18,7 +18,6 @@ from strawberry.scalars import JSON
 
 from shared.app.corrections import entry_view
 from shared.app.customers import public_view
-from shared.clock import iso
 from shared.graphql.auth import require
 from shared.graphql.limits import bounded
 from shared.tiers.history import view as tier_change_view
@@ -392,8 +391,3 @@ class Viewer:
     key_id: str
     role: str
 
-
-def iso_or_none(value: datetime | date | None) -> str | None:
-    if value is None:
-        return None
-    return iso(value) if isinstance(value, datetime) else value.isoformat()
