@@ -8,10 +8,13 @@
 3. Commit-to-subscriber latency: a ``transactionCreated`` subscription over graphql-transport-ws
    (gql's websockets transport against uvicorn serving the same app), while manual
    adjustments commit transactions at ``--rate`` per second; the time from the commit
-   returning to the event arriving, p50/p99. The machine is otherwise idle (not under the
-   spine benchmark's load: say so when you quote it).
+   returning to the event arriving, p50/p99, on an otherwise idle server.
+4. The same under the spine benchmark's load (``--load-orders``, 0 to skip): the local platform
+   (``python -m shared.local run``, durability on) takes single orders over HTTP, 32 concurrent,
+   as bench_spine.py sends them, while a subscriber receives every transaction; latency from
+   the ledger's ``createdAt`` (stamped at the append, on the same clock) to arrival.
 
-Usage: ``python bench/bench_graphql.py [--rules N] [--runs N] [--events N] [--rate R]``.
+Usage: ``python bench/bench_graphql.py [--rules N] [--runs N] [--events N] [--rate R] [--load-orders N]``.
 """
 
 from __future__ import annotations
@@ -175,12 +178,81 @@ def subscriber_latency(platform, app, key: str, events: int, rate: float) -> lis
     return latencies
 
 
+def under_spine_load(orders: int) -> tuple[list[float], int]:
+    """Commit-to-subscriber latencies of every transaction of ``orders`` single orders sent as the
+    spine benchmark sends them (32 concurrent, 1,000 customers), to the local platform."""
+    import os
+    import uuid
+
+    import uvloop
+    from bench_spine import CUSTOMERS, drain, order, register_customers
+    from loadgen import Pool
+
+    from tests.e2e.conftest import LocalPlatform
+
+    os.environ["ACCRUE_SQLITE_SYNCHRONOUS"] = "FULL"
+    folder = Path(tempfile.mkdtemp(prefix="bench-graphql-"))
+    platform = LocalPlatform(folder / "data").start()
+    assert platform.process is not None and platform.process.stdout is not None
+    threading.Thread(target=drain, args=(platform.process.stdout,), daemon=True).start()
+    key = platform.keys["merchant"]
+    latencies: list[float] = []
+
+    async def run() -> int:
+        http = Pool(platform.url, {"Authorization": f"Bearer {key}"}, size=32)
+        await register_customers(http)
+        prefix = "g" + uuid.uuid4().hex[:8]
+        transport = WebsocketsTransport(url=platform.url.replace("http://", "ws://") + "/graphql/v1",
+                                        init_payload={"Authorization": f"Bearer {key}"})
+        async with Client(transport=transport) as session:
+            subscription = session.subscribe(GraphQLRequest(
+                "subscription { transactionCreated { id createdAt entries { referenceOrderId } } }"))
+            seen = 0
+
+            async def listen() -> None:
+                nonlocal seen
+                async for result in subscription:
+                    arrived = time.time()
+                    transaction = result["transactionCreated"]
+                    if not any((e["referenceOrderId"] or "").startswith(prefix) for e in transaction["entries"]):
+                        continue
+                    created = datetime.fromisoformat(transaction["createdAt"].replace("Z", "+00:00"))
+                    latencies.append(max(0.0, arrived - created.timestamp()))
+                    seen += 1
+                    if seen == orders:
+                        return
+
+            listener = asyncio.create_task(listen())
+            await asyncio.sleep(1.0)  # subscribed before the first order
+            pending = list(range(orders))
+
+            async def worker() -> None:
+                while pending:
+                    n = pending.pop()
+                    response = await http.post("/v1/orders", json=order(f"{prefix}-{n}", CUSTOMERS[n % len(CUSTOMERS)]))
+                    assert response.status == 202, response.body
+
+            await asyncio.gather(*(worker() for _ in range(32)))
+            try:
+                await asyncio.wait_for(listener, timeout=300)
+            finally:
+                await http.aclose()
+            return seen
+
+    try:
+        received = uvloop.run(run())
+    finally:
+        platform.stop()
+    return latencies, received
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rules", type=int, default=50)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--load-orders", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings.from_env({"ACCRUE_DATA_DIR": folder, "ACCRUE_SQLITE_SYNCHRONOUS": "NORMAL"})
@@ -213,6 +285,10 @@ def main() -> None:
               f"{percentiles(latencies)}")
         hub_of(platform).stop()
         platform.close()
+    if args.load_orders:
+        latencies, received = under_spine_load(args.load_orders)
+        print(f"commit to subscriber under the spine's load ({args.load_orders} single orders, 32 concurrent, "
+              f"local platform, durability on): {percentiles(latencies)}; {received}/{args.load_orders} received")
 
 
 if __name__ == "__main__":
