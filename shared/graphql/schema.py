@@ -13,6 +13,7 @@ from strawberry.extensions import SchemaExtension
 
 from shared.graphql.errors import ErrorCodes
 from shared.graphql.limits import guard
+from shared.graphql.mutations import Mutation
 from shared.graphql.queries import Query
 from shared.graphql.subscriptions import Subscription
 
@@ -44,7 +45,7 @@ class AccrueSchema(strawberry.Schema):
         return None
 
 
-schema = AccrueSchema(query=Query, subscription=Subscription, extensions=[Limits, ErrorCodes, DataAsOf])
+schema = AccrueSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[Limits, ErrorCodes, DataAsOf])
 
 
 def sdl() -> str:

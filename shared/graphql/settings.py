@@ -46,7 +46,8 @@ def load(store: DocumentStore, tenant_id: str, sandbox_marker: bool = False) -> 
 
 def save(store: DocumentStore, tenant_id: str, max_depth: int | None = None, max_cost: int | None = None,
          introspection: bool | None = None) -> GraphQLSettings:
-    """Store a tenant's GraphQL settings (operators and tests; no HTTP route yet)."""
+    """Store a tenant's GraphQL settings (the ``updateGraphqlSettings`` mutation); an ETag
+    precondition, so of two concurrent changes one fails rather than both half-applying."""
     current = store.read(TENANTS, tenant_id, SETTINGS_ID) or {"id": SETTINGS_ID, "pk": tenant_id,
                                                                  "docType": "graphqlSettings"}
     for name, value in (("maxDepth", max_depth), ("maxCost", max_cost), ("introspection", introspection)):
@@ -54,5 +55,6 @@ def save(store: DocumentStore, tenant_id: str, max_depth: int | None = None, max
             current[name] = value
     GraphQLSettings(max_depth=current.get("maxDepth", DEFAULT_MAX_DEPTH),
                     max_cost=current.get("maxCost", DEFAULT_MAX_COST))  # refuse out-of-range values
-    store.upsert(TENANTS, {k: v for k, v in current.items() if not k.startswith("_") and k not in ("etag", "ts")})
+    etag = current.get("_etag")
+    store.upsert(TENANTS, {k: v for k, v in current.items() if not k.startswith("_")}, if_match=etag)
     return load(store, tenant_id)

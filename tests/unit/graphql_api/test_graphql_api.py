@@ -246,3 +246,15 @@ def test_the_graphiql_page_is_served_locally_and_holds_no_data(app, tenant) -> N
     assert asyncio.run(get({}, "?query=%7Bviewer%7BtenantId%7D%7D")).status_code == 401
     answer = asyncio.run(get(auth(tenant.analyst), "?query=%7Bviewer%7BtenantId%7D%7D"))
     assert answer.json()["data"] == {"viewer": {"tenantId": "acme"}}
+
+
+def test_a_tenant_admin_changes_the_tenants_graphql_settings_audited(graphql, platform, tenant) -> None:
+    mutation = "mutation($d: Int, $i: Boolean) { updateGraphqlSettings(maxDepth: $d, introspection: $i) " \
+               "{ maxDepth maxCost introspection } }"
+    assert codes(graphql.run(tenant.analyst, mutation, {"d": 5})) == ["forbidden"]
+    assert codes(graphql.run(tenant.admin, mutation, {"d": 500})) == ["query-refused"]
+    changed = graphql.data(tenant.admin, mutation, {"d": 5, "i": True})["updateGraphqlSettings"]
+    assert changed == {"maxDepth": 5, "maxCost": 20_000, "introspection": True}
+    assert graphql.data(tenant.analyst, "{ __type(name: \"Customer\") { name } }")["__type"]["name"] == "Customer"
+    [record] = [r for r in platform.audit.records("acme", limit=100) if r["action"] == "graphql.settings.changed"]
+    assert record["after"]["maxDepth"] == 5 and record["before"]["introspection"] is False
