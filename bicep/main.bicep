@@ -356,6 +356,7 @@ var names = {
   plan: 'plan-${namePrefix}-${nameSuffix}'
   functionApp: 'func-${namePrefix}-${nameSuffix}'
   vnet: 'vnet-${namePrefix}-${nameSuffix}'
+  webPubSub: 'wps-${namePrefix}-${nameSuffix}'
 }
 var deploymentContainerName = 'app-package'
 var stackTags = union(tags, {
@@ -426,6 +427,19 @@ module keyManager 'modules/keymanager.bicep' = {
     location: location
     identityName: names.keyManager
     keyVaultName: keyVault.outputs.vaultName
+    tags: stackTags
+  }
+}
+
+// Live updates (GraphQL subscriptions) on Azure: Web PubSub, fed by the change-feed function.
+var webPubSubHubName = 'accrue'
+
+module webPubSub 'modules/webpubsub.bicep' = {
+  name: 'webpubsub'
+  params: {
+    location: location
+    serviceName: names.webPubSub
+    hubName: webPubSubHubName
     tags: stackTags
   }
 }
@@ -571,6 +585,8 @@ var appSettings = {
   BLOB_ACCOUNT_URL: dataStorage.outputs.blobEndpoint
   // Overrides of the TTL rules of shared/store/layout.py (empty: the rules' own days).
   ACCRUE_TTL_DAYS: ttlOverrides
+  WEBPUBSUB_ENDPOINT: webPubSub.outputs.endpoint
+  WEBPUBSUB_HUB: webPubSubHubName
   // Identity-based connections of the triggers and the host (read by the host).
   EventHubConnection__fullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
   CosmosDbConnection__accountEndpoint: cosmos.outputs.endpoint
@@ -610,6 +626,7 @@ module roles 'modules/roles.bicep' = {
     auditContainerName: dataStorage.outputs.auditContainerName
     hostStorageName: hostStorage.outputs.accountName
     appInsightsName: monitoring.outputs.appInsightsName
+    webPubSubName: webPubSub.outputs.serviceName
   }
 }
 
@@ -624,6 +641,7 @@ module diagnostics 'modules/diagnostics.bicep' = {
     dataStorageName: dataStorage.outputs.accountName
     hostStorageName: hostStorage.outputs.accountName
     functionAppName: functionApp.outputs.appName
+    webPubSubName: webPubSub.outputs.serviceName
   }
 }
 
@@ -657,3 +675,4 @@ output blobAccountUrl string = dataStorage.outputs.blobEndpoint
 output dataStorageAccountName string = dataStorage.outputs.accountName
 output auditContainerName string = dataStorage.outputs.auditContainerName
 output appInsightsName string = monitoring.outputs.appInsightsName
+output webPubSubEndpoint string = webPubSub.outputs.endpoint

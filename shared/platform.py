@@ -97,6 +97,10 @@ class Platform:
     fraud: Fraud = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
     expiry: ExpiryService = field(init=False)
+    # Rule performance (issue 14, shared/graphql/performance): daily counters per rule, from the change feed.
+    rule_performance: Any = field(init=False)
+    # Live updates through Azure Web PubSub (shared/graphql/webpubsub); None without WEBPUBSUB_ENDPOINT.
+    live_updates: Any = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
     # Every per-process cache of tenant configuration, and the announcements of its changes.
     tenant_changes: TenantChanges = field(init=False)
@@ -137,6 +141,14 @@ class Platform:
         self.projector.subscribers.append(self.expiry.calendar.project)
         self.tiers.publish = self.webhooks.tier_changed
         self.projector.subscribers.append(self.tiers.project)
+        from shared.graphql.performance import RulePerformance  # noqa: PLC0415 - keeps the import graph acyclic
+        self.rule_performance = RulePerformance(self.store)
+        self.projector.subscribers.append(self.rule_performance.project)
+        # Live updates on Azure (Web PubSub), published from the change feed; None locally.
+        from shared.graphql import webpubsub  # noqa: PLC0415
+        self.live_updates = webpubsub.build(self.settings.webpubsub_endpoint, self.settings.webpubsub_hub)
+        if self.live_updates is not None:
+            self.projector.subscribers.append(self.live_updates.publish)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
         self.exports = ExportService(self.store, self.clock, self.key_provider,
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit)

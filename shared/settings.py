@@ -63,6 +63,10 @@ SETTINGS: tuple[Setting, ...] = (
             required_for="keys=keyvault"),
     Setting("BLOB_ACCOUNT_URL", "Blob Storage account URL, https://<account>.blob.core.windows.net",
             required_for="blobs=azure"),
+    # Live updates on Azure (issue 14, shared/graphql/webpubsub.py): GraphQL subscriptions cannot be
+    # held by an HTTP function, so events go out through Web PubSub. Unset: no Web PubSub (locally).
+    Setting("WEBPUBSUB_ENDPOINT", "Azure Web PubSub endpoint, https://<name>.webpubsub.azure.com (live updates)"),
+    Setting("WEBPUBSUB_HUB", "the Web PubSub hub of live updates", "accrue"),
     # Identity-based connections of the triggers (the host reads these, not our code).
     Setting("EventHubConnection__fullyQualifiedNamespace", "Event Hubs namespace for the ingest trigger",
             required_for="bus=eventhubs", host_binding=True),
@@ -103,6 +107,8 @@ class Settings:
     keyvault_sku: str
     blob_account_url: str | None
     ttl: TtlPolicy = DEFAULT_TTL
+    webpubsub_endpoint: str | None = None
+    webpubsub_hub: str = "accrue"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -148,6 +154,8 @@ class Settings:
             keyvault_sku=get("KEYVAULT_SKU") or "premium",
             blob_account_url=get("BLOB_ACCOUNT_URL"),
             ttl=TtlPolicy.from_setting(get("ACCRUE_TTL_DAYS")),
+            webpubsub_endpoint=get("WEBPUBSUB_ENDPOINT"),
+            webpubsub_hub=get("WEBPUBSUB_HUB") or "accrue",
         )
         settings._check_urls()
         settings._check_dual_control()
@@ -164,6 +172,7 @@ class Settings:
             ("COSMOS_ENDPOINT", self.cosmos_endpoint, self.store == "cosmos"),
             ("KEYVAULT_URI", self.keyvault_uri, self.keys == "keyvault"),
             ("BLOB_ACCOUNT_URL", self.blob_account_url, self.blobs == "azure"),
+            ("WEBPUBSUB_ENDPOINT", self.webpubsub_endpoint, True),
         )
         for name, value, needed in checks:
             if needed and value:

@@ -26,6 +26,9 @@ param hostStorageName string
 
 param functionAppName string
 
+@description('Web PubSub service name (GraphQL subscriptions on Azure).')
+param webPubSubName string
+
 var settingName = 'to-log-analytics'
 var allLogs = [
   {
@@ -82,6 +85,20 @@ resource hostTables 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01'
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
+}
+
+resource webPubSub 'Microsoft.SignalRService/webPubSub@2024-03-01' existing = {
+  name: webPubSubName
+}
+
+resource webPubSubDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: settingName
+  scope: webPubSub
+  properties: {
+    workspaceId: workspaceId
+    logs: allLogs
+    metrics: allMetrics
+  }
 }
 
 resource cosmosDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {

@@ -27,6 +27,9 @@ param hostStorageName string
 
 param appInsightsName string
 
+@description('Web PubSub of live updates.')
+param webPubSubName string
+
 // Built-in role definition ids (the same in every Azure tenant).
 var roleIds = {
   eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
@@ -37,6 +40,7 @@ var roleIds = {
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  webPubSubServiceOwner: '12cf5a90-567b-43ae-8102-96cf46c7d9b4'
 }
 
 // Cosmos DB Built-in Data Contributor: a data-plane role of the account itself,
@@ -85,6 +89,10 @@ resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
+}
+
+resource webPubSub 'Microsoft.SignalRService/webPubSub@2024-03-01' existing = {
+  name: webPubSubName
 }
 
 // Cosmos DB: read and write items in Accrue's database only (not the whole account).
@@ -192,6 +200,18 @@ resource telemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: appInsights
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.monitoringMetricsPublisher)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Web PubSub: issue client tokens and send to a tenant's group (live updates), on this resource only.
+// Its data-plane owner role is the narrowest that allows generating client tokens.
+resource liveUpdates 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(webPubSub.id, principalId, roleIds.webPubSubServiceOwner)
+  scope: webPubSub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.webPubSubServiceOwner)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

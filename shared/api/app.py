@@ -13,6 +13,7 @@ from shared.api.limits import BodyLimit
 from shared.api.ratelimit import build_counter
 from shared.api.route_contract import ContractHeaders
 from shared.api.strict import strict_parameters
+from shared.graphql.endpoint import mount as mount_graphql
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
 from shared.api.routes import redemptions, rewards
@@ -50,6 +51,8 @@ def create_app(platform: Platform) -> FastAPI:
         app.include_router(module.router)
     metrics_route.install(app)  # GET /metrics, loopback only, outside the OpenAPI document
     mark_routes(app)
+    # GraphQL (issue 14): HTTP and graphql-transport-ws on the same server; outside the OpenAPI document.
+    mount_graphql(app, platform)
     app.add_middleware(BodyLimit)
     app.add_middleware(ContractHeaders)
     app.add_middleware(HttpTracing)  # outermost: the span covers every other layer

@@ -102,6 +102,21 @@ class CustomerService:
             filters.append(Filter("customerId", ">", after))
         return self._store.query(CUSTOMERS, Query(pk=None, filters=tuple(filters), order_by="customerId", limit=limit))
 
+    def search(self, tenant_id: str, after: str | None, limit: int, tier: str | None = None,
+               joined_from: str | None = None, joined_to: str | None = None) -> list[dict[str, Any]]:
+        """``list`` narrowed by tier and by join date (ISO dates, inclusive), in id order: the
+        store does the filtering, so a page costs one query whatever the filters."""
+        filters = [Filter("tenantId", "=", tenant_id)]
+        if after:
+            filters.append(Filter("customerId", ">", after))
+        if tier is not None:
+            filters.append(Filter("tier", "=", tier))
+        if joined_from is not None:
+            filters.append(Filter("joinDate", ">=", joined_from))
+        if joined_to is not None:
+            filters.append(Filter("joinDate", "<=", joined_to))
+        return self._store.query(CUSTOMERS, Query(pk=None, filters=tuple(filters), order_by="customerId", limit=limit))
+
     def add_tags(self, tenant_id: str, customer_id: str, tags: tuple[str, ...]) -> None:
         """Union the tags in (idempotent); retried on a concurrent write."""
         for _ in range(5):

@@ -32,6 +32,7 @@ Policies where the issue is silent (documented in docs/rules.md):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Callable, Iterator, Literal
@@ -103,6 +104,22 @@ class ArmResult(_Model):
     orders: int
     points_issued: int = Field(alias="pointsIssued")
     points_per_order: Decimal | None = Field(alias="pointsPerOrder")
+
+
+@dataclass
+class ArmSample:
+    """The counted orders of one arm, as sufficient statistics."""
+
+    orders: int = 0
+    points: int = 0
+    points_squared: int = 0
+    orders_per_customer: dict[str, int] = field(default_factory=dict)
+
+    def add(self, customer_id: str, points: int) -> None:
+        self.orders += 1
+        self.points += points
+        self.points_squared += points * points
+        self.orders_per_customer[customer_id] = self.orders_per_customer.get(customer_id, 0) + 1
 
 
 class ExperimentResults(_Model):
@@ -204,11 +221,25 @@ class RuleSetAdmin:
         return active
 
     def results(self, tenant_id: str, experiment_id: str) -> ExperimentResults:
+        experiment, samples, scanned, truncated = self.arm_samples(tenant_id, experiment_id)
+        arms = {"A": experiment.control, "B": experiment.treatment}
+        results = tuple(ArmResult(
+            arm=arm, rule_set_id=arms[arm].rule_set_id, version=arms[arm].version,
+            customers=len(samples[arm].orders_per_customer), orders=samples[arm].orders,
+            points_issued=samples[arm].points,
+            points_per_order=(Decimal(samples[arm].points) / samples[arm].orders).quantize(
+                Decimal("0.01"), ROUND_HALF_EVEN) if samples[arm].orders else None) for arm in ("A", "B"))
+        return ExperimentResults(experiment=experiment, arms=results, scanned=scanned, truncated=truncated)
+
+    def arm_samples(self, tenant_id: str, experiment_id: str) -> tuple[models.Experiment, dict[str, ArmSample],
+                                                                         int, bool]:
+        """Per arm, the sufficient statistics of the experiment's counted orders (count, sum and sum of
+        squares of points, orders per customer): enough for ``results`` and for the significance tests
+        of the GraphQL API (``shared.graphql.stats``) without keeping every order. Also the number of
+        order records scanned and whether the scan was cut short."""
         experiment = self.service.get_experiment(tenant_id, experiment_id)
         arms = {"A": experiment.control, "B": experiment.treatment}
-        customers: dict[str, set[str]] = {"A": set(), "B": set()}
-        orders = {"A": 0, "B": 0}
-        points = {"A": 0, "B": 0}
+        samples = {"A": ArmSample(), "B": ArmSample()}
         scanned = 0
         truncated = False
         for record in self._order_records(tenant_id, experiment.started_at, experiment.ended_at):
@@ -222,15 +253,8 @@ class RuleSetAdmin:
             ref = arms[arm]
             if record.get("ruleSetId") != ref.rule_set_id or record.get("ruleSetVersion") != ref.version:
                 continue                    # an arm stamped by another experiment's version: not ours
-            customers[arm].add(record["customerId"])
-            orders[arm] += 1
-            points[arm] += int(record.get("points") or 0)
-        results = tuple(ArmResult(
-            arm=arm, rule_set_id=arms[arm].rule_set_id, version=arms[arm].version, customers=len(customers[arm]),
-            orders=orders[arm], points_issued=points[arm],
-            points_per_order=(Decimal(points[arm]) / orders[arm]).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
-            if orders[arm] else None) for arm in ("A", "B"))
-        return ExperimentResults(experiment=experiment, arms=results, scanned=scanned, truncated=truncated)
+            samples[arm].add(record["customerId"], int(record.get("points") or 0))
+        return experiment, samples, scanned, truncated
 
     def _order_records(self, tenant_id: str, start: datetime, end: datetime | None,
                        page: int = RESULTS_PAGE) -> Iterator[dict[str, Any] | None]:

@@ -315,6 +315,7 @@ ROLE_IDS = {
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "Web PubSub Service Owner": "12cf5a90-567b-43ae-8102-96cf46c7d9b4",
 }
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 BROAD_ROLES = {
@@ -341,7 +342,9 @@ REQUIRED_ROLES = {
 HOST_ROLES = [("Storage Blob Data Owner", "Microsoft.Storage/storageAccounts", "hostStorageName"),
               ("Storage Queue Data Contributor", "Microsoft.Storage/storageAccounts", "hostStorageName"),
               ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts", "hostStorageName"),
-              ("Monitoring Metrics Publisher", "Microsoft.Insights/components", "appInsightsName")]
+              ("Monitoring Metrics Publisher", "Microsoft.Insights/components", "appInsightsName"),
+              # Live updates (shared/graphql/webpubsub.py): token issue and send to a group.
+              ("Web PubSub Service Owner", "Microsoft.SignalRService/webPubSub", "webPubSubName")]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ DIAGNOSABLE = {
     "Microsoft.KeyVault/vaults",
     "Microsoft.Storage/storageAccounts",
     "Microsoft.Web/sites",
+    "Microsoft.SignalRService/webPubSub",
 }
 # Top-level types that need none, and why; a new type must be put in one of the two lists.
 EXEMPT = {
@@ -35,6 +36,7 @@ EXEMPT = {
     "Microsoft.Insights/diagnosticSettings": "the settings themselves",
     "Microsoft.Insights/scheduledQueryRules": "alert rules",
     "Microsoft.Insights/metricAlerts": "alert rules",
+    "Microsoft.ManagedIdentity/userAssignedIdentities": "no resource logs; the key manager's acts are in the vault's",
 }
 # Storage services whose resource logs are set per service (the account takes metrics only).
 STORAGE_SERVICES = {"blobServices", "queueServices", "tableServices"}
