@@ -184,3 +184,17 @@ def run_in_threads(target: Callable[..., object], args: Iterable[tuple[Any, ...]
         thread.start()
     for thread in threads:
         thread.join(timeout=timeout)
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """Every span recorded in this process during the test (an in-memory exporter);
+    recording is switched off again afterwards."""
+    from shared.telemetry import tracing
+
+    exporter = tracing.memory_exporter()
+    tracing.set_enabled(True)
+    exporter.clear()
+    yield exporter
+    tracing.set_enabled(False)
+    exporter.clear()

@@ -3,27 +3,14 @@ cosmosdb-server (the adapter is wrapped by ``tracing.traced``; errors mark the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from opentelemetry import trace
 
 from shared.errors import DocumentExists
 from shared.store.layout import CUSTOMERS
-from shared.telemetry import tracing
 
 pytestmark = pytest.mark.cosmos
-
-
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    exporter = tracing.memory_exporter()
-    tracing.set_enabled(True)
-    exporter.clear()
-    yield exporter
-    tracing.set_enabled(False)
-    exporter.clear()
 
 
 def test_each_cosmos_call_is_a_client_span_with_its_container(cosmos_store, spans) -> None:

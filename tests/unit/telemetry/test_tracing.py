@@ -4,7 +4,6 @@ HTTP is one connected trace (in-memory exporter, real SQLite platform)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,6 @@ from shared.bus.local_queue import LocalQueue
 from shared.bus.port import BusMessage
 from shared.telemetry import tracing
 from tests.conftest import auth, drain, order_body
-
-
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    exporter = tracing.memory_exporter()
-    tracing.set_enabled(True)
-    exporter.clear()
-    yield exporter
-    tracing.set_enabled(False)
-    exporter.clear()
 
 
 def hexid(value: int, width: int = 16) -> str:

@@ -3,23 +3,9 @@ entry's ``traceContext`` travels onto the outbox message, never onto the wire bo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 
-from shared.telemetry import tracing
 from tests.conftest import auth, drain, order_body
-
-
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    exporter = tracing.memory_exporter()
-    tracing.set_enabled(True)
-    exporter.clear()
-    yield exporter
-    tracing.set_enabled(False)
-    exporter.clear()
 
 
 def test_the_delivery_span_is_a_child_of_the_orders_ledger_append(platform, tenant, client, receiver,
