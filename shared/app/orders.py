@@ -153,6 +153,12 @@ class OrderIntake:
         # Confirmations in flight on the event loop (a reference keeps each task alive).
         self._confirming: set[asyncio.Task[None]] = set()
 
+    @property
+    def confirmations_in_flight(self) -> int:
+        """Publish confirmations still being written after their answer went out (they are
+        fire-and-forget): a reader that must see the store at rest waits for 0."""
+        return len(self._confirming)
+
     def accept(self, tenant_id: str, orders: Sequence[Order]) -> list[Accepted]:
         with tracing.span("intake", tenant=tenant_id, orders=len(orders)):
             return self._accept(tenant_id, orders)

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import re
 import sqlite3
+import time
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -100,7 +101,13 @@ dates = st.one_of(
 
 def snapshot(platform) -> tuple[str, int]:
     """A digest of every row of every table of the store (read through a connection of
-    its own, as any reader would see it) and the queue's depth: any write changes one."""
+    its own, as any reader would see it) and the queue's depth: any write changes one.
+    Taken at rest: an earlier accepted order's publish confirmation (written after its
+    answer, fire-and-forget) must not land between two snapshots of one example."""
+    deadline = time.monotonic() + 10
+    while platform.intake.confirmations_in_flight and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not platform.intake.confirmations_in_flight, "publish confirmations still in flight after 10 s"
     digest = hashlib.sha256()
     with contextlib.closing(sqlite3.connect(platform.settings.data_dir / "accrue.db")) as conn:
         tables = [name for (name,) in conn.execute(
