@@ -70,6 +70,9 @@ def test_a_failing_distro_is_logged_and_the_process_goes_on(monkeypatch, caplog)
 
     monkeypatch.setenv(azure_monitor.CONNECTION_STRING, FAKE)
     monkeypatch.setattr(distro, "configure_azure_monitor", broken)
+    # Not the real join: with a tracer provider installed by an earlier test it would add a
+    # live Azure exporter (retrying a dead endpoint) and Azure SDK spans to the whole session.
+    monkeypatch.setattr(azure_monitor, "_join_tracer_provider", lambda provider, options: None)
     with caplog.at_level(logging.ERROR, "accrue.telemetry"):
         assert azure_monitor.configure("api") is False
     assert any(getattr(r, "accrue.error", None) == "RuntimeError" for r in caplog.records)
