@@ -27,9 +27,12 @@ def free_port() -> int:
 
 
 class LocalPlatform:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
         self.data_dir = data_dir
         self.extra_env = env or {}  # e.g. ACCRUE_TRACE_FILE (tests/e2e/test_traces.py)
+        # The processes' log (stderr) in a file of its own, apart from stdout (tests/e2e/test_structured_logs.py);
+        # by default it is merged into the output.
+        self.log_path = log_path
         self.port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.keys: dict[str, str] = {}
@@ -44,7 +47,8 @@ class LocalPlatform:
                "ACCRUE_LOG_LEVEL": "WARNING", **self.extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "shared.local", "run", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=self.log_path.open("w") if self.log_path is not None else subprocess.STDOUT, text=True,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -52,7 +56,8 @@ class LocalPlatform:
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
-                raise AssertionError("the local platform exited:\n" + "".join(self.output))
+                raise AssertionError("the local platform exited:\n" + "".join(self.output)
+                                     + (self.log_path.read_text() if self.log_path is not None else ""))
             self.output.append(line)
             match = KEY_LINE.match(line.rstrip("\n"))
             if match:

@@ -7,9 +7,6 @@ erasure). Only loopback: webhooks are covered in process (tests/unit/telemetry).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,44 +14,15 @@ import httpx
 import pytest
 
 from shared.telemetry.logs import REQUIRED_KEYS
-from tests.e2e.conftest import KEY_LINE, ROOT, LocalPlatform
+from tests.e2e.conftest import LocalPlatform
 from tests.unit.telemetry.test_no_personal_data_in_logs import NEEDLES, PERSON
 
 pytestmark = pytest.mark.slow
 
 
-class LoggedPlatform(LocalPlatform):
-    """The local platform with its stderr (the log) in a file of its own."""
-
-    def start(self, timeout: float = 60) -> "LoggedPlatform":
-        self.log_path = self.data_dir.parent / "platform.log"
-        env = {**os.environ, "ACCRUE_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1",
-               "ACCRUE_LOG_LEVEL": "DEBUG"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.local", "run", "--port", str(self.port)], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=self.log_path.open("w"), text=True, start_new_session=True)
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                raise AssertionError("the local platform exited:\n" + self.log_path.read_text())
-            match = KEY_LINE.match(line.rstrip("\n"))
-            if match:
-                self.keys[match.group(1)] = match.group(2)
-            if "Accrue listening on" in line:
-                break
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise AssertionError("the local platform did not answer /health")
-
-
 def test_the_three_processes_log_json_lines_without_personal_data(tmp_path: Path) -> None:
-    platform = LoggedPlatform(tmp_path / "data").start()
+    platform = LocalPlatform(tmp_path / "data", env={"ACCRUE_LOG_LEVEL": "DEBUG"},
+                             log_path=tmp_path / "platform.log").start()
     try:
         merchant = {"Authorization": f"Bearer {platform.keys['merchant']}"}
         admin = {"Authorization": f"Bearer {platform.keys['tenant-admin']}"}
