@@ -10,36 +10,23 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-import requests
-from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
 from shared.app.auth import Principal, Role
 from shared.graphql import webpubsub
 from shared.store.layout import LEDGER
 from tests.conftest import auth, drain, order_body
+from tests.fake_transport import FakeTransport
 from tests.unit.keys.fake_keyvault import FakeCredential
 
 ENDPOINT = "https://accrue-eu.webpubsub.azure.com"
 
 
-class FakeWebPubSub(HttpTransport):
+class FakeWebPubSub(FakeTransport):
     def __init__(self) -> None:
         self.tokens: list[dict[str, list[str]]] = []
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.unavailable = False
-
-    def __enter__(self) -> "FakeWebPubSub":
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     def send(self, request: Any, **kwargs: Any) -> RestRequestsTransportResponse:
         url = urlparse(request.url)
@@ -56,16 +43,6 @@ class FakeWebPubSub(HttpTransport):
             self.sent.append((group, json.loads(body)))
             return self._respond(request, 202, None)
         return self._respond(request, 404, {"code": "NotFound", "message": url.path})
-
-    def _respond(self, request: Any, status: int, payload: Any) -> RestRequestsTransportResponse:
-        response = requests.Response()
-        response.status_code = status
-        response._content = b"" if payload is None else json.dumps(payload).encode()
-        response._content_consumed = True
-        response.headers.update({"Content-Type": "application/json"})
-        response.request = requests.Request(request.method, request.url).prepare()
-        response.url = request.url
-        return RestRequestsTransportResponse(request=request, internal_response=response)
 
 
 @pytest.fixture

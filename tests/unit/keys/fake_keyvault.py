@@ -24,12 +24,12 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-import requests
 from azure.core.credentials import AccessToken
-from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.fake_transport import FakeTransport
 
 VAULT = "https://fake-accrue.vault.azure.net"
 OAEP256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -65,7 +65,7 @@ class FakeCredential:
         return AccessTokenInfo(self.token, int(time.time()) + 3600)
 
 
-class FakeKeyVaultTransport(HttpTransport):
+class FakeKeyVaultTransport(FakeTransport):
     def __init__(self, key_size: int = 2048) -> None:
         self.key_size = key_size  # 2048 keeps tests fast; the adapter asks for 3072
         self.keys: dict[str, list[tuple[str, rsa.RSAPrivateKey, dict[str, Any]]]] = {}
@@ -81,19 +81,7 @@ class FakeKeyVaultTransport(HttpTransport):
     def soft_delete(self, name: str) -> None:
         self.deleted[name] = self.keys.pop(name)
 
-    # HttpTransport plumbing
-    def __enter__(self) -> "FakeKeyVaultTransport":
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
+    # the service's routes
     def send(self, request: Any, **kwargs: Any) -> RestRequestsTransportResponse:
         path = urlparse(request.url).path
         self.calls.append((request.method, path))
@@ -125,17 +113,6 @@ class FakeKeyVaultTransport(HttpTransport):
                 status, payload = handler(body, **{k: v for k, v in match.groupdict().items()})
                 return self._respond(request, status, payload)
         return self._respond(request, 400, {"error": {"code": "BadRequest", "message": f"no route {path}"}})
-
-    def _respond(self, request: Any, status: int, payload: Any,
-                 headers: dict[str, str] | None = None) -> RestRequestsTransportResponse:
-        response = requests.Response()
-        response.status_code = status
-        response._content = json.dumps(payload).encode()
-        response._content_consumed = True
-        response.headers.update({"Content-Type": "application/json; charset=utf-8", **(headers or {})})
-        response.request = requests.Request(request.method, request.url).prepare()
-        response.url = request.url
-        return RestRequestsTransportResponse(request=request, internal_response=response)
 
     # the service
     def _bundle(self, name: str, version: str, key: rsa.RSAPrivateKey, attrs: dict[str, Any]) -> dict[str, Any]:
