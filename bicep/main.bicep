@@ -328,6 +328,17 @@ var cosmosContainers = [
     excludedPaths: []
   }
   {
+    name: 'codes'
+    partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
+    excludedPaths: [
+      {
+        path: '/sealed/?'
+      }
+    ]
+  }
+  {
     name: leaseContainerName
     partitionKeyPath: '/id'
     defaultTtl: null
