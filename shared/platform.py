@@ -43,6 +43,7 @@ from shared.schemas.checked_bus import SchemaCheckedBus
 from shared.settings import Settings
 from shared.spend import Spend, build_spend
 from shared.spend.simulator import SIMULATOR_ID, PartnerSimulator
+from shared.vouchers import Vouchers, build_vouchers
 from shared.store.layout import CONTAINERS
 from shared.store.port import DocumentStore
 from shared.tiers import TierService
@@ -91,6 +92,8 @@ class Platform:
     tiers: TierService = field(init=False)
     # Spending (issue 6, shared/spend): rewards, redemptions, conversions, partners.
     spend: Spend = field(init=False)
+    # Vouchers (issue 20, shared/vouchers): points for codes, point-of-sale redemption, partner code pools.
+    vouchers: Vouchers = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
     # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
@@ -165,6 +168,7 @@ class Platform:
         self.spend.redemptions.screen = self.fraud.controls.check_redemption
         # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
         self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
+        self.vouchers = build_vouchers(self.store, self.ledger, self.clock, self.spend, self.vault.keyed_digest)
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.
         self.provisioning = TenantProvisioning(self, seed=seed_sample_data)
         self.tenant_changes = TenantChanges()
