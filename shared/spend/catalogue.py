@@ -48,9 +48,15 @@ CAS_ATTEMPTS = 200
 class VoucherValue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Decimal = Field(gt=0, le=Decimal(10**9), max_digits=14, decimal_places=2,
-                            description="the value the voucher takes off a purchase")
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")
+    amount: str = Field(pattern=r"^[0-9]{1,9}\.[0-9]{2}$", max_length=12,
+                        description="the value the voucher takes off a purchase, a decimal string: 10.00")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", max_length=3, description="ISO 4217")
+
+    @model_validator(mode="after")
+    def _positive(self) -> "VoucherValue":
+        if Decimal(self.amount) <= 0:
+            raise ValueError("a voucher's value is more than zero")
+        return self
 
 
 class VoucherTerms(BaseModel):

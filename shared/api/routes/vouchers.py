@@ -84,15 +84,21 @@ def cancel(customerId: CustomerId, voucherId: VoucherId, response: Response,
     return outcome.body
 
 
+_UPLOAD = op("vouchers.uploadPool", {201: PoolUpload}, errors=())
+# The body is read raw (a file, not JSON): documented here so clients see both formats.
+_UPLOAD["openapi_extra"] = {**_UPLOAD["openapi_extra"], "requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string", "maxLength": 1_048_576}, "example": "code\nCINE-4F7K-22QX\nCINE-9ZPL-81MD\n"},
+    "application/x-ndjson": {"schema": {"type": "string", "maxLength": 1_048_576}, "example": '{"code": "CINE-4F7K-22QX"}\n'}}}}
+
+
 @router.post("/v1/voucher-pools/{poolId}/codes", status_code=201,
-             summary="Upload a partner's voucher codes into a pool (tenant-admin)",
-             **op("vouchers.uploadPool", {201: PoolUpload}, errors=()))
+             summary="Upload a partner's voucher codes into a pool (tenant-admin)", **_UPLOAD)
 async def upload_pool(poolId: PoolId, request: Request, p: Annotated[Platform, Depends(platform)],
-                      who: Annotated[Principal, Depends(requires("admin"))],
-                      content_type: Annotated[str, Header(alias="Content-Type")] = "application/json") -> dict:
+                      who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Adds a partner's codes to a pool (capability ``admin``): a ``text/csv`` body with a ``code`` column, or
     ``application/x-ndjson`` lines ``{"code": "..."}``. All or nothing: one bad line and nothing is added (422
     names each line). A code already in the pool is skipped, so re-sending a file changes nothing."""
+    content_type = request.headers.get("content-type", "")
     fmt: Literal["csv", "ndjson"] | None = UPLOAD_TYPES.get(content_type.split(";")[0].strip().lower())  # type: ignore[assignment]
     if fmt is None:
         raise ValidationFailed("upload codes as text/csv or application/x-ndjson",
