@@ -169,6 +169,8 @@ class Platform:
         # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
         self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
         self.vouchers = build_vouchers(self.store, self.ledger, self.clock, self.spend, self.vault.keyed_digest)
+        self.vouchers.publish = lambda tenant_id, event_type, data: self.webhooks.publish(
+            tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}")
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.
         self.provisioning = TenantProvisioning(self, seed=seed_sample_data)
         self.tenant_changes = TenantChanges()
