@@ -44,6 +44,7 @@ from shared.settings import Settings
 from shared.spend import Spend, build_spend
 from shared.spend.simulator import SIMULATOR_ID, PartnerSimulator
 from shared.vouchers import Vouchers, build_vouchers
+from shared.referrals import Referrals
 from shared.store.layout import CONTAINERS
 from shared.store.port import DocumentStore
 from shared.tiers import TierService
@@ -94,6 +95,7 @@ class Platform:
     spend: Spend = field(init=False)
     # Vouchers (issue 20, shared/vouchers): points for codes, point-of-sale redemption, partner code pools.
     vouchers: Vouchers = field(init=False)
+    referrals: Referrals = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
     # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
@@ -169,6 +171,12 @@ class Platform:
         # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
         self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
         self.vouchers = build_vouchers(self.store, self.ledger, self.clock, self.spend, self.vault.keyed_digest)
+        # Referrals (issue 20): qualification and reversal from the ledger's change feed.
+        self.referrals = Referrals(self.store, self.ledger, self.clock, self.vault.keyed_digest, self.vault.open,
+                                   reviews=self.reviews)
+        self.referrals.publish = lambda tenant_id, event_type, data, source: self.webhooks.publish(
+            tenant_id, event_type, data, source_id=source)
+        self.projector.subscribers.append(self.referrals.project)
         self.vouchers.publish = lambda tenant_id, event_type, data: self.webhooks.publish(
             tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}")
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.

@@ -17,6 +17,7 @@ from shared.graphql.endpoint import mount as mount_graphql
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
 from shared.api.routes import redemptions, rewards, vouchers
+from shared.api.routes import referrals
 from shared.api.routes import fraud, reviews
 from shared.api.routes import tiers
 from shared.api.routes import expiries
@@ -47,7 +48,7 @@ def create_app(platform: Platform) -> FastAPI:
     problems.install(app)
     rules.install(app)
     for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
-                   rewards, redemptions, vouchers, tiers, expiries, fraud, reviews):
+                   rewards, redemptions, vouchers, referrals, tiers, expiries, fraud, reviews):
         app.include_router(module.router)
     metrics_route.install(app)  # GET /metrics, loopback only, outside the OpenAPI document
     mark_routes(app)
