@@ -161,3 +161,26 @@ def test_a_used_voucher_cannot_be_cancelled(client, platform, tenant) -> None:
     assert _use(client, tenant, voucher["code"]).status_code == 201
     refused = client.post(f"/v1/customers/c1/vouchers/{voucher['voucherId']}/cancel", headers=auth(tenant.merchant))
     assert refused.status_code == 409 and platform.ledger.head("acme", "c1").balance == 500
+
+
+def test_voucher_events_reach_the_outbox_without_the_code(client, platform, tenant) -> None:
+    import json
+
+    from shared.store.layout import WEBHOOK_MESSAGES
+    from shared.store.port import Filter, Query
+    from shared.webhooks.ssrf import TestAllowance
+
+    platform.webhooks.allowance = TestAllowance(frozenset({"127.0.0.1"}))
+    assert client.post("/v1/webhooks/endpoints", json={"url": "http://127.0.0.1:9/hook", "eventTypes": [
+        "voucher.issued", "voucher.redeemed"]}, headers=auth(tenant.admin)).status_code == 201
+    fund(platform, "acme", "c1", 1000)
+    _reward(client, tenant)
+    voucher = _buy(client, tenant)["voucher"]
+    assert _use(client, tenant, voucher["code"]).status_code == 201
+    assert _use(client, tenant, voucher["code"]).status_code == 200  # a retry: no second event
+    messages = platform.store.query(WEBHOOK_MESSAGES, Query(pk=None, filters=(
+        Filter("createdAt", ">=", "0"),), limit=100))
+    bodies = [json.loads(m["body"]) for m in messages if m.get("eventType", "").startswith("voucher.")]
+    assert sorted(b["type"] for b in bodies) == ["voucher.issued", "voucher.redeemed"]
+    assert all(voucher["code"] not in json.dumps(b) for b in bodies)
+    assert [b["data"]["use"] for b in bodies if b["type"] == "voucher.redeemed"] == [1]
