@@ -94,7 +94,8 @@ _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying ag
                                 "schema": {"type": "integer", "minimum": 0}}}
 # The 400s a route can answer, by what it takes (see ``_bad_request``).
 _BAD_PARAMETER = ("`unknown-parameter`: a query parameter or an `x-accrue-*` header the route does not declare "
-                  "(a typo never silently changes what a call means)")
+                  "(a typo never silently changes what a call means); `malformed-parameter`: a number parameter "
+                  "not in plain digits, or a single-valued parameter given twice")
 _BAD_CURSOR = "`bad-cursor`: a cursor this API did not give out for this list"
 _BAD_JSON = "`malformed-json`: the body could not be parsed"
 _RATE_LIMIT_HEADERS = {
