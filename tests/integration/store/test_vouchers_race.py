@@ -104,3 +104,67 @@ def test_concurrent_hand_outs_never_give_a_code_twice(store) -> None:
     run_in_threads(hand_out, [(n,) for n in range(RACERS)], timeout=120)
     assert len(given) == len(set(given)) == 10 and len(empty) == RACERS - 10
     assert set(given) == {f"CINE-{n:04d}" for n in range(1, 11)}
+
+
+def test_cancel_racing_redemptions_ends_one_way_with_at_most_one_refund(store) -> None:
+    from shared.ledger.service import Ledger
+    from shared.spend.policy import SpendPolicies
+    from shared.vouchers.service import voucher_id_of
+
+    clock = ManualClock(NOW)
+    ledger = Ledger(store, clock)
+    vouchers = Vouchers(store, ledger, clock, None, SpendPolicies(store, clock), None, _digest,  # type: ignore[arg-type]
+                        CodePools(store, clock, _digest))
+    rid = "rd-" + "1" * 24
+    code = vouchers.code_of("acme", rid)
+    store.create(CODES, {"id": VOUCHER_DOC_ID, "pk": voucher_pk("acme", codes.code_hash("acme", code)),
+                         "docType": "voucher", "tenantId": "acme", "voucherId": voucher_id_of(rid),
+                         "customerId": "c1", "redemptionId": rid, "entryId": "e-000000000001", "points": 500,
+                         "uses": 1, "used": 0, "productSku": "COFFEE", "channel": "any",
+                         "expiresAt": "2027-01-01T00:00:00.000000Z", "status": ACTIVE, "createdAt": iso(NOW),
+                         "redemptions": {}})
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def act(number: int) -> None:
+        try:
+            if number % 2:
+                vouchers.cancel("acme", "c1", voucher_id_of(rid), "k")
+                result = "cancelled"
+            else:
+                vouchers.redeem("acme", code, f"pos-{number}", VoucherRedeemRequest(channel="online"), "k")
+                result = "redeemed"
+        except AccrueError as error:
+            result = "refused:" + error.code
+        with lock:
+            outcomes.append(result)
+
+    run_in_threads(act, [(n,) for n in range(RACERS)], timeout=120)
+    refunds = [e for e in ledger.entries("acme", "c1", newest_first=False, limit=100) if e["entryType"] == "ADJUST"]
+    if "redeemed" in outcomes:
+        assert outcomes.count("redeemed") == 1 and "cancelled" not in outcomes and refunds == []
+    else:
+        assert outcomes.count("cancelled") >= 1 and [e["signedAmount"] for e in refunds] == [500]
+
+
+def test_twenty_referees_qualifying_at_once_respect_the_cap(store) -> None:
+    from shared.ledger.service import Ledger
+    from shared.referrals import ReferralProgramme, Referrals
+
+    clock = ManualClock(NOW)
+    ledger = Ledger(store, clock)
+    referrals = Referrals(store, ledger, clock, _digest, lambda doc: {})
+    referrals.save_programme("acme", ReferralProgramme(referrerPoints=500, refereePoints=250, capPerPeriod=5))
+    owner = {"customerId": "ann"}
+    records = []
+    for number in range(RACERS):
+        referrals.enrol("acme", f"r{number}", owner)
+        records.append({"docType": "order", "status": "credited", "tenantId": "acme", "customerId": f"r{number}",
+                        "orderId": f"o{number}", "acceptedAt": iso(NOW),
+                        "order": {"amount": "40.00", "currency": "EUR", "timestamp": iso(NOW)}})
+    run_in_threads(lambda doc: referrals.project([doc]), [(r,) for r in records] + [(records[0],)] * 5,
+                   timeout=120)
+    states = [referrals.get("acme", f"r{n}")["status"] for n in range(RACERS)]
+    assert states.count("qualified") == 5 and states.count("capped") == RACERS - 5
+    credited = [e["signedAmount"] for e in ledger.entries("acme", "ann", newest_first=False, limit=100)]
+    assert credited == [500] * 5
