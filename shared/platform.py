@@ -177,6 +177,7 @@ class Platform:
         self.referrals.publish = lambda tenant_id, event_type, data, source: self.webhooks.publish(
             tenant_id, event_type, data, source_id=source)
         self.projector.subscribers.append(self.referrals.project)
+        self.erasures.also.append(self.referrals.forget_signals)
         self.vouchers.publish = lambda tenant_id, event_type, data: self.webhooks.publish(
             tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}")
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.

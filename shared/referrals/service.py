@@ -125,14 +125,32 @@ class Referrals:
 
     # --- codes --------------------------------------------------------------------------------
 
-    def code_for(self, tenant_id: str, customer: dict[str, Any]) -> str:
-        """The customer's referral code (the same on every call): 8 symbols and a check symbol."""
-        customer_id = customer["customerId"]
+    def _code(self, tenant_id: str, customer_id: str) -> str:
         raw = self._digest(tenant_id, "referral-code", customer_id)
         number = int.from_bytes(raw[:5], "big")
         data = "".join(codes.ALPHABET[(number >> (5 * (REFERRAL_SYMBOLS - 1 - i))) & 31]
                        for i in range(REFERRAL_SYMBOLS))
-        code = data + codes.check_symbol(data)
+        return data + codes.check_symbol(data)
+
+    def forget_signals(self, tenant_id: str, customer_id: str) -> None:
+        """Erasure: drop the keyed digests of the customer's email and phone from their code
+        (the code keeps working; only the self-referral check loses these signals)."""
+        pk = f"{tenant_id}:r:{self._code(tenant_id, customer_id)}"
+        for _ in range(CAS_ATTEMPTS):
+            doc = self._store.read(CODES, pk, "referralcode")
+            if doc is None or not ({"emailDigest", "phoneDigest"} & doc.keys()):
+                return
+            kept = {k: v for k, v in doc.items() if not k.startswith("_") and k not in ("emailDigest", "phoneDigest")}
+            try:
+                self._store.upsert(CODES, kept, if_match=doc["_etag"])
+                return
+            except PreconditionFailed:
+                continue
+
+    def code_for(self, tenant_id: str, customer: dict[str, Any]) -> str:
+        """The customer's referral code (the same on every call): 8 symbols and a check symbol."""
+        customer_id = customer["customerId"]
+        code = self._code(tenant_id, customer_id)
         personal = self._open(customer)
         doc = {"id": "referralcode", "pk": f"{tenant_id}:r:{code}", "docType": "referralCode", "tenantId": tenant_id,
                "customerId": customer_id, "createdAt": iso(self._clock.now()),

@@ -148,3 +148,14 @@ def test_twenty_concurrent_redeliveries_credit_once_and_the_cap_holds_under_a_cr
     assert _referral_points(platform, "ann") == [500] * 5
     for name in names:
         assert _referral_points(platform, name) in ([], [250])
+
+
+def test_erasure_drops_the_referrers_email_and_phone_digests(client, platform, tenant) -> None:
+    code = _setup(client, tenant)
+    pk = f"acme:r:{code}"
+    assert {"emailDigest", "phoneDigest"} <= platform.store.read("codes", pk, "referralcode").keys()
+    assert client.post("/v1/customers/ann/erasure", json={"reason": "asked"}, headers=auth(tenant.admin)
+                       ).status_code == 200
+    kept = platform.store.read("codes", pk, "referralcode")
+    assert kept is not None and not ({"emailDigest", "phoneDigest"} & kept.keys())
+    assert _register(client, tenant, "bob", code).status_code == 201  # the code still refers
