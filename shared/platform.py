@@ -178,6 +178,7 @@ class Platform:
             tenant_id, event_type, data, source_id=source)
         self.projector.subscribers.append(self.referrals.project)
         self.erasures.also.append(self.referrals.forget_signals)
+        self.referrals.context = self._referral_context
         self.vouchers.publish = lambda tenant_id, event_type, data: self.webhooks.publish(
             tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}")
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.
@@ -187,6 +188,18 @@ class Platform:
             self.tenant_changes.register(cache.forget)
             cache.announce = self.tenant_changes.announce
         self.tenant_changes.register(self._forget_rules)
+
+    def _referral_context(self, tenant_id: str, customer_id: str) -> tuple[Any, Any]:
+        """What a referral programme's rule condition sees: the tenant's settings and the
+        referee as a rule sees a customer (shared/referrals)."""
+        from datetime import date  # noqa: PLC0415
+
+        from shared.earning import CustomerContext  # noqa: PLC0415
+
+        customer = self.customers.get(tenant_id, customer_id)
+        return self.tenants.get(tenant_id), CustomerContext(
+            customer_id=customer_id, join_date=date.fromisoformat(customer["joinDate"]), tier=customer.get("tier"),
+            tags=tuple(customer.get("tags", ())))
 
     def _is_sandbox(self, tenant_id: str) -> bool:
         try:

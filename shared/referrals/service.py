@@ -29,6 +29,7 @@ where approve credits it and reject closes it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -36,7 +37,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
@@ -67,11 +68,32 @@ class ReferralProgramme(BaseModel):
                                 max_length=12, description="a qualifying order's amount is at least this")
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$", max_length=3,
                                  description="a qualifying order is in this currency (null: any)")
-    cap_per_period: StrictInt | None = Field(default=None, alias="capPerPeriod", ge=1, le=10**6)
+    cap_per_period: StrictInt | None = Field(default=None, alias="capPerPeriod", ge=1, le=1000)
     period_days: StrictInt = Field(default=30, alias="periodDays", ge=1, le=366)
     velocity_per_day: StrictInt | None = Field(default=None, alias="velocityPerDay", ge=1, le=10**6,
                                                description="more qualified referrals of one referrer in 24 h: held")
     return_window_days: StrictInt = Field(default=30, alias="returnWindowDays", ge=0, le=366)
+    condition: str | None = Field(default=None, min_length=1, max_length=2000,
+                                  description="a condition in the rule language (grammar/README.md) the order must "
+                                              "also meet, e.g. order.channel = \"web\" and order.amount >= 20")
+
+    @model_validator(mode="after")
+    def _compiles(self) -> "ReferralProgramme":
+        if self.condition is not None:
+            compiled_condition(self.condition)  # a syntax, type or budget error: 422 naming it
+        return self
+
+
+def condition_source(condition: str) -> str:
+    """The condition as a one-rule rule set: it holds for an order iff that rule earns."""
+    return f'rule "referral-qualifies" when {condition} then earn 1 point'
+
+
+@functools.lru_cache(maxsize=256)
+def compiled_condition(condition: str) -> Any:
+    from shared.rules.ruleset import CompiledRuleSet  # noqa: PLC0415 - the rules engine only when a condition is set
+
+    return CompiledRuleSet.from_source(condition_source(condition), "referral-condition")
 
 
 _PROGRAMME_KEYS = tuple(f.alias or n for n, f in ReferralProgramme.model_fields.items())
@@ -104,6 +126,8 @@ class Referrals:
         self._open = open_personal
         self._reviews = reviews
         self.publish: Callable[[str, str, dict[str, Any], str], None] | None = None
+        # (tenant id, customer id) -> (TenantSettings, CustomerContext) for the rule condition; set by the platform.
+        self.context: Callable[[str, str], tuple[Any, Any]] | None = None
         if reviews is not None:
             reviews.register(REVIEW_KIND, approve=self._approve, reject=self._reject)
 
@@ -241,7 +265,8 @@ class Referrals:
             return 0
         programme = self.programme(tenant_id)
         order = record.get("order") or {}
-        if programme is None or not self._qualifies(programme, order):
+        if programme is None or not self._qualifies(programme, order) or \
+                not self._condition_holds(programme, tenant_id, referee_id, order):
             return 0
         accepted = parse_iso(record.get("acceptedAt") or iso(self._clock.now()))
         state = QUALIFIED
@@ -249,7 +274,7 @@ class Referrals:
                 self._recent(tenant_id, referral["referrerId"], accepted) >= programme.velocity_per_day:
             state = HELD
         elif programme.cap_per_period is not None and not self._take_cap(tenant_id, referral["referrerId"],
-                                                                         programme, accepted):
+                                                                         referral["referralId"], programme, accepted):
             state = CAPPED
         updated = self._move(referral, state, orderId=record["orderId"], qualifiedAt=iso(accepted),
                              orderAmount=str(order.get("amount")), orderTimestamp=order.get("timestamp"),
@@ -275,6 +300,18 @@ class Referrals:
             return False
         return amount >= Decimal(programme.minimum_amount)
 
+    def _condition_holds(self, programme: ReferralProgramme, tenant_id: str, referee_id: str,
+                         order: dict[str, Any]) -> bool:
+        if programme.condition is None:
+            return True
+        if self.context is None:
+            return False  # no way to evaluate the condition: nothing qualifies (never the unsafe direction)
+        from shared.domain.orders import Order  # noqa: PLC0415
+
+        tenant, customer = self.context(tenant_id, referee_id)
+        result = compiled_condition(programme.condition).evaluate(tenant, Order.model_validate(order), customer)
+        return result.points > 0
+
     def _recent(self, tenant_id: str, referrer_id: str, at: datetime) -> int:
         docs = self._store.query(CODES, Query(pk=None, filters=(
             Filter("tenantId", "=", tenant_id), Filter("docType", "=", "referral"),
@@ -282,16 +319,22 @@ class Referrals:
         since = iso(at - timedelta(days=1))
         return sum(1 for d in docs if d["referrerId"] == referrer_id and d.get("qualifiedAt", "") >= since)
 
-    def _take_cap(self, tenant_id: str, referrer_id: str, programme: ReferralProgramme, at: datetime) -> bool:
+    def _take_cap(self, tenant_id: str, referrer_id: str, referral_id: str, programme: ReferralProgramme,
+                  at: datetime) -> bool:
+        """A place under the referrer's cap for this period, held by ``referral_id``: two
+        deliveries of one referral's order racing here take one place, not two."""
         period = int(at.timestamp() // (programme.period_days * 86400))
         pk, doc_id = f"{tenant_id}:referrer:{referrer_id}", f"cap:{programme.period_days}:{period}"
         assert programme.cap_per_period is not None
         for attempt in range(CAS_ATTEMPTS):
             doc = self._store.read(CODES, pk, doc_id)
-            count = doc["count"] if doc else 0
-            if count >= programme.cap_per_period:
+            held = list(doc["referrals"]) if doc else []
+            if referral_id in held:
+                return True
+            if len(held) >= programme.cap_per_period:
                 return False
-            fresh = {"id": doc_id, "pk": pk, "docType": "referralCap", "tenantId": tenant_id, "count": count + 1}
+            fresh = {"id": doc_id, "pk": pk, "docType": "referralCap", "tenantId": tenant_id,
+                     "referrals": held + [referral_id]}
             try:
                 if doc is None:
                     self._store.create(CODES, fresh)

@@ -20,6 +20,7 @@ class ReferralProgrammeView(BaseModel):
     periodDays: int
     velocityPerDay: int | None = None
     returnWindowDays: int
+    condition: str | None = Field(default=None, description="a rule-language condition the order must meet")
 
 
 class ReferralCode(BaseModel):

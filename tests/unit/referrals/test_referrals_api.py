@@ -159,3 +159,19 @@ def test_erasure_drops_the_referrers_email_and_phone_digests(client, platform, t
     kept = platform.store.read("codes", pk, "referralcode")
     assert kept is not None and not ({"emailDigest", "phoneDigest"} & kept.keys())
     assert _register(client, tenant, "bob", code).status_code == 201  # the code still refers
+
+
+def test_a_rule_condition_decides_which_order_qualifies(client, platform, tenant) -> None:
+    bad = client.put("/v1/referrals/programme", json={**PROGRAMME, "condition": "order.amount >>= 3"},
+                     headers=auth(tenant.admin))
+    assert bad.status_code == 422
+    code = _setup(client, tenant, condition='order.channel = "store" and order.amount >= 30')
+    assert _register(client, tenant, "bob", code).status_code == 201
+    _order(client, platform, tenant, "bob", "web-order")  # channel web: does not qualify
+    assert _referral_points(platform, "ann") == []
+    sent = client.post("/v1/orders", json=order_body("bob", "store-order", "40.00", channel="store"),
+                       headers=auth(tenant.merchant))
+    assert sent.status_code in (200, 202), sent.text
+    drain(platform)
+    assert client.get("/v1/customers/bob/referral", headers=auth(tenant.analyst)).json()["orderId"] == "store-order"
+    assert _referral_points(platform, "ann") == [500]
