@@ -71,6 +71,7 @@ TIMEOUT = 600.0
 TARGET_BATCH_E2E = 5000.0
 TARGET_SINGLE_RPS = 1000.0
 TARGET_BALANCE_P99_MS = 5.0
+TARGET_API_RSS_MIB = 200.0  # issue 22, target 4
 TARGET_BATCH_E2E_FLAT = 10000.0  # issue 22, target 1: with the flat rate (8,000 with the 7-rule set)
 
 
@@ -252,6 +253,31 @@ async def latencies(http: Pool, expected: Counter, count: int) -> tuple[list[flo
     return waits, reads
 
 
+def memory(api_pid: int, results: Results) -> None:
+    """Every platform process's RSS now and at its peak (VmHWM), from /proc (Linux only)."""
+    def status(pid: int) -> dict[str, str]:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            return {}
+        return dict(line.split(":", 1) for line in lines if ":" in line)
+
+    def mib(value: str) -> float:
+        return int(value.split()[0]) / 1024  # "123456 kB"
+
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and status(int(p.name)).get("PPid", "").strip() == str(api_pid)]
+    for pid, name in [(api_pid, "API"), *((c, f"worker {c}") for c in children)]:
+        info = status(pid)
+        if "VmRSS" not in info:
+            continue
+        argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        label = "API" if name == "API" else argv[argv.index("--role") + 1] if "--role" in argv[:-1] else name
+        results.add(f"RSS of the {label} process", f"{mib(info['VmRSS']):.0f} MiB, peak {mib(info['VmHWM']):.0f} MiB")
+        record(f"peak RSS, {label} process", mib(info["VmHWM"]), "MiB",
+               target=TARGET_API_RSS_MIB if name == "API" else None, higher_is_better=False)
+
+
 def store_alone(events: int, results: Results) -> None:
     from eventsourcing.persistence import StoredEvent
     from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteDatastore
@@ -384,6 +410,7 @@ def main() -> None:
     try:
         print("local platform over HTTP, durability on (SQLite synchronous=FULL):", flush=True)
         uvloop.run(drive(platform, probe, args, results))
+        memory(platform.process.pid, results)
     finally:
         probe.close()
         platform.stop()
