@@ -36,6 +36,11 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
 
+# Scripts run a second time with these arguments: the spine's headline figure is with the
+# 7-rule set active (issue 22, target 1); its results file keeps the flat-rate run.
+VARIANTS: dict[str, list[list[str]]] = {"bench_spine.py": [[], ["--rules", "--output", "-"]]}
+
+
 def scripts() -> list[Path]:
     return sorted(BENCH.glob("bench_*.py"))
 
@@ -101,16 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="accrue-bench-") as folder:
         figures = Path(folder) / "figures.jsonl"
         figures.touch()
-        for path in chosen:
-            print(f"\n===== {path.relative_to(ROOT)} =====", flush=True)
+        for path, extra in [(p, e) for p in chosen for e in VARIANTS.get(p.name, [[]])]:
+            name = " ".join([path.name, *extra[:1]])
+            print(f"\n===== {path.relative_to(ROOT)} {' '.join(extra)} =====", flush=True)
             start = time.perf_counter()
             env = dict(os.environ, **{SUMMARY_ENV: str(figures), "ACCRUE_BENCH_SCRIPT": path.name})
             try:
-                code = subprocess.call([sys.executable, str(path)], cwd=ROOT, env=env)
+                code = subprocess.call([sys.executable, str(path), *extra], cwd=ROOT, env=env)
             except KeyboardInterrupt:
-                print(f"\ninterrupted during {path.name}", file=sys.stderr)
+                print(f"\ninterrupted during {name}", file=sys.stderr)
                 return 130
-            outcomes.append((path.name, code, time.perf_counter() - start))
+            outcomes.append((name, code, time.perf_counter() - start))
         rows = [json.loads(line) for line in figures.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     print("\n===== summary =====")
