@@ -80,7 +80,7 @@ def table(rows: list[dict]) -> str:
             target = f"{'>=' if r['higher'] else '<='} {number(r['target'])}"
             verdict = "ok" if met else "LOW" if r["higher"] else "HIGH"
         lines.append(f"  {r['measure'][:width]:<{width}} {value:>12} {target:>12} {verdict:4} "
-                     f"{r['load']:>5.1f}  {r['script'].removeprefix('bench_').removesuffix('.py')}")
+                     f"{r['load']:>5.1f}  {r['script'].replace('bench_', '', 1).replace('.py', '', 1)}")
     return "\n".join(lines)
 
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             name = " ".join([path.name, *extra[:1]])
             print(f"\n===== {path.relative_to(ROOT)} {' '.join(extra)} =====", flush=True)
             start = time.perf_counter()
-            env = dict(os.environ, **{SUMMARY_ENV: str(figures), "ACCRUE_BENCH_SCRIPT": path.name})
+            env = dict(os.environ, **{SUMMARY_ENV: str(figures), "ACCRUE_BENCH_SCRIPT": name})
             try:
                 code = subprocess.call([sys.executable, str(path), *extra], cwd=ROOT, env=env)
             except KeyboardInterrupt:

@@ -19,7 +19,7 @@ def record(measure: str, value: float, unit: str, *, target: float | None = None
     path = os.environ.get(ENV)
     if not path:
         return
-    line = {"script": os.path.basename(os.environ.get("ACCRUE_BENCH_SCRIPT", "")), "measure": measure,
+    line = {"script": os.environ.get("ACCRUE_BENCH_SCRIPT", ""), "measure": measure,
             "value": float(value), "unit": unit, "target": target, "higher": higher_is_better,
             "load": os.getloadavg()[0]}
     with open(path, "a", encoding="utf-8") as out:
