@@ -177,7 +177,7 @@ def test_a_busy_month_in_one_feed_page_is_counted(client, platform, clock, tenan
         _activate(client, tenant)
     clock.advance(timedelta(days=40))  # a month of its own, not shared with other tests' orders
     for n in range(70):  # an order document and an EARN entry per order: 140 contributions
-        response = client.post("/v1/orders", json=order_body(f"c{n % 7}", f"busy{next(COUNTER)}", "12.00",
+        response = client.post("/v1/orders", json=order_body(f"c{n % 3 + 1}", f"busy{next(COUNTER)}", "12.00",
                                                                 timestamp=clock.now().isoformat()),
                                headers=auth(tenant.merchant))
         assert response.status_code == 202, response.text
