@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from shared.blobs import cse
+from shared.blobs.cse import KeyEncryptionKey, KeyResolver
 from shared.blobs.port import (
     DEFAULT_CONTENT_TYPE,
     BlobExists,
@@ -86,10 +88,16 @@ class LocalBlobSink:
         metadata: Mapping[str, str] | None = None,
         *,
         overwrite: bool = False,
+        kek: KeyEncryptionKey | None = None,
     ) -> BlobInfo:
         target = self._target(path)
         content_type = check_content_type(content_type)
         meta = check_metadata(metadata)
+        if kek is not None:
+            # What azure-storage-blob would upload: the encrypted regions, and the
+            # encryptiondata metadata (shared.blobs.cse; the SDK reads these files back).
+            encryption, chunks = cse.encrypt(iter_chunks(chunks), kek)
+            meta = dict(meta, **check_metadata({cse.METADATA_KEY: encryption}))
         if not overwrite and target.exists():
             raise BlobExists(f"blob {path!r} already exists")  # fail early, before streaming it all
         tmp_dir = self.root / _TMP_DIR
@@ -142,7 +150,7 @@ class LocalBlobSink:
 
     # --- reads -----------------------------------------------------------------------
 
-    def open(self, path: str) -> Iterator[bytes]:
+    def open(self, path: str, resolver: KeyResolver | None = None) -> Iterator[bytes]:
         target = self._target(path)
         try:
             handle = open(target, "rb")  # opened now: a later replace does not change what we read
@@ -150,6 +158,10 @@ class LocalBlobSink:
             raise BlobNotFound(f"blob {path!r} not found") from exc
         except OSError as exc:
             raise BlobUnavailable(f"cannot read blob {path!r}: {exc}") from exc
+        if resolver is not None:
+            encryption = self._info(path, target).metadata.get(cse.METADATA_KEY)
+            if encryption is not None:
+                return cse.decrypt(_read_chunks(handle, path), encryption, resolver)
         return _read_chunks(handle, path)
 
     def read(self, path: str) -> bytes:
