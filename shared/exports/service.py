@@ -41,6 +41,7 @@ import hashlib
 import json
 import logging
 import secrets
+import tempfile
 import threading
 import zlib
 from datetime import datetime, timedelta
@@ -273,6 +274,93 @@ class ExportService:
         watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
         self._save_state(dict(state, watermarks=watermarks, pending=None, lastRunId=pending["runId"],
                               lastRunKey=pending.get("runKey"), lastRunAt=iso(self._clock.now())))
+        self._record_run(tenant_id, manifest, prefix)
+        return manifest
+
+    # --- near-real-time feed ---------------------------------------------------------
+
+    def microbatch_due(self, tenant_id: str) -> bool:
+        """Whether the tenant's micro-batch period (setting ``microBatchMinutes``, default 5) has
+        passed since its last finished run, or a run is unfinished (redone at once)."""
+        state = self._state(tenant_id)
+        if state.get("pending") is not None or not state.get("lastRunAt"):
+            return True
+        period = timedelta(minutes=self.settings(tenant_id)["microBatchMinutes"])
+        return self._clock.now() - parse_iso(state["lastRunAt"]) >= period
+
+    def microbatch(self, tenant_id: str, max_files: int | None = None,
+                   run_key: str | None = None) -> dict[str, Any] | None:
+        """One micro-batch: the incremental run (same watermarks, manifest and redo) with a
+        short lag, so a committed row reaches the warehouse within the period plus the lag."""
+        return self.run_slice(tenant_id, max_files=max_files, run_key=run_key)
+
+    def compact(self, tenant_id: str, day: str) -> dict[str, Any] | None:
+        """The nightly step: every incremental file of UTC ``day`` (YYYY-MM-DD) merged into one
+        Parquet file per subject, ``<tenant>/compacted/subject=<s>/date=<day>/<day>.parquet``,
+        with its manifest ``<tenant>/compacted/<day>/manifest.json`` naming the runs it
+        replaces. None while the feed has not passed the end of the day (retried later); the
+        manifest already written is returned as is (exactly once). Rows keep their rowKey and
+        rowVersion, so a warehouse loading the compacted day and the micro-batches merges them
+        into the same rows."""
+        import pyarrow.parquet as pq  # noqa: PLC0415 - pyarrow on demand
+        import pyarrow as pa  # noqa: PLC0415
+
+        from shared.exports.keys import resolver  # noqa: PLC0415
+        from shared.exports.parquet import arrow_schema  # noqa: PLC0415
+
+        prefix = f"{tenant_id}/compacted/{day}"
+        done = self._read_manifest(tenant_id, f"compact-{day}", prefix)
+        if done is not None:
+            return done
+        end = iso(datetime.fromisoformat(day + "T00:00:00+00:00") + timedelta(days=1) - timedelta(microseconds=1))
+        state = self._state(tenant_id)
+        if any((state["watermarks"].get(s) or "") < end for s in SUBJECTS):
+            return None  # micro-batches of the day still to come
+        started = iso(self._clock.now())
+        manifests = []
+        for info in self.sink.list(f"{tenant_id}/incremental/"):
+            if info.path.endswith("/manifest.json"):
+                manifests.append(json.loads(self.sink.read(info.path)))
+        allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
+        files: list[dict[str, Any]] = []
+        replaced = sorted({m["runId"] for m in manifests
+                           if any(f.get("date") == day for f in m["files"])})
+        for subject in SUBJECTS:
+            sources = [f for m in manifests for f in m["files"]
+                       if f["subject"] == subject and f.get("format") == "parquet" and f.get("date") == day]
+            schema = arrow_schema(subject)
+            spool = tempfile.TemporaryFile(prefix="accrue-compact-")
+            rows = 0
+            try:
+                with pq.ParquetWriter(spool, schema, compression="zstd") as writer:
+                    for source in sorted(sources, key=lambda f: f["path"]):
+                        data = b"".join(self.sink.open(source["path"], resolver(self.export_keys, tenant_id)))
+                        table = pq.read_table(pa.BufferReader(data)).cast(schema)
+                        writer.write_table(table)
+                        rows += table.num_rows
+                path = f"{tenant_id}/compacted/subject={subject}/date={day}/{day}.parquet"
+                spool.seek(0)
+                sha = hashlib.sha256()
+                while chunk := spool.read(1024 * 1024):
+                    sha.update(chunk)
+                size = spool.tell()
+                spool.seek(0)
+                kek = ExportKek(self.export_keys, tenant_id)
+                self.sink.put(path, iter(lambda: spool.read(1024 * 1024), b""), "application/vnd.apache.parquet",
+                              {"tenant": tenant_id, "subject": subject, "run": f"compact-{day}"},
+                              overwrite=True, kek=kek)
+            finally:
+                spool.close()
+            files.append({"subject": subject, "path": path, "part": 1, "complete": True, "date": day,
+                          "rows": rows, "plaintextBytes": size, "plaintextSha256": sha.hexdigest(),
+                          "kek": {"kid": kek.get_kid(), "alg": kek.get_key_wrap_algorithm()},
+                          "format": "parquet", "encryption": ENCRYPTION_CSE, "schema": f"export.{subject}",
+                          "schemaVersion": COLUMNS_VERSION, "replacesRuns": replaced,
+                          "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else []})
+        lower = {s: iso(datetime.fromisoformat(day + "T00:00:00+00:00") - timedelta(microseconds=1))
+                 for s in SUBJECTS}
+        manifest = self._publish_manifest(tenant_id, f"compact-{day}", "compaction", prefix, lower, end, SUBJECTS,
+                                          started, files)
         self._record_run(tenant_id, manifest, prefix)
         return manifest
 
