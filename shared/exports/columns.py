@@ -148,8 +148,9 @@ COLUMNS: dict[str, tuple[tuple[str, str, bool, str], ...]] = {
 # The field of each subject whose instant is the row's change stamp (rowVersion, and its date partition).
 STAMP = {"customers": "updatedAt", "erasures": "erasedAt"}
 # The row key of each subject: the columns that identify a row.
-KEYS = {"customers": ("customerId",), "transactions": ("entryId",), "orders": ("orderId",),
-        "ruleevaluations": ("orderId",), "webhookdeliveries": ("id",), "tierhistory": ("changeId",),
+# (Entry and tier-change ids are unique within a customer's ledger partition, not the tenant.)
+KEYS = {"customers": ("customerId",), "transactions": ("customerId", "entryId"), "orders": ("orderId",),
+        "ruleevaluations": ("orderId",), "webhookdeliveries": ("id",), "tierhistory": ("customerId", "changeId"),
         "erasures": ("customerId",)}
 
 
