@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from shared.domain.money import MINOR_UNITS
 from shared.exports.columns import COLUMNS, KEYS, STAMP
 
-BATCH = 65_536
+BATCH = 16_384
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
