@@ -100,14 +100,17 @@ class PartitionedWriter:
         self._kinds = [(name, kind) for name, kind, _, _ in COLUMNS[subject]]
         self._batch = batch
         self._open: dict[str, Partition] = {}
+        self._pending = 0
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             date = stamp_of(self.subject, row)[:10]
             part = self._open.get(date) or self._start(date)
             part.pending.append(keyed(self.subject, row))
-            if len(part.pending) >= self._batch:
-                self._flush(part)
+            self._pending += 1
+            if self._pending >= self._batch:
+                # Bounded across partitions (a backfill spans many dates): flush the fullest.
+                self._flush(max(self._open.values(), key=lambda p: len(p.pending)))
 
     def _start(self, date: str) -> Partition:
         spool = tempfile.TemporaryFile(prefix="accrue-export-")
@@ -121,6 +124,7 @@ class PartitionedWriter:
         arrays = [_column([r.get(name) for r in part.pending], kind) for name, kind in self._kinds]
         part.writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         part.rows += len(part.pending)
+        self._pending -= len(part.pending)
         part.pending = []
 
     def partitions(self, empty_date: str) -> list[Partition]:
