@@ -92,6 +92,9 @@ SETTINGS_ID = "settings"
 FORMATS = ("parquet", "ndjson")
 DEFAULT_FORMAT = "parquet"
 DEFAULT_MICRO_BATCH_MINUTES = 5
+# A micro-batch's window ends this long before it starts: ledger writes stamp createdAt
+# milliseconds before they commit, so 30 s covers writes in flight with a wide margin.
+MICRO_BATCH_LAG = timedelta(seconds=30)
 ENCRYPTION_CSE = "azure-storage-cse-v2"
 
 ENTRY_FIELDS = ("customerId", "seq", "transactionId", "entryType", "signedAmount", "status", "runningBalance",
@@ -219,7 +222,8 @@ class ExportService:
         assert manifest is not None, "an unbounded run finishes"
         return manifest
 
-    def run_slice(self, tenant_id: str, max_files: int | None, run_key: str | None = None) -> dict[str, Any] | None:
+    def run_slice(self, tenant_id: str, max_files: int | None, run_key: str | None = None,
+                  lag: timedelta | None = None) -> dict[str, Any] | None:
         """``run`` in bounded pieces: the manifest once the run is finished, else None.
 
         ``run_key`` names the run for its caller (the nightly work item: ``nightly:<day>``):
@@ -241,7 +245,7 @@ class ExportService:
         if pending is None:
             now = self._clock.now()
             run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-            pending = {"runId": run_id, "to": iso(now - self.lag), "startedAt": iso(now),
+            pending = {"runId": run_id, "to": iso(now - (self.lag if lag is None else lag)), "startedAt": iso(now),
                        "from": {s: state["watermarks"].get(s) for s in SUBJECTS}, "files": [], "runKey": run_key,
                        "format": self.settings(tenant_id)["format"]}
             state = self._save_state(dict(state, pending=pending))
@@ -292,7 +296,7 @@ class ExportService:
                    run_key: str | None = None) -> dict[str, Any] | None:
         """One micro-batch: the incremental run (same watermarks, manifest and redo) with a
         short lag, so a committed row reaches the warehouse within the period plus the lag."""
-        return self.run_slice(tenant_id, max_files=max_files, run_key=run_key)
+        return self.run_slice(tenant_id, max_files=max_files, run_key=run_key, lag=min(self.lag, MICRO_BATCH_LAG))
 
     def compact(self, tenant_id: str, day: str) -> dict[str, Any] | None:
         """The nightly step: every incremental file of UTC ``day`` (YYYY-MM-DD) merged into one

@@ -177,3 +177,32 @@ def test_erasure_reaches_micro_batches_compacted_days_and_backfills(platform, te
     for manifest in stages:
         for row in ann_rows(manifest):
             assert row["email"] is None and row["name"] is None and row["erased"] is True
+
+
+def test_the_micro_batch_job_honours_each_tenants_period(platform, tenant, client, clock) -> None:  # type: ignore
+    from shared.errors import ValidationFailed
+    from shared.jobs import BY_NAME, handlers, run_job, work_items
+
+    assert platform.exports.settings("acme")["microBatchMinutes"] == 5
+    with pytest.raises(ValidationFailed):
+        platform.exports.save_settings("acme", micro_batch_minutes=0)
+    with pytest.raises(ValidationFailed):
+        platform.exports.save_settings("acme", format="csv")
+    handle = handlers(platform)["export-microbatch"]
+    assert platform.exports.microbatch_due("acme")
+    step = handle({"tenantId": "acme"}, None)
+    assert step.done and step.result["runId"]
+    _orders(client, tenant, platform, ["m1"])
+    clock.advance(timedelta(minutes=2))
+    assert not platform.exports.microbatch_due("acme")
+    assert handle({"tenantId": "acme"}, None).result == {"skipped": True}
+    clock.advance(timedelta(minutes=3))
+    step = handle({"tenantId": "acme"}, None)
+    assert step.done and step.result["rows"]["transactions"] == 1  # m1, within the period plus 30 s
+    platform.exports.save_settings("acme", micro_batch_minutes=1)
+    clock.advance(timedelta(minutes=1))
+    assert platform.exports.microbatch_due("acme")
+    # The timer job enqueues the fan-out; the work-items job runs the tenants' items.
+    run_job(BY_NAME["export-microbatch"], platform)
+    report = work_items(platform).run(max_items=50, budget_seconds=30)
+    assert report.claimed >= 2 and not report.failed
