@@ -316,6 +316,8 @@ class ExportService:
         done = self._read_manifest(tenant_id, f"compact-{day}", prefix)
         if done is not None:
             return done
+        if self.settings(tenant_id)["format"] != "parquet":
+            return None  # NDJSON runs are not compacted
         end = iso(datetime.fromisoformat(day + "T00:00:00+00:00") + timedelta(days=1) - timedelta(microseconds=1))
         state = self._state(tenant_id)
         if any((state["watermarks"].get(s) or "") < end for s in SUBJECTS):
