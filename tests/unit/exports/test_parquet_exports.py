@@ -245,3 +245,18 @@ def test_twenty_micro_batches_and_compactions_at_once_export_each_entry_once(pla
 
     assert hashlib.sha256(data).hexdigest() == entry["plaintextSha256"]  # whichever compactor wrote last
     assert pq.read_table(pa.BufferReader(data)).num_rows == len(_ledger_entries(platform))
+
+
+def test_the_format_and_period_are_tenant_settings_over_http(platform, tenant, client) -> None:  # type: ignore
+    url, admin = "/v1/exports/settings", auth(tenant.admin)
+    assert client.get(url, headers=admin).json()["format"] == "parquet"
+    for bad in ({"format": "csv"}, {"microBatchMinutes": 0}, {"microBatchMinutes": 1441}):
+        response = client.put(url, headers=admin, json={"excludedPersonalFields": [], **bad})
+        assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem")
+    assert platform.exports.settings("acme")["excludedPersonalFields"] != []  # nothing changed
+    response = client.put(url, headers=admin, json={"excludedPersonalFields": [], "format": "ndjson",
+                                                     "microBatchMinutes": 3})
+    assert response.status_code == 200
+    assert (response.json()["format"], response.json()["microBatchMinutes"]) == ("ndjson", 3)
+    kept = client.put(url, headers=admin, json={"excludedPersonalFields": []}).json()
+    assert (kept["format"], kept["microBatchMinutes"]) == ("ndjson", 3)  # absent: unchanged
