@@ -95,6 +95,8 @@ DEFAULT_MICRO_BATCH_MINUTES = 5
 # A micro-batch's window ends this long before it starts: ledger writes stamp createdAt
 # milliseconds before they commit, so 30 s covers writes in flight with a wide margin.
 MICRO_BATCH_LAG = timedelta(seconds=30)
+# A compaction mark older than this is a dead compactor's (a day's compaction takes seconds to minutes).
+COMPACTION_LEASE = timedelta(minutes=15)
 ENCRYPTION_CSE = "azure-storage-cse-v2"
 
 ENTRY_FIELDS = ("customerId", "seq", "transactionId", "entryType", "signedAmount", "status", "runningBalance",
@@ -322,6 +324,28 @@ class ExportService:
         state = self._state(tenant_id)
         if any((state["watermarks"].get(s) or "") < end for s in SUBJECTS):
             return None  # micro-batches of the day still to come
+        # One compactor of a tenant at a time (ETag-guarded like a pending run: a racer gets
+        # Conflict); a mark older than COMPACTION_LEASE is a dead compactor's, taken over.
+        mark = state.get("compacting")
+        now = self._clock.now()
+        if mark and mark["day"] == day and now - parse_iso(mark["at"]) < COMPACTION_LEASE:
+            raise Conflict(f"tenant {tenant_id}'s day {day} is being compacted")
+        self._save_state(dict(state, compacting={"day": day, "at": iso(now)}))
+        try:
+            manifest = self._compact(tenant_id, day, prefix, end)
+        finally:
+            state = self._state(tenant_id)
+            if (state.get("compacting") or {}).get("day") == day:
+                self._save_state(dict(state, compacting=None))
+        return manifest
+
+    def _compact(self, tenant_id: str, day: str, prefix: str, end: str) -> dict[str, Any]:
+        import pyarrow.parquet as pq  # noqa: PLC0415 - pyarrow on demand
+        import pyarrow as pa  # noqa: PLC0415
+
+        from shared.exports.keys import resolver  # noqa: PLC0415
+        from shared.exports.parquet import arrow_schema  # noqa: PLC0415
+
         started = iso(self._clock.now())
         manifests = []
         for info in self.sink.list(f"{tenant_id}/incremental/"):
