@@ -178,6 +178,7 @@ folder = sys.argv[2]
 store = SqliteDocumentStore(folder + "/accrue.db", CONTAINERS, synchronous="NORMAL")
 keys = LocalKeyring.in_folder(folder)
 service = ExportService(store, SystemClock(), keys, LocalBlobSink(folder + "/blobs"))
+service.save_settings("bench", format="ndjson")  # this benchmark's NDJSON path; Parquet: bench_exports.py
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 manifest = service.backfill("bench", datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc),

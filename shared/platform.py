@@ -150,8 +150,10 @@ class Platform:
         if self.live_updates is not None:
             self.projector.subscribers.append(self.live_updates.publish)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
+        from shared.keys.factory import build_export_key_provider  # noqa: PLC0415
         self.exports = ExportService(self.store, self.clock, self.key_provider,
-                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit)
+                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit,
+                                     export_keys=lambda: build_export_key_provider(self.settings))
         # Erasure that reaches every copy (shared.privacy.erasure); its log beside the audit archive.
         self.erasures = Erasures(self.store, self.clock, self.vault, self.webhooks, self.exports,
                                  log_sink=lambda: build_audit_sink(self.settings))
