@@ -14,6 +14,7 @@ from shared.api.ratelimit import build_counter
 from shared.api.route_contract import ContractHeaders
 from shared.api.strict import strict_parameters
 from shared.graphql.endpoint import mount as mount_graphql
+from shared.api.mcp import mount as mount_mcp
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
 from shared.api.routes import redemptions, rewards
@@ -53,6 +54,8 @@ def create_app(platform: Platform) -> FastAPI:
     mark_routes(app)
     # GraphQL (issue 14): HTTP and graphql-transport-ws on the same server; outside the OpenAPI document.
     mount_graphql(app, platform)
+    # The MCP tool server for agents (issue 21): JSON-RPC at /mcp, outside the OpenAPI document.
+    mount_mcp(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(ContractHeaders)
     app.add_middleware(HttpTracing)  # outermost: the span covers every other layer
