@@ -16,6 +16,7 @@ its idempotency key name the quote).
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -59,7 +60,9 @@ class DecisionTrail:
                decided_by: str | None = None) -> dict[str, Any]:
         at = iso(self._clock.now())
         call_id = f"ac-{uuid.uuid4().hex[:24]}"
-        doc = {"id": f"agentcall:{at}:{call_id}", "pk": tenant_id, "docType": DOC_TYPE, "callId": call_id,
+        # The id orders the trail: by the clock's instant, then by this host's nanoseconds (calls
+        # in one instant keep their order), then the call id (unique).
+        doc = {"id": f"agentcall:{at}:{time.time_ns():020d}:{call_id}", "pk": tenant_id, "docType": DOC_TYPE, "callId": call_id,
                "tenantId": tenant_id, "at": at, "agentKeyId": agent_key_id, "tool": tool,
                "arguments": redact(arguments), "policyId": policy_id, "policyVersion": policy_version,
                "decision": decision, "reasons": reasons, "result": redact(result),
@@ -68,18 +71,18 @@ class DecisionTrail:
         self._store.create(RULE_VERSIONS, doc)
         return public(doc)
 
-    def list(self, tenant_id: str, *, agent_key_id: str | None = None, since: str | None = None,
-             until: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Oldest first, from ``since`` (inclusive) to ``until`` (exclusive)."""
+    def list(self, tenant_id: str, *, after: str | None = None, agent_key_id: str | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        """Oldest first, after the record whose ``position`` is ``after`` (a keyset: the
+        record id sorts by time, then by call id); ``agentKeyId`` filters by key."""
         filters = [Filter("docType", "=", DOC_TYPE)]
-        if since:
-            filters.append(Filter("at", ">=", since))
-        if until:
-            filters.append(Filter("at", "<", until))
-        docs = self._store.query(RULE_VERSIONS, Query(pk=tenant_id, filters=tuple(filters), order_by="at",
+        if after:
+            filters.append(Filter("id", ">", after))
+        if agent_key_id:
+            filters.append(Filter("agentKeyId", "=", agent_key_id))
+        docs = self._store.query(RULE_VERSIONS, Query(pk=tenant_id, filters=tuple(filters), order_by="id",
                                                       limit=max(1, min(limit, MAX_LIST))))
-        found = [public(d) for d in docs]
-        return [d for d in found if agent_key_id is None or d["agentKeyId"] == agent_key_id]
+        return [dict(public(d), position=d["id"]) for d in docs]
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
