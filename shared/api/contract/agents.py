@@ -61,6 +61,7 @@ class PolicyVersionList(BaseModel):
     """Versions, newest first."""
 
     items: list[PolicyVersion]
+    next: str | None = next_link()
 
 
 class ActivePolicy(BaseModel):
@@ -114,6 +115,7 @@ class TermsList(BaseModel):
     """The newest version of each terms document (without its text)."""
 
     items: list[TermsVersion]
+    next: str | None = next_link()
 
 
 class AgentCall(BaseModel):

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.contract import op
 from shared.api.contract.agents import (ActivePolicy, AgentBinding, AgentCallList, PolicyDraft, PolicyValidation,
                                         PolicyVersion, PolicyVersionList, TermsList, TermsVersion)
 from shared.api.deps import platform
-from shared.api.pagination import Cursor, keyset, position
+from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory, keyset, position
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
 from shared.agents.knowledge import MAX_TERMS_BYTES
@@ -102,11 +102,12 @@ def save_version(policyId: PolicyId, body: SaveVersion, p: Annotated[Platform, D
 
 @router.get("/v1/agent-policies/{policyId}/versions", summary="A guardrail policy's versions, newest first",
             **op("agents.listVersions", PolicyVersionList))
-def list_versions(policyId: PolicyId, p: Annotated[Platform, Depends(platform)],  # noqa: N803
-                  who: Annotated[Principal, Depends(requires("admin"))],
+def list_versions(request: Request, policyId: PolicyId, p: Annotated[Platform, Depends(platform)],  # noqa: N803
+                  who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                   limit: Annotated[int, Query(ge=1, le=100)] = 100) -> dict:
-    """Every saved version, newest first (capability ``admin``)."""
-    return {"items": p.agents.policies.versions(who.tenant_id, policyId, limit)}
+    """Every saved version, newest first (capability ``admin``); follow ``next``."""
+    found = p.agents.policies.versions(who.tenant_id, policyId, SCAN_LIMIT)
+    return in_memory(request, found, limit, cursor, Order(("version",), descending=True))
 
 
 @router.get("/v1/agent-policies/{policyId}", summary="Which version of a guardrail policy is active",
@@ -178,10 +179,11 @@ def save_terms(docId: DocId, body: TermsBody, p: Annotated[Platform, Depends(pla
 
 @router.get("/v1/agent-terms", summary="The terms documents agents read, newest version of each",
             **op("agents.listTerms", TermsList))
-def list_terms(p: Annotated[Platform, Depends(platform)],
-               who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    """Each document's newest version, without the text (capability ``admin``)."""
-    return {"items": p.agents.knowledge.list_terms(who.tenant_id)}
+def list_terms(request: Request, p: Annotated[Platform, Depends(platform)],
+               who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
+               limit: Annotated[int, Query(ge=1, le=200)] = 100) -> dict:
+    """Each document's newest version, without the text (capability ``admin``); follow ``next``."""
+    return in_memory(request, p.agents.knowledge.list_terms(who.tenant_id), limit, cursor, Order(("docId",)))
 
 
 @router.get("/v1/agent-trail", summary="The decision trail: every agent tool call, oldest first (tenant-admin)",
