@@ -68,9 +68,10 @@ def rules_in_words(source: str) -> list[dict[str, Any]]:
     rules = []
     for i, start in enumerate(starts):
         block = source[start:starts[i + 1] if i + 1 < len(starts) else len(source)].strip()
-        name = block.split('"', 2)[1] if block.count('"') >= 2 else f"rule {i + 1}"
-        body = " ".join(line.strip() for line in block.splitlines()[1:] if line.strip()
-                        and not line.strip().startswith("#"))
+        parts = block.split('"', 2)
+        name, rest = (parts[1], parts[2]) if len(parts) == 3 else (f"rule {i + 1}", block)
+        body = " ".join(line.split("#", 1)[0].strip() for line in rest.splitlines()
+                        if line.split("#", 1)[0].strip())
         rules.append({"rule": name, "text": body})
     return rules
 
