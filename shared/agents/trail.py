@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 from shared.clock import Clock, iso
 from shared.store.layout import RULE_VERSIONS
@@ -87,3 +87,25 @@ class DecisionTrail:
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if not k.startswith("_") and k not in ("id", "pk", "docType")}
+
+
+EXPORT_FIELDS = ("callId", "at", "agentKeyId", "tool", "arguments", "policyId", "policyVersion", "decision",
+                 "reasons", "result", "consentReference", "quoteId", "customerId", "decidedBy")
+
+
+def export_rows(store: DocumentStore, tenant_id: str, lower: str | None, upper: str,
+                page: int = 1000) -> Iterator[dict[str, Any]]:
+    """The export subject ``agentdecisions`` (schema export.agentdecisions.v1): the trail's
+    records with ``lower < at <= upper``, oldest first, ``page`` at a time (keyset on the id)."""
+    window = (Filter("docType", "=", DOC_TYPE), Filter("at", "<=", upper)) + \
+        ((Filter("at", ">", lower),) if lower else ())
+    after: str | None = None
+    while True:
+        bound = () if after is None else (Filter("id", ">", after),)
+        docs = store.query(RULE_VERSIONS, Query(pk=tenant_id, filters=window + bound, order_by="id", limit=page))
+        for doc in docs:
+            yield {"tenantId": tenant_id, **{k: doc.get(k) for k in EXPORT_FIELDS}}
+        if len(docs) < page:
+            return
+        after = docs[-1]["id"]
+
