@@ -185,6 +185,8 @@ def build_server(platform: Any) -> Any:
 
 
 def mount(app: Any) -> None:
-    """Serve the MCP endpoint at /mcp (outside the OpenAPI document: it speaks JSON-RPC)."""
-    endpoint = McpEndpoint()
-    app.mount(PATH, endpoint)
+    """Serve the MCP endpoint at exactly /mcp (outside the OpenAPI document: it speaks JSON-RPC).
+    A route, not a mount: a mount answers /mcp with a redirect to /mcp/, which clients need not follow."""
+    from starlette.routing import Route  # noqa: PLC0415
+
+    app.router.routes.append(Route(PATH, McpEndpoint(), methods=["GET", "POST", "DELETE"], include_in_schema=False))

@@ -16,7 +16,13 @@ from mcp.client.streamable_http import streamable_http_client
 async def session(key: str, *, app: Any = None, base_url: str = "http://accrue.test") -> AsyncIterator[ClientSession]:
     transport = httpx2.ASGITransport(app=app) if app is not None else None
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx2.AsyncClient(transport=transport, base_url=base_url, headers=headers, timeout=30) as http:
+    async def show_failures(response: httpx2.Response) -> None:
+        if response.status_code >= 300:  # the client reports only "an error response": say which
+            await response.aread()
+            print(f"MCP HTTP {response.status_code}: {response.text[:500]}")
+
+    async with httpx2.AsyncClient(transport=transport, base_url=base_url, headers=headers, timeout=30,
+                                  event_hooks={"response": [show_failures]}) as http:
         async with streamable_http_client(f"{base_url}/mcp", http_client=http) as (read, write):
             async with ClientSession(read, write) as client:
                 await client.initialize()
