@@ -11,7 +11,8 @@ nothing depends on ASGI lifespan events, which the Functions host does not send.
 
 Authentication: an API key of role ``agent`` (``Authorization: Bearer`` or
 ``x-api-key``), charged to the key's and tenant's rate limits like any request;
-any other role is a 403 problem, a missing or bad key a 401, before the protocol
+any other role is a 403 problem, a missing or bad key a 401 (and a 429 once the
+client's address has used its failed-authentication allowance), before the protocol
 is spoken. What the agent may do is then its guardrail policy's to decide
 (shared/agents/tools.py); every tool call lands in the decision trail.
 
@@ -72,7 +73,13 @@ class McpEndpoint:
             response = problems.problem(error.status, error.code, error.code.replace("-", " ").capitalize(),
                                         error.message)
             if error.status == 401:
-                response.headers["WWW-Authenticate"] = "Bearer"
+                response.headers["WWW-Authenticate"] = 'Bearer realm="accrue"'
+            decision = getattr(error, "decision", None)
+            if decision is not None:  # 429: the key's, tenant's or address's allowance is used up
+                from shared.api.ratelimit import headers  # noqa: PLC0415
+
+                for name, value in headers(decision):
+                    response.headers[name.decode()] = value.decode()
             await response(scope, receive, send)
             return
         scope[SCOPE_KEY] = who
@@ -83,13 +90,18 @@ class McpEndpoint:
             await manager.handle_request(scope, receive, send)
 
     async def _authenticate(self, request: Request, platform: Any) -> Principal:
-        from shared.api.ratelimit import admit  # noqa: PLC0415
+        from shared.api.ratelimit import admit, charge_failed_authentication  # noqa: PLC0415
 
         presented = _presented_key(request.scope)
-        if not presented:
-            raise Unauthenticated("an agent API key is required: Authorization: Bearer <key> or x-api-key: <key>")
-        known = platform.keys.cached(presented)
-        who = known if known is not None else await run_in_threadpool(platform.keys.verify, presented)
+        try:
+            if not presented:
+                raise Unauthenticated("an agent API key is required: Authorization: Bearer <key> or x-api-key: <key>")
+            known = platform.keys.cached(presented)
+            who = known if known is not None else await run_in_threadpool(platform.keys.verify, presented)
+        except Unauthenticated:
+            # As on every route (shared/api/security.py): failed authentications are limited per address.
+            await charge_failed_authentication(request)
+            raise
         if not who.can("agent"):
             raise Forbidden(f"the MCP server serves agent keys only; this is a {who.role.value} key")
         await admit(request, who)
