@@ -93,6 +93,8 @@ class Platform:
     spend: Spend = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
+    # Agents' tools behind the MCP server (issue 21, shared.agents.tools.AgentTools).
+    agents: Any = field(init=False)
     # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
     fraud: Fraud = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
@@ -165,6 +167,10 @@ class Platform:
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)
         self.spend.redemptions.screen = self.fraud.controls.check_redemption
+        # Agents' tools (issue 21): guardrail policies, quotes, the decision trail; the MCP server
+        # (shared/api/mcp.py) is their protocol door. Registers the review kinds it escalates to.
+        from shared.agents.tools import AgentTools  # noqa: PLC0415 - keeps the import graph acyclic
+        self.agents = AgentTools(self)
         # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
         self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.

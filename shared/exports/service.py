@@ -73,7 +73,7 @@ log = logging.getLogger("accrue.exports")
 
 SCHEMA_VERSION = 1
 SUBJECTS: tuple[str, ...] = ("customers", "transactions", "orders", "ruleevaluations", "webhookdeliveries",
-                             "tierhistory", "erasures")
+                             "tierhistory", "erasures", "agentdecisions")
 # The only subject whose rows may carry personal fields (what ``scrub`` rewrites).
 PERSONAL_SUBJECT = "customers"
 # Manifest blob metadata: "false" when no file of the run holds personal data (``scrub`` skips it).
@@ -763,6 +763,11 @@ class ExportService:
                 erased_at = doc.get("erasedAt")
                 if erased_at and (lower is None or erased_at > lower) and erased_at <= upper:
                     yield {"tenantId": tenant_id, "customerId": doc["customerId"], "erasedAt": erased_at}
+        elif subject == "agentdecisions":
+            # The agents' decision trail (issue 21): rows defined by shared.agents.trail (no personal data).
+            from shared.agents.trail import export_rows  # noqa: PLC0415 - the subject is self-contained there
+
+            yield from export_rows(self._store, tenant_id, lower, upper, page=self.page)
         elif subject == "webhookdeliveries":
             # One partition per tenant and UTC day (shared/store/layout.py): the window's
             # days oldest first, so rows keep their createdAt order across days.
