@@ -98,6 +98,8 @@ class Platform:
     referrals: Referrals = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
+    # Agents' tools behind the MCP server (issue 21, shared.agents.tools.AgentTools).
+    agents: Any = field(init=False)
     # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
     fraud: Fraud = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
@@ -155,8 +157,10 @@ class Platform:
         if self.live_updates is not None:
             self.projector.subscribers.append(self.live_updates.publish)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
+        from shared.keys.factory import build_export_key_provider  # noqa: PLC0415
         self.exports = ExportService(self.store, self.clock, self.key_provider,
-                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit)
+                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit,
+                                     export_keys=lambda: build_export_key_provider(self.settings))
         # Erasure that reaches every copy (shared.privacy.erasure); its log beside the audit archive.
         self.erasures = Erasures(self.store, self.clock, self.vault, self.webhooks, self.exports,
                                  log_sink=lambda: build_audit_sink(self.settings))
@@ -168,6 +172,10 @@ class Platform:
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)
         self.spend.redemptions.screen = self.fraud.controls.check_redemption
+        # Agents' tools (issue 21): guardrail policies, quotes, the decision trail; the MCP server
+        # (shared/api/mcp.py) is their protocol door. Registers the review kinds it escalates to.
+        from shared.agents.tools import AgentTools  # noqa: PLC0415 - keeps the import graph acyclic
+        self.agents = AgentTools(self)
         # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
         self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
         self.vouchers = build_vouchers(self.store, self.ledger, self.clock, self.spend, self.vault.keyed_digest)

@@ -61,6 +61,9 @@ SETTINGS: tuple[Setting, ...] = (
             "tenant keys); unset: this process creates no keys"),
     Setting("KEYVAULT_SKU", "the vault's tier: premium (keys are RSA-HSM) | standard (keys are RSA)", "premium",
             required_for="keys=keyvault"),
+    # The vault of the tenants' export keys (export-<tenant>), apart from the keys of personal data so
+    # a warehouse identity and network path reach export keys only (docs/exports.md); unset: KEYVAULT_URI.
+    Setting("EXPORT_KEYVAULT_URI", "Key Vault URI of the export keys (default: KEYVAULT_URI)"),
     Setting("BLOB_ACCOUNT_URL", "Blob Storage account URL, https://<account>.blob.core.windows.net",
             required_for="blobs=azure"),
     # Live updates on Azure (issue 14, shared/graphql/webpubsub.py): GraphQL subscriptions cannot be
@@ -109,6 +112,7 @@ class Settings:
     ttl: TtlPolicy = DEFAULT_TTL
     webpubsub_endpoint: str | None = None
     webpubsub_hub: str = "accrue"
+    export_keyvault_uri: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -152,6 +156,7 @@ class Settings:
             keyvault_uri=get("KEYVAULT_URI"),
             keyvault_management_client_id=get("KEYVAULT_MANAGEMENT_CLIENT_ID"),
             keyvault_sku=get("KEYVAULT_SKU") or "premium",
+            export_keyvault_uri=get("EXPORT_KEYVAULT_URI"),
             blob_account_url=get("BLOB_ACCOUNT_URL"),
             ttl=TtlPolicy.from_setting(get("ACCRUE_TTL_DAYS")),
             webpubsub_endpoint=get("WEBPUBSUB_ENDPOINT"),

@@ -48,6 +48,7 @@ class Role(str, Enum):
     ANALYST = "analyst"
     TENANT_ADMIN = "tenant-admin"
     PLATFORM_ADMIN = "platform-admin"
+    AGENT = "agent"
 
 
 # What each role may do, by capability. Endpoints declare the capability they need.
@@ -58,11 +59,14 @@ class Role(str, Enum):
 # * tenant-admin: everything of its tenant, plus rules, webhooks, adjustments, keys,
 #   erasure, access exports and the audit log ("admin");
 # * platform-admin: tenants and dual-controlled platform acts only, no tenant data.
+# * agent: the MCP tool server only (/mcp, issue 21); what it may do there is decided by
+#   the guardrail policy bound to the key (shared/agents), never by the REST routes.
 CAPABILITIES: dict[Role, frozenset[str]] = {
     Role.MERCHANT: frozenset({"read", "ingest", "personal-data"}),
     Role.ANALYST: frozenset({"read", "report"}),
     Role.TENANT_ADMIN: frozenset({"read", "ingest", "report", "admin", "personal-data"}),
     Role.PLATFORM_ADMIN: frozenset({"platform"}),
+    Role.AGENT: frozenset({"agent"}),
 }
 
 

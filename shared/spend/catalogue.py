@@ -93,6 +93,9 @@ class RewardFields(BaseModel):
     partner_id: EntityId | None = Field(default=None, alias="partnerId",
                                         description="the partner that fulfils it (a voucher), if any")
     partner_sku: str | None = Field(default=None, alias="partnerSku", min_length=1, max_length=100)
+    # Agents' guardrail policies permit rewards by category (shared/agents/policy.py).
+    category: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", max_length=50,
+                                 description="the reward's category (a slug), which agent policies permit or not")
     type: Literal["standard", "voucher"] = Field(default="standard",
                                                  description="voucher: points are exchanged for a code")
     voucher: VoucherTerms | None = Field(default=None, description="the voucher's terms (type voucher)")
@@ -127,6 +130,7 @@ class RewardPatch(BaseModel):
     per_customer_limit: StrictInt | None = Field(default=None, alias="perCustomerLimit", ge=1, le=10**6)
     partner_id: EntityId | None = Field(default=None, alias="partnerId")
     partner_sku: str | None = Field(default=None, alias="partnerSku", min_length=1, max_length=100)
+    category: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", max_length=50)
     type: Literal["standard", "voucher"] | None = None
     voucher: VoucherTerms | None = None
 
@@ -262,7 +266,7 @@ class Catalogue:
     @staticmethod
     def _view(doc: dict[str, Any], stock: dict[str, Any] | None) -> dict[str, Any]:
         keys = ("rewardId", "name", "pointsCost", "stock", "validFrom", "validUntil", "perCustomerLimit",
-                "partnerId", "partnerSku", "version", "createdAt", "updatedAt")
+                "partnerId", "partnerSku", "category", "version", "createdAt", "updatedAt")
         view = {k: doc.get(k) for k in keys}
         if doc.get("type") == "voucher":  # shown only on vouchers: a standard reward reads as it always did
             view["type"], view["voucher"] = "voucher", doc.get("voucher")

@@ -55,7 +55,7 @@ class IssuedKey(BaseModel):
 
     keyId: str
     apiKey: str = Field(description="acr_<keyId>_<secret>: store it now, it is never shown again")
-    role: Literal["merchant", "analyst", "tenant-admin"]
+    role: Literal["merchant", "analyst", "tenant-admin", "agent"]
     tenantId: str
 
 

@@ -25,7 +25,7 @@ router = APIRouter(tags=["api-keys"])
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["merchant", "analyst", "tenant-admin"]
+    role: Literal["merchant", "analyst", "tenant-admin", "agent"]
     label: str = Field(default="", max_length=100)
 
 
@@ -33,7 +33,7 @@ class NewKey(BaseModel):
              **op("keys.create", {201: IssuedKey}))
 def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    """Creates a merchant, analyst or tenant-admin key of the caller's tenant (capability ``admin``, audited).
+    """Creates a merchant, analyst, tenant-admin or agent key of the caller's tenant (capability ``admin``, audited).
     The secret is in this answer only."""
     # Audited as apikey.created by the key administration (one record per key).
     issued = p.key_admin.issue(who.tenant_id, Role(body.role), who, label=body.label)

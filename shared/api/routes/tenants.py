@@ -17,6 +17,7 @@ from shared.app.auth import Principal
 from shared.domain.inputs import DecimalText
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
+from shared.errors import FieldProblem, ValidationFailed
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
 from shared.platform import Platform
@@ -54,6 +55,20 @@ class NewTenant(BaseModel):
     sandbox: bool = False
 
 
+def _changes(body: TenantChanges) -> dict:
+    """The settings the body names (``null`` included), by their JSON names. ``null`` clears a
+    setting the tenant may leave unset; for one it must have (name, time zone ...) it is a 422."""
+    changes = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    by_alias = {f.alias or name: f for name, f in TenantSettings.model_fields.items()}
+    problems = [FieldProblem(key, "cannot be removed: give a value, or leave it out to keep the current one")
+                for key, value in changes.items()
+                if value is None and (key not in by_alias or by_alias[key].is_required()
+                                      or by_alias[key].default is not None)]
+    if problems:
+        raise ValidationFailed(f"{', '.join(p.field for p in problems)}: a required setting cannot be null", problems)
+    return changes
+
+
 def _view(settings: TenantSettings) -> dict:
     return settings.model_dump(mode="json", by_alias=True)
 
@@ -70,11 +85,12 @@ def read_tenant(p: Annotated[Platform, Depends(platform)], who: Annotated[Princi
               **op("tenants.update", TenantSettings, errors=(404, 412)))
 def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    """Changes the given settings of the caller's tenant; omitted ones keep their value (capability ``admin``,
-    audited)."""
+    """Changes the given settings of the caller's tenant; omitted ones keep their value, and an optional
+    setting given as ``null`` (``rateLimits``, ``expiryPolicy``) goes back to the platform's default, as in
+    JSON merge patch (capability ``admin``, audited)."""
     # Merged onto the stored settings under an ETag (shared/store/replace.py): a concurrent
     # PATCH of another field is kept, and before/after are exactly this change.
-    before, after = p.tenants.change(who.tenant_id, body.model_dump(mode="json", by_alias=True, exclude_none=True))
+    before, after = p.tenants.change(who.tenant_id, _changes(body))
     current, saved = _view(before), _view(after)
     changed = {k for k in saved if saved[k] != current.get(k)}
     if changed:

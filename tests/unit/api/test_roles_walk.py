@@ -54,7 +54,8 @@ def _fingerprint(platform) -> str:
 
 def test_every_route_with_every_role(client, platform, tenant) -> None:
     keys = {Role.MERCHANT: tenant.merchant, Role.ANALYST: tenant.analyst, Role.TENANT_ADMIN: tenant.admin,
-            Role.PLATFORM_ADMIN: platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key}
+            Role.PLATFORM_ADMIN: platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key,
+            Role.AGENT: platform.keys.issue(tenant.tenant_id, Role.AGENT, None).secret_key}
     document = client.get(OPENAPI_URL).json()
     routes = {(m, prefix + r.path): r for prefix, r in _api_routes(client.app.routes) for m in r.methods}
     walked = 0
@@ -75,4 +76,4 @@ def test_every_route_with_every_role(client, platform, tenant) -> None:
                     assert response.status_code == 403, (method, path, role, response.status_code)
                     assert _fingerprint(platform) == before, f"{method} {path} as {role.value} changed state"
                 walked += 1
-    assert walked >= 4 * 20
+    assert walked >= 5 * 20
