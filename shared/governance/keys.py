@@ -95,6 +95,9 @@ class KeyAdministration:
             request = self._approvals.executing(approval, approved_as)
             how: dict[str, Any] = {"approval": request["id"], "approvedBy": request["approvedBy"]["keyId"],
                                    "operators": [a["operatorId"] for a in request["approvals"]]}
+        elif operator_id is not None and self._operator_bootstrap(operator_id):
+            how, reason = {"operatorBootstrap": True}, "bootstrap: the first operator's platform-admin key" + (
+                f"; {reason}" if reason else "")
         elif self._claim_bootstrap(who):
             how, reason = {"bootstrap": True}, BOOTSTRAP_REASON + (f"; {reason}" if reason else "")
         elif not self._approvals.enabled:
@@ -106,6 +109,14 @@ class KeyAdministration:
         if operator_id:
             how["operatorId"] = operator_id
         return self._issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, who, label, reason, how, operator_id)
+
+    def _operator_bootstrap(self, operator_id: str) -> bool:
+        """True for the region's bootstrap operator (``shared.governance.operators``) while it
+        holds no platform-admin key yet: read from the store, never the caller's word."""
+        marker = self._store.read(SYSTEM, "operators", "bootstrap")
+        if marker is None or marker.get("operatorId") != operator_id:
+            return False
+        return not any(k.get("operatorId") == operator_id for k in self._keys.list(PLATFORM_CHAIN))
 
     def _claim_bootstrap(self, who: HasActor | Actor | None) -> bool:
         """True once per stack: no platform-admin key was ever issued and this caller

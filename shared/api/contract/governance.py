@@ -119,3 +119,17 @@ class ApprovalRequestList(BaseModel):
 
 
 Registered.model_rebuild()
+
+
+class AssertionOptions(BaseModel):
+    """``publicKey`` options of navigator.credentials.get (JSON form: websafe base64)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "challenge": "q0Xn2Yl0bY2bDk1rWq5oQkq8cP3yM0m5gqfJ3Yx4bE0", "rpId": "localhost",
+        "allowCredentials": [{"type": "public-key", "id": "P-oT6M48GGVUxIefurx1oWTlrsIpAw3WYkwCF87Tg8g"}],
+        "userVerification": "required"}]})
+
+    challenge: str
+    rpId: str | None = None
+    allowCredentials: list[dict[str, Any]] = Field(default_factory=list)
+    userVerification: str | None = None
