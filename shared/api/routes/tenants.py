@@ -98,8 +98,10 @@ def create_tenant(body: NewTenant, p: Annotated[Platform, Depends(platform)],
     ``sandbox: true`` also sample data. All or nothing and idempotent (``shared.app.provisioning``). 409 at
     once when the id exists or belonged to a deleted tenant."""
     settings = TenantSettings.model_validate(body.model_dump(by_alias=True))
-    if p.tenants.exists(settings.tenant_id) or p.store.read(TENANTS, settings.tenant_id, TOMBSTONE_ID) is not None:
-        raise Conflict(f"tenant {settings.tenant_id!r} exists or belonged to a deleted tenant")
+    if p.store.read(TENANTS, settings.tenant_id, TOMBSTONE_ID) is not None:
+        raise Conflict(f"tenant id {settings.tenant_id!r} belonged to a deleted tenant and is never reused")
+    if p.tenants.exists(settings.tenant_id):
+        raise Conflict(f"tenant {settings.tenant_id!r} already exists")
     return p.approvals.request("tenant.create", who, tenant_id=settings.tenant_id,
                                reason=f"create tenant {settings.tenant_id}",
                                params={"settings": settings.model_dump(mode="json", by_alias=True)})
