@@ -19,7 +19,9 @@ from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
 from shared.errors import Conflict
 from shared.governance.acts import TOMBSTONE_ID
-from shared.store.layout import TENANTS
+from shared.app.provisioning import PK as PROVISIONING_PK
+from shared.app.provisioning import record_id
+from shared.store.layout import SYSTEM, TENANTS
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
 from shared.platform import Platform
@@ -100,7 +102,12 @@ def create_tenant(body: NewTenant, p: Annotated[Platform, Depends(platform)],
     settings = TenantSettings.model_validate(body.model_dump(by_alias=True))
     if p.store.read(TENANTS, settings.tenant_id, TOMBSTONE_ID) is not None:
         raise Conflict(f"tenant id {settings.tenant_id!r} belonged to a deleted tenant and is never reused")
-    if p.tenants.exists(settings.tenant_id):
+    # An existing tenant is refused at once, unless its provisioning is unfinished (a crash:
+    # the approved request completes it) or answered within its record's lifetime (a lost
+    # answer: the approved request replays it, shared.app.provisioning).
+    record = p.store.read(SYSTEM, PROVISIONING_PK, record_id(settings.tenant_id))
+    if p.tenants.exists(settings.tenant_id) and not (
+            record and (record.get("status") != "done" or record.get("sealedSecret"))):
         raise Conflict(f"tenant {settings.tenant_id!r} already exists")
     return p.approvals.request("tenant.create", who, tenant_id=settings.tenant_id,
                                reason=f"create tenant {settings.tenant_id}",
