@@ -98,22 +98,22 @@ class Ceremony:
         assert done.json()["status"] == "executed", done.text
         return done.json()
 
-    def act(self, method: str, path: str, json: Any = None, ok: int = 200) -> "Answer":
+    def act(self, method: str, path: str, json: Any = None, ok: int = 200) -> Any:
         """Like ``run``, but any outcome: the filing's refusal, the approval's error, or
         ``ok`` with the act's result (what the route answered before dual control)."""
         first, other = self.operators[0], self.operators[1]
         filed = self.client.request(method, path, json=json, headers=first.headers)
         if filed.status_code != 202:
-            return Answer(filed.status_code, filed.json())
+            return filed  # refused at once: the route's own answer
         request_id = filed.json()["id"]
         mine = self.approve(request_id, first)
         assert mine.status_code == 200, mine.text
         done = self.approve(request_id, other)
         if done.status_code != 200:
-            return Answer(done.status_code, done.json())
-        return Answer(ok, done.json()["result"])
+            return done  # the act failed: the approval's answer
+        return Answer(ok, done.json()["result"], dict(done.headers))
 
-    def tenant(self, body: dict[str, Any]) -> "Answer":
+    def tenant(self, body: dict[str, Any]) -> Any:
         """POST /v1/tenants through the ceremony: 201 and the provisioning answer, or the error."""
         return self.act("POST", "/v1/tenants", body, ok=201)
 
@@ -128,6 +128,7 @@ class Answer:
 
     status_code: int
     body: Any
+    headers: dict[str, str]
 
     def json(self) -> Any:
         return self.body

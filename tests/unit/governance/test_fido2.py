@@ -331,3 +331,43 @@ def test_a_platform_admin_key_without_an_operator_can_read_but_not_request(clien
     assert client.get("/v1/platform/approvals", headers=headers).status_code == 200
     refused = client.post("/v1/tenants", json=TENANT, headers=headers)
     assert refused.status_code == 403 and _code(refused) == "operator-required"
+
+
+def test_twenty_requests_for_one_tenant_approved_at_once_make_one_tenant_and_one_admin_key(client, platform,
+                                                                                            operators) -> None:
+    from shared.store.layout import API_KEYS
+    from shared.store.port import Filter
+
+    ana, ben = operators
+    ids = [_file(client, ana) for _ in range(20)]
+    ceremony = Ceremony(client, operators)
+    for request_id in ids:
+        assert ceremony.approve(request_id, ana).status_code == 200
+    # Ben signs each (his key's counter rises), then all twenty approvals land at once.
+    outcomes: list[object] = []
+    start = threading.Barrier(20)
+    lock = threading.Lock()
+
+    def approve(request_id: str) -> None:
+        with lock:
+            assertion = ben.key.get(platform.approvals.assertion_options(request_id, _principal(ben)))
+        start.wait()
+        try:
+            outcomes.append(platform.approvals.approve(request_id, _principal(ben), assertion)["result"])
+        except AccrueError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=approve, args=(request_id,)) for request_id in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 20
+    keys = platform.store.query(API_KEYS, Query(pk=None, filters=(Filter("tenantId", "=", "zeta"),), limit=50))
+    assert len(keys) == 1, "one first admin key, whatever the number of approved requests"
+    answers = [o for o in outcomes if isinstance(o, dict)]
+    assert answers and all(a["adminKey"]["keyId"] == keys[0]["id"] for a in answers), outcomes
+    # The others lost a race on the operator's counter (a rewound counter is refused) or on provisioning.
+    assert all(o in ("webauthn-failed", "tenant-provisioning-conflict") or isinstance(o, dict) for o in outcomes), \
+        outcomes
+    assert [r["action"] for r in _audit(platform, "zeta")].count("tenant.created") == 1
