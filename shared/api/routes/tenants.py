@@ -20,7 +20,7 @@ from shared.domain.tenants import TenantSettings
 from shared.errors import Conflict
 from shared.governance.acts import TOMBSTONE_ID
 from shared.app.provisioning import PK as PROVISIONING_PK
-from shared.app.provisioning import record_id
+from shared.app.provisioning import record_id, request_hash
 from shared.store.layout import SYSTEM, TENANTS
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
@@ -106,8 +106,9 @@ def create_tenant(body: NewTenant, p: Annotated[Platform, Depends(platform)],
     # the approved request completes it) or answered within its record's lifetime (a lost
     # answer: the approved request replays it, shared.app.provisioning).
     record = p.store.read(SYSTEM, PROVISIONING_PK, record_id(settings.tenant_id))
-    if p.tenants.exists(settings.tenant_id) and not (
-            record and (record.get("status") != "done" or record.get("sealedSecret"))):
+    replay = bool(record and record.get("sealedSecret") and
+                  record.get("requestHash") == request_hash(settings.model_dump(mode="json", by_alias=True)))
+    if p.tenants.exists(settings.tenant_id) and not (record and (record.get("status") != "done" or replay)):
         raise Conflict(f"tenant {settings.tenant_id!r} already exists")
     return p.approvals.request("tenant.create", who, tenant_id=settings.tenant_id,
                                reason=f"create tenant {settings.tenant_id}",
