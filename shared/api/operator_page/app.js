@@ -63,7 +63,7 @@ function describe(request) {
   block.dataset.id = request.id;
   block.dataset.status = request.status;
   const title = document.createElement("h3");
-  title.textContent = request.action + (request.tenantId ? " of tenant " + request.tenantId : "") +
+  title.textContent = request.id + ": " + request.action + (request.tenantId ? " of tenant " + request.tenantId : "") +
     " — " + request.status;
   const what = document.createElement("pre");
   what.textContent = JSON.stringify({ reason: request.reason, params: request.params,
