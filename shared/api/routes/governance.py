@@ -33,9 +33,9 @@ class ActParams(BaseModel):
 
     label: str | None = Field(default=None, max_length=100,
                               description="tenant-admin.issue, platform-admin.grant: what the key is for")
-    key_id: str | None = Field(default=None, alias="keyId", pattern=KEY_ID,
+    key_id: str | None = Field(default=None, alias="keyId", pattern=KEY_ID, max_length=12,
                                description="tenant-key.revoke, platform-admin.revoke")
-    operator_id: str | None = Field(default=None, alias="operatorId", pattern=OPERATOR_ID,
+    operator_id: str | None = Field(default=None, alias="operatorId", pattern=OPERATOR_ID, max_length=19,
                                     description="platform-admin.grant, operator.remove, credential.remove")
     credential_id: str | None = Field(default=None, alias="credentialId", max_length=400,
                                       pattern=r"^[A-Za-z0-9_-]+$", description="credential.remove")
@@ -50,6 +50,10 @@ SHAPES: dict[str, tuple[tuple[str, ...], bool]] = {
     "platform-admin.grant": (("operatorId",), False), "operator.remove": (("operatorId",), False),
     "credential.remove": (("operatorId", "credentialId"), False), "dual-control.policy": (("ttlMinutes",), False),
 }
+
+
+# Parameters an act takes when given (platform-admin.grant: the new key's label; default the operator's name).
+OPTIONAL: dict[str, set[str]] = {"platform-admin.grant": {"label"}}
 
 
 class NewRequest(BaseModel):
@@ -68,8 +72,8 @@ class NewRequest(BaseModel):
             raise ValueError(f"{self.action} needs a tenantId")
         if not about_tenant and self.tenant_id:
             raise ValueError(f"{self.action} takes no tenantId")
-        given = self.params.model_dump(by_alias=True, exclude_none=True)
-        if set(given) != set(needed):
+        given = set(self.params.model_dump(by_alias=True, exclude_none=True)) - OPTIONAL.get(self.action, set())
+        if given != set(needed):
             raise ValueError(f"{self.action} takes exactly these params: {', '.join(needed) or 'none'}")
         return self
 

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/platform/operators", tags=["governance"])
 class RegistrationStart(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    operator_id: str | None = Field(default=None, alias="operatorId", pattern=r"^op-[0-9a-f]{16}$",
+    operator_id: str | None = Field(default=None, alias="operatorId", pattern=r"^op-[0-9a-f]{16}$", max_length=19,
                                     description="an existing operator's new key (another one, or a lost key's "
                                                 "replacement); omit for a newcomer")
     name: str | None = Field(default=None, min_length=1, max_length=100, description="a newcomer's display name")
@@ -42,7 +42,7 @@ class RegistrationStart(BaseModel):
 class RegistrationFinish(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    challenge_id: str = Field(alias="challengeId", pattern=r"^chal-[0-9a-f]{16}$")
+    challenge_id: str = Field(alias="challengeId", pattern=r"^chal-[0-9a-f]{16}$", max_length=21)
     credential: dict[str, Any] = Field(description="the PublicKeyCredential of navigator.credentials.create "
                                                    "(JSON form)")
     reason: str = Field(default="register a security key", min_length=1, max_length=1000)
