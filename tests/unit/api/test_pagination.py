@@ -47,6 +47,7 @@ LIST_ROUTES = {
     "/v1/webhooks/endpoints/{endpointId}/deliveries": "admin",
     "/v1/platform/approvals": "platform",
     "/v1/platform/partners": "platform",
+    "/v1/platform/operators": "platform",
     "/v1/api-keys": "admin",
     "/v1/redemption-reviews": "admin",
     "/v1/reviews": "admin",
@@ -61,6 +62,8 @@ LIST_ROUTES = {
 def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any, operators: list) -> dict[str, Any]:
     """At least N items in every list of the tenant (and of the platform)."""
     root = operators[0].api_key
+    from tests.operators import add_operators
+    add_operators(platform, N, names=("cy", "dee", "eli", "fay", "gus"))  # N operators and more
     admin = auth(tenant.admin)
     platform.tenants.save(platform.tenants.get("acme").model_copy(
         update={"expiry_policy": ExpiryPolicy(kind="rolling", months=1)}))
