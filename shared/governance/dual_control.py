@@ -50,7 +50,7 @@ from fido2.utils import websafe_encode
 
 from shared.audit.log import PLATFORM_CHAIN, SYSTEM_ACTOR, AuditLog, HasActor
 from shared.clock import Clock, iso, parse_iso
-from shared.errors import AccrueError, Conflict, Forbidden, NotFound, PreconditionFailed  # noqa: F401
+from shared.errors import AccrueError, Conflict, Forbidden, NotFound, PreconditionFailed
 from shared.governance.webauthn import CeremonyFailed, Credential, challenge_for
 from shared.store.layout import APPROVALS, SYSTEM
 from shared.store.port import DocumentStore, Query

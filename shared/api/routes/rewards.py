@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from shared.api.contract import op
-from shared.api.contract.spend import (Partner, PartnerList, ProgrammeList, ProgrammeView, Reward, RewardPage,
+from shared.api.contract.spend import (PartnerList, ProgrammeList, ProgrammeView, Reward, RewardPage,
                                         SpendPolicyView)
 from shared.api.deps import platform
 from shared.api.pagination import Cursor, Order, in_memory, keyset, position
