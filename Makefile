@@ -57,7 +57,7 @@ chromium:
 
 # pytest starts the emulators itself (tests/emulators.py: free ports, stopped at the end).
 test: $(VENV)/.test tests/emulators/node_modules/.installed tests/clients/node_modules/.installed chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 bench: $(VENV)/.test
 	$(PY) bench/run_all.py
