@@ -30,6 +30,8 @@ from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
 from shared.governance.keys import KeyAdministration
+from shared.governance.operators import Operators
+from shared.governance.webauthn import RelyingParty
 from shared.ledger.service import Ledger
 from shared.privacy.erasure import Erasures
 from shared.privacy.personal import PersonalDataVault
@@ -81,6 +83,7 @@ class Platform:
     audit: AuditLog = field(init=False)
     vault: PersonalDataVault = field(init=False)
     erasures: Erasures = field(init=False)
+    operators: Operators = field(init=False)
     approvals: DualControl = field(init=False)
     # Every issue and revoke of an API key (audited; platform-admin under dual control).
     key_admin: KeyAdministration = field(init=False)
@@ -136,8 +139,11 @@ class Platform:
         self.projector = Projector(self.store, self.clock)
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
         self.corrections = Corrections(self.store, self.ledger, self.clock, self.tenants)
-        self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self),
-                                     enabled=self.settings.dual_control)
+        self.operators = Operators(self.store, self.clock, self.audit,
+                                   RelyingParty(self.settings.webauthn_rp_id, self.settings.webauthn_origins,
+                                                self.settings.webauthn_aaguids))
+        self.approvals = DualControl(self.store, self.clock, self.audit, self.operators,
+                                     executors=governance_executors(self), enabled=self.settings.dual_control)
         self.key_admin = KeyAdministration(self.keys, self.audit, self.approvals, self.store, self.clock)
         self.webhooks = WebhookService(self.store, self.clock, self.key_provider, audit=self.audit)
         self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)

@@ -43,6 +43,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ACCRUE_DUAL_CONTROL", "dual control of platform-admin acts and keys: on (default) | off", "on"),
     # Overrides of the TTL rules (shared/store/layout.py TTL_RULES): "container=days" or
     # "container/docType=days", comma-separated; empty: the rules' own days.
+    # WebAuthn (FIDO2 security keys of platform operators, shared/governance/webauthn.py).
+    Setting("ACCRUE_WEBAUTHN_RP_ID", "WebAuthn relying party id: the operator page's host name", "localhost"),
+    Setting("ACCRUE_WEBAUTHN_ORIGIN", "origins allowed in WebAuthn ceremonies, comma-separated (empty: "
+            "https://<rp id>, or any http://localhost:<port> when the rp id is localhost)", ""),
+    Setting("ACCRUE_WEBAUTHN_AAGUIDS", "authenticator models (AAGUIDs, comma-separated) allowed to register; "
+            "empty: any (attestation none)", ""),
     Setting("ACCRUE_TTL_DAYS", "days operational documents are kept, e.g. webhookattempts=60,poison=180", ""),
     Setting("COSMOS_ENDPOINT", "Cosmos DB account endpoint, https://<account>.documents.azure.com:443/",
             required_for="store=cosmos"),
@@ -113,6 +119,9 @@ class Settings:
     webpubsub_endpoint: str | None = None
     webpubsub_hub: str = "accrue"
     export_keyvault_uri: str | None = None
+    webauthn_rp_id: str = "localhost"
+    webauthn_origins: tuple[str, ...] = ()
+    webauthn_aaguids: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -161,6 +170,10 @@ class Settings:
             ttl=TtlPolicy.from_setting(get("ACCRUE_TTL_DAYS")),
             webpubsub_endpoint=get("WEBPUBSUB_ENDPOINT"),
             webpubsub_hub=get("WEBPUBSUB_HUB") or "accrue",
+            webauthn_rp_id=get("ACCRUE_WEBAUTHN_RP_ID") or "localhost",
+            webauthn_origins=tuple(o.strip() for o in (get("ACCRUE_WEBAUTHN_ORIGIN") or "").split(",") if o.strip()),
+            webauthn_aaguids=tuple(a.strip().lower() for a in (get("ACCRUE_WEBAUTHN_AAGUIDS") or "").split(",")
+                                   if a.strip()),
         )
         settings._check_urls()
         settings._check_dual_control()

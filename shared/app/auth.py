@@ -118,7 +118,7 @@ class ApiKeys:
         self._lock = threading.Lock()
 
     def issue(self, tenant_id: str, role: Role, created_by: str | None, label: str = "",
-              key_id: str | None = None, secret: str | None = None) -> IssuedKey:
+              key_id: str | None = None, secret: str | None = None, operator_id: str | None = None) -> IssuedKey:
         """Store a new key. This is the credential store only: the product issues keys
         through ``shared.governance.keys.KeyAdministration`` (audit, dual control), which
         chooses ``key_id`` first so the audit record can precede the key. ``secret``: one
@@ -132,6 +132,8 @@ class ApiKeys:
             "tenantId": tenant_id, "role": role.value, "label": label[:100],
             "hash": HASHER.hash(secret), "createdAt": iso(self._clock.now()),
             "createdBy": created_by, "revokedAt": None,
+            # A platform-admin key is bound to the operator it is for (shared.governance.operators).
+            **({"operatorId": operator_id} if operator_id else {}),
         })
         return IssuedKey(key_id, f"{KEY_PREFIX}_{key_id}_{secret}", tenant_id, role)
 
@@ -225,4 +227,7 @@ class ApiKeys:
 
 
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: doc.get(k) for k in ("keyId", "tenantId", "role", "label", "createdAt", "createdBy", "revokedAt")}
+    view = {k: doc.get(k) for k in ("keyId", "tenantId", "role", "label", "createdAt", "createdBy", "revokedAt")}
+    if doc.get("operatorId"):
+        view["operatorId"] = doc["operatorId"]
+    return view

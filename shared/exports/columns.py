@@ -143,15 +143,34 @@ COLUMNS: dict[str, tuple[tuple[str, str, bool, str], ...]] = {
         ("customerId", "string", False, "erased customer"),
         ("erasedAt", "timestamp", False, "erased; delete your copy of their personal data"),
     ),
+    # The agents' decision trail (issue 21, shared/agents/trail.py): no personal data.
+    "agentdecisions": (
+        _KEY, _VERSION,
+        ("tenantId", "string", False, "tenant"),
+        ("callId", "string", False, "the tool call"),
+        ("at", "timestamp", False, "when the call was decided"),
+        ("agentKeyId", "string", False, "the agent's API key id"),
+        ("tool", "string", False, "MCP tool called"),
+        ("arguments", "json", False, "arguments, personal fields redacted"),
+        ("policyId", "string", True, "guardrail policy applied"),
+        ("policyVersion", "int64", True, "its version"),
+        ("decision", "string", False, "allowed, refused, escalated, approved or rejected"),
+        ("reasons", "json", False, "machine-readable reasons (JSON array)"),
+        ("result", "json", True, "what the call returned or did"),
+        ("consentReference", "string", True, "the customer's recorded consent"),
+        ("quoteId", "string", True, "quote executed or created"),
+        ("customerId", "string", True, "customer concerned"),
+        ("decidedBy", "string", True, "person who approved or rejected an escalation"),
+    ),
 }
 
 # The field of each subject whose instant is the row's change stamp (rowVersion, and its date partition).
-STAMP = {"customers": "updatedAt", "erasures": "erasedAt"}
+STAMP = {"customers": "updatedAt", "erasures": "erasedAt", "agentdecisions": "at"}
 # The row key of each subject: the columns that identify a row.
 # (Entry and tier-change ids are unique within a customer's ledger partition, not the tenant.)
 KEYS = {"customers": ("customerId",), "transactions": ("customerId", "entryId"), "orders": ("orderId",),
         "ruleevaluations": ("orderId",), "webhookdeliveries": ("id",), "tierhistory": ("customerId", "changeId"),
-        "erasures": ("customerId",)}
+        "erasures": ("customerId",), "agentdecisions": ("callId",)}
 
 
 def schema_of(subject: str) -> dict[str, Any]:

@@ -101,6 +101,8 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
             print(f"  {key.role.value:<15} tenant={key.tenant_id:<10} {key.secret_key}")
         print(f"  customers: {', '.join(provisioned.customers)}; {len(provisioned.orders)} sample orders queued; "
               "rule set 'sandbox' active; rewards served by the partner simulator")
+        print(f"  platform operator: register your security key at http://localhost:{port}/operator with the "
+              "platform-admin key; platform acts need a second operator (docs/fido2.md)")
         print("==========================================================================================\n",
               flush=True)
     else:

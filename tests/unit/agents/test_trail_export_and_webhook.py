@@ -8,35 +8,53 @@ import gzip
 import json
 from datetime import timedelta
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
 from shared.exports.crypto import decrypt_stream
+from shared.exports.keys import resolver
 from shared.schemas import REGISTRY
 from shared.store.layout import WEBHOOK_MESSAGES
 from shared.store.port import Filter, Query
 from tests.unit.agents.conftest import World
 
 
-def test_the_trail_is_exported_as_its_own_subject(platform, clock, world: World) -> None:
+def _trail_rows(platform, manifest, fmt: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    entry = next(f for f in manifest["files"] if f["subject"] == "agentdecisions")
+    if fmt == "ndjson":
+        plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
+                                        tenant_id="acme", subject="agentdecisions", run_id=manifest["runId"]))
+        return [json.loads(line) for line in gzip.decompress(plain).splitlines()]
+    data = b"".join(platform.exports.sink.open(entry["path"], resolver(platform.exports.export_keys, "acme")))
+    rows = pq.read_table(pa.BufferReader(data)).to_pylist()
+    # The Parquet columns: the JSON Schema's properties plus the merge columns, json columns as text.
+    return [{**{k: v for k, v in row.items() if k not in ("rowKey", "rowVersion")},
+             "at": row["at"].isoformat().replace("+00:00", "Z"),
+             **{k: json.loads(row[k]) if row[k] is not None else None for k in ("arguments", "reasons", "result")}}
+            for row in rows]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "ndjson"])
+def test_the_trail_is_exported_as_its_own_subject(platform, clock, world: World, monkeypatch, fmt: str) -> None:
+    from shared.exports import service
+
+    monkeypatch.setattr(service, "DEFAULT_FORMAT", fmt)
     principal = platform.keys.verify(world.agent)
     platform.agents.call(principal, "find_customer", {"email": "ann@example.com"})
     platform.agents.call(principal, "get_balance", {"customerId": "ann"})
     clock.advance(timedelta(minutes=5))
     manifest = platform.exports.run("acme")
-    entry = next(f for f in manifest["files"] if f["subject"] == "agentdecisions")
-    plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
-                                    tenant_id="acme", subject="agentdecisions", run_id=manifest["runId"]))
-    rows = [json.loads(line) for line in gzip.decompress(plain).splitlines()]
+    rows = _trail_rows(platform, manifest, fmt)
     assert [r["tool"] for r in rows] == ["find_customer", "get_balance"]
-    for row in rows:
-        REGISTRY.validate(row, "export.agentdecisions", 1)
-    assert "ann@example.com" not in gzip.decompress(plain).decode() and rows[0]["arguments"] == {"email": "[redacted]"}
+    if fmt == "ndjson":
+        for row in rows:
+            REGISTRY.validate(row, "export.agentdecisions", 1)
+    assert "ann@example.com" not in json.dumps(rows) and rows[0]["arguments"] == {"email": "[redacted]"}
     # The next run exports only what came after.
     platform.agents.call(principal, "get_balance", {"customerId": "ann"})
     clock.advance(timedelta(minutes=5))
-    second = platform.exports.run("acme")
-    entry = next(f for f in second["files"] if f["subject"] == "agentdecisions")
-    plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
-                                    tenant_id="acme", subject="agentdecisions", run_id=second["runId"]))
-    assert len(gzip.decompress(plain).splitlines()) == 1
+    assert len(_trail_rows(platform, platform.exports.run("acme"), fmt)) == 1
 
 
 def test_an_escalation_is_announced_by_webhook(platform, world: World) -> None:
