@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
+from gql.transport import httpx as gql_transport_module
 from gql.transport.httpx import HTTPXAsyncTransport
+
+# gql's transport uses httpx2 when it is installed (the mcp SDK brings it) and plain httpx otherwise;
+# the ASGI transport handed to it must be of the same library.
+gql_httpx = gql_transport_module.httpx
 
 from shared.api.app import create_app
 from shared.platform import Platform
@@ -27,7 +31,7 @@ class GraphQLClient:
     def run(self, key: str | None, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             headers = {"Authorization": f"Bearer {key}"} if key else {}
-            transport = HTTPXAsyncTransport(URL, headers=headers, transport=httpx.ASGITransport(app=self.app))
+            transport = HTTPXAsyncTransport(URL, headers=headers, transport=gql_httpx.ASGITransport(app=self.app))
             async with Client(transport=transport) as session:
                 try:
                     result = await session.execute(GraphQLRequest(query, variable_values=variables),
