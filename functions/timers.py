@@ -36,6 +36,8 @@ SCHEDULES: tuple[tuple[str, str], ...] = (
     ("audit-archive", "0 45 3 * * *"),
     ("erasures", "30 * * * * *"),
     ("ttl-sweep", "0 50 * * * *"),
+    ("ledger-digest", "0 20 2 * * *"),
+    ("transfers", "45 * * * * *"),
 )
 
 bp = func.Blueprint()

@@ -246,6 +246,28 @@ def _archive_audit(platform: Platform) -> object:
     return written
 
 
+def _ledger_digest(platform: Platform) -> object:
+    # Daily, per tenant: the Merkle root over every customer's chain head, to the audit log and
+    # its archive (shared/app/ledger_chain.py); once per tenant and day, so a re-run writes nothing.
+    from shared.app.ledger_chain import ledger_tenants  # noqa: PLC0415
+
+    written = 0
+    for tenant_id in ledger_tenants(platform.store):
+        written += platform.chains.write_digest(tenant_id)["written"]
+    log.info("ledger digest: %d tenant digest(s) written", written, extra=fields())
+    return {"written": written}
+
+
+def _recover_transfers(platform: Platform) -> object:
+    # Transfers stopped between their steps (a crash after the debit, after the credit, before
+    # completion) are driven to their end; every step is idempotent (shared/transfers/saga.py).
+    report = platform.transfers.recover()
+    if report["recovered"] or report["failed"]:
+        log.info("transfers: %(scanned)d stalled, %(recovered)d recovered, %(failed)d failed", report,
+                 extra=fields())
+    return report
+
+
 def _complete_erasures(platform: Platform) -> object:
     # Erasures whose follow-up (store files, exports, webhook) failed or was cut short
     # (shared/privacy/erasure.py): the bound of an erasure is one run after the failure.
@@ -295,6 +317,10 @@ JOBS: tuple[Job, ...] = (
     # Privacy (issue 12): erasures not completed at once, every minute.
     Job("erasures", "30 * * * * *", 60.0, _complete_erasures),
     Job("ttl-sweep", "0 50 * * * *", 3600.0, _sweep_expired),
+    # Ledger hash chain (issue 19): the daily tenant digest (Merkle root of the chain heads).
+    Job("ledger-digest", "0 20 2 * * *", 24 * 3600.0, _ledger_digest),
+    # Transfers (issue 19): saga recovery of transfers stopped between their steps, every minute.
+    Job("transfers", "45 * * * * *", 60.0, _recover_transfers),
 )
 
 BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

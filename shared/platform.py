@@ -78,6 +78,8 @@ class Platform:
     # dual control of platform-admin acts, and the schema-checked bus the intake uses.
     audit: AuditLog = field(init=False)
     vault: PersonalDataVault = field(init=False)
+    # The ledger's hash chains (issue 19): verify a customer or a tenant, the daily tenant digest.
+    chains: Any = field(init=False)
     erasures: Erasures = field(init=False)
     approvals: DualControl = field(init=False)
     # Every issue and revoke of an API key (audited; platform-admin under dual control).
@@ -113,6 +115,8 @@ class Platform:
         self.tenants = TenantDirectory(self.store)
         self.audit = AuditLog(self.store, self.clock, archive_sink=lambda: build_audit_sink(self.settings))
         self.vault = PersonalDataVault(self.store, self.key_provider, self.clock, self.audit)
+        from shared.app.ledger_chain import LedgerChains  # noqa: PLC0415 - keeps the import graph acyclic
+        self.chains = LedgerChains(self.store, self.audit, self.clock)
         self.customers = CustomerService(self.store, self.clock, self.vault)
         self.keys = ApiKeys(self.store, self.clock)
         self.poison = PoisonStore(self.store, self.clock)
