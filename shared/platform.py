@@ -97,6 +97,8 @@ class Platform:
     reviews: ReviewQueue = field(init=False)
     # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
     fraud: Fraud = field(init=False)
+    # Transfers between members (issue 19, shared/transfers): the saga and its recovery.
+    transfers: Any = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
     expiry: ExpiryService = field(init=False)
     # Rule performance (issue 14, shared/graphql/performance): daily counters per rule, from the change feed.
@@ -163,6 +165,9 @@ class Platform:
         self.reviews = ReviewQueue(self.store, self.ledger, self.clock, self.audit)
         self.fraud = build_fraud(self.store, self.ledger, self.clock, self.reviews)
         self.ingest.fraud = self.fraud.controls
+        from shared.transfers.saga import Transfers  # noqa: PLC0415 - keeps the import graph acyclic
+        self.transfers = Transfers(self.store, self.ledger, self.clock, self.tenants, self.customers,
+                                   transfers_per_hour=lambda t: self.fraud.policies.get(t).customer.transfers_per_hour)
         # Held earns reach the review queue from the change feed (at least once; submit is idempotent).
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)

@@ -42,6 +42,10 @@ class EntryType(str, Enum):
     RELEASE = "RELEASE"
     # A held earn rejected in review: zero points, settles the PENDING EARN.
     VOID = "VOID"
+    # A transfer between two customers (shared/transfers): the sender's debit and the
+    # receiver's credit(s), each naming the transfer and the other party in ``attributes``.
+    TRANSFER_OUT = "TRANSFER_OUT"
+    TRANSFER_IN = "TRANSFER_IN"
 
 
 class EntryStatus(str, Enum):

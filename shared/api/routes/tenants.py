@@ -19,6 +19,7 @@ from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
+from shared.transfers.policy import TransferLimits
 from shared.platform import Platform
 
 router = APIRouter(tags=["tenants"])
@@ -37,6 +38,7 @@ class TenantChanges(BaseModel):
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
+    transfer_limits: TransferLimits | None = Field(default=None, alias="transferLimits")
 
 
 class NewTenant(BaseModel):
@@ -49,6 +51,7 @@ class NewTenant(BaseModel):
     points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
+    transfer_limits: TransferLimits | None = Field(default=None, alias="transferLimits")
     # A sandbox: sample customers, orders, an active rule set, a reward catalogue and the
     # partner simulator (shared.app.sample_data); marked on the tenant for good.
     sandbox: bool = False
