@@ -74,6 +74,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "expiry", "description": "A customer's upcoming points expiries."},
     {"name": "fraud", "description": "The fraud policy and an on-demand reconciliation of the ledger."},
     {"name": "reviews", "description": "The manual review queue: held earns and large redemptions."},
+    {"name": "ledger", "description": "The ledger's hash chains: verify a customer or the tenant."},
 ]
 
 _ERROR_TEXT = {
