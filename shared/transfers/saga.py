@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Callable
@@ -62,6 +64,7 @@ from shared.errors import (AccrueError, Conflict, DocumentExists, InsufficientPo
 from shared.errors import FieldProblem
 from shared.expiry.service import read_book
 from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryType, Head
+from shared.ledger.lots import LotBook
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
@@ -80,6 +83,7 @@ RECOVERY_GRACE = timedelta(seconds=30)
 # carries the earliest of the folded dates (the receiver's points never outlive the sender's).
 MAX_PARTS = 90
 RECOVERY_BATCH = 200
+BOOK_CACHE_SIZE = 10_000
 
 Key = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Note = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
@@ -130,6 +134,11 @@ class Transfers:
         self._customers = customers
         # The fraud policy's per-customer transfersPerHour (shared/fraud/policy.py); None: no screen.
         self._transfers_per_hour = transfers_per_hour or (lambda tenant_id: None)
+        # Senders' lot books, continued from their seq instead of replayed from the start on
+        # every debit (a book is a function of the committed entries up to its seq, so continuing
+        # one is always right). A plan takes its book out while it uses it: never shared.
+        self._books: OrderedDict[str, LotBook] = OrderedDict()
+        self._books_lock = threading.Lock()
 
     # --- the request ------------------------------------------------------------------
 
@@ -322,7 +331,20 @@ class Transfers:
 
     def _parts(self, tenant_id: str, sender_id: str, head: Head, points: int) -> list[dict[str, Any]]:
         """The lots the debit takes, FIFO, grouped by expiry: ``[{points, expiresAt|None}]``."""
-        book = read_book(self._store, tenant_id, sender_id)
+        pk = customer_pk(tenant_id, sender_id)
+        with self._books_lock:
+            cached = self._books.pop(pk, None)
+        book = read_book(self._store, tenant_id, sender_id, cached)
+        try:
+            return self._split(book, head, points)
+        finally:
+            with self._books_lock:
+                self._books[pk] = book
+                while len(self._books) > BOOK_CACHE_SIZE:
+                    self._books.popitem(last=False)
+
+    @staticmethod
+    def _split(book: LotBook, head: Head, points: int) -> list[dict[str, Any]]:
         if book.seq != head.seq:
             # The book is not the head this plan is on (another append since): the points as one
             # part now; the append itself fails on the sequence number and is re-planned.
