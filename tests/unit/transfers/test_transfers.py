@@ -291,3 +291,28 @@ def test_intent_records_live_in_the_system_container(funded, monkeypatch) -> Non
     assert intent["fromCustomerId"] == "c1" and intent["toCustomerId"] == "c2" and intent["points"] == 40
     # The debit without its credit: the points are held by the transfer, in neither balance.
     assert (_available(funded, "c1"), _available(funded, "c2")) == (60, 0)
+
+
+def test_the_same_transfer_fired_20_at_once_moves_once(funded) -> None:
+    answers: list = []
+
+    def send(_: int) -> None:
+        try:
+            answers.append(funded.transfers.transfer("acme", "c1", _request()).created)
+        except Exception as error:  # noqa: BLE001 - a lost race on a hot partition is answered, never doubled
+            answers.append(type(error).__name__)
+
+    run_in_threads(send, [(n,) for n in range(20)], timeout=120)
+    funded.clock.advance(RECOVERY_GRACE + timedelta(seconds=1))
+    funded.transfers.recover()
+    assert answers.count(True) <= 1 and set(answers) <= {True, False, "LedgerConflict"}
+    assert (_available(funded, "c1"), _available(funded, "c2")) == (60, 40) and _open(funded) == []
+    entries = funded.ledger.entries("acme", "c2", entry_types=["TRANSFER_IN"])
+    assert [e["signedAmount"] for e in entries] == [40]
+
+
+def test_the_digest_job_writes_one_record_per_tenant_and_day(funded) -> None:
+    assert run_job(BY_NAME["ledger-digest"], funded) == {"written": 1}
+    assert run_job(BY_NAME["ledger-digest"], funded) == {"written": 0}
+    record = funded.chains.latest_digest("acme")
+    assert record["after"]["customers"] == 1 and funded.chains.verify_tenant("acme").ok
