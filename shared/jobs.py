@@ -167,7 +167,14 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         return Step({"slices": slices}, done=True,
                     result={"runId": manifest["runId"], "rows": rows_per_subject(manifest)})
 
-    return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant}
+    def digest_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        # Chunks of the tenant's chain heads to the audit archive; the last slice records the root.
+        cursor, done, result = platform.chains.digest_slice(params["tenantId"], params["generation"], cursor)
+        return Step(cursor, done=done, result=result and {k: result[k] for k in ("written", "customers", "root")
+                                                          if k in result})
+
+    return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant,
+            "ledger-digest": digest_tenant}
 
 
 def _generation(platform: Platform) -> str:
@@ -248,14 +255,8 @@ def _archive_audit(platform: Platform) -> object:
 
 def _ledger_digest(platform: Platform) -> object:
     # Daily, per tenant: the Merkle root over every customer's chain head, to the audit log and
-    # its archive (shared/app/ledger_chain.py); once per tenant and day, so a re-run writes nothing.
-    from shared.app.ledger_chain import ledger_tenants  # noqa: PLC0415
-
-    written = 0
-    for tenant_id in ledger_tenants(platform.store):
-        written += platform.chains.write_digest(tenant_id)["written"]
-    log.info("ledger digest: %d tenant digest(s) written", written, extra=fields())
-    return {"written": written}
+    # its archive (shared/app/ledger_chain.py), as one work item per tenant in bounded slices.
+    return _fan_out(platform, "ledger-digest")
 
 
 def _recover_transfers(platform: Platform) -> object:

@@ -4,13 +4,15 @@ The chain itself (what an entry's hash covers, anchors, the genesis record of
 migrated partitions) is shared/ledger/chain.py; this module works at the tenant
 level, with the audit log (docs/ledger-chain.md):
 
-* ``write_digest``: the tenant's chain heads ``(customerId, seq, hash)``, one
-  Merkle root over them. The leaves go to the audit archive (immutable blob
-  storage) as ``<tenant>/ledger-digest/<day>.json``, then the root, the count
-  and the blob's path to the audit log as ``ledger.digest`` (target
-  ``ledger:<day>``): written once per tenant and day (a re-run that finds the
-  record does nothing; one that stopped between the two writes rewrites the
-  same leaves, ``BlobExists`` is fine when the bytes are the same day's).
+* ``digest_slice`` (a ``ledger-digest`` work item per tenant and day, in
+  bounded, resumable slices; ``write_digest`` runs them all): the tenant's
+  chain heads ``(customerId, seq, hash)``, in chunks of ``DIGEST_CHUNK``
+  customers, each chunk to the audit archive (immutable blob storage) as
+  ``<tenant>/ledger-digest/<day>/<n>.json`` and its Merkle root kept in the
+  cursor; the last slice writes the root over the chunks' roots, the count
+  and the prefix to the audit log as ``ledger.digest`` (target
+  ``ledger:<day>``). Once per tenant and day: a re-run that finds the record
+  does nothing; a slice redone after a crash uses its chunk as archived.
 * ``verify_tenant``: every customer's chain, then the newest digest: its
   leaves must hash to the recorded root (the blob was not swapped), and each
   recorded head must still be in the ledger with the same hash. So a partition
@@ -37,6 +39,8 @@ from shared.store.port import DocumentStore, Filter, Query
 
 DIGEST_ACTION = "ledger.digest"
 PAGE = 500
+# Customers one digest slice reads the chain head of (one chunk blob each slice).
+DIGEST_CHUNK = 500
 
 
 def ledger_customers(store: DocumentStore, tenant_id: str) -> Iterator[str]:
@@ -51,6 +55,12 @@ def ledger_customers(store: DocumentStore, tenant_id: str) -> Iterator[str]:
         if len(page) < PAGE:
             return
         after = page[-1]["pk"]
+
+
+def _customer_page(store: DocumentStore, tenant_id: str, after_pk: str, limit: int) -> list[str]:
+    return [doc["customerId"] for doc in store.query(LEDGER, Query(pk=None, filters=(
+        Filter("docType", "=", ENTRY_DOC), Filter("seq", "=", 1), Filter("pk", ">", after_pk),
+        Filter("tenantId", "=", tenant_id)), order_by="pk", limit=limit))]
 
 
 def chain_head(store: DocumentStore, tenant_id: str, customer_id: str) -> tuple[int, str | None]:
@@ -107,24 +117,47 @@ class LedgerChains:
 
     # --- the digest ---------------------------------------------------------------
 
-    def write_digest(self, tenant_id: str) -> dict[str, Any]:
-        day = self._clock.now().strftime("%Y-%m-%d")
+    def write_digest(self, tenant_id: str, day: str | None = None) -> dict[str, Any]:
+        """The whole digest at once (the CLI, tests): ``digest_slice`` until done."""
+        cursor: dict[str, Any] | None = None
+        while True:
+            cursor, done, result = self.digest_slice(tenant_id, day or self._clock.now().strftime("%Y-%m-%d"),
+                                                     cursor)
+            if done:
+                assert result is not None
+                return result
+
+    def digest_slice(self, tenant_id: str, day: str, cursor: dict[str, Any] | None,
+                     max_customers: int = DIGEST_CHUNK) -> tuple[dict[str, Any], bool, dict[str, Any] | None]:
+        """One bounded piece of the day's digest (the ``ledger-digest`` work item): the chain
+        heads of at most ``max_customers`` customers after the cursor's, written as one chunk
+        ``<tenant>/ledger-digest/<day>/<n>.json`` with its Merkle root kept in the cursor.
+        The last slice writes the audit record: the root over the chunks' roots. A slice redone
+        after a crash finds its chunk written and uses it as written, so the roots always
+        describe the archived heads."""
         target = f"ledger:{day}"
         existing = self.latest_digest(tenant_id)
         if existing is not None and existing.get("target") == target:
-            return {"tenantId": tenant_id, "day": day, "written": 0, **(existing.get("after") or {})}
-        heads = [[c, *chain_head(self._store, tenant_id, c)] for c in ledger_customers(self._store, tenant_id)]
-        root = merkle_root(leaf(c, seq, h) for c, seq, h in heads)
-        path = f"{tenant_id}/ledger-digest/{day}.json"
-        body = json.dumps({"tenantId": tenant_id, "day": day, "root": root, "heads": heads},
-                          sort_keys=True, separators=(",", ":")).encode()
-        try:
-            self._audit.attach(path, body, metadata={"tenantId": tenant_id, "root": root})
-        except BlobExists:
-            pass  # a run that stopped before its audit record; verify checks the blob against the root
-        summary = {"day": day, "root": root, "customers": len(heads), "blob": path}
+            return cursor or {}, True, {"tenantId": tenant_id, "written": 0, **(existing.get("after") or {})}
+        cursor = cursor or {"after": "", "roots": [], "customers": 0}
+        page = _customer_page(self._store, tenant_id, cursor["after"], max_customers)
+        if page:
+            path = f"{tenant_id}/ledger-digest/{day}/{len(cursor['roots']):06d}.json"
+            heads = [[c, *chain_head(self._store, tenant_id, c)] for c in page]
+            body = json.dumps({"tenantId": tenant_id, "day": day, "heads": heads},
+                              sort_keys=True, separators=(",", ":")).encode()
+            try:
+                self._audit.attach(path, body, metadata={"tenantId": tenant_id})
+            except BlobExists:  # written by this slice before a crash: the chunk as archived counts
+                heads = json.loads(self._audit.read_attachment(path))["heads"]
+            cursor = {"after": customer_pk(tenant_id, heads[-1][0]), "customers": cursor["customers"] + len(heads),
+                      "roots": [*cursor["roots"], merkle_root(leaf(c, seq, h) for c, seq, h in heads)]}
+            if len(heads) >= max_customers:
+                return cursor, False, None
+        summary = {"day": day, "root": merkle_root(cursor["roots"]), "customers": cursor["customers"],
+                   "chunks": len(cursor["roots"]), "prefix": f"{tenant_id}/ledger-digest/{day}/"}
         self._audit.record(tenant_id, DIGEST_ACTION, None, target=target, after=summary)
-        return {"tenantId": tenant_id, "written": 1, **summary}
+        return cursor, True, {"tenantId": tenant_id, "written": 1, **summary}
 
     def latest_digest(self, tenant_id: str) -> dict[str, Any] | None:
         found = self._store.query(AUDIT, Query(pk=tenant_id, filters=(Filter("action", "=", DIGEST_ACTION),),
@@ -137,13 +170,17 @@ class LedgerChains:
             return
         summary = dict(record.get("after") or {}, auditSeq=record["seq"])
         report.digest = summary
+        heads: list[list[Any]] = []
+        roots: list[str] = []
         try:
-            data = json.loads(self._audit.read_attachment(summary["blob"]))
-        except (BlobSinkError, NotFound, KeyError, ValueError):
+            for n in range(summary["chunks"]):
+                chunk = json.loads(self._audit.read_attachment(f"{summary['prefix']}{n:06d}.json"))["heads"]
+                roots.append(merkle_root(leaf(c, seq, h) for c, seq, h in chunk))
+                heads.extend(chunk)
+        except (BlobSinkError, NotFound, KeyError, ValueError, TypeError):
             report.digest_problems.append(ChainProblem("digest-unreadable", "the digest's leaves cannot be read"))
             return
-        heads = data.get("heads") or []
-        if merkle_root(leaf(c, seq, h) for c, seq, h in heads) != summary.get("root"):
+        if merkle_root(roots) != summary.get("root"):
             report.digest_problems.append(ChainProblem(
                 "digest-root", "the archived heads do not hash to the root in the audit log"))
             return

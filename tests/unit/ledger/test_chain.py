@@ -131,9 +131,10 @@ def test_a_rechained_partition_and_a_dropped_head_are_caught_by_the_digest(histo
 def test_a_swapped_digest_blob_is_caught(history) -> None:
     written = history.chains.write_digest("acme")
     sink = history.audit._sink()
-    body = json.loads(sink.read(written["blob"]))
+    path = written["prefix"] + "000000.json"
+    body = json.loads(sink.read(path))
     body["heads"][0][2] = "0" * 64
-    sink.put(written["blob"], json.dumps(body).encode(), overwrite=True)
+    sink.put(path, json.dumps(body).encode(), overwrite=True)
     report = history.chains.verify_tenant("acme")
     assert [p.kind for p in report.digest_problems] == ["digest-root"]
 
