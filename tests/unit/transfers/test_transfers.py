@@ -339,3 +339,21 @@ def test_a_digest_in_several_slices_verifies_and_a_redone_slice_keeps_its_chunk(
         cursor, done, result = funded.chains.digest_slice("acme", day, cursor, max_customers=2)
     assert result["chunks"] == 3 and result["customers"] == 6
     assert funded.chains.verify_tenant("acme").ok
+
+
+def test_an_erased_sender_is_refused_and_a_receiver_erased_after_the_debit_is_still_credited(
+        funded, client, tenant, monkeypatch) -> None:
+    with monkeypatch.context() as patched:
+        _crash_after(patched, "_debit")
+        with pytest.raises(Crash):
+            funded.transfers.transfer("acme", "c1", _request())
+    assert client.post("/v1/customers/c2/erasure", json={"reason": "T-2"}, headers=auth(tenant.admin)).status_code \
+        in (200, 202, 204)
+    funded.clock.advance(RECOVERY_GRACE + timedelta(seconds=1))
+    assert funded.transfers.recover()["recovered"] == 1  # debited points are never stranded
+    assert (_available(funded, "c1"), _available(funded, "c2")) == (60, 40)
+    assert client.post("/v1/customers/c1/erasure", json={"reason": "T-3"}, headers=auth(tenant.admin)).status_code \
+        in (200, 202, 204)
+    refused = client.post(URL, json={"toCustomerId": "c3", "points": 1, "idempotencyKey": "after-erasure"},
+                          headers=auth(tenant.merchant))
+    assert refused.status_code == 422 and _available(funded, "c1") == 60
