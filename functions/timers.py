@@ -39,6 +39,7 @@ SCHEDULES: tuple[tuple[str, str], ...] = (
     ("ttl-sweep", "0 50 * * * *"),
     ("ledger-digest", "0 20 2 * * *"),
     ("transfers", "45 * * * * *"),
+    ("vouchers", "0 */10 * * * *"),
 )
 
 bp = func.Blueprint()

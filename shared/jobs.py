@@ -320,6 +320,15 @@ def _sweep_expired(platform: Platform) -> object:
     return deleted
 
 
+def _settle_vouchers(platform: Platform) -> object:
+    # Vouchers (issue 20, shared/vouchers): expire vouchers past their date and finish the
+    # refunds a cancel or expiry left pending; bounded per run (a page of each), idempotent.
+    report = platform.vouchers.run_due()
+    if report["expired"] or report["refunded"]:
+        log.info("vouchers: %d expired, %d refunded", report["expired"], report["refunded"], extra=fields())
+    return report
+
+
 JOBS: tuple[Job, ...] = (
     # Orders (issue 12): a stranded claim is published within RELAY_GRACE (30 s) plus one period.
     Job("order-relay", "*/15 * * * * *", 5.0, _relay_orders),
@@ -349,6 +358,8 @@ JOBS: tuple[Job, ...] = (
     Job("ledger-digest", "0 20 2 * * *", 24 * 3600.0, _ledger_digest),
     # Transfers (issue 19): saga recovery of transfers stopped between their steps, every minute.
     Job("transfers", "45 * * * * *", 60.0, _recover_transfers),
+    # Vouchers (issue 20): expiry and pending refunds of unused vouchers, every 10 minutes.
+    Job("vouchers", "0 */10 * * * *", 600.0, _settle_vouchers),
 )
 
 BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}
