@@ -27,8 +27,14 @@ Writes the figures to ``bench/RESULTS-spine.md`` (``--output``; ``--output -``
 writes nothing). Client and server share the machine's cores: the HTTP figures
 are a floor for the server.
 
+With ``--chain-cost`` it measures only the cost of the ledger's hash chain
+(shared/ledger/chain.py), in one run: the same appends on the store alone with
+the entries sealed (``prevHash``/``hash``, as always) and with sealing turned
+off, alternated in rounds so both see the same machine, plus the CPU time of
+one ``seal`` alone.
+
 Usage: ``python bench/bench_spine.py [--orders N] [--batch-orders N]
-[--latency-samples N] [--store-events N] [--output FILE]``.
+[--latency-samples N] [--store-events N] [--output FILE] [--chain-cost]``.
 """
 
 from __future__ import annotations
@@ -352,6 +358,60 @@ def store_alone(events: int, results: Results) -> None:
     record("ledger appends / eventsourcing recorder", ours / theirs, "×", target=1.0)
 
 
+def chain_cost(events: int, rounds: int = 3) -> None:
+    """Appends/s with and without the hash chain, alternated, and one seal's CPU time."""
+    import shared.ledger.service as service
+    from shared.clock import SystemClock
+    from shared.ledger.chain import anchor, seal
+    from shared.ledger.entries import EntryDraft, EntryType, Head
+    from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
+    from shared.store.layout import CONTAINERS
+    from shared.store.sqlite import SqliteDocumentStore
+
+    def run(sealed: bool, tag: str) -> float:
+        folder = Path(tempfile.mkdtemp(prefix="bench-chain-"))
+        store = SqliteDocumentStore(folder / "ledger.db", CONTAINERS, synchronous="FULL")
+        ledger = Ledger(store, SystemClock())
+
+        def request(n: int) -> TransactionRequest:
+            def plan(head: Head) -> Plan:
+                return Plan(entries=[EntryDraft(EntryType.EARN, 10, counts_order=True)], outcome={"points": 10})
+            return TransactionRequest("bench", f"c{n % 1000}", f"{tag}{n}", fingerprint_of(n), plan)
+
+        requests = [request(n) for n in range(events)]
+        service.seal = seal if sealed else (lambda entry, prev: {"hash": prev})
+        try:
+            start = time.perf_counter()
+            for offset in range(0, events, BATCH):
+                ledger.append(requests[offset:offset + BATCH])
+            return events / (time.perf_counter() - start)
+        finally:
+            service.seal = seal
+            store.close()
+
+    with_chain: list[float] = []
+    without: list[float] = []
+    for r in range(rounds):
+        with_chain.append(run(True, f"w{r}-"))
+        without.append(run(False, f"n{r}-"))
+    entry = {"id": "e-000000000001", "pk": "bench:c1", "docType": "entry", "tenantId": "bench", "customerId": "c1",
+             "seq": 1, "transactionId": "tx-0123456789abcdef0000000000000001", "entryType": "EARN",
+             "signedAmount": 10, "runningBalance": 10, "runningPending": 0, "runningReserved": 0,
+             "runningLifetimeEarned": 10, "ordersCredited": 1, "referenceOrderId": "o-1", "referenceEntryId": None,
+             "settlesEntryId": None, "ruleSetId": "rs", "ruleSetVersion": 3, "arm": None, "status": "COMMITTED",
+             "createdAt": "2026-12-05T08:00:00.000000Z", "idempotencyKey": "order:o-1"}
+    prev, n = anchor("bench:c1", 0), 50_000
+    start = time.process_time()
+    for _ in range(n):
+        seal(dict(entry), prev)
+    per_seal = (time.process_time() - start) / n * 1e6
+    best_with, best_without = max(with_chain), max(without)
+    print(f"  appends/s with the chain:    {best_with:,.0f} (rounds: {', '.join(f'{v:,.0f}' for v in with_chain)})")
+    print(f"  appends/s without the chain: {best_without:,.0f} (rounds: {', '.join(f'{v:,.0f}' for v in without)})")
+    print(f"  cost of the chain: {100 * (1 - best_with / best_without):.1f}% of append throughput; "
+          f"one seal (canonical JSON + SHA-256) {per_seal:.1f} µs CPU")
+
+
 async def drive(platform: LocalPlatform, probe: Probe, args: argparse.Namespace, results: Results) -> None:
     headers = {"Authorization": f"Bearer {platform.keys['merchant']}"}
     expected: Counter = Counter()
@@ -420,7 +480,14 @@ def main() -> None:
     parser.add_argument("--store-events", type=int, help="appends on the store alone (default 4 × --orders)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS-spine.md")),
                         help="results file (default bench/RESULTS-spine.md; '-' for none)")
+    parser.add_argument("--chain-cost", action="store_true",
+                        help="only the hash chain's cost: store-alone appends with and without it, one run")
     args = parser.parse_args()
+    if args.chain_cost:
+        print(f"machine: {machine_line()}", flush=True)
+        print("ledger hash chain on the store alone (synchronous=FULL, group commit of 500):", flush=True)
+        chain_cost(args.store_events or 20_000)
+        return
     args.batch_orders = args.batch_orders or args.orders * 5
     args.store_events = args.store_events or args.orders * 4
     began = time.perf_counter()

@@ -37,6 +37,8 @@ SCHEDULES: tuple[tuple[str, str], ...] = (
     ("audit-archive", "0 45 3 * * *"),
     ("erasures", "30 * * * * *"),
     ("ttl-sweep", "0 50 * * * *"),
+    ("ledger-digest", "0 20 2 * * *"),
+    ("transfers", "45 * * * * *"),
     ("vouchers", "0 */10 * * * *"),
 )
 

@@ -185,8 +185,14 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         return Step({"done": True}, done=True,
                     result={"runId": manifest["runId"], "rows": rows_per_subject(manifest)})
 
+    def digest_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        # Chunks of the tenant's chain heads to the audit archive; the last slice records the root.
+        cursor, done, result = platform.chains.digest_slice(params["tenantId"], params["generation"], cursor)
+        return Step(cursor, done=done, result=result and {k: result[k] for k in ("written", "customers", "root")
+                                                          if k in result})
+
     return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant,
-            "export-microbatch": microbatch_tenant}
+            "export-microbatch": microbatch_tenant, "ledger-digest": digest_tenant}
 
 
 def _generation(platform: Platform) -> str:
@@ -271,6 +277,22 @@ def _archive_audit(platform: Platform) -> object:
     return written
 
 
+def _ledger_digest(platform: Platform) -> object:
+    # Daily, per tenant: the Merkle root over every customer's chain head, to the audit log and
+    # its archive (shared/app/ledger_chain.py), as one work item per tenant in bounded slices.
+    return _fan_out(platform, "ledger-digest")
+
+
+def _recover_transfers(platform: Platform) -> object:
+    # Transfers stopped between their steps (a crash after the debit, after the credit, before
+    # completion) are driven to their end; every step is idempotent (shared/transfers/saga.py).
+    report = platform.transfers.recover()
+    if report["recovered"] or report["failed"]:
+        log.info("transfers: %(scanned)d stalled, %(recovered)d recovered, %(failed)d failed", report,
+                 extra=fields())
+    return report
+
+
 def _complete_erasures(platform: Platform) -> object:
     # Erasures whose follow-up (store files, exports, webhook) failed or was cut short
     # (shared/privacy/erasure.py): the bound of an erasure is one run after the failure.
@@ -332,6 +354,10 @@ JOBS: tuple[Job, ...] = (
     # Privacy (issue 12): erasures not completed at once, every minute.
     Job("erasures", "30 * * * * *", 60.0, _complete_erasures),
     Job("ttl-sweep", "0 50 * * * *", 3600.0, _sweep_expired),
+    # Ledger hash chain (issue 19): the daily tenant digest (Merkle root of the chain heads).
+    Job("ledger-digest", "0 20 2 * * *", 24 * 3600.0, _ledger_digest),
+    # Transfers (issue 19): saga recovery of transfers stopped between their steps, every minute.
+    Job("transfers", "45 * * * * *", 60.0, _recover_transfers),
     # Vouchers (issue 20): expiry and pending refunds of unused vouchers, every 10 minutes.
     Job("vouchers", "0 */10 * * * *", 600.0, _settle_vouchers),
 )

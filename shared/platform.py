@@ -82,6 +82,8 @@ class Platform:
     # dual control of platform-admin acts, and the schema-checked bus the intake uses.
     audit: AuditLog = field(init=False)
     vault: PersonalDataVault = field(init=False)
+    # The ledger's hash chains (issue 19): verify a customer or a tenant, the daily tenant digest.
+    chains: Any = field(init=False)
     erasures: Erasures = field(init=False)
     operators: Operators = field(init=False)
     approvals: DualControl = field(init=False)
@@ -105,6 +107,8 @@ class Platform:
     agents: Any = field(init=False)
     # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
     fraud: Fraud = field(init=False)
+    # Transfers between members (issue 19, shared/transfers): the saga and its recovery.
+    transfers: Any = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
     expiry: ExpiryService = field(init=False)
     # Rule performance (issue 14, shared/graphql/performance): daily counters per rule, from the change feed.
@@ -123,6 +127,8 @@ class Platform:
         self.tenants = TenantDirectory(self.store)
         self.audit = AuditLog(self.store, self.clock, archive_sink=lambda: build_audit_sink(self.settings))
         self.vault = PersonalDataVault(self.store, self.key_provider, self.clock, self.audit)
+        from shared.app.ledger_chain import LedgerChains  # noqa: PLC0415 - keeps the import graph acyclic
+        self.chains = LedgerChains(self.store, self.audit, self.clock)
         self.customers = CustomerService(self.store, self.clock, self.vault)
         self.keys = ApiKeys(self.store, self.clock)
         self.poison = PoisonStore(self.store, self.clock)
@@ -174,6 +180,9 @@ class Platform:
         self.reviews = ReviewQueue(self.store, self.ledger, self.clock, self.audit)
         self.fraud = build_fraud(self.store, self.ledger, self.clock, self.reviews)
         self.ingest.fraud = self.fraud.controls
+        from shared.transfers.saga import Transfers  # noqa: PLC0415 - keeps the import graph acyclic
+        self.transfers = Transfers(self.store, self.ledger, self.clock, self.tenants, self.customers,
+                                   transfers_per_hour=lambda t: self.fraud.policies.get(t).customer.transfers_per_hour)
         # Held earns reach the review queue from the change feed (at least once; submit is idempotent).
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)

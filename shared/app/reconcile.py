@@ -20,6 +20,13 @@ values and how many entries disagree in all. Then the read model (``balances``:
 when it reflects the newest entry; a read model behind the ledger is only counted
 as ``stale`` (the projector catches up on its own), one ahead of it is drift.
 
+It also walks each partition's hash chain (shared/ledger/chain.py): an entry
+whose content no longer matches its ``hash``, a ``prevHash`` that does not link,
+entries without hashes after hashed ones, or unhashed entries without a matching
+genesis record are drift of kinds ``chain-*`` (once per kind, at the first entry).
+The tenant digest (a partition rewritten whole) is checked by ``accrue ledger
+verify`` (shared/app/ledger_chain.py), not here: reconciliation reads no blobs.
+
 It only reads: drift is reported, never patched, because the ledger is the truth
 and a drift means a bug (or tampering) to investigate. Runs nightly (the
 ``reconcile`` job in shared/jobs.py), on demand from the command line
@@ -40,6 +47,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
+from shared.ledger.chain import GENESIS_ID, ChainWalker
 from shared.ledger.entries import ENTRY_DOC, EntryType, counts_toward_available, entry_id
 from shared.store.layout import BALANCES, LEDGER
 from shared.store.port import DocumentStore, Filter, Query
@@ -271,9 +279,17 @@ def _check_partition(store: DocumentStore, pk: str, report: ReconciliationReport
                      balance: dict[str, Any] | None = None) -> None:
     tenant_id, _, customer_id = pk.partition(":")
     partition = _Partition(tenant_id, customer_id)
+    chain = ChainWalker(pk)
     for entry in _entries(store, pk):
         report.entries += 1
         partition.step(entry)
+        chain.step(entry)
+    chain.check_genesis(store.read(LEDGER, pk, GENESIS_ID) if chain.legacy_through else None)
+    for problem in chain.problems:
+        if problem.kind == "chain-gap":
+            continue  # reported as sequence-gap already
+        partition.drift(problem.kind, "an intact chain", problem.detail,
+                        {"id": entry_id(problem.seq), "seq": problem.seq} if problem.seq else None)
     report.customers += 1
     partition.read_model(balance if balance is not None else store.read(BALANCES, pk, "balance"), report)
     report.drifts.extend(partition.first.values())

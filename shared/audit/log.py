@@ -201,6 +201,14 @@ class AuditLog:
                                                     archivedAt=iso(self._clock.now())),
                                        if_match=state.get("_etag"))
 
+    def attach(self, path: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
+        """Write evidence an audit record refers to (the ledger digest's leaves) to the
+        immutable archive, beside the archived records. ``BlobExists`` if already there."""
+        self._sink().put(path, body, content_type="application/json", metadata=metadata)
+
+    def read_attachment(self, path: str) -> bytes:
+        return self._sink().read(path)
+
     def archive_all(self) -> dict[str, list[str]]:
         tenants = {d["tenantId"] for d in self._store.query(
             AUDIT, Query(pk=None, filters=(Filter("seq", "=", 1),), limit=10_000))}

@@ -12,6 +12,7 @@ from shared.domain.money import MINOR_UNITS
 from shared.domain.orders import EntityId
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
+from shared.transfers.policy import TransferLimits
 
 Evaluator = Literal["closure", "wasm"]
 
@@ -36,6 +37,8 @@ class TenantSettings(BaseModel):
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     # API rate limits per key and per tenant (shared/ratelimit, docs/api-policies.md). None: the defaults.
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
+    # Transfers between members (shared/transfers, docs/transfers.md). None: the defaults.
+    transfer_limits: TransferLimits | None = Field(default=None, alias="transferLimits")
     # A sandbox tenant (shared.app.sample_data): sample data, the partner simulator instead of
     # real partners, GraphQL introspection allowed. Set at provisioning only; never changed.
     sandbox: bool = False

@@ -42,6 +42,8 @@ class CustomerLimits(BaseModel):
     points_per_day: Limit = _limit("pointsPerDay", "points earned in the last 24 hours")
     points_per_month: Limit = _limit("pointsPerMonth", "points earned in the last 30 days")
     redemptions_per_hour: Limit = _limit("redemptionsPerHour", "redemptions (reservations included) in the last hour")
+    # Transfers (shared/transfers): a sender over it is refused (nothing moves), not held.
+    transfers_per_hour: Limit = _limit("transfersPerHour", "transfers sent to other customers in the last hour")
     distinct_cards_per_day: Limit = _limit("distinctCardsPerDay",
                                            "different cardFingerprint values on orders in the last 24 hours")
     distinct_devices_per_day: Limit = _limit("distinctDevicesPerDay",

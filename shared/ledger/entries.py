@@ -42,6 +42,10 @@ class EntryType(str, Enum):
     RELEASE = "RELEASE"
     # A held earn rejected in review: zero points, settles the PENDING EARN.
     VOID = "VOID"
+    # A transfer between two customers (shared/transfers): the sender's debit and the
+    # receiver's credit(s), each naming the transfer and the other party in ``attributes``.
+    TRANSFER_OUT = "TRANSFER_OUT"
+    TRANSFER_IN = "TRANSFER_IN"
 
 
 class EntryStatus(str, Enum):
@@ -84,6 +88,9 @@ class Head:
     lifetime_earned: int = 0
     orders_credited: int = 0
     reserved: int = 0
+    # The newest entry's ``hash`` (shared/ledger/chain.py); None before any hashed entry.
+    # Not part of equality: two heads with the same totals are the same state.
+    hash: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_entry(cls, doc: dict[str, Any]) -> "Head":
@@ -94,6 +101,7 @@ class Head:
             lifetime_earned=doc["runningLifetimeEarned"],
             orders_credited=doc["ordersCredited"],
             reserved=doc.get("runningReserved", 0),
+            hash=doc.get("hash"),
         )
 
 

@@ -35,7 +35,7 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Callable, Sequence
@@ -50,6 +50,7 @@ from shared.errors import (
     LedgerConflict,
     LedgerInvariantBroken,
 )
+from shared.ledger.chain import anchor, seal
 from shared.ledger.entries import (
     ENTRY_DOC,
     MARKER_DOC,
@@ -348,6 +349,8 @@ class Ledger:
         transaction_id = new_transaction_id()
         entries: list[dict[str, Any]] = []
         current = head
+        # The hash chain (shared/ledger/chain.py): sealed here, in the batch that writes the entry.
+        prev_hash = head.hash if head.hash is not None else anchor(request.pk, head.seq)
         for draft in plan.entries:
             after = advance(current, draft)
             # TIGER_STYLE: the running totals are asserted, not trusted.
@@ -381,7 +384,8 @@ class Ledger:
                 **({"attributes": draft.attributes} if draft.attributes else {}),
                 **({"traceContext": request.trace_context} if request.trace_context else {}),
             })
-            current = after
+            prev_hash = seal(entries[-1], prev_hash)["hash"]
+            current = replace(after, hash=prev_hash)
         outcome = dict(plan.outcome)
         outcome.setdefault("entryIds", [e["id"] for e in entries])
         marker = {

@@ -1,7 +1,8 @@
 """``python -m shared.local``: run the local platform, or operate on its data.
 
 Commands: ``run`` (default), ``status [--json]``, ``issue-key``, ``revoke-key``, ``poison list|replay [--tenant T]``,
-``reconcile``, ``jobs list|run|retry`` (the fan-out jobs' work items, ``shared.workitems``),
+``reconcile``, ``ledger verify|digest|migrate-chain [--tenant T] [--customer C]`` (the ledger's
+hash chains, shared/app/ledger_chain.py), ``jobs list|run|retry`` (the fan-out jobs' work items, ``shared.workitems``),
 ``export run|backfill|decrypt``, ``erasures list|replay --since ISO
 [--tenant T]`` (after a database restore: erase again everyone erased since the
 backup point, from the erasure log in Blob Storage; ``shared.privacy.erasure``).
@@ -90,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     erasures.add_argument("action", choices=["list", "replay"])
     erasures.add_argument("--since", required=True, help="ISO instant: the backup point of the restore")
     erasures.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
+    chain = commands.add_parser("ledger", help="the ledger's hash chains: verify a customer or a tenant (exit 1 if "
+                                               "broken), write the daily digest, migrate unhashed entries")
+    chain.add_argument("action", choices=["verify", "digest", "migrate-chain"])
+    chain.add_argument("--tenant", default=None, help="the tenant (default: every tenant)")
+    chain.add_argument("--customer", default=None, help="verify: only this customer (needs --tenant)")
     status = commands.add_parser("status", help="bus backlog, ingest and projection lag, poison count, last run of "
                                                  "every timer job, failing webhook endpoints")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -168,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
             current = collect(platform)
             print(json.dumps(current, indent=2) if args.json else summary(current))
+        elif args.command == "ledger":
+            return _ledger(platform, args)
         elif args.command == "reconcile":
             report = reconcile(platform.store, args.tenant)
             print(json.dumps(report.view(), indent=2) if args.json else report.summary())
@@ -175,6 +183,30 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         platform.close()
     return 0
+
+
+def _ledger(platform: Platform, args: argparse.Namespace) -> int:
+    from shared.app.ledger_chain import ledger_tenants  # noqa: PLC0415
+
+    tenants = [args.tenant] if args.tenant else ledger_tenants(platform.store)
+    if args.customer:
+        if not args.tenant:
+            print("--customer needs --tenant", file=sys.stderr)
+            return 2
+        chain = platform.chains.verify_customer(args.tenant, args.customer)
+        print(json.dumps(chain.view(), indent=2))
+        return 0 if chain.ok else 1
+    broken = 0
+    for tenant_id in tenants:
+        if args.action == "verify":
+            report = platform.chains.verify_tenant(tenant_id)
+            print(json.dumps(report.view(), indent=2))
+            broken += not report.ok
+        elif args.action == "digest":
+            print(json.dumps(platform.chains.write_digest(tenant_id)))
+        else:
+            print(json.dumps({"tenantId": tenant_id, "genesisRecords": platform.chains.migrate_tenant(tenant_id)}))
+    return 1 if broken else 0
 
 
 def _jobs(platform: Platform, args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ From the ledger's change feed (``events_from_ledger``):
 * an entry that settles a reservation (REDEEM/CONVERT confirm, RELEASE) and any
   other ``COMMITTED`` entry -> ``transaction.committed`` (one event per entry;
   a settling one names ``settlesEntryId``);
+* a transfer's ``TRANSFER_OUT`` and ``TRANSFER_IN`` entries are committed: a
+  ``transaction.committed`` for each customer, with ``transferId`` and ``counterpartyId``;
 * an order record with status ``rejected`` -> ``order.rejected`` (reason code only:
   the free-text detail may quote merchant input).
 
@@ -93,6 +95,9 @@ def _entry_data(doc: dict[str, Any]) -> dict[str, Any]:
         "ruleSetId": doc.get("ruleSetId"), "ruleSetVersion": doc.get("ruleSetVersion"),
         **({"redemptionId": doc["attributes"]["redemptionId"]}
            if (doc.get("attributes") or {}).get("redemptionId") else {}),
+        # A transfer's entries (shared/transfers): each customer hears the transfer and the other party.
+        **({"transferId": doc["attributes"]["transferId"], "counterpartyId": doc["attributes"]["counterpartyId"]}
+           if (doc.get("attributes") or {}).get("transferId") else {}),
     }
 
 

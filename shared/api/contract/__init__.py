@@ -78,6 +78,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "reviews", "description": "The manual review queue: held earns and large redemptions."},
     {"name": "agents", "description": "Agents' guardrail policies, terms documents and decision trail (the MCP "
                                       "server itself is at /mcp)."},
+    {"name": "ledger", "description": "The ledger's hash chains: verify a customer or the tenant."},
 ]
 
 _ERROR_TEXT = {

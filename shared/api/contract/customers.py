@@ -112,3 +112,31 @@ class AdjustmentOutcome(DryRunnable):
     entryIds: list[str] | None = None
     transactionId: str
     duplicate: bool
+
+
+class TransferPart(BaseModel):
+    """Points of the transfer that expire on one date (``expiresAt`` null: they never expire)."""
+
+    points: int
+    expiresAt: str | None = None
+
+
+class TransferOutcome(DryRunnable):
+    """A completed transfer (``duplicate`` when the idempotency key was already used): the lots moved,
+    grouped by expiry date, and the sender's available balance after it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "transferId": "tr-5d41402abc4b2a76b9719d91", "status": "completed", "fromCustomerId": "alice-42",
+        "toCustomerId": "bob-7", "points": 150, "parts": [{"points": 100, "expiresAt": "2027-11-30T23:00:00Z"},
+                                                          {"points": 50, "expiresAt": None}],
+        "balanceAfter": 92, "createdAt": "2026-11-23T16:11:33.802659Z", "duplicate": False}]})
+
+    transferId: str
+    status: Literal["completed"]
+    fromCustomerId: str
+    toCustomerId: str
+    points: int
+    parts: list[TransferPart]
+    balanceAfter: int
+    createdAt: str | None = None
+    duplicate: bool

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import Field
 
 from shared.api.contract import op
-from shared.api.contract.customers import AdjustmentOutcome, Balance, Customer, CustomerPage, LedgerPage
+from shared.api.contract.customers import (AdjustmentOutcome, Balance, Customer, CustomerPage, LedgerPage,
+                                           TransferOutcome)
 from shared.api.deps import platform
 from shared.api.pagination import BadCursor, Cursor, keyset, position
 from shared.api.dryrun import dry_runnable
@@ -23,6 +24,7 @@ from shared.domain.inputs import Instant
 from shared.ledger.entries import EntryType
 from shared.platform import Platform
 from shared.store.layout import BALANCES, customer_pk
+from shared.transfers.saga import TransferRequest
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -143,3 +145,20 @@ def adjust(customerId: CustomerId, body: AdjustmentRequest, p: Annotated[Platfor
                               "transactionId": outcome.transaction_id}, reason=body.reason)
     return {**outcome.outcome, "transactionId": outcome.transaction_id, "duplicate": outcome.duplicate}
 
+
+
+@router.post("/{customerId}/transfers", status_code=201, summary="Transfer available points to another customer",
+             **op("customers.transfer", {201: TransferOutcome, 200: TransferOutcome}, errors=(404, 409)))
+@dry_runnable
+def transfer(customerId: CustomerId, body: TransferRequest, p: Annotated[Platform, Depends(platform)],
+             who: Annotated[Principal, Depends(requires("ingest"))], response: Response) -> dict:
+    """Moves available points to ``toCustomerId``, another customer of the tenant (capability ``ingest``),
+    with their expiry dates (first expiring first). 201 new; 200 a replay of the same ``idempotencyKey``
+    (``duplicate: true``); 409 when the key was used with another body; 422 when the available balance
+    is too low, a tenant limit (``transferLimits``) or the fraud policy's ``transfersPerHour`` refuses it,
+    or the receiver is unknown or erased. Both customers' histories show the transfer."""
+    p.customers.get(who.tenant_id, customerId)  # 404 for an unknown sender
+    result = p.transfers.transfer(who.tenant_id, customerId, body)
+    if not result.created:
+        response.status_code = 200
+    return {"duplicate": False, **result.body}

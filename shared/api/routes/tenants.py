@@ -25,6 +25,7 @@ from shared.app.provisioning import record_id, request_hash
 from shared.store.layout import SYSTEM, TENANTS
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
+from shared.transfers.policy import TransferLimits
 from shared.platform import Platform
 
 router = APIRouter(tags=["tenants"])
@@ -43,6 +44,7 @@ class TenantChanges(BaseModel):
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
+    transfer_limits: TransferLimits | None = Field(default=None, alias="transferLimits")
 
 
 class NewTenant(BaseModel):
@@ -55,6 +57,7 @@ class NewTenant(BaseModel):
     points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
+    transfer_limits: TransferLimits | None = Field(default=None, alias="transferLimits")
     # A sandbox: sample customers, orders, an active rule set, a reward catalogue and the
     # partner simulator (shared.app.sample_data); marked on the tenant for good.
     sandbox: bool = False
@@ -91,7 +94,7 @@ def read_tenant(p: Annotated[Platform, Depends(platform)], who: Annotated[Princi
 def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Changes the given settings of the caller's tenant; omitted ones keep their value, and an optional
-    setting given as ``null`` (``rateLimits``, ``expiryPolicy``) goes back to the platform's default, as in
+    setting given as ``null`` (``rateLimits``, ``expiryPolicy``, ``transferLimits``) goes back to the platform's default, as in
     JSON merge patch (capability ``admin``, audited)."""
     # Merged onto the stored settings under an ETag (shared/store/replace.py): a concurrent
     # PATCH of another field is kept, and before/after are exactly this change.

@@ -220,7 +220,7 @@ def test_every_operation_declares_the_api_policies(client, document) -> None:
     dry_runnable = {(m.lower(), path) for path, r in routes
                     for m in r.methods if any(p.alias == "dryRun" for p in r.dependant.query_params)}
     deprecated = {(m.lower(), path) for path, r in routes for m in r.methods if notice_of(r) is not None}
-    assert len(dry_runnable) == 8 and deprecated == {("get", "/v1/redemption-reviews")}
+    assert len(dry_runnable) == 9 and deprecated == {("get", "/v1/redemption-reviews")}
     schemas = document["components"]["schemas"]
     paged = 0
     for path, item in document["paths"].items():

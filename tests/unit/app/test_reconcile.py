@@ -67,7 +67,10 @@ def test_a_bad_entry_written_behind_the_ledger_is_reported(ledger_with_history) 
     db.close()
     report = reconcile(platform.store, "acme")
     kinds = {d.kind: d for d in report.drifts}
-    assert set(kinds) == {"running-balance"}  # the read model is merely behind: stale, not drift
+    # The read model is merely behind: stale, not drift. The forged entry does not link into the
+    # hash chain (it copied seq 3's hash), which reconciliation reports too.
+    assert set(kinds) == {"running-balance", "chain-prev-hash", "chain-hash"}
+    assert kinds["chain-hash"].seq == 4
     drift = kinds["running-balance"]
     assert (drift.customer_id, drift.entry_id, drift.seq) == ("c1", "e-000000000004", 4)
     assert (drift.expected, drift.found) == (newest["runningBalance"] + 50, newest["runningBalance"] + 500)
@@ -127,7 +130,8 @@ def test_the_command_line_prints_a_summary(ledger_with_history, monkeypatch, cap
     monkeypatch.setenv("ACCRUE_DATA_DIR", str(platform.settings.data_dir))
     assert local_main(["reconcile", "--tenant", "acme"]) == 1
     out = capsys.readouterr().out
-    assert "reconciled 2 customers, 4 entries: 1 drift(s)" in out
+    assert "reconciled 2 customers, 4 entries: 2 drift(s)" in out  # the field, and the entry's hash
+    assert "acme/c2: chain-hash: expected an intact chain" in out
     assert "acme/c2: running-pending: expected 0, found 5 at e-000000000001 (seq 1)" in out
     assert local_main(["reconcile", "--tenant", "globex"]) == 0
 

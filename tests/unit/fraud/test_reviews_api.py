@@ -94,8 +94,8 @@ def test_bad_policy_is_422_naming_the_field_and_nothing_changes(client, platform
     assert field in [e["field"] for e in response.json()["errors"]]
     assert client.get("/v1/fraud/policy", headers=auth(tenant.admin)).json() == platform.fraud.policies.get(
         "acme").view() == {"customer": {k: None for k in ("pointsPerHour", "pointsPerDay", "pointsPerMonth",
-                                                          "redemptionsPerHour", "distinctCardsPerDay",
-                                                          "distinctDevicesPerDay")},
+                                                          "redemptionsPerHour", "transfersPerHour",
+                                                          "distinctCardsPerDay", "distinctDevicesPerDay")},
                            "tenant": {"pointsPerHour": None, "pointsPerDay": None},
                            "anomaly": {"enabled": True, "multiplier": 50, "baselineDays": 30, "floorPoints": 100000}}
     assert len(platform.audit.records("acme")) == audits

@@ -7,14 +7,19 @@ the real ingest handler and corrections service. After every step:
 * each entry's running balance = the previous running balance + its amount;
 * the balance = the sum of the entries, and equals the model's;
 * sequence numbers are gap-free from 1;
-* every acknowledged order is credited exactly once (never lost, never twice).
+* every acknowledged order is credited exactly once (never lost, never twice);
+* transfers (shared/transfers), some crashing after one of their steps and then
+  recovered, move points exactly once: the model's total (balances plus points
+  held by open transfers) is unchanged by them, and no balance goes negative
+  through one;
+* every customer's hash chain verifies (shared/ledger/chain.py).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +35,8 @@ from shared.clock import ManualClock
 from shared.domain.orders import Order
 from shared.domain.tenants import TenantSettings
 from shared.errors import InsufficientPoints, ValidationFailed
+from shared.ledger.chain import verify_customer
+from shared.transfers.saga import RECOVERY_GRACE, TransferRequest
 from shared.ledger.service import Ledger
 from shared.platform import Platform
 from shared.settings import Settings
@@ -71,6 +78,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.orders: dict[str, tuple[str, int, int]] = {}  # order id -> customer, amount, points clawed
         self.refunded: dict[str, int] = {}
         self.counter = 0
+        # Points debited by a transfer that crashed before its credit: (receiver, points).
+        self.in_flight: list[tuple[str, int]] = []
 
     def teardown(self) -> None:
         self.store.close()
@@ -135,6 +144,52 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         self.balance[customer] += points
 
+    @rule(writer=st.integers(0, 1), sender=st.sampled_from(CUSTOMERS), receiver=st.sampled_from(CUSTOMERS),
+          points=st.integers(1, 300), crash=st.sampled_from([None, "_debit", "_credit", "_complete"]))
+    def transfer(self, writer: int, sender: str, receiver: str, points: int, crash: str | None) -> None:
+        if sender == receiver:
+            return
+        self.counter += 1
+        transfers = self.writers[writer].transfers
+        if crash is not None:
+            step = getattr(transfers, crash)
+
+            def then_crash(*args: object) -> None:
+                step(*args)
+                raise _Crash(crash)
+
+            setattr(transfers, crash, then_crash)
+        request = TransferRequest.model_validate({"toCustomerId": receiver, "points": points,
+                                                  "idempotencyKey": f"tr{self.counter}"})
+        try:
+            transfers.transfer("t", sender, request)
+        except InsufficientPoints:
+            assert self.balance[sender] < points
+            return
+        except _Crash:
+            self.balance[sender] -= points
+            if crash == "_debit":
+                self.in_flight.append((receiver, points))
+            else:
+                self.balance[receiver] += points
+            return
+        finally:
+            if crash is not None:
+                delattr(transfers, crash)
+        assert self.balance[sender] >= points
+        self.balance[sender] -= points
+        self.balance[receiver] += points
+
+    @rule(writer=st.integers(0, 1))
+    def recover_transfers(self, writer: int) -> None:
+        platform = self.writers[writer]
+        platform.clock.advance(RECOVERY_GRACE + timedelta(seconds=1))
+        platform.transfers.recover()
+        assert platform.transfers.open_transfers(due_only=False) == []
+        for receiver, points in self.in_flight:
+            self.balance[receiver] += points
+        self.in_flight = []
+
     def _project(self, platform: Platform) -> None:
         # Refunds find the order's customer through the order-status read model.
         records = self.store.query(LEDGER, Query(pk=None, filters=(Filter("docType", "=", "order"),), limit=10_000))
@@ -156,6 +211,11 @@ class LedgerMachine(RuleBasedStateMachine):
             credited = [e["referenceOrderId"] for e in earned]
             expected = sorted(o for o, (c, _, _) in self.orders.items() if c == customer)
             assert sorted(credited) == expected, "an order was lost or credited twice"
+            assert verify_customer(self.store, "t", customer).ok, "the hash chain broke"
+
+
+class _Crash(Exception):
+    """The process dies right after a step of a transfer."""
 
 
 LedgerMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None,
