@@ -42,6 +42,8 @@ class EarnLot:
     points: int
     expires_at: datetime | None = None
     rule: str | None = None
+    # The rule's own return window in days (``pending for N days``); None: the tenant's.
+    pending_days: int | None = None
 
 
 @dataclass(frozen=True)

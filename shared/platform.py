@@ -25,6 +25,7 @@ from shared.bus.port import OrderBus
 from shared.clock import Clock, SystemClock
 from shared.earning import EarningRulesProvider
 from shared.expiry.service import ExpiryService
+from shared.pending.maturation import Maturation
 from shared.errors import ConfigurationError, NotFound
 from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
@@ -97,6 +98,8 @@ class Platform:
     fraud: Fraud = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
     expiry: ExpiryService = field(init=False)
+    # Pending points (issue 19, shared/pending): the maturity calendar (fed by the projector) and the job.
+    maturation: Maturation = field(init=False)
     # Rule performance (issue 14, shared/graphql/performance): daily counters per rule, from the change feed.
     rule_performance: Any = field(init=False)
     # Live updates through Azure Web PubSub (shared/graphql/webpubsub); None without WEBPUBSUB_ENDPOINT.
@@ -139,6 +142,8 @@ class Platform:
         self.projector.subscribers.append(self.webhooks.project)
         self.expiry = ExpiryService(self.store, self.ledger, self.tenants, self.clock)
         self.projector.subscribers.append(self.expiry.calendar.project)
+        self.maturation = Maturation(self.store, self.ledger, self.tenants, self.clock)
+        self.projector.subscribers.append(self.maturation.calendar.project)
         self.tiers.publish = self.webhooks.tier_changed
         self.projector.subscribers.append(self.tiers.project)
         from shared.graphql.performance import RulePerformance  # noqa: PLC0415 - keeps the import graph acyclic

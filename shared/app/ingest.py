@@ -47,8 +47,9 @@ from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext, EarningRulesProvider, EarnResult
 from shared.errors import AccrueError, NotFound
 from shared.expiry.policy import policy_stamp
-from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
+from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
+from shared.pending.window import MATURES_AT, matures_at, stamp as window_stamp
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore, read_many
 from shared.telemetry import metrics, tracing
@@ -282,8 +283,10 @@ class IngestHandler:
                 if span_timings is not None and request.trace_context is not None:  # the append span's attribute
                     span_timings[request.trace_context] = span_timings.get(request.trace_context, 0.0) + seconds
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
+            # A return window (tenant or rule) makes the points pending until maturesAt (docs/pending.md).
             credit = _credit(message, result, payload, fingerprint,
-                             policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
+                             policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at),
+                             pending_days=tenant.pending_days, time_zone=tenant.time_zone)
             # The fraud controls may hold the points (PENDING, to review) instead: shared/fraud/controls.py.
             return screen.apply(message.tenant_id, order, head, credit) if screen is not None else credit
 
@@ -389,10 +392,15 @@ def _end_append_spans(spans: dict[str | None, Any], accepted: Sequence[OrderMess
 
 
 def _credit(message: OrderMessage, result: EarnResult, payload: dict[str, Any], fingerprint: str,
-            default_expiry: str | None = None) -> Plan:
+            default_expiry: str | None = None, pending_days: int = 0, time_zone: str = "UTC") -> Plan:
     """``payload``: the order as ``Order.to_message`` gives it, ``fingerprint`` its
     fingerprint (both made once per order; the record keeps both, so the projector
-    need not hash the order again)."""
+    need not hash the order again).
+
+    ``pending_days``: the tenant's return window; a lot's own ``pending_days`` (the
+    rule's ``pending for N days``) overrides it. A lot in a window of N > 0 days is
+    written PENDING with ``maturesAt`` and without the policy's expiry, which is
+    stamped when it matures (shared/pending/window.py)."""
     order = message.order
     lots = [lot for lot in result.lots if lot.points != 0] or []
     drafts: list[EntryDraft] = []
@@ -406,13 +414,18 @@ def _credit(message: OrderMessage, result: EarnResult, payload: dict[str, Any], 
             trace.append({"error": "negative-lot", "rule": lot.rule, "points": lot.points})
             continue
         attributes: dict[str, Any] = {}
+        days = lot.pending_days if lot.pending_days is not None else pending_days
         if lot.expires_at is not None:
             attributes["expiresAt"] = lot.expires_at.isoformat()
-        elif default_expiry is not None:
+        elif default_expiry is not None and days == 0:
             attributes["expiresAt"] = default_expiry
         if lot.rule:
             attributes["rule"] = lot.rule
-        drafts.append(EntryDraft(EntryType.EARN, lot.points, attributes=attributes, **base))
+        status = EntryStatus.COMMITTED
+        if days > 0 and lot.points > 0:
+            attributes[MATURES_AT] = window_stamp(matures_at(message.accepted_at, days, time_zone))
+            status = EntryStatus.PENDING
+        drafts.append(EntryDraft(EntryType.EARN, lot.points, status=status, attributes=attributes, **base))
     if not drafts:
         drafts.append(EntryDraft(EntryType.EARN, 0, **base))
     drafts[0] = EntryDraft(**{**drafts[0].__dict__, "counts_order": True})

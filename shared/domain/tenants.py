@@ -34,6 +34,9 @@ class TenantSettings(BaseModel):
     # How long points stay valid when the earning rule gives no expiry (shared/expiry/policy.py,
     # docs/expiry.md). None: they never expire. Stamped on each lot when it is written.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    # The return window (shared/pending/window.py, docs/pending.md): points earned on an order stay
+    # pending (not spendable) for this many local calendar days; 0: available at once (as before).
+    pending_days: int = Field(default=0, alias="pendingDays", ge=0, le=365)
     # API rate limits per key and per tenant (shared/ratelimit, docs/api-policies.md). None: the defaults.
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
     # A sandbox tenant (shared.app.sample_data): sample data, the partner simulator instead of

@@ -36,6 +36,8 @@ class TenantChanges(BaseModel):
     evaluator: Literal["closure", "wasm"] | None = None
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    # Applies to orders ingested from now on; points already pending keep their maturesAt.
+    pending_days: int | None = Field(default=None, alias="pendingDays", ge=0, le=365)
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
 
 
@@ -48,6 +50,7 @@ class NewTenant(BaseModel):
     time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
     points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    pending_days: int = Field(default=0, alias="pendingDays", ge=0, le=365)
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
     # A sandbox: sample customers, orders, an active rule set, a reward catalogue and the
     # partner simulator (shared.app.sample_data); marked on the tenant for good.
