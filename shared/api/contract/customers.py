@@ -48,7 +48,8 @@ class Balance(BaseModel):
 
     customerId: str
     available: int = Field(description="points the customer can spend")
-    pending: int = Field(description="points held (e.g. by a fraud check): not spendable")
+    pending: int = Field(description="points held (a fraud check, or the return window until they mature: "
+                                     "docs/pending.md): not spendable")
     reserved: int = Field(description="points in open redemption reservations")
     lifetimeEarned: int
     ordersCredited: int | None = Field(default=None, description="read model only")
@@ -77,6 +78,8 @@ class LedgerEntry(BaseModel):
     status: str | None = Field(default=None, examples=["COMMITTED"])
     createdAt: str | None = None
     attributes: dict[str, Any] | None = None
+    pendingState: Literal["pending", "matured", "cancelled", "approved", "rejected"] | None = Field(
+        default=None, description="PENDING credits only: pending still, or how they were settled (docs/pending.md)")
     tenantId: str
     customerId: str
 

@@ -19,9 +19,10 @@ from shared.app.projections import BALANCE_ID
 from shared.clock import iso
 from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.domain.inputs import Instant
-from shared.ledger.entries import EntryType
+from shared.ledger.entries import EntryType, settlement_id
 from shared.platform import Platform
-from shared.store.layout import BALANCES, customer_pk
+from shared.store.layout import BALANCES, LEDGER, customer_pk
+from shared.store.port import read_many
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -110,7 +111,22 @@ def history(request: Request, customerId: CustomerId, p: Annotated[Platform, Dep
     entries = p.ledger.entries(
         who.tenant_id, customerId, before_seq=before[0] if before else None, limit=limit + 1,
         entry_types=[t.value for t in entryType or ()], created_from=createdFrom, created_to=createdTo)
-    return keyset(request, entries, limit, lambda entry: [entry["seq"]], entry_view)
+    states = pending_states(p, who.tenant_id, customerId, entries[:limit])
+    return keyset(request, entries, limit, lambda entry: [entry["seq"]],
+                  lambda entry: {**entry_view(entry), **({"pendingState": states[entry["id"]]}
+                                                         if entry["id"] in states else {})})
+
+
+def pending_states(p: Platform, tenant_id: str, customer_id: str, entries: list[dict]) -> dict[str, str]:
+    """Each PENDING credit's state now: ``pending``, or how it was settled (``matured``, ``cancelled``
+    by a refund inside the return window, ``approved`` or ``rejected`` in review). One read of the
+    settlement records (``settled-<entryId>``) for the page."""
+    held = [e["id"] for e in entries if e.get("status") == "PENDING" and e.get("signedAmount", 0) > 0]
+    if not held:
+        return {}
+    pk = customer_pk(tenant_id, customer_id)
+    found = read_many(p.store, LEDGER, [(pk, settlement_id(entry_id)) for entry_id in held])
+    return {entry_id: (record or {}).get("resolution") or "pending" for entry_id, record in zip(held, found)}
 
 
 @router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)",

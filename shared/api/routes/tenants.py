@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from shared.api.contract import op
 from shared.api.contract.access import NewTenantCreated
@@ -37,7 +37,7 @@ class TenantChanges(BaseModel):
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     # Applies to orders ingested from now on; points already pending keep their maturesAt.
-    pending_days: int | None = Field(default=None, alias="pendingDays", ge=0, le=365)
+    pending_days: StrictInt | None = Field(default=None, alias="pendingDays", ge=0, le=365)
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
 
 
@@ -50,7 +50,7 @@ class NewTenant(BaseModel):
     time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
     points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
-    pending_days: int = Field(default=0, alias="pendingDays", ge=0, le=365)
+    pending_days: StrictInt = Field(default=0, alias="pendingDays", ge=0, le=365)
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
     # A sandbox: sample customers, orders, an active rule set, a reward catalogue and the
     # partner simulator (shared.app.sample_data); marked on the tenant for good.
