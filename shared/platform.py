@@ -109,11 +109,19 @@ class Platform:
     tenant_changes: TenantChanges = field(init=False)
     provisioning: TenantProvisioning = field(init=False)
 
+    def _wallets_of(self, tenant_id: str) -> Any:
+        """The tenant's wallets for the ledger (None: none, or a ledger written for no known tenant)."""
+        try:
+            return self.tenants.get(tenant_id).wallets
+        except NotFound:
+            return None
+
     def __post_init__(self) -> None:
         if self.key_provider is None:
             self.key_provider = build_key_provider(self.settings)
         self.ledger = Ledger(self.store, self.clock)
         self.tenants = TenantDirectory(self.store)
+        self.ledger.wallets_of = self._wallets_of
         self.audit = AuditLog(self.store, self.clock, archive_sink=lambda: build_audit_sink(self.settings))
         self.vault = PersonalDataVault(self.store, self.key_provider, self.clock, self.audit)
         self.customers = CustomerService(self.store, self.clock, self.vault)

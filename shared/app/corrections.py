@@ -197,7 +197,7 @@ class Corrections:
                     EntryType.EARN, held["signedAmount"] - part, status=EntryStatus.PENDING,
                     reference_order_id=order_id, reference_entry_id=held["id"], rule_set_id=held.get("ruleSetId"),
                     rule_set_version=held.get("ruleSetVersion"), arm=held.get("arm"),
-                    attributes={**(held.get("attributes") or {}), "repends": held["id"]}))
+                    attributes={**(held.get("attributes") or {}), "repends": held["id"]}, wallet=held.get("wallet")))
             cancelled_now += part
             to_take -= part
         expired = sum(lot.expired for lot in read_book(self._store, tenant_id, customer_id).lots.values()

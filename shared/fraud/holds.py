@@ -110,7 +110,7 @@ class EarnHolds:
                 EntryDraft(EntryType.EARN, e["signedAmount"], reference_order_id=order_id, reference_entry_id=e["id"],
                            settles_entry_id=e["id"], settles_amount=e["signedAmount"], rule_set_id=e.get("ruleSetId"),
                            rule_set_version=e.get("ruleSetVersion"), arm=e.get("arm"),
-                           attributes={**(e.get("attributes") or {}), **stamp})
+                           attributes={**(e.get("attributes") or {}), **stamp}, wallet=e.get("wallet"))
                 if action == "approve" else
                 EntryDraft(EntryType.VOID, 0, reference_order_id=order_id, reference_entry_id=e["id"],
                            settles_entry_id=e["id"], settles_amount=e["signedAmount"], attributes=stamp)

@@ -84,6 +84,8 @@ class Head:
     lifetime_earned: int = 0
     orders_credited: int = 0
     reserved: int = 0
+    # Available points per wallet (a tenant with wallets only: shared/ledger/wallets.py), by name.
+    wallets: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_entry(cls, doc: dict[str, Any]) -> "Head":
@@ -94,7 +96,15 @@ class Head:
             lifetime_earned=doc["runningLifetimeEarned"],
             orders_credited=doc["ordersCredited"],
             reserved=doc.get("runningReserved", 0),
+            wallets=tuple(sorted((doc.get("runningWallets") or {}).items())),
         )
+
+    def wallet(self, name: str, default: str | None = None) -> int:
+        """Available points in wallet ``name`` (before any entry named wallets, the
+        whole balance is in the ``default`` wallet)."""
+        if not self.wallets:
+            return self.balance if name == default else 0
+        return dict(self.wallets).get(name, 0)
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,10 @@ class EntryDraft:
     arm: str | None = None
     counts_order: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
+    # Wallets (shared/ledger/wallets.py; ignored for a tenant without wallets): the wallet a
+    # credit goes to or a debit takes from, or the whole split given explicitly.
+    wallet: str | None = None
+    wallet_split: tuple[tuple[str, int], ...] | None = None
 
     def __post_init__(self) -> None:
         assert isinstance(self.signed_amount, int) and not isinstance(self.signed_amount, bool)
@@ -152,4 +166,5 @@ def advance(head: Head, draft: EntryDraft) -> Head:
         lifetime_earned=lifetime,
         orders_credited=head.orders_credited + (1 if draft.counts_order else 0),
         reserved=reserved,
+        wallets=head.wallets,
     )

@@ -28,6 +28,7 @@ What ``append`` guarantees, for each request independently:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -60,6 +61,8 @@ from shared.ledger.entries import (
     counts_toward_available,
     entry_id,
 )
+from shared.domain.wallets import WalletSettings
+from shared.ledger import wallets
 from shared.store.layout import LEDGER, customer_pk
 from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query
 
@@ -147,6 +150,9 @@ class Ledger:
         self._clock = clock
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()
+        # A tenant's wallets (shared/ledger/wallets.py), set by the platform; None (or an
+        # answer of None): no wallets, and entries are written exactly as before.
+        self.wallets_of: Callable[[str], WalletSettings | None] | None = None
 
     @property
     def clock(self) -> Clock:
@@ -348,12 +354,16 @@ class Ledger:
         transaction_id = new_transaction_id()
         entries: list[dict[str, Any]] = []
         current = head
+        settings = self.wallets_of(request.tenant_id) if self.wallets_of is not None and plan.entries else None
         for draft in plan.entries:
             after = advance(current, draft)
             # TIGER_STYLE: the running totals are asserted, not trusted.
             moves = draft.signed_amount if counts_toward_available(draft.status.value, draft.signed_amount) else 0
             if after.seq != current.seq + 1 or after.balance != current.balance + moves:
                 raise LedgerInvariantBroken(f"running totals broke at seq {after.seq} for {request.pk}")
+            wallet_fields: dict[str, Any] = {}
+            if settings is not None:
+                after, wallet_fields = self._wallets(request, current, after, draft, settings)
             entries.append({
                 "id": entry_id(after.seq),
                 "pk": request.pk,
@@ -380,6 +390,7 @@ class Ledger:
                 "idempotencyKey": request.idempotency_key,
                 **({"attributes": draft.attributes} if draft.attributes else {}),
                 **({"traceContext": request.trace_context} if request.trace_context else {}),
+                **wallet_fields,
             })
             current = after
         outcome = dict(plan.outcome)
@@ -401,6 +412,31 @@ class Ledger:
                         **({"traceContext": request.trace_context} if request.trace_context else {}))
                    for r in plan.records]
         return [*entries, *records, marker], current, entries, marker
+
+    def _wallets(self, request: TransactionRequest, current: Head, after: Head, draft: EntryDraft,
+                 settings: WalletSettings) -> tuple[Head, dict[str, Any]]:
+        """The draft's wallet split and the running wallets after it (shared/ledger/wallets.py)."""
+        before = wallets.start(dict(current.wallets), current.balance, settings)
+        released = None
+        if (draft.settles_entry_id and draft.settles_amount < 0 and draft.wallet_split is None
+                and wallets.moves(draft) > 0):
+            # A RELEASE gives back to the wallets its reservation took from.
+            reservation = self._store.read(LEDGER, request.pk, draft.settles_entry_id)
+            released = (reservation or {}).get("walletSplit")
+        given = wallets.split(before, draft, settings, released)
+        running = wallets.apply(before, given)
+        # TIGER_STYLE: per wallet, the running values add up to the balance, and a wallet goes
+        # below zero only when named or when every other wallet is empty (a clawback).
+        assert sum(running.values()) == after.balance, "running wallets must add up to the balance"
+        for name, value in running.items():
+            assert value >= 0 or value >= before[name] or draft.wallet == name or draft.wallet_split is not None \
+                or all(v <= 0 for other, v in running.items() if other != name), f"wallet {name} went below zero"
+        fields_ = {"runningWallets": dict(sorted(running.items()))}
+        if given:
+            fields_["walletSplit"] = dict(sorted(given.items()))
+        if draft.wallet is not None:
+            fields_["wallet"] = draft.wallet
+        return dataclasses.replace(after, wallets=tuple(sorted(running.items()))), fields_
 
     # --- head cache ----------------------------------------------------------------
     # A stale head is harmless: its next seq collides with the real one and the

@@ -170,8 +170,9 @@ class Maturation:
             for entry in open_window_earns(self._store, tenant_id, customer_id):
                 due = maturity_of(entry)
                 if due is not None and due <= now:
+                    # The expiry clock starts now, under the policy of the wallet it matures into.
                     requests.append(self._request(tenant_id, customer_id, entry, policy_stamp(
-                        tenant.expiry_policy, tenant.time_zone, now)))
+                        tenant.expiry_policy_of(entry.get("wallet")), tenant.time_zone, now)))
         if not requests:
             return report
         for request, outcome in zip(requests, self._ledger.append(requests)):
@@ -206,7 +207,7 @@ class Maturation:
                                reference_entry_id=held_id, settles_entry_id=held_id,
                                settles_amount=held["signedAmount"], rule_set_id=held.get("ruleSetId"),
                                rule_set_version=held.get("ruleSetVersion"), arm=held.get("arm"),
-                               attributes=attributes)
+                               attributes=attributes, wallet=held.get("wallet"))
             record = {"id": settlement_id(held_id), "docType": SETTLEMENT_DOC, "settlesEntryId": held_id,
                       "resolution": "matured"}
             outcome = {"status": "matured", "customerId": customer_id, "entryId": held_id,

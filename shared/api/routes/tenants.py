@@ -17,6 +17,8 @@ from shared.app.auth import Principal
 from shared.domain.inputs import DecimalText
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
+from shared.domain.wallets import WalletSettings
+from shared.errors import FieldProblem, ValidationFailed
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
 from shared.platform import Platform
@@ -38,6 +40,8 @@ class TenantChanges(BaseModel):
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     # Applies to orders ingested from now on; points already pending keep their maturesAt.
     pending_days: StrictInt | None = Field(default=None, alias="pendingDays", ge=0, le=365)
+    # Wallets are added, reordered or re-configured, never removed (their points stay on the ledger).
+    wallets: WalletSettings | None = None
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
 
 
@@ -51,6 +55,7 @@ class NewTenant(BaseModel):
     points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
     pending_days: StrictInt = Field(default=0, alias="pendingDays", ge=0, le=365)
+    wallets: WalletSettings | None = None
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
     # A sandbox: sample customers, orders, an active rule set, a reward catalogue and the
     # partner simulator (shared.app.sample_data); marked on the tenant for good.
@@ -77,6 +82,12 @@ def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)]
     audited)."""
     # Merged onto the stored settings under an ETag (shared/store/replace.py): a concurrent
     # PATCH of another field is kept, and before/after are exactly this change.
+    if body.wallets is not None:
+        kept = p.tenants.get(who.tenant_id).wallets
+        missing = sorted(set(kept.names) - set(body.wallets.names)) if kept is not None else []
+        if missing:
+            raise ValidationFailed("wallets cannot be removed", [FieldProblem(
+                "wallets", f"the wallet(s) {', '.join(missing)} must stay (their points are on the ledger)")])
     before, after = p.tenants.change(who.tenant_id, body.model_dump(mode="json", by_alias=True, exclude_none=True))
     current, saved = _view(before), _view(after)
     changed = {k for k in saved if saved[k] != current.get(k)}
