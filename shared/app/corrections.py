@@ -51,6 +51,7 @@ from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
 from shared.domain.money import MAX_ORDER_AMOUNT, MINOR_UNITS, fits_minor_unit
 from shared.domain.orders import EntityId, Money
+from shared.domain.wallets import WalletName
 from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
 from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, order_record_id, settlement_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
@@ -90,6 +91,9 @@ class AdjustmentRequest(BaseModel):
     reason_code: AdjustmentReasonCode = Field(alias="reasonCode")
     reason: Text
     idempotency_key: Key = Field(alias="idempotencyKey")
+    # The wallet credited or debited (docs/wallets.md); default: the default wallet for a credit,
+    # the spending order for a debit.
+    wallet: WalletName | None = None
 
 
 class Corrections:
@@ -225,15 +229,20 @@ class Corrections:
         expires = None
         if adjustment.points > 0 and self._clock is not None:
             tenant = self._tenants.get(tenant_id)
-            expires = policy_stamp(tenant.expiry_policy, tenant.time_zone, self._clock.now())
+            expires = policy_stamp(tenant.expiry_policy_of(adjustment.wallet), tenant.time_zone, self._clock.now())
 
         def plan(head: Head) -> Plan:
             if head.balance + adjustment.points < 0:
                 raise InsufficientPoints(
                     f"customer {customer_id} has {head.balance} points; cannot take {-adjustment.points}")
+            if adjustment.wallet is not None:
+                in_wallet = self._ledger.wallet_available(tenant_id, head, adjustment.wallet)
+                if in_wallet + adjustment.points < 0:
+                    raise InsufficientPoints(f"customer {customer_id} has {in_wallet} points in wallet "
+                                             f"{adjustment.wallet!r}; cannot take {-adjustment.points}")
             draft = EntryDraft(EntryType.ADJUST, adjustment.points, attributes={
                 "reasonCode": adjustment.reason_code.value, "reason": adjustment.reason, "actorKeyId": actor_key_id,
-                **({"expiresAt": expires} if expires else {})})
+                **({"expiresAt": expires} if expires else {})}, wallet=adjustment.wallet)
             outcome = {"status": "adjusted", "customerId": customer_id, "points": adjustment.points,
                        "balanceAfter": head.balance + adjustment.points, "actorKeyId": actor_key_id}
             return Plan(entries=[draft], outcome=outcome)

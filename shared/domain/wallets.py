@@ -17,13 +17,16 @@ names must stay a superset: wallets are never removed once defined.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.expiry.policy import ExpiryPolicy
 
 WALLET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 MAX_WALLETS = 10
+# A wallet named in a request body (a redemption, a conversion, an adjustment).
+WalletName = Annotated[str, StringConstraints(pattern=WALLET_NAME.pattern, max_length=32)]
 
 
 class Wallet(BaseModel):

@@ -48,8 +48,10 @@ from shared.errors import (
     BatchSkipped,
     Conflict,
     DocumentExists,
+    FieldProblem,
     LedgerConflict,
     LedgerInvariantBroken,
+    ValidationFailed,
 )
 from shared.ledger.entries import (
     ENTRY_DOC,
@@ -168,6 +170,16 @@ class Ledger:
         """The head this process would plan on next (cached, else read): a hint for
         work done ahead of an append, never the basis of a decision (plans get the true head)."""
         return self._cached_head(customer_pk(tenant_id, customer_id))[0]
+
+    def wallet_available(self, tenant_id: str, head: Head, name: str) -> int:
+        """Available points in the tenant's wallet ``name`` on ``head`` (for a plan that draws
+        from a named wallet). A wallet the tenant does not have is a ``ValidationFailed``."""
+        settings = self.wallets_of(tenant_id) if self.wallets_of is not None else None
+        if settings is None or name not in settings.names:
+            known = ", ".join(settings.names) if settings is not None else "none"
+            raise ValidationFailed(f"unknown wallet {name!r}", [FieldProblem(
+                "wallet", f"this tenant's wallets: {known}")])
+        return wallets.start(dict(head.wallets), head.balance, settings)[name]
 
     def _read_head(self, pk: str) -> Head:
         newest = self._store.query(
