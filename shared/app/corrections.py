@@ -258,7 +258,7 @@ def entry_view(doc: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "seq", "transactionId", "entryType", "signedAmount", "runningBalance", "runningPending",
             "runningReserved",
             "referenceOrderId", "referenceEntryId", "settlesEntryId", "ruleSetId", "ruleSetVersion", "arm",
-            "status", "createdAt", "attributes")
+            "status", "createdAt", "attributes", "wallet", "walletSplit", "runningWallets")
     view = {k: doc.get(k) for k in keys}
     view["tenantId"], view["customerId"] = doc["tenantId"], doc["customerId"]
     return {k: v for k, v in view.items() if v is not None}

@@ -89,3 +89,9 @@ def apply(balances: Mapping[str, int], given: Mapping[str, int]) -> dict[str, in
 
 def running_of(doc: Mapping[str, Any]) -> dict[str, int]:
     return dict(doc.get("runningWallets") or {})
+
+
+def balances(running: Mapping[str, int], balance: int, settings: WalletSettings) -> dict[str, int]:
+    """Every wallet's available points (a reader's view: ``start`` in the settings' order)."""
+    current = start(running, balance, settings)
+    return {name: current.get(name, 0) for name in settings.names}

@@ -53,6 +53,8 @@ class Balance(BaseModel):
     reserved: int = Field(description="points in open redemption reservations")
     lifetimeEarned: int
     ordersCredited: int | None = Field(default=None, description="read model only")
+    wallets: dict[str, int] | None = Field(
+        default=None, description="available points per wallet (tenants with wallets: docs/wallets.md)")
     asOf: str | None = Field(default=None, description="the instant asked for (ledger answers only)")
     source: Literal["read-model", "ledger"]
     dataAsOf: str | None = Field(description="how fresh this answer is")
@@ -80,6 +82,9 @@ class LedgerEntry(BaseModel):
     attributes: dict[str, Any] | None = None
     pendingState: Literal["pending", "matured", "cancelled", "approved", "rejected"] | None = Field(
         default=None, description="PENDING credits only: pending still, or how they were settled (docs/pending.md)")
+    wallet: str | None = Field(default=None, description="the wallet a credit went to or a debit named")
+    walletSplit: dict[str, int] | None = Field(default=None, description="signed points per wallet")
+    runningWallets: dict[str, int] | None = Field(default=None, description="available points per wallet after it")
     tenantId: str
     customerId: str
 
