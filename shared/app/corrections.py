@@ -57,7 +57,7 @@ from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, orde
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.expiry.policy import policy_stamp
 from shared.expiry.service import read_book
-from shared.pending.window import is_window_earn, maturity_of
+from shared.pending.window import maturity_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore
 
@@ -171,7 +171,7 @@ class Corrections:
         # What the order earned: its window earns as written (not their re-pends) and its other
         # COMMITTED earns that settle nothing (a rule's "pending for 0 days").
         earned = sum(e["signedAmount"] for e in entries if e["entryType"] == "EARN" and (
-            (is_window_earn(e) and "repends" not in (e.get("attributes") or {}))
+            (_pending_in_window(e) and "repends" not in (e.get("attributes") or {}))
             or (e["status"] == "COMMITTED" and not e.get("settlesEntryId"))))
         reversals = [e for e in entries if e["entryType"] == "REVERSAL"]
         refunded = sum((Decimal(e["attributes"]["refundAmount"]) for e in reversals), Decimal(0))
@@ -186,7 +186,7 @@ class Corrections:
         drafts: list[EntryDraft] = []
         records: list[dict[str, Any]] = []
         cancelled_now = 0
-        for held in (e for e in entries if is_window_earn(e) and e["id"] not in settled):
+        for held in (e for e in entries if _pending_in_window(e) and e["id"] not in settled):
             if to_take == 0:
                 break
             part = min(to_take, held["signedAmount"])
@@ -252,6 +252,12 @@ class Corrections:
             idempotency_key=f"adjust:{adjustment.idempotency_key}",
             fingerprint=fingerprint_of(adjustment.model_dump(mode="json")), plan=plan,
         ))
+
+
+def _pending_in_window(entry: dict[str, Any]) -> bool:
+    """A PENDING earn with ``maturesAt`` (held for a fraud review too: a refund cancels it as well)."""
+    return entry["entryType"] == "EARN" and entry["status"] == "PENDING" and entry["signedAmount"] > 0 \
+        and maturity_of(entry) is not None
 
 
 def entry_view(doc: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,11 @@ def order_decision_id(order_id: str) -> str:
 
 
 def hold(plan: Plan, reasons: list[dict[str, Any]]) -> Plan:
-    entries = [dataclasses.replace(d, status=EntryStatus.PENDING)
+    # A window earn (shared/pending/window.py) under a hold is the review's to settle, never the
+    # maturation job's: marked ``fraudHold`` so the job leaves it alone (docs/pending.md).
+    entries = [dataclasses.replace(d, status=EntryStatus.PENDING,
+                                   attributes={**d.attributes, "fraudHold": True} if "maturesAt" in d.attributes
+                                   else d.attributes)
                if d.entry_type is EntryType.EARN and d.signed_amount > 0 else d for d in plan.entries]
     reason = {"code": HOLD_CODE, "detail": "; ".join(r["detail"] for r in reasons), "reasons": reasons}
     outcome = {**plan.outcome, "status": "held", "reason": reason}

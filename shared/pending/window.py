@@ -64,6 +64,8 @@ def maturity_of(entry: dict[str, Any]) -> datetime | None:
 
 
 def is_window_earn(entry: dict[str, Any]) -> bool:
-    """A PENDING credit written for the return window (not a fraud hold)."""
+    """A PENDING credit written for the return window and not held for a fraud review
+    (``attributes.fraudHold``: the review settles it, never the maturation job)."""
     return (entry.get("docType") == "entry" and entry.get("status") == "PENDING"
-            and entry.get("signedAmount", 0) > 0 and maturity_of(entry) is not None)
+            and entry.get("signedAmount", 0) > 0 and maturity_of(entry) is not None
+            and not (entry.get("attributes") or {}).get("fraudHold"))

@@ -157,3 +157,19 @@ def test_the_window_setting_is_validated_and_changes_nothing_when_refused(client
     assert answer.status_code == 200 and answer.json()["pendingDays"] == 30
     earn(client, platform, clock, keys, "o1")
     assert entries(platform, "shop", "c1")[0]["status"] == "PENDING"
+
+
+def test_a_fraud_held_window_earn_is_left_to_the_review_not_matured(client, platform, clock) -> None:
+    from shared.fraud.holds import hold
+    from shared.ledger.entries import EntryDraft, EntryStatus, EntryType
+    from shared.ledger.service import Plan, TransactionRequest
+
+    window_tenant(platform, "shop", days=1, time_zone="UTC")
+    draft = EntryDraft(EntryType.EARN, 30, status=EntryStatus.PENDING, reference_order_id="o1",
+                       attributes={"maturesAt": "2026-11-02T12:00:00+00:00"})
+    held = hold(Plan([draft], {"status": "credited"}), [{"code": "velocity", "detail": "too many"}])
+    platform.ledger.append_one(TransactionRequest("shop", "c1", "k", "k", lambda head: held))
+    assert held.entries[0].attributes["fraudHold"] is True
+    move_to(clock, at("2026-11-03T00:00:00+00:00"))
+    assert platform.maturation.mature_customers("shop", ["c1"]).matured == 0
+    assert platform.ledger.head("shop", "c1").pending == 30
