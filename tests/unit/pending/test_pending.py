@@ -173,3 +173,25 @@ def test_a_fraud_held_window_earn_is_left_to_the_review_not_matured(client, plat
     move_to(clock, at("2026-11-03T00:00:00+00:00"))
     assert platform.maturation.mature_customers("shop", ["c1"]).matured == 0
     assert platform.ledger.head("shop", "c1").pending == 30
+
+
+def test_a_rule_overrides_the_tenants_window_per_earn(client, platform, clock) -> None:
+    keys = window_tenant(platform, "shop", days=14, time_zone="UTC")
+    reason = {"code": "campaign", "text": "windows per rule"}
+    source = ('rule "base" then earn 100 points\n'
+              'rule "quick" then earn 7 points pending for 2 days\n'
+              'rule "instant" then earn 5 points pending for 0 days\n')
+    assert client.post("/v1/rules/versions", json={"ruleSetId": "main", "source": source, "reason": reason},
+                       headers=auth(keys.admin)).status_code == 201
+    assert client.post("/v1/rules/activate", json={"target": {"ruleSetId": "main", "version": 1}, "reason": reason},
+                       headers=auth(keys.admin)).status_code == 200
+    earn(client, platform, clock, keys, "o1")
+    written = {e["attributes"]["rule"]: e for e in entries(platform, "shop", "c1")}
+    assert written["base"]["attributes"]["maturesAt"] == "2026-11-15T12:00:00+00:00"
+    assert written["quick"]["attributes"]["maturesAt"] == "2026-11-03T12:00:00+00:00"
+    assert written["instant"]["status"] == "COMMITTED" and "maturesAt" not in written["instant"]["attributes"]
+    head = platform.ledger.head("shop", "c1")
+    assert (head.balance, head.pending) == (5, 107)
+    move_to(clock, at("2026-11-03T12:30:00+00:00"))
+    assert platform.maturation.run_tenant("shop")["points"] == 7
+    assert platform.ledger.head("shop", "c1").balance == 12
