@@ -13,6 +13,7 @@ from shared.app.reconcile import reconcile
 from shared.domain.wallets import WalletSettings
 from tests.conftest import add_customer, auth, drain, make_tenant
 from tests.unit.expiry.conftest import earn, entries, move_to
+from tests.unit.spend.conftest import partner, register_partner  # noqa: F401 - the fake partner fixture
 
 WALLETS = {"wallets": [{"name": "main"},
                        {"name": "promo", "expiryPolicy": {"kind": "rolling", "months": 1}},
@@ -169,3 +170,27 @@ def test_a_tenant_without_wallets_writes_exactly_what_it_wrote_before(client, pl
     assert [core(e) for e in plain_entries] == [core(e) for e in walled_entries]
     assert "wallets" not in balance(client, plain) and "wallets" in balance(client, walled)
     assert reconcile(platform.store, "plain").ok and reconcile(platform.store, "walled").ok
+
+
+
+def test_a_conversion_draws_from_its_named_wallet(client, platform, clock, partner) -> None:
+    keys = wallet_tenant(client, platform, rules=None)
+    adjust = {"points": 3000, "reasonCode": "goodwill", "reason": "air", "idempotencyKey": "a1",
+              "wallet": "partner-air"}
+    assert client.post("/v1/customers/c1/adjustments", json=adjust, headers=auth(keys.admin)).status_code == 201
+    register_partner(platform, "air", partner.url)
+    programme = {"partnerId": "air", "name": "Air miles", "rate": "0.5", "minimumPoints": 1000}
+    assert client.put("/v1/conversion-programmes/miles", json=programme, headers=auth(keys.admin)).status_code == 200
+    body = {"idempotencyKey": "v1", "programmeId": "miles", "points": 1000, "partnerAccount": "FF123",
+            "wallet": "promo"}
+    refused = client.post("/v1/customers/c1/conversions", json=body, headers=auth(keys.merchant))
+    assert refused.status_code == 422, refused.text                 # promo holds nothing: nothing written
+    assert len(entries(platform, "shop", "c1")) == 1
+    done = client.post("/v1/customers/c1/conversions", json=dict(body, idempotencyKey="v2", wallet="partner-air"),
+                       headers=auth(keys.merchant))
+    assert done.status_code == 201, done.text
+    drain(platform)
+    reservation = next(e for e in entries(platform, "shop", "c1") if e["entryType"] == "CONVERT")
+    assert reservation["walletSplit"] == {"partner-air": -1000}
+    assert balance(client, keys)["wallets"] == {"main": 0, "promo": 0, "partner-air": 2000}
+    assert reconcile(platform.store, "shop").ok
