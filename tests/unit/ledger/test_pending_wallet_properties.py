@@ -159,7 +159,7 @@ class PendingWalletMachine(RuleBasedStateMachine):
         order["taken"] += take
         customer = order["customer"]
         if order["matured"]:
-            assert (outcome["pointsCancelledPending"] if "pointsCancelledPending" in outcome else 0) == 0
+            assert outcome.get("pointsCancelledPending", 0) == 0
             assert outcome["pointsClawedBack"] == take
             self.available[customer] -= take
             _spend(self.wallets[customer], take)

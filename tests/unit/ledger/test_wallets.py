@@ -173,7 +173,7 @@ def test_a_tenant_without_wallets_writes_exactly_what_it_wrote_before(client, pl
 
 
 
-def test_a_conversion_draws_from_its_named_wallet(client, platform, clock, partner) -> None:
+def test_a_conversion_draws_from_its_named_wallet(client, platform, clock, partner) -> None:  # noqa: F811
     keys = wallet_tenant(client, platform, rules=None)
     adjust = {"points": 3000, "reasonCode": "goodwill", "reason": "air", "idempotencyKey": "a1",
               "wallet": "partner-air"}

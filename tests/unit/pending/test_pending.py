@@ -4,7 +4,7 @@ window, matured exactly once by the job, with the expiry clock starting at matur
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from shared.app.reconcile import reconcile
 from shared.ledger.entries import settlement_id
