@@ -108,8 +108,20 @@ param alertActionGroupId string = ''
 
 param tags object = {}
 
+@description('Warehouses that load exports: [{tenantId, principalId}]. Each identity may unwrap its tenant\'s export key only (modules/exportkeys.bicep).')
+param warehouseAccess array = []
+
+@description('Public IPv4 ranges (CIDR) of warehouses allowed to reach the export vault; empty: private endpoints only (docs/exports.md).')
+param warehouseIpRules array = []
+
 @description('Days operational documents are kept, overriding shared/store/layout.py TTL_RULES: "container=days,...". Empty: the rules\' own days.')
 param ttlOverrides string = ''
+
+@description('Host name operators open the operator page on (/operator): the WebAuthn relying-party id their security keys are bound to. Empty: the Function App\'s default host name. Set it to the custom domain before the first operator registers a key: keys do not move to another RP id.')
+param operatorHostName string = ''
+
+@description('Comma-separated AAGUIDs of the security-key models operators may register (attestation policy, docs/fido2.md). Empty: any FIDO2 key with user verification.')
+param operatorAllowedAaguids string = ''
 
 // ---- names the code depends on ------------------------------------------------
 
@@ -328,6 +340,17 @@ var cosmosContainers = [
     excludedPaths: []
   }
   {
+    name: 'codes'
+    partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
+    excludedPaths: [
+      {
+        path: '/sealed/?'
+      }
+    ]
+  }
+  {
     name: leaseContainerName
     partitionKeyPath: '/id'
     defaultTtl: null
@@ -348,6 +371,7 @@ var names = {
   cosmos: 'cosmos-${namePrefix}-${nameSuffix}'
   eventHubs: 'evhns-${namePrefix}-${nameSuffix}'
   keyVault: 'kv-${namePrefix}-${nameSuffix}'
+  exportVault: 'kvx-${namePrefix}-${nameSuffix}'
   keyManager: 'id-${namePrefix}-keys-${nameSuffix}'
   dataStorage: take('st${compactPrefix}data${nameSuffix}', 24)
   hostStorage: take('st${compactPrefix}host${nameSuffix}', 24)
@@ -519,6 +543,12 @@ var privateEndpointTargets = [
     zone: privateDnsZones.keyVault
   }
   {
+    name: 'exportkeys'
+    id: resourceId('Microsoft.KeyVault/vaults', names.exportVault)
+    groupId: 'vault'
+    zone: privateDnsZones.keyVault
+  }
+  {
     name: 'data-blob'
     id: resourceId('Microsoft.Storage/storageAccounts', names.dataStorage)
     groupId: 'blob'
@@ -559,6 +589,7 @@ module privateEndpoints 'modules/privateendpoint.bicep' = [for target in private
     cosmos
     eventHubs
     keyVault
+    exportKeys
     dataStorage
     hostStorage
   ]
@@ -567,6 +598,8 @@ module privateEndpoints 'modules/privateendpoint.bicep' = [for target in private
 // Every setting shared/settings.py reads on Azure, set to the Azure adapters.
 // Endpoints and names only: each service is reached with the app's managed
 // identity, so no key or connection string appears here.
+var operatorRpId = empty(operatorHostName) ? '${names.functionApp}.azurewebsites.net' : operatorHostName
+
 var appSettings = {
   ACCRUE_STORE: 'cosmos'
   ACCRUE_BUS: 'eventhubs'
@@ -582,9 +615,15 @@ var appSettings = {
   // Key management (create, rotate) as the key-manager identity; the key type follows the tier.
   KEYVAULT_MANAGEMENT_CLIENT_ID: keyManager.outputs.clientId
   KEYVAULT_SKU: keyVaultSku
+  // The tenants' export keys, in a vault of their own (modules/exportkeys.bicep).
+  EXPORT_KEYVAULT_URI: 'https://${names.exportVault}${environment().suffixes.keyvaultDns}/'
   BLOB_ACCOUNT_URL: dataStorage.outputs.blobEndpoint
   // Overrides of the TTL rules of shared/store/layout.py (empty: the rules' own days).
   ACCRUE_TTL_DAYS: ttlOverrides
+  // Platform operators' security keys (docs/fido2.md): relying-party id and origin of the operator page.
+  ACCRUE_WEBAUTHN_RP_ID: operatorRpId
+  ACCRUE_WEBAUTHN_ORIGIN: 'https://${operatorRpId}'
+  ACCRUE_WEBAUTHN_AAGUIDS: operatorAllowedAaguids
   WEBPUBSUB_ENDPOINT: webPubSub.outputs.endpoint
   WEBPUBSUB_HUB: webPubSubHubName
   // Identity-based connections of the triggers and the host (read by the host).
@@ -608,6 +647,23 @@ module functionApp 'modules/functionapp.bicep' = {
     instanceMemoryMB: functionInstanceMemoryMB
     alwaysReadyHttp: functionAlwaysReadyHttp
     subnetId: enablePrivateNetworking ? network.outputs.functionsSubnetId : ''
+    tags: stackTags
+  }
+}
+
+// The export keys: their own vault, the app and key manager on it, each warehouse on its tenant's key only.
+module exportKeys 'modules/exportkeys.bicep' = {
+  name: 'exportkeys'
+  params: {
+    location: location
+    vaultName: names.exportVault
+    skuName: keyVaultSku
+    recover: keyVaultRecover
+    privateNetworking: enablePrivateNetworking
+    appPrincipalId: functionApp.outputs.principalId
+    keyManagerPrincipalId: keyManager.outputs.principalId
+    warehouseAccess: warehouseAccess
+    warehouseIpRules: warehouseIpRules
     tags: stackTags
   }
 }
@@ -638,6 +694,7 @@ module diagnostics 'modules/diagnostics.bicep' = {
     cosmosAccountName: cosmos.outputs.accountName
     eventHubNamespaceName: eventHubs.outputs.namespaceName
     keyVaultName: keyVault.outputs.vaultName
+    exportVaultName: exportKeys.outputs.vaultName
     dataStorageName: dataStorage.outputs.accountName
     hostStorageName: hostStorage.outputs.accountName
     functionAppName: functionApp.outputs.appName

@@ -31,6 +31,8 @@ from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
 from shared.governance.keys import KeyAdministration
+from shared.governance.operators import Operators
+from shared.governance.webauthn import RelyingParty
 from shared.ledger.service import Ledger
 from shared.privacy.erasure import Erasures
 from shared.privacy.personal import PersonalDataVault
@@ -44,6 +46,8 @@ from shared.schemas.checked_bus import SchemaCheckedBus
 from shared.settings import Settings
 from shared.spend import Spend, build_spend
 from shared.spend.simulator import SIMULATOR_ID, PartnerSimulator
+from shared.vouchers import Vouchers, build_vouchers
+from shared.referrals import Referrals
 from shared.store.layout import CONTAINERS
 from shared.store.port import DocumentStore
 from shared.tiers import TierService
@@ -80,6 +84,7 @@ class Platform:
     audit: AuditLog = field(init=False)
     vault: PersonalDataVault = field(init=False)
     erasures: Erasures = field(init=False)
+    operators: Operators = field(init=False)
     approvals: DualControl = field(init=False)
     # Every issue and revoke of an API key (audited; platform-admin under dual control).
     key_admin: KeyAdministration = field(init=False)
@@ -92,8 +97,13 @@ class Platform:
     tiers: TierService = field(init=False)
     # Spending (issue 6, shared/spend): rewards, redemptions, conversions, partners.
     spend: Spend = field(init=False)
+    # Vouchers (issue 20, shared/vouchers): points for codes, point-of-sale redemption, partner code pools.
+    vouchers: Vouchers = field(init=False)
+    referrals: Referrals = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
+    # Agents' tools behind the MCP server (issue 21, shared.agents.tools.AgentTools).
+    agents: Any = field(init=False)
     # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
     fraud: Fraud = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
@@ -140,8 +150,11 @@ class Platform:
         self.projector = Projector(self.store, self.clock)
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
         self.corrections = Corrections(self.store, self.ledger, self.clock, self.tenants)
-        self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self),
-                                     enabled=self.settings.dual_control)
+        self.operators = Operators(self.store, self.clock, self.audit,
+                                   RelyingParty(self.settings.webauthn_rp_id, self.settings.webauthn_origins,
+                                                self.settings.webauthn_aaguids))
+        self.approvals = DualControl(self.store, self.clock, self.audit, self.operators,
+                                     executors=governance_executors(self), enabled=self.settings.dual_control)
         self.key_admin = KeyAdministration(self.keys, self.audit, self.approvals, self.store, self.clock)
         self.webhooks = WebhookService(self.store, self.clock, self.key_provider, audit=self.audit)
         self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)
@@ -163,8 +176,10 @@ class Platform:
         if self.live_updates is not None:
             self.projector.subscribers.append(self.live_updates.publish)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
+        from shared.keys.factory import build_export_key_provider  # noqa: PLC0415
         self.exports = ExportService(self.store, self.clock, self.key_provider,
-                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit)
+                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit,
+                                     export_keys=lambda: build_export_key_provider(self.settings))
         # Erasure that reaches every copy (shared.privacy.erasure); its log beside the audit archive.
         self.erasures = Erasures(self.store, self.clock, self.vault, self.webhooks, self.exports,
                                  log_sink=lambda: build_audit_sink(self.settings))
@@ -176,8 +191,23 @@ class Platform:
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)
         self.spend.redemptions.screen = self.fraud.controls.check_redemption
+        # Agents' tools (issue 21): guardrail policies, quotes, the decision trail; the MCP server
+        # (shared/api/mcp.py) is their protocol door. Registers the review kinds it escalates to.
+        from shared.agents.tools import AgentTools  # noqa: PLC0415 - keeps the import graph acyclic
+        self.agents = AgentTools(self)
         # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
         self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
+        self.vouchers = build_vouchers(self.store, self.ledger, self.clock, self.spend, self.vault.keyed_digest)
+        # Referrals (issue 20): qualification and reversal from the ledger's change feed.
+        self.referrals = Referrals(self.store, self.ledger, self.clock, self.vault.keyed_digest, self.vault.open,
+                                   reviews=self.reviews)
+        self.referrals.publish = lambda tenant_id, event_type, data, source: self.webhooks.publish(
+            tenant_id, event_type, data, source_id=source)
+        self.projector.subscribers.append(self.referrals.project)
+        self.erasures.also.append(self.referrals.forget_signals)
+        self.referrals.context = self._referral_context
+        self.vouchers.publish = lambda tenant_id, event_type, data: self.webhooks.publish(
+            tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}")
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.
         self.provisioning = TenantProvisioning(self, seed=seed_sample_data)
         self.tenant_changes = TenantChanges()
@@ -185,6 +215,18 @@ class Platform:
             self.tenant_changes.register(cache.forget)
             cache.announce = self.tenant_changes.announce
         self.tenant_changes.register(self._forget_rules)
+
+    def _referral_context(self, tenant_id: str, customer_id: str) -> tuple[Any, Any]:
+        """What a referral programme's rule condition sees: the tenant's settings and the
+        referee as a rule sees a customer (shared/referrals)."""
+        from datetime import date  # noqa: PLC0415
+
+        from shared.earning import CustomerContext  # noqa: PLC0415
+
+        customer = self.customers.get(tenant_id, customer_id)
+        return self.tenants.get(tenant_id), CustomerContext(
+            customer_id=customer_id, join_date=date.fromisoformat(customer["joinDate"]), tier=customer.get("tier"),
+            tags=tuple(customer.get("tags", ())))
 
     def _is_sandbox(self, tenant_id: str) -> bool:
         try:

@@ -22,7 +22,8 @@ From the ledger's change feed (``events_from_ledger``):
 
 Published by other components through ``WebhookService``: ``tier.changed``
 (``tier_changed``), ``ruleset.activated`` (``rule_set_activated``) and
-``customer.erased`` (``shared.privacy.erasure``, through ``publish``).
+``customer.erased`` (``shared.privacy.erasure``, through ``publish``) and ``agent.escalated``
+(``shared.agents.tools``, through ``publish``).
 
 Operational (``OPERATIONAL_TYPES``, sent to every active endpoint of the tenant
 whether it subscribed or not): ``endpoint.disabled``, when the delivery worker
@@ -48,8 +49,23 @@ CUSTOMER_ERASED = "customer.erased"
 # Pending points whose return window passed (issue 19, shared/pending/maturation.py).
 POINTS_MATURED = "points.matured"
 
+# Published by the agent tools (shared.agents.tools): an agent's action passed a soft limit of its
+# guardrail policy and waits in the review queue for a person (ids and points only).
+AGENT_ESCALATED = "agent.escalated"
+
+# Published by the vouchers (shared.vouchers) and referrals (shared.referrals): ids and
+# amounts only, never a voucher or referral code (those are secrets).
+VOUCHER_ISSUED = "voucher.issued"
+VOUCHER_REDEEMED = "voucher.redeemed"
+VOUCHER_CANCELLED = "voucher.cancelled"
+VOUCHER_EXPIRED = "voucher.expired"
+REFERRAL_QUALIFIED = "referral.qualified"
+REFERRAL_REVERSED = "referral.reversed"
+
 EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEASED, ORDER_REJECTED, TIER_CHANGED,
-                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED, CUSTOMER_ERASED, POINTS_MATURED)
+                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED, CUSTOMER_ERASED, AGENT_ESCALATED,
+                                VOUCHER_ISSUED, VOUCHER_REDEEMED, VOUCHER_CANCELLED, VOUCHER_EXPIRED,
+                                REFERRAL_QUALIFIED, REFERRAL_REVERSED, POINTS_MATURED)
 # Operational events: sent to every active endpoint of the tenant, subscribed to or not
 # (a tenant must hear that one of its endpoints stopped receiving, whatever it listens to).
 OPERATIONAL_TYPES: frozenset[str] = frozenset({ENDPOINT_DISABLED})

@@ -39,6 +39,7 @@ LIST_ROUTES = {
     "/v1/customers/c1/ledger": "admin",
     "/v1/customers/c1/expiries": "admin",
     "/v1/customers/c1/redemptions": "admin",
+    "/v1/customers/c1/vouchers": "admin",
     "/v1/customers/c1/tier/history": "admin",
     "/v1/exports/runs": "admin",
     "/v1/webhooks/event-types": "admin",
@@ -47,6 +48,7 @@ LIST_ROUTES = {
     "/v1/webhooks/endpoints/{endpointId}/deliveries": "admin",
     "/v1/platform/approvals": "platform",
     "/v1/platform/partners": "platform",
+    "/v1/platform/operators": "platform",
     "/v1/api-keys": "admin",
     "/v1/redemption-reviews": "admin",
     "/v1/reviews": "admin",
@@ -58,9 +60,11 @@ LIST_ROUTES = {
 
 
 @pytest.fixture
-def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any) -> dict[str, Any]:
+def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any, operators: list) -> dict[str, Any]:
     """At least N items in every list of the tenant (and of the platform)."""
-    root = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None, "pager").secret_key
+    root = operators[0].api_key
+    from tests.operators import add_operators
+    add_operators(platform, N, names=("cy", "dee", "eli", "fay", "gus"))  # N operators and more
     admin = auth(tenant.admin)
     platform.tenants.save(platform.tenants.get("acme").model_copy(
         update={"expiry_policy": ExpiryPolicy(kind="rolling", months=1)}))
@@ -92,7 +96,8 @@ def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any
         assert client.post("/v1/rules/activate", headers=admin, json={
             "target": {"ruleSetId": "main", "version": n + 1}, "reason": REASON}).status_code == 200
         assert client.post("/v1/platform/approvals", headers=auth(root), json={
-            "action": "platform-admin.grant", "label": f"operator {n}", "reason": "paging"}).status_code == 201
+            "action": "platform-admin.grant", "params": {"operatorId": operators[1].operator_id, "label": f"k{n}"},
+            "reason": "paging"}).status_code == 202
         platform.exports.run("acme")
         drain(platform)
         platform.webhook_worker.run_once()  # a failed attempt at least (nothing listens on port 9)
@@ -100,6 +105,11 @@ def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any
     drain(platform)
     for n in range(N):
         platform.spend.redemptions.redeem("acme", "c1", RedeemRequest(idempotencyKey=f"red-{n}", points=1), "test")
+    assert client.post("/v1/rewards", headers=admin, json={"rewardId": "vouch", "name": "V", "pointsCost": 1,
+                                                           "type": "voucher", "voucher": {"productSku": "X"}}
+                       ).status_code == 201
+    for n in range(N):
+        platform.vouchers.exchange("acme", "c1", RedeemRequest(idempotencyKey=f"vc-{n}", rewardId="vouch"), "test")
     return {"endpointId": endpoints[0], "keys": {"admin": admin, "platform": auth(root)}}
 
 
