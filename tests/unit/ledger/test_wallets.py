@@ -140,6 +140,8 @@ def test_a_wallet_cannot_be_removed(client, platform) -> None:
     fewer = {"wallets": [{"name": "main"}], "default": "main", "spendingOrder": ["main"]}
     answer = client.patch("/v1/tenant", json={"wallets": fewer}, headers=auth(keys.admin))
     assert answer.status_code == 422 and "promo" in answer.text
+    nulled = client.patch("/v1/tenant", json={"wallets": None}, headers=auth(keys.admin))
+    assert nulled.status_code == 422 and "main" in nulled.text
     assert platform.tenants.get("shop").wallets == WalletSettings.model_validate(WALLETS)
 
 
