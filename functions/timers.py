@@ -34,6 +34,7 @@ SCHEDULES: tuple[tuple[str, str], ...] = (
     ("reservations", "0 * * * * *"),
     ("tiers", "0 5 * * * *"),
     ("expiry", "0 15 * * * *"),
+    ("maturation", "0 20 * * * *"),
     ("audit-archive", "0 45 3 * * *"),
     ("erasures", "30 * * * * *"),
     ("ttl-sweep", "0 50 * * * *"),

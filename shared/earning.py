@@ -42,6 +42,10 @@ class EarnLot:
     points: int
     expires_at: datetime | None = None
     rule: str | None = None
+    # The rule's own return window in days (``pending for N days``); None: the tenant's.
+    pending_days: int | None = None
+    # The wallet credited (``into "promo"``, docs/wallets.md); None: the tenant's default wallet.
+    wallet: str | None = None
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,14 @@ class NothingToExpire(Conflict):
     code = "nothing-to-expire"
 
 
+class NothingToMature(Conflict):
+    """The maturation job planned to mature a pending earn that is settled already
+    (matured or cancelled by a refund meanwhile): the plan writes nothing
+    (shared/pending/maturation.py)."""
+
+    code = "nothing-to-mature"
+
+
 class LedgerInvariantBroken(AccrueError):
     """An invariant of the ledger does not hold: a bug, never a client mistake."""
 

@@ -41,6 +41,8 @@ WORK_ITEMS_PER_RUN = 200
 WORK_BUDGET_SECONDS = 45.0
 # Warehouse export files one slice writes (a file is one subject of one tenant).
 EXPORT_FILES_PER_SLICE = 1
+# Customers one maturation slice visits (each: one partition read, a group-committed append).
+MATURATION_CUSTOMERS_PER_SLICE = 200
 # Micro-batch files one slice writes: a micro-batch is small, so most finish in one slice.
 MICROBATCH_FILES_PER_SLICE = 16
 # Tenants documents one fan-out slice reads (and enqueues an item each for).
@@ -191,8 +193,22 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         return Step(cursor, done=done, result=result and {k: result[k] for k in ("written", "customers", "root")
                                                           if k in result})
 
+    def mature_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        # Pending points whose return window passed (shared/pending/maturation.py): a slice is
+        # at most MATURATION_CUSTOMERS_PER_SLICE customers of one calendar hour.
+        tenant_id = params["tenantId"]
+        cursor = cursor if cursor is not None else platform.maturation.start(tenant_id)
+        cursor, done = platform.maturation.slice(tenant_id, cursor, MATURATION_CUSTOMERS_PER_SLICE)
+        if not done:
+            return Step(cursor)
+        if cursor["matured"] or cursor["failed"]:
+            log.info("maturation: %d pending earn(s) matured (%d points), %d customer(s) failed",
+                     cursor["matured"], cursor["points"], cursor["failed"], extra=fields(tenant=tenant_id))
+        return Step(cursor, done=True, result={"matured": cursor["matured"], "points": cursor["points"],
+                                                "customers": cursor["customers"], "failed": cursor["failed"]})
+
     return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant,
-            "export-microbatch": microbatch_tenant, "ledger-digest": digest_tenant}
+            "export-microbatch": microbatch_tenant, "ledger-digest": digest_tenant, "mature": mature_tenant}
 
 
 def _generation(platform: Platform) -> str:
@@ -217,6 +233,14 @@ def _fan_out(platform: Platform, kind: str, generation: str | None = None) -> ob
     added = work_items(platform).enqueue("fan-out", kind, generation, {"kind": kind, "generation": generation})
     log.info("%s: fan-out for %s %s", kind, generation, "enqueued" if added else "already enqueued", extra=fields())
     return {"kind": kind, "generation": generation, "enqueued": added}
+
+
+def _mature(platform: Platform) -> object:
+    # Hourly, one work item per tenant and UTC hour (the generation): pending points whose
+    # return window passed become available (shared/pending/maturation.py).
+    generation = platform.clock.now().strftime("%Y-%m-%dT%H")
+    added = work_items(platform).enqueue("fan-out", "mature", generation, {"kind": "mature", "generation": generation})
+    return {"kind": "mature", "generation": generation, "enqueued": added}
 
 
 def _reconcile(platform: Platform) -> object:
@@ -349,6 +373,8 @@ JOBS: tuple[Job, ...] = (
     Job("tiers", "0 5 * * * *", 3600.0, _evaluate_tiers),
     # Expiry (issue 6): EXPIRE entries for what is left of expired lots, per tenant time zone.
     Job("expiry", "0 15 * * * *", 3600.0, _expire_points),
+    # Pending points (issue 19): earns past their return window mature, hourly, fanned out per tenant.
+    Job("maturation", "0 20 * * * *", 3600.0, _mature),
     # Audit (issue 4): new audit records to the immutable archive, nightly.
     Job("audit-archive", "0 45 3 * * *", 24 * 3600.0, _archive_audit),
     # Privacy (issue 12): erasures not completed at once, every minute.

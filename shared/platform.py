@@ -25,6 +25,7 @@ from shared.bus.port import OrderBus
 from shared.clock import Clock, SystemClock
 from shared.earning import EarningRulesProvider
 from shared.expiry.service import ExpiryService
+from shared.pending.maturation import Maturation
 from shared.errors import ConfigurationError, NotFound
 from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
@@ -111,6 +112,8 @@ class Platform:
     transfers: Any = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
     expiry: ExpiryService = field(init=False)
+    # Pending points (issue 19, shared/pending): the maturity calendar (fed by the projector) and the job.
+    maturation: Maturation = field(init=False)
     # Rule performance (issue 14, shared/graphql/performance): daily counters per rule, from the change feed.
     rule_performance: Any = field(init=False)
     # Live updates through Azure Web PubSub (shared/graphql/webpubsub); None without WEBPUBSUB_ENDPOINT.
@@ -120,11 +123,19 @@ class Platform:
     tenant_changes: TenantChanges = field(init=False)
     provisioning: TenantProvisioning = field(init=False)
 
+    def _wallets_of(self, tenant_id: str) -> Any:
+        """The tenant's wallets for the ledger (None: none, or a ledger written for no known tenant)."""
+        try:
+            return self.tenants.get(tenant_id).wallets
+        except NotFound:
+            return None
+
     def __post_init__(self) -> None:
         if self.key_provider is None:
             self.key_provider = build_key_provider(self.settings)
         self.ledger = Ledger(self.store, self.clock)
         self.tenants = TenantDirectory(self.store)
+        self.ledger.wallets_of = self._wallets_of
         self.audit = AuditLog(self.store, self.clock, archive_sink=lambda: build_audit_sink(self.settings))
         self.vault = PersonalDataVault(self.store, self.key_provider, self.clock, self.audit)
         from shared.app.ledger_chain import LedgerChains  # noqa: PLC0415 - keeps the import graph acyclic
@@ -158,6 +169,8 @@ class Platform:
         self.projector.subscribers.append(self.webhooks.project)
         self.expiry = ExpiryService(self.store, self.ledger, self.tenants, self.clock)
         self.projector.subscribers.append(self.expiry.calendar.project)
+        self.maturation = Maturation(self.store, self.ledger, self.tenants, self.clock)
+        self.projector.subscribers.append(self.maturation.calendar.project)
         self.tiers.publish = self.webhooks.tier_changed
         self.projector.subscribers.append(self.tiers.project)
         from shared.graphql.performance import RulePerformance  # noqa: PLC0415 - keeps the import graph acyclic

@@ -22,6 +22,20 @@ Refunds and points lots (docs/expiry.md; the lot replay is shared/ledger/lots.py
   amount)`` (cumulative, like the clawback), is excused; points already
   **spent** are clawed back (the customer had their value);
 * a positive ADJUST is a lot: it is stamped with the tenant policy's expiry.
+
+Refunds inside the return window (docs/pending.md): for an order whose points
+are still **pending** (window earns, shared/pending/window.py), the refunded
+share is taken from its pending points first, which never were spendable:
+
+* the share is computed as above, on the order's originally earned points
+  (window earns and any points the order earned available at once);
+* each open pending earn it reaches is settled by a VOID of 0 points (with a
+  ``settled-<entryId>`` record, so the maturation job cannot mature it too);
+  a pending earn reached only in part is re-pended: a new PENDING EARN of the
+  rest, same ``maturesAt``, ``attributes.repends`` naming the cancelled one;
+* only what the pending points cannot cover (points already matured) is clawed
+  back from the available balance; the REVERSAL (possibly of 0 points) records
+  ``refundAmount`` and ``pendingCancelled``, so later refunds stay cumulative.
 """
 
 from __future__ import annotations
@@ -37,11 +51,13 @@ from shared.app.tenants import TenantDirectory
 from shared.clock import Clock
 from shared.domain.money import MAX_ORDER_AMOUNT, MINOR_UNITS, fits_minor_unit
 from shared.domain.orders import EntityId, Money
+from shared.domain.wallets import WalletName
 from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
-from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
+from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, order_record_id, settlement_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.expiry.policy import policy_stamp
 from shared.expiry.service import read_book
+from shared.pending.window import maturity_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore
 
@@ -75,6 +91,9 @@ class AdjustmentRequest(BaseModel):
     reason_code: AdjustmentReasonCode = Field(alias="reasonCode")
     reason: Text
     idempotency_key: Key = Field(alias="idempotencyKey")
+    # The wallet credited or debited (docs/wallets.md); default: the default wallet for a credit,
+    # the spending order for a debit.
+    wallet: WalletName | None = None
 
 
 class Corrections:
@@ -109,6 +128,9 @@ class Corrections:
 
         def plan(head: Head) -> Plan:
             entries = self._ledger.entries_for_order(tenant_id, customer_id, order_id)
+            if any(maturity_of(e) is not None for e in entries if e["entryType"] == "EARN"):
+                return self._refund_in_window(tenant_id, customer_id, order_id, refund, entries, order_amount,
+                                              currency, head)
             earned = sum(e["signedAmount"] for e in entries if e["entryType"] == "EARN" and e["status"] == "COMMITTED")
             reversals = [e for e in entries if e["entryType"] == "REVERSAL"]
             refunded = sum((Decimal(e["attributes"]["refundAmount"]) for e in reversals), Decimal(0))
@@ -142,6 +164,62 @@ class Corrections:
             fingerprint=fingerprint_of(refund.model_dump(mode="json")), plan=plan,
         ))
 
+    def _refund_in_window(self, tenant_id: str, customer_id: str, order_id: str, refund: RefundRequest,
+                          entries: list[dict[str, Any]], order_amount: Decimal, currency: str, head: Head) -> Plan:
+        """The plan of a refund of an order with window earns (see the module docstring)."""
+        settled = {e["settlesEntryId"] for e in entries if e.get("settlesEntryId")}
+        # What the order earned: its window earns as written (not their re-pends) and its other
+        # COMMITTED earns that settle nothing (a rule's "pending for 0 days").
+        earned = sum(e["signedAmount"] for e in entries if e["entryType"] == "EARN" and (
+            (_pending_in_window(e) and "repends" not in (e.get("attributes") or {}))
+            or (e["status"] == "COMMITTED" and not e.get("settlesEntryId"))))
+        reversals = [e for e in entries if e["entryType"] == "REVERSAL"]
+        refunded = sum((Decimal(e["attributes"]["refundAmount"]) for e in reversals), Decimal(0))
+        clawed = -sum(e["signedAmount"] for e in reversals)
+        cancelled = sum(int((e.get("attributes") or {}).get("pendingCancelled", 0)) for e in reversals)
+        total = refunded + refund.amount
+        if total > order_amount:
+            raise ValidationFailed("the refunds would exceed the order's amount",
+                                   [FieldProblem("amount", f"at most {order_amount - refunded} {currency} is left to refund")])
+        target = int((Decimal(earned) * total / order_amount).to_integral_value(rounding=ROUND_FLOOR))
+        to_take = max(0, target - clawed - cancelled)
+        drafts: list[EntryDraft] = []
+        records: list[dict[str, Any]] = []
+        cancelled_now = 0
+        for held in (e for e in entries if _pending_in_window(e) and e["id"] not in settled):
+            if to_take == 0:
+                break
+            part = min(to_take, held["signedAmount"])
+            stamp = {"refundId": refund.refund_id, "cancelled": "refund"}
+            drafts.append(EntryDraft(EntryType.VOID, 0, reference_order_id=order_id, reference_entry_id=held["id"],
+                                     settles_entry_id=held["id"], settles_amount=held["signedAmount"],
+                                     attributes=stamp))
+            records.append({"id": settlement_id(held["id"]), "docType": "settlement", "settlesEntryId": held["id"],
+                            "resolution": "cancelled", "refundId": refund.refund_id})
+            if part < held["signedAmount"]:
+                drafts.append(EntryDraft(
+                    EntryType.EARN, held["signedAmount"] - part, status=EntryStatus.PENDING,
+                    reference_order_id=order_id, reference_entry_id=held["id"], rule_set_id=held.get("ruleSetId"),
+                    rule_set_version=held.get("ruleSetVersion"), arm=held.get("arm"),
+                    attributes={**(held.get("attributes") or {}), "repends": held["id"]}, wallet=held.get("wallet")))
+            cancelled_now += part
+            to_take -= part
+        expired = sum(lot.expired for lot in read_book(self._store, tenant_id, customer_id).lots.values()
+                      if lot.order_id == order_id)
+        excused = int((Decimal(expired) * total / order_amount).to_integral_value(rounding=ROUND_FLOOR))
+        clawback = max(0, to_take - excused)
+        assert 0 <= clawback + cancelled_now <= earned - clawed - cancelled, "refund beyond what was earned"
+        first_earn = next((e["id"] for e in entries if e["entryType"] == "EARN"), None)
+        drafts.append(EntryDraft(
+            EntryType.REVERSAL, -clawback, reference_order_id=order_id, reference_entry_id=first_earn,
+            attributes={"refundId": refund.refund_id, "refundAmount": str(refund.amount),
+                        "pendingCancelled": cancelled_now, **({"reason": refund.reason} if refund.reason else {})}))
+        outcome = {"status": "refunded", "orderId": order_id, "customerId": customer_id,
+                   "refundId": refund.refund_id, "pointsClawedBack": clawback, "pointsExcusedExpired": excused,
+                   "pointsCancelledPending": cancelled_now, "refundedTotal": str(total),
+                   "balanceAfter": head.balance - clawback}
+        return Plan(entries=drafts, outcome=outcome, records=records)
+
     def adjust(self, tenant_id: str, customer_id: str, adjustment: AdjustmentRequest,
                actor_key_id: str) -> TransactionOutcome:
         if adjustment.points == 0:
@@ -151,15 +229,20 @@ class Corrections:
         expires = None
         if adjustment.points > 0 and self._clock is not None:
             tenant = self._tenants.get(tenant_id)
-            expires = policy_stamp(tenant.expiry_policy, tenant.time_zone, self._clock.now())
+            expires = policy_stamp(tenant.expiry_policy_of(adjustment.wallet), tenant.time_zone, self._clock.now())
 
         def plan(head: Head) -> Plan:
             if head.balance + adjustment.points < 0:
                 raise InsufficientPoints(
                     f"customer {customer_id} has {head.balance} points; cannot take {-adjustment.points}")
+            if adjustment.wallet is not None:
+                in_wallet = self._ledger.wallet_available(tenant_id, head, adjustment.wallet)
+                if in_wallet + adjustment.points < 0:
+                    raise InsufficientPoints(f"customer {customer_id} has {in_wallet} points in wallet "
+                                             f"{adjustment.wallet!r}; cannot take {-adjustment.points}")
             draft = EntryDraft(EntryType.ADJUST, adjustment.points, attributes={
                 "reasonCode": adjustment.reason_code.value, "reason": adjustment.reason, "actorKeyId": actor_key_id,
-                **({"expiresAt": expires} if expires else {})})
+                **({"expiresAt": expires} if expires else {})}, wallet=adjustment.wallet)
             outcome = {"status": "adjusted", "customerId": customer_id, "points": adjustment.points,
                        "balanceAfter": head.balance + adjustment.points, "actorKeyId": actor_key_id}
             return Plan(entries=[draft], outcome=outcome)
@@ -171,11 +254,17 @@ class Corrections:
         ))
 
 
+def _pending_in_window(entry: dict[str, Any]) -> bool:
+    """A PENDING earn with ``maturesAt`` (held for a fraud review too: a refund cancels it as well)."""
+    return entry["entryType"] == "EARN" and entry["status"] == "PENDING" and entry["signedAmount"] > 0 \
+        and maturity_of(entry) is not None
+
+
 def entry_view(doc: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "seq", "transactionId", "entryType", "signedAmount", "runningBalance", "runningPending",
             "runningReserved",
             "referenceOrderId", "referenceEntryId", "settlesEntryId", "ruleSetId", "ruleSetVersion", "arm",
-            "status", "createdAt", "attributes")
+            "status", "createdAt", "attributes", "wallet", "walletSplit", "runningWallets")
     view = {k: doc.get(k) for k in keys}
     view["tenantId"], view["customerId"] = doc["tenantId"], doc["customerId"]
     return {k: v for k, v in view.items() if v is not None}

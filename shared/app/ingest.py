@@ -47,8 +47,9 @@ from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext, EarningRulesProvider, EarnResult
 from shared.errors import AccrueError, NotFound
 from shared.expiry.policy import policy_stamp
-from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
+from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
+from shared.pending.window import MATURES_AT, matures_at, stamp as window_stamp
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore, read_many
 from shared.telemetry import metrics, tracing
@@ -282,8 +283,11 @@ class IngestHandler:
                 if span_timings is not None and request.trace_context is not None:  # the append span's attribute
                     span_timings[request.trace_context] = span_timings.get(request.trace_context, 0.0) + seconds
             # Lots without a rule-given expiry get the tenant policy's, stamped now (docs/expiry.md).
+            # A return window (tenant or rule) makes the points pending until maturesAt (docs/pending.md).
             credit = _credit(message, result, payload, fingerprint,
-                             policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at))
+                             policy_stamp(tenant.expiry_policy, tenant.time_zone, message.accepted_at),
+                             pending_days=tenant.pending_days, time_zone=tenant.time_zone,
+                             tenant=tenant if tenant.wallets is not None else None)
             # The fraud controls may hold the points (PENDING, to review) instead: shared/fraud/controls.py.
             return screen.apply(message.tenant_id, order, head, credit) if screen is not None else credit
 
@@ -389,10 +393,20 @@ def _end_append_spans(spans: dict[str | None, Any], accepted: Sequence[OrderMess
 
 
 def _credit(message: OrderMessage, result: EarnResult, payload: dict[str, Any], fingerprint: str,
-            default_expiry: str | None = None) -> Plan:
+            default_expiry: str | None = None, pending_days: int = 0, time_zone: str = "UTC",
+            tenant: TenantSettings | None = None) -> Plan:
     """``payload``: the order as ``Order.to_message`` gives it, ``fingerprint`` its
     fingerprint (both made once per order; the record keeps both, so the projector
-    need not hash the order again)."""
+    need not hash the order again).
+
+    ``pending_days``: the tenant's return window; a lot's own ``pending_days`` (the
+    rule's ``pending for N days``) overrides it. A lot in a window of N > 0 days is
+    written PENDING with ``maturesAt`` and without the policy's expiry, which is
+    stamped when it matures (shared/pending/window.py).
+
+    ``tenant``: given for a tenant with wallets: each lot goes to the wallet its rule
+    names (``into "promo"``; the default wallet when it names none or an unknown one,
+    noted in the trace) and is stamped with that wallet's expiry policy."""
     order = message.order
     lots = [lot for lot in result.lots if lot.points != 0] or []
     drafts: list[EntryDraft] = []
@@ -406,13 +420,24 @@ def _credit(message: OrderMessage, result: EarnResult, payload: dict[str, Any], 
             trace.append({"error": "negative-lot", "rule": lot.rule, "points": lot.points})
             continue
         attributes: dict[str, Any] = {}
+        days = lot.pending_days if lot.pending_days is not None else pending_days
+        wallet = tenant.wallet_of(lot.wallet) if tenant is not None else None
+        if tenant is not None:
+            if lot.wallet is not None and lot.wallet != wallet:
+                trace.append({"warning": "unknown-wallet", "rule": lot.rule, "wallet": lot.wallet, "into": wallet})
+            default_expiry = policy_stamp(tenant.expiry_policy_of(wallet), time_zone, message.accepted_at)
         if lot.expires_at is not None:
             attributes["expiresAt"] = lot.expires_at.isoformat()
-        elif default_expiry is not None:
+        elif default_expiry is not None and days == 0:
             attributes["expiresAt"] = default_expiry
         if lot.rule:
             attributes["rule"] = lot.rule
-        drafts.append(EntryDraft(EntryType.EARN, lot.points, attributes=attributes, **base))
+        status = EntryStatus.COMMITTED
+        if days > 0 and lot.points > 0:
+            attributes[MATURES_AT] = window_stamp(matures_at(message.accepted_at, days, time_zone))
+            status = EntryStatus.PENDING
+        drafts.append(EntryDraft(EntryType.EARN, lot.points, status=status, attributes=attributes, wallet=wallet,
+                                 **base))
     if not drafts:
         drafts.append(EntryDraft(EntryType.EARN, 0, **base))
     drafts[0] = EntryDraft(**{**drafts[0].__dict__, "counts_order": True})

@@ -137,6 +137,7 @@ class Projector:
                 "reserved": entry.get("runningReserved", 0),
                 "lifetimeEarned": entry["runningLifetimeEarned"], "ordersCredited": entry["ordersCredited"],
                 "lastSeq": entry["seq"], "lastEntryAt": entry["createdAt"], "projectedAt": now,
+                **({"wallets": entry["runningWallets"]} if entry.get("runningWallets") else {}),
             }
             operation = Create(doc) if current is None else Upsert(doc, if_match=current["_etag"])
             work.append((entry, PartitionBatch(entry["pk"], [operation])))

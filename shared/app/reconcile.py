@@ -9,7 +9,10 @@ what each entry's running totals must be:
 * ``runningBalance`` (available): COMMITTED entries and PENDING debits;
 * ``runningPending``: PENDING credits, minus the held earns later entries settle;
 * ``runningReserved``: PENDING debits, minus the reservations later entries settle;
-* ``runningLifetimeEarned``: COMMITTED EARN and REVERSAL entries.
+* ``runningLifetimeEarned``: COMMITTED EARN and REVERSAL entries;
+* ``runningWallets`` (tenants with wallets): the wallets before plus the entry's
+  ``walletSplit``, which adds up to what the entry moved; the wallets add up to
+  ``runningBalance``.
 
 A settlement is resolved through ``settlesEntryId`` to the settled entry's own
 amount; settling an unknown entry, or one entry twice, is drift too. So is a gap
@@ -217,6 +220,7 @@ class _Partition:
         self.first: dict[str, Drift] = {}      # kind -> the first drift of that kind
         self.seq = 0
         self.last: dict[str, Any] | None = None
+        self.wallets: dict[str, int] | None = None  # running wallets, once the tenant has them
 
     def drift(self, kind: str, expected: Any, found: Any, entry: dict[str, Any] | None) -> None:
         if kind in self.first:
@@ -258,7 +262,29 @@ class _Partition:
             found = entry.get(running, 0)
             if found != t[name]:
                 self.drift(f"running-{name}", t[name], found, entry)
+        self._wallets(entry)
         self.seq, self.last = seq, entry
+
+    def _wallets(self, entry: dict[str, Any]) -> None:
+        """Per wallet (shared/ledger/wallets.py): each running wallet is the one before plus the
+        entry's split, the split adds up to what the entry moved, the wallets to the balance."""
+        running = entry.get("runningWallets")
+        if running is None:
+            return
+        split = entry.get("walletSplit") or {}
+        moved = entry["signedAmount"] if counts_toward_available(entry["status"], entry["signedAmount"]) else 0
+        if sum(split.values()) != moved:
+            self.drift("wallet-split", moved, sum(split.values()), entry)
+        if self.wallets is None:  # the first entry with wallets: what came before was the default's
+            self.wallets = {name: value - split.get(name, 0) for name, value in running.items()}
+        expected = dict(self.wallets)
+        for name, points in split.items():
+            expected[name] = expected.get(name, 0) + points
+        if {k: v for k, v in expected.items() if v} != {k: v for k, v in running.items() if v}:
+            self.drift("running-wallets", expected, running, entry)
+        if sum(running.values()) != entry.get("runningBalance"):
+            self.drift("wallets-balance", entry.get("runningBalance"), sum(running.values()), entry)
+        self.wallets = dict(running)
 
     def read_model(self, balance: dict[str, Any] | None, report: ReconciliationReport) -> None:
         if balance is None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.domain.money import MINOR_UNITS
 from shared.domain.orders import EntityId
+from shared.domain.wallets import WalletSettings
 from shared.expiry.policy import ExpiryPolicy
 from shared.ratelimit.policy import RateLimits
 from shared.transfers.policy import TransferLimits
@@ -35,6 +36,12 @@ class TenantSettings(BaseModel):
     # How long points stay valid when the earning rule gives no expiry (shared/expiry/policy.py,
     # docs/expiry.md). None: they never expire. Stamped on each lot when it is written.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    # The return window (shared/pending/window.py, docs/pending.md): points earned on an order stay
+    # pending (not spendable) for this many local calendar days; 0: available at once (as before).
+    pending_days: int = Field(default=0, alias="pendingDays", ge=0, le=365)
+    # Named wallets (sub-balances) with their own expiry policy and a spending order
+    # (shared/domain/wallets.py, docs/wallets.md). None: no wallets, exactly as before.
+    wallets: WalletSettings | None = None
     # API rate limits per key and per tenant (shared/ratelimit, docs/api-policies.md). None: the defaults.
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
     # Transfers between members (shared/transfers, docs/transfers.md). None: the defaults.
@@ -58,6 +65,21 @@ class TenantSettings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from None
         return value
+
+    def expiry_policy_of(self, wallet: str | None) -> ExpiryPolicy | None:
+        """The policy that stamps a lot credited to ``wallet``: the wallet's own, else the tenant's."""
+        if self.wallets is not None and wallet is not None and wallet in self.wallets.names:
+            own = self.wallets.wallet(wallet).expiry_policy
+            if own is not None:
+                return own
+        return self.expiry_policy
+
+    def wallet_of(self, wallet: str | None) -> str | None:
+        """The wallet a credit naming ``wallet`` goes to: None without wallets; the default
+        when it names none or one the tenant does not have."""
+        if self.wallets is None:
+            return None
+        return wallet if wallet in self.wallets.names else self.wallets.default
 
     def to_doc(self) -> dict:
         return {"id": self.tenant_id, "pk": self.tenant_id, "docType": "tenant",

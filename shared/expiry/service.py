@@ -228,8 +228,9 @@ class ExpiryService:
             if lot.expiries != expiries or lot.remaining <= 0 or lot.expires_at is None or lot.expires_at > cutoff:
                 raise NothingToExpire(f"lot {lot_id} of customer {customer_id} has nothing left to expire")
             assert lot.expires_at is not None
+            # A lot of a wallet expires out of that wallet (shared/ledger/wallets.py).
             draft = EntryDraft(EntryType.EXPIRE, -lot.remaining, reference_entry_id=lot_id,
-                               reference_order_id=lot.order_id,
+                               reference_order_id=lot.order_id, wallet=lot.wallet,
                                attributes={"lotExpiresAt": stamp(lot.expires_at), "cutoff": iso(cutoff)})
             outcome = {"status": "expired", "customerId": customer_id, "lotId": lot_id, "points": lot.remaining,
                        "balanceAfter": head.balance - lot.remaining}

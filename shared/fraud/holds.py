@@ -43,7 +43,11 @@ def order_decision_id(order_id: str) -> str:
 
 
 def hold(plan: Plan, reasons: list[dict[str, Any]]) -> Plan:
-    entries = [dataclasses.replace(d, status=EntryStatus.PENDING)
+    # A window earn (shared/pending/window.py) under a hold is the review's to settle, never the
+    # maturation job's: marked ``fraudHold`` so the job leaves it alone (docs/pending.md).
+    entries = [dataclasses.replace(d, status=EntryStatus.PENDING,
+                                   attributes={**d.attributes, "fraudHold": True} if "maturesAt" in d.attributes
+                                   else d.attributes)
                if d.entry_type is EntryType.EARN and d.signed_amount > 0 else d for d in plan.entries]
     reason = {"code": HOLD_CODE, "detail": "; ".join(r["detail"] for r in reasons), "reasons": reasons}
     outcome = {**plan.outcome, "status": "held", "reason": reason}
@@ -110,7 +114,7 @@ class EarnHolds:
                 EntryDraft(EntryType.EARN, e["signedAmount"], reference_order_id=order_id, reference_entry_id=e["id"],
                            settles_entry_id=e["id"], settles_amount=e["signedAmount"], rule_set_id=e.get("ruleSetId"),
                            rule_set_version=e.get("ruleSetVersion"), arm=e.get("arm"),
-                           attributes={**(e.get("attributes") or {}), **stamp})
+                           attributes={**(e.get("attributes") or {}), **stamp}, wallet=e.get("wallet"))
                 if action == "approve" else
                 EntryDraft(EntryType.VOID, 0, reference_order_id=order_id, reference_entry_id=e["id"],
                            settles_entry_id=e["id"], settles_amount=e["signedAmount"], attributes=stamp)

@@ -91,6 +91,8 @@ class Head:
     # The newest entry's ``hash`` (shared/ledger/chain.py); None before any hashed entry.
     # Not part of equality: two heads with the same totals are the same state.
     hash: str | None = field(default=None, compare=False)
+    # Available points per wallet (a tenant with wallets only: shared/ledger/wallets.py), by name.
+    wallets: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_entry(cls, doc: dict[str, Any]) -> "Head":
@@ -102,7 +104,15 @@ class Head:
             orders_credited=doc["ordersCredited"],
             reserved=doc.get("runningReserved", 0),
             hash=doc.get("hash"),
+            wallets=tuple(sorted((doc.get("runningWallets") or {}).items())),
         )
+
+    def wallet(self, name: str, default: str | None = None) -> int:
+        """Available points in wallet ``name`` (before any entry named wallets, the
+        whole balance is in the ``default`` wallet)."""
+        if not self.wallets:
+            return self.balance if name == default else 0
+        return dict(self.wallets).get(name, 0)
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,10 @@ class EntryDraft:
     arm: str | None = None
     counts_order: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
+    # Wallets (shared/ledger/wallets.py; ignored for a tenant without wallets): the wallet a
+    # credit goes to or a debit takes from, or the whole split given explicitly.
+    wallet: str | None = None
+    wallet_split: tuple[tuple[str, int], ...] | None = None
 
     def __post_init__(self) -> None:
         assert isinstance(self.signed_amount, int) and not isinstance(self.signed_amount, bool)
@@ -160,4 +174,5 @@ def advance(head: Head, draft: EntryDraft) -> Head:
         lifetime_earned=lifetime,
         orders_credited=head.orders_credited + (1 if draft.counts_order else 0),
         reserved=reserved,
+        wallets=head.wallets,
     )

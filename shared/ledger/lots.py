@@ -29,6 +29,13 @@ Debits take from lots, never more than a lot holds:
 * REVERSAL (a refund's clawback): first what remains of the refunded order's
   own lots (``referenceOrderId``), then FIFO.
 
+Wallets (a tenant with wallets, shared/ledger/wallets.py): a lot belongs to the
+wallet its entry's ``walletSplit`` credited (``Lot.wallet``; None before the
+tenant had wallets), and a debit with a ``walletSplit`` takes each wallet's part
+from that wallet's lots first (FIFO among them, then lots of no wallet), only
+then from any lot: so the lots of a wallet add up to its running balance
+whenever the tenant had its wallets before its first credit.
+
 Deficit: a clawback larger than all remaining lots takes the balance below
 zero; the shortfall is the ``deficit``. While there is a deficit every lot is
 empty, and any later credit (a lot, a RELEASE) first pays the deficit off; only
@@ -66,6 +73,7 @@ class Lot:
     # Points taken by EXPIRE entries, and how many EXPIRE entries named this lot.
     expired: int = 0
     expiries: int = 0
+    wallet: str | None = None
 
     @property
     def fifo_key(self) -> tuple[datetime, int]:
@@ -144,8 +152,23 @@ class LotBook:
             order_id = entry.get("referenceOrderId")
             first = [lot for lot in self.open_lots() if order_id is not None and lot.order_id == order_id]
             self._take(entry, -amount, first)
+        elif entry.get("walletSplit"):
+            self._take_by_wallet(entry)
         else:
             self._take(entry, -amount, [])
+
+    def _take_by_wallet(self, entry: dict[str, Any]) -> None:
+        taken: list[tuple[str, int]] = []
+        deficit = 0
+        for wallet, part in entry["walletSplit"].items():
+            if part >= 0:
+                continue
+            first = [lot for lot in self.open_lots() if lot.wallet == wallet]
+            first += [lot for lot in self.open_lots() if lot.wallet is None]
+            more, short = self._fifo(-part, first)
+            taken.extend(more)
+            deficit += short
+        self._record(entry, tuple(taken), deficit)
 
     def _form(self, entry: dict[str, Any]) -> None:
         held = self._held.pop(entry.get("settlesEntryId") or "", None) or {}
@@ -156,7 +179,7 @@ class LotBook:
         self.lots[entry["id"]] = Lot(
             lot_id=entry["id"], seq=entry["seq"], amount=amount, remaining=amount - covered, expires_at=expires,
             order_id=entry.get("referenceOrderId") or held.get("referenceOrderId"), entry_type=entry["entryType"],
-            covered=covered)
+            covered=covered, wallet=_wallet_of(entry))
         self._record(entry, ((entry["id"], amount - covered),), -covered)
 
     def _restore(self, entry: dict[str, Any], reservation: Movement) -> None:
@@ -216,6 +239,11 @@ class LotBook:
                 beyond_lot: int = 0) -> None:
         self.movements[entry["id"]] = Movement(entry["id"], entry["seq"], entry["entryType"],
                                                entry["signedAmount"], lots, deficit, beyond_lot)
+
+
+def _wallet_of(entry: dict[str, Any]) -> str | None:
+    split = entry.get("walletSplit") or {}
+    return next(iter(split)) if len(split) == 1 else entry.get("wallet")
 
 
 def replay(entries: Iterable[dict[str, Any]], book: LotBook | None = None) -> LotBook:

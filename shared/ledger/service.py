@@ -28,6 +28,7 @@ What ``append`` guarantees, for each request independently:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -47,8 +48,10 @@ from shared.errors import (
     BatchSkipped,
     Conflict,
     DocumentExists,
+    FieldProblem,
     LedgerConflict,
     LedgerInvariantBroken,
+    ValidationFailed,
 )
 from shared.ledger.chain import anchor, seal
 from shared.ledger.entries import (
@@ -61,6 +64,8 @@ from shared.ledger.entries import (
     counts_toward_available,
     entry_id,
 )
+from shared.domain.wallets import WalletSettings
+from shared.ledger import wallets
 from shared.store.layout import LEDGER, customer_pk
 from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query
 
@@ -148,6 +153,9 @@ class Ledger:
         self._clock = clock
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()
+        # A tenant's wallets (shared/ledger/wallets.py), set by the platform; None (or an
+        # answer of None): no wallets, and entries are written exactly as before.
+        self.wallets_of: Callable[[str], WalletSettings | None] | None = None
 
     @property
     def clock(self) -> Clock:
@@ -163,6 +171,16 @@ class Ledger:
         """The head this process would plan on next (cached, else read): a hint for
         work done ahead of an append, never the basis of a decision (plans get the true head)."""
         return self._cached_head(customer_pk(tenant_id, customer_id))[0]
+
+    def wallet_available(self, tenant_id: str, head: Head, name: str) -> int:
+        """Available points in the tenant's wallet ``name`` on ``head`` (for a plan that draws
+        from a named wallet). A wallet the tenant does not have is a ``ValidationFailed``."""
+        settings = self.wallets_of(tenant_id) if self.wallets_of is not None else None
+        if settings is None or name not in settings.names:
+            known = ", ".join(settings.names) if settings is not None else "none"
+            raise ValidationFailed(f"unknown wallet {name!r}", [FieldProblem(
+                "wallet", f"this tenant's wallets: {known}")])
+        return wallets.start(dict(head.wallets), head.balance, settings)[name]
 
     def _read_head(self, pk: str) -> Head:
         newest = self._store.query(
@@ -351,12 +369,16 @@ class Ledger:
         current = head
         # The hash chain (shared/ledger/chain.py): sealed here, in the batch that writes the entry.
         prev_hash = head.hash if head.hash is not None else anchor(request.pk, head.seq)
+        settings = self.wallets_of(request.tenant_id) if self.wallets_of is not None and plan.entries else None
         for draft in plan.entries:
             after = advance(current, draft)
             # TIGER_STYLE: the running totals are asserted, not trusted.
             moves = draft.signed_amount if counts_toward_available(draft.status.value, draft.signed_amount) else 0
             if after.seq != current.seq + 1 or after.balance != current.balance + moves:
                 raise LedgerInvariantBroken(f"running totals broke at seq {after.seq} for {request.pk}")
+            wallet_fields: dict[str, Any] = {}
+            if settings is not None:
+                after, wallet_fields = self._wallets(request, current, after, draft, settings)
             entries.append({
                 "id": entry_id(after.seq),
                 "pk": request.pk,
@@ -383,6 +405,7 @@ class Ledger:
                 "idempotencyKey": request.idempotency_key,
                 **({"attributes": draft.attributes} if draft.attributes else {}),
                 **({"traceContext": request.trace_context} if request.trace_context else {}),
+                **wallet_fields,
             })
             prev_hash = seal(entries[-1], prev_hash)["hash"]
             current = replace(after, hash=prev_hash)
@@ -405,6 +428,31 @@ class Ledger:
                         **({"traceContext": request.trace_context} if request.trace_context else {}))
                    for r in plan.records]
         return [*entries, *records, marker], current, entries, marker
+
+    def _wallets(self, request: TransactionRequest, current: Head, after: Head, draft: EntryDraft,
+                 settings: WalletSettings) -> tuple[Head, dict[str, Any]]:
+        """The draft's wallet split and the running wallets after it (shared/ledger/wallets.py)."""
+        before = wallets.start(dict(current.wallets), current.balance, settings)
+        released = None
+        if (draft.settles_entry_id and draft.settles_amount < 0 and draft.wallet_split is None
+                and wallets.moves(draft) > 0):
+            # A RELEASE gives back to the wallets its reservation took from.
+            reservation = self._store.read(LEDGER, request.pk, draft.settles_entry_id)
+            released = (reservation or {}).get("walletSplit")
+        given = wallets.split(before, draft, settings, released)
+        running = wallets.apply(before, given)
+        # TIGER_STYLE: per wallet, the running values add up to the balance, and a wallet goes
+        # below zero only when named or when every other wallet is empty (a clawback).
+        assert sum(running.values()) == after.balance, "running wallets must add up to the balance"
+        for name, value in running.items():
+            assert value >= 0 or value >= before[name] or draft.wallet == name or draft.wallet_split is not None \
+                or all(v <= 0 for other, v in running.items() if other != name), f"wallet {name} went below zero"
+        fields_ = {"runningWallets": dict(sorted(running.items()))}
+        if given:
+            fields_["walletSplit"] = dict(sorted(given.items()))
+        if draft.wallet is not None:
+            fields_["wallet"] = draft.wallet
+        return dataclasses.replace(after, wallets=tuple(sorted(running.items()))), fields_
 
     # --- head cache ----------------------------------------------------------------
     # A stale head is harmless: its next seq collides with the real one and the

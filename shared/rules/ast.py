@@ -203,6 +203,10 @@ class Earn:
     expiry_days: int | None
     expiry_date: "DateLit | None"
     pos: Pos
+    # "pending for N days" (0..365): the rule's own return window (shared/pending); None: the tenant's.
+    pending_days: int | None = None
+    # 'into "promo"': the wallet credited (docs/wallets.md); None: the tenant's default wallet.
+    wallet: str | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,6 +21,8 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from shared.domain.wallets import WALLET_NAME
+from shared.pending.window import MAX_PENDING_DAYS
 from shared.rules import ast
 from shared.rules.errors import Diagnostic, RuleSourceRejected, RuleSyntaxError
 from shared.rules.limits import (
@@ -256,14 +258,25 @@ class _Builder:
         kind = tree.data
         if kind == "earn":
             amount = self.expr(tree.children[0])
-            days = expiry_date = None
-            if len(tree.children) > 1:
-                expiry = tree.children[1]
-                if expiry.data == "expiry_days":
-                    days = self.integer(expiry.children[0], 1, MAX_EXPIRY_DAYS, "expiry")
+            days = expiry_date = pending = wallet = None
+            seen: set[str] = set()
+            for option in tree.children[1:]:
+                kind = "expiry" if option.data in ("expiry_days", "expiry_date") else option.data
+                if kind in seen:
+                    self.problem(f"an earn action takes one {kind} option", self.pos(option))
+                seen.add(kind)
+                if option.data == "expiry_days":
+                    days = self.integer(option.children[0], 1, MAX_EXPIRY_DAYS, "expiry")
+                elif option.data == "expiry_date":
+                    expiry_date = self.date(option.children[0])
+                elif option.data == "pending":
+                    pending = self.integer(option.children[0], 0, MAX_PENDING_DAYS, "pending window")
                 else:
-                    expiry_date = self.date(expiry.children[0])
-            return ast.Earn(amount, days, expiry_date, pos)
+                    wallet = self.string(option.children[0])
+                    if not WALLET_NAME.match(wallet):
+                        self.problem(f"wallet {wallet[:40]!r} must be 1-32 lower-case letters, digits or '-', "
+                                     "starting with a letter or digit", self.pos(option))
+            return ast.Earn(amount, days, expiry_date, pos, pending, wallet)
         if kind == "multiply":
             return ast.Multiply(self.expr(tree.children[0]), pos)
         if kind == "cap":

@@ -105,7 +105,10 @@ def build_result(program: Program, out: Sequence[int], order: Order, customer: C
         points = out[program.lots_base + number]
         if points > 0:
             assert out[plan.status] == APPLIED, "a lot survived a rule that did not apply"
-            lots.append(EarnLot(points=points, expires_at=expiries.get(number), rule=plan.rule.name))
+            earn = action.action
+            assert isinstance(earn, ast.Earn)
+            lots.append(EarnLot(points=points, expires_at=expiries.get(number), rule=plan.rule.name,
+                                pending_days=earn.pending_days, wallet=earn.wallet))
     return EarnResult(tuple(lots), rule_set_id, version, arm, tuple(tags), tuple(trace))
 
 

@@ -119,5 +119,5 @@ KEYWORDS = (
     "valid", "from", "until", "rule", "priority", "when", "then", "earn", "point", "points",
     "expiring", "in", "on", "day", "days", "multiply", "earned", "by", "cap", "at", "tag",
     "customer", "stop", "or", "and", "not", "between", "true", "false", "count", "sum", "for",
-    "where", "any", "all", "has", "have",
+    "where", "any", "all", "has", "have", "pending", "into",
 )

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 from shared.clock import Clock, iso
 from shared.domain.inputs import DecimalText
 from shared.domain.orders import EntityId
+from shared.domain.wallets import WalletName
 from shared.errors import FieldProblem, NotFound, ValidationFailed
 from shared.ledger.entries import EntryType
 from shared.ledger.service import fingerprint_of
@@ -61,6 +62,8 @@ class ConvertRequest(BaseModel):
     points: StrictInt = Field(ge=1, le=10**12)
     partner_account: Account = Field(alias="partnerAccount",
                                      description="the customer's account at the partner; sent to it, never stored")
+    wallet: WalletName | None = Field(
+        default=None, description="draw from this wallet only (docs/wallets.md); default: the spending order")
 
 
 def partner_amount(programme: Programme, points: int) -> int:
@@ -125,7 +128,7 @@ class Conversions:
         return self._redemptions.reserve_for_partner(
             tenant_id, customer_id, key, fingerprint_of(request.model_dump(mode="json", by_alias=True)),
             points=request.points, entry_type=EntryType.CONVERT, kind="conversion", partner_id=programme.partner_id,
-            actor=actor, partner_account=request.partner_account,
+            actor=actor, partner_account=request.partner_account, wallet=request.wallet,
             extra={"programmeId": request.programme_id, "partnerAmount": amount, "rate": str(programme.rate),
                    "rounding": programme.rounding})
 

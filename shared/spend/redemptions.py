@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints,
 
 from shared.clock import Clock, iso
 from shared.domain.orders import EntityId
+from shared.domain.wallets import WalletName
 from shared.errors import (
     AccrueError,
     Conflict,
@@ -113,6 +114,8 @@ class RedeemRequest(BaseModel):
     points: StrictInt | None = Field(default=None, ge=1, le=MAX_POINTS)
     mode: Literal["direct", "reserve"] = Field(
         default="direct", description="direct: spent at once; reserve: held until confirmed or cancelled")
+    wallet: WalletName | None = Field(
+        default=None, description="draw from this wallet only (docs/wallets.md); default: the spending order")
 
     @model_validator(mode="after")
     def _one_target(self) -> "RedeemRequest":
@@ -201,7 +204,8 @@ class Redemptions:
                 kind="reward" if reward_id else "points", mode=mode, reward_id=reward_id, limit=limit,
                 review=policy.review_threshold_points is not None and points >= policy.review_threshold_points,
                 expires_at=now + timedelta(seconds=policy.reservation_ttl_seconds), stock_taken=stock_taken,
-                actor=actor, extra={"partnerId": partner_id, "partnerSku": sku}, screened=True)
+                actor=actor, extra={"partnerId": partner_id, "partnerSku": sku}, screened=True,
+                wallet=request.wallet)
         except BaseException:
             if stock_taken:
                 self._catalogue.give_back(tenant_id, reward_id)  # nothing was written: the unit is free again
@@ -313,7 +317,8 @@ class Redemptions:
 
     def reserve_for_partner(self, tenant_id: str, customer_id: str, key: str, fingerprint: str, *, points: int,
                             entry_type: EntryType, kind: str, partner_id: str, actor: str,
-                            extra: dict[str, Any], partner_account: str | None) -> SpendResult:
+                            extra: dict[str, Any], partner_account: str | None,
+                            wallet: str | None = None) -> SpendResult:
         """Reserve, call the partner, confirm or compensate. A replay of ``key`` resumes
         a reservation a crash left open (the partner de-duplicates on the redemption id)."""
         rid = redemption_id(key)
@@ -327,7 +332,7 @@ class Redemptions:
             # Not reviewed: approving later would need the partner account, which is never stored.
             review=False,
             expires_at=self._clock.now() + timedelta(seconds=policy.reservation_ttl_seconds), stock_taken=False,
-            actor=actor, extra={"partnerId": partner_id, **extra})
+            actor=actor, extra={"partnerId": partner_id, **extra}, wallet=wallet)
         return self._after_reserve(tenant_id, customer_id, rid, outcome, partner_account)
 
     # --- internals ----------------------------------------------------------------------
@@ -357,7 +362,7 @@ class Redemptions:
     def _reserve(self, tenant_id: str, customer_id: str, key: str, fingerprint: str, rid: str, *, points: int,
                  entry_type: EntryType, kind: str, mode: str, reward_id: str | None, limit: int | None,
                  review: bool, expires_at: datetime, stock_taken: bool, actor: str,
-                 extra: dict[str, Any], screened: bool = False) -> TransactionOutcome:
+                 extra: dict[str, Any], screened: bool = False, wallet: str | None = None) -> TransactionOutcome:
         assert isinstance(points, int) and points >= 1
         threshold_review = review
 
@@ -365,6 +370,11 @@ class Redemptions:
             if head.balance < points:
                 raise NotEnoughPoints(f"customer {customer_id} has {head.balance} points available; "
                                       f"{points} were asked for", available=head.balance, requested=points)
+            if wallet is not None:
+                in_wallet = self._ledger.wallet_available(tenant_id, head, wallet)
+                if in_wallet < points:
+                    raise NotEnoughPoints(f"customer {customer_id} has {in_wallet} points in wallet {wallet!r}; "
+                                          f"{points} were asked for", available=in_wallet, requested=points)
             if limit is not None:
                 taken = self._redeemed(tenant_id, customer_id, reward_id)
                 if taken >= limit:
@@ -382,7 +392,7 @@ class Redemptions:
             committed = mode == "direct" and not review
             draft = EntryDraft(entry_type, -points, status=EntryStatus.COMMITTED if committed else EntryStatus.PENDING,
                                attributes={"redemptionId": rid, "kind": kind,
-                                           **({"rewardId": reward_id} if reward_id else {})})
+                                           **({"rewardId": reward_id} if reward_id else {})}, wallet=wallet)
             status = COMPLETED if committed else (IN_REVIEW if review else RESERVED)
             expiry = None if committed or review else iso(expires_at)
             record = {"id": record_id(rid), "docType": "redemption", "redemptionId": rid, "kind": kind, "mode": mode,

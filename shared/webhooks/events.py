@@ -10,8 +10,10 @@ From the ledger's change feed (``events_from_ledger``):
 * a ``PENDING`` credit (a held earn) -> ``points.held``;
 * a ``PENDING`` debit (a redemption or conversion reservation: already out of
   the available balance, not "held") -> ``points.reserved``;
+* an entry that matures a pending earn (an EARN with ``attributes.maturedAt``,
+  shared/pending/maturation.py) -> ``points.matured`` (with ``maturesAt``);
 * an entry that settles a held earn (``settlesEntryId``; EARN approve, VOID
-  reject) -> ``points.released``;
+  reject, VOID of a refund inside the return window) -> ``points.released``;
 * an entry that settles a reservation (REDEEM/CONVERT confirm, RELEASE) and any
   other ``COMMITTED`` entry -> ``transaction.committed`` (one event per entry;
   a settling one names ``settlesEntryId``);
@@ -46,6 +48,9 @@ ENDPOINT_DISABLED = "endpoint.disabled"
 # Published by the erasure (shared.privacy.erasure): customer id and instant only, so a
 # receiver deletes its own copy of the customer's personal data.
 CUSTOMER_ERASED = "customer.erased"
+# Pending points whose return window passed (issue 19, shared/pending/maturation.py).
+POINTS_MATURED = "points.matured"
+
 # Published by the agent tools (shared.agents.tools): an agent's action passed a soft limit of its
 # guardrail policy and waits in the review queue for a person (ids and points only).
 AGENT_ESCALATED = "agent.escalated"
@@ -62,7 +67,7 @@ REFERRAL_REVERSED = "referral.reversed"
 EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEASED, ORDER_REJECTED, TIER_CHANGED,
                                 RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED, CUSTOMER_ERASED, AGENT_ESCALATED,
                                 VOUCHER_ISSUED, VOUCHER_REDEEMED, VOUCHER_CANCELLED, VOUCHER_EXPIRED,
-                                REFERRAL_QUALIFIED, REFERRAL_REVERSED)
+                                REFERRAL_QUALIFIED, REFERRAL_REVERSED, POINTS_MATURED)
 # Operational events: sent to every active endpoint of the tenant, subscribed to or not
 # (a tenant must hear that one of its endpoints stopped receiving, whatever it listens to).
 OPERATIONAL_TYPES: frozenset[str] = frozenset({ENDPOINT_DISABLED})
@@ -112,6 +117,10 @@ def events_from_ledger(docs: Iterable[dict[str, Any]]) -> list[Event]:
             if doc.get("settlesEntryId") and doc["entryType"] in SETTLES_RESERVATION:
                 events.append(Event(doc["tenantId"], TRANSACTION_COMMITTED, source, doc["createdAt"],
                                     dict(data, settlesEntryId=doc["settlesEntryId"])))
+            elif doc.get("settlesEntryId") and (doc.get("attributes") or {}).get("maturedAt"):
+                events.append(Event(doc["tenantId"], POINTS_MATURED, source, doc["createdAt"],
+                                    dict(data, settlesEntryId=doc["settlesEntryId"],
+                                         maturesAt=doc["attributes"].get("maturesAt"))))
             elif doc.get("settlesEntryId"):
                 events.append(Event(doc["tenantId"], POINTS_RELEASED, source, doc["createdAt"],
                                     dict(data, settlesEntryId=doc["settlesEntryId"])))

@@ -48,10 +48,13 @@ class Balance(BaseModel):
 
     customerId: str
     available: int = Field(description="points the customer can spend")
-    pending: int = Field(description="points held (e.g. by a fraud check): not spendable")
+    pending: int = Field(description="points held (a fraud check, or the return window until they mature: "
+                                     "docs/pending.md): not spendable")
     reserved: int = Field(description="points in open redemption reservations")
     lifetimeEarned: int
     ordersCredited: int | None = Field(default=None, description="read model only")
+    wallets: dict[str, int] | None = Field(
+        default=None, description="available points per wallet (tenants with wallets: docs/wallets.md)")
     asOf: str | None = Field(default=None, description="the instant asked for (ledger answers only)")
     source: Literal["read-model", "ledger"]
     dataAsOf: str | None = Field(description="how fresh this answer is")
@@ -77,6 +80,11 @@ class LedgerEntry(BaseModel):
     status: str | None = Field(default=None, examples=["COMMITTED"])
     createdAt: str | None = None
     attributes: dict[str, Any] | None = None
+    pendingState: Literal["pending", "matured", "cancelled", "approved", "rejected"] | None = Field(
+        default=None, description="PENDING credits only: pending still, or how they were settled (docs/pending.md)")
+    wallet: str | None = Field(default=None, description="the wallet a credit went to or a debit named")
+    walletSplit: dict[str, int] | None = Field(default=None, description="signed points per wallet")
+    runningWallets: dict[str, int] | None = Field(default=None, description="available points per wallet after it")
     tenantId: str
     customerId: str
 

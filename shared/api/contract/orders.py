@@ -66,6 +66,8 @@ class RefundOutcome(DryRunnable):
     refundId: str
     pointsClawedBack: int
     pointsExcusedExpired: int | None = Field(default=None, description="refunded share of points that had expired")
+    pointsCancelledPending: int | None = Field(
+        default=None, description="pending points cancelled (a refund inside the return window, docs/pending.md)")
     refundedTotal: str = Field(description="the order's refunded amount so far (a decimal string)")
     balanceAfter: int
     entryIds: list[str] | None = None

@@ -21,9 +21,13 @@ from shared.app.projections import BALANCE_ID
 from shared.clock import iso
 from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.domain.inputs import Instant
-from shared.ledger.entries import EntryType
+from shared.domain.wallets import WalletName
+from shared.errors import FieldProblem, ValidationFailed
+from shared.ledger.entries import EntryType, settlement_id
+from shared.ledger.wallets import balances as wallet_balances
 from shared.platform import Platform
-from shared.store.layout import BALANCES, customer_pk
+from shared.store.layout import BALANCES, LEDGER, customer_pk
+from shared.store.port import read_many
 from shared.transfers.saga import TransferRequest
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -93,7 +97,7 @@ def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
         head = p.ledger.head_as_of(tenant_id, customerId, asOf)
         return {"customerId": customerId, "available": head.balance, "pending": head.pending,
                 "reserved": head.reserved, "lifetimeEarned": head.lifetime_earned, "asOf": iso(asOf),
-                "source": "ledger", "dataAsOf": iso(asOf)}
+                "source": "ledger", "dataAsOf": iso(asOf), **_wallets(p, tenant_id, dict(head.wallets), head.balance)}
     doc = p.store.read(BALANCES, customer_pk(tenant_id, customerId), BALANCE_ID)
     if doc is None:
         p.customers.get(tenant_id, customerId)  # 404 for an unknown customer
@@ -103,7 +107,16 @@ def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
     freshest = max(filter(None, (doc.get("lastEntryAt"), checkpoint)), default=None)
     return {"customerId": customerId, "available": doc["available"], "pending": doc["pending"],
             "reserved": doc.get("reserved", 0), "lifetimeEarned": doc["lifetimeEarned"],
-            "ordersCredited": doc.get("ordersCredited", 0), "source": "read-model", "dataAsOf": freshest}
+            "ordersCredited": doc.get("ordersCredited", 0), "source": "read-model", "dataAsOf": freshest,
+            **_wallets(p, tenant_id, doc.get("wallets") or {}, doc["available"])}
+
+
+def _wallets(p: Platform, tenant_id: str, running: dict[str, int], balance: int) -> dict:
+    """``wallets`` for a tenant with wallets (every wallet, 0 where it has none); nothing otherwise."""
+    settings = p.tenants.get(tenant_id).wallets
+    if settings is None:
+        return {}
+    return {"wallets": wallet_balances(running, balance, settings)}
 
 
 @router.get("/{customerId}/ledger", summary="Ledger history, newest first, paginated",
@@ -114,17 +127,61 @@ def history(request: Request, customerId: CustomerId, p: Annotated[Platform, Dep
             limit: Annotated[int, Query(ge=1, le=200)] = 50,
             entryType: Annotated[list[EntryType] | None, Query()] = None,
             createdFrom: Annotated[Instant | None, Query(alias="from")] = None,
-            createdTo: Annotated[Instant | None, Query(alias="to")] = None) -> dict:
+            createdTo: Annotated[Instant | None, Query(alias="to")] = None,
+            wallet: Annotated[WalletName | None, Query(description="only entries that moved this wallet")] = None
+            ) -> dict:
     """The customer's ledger entries, newest first (capability ``read``), filtered by ``entryType``
-    (repeatable), ``from`` and ``to``; follow ``next`` for the following page."""
+    (repeatable), ``from``, ``to`` and ``wallet``; follow ``next`` for the following page."""
     before = position(request, cursor, int)
     if before is not None and not (isinstance(before[0], int) and before[0] >= 1):
         raise BadCursor("malformed position")
     p.customers.get(who.tenant_id, customerId)
-    entries = p.ledger.entries(
-        who.tenant_id, customerId, before_seq=before[0] if before else None, limit=limit + 1,
-        entry_types=[t.value for t in entryType or ()], created_from=createdFrom, created_to=createdTo)
-    return keyset(request, entries, limit, lambda entry: [entry["seq"]], entry_view)
+    if wallet is not None:
+        settings = p.tenants.get(who.tenant_id).wallets
+        if settings is None or wallet not in settings.names:
+            raise ValidationFailed(f"unknown wallet {wallet!r}", [FieldProblem(
+                "wallet", f"this tenant's wallets: {', '.join(settings.names) if settings else 'none'}")])
+    entries = _history(p, who.tenant_id, customerId, before[0] if before else None, limit + 1,
+                       [t.value for t in entryType or ()], createdFrom, createdTo, wallet)
+    states = pending_states(p, who.tenant_id, customerId, entries[:limit])
+    return keyset(request, entries, limit, lambda entry: [entry["seq"]],
+                  lambda entry: {**entry_view(entry), **({"pendingState": states[entry["id"]]}
+                                                         if entry["id"] in states else {})})
+
+
+# Entries one wallet-filtered history page reads at most (a wallet's entries are
+# picked from the customer's, as wallet names are not field names a query can use).
+WALLET_SCAN = 5_000
+
+
+def _history(p: Platform, tenant_id: str, customer_id: str, before: int | None, want: int, types: list[str],
+             created_from, created_to, wallet: str | None) -> list[dict]:
+    if wallet is None:
+        return p.ledger.entries(tenant_id, customer_id, before_seq=before, limit=want, entry_types=types,
+                                created_from=created_from, created_to=created_to)
+    found: list[dict] = []
+    scanned = 0
+    while len(found) < want and scanned < WALLET_SCAN:
+        page = p.ledger.entries(tenant_id, customer_id, before_seq=before, limit=200, entry_types=types,
+                                created_from=created_from, created_to=created_to)
+        scanned += len(page)
+        found += [e for e in page if wallet in (e.get("walletSplit") or {}) or e.get("wallet") == wallet]
+        if len(page) < 200:
+            break
+        before = page[-1]["seq"]
+    return found[:want]
+
+
+def pending_states(p: Platform, tenant_id: str, customer_id: str, entries: list[dict]) -> dict[str, str]:
+    """Each PENDING credit's state now: ``pending``, or how it was settled (``matured``, ``cancelled``
+    by a refund inside the return window, ``approved`` or ``rejected`` in review). One read of the
+    settlement records (``settled-<entryId>``) for the page."""
+    held = [e["id"] for e in entries if e.get("status") == "PENDING" and e.get("signedAmount", 0) > 0]
+    if not held:
+        return {}
+    pk = customer_pk(tenant_id, customer_id)
+    found = read_many(p.store, LEDGER, [(pk, settlement_id(entry_id)) for entry_id in held])
+    return {entry_id: (record or {}).get("resolution") or "pending" for entry_id, record in zip(held, found)}
 
 
 @router.post("/{customerId}/adjustments", status_code=201, summary="Manual adjustment (tenant-admin)",

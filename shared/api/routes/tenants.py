@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from shared.api.contract import op
 from shared.api.contract.governance import ApprovalRequest
@@ -17,6 +17,7 @@ from shared.app.auth import Principal
 from shared.domain.inputs import DecimalText
 from shared.domain.orders import EntityId
 from shared.domain.tenants import TenantSettings
+from shared.domain.wallets import WalletSettings
 from shared.errors import FieldProblem, ValidationFailed
 from shared.errors import Conflict
 from shared.governance.acts import TOMBSTONE_ID
@@ -43,6 +44,10 @@ class TenantChanges(BaseModel):
     evaluator: Literal["closure", "wasm"] | None = None
     # Applies to points earned from now on; lots already written keep their stamped expiry.
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    # Applies to orders ingested from now on; points already pending keep their maturesAt.
+    pending_days: StrictInt | None = Field(default=None, alias="pendingDays", ge=0, le=365)
+    # Wallets are added, reordered or re-configured, never removed (their points stay on the ledger).
+    wallets: WalletSettings | None = None
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
     transfer_limits: TransferLimits | None = Field(default=None, alias="transferLimits")
 
@@ -56,6 +61,8 @@ class NewTenant(BaseModel):
     time_zone: str = Field(default="UTC", alias="timeZone", max_length=64)
     points_per_unit: PointsPerUnit = Field(default=Decimal(1), alias="pointsPerUnit")
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
+    pending_days: StrictInt = Field(default=0, alias="pendingDays", ge=0, le=365)
+    wallets: WalletSettings | None = None
     rate_limits: RateLimits | None = Field(default=None, alias="rateLimits")
     transfer_limits: TransferLimits | None = Field(default=None, alias="transferLimits")
     # A sandbox: sample customers, orders, an active rule set, a reward catalogue and the
@@ -98,7 +105,16 @@ def change_tenant(body: TenantChanges, p: Annotated[Platform, Depends(platform)]
     JSON merge patch (capability ``admin``, audited)."""
     # Merged onto the stored settings under an ETag (shared/store/replace.py): a concurrent
     # PATCH of another field is kept, and before/after are exactly this change.
-    before, after = p.tenants.change(who.tenant_id, _changes(body))
+    changes = _changes(body)
+    if "wallets" in changes:
+        # Wallets are never removed (their points are on the ledger): neither one of them, nor all by null.
+        kept = p.tenants.get(who.tenant_id).wallets
+        names = set(body.wallets.names) if body.wallets is not None else set()
+        missing = sorted(set(kept.names) - names) if kept is not None else []
+        if missing:
+            raise ValidationFailed("wallets cannot be removed", [FieldProblem(
+                "wallets", f"the wallet(s) {', '.join(missing)} must stay (their points are on the ledger)")])
+    before, after = p.tenants.change(who.tenant_id, changes)
     current, saved = _view(before), _view(after)
     changed = {k for k in saved if saved[k] != current.get(k)}
     if changed:
