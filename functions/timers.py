@@ -36,6 +36,7 @@ SCHEDULES: tuple[tuple[str, str], ...] = (
     ("audit-archive", "0 45 3 * * *"),
     ("erasures", "30 * * * * *"),
     ("ttl-sweep", "0 50 * * * *"),
+    ("occasions", "0 10 * * * *"),
 )
 
 bp = func.Blueprint()

@@ -84,6 +84,10 @@ class TransactionRequest:
     # The W3C traceparent of the span appending it (shared.telemetry.tracing): kept on
     # its entries and records as ``traceContext`` so change-feed consumers continue the trace.
     trace_context: str | None = None
+    # A historical import (shared/imports): the entries keep the row's own instant as
+    # ``createdAt`` (so a balance as of a date before the import reflects them), carry
+    # ``imported: true`` and the instant they were really written as ``recordedAt``.
+    occurred_at: datetime | None = None
 
     @cached_property
     def pk(self) -> str:  # asked several times per append: made once
@@ -345,6 +349,8 @@ class Ledger:
         self, request: TransactionRequest, head: Head, plan: Plan
     ) -> tuple[list[dict[str, Any]], Head, list[dict[str, Any]], dict[str, Any]]:
         now = iso(self._clock.now())
+        created = iso(request.occurred_at) if request.occurred_at is not None else now
+        imported = {"imported": True, "recordedAt": now} if request.occurred_at is not None else {}
         transaction_id = new_transaction_id()
         entries: list[dict[str, Any]] = []
         current = head
@@ -376,8 +382,9 @@ class Ledger:
                 "ruleSetVersion": draft.rule_set_version,
                 "arm": draft.arm,
                 "status": draft.status.value,
-                "createdAt": now,
+                "createdAt": created,
                 "idempotencyKey": request.idempotency_key,
+                **imported,
                 **({"attributes": draft.attributes} if draft.attributes else {}),
                 **({"traceContext": request.trace_context} if request.trace_context else {}),
             })
@@ -397,7 +404,7 @@ class Ledger:
             "createdAt": now,
         }
         records = [dict(r, pk=request.pk, tenantId=request.tenant_id, customerId=request.customer_id,
-                        transactionId=transaction_id if entries else None, createdAt=now,
+                        transactionId=transaction_id if entries else None, createdAt=created, **imported,
                         **({"traceContext": request.trace_context} if request.trace_context else {}))
                    for r in plan.records]
         return [*entries, *records, marker], current, entries, marker
