@@ -258,8 +258,10 @@ class Imports:
 
         return at
 
-    def run_slice(self, params: dict[str, Any], cursor: Any, max_rows: int = ROWS_PER_SLICE) -> Step:
-        """One bounded slice of the import job (the work-item handler)."""
+    def run_slice(self, params: dict[str, Any], cursor: Any, max_rows: int | None = None) -> Step:
+        """One bounded slice of the import job (the work-item handler): at most ``max_rows``
+        rows (default ``ROWS_PER_SLICE``)."""
+        max_rows = max_rows or ROWS_PER_SLICE
         assert max_rows >= 1
         doc = self._doc(params["tenantId"], params["importId"])
         if doc["status"] in (DONE, REJECTED):
