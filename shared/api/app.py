@@ -20,6 +20,7 @@ from shared.api.routes import redemptions, rewards
 from shared.api.routes import fraud, reviews
 from shared.api.routes import tiers
 from shared.api.routes import expiries
+from shared.api.routes import imports, occasions
 from shared.api.routes import metrics as metrics_route
 from shared.platform import Platform
 from shared.telemetry.http_tracing import HttpTracing
@@ -47,7 +48,7 @@ def create_app(platform: Platform) -> FastAPI:
     problems.install(app)
     rules.install(app)
     for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
-                   rewards, redemptions, tiers, expiries, fraud, reviews):
+                   rewards, redemptions, tiers, expiries, fraud, reviews, imports, occasions):
         app.include_router(module.router)
     metrics_route.install(app)  # GET /metrics, loopback only, outside the OpenAPI document
     mark_routes(app)
