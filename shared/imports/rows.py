@@ -114,8 +114,15 @@ def _check_customers_exist(ctx: "ImportContext", rows: Sequence[tuple[int, Any]]
 def _append(ctx: "ImportContext", rows: Sequence[tuple[int, Any]],
             request_of: Callable[[Any], TransactionRequest]) -> list[RowError]:
     requests = [request_of(row) for _, row in rows]
+    # Rows whose key is already in the ledger replay their first outcome without an append:
+    # a re-run writes nothing (and does not lean on the store's batch being atomic).
+    outcomes = ctx.ledger.known(requests)
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    for index, outcome in zip(todo, ctx.ledger.append([requests[i] for i in todo])):
+        outcomes[index] = outcome
     errors: list[RowError] = []
-    for (line, _), outcome in zip(rows, ctx.ledger.append(requests)):
+    for (line, _), outcome in zip(rows, outcomes):
+        assert outcome is not None
         if outcome.error is not None:
             message = outcome.error.message
             if "idempotency key" in message and "different request" in message:

@@ -61,7 +61,7 @@ from shared.ledger.entries import (
     entry_id,
 )
 from shared.store.layout import LEDGER, customer_pk
-from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query
+from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, read_many
 
 MAX_ATTEMPTS = 8
 HEAD_CACHE_SIZE = 100_000
@@ -200,15 +200,48 @@ class Ledger:
         )
 
     def head_as_of(self, tenant_id: str, customer_id: str, moment: datetime) -> Head:
+        """The running totals as of ``moment``: those of the newest entry (by seq) written
+        at or before it. Imported history (shared/imports) keeps each row's own instant, so a
+        partition can hold an entry dated after ``moment`` below that one (rows of a file
+        out of time order, or history imported after live entries): then the totals are
+        summed entry by entry over the partition (``_as_of_by_sum``), which only such
+        partitions pay for."""
+        pk = customer_pk(tenant_id, customer_id)
+        at = iso(moment)
         newest = self._store.query(
-            LEDGER,
-            Query(
-                pk=customer_pk(tenant_id, customer_id),
-                filters=(*_ENTRIES, Filter("createdAt", "<=", iso(moment))),
-                order_by="seq", descending=True, limit=1,
-            ),
+            LEDGER, Query(pk=pk, filters=(*_ENTRIES, Filter("createdAt", "<=", at)),
+                          order_by="seq", descending=True, limit=1),
         )
-        return Head.from_entry(newest[0]) if newest else Head()
+        if not newest:
+            return Head()
+        head = Head.from_entry(newest[0])
+        later_below = self._store.query(LEDGER, Query(pk=pk, filters=(
+            Filter("docType", "=", ENTRY_DOC), Filter("seq", "<", head.seq), Filter("createdAt", ">", at)), limit=1))
+        return self._as_of_by_sum(pk, at) if later_below else head
+
+    def _as_of_by_sum(self, pk: str, at: str) -> Head:
+        """Each entry's own change of every running total (its totals minus its
+        predecessor's), summed over the entries written at or before ``at``."""
+        previous, included = Head(), []
+        after = 0
+        while True:
+            page = self._store.query(LEDGER, Query(pk=pk, filters=(Filter("docType", "=", ENTRY_DOC),
+                                                                   Filter("seq", ">", after)),
+                                                   order_by="seq", limit=1000))
+            for doc in page:
+                current = Head.from_entry(doc)
+                if doc["createdAt"] <= at:
+                    included.append((current, previous))
+                previous = current
+            if len(page) < 1000:
+                break
+            after = page[-1]["seq"]
+        total = [0, 0, 0, 0, 0]
+        for current, before in included:
+            for index, name in enumerate(("balance", "pending", "lifetime_earned", "orders_credited", "reserved")):
+                total[index] += getattr(current, name) - getattr(before, name)
+        return Head(seq=included[-1][0].seq if included else 0, balance=total[0], pending=total[1],
+                    lifetime_earned=total[2], orders_credited=total[3], reserved=total[4])
 
     def entries_for_order(self, tenant_id: str, customer_id: str, order_id: str) -> list[dict[str, Any]]:
         """The order's entries, oldest first. Sorted here, not by the store: with ORDER BY
@@ -230,6 +263,13 @@ class Ledger:
 
     def marker(self, tenant_id: str, customer_id: str, idempotency_key: str) -> dict[str, Any] | None:
         return self._store.read(LEDGER, customer_pk(tenant_id, customer_id), marker_id(idempotency_key))
+
+    def known(self, requests: Sequence[TransactionRequest]) -> list[TransactionOutcome | None]:
+        """For each request, its remembered outcome if its idempotency key was already
+        used (one store call for all): what a bulk caller (shared/imports) skips before
+        appending, so a re-run writes nothing and costs one read per chunk."""
+        markers = read_many(self._store, LEDGER, [(r.pk, marker_id(r.idempotency_key)) for r in requests])
+        return [self._replay(r, m) if m is not None else None for r, m in zip(requests, markers)]
 
     # --- appends -------------------------------------------------------------------
 

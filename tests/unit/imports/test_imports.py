@@ -202,3 +202,14 @@ def test_evaluate_applies_the_version_active_at_each_orders_time_or_a_named_one(
     named = [_order(n, "c2", timestamp="2026-10-01T00:00:00Z") for n in (7, 8)]
     run_import(platform, "acme", ndjson(named), kind="orders", evaluate=True, ruleSetId="main", version=1)
     assert platform.ledger.head("acme", "c2").balance == 24
+
+
+def test_balance_as_of_is_exact_when_a_files_rows_are_out_of_time_order(platform, tenant) -> None:
+    days = [9, 1, 5, 3]
+    run_import(platform, "acme", ndjson([_order(n, day=d, points=10 ** n) for n, d in enumerate(days)]),
+               kind="orders")
+    for day in range(1, 11):
+        moment = datetime(2024, 3, day, 23, tzinfo=timezone.utc)
+        expected = sum(10 ** n for n, d in enumerate(days) if d <= day)
+        as_of = platform.ledger.head_as_of("acme", "c1", moment)
+        assert (as_of.balance, as_of.orders_credited) == (expected, sum(1 for d in days if d <= day)), day
