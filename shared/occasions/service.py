@@ -178,7 +178,10 @@ class Occasions:
             if occasion == ANNIVERSARY and entry.get("since", day.year) >= day.year:
                 continue  # joined this year: the first anniversary is next year
             requests.append(_award_request(tenant_id, entry["customerId"], occasion, day, points))
-        outcomes = self._ledger.append(requests)
+        # Awards already given this year replay without an append (one read for the page):
+        # a redelivered run writes nothing.
+        known = self._ledger.known(requests)
+        outcomes = self._ledger.append([r for r, k in zip(requests, known) if k is None])
         for outcome in outcomes:
             if outcome.error is not None:
                 raise outcome.error  # a store-level refusal: the slice is retried from its cursor
