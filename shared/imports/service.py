@@ -69,8 +69,8 @@ log = logging.getLogger("accrue.imports")
 
 WORK_KIND = "import"
 WORK_GENERATION = "1"
-ROWS_PER_SLICE = 5_000
-ROWS_PER_CHUNK = 500
+ROWS_PER_SLICE = 10_000
+ROWS_PER_CHUNK = 2_000
 MAX_STORED_ERRORS = 10_000
 UPLOAD_URL_LIFETIME = timedelta(minutes=15)
 MODES = ("continue", "all-or-nothing")
