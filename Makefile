@@ -51,7 +51,7 @@ run: $(VENV)/.runtime
 
 # pytest starts the emulators itself (tests/emulators.py: free ports, stopped at the end).
 test: $(VENV)/.test tests/emulators/node_modules/.installed tests/clients/node_modules/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 bench: $(VENV)/.test
 	$(PY) bench/run_all.py

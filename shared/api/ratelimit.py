@@ -7,6 +7,12 @@ A route declares what one call costs with ``@costs(...)``; undeclared, it costs 
 The order batch costs one per order (``orders_in_body``), read from the body
 before the route parses it.
 
+Failed authentication is limited too, per client address: a request without a key,
+or with a malformed, unknown or revoked one, is charged to that address's bucket
+(``FAILED_AUTH_LIMITS``), so a 401 carries the same RateLimit headers as any other
+answer, and an address that keeps presenting bad keys gets 429 with Retry-After
+instead of an unbounded stream of key checks. A valid key is never refused by it.
+
 The decision is left in the request's state; ``shared.api.route_contract`` writes the
 ``RateLimit-Policy`` / ``RateLimit`` headers (draft-ietf-httpapi-ratelimit-headers)
 on the response, and ``Retry-After`` on a 429, whatever the route answered."""
@@ -14,6 +20,7 @@ on the response, and ``Retry-After`` on a 429, whatever the route answered."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Callable, Awaitable, TypeVar
 
 from fastapi import Request
@@ -31,6 +38,12 @@ Cost = Callable[[Request], Awaitable[int]]
 
 STATE_KEY = "rate_limit"
 DEFAULT_LIMITS = RateLimits()
+# Failed authentications: 30 a minute per client address (a client whose key was revoked
+# finds out long before), 10,000 a minute over all addresses. Counted under a pseudo-tenant
+# that no real tenant id can equal (tenant ids cannot start with "_").
+FAILED_AUTH_LIMITS = RateLimits(perKey=30, perTenant=10_000, windowSeconds=60)
+FAILED_AUTH_SCOPE = "_failed-auth"
+FAILED_AUTH_POLICY = "failed-auth"
 
 
 def costs(cost: Cost) -> Callable[[F], F]:
@@ -85,6 +98,34 @@ async def admit(request: Request, who: Principal) -> None:
 
     inline = counter.inline and inline_reads(platform.store)
     decision = take() if inline else await run_in_threadpool(take)
+    request.state.rate_limit = decision
+    if not decision.allowed:
+        raise RateLimited(decision)
+
+
+def client_address(request: Request) -> str:
+    """The peer's address. Without one (the Functions host's ASGI bridge gives none), the last
+    ``X-Forwarded-For`` entry: the one the platform's front end appended, which a client
+    cannot forge (entries a client sends come before it)."""
+    if request.client is not None and request.client.host:
+        return request.client.host
+    forwarded = [part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()]
+    return forwarded[-1][:64] if forwarded else "unknown"
+
+
+async def charge_failed_authentication(request: Request) -> None:
+    """Charge one failed authentication to the client's address; ``RateLimited`` (429)
+    when the address has used its allowance, so the caller answers 429, not 401."""
+    counter: WindowCounter | None = getattr(request.app.state, "rate_counter", None)
+    if counter is None:
+        return
+    platform, address = request.app.state.platform, "addr:" + client_address(request)
+
+    def take() -> Decision:
+        return counter.take(FAILED_AUTH_SCOPE, address, 1, FAILED_AUTH_LIMITS, platform.clock.now().timestamp())
+
+    inline = counter.inline and inline_reads(platform.store)
+    decision = replace(take() if inline else await run_in_threadpool(take), policy=FAILED_AUTH_POLICY)
     request.state.rate_limit = decision
     if not decision.allowed:
         raise RateLimited(decision)

@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from shared.api.ratelimit import admit
+from shared.api.ratelimit import admit, charge_failed_authentication
 from shared.app.auth import Principal
 from shared.errors import Unauthenticated
 
@@ -34,11 +34,15 @@ async def principal(
     header_key: Annotated[str | None, Depends(api_key_header)],
 ) -> Principal:
     presented = credentials.credentials if credentials is not None else header_key
-    if not presented:
-        raise Unauthenticated("an API key is required: Authorization: Bearer <key> or x-api-key: <key>")
-    keys, presented = request.app.state.platform.keys, presented.strip()
-    known = keys.cached(presented)
-    who = known if known is not None else await run_in_threadpool(keys.verify, presented)
+    try:
+        if not presented:
+            raise Unauthenticated("an API key is required: Authorization: Bearer <key> or x-api-key: <key>")
+        keys, presented = request.app.state.platform.keys, presented.strip()
+        known = keys.cached(presented)
+        who = known if known is not None else await run_in_threadpool(keys.verify, presented)
+    except Unauthenticated:
+        await charge_failed_authentication(request)  # 429 instead once the address is over its allowance
+        raise
     await admit(request, who)  # the key's and the tenant's rate limits (429 when over)
     return who
 

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from shared.app.tenant_changes import TenantCache
 from shared.audit.log import AuditLog
 from shared.clock import Clock, iso, parse_iso
-from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import BatchFailed, Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.keys.port import KeyProvider
 from shared.schemas.registry import REGISTRY
 from shared.store.layout import (
@@ -41,7 +41,7 @@ from shared.store.layout import (
     delivery_pk,
     message_pk,
 )
-from shared.store.port import DocumentStore, Filter, Query
+from shared.store.port import Create, Delete, DocumentStore, Filter, Query, Upsert
 from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
                                     TIER_CHANGED, Event, events_from_ledger, schema_name)
 from shared.webhooks.outbox import OutboxMarker
@@ -61,6 +61,23 @@ MAX_LIVE_SECRETS = 2
 ENDPOINT_CACHE_SECONDS = 5.0
 # Why the delivery worker disables an endpoint: it answered 410 Gone; it failed for five days.
 DISABLE_REASONS = ("gone", "failing")
+
+
+ENDPOINT_DOC = "webhookEndpoint"
+# One per registered endpoint, id ``slot-NN``: what holds the per-tenant cap under concurrency.
+SLOT_DOC = "webhookSlot"
+
+
+def _slot_id(slot: int) -> str:
+    return f"slot-{slot:02d}"
+
+
+def _slot_doc(tenant_id: str, slot: int, endpoint: dict[str, Any]) -> dict[str, Any]:
+    # status "slot": never "active" or "disabled", so the delivery worker's and the status
+    # page's cross-tenant queries (which select by status) never see a slot. createdAt: the
+    # partition is read ordered by it, and Cosmos DB's ORDER BY leaves out documents without it.
+    return {"id": _slot_id(slot), "pk": tenant_id, "docType": SLOT_DOC, "tenantId": tenant_id,
+            "status": "slot", "slot": slot, "endpointId": endpoint["id"], "createdAt": endpoint["createdAt"]}
 
 
 def message_id(tenant_id: str, source_id: str) -> str:
@@ -114,28 +131,72 @@ class WebhookService:
         url = self._check_url(url)
         if len(description) > MAX_DESCRIPTION:
             raise ValidationFailed(f"description: at most {MAX_DESCRIPTION} characters")
-        if len(self.list(tenant_id)) >= MAX_ENDPOINTS_PER_TENANT:
-            raise Conflict(f"a tenant may have at most {MAX_ENDPOINTS_PER_TENANT} endpoints")
         endpoint_id = "ep_" + _secrets.token_hex(10)
         raw = new_secret()
         now = iso(self._clock.now())
         doc = {
-            "id": endpoint_id, "pk": tenant_id, "docType": "webhookEndpoint", "tenantId": tenant_id,
+            "id": endpoint_id, "pk": tenant_id, "docType": ENDPOINT_DOC, "tenantId": tenant_id,
             "url": url, "eventTypes": types, "description": description, "status": "active",
             "disabledReason": None, "failingSince": None, "secretVersion": 1,
             "secrets": [dict(seal_secret(self._keys, tenant_id, endpoint_id, 1, raw), createdAt=now, expiresAt=None)],
             "createdAt": now, "updatedAt": now,
         }
-        self._store.create(WEBHOOK_ENDPOINTS, doc)
+        self._create_in_a_free_slot(tenant_id, doc)
         self.cache.invalidate(tenant_id)
         return endpoint_view(doc), format_secret(raw)
 
-    def list(self, tenant_id: str) -> list[dict[str, Any]]:
+    def _create_in_a_free_slot(self, tenant_id: str, doc: dict[str, Any]) -> None:
+        """Create the endpoint together with one of the tenant's ``MAX_ENDPOINTS_PER_TENANT``
+        slot documents, in one partition batch.
+
+        Counting the endpoints and then creating one lets concurrent registrations all see 49
+        and all succeed; a slot is a document id, so two writers cannot both create it and the
+        cap holds under any concurrency. Endpoints created before slots existed are given one
+        first (``_slot_legacy``), so they count too."""
+        for _ in range(MAX_ENDPOINTS_PER_TENANT + 5):
+            docs = self._partition(tenant_id)
+            endpoints = [d for d in docs if d.get("docType") == ENDPOINT_DOC]
+            if len(endpoints) >= MAX_ENDPOINTS_PER_TENANT:
+                raise Conflict(f"a tenant may have at most {MAX_ENDPOINTS_PER_TENANT} endpoints")
+            taken = {d["slot"] for d in docs if d.get("docType") == SLOT_DOC}
+            if any("slot" not in e for e in endpoints):
+                self._slot_legacy(tenant_id, endpoints, taken)
+                continue
+            free = [n for n in range(MAX_ENDPOINTS_PER_TENANT) if n not in taken]
+            assert free, "fewer endpoints than the cap but every slot taken: a slot outlived its endpoint"
+            slot = _secrets.choice(free)  # spread concurrent writers over the free slots
+            try:
+                self._store.batch(WEBHOOK_ENDPOINTS, tenant_id, [
+                    Create(_slot_doc(tenant_id, slot, doc)), Create(dict(doc, slot=slot))])
+                return
+            except (BatchFailed, DocumentExists):
+                continue  # another registration took that slot: look again
+        raise Conflict("the tenant's webhook endpoints kept changing; try again")
+
+    def _slot_legacy(self, tenant_id: str, endpoints: list[dict[str, Any]], taken: set[int]) -> None:
+        for endpoint in endpoints:
+            if "slot" in endpoint:
+                continue
+            free = [n for n in range(MAX_ENDPOINTS_PER_TENANT) if n not in taken]
+            if not free:
+                return
+            try:
+                self._store.batch(WEBHOOK_ENDPOINTS, tenant_id, [
+                    Create(_slot_doc(tenant_id, free[0], endpoint)),
+                    Upsert(dict(endpoint, slot=free[0]), if_match=endpoint["_etag"])])
+            except (BatchFailed, DocumentExists, PreconditionFailed):
+                return  # raced with another writer: the caller reads the partition again
+            taken.add(free[0])
+
+    def _partition(self, tenant_id: str) -> list[dict[str, Any]]:
         return self._store.query(WEBHOOK_ENDPOINTS, Query(pk=tenant_id, order_by="createdAt", limit=1000))
+
+    def list(self, tenant_id: str) -> list[dict[str, Any]]:
+        return [d for d in self._partition(tenant_id) if d.get("docType") == ENDPOINT_DOC]
 
     def get(self, tenant_id: str, endpoint_id: str) -> dict[str, Any]:
         doc = self._store.read(WEBHOOK_ENDPOINTS, tenant_id, endpoint_id)
-        if doc is None:
+        if doc is None or doc.get("docType") != ENDPOINT_DOC:
             raise NotFound(f"webhook endpoint {endpoint_id!r} does not exist")
         return doc
 
@@ -265,8 +326,15 @@ class WebhookService:
             Filter("disabledAnnounce", "=", "pending"), Filter("disabledAt", "<=", cutoff)), limit=100))
 
     def delete(self, tenant_id: str, endpoint_id: str) -> None:
-        self.get(tenant_id, endpoint_id)
-        self._store.delete(WEBHOOK_ENDPOINTS, tenant_id, endpoint_id)
+        doc = self.get(tenant_id, endpoint_id)
+        if "slot" in doc:  # the endpoint and its slot go together: the slot is free again
+            try:
+                self._store.batch(WEBHOOK_ENDPOINTS, tenant_id, [
+                    Delete(endpoint_id), Delete(_slot_id(doc["slot"]))])
+            except BatchFailed:
+                raise Conflict(f"webhook endpoint {endpoint_id!r} changed meanwhile; try again") from None
+        else:
+            self._store.delete(WEBHOOK_ENDPOINTS, tenant_id, endpoint_id)
         self.secrets.forget(tenant_id, endpoint_id)
         self.cache.invalidate(tenant_id)
 

@@ -80,15 +80,16 @@ TAGS: list[dict[str, str]] = [
 
 _ERROR_TEXT = {
     400: "Bad request; nothing was changed.",
-    401: "No API key, or one that is unknown or revoked.",
+    401: ("No API key, or one that is unknown or revoked. Counted against the client address's allowance "
+          "of failed authentications (the `failed-auth` policy in the RateLimit headers; 429 beyond it)."),
     403: "The key's role lacks the capability this route needs; nothing was changed.",
     404: "The resource does not exist in the caller's tenant.",
     409: "The request contradicts recorded state (a reused id, a settled reservation, a decided review...).",
     412: "A precondition on the stored state failed (another writer changed it first); read and try again.",
     413: "The request body exceeds 1 MiB.",
     422: "Invalid input: ``errors`` names each bad field; nothing was changed.",
-    429: ("Rate limited (`rate-limited`): this key or its tenant used its quota for the window; wait for "
-          "Retry-After seconds."),
+    429: ("Rate limited (`rate-limited`): this key or its tenant used its quota for the window, or this "
+          "client address its allowance of failed authentications; wait for Retry-After seconds."),
     502: "The partner refused the request for good; the points were given back.",
     503: "A backing service (store, bus, partner) is unavailable: retry after Retry-After seconds.",
 }
@@ -96,7 +97,8 @@ _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying ag
                                 "schema": {"type": "integer", "minimum": 0}}}
 # The 400s a route can answer, by what it takes (see ``_bad_request``).
 _BAD_PARAMETER = ("`unknown-parameter`: a query parameter or an `x-accrue-*` header the route does not declare "
-                  "(a typo never silently changes what a call means)")
+                  "(a typo never silently changes what a call means); `malformed-parameter`: a number parameter "
+                  "not in plain digits, or a single-valued parameter given twice")
 _BAD_CURSOR = "`bad-cursor`: a cursor this API did not give out for this list"
 _BAD_JSON = "`malformed-json`: the body could not be parsed"
 _RATE_LIMIT_HEADERS = {
@@ -323,8 +325,8 @@ def _complete(operation: dict[str, Any], where: str, problem_content: dict[str, 
             response["headers"] = copy.deepcopy(_WWW_AUTHENTICATE)
     for status, response in responses.items():
         # Written by shared/api/route_contract.py on whatever answered (a route, an error, a 429);
-        # declared once in components/headers. A 401 has no key, hence no quota to report.
-        if operation.get("security") and status != "401":
+        # declared once in components/headers. A 401 reports the address's failed-auth allowance.
+        if operation.get("security"):
             response["headers"] = {**response.get("headers", {}), **_refs(_RATE_LIMIT_HEADERS)}
         if operation.get("deprecated"):
             response["headers"] = {**response.get("headers", {}), **_refs(_DEPRECATION_HEADERS)}

@@ -109,3 +109,35 @@ def test_n_concurrent_requests_over_a_limit_of_l_exactly_l_succeed(client: TestC
     run_in_threads(call, [(n,) for n in range(24)], timeout=60)
     assert len(codes) == 24
     assert sum(c in (200, 202) for c in codes) == 7 and codes.count(429) == 17
+
+
+def test_a_failed_authentication_answers_with_the_failed_auth_headers(client: TestClient, tenant: TenantKeys) -> None:
+    """The outside review: 401s carried no RateLimit headers, so failed key checks were unlimited."""
+    missing = client.get("/v1/customers/c1")
+    assert missing.status_code == 401
+    assert missing.headers["RateLimit-Policy"] == '"failed-auth";q=30;w=60'
+    assert missing.headers["RateLimit"].startswith('"failed-auth";r=29;t=')
+    wrong = client.get("/v1/customers/c1", headers=auth(tenant.merchant[:-4] + "xxxx"))
+    malformed = client.get("/v1/customers/c1", headers=auth("not-a-key"))
+    assert wrong.status_code == malformed.status_code == 401
+    assert malformed.headers["RateLimit"].startswith('"failed-auth";r=27;')
+
+
+def test_an_address_over_its_failures_gets_429_and_a_valid_key_still_passes(
+        client: TestClient, tenant: TenantKeys) -> None:
+    bad = auth(tenant.merchant[:-4] + "xxxx")
+    answers = [client.get("/v1/customers/c1", headers=bad).status_code for _ in range(31)]
+    assert answers == [401] * 30 + [429]
+    refused = client.get("/v1/customers/c1")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["type"].endswith("/rate-limited")
+    ok = client.get("/v1/customers/c1", headers=auth(tenant.merchant))
+    assert ok.status_code == 200 and ok.headers["RateLimit-Policy"].startswith('"key";')
+
+
+def test_failed_authentications_never_spend_a_tenants_quota(client: TestClient, tenant: TenantKeys,
+                                                            platform: Platform) -> None:
+    limit(platform, "acme", perKey=3, perTenant=3, windowSeconds=60)
+    for _ in range(10):
+        client.get("/v1/customers/c1", headers=auth(tenant.merchant[:-4] + "xxxx"))
+    assert [client.get("/v1/customers/c1", headers=auth(tenant.merchant)).status_code for _ in range(3)] == [200] * 3
