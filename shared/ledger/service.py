@@ -205,7 +205,7 @@ class Ledger:
         partition can hold an entry dated after ``moment`` below that one (rows of a file
         out of time order, or history imported after live entries): then the totals are
         summed entry by entry over the partition (``_as_of_by_sum``), which only such
-        partitions pay for."""
+        partitions pay for. When the newest entry by then is a live one, it is one read."""
         pk = customer_pk(tenant_id, customer_id)
         at = iso(moment)
         newest = self._store.query(
@@ -215,6 +215,11 @@ class Ledger:
         if not newest:
             return Head()
         head = Head.from_entry(newest[0])
+        if not newest[0].get("imported"):
+            # A live entry is dated when it is written, and an imported row is never dated
+            # after its import (shared/imports refuses future instants): nothing below a
+            # live entry can be dated after it, so its totals are the answer.
+            return head
         later_below = self._store.query(LEDGER, Query(pk=pk, filters=(
             Filter("docType", "=", ENTRY_DOC), Filter("seq", "<", head.seq), Filter("createdAt", ">", at)), limit=1))
         return self._as_of_by_sum(pk, at) if later_below else head

@@ -154,9 +154,7 @@ def test_the_ledgers_reads_use_an_index_on_sqlite_not_a_walk_of_the_partition(le
     finally:
         conn.set_trace_callback(None)
     reads = [sql for sql in statements if sql.startswith("SELECT") and "c_ledger" in sql]
-    # head_as_of reads twice: the newest entry by then, and whether an older-seq entry is dated
-    # after it (imported history out of order, shared/imports); both on an index.
-    assert len(reads) == 5
+    assert len(reads) == 4
     for sql in reads:
         plan = " | ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
         assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (sql, plan)
