@@ -19,7 +19,7 @@ PYTHON_MAX := 3.13
 UV_COMPILE := $(PY) -m uv pip compile --quiet --generate-hashes --universal --python-version $(PYTHON_MIN) \
 	--custom-compile-command "make lock"
 
-.PHONY: run test bench clean lock lock-check
+.PHONY: run test bench clean lock lock-check chromium
 
 $(VENV)/.runtime: requirements.txt requirements-local.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(not ($(subst .,$(comma),$(PYTHON_MIN)),) <= v <= ($(subst .,$(comma),$(PYTHON_MAX)),))' \
@@ -49,8 +49,14 @@ tests/clients/node_modules/.installed: tests/clients/package-lock.json
 run: $(VENV)/.runtime
 	$(PY) -m shared.local run
 
+# The operator page's browser test drives Debian's chromium through chromium-driver (WebDriver's
+# virtual authenticator for WebAuthn); installed once, from the distribution, never at test time.
+chromium:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 # pytest starts the emulators itself (tests/emulators.py: free ports, stopped at the end).
-test: $(VENV)/.test tests/emulators/node_modules/.installed tests/clients/node_modules/.installed
+test: $(VENV)/.test tests/emulators/node_modules/.installed tests/clients/node_modules/.installed chromium
 	$(PY) -m pytest -n auto --dist worksteal
 
 bench: $(VENV)/.test

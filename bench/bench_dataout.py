@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
+from summary import record  # bench/summary.py: make bench's summary table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -177,6 +178,7 @@ folder = sys.argv[2]
 store = SqliteDocumentStore(folder + "/accrue.db", CONTAINERS, synchronous="NORMAL")
 keys = LocalKeyring.in_folder(folder)
 service = ExportService(store, SystemClock(), keys, LocalBlobSink(folder + "/blobs"))
+service.save_settings("bench", format="ndjson")  # this benchmark's NDJSON path; Parquet: bench_exports.py
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 manifest = service.backfill("bench", datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc),
@@ -213,6 +215,7 @@ def main() -> None:
     wh = bench_webhooks(args.events, args.endpoints)
     print(f"webhooks: {wh['deliveries']} deliveries in {wh['seconds']:.2f} s = {wh['per_second']:.0f}/s "
           f"(verified {wh['verified']}, refused {wh['refused']}); outbox writes {wh['enqueue_per_second']:.0f}/s")
+    record("webhooks verified deliveries", wh["per_second"], "/s", target=2000.0)
     ex = bench_export(args.entries, args.customers)
     mb = 1024 * 1024
     print(f"export: {ex['rows']} rows in {ex['seconds']:.1f} s = {ex['rows'] / ex['seconds']:.0f} rows/s, "

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
+from summary import record  # bench/summary.py: make bench's summary table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -185,6 +186,7 @@ def main() -> None:
               f"customers in {result['seconds']:.1f} s = {result['per_second']:,.0f} lots/s"
               + ("" if result["complete"] else f" (stopped after {args.max_seconds:.0f} s: part of the work)")
               + f"; peak RSS {result['rss_peak_mib']:.0f} MiB")
+        record(f"expiry job over {args.lots:,} lots", result["per_second"], "lots/s", target=20000.0)
         if result["rerun"]:
             rerun = result["rerun"]
             print(f"second run: {rerun['lots']} lots written, {rerun['customers']:,} customers replayed "

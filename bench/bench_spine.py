@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
+from summary import record  # bench/summary.py: figures for make bench's summary table
 
 import orjson
 import uvloop
@@ -70,6 +71,9 @@ TIMEOUT = 600.0
 TARGET_BATCH_E2E = 5000.0
 TARGET_SINGLE_RPS = 1000.0
 TARGET_BALANCE_P99_MS = 5.0
+TARGET_API_RSS_MIB = 200.0  # issue 22, target 4
+TARGET_BATCH_E2E_FLAT = 10000.0  # issue 22, target 1: with the flat rate
+TARGET_BATCH_E2E_RULES = 8000.0  # and with the 7-rule set of bench/bench_rules.py (--rules)
 
 
 @dataclass
@@ -176,6 +180,25 @@ async def verify_credited(http: Pool, expected: Counter) -> None:
         raise RuntimeError(f"{len(wrong)} balance(s) disagree with the orders sent: {wrong[:5]}")
 
 
+async def activate_bench_rules(platform: LocalPlatform) -> None:
+    """The sandbox's rule set gets bench/bench_rules.py's 7 rules as a new version, activated
+    before any timed order (the tenant admin's key, as an operator would)."""
+    from bench_rules import RULES  # bench/bench_rules.py
+
+    admin = Pool(platform.url, {"Authorization": f"Bearer {platform.keys['tenant-admin']}"}, size=1)
+    reason = {"code": "other", "text": "issue 22: the spine benchmark with a realistic rule set"}
+    try:
+        created = await admin.post("/v1/rules/versions", json={"ruleSetId": "sandbox", "source": RULES,
+                                                                "reason": reason})
+        assert created.status == 201, created.body
+        version = created.json()["version"]
+        activated = await admin.post("/v1/rules/activate", json={
+            "target": {"ruleSetId": "sandbox", "version": version}, "reason": reason})
+        assert activated.status == 200, activated.body
+    finally:
+        await admin.aclose()
+
+
 async def register_customers(http: Pool) -> None:
     async def one(customer: str) -> None:
         response = await http.post("/v1/customers", json={"customerId": customer, "joinDate": "2025-01-01"})
@@ -250,6 +273,31 @@ async def latencies(http: Pool, expected: Counter, count: int) -> tuple[list[flo
     return waits, reads
 
 
+def memory(api_pid: int, results: Results) -> None:
+    """Every platform process's RSS now and at its peak (VmHWM), from /proc (Linux only)."""
+    def status(pid: int) -> dict[str, str]:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            return {}
+        return dict(line.split(":", 1) for line in lines if ":" in line)
+
+    def mib(value: str) -> float:
+        return int(value.split()[0]) / 1024  # "123456 kB"
+
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and status(int(p.name)).get("PPid", "").strip() == str(api_pid)]
+    for pid, name in [(api_pid, "API"), *((c, f"worker {c}") for c in children)]:
+        info = status(pid)
+        if "VmRSS" not in info:
+            continue
+        argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        label = "API" if name == "API" else argv[argv.index("--role") + 1] if "--role" in argv[:-1] else name
+        results.add(f"RSS of the {label} process", f"{mib(info['VmRSS']):.0f} MiB, peak {mib(info['VmHWM']):.0f} MiB")
+        record(f"peak RSS, {label} process", mib(info["VmHWM"]), "MiB",
+               target=TARGET_API_RSS_MIB if name == "API" else None, higher_is_better=False)
+
+
 def store_alone(events: int, results: Results) -> None:
     from eventsourcing.persistence import StoredEvent
     from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteDatastore
@@ -300,6 +348,8 @@ def store_alone(events: int, results: Results) -> None:
     results.add("eventsourcing SQLiteAggregateRecorder, same events", f"{theirs:,.0f}/s",
                 f"{BATCH} per transaction, WAL, synchronous={their_sync}")
     results.add("ratio ledger / eventsourcing", f"{ours / theirs:.2f}×")
+    record("ledger appends, store alone (empty file)", ours, "/s")
+    record("ledger appends / eventsourcing recorder", ours / theirs, "×", target=1.0)
 
 
 async def drive(platform: LocalPlatform, probe: Probe, args: argparse.Namespace, results: Results) -> None:
@@ -308,21 +358,27 @@ async def drive(platform: LocalPlatform, probe: Probe, args: argparse.Namespace,
     http = Pool(platform.url, headers, size=64)
     try:
         await register_customers(http)
+        if args.rules:
+            await activate_bench_rules(platform)
         await single_orders(http, probe, expected, min(200, args.orders), 16)  # warm-up, not reported
         rps, e2e = await single_orders(http, probe, expected, args.orders, 32)
         results.add("single-order calls accepted (202)", f"{rps:,.0f} req/s",
                     f"{args.orders:,} POST /v1/orders, 32 concurrent; target ≥ {TARGET_SINGLE_RPS:,.0f}")
         results.add("single-order calls end to end", f"{e2e:,.0f} orders/s", "accepted → committed → projected")
+        record("single orders accepted (202)", rps, "req/s", target=TARGET_SINGLE_RPS)
         rps, e2e, n = await batches(http, probe, expected, args.batch_orders, 2)
         results.add(f"batches of {BATCH} accepted", f"{rps:,.0f} orders/s", f"{n:,} orders, 2 concurrent")
         results.add(f"batches of {BATCH} end to end", f"{e2e:,.0f} orders/s",
                     f"accepted → committed → projected; target ≥ {TARGET_BATCH_E2E:,.0f}")
+        record(f"batches of {BATCH} end to end ({'7-rule set' if args.rules else 'flat rate'})", e2e, "orders/s",
+               target=TARGET_BATCH_E2E_RULES if args.rules else TARGET_BATCH_E2E_FLAT)
         waits, reads = await latencies(http, expected, args.latency_samples)
         results.add("single order with ?wait=5", f"p50 {percentile(waits, 50) * 1000:.2f} ms, "
                     f"p99 {percentile(waits, 99) * 1000:.2f} ms", f"{len(waits)} sequential calls, answered credited")
         p99 = percentile(reads, 99) * 1000
         results.add("balance read", f"p50 {percentile(reads, 50) * 1000:.2f} ms, p99 {p99:.2f} ms",
                     f"{len(reads)} sequential calls; target p99 < {TARGET_BALANCE_P99_MS:g} ms")
+        record("balance read p99 (idle)", p99, "ms", target=TARGET_BALANCE_P99_MS, higher_is_better=False)
         await caught_up(probe, time.perf_counter() + TIMEOUT)
         await verify_credited(http, expected)
         results.checks.append(f"every one of {sum(expected.values()):,} orders credited exactly once in the "
@@ -355,6 +411,9 @@ def write_results(path: Path, results: Results, args: argparse.Namespace, second
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=5000, help="single-order calls (default 5000)")
+    parser.add_argument("--rules", action="store_true",
+                        help="earn by the 7-rule set of bench/bench_rules.py (item aggregates) instead of the "
+                             "sandbox's flat rate (issue 22, target 1)")
     parser.add_argument("--batch-orders", type=int, help="orders sent in batches of 500 (default 5 × --orders)")
     parser.add_argument("--latency-samples", type=int, default=500,
                         help="sequential ?wait= orders; 5× as many balance reads (default 500)")
@@ -375,8 +434,10 @@ def main() -> None:
     threading.Thread(target=drain, args=(platform.process.stdout,), daemon=True).start()
     probe = Probe(folder / "data" / "accrue.db")
     try:
-        print("local platform over HTTP, durability on (SQLite synchronous=FULL):", flush=True)
+        print("local platform over HTTP, durability on (SQLite synchronous=FULL), earning by "
+              + ("the 7-rule set of bench/bench_rules.py:" if args.rules else "the sandbox's flat rate:"), flush=True)
         uvloop.run(drive(platform, probe, args, results))
+        memory(platform.process.pid, results)
     finally:
         probe.close()
         platform.stop()

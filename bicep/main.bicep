@@ -108,6 +108,12 @@ param alertActionGroupId string = ''
 
 param tags object = {}
 
+@description('Warehouses that load exports: [{tenantId, principalId}]. Each identity may unwrap its tenant\'s export key only (modules/exportkeys.bicep).')
+param warehouseAccess array = []
+
+@description('Public IPv4 ranges (CIDR) of warehouses allowed to reach the export vault; empty: private endpoints only (docs/exports.md).')
+param warehouseIpRules array = []
+
 @description('Days operational documents are kept, overriding shared/store/layout.py TTL_RULES: "container=days,...". Empty: the rules\' own days.')
 param ttlOverrides string = ''
 
@@ -348,6 +354,7 @@ var names = {
   cosmos: 'cosmos-${namePrefix}-${nameSuffix}'
   eventHubs: 'evhns-${namePrefix}-${nameSuffix}'
   keyVault: 'kv-${namePrefix}-${nameSuffix}'
+  exportVault: 'kvx-${namePrefix}-${nameSuffix}'
   keyManager: 'id-${namePrefix}-keys-${nameSuffix}'
   dataStorage: take('st${compactPrefix}data${nameSuffix}', 24)
   hostStorage: take('st${compactPrefix}host${nameSuffix}', 24)
@@ -519,6 +526,12 @@ var privateEndpointTargets = [
     zone: privateDnsZones.keyVault
   }
   {
+    name: 'exportkeys'
+    id: resourceId('Microsoft.KeyVault/vaults', names.exportVault)
+    groupId: 'vault'
+    zone: privateDnsZones.keyVault
+  }
+  {
     name: 'data-blob'
     id: resourceId('Microsoft.Storage/storageAccounts', names.dataStorage)
     groupId: 'blob'
@@ -559,6 +572,7 @@ module privateEndpoints 'modules/privateendpoint.bicep' = [for target in private
     cosmos
     eventHubs
     keyVault
+    exportKeys
     dataStorage
     hostStorage
   ]
@@ -582,6 +596,8 @@ var appSettings = {
   // Key management (create, rotate) as the key-manager identity; the key type follows the tier.
   KEYVAULT_MANAGEMENT_CLIENT_ID: keyManager.outputs.clientId
   KEYVAULT_SKU: keyVaultSku
+  // The tenants' export keys, in a vault of their own (modules/exportkeys.bicep).
+  EXPORT_KEYVAULT_URI: 'https://${names.exportVault}${environment().suffixes.keyvaultDns}/'
   BLOB_ACCOUNT_URL: dataStorage.outputs.blobEndpoint
   // Overrides of the TTL rules of shared/store/layout.py (empty: the rules' own days).
   ACCRUE_TTL_DAYS: ttlOverrides
@@ -612,6 +628,23 @@ module functionApp 'modules/functionapp.bicep' = {
   }
 }
 
+// The export keys: their own vault, the app and key manager on it, each warehouse on its tenant's key only.
+module exportKeys 'modules/exportkeys.bicep' = {
+  name: 'exportkeys'
+  params: {
+    location: location
+    vaultName: names.exportVault
+    skuName: keyVaultSku
+    recover: keyVaultRecover
+    privateNetworking: enablePrivateNetworking
+    appPrincipalId: functionApp.outputs.principalId
+    keyManagerPrincipalId: keyManager.outputs.principalId
+    warehouseAccess: warehouseAccess
+    warehouseIpRules: warehouseIpRules
+    tags: stackTags
+  }
+}
+
 module roles 'modules/roles.bicep' = {
   name: 'roles'
   params: {
@@ -638,6 +671,7 @@ module diagnostics 'modules/diagnostics.bicep' = {
     cosmosAccountName: cosmos.outputs.accountName
     eventHubNamespaceName: eventHubs.outputs.namespaceName
     keyVaultName: keyVault.outputs.vaultName
+    exportVaultName: exportKeys.outputs.vaultName
     dataStorageName: dataStorage.outputs.accountName
     hostStorageName: hostStorage.outputs.accountName
     functionAppName: functionApp.outputs.appName

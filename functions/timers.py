@@ -30,6 +30,7 @@ SCHEDULES: tuple[tuple[str, str], ...] = (
     ("work-items", "15 * * * * *"),
     ("webhooks", "*/10 * * * * *"),
     ("exports", "0 0 3 * * *"),
+    ("export-microbatch", "0 * * * * *"),
     ("reservations", "0 * * * * *"),
     ("tiers", "0 5 * * * *"),
     ("expiry", "0 15 * * * *"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from datetime import date, timedelta
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -40,6 +41,8 @@ WORK_ITEMS_PER_RUN = 200
 WORK_BUDGET_SECONDS = 45.0
 # Warehouse export files one slice writes (a file is one subject of one tenant).
 EXPORT_FILES_PER_SLICE = 1
+# Micro-batch files one slice writes: a micro-batch is small, so most finish in one slice.
+MICROBATCH_FILES_PER_SLICE = 16
 # Tenants documents one fan-out slice reads (and enqueues an item each for).
 TENANTS_PER_FAN_OUT_SLICE = 500
 
@@ -164,7 +167,22 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         slices = (cursor or {}).get("slices", 0) + 1
         if manifest is None:
             return Step({"slices": slices})
+        # The feed has passed midnight: yesterday's micro-batches become one file per subject.
+        day = (date.fromisoformat(str(params.get("generation"))) - timedelta(days=1)).isoformat()
+        compacted = platform.exports.compact(params["tenantId"], day)
         return Step({"slices": slices}, done=True,
+                    result={"runId": manifest["runId"], "rows": rows_per_subject(manifest),
+                            "compacted": None if compacted is None else rows_per_subject(compacted)})
+
+    def microbatch_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        # Near-real-time feed (issue 18): the tenant's incremental run when its period is due.
+        tenant_id = params["tenantId"]
+        if cursor is None and not platform.exports.microbatch_due(tenant_id):
+            return Step({"skipped": True}, done=True, result={"skipped": True})
+        manifest = platform.exports.microbatch(tenant_id, max_files=MICROBATCH_FILES_PER_SLICE)
+        if manifest is None:
+            return Step({"slices": (cursor or {}).get("slices", 0) + 1})
+        return Step({"done": True}, done=True,
                     result={"runId": manifest["runId"], "rows": rows_per_subject(manifest)})
 
     def import_slice(params: Mapping[str, Any], cursor: Any) -> Step:
@@ -193,7 +211,8 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         cursor, done = platform.occasions.run_slice(params["tenantId"], date.fromisoformat(params["day"]), cursor)
         return Step(cursor, done=done, result={"awarded": cursor["awarded"]} if done else None)
 
-    return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant, "import": import_slice,
+    return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant,
+            "export-microbatch": microbatch_tenant, "import": import_slice,
             "occasions-fan-out": occasions_fan_out, "occasions": occasions_tenant}
 
 
@@ -213,9 +232,9 @@ def _tenant_page(platform: Platform, after: str, limit: int) -> dict[str, Any]:
             "more": len(docs) == limit}
 
 
-def _fan_out(platform: Platform, kind: str) -> object:
+def _fan_out(platform: Platform, kind: str, generation: str | None = None) -> object:
     # One create: the fan-out item enqueues the tenants' items itself, a page a slice.
-    generation = _generation(platform)
+    generation = generation or _generation(platform)
     added = work_items(platform).enqueue("fan-out", kind, generation, {"kind": kind, "generation": generation})
     log.info("%s: fan-out for %s %s", kind, generation, "enqueued" if added else "already enqueued", extra=fields())
     return {"kind": kind, "generation": generation, "enqueued": added}
@@ -227,6 +246,12 @@ def _reconcile(platform: Platform) -> object:
 
 def _export(platform: Platform) -> object:
     return _fan_out(platform, "export")
+
+
+def _export_microbatch(platform: Platform) -> object:
+    # Every minute, an item per tenant (keyed by the minute); a tenant whose period has not
+    # passed is skipped at once, so each tenant's period (microBatchMinutes) is honoured.
+    return _fan_out(platform, "export-microbatch", platform.clock.now().strftime("%Y-%m-%dT%H%M"))
 
 
 def _run_work_items(platform: Platform) -> object:
@@ -318,7 +343,10 @@ JOBS: tuple[Job, ...] = (
     # Data out (issue 5): webhook deliveries every 10 s (a round is bounded by its budget),
     # the warehouse export nightly.
     Job("webhooks", "*/10 * * * * *", 2.0, _deliver_webhooks),
+    # Exports (issue 18): the micro-batch feed every minute (each tenant at its own period, default
+    # 5 min); the nightly run catches up and compacts yesterday's micro-batches.
     Job("exports", "0 0 3 * * *", 24 * 3600.0, _export),
+    Job("export-microbatch", "0 * * * * *", 60.0, _export_microbatch),
     # Spending (issue 6): release redemption reservations not confirmed in time, every minute.
     Job("reservations", "0 * * * * *", 60.0, _release_reservations),
     # Tiers (issue 6): downgrades at each tenant's periodic evaluation date, in its time zone.

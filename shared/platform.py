@@ -30,6 +30,8 @@ from shared.keys import KeyProvider, build_key_provider
 from shared.governance.acts import executors as governance_executors
 from shared.governance.dual_control import DualControl
 from shared.governance.keys import KeyAdministration
+from shared.governance.operators import Operators
+from shared.governance.webauthn import RelyingParty
 from shared.ledger.service import Ledger
 from shared.privacy.erasure import Erasures
 from shared.privacy.personal import PersonalDataVault
@@ -79,6 +81,7 @@ class Platform:
     audit: AuditLog = field(init=False)
     vault: PersonalDataVault = field(init=False)
     erasures: Erasures = field(init=False)
+    operators: Operators = field(init=False)
     approvals: DualControl = field(init=False)
     # Every issue and revoke of an API key (audited; platform-admin under dual control).
     key_admin: KeyAdministration = field(init=False)
@@ -93,6 +96,8 @@ class Platform:
     spend: Spend = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
+    # Agents' tools behind the MCP server (issue 21, shared.agents.tools.AgentTools).
+    agents: Any = field(init=False)
     # Fraud controls (issue 6, shared/fraud): policies, velocity and anomaly screening of earns, held earns.
     fraud: Fraud = field(init=False)
     # Expiry (issue 6, shared/expiry): the expiry calendar (fed by the projector), the job, upcoming expiries.
@@ -133,8 +138,11 @@ class Platform:
         self.projector = Projector(self.store, self.clock)
         self.checkpoint = ProjectorCheckpoint(self.store, self.clock)
         self.corrections = Corrections(self.store, self.ledger, self.clock, self.tenants)
-        self.approvals = DualControl(self.store, self.clock, self.audit, executors=governance_executors(self),
-                                     enabled=self.settings.dual_control)
+        self.operators = Operators(self.store, self.clock, self.audit,
+                                   RelyingParty(self.settings.webauthn_rp_id, self.settings.webauthn_origins,
+                                                self.settings.webauthn_aaguids))
+        self.approvals = DualControl(self.store, self.clock, self.audit, self.operators,
+                                     executors=governance_executors(self), enabled=self.settings.dual_control)
         self.key_admin = KeyAdministration(self.keys, self.audit, self.approvals, self.store, self.clock)
         self.webhooks = WebhookService(self.store, self.clock, self.key_provider, audit=self.audit)
         self.webhook_worker = DeliveryWorker(self.store, self.clock, self.webhooks)
@@ -154,8 +162,10 @@ class Platform:
         if self.live_updates is not None:
             self.projector.subscribers.append(self.live_updates.publish)
         from shared.exports.service import ExportService  # noqa: PLC0415 - keeps the import graph acyclic
+        from shared.keys.factory import build_export_key_provider  # noqa: PLC0415
         self.exports = ExportService(self.store, self.clock, self.key_provider,
-                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit)
+                                     sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit,
+                                     export_keys=lambda: build_export_key_provider(self.settings))
         from shared.imports.service import Imports  # noqa: PLC0415 - keeps the import graph acyclic
         from shared.occasions.service import Occasions  # noqa: PLC0415
         self.occasions = Occasions(self.store, self.ledger, self.tenants, self.clock, self.vault.blind_secret)
@@ -173,6 +183,10 @@ class Platform:
         self.projector.subscribers.append(self.fraud.holds.project)
         self.spend.redemptions.attach_review_queue(self.reviews)
         self.spend.redemptions.screen = self.fraud.controls.check_redemption
+        # Agents' tools (issue 21): guardrail policies, quotes, the decision trail; the MCP server
+        # (shared/api/mcp.py) is their protocol door. Registers the review kinds it escalates to.
+        from shared.agents.tools import AgentTools  # noqa: PLC0415 - keeps the import graph acyclic
+        self.agents = AgentTools(self)
         # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
         self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.

@@ -43,6 +43,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ACCRUE_DUAL_CONTROL", "dual control of platform-admin acts and keys: on (default) | off", "on"),
     # Overrides of the TTL rules (shared/store/layout.py TTL_RULES): "container=days" or
     # "container/docType=days", comma-separated; empty: the rules' own days.
+    # WebAuthn (FIDO2 security keys of platform operators, shared/governance/webauthn.py).
+    Setting("ACCRUE_WEBAUTHN_RP_ID", "WebAuthn relying party id: the operator page's host name", "localhost"),
+    Setting("ACCRUE_WEBAUTHN_ORIGIN", "origins allowed in WebAuthn ceremonies, comma-separated (empty: "
+            "https://<rp id>, or any http://localhost:<port> when the rp id is localhost)", ""),
+    Setting("ACCRUE_WEBAUTHN_AAGUIDS", "authenticator models (AAGUIDs, comma-separated) allowed to register; "
+            "empty: any (attestation none)", ""),
     Setting("ACCRUE_TTL_DAYS", "days operational documents are kept, e.g. webhookattempts=60,poison=180", ""),
     Setting("COSMOS_ENDPOINT", "Cosmos DB account endpoint, https://<account>.documents.azure.com:443/",
             required_for="store=cosmos"),
@@ -61,6 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
             "tenant keys); unset: this process creates no keys"),
     Setting("KEYVAULT_SKU", "the vault's tier: premium (keys are RSA-HSM) | standard (keys are RSA)", "premium",
             required_for="keys=keyvault"),
+    # The vault of the tenants' export keys (export-<tenant>), apart from the keys of personal data so
+    # a warehouse identity and network path reach export keys only (docs/exports.md); unset: KEYVAULT_URI.
+    Setting("EXPORT_KEYVAULT_URI", "Key Vault URI of the export keys (default: KEYVAULT_URI)"),
     Setting("BLOB_ACCOUNT_URL", "Blob Storage account URL, https://<account>.blob.core.windows.net",
             required_for="blobs=azure"),
     # Live updates on Azure (issue 14, shared/graphql/webpubsub.py): GraphQL subscriptions cannot be
@@ -109,6 +118,10 @@ class Settings:
     ttl: TtlPolicy = DEFAULT_TTL
     webpubsub_endpoint: str | None = None
     webpubsub_hub: str = "accrue"
+    export_keyvault_uri: str | None = None
+    webauthn_rp_id: str = "localhost"
+    webauthn_origins: tuple[str, ...] = ()
+    webauthn_aaguids: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -152,10 +165,15 @@ class Settings:
             keyvault_uri=get("KEYVAULT_URI"),
             keyvault_management_client_id=get("KEYVAULT_MANAGEMENT_CLIENT_ID"),
             keyvault_sku=get("KEYVAULT_SKU") or "premium",
+            export_keyvault_uri=get("EXPORT_KEYVAULT_URI"),
             blob_account_url=get("BLOB_ACCOUNT_URL"),
             ttl=TtlPolicy.from_setting(get("ACCRUE_TTL_DAYS")),
             webpubsub_endpoint=get("WEBPUBSUB_ENDPOINT"),
             webpubsub_hub=get("WEBPUBSUB_HUB") or "accrue",
+            webauthn_rp_id=get("ACCRUE_WEBAUTHN_RP_ID") or "localhost",
+            webauthn_origins=tuple(o.strip() for o in (get("ACCRUE_WEBAUTHN_ORIGIN") or "").split(",") if o.strip()),
+            webauthn_aaguids=tuple(a.strip().lower() for a in (get("ACCRUE_WEBAUTHN_AAGUIDS") or "").split(",")
+                                   if a.strip()),
         )
         settings._check_urls()
         settings._check_dual_control()

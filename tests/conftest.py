@@ -198,3 +198,17 @@ def spans() -> Iterator[Any]:
     yield exporter
     tracing.set_enabled(False)
     exporter.clear()
+
+
+@pytest.fixture
+def operators(platform: Platform) -> list:
+    """Two platform operators with software security keys (tests/operators.py)."""
+    from tests.operators import add_operators
+    return add_operators(platform, 2)
+
+
+@pytest.fixture
+def ceremony(client: TestClient, operators: list) -> Any:
+    """The two-operator ceremony over HTTP for platform acts (tests/operators.py)."""
+    from tests.operators import Ceremony
+    return Ceremony(client, operators)

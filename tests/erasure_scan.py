@@ -130,9 +130,40 @@ class ErasureScan:
             places[where] = content
             if content.startswith(MAGIC):
                 places[where + " (decrypted)"] = self._export_plaintext(path)
+            encryption = self._client_side_encryption(path)
+            if encryption is not None:
+                places[where + " (decrypted)"] = self._parquet_plaintext(content, encryption)
         for name, text in (texts or {}).items():
             places[name] = text.encode() if isinstance(text, str) else text
         return places
+
+    def _client_side_encryption(self, path: Path) -> str | None:
+        """The ``encryptiondata`` of a local blob (its sidecar in the blob folder's ``.meta``), if any."""
+        for folder in path.parents:
+            sidecar = folder / ".meta" / (str(path.relative_to(folder)) + ".json")
+            if sidecar.is_file():
+                return json.loads(sidecar.read_text()).get("metadata", {}).get("encryptiondata")
+            if folder == self.data_dir:
+                return None
+        return None
+
+    def _parquet_plaintext(self, content: bytes, encryption: str) -> bytes:
+        """An export file under Azure client-side encryption (the tenant's export key, the
+        folder's export keyring), decrypted; Parquet is compressed, so its rows as JSON."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from shared.blobs import cse
+        from shared.exports.keys import resolver
+        from shared.keys.local import LocalKeyring
+
+        keys = LocalKeyring(self.data_dir / "export-keyring.json")
+        tenant = json.loads(encryption)["WrappedContentKey"]["KeyId"].removeprefix("local:").rsplit("/", 1)[0]
+        plain = b"".join(cse.decrypt([content], encryption, resolver(keys, tenant)))
+        if not plain.startswith(b"PAR1"):
+            return plain
+        rows = pq.read_table(pa.BufferReader(plain)).to_pylist()
+        return json.dumps(rows, default=str, ensure_ascii=False).encode()
 
     def _export_plaintext(self, path: Path) -> bytes:
         assert self.keys is not None, "an export file was found: give ErasureScan the folder's key provider"

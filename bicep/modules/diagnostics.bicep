@@ -18,6 +18,9 @@ param eventHubNamespaceName string
 
 param keyVaultName string
 
+@description('The export vault (the tenants\' export keys; warehouses unwrap there).')
+param exportVaultName string
+
 @description('The data storage account (exports, audit archive).')
 param dataStorageName string
 
@@ -118,6 +121,21 @@ resource eventHubsDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-
   properties: {
     workspaceId: workspaceId
     logAnalyticsDestinationType: 'Dedicated'
+    logs: allLogs
+    metrics: allMetrics
+  }
+}
+
+resource exportVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: exportVaultName
+}
+
+// Every unwrap by a warehouse is in the export vault's audit log.
+resource exportVaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: settingName
+  scope: exportVault
+  properties: {
+    workspaceId: workspaceId
     logs: allLogs
     metrics: allMetrics
   }

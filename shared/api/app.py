@@ -14,14 +14,17 @@ from shared.api.ratelimit import build_counter
 from shared.api.route_contract import ContractHeaders
 from shared.api.strict import strict_parameters
 from shared.graphql.endpoint import mount as mount_graphql
+from shared.api.mcp import mount as mount_mcp
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
 from shared.api.routes import redemptions, rewards
 from shared.api.routes import fraud, reviews
 from shared.api.routes import tiers
+from shared.api.routes import agents as agents_routes
 from shared.api.routes import expiries
 from shared.api.routes import imports, occasions
 from shared.api.routes import metrics as metrics_route
+from shared.api.routes import operator_page, operators
 from shared.platform import Platform
 from shared.telemetry.http_tracing import HttpTracing
 
@@ -48,12 +51,15 @@ def create_app(platform: Platform) -> FastAPI:
     problems.install(app)
     rules.install(app)
     for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
-                   rewards, redemptions, tiers, expiries, fraud, reviews, imports, occasions):
+                   rewards, redemptions, tiers, expiries, fraud, reviews, agents_routes, operators,
+                   operator_page, imports, occasions):
         app.include_router(module.router)
     metrics_route.install(app)  # GET /metrics, loopback only, outside the OpenAPI document
     mark_routes(app)
     # GraphQL (issue 14): HTTP and graphql-transport-ws on the same server; outside the OpenAPI document.
     mount_graphql(app, platform)
+    # The MCP tool server for agents (issue 21): JSON-RPC at /mcp, outside the OpenAPI document.
+    mount_mcp(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(ContractHeaders)
     app.add_middleware(HttpTracing)  # outermost: the span covers every other layer

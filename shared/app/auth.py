@@ -48,6 +48,7 @@ class Role(str, Enum):
     ANALYST = "analyst"
     TENANT_ADMIN = "tenant-admin"
     PLATFORM_ADMIN = "platform-admin"
+    AGENT = "agent"
 
 
 # What each role may do, by capability. Endpoints declare the capability they need.
@@ -58,11 +59,14 @@ class Role(str, Enum):
 # * tenant-admin: everything of its tenant, plus rules, webhooks, adjustments, keys,
 #   erasure, access exports and the audit log ("admin");
 # * platform-admin: tenants and dual-controlled platform acts only, no tenant data.
+# * agent: the MCP tool server only (/mcp, issue 21); what it may do there is decided by
+#   the guardrail policy bound to the key (shared/agents), never by the REST routes.
 CAPABILITIES: dict[Role, frozenset[str]] = {
     Role.MERCHANT: frozenset({"read", "ingest", "personal-data"}),
     Role.ANALYST: frozenset({"read", "report"}),
     Role.TENANT_ADMIN: frozenset({"read", "ingest", "report", "admin", "personal-data"}),
     Role.PLATFORM_ADMIN: frozenset({"platform"}),
+    Role.AGENT: frozenset({"agent"}),
 }
 
 
@@ -114,7 +118,7 @@ class ApiKeys:
         self._lock = threading.Lock()
 
     def issue(self, tenant_id: str, role: Role, created_by: str | None, label: str = "",
-              key_id: str | None = None, secret: str | None = None) -> IssuedKey:
+              key_id: str | None = None, secret: str | None = None, operator_id: str | None = None) -> IssuedKey:
         """Store a new key. This is the credential store only: the product issues keys
         through ``shared.governance.keys.KeyAdministration`` (audit, dual control), which
         chooses ``key_id`` first so the audit record can precede the key. ``secret``: one
@@ -128,6 +132,8 @@ class ApiKeys:
             "tenantId": tenant_id, "role": role.value, "label": label[:100],
             "hash": HASHER.hash(secret), "createdAt": iso(self._clock.now()),
             "createdBy": created_by, "revokedAt": None,
+            # A platform-admin key is bound to the operator it is for (shared.governance.operators).
+            **({"operatorId": operator_id} if operator_id else {}),
         })
         return IssuedKey(key_id, f"{KEY_PREFIX}_{key_id}_{secret}", tenant_id, role)
 
@@ -221,4 +227,7 @@ class ApiKeys:
 
 
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: doc.get(k) for k in ("keyId", "tenantId", "role", "label", "createdAt", "createdBy", "revokedAt")}
+    view = {k: doc.get(k) for k in ("keyId", "tenantId", "role", "label", "createdAt", "createdBy", "revokedAt")}
+    if doc.get("operatorId"):
+        view["operatorId"] = doc["operatorId"]
+    return view

@@ -21,6 +21,7 @@ identity's role is scoped to each). What it guarantees on top of the port:
 from __future__ import annotations
 
 import base64
+import io
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
@@ -37,6 +38,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
 
+from shared.blobs.cse import KeyEncryptionKey, KeyResolver
 from shared.blobs.port import (
     DEFAULT_CONTENT_TYPE,
     BlobExists,
@@ -130,6 +132,7 @@ class AzureBlobSink:
         metadata: Mapping[str, str] | None = None,
         *,
         overwrite: bool = False,
+        kek: KeyEncryptionKey | None = None,
     ) -> BlobInfo:
         check_path(path)
         settings = ContentSettings(content_type=check_content_type(content_type))
@@ -137,6 +140,8 @@ class AzureBlobSink:
         blob = self._container.get_blob_client(path)
         if not overwrite and self.exists(path):
             raise BlobExists(f"blob {path!r} already exists")  # fail before streaming it all
+        if kek is not None:
+            return self._put_encrypted(path, chunks, settings, meta, overwrite, kek)
         # Only the final request decides: If-None-Match: * when not overwriting.
         condition: dict[str, Any] = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
         try:
@@ -162,6 +167,26 @@ class AzureBlobSink:
         except AzureError as exc:
             raise _translate(exc, f"writing blob {path!r}") from exc
 
+    def _put_encrypted(self, path: str, chunks: Chunks, settings: ContentSettings, meta: dict[str, str],
+                       overwrite: bool, kek: KeyEncryptionKey) -> BlobInfo:
+        """The SDK's own client-side encryption v2.0 (``require_encryption``, ``encryption_version
+        '2.0'``): the SDK encrypts 4 MiB regions as it stages blocks and commits once
+        (``If-None-Match: *`` unless ``overwrite``), so the blob is what any SDK decrypts."""
+        blob = self._container.get_blob_client(path)
+        blob.require_encryption = True
+        blob.encryption_version = "2.0"
+        blob.key_encryption_key = kek
+        reader = _ChunkReader(iter_chunks(chunks))
+        try:
+            blob.upload_blob(reader, overwrite=overwrite, metadata=meta, content_settings=settings)
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            if overwrite:
+                raise _translate(exc, f"writing blob {path!r}") from exc
+            raise BlobExists(f"blob {path!r} already exists") from exc
+        except AzureError as exc:
+            raise _translate(exc, f"writing blob {path!r}") from exc
+        return BlobInfo(path, reader.size, settings.content_type, meta)
+
     def _blocks(self, chunks: Chunks) -> Iterator[bytes]:
         """Re-cut arbitrary chunks into blocks of exactly ``block_bytes`` (the last may be short).
 
@@ -179,10 +204,14 @@ class AzureBlobSink:
     # --- reads -----------------------------------------------------------------------
 
     @tracing.traced("blob open", tracing.CLIENT)
-    def open(self, path: str) -> Iterator[bytes]:
+    def open(self, path: str, resolver: KeyResolver | None = None) -> Iterator[bytes]:
         check_path(path)
         try:
-            downloader = self._container.get_blob_client(path).download_blob()
+            blob = self._container.get_blob_client(path)
+            if resolver is not None:
+                # The SDK decrypts a client-side-encrypted blob itself (and passes others through).
+                blob.key_resolver_function = resolver
+            downloader = blob.download_blob()
         except ResourceNotFoundError as exc:
             raise BlobNotFound(f"blob {path!r} not found") from exc
         except AzureError as exc:
@@ -254,6 +283,39 @@ class AzureBlobSink:
         except AzureError as exc:
             raise _translate(exc, f"listing blobs under {prefix!r}") from exc
         return sorted(found, key=lambda info: info.path)
+
+
+class _ChunkReader(io.RawIOBase):
+    """Chunks as the non-seekable file object the SDK's encrypting upload reads from."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        out = bytearray()
+        while size < 0 or len(out) < size:
+            if not self._buffer:
+                self._buffer = next(self._chunks, b"")
+                if not self._buffer:
+                    break
+            take = len(self._buffer) if size < 0 else min(size - len(out), len(self._buffer))
+            out += self._buffer[:take]
+            self._buffer = self._buffer[take:]
+        self.size += len(out)
+        return bytes(out)
+
+    def readinto(self, target: Any) -> int:
+        data = self.read(len(target))
+        target[:len(data)] = data
+        return len(data)
 
 
 def _chunks(downloader: Any, path: str) -> Iterator[bytes]:

@@ -10,7 +10,10 @@ A blob is a plain file at ``<root>/<path>`` (so an export can be picked up with
 * with ``overwrite``, ``os.replace`` swaps the file atomically; a reader that
   already opened the old one keeps reading the old bytes to the end.
 
-So a reader never sees half a blob. The sidecar is published just after the
+So a reader never sees half a blob. A client-side-encrypted blob (``kek``: Azure Storage
+encryption v2, ``shared.blobs.cse``) keeps its ``encryptiondata`` in the sidecar; data and
+sidecar are swapped under an ``flock`` on ``.meta/<path>.lock`` that a decrypting reader
+also takes, so racing overwriters never leave one's bytes under another's key. The sidecar is published just after the
 data: for that instant a new blob lists with the default content type and no
 metadata (never wrong bytes). Paths are checked by ``shared.blobs.port`` (no
 ``..``, no leading ``/``, no dot files) and the resolved target must stay inside
@@ -20,13 +23,17 @@ Blob Storage does not have: ``a`` and ``a/b`` cannot both be blobs.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from contextlib import contextmanager
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from shared.blobs import cse
+from shared.blobs.cse import KeyEncryptionKey, KeyResolver
 from shared.blobs.port import (
     DEFAULT_CONTENT_TYPE,
     BlobExists,
@@ -86,10 +93,16 @@ class LocalBlobSink:
         metadata: Mapping[str, str] | None = None,
         *,
         overwrite: bool = False,
+        kek: KeyEncryptionKey | None = None,
     ) -> BlobInfo:
         target = self._target(path)
         content_type = check_content_type(content_type)
         meta = check_metadata(metadata)
+        if kek is not None:
+            # What azure-storage-blob would upload: the encrypted regions, and the
+            # encryptiondata metadata (shared.blobs.cse; the SDK reads these files back).
+            encryption, chunks = cse.encrypt(iter_chunks(chunks), kek)
+            meta = dict(meta, **check_metadata({cse.METADATA_KEY: encryption}))
         if not overwrite and target.exists():
             raise BlobExists(f"blob {path!r} already exists")  # fail early, before streaming it all
         tmp_dir = self.root / _TMP_DIR
@@ -113,21 +126,24 @@ class LocalBlobSink:
                 private_dir(target.parent)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise BlobExists(f"blob {path!r}: a blob already exists at one of its parent paths") from exc
-            if overwrite:
-                if target.is_dir():
-                    raise BlobExists(f"blob {path!r}: other blobs live under this path")
-                os.replace(data_tmp, target)
-            else:
-                try:
-                    os.link(data_tmp, target)  # atomic and never replaces: the first writer wins
-                except FileExistsError as exc:
-                    raise BlobExists(f"blob {path!r} already exists") from exc
-                os.unlink(data_tmp)
-            data_tmp = None
             sidecar = self._sidecar(path)
             private_dir(sidecar.parent)
-            os.replace(meta_tmp, sidecar)
-            meta_tmp = None
+            # Data and sidecar swap under the path's lock: a reader of an encrypted blob (whose
+            # key is in the sidecar) never pairs one writer's bytes with another's metadata.
+            with self._path_lock(path, exclusive=True):
+                if overwrite:
+                    if target.is_dir():
+                        raise BlobExists(f"blob {path!r}: other blobs live under this path")
+                    os.replace(data_tmp, target)
+                else:
+                    try:
+                        os.link(data_tmp, target)  # atomic and never replaces: the first writer wins
+                    except FileExistsError as exc:
+                        raise BlobExists(f"blob {path!r} already exists") from exc
+                    os.unlink(data_tmp)
+                data_tmp = None
+                os.replace(meta_tmp, sidecar)
+                meta_tmp = None
             _fsync_dir(target.parent)
         except OSError as exc:
             raise BlobUnavailable(f"cannot write blob {path!r} under {self.root}: {exc}") from exc
@@ -142,15 +158,37 @@ class LocalBlobSink:
 
     # --- reads -----------------------------------------------------------------------
 
-    def open(self, path: str) -> Iterator[bytes]:
+    def open(self, path: str, resolver: KeyResolver | None = None) -> Iterator[bytes]:
         target = self._target(path)
+        if resolver is not None:
+            with self._path_lock(path, exclusive=False):  # these bytes with their own encryptiondata
+                handle = self._open_handle(target, path)
+                encryption = self._info(path, target).metadata.get(cse.METADATA_KEY)
+            if encryption is not None:
+                return cse.decrypt(_read_chunks(handle, path), encryption, resolver)
+            return _read_chunks(handle, path)
+        return _read_chunks(self._open_handle(target, path), path)
+
+    def _open_handle(self, target: Path, path: str):  # type: ignore[no-untyped-def]
         try:
-            handle = open(target, "rb")  # opened now: a later replace does not change what we read
+            return open(target, "rb")  # opened now: a later replace does not change what we read
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise BlobNotFound(f"blob {path!r} not found") from exc
         except OSError as exc:
             raise BlobUnavailable(f"cannot read blob {path!r}: {exc}") from exc
-        return _read_chunks(handle, path)
+
+    @contextmanager
+    def _path_lock(self, path: str, exclusive: bool) -> Iterator[None]:
+        """An flock on ``.meta/<path>.lock`` (across processes), held only around the swap or open."""
+        lock = self.root / _META_DIR / (path + ".lock")
+        private_dir(lock.parent)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def open_from(self, path: str, offset: int) -> Iterator[bytes]:
         """The blob's bytes from ``offset`` on (an import resumes mid-file without re-reading it)."""

@@ -24,9 +24,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Iterator, Mapping, Protocol, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Protocol, Union
 
 from shared.errors import AccrueError
+
+if TYPE_CHECKING:
+    from shared.blobs.cse import KeyEncryptionKey, KeyResolver
 
 Chunks = Union[bytes, Iterable[bytes]]
 
@@ -86,12 +89,20 @@ class BlobSink(Protocol):
         metadata: Mapping[str, str] | None = None,
         *,
         overwrite: bool = False,
-    ) -> BlobInfo: ...
+        kek: "KeyEncryptionKey | None" = None,
+    ) -> BlobInfo:
+        """With ``kek``: stored with Azure Storage client-side encryption v2.0
+        (``shared.blobs.cse``), a fresh content key per blob wrapped by ``kek``, the
+        ``encryptiondata`` metadata beside it: what ``azure-storage-blob`` writes."""
+        ...
 
-    def open(self, path: str) -> Iterator[bytes]:
+    def open(self, path: str, resolver: "KeyResolver | None" = None) -> Iterator[bytes]:
         """The blob's bytes as chunks, read as they are consumed (BlobNotFound if absent).
 
-        The check for existence happens on the call, not on the first ``next``."""
+        With ``resolver`` (key id -> key-encryption key), a client-side-encrypted blob
+        is decrypted (``ClientDecryptError`` if it does not authenticate); without, its
+        stored bytes are returned. The check for existence happens on the call, not on
+        the first ``next``."""
         ...
 
     def read(self, path: str) -> bytes: ...

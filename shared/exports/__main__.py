@@ -4,7 +4,9 @@
         every file the manifest lists (read next to the manifest), ciphertext and
         plaintext SHA-256 checked against the manifest, written as
         OUTDIR/<subject>.ndjson.gz (a subject in parts: OUTDIR/<subject>.partNNNN.ndjson.gz
-        from part 2 on, as the files are named); exit 1 on any mismatch or tampering.
+        from part 2 on, as the files are named); Parquet files (Azure client-side
+        encryption v2 under the tenant's export key) as OUTDIR/subject=<s>/date=<d>/<file>,
+        plaintext SHA-256 checked; exit 1 on any mismatch or tampering.
     python -m shared.exports decrypt --file F --tenant T --subject S --run R --out OUT
         one file, checked against the tenant, subject and run it must belong to.
     python -m shared.exports run [--tenant T]           incremental run (all tenants without --tenant)
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from shared.domain.inputs import InputError, parse_instant
+from shared.blobs.cse import ClientDecryptError
 from shared.exports.crypto import ExportDecryptError, decrypt_stream
 from shared.settings import Settings
 
@@ -62,6 +65,34 @@ def decrypt_file(keys, source: Path, out: Path, *, tenant: str, subject: str | N
         if plaintext_sha256 and plain_digest.hexdigest() != plaintext_sha256:
             raise ExportDecryptError(f"{source.name}: plaintext SHA-256 differs from the manifest")
         os.replace(tmp, out)  # only a verified file appears under its name
+        tmp = ""
+        return size
+    finally:
+        if tmp:
+            os.unlink(tmp)
+
+
+def decrypt_parquet(export_keys, manifest_path: Path, manifest: dict, entry: dict, out: Path) -> int:  # type: ignore[no-untyped-def]
+    """One Parquet file of a local export folder (Azure client-side encryption v2, its
+    ``encryptiondata`` in the folder's metadata sidecar), checked against the manifest."""
+    from shared.blobs.local import LocalBlobSink
+    from shared.exports.keys import resolver
+
+    # <root>/<tenant>/<incremental|backfill>/<runId>/manifest.json
+    root = manifest_path.resolve().parents[3]
+    digest = hashlib.sha256()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".partial-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in LocalBlobSink(root).open(entry["path"], resolver(export_keys, manifest["tenantId"])):
+                digest.update(chunk)
+                handle.write(chunk)
+                size += len(chunk)
+        if digest.hexdigest() != entry["plaintextSha256"]:
+            raise ExportDecryptError(f"{entry['path']}: plaintext SHA-256 differs from the manifest")
+        os.replace(tmp, out)
         tmp = ""
         return size
     finally:
@@ -105,7 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.manifest:
                 manifest = json.loads(args.manifest.read_text(encoding="utf-8"))
+                if any(entry.get("format") == "parquet" for entry in manifest["files"]):
+                    from shared.keys.factory import build_export_key_provider
+
+                    export_keys = build_export_key_provider(settings)
                 for entry in manifest["files"]:
+                    if entry.get("format") == "parquet":
+                        target = args.out / Path(*Path(entry["path"]).parts[-3:])
+                        size = decrypt_parquet(export_keys, args.manifest, manifest, entry, target)
+                        print(f"{entry['subject']}: {entry['rows']} rows, {size} bytes -> {target}")
+                        continue
                     source = args.manifest.parent / Path(entry["path"]).name
                     part = entry.get("part", 1)
                     target = args.out / (entry["subject"] + (f".part{part:04d}" if part > 1 else "") + ".ndjson.gz")
@@ -119,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{size} bytes -> {args.out}")
             else:
                 parser.error("decrypt needs --manifest, or --file with --tenant (and --subject/--run to check)")
-        except ExportDecryptError as exc:
+        except (ExportDecryptError, ClientDecryptError) as exc:
             print(f"refused: {exc.message}", file=sys.stderr)
             return 1
         return 0

@@ -41,6 +41,7 @@ import hashlib
 import json
 import logging
 import secrets
+import tempfile
 import threading
 import zlib
 from datetime import datetime, timedelta
@@ -49,7 +50,9 @@ from typing import Any, Callable, Iterable, Iterator
 from shared.blobs.port import BlobExists, BlobNotFound, BlobSink
 from shared.clock import Clock, instant_problem, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, PreconditionFailed, ValidationFailed
+from shared.exports.columns import COLUMNS_VERSION, schema_of
 from shared.exports.crypto import decrypt_stream, encrypt_stream
+from shared.exports.keys import ExportKek
 from shared.keys.port import KeyProvider
 from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
 from shared.store.layout import (
@@ -70,7 +73,7 @@ log = logging.getLogger("accrue.exports")
 
 SCHEMA_VERSION = 1
 SUBJECTS: tuple[str, ...] = ("customers", "transactions", "orders", "ruleevaluations", "webhookdeliveries",
-                             "tierhistory", "erasures")
+                             "tierhistory", "erasures", "agentdecisions")
 # The only subject whose rows may carry personal fields (what ``scrub`` rewrites).
 PERSONAL_SUBJECT = "customers"
 # Manifest blob metadata: "false" when no file of the run holds personal data (``scrub`` skips it).
@@ -86,6 +89,15 @@ PER_CUSTOMER_SUBJECTS = ("transactions", "orders", "ruleevaluations", "tierhisto
 PART_CUSTOMERS = 5000
 STATE_ID = "state"
 SETTINGS_ID = "settings"
+FORMATS = ("parquet", "ndjson")
+DEFAULT_FORMAT = "parquet"
+DEFAULT_MICRO_BATCH_MINUTES = 5
+# A micro-batch's window ends this long before it starts: ledger writes stamp createdAt
+# milliseconds before they commit, so 30 s covers writes in flight with a wide margin.
+MICRO_BATCH_LAG = timedelta(seconds=30)
+# A compaction mark older than this is a dead compactor's (a day's compaction takes seconds to minutes).
+COMPACTION_LEASE = timedelta(minutes=15)
+ENCRYPTION_CSE = "azure-storage-cse-v2"
 
 ENTRY_FIELDS = ("customerId", "seq", "transactionId", "entryType", "signedAmount", "status", "runningBalance",
                 "runningPending", "runningLifetimeEarned", "ordersCredited", "referenceOrderId", "referenceEntryId",
@@ -126,9 +138,14 @@ class ExportService:
     def __init__(self, store: DocumentStore, clock: Clock, keys: KeyProvider,
                  sink: BlobSink | Callable[[], BlobSink], *, vault: Any = None, lag: timedelta = DEFAULT_LAG,
                  chunk_size: int = 64 * 1024, page: int = PAGE, audit: Any = None,
-                 part_customers: int = PART_CUSTOMERS) -> None:
+                 part_customers: int = PART_CUSTOMERS,
+                 export_keys: KeyProvider | Callable[[], KeyProvider] | None = None) -> None:
         assert part_customers >= 1
         self._store = store
+        # The tenants' export keys (Parquet files), apart from the keys of personal data; built on first use.
+        self._export_keys_factory = (export_keys if callable(export_keys) and not hasattr(export_keys, "wrap")
+                                     else (lambda: export_keys or keys))
+        self._export_keys: KeyProvider | None = None
         self._audit = audit
         self._locks_guard = threading.Lock()
         self._rewrite_locks: dict[str, threading.Lock] = {}
@@ -143,6 +160,12 @@ class ExportService:
         self.part_customers = part_customers
 
     @property
+    def export_keys(self) -> KeyProvider:
+        if self._export_keys is None:
+            self._export_keys = self._export_keys_factory()  # type: ignore[operator]
+        return self._export_keys
+
+    @property
     def sink(self) -> BlobSink:
         if self._sink is None:
             self._sink = self._sink_factory()  # type: ignore[operator]
@@ -154,15 +177,28 @@ class ExportService:
         doc = self._store.read(EXPORTS, tenant_id, SETTINGS_ID)
         excluded = list(personal_fields()) if doc is None else doc["excludedPersonalFields"]
         return {"tenantId": tenant_id, "excludedPersonalFields": excluded,
-                "exportedPersonalFields": [f for f in personal_fields() if f not in excluded]}
+                "exportedPersonalFields": [f for f in personal_fields() if f not in excluded],
+                "format": (doc or {}).get("format", DEFAULT_FORMAT),
+                "microBatchMinutes": (doc or {}).get("microBatchMinutes", DEFAULT_MICRO_BATCH_MINUTES)}
 
-    def save_settings(self, tenant_id: str, excluded: Iterable[str]) -> dict[str, Any]:
-        excluded = sorted(set(excluded))
+    def save_settings(self, tenant_id: str, excluded: Iterable[str] | None = None, *, format: str | None = None,
+                      micro_batch_minutes: int | None = None) -> dict[str, Any]:
+        """``excluded`` personal fields, the file ``format`` (parquet | ndjson) and the
+        micro-batch period in minutes (1..1440); None keeps the current value."""
+        current = self.settings(tenant_id)
+        excluded = sorted(set(current["excludedPersonalFields"] if excluded is None else excluded))
         unknown = [f for f in excluded if f not in personal_fields()]
         if unknown:
             raise ValidationFailed(f"unknown personal fields {unknown}; known: {', '.join(personal_fields())}")
+        fmt = current["format"] if format is None else format
+        if fmt not in FORMATS:
+            raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}")
+        minutes = current["microBatchMinutes"] if micro_batch_minutes is None else micro_batch_minutes
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 1440:
+            raise ValidationFailed("microBatchMinutes must be a whole number of minutes from 1 to 1440")
         self._store.upsert(EXPORTS, {"id": SETTINGS_ID, "pk": tenant_id, "docType": "exportSettings",
                                      "tenantId": tenant_id, "excludedPersonalFields": excluded,
+                                     "format": fmt, "microBatchMinutes": minutes,
                                      "updatedAt": iso(self._clock.now())})
         return self.settings(tenant_id)
 
@@ -188,7 +224,8 @@ class ExportService:
         assert manifest is not None, "an unbounded run finishes"
         return manifest
 
-    def run_slice(self, tenant_id: str, max_files: int | None, run_key: str | None = None) -> dict[str, Any] | None:
+    def run_slice(self, tenant_id: str, max_files: int | None, run_key: str | None = None,
+                  lag: timedelta | None = None) -> dict[str, Any] | None:
         """``run`` in bounded pieces: the manifest once the run is finished, else None.
 
         ``run_key`` names the run for its caller (the nightly work item: ``nightly:<day>``):
@@ -210,8 +247,9 @@ class ExportService:
         if pending is None:
             now = self._clock.now()
             run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-            pending = {"runId": run_id, "to": iso(now - self.lag), "startedAt": iso(now),
-                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}, "files": [], "runKey": run_key}
+            pending = {"runId": run_id, "to": iso(now - (self.lag if lag is None else lag)), "startedAt": iso(now),
+                       "from": {s: state["watermarks"].get(s) for s in SUBJECTS}, "files": [], "runKey": run_key,
+                       "format": self.settings(tenant_id)["format"]}
             state = self._save_state(dict(state, pending=pending))
         else:
             log.info("export of tenant %s: resuming unfinished run %s (%d of %d files written)", tenant_id,
@@ -227,11 +265,12 @@ class ExportService:
                 while not _subject_complete(files, subject):  # written by an earlier slice, or not yet
                     if max_files is not None and written >= max_files:
                         return None
-                    part = sum(1 for f in files if f["subject"] == subject) + 1
-                    entry, last = self._write_file(tenant_id, pending["runId"], prefix, subject,
-                                                   pending["from"].get(subject), pending["to"], allowed,
-                                                   part=part, after_customer=cursors.get(subject))
-                    files.append(entry)
+                    part = _next_part(files, subject)
+                    entries, last = self._write_file(tenant_id, pending["runId"], prefix, subject,
+                                                     pending["from"].get(subject), pending["to"], allowed,
+                                                     part=part, after_customer=cursors.get(subject),
+                                                     fmt=pending.get("format", "ndjson"))
+                    files.extend(entries)
                     cursors[subject] = last
                     written += 1
                     pending = dict(pending, files=files, cursors=cursors)
@@ -241,6 +280,117 @@ class ExportService:
         watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
         self._save_state(dict(state, watermarks=watermarks, pending=None, lastRunId=pending["runId"],
                               lastRunKey=pending.get("runKey"), lastRunAt=iso(self._clock.now())))
+        self._record_run(tenant_id, manifest, prefix)
+        return manifest
+
+    # --- near-real-time feed ---------------------------------------------------------
+
+    def microbatch_due(self, tenant_id: str) -> bool:
+        """Whether the tenant's micro-batch period (setting ``microBatchMinutes``, default 5) has
+        passed since its last finished run, or a run is unfinished (redone at once)."""
+        state = self._state(tenant_id)
+        if state.get("pending") is not None or not state.get("lastRunAt"):
+            return True
+        period = timedelta(minutes=self.settings(tenant_id)["microBatchMinutes"])
+        return self._clock.now() - parse_iso(state["lastRunAt"]) >= period
+
+    def microbatch(self, tenant_id: str, max_files: int | None = None,
+                   run_key: str | None = None) -> dict[str, Any] | None:
+        """One micro-batch: the incremental run (same watermarks, manifest and redo) with a
+        short lag, so a committed row reaches the warehouse within the period plus the lag."""
+        return self.run_slice(tenant_id, max_files=max_files, run_key=run_key, lag=min(self.lag, MICRO_BATCH_LAG))
+
+    def compact(self, tenant_id: str, day: str) -> dict[str, Any] | None:
+        """The nightly step: every incremental file of UTC ``day`` (YYYY-MM-DD) merged into one
+        Parquet file per subject, ``<tenant>/compacted/subject=<s>/date=<day>/<day>.parquet``,
+        with its manifest ``<tenant>/compacted/<day>/manifest.json`` naming the runs it
+        replaces. None while the feed has not passed the end of the day (retried later); the
+        manifest already written is returned as is (exactly once). Rows keep their rowKey and
+        rowVersion, so a warehouse loading the compacted day and the micro-batches merges them
+        into the same rows."""
+        import pyarrow.parquet as pq  # noqa: PLC0415 - pyarrow on demand
+        import pyarrow as pa  # noqa: PLC0415
+
+        from shared.exports.keys import resolver  # noqa: PLC0415
+        from shared.exports.parquet import arrow_schema  # noqa: PLC0415
+
+        prefix = f"{tenant_id}/compacted/{day}"
+        done = self._read_manifest(tenant_id, f"compact-{day}", prefix)
+        if done is not None:
+            return done
+        if self.settings(tenant_id)["format"] != "parquet":
+            return None  # NDJSON runs are not compacted
+        end = iso(datetime.fromisoformat(day + "T00:00:00+00:00") + timedelta(days=1) - timedelta(microseconds=1))
+        state = self._state(tenant_id)
+        if any((state["watermarks"].get(s) or "") < end for s in SUBJECTS):
+            return None  # micro-batches of the day still to come
+        # One compactor of a tenant at a time (ETag-guarded like a pending run: a racer gets
+        # Conflict); a mark older than COMPACTION_LEASE is a dead compactor's, taken over.
+        mark = state.get("compacting")
+        now = self._clock.now()
+        if mark and mark["day"] == day and now - parse_iso(mark["at"]) < COMPACTION_LEASE:
+            raise Conflict(f"tenant {tenant_id}'s day {day} is being compacted")
+        self._save_state(dict(state, compacting={"day": day, "at": iso(now)}))
+        try:
+            manifest = self._compact(tenant_id, day, prefix, end)
+        finally:
+            state = self._state(tenant_id)
+            if (state.get("compacting") or {}).get("day") == day:
+                self._save_state(dict(state, compacting=None))
+        return manifest
+
+    def _compact(self, tenant_id: str, day: str, prefix: str, end: str) -> dict[str, Any]:
+        import pyarrow.parquet as pq  # noqa: PLC0415 - pyarrow on demand
+        import pyarrow as pa  # noqa: PLC0415
+
+        from shared.exports.keys import resolver  # noqa: PLC0415
+        from shared.exports.parquet import arrow_schema  # noqa: PLC0415
+
+        started = iso(self._clock.now())
+        manifests = []
+        for info in self.sink.list(f"{tenant_id}/incremental/"):
+            if info.path.endswith("/manifest.json"):
+                manifests.append(json.loads(self.sink.read(info.path)))
+        allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
+        files: list[dict[str, Any]] = []
+        replaced = sorted({m["runId"] for m in manifests
+                           if any(f.get("date") == day for f in m["files"])})
+        for subject in SUBJECTS:
+            sources = [f for m in manifests for f in m["files"]
+                       if f["subject"] == subject and f.get("format") == "parquet" and f.get("date") == day]
+            schema = arrow_schema(subject)
+            spool = tempfile.TemporaryFile(prefix="accrue-compact-")
+            rows = 0
+            try:
+                with pq.ParquetWriter(spool, schema, compression="zstd") as writer:
+                    for source in sorted(sources, key=lambda f: f["path"]):
+                        data = b"".join(self.sink.open(source["path"], resolver(self.export_keys, tenant_id)))
+                        table = pq.read_table(pa.BufferReader(data)).cast(schema)
+                        writer.write_table(table)
+                        rows += table.num_rows
+                path = f"{tenant_id}/compacted/subject={subject}/date={day}/{day}.parquet"
+                spool.seek(0)
+                sha = hashlib.sha256()
+                while chunk := spool.read(1024 * 1024):
+                    sha.update(chunk)
+                size = spool.tell()
+                spool.seek(0)
+                kek = ExportKek(self.export_keys, tenant_id)
+                self.sink.put(path, iter(lambda: spool.read(1024 * 1024), b""), "application/vnd.apache.parquet",
+                              {"tenant": tenant_id, "subject": subject, "run": f"compact-{day}"},
+                              overwrite=True, kek=kek)
+            finally:
+                spool.close()
+            files.append({"subject": subject, "path": path, "part": 1, "complete": True, "date": day,
+                          "rows": rows, "plaintextBytes": size, "plaintextSha256": sha.hexdigest(),
+                          "kek": {"kid": kek.get_kid(), "alg": kek.get_key_wrap_algorithm()},
+                          "format": "parquet", "encryption": ENCRYPTION_CSE, "schema": f"export.{subject}",
+                          "schemaVersion": COLUMNS_VERSION, "replacesRuns": replaced,
+                          "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else []})
+        lower = {s: iso(datetime.fromisoformat(day + "T00:00:00+00:00") - timedelta(microseconds=1))
+                 for s in SUBJECTS}
+        manifest = self._publish_manifest(tenant_id, f"compact-{day}", "compaction", prefix, lower, end, SUBJECTS,
+                                          started, files)
         self._record_run(tenant_id, manifest, prefix)
         return manifest
 
@@ -315,18 +465,19 @@ class ExportService:
         allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
         subjects = tuple(subjects)
         files: list[dict[str, Any]] = []
+        fmt = self.settings(tenant_id)["format"]
         for subject in subjects:
             last: str | None = None
             while not _subject_complete(files, subject):
-                part = sum(1 for f in files if f["subject"] == subject) + 1
-                entry, last = self._write_file(tenant_id, run_id, prefix, subject, lower.get(subject), upper,
-                                               allowed, part=part, after_customer=last)
-                files.append(entry)
+                part = _next_part(files, subject)
+                entries, last = self._write_file(tenant_id, run_id, prefix, subject, lower.get(subject), upper,
+                                                 allowed, part=part, after_customer=last, fmt=fmt)
+                files.extend(entries)
         return self._publish_manifest(tenant_id, run_id, kind, prefix, lower, upper, subjects, started, files)
 
     def _write_file(self, tenant_id: str, run_id: str, prefix: str, subject: str, lower: str | None, upper: str,
-                    allowed: list[str], *, part: int = 1,
-                    after_customer: str | None = None) -> tuple[dict[str, Any], str | None]:
+                    allowed: list[str], *, part: int = 1, after_customer: str | None = None,
+                    fmt: str = "ndjson") -> tuple[list[dict[str, Any]], str | None]:
         """One file of a subject (overwritten if a died attempt left one: only the manifest
         publishes it); returns its manifest entry and, for the per-customer subjects, the
         last customer it covers (where the next part starts). The entry's ``complete``
@@ -340,6 +491,11 @@ class ExportService:
         else:
             source = self._rows(tenant_id, subject, lower, upper)
             span.complete = True
+        if fmt == "parquet":
+            entries = self._write_parquet(tenant_id, run_id, prefix, subject, lower, upper, allowed, part, source)
+            for entry in entries:
+                entry["complete"] = span.complete
+            return entries, span.last
         rows = _Counter(source)
         stream, stats = encrypt_stream(self._keys, tenant_id, subject, run_id, _gzip_lines(rows), self.chunk_size)
         try:
@@ -349,7 +505,7 @@ class ExportService:
             log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
                       "the next run redoes this file", run_id, tenant_id, path, type(exc).__name__, exc, extra=fields(tenant=tenant_id))
             raise
-        return {
+        return [{
             "subject": subject, "path": path, "part": part, "complete": span.complete, "rows": rows.count,
             "from": lower, "to": upper,
             "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
@@ -358,7 +514,43 @@ class ExportService:
             "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
             # Which personal fields the rows may hold: what an erasure must rewrite (``scrub``).
             "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
-        }, span.last
+        }], span.last
+
+    def _write_parquet(self, tenant_id: str, run_id: str, prefix: str, subject: str, lower: str | None,
+                       upper: str, allowed: list[str], part: int,
+                       source: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One part of a subject as Parquet, a file per date partition, each encrypted with
+        Azure client-side encryption v2 under the tenant's export key (a content key per file)."""
+        from shared.exports.parquet import PartitionedWriter, digest  # noqa: PLC0415 - pyarrow on demand
+
+        writer = PartitionedWriter(subject)
+        writer.add(source)
+        entries = []
+        for partition in writer.partitions(empty_date=upper[:10]):
+            try:
+                path = parquet_path(tenant_id, prefix, subject, partition.date, run_id, part)
+                plain_sha = digest(partition)
+                kek = ExportKek(self.export_keys, tenant_id)
+                try:
+                    self.sink.put(path, partition.chunks(), "application/vnd.apache.parquet",
+                                  {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True, kek=kek)
+                except Exception as exc:
+                    log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
+                              "the next run redoes this file", run_id, tenant_id, path, type(exc).__name__, exc,
+                              extra=fields(tenant=tenant_id))
+                    raise
+                size = partition.spool.tell()
+            finally:
+                partition.spool.close()
+            entries.append({
+                "subject": subject, "path": path, "part": part, "date": partition.date, "rows": partition.rows,
+                "from": lower, "to": upper, "plaintextBytes": size, "plaintextSha256": plain_sha,
+                "kek": {"kid": kek.get_kid(), "alg": kek.get_key_wrap_algorithm()},
+                "format": "parquet", "encryption": ENCRYPTION_CSE, "schema": f"export.{subject}",
+                "schemaVersion": COLUMNS_VERSION,
+                "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
+            })
+        return entries
 
     def _publish_manifest(self, tenant_id: str, run_id: str, kind: str, prefix: str, lower: dict[str, str | None],
                           upper: str, subjects: Iterable[str], started: str,
@@ -368,6 +560,8 @@ class ExportService:
             "format": "accrue-export-manifest", "schemaVersion": SCHEMA_VERSION, "tenantId": tenant_id,
             "runId": run_id, "kind": kind, "from": lower, "to": upper, "startedAt": started,
             "finishedAt": iso(self._clock.now()), "subjects": list(subjects), "files": files,
+            # Each subject's columns and their version travel with the data (shared.exports.columns).
+            "schemas": {s: schema_of(s) for s in subjects},
         }
         try:
             self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
@@ -446,6 +640,12 @@ class ExportService:
         for _ in range(MAX_REWRITES):
             manifest = json.loads(self.sink.read(manifest_path))
             entry = next(f for f in manifest["files"] if f["path"] == path)
+            if entry.get("format") == "parquet":
+                gone = self._scrub_parquet(tenant_id, manifest_path, manifest, entry, erased)
+                if gone is None:
+                    return removed
+                removed |= gone
+                continue
             digest = hashlib.sha256()
             holders = {row["customerId"] for row in self._file_rows(tenant_id, manifest, path, digest)
                        if any(k in row for k in PERSONAL_FIELDS)}
@@ -476,6 +676,54 @@ class ExportService:
             log.info("export file %s of tenant %s rewritten without %d erased customer(s)", path, tenant_id,
                      len(gone), extra=fields(tenant=tenant_id))
         raise Conflict(f"export file {path} kept changing under its rewrite; the erasures job retries")
+
+    def _scrub_parquet(self, tenant_id: str, manifest_path: str, manifest: dict[str, Any], entry: dict[str, Any],
+                       erased: set[str]) -> set[str] | None:
+        """One pass over a Parquet customers file: None if it holds no erased customer's personal
+        data and matches its entry; else the file is rewritten (a new content key, personal columns
+        nulled and ``erased`` set for them), the entry updated, and the customers removed returned."""
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.compute as pc  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        from shared.exports.keys import resolver  # noqa: PLC0415
+        from shared.exports.parquet import arrow_schema  # noqa: PLC0415
+
+        data = b"".join(self.sink.open(entry["path"], resolver(self.export_keys, tenant_id)))
+        table = pq.read_table(pa.BufferReader(data))
+        personal = [c for c in PERSONAL_FIELDS if c in table.column_names]
+        holders: set[str] = set()
+        if personal:
+            has = None
+            for name in personal:
+                valid = pc.is_valid(table.column(name))
+                has = valid if has is None else pc.or_(has, valid)
+            holders = set(table.filter(has).column("customerId").to_pylist())
+        gone = holders & (erased | self._erased_now(tenant_id, holders))
+        if not gone and hashlib.sha256(data).hexdigest() == entry["plaintextSha256"]:
+            return None
+        mask = pc.is_in(table.column("customerId"), value_set=pa.array(sorted(gone), pa.string()))
+        for name in personal:
+            index = table.column_names.index(name)
+            column = pc.if_else(mask, pa.scalar(None, table.schema.field(name).type), table.column(name))
+            table = table.set_column(index, table.schema.field(name), column)
+        index = table.column_names.index("erased")
+        table = table.set_column(index, table.schema.field("erased"), pc.or_(table.column("erased"), mask))
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.cast(arrow_schema(entry["subject"])), sink, compression="zstd")
+        plain = sink.getvalue().to_pybytes()
+        kek = ExportKek(self.export_keys, tenant_id)
+        self.sink.put(entry["path"], plain, "application/vnd.apache.parquet",
+                      {"tenant": tenant_id, "subject": entry["subject"], "run": manifest["runId"]},
+                      overwrite=True, kek=kek)
+        entry.update(rows=table.num_rows, plaintextBytes=len(plain), plaintextSha256=hashlib.sha256(plain).hexdigest(),
+                     kek={"kid": kek.get_kid(), "alg": kek.get_key_wrap_algorithm()},
+                     rewrittenAt=iso(self._clock.now()))
+        self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
+                      _manifest_metadata(manifest), overwrite=True)
+        log.info("export file %s of tenant %s rewritten without %d erased customer(s)", entry["path"], tenant_id,
+                 len(gone), extra=fields(tenant=tenant_id))
+        return gone
 
     def _file_rows(self, tenant_id: str, manifest: dict[str, Any], path: str, digest: Any) -> Iterator[dict[str, Any]]:
         """The rows of an export file, streamed (bounded memory); ``digest`` sees the ciphertext."""
@@ -515,6 +763,11 @@ class ExportService:
                 erased_at = doc.get("erasedAt")
                 if erased_at and (lower is None or erased_at > lower) and erased_at <= upper:
                     yield {"tenantId": tenant_id, "customerId": doc["customerId"], "erasedAt": erased_at}
+        elif subject == "agentdecisions":
+            # The agents' decision trail (issue 21): rows defined by shared.agents.trail (no personal data).
+            from shared.agents.trail import export_rows  # noqa: PLC0415 - the subject is self-contained there
+
+            yield from export_rows(self._store, tenant_id, lower, upper, page=self.page)
         elif subject == "webhookdeliveries":
             # One partition per tenant and UTC day (shared/store/layout.py): the window's
             # days oldest first, so rows keep their createdAt order across days.
@@ -616,6 +869,18 @@ class _Span:
     def __init__(self) -> None:
         self.last: str | None = None
         self.complete = False
+
+
+def _next_part(files: list[dict[str, Any]], subject: str) -> int:
+    """A part may be several files (one per date partition): the next part's number."""
+    return max((f.get("part", 1) for f in files if f["subject"] == subject), default=0) + 1
+
+
+def parquet_path(tenant_id: str, prefix: str, subject: str, date: str, run_id: str, part: int) -> str:
+    """Hive-style partitions: ``<tenant>/subject=<s>/date=<YYYY-MM-DD>/<run>.pNNNN.parquet``
+    (incremental runs and micro-batches); a backfill's under its own prefix."""
+    base = tenant_id if prefix.startswith(f"{tenant_id}/incremental/") else prefix
+    return f"{base}/subject={subject}/date={date}/{run_id}.p{part:04d}.parquet"
 
 
 def _subject_complete(files: list[dict[str, Any]], subject: str) -> bool:

@@ -1,11 +1,18 @@
-"""What each dual-controlled act does once approved (wired by the composition root)."""
+"""What each dual-controlled act does once approved by two operators (wired by the
+composition root; the rules of approval are ``shared.governance.dual_control``'s).
+
+Each executor runs once per request (the dual-control executor's guarantee) and
+acts with the request's own stored parameters, never the caller's: what the
+operators signed is what runs."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shared.audit.log import HasActor
-from shared.errors import NotFound
+from shared.app.auth import Role
+from shared.audit.log import PLATFORM_CHAIN, HasActor
+from shared.errors import Conflict, NotFound
+from shared.governance.dual_control import OPERATOR_REGISTER
 from shared.store.layout import CUSTOMERS, TENANTS
 from shared.store.port import Filter, Query
 
@@ -24,12 +31,6 @@ def executors(platform: "Platform") -> dict[str, Any]:
         platform.audit.record(tenant_id, "tenant.kek.rotated", who, target=f"tenant:{tenant_id}",
                               after={"keyVersion": version, "dataKeysRewrapped": moved}, reason=request["reason"])
         return {"tenantId": tenant_id, "keyVersion": version, "dataKeysRewrapped": moved}
-
-    def grant_platform_admin(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
-        label = str(request.get("params", {}).get("label", ""))[:100]
-        issued = platform.key_admin.issue_platform_admin(who, label=label, reason=request["reason"],
-                                                         approval=request["id"])
-        return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": issued.role.value}
 
     def delete_tenant(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
         """Revoke every key, crypto-shred every customer's personal data, drop the settings.
@@ -73,8 +74,112 @@ def executors(platform: "Platform") -> dict[str, Any]:
         return {"tenantId": tenant_id, "keysRevoked": revoked, "customersErased": erased,
                 "webhookEndpointsDisabled": endpoints_disabled}
 
-    return {"tenant.kek.rotate": rotate_kek, "platform-admin.grant": grant_platform_admin,
-            "tenant.delete": delete_tenant}
+    def create_tenant(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        from shared.domain.tenants import TenantSettings
+
+        settings = TenantSettings.model_validate(request["params"]["settings"])
+        assert settings.tenant_id == request["tenantId"], "the signed tenant id is the provisioned one"
+        done = platform.provisioning.provision(settings, who)
+        return done.answer()
+
+    def issue_tenant_admin(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        tenant_id = _existing_tenant(platform, request)
+        issued = platform.key_admin.issue(tenant_id, Role.TENANT_ADMIN, who,
+                                          label=str(request["params"].get("label", "")),
+                                          reason=f"{request['reason']} (approval {request['id']})")
+        return {"tenantId": tenant_id, "keyId": issued.key_id, "apiKey": issued.secret_key,
+                "role": issued.role.value}
+
+    def revoke_tenant_key(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        tenant_id = _existing_tenant(platform, request)
+        key = platform.key_admin.revoke(tenant_id, request["params"]["keyId"], who, reason=request["reason"])
+        return {"tenantId": tenant_id, "keyId": key["keyId"], "revokedAt": key["revokedAt"]}
+
+    def grant_platform_admin(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        params = request.get("params", {})
+        operator = platform.operators.active(str(params.get("operatorId", "")))
+        label = str(params.get("label") or operator["name"])[:100]
+        issued = platform.key_admin.issue_platform_admin(who, label=label, reason=request["reason"],
+                                                         approval=request["id"], operator_id=operator["id"])
+        return {"keyId": issued.key_id, "apiKey": issued.secret_key, "role": issued.role.value,
+                "operatorId": operator["id"]}
+
+    def revoke_platform_admin(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        key = platform.key_admin.revoke(PLATFORM_CHAIN, request["params"]["keyId"], who, reason=request["reason"])
+        return {"keyId": key["keyId"], "revokedAt": key["revokedAt"]}
+
+    def register_operator(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        params = request["params"]
+        operator = platform.operators.create_with_key(params["operatorId"], params["name"], params["credential"])
+        issued = platform.key_admin.issue_platform_admin(who, label=operator["name"], reason=request["reason"],
+                                                         approval=request["id"], operator_id=operator["id"],
+                                                         approved_as=OPERATOR_REGISTER)
+        platform.audit.record(PLATFORM_CHAIN, "operator.registered", who, target=f"operator:{operator['id']}",
+                              after={"operatorId": operator["id"], "name": operator["name"],
+                                     "credentialId": params["credential"]["credentialId"],
+                                     "aaguid": params["credential"]["aaguid"], "keyId": issued.key_id},
+                              reason=request["reason"])
+        return {"operatorId": operator["id"], "keyId": issued.key_id, "apiKey": issued.secret_key}
+
+    def remove_operator(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        operator_id = request["params"]["operatorId"]
+        remaining = {o["id"] for o in platform.operators.with_keys()} - {operator_id}
+        if len(remaining) < 2:
+            raise Conflict("removing this operator would leave fewer than two operators with a security key: "
+                           "no act could be approved any more")
+        platform.operators.remove(operator_id)
+        revoked = []
+        for key in platform.keys.list(PLATFORM_CHAIN):
+            if key.get("operatorId") == operator_id and not key.get("revokedAt"):
+                platform.key_admin.revoke(PLATFORM_CHAIN, key["keyId"], who, reason=request["reason"])
+                revoked.append(key["keyId"])
+        platform.audit.record(PLATFORM_CHAIN, "operator.removed", who, target=f"operator:{operator_id}",
+                              after={"operatorId": operator_id, "keysRevoked": revoked}, reason=request["reason"])
+        return {"operatorId": operator_id, "keysRevoked": revoked}
+
+    def add_credential(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        params = request["params"]
+        platform.operators.add_credential(params["operatorId"], params["credential"])
+        platform.audit.record(PLATFORM_CHAIN, "operator.credential.added", who,
+                              target=f"operator:{params['operatorId']}",
+                              after={"operatorId": params["operatorId"],
+                                     "credentialId": params["credential"]["credentialId"],
+                                     "aaguid": params["credential"]["aaguid"]}, reason=request["reason"])
+        return {"operatorId": params["operatorId"], "credentialId": params["credential"]["credentialId"]}
+
+    def remove_credential(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        params = request["params"]
+        platform.operators.remove_credential(params["operatorId"], params["credentialId"])
+        platform.audit.record(PLATFORM_CHAIN, "operator.credential.removed", who,
+                              target=f"operator:{params['operatorId']}",
+                              after={"operatorId": params["operatorId"], "credentialId": params["credentialId"]},
+                              reason=request["reason"])
+        return {"operatorId": params["operatorId"], "credentialId": params["credentialId"]}
+
+    def save_partner(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        from shared.spend.partners import PartnerConfig
+
+        partner_id = request["params"]["partnerId"]
+        saved = platform.spend.partners.save(partner_id, PartnerConfig.model_validate(request["params"]["config"]),
+                                             who.key_id)
+        if saved.changed:
+            platform.audit.record(PLATFORM_CHAIN, "partner.saved", who, target=f"partner:{partner_id}",
+                                  before=saved.before, after=saved.after)
+        return {"partnerId": partner_id, "partner": saved.after}
+
+    def set_policy(request: dict[str, Any], who: HasActor) -> dict[str, Any]:
+        before = platform.approvals.policy()
+        after = platform.approvals.set_policy(int(request["params"]["ttlMinutes"]))
+        platform.audit.record(PLATFORM_CHAIN, "dual-control.policy.changed", who, target="dual-control:policy",
+                              before=before, after=after, reason=request["reason"])
+        return after
+
+    return {"tenant.create": create_tenant, "tenant.delete": delete_tenant, "tenant.kek.rotate": rotate_kek,
+            "tenant-admin.issue": issue_tenant_admin, "tenant-key.revoke": revoke_tenant_key,
+            "platform-admin.grant": grant_platform_admin, "platform-admin.revoke": revoke_platform_admin,
+            "operator.register": register_operator, "operator.remove": remove_operator,
+            "credential.add": add_credential, "credential.remove": remove_credential,
+            "partner.save": save_partner, "dual-control.policy": set_policy}
 
 
 def _existing_tenant(platform: "Platform", request: dict[str, Any]) -> str:

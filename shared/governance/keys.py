@@ -86,13 +86,18 @@ class KeyAdministration:
         return IssuedKey(key_id, f"{KEY_PREFIX}_{key_id}_{secret}", tenant_id, role)
 
     def issue_platform_admin(self, who: HasActor | Actor | None, *, label: str, reason: str | None = None,
-                             approval: str | None = None) -> IssuedKey:
+                             approval: str | None = None, operator_id: str | None = None,
+                             approved_as: str = PLATFORM_ADMIN_GRANT) -> IssuedKey:
         """A platform-admin key: under an approved request (``approval``: its id, and it
         must be executing now), at the bootstrap, or with dual control off; otherwise
         ``DualControlRequired`` and nothing is written."""
         if approval is not None:
-            request = self._approvals.executing(approval, PLATFORM_ADMIN_GRANT)
-            how: dict[str, Any] = {"approval": request["id"], "approvedBy": request["approvedBy"]["keyId"]}
+            request = self._approvals.executing(approval, approved_as)
+            how: dict[str, Any] = {"approval": request["id"], "approvedBy": request["approvedBy"]["keyId"],
+                                   "operators": [a["operatorId"] for a in request["approvals"]]}
+        elif operator_id is not None and self._operator_bootstrap(operator_id):
+            how, reason = {"operatorBootstrap": True}, "bootstrap: the first operator's platform-admin key" + (
+                f"; {reason}" if reason else "")
         elif self._claim_bootstrap(who):
             how, reason = {"bootstrap": True}, BOOTSTRAP_REASON + (f"; {reason}" if reason else "")
         elif not self._approvals.enabled:
@@ -101,7 +106,17 @@ class KeyAdministration:
             raise DualControlRequired(
                 "dual control is on and this stack already has a platform-admin key: a new one needs a "
                 "platform-admin.grant request approved by a second operator")
-        return self._issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, who, label, reason, how)
+        if operator_id:
+            how["operatorId"] = operator_id
+        return self._issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, who, label, reason, how, operator_id)
+
+    def _operator_bootstrap(self, operator_id: str) -> bool:
+        """True for the region's bootstrap operator (``shared.governance.operators``) while it
+        holds no platform-admin key yet: read from the store, never the caller's word."""
+        marker = self._store.read(SYSTEM, "operators", "bootstrap")
+        if marker is None or marker.get("operatorId") != operator_id:
+            return False
+        return not any(k.get("operatorId") == operator_id for k in self._keys.list(PLATFORM_CHAIN))
 
     def _claim_bootstrap(self, who: HasActor | Actor | None) -> bool:
         """True once per stack: no platform-admin key was ever issued and this caller
@@ -119,14 +134,15 @@ class KeyAdministration:
         return True
 
     def _issue(self, tenant_id: str, role: Role, who: HasActor | Actor | None, label: str, reason: str | None,
-               how: dict[str, Any]) -> IssuedKey:
+               how: dict[str, Any], operator_id: str | None = None) -> IssuedKey:
         label = label[:100]
         key_id = new_key_id()
         actor = Actor.of(who)
         # Recorded first: a key never exists without its record (see the module docstring).
         self._audit.record(tenant_id, "apikey.created", actor, target=f"apikey:{key_id}",
                            after={"role": role.value, "label": label, **how}, reason=reason)
-        issued = self._keys.issue(tenant_id, role, created_by=actor.key_id, label=label, key_id=key_id)
+        issued = self._keys.issue(tenant_id, role, created_by=actor.key_id, label=label, key_id=key_id,
+                                  operator_id=operator_id)
         assert issued.key_id == key_id and issued.role is role
         return issued
 

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Literal
 from shared.errors import BatchFailed, PreconditionFailed
 from shared.ledger.entries import ENTRY_DOC, ORDER_DOC
 from shared.store.layout import SYSTEM
-from shared.store.port import Create, DocumentStore, Upsert, inline_reads, read_many
+from shared.store.port import MAX_BATCH_OPERATIONS, Create, DocumentStore, Upsert, inline_reads, read_many
 
 MONTH_ID = "month"
 NO_ARM = "-"
@@ -112,6 +112,11 @@ def _add(counters: dict[str, Any], c: Contribution) -> None:
         slot[2] += points
 
 
+# Markers per batch: the rest of MAX_BATCH_OPERATIONS is for 31 day counters and the month's.
+CONTRIBUTIONS_PER_BATCH = MAX_BATCH_OPERATIONS - 32
+assert CONTRIBUTIONS_PER_BATCH > 0
+
+
 class RulePerformance:
     def __init__(self, store: DocumentStore) -> None:
         self._store = store
@@ -127,11 +132,16 @@ class RulePerformance:
                 by_partition[found.pk].append(found)
         counted = 0
         for pk, contributions in by_partition.items():
-            counted += self._apply(pk, contributions)
+            unique = list({c.marker: c for c in contributions}.values())
+            # One batch holds a marker per contribution plus a counter per day and the
+            # month's rollup (at most 32): chunks keep it within a transactional batch
+            # (a busy month's feed page held 500+ and the projector stopped on it).
+            for start in range(0, len(unique), CONTRIBUTIONS_PER_BATCH):
+                counted += self._apply(pk, unique[start:start + CONTRIBUTIONS_PER_BATCH])
         return counted
 
-    def _apply(self, pk: str, contributions: list[Contribution]) -> int:
-        unique = list({c.marker: c for c in contributions}.values())
+    def _apply(self, pk: str, unique: list[Contribution]) -> int:
+        assert len(unique) <= CONTRIBUTIONS_PER_BATCH
         for _ in range(50):
             markers = read_many(self._store, SYSTEM, [(pk, c.marker) for c in unique])
             fresh = [c for c, m in zip(unique, markers, strict=True) if m is None]

@@ -35,6 +35,36 @@ def build_key_provider(settings: Settings) -> KeyProvider:
     raise ConfigurationError(f"setting ACCRUE_KEYS={settings.keys!r} is not one of local, keyvault")
 
 
+def build_export_key_provider(settings: Settings) -> KeyProvider:
+    """The tenants' **export** keys, separate from the keys of personal data: locally a keyring
+    file of its own (``export-keyring.json``), on Azure the keys ``export-<tenant>`` in the
+    export vault (``EXPORT_KEYVAULT_URI``, default ``KEYVAULT_URI``). A warehouse identity is
+    granted unwrap on its tenant's export key only (bicep/modules/exportkeys.bicep)."""
+    if settings.keys == "local":
+        from shared.keys.local import LocalKeyring
+
+        return LocalKeyring(settings.data_dir / EXPORT_KEYRING)
+    if settings.keys == "keyvault":
+        vault = settings.export_keyvault_uri or settings.keyvault_uri
+        if not vault:
+            raise ConfigurationError("setting KEYVAULT_URI (or EXPORT_KEYVAULT_URI) is required when ACCRUE_KEYS=keyvault")
+        from azure.identity import DefaultAzureCredential
+
+        from shared.keys.keyvault import KeyVaultKeyProvider
+
+        management = None
+        if settings.keyvault_management_client_id:
+            from azure.identity import ManagedIdentityCredential
+
+            management = ManagedIdentityCredential(client_id=settings.keyvault_management_client_id)
+        return KeyVaultKeyProvider(vault, DefaultAzureCredential(), management_credential=management,
+                                   hardware_protected=settings.keyvault_sku == "premium", purpose="export")
+    raise ConfigurationError(f"setting ACCRUE_KEYS={settings.keys!r} is not one of local, keyvault")
+
+
+EXPORT_KEYRING = "export-keyring.json"
+
+
 def needs_rewrap(provider: KeyProvider, wrapped: WrappedKey) -> bool:
     return wrapped.key_version != provider.current_version(wrapped.tenant_id)
 

@@ -69,9 +69,12 @@ class KeyVaultForbidden(KeyProviderError):
     code = "key-vault-forbidden"
 
 
-def key_name(tenant_id: str) -> str:
+def key_name(tenant_id: str, purpose: str = "tenant") -> str:
+    """The tenant's key of a purpose: ``tenant-<id>`` (personal data, webhook secrets) or
+    ``export-<id>`` (warehouse export files: its own key, so a warehouse's role on it
+    reaches nothing else)."""
     escaped = tenant_id.replace("-", "-2d").replace(".", "-2e").replace("_", "-5f")
-    return f"tenant-{escaped}"
+    return f"{purpose}-{escaped}"
 
 
 class KeyVaultKeyProvider:
@@ -79,9 +82,12 @@ class KeyVaultKeyProvider:
 
     def __init__(self, vault_url: str, credential: TokenCredential, *,
                  management_credential: TokenCredential | None = None, hardware_protected: bool = False,
-                 **client_kwargs: Any) -> None:
+                 purpose: str = "tenant", **client_kwargs: Any) -> None:
         """``credential``: the data-path identity (wrap, unwrap, read). ``management_credential``:
-        the key-manager identity (create, rotate, recover); None: this process manages no keys."""
+        the key-manager identity (create, rotate, recover); None: this process manages no keys.
+        ``purpose``: which of a tenant's keys (``key_name``): ``tenant`` or ``export``."""
+        assert purpose in ("tenant", "export")
+        self.purpose = purpose
         self.vault_url = vault_url.rstrip("/")
         self._credential = credential
         self._client_kwargs = client_kwargs  # e.g. transport=..., for tests
@@ -94,6 +100,11 @@ class KeyVaultKeyProvider:
         self._current: dict[str, tuple[float, KeyVaultKey]] = {}
         self._crypto: dict[tuple[str, str], CryptographyClient] = {}
 
+    def key_uri(self, wrapped: WrappedKey) -> str:
+        """The Key Vault key identifier (``kid``) of the version that wrapped ``wrapped``: what
+        the Azure Storage SDKs' Key Vault key resolvers in every language resolve."""
+        return f"{self.vault_url}/keys/{wrapped.key_id}/{wrapped.key_version}"
+
     # --- KeyProvider -------------------------------------------------------------
 
     @tracing.traced("keyvault ensure_tenant_key", tracing.CLIENT)
@@ -101,7 +112,7 @@ class KeyVaultKeyProvider:
         """The tenant's KEK, created (or recovered from soft delete) by the key manager if
         missing. Safe to repeat and to race: Key Vault's create of an existing name adds a
         version, so the create is only attempted after a read found nothing."""
-        name = key_name(tenant_id)
+        name = key_name(tenant_id, self.purpose)
         try:
             key = self._keys.get_key(name)
         except ResourceNotFoundError:
@@ -142,18 +153,18 @@ class KeyVaultKeyProvider:
     @tracing.traced("keyvault wrap", tracing.CLIENT)
     def wrap(self, tenant_id: str, data_key: bytes) -> WrappedKey:
         key = self._current_key(tenant_id, create=True)
-        client = self._client(key_name(tenant_id), _version(key), key)
+        client = self._client(key_name(tenant_id, self.purpose), _version(key), key)
         try:
             result = client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, data_key)
         except AzureError as exc:
             raise _translate(exc, f"Key Vault could not wrap a key of tenant {tenant_id!r}") from exc
-        return WrappedKey(tenant_id, key_name(tenant_id), _version(key), ALGORITHM, result.encrypted_key)
+        return WrappedKey(tenant_id, key_name(tenant_id, self.purpose), _version(key), ALGORITHM, result.encrypted_key)
 
     @tracing.traced("keyvault unwrap", tracing.CLIENT)
     def unwrap(self, wrapped: WrappedKey) -> bytes:
         if wrapped.algorithm != ALGORITHM:
             raise UnwrapFailed(f"Key Vault keys unwrap {ALGORITHM}, not {wrapped.algorithm!r}")
-        if wrapped.key_id != key_name(wrapped.tenant_id):
+        if wrapped.key_id != key_name(wrapped.tenant_id, self.purpose):
             raise UnwrapFailed("the wrapped key names another tenant's key-encryption key")
         client = self._client(wrapped.key_id, wrapped.key_version, None)
         try:
@@ -172,7 +183,7 @@ class KeyVaultKeyProvider:
         manager = self._management(f"rotating the key of tenant {tenant_id!r}")
         self.ensure_tenant_key(tenant_id)
         try:
-            key = manager.rotate_key(key_name(tenant_id))
+            key = manager.rotate_key(key_name(tenant_id, self.purpose))
         except AzureError as exc:
             raise _translate(exc, f"Key Vault could not rotate the key of tenant {tenant_id!r}") from exc
         self._remember(tenant_id, key)
@@ -181,7 +192,7 @@ class KeyVaultKeyProvider:
     @tracing.traced("keyvault versions", tracing.CLIENT)
     def versions(self, tenant_id: str) -> list[str]:
         try:
-            props = list(self._keys.list_properties_of_key_versions(key_name(tenant_id)))
+            props = list(self._keys.list_properties_of_key_versions(key_name(tenant_id, self.purpose)))
         except ResourceNotFoundError:
             raise UnknownKey(f"tenant {tenant_id!r} has no key-encryption key") from None
         return [p.version for p in sorted(props, key=lambda p: p.created_on or 0) if p.version]
@@ -205,7 +216,7 @@ class KeyVaultKeyProvider:
         if hit is not None and time.monotonic() - hit[0] < CURRENT_TTL_SECONDS:
             return hit[1]
         try:
-            key = self._keys.get_key(key_name(tenant_id))
+            key = self._keys.get_key(key_name(tenant_id, self.purpose))
         except ResourceNotFoundError:
             if not create:
                 raise UnknownKey(f"tenant {tenant_id!r} has no key-encryption key yet") from None

@@ -7,12 +7,17 @@ Commands: ``run`` (default), ``status [--json]``, ``import FILE --tenant T --kin
 backup point, from the erasure log in Blob Storage; ``shared.privacy.erasure``).
 
 Keys go through ``shared.governance.keys`` like the API's: each issue and revoke is one
-audit record (actor ``cli:<user>``, role ``operator``), and a platform-admin key needs a
-second operator while dual control is on: the CLI mints nothing and exits 3, after
-filing a ``platform-admin.grant`` request in the name of the platform-admin whose own key
-is in ``ACCRUE_OPERATOR_KEY`` (none: nothing is filed); another platform-admin approves
-it over the API (the key is in that answer). The very first platform-admin key of a
-stack is the bootstrap: issued at once and recorded as such. ``make run`` installs this as the
+audit record (actor ``cli:<user>``, role ``operator``). Platform acts need two operators
+with security keys (``shared.governance.dual_control``) while dual control is on: for a
+platform-admin key (``issue-key --role platform-admin``, ``revoke-key --tenant
+_platform``) and a tenant-admin key issued or revoked by the platform, the CLI mints
+and revokes nothing and exits 3, after filing the request (``platform-admin.grant``,
+``platform-admin.revoke``, ``tenant-admin.issue``, ``tenant-key.revoke``) in the name of
+the operator whose own platform-admin key is in ``ACCRUE_OPERATOR_KEY`` (none: nothing
+is filed); the requester and a second operator approve it with their security keys on
+the operator page (``/operator``), and the result is in the second approval's answer.
+``bootstrap-operator --name N`` creates the first operator of an empty region and its
+platform-admin key: the one single-operator act (docs/fido2.md). ``make run`` installs this as the
 ``accrue`` command (``.venv/bin/accrue``). With the Azure settings in the
 environment it operates on the Azure stack (e.g. replaying its poison store).
 """
@@ -31,8 +36,16 @@ from shared.app.replay import replay_poison
 from shared.audit.log import PLATFORM_CHAIN, Actor
 from shared.bus.local_queue import LocalQueue
 from shared.clock import parse_iso
-from shared.errors import Conflict, NotFound, Unauthenticated
-from shared.governance.dual_control import PLATFORM_ADMIN_GRANT, DualControlRequired
+from shared.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from shared.governance.bootstrap import bootstrap_operator
+from shared.governance.dual_control import (
+    PLATFORM_ADMIN_GRANT,
+    PLATFORM_ADMIN_REVOKE,
+    TENANT_ADMIN_ISSUE,
+    TENANT_KEY_REVOKE,
+    DualControlRequired,
+)
+from shared.governance.operators import AlreadyBootstrapped, OperatorRequired
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
 
@@ -50,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("--label", default=None, help="who or what the key is for (platform-admin: the operator; "
                                                    "default: your user name)")
     key.add_argument("--reason", default=None, help="why (kept in the audit record)")
+    boot = commands.add_parser("bootstrap-operator", help="create the first operator of an empty region and its "
+                                                          "platform-admin key (once per region; audited as such)")
+    boot.add_argument("--name", required=True, help="the operator's display name")
+    key.add_argument("--operator", default=None, help="platform-admin: the operator the key is for (op-...; "
+                                                      "default: the requester's own)")
     unkey = commands.add_parser("revoke-key", help="revoke an API key (audited)")
     unkey.add_argument("--tenant", required=True, help="the key's tenant (_platform for a platform-admin key)")
     unkey.add_argument("--key-id", required=True)
@@ -111,8 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "issue-key":
             return _issue_key(platform, args)
+        if args.command == "bootstrap-operator":
+            return _bootstrap(platform, args)
         if args.command == "revoke-key":
             try:
+                if _platform_act(platform, args.tenant, args.key_id):
+                    action = PLATFORM_ADMIN_REVOKE if args.tenant == PLATFORM_CHAIN else TENANT_KEY_REVOKE
+                    return _file(platform, action, None if args.tenant == PLATFORM_CHAIN else args.tenant,
+                                 {"keyId": args.key_id}, args.reason or f"revoke key {args.key_id}")
                 revoked = platform.key_admin.revoke(args.tenant, args.key_id, operator(), reason=args.reason)
             except (NotFound, Conflict) as exc:  # no such key; the last live platform-admin key
                 print(exc.message, file=sys.stderr)
@@ -208,12 +232,60 @@ def operator() -> Actor:
     return Actor(f"cli:{user}"[:100], "operator")
 
 
+def _bootstrap(platform: Platform, args: argparse.Namespace) -> int:
+    try:
+        done = bootstrap_operator(platform, args.name, operator())
+    except (AlreadyBootstrapped, DualControlRequired) as exc:
+        print(f"refused: {exc.message}", file=sys.stderr)
+        return 3
+    print(done.key.secret_key)
+    print(f"operator {done.operator_id} ({done.name}) created with this platform-admin key (shown once). Register "
+          "the operator's security key on the operator page (/operator): the one key registered without a second "
+          "operator. Every other platform act needs two operators (docs/fido2.md).", file=sys.stderr)
+    return 0
+
+
+def _platform_act(platform: Platform, tenant: str, key_id: str) -> bool:
+    """Whether revoking ``key_id`` of ``tenant`` is a platform act under dual control: a
+    platform-admin key, or a tenant-admin key (revoked by the platform)."""
+    if not platform.approvals.enabled:
+        return False
+    return tenant == PLATFORM_CHAIN or platform.keys.get(tenant, key_id)["role"] == Role.TENANT_ADMIN.value
+
+
+def _file(platform: Platform, action: str, tenant_id: str | None, params: dict, reason: str) -> int:
+    """File ``action`` in the name of the operator whose own platform-admin key is in
+    ``ACCRUE_OPERATOR_KEY`` (from the environment, never the command line); exit 3 either way:
+    nothing is done until two operators approve with their security keys."""
+    presented = os.environ.get(OPERATOR_KEY_VARIABLE, "").strip()
+    try:
+        requester = platform.keys.verify(presented) if presented else None
+    except Unauthenticated:
+        requester = None
+    if requester is None or requester.role is not Role.PLATFORM_ADMIN:
+        print(f"refused: {action} needs two operators. To file the request, set {OPERATOR_KEY_VARIABLE} to your own "
+              "platform-admin key and run this again (or file it on the operator page)", file=sys.stderr)
+        return 3
+    try:
+        request = platform.approvals.request(action, requester, tenant_id=tenant_id, params=params, reason=reason)
+    except (OperatorRequired, NotFound, Forbidden) as exc:
+        print(f"refused: {exc.message}", file=sys.stderr)
+        return 3
+    print(f"refused until approved: filed request {request['id']} ({action}, expires {request['expiresAt']}); you and "
+          "a second operator approve it with your security keys on the operator page (/operator); the result is in "
+          "the second approval's answer", file=sys.stderr)
+    return 3
+
+
 def _issue_key(platform: Platform, args: argparse.Namespace) -> int:
     who = operator()
     if args.role != Role.PLATFORM_ADMIN.value:
         if not args.tenant or not platform.tenants.exists(args.tenant):
             print(f"tenant {args.tenant!r} does not exist", file=sys.stderr)
             return 2
+        if args.role == Role.TENANT_ADMIN.value and platform.approvals.enabled:
+            return _file(platform, TENANT_ADMIN_ISSUE, args.tenant, {"label": args.label or ""},
+                         args.reason or f"tenant-admin key for {args.tenant}")
         issued = platform.key_admin.issue(args.tenant, Role(args.role), who, label=args.label or "",
                                           reason=args.reason)
         print(issued.secret_key)
@@ -222,30 +294,29 @@ def _issue_key(platform: Platform, args: argparse.Namespace) -> int:
         print(f"note: platform-admin keys belong to {PLATFORM_CHAIN}, not to tenant {args.tenant!r}",
               file=sys.stderr)
     label = args.label or who.key_id.removeprefix("cli:")
-    try:
+    if not platform.approvals.enabled:  # only on the embedded store (see shared.settings)
         issued = platform.key_admin.issue_platform_admin(who, label=label, reason=args.reason)
-    except DualControlRequired as exc:
-        # The request is filed in the name of a platform-admin who proves it with their own
-        # key (from the environment, never the command line), so dual control can tell the
-        # requester from the approver; anyone else is refused outright.
-        presented = os.environ.get(OPERATOR_KEY_VARIABLE, "").strip()
-        try:
-            requester = platform.keys.verify(presented) if presented else None
-        except Unauthenticated:
-            requester = None
-        if requester is None or requester.role is not Role.PLATFORM_ADMIN:
-            print(f"refused: {exc.message}\nto ask for one, set {OPERATOR_KEY_VARIABLE} to your own platform-admin "
-                  "key and run this again (or request platform-admin.grant over the API)", file=sys.stderr)
-            return 3
-        request = platform.approvals.request(
-            PLATFORM_ADMIN_GRANT, requester, tenant_id=None, params={"label": label},
-            reason=args.reason or f"platform-admin key for {label}, asked on the command line by {who.key_id}")
-        print(f"refused: {exc.message}\nfiled request {request['id']} (expires {request['expiresAt']}); another "
-              f"platform-admin approves it with POST /v1/platform/approvals/{request['id']}/approve, and the "
-              "new key is in that answer", file=sys.stderr)
+        print(issued.secret_key)
+        return 0
+    if not platform.operators.bootstrapped():
+        print("refused: this region has no operator yet; its first one is created with "
+              "`accrue bootstrap-operator --name NAME` (docs/fido2.md)", file=sys.stderr)
         return 3
-    print(issued.secret_key)
-    return 0
+    presented = os.environ.get(OPERATOR_KEY_VARIABLE, "").strip()
+    operator_id = args.operator
+    if operator_id is None and presented:
+        try:
+            operator_id = platform.operators.of_key(platform.keys.verify(presented).key_id)
+        except (Unauthenticated, OperatorRequired):
+            operator_id = None
+    if operator_id is not None:
+        try:
+            platform.operators.active(operator_id)
+        except (NotFound, Forbidden) as exc:
+            print(f"refused: {exc.message}", file=sys.stderr)
+            return 3
+    return _file(platform, PLATFORM_ADMIN_GRANT, None, {"operatorId": operator_id or "", "label": label},
+                 args.reason or f"platform-admin key {label!r}, asked on the command line by {who.key_id}")
 
 
 if __name__ == "__main__":

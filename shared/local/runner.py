@@ -19,6 +19,7 @@ import uvicorn
 from shared import gc_tuning, telemetry
 from shared.api.app import create_app
 from shared.bus.local_queue import LocalQueue
+from shared.local import arenas
 from shared.local.sandbox import provision_sandbox
 from shared.local.worker_process import PROCESSES, WorkerProcess
 from shared.local.workers import FeedPoller, QueueConsumer, Scheduler
@@ -80,6 +81,9 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     # Every file this process and its worker processes (which inherit the umask) create
     # in the data folder is owner only, also ones no adapter narrows explicitly.
     os.umask(0o077)
+    # Before uvicorn and the store start their threads: they share a few malloc arenas
+    # instead of one each (shared.local.arenas; the API process's RSS, issue 22).
+    arenas.limit()
     configure_logging()
     telemetry.configure("api")
     settings = Settings.from_env()
@@ -97,6 +101,8 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
             print(f"  {key.role.value:<15} tenant={key.tenant_id:<10} {key.secret_key}")
         print(f"  customers: {', '.join(provisioned.customers)}; {len(provisioned.orders)} sample orders queued; "
               "rule set 'sandbox' active; rewards served by the partner simulator")
+        print(f"  platform operator: register your security key at http://localhost:{port}/operator with the "
+              "platform-admin key; platform acts need a second operator (docs/fido2.md)")
         print("==========================================================================================\n",
               flush=True)
     else:

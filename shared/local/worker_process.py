@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from shared.local import arenas
 from shared.private_files import open_private
 from shared.telemetry.logs import fields
 
@@ -78,7 +79,8 @@ class WorkerProcess:
         return self
 
     def _spawn(self) -> None:
-        env = {**os.environ, PARENT_PID_VARIABLE: str(os.getpid())}
+        # glibc reads MALLOC_ARENA_MAX when the child starts (shared.local.arenas).
+        env = arenas.child_environment({**os.environ, PARENT_PID_VARIABLE: str(os.getpid())})
         process = subprocess.Popen(self._command, stdin=subprocess.PIPE, env=env)
         with self._lock:
             self._process = process

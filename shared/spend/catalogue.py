@@ -55,6 +55,9 @@ class RewardFields(BaseModel):
     partner_id: EntityId | None = Field(default=None, alias="partnerId",
                                         description="the partner that fulfils it (a voucher), if any")
     partner_sku: str | None = Field(default=None, alias="partnerSku", min_length=1, max_length=100)
+    # Agents' guardrail policies permit rewards by category (shared/agents/policy.py).
+    category: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", max_length=50,
+                                 description="the reward's category (a slug), which agent policies permit or not")
 
     @model_validator(mode="after")
     def _window(self) -> "RewardFields":
@@ -82,6 +85,7 @@ class RewardPatch(BaseModel):
     per_customer_limit: StrictInt | None = Field(default=None, alias="perCustomerLimit", ge=1, le=10**6)
     partner_id: EntityId | None = Field(default=None, alias="partnerId")
     partner_sku: str | None = Field(default=None, alias="partnerSku", min_length=1, max_length=100)
+    category: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", max_length=50)
 
 
 def reward_doc_id(reward_id: str) -> str:
@@ -215,7 +219,7 @@ class Catalogue:
     @staticmethod
     def _view(doc: dict[str, Any], stock: dict[str, Any] | None) -> dict[str, Any]:
         keys = ("rewardId", "name", "pointsCost", "stock", "validFrom", "validUntil", "perCustomerLimit",
-                "partnerId", "partnerSku", "version", "createdAt", "updatedAt")
+                "partnerId", "partnerSku", "category", "version", "createdAt", "updatedAt")
         view = {k: doc.get(k) for k in keys}
         view["claimed"] = stock["claimed"] if stock else 0
         view["remaining"] = None if doc.get("stock") is None else max(0, doc["stock"] - view["claimed"])

@@ -552,6 +552,10 @@ class Redemptions:
             raise NotFound(f"redemption {rid!r} does not exist for customer {customer_id}")
         return record, self._ledger.record(tenant_id, customer_id, settlement_id(record["entryId"]))
 
+    def redeemed_units(self, tenant_id: str, customer_id: str, reward_id: str) -> int:
+        """Units of ``reward_id`` the customer holds (for eligibility answers: shared/agents)."""
+        return self._redeemed(tenant_id, customer_id, reward_id)
+
     def _redeemed(self, tenant_id: str, customer_id: str, reward_id: str | None) -> int:
         """Units of ``reward_id`` this customer holds: reservations and direct redemptions, minus releases."""
         entries = self._store.query(LEDGER, Query(pk=customer_pk(tenant_id, customer_id), filters=(

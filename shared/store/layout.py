@@ -245,6 +245,9 @@ TTL_RULES: tuple[TtlRule, ...] = (
             "an open review never expires", keep=lambda doc: doc.get("status") == "open"),
     TtlRule(SYSTEM, "ratelimit", 2, "a tenant's rate-limit window, rewritten every window while it is active"),
     TtlRule(SYSTEM, "fraudCounter", 3, "hourly and daily velocity counters, read only for the current hour/day"),
+    TtlRule(SYSTEM, "agentCounter", 3, "agents' daily counters (shared/agents/limits.py), read only for the current day"),
+    TtlRule(SYSTEM, "agentQuote", 30, "agents' quotes (shared/agents/quotes.py): valid minutes; an escalated one "
+            "is copied into its review"),
 )
 
 # Never a TTL here, whatever a rule or an override says (asserted below and in the tests).

@@ -20,7 +20,8 @@ From the ledger's change feed (``events_from_ledger``):
 
 Published by other components through ``WebhookService``: ``tier.changed``
 (``tier_changed``), ``ruleset.activated`` (``rule_set_activated``) and
-``customer.erased`` (``shared.privacy.erasure``, through ``publish``).
+``customer.erased`` (``shared.privacy.erasure``, through ``publish``) and ``agent.escalated``
+(``shared.agents.tools``, through ``publish``).
 
 Operational (``OPERATIONAL_TYPES``, sent to every active endpoint of the tenant
 whether it subscribed or not): ``endpoint.disabled``, when the delivery worker
@@ -43,9 +44,12 @@ ENDPOINT_DISABLED = "endpoint.disabled"
 # Published by the erasure (shared.privacy.erasure): customer id and instant only, so a
 # receiver deletes its own copy of the customer's personal data.
 CUSTOMER_ERASED = "customer.erased"
+# Published by the agent tools (shared.agents.tools): an agent's action passed a soft limit of its
+# guardrail policy and waits in the review queue for a person (ids and points only).
+AGENT_ESCALATED = "agent.escalated"
 
 EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEASED, ORDER_REJECTED, TIER_CHANGED,
-                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED, CUSTOMER_ERASED)
+                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED, CUSTOMER_ERASED, AGENT_ESCALATED)
 # Operational events: sent to every active endpoint of the tenant, subscribed to or not
 # (a tenant must hear that one of its endpoints stopped receiving, whatever it listens to).
 OPERATIONAL_TYPES: frozenset[str] = frozenset({ENDPOINT_DISABLED})

@@ -6,8 +6,11 @@ order and unchanged, with bash, against the real ASGI app served by uvicorn on
 loopback, over the embedded store and queue, and with Key Vault through the SDK's
 own clients against the fake vault with Azure RBAC modelled as the stack grants
 it: the app's identity holds Crypto User, the key manager Crypto Officer. The
-bootstrap block runs the real CLI (``python -m shared.local issue-key``) against
-the same store. The Azure-only lines (``az ...``) are outside the marked blocks.
+bootstrap block runs the real CLI (``python -m shared.local bootstrap-operator``)
+against the same store; what the guide has people do on the operator page (register
+security keys, sponsor the second operator, approve the tenant request) is done here
+over the same API with software security keys (tests/webauthn_authenticator.py). The
+Azure-only lines (``az ...``) are outside the marked blocks.
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ def guide_blocks() -> dict[str, str]:
 
 def test_the_guide_marks_the_bootstrap_and_the_verification_blocks() -> None:
     blocks = guide_blocks()
-    assert set(blocks) == {"bootstrap", "verify"}
-    assert "issue-key --role platform-admin" in blocks["bootstrap"]
-    assert '"sandbox":true' in blocks["verify"] and "/v1/tenants" in blocks["verify"]
+    assert set(blocks) == {"bootstrap", "request", "verify"}
+    assert "bootstrap-operator" in blocks["bootstrap"]
+    assert '"sandbox":true' in blocks["request"] and "/v1/tenants" in blocks["request"]
     assert not any(line.lstrip().startswith("az ") for block in blocks.values() for line in block.splitlines())
 
 
@@ -87,17 +90,58 @@ def stack(tmp_path: Path):
     platform.close()
 
 
+def _operator_page(api: str, platform_key: str, request_id: str) -> str:
+    """What the guide has the operators do on the page, over the same API: the bootstrap
+    operator's key, the second operator, both approvals; the new tenant's admin key."""
+    from tests.webauthn_authenticator import SoftKey
+
+    first, second = SoftKey(), SoftKey()
+    mine = {"Authorization": f"Bearer {platform_key}"}
+    with httpx.Client(base_url=api, timeout=60) as http:
+        me = http.get("/v1/platform/operators/me", headers=mine).json()
+
+        def register(key: SoftKey, body: dict) -> dict:
+            options = http.post("/v1/platform/operators/registration-options", json=body, headers=mine).json()
+            done = http.post("/v1/platform/operators/registrations", headers=mine, json={
+                "challengeId": options["challengeId"], "credential": key.create(options["publicKey"])})
+            assert done.status_code == 200, done.text
+            return done.json()
+
+        def approve(request: str, key: SoftKey, headers: dict) -> dict:
+            options = http.get(f"/v1/platform/approvals/{request}/assertion-options", headers=headers).json()
+            done = http.post(f"/v1/platform/approvals/{request}/approve", json={"assertion": key.get(options)},
+                             headers=headers)
+            assert done.status_code == 200, done.text
+            return done.json()
+
+        assert register(first, {"operatorId": me["operatorId"]})["operator"]["credentials"]
+        enrol = register(second, {"name": "second operator"})["request"]["id"]
+        approve(enrol, first, mine)
+        newcomer = approve(enrol, second, mine)["result"]
+        theirs = {"Authorization": f"Bearer {newcomer['apiKey']}"}
+        assert approve(request_id, first, mine)["status"] == "pending"
+        done = approve(request_id, second, theirs)
+    assert done["status"] == "executed", done
+    return done["result"]["adminKey"]["apiKey"]
+
+
 def test_the_verification_steps_work_as_written(stack, tmp_path: Path) -> None:
     api, env, platform, vault = stack
     blocks = guide_blocks()
     # The operator's shell: the repository root, its virtual environment's python first.
-    script = "\n".join(["set -e", blocks["bootstrap"], 'test -n "$PLATFORM_KEY"', blocks["verify"],
-                        'echo "KEYS $PLATFORM_KEY $ADMIN_KEY"'])  # for the checks below, not from the guide
     shell_env = {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
                  "HOME": str(tmp_path), "API": api, "USER": "first-operator", **env}
     started = time.perf_counter()
-    ran = subprocess.run(["bash", "-c", script], cwd=ROOT, env=shell_env, capture_output=True, text=True,
-                         timeout=240)
+    filed = subprocess.run(["bash", "-c", "\n".join(["set -e", blocks["bootstrap"], 'test -n "$PLATFORM_KEY"',
+                                                    blocks["request"], 'echo "FILED $PLATFORM_KEY $REQUEST"'])],
+                           cwd=ROOT, env=shell_env, capture_output=True, text=True, timeout=240)
+    assert filed.returncode == 0, f"stdout:\n{filed.stdout}\nstderr:\n{filed.stderr}"
+    [(platform_key, request_id)] = [tuple(line.split()[1:]) for line in filed.stdout.splitlines()
+                                    if line.startswith("FILED ")]
+    assert not platform.tenants.exists("sandbox-eu"), "a request, not yet a tenant"
+    admin_key = _operator_page(api, platform_key, request_id)
+    ran = subprocess.run(["bash", "-c", "\n".join(["set -e", blocks["verify"]])], cwd=ROOT,
+                         env={**shell_env, "ADMIN_KEY": admin_key}, capture_output=True, text=True, timeout=240)
     print(f"\nthe guide's verification ran in {time.perf_counter() - started:.1f} s\n{ran.stdout}")
     assert ran.returncode == 0, f"stdout:\n{ran.stdout}\nstderr:\n{ran.stderr}"
     assert "'status': 'credited'" in ran.stdout
@@ -105,14 +149,8 @@ def test_the_verification_steps_work_as_written(stack, tmp_path: Path) -> None:
     assert platform.tenants.get("sandbox-eu").sandbox
     assert vault.created_types == {key_name("sandbox-eu"): "RSA-HSM"}
     bootstrap = [r for r in platform.audit.records("_platform") if r["action"] == "apikey.created"]
-    assert len(bootstrap) == 1 and bootstrap[0]["after"].get("bootstrap") is True
-    # "Safe to repeat": the same request answers with the same tenant and the same admin key.
-    [keys] = [line.split()[1:] for line in ran.stdout.splitlines() if line.startswith("KEYS ")]
-    platform_key, admin_key = keys
-    again = httpx.post(f"{api}/v1/tenants", headers={"Authorization": f"Bearer {platform_key}"}, timeout=30, json={
-        "tenantId": "sandbox-eu", "name": "Sandbox EU", "currency": "EUR", "timeZone": "Europe/Paris",
-        "pointsPerUnit": "10", "sandbox": True})
-    assert again.status_code == 201 and again.json()["adminKey"]["apiKey"] == admin_key
+    assert bootstrap[0]["after"].get("operatorBootstrap") is True
+    assert [r["action"] for r in platform.audit.records("_platform")].count("operator.bootstrapped") == 1
 
 
 def test_a_second_bootstrap_is_refused_as_the_guide_says(stack, tmp_path: Path) -> None:

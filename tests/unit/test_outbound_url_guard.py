@@ -82,8 +82,16 @@ class Feature:
     use_resolver: Callable[[Platform, Callable[[str, int], list[str]]], None]
 
 
-def _platform_key(platform: Platform) -> str:
-    return platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None, "ops").secret_key
+_OPERATORS: dict[int, list] = {}
+
+
+def _ceremony(platform: Platform, client):  # type: ignore[no-untyped-def]
+    """Partner configuration is a platform act: two operators approve it (tests/operators.py)."""
+    from tests.operators import Ceremony, add_operators
+
+    if id(platform) not in _OPERATORS:
+        _OPERATORS[id(platform)] = add_operators(platform, 2)
+    return Ceremony(client, _OPERATORS[id(platform)])
 
 
 def _register_webhook(platform, client, url):  # type: ignore[no-untyped-def]
@@ -105,8 +113,8 @@ def _call_webhook(platform, url):  # type: ignore[no-untyped-def]
 
 
 def _register_partner(platform, client, url):  # type: ignore[no-untyped-def]
-    return client.put("/v1/platform/partners/p1", json={"baseUrl": url, "timeoutSeconds": 1, "maxAttempts": 1},
-                      headers=auth(_platform_key(platform)))
+    return _ceremony(platform, client).act("PUT", "/v1/platform/partners/p1",
+                                           {"baseUrl": url, "timeoutSeconds": 1, "maxAttempts": 1})
 
 
 def _call_partner(platform, url):  # type: ignore[no-untyped-def]

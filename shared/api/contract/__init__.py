@@ -74,6 +74,8 @@ TAGS: list[dict[str, str]] = [
     {"name": "expiry", "description": "A customer's upcoming points expiries."},
     {"name": "fraud", "description": "The fraud policy and an on-demand reconciliation of the ledger."},
     {"name": "reviews", "description": "The manual review queue: held earns and large redemptions."},
+    {"name": "agents", "description": "Agents' guardrail policies, terms documents and decision trail (the MCP "
+                                      "server itself is at /mcp)."},
     {"name": "imports", "description": "Historical imports and bulk awards: upload, start, progress, error report."},
     {"name": "occasions", "description": "Birthday and join-anniversary rewards: the tenant's settings."},
 ]

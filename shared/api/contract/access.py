@@ -38,6 +38,7 @@ class ApiKey(BaseModel):
     createdAt: str | None = None
     createdBy: str | None = None
     revokedAt: str | None = Field(default=None, description="when it was revoked; null while it is valid")
+    operatorId: str | None = Field(default=None, description="platform-admin keys: the operator it is bound to")
 
 
 class ApiKeyList(BaseModel):
@@ -55,7 +56,7 @@ class IssuedKey(BaseModel):
 
     keyId: str
     apiKey: str = Field(description="acr_<keyId>_<secret>: store it now, it is never shown again")
-    role: Literal["merchant", "analyst", "tenant-admin"]
+    role: Literal["merchant", "analyst", "tenant-admin", "agent"]
     tenantId: str
 
 

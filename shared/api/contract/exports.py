@@ -32,6 +32,7 @@ class ExportManifest(BaseModel):
     finishedAt: str = Field(examples=["2026-11-23T02:00:01.200000Z"])
     subjects: list[str] = Field(examples=[["ledger", "customers"]])
     files: list[ExportFile]
+    schemas: dict[str, Any] | None = Field(default=None, description="per subject, its columns and their version")
 
 
 class ExportRun(BaseModel):
@@ -60,3 +61,5 @@ class ExportSettingsView(BaseModel):
     tenantId: str = Field(examples=["sandbox"])
     excludedPersonalFields: list[str] = Field(examples=[["phone", "postalAddress"]])
     exportedPersonalFields: list[str] = Field(examples=[["email", "name"]])
+    format: str = Field(default="parquet", examples=["parquet"], description="parquet or ndjson")
+    microBatchMinutes: int = Field(default=5, examples=[5], description="minutes between micro-batches")

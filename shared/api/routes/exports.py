@@ -3,7 +3,7 @@ date range, list runs, and the personal-data export setting. See docs/exports.md
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -36,6 +36,10 @@ class ExportSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     excludedPersonalFields: list[FieldName] = Field(max_length=50)
+    format: Literal["parquet", "ndjson"] | None = Field(
+        default=None, description="file format of new runs (default parquet); absent: unchanged")
+    microBatchMinutes: int | None = Field(default=None, ge=1, le=1440,
+                                          description="minutes between micro-batches (default 5); absent: unchanged")
 
 
 @router.post("/runs", status_code=201, summary="Export the changes since the last run now",
@@ -83,8 +87,9 @@ def put_settings(body: ExportSettings, p: Annotated[Platform, Depends(platform)]
                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Sets the personal fields the customers export leaves out (capability ``admin``, audited)."""
     before = p.exports.settings(who.tenant_id)
-    after = p.exports.save_settings(who.tenant_id, body.excludedPersonalFields)
+    after = p.exports.save_settings(who.tenant_id, body.excludedPersonalFields, format=body.format,
+                                    micro_batch_minutes=body.microBatchMinutes)
+    keys = ("excludedPersonalFields", "format", "microBatchMinutes")
     p.audit.record(who.tenant_id, "export.settings.changed", who, target="export:settings",
-                   before={"excludedPersonalFields": before["excludedPersonalFields"]},
-                   after={"excludedPersonalFields": after["excludedPersonalFields"]})
+                   before={k: before[k] for k in keys}, after={k: after[k] for k in keys})
     return after

@@ -1,16 +1,19 @@
-"""Dual control of platform-admin destructive acts: request, approve (another operator),
-reject. Deleting a tenant, granting platform-admin and rotating a tenant's KEK run
-only through an approved request."""
+"""Dual control of every platform-admin act: request, then two operators approve (or one
+rejects) with a WebAuthn assertion of the request's challenge (shared.governance).
+
+Acts with a route of their own (creating a tenant, revoking a platform-admin key,
+saving a partner, registering a security key) file their request there; this route
+files the others."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.api.contract import op
-from shared.api.contract.governance import ApprovalRequest, ApprovalRequestList
+from shared.api.contract.governance import ApprovalRequest, ApprovalRequestList, AssertionOptions
 from shared.api.deps import platform
 from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
 from shared.api.security import requires
@@ -21,43 +24,80 @@ from shared.platform import Platform
 router = APIRouter(prefix="/v1/platform/approvals", tags=["governance"])
 
 RequestId = Annotated[str, Path(pattern=r"^req-[0-9a-f]{16}$", max_length=20)]
+KEY_ID = r"^[a-z2-7]{12}$"
+OPERATOR_ID = r"^op-[0-9a-f]{16}$"
+
+
+class ActParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    label: str | None = Field(default=None, max_length=100,
+                              description="tenant-admin.issue, platform-admin.grant: what the key is for")
+    key_id: str | None = Field(default=None, alias="keyId", pattern=KEY_ID, max_length=12,
+                               description="tenant-key.revoke, platform-admin.revoke")
+    operator_id: str | None = Field(default=None, alias="operatorId", pattern=OPERATOR_ID, max_length=19,
+                                    description="platform-admin.grant, operator.remove, credential.remove")
+    credential_id: str | None = Field(default=None, alias="credentialId", max_length=400,
+                                      pattern=r"^[A-Za-z0-9_-]+$", description="credential.remove")
+    ttl_minutes: int | None = Field(default=None, alias="ttlMinutes", ge=5, le=7 * 24 * 60,
+                                    description="dual-control.policy: how long a request waits for approvals")
+
+
+# Which parameters each act filed here takes (all required), and whether it is about a tenant.
+SHAPES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "tenant.delete": ((), True), "tenant.kek.rotate": ((), True),
+    "tenant-admin.issue": (("label",), True), "tenant-key.revoke": (("keyId",), True),
+    "platform-admin.grant": (("operatorId",), False), "operator.remove": (("operatorId",), False),
+    "credential.remove": (("operatorId", "credentialId"), False), "dual-control.policy": (("ttlMinutes",), False),
+}
+
+
+# Parameters an act takes when given (platform-admin.grant: the new key's label; default the operator's name).
+OPTIONAL: dict[str, set[str]] = {"platform-admin.grant": {"label"}}
 
 
 class NewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    action: Literal["tenant.delete", "platform-admin.grant", "tenant.kek.rotate"]
+    action: Literal["tenant.delete", "tenant.kek.rotate", "tenant-admin.issue", "tenant-key.revoke",
+                    "platform-admin.grant", "operator.remove", "credential.remove", "dual-control.policy"]
     tenant_id: EntityId | None = Field(default=None, alias="tenantId")
     reason: str = Field(min_length=1, max_length=1000)
-    label: str = Field(default="", max_length=100,
-                       description="platform-admin.grant: the operator the key is for (their directory name); "
-                                   "dual control tells operators apart by it")
+    params: ActParams = Field(default_factory=ActParams)
 
     @model_validator(mode="after")
-    def _tenant_when_needed(self) -> "NewRequest":
-        if self.action != "platform-admin.grant" and not self.tenant_id:
+    def _shape(self) -> "NewRequest":
+        needed, about_tenant = SHAPES[self.action]
+        if about_tenant and not self.tenant_id:
             raise ValueError(f"{self.action} needs a tenantId")
-        if self.action == "platform-admin.grant" and self.tenant_id:
-            raise ValueError("platform-admin.grant takes no tenantId")
-        if self.action == "platform-admin.grant" and not self.label.strip():
-            raise ValueError("platform-admin.grant needs the label of the operator the key is for")
+        if not about_tenant and self.tenant_id:
+            raise ValueError(f"{self.action} takes no tenantId")
+        given = set(self.params.model_dump(by_alias=True, exclude_none=True)) - OPTIONAL.get(self.action, set())
+        if given != set(needed):
+            raise ValueError(f"{self.action} takes exactly these params: {', '.join(needed) or 'none'}")
         return self
 
 
-class ApprovalDecision(BaseModel):
+class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    assertion: dict[str, Any] = Field(description="the PublicKeyCredential of navigator.credentials.get (JSON form) "
+                                                  "over the request's challenge")
     reason: str | None = Field(default=None, max_length=1000)
 
 
-@router.post("", status_code=201, summary="Request a dual-controlled act (platform-admin)",
-             **op("governance.request", {201: ApprovalRequest}, errors=(409,)))
+@router.post("", status_code=202, summary="Request a dual-controlled act (platform-admin)",
+             **op("governance.request", {202: ApprovalRequest}, errors=(404, 409)))
 def request_act(body: NewRequest, p: Annotated[Platform, Depends(platform)],
                 who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
-    """Requests a dual-controlled act: deleting a tenant, granting platform-admin or rotating a tenant's KEK
-    (capability ``platform``, audited). It runs only when another operator approves it before it
-    expires."""
-    params = {"label": body.label} if body.label else {}
+    """Files a dual-controlled act (capability ``platform``, audited). It runs once the requester and a
+    second operator approve it with their security keys before it expires."""
+    params = body.params.model_dump(by_alias=True, exclude_none=True)
+    if body.tenant_id and body.action != "tenant.create" and not p.tenants.exists(body.tenant_id):
+        from shared.errors import NotFound
+        raise NotFound(f"tenant {body.tenant_id!r} does not exist")
+    if "operatorId" in params:
+        p.operators.active(params["operatorId"])
     return p.approvals.request(body.action, who, tenant_id=body.tenant_id, reason=body.reason, params=params)
 
 
@@ -66,24 +106,36 @@ def request_act(body: NewRequest, p: Annotated[Platform, Depends(platform)],
 def list_requests(request: Request, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("platform"))], cursor: Cursor = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    """Recent requests, newest first, with their status (capability ``platform``)."""
+    """Recent requests, newest first, with their status, challenge and approvals (capability ``platform``)."""
     return in_memory(request, p.approvals.list(SCAN_LIMIT), limit, cursor, Order(("createdAt", "id"), descending=True))
 
 
-@router.post("/{requestId}/approve", summary="Approve another operator's request; the act runs now",
+@router.get("/{requestId}/assertion-options", summary="WebAuthn options to approve or reject a request",
+            **op("governance.assertionOptions", AssertionOptions, errors=(404,)))
+def assertion_options(requestId: RequestId, p: Annotated[Platform, Depends(platform)],
+                      who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
+    """The ``publicKey`` options of ``navigator.credentials.get`` (JSON form) whose challenge is the request's
+    (capability ``platform``): the caller's operator's security keys are allowed."""
+    return p.approvals.assertion_options(requestId, who)
+
+
+@router.post("/{requestId}/approve", summary="Approve with a security key; the second approval runs the act",
              **op("governance.approve", ApprovalRequest, errors=(404, 409)))
-def approve(requestId: RequestId, body: ApprovalDecision, response: Response,
+def approve(requestId: RequestId, body: Decision, response: Response,
             p: Annotated[Platform, Depends(platform)],
             who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
-    """Approves another operator's pending request; the act runs now and its result is in this answer
-    (capability ``platform``, audited). The requester cannot approve their own request (403)."""
+    """Approves a pending request with a WebAuthn assertion of its challenge (capability ``platform``,
+    audited with operator and credential). The requester and a second, different operator approve; the
+    second approval runs the act and its result is in that answer. 403 for a refused assertion or the same
+    operator twice."""
     response.headers["Cache-Control"] = "no-store"  # a granted key's secret is in this answer only
-    return p.approvals.approve(requestId, who, body.reason)
+    return p.approvals.approve(requestId, who, body.assertion, body.reason)
 
 
-@router.post("/{requestId}/reject", summary="Reject (or withdraw) a pending request",
+@router.post("/{requestId}/reject", summary="Reject (or withdraw) a pending request with a security key",
              **op("governance.reject", ApprovalRequest, errors=(404, 409)))
-def reject(requestId: RequestId, body: ApprovalDecision, p: Annotated[Platform, Depends(platform)],
+def reject(requestId: RequestId, body: Decision, p: Annotated[Platform, Depends(platform)],
            who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
-    """Rejects a pending request, or withdraws one's own (capability ``platform``, audited)."""
-    return p.approvals.reject(requestId, who, body.reason)
+    """Rejects a pending request, or withdraws one's own, with a WebAuthn assertion of its challenge
+    (capability ``platform``, audited)."""
+    return p.approvals.reject(requestId, who, body.assertion, body.reason)

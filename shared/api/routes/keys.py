@@ -1,5 +1,5 @@
 """API keys of the caller's tenant (tenant-admin): create (secret shown once), list, revoke;
-and revoking a platform-admin key (platform-admin).
+and revoking a platform-admin key (a request two operators approve).
 
 Issue and revoke go through ``shared.governance.keys`` (one audit record each)."""
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.contract import op
 from shared.api.contract.access import ApiKey, ApiKeyList, IssuedKey
+from shared.api.contract.governance import ApprovalRequest
 from shared.api.deps import platform
 from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.security import requires
@@ -25,7 +26,7 @@ router = APIRouter(tags=["api-keys"])
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["merchant", "analyst", "tenant-admin"]
+    role: Literal["merchant", "analyst", "tenant-admin", "agent"]
     label: str = Field(default="", max_length=100)
 
 
@@ -33,7 +34,7 @@ class NewKey(BaseModel):
              **op("keys.create", {201: IssuedKey}))
 def create_key(body: NewKey, response: Response, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    """Creates a merchant, analyst or tenant-admin key of the caller's tenant (capability ``admin``, audited).
+    """Creates a merchant, analyst, tenant-admin or agent key of the caller's tenant (capability ``admin``, audited).
     The secret is in this answer only."""
     # Audited as apikey.created by the key administration (one record per key).
     issued = p.key_admin.issue(who.tenant_id, Role(body.role), who, label=body.label)
@@ -60,12 +61,15 @@ def revoke_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$", max_length=
     return p.key_admin.revoke(who.tenant_id, keyId, who)
 
 
-@router.delete("/v1/platform/api-keys/{keyId}", summary="Revoke a platform-admin key (platform-admin)",
-               **op("keys.revokePlatform", ApiKey, errors=(404, 409)))
+@router.delete("/v1/platform/api-keys/{keyId}", status_code=202,
+               summary="Request revoking a platform-admin key: two operators approve (platform-admin)",
+               **op("keys.revokePlatform", {202: ApprovalRequest}, errors=(404, 409)))
 def revoke_platform_key(keyId: Annotated[str, Path(pattern=r"^[a-z2-7]{12}$", max_length=12)],
                         p: Annotated[Platform, Depends(platform)],
                         who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
-    """Revokes a platform-admin key at once (capability ``platform``, audited in the platform chain); 409 for
-    the last live platform-admin key."""
-    # One operator may revoke (taking access away is the safe direction), never the last live key.
-    return p.key_admin.revoke(PLATFORM_CHAIN, keyId, who)
+    """Files a ``platform-admin.revoke`` request (capability ``platform``, audited in the platform chain); the
+    key is revoked when the requester and a second operator approve with their security keys. 404 for no such
+    key; the last live platform-admin key is never revoked (409 when approved)."""
+    p.keys.get(PLATFORM_CHAIN, keyId)
+    return p.approvals.request("platform-admin.revoke", who, tenant_id=None, reason=f"revoke platform-admin key {keyId}",
+                               params={"keyId": keyId})

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from shared.api.contract import op
-from shared.api.contract.spend import (Partner, PartnerList, ProgrammeList, ProgrammeView, Reward, RewardPage,
+from shared.api.contract.spend import (PartnerList, ProgrammeList, ProgrammeView, Reward, RewardPage,
                                         SpendPolicyView)
 from shared.api.deps import platform
 from shared.api.pagination import Cursor, Order, in_memory, keyset, position
@@ -19,7 +19,10 @@ from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.platform import Platform
 from shared.spend.catalogue import NewReward, RewardPatch
 from shared.spend.conversions import Programme
-from shared.spend.partners import PartnerConfig
+from shared.api.contract.governance import ApprovalRequest
+from shared.errors import FieldProblem
+from shared.spend.partners import FULFILMENTS_PATH, PartnerConfig, UnsafePartnerUrl
+from shared.webhooks.ssrf import UnsafeUrl
 from shared.spend.policy import SpendPolicy
 
 router = APIRouter(tags=["rewards"])
@@ -120,17 +123,21 @@ def get_programme(programmeId: ProgrammeId, p: Annotated[Platform, Depends(platf
     return p.spend.conversions.programme(who.tenant_id, programmeId)
 
 
-@router.put("/v1/platform/partners/{partnerId}", summary="Register or change a partner's endpoint (platform-admin)",
-            **op("rewards.putPartner", Partner))
+@router.put("/v1/platform/partners/{partnerId}", status_code=202,
+            summary="Request registering or changing a partner's endpoint: two operators approve (platform-admin)",
+            **op("rewards.putPartner", {202: ApprovalRequest}))
 def put_partner(partnerId: PartnerId, body: PartnerConfig, p: Annotated[Platform, Depends(platform)],
                 who: Annotated[Principal, Depends(requires("platform"))]) -> dict:
-    """Registers or changes a partner's endpoint and its call budget: timeout, attempts, circuit breaker
-    (capability ``platform``, audited)."""
-    saved = p.spend.partners.save(partnerId, body, who.key_id)
-    if saved.changed:
-        p.audit.record("_platform", "partner.saved", who, target=f"partner:{partnerId}", before=saved.before,
-                       after=saved.after)
-    return saved.after
+    """Files a ``partner.save`` request with this endpoint and call budget (timeout, attempts, circuit breaker)
+    (capability ``platform``, audited); saved when the requester and a second operator approve it with their
+    security keys. An unsafe base URL is refused at once (SSRF guard)."""
+    try:
+        p.spend.partners.check_url(f"{body.base_url}{FULFILMENTS_PATH}")
+    except UnsafeUrl as refused:
+        raise UnsafePartnerUrl(f"baseUrl refused: {refused.message}", [FieldProblem("baseUrl", refused.message)]) \
+            from None
+    return p.approvals.request("partner.save", who, tenant_id=None, reason=f"save partner {partnerId}",
+                               params={"partnerId": partnerId, "config": body.model_dump(mode="json", by_alias=True)})
 
 
 @router.get("/v1/platform/partners", summary="Registered partners (platform-admin)",

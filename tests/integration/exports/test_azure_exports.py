@@ -17,6 +17,14 @@ from shared.exports.service import ExportService
 from tests.conftest import auth, drain, order_body
 
 
+@pytest.fixture
+def ndjson_exports(monkeypatch):  # type: ignore[no-untyped-def]
+    """The NDJSON option (these tests read its files); Parquet on Azurite: the test at the end."""
+    from shared.exports import service
+
+    monkeypatch.setattr(service, "DEFAULT_FORMAT", "ndjson")
+
+
 class FlakySink:
     """The Azure sink, failing the first put of the orders file half way through its stream."""
 
@@ -25,7 +33,7 @@ class FlakySink:
         self.fail = True
 
     def put(self, path, chunks, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if self.fail and "/orders." in path:
+        if self.fail and ("/orders." in path or "subject=orders/" in path):
             self.fail = False
 
             def broken():  # type: ignore[no-untyped-def]
@@ -40,6 +48,7 @@ class FlakySink:
         return getattr(self.inner, name)
 
 
+@pytest.mark.usefixtures("ndjson_exports")
 def test_export_to_azurite_survives_a_failure_midway(platform, tenant, client, clock,
                                                      azurite_connection_string) -> None:
     container = "exports-" + uuid.uuid4().hex[:10]
@@ -65,6 +74,7 @@ def test_export_to_azurite_survives_a_failure_midway(platform, tenant, client, c
     sink.inner.close()
 
 
+@pytest.mark.usefixtures("ndjson_exports")
 def test_erasure_rewrites_an_export_on_azurite(platform, tenant, client, clock, azurite_connection_string) -> None:
     """The scrub over Blob Storage: manifests found by listing (with metadata), the file and
     the manifest overwritten, and what Azure then serves holds nothing of the customer."""
@@ -93,3 +103,81 @@ def test_erasure_rewrites_an_export_on_azurite(platform, tenant, client, clock, 
     assert b"Zelda" not in plain and b"Olga Vantrimble" in plain
     assert service.scrub("acme", {"p0"}) == {}  # done: nothing more to rewrite
     sink.close()
+
+
+def test_the_sdk_decrypts_a_locally_written_export_file_from_azurite(tmp_path, azurite_connection_string) -> None:
+    """The local folder's client-side-encrypted bytes and encryptiondata, uploaded as they are,
+    are decrypted by azure-storage-blob's own download path with a key resolver: the local
+    format is the SDK's. And the Azure adapter's encrypted put reads back the same way."""
+    import os
+
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.blobs import cse
+    from shared.blobs.local import LocalBlobSink
+    from shared.exports.keys import ExportKek, resolver
+    from shared.keys.local import LocalKeyring
+
+    keyring = LocalKeyring(tmp_path / "export-keyring.json")
+    local = LocalBlobSink(tmp_path / "blobs")
+    data = os.urandom(cse.REGION * 2 + 1234)
+    local.put("acme/subject=orders/date=2026-12-04/r.parquet", [data], kek=ExportKek(keyring, "acme"))
+    [info] = local.list("acme/")
+    container = "cse-" + uuid.uuid4().hex[:10]
+    service = BlobServiceClient.from_connection_string(azurite_connection_string)
+    service.create_container(container)
+    raw = service.get_blob_client(container, info.path)
+    raw.upload_blob(local.read(info.path), metadata={cse.METADATA_KEY: info.metadata[cse.METADATA_KEY]})
+    reader = service.get_blob_client(container, info.path)
+    reader.require_encryption = True
+    reader.key_resolver_function = resolver(keyring, "acme")
+    assert reader.download_blob().readall() == data
+
+    sink = AzureBlobSink(container, connection_string=azurite_connection_string)
+    sink.put("acme/direct.parquet", [data[:5000], data[5000:]], kek=ExportKek(keyring, "acme"))
+    assert b"".join(sink.open("acme/direct.parquet", resolver(keyring, "acme"))) == data
+    assert sink.read("acme/direct.parquet") != data  # stored encrypted
+
+
+def test_parquet_export_on_azurite_survives_a_failure_and_is_scrubbed_on_erasure(
+        platform, tenant, client, clock, azurite_connection_string) -> None:
+    """Parquet through the SDK's own client-side encryption on Blob Storage: a put dying midway
+    moves no watermark, the redo exports every entry once, and an erasure rewrites the
+    customers file so what Azure then serves holds nothing of the customer."""
+    from datetime import date
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shared.app.customers import CustomerProfile
+    from shared.exports.keys import resolver
+
+    container = "exports-" + uuid.uuid4().hex[:10]
+    sink = FlakySink(AzureBlobSink(container, connection_string=azurite_connection_string, create_container=True))
+    service = ExportService(platform.store, clock, platform.key_provider, sink, vault=platform.vault,
+                            audit=platform.audit)
+    service.save_settings("acme", [])
+    platform.customers.register("acme", CustomerProfile(customerId="p0", joinDate=date(2026, 1, 1),
+                                                        name="Zelda Quuxbright"))
+    for number in range(10):
+        client.post("/v1/orders", json=order_body("c1", f"o{number}"), headers=auth(tenant.merchant))
+    drain(platform)
+    clock.advance(timedelta(minutes=5))
+    with pytest.raises(BlobUnavailable):
+        service.run("acme")
+    assert platform.store.read("exports", "acme", "state")["watermarks"] == {}
+    manifest = service.run("acme")
+    keys = resolver(service.export_keys, "acme")
+
+    def table(entry):  # type: ignore[no-untyped-def]
+        return pq.read_table(pa.BufferReader(b"".join(sink.inner.open(entry["path"], keys))))
+
+    [transactions] = [f for f in manifest["files"] if f["subject"] == "transactions"]
+    assert table(transactions).num_rows == 10 == transactions["rows"]
+    platform.vault.erase("acme", "p0", None, "ticket 12")
+    [customers] = [f for f in manifest["files"] if f["subject"] == "customers"]
+    assert service.scrub("acme", {"p0"}) == {"p0": [customers["path"]]}
+    rows = {r["customerId"]: r for r in table(customers).to_pylist()}
+    assert rows["p0"]["name"] is None and rows["p0"]["erased"] is True
+    assert b"Zelda" not in sink.inner.read(customers["path"])
+    sink.inner.close()

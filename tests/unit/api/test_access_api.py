@@ -119,12 +119,9 @@ def test_a_tenant_cannot_see_or_touch_another_tenants_data(client, platform, ten
     assert platform.ledger.head("acme", "c1").balance == 100
 
 
-def test_a_platform_admin_creates_a_tenant_with_its_first_admin_key(client, platform) -> None:
-    from shared.app.auth import Role
-
-    root = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key
-    created = client.post("/v1/tenants", json={"tenantId": "initech", "name": "Initech", "currency": "USD"},
-                          headers=auth(root))
+def test_a_platform_admin_creates_a_tenant_with_its_first_admin_key(client, platform, ceremony) -> None:
+    root = ceremony.operators[0].api_key
+    created = ceremony.tenant({"tenantId": "initech", "name": "Initech", "currency": "USD"})
     assert created.status_code == 201, created.text
     admin = created.json()["adminKey"]["apiKey"]
     assert client.get("/v1/tenant", headers=auth(admin)).json()["currency"] == "USD"

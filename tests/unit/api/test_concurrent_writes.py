@@ -211,21 +211,13 @@ WRITES: list[Write] = [
                                                     "joinDate": f"2025-01-{1 + n:02d}"}),
           lambda ctx: _docs(ctx, "customers", customer_pk("acme", f"new-{ctx.round}"), docType="customer"),
           lambda ctx, e, body: e["joinDate"] == body["joinDate"], rounds=ROUNDS),
-    Write("tenant", "keyed", "platform",
-          lambda ctx, n: ("POST", "/v1/tenants", {"tenantId": f"newco{ctx.round}", "name": f"New Co {n}"}),
-          lambda ctx: _tenant_doc(ctx, f"newco{ctx.round}", f"newco{ctx.round}"),
-          lambda ctx, e, body: e["name"] == body["name"]
-          # one first admin key, not one per racer that got past the check
-          and len(_docs(ctx, API_KEYS, None, tenantId=f"newco{ctx.round}")) == 1,
-          audit="tenant.created", audit_tenant="newco", rounds=ROUNDS),
+    # Tenant creation and partner configuration are platform acts: a request each, run by
+    # the second operator's approval; their races (twenty approvals, twenty requests at
+    # once) are in tests/unit/governance/test_fido2.py.
     Write("tier programme", "replace", "admin",
           lambda ctx, n: ("PUT", "/v1/tiers", {**TIERS, "windowMonths": 1 + n}),
           lambda ctx: _tenant_doc(ctx, "acme", "tierprogram"),
           lambda ctx, e, body: e["program"]["windowMonths"] == body["windowMonths"], audit="tiers.program.saved"),
-    Write("partner", "replace", "platform",
-          lambda ctx, n: ("PUT", "/v1/platform/partners/air", {"baseUrl": f"http://127.0.0.1:9/p{n}"}),
-          lambda ctx: _docs(ctx, "system", "partners", docType="partner"),
-          lambda ctx, e, body: e["baseUrl"] == body["baseUrl"], audit="partner.saved", audit_tenant="_platform"),
     Write("conversion programme", "replace", "admin",
           lambda ctx, n: ("PUT", "/v1/conversion-programmes/miles",
                           {"partnerId": "air", "name": f"Miles {n}", "rate": "0.5"}),

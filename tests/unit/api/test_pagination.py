@@ -47,6 +47,7 @@ LIST_ROUTES = {
     "/v1/webhooks/endpoints/{endpointId}/deliveries": "admin",
     "/v1/platform/approvals": "platform",
     "/v1/platform/partners": "platform",
+    "/v1/platform/operators": "platform",
     "/v1/api-keys": "admin",
     "/v1/redemption-reviews": "admin",
     "/v1/reviews": "admin",
@@ -58,9 +59,11 @@ LIST_ROUTES = {
 
 
 @pytest.fixture
-def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any) -> dict[str, Any]:
+def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any, operators: list) -> dict[str, Any]:
     """At least N items in every list of the tenant (and of the platform)."""
-    root = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None, "pager").secret_key
+    root = operators[0].api_key
+    from tests.operators import add_operators
+    add_operators(platform, N, names=("cy", "dee", "eli", "fay", "gus"))  # N operators and more
     admin = auth(tenant.admin)
     platform.tenants.save(platform.tenants.get("acme").model_copy(
         update={"expiry_policy": ExpiryPolicy(kind="rolling", months=1)}))
@@ -92,7 +95,8 @@ def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any
         assert client.post("/v1/rules/activate", headers=admin, json={
             "target": {"ruleSetId": "main", "version": n + 1}, "reason": REASON}).status_code == 200
         assert client.post("/v1/platform/approvals", headers=auth(root), json={
-            "action": "platform-admin.grant", "label": f"operator {n}", "reason": "paging"}).status_code == 201
+            "action": "platform-admin.grant", "params": {"operatorId": operators[1].operator_id, "label": f"k{n}"},
+            "reason": "paging"}).status_code == 202
         platform.exports.run("acme")
         drain(platform)
         platform.webhook_worker.run_once()  # a failed attempt at least (nothing listens on port 9)

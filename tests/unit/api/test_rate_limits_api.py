@@ -141,3 +141,29 @@ def test_failed_authentications_never_spend_a_tenants_quota(client: TestClient, 
     for _ in range(10):
         client.get("/v1/customers/c1", headers=auth(tenant.merchant[:-4] + "xxxx"))
     assert [client.get("/v1/customers/c1", headers=auth(tenant.merchant)).status_code for _ in range(3)] == [200] * 3
+
+
+def test_patch_null_puts_an_optional_setting_back_to_the_default(client: TestClient, tenant: TenantKeys,
+                                                                 platform: Platform) -> None:
+    """The outside review: once set, rateLimits could not be unset (null was read as 'not given')."""
+    set_ = client.patch("/v1/tenant", json={"rateLimits": {"perKey": 5, "perTenant": 50}}, headers=auth(tenant.admin))
+    assert set_.status_code == 200 and set_.json()["rateLimits"]["perKey"] == 5
+    cleared = client.patch("/v1/tenant", json={"rateLimits": None}, headers=auth(tenant.admin))
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["rateLimits"] is None and platform.tenants.get("acme").rate_limits is None
+    ok = client.get("/v1/customers/c1", headers=auth(tenant.merchant))
+    assert ok.headers["RateLimit-Policy"] == '"key";q=600000;w=60'
+    changes = [item["after"] for item in client.get("/v1/audit", headers=auth(tenant.admin)).json()["items"]
+               if item["action"] == "tenant.settings.changed"]
+    assert {"rateLimits": None} in changes
+
+
+@pytest.mark.parametrize("field", ["name", "timeZone", "pointsPerUnit", "evaluator"])
+def test_patch_null_on_a_required_setting_is_a_422_and_changes_nothing(client: TestClient, tenant: TenantKeys,
+                                                                      platform: Platform, field: str) -> None:
+    before = platform.tenants.get("acme")
+    refused = client.patch("/v1/tenant", json={field: None, "rateLimits": {"perKey": 5, "perTenant": 50}},
+                           headers=auth(tenant.admin))
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == [field]
+    assert platform.tenants.get("acme") == before

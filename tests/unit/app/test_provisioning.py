@@ -1,5 +1,5 @@
 """Tenant provisioning is all or nothing and idempotent: a failure after any step, then a
-retry of the same request, ends in exactly one tenant, one admin key, one record of each
+retry of the same request (each an approval request two operators approve, tests/operators.py), ends in exactly one tenant, one admin key, one record of each
 kind and the keys present; the answer of a completed provisioning is replayed.
 
 Real parts: the SQLite store, the real API over HTTP (ASGI), and Key Vault through the
@@ -16,7 +16,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shared.api.app import create_app
-from shared.app.auth import Role
 from shared.app.provisioning import PK, record_id
 from shared.domain.tenants import TenantSettings
 from shared.keys.keyvault import KeyVaultKeyProvider, key_name
@@ -25,6 +24,7 @@ from shared.settings import Settings
 from shared.store.layout import API_KEYS, SYSTEM
 from shared.store.port import Filter, Query
 from tests.conftest import auth
+from tests.operators import Ceremony, add_operators
 from tests.unit.keys.fake_keyvault import CRYPTO_OFFICER, CRYPTO_USER, VAULT, FakeCredential, FakeKeyVaultTransport
 
 BODY = {"tenantId": "newco", "name": "New Co", "currency": "EUR", "timeZone": "Europe/Paris", "pointsPerUnit": "10"}
@@ -53,15 +53,15 @@ def _platform(tmp_path: Path, clock, vault: FakeKeyVaultTransport, manager: str 
 @pytest.fixture
 def stack(tmp_path, clock, vault) -> Iterator[tuple[Platform, TestClient, str]]:
     platform = _platform(tmp_path, clock, vault)
-    root = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key
     with TestClient(create_app(platform), base_url="http://accrue.test", raise_server_exceptions=False) as http:
-        yield platform, http, root
+        yield platform, http, Ceremony(http, add_operators(platform, 2))
     platform.close()
 
 
 def end_state(platform: Platform, vault: FakeKeyVaultTransport, tenant_id: str = "newco") -> dict:
     keys = platform.store.query(API_KEYS, Query(pk=None, filters=(Filter("tenantId", "=", tenant_id),), limit=10))
-    actions = [r["action"] for r in platform.audit.records(tenant_id)]
+    # The provisioning's own records (the approval request's are the ceremony's, tests/unit/governance).
+    actions = [r["action"] for r in platform.audit.records(tenant_id) if not r["target"].startswith("request:")]
     return {"tenant": platform.tenants.exists(tenant_id), "adminKeys": len(keys),
             "actions": sorted(actions), "kek": key_name(tenant_id) in vault.keys}
 
@@ -82,13 +82,13 @@ def test_a_failure_after_any_step_then_a_retry_completes_exactly_once(stack, vau
     with pytest.raises(Crash):  # in process, the crash surfaces as the exception itself
         platform.provisioning.provision(TenantSettings.model_validate(BODY), None)
     platform.provisioning.after_step = lambda at: None
-    retry = http.post("/v1/tenants", json=BODY, headers=auth(root))
+    retry = root.tenant(BODY)
     assert retry.status_code == 201, retry.text
     assert end_state(platform, vault) == COMPLETE
     admin = retry.json()["adminKey"]["apiKey"]
     assert http.get("/v1/tenant", headers=auth(admin)).json()["name"] == "New Co"
     # And once more: the same answer, nothing new.
-    again = http.post("/v1/tenants", json=BODY, headers=auth(root))
+    again = root.tenant(BODY)
     assert again.status_code == 201 and again.json() == retry.json()
     assert end_state(platform, vault) == COMPLETE
 
@@ -96,15 +96,15 @@ def test_a_failure_after_any_step_then_a_retry_completes_exactly_once(stack, vau
 def test_a_vault_that_refuses_leaves_nothing_and_the_retry_after_the_fix_completes(tmp_path, clock, vault) -> None:
     # The data-path identity wired as the manager: the 403 of issue 16.
     broken = _platform(tmp_path, clock, vault, manager="app")
-    root = broken.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key
+    ops = add_operators(broken, 2)
     with TestClient(create_app(broken), base_url="http://accrue.test", raise_server_exceptions=False) as http:
-        refused = http.post("/v1/tenants", json=BODY, headers=auth(root))
+        refused = Ceremony(http, ops).tenant(BODY)
     assert refused.status_code == 503 and refused.json()["type"].endswith("/key-vault-forbidden"), refused.text
     assert end_state(broken, vault) == {"tenant": False, "adminKeys": 0, "actions": [], "kek": False}
     broken.close()
     fixed = _platform(tmp_path, clock, vault)  # the role is granted: the same request again
     with TestClient(create_app(fixed), base_url="http://accrue.test", raise_server_exceptions=False) as http:
-        done = http.post("/v1/tenants", json=BODY, headers=auth(root))
+        done = Ceremony(http, ops).tenant(BODY)
     assert done.status_code == 201, done.text
     assert end_state(fixed, vault) == COMPLETE
     fixed.close()
@@ -113,9 +113,9 @@ def test_a_vault_that_refuses_leaves_nothing_and_the_retry_after_the_fix_complet
 def test_without_a_key_manager_the_answer_is_503_naming_the_setting_and_nothing_is_written(
         tmp_path, clock, vault) -> None:
     platform = _platform(tmp_path, clock, vault, manager=None)
-    root = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key
+    ops = add_operators(platform, 2)
     with TestClient(create_app(platform), base_url="http://accrue.test", raise_server_exceptions=False) as http:
-        refused = http.post("/v1/tenants", json=BODY, headers=auth(root))
+        refused = Ceremony(http, ops).tenant(BODY)
     assert refused.status_code == 503 and "KEYVAULT_MANAGEMENT_CLIENT_ID" in refused.json()["detail"]
     assert end_state(platform, vault)["tenant"] is False
     platform.close()
@@ -129,18 +129,18 @@ def test_a_different_request_for_the_same_id_is_409_before_and_after_completion(
             raise Crash(at)
 
     platform.provisioning.after_step = fail
-    assert http.post("/v1/tenants", json=BODY, headers=auth(root)).status_code == 500  # the crash
+    assert root.tenant(BODY).status_code == 500  # the crash
     platform.provisioning.after_step = lambda at: None
-    other = http.post("/v1/tenants", json={**BODY, "name": "Someone else"}, headers=auth(root))
+    other = root.tenant({**BODY, "name": "Someone else"})
     assert other.status_code == 409 and other.json()["type"].endswith("/tenant-provisioning-conflict")
-    assert http.post("/v1/tenants", json=BODY, headers=auth(root)).status_code == 201
-    assert http.post("/v1/tenants", json={**BODY, "name": "Someone else"}, headers=auth(root)).status_code == 409
+    assert root.tenant(BODY).status_code == 201
+    assert root.tenant({**BODY, "name": "Someone else"}).status_code == 409
     assert end_state(platform, vault) == COMPLETE
 
 
 def test_the_record_keeps_the_request_hash_and_a_sealed_secret_never_the_clear_one(stack) -> None:
     platform, http, root = stack
-    answer = http.post("/v1/tenants", json=BODY, headers=auth(root)).json()
+    answer = root.tenant(BODY).json()
     record = platform.store.read(SYSTEM, PK, record_id("newco"))
     assert record["status"] == "done" and len(record["requestHash"]) == 64
     secret = answer["adminKey"]["apiKey"].split("_", 2)[2]
@@ -152,9 +152,9 @@ def test_after_the_record_lifetime_a_repeat_is_an_ordinary_409(stack, clock) -> 
     from datetime import timedelta
 
     platform, http, root = stack
-    assert http.post("/v1/tenants", json=BODY, headers=auth(root)).status_code == 201
+    assert root.tenant(BODY).status_code == 201
     clock.advance(timedelta(hours=25))
-    late = http.post("/v1/tenants", json=BODY, headers=auth(root))
+    late = root.tenant(BODY)
     assert late.status_code == 409 and "already exists" in late.json()["detail"]
     assert platform.store.read(SYSTEM, PK, record_id("newco"))["sealedSecret"] is None
 
@@ -179,7 +179,7 @@ def test_a_crashed_holders_lease_expires_and_the_retry_takes_over(stack, vault, 
     platform.store.upsert(SYSTEM, {**record, "leaseOwner": "killed", "leaseUntil": iso(clock.now() + timedelta(
         seconds=30))}, if_match=record["_etag"])
     clock.advance(timedelta(seconds=31))
-    retry = http.post("/v1/tenants", json=BODY, headers=auth(root))
+    retry = root.tenant(BODY)
     assert retry.status_code == 201, retry.text
     assert end_state(platform, vault) == COMPLETE
 
@@ -191,7 +191,7 @@ def test_a_sandbox_tenant_is_marked_and_has_its_sample_data(stack, vault) -> Non
 
     platform, http, root = stack
     started = time.perf_counter()
-    made = http.post("/v1/tenants", json={**BODY, "tenantId": "play", "sandbox": True}, headers=auth(root))
+    made = root.tenant({**BODY, "tenantId": "play", "sandbox": True})
     elapsed = time.perf_counter() - started
     print(f"\nsandbox tenant provisioned over HTTP (fake Key Vault, SQLite) in {elapsed:.2f} s")
     assert made.status_code == 201, made.text
@@ -216,7 +216,7 @@ def test_a_sandbox_tenant_is_marked_and_has_its_sample_data(stack, vault) -> Non
         port.fulfil(PartnerRequest(SIMULATOR_ID, "reward", "r-2", "newco", "c1", 500))
     assert refused.value.permanent
     # A repeat of the sandbox request adds nothing.
-    again = http.post("/v1/tenants", json={**BODY, "tenantId": "play", "sandbox": True}, headers=auth(root))
+    again = root.tenant({**BODY, "tenantId": "play", "sandbox": True})
     assert again.json() == made.json()
     assert len(platform.rule_sets.list_versions("play", sample_data.RULE_SET_ID)) == 1
 
@@ -236,7 +236,7 @@ def test_a_sandbox_interrupted_after_a_step_is_completed_with_one_of_each_sample
     with pytest.raises(Crash):
         platform.provisioning.provision(TenantSettings.model_validate(body), None)
     platform.provisioning.after_step = lambda at: None
-    retry = http.post("/v1/tenants", json=body, headers=auth(root))
+    retry = root.tenant(body)
     assert retry.status_code == 201, retry.text
     assert end_state(platform, vault, "play")["adminKeys"] == 1
     actions = [r["action"] for r in platform.audit.records("play")]

@@ -98,15 +98,14 @@ def test_administrative_acts_over_the_api_are_audited(client, platform, tenant) 
         assert client.get("/v1/audit", headers=auth(key)).status_code == 403
 
 
-def test_tenant_creation_is_audited_in_the_new_tenants_chain(client, platform) -> None:
-    from shared.app.auth import Role
-
-    root = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key
-    response = client.post("/v1/tenants", json={"tenantId": "newco", "name": "New Co"}, headers=auth(root))
-    assert response.status_code == 201
+def test_tenant_creation_is_audited_in_the_new_tenants_chain(client, platform, ceremony) -> None:
+    root = ceremony.operators[0].api_key
+    ceremony.create_tenant({"tenantId": "newco", "name": "New Co"})
     actions = [r["action"] for r in platform.audit.records("newco")]
-    # Keys first, then the tenant and its admin key; the tenant's records close the provisioning.
-    assert actions == ["apikey.created", "tenant.kek.created", "tenant.created"]
+    # The request and both approvals; keys first, then the tenant and its admin key; the
+    # tenant's records close the provisioning, and the executed act closes the request.
+    assert actions == ["approval.requested", "approval.approved", "approval.approved", "apikey.created",
+                       "tenant.kek.created", "tenant.created", "tenant.create.executed"]
     assert client.get("/v1/platform/audit/newco/verify", headers=auth(root)).json()["ok"]
 
 

@@ -19,6 +19,15 @@ from shared.store.port import Query
 from tests.conftest import add_customer, auth, drain, order_body
 
 
+@pytest.fixture(autouse=True)
+def _ndjson_format(monkeypatch):  # type: ignore[no-untyped-def]
+    """These tests hold the NDJSON format (the ``format: ndjson`` option) to its contract;
+    Parquet, the default, is tested in test_parquet_exports.py."""
+    from shared.exports import service
+
+    monkeypatch.setattr(service, "DEFAULT_FORMAT", "ndjson")
+
+
 def _seal(platform, data: bytes, chunk=1024, tenant="acme", subject="transactions", run="r1"):  # type: ignore
     stream, stats = encrypt_stream(platform.key_provider, tenant, subject, run,
                                    [data[i:i + 700] for i in range(0, len(data), 700)], chunk)

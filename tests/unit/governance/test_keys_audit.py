@@ -25,6 +25,7 @@ from shared.local.__main__ import OPERATOR_KEY_VARIABLE, main
 from shared.platform import Platform, build_platform
 from shared.settings import Settings
 from tests.conftest import auth, make_tenant, run_in_threads
+from tests.operators import Ceremony, Operator, add_operators
 
 ROOT = Path(__file__).resolve().parents[3]
 TENANT_ROLES = ("merchant", "analyst", "tenant-admin")
@@ -35,8 +36,12 @@ def key_records(platform: Platform, chain: str) -> list[dict]:
 
 
 def operators(platform: Platform) -> tuple[str, str]:
-    return (platform.keys.issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, None, "alice").secret_key,
-            platform.keys.issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, None, "bob").secret_key)
+    """Two platform-admin keys of two operators with security keys (tests/operators.py)."""
+    return tuple(o.api_key for o in two(platform))  # type: ignore[return-value]
+
+
+def two(platform: Platform) -> list[Operator]:
+    return add_operators(platform, 2)
 
 
 # --- the table of paths: each does one act and returns (chain, key id, action) ---------------
@@ -61,44 +66,41 @@ def api_revoke(role: str) -> Callable[[Platform, TestClient, Path, pytest.Monkey
 
 
 def api_tenant_creation(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
-    alice, _ = operators(platform)
-    created = client.post("/v1/tenants", json={"tenantId": "newco", "name": "New Co"}, headers=auth(alice))
-    assert created.status_code == 201, created.text
-    return "newco", created.json()["adminKey"]["keyId"], "apikey.created"
+    created = Ceremony(client, two(platform)).create_tenant({"tenantId": "newco", "name": "New Co"})
+    return "newco", created["adminKey"]["keyId"], "apikey.created"
 
 
 def api_platform_admin_grant(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
-    alice, bob = operators(platform)
-    request = client.post("/v1/platform/approvals", headers=auth(alice),
-                          json={"action": "platform-admin.grant", "label": "carol", "reason": "on call"}).json()
-    done = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(bob))
-    assert done.status_code == 200, done.text
-    return PLATFORM_CHAIN, done.json()["result"]["keyId"], "apikey.created"
+    ops = two(platform)
+    done = Ceremony(client, ops).run("POST", "/v1/platform/approvals", {
+        "action": "platform-admin.grant", "params": {"operatorId": ops[1].operator_id}, "reason": "on call"})
+    return PLATFORM_CHAIN, done["result"]["keyId"], "apikey.created"
 
 
 def api_tenant_deletion(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
-    alice, bob = operators(platform)
+    ops = two(platform)
     make_tenant(platform, "gone")
     for key in platform.keys.list("gone")[1:]:
         platform.keys.revoke("gone", key["keyId"], "setup")  # one key left to revoke: one record expected
     key_id = platform.keys.list("gone")[0]["keyId"]
-    request = client.post("/v1/platform/approvals", headers=auth(alice),
-                          json={"action": "tenant.delete", "tenantId": "gone", "reason": "closed"}).json()
-    done = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(bob))
-    assert done.status_code == 200 and done.json()["result"]["keysRevoked"] == 1, done.text
+    done = Ceremony(client, ops).run("POST", "/v1/platform/approvals",
+                                     {"action": "tenant.delete", "tenantId": "gone", "reason": "closed"})
+    assert done["result"]["keysRevoked"] == 1, done
     return "gone", key_id, "apikey.revoked"
 
 
 def api_revoke_platform_admin(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
-    alice, bob = operators(platform)
-    key_id = platform.keys.verify(bob).key_id
-    revoked = client.delete(f"/v1/platform/api-keys/{key_id}", headers=auth(alice))
-    assert revoked.status_code == 200 and revoked.json()["revokedAt"], revoked.text
+    ops = two(platform)
+    key_id = platform.keys.issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, None, operator_id=ops[1].operator_id).key_id
+    done = Ceremony(client, ops).run("DELETE", f"/v1/platform/api-keys/{key_id}")
+    assert done["result"]["revokedAt"], done
     return PLATFORM_CHAIN, key_id, "apikey.revoked"
 
 
 def cli_issue(role: str) -> Callable[[Platform, TestClient, Path, pytest.MonkeyPatch], tuple[str, str, str]]:
     def act(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
+        if role == "tenant-admin":  # with dual control on, a request (test_cli_files_platform_acts)
+            monkeypatch.setenv("ACCRUE_DUAL_CONTROL", "off")
         make_tenant(platform, "acme")
         before = {k["keyId"] for k in platform.keys.list("acme")}
         assert main(["issue-key", "--tenant", "acme", "--role", role, "--reason", "till 3"]) == 0
@@ -110,6 +112,8 @@ def cli_issue(role: str) -> Callable[[Platform, TestClient, Path, pytest.MonkeyP
 def cli_revoke(role: str) -> Callable[[Platform, TestClient, Path, pytest.MonkeyPatch], tuple[str, str, str]]:
     def act(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
         tenant = PLATFORM_CHAIN if role == "platform-admin" else "acme"
+        if role in ("platform-admin", "tenant-admin"):  # with dual control on, a request (see below)
+            monkeypatch.setenv("ACCRUE_DUAL_CONTROL", "off")
         if tenant == "acme":
             make_tenant(platform, "acme")
         else:
@@ -121,7 +125,7 @@ def cli_revoke(role: str) -> Callable[[Platform, TestClient, Path, pytest.Monkey
 
 
 def cli_platform_admin_bootstrap(platform, client, data, monkeypatch):  # type: ignore[no-untyped-def]
-    assert main(["issue-key", "--role", "platform-admin", "--label", "root"]) == 0
+    assert main(["bootstrap-operator", "--name", "root"]) == 0
     (key,) = platform.keys.list(PLATFORM_CHAIN)
     return PLATFORM_CHAIN, key["keyId"], "apikey.created"
 
@@ -200,35 +204,64 @@ def test_a_tenant_cannot_be_given_a_platform_admin_key_and_no_key_lives_in_a_cha
 def test_cli_platform_admin_needs_a_second_operator_once_the_bootstrap_key_exists(
         shared_platform, shared_client, data, monkeypatch, capsys) -> None:
     platform, client = shared_platform, shared_client
-    # The very first platform-admin key: issued at once, recorded as the bootstrap.
-    assert main(["issue-key", "--tenant", "ops", "--role", "platform-admin", "--label", "alice"]) == 0
+    # No operator yet: the CLI mints nothing and says how a region is bootstrapped.
+    assert main(["issue-key", "--role", "platform-admin", "--label", "mallory"]) == 3
+    assert "bootstrap-operator" in capsys.readouterr().err
+    # The first operator: its platform-admin key at once, recorded as the bootstrap.
+    assert main(["bootstrap-operator", "--name", "alice"]) == 0
     alice = capsys.readouterr().out.strip()
     assert platform.keys.verify(alice).role is Role.PLATFORM_ADMIN
     (bootstrap,) = key_records(platform, PLATFORM_CHAIN)
-    assert bootstrap["after"]["bootstrap"] is True and bootstrap["reason"].startswith("bootstrap")
+    assert bootstrap["after"]["operatorBootstrap"] is True and bootstrap["reason"].startswith("bootstrap")
+    assert main(["bootstrap-operator", "--name", "mallory"]) == 3  # once per region
 
-    # A second one without an approval: refused, nothing minted, nothing filed.
+    # A second key without a requester: refused, nothing minted, nothing filed.
     assert main(["issue-key", "--role", "platform-admin", "--label", "mallory"]) == 3
-    assert "dual control" in capsys.readouterr().err
+    assert "two operators" in capsys.readouterr().err
     assert len(platform.keys.list(PLATFORM_CHAIN)) == 1 and platform.approvals.list() == []
-    # Asked by a proven platform-admin (alice): a request is filed, still nothing minted.
+    # Asked by a proven operator (alice): a request is filed, still nothing minted.
     monkeypatch.setenv(OPERATOR_KEY_VARIABLE, alice)
-    assert main(["issue-key", "--role", "platform-admin", "--label", "bob", "--reason", "new on call"]) == 3
+    assert main(["issue-key", "--role", "platform-admin", "--label", "laptop", "--reason", "new laptop"]) == 3
     (request,) = platform.approvals.list()
     assert request["status"] == "pending" and request["requestedBy"]["keyId"] == platform.keys.verify(alice).key_id
     assert len(platform.keys.list(PLATFORM_CHAIN)) == 1 and len(key_records(platform, PLATFORM_CHAIN)) == 1
-    # Alice cannot approve her own request ...
-    own = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(alice))
-    assert own.status_code == 403 and len(platform.keys.list(PLATFORM_CHAIN)) == 1
-    # ... a second operator can, and the key then exists, recorded once with its approval.
-    carol = platform.keys.issue(PLATFORM_CHAIN, Role.PLATFORM_ADMIN, None, "carol").secret_key
-    done = client.post(f"/v1/platform/approvals/{request['id']}/approve", json={}, headers=auth(carol))
+    # Alice and a second operator approve with their security keys; the key then exists, recorded once.
+    from tests.operators import _credential
+    from tests.webauthn_authenticator import SoftKey
+    alice_key = SoftKey()
+    alice_id = platform.operators.of_key(platform.keys.verify(alice).key_id)
+    platform.operators.register_bootstrap_key(alice_id, _credential(alice_key), platform.keys.verify(alice))
+    ana = Operator(alice_id, "alice", alice, alice_key)
+    (carol,) = add_operators(platform, 1, names=("carol",))
+    ceremony = Ceremony(client, [ana, carol])
+    assert ceremony.approve(request["id"], carol).status_code == 200  # (order does not matter between two)
+    own = ceremony.approve(request["id"], carol)
+    assert own.status_code == 403 and len(platform.keys.list(PLATFORM_CHAIN)) == 2
+    done = ceremony.approve(request["id"], ana)
     assert done.status_code == 200, done.text
-    bob = done.json()["result"]["apiKey"]
-    assert platform.keys.verify(bob).role is Role.PLATFORM_ADMIN
+    laptop = done.json()["result"]["apiKey"]
+    assert platform.keys.verify(laptop).role is Role.PLATFORM_ADMIN
+    assert platform.operators.of_key(platform.keys.verify(laptop).key_id) == alice_id
     granted = key_records(platform, PLATFORM_CHAIN)[-1]
     assert granted["target"] == f"apikey:{done.json()['result']['keyId']}"
-    assert granted["after"]["approval"] == request["id"] and granted["after"]["label"] == "bob"
+    assert granted["after"]["approval"] == request["id"] and granted["after"]["label"] == "laptop"
+
+
+def test_cli_files_platform_acts_on_tenant_admin_and_platform_keys(shared_platform, data, monkeypatch,
+                                                                   capsys) -> None:
+    ana, _ = two(shared_platform)
+    make_tenant(shared_platform, "acme")
+    monkeypatch.setenv(OPERATOR_KEY_VARIABLE, ana.api_key)
+    before = len(shared_platform.keys.list("acme"))
+    assert main(["issue-key", "--tenant", "acme", "--role", "tenant-admin"]) == 3
+    admin_id = next(k["keyId"] for k in shared_platform.keys.list("acme") if k["role"] == "tenant-admin")
+    assert main(["revoke-key", "--tenant", "acme", "--key-id", admin_id]) == 3
+    platform_key = shared_platform.keys.list(PLATFORM_CHAIN)[0]["keyId"]
+    assert main(["revoke-key", "--tenant", PLATFORM_CHAIN, "--key-id", platform_key]) == 3
+    assert sorted(r["action"] for r in shared_platform.approvals.list()) == \
+        ["platform-admin.revoke", "tenant-admin.issue", "tenant-key.revoke"]
+    assert len(shared_platform.keys.list("acme")) == before
+    assert not any(k["revokedAt"] for k in shared_platform.keys.list("acme") + shared_platform.keys.list(PLATFORM_CHAIN))
 
 
 def test_cli_with_a_wrong_operator_key_is_refused_and_files_nothing(shared_platform, data, monkeypatch,
@@ -239,7 +272,7 @@ def test_cli_with_a_wrong_operator_key_is_refused_and_files_nothing(shared_platf
         monkeypatch.setenv(OPERATOR_KEY_VARIABLE, presented)  # unknown; a tenant-admin's
         assert main(["issue-key", "--role", "platform-admin", "--label", "eve"]) == 3
     assert shared_platform.approvals.list() == [] and len(shared_platform.keys.list(PLATFORM_CHAIN)) == 2
-    assert key_records(shared_platform, PLATFORM_CHAIN) == []
+    assert len(key_records(shared_platform, PLATFORM_CHAIN)) == 1  # the bootstrap operator's key only
 
 
 def test_with_dual_control_off_the_cli_issues_platform_admin_and_says_so(shared_platform, data,
@@ -247,7 +280,7 @@ def test_with_dual_control_off_the_cli_issues_platform_admin_and_says_so(shared_
     operators(shared_platform)
     monkeypatch.setenv("ACCRUE_DUAL_CONTROL", "off")
     assert main(["issue-key", "--role", "platform-admin", "--label", "solo"]) == 0
-    (record,) = key_records(shared_platform, PLATFORM_CHAIN)
+    record = key_records(shared_platform, PLATFORM_CHAIN)[-1]
     assert record["after"] == {"role": "platform-admin", "label": "solo", "dualControl": "off"}
 
 
@@ -281,13 +314,17 @@ def test_the_bootstrap_happens_once_even_when_two_operators_race(platform) -> No
 
 
 def test_the_last_live_platform_admin_key_cannot_be_revoked_over_the_api(platform, client) -> None:
-    alice, bob = operators(platform)
-    alice_id, bob_id = platform.keys.verify(alice).key_id, platform.keys.verify(bob).key_id
-    assert client.delete(f"/v1/platform/api-keys/{bob_id}", headers=auth(alice)).status_code == 200
-    last = client.delete(f"/v1/platform/api-keys/{alice_id}", headers=auth(alice))
-    assert last.status_code == 409 and last.json()["type"].endswith("last-platform-admin")
-    assert platform.keys.verify(alice).key_id == alice_id
-    assert [r["target"] for r in key_records(platform, PLATFORM_CHAIN)] == [f"apikey:{bob_id}"]
+    ops = two(platform)
+    alice_id = platform.keys.verify(ops[0].api_key).key_id
+    bob_id = platform.keys.verify(ops[1].api_key).key_id
+    ceremony = Ceremony(client, ops)
+    assert ceremony.run("DELETE", f"/v1/platform/api-keys/{bob_id}")["status"] == "executed"
+    # Bob's key is gone: nobody is left to approve with, and the domain keeps the last key anyway.
+    with pytest.raises(LastPlatformAdmin):
+        platform.key_admin.revoke(PLATFORM_CHAIN, alice_id, None)
+    assert platform.keys.verify(ops[0].api_key).key_id == alice_id
+    assert [r["target"] for r in key_records(platform, PLATFORM_CHAIN) if r["action"] == "apikey.revoked"] == \
+        [f"apikey:{bob_id}"]
     # A tenant-admin reaches no platform key, on either route.
     admin = make_tenant(platform, "acme").admin
     assert client.delete(f"/v1/platform/api-keys/{alice_id}", headers=auth(admin)).status_code == 403
@@ -298,11 +335,12 @@ def test_a_grant_cannot_be_vouched_for_by_the_caller(platform) -> None:
     """The approval is read from the store: a made-up or pending request id mints nothing."""
     alice, _ = operators(platform)
     pending = platform.approvals.request("platform-admin.grant", platform.keys.verify(alice), tenant_id=None,
-                                         reason="r", params={"label": "x"})
+                                         reason="r", params={"operatorId": platform.operators.of_key(
+                                             platform.keys.verify(alice).key_id)})
     for request_id in ("req-0000000000000000", pending["id"]):
         with pytest.raises(DualControlRequired):
             platform.key_admin.issue_platform_admin(None, label="x", approval=request_id)
-    assert len(platform.keys.list(PLATFORM_CHAIN)) == 2 and key_records(platform, PLATFORM_CHAIN) == []
+    assert len(platform.keys.list(PLATFORM_CHAIN)) == 2 and len(key_records(platform, PLATFORM_CHAIN)) == 1
 
 
 # --- the class: no other code issues or revokes a key --------------------------------------------

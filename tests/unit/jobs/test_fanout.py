@@ -22,6 +22,15 @@ from shared.workitems import DONE, Step, WorkItems, item_id
 from tests.conftest import add_customer, auth, drain, order_body
 
 
+@pytest.fixture(autouse=True)
+def _ndjson_exports(monkeypatch):  # type: ignore[no-untyped-def]
+    """These tests count the NDJSON option's files per run (one per subject); the resumable
+    slices are the same for Parquet (tests/unit/exports/test_parquet_exports.py)."""
+    from shared.exports import service
+
+    monkeypatch.setattr(service, "DEFAULT_FORMAT", "ndjson")
+
+
 class Killed(BaseException):
     """The worker process dying: nothing catches it."""
 

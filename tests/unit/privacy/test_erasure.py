@@ -58,6 +58,14 @@ def erase(client, tenant, customer_id: str = "z1"):  # type: ignore[no-untyped-d
     return response.json()
 
 
+@pytest.fixture
+def ndjson_exports(monkeypatch):  # type: ignore[no-untyped-def]
+    """The NDJSON format option (these tests read its files); Parquet erasure: tests/unit/exports."""
+    from shared.exports import service
+
+    monkeypatch.setattr(service, "DEFAULT_FORMAT", "ndjson")
+
+
 def export_rows(platform, manifest, subject):  # type: ignore[no-untyped-def]
     entry = next(f for f in manifest["files"] if f["subject"] == subject)
     plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
@@ -149,6 +157,7 @@ def test_each_personal_field_alone_is_gone_after_erasure(client, platform, tenan
 
 # --- exports: rewritten, audited, announced --------------------------------------------------------
 
+@pytest.mark.usefixtures("ndjson_exports")
 def test_erasure_rewrites_earlier_exports_keeps_them_verifiable_and_audits_the_files(
         client, platform, tenant, clock, tmp_path, monkeypatch) -> None:
     platform.exports.save_settings("acme", [])
@@ -193,6 +202,7 @@ def test_tenants_that_export_no_personal_field_pay_nothing_at_erasure(client, pl
     assert platform.exports.sink.read(path) == before
 
 
+@pytest.mark.usefixtures("ndjson_exports")
 def test_the_next_export_lists_the_erasure_and_the_erased_profile(client, platform, tenant, clock) -> None:
     register(client, tenant)
     clock.advance(timedelta(minutes=5))
@@ -312,6 +322,7 @@ def test_an_erasure_whose_export_rewrite_failed_is_completed_by_the_erasures_job
     scan.assert_clean(wanted)
 
 
+@pytest.mark.usefixtures("ndjson_exports")
 def test_an_export_racing_the_erasure_leaves_no_personal_data(client, platform, tenant, clock) -> None:
     """The export process's data-key cache outlives the key: a run that read the profile
     before the erasure must not publish it after (its own check after the manifest)."""

@@ -184,21 +184,23 @@ def test_conversions_through_the_partner(client, platform, tenant, partner) -> N
     ledger_invariants(platform, "acme", "c1")
 
 
-def test_partner_registration_is_platform_admin_only_and_audited(client, platform, tenant, partner) -> None:
-    from shared.app.auth import Role
-
-    operator = platform.keys.issue("_platform", Role.PLATFORM_ADMIN, None).secret_key
+def test_partner_registration_is_platform_admin_only_and_audited(client, platform, tenant, partner,
+                                                                 ceremony) -> None:
+    operator = ceremony.operators[0].api_key
     body = {"baseUrl": partner.url, "timeoutSeconds": 1}
     assert client.put("/v1/platform/partners/air", json=body, headers=auth(tenant.admin)).status_code == 403
     assert client.put("/v1/platform/partners/air", json={"baseUrl": "ftp://x.example"},
                       headers=auth(operator)).status_code == 422
     malformed = client.put("/v1/platform/partners/air", json={"baseUrl": "http://[::1/x"}, headers=auth(operator))
     assert malformed.status_code == 422 and "baseUrl" in malformed.text
-    saved = client.put("/v1/platform/partners/air", json=body, headers=auth(operator))
-    assert saved.status_code == 200 and saved.json()["baseUrl"] == partner.url
+    filed = client.put("/v1/platform/partners/air", json=body, headers=auth(operator))
+    assert filed.status_code == 202 and platform.spend.partners.list() == []  # two operators approve it
+    saved = ceremony.act("PUT", "/v1/platform/partners/air", body)
+    assert saved.status_code == 200 and saved.json()["partner"]["baseUrl"] == partner.url
     assert [p["partnerId"] for p in client.get("/v1/platform/partners", headers=auth(operator)).json()["items"]] \
         == ["air"]
-    assert platform.audit.records("_platform", 0, 10)[-1]["action"] == "partner.saved"
+    assert [r["action"] for r in platform.audit.records("_platform", 0, 50)][-2:] == \
+        ["partner.saved", "partner.save.executed"]
 
 
 def test_a_partner_failure_on_review_approval_closes_the_review(client, platform, tenant, voucher) -> None:
