@@ -117,6 +117,12 @@ param warehouseIpRules array = []
 @description('Days operational documents are kept, overriding shared/store/layout.py TTL_RULES: "container=days,...". Empty: the rules\' own days.')
 param ttlOverrides string = ''
 
+@description('Host name operators open the operator page on (/operator): the WebAuthn relying-party id their security keys are bound to. Empty: the Function App\'s default host name. Set it to the custom domain before the first operator registers a key: keys do not move to another RP id.')
+param operatorHostName string = ''
+
+@description('Comma-separated AAGUIDs of the security-key models operators may register (attestation policy, docs/fido2.md). Empty: any FIDO2 key with user verification.')
+param operatorAllowedAaguids string = ''
+
 // ---- names the code depends on ------------------------------------------------
 
 // shared/store/layout.py: every container is partitioned on /pk.
@@ -332,6 +338,17 @@ var cosmosContainers = [
     defaultTtl: null
     includedPaths: []
     excludedPaths: []
+  }
+  {
+    name: 'codes'
+    partitionKeyPath: partitionKeyPath
+    defaultTtl: null
+    includedPaths: []
+    excludedPaths: [
+      {
+        path: '/sealed/?'
+      }
+    ]
   }
   {
     name: leaseContainerName
@@ -581,6 +598,8 @@ module privateEndpoints 'modules/privateendpoint.bicep' = [for target in private
 // Every setting shared/settings.py reads on Azure, set to the Azure adapters.
 // Endpoints and names only: each service is reached with the app's managed
 // identity, so no key or connection string appears here.
+var operatorRpId = empty(operatorHostName) ? '${names.functionApp}.azurewebsites.net' : operatorHostName
+
 var appSettings = {
   ACCRUE_STORE: 'cosmos'
   ACCRUE_BUS: 'eventhubs'
@@ -601,6 +620,10 @@ var appSettings = {
   BLOB_ACCOUNT_URL: dataStorage.outputs.blobEndpoint
   // Overrides of the TTL rules of shared/store/layout.py (empty: the rules' own days).
   ACCRUE_TTL_DAYS: ttlOverrides
+  // Platform operators' security keys (docs/fido2.md): relying-party id and origin of the operator page.
+  ACCRUE_WEBAUTHN_RP_ID: operatorRpId
+  ACCRUE_WEBAUTHN_ORIGIN: 'https://${operatorRpId}'
+  ACCRUE_WEBAUTHN_AAGUIDS: operatorAllowedAaguids
   WEBPUBSUB_ENDPOINT: webPubSub.outputs.endpoint
   WEBPUBSUB_HUB: webPubSubHubName
   // Identity-based connections of the triggers and the host (read by the host).

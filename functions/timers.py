@@ -37,6 +37,7 @@ SCHEDULES: tuple[tuple[str, str], ...] = (
     ("audit-archive", "0 45 3 * * *"),
     ("erasures", "30 * * * * *"),
     ("ttl-sweep", "0 50 * * * *"),
+    ("vouchers", "0 */10 * * * *"),
     ("occasions", "0 10 * * * *"),
 )
 

@@ -333,6 +333,15 @@ def _sweep_expired(platform: Platform) -> object:
     return deleted
 
 
+def _settle_vouchers(platform: Platform) -> object:
+    # Vouchers (issue 20, shared/vouchers): expire vouchers past their date and finish the
+    # refunds a cancel or expiry left pending; bounded per run (a page of each), idempotent.
+    report = platform.vouchers.run_due()
+    if report["expired"] or report["refunded"]:
+        log.info("vouchers: %d expired, %d refunded", report["expired"], report["refunded"], extra=fields())
+    return report
+
+
 JOBS: tuple[Job, ...] = (
     # Orders (issue 12): a stranded claim is published within RELAY_GRACE (30 s) plus one period.
     Job("order-relay", "*/15 * * * * *", 5.0, _relay_orders),
@@ -358,6 +367,8 @@ JOBS: tuple[Job, ...] = (
     # Privacy (issue 12): erasures not completed at once, every minute.
     Job("erasures", "30 * * * * *", 60.0, _complete_erasures),
     Job("ttl-sweep", "0 50 * * * *", 3600.0, _sweep_expired),
+    # Vouchers (issue 20): expiry and pending refunds of unused vouchers, every 10 minutes.
+    Job("vouchers", "0 */10 * * * *", 600.0, _settle_vouchers),
     # Birthday and anniversary rewards (issue 20): per tenant local date, through work items.
     Job("occasions", "0 10 * * * *", 3600.0, _occasions),
 )

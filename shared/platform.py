@@ -45,6 +45,8 @@ from shared.schemas.checked_bus import SchemaCheckedBus
 from shared.settings import Settings
 from shared.spend import Spend, build_spend
 from shared.spend.simulator import SIMULATOR_ID, PartnerSimulator
+from shared.vouchers import Vouchers, build_vouchers
+from shared.referrals import Referrals
 from shared.store.layout import CONTAINERS
 from shared.store.port import DocumentStore
 from shared.tiers import TierService
@@ -94,6 +96,9 @@ class Platform:
     tiers: TierService = field(init=False)
     # Spending (issue 6, shared/spend): rewards, redemptions, conversions, partners.
     spend: Spend = field(init=False)
+    # Vouchers (issue 20, shared/vouchers): points for codes, point-of-sale redemption, partner code pools.
+    vouchers: Vouchers = field(init=False)
+    referrals: Referrals = field(init=False)
     # Fraud controls (issue 6, shared/reviews): the manual review queue; kinds register their handlers.
     reviews: ReviewQueue = field(init=False)
     # Agents' tools behind the MCP server (issue 21, shared.agents.tools.AgentTools).
@@ -189,6 +194,17 @@ class Platform:
         self.agents = AgentTools(self)
         # Sandbox tenants' partner rewards go to the in-process simulator, never to a real partner.
         self.spend.partners.use(SIMULATOR_ID, PartnerSimulator(self._is_sandbox))
+        self.vouchers = build_vouchers(self.store, self.ledger, self.clock, self.spend, self.vault.keyed_digest)
+        # Referrals (issue 20): qualification and reversal from the ledger's change feed.
+        self.referrals = Referrals(self.store, self.ledger, self.clock, self.vault.keyed_digest, self.vault.open,
+                                   reviews=self.reviews)
+        self.referrals.publish = lambda tenant_id, event_type, data, source: self.webhooks.publish(
+            tenant_id, event_type, data, source_id=source)
+        self.projector.subscribers.append(self.referrals.project)
+        self.erasures.also.append(self.referrals.forget_signals)
+        self.referrals.context = self._referral_context
+        self.vouchers.publish = lambda tenant_id, event_type, data: self.webhooks.publish(
+            tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}")
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.
         self.provisioning = TenantProvisioning(self, seed=seed_sample_data)
         self.tenant_changes = TenantChanges()
@@ -201,6 +217,18 @@ class Platform:
         from shared.jobs import work_items  # noqa: PLC0415 - shared.jobs reads this module's types
 
         return work_items(self).enqueue(kind, key, generation, params)
+
+    def _referral_context(self, tenant_id: str, customer_id: str) -> tuple[Any, Any]:
+        """What a referral programme's rule condition sees: the tenant's settings and the
+        referee as a rule sees a customer (shared/referrals)."""
+        from datetime import date  # noqa: PLC0415
+
+        from shared.earning import CustomerContext  # noqa: PLC0415
+
+        customer = self.customers.get(tenant_id, customer_id)
+        return self.tenants.get(tenant_id), CustomerContext(
+            customer_id=customer_id, join_date=date.fromisoformat(customer["joinDate"]), tier=customer.get("tier"),
+            tags=tuple(customer.get("tags", ())))
 
     def _is_sandbox(self, tenant_id: str) -> bool:
         try:

@@ -17,7 +17,8 @@ from shared.graphql.endpoint import mount as mount_graphql
 from shared.api.mcp import mount as mount_mcp
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
 from shared.api.routes import rules
-from shared.api.routes import redemptions, rewards
+from shared.api.routes import redemptions, rewards, vouchers
+from shared.api.routes import referrals
 from shared.api.routes import fraud, reviews
 from shared.api.routes import tiers
 from shared.api.routes import agents as agents_routes
@@ -51,8 +52,8 @@ def create_app(platform: Platform) -> FastAPI:
     problems.install(app)
     rules.install(app)
     for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
-                   rewards, redemptions, tiers, expiries, fraud, reviews, agents_routes, operators,
-                   operator_page, imports, occasions):
+                   rewards, redemptions, vouchers, referrals, tiers, expiries, fraud, reviews, agents_routes,
+                   operators, operator_page, imports, occasions):
         app.include_router(module.router)
     metrics_route.install(app)  # GET /metrics, loopback only, outside the OpenAPI document
     mark_routes(app)

@@ -73,6 +73,10 @@ class Erasures:
         self._exports = exports
         self._log_factory = log_sink if callable(log_sink) and not hasattr(log_sink, "put") else (lambda: log_sink)
         self._log_sink: BlobSink | None = None
+        # Other places holding something derived from a customer's personal data register
+        # here (tenant id, customer id): called when the erasure reaches the copies, repeatable
+        # (the referral code's keyed email and phone digests, shared/referrals).
+        self.also: list[Callable[[str, str], None]] = []
 
     @property
     def log_sink(self) -> BlobSink:
@@ -141,6 +145,8 @@ class Erasures:
         for tenant_id, items in by_tenant.items():
             for work in items:
                 self._write_log(tenant_id, work["customerId"], work["erasedAt"])  # if the intent could not
+                for step in self.also:
+                    step(tenant_id, work["customerId"])
                 self._webhooks.publish(tenant_id, EVENT_TYPE,
                                        {"customerId": work["customerId"], "erasedAt": work["erasedAt"]},
                                        source_id=f"erasure:{work['customerId']}", occurred_at=work["erasedAt"])

@@ -185,6 +185,13 @@ class PersonalDataVault:
                           hashlib.sha256).hexdigest()
         return f"email.{digest}"
 
+    def keyed_digest(self, tenant_id: str, purpose: str, data: str) -> bytes:
+        """HMAC-SHA256 under the tenant's blind-index secret, separated by ``purpose``
+        (``voucher-code``, ...; never ``email``): a value only the tenant's key can
+        recompute (shared/vouchers/codes.py makes voucher codes of it)."""
+        assert purpose and ":" not in purpose and purpose != "email", "a purpose of its own"
+        return hmac.new(self._blind_secret(tenant_id), f"{purpose}:{data}".encode(), hashlib.sha256).digest()
+
     def find_by_email(self, tenant_id: str, email: str) -> str | None:
         doc = self._store.read(PII_INDEX, tenant_id, self.email_index_id(tenant_id, email))
         return doc["customerId"] if doc else None

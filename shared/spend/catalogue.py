@@ -27,7 +27,8 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -40,7 +41,44 @@ from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore, Filter, Query
 
 MAX_COST = 10**12
+MAX_VOUCHER_USES = 1000
 CAS_ATTEMPTS = 200
+
+
+class VoucherValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: str = Field(pattern=r"^[0-9]{1,9}\.[0-9]{2}$", max_length=12,
+                        description="the value the voucher takes off a purchase, a decimal string: 10.00")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", max_length=3, description="ISO 4217")
+
+    @model_validator(mode="after")
+    def _positive(self) -> "VoucherValue":
+        if Decimal(self.amount) <= 0:
+            raise ValueError("a voucher's value is more than zero")
+        return self
+
+
+class VoucherTerms(BaseModel):
+    """What a voucher reward hands out (docs/vouchers.md): a code worth a value or a
+    product, usable ``uses`` times (1: single-use), for ``validDays`` after it is
+    issued, on a channel; or, with ``poolId``, a partner's code from that pool."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    uses: StrictInt = Field(default=1, ge=1, le=MAX_VOUCHER_USES, description="1: single-use")
+    value: VoucherValue | None = None
+    product_sku: str | None = Field(default=None, alias="productSku", min_length=1, max_length=100)
+    valid_days: StrictInt = Field(default=90, alias="validDays", ge=1, le=3660)
+    channel: Literal["any", "online", "in-store"] = "any"
+    pool_id: EntityId | None = Field(default=None, alias="poolId",
+                                     description="hand out a partner's code from this pool instead of making one")
+
+    @model_validator(mode="after")
+    def _one_benefit(self) -> "VoucherTerms":
+        if self.pool_id is None and (self.value is None) == (self.product_sku is None):
+            raise ValueError("a voucher gives exactly one of value or productSku (or comes from a poolId)")
+        return self
 
 
 class RewardFields(BaseModel):
@@ -58,9 +96,16 @@ class RewardFields(BaseModel):
     # Agents' guardrail policies permit rewards by category (shared/agents/policy.py).
     category: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", max_length=50,
                                  description="the reward's category (a slug), which agent policies permit or not")
+    type: Literal["standard", "voucher"] = Field(default="standard",
+                                                 description="voucher: points are exchanged for a code")
+    voucher: VoucherTerms | None = Field(default=None, description="the voucher's terms (type voucher)")
 
     @model_validator(mode="after")
     def _window(self) -> "RewardFields":
+        if (self.type == "voucher") != (self.voucher is not None):
+            raise ValueError("a reward of type voucher needs its voucher terms, and only it has them")
+        if self.type == "voucher" and self.partner_id:
+            raise ValueError("a voucher reward is not fulfilled by a partner call (a partner's codes: voucher.poolId)")
         if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
             raise ValueError("validUntil must be after validFrom")
         if self.partner_sku and not self.partner_id:
@@ -86,6 +131,8 @@ class RewardPatch(BaseModel):
     partner_id: EntityId | None = Field(default=None, alias="partnerId")
     partner_sku: str | None = Field(default=None, alias="partnerSku", min_length=1, max_length=100)
     category: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", max_length=50)
+    type: Literal["standard", "voucher"] | None = None
+    voucher: VoucherTerms | None = None
 
 
 def reward_doc_id(reward_id: str) -> str:
@@ -102,7 +149,7 @@ _REWARD_FIELDS = tuple(field.alias or name for name, field in RewardFields.model
 
 
 def _reward_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: doc.get(k) for k in _REWARD_FIELDS}
+    return {k: doc[k] for k in _REWARD_FIELDS if k in doc}  # rewards stored before a field existed lack it
 
 
 class Catalogue:
@@ -221,6 +268,8 @@ class Catalogue:
         keys = ("rewardId", "name", "pointsCost", "stock", "validFrom", "validUntil", "perCustomerLimit",
                 "partnerId", "partnerSku", "category", "version", "createdAt", "updatedAt")
         view = {k: doc.get(k) for k in keys}
+        if doc.get("type") == "voucher":  # shown only on vouchers: a standard reward reads as it always did
+            view["type"], view["voucher"] = "voucher", doc.get("voucher")
         view["claimed"] = stock["claimed"] if stock else 0
         view["remaining"] = None if doc.get("stock") is None else max(0, doc["stock"] - view["claimed"])
         return view

@@ -1,5 +1,6 @@
 """A tenant's spending policy: how long a reservation may wait for its
-confirmation, and the size above which a redemption needs a person's approval.
+confirmation, the size above which a redemption needs a person's approval, and
+whether a cancelled or expired unused voucher gives its points back.
 
 Stored as ``spend:policy`` in the tenant's partition of the ``tenants``
 container (next to its settings); a tenant that never set it gets the defaults.
@@ -7,7 +8,7 @@ container (next to its settings); a tenant that never set it gets the defaults.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -30,6 +31,13 @@ class SpendPolicy(BaseModel):
     # Redemptions and conversions of at least this many points go to manual review
     # instead of being confirmed; None: never.
     review_threshold_points: StrictInt | None = Field(default=None, alias="reviewThresholdPoints", ge=1, le=10**15)
+    # What an unused voucher's points do when it is cancelled or expires (docs/vouchers.md):
+    # "refund" gives its points back (an ADJUST entry), "forfeit" keeps them spent.
+    voucher_cancel: Literal["refund", "forfeit"] = Field(default="refund", alias="voucherCancel")
+    voucher_expiry: Literal["refund", "forfeit"] = Field(default="forfeit", alias="voucherExpiry")
+
+
+_KEYS = ("reservationTtlSeconds", "reviewThresholdPoints", "voucherCancel", "voucherExpiry")
 
 
 class SpendPolicies:
@@ -41,8 +49,7 @@ class SpendPolicies:
         doc = self._store.read(TENANTS, tenant_id, POLICY_ID)
         if doc is None:
             return SpendPolicy()
-        return SpendPolicy.model_validate({k: v for k, v in doc.items() if k in ("reservationTtlSeconds",
-                                                                                  "reviewThresholdPoints")})
+        return SpendPolicy.model_validate({k: v for k, v in doc.items() if k in _KEYS})
 
     def save(self, tenant_id: str, policy: SpendPolicy) -> Replaced:
         """Set the policy; exactly once per change (``shared.store.replace``). ``before`` and
@@ -61,6 +68,5 @@ class SpendPolicies:
 def _view(doc: dict[str, Any] | None) -> dict[str, Any]:
     if doc is None:
         return SpendPolicy().model_dump(mode="json", by_alias=True)
-    return SpendPolicy.model_validate({k: v for k, v in doc.items() if k in ("reservationTtlSeconds",
-                                                                            "reviewThresholdPoints")}
-                                      ).model_dump(mode="json", by_alias=True)
+    return SpendPolicy.model_validate({k: v for k, v in doc.items() if k in _KEYS}).model_dump(mode="json",
+                                                                                             by_alias=True)

@@ -154,6 +154,31 @@ CONTAINERS = CONTAINERS + (
 )
 BY_NAME = {spec.name: spec for spec in CONTAINERS}
 
+# --- Programme mechanics (issue 20): vouchers, partner code pools, referral codes ------
+# * ``codes``: documents found by a code a person holds. A voucher: one partition
+#   per voucher (``tenantId:v:<codeHash>``, ``voucher_pk``), so a point-of-sale
+#   lookup is a point read and redemptions of different vouchers never share a
+#   partition; its uses are counted on the one document by ETag compare-and-swap
+#   (shared/vouchers/service.py). A partner's code pool: one partition per pool
+#   (``tenantId:pool:<poolId>``): its counter, its codes (sealed) and one claim per
+#   redemption. Referral codes: ``tenantId:r:<code>``. Nothing here is personal data.
+CODES = "codes"
+
+CONTAINERS = CONTAINERS + (
+    ContainerSpec(CODES, indexed=("customerId", "expiresAt", "refundPending"), filtered=("docType", "status",
+                  "tenantId"), sparse=("expiresAt", "refundPending")),
+)
+BY_NAME = {spec.name: spec for spec in CONTAINERS}
+
+
+def voucher_pk(tenant_id: str, code_hash: str) -> str:
+    return f"{tenant_id}:v:{code_hash}"
+
+
+def pool_pk(tenant_id: str, pool_id: str) -> str:
+    return f"{tenant_id}:pool:{pool_id}"
+
+
 # --- Partition keys of the high-volume webhook containers (issue 16) ----------------
 #
 # Synthetic keys rather than Cosmos DB hierarchical partition keys: the port's
@@ -252,7 +277,8 @@ TTL_RULES: tuple[TtlRule, ...] = (
 
 # Never a TTL here, whatever a rule or an override says (asserted below and in the tests).
 NEVER_EXPIRE = frozenset({LEDGER, AUDIT, RULE_VERSIONS, CUSTOMERS, BALANCES, TENANTS, API_KEYS,
-                          PII_KEYS, PII_INDEX, RULESETS, EXPORTS, WEBHOOK_ENDPOINTS, EXPIRY_CALENDAR})
+                          PII_KEYS, PII_INDEX, RULESETS, EXPORTS, WEBHOOK_ENDPOINTS, EXPIRY_CALENDAR,
+                          CODES})
 
 assert not NEVER_EXPIRE & {rule.container for rule in TTL_RULES}, "a TTL rule on a container that never expires"
 assert len({rule.key for rule in TTL_RULES}) == len(TTL_RULES), "two TTL rules for one document kind"
@@ -338,6 +364,7 @@ UNINDEXED_PATHS: dict[str, tuple[str, ...]] = {
     WEBHOOK_ENDPOINTS: ("/secrets/*",),
     WEBHOOK_MESSAGES: ("/body/?",),
     WEBHOOK_ATTEMPTS: ("/url/?", "/error/?", "/responseExcerpt/?"),
+    CODES: ("/sealed/?",),
 }
 # Paths indexed again under an excluded one (the more precise path wins): the
 # redemption limits query the ledger by ``attributes.rewardId`` (shared/spend/redemptions.py).

@@ -76,6 +76,10 @@ ALLOWED_FIELDS: frozenset[str] = frozenset({
     "attempt",          # an attempt number
     "status",           # an HTTP or process status code
     "audit_seq",        # sequence number of the audit record an administrative act wrote
+    "voucher_id",       # voucher id (vc-...; never its code, which is a secret)
+    "pool_id",          # a partner's voucher code pool id
+    "referral_id",      # referral id (never the referral code)
+    "points",           # a number of points
 })
 
 _SCALARS = (str, int, float, bool, type(None))

@@ -48,8 +48,19 @@ CUSTOMER_ERASED = "customer.erased"
 # guardrail policy and waits in the review queue for a person (ids and points only).
 AGENT_ESCALATED = "agent.escalated"
 
+# Published by the vouchers (shared.vouchers) and referrals (shared.referrals): ids and
+# amounts only, never a voucher or referral code (those are secrets).
+VOUCHER_ISSUED = "voucher.issued"
+VOUCHER_REDEEMED = "voucher.redeemed"
+VOUCHER_CANCELLED = "voucher.cancelled"
+VOUCHER_EXPIRED = "voucher.expired"
+REFERRAL_QUALIFIED = "referral.qualified"
+REFERRAL_REVERSED = "referral.reversed"
+
 EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEASED, ORDER_REJECTED, TIER_CHANGED,
-                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED, CUSTOMER_ERASED, AGENT_ESCALATED)
+                                RULESET_ACTIVATED, POINTS_RESERVED, ENDPOINT_DISABLED, CUSTOMER_ERASED, AGENT_ESCALATED,
+                                VOUCHER_ISSUED, VOUCHER_REDEEMED, VOUCHER_CANCELLED, VOUCHER_EXPIRED,
+                                REFERRAL_QUALIFIED, REFERRAL_REVERSED)
 # Operational events: sent to every active endpoint of the tenant, subscribed to or not
 # (a tenant must hear that one of its endpoints stopped receiving, whatever it listens to).
 OPERATIONAL_TYPES: frozenset[str] = frozenset({ENDPOINT_DISABLED})

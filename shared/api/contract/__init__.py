@@ -70,6 +70,8 @@ TAGS: list[dict[str, str]] = [
     {"name": "exports", "description": "Encrypted warehouse exports: run now, backfill, runs, settings."},
     {"name": "rewards", "description": "The rewards catalogue, the spend policy, conversion programmes, partners."},
     {"name": "redemptions", "description": "Spend points: redemptions (direct or reserve/confirm), conversions."},
+    {"name": "vouchers", "description": "Vouchers at the point of sale, a customer's vouchers, partner code pools."},
+    {"name": "referrals", "description": "The referral programme, customers' referral codes and referrals."},
     {"name": "tiers", "description": "The tier programme and a customer's tier and tier history."},
     {"name": "expiry", "description": "A customer's upcoming points expiries."},
     {"name": "fraud", "description": "The fraud policy and an on-demand reconciliation of the ledger."},

@@ -35,6 +35,9 @@ class Reward(BaseModel):
     version: int | None = None
     createdAt: str | None = None
     updatedAt: str | None = None
+    type: str | None = Field(default=None, description="voucher for a voucher reward; absent: standard")
+    voucher: dict | None = Field(default=None, description="a voucher reward's terms: uses, value or productSku, "
+                                                           "validDays, channel, poolId")
     claimed: int = Field(description="units redeemed so far")
     remaining: int | None = Field(default=None, description="null when the stock is unlimited")
 
@@ -53,6 +56,10 @@ class SpendPolicyView(BaseModel):
 
     reservationTtlSeconds: int = Field(examples=[900])
     reviewThresholdPoints: int | None = Field(default=None, description="null: never reviewed", examples=[5000])
+    voucherCancel: str | None = Field(default=None, description="refund or forfeit: an unused voucher cancelled",
+                                      examples=["refund"])
+    voucherExpiry: str | None = Field(default=None, description="refund or forfeit: an unused voucher expired",
+                                      examples=["forfeit"])
 
 
 class ProgrammeView(BaseModel):
@@ -149,6 +156,8 @@ class SpendOutcome(DryRunnable):
     partnerAttempts: int | None = None
     state: str | None = Field(default=None, description="on a replay: the redemption's state now")
     duplicate: bool | None = None
+    voucher: dict | None = Field(default=None, description="a voucher reward: the voucher issued, with its code "
+                                                           "(docs/vouchers.md)")
 
 
 class RedemptionList(BaseModel):

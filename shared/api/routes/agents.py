@@ -27,7 +27,7 @@ router = APIRouter(tags=["agents"])
 
 PolicyId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", max_length=50, description="the policy's id")]
 DocId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", max_length=50, description="the document's id")]
-KeyId = Annotated[str, Path(pattern=r"^[a-z2-7]{12}$", description="the agent key's id")]
+KeyId = Annotated[str, Path(pattern=r"^[a-z2-7]{12}$", max_length=12, description="the agent key's id")]
 Reason = Annotated[str, Field(min_length=1, max_length=500, description="why (kept with the version and audited)")]
 
 
@@ -190,7 +190,7 @@ def list_terms(request: Request, p: Annotated[Platform, Depends(platform)],
             **op("agents.trail", AgentCallList))
 def trail(request: Request, p: Annotated[Platform, Depends(platform)],
           who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
-          agentKeyId: Annotated[str | None, Query(pattern=r"^[a-z2-7]{12}$")] = None,  # noqa: N803
+          agentKeyId: Annotated[str | None, Query(pattern=r"^[a-z2-7]{12}$", max_length=12)] = None,  # noqa: N803
           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Each call's agent key, tool, arguments (no personal data), policy and version, decision with reasons,
     result and consent reference (capability ``admin``); follow ``next``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import Field
 
 from shared.api.contract import op
 from shared.api.contract.customers import AdjustmentOutcome, Balance, Customer, CustomerPage, LedgerPage
@@ -33,6 +34,10 @@ class NewCustomer(CustomerProfile):
     """A new profile; personal fields (email, name, phone, birthDate, postalAddress) are
     accepted and stored only encrypted (``shared.privacy``), never echoed back here."""
 
+    referral_code: str | None = Field(default=None, alias="referralCode", min_length=1, max_length=32,
+                                      description="another customer's referral code: this customer is their referee "
+                                                  "(docs/referrals.md)")
+
 
 @router.post("", status_code=201, summary="Register a customer",
              **op("customers.register", {201: Customer}, errors=(409,)))
@@ -40,7 +45,14 @@ def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depen
              who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     """Registers a customer under the tenant's own id (capability ``ingest``); personal fields are
     stored encrypted and not echoed. 409 when the id is already registered."""
+    owner = None
+    if body.referral_code is not None:
+        # Checked before anything is written: a bad or self-referring code registers nobody.
+        owner = p.referrals.check_enrolment(who.tenant_id, body.customer_id, body.referral_code,
+                                            body.personal().fields() if body.personal() else {})
     doc = p.customers.register(who.tenant_id, body)
+    if owner is not None:
+        p.referrals.enrol(who.tenant_id, body.customer_id, owner)
     response.headers["Location"] = f"/v1/customers/{body.customer_id}"
     return public_view(doc)
 

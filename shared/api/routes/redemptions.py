@@ -59,6 +59,9 @@ def redeem(customerId: CustomerId, body: RedeemRequest, response: Response, p: A
     ``ingest``). 201 new, 202 waiting for review, 200 a replay of the same ``idempotencyKey``; 422 names
     the available balance when it is too low."""
     p.customers.get(who.tenant_id, customerId)
+    if p.vouchers.is_voucher_reward(who.tenant_id, body.reward_id):
+        # A voucher reward: the same redemption, then its voucher (shared/vouchers, docs/vouchers.md).
+        return _respond(p.vouchers.exchange(who.tenant_id, customerId, body, who.key_id), response)
     return _respond(p.spend.redemptions.redeem(who.tenant_id, customerId, body, who.key_id), response)
 
 

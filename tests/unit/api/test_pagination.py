@@ -39,6 +39,7 @@ LIST_ROUTES = {
     "/v1/customers/c1/ledger": "admin",
     "/v1/customers/c1/expiries": "admin",
     "/v1/customers/c1/redemptions": "admin",
+    "/v1/customers/c1/vouchers": "admin",
     "/v1/customers/c1/tier/history": "admin",
     "/v1/exports/runs": "admin",
     "/v1/webhooks/event-types": "admin",
@@ -104,6 +105,11 @@ def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any
     drain(platform)
     for n in range(N):
         platform.spend.redemptions.redeem("acme", "c1", RedeemRequest(idempotencyKey=f"red-{n}", points=1), "test")
+    assert client.post("/v1/rewards", headers=admin, json={"rewardId": "vouch", "name": "V", "pointsCost": 1,
+                                                           "type": "voucher", "voucher": {"productSku": "X"}}
+                       ).status_code == 201
+    for n in range(N):
+        platform.vouchers.exchange("acme", "c1", RedeemRequest(idempotencyKey=f"vc-{n}", rewardId="vouch"), "test")
     return {"endpointId": endpoints[0], "keys": {"admin": admin, "platform": auth(root)}}
 
 

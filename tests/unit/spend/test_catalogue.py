@@ -55,7 +55,8 @@ def test_patch_cannot_make_an_invalid_reward_or_cut_stock_below_claimed(client, 
 
 def test_spend_policy(client, platform, tenant) -> None:
     assert client.get("/v1/spend/policy", headers=auth(tenant.merchant)).json() == {
-        "reservationTtlSeconds": 900, "reviewThresholdPoints": None}
+        "reservationTtlSeconds": 900, "reviewThresholdPoints": None, "voucherCancel": "refund",
+        "voucherExpiry": "forfeit"}
     assert client.put("/v1/spend/policy", json={"reservationTtlSeconds": 5}, headers=auth(tenant.admin)
                       ).status_code == 422
     assert client.put("/v1/spend/policy", json={"reviewThresholdPoints": 10}, headers=auth(tenant.merchant)

@@ -1,0 +1,242 @@
+"""Partner code pools: codes a partner supplies, handed out to customers who buy a
+voucher reward with ``voucher.poolId``, never the same code twice.
+
+Layout (``codes`` container, one partition per pool, ``tenantId:pool:<poolId>``):
+
+* ``code-<hash>``: one per distinct code; ``hash`` is SHA-256 over the tenant,
+  the pool and the code, so a code uploaded twice (in one file or two) collides
+  on its id and is counted as a duplicate, never stored twice. The code itself
+  is kept sealed (AES-256-GCM under a key only the tenant's key can derive,
+  ``keyed_digest(tenant, "voucher-pool-key", poolId)``, bound to the document's
+  partition and id): it must come back out to be given to a customer, so a hash
+  alone cannot serve, but it never rests in the clear and is never logged.
+* ``claim-<redemptionId>``: which code a redemption got (its replay answers with
+  the same code).
+* ``pool``: counters for the tenant-admin (codes uploaded).
+
+Never twice: a code document goes from ``free`` to ``assigned`` by one ETag
+compare-and-swap, so of two hand-outs that pick the same code one fails and picks
+another; then the claim is created for the redemption. A crash between the two,
+or a lost race of two hand-outs for the *same* redemption, leaves a code assigned
+that nobody received: the pool loses a code (the safe direction), and no code is
+ever in two customers' hands.
+
+Upload interface (``add_codes``), kept small so the bulk import job (issue 20,
+part A) can feed it from a blob: it takes ``(line number, code)`` pairs, already
+parsed by ``parse_lines`` (NDJSON ``{"code": ...}`` or CSV with a ``code``
+column). The route validates the whole body first: one bad line and nothing is
+written (422 naming each line). Re-uploading a file changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Literal
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared.clock import Clock, iso
+from shared.errors import BatchFailed, DocumentExists, FieldProblem, NotFound, OutOfStock, PreconditionFailed, \
+    ValidationFailed
+from shared.store.layout import CODES, pool_pk
+from shared.store.port import Create, DocumentStore, Filter, Query
+
+POOL_CODE = re.compile(r"^[\x21-\x7e]{4,64}$")  # printable ASCII, no spaces: what partners send
+MAX_LINE_ERRORS = 100
+PICK_FROM = 32  # a hand-out picks at random among this many free codes: concurrent ones rarely collide
+HAND_OUT_ATTEMPTS = 100
+Digest = Callable[[str, str, str], bytes]
+
+
+@dataclass
+class UploadReport:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_lines(text: str, fmt: Literal["ndjson", "csv"]) -> list[tuple[int, str]]:
+    """``(line number, code)`` of every code in ``text``; ``ValidationFailed`` naming every bad
+    line (up to ``MAX_LINE_ERRORS``) if any is bad: all or nothing."""
+    problems: list[FieldProblem] = []
+    found: list[tuple[int, str]] = []
+    for number, code, problem in _rows(text, fmt):
+        if problem is None and (code is None or not POOL_CODE.match(code)):
+            problem = "a code is 4 to 64 printable characters without spaces"
+        if problem is not None:
+            if len(problems) < MAX_LINE_ERRORS:
+                problems.append(FieldProblem(f"line {number}", problem))
+            continue
+        assert code is not None
+        found.append((number, code))
+    if problems:
+        raise ValidationFailed(f"{len(problems)} bad line(s); nothing was added", problems)
+    if not found:
+        raise ValidationFailed("no codes in the upload", [FieldProblem("body", "send at least one code")])
+    return found
+
+
+def _rows(text: str, fmt: str) -> Iterator[tuple[int, str | None, str | None]]:
+    if fmt == "ndjson":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                yield number, None, "not a JSON object"
+                continue
+            if not isinstance(row, dict) or not isinstance(row.get("code"), str):
+                yield number, None, 'expected {"code": "..."}'
+                continue
+            yield number, row["code"], None
+        return
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or "code" not in [h.strip() for h in header]:
+        yield 1, None, "the first line is a header naming a 'code' column"
+        return
+    column = [h.strip() for h in header].index("code")
+    for row in reader:
+        number = reader.line_num
+        if not row:
+            continue
+        yield number, (row[column].strip() if column < len(row) else None), None
+
+
+def _hash(tenant_id: str, pool_id: str, code: str) -> str:
+    return hashlib.sha256(f"accrue-pool\x00{tenant_id}\x00{pool_id}\x00{code}".encode()).hexdigest()
+
+
+class CodePools:
+    def __init__(self, store: DocumentStore, clock: Clock, digest: Digest) -> None:
+        self._store = store
+        self._clock = clock
+        self._digest = digest
+
+    def add_codes(self, tenant_id: str, pool_id: str, rows: Iterable[tuple[int, str]]) -> UploadReport:
+        """Add each code not already in the pool; idempotent (a code already there is a duplicate)."""
+        pk = pool_pk(tenant_id, pool_id)
+        aead = AESGCM(self._key(tenant_id, pool_id))
+        report = UploadReport()
+        now = iso(self._clock.now())
+        batch: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for _number, code in rows:
+            digest = _hash(tenant_id, pool_id, code)
+            if digest in seen:
+                report.duplicates += 1
+                continue
+            seen.add(digest)
+            doc_id = f"code-{digest}"
+            nonce = os.urandom(12)
+            sealed = base64.b64encode(nonce + aead.encrypt(nonce, code.encode(), f"{pk}/{doc_id}".encode())).decode()
+            batch.append({"id": doc_id, "pk": pk, "docType": "poolcode", "tenantId": tenant_id, "poolId": pool_id,
+                          "status": "free", "sealed": sealed, "createdAt": now})
+            if len(batch) == 100:
+                self._write(batch, report)
+                batch = []
+        if batch:
+            self._write(batch, report)
+        self._count(tenant_id, pool_id, report.accepted)
+        return report
+
+    def _write(self, docs: list[dict[str, Any]], report: UploadReport) -> None:
+        try:
+            self._store.batch(CODES, docs[0]["pk"], [Create(d) for d in docs])
+            report.accepted += len(docs)
+            return
+        except (BatchFailed, DocumentExists):
+            pass  # some are already there (a re-upload): one by one, to count which
+        for doc in docs:
+            try:
+                self._store.create(CODES, doc)
+                report.accepted += 1
+            except DocumentExists:
+                report.duplicates += 1
+
+    def _count(self, tenant_id: str, pool_id: str, added: int) -> None:
+        pk = pool_pk(tenant_id, pool_id)
+        for _ in range(HAND_OUT_ATTEMPTS):
+            doc = self._store.read(CODES, pk, "pool")
+            fresh = {"id": "pool", "pk": pk, "docType": "pool", "tenantId": tenant_id, "poolId": pool_id,
+                     "uploaded": (doc["uploaded"] if doc else 0) + added, "handedOut": doc["handedOut"] if doc else 0,
+                     "updatedAt": iso(self._clock.now())}
+            try:
+                if doc is None:
+                    self._store.create(CODES, fresh)
+                else:
+                    self._store.upsert(CODES, {**fresh, "handedOut": doc["handedOut"]}, if_match=doc["_etag"])
+                return
+            except (PreconditionFailed, DocumentExists):
+                continue
+
+    def get(self, tenant_id: str, pool_id: str) -> dict[str, Any]:
+        doc = self._store.read(CODES, pool_pk(tenant_id, pool_id), "pool")
+        if doc is None:
+            raise NotFound(f"no code pool {pool_id!r}")
+        return {"poolId": pool_id, "uploaded": doc["uploaded"], "handedOut": doc["handedOut"],
+                "remaining": max(0, doc["uploaded"] - doc["handedOut"]), "updatedAt": doc["updatedAt"]}
+
+    def hand_out(self, tenant_id: str, pool_id: str, redemption_id: str, customer_id: str) -> str:
+        """The code for ``redemption_id``: the one it already got, or a free one, never one given
+        to anyone else; ``OutOfStock`` when the pool has none left."""
+        pk = pool_pk(tenant_id, pool_id)
+        claim_id = f"claim-{redemption_id}"
+        claim = self._store.read(CODES, pk, claim_id)
+        if claim is None:
+            for _ in range(HAND_OUT_ATTEMPTS):
+                free = self._store.query(CODES, Query(pk=pk, filters=(
+                    Filter("docType", "=", "poolcode"), Filter("status", "=", "free")), limit=PICK_FROM))
+                if not free:
+                    raise OutOfStock(f"code pool {pool_id!r} has no code left", poolId=pool_id)
+                pick = random.choice(free)
+                taken = {k: v for k, v in pick.items() if not k.startswith("_")}
+                taken.update(status="assigned", redemptionId=redemption_id, customerId=customer_id,
+                             assignedAt=iso(self._clock.now()))
+                try:
+                    self._store.upsert(CODES, taken, if_match=pick["_etag"])
+                except PreconditionFailed:
+                    continue  # handed to someone else a moment ago: pick again
+                try:
+                    claim = self._store.create(CODES, {"id": claim_id, "pk": pk, "docType": "poolclaim",
+                                                       "tenantId": tenant_id, "codeId": pick["id"],
+                                                       "customerId": customer_id})
+                    self._bump(pk)
+                except DocumentExists:
+                    claim = self._store.read(CODES, pk, claim_id)  # a concurrent replay won; ours is lost
+                break
+            else:
+                raise OutOfStock(f"code pool {pool_id!r} is in heavy demand: retry", poolId=pool_id)
+        assert claim is not None
+        code_doc = self._store.read(CODES, pk, claim["codeId"])
+        assert code_doc is not None and code_doc["redemptionId"] == redemption_id, "a claim names its own code"
+        return self._open(tenant_id, pool_id, code_doc)
+
+    def _bump(self, pk: str) -> None:
+        for _ in range(HAND_OUT_ATTEMPTS):
+            doc = self._store.read(CODES, pk, "pool")
+            if doc is None:
+                return
+            try:
+                self._store.upsert(CODES, {**{k: v for k, v in doc.items() if not k.startswith("_")},
+                                           "handedOut": doc["handedOut"] + 1}, if_match=doc["_etag"])
+                return
+            except PreconditionFailed:
+                continue
+
+    def _open(self, tenant_id: str, pool_id: str, doc: dict[str, Any]) -> str:
+        raw = base64.b64decode(doc["sealed"])
+        aad = f"{doc['pk']}/{doc['id']}".encode()
+        return AESGCM(self._key(tenant_id, pool_id)).decrypt(raw[:12], raw[12:], aad).decode()
+
+    def _key(self, tenant_id: str, pool_id: str) -> bytes:
+        return self._digest(tenant_id, "voucher-pool-key", pool_id)

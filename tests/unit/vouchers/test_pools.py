@@ -1,0 +1,111 @@
+"""Partner code pools: uploads all or nothing and idempotent; hand-outs never give
+one code twice (a property over any interleaving of uploads, hand-outs and replays);
+a pool-backed voucher reward over the API, with the points back when the pool is empty."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from shared.clock import ManualClock
+from shared.errors import OutOfStock
+from shared.store.layout import CONTAINERS
+from shared.store.sqlite import SqliteDocumentStore
+from shared.vouchers.pools import CodePools
+from tests.conftest import auth
+from tests.unit.spend.conftest import fund, ledger_invariants
+from tests.unit.vouchers.test_vouchers_api import _snapshot
+
+
+def _digest(tenant_id: str, purpose: str, data: str) -> bytes:
+    return hashlib.sha256(f"{tenant_id}/{purpose}/{data}".encode()).digest()
+
+
+CODES = st.sampled_from([f"PARTNER-{n:03d}" for n in range(12)])
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("upload"), st.lists(CODES, min_size=1, max_size=6)),
+    st.tuples(st.just("hand-out"), st.integers(0, 15)),  # a redemption number: repeats are replays
+), min_size=1, max_size=25)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(STEPS)
+def test_no_code_is_ever_handed_out_twice(steps) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteDocumentStore(Path(folder) / "store.db", CONTAINERS)
+        try:
+            pools = CodePools(store, ManualClock(), _digest)
+            uploaded: set[str] = set()
+            given_to: dict[str, str] = {}  # redemption -> code
+            for kind, arg in steps:
+                if kind == "upload":
+                    report = pools.add_codes("acme", "p", [(i, c) for i, c in enumerate(arg, start=1)])
+                    assert report.accepted == len(set(arg) - uploaded)
+                    assert report.accepted + report.duplicates == len(arg)
+                    uploaded |= set(arg)
+                    continue
+                rid = f"rd-{arg:024d}"
+                try:
+                    code = pools.hand_out("acme", "p", rid, "c1")
+                except OutOfStock:
+                    assert rid not in given_to and len(given_to) == len(uploaded)  # only when all are given
+                    continue
+                assert given_to.setdefault(rid, code) == code  # a replay gets the same code
+                assert code in uploaded
+                assert len(set(given_to.values())) == len(given_to)  # never one code for two redemptions
+            assert pools.get("acme", "p")["handedOut"] == len(given_to) if uploaded else True
+        finally:
+            store.close()
+
+
+VOUCHER = {"rewardId": "cinema", "name": "A cinema ticket", "pointsCost": 300, "type": "voucher",
+           "voucher": {"poolId": "cine", "validDays": 60}}
+
+
+def test_upload_is_all_or_nothing_and_a_reupload_changes_nothing(client, platform, tenant) -> None:
+    url = "/v1/voucher-pools/cine/codes"
+    csv_body = "code,batch\nCINE-0001,a\nCINE-0002,a\nCINE-0002,a\n"
+    before = _snapshot(platform)
+    bad = client.post(url, content="code\nCINE-0001\nbad code with spaces\n",
+                      headers={**auth(tenant.admin), "Content-Type": "text/csv"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "line 3"
+    wrong_type = client.post(url, content=csv_body, headers={**auth(tenant.admin), "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 422
+    assert client.post(url, content=csv_body, headers={**auth(tenant.merchant), "Content-Type": "text/csv"}
+                       ).status_code == 403
+    assert [r for r in _snapshot(platform) if r[0] != "audit"] == before
+    added = client.post(url, content=csv_body, headers={**auth(tenant.admin), "Content-Type": "text/csv"})
+    assert added.status_code == 201, added.text
+    assert added.json() | {} == {"poolId": "cine", "accepted": 2, "duplicates": 1, "uploaded": 2, "handedOut": 0,
+                                 "remaining": 2}
+    ndjson = '{"code": "CINE-0002"}\n{"code": "CINE-0003"}\n'
+    again = client.post(url, content=ndjson, headers={**auth(tenant.admin), "Content-Type": "application/x-ndjson"})
+    assert again.json()["accepted"] == 1 and again.json()["uploaded"] == 3
+    # Sealed at rest: no code in the clear in the store.
+    db = sqlite3.connect(platform.store.path)
+    assert db.execute("SELECT count(*) FROM docs WHERE body LIKE '%CINE-000%'").fetchone()[0] == 0
+    db.close()
+
+
+def test_a_pool_voucher_reward_hands_out_codes_and_gives_points_back_when_empty(client, platform, tenant) -> None:
+    client.post("/v1/voucher-pools/cine/codes", content="code\nCINE-0001\n",
+                headers={**auth(tenant.admin), "Content-Type": "text/csv"})
+    assert client.post("/v1/rewards", json=VOUCHER, headers=auth(tenant.admin)).status_code == 201
+    fund(platform, "acme", "c1", 1000)
+    first = client.post("/v1/customers/c1/redemptions", json={"idempotencyKey": "k1", "rewardId": "cinema"},
+                        headers=auth(tenant.merchant))
+    assert first.status_code == 201, first.text
+    assert first.json()["voucher"]["code"] == "CINE-0001" and first.json()["status"] == "confirmed"
+    replay = client.post("/v1/customers/c1/redemptions", json={"idempotencyKey": "k1", "rewardId": "cinema"},
+                         headers=auth(tenant.merchant))
+    assert replay.status_code == 200 and replay.json()["voucher"]["code"] == "CINE-0001"
+    empty = client.post("/v1/customers/c1/redemptions", json={"idempotencyKey": "k2", "rewardId": "cinema"},
+                        headers=auth(tenant.merchant))
+    assert empty.status_code == 409 and empty.json()["type"].endswith("/out-of-stock")
+    assert platform.ledger.head("acme", "c1").balance == 700  # one ticket bought, the second given back
+    ledger_invariants(platform, "acme", "c1")
+    assert client.get("/v1/voucher-pools/cine", headers=auth(tenant.admin)).json()["handedOut"] == 1
