@@ -41,6 +41,7 @@ SCHEDULES: tuple[tuple[str, str], ...] = (
     ("ledger-digest", "0 20 2 * * *"),
     ("transfers", "45 * * * * *"),
     ("vouchers", "0 */10 * * * *"),
+    ("occasions", "0 10 * * * *"),
 )
 
 bp = func.Blueprint()

@@ -207,8 +207,35 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         return Step(cursor, done=True, result={"matured": cursor["matured"], "points": cursor["points"],
                                                 "customers": cursor["customers"], "failed": cursor["failed"]})
 
+    def import_slice(params: Mapping[str, Any], cursor: Any) -> Step:
+        # One bounded slice of an import (shared/imports/service.py): its cursor is the
+        # file offset and the counts, so a slice redone after a crash counts once.
+        return platform.imports.run_slice(dict(params), cursor)
+
+    def occasions_fan_out(params: Mapping[str, Any], cursor: Any) -> Step:
+        # Tenants with occasion settings, a page a slice: one item per tenant and *local* date,
+        # so each tenant's day is done once, soon after its own midnight.
+        from shared.occasions.service import due_tenants  # noqa: PLC0415
+
+        after = (cursor or {}).get("after", "")
+        tenants, last, more = due_tenants(platform.store, after, TENANTS_PER_FAN_OUT_SLICE)
+        queue = work_items(platform)
+        added = (cursor or {}).get("added", 0)
+        for tenant_id in tenants:
+            day = platform.occasions.local_date(tenant_id).isoformat()
+            added += queue.enqueue("occasions", tenant_id, day, {"tenantId": tenant_id, "day": day})
+        cursor = {"after": last or after, "added": added}
+        return Step(cursor, done=not more, result={"enqueued": added} if not more else None)
+
+    def occasions_tenant(params: Mapping[str, Any], cursor: Any) -> Step:
+        from datetime import date  # noqa: PLC0415
+
+        cursor, done = platform.occasions.run_slice(params["tenantId"], date.fromisoformat(params["day"]), cursor)
+        return Step(cursor, done=done, result={"awarded": cursor["awarded"]} if done else None)
+
     return {"fan-out": fan_out, "reconcile": reconcile_tenant, "export": export_tenant,
-            "export-microbatch": microbatch_tenant, "ledger-digest": digest_tenant, "mature": mature_tenant}
+            "export-microbatch": microbatch_tenant, "ledger-digest": digest_tenant, "mature": mature_tenant,
+            "import": import_slice, "occasions-fan-out": occasions_fan_out, "occasions": occasions_tenant}
 
 
 def _generation(platform: Platform) -> str:
@@ -264,6 +291,14 @@ def _run_work_items(platform: Platform) -> object:
                  report.claimed, report.slices, len(report.finished), len(report.resumable), len(report.failed),
                  len(report.parked), extra=fields())
     return report
+
+
+def _occasions(platform: Platform) -> object:
+    # Hourly (issue 20): one fan-out item per UTC hour; it enqueues one item per tenant and
+    # local date, so a tenant's birthdays and anniversaries run once, after its own midnight.
+    hour = platform.clock.now().strftime("%Y-%m-%dT%H")
+    added = work_items(platform).enqueue("occasions-fan-out", "all", hour, {})
+    return {"generation": hour, "enqueued": added}
 
 
 def _deliver_webhooks(platform: Platform) -> object:
@@ -386,6 +421,8 @@ JOBS: tuple[Job, ...] = (
     Job("transfers", "45 * * * * *", 60.0, _recover_transfers),
     # Vouchers (issue 20): expiry and pending refunds of unused vouchers, every 10 minutes.
     Job("vouchers", "0 */10 * * * *", 600.0, _settle_vouchers),
+    # Birthday and anniversary rewards (issue 20): per tenant local date, through work items.
+    Job("occasions", "0 10 * * * *", 3600.0, _occasions),
 )
 
 BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

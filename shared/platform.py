@@ -122,6 +122,10 @@ class Platform:
     # Every per-process cache of tenant configuration, and the announcements of its changes.
     tenant_changes: TenantChanges = field(init=False)
     provisioning: TenantProvisioning = field(init=False)
+    # Historical imports and bulk awards (issue 20, shared/imports); birthday and anniversary
+    # rewards (issue 20, shared/occasions).
+    imports: Any = field(init=False)
+    occasions: Any = field(init=False)
 
     def _wallets_of(self, tenant_id: str) -> Any:
         """The tenant's wallets for the ledger (None: none, or a ledger written for no known tenant)."""
@@ -186,6 +190,12 @@ class Platform:
         self.exports = ExportService(self.store, self.clock, self.key_provider,
                                      sink=lambda: build_export_sink(self.settings), vault=self.vault, audit=self.audit,
                                      export_keys=lambda: build_export_key_provider(self.settings))
+        from shared.imports.service import Imports  # noqa: PLC0415 - keeps the import graph acyclic
+        from shared.occasions.service import Occasions  # noqa: PLC0415
+        self.occasions = Occasions(self.store, self.ledger, self.tenants, self.clock, self.vault.blind_secret)
+        self.customers.occasions = self.occasions
+        self.imports = Imports(self.store, self.ledger, self.customers, self.tenants, self.rule_sets, self.clock,
+                               self.audit, sink=lambda: build_import_sink(self.settings), enqueue=self._enqueue)
         # Erasure that reaches every copy (shared.privacy.erasure); its log beside the audit archive.
         self.erasures = Erasures(self.store, self.clock, self.vault, self.webhooks, self.exports,
                                  log_sink=lambda: build_audit_sink(self.settings))
@@ -224,6 +234,11 @@ class Platform:
             self.tenant_changes.register(cache.forget)
             cache.announce = self.tenant_changes.announce
         self.tenant_changes.register(self._forget_rules)
+
+    def _enqueue(self, kind: str, key: str, generation: str, params: dict[str, Any]) -> bool:
+        from shared.jobs import work_items  # noqa: PLC0415 - shared.jobs reads this module's types
+
+        return work_items(self).enqueue(kind, key, generation, params)
 
     def _referral_context(self, tenant_id: str, customer_id: str) -> tuple[Any, Any]:
         """What a referral programme's rule condition sees: the tenant's settings and the
@@ -284,6 +299,19 @@ def build_audit_sink(settings: Settings) -> BlobSink:
     from azure.identity import DefaultAzureCredential
 
     return AzureBlobSink("audit", account_url=settings.blob_account_url, credential=DefaultAzureCredential())
+
+
+def build_import_sink(settings: Settings) -> BlobSink:
+    """Import files (shared/imports): the ``imports`` blob container (uploads arrive through a
+    short-lived SAS), or ``<data dir>/blobs/imports`` locally. Built on first use."""
+    if settings.blobs == "local":
+        from shared.blobs.local import LocalBlobSink
+
+        return LocalBlobSink(settings.data_dir / "blobs" / "imports")
+    from shared.blobs.azure import AzureBlobSink
+    from azure.identity import DefaultAzureCredential
+
+    return AzureBlobSink("imports", account_url=settings.blob_account_url, credential=DefaultAzureCredential())
 
 
 def build_export_sink(settings: Settings) -> BlobSink:

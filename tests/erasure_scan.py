@@ -105,6 +105,8 @@ def needles_of(body: Mapping[str, Any], stored: Mapping[str, Any] | None = None,
         for name, envelope in (stored.get("personal") or {}).items():
             needles.add(f"envelope:{name}", envelope.rsplit(".", 1)[-1])
         needles.add("blind-index id", stored.get("emailIndex"))
+        # The keyed hash of the birth month-day (shared.occasions): its partition key.
+        needles.add("birthday index", (stored.get("birthdayIndex") or "").rpartition(":")[2] or None)
     if wrapped_dek is not None:
         raw = base64.b64decode(wrapped_dek["wrapped"])
         needles.add("wrapped DEK", raw)

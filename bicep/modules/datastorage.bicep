@@ -23,6 +23,9 @@ param exportsContainerName string
 
 param auditContainerName string
 
+@description('Import files (docs/imports.md): uploaded through a short-lived SAS, deleted by lifecycle after a week (a customers file holds personal data in the clear).')
+param importsContainerName string = 'imports'
+
 @description('Days an export blob is kept before lifecycle management deletes it.')
 @minValue(1)
 param exportsRetentionDays int
@@ -78,6 +81,14 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource exportsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: exportsContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource importsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: importsContainerName
   properties: {
     publicAccess: 'None'
   }
@@ -143,11 +154,39 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             }
           }
         }
+        {
+          enabled: true
+          name: 'imports-retention'
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${importsContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: 7
+                }
+              }
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: 1
+                }
+              }
+            }
+          }
+        }
       ]
     }
   }
   dependsOn: [
     exportsContainer
+    importsContainer
   ]
 }
 
@@ -155,3 +194,4 @@ output accountName string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output exportsContainerName string = exportsContainer.name
 output auditContainerName string = auditContainer.name
+output importsContainerName string = importsContainer.name

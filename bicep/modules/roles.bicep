@@ -22,6 +22,9 @@ param exportsContainerName string
 
 param auditContainerName string
 
+@description('Import files (docs/imports.md); the container datastorage.bicep creates.')
+param importsContainerName string = 'imports'
+
 @description('The Functions host\'s own storage account.')
 param hostStorageName string
 
@@ -37,6 +40,7 @@ var roleIds = {
   keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -76,6 +80,11 @@ resource dataBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05
 resource exportsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: dataBlobService
   name: exportsContainerName
+}
+
+resource importsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: dataBlobService
+  name: importsContainerName
 }
 
 resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
@@ -145,6 +154,29 @@ resource exportsBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: exportsContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Imports: read the uploaded files; the upload SAS is a user-delegation SAS, signed with a
+// key the identity asks for (Storage Blob Delegator: that key only, no data access), and
+// only ever for one blob of the imports container, create and write (shared/blobs/azure.py).
+resource importsBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(importsContainer.id, principalId, roleIds.storageBlobDataContributor)
+  scope: importsContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource uploadDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage.id, principalId, roleIds.storageBlobDelegator)
+  scope: dataStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDelegator)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

@@ -24,6 +24,7 @@ from shared.api.routes import tiers
 from shared.api.routes import agents as agents_routes
 from shared.api.routes import expiries
 from shared.api.routes import ledger as ledger_routes
+from shared.api.routes import imports, occasions
 from shared.api.routes import metrics as metrics_route
 from shared.api.routes import operator_page, operators
 from shared.platform import Platform
@@ -53,7 +54,7 @@ def create_app(platform: Platform) -> FastAPI:
     rules.install(app)
     for module in (health, privacy, customers, orders, keys, tenants, audit, governance, webhooks, exports, rules,
                    rewards, redemptions, vouchers, referrals, tiers, expiries, fraud, reviews, agents_routes,
-                   operators, operator_page, ledger_routes):
+                   operators, operator_page, ledger_routes, imports, occasions):
         app.include_router(module.router)
     metrics_route.install(app)  # GET /metrics, loopback only, outside the OpenAPI document
     mark_routes(app)

@@ -49,6 +49,9 @@ class CustomerService:
         self._store = store
         self._clock = clock
         self.vault = vault
+        # Birthday and anniversary rewards (shared.occasions): files each new profile under
+        # keyed hashes of its month-days. Set by the platform; None: no index.
+        self.occasions: Any = None
 
     def register(self, tenant_id: str, profile: CustomerProfile) -> dict[str, Any]:
         personal = profile.personal()
@@ -74,6 +77,13 @@ class CustomerService:
                 raise Conflict(f"customer {profile.customer_id!r} already exists")
             sealed = self.vault.seal_new(tenant_id, profile.customer_id, personal)
             doc.update(sealed)
+        if self.occasions is not None:
+            # Filed before the profile is created, like the email index: a crash in between
+            # leaves an entry without a profile, which the daily run skips (it reads the
+            # due profiles), never a profile its birthday run cannot find.
+            birth_date = personal.birth_date if personal is not None else None
+            doc.update(self.occasions.index_fields(tenant_id, birth_date))
+            self.occasions.write_index(tenant_id, profile.customer_id, birth_date, profile.join_date)
         try:
             return self._store.create(CUSTOMERS, doc)
         except DocumentExists:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import io
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
 from azure.core import MatchConditions
@@ -216,6 +217,43 @@ class AzureBlobSink:
         except AzureError as exc:
             raise _translate(exc, f"reading blob {path!r}") from exc
         return _chunks(downloader, path)
+
+    def open_from(self, path: str, offset: int) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` on: a ranged download (an import resumes mid-file)."""
+        check_path(path)
+        assert offset >= 0
+        try:
+            downloader = self._container.get_blob_client(path).download_blob(offset=offset)
+        except ResourceNotFoundError as exc:
+            raise BlobNotFound(f"blob {path!r} not found") from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 416:  # the offset is the blob's end: nothing left
+                return iter(())
+            raise _translate(exc, f"reading blob {path!r}") from exc
+        except AzureError as exc:
+            raise _translate(exc, f"reading blob {path!r}") from exc
+        return _chunks(downloader, path)
+
+    def upload_url(self, path: str, expires_in: timedelta) -> str:
+        """A short-lived URL that lets its holder create this one blob and nothing else: a
+        user-delegation SAS (the identity's own key, never the account key) with create and
+        write permission on ``path`` only, valid for ``expires_in`` (at most one hour)."""
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas  # noqa: PLC0415
+
+        check_path(path)
+        assert timedelta(0) < expires_in <= timedelta(hours=1)
+        start = datetime.now(timezone.utc) - timedelta(minutes=5)  # clock skew of the uploader
+        expiry = datetime.now(timezone.utc) + expires_in
+        blob = self._container.get_blob_client(path)
+        try:
+            key = self._service.get_user_delegation_key(start, expiry)
+        except AzureError as exc:
+            raise _translate(exc, "issuing an upload SAS") from exc
+        sas = generate_blob_sas(account_name=blob.account_name, container_name=blob.container_name,
+                                blob_name=path, user_delegation_key=key,
+                                permission=BlobSasPermissions(create=True, write=True),
+                                start=start, expiry=expiry, protocol="https")
+        return f"{blob.url}?{sas}"
 
     def read(self, path: str) -> bytes:
         return b"".join(self.open(path))

@@ -190,6 +190,19 @@ class LocalBlobSink:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def open_from(self, path: str, offset: int) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` on (an import resumes mid-file without re-reading it)."""
+        assert offset >= 0
+        target = self._target(path)
+        try:
+            handle = open(target, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise BlobNotFound(f"blob {path!r} not found") from exc
+        except OSError as exc:
+            raise BlobUnavailable(f"cannot read blob {path!r}: {exc}") from exc
+        handle.seek(offset)
+        return _read_chunks(handle, path)
+
     def read(self, path: str) -> bytes:
         return b"".join(self.open(path))
 

@@ -67,7 +67,7 @@ from shared.ledger.entries import (
 from shared.domain.wallets import WalletSettings
 from shared.ledger import wallets
 from shared.store.layout import LEDGER, customer_pk
-from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query
+from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, read_many
 
 MAX_ATTEMPTS = 8
 HEAD_CACHE_SIZE = 100_000
@@ -90,6 +90,10 @@ class TransactionRequest:
     # The W3C traceparent of the span appending it (shared.telemetry.tracing): kept on
     # its entries and records as ``traceContext`` so change-feed consumers continue the trace.
     trace_context: str | None = None
+    # A historical import (shared/imports): the entries keep the row's own instant as
+    # ``createdAt`` (so a balance as of a date before the import reflects them), carry
+    # ``imported: true`` and the instant they were really written as ``recordedAt``.
+    occurred_at: datetime | None = None
 
     @cached_property
     def pk(self) -> str:  # asked several times per append: made once
@@ -215,15 +219,53 @@ class Ledger:
         )
 
     def head_as_of(self, tenant_id: str, customer_id: str, moment: datetime) -> Head:
+        """The running totals as of ``moment``: those of the newest entry (by seq) written
+        at or before it. Imported history (shared/imports) keeps each row's own instant, so a
+        partition can hold an entry dated after ``moment`` below that one (rows of a file
+        out of time order, or history imported after live entries): then the totals are
+        summed entry by entry over the partition (``_as_of_by_sum``), which only such
+        partitions pay for. When the newest entry by then is a live one, it is one read."""
+        pk = customer_pk(tenant_id, customer_id)
+        at = iso(moment)
         newest = self._store.query(
-            LEDGER,
-            Query(
-                pk=customer_pk(tenant_id, customer_id),
-                filters=(*_ENTRIES, Filter("createdAt", "<=", iso(moment))),
-                order_by="seq", descending=True, limit=1,
-            ),
+            LEDGER, Query(pk=pk, filters=(*_ENTRIES, Filter("createdAt", "<=", at)),
+                          order_by="seq", descending=True, limit=1),
         )
-        return Head.from_entry(newest[0]) if newest else Head()
+        if not newest:
+            return Head()
+        head = Head.from_entry(newest[0])
+        if not newest[0].get("imported"):
+            # A live entry is dated when it is written, and an imported row is never dated
+            # after its import (shared/imports refuses future instants): nothing below a
+            # live entry can be dated after it, so its totals are the answer.
+            return head
+        later_below = self._store.query(LEDGER, Query(pk=pk, filters=(
+            Filter("docType", "=", ENTRY_DOC), Filter("seq", "<", head.seq), Filter("createdAt", ">", at)), limit=1))
+        return self._as_of_by_sum(pk, at) if later_below else head
+
+    def _as_of_by_sum(self, pk: str, at: str) -> Head:
+        """Each entry's own change of every running total (its totals minus its
+        predecessor's), summed over the entries written at or before ``at``."""
+        previous, included = Head(), []
+        after = 0
+        while True:
+            page = self._store.query(LEDGER, Query(pk=pk, filters=(Filter("docType", "=", ENTRY_DOC),
+                                                                   Filter("seq", ">", after)),
+                                                   order_by="seq", limit=1000))
+            for doc in page:
+                current = Head.from_entry(doc)
+                if doc["createdAt"] <= at:
+                    included.append((current, previous))
+                previous = current
+            if len(page) < 1000:
+                break
+            after = page[-1]["seq"]
+        total = [0, 0, 0, 0, 0]
+        for current, before in included:
+            for index, name in enumerate(("balance", "pending", "lifetime_earned", "orders_credited", "reserved")):
+                total[index] += getattr(current, name) - getattr(before, name)
+        return Head(seq=included[-1][0].seq if included else 0, balance=total[0], pending=total[1],
+                    lifetime_earned=total[2], orders_credited=total[3], reserved=total[4])
 
     def entries_for_order(self, tenant_id: str, customer_id: str, order_id: str) -> list[dict[str, Any]]:
         """The order's entries, oldest first. Sorted here, not by the store: with ORDER BY
@@ -245,6 +287,13 @@ class Ledger:
 
     def marker(self, tenant_id: str, customer_id: str, idempotency_key: str) -> dict[str, Any] | None:
         return self._store.read(LEDGER, customer_pk(tenant_id, customer_id), marker_id(idempotency_key))
+
+    def known(self, requests: Sequence[TransactionRequest]) -> list[TransactionOutcome | None]:
+        """For each request, its remembered outcome if its idempotency key was already
+        used (one store call for all): what a bulk caller (shared/imports) skips before
+        appending, so a re-run writes nothing and costs one read per chunk."""
+        markers = read_many(self._store, LEDGER, [(r.pk, marker_id(r.idempotency_key)) for r in requests])
+        return [self._replay(r, m) if m is not None else None for r, m in zip(requests, markers)]
 
     # --- appends -------------------------------------------------------------------
 
@@ -364,6 +413,8 @@ class Ledger:
         self, request: TransactionRequest, head: Head, plan: Plan
     ) -> tuple[list[dict[str, Any]], Head, list[dict[str, Any]], dict[str, Any]]:
         now = iso(self._clock.now())
+        created = iso(request.occurred_at) if request.occurred_at is not None else now
+        imported = {"imported": True, "recordedAt": now} if request.occurred_at is not None else {}
         transaction_id = new_transaction_id()
         entries: list[dict[str, Any]] = []
         current = head
@@ -401,8 +452,9 @@ class Ledger:
                 "ruleSetVersion": draft.rule_set_version,
                 "arm": draft.arm,
                 "status": draft.status.value,
-                "createdAt": now,
+                "createdAt": created,
                 "idempotencyKey": request.idempotency_key,
+                **imported,
                 **({"attributes": draft.attributes} if draft.attributes else {}),
                 **({"traceContext": request.trace_context} if request.trace_context else {}),
                 **wallet_fields,
@@ -424,7 +476,7 @@ class Ledger:
             "createdAt": now,
         }
         records = [dict(r, pk=request.pk, tenantId=request.tenant_id, customerId=request.customer_id,
-                        transactionId=transaction_id if entries else None, createdAt=now,
+                        transactionId=transaction_id if entries else None, createdAt=created, **imported,
                         **({"traceContext": request.trace_context} if request.trace_context else {}))
                    for r in plan.records]
         return [*entries, *records, marker], current, entries, marker

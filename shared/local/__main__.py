@@ -1,6 +1,6 @@
 """``python -m shared.local``: run the local platform, or operate on its data.
 
-Commands: ``run`` (default), ``status [--json]``, ``issue-key``, ``revoke-key``, ``poison list|replay [--tenant T]``,
+Commands: ``run`` (default), ``status [--json]``, ``import FILE --tenant T --kind K`` (shared.imports.cli), ``issue-key``, ``revoke-key``, ``poison list|replay [--tenant T]``,
 ``reconcile``, ``ledger verify|digest|migrate-chain [--tenant T] [--customer C]`` (the ledger's
 hash chains, shared/app/ledger_chain.py), ``jobs list|run|retry`` (the fan-out jobs' work items, ``shared.workitems``),
 ``export run|backfill|decrypt``, ``erasures list|replay --since ISO
@@ -96,6 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     chain.add_argument("action", choices=["verify", "digest", "migrate-chain"])
     chain.add_argument("--tenant", default=None, help="the tenant (default: every tenant)")
     chain.add_argument("--customer", default=None, help="verify: only this customer (needs --tenant)")
+    load = commands.add_parser("import", help="import a file of rows (customers, orders, opening-balances, awards) "
+                                              "with a progress bar; resumable, each row idempotent")
+    load.add_argument("file", help="an NDJSON (.ndjson, .jsonl) or CSV (.csv) file")
+    load.add_argument("--tenant", required=True)
+    load.add_argument("--kind", required=True, help="the row kind: customers, orders, opening-balances, awards")
+    load.add_argument("--format", choices=["ndjson", "csv"], default=None, help="default: from the file's extension")
+    load.add_argument("--mode", choices=["continue", "all-or-nothing"], default="continue")
+    load.add_argument("--evaluate", action="store_true", help="orders: earn by the rules active at each order's time")
+    load.add_argument("--rule-set", default=None, help="with --evaluate: this rule set (and --version) instead")
+    load.add_argument("--version", type=int, default=None)
+    load.add_argument("--errors", default=None, help="write the error report (CSV: line, field, reason) here")
+    load.add_argument("--resume", default=None, metavar="IMPORT_ID", help="follow an import already started")
     status = commands.add_parser("status", help="bus backlog, ingest and projection lag, poison count, last run of "
                                                  "every timer job, failing webhook endpoints")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -169,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(report, indent=2))
         elif args.command == "jobs":
             return _jobs(platform, args)
+        elif args.command == "import":
+            from shared.imports.cli import run_import  # noqa: PLC0415
+
+            return run_import(platform, args, operator())
         elif args.command == "status":
             from shared.telemetry.status import collect, summary
 

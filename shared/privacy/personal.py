@@ -175,6 +175,11 @@ class PersonalDataVault:
             self._secrets[tenant_id] = (now, secret)
         return secret
 
+    def blind_secret(self, tenant_id: str) -> bytes:
+        """The tenant's blind-index secret (for other keyed indexes of personal data:
+        ``shared.occasions``). Never logged, never stored unwrapped."""
+        return self._blind_secret(tenant_id)
+
     def email_index_id(self, tenant_id: str, email: str) -> str:
         digest = hmac.new(self._blind_secret(tenant_id), b"email:" + normalise_email(email).encode(),
                           hashlib.sha256).hexdigest()
@@ -276,10 +281,12 @@ class PersonalDataVault:
             return {"customerId": customer_id, "erased": True, "erasedAt": doc["erasedAt"], "alreadyErased": True}
         if doc.get("emailIndex"):
             _delete_if_present(self._store, PII_INDEX, tenant_id, doc["emailIndex"])
+        if doc.get("birthdayIndex"):  # the keyed hash of the birth month-day (shared.occasions)
+            _delete_if_present(self._store, PII_INDEX, doc["birthdayIndex"], customer_id)
         _delete_if_present(self._store, PII_KEYS, pk, "dek")
         self.cache.evict(tenant_id, customer_id)
         erased_at = erased_at or iso(self._clock.now())
-        stripped = {k: v for k, v in doc.items() if k not in ("personal", "dekId", "emailIndex")}
+        stripped = {k: v for k, v in doc.items() if k not in ("personal", "dekId", "emailIndex", "birthdayIndex")}
         try:
             self._store.upsert(CUSTOMERS, dict(stripped, erasedAt=erased_at, updatedAt=erased_at),
                                if_match=doc["_etag"])

@@ -79,6 +79,8 @@ TAGS: list[dict[str, str]] = [
     {"name": "agents", "description": "Agents' guardrail policies, terms documents and decision trail (the MCP "
                                       "server itself is at /mcp)."},
     {"name": "ledger", "description": "The ledger's hash chains: verify a customer or the tenant."},
+    {"name": "imports", "description": "Historical imports and bulk awards: upload, start, progress, error report."},
+    {"name": "occasions", "description": "Birthday and join-anniversary rewards: the tenant's settings."},
 ]
 
 _ERROR_TEXT = {

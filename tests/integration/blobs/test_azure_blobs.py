@@ -203,3 +203,14 @@ def test_an_unreachable_account_fails_at_start_naming_the_setting(azurite_creden
     url = f"http://127.0.0.1:{free_port()}/devstoreaccount1"
     with pytest.raises(ConfigurationError, match="BLOB_ACCOUNT_URL"):
         AzureBlobSink("exports", account_url=url, credential=azurite_credential)
+
+
+def test_open_from_reads_from_an_offset(sink: BlobSink) -> None:
+    # An import resumes mid-file without re-reading it (shared/imports): a seek locally, a
+    # ranged download on Azure; at the end, nothing.
+    data = b"".join(stream(300 * 1024, 50 * 1024))
+    sink.put("imports/t/i/source.ndjson", data)
+    for offset in (0, 1, 70_000, len(data) - 1, len(data)):
+        assert b"".join(sink.open_from("imports/t/i/source.ndjson", offset)) == data[offset:]
+    with pytest.raises(BlobNotFound):
+        b"".join(sink.open_from("imports/t/i/missing.ndjson", 0))

@@ -312,6 +312,8 @@ ROLE_IDS = {
     "Key Vault Crypto User": "12338af0-0e69-4776-bea7-57ae8d297424",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    # Gets a user-delegation key (no data access): the imports' upload SAS (shared/blobs/azure.py).
+    "Storage Blob Delegator": "db58b8e5-c6ad-4a2a-8342-4190687cbf4a",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -337,7 +339,10 @@ REQUIRED_ROLES = {
     "blobs=azure": [("Storage Blob Data Contributor", "Microsoft.Storage/storageAccounts/blobServices/containers",
                      "exportsContainerName"),
                     ("Storage Blob Data Contributor", "Microsoft.Storage/storageAccounts/blobServices/containers",
-                     "auditContainerName")],
+                     "auditContainerName"),
+                    ("Storage Blob Data Contributor", "Microsoft.Storage/storageAccounts/blobServices/containers",
+                     "importsContainerName"),
+                    ("Storage Blob Delegator", "Microsoft.Storage/storageAccounts", "dataStorageName")],
 }
 HOST_ROLES = [("Storage Blob Data Owner", "Microsoft.Storage/storageAccounts", "hostStorageName"),
               ("Storage Queue Data Contributor", "Microsoft.Storage/storageAccounts", "hostStorageName"),

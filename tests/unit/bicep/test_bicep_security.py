@@ -102,13 +102,14 @@ def test_exports_and_audit_storage_versions_blobs_and_locks_the_audit_archive() 
     assert storage.param_decorators[days]["minValue"] == [2555], "the retention may not be lowered below 7 years"
 
 
-def test_lifecycle_rules_touch_exports_only() -> None:
+def test_lifecycle_rules_touch_exports_and_imports_only() -> None:
     storage = module("datastorage")
     rules = props("datastorage", "Microsoft.Storage/storageAccounts/managementPolicies")["policy"]["rules"]
     assert rules
     for rule in rules:
         prefixes = rule["definition"]["filters"]["prefixMatch"]
-        assert [p.text for p in prefixes] == ["'${exportsContainerName}/'"], rule["name"]
+        assert [p.text for p in prefixes] in (["'${exportsContainerName}/'"], ["'${importsContainerName}/'"]), \
+            rule["name"]
         assert "delete" in rule["definition"]["actions"]["baseBlob"]
     assert "auditContainerName" not in path(storage.resources_of_type(
         "Microsoft.Storage/storageAccounts/managementPolicies")[0].body, "properties").text.decode()

@@ -1,0 +1,47 @@
+"""Writes that can race, fired ~20 at once: the same file imported by 20 imports at
+the same moment (each row applied once), and 20 concurrent birthday runs (one award)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from shared.app.customers import CustomerProfile
+from shared.occasions.service import OccasionSettings
+from tests.conftest import run_in_threads
+from tests.unit.imports.conftest import ndjson, start_import
+
+N = 20
+
+
+def test_twenty_concurrent_imports_of_one_file_apply_each_row_once(platform, tenant) -> None:
+    rows = [{"orderId": f"r{n}", "customerId": f"c{1 + n % 3}", "amount": "2.00", "currency": "EUR",
+             "timestamp": "2025-03-03T03:03:03Z", "points": n} for n in range(60)]
+    ids = [start_import(platform, "acme", ndjson(rows), kind="orders") for _ in range(N)]
+    results: dict[str, dict] = {}
+
+    def run(import_id: str) -> None:
+        cursor, params = None, {"tenantId": "acme", "importId": import_id}
+        while True:
+            step = platform.imports.run_slice(params, cursor, max_rows=25)
+            cursor = step.cursor
+            if step.done:
+                results[import_id] = step.result
+                return
+
+    run_in_threads(run, [(i,) for i in ids], timeout=120)
+    assert len(results) == N and all(r["rowsDone"] == 60 and r["rowsFailed"] == 0 for r in results.values())
+    heads = [platform.ledger.head("acme", f"c{n}") for n in (1, 2, 3)]
+    assert sum(h.balance for h in heads) == sum(range(60)) and sum(h.seq for h in heads) == 60
+
+
+def test_twenty_concurrent_birthday_runs_award_once(platform, tenant, clock) -> None:
+    platform.occasions.save_settings("acme", OccasionSettings(birthdayPoints=10))
+    for n in range(5):
+        platform.customers.register("acme", CustomerProfile(customerId=f"b{n}", joinDate="2024-01-01",
+                                                            birthDate="1990-12-24"))
+    clock.advance(datetime(2026, 12, 24, 12, tzinfo=timezone.utc) - clock.now())
+    awarded: list[int] = []
+    run_in_threads(lambda: awarded.append(platform.occasions.run_tenant("acme")["awarded"]), [()] * N,
+                   timeout=120)
+    assert len(awarded) == N and sum(awarded) == 5
+    assert all(platform.ledger.head("acme", f"b{n}").balance == 10 for n in range(5))
