@@ -32,7 +32,7 @@ WalletName = Annotated[str, StringConstraints(pattern=WALLET_NAME.pattern, max_l
 class Wallet(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    name: str = Field(pattern=WALLET_NAME.pattern)
+    name: WalletName
     # Points credited to this wallet expire by this policy (None: the tenant's expiryPolicy).
     expiry_policy: ExpiryPolicy | None = Field(default=None, alias="expiryPolicy")
 
@@ -41,8 +41,8 @@ class WalletSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     wallets: tuple[Wallet, ...] = Field(min_length=1, max_length=MAX_WALLETS)
-    default: str
-    spending_order: tuple[str, ...] = Field(alias="spendingOrder")
+    default: WalletName
+    spending_order: tuple[WalletName, ...] = Field(alias="spendingOrder", max_length=MAX_WALLETS)
 
     @model_validator(mode="after")
     def _shape(self) -> "WalletSettings":

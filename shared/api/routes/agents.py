@@ -104,7 +104,7 @@ def save_version(policyId: PolicyId, body: SaveVersion, p: Annotated[Platform, D
             **op("agents.listVersions", PolicyVersionList))
 def list_versions(request: Request, policyId: PolicyId, p: Annotated[Platform, Depends(platform)],  # noqa: N803
                   who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
-                  limit: Annotated[int, Query(ge=1, le=100)] = 100) -> dict:
+                  limit: Annotated[int, Query(ge=1, le=200)] = 100) -> dict:
     """Every saved version, newest first (capability ``admin``); follow ``next``."""
     found = p.agents.policies.versions(who.tenant_id, policyId, SCAN_LIMIT)
     return in_memory(request, found, limit, cursor, Order(("version",), descending=True))

@@ -39,7 +39,7 @@ def create(body: ImportSpec, p: Annotated[Platform, Depends(platform)],
 
 _UPLOAD = op("imports.upload", ImportView, errors=(404, 409))
 _UPLOAD["openapi_extra"] = {**_UPLOAD["openapi_extra"], "requestBody": {"required": True, "content": {
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary", "maxLength": 1_048_576},
                                  "example": '{"orderId":"h1","customerId":"c1","amount":"12.50","currency":"EUR",'
                                             '"timestamp":"2024-03-01T10:00:00Z","points":12}\n'}}}}
 
@@ -65,7 +65,7 @@ def start(importId: ImportId, p: Annotated[Platform, Depends(platform)],
 @router.get("", summary="The tenant's imports, newest first", **op("imports.list", ImportList))
 def list_imports(request: Request, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
-                 limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict:
+                 limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
     """The tenant's imports with their progress, newest first (capability ``admin``)."""
     return in_memory(request, p.imports.list(who.tenant_id, 500), limit, cursor,
                      Order(("createdAt", "importId"), descending=True))

@@ -56,6 +56,10 @@ LIST_ROUTES = {
     "/v1/conversion-programmes": "admin",
     "/v1/rules/rulesets/main/versions": "admin",
     "/v1/rules/activations": "admin",
+    "/v1/agent-policies/pol/versions": "admin",
+    "/v1/agent-terms": "admin",
+    "/v1/agent-trail": "admin",
+    "/v1/imports": "admin",
 }
 
 
@@ -76,6 +80,15 @@ def world(client: TestClient, platform: Platform, tenant: TenantKeys, clock: Any
                            json={"url": f"http://127.0.0.1:9/hook{n}", "eventTypes": ["transaction.committed"]})
         assert made.status_code == 201, made.text
         endpoints.append(made.json()["id"])
+    from tests.unit.agents.conftest import POLICY, set_policy
+    set_policy(platform, "acme", POLICY)
+    agent = platform.keys.verify(platform.keys.issue("acme", Role.AGENT, None, label="pager").secret_key)
+    for n in range(N):
+        platform.agents.policies.save("acme", "pol", POLICY, "paging", "admin")
+        platform.agents.knowledge.save_terms("acme", f"doc{n}", "Terms", f"# terms {n}", "paging", "admin")
+        platform.agents.call(agent, "get_balance", {"customerId": "c1"})
+        made = client.post("/v1/imports", headers=admin, json={"kind": "orders", "format": "ndjson"})
+        assert made.status_code == 201, made.text
     for n in range(N):
         add_customer(platform, "acme", f"p{n}")
         platform.keys.issue("acme", Role.ANALYST, None, f"extra {n}")
@@ -165,7 +178,8 @@ def test_a_cursor_not_given_out_for_this_list_is_a_400(client: TestClient, world
 
 def test_every_list_route_pages(client: TestClient, world: dict[str, Any]) -> None:
     """Call every GET route of the app; any that answers a list of items must page."""
-    ids = {"customerId": "c1", "endpointId": world["endpointId"], "ruleSetId": "main", "version": "1"}
+    ids = {"customerId": "c1", "endpointId": world["endpointId"], "ruleSetId": "main", "version": "1",
+           "policyId": "pol"}
     lists = set()
     for path, route in api_routes(client.app.routes):  # type: ignore[attr-defined]
         if "GET" not in route.methods:
@@ -175,5 +189,6 @@ def test_every_list_route_pages(client: TestClient, world: dict[str, Any]) -> No
             answer = client.get(concrete, headers=headers)
             body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else None
             if isinstance(body, dict) and isinstance(body.get("items"), list):
-                lists.add(path_of(path.replace("{customerId}", "c1").replace("{ruleSetId}", "main"), world))
+                lists.add(path_of(path.replace("{customerId}", "c1").replace("{ruleSetId}", "main")
+                                  .replace("{policyId}", "pol"), world))
     assert lists == {path_of(t, world) for t in LIST_ROUTES}

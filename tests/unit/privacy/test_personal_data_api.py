@@ -134,10 +134,15 @@ def test_access_export_holds_profile_ledger_and_tier_history(client, platform, t
     assert platform.audit.head("acme")["action"] == "customer.data-exported"
 
 
-def test_after_erasure_no_byte_of_the_personal_data_is_anywhere(client, platform, tenant, caplog, clock) -> None:
+def test_after_erasure_no_byte_of_the_personal_data_is_anywhere(client, platform, tenant, caplog, clock,
+                                                                monkeypatch) -> None:
     """The export made before the erasure too, and no checkpoint by the test: the platform's
     own erasure must leave the store's files clean (tests/erasure_scan.py; the class of these
-    tests is tests/unit/privacy/test_erasure.py)."""
+    tests is tests/unit/privacy/test_erasure.py). NDJSON here, so the test reads the rows
+    itself; the Parquet stages are scanned in tests/unit/exports/test_parquet_exports.py."""
+    from shared.exports import service
+
+    monkeypatch.setattr(service, "DEFAULT_FORMAT", "ndjson")
     caplog.set_level(logging.DEBUG)
     platform.exports.save_settings("acme", [])  # the worst case: this tenant exports every personal field
     register(client, tenant)

@@ -21,7 +21,10 @@ def _rows(platform, manifest, subject):  # type: ignore[no-untyped-def]
     return [json.loads(line) for line in gzip.decompress(plain).splitlines()]
 
 
-def test_tier_changes_are_exported_once_and_match_the_schema(platform, clock) -> None:
+def test_tier_changes_are_exported_once_and_match_the_schema(platform, clock, monkeypatch) -> None:
+    from shared.exports import service
+
+    monkeypatch.setattr(service, "DEFAULT_FORMAT", "ndjson")  # rows read as NDJSON; Parquet: tests/unit/exports
     bare_tenant(platform, "t1", customers=("c1", "c2"))
     platform.tiers.save_program("t1", program())
     earn(platform, "t1", "c1", "o1", 150)
