@@ -39,7 +39,11 @@ GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 
 def _generate_python_client(document: Path, out: Path) -> str:
     config = out.parent / "openapi-python-client.yaml"
-    config.write_text("post_hooks: []\n", encoding="utf-8")  # no ruff formatting pass: not installed here
+    # No ruff formatting pass (not installed here). The text bodies of file-like uploads (a voucher pool's
+    # CSV or NDJSON codes) are raw bytes to the client: the generator takes them as octet streams, as
+    # docs/api-clients.md tells client authors to configure it.
+    config.write_text("post_hooks: []\ncontent_type_overrides:\n  text/csv: application/octet-stream\n"
+                      "  application/x-ndjson: application/octet-stream\n", encoding="utf-8")
     done = subprocess.run([str(GENERATOR), "generate", "--path", str(document), "--meta", "none",
                            "--output-path", str(out), "--config", str(config)],
                           capture_output=True, text=True, timeout=300, check=False)

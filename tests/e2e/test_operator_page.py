@@ -110,10 +110,23 @@ class Person:
         self.driver.execute_script("document.getElementById('status').textContent = ''")
         self.driver.find_element("id", "refresh").click()
         selector = f".request[data-id='{request_id}'] button.{verb}"
-        WebDriverWait(self.driver, WAIT).until(lambda d: d.find_elements("css selector", selector))
-        self.driver.find_element("css selector", selector).click()
+        WebDriverWait(self.driver, WAIT).until(lambda d: self._click(selector))
         WebDriverWait(self.driver, WAIT).until(lambda d: d.find_element("id", "status").text)
         return self.driver.find_element("id", "status").text
+
+    def _click(self, selector: str) -> bool:
+        """Click the element once it is there; False (try again) while the list is being
+        re-rendered by the refresh and the element found is replaced (seen under load)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            found = self.driver.find_elements("css selector", selector)
+            if not found:
+                return False
+            found[0].click()
+            return True
+        except StaleElementReferenceException:
+            return False
 
     def shown(self, request_id: str) -> str:
         self.driver.find_element("id", "refresh").click()
