@@ -84,6 +84,8 @@ class Person:
         field = self.driver.find_element("id", "api-key")
         field.clear()
         field.send_keys(api_key)
+        # Cleared first: a second sign-in must wait for its own answer, not pass on the last one's.
+        self.driver.execute_script("document.getElementById('whoami').textContent = ''")
         self.driver.find_element("id", "use-key").click()
         self.wait_text("whoami", "Signed in as")
 

@@ -62,8 +62,11 @@ def test_fifty_hung_endpoints_of_one_tenant_do_not_delay_another_tenants_deliver
         assert report.succeeded == 1 and report.deferred > 0  # A's rest is left due for the next round
         b_endpoint = platform.webhooks.list("globex")[0]["id"]
         assert len(platform.webhooks.deliveries("globex", b_endpoint, status="succeeded")) == round_no
-    # The cap: tenant A never held more than its share of the pool.
-    assert 0 < hung_server.most_open <= worker.per_tenant_concurrency < worker.pool_size
+    # The cap: tenant A never held more than its share of the pool. Counted at the sender (the
+    # worker's own attempts), not at the hung server: the server notices a client's timeout only
+    # on its next read, so under load it briefly counts a given-up connection next to its successor.
+    assert hung_server.accepted > 0
+    assert 0 < sender.most_in_flight["/hung"] <= worker.per_tenant_concurrency < worker.pool_size
 
 
 def test_a_delivery_due_during_a_long_round_goes_out_in_that_round(platform, tenant, other_tenant, receiver,
@@ -103,12 +106,21 @@ class RecordingSender(PinnedSender):
     def __init__(self, deadline: float) -> None:
         super().__init__(deadline=deadline)
         self.paths: list[str] = []
+        self.in_flight: dict[str, int] = {}
+        self.most_in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def post(self, target, body, headers):  # type: ignore[no-untyped-def]
+        group = "/" + target.target.split("/")[1]
         with self._lock:
             self.paths.append(target.target)
-        return super().post(target, body, headers)
+            self.in_flight[group] = self.in_flight.get(group, 0) + 1
+            self.most_in_flight[group] = max(self.most_in_flight.get(group, 0), self.in_flight[group])
+        try:
+            return super().post(target, body, headers)
+        finally:
+            with self._lock:
+                self.in_flight[group] -= 1
 
 
 class InstantNoAnswer(PinnedSender):
