@@ -298,6 +298,31 @@ class Transfers:
 
     # --- reads and checks -------------------------------------------------------------
 
+    def get(self, tenant_id: str, customer_id: str, tid: str) -> dict[str, Any]:
+        """A transfer as seen by either party: ``pending`` (recorded, nothing moved yet),
+        ``in-progress`` (debited from the sender, the credit or completion still to come: the
+        request or the recovery job drives it) or ``completed``. NotFound for a transfer this
+        customer is not a party to (the receiver is one once credited), and for one refused (a
+        refusal is not remembered)."""
+        sender = customer_id
+        received = self._ledger.record(tenant_id, customer_id, f"transfer-in-{tid}")
+        if received is not None:
+            sender = received["fromCustomerId"]
+        debit = self._ledger.marker(tenant_id, sender, f"transfer-out:{tid}")
+        if debit is not None:
+            view = self._completed_view(debit["outcome"])
+            if self._ledger.marker(tenant_id, sender, f"transfer-done:{tid}") is None:
+                view["status"] = "in-progress"
+            if sender != customer_id:  # the receiver is not shown the sender's balance
+                view.pop("balanceAfter")
+            return view
+        intent = self._store.read(SYSTEM, intent_pk(tenant_id), tid)
+        if intent is not None and intent["fromCustomerId"] == customer_id:
+            return {"transferId": tid, "status": "pending", "fromCustomerId": customer_id,
+                    "toCustomerId": intent["toCustomerId"], "points": intent["points"],
+                    "createdAt": intent["createdAt"]}
+        raise NotFound(f"customer {customer_id} has no transfer {tid}")
+
     def _completed_view(self, debit: dict[str, Any]) -> dict[str, Any]:
         return {"transferId": debit["transferId"], "status": "completed", "fromCustomerId": debit["fromCustomerId"],
                 "toCustomerId": debit["toCustomerId"], "points": debit["points"], "parts": debit["parts"],

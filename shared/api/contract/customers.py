@@ -148,3 +148,24 @@ class TransferOutcome(DryRunnable):
     balanceAfter: int
     createdAt: str | None = None
     duplicate: bool
+
+
+class TransferView(BaseModel):
+    """A transfer read back by either party. ``pending``: recorded, nothing moved yet;
+    ``in-progress``: debited from the sender, the credit still to come (it always comes: the
+    request or the recovery job drives it); ``completed``. ``parts`` once debited;
+    ``balanceAfter`` (the sender's available balance after the debit) for the sender only."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "transferId": "tr-5d41402abc4b2a76b9719d91", "status": "completed", "fromCustomerId": "alice-42",
+        "toCustomerId": "bob-7", "points": 150, "parts": [{"points": 150, "expiresAt": None}],
+        "balanceAfter": 92, "createdAt": "2026-11-23T16:11:33.802659Z"}]})
+
+    transferId: str
+    status: Literal["pending", "in-progress", "completed"]
+    fromCustomerId: str
+    toCustomerId: str
+    points: int
+    parts: list[TransferPart] | None = None
+    balanceAfter: int | None = None
+    createdAt: str | None = None

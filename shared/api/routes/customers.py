@@ -9,7 +9,7 @@ from pydantic import Field
 
 from shared.api.contract import op
 from shared.api.contract.customers import (AdjustmentOutcome, Balance, Customer, CustomerPage, LedgerPage,
-                                           TransferOutcome)
+                                           TransferOutcome, TransferView)
 from shared.api.deps import platform
 from shared.api.pagination import BadCursor, Cursor, keyset, position
 from shared.api.dryrun import dry_runnable
@@ -219,3 +219,15 @@ def transfer(customerId: CustomerId, body: TransferRequest, p: Annotated[Platfor
     if not result.created:
         response.status_code = 200
     return {"duplicate": False, **result.body}
+
+
+@router.get("/{customerId}/transfers/{transferId}", summary="Read a transfer",
+            **op("customers.getTransfer", TransferView, errors=(404,)))
+def read_transfer(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("read"))],
+                  transferId: Annotated[str, Path(pattern=r"^tr-[0-9a-f]{24}$")]) -> dict:
+    """A transfer this customer sent or received (capability ``read``): its status, the lots moved
+    once debited. 404 for an unknown customer, a transfer they are not a party to (the receiver is
+    one once credited), or one refused (refusals are not recorded)."""
+    p.customers.get(who.tenant_id, customerId)
+    return p.transfers.get(who.tenant_id, customerId, transferId)

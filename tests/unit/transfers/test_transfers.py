@@ -357,3 +357,53 @@ def test_an_erased_sender_is_refused_and_a_receiver_erased_after_the_debit_is_st
     refused = client.post(URL, json={"toCustomerId": "c3", "points": 1, "idempotencyKey": "after-erasure"},
                           headers=auth(tenant.merchant))
     assert refused.status_code == 422 and _available(funded, "c1") == 60
+
+
+def _status(client, tenant, customer: str, tid: str):  # type: ignore[no-untyped-def]
+    return client.get(f"/v1/customers/{customer}/transfers/{tid}", headers=auth(tenant.analyst))
+
+
+@pytest.mark.parametrize("step, sender_sees, receiver_sees", [
+    ("drive", "pending", None), ("_debit", "in-progress", None), ("_credit", "in-progress", "in-progress"),
+    ("_complete", "completed", "completed")])
+def test_either_party_reads_a_transfer_at_every_step_of_the_saga(funded, client, tenant, monkeypatch, step,
+                                                                 sender_sees, receiver_sees) -> None:
+    with monkeypatch.context() as patched:
+        if step == "drive":
+            patched.setattr(Transfers, "drive", lambda self, intent: (_ for _ in ()).throw(Crash("before debit")))
+        else:
+            _crash_after(patched, step)
+        with pytest.raises(Crash):
+            funded.transfers.transfer("acme", "c1", _request())
+    tid = transfer_id("acme", "c1", "t1")
+    sent = _status(client, tenant, "c1", tid)
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["status"] == sender_sees and sent.json()["points"] == 40
+    assert sent.json()["toCustomerId"] == "c2"
+    assert ("balanceAfter" in sent.json()) == (sender_sees != "pending")
+    received = _status(client, tenant, "c2", tid)
+    if receiver_sees is None:
+        assert received.status_code == 404, received.text
+    else:
+        assert received.json()["status"] == receiver_sees and received.json()["fromCustomerId"] == "c1"
+        assert "balanceAfter" not in received.json()  # the sender's balance is the sender's
+    # Recovery drives it to its end; then both read it completed.
+    funded.clock.advance(RECOVERY_GRACE + timedelta(seconds=1))
+    funded.transfers.recover()
+    for customer in ("c1", "c2"):
+        assert _status(client, tenant, customer, tid).json()["status"] == "completed"
+    assert _status(client, tenant, "c1", tid).json()["balanceAfter"] == 60
+
+
+def test_a_transfer_is_not_found_for_strangers_refusals_and_malformed_ids(funded, client, tenant) -> None:
+    done = client.post(URL, json={"toCustomerId": "c2", "points": 40, "idempotencyKey": "t1"},
+                       headers=auth(tenant.merchant)).json()
+    _give(funded, "c3", 1, "g3")
+    assert _status(client, tenant, "c3", done["transferId"]).status_code == 404  # not a party
+    refused = client.post(URL, json={"toCustomerId": "c2", "points": 10_000, "idempotencyKey": "t2"},
+                          headers=auth(tenant.merchant))
+    assert refused.status_code == 422
+    assert _status(client, tenant, "c1", transfer_id("acme", "c1", "t2")).status_code == 404
+    assert _status(client, tenant, "nobody", done["transferId"]).status_code == 404
+    malformed = _status(client, tenant, "c1", "tr-NOT-AN-ID")
+    assert malformed.status_code == 422 and malformed.headers["content-type"] == "application/problem+json"
