@@ -12,6 +12,7 @@ from shared.api.contract.customers import (AdjustmentOutcome, Balance, Customer,
                                            TransferOutcome, TransferView)
 from shared.api.deps import platform
 from shared.api.pagination import BadCursor, Cursor, keyset, position
+from shared.api.reads import json_answer, run_read
 from shared.api.dryrun import dry_runnable
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -86,12 +87,17 @@ def read(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
 
 @router.get("/{customerId}/balance", summary="Balance now (read model) or as of a past instant (ledger)",
             **op("customers.balance", Balance, errors=(404,)))
-def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
-            who: Annotated[Principal, Depends(requires("read"))],
-            asOf: Annotated[Instant | None, Query()] = None) -> dict:
+async def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("read"))],
+                  asOf: Annotated[Instant | None, Query()] = None) -> Response:
     """Available, pending and reserved points (capability ``read``). Without ``asOf`` from the read model
     (``dataAsOf`` says how fresh); with ``asOf`` from the ledger itself (``source: ledger``)."""
-    tenant_id = who.tenant_id
+    # The read-model answer is three point reads, served on the event loop; an as-of read walks
+    # the customer's ledger back to the instant, which may take long: on the read threads.
+    return json_answer(await run_read(p.store, _balance, p, who.tenant_id, customerId, asOf, inline=asOf is None))
+
+
+def _balance(p: Platform, tenant_id: str, customerId: str, asOf) -> dict:
     if asOf is not None:
         p.customers.get(tenant_id, customerId)
         head = p.ledger.head_as_of(tenant_id, customerId, asOf)
@@ -121,29 +127,40 @@ def _wallets(p: Platform, tenant_id: str, running: dict[str, int], balance: int)
 
 @router.get("/{customerId}/ledger", summary="Ledger history, newest first, paginated",
             **op("customers.ledger", LedgerPage, errors=(404,)))
-def history(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
-            who: Annotated[Principal, Depends(requires("read"))],
-            cursor: Cursor = None,
-            limit: Annotated[int, Query(ge=1, le=200)] = 50,
-            entryType: Annotated[list[EntryType] | None, Query()] = None,
-            createdFrom: Annotated[Instant | None, Query(alias="from")] = None,
-            createdTo: Annotated[Instant | None, Query(alias="to")] = None,
-            wallet: Annotated[WalletName | None, Query(description="only entries that moved this wallet")] = None
-            ) -> dict:
+async def history(request: Request, customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
+                  who: Annotated[Principal, Depends(requires("read"))],
+                  cursor: Cursor = None,
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                  entryType: Annotated[list[EntryType] | None, Query()] = None,
+                  createdFrom: Annotated[Instant | None, Query(alias="from")] = None,
+                  createdTo: Annotated[Instant | None, Query(alias="to")] = None,
+                  wallet: Annotated[WalletName | None, Query(description="only entries that moved this wallet")] = None
+                  ) -> Response:
     """The customer's ledger entries, newest first (capability ``read``), filtered by ``entryType``
     (repeatable), ``from``, ``to`` and ``wallet``; follow ``next`` for the following page."""
     before = position(request, cursor, int)
     if before is not None and not (isinstance(before[0], int) and before[0] >= 1):
         raise BadCursor("malformed position")
-    p.customers.get(who.tenant_id, customerId)
+    types = [t.value for t in entryType or ()]
+    # An unfiltered page is one range of the (pk, seq) index, at most 201 rows: on the event
+    # loop. A filter may scan far into a long history (a wallet up to WALLET_SCAN entries):
+    # on the read threads, so it never holds up the loop.
+    plain = not types and createdFrom is None and createdTo is None and wallet is None
+    return json_answer(await run_read(p.store, _history_page, request, p, who.tenant_id, customerId,
+                                      before[0] if before else None, limit, types, createdFrom, createdTo, wallet,
+                                      inline=plain))
+
+
+def _history_page(request: Request, p: Platform, tenant_id: str, customerId: str, before: int | None, limit: int,
+                  types: list[str], createdFrom, createdTo, wallet: str | None) -> dict:
+    p.customers.get(tenant_id, customerId)
     if wallet is not None:
-        settings = p.tenants.get(who.tenant_id).wallets
+        settings = p.tenants.get(tenant_id).wallets
         if settings is None or wallet not in settings.names:
             raise ValidationFailed(f"unknown wallet {wallet!r}", [FieldProblem(
                 "wallet", f"this tenant's wallets: {', '.join(settings.names) if settings else 'none'}")])
-    entries = _history(p, who.tenant_id, customerId, before[0] if before else None, limit + 1,
-                       [t.value for t in entryType or ()], createdFrom, createdTo, wallet)
-    states = pending_states(p, who.tenant_id, customerId, entries[:limit])
+    entries = _history(p, tenant_id, customerId, before, limit + 1, types, createdFrom, createdTo, wallet)
+    states = pending_states(p, tenant_id, customerId, entries[:limit])
     return keyset(request, entries, limit, lambda entry: [entry["seq"]],
                   lambda entry: {**entry_view(entry), **({"pendingState": states[entry["id"]]}
                                                          if entry["id"] in states else {})})
