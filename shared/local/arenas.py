@@ -14,6 +14,14 @@ arenas already made stay, later threads share) and ``child_environment()`` puts
 ``MALLOC_ARENA_MAX`` in a child's environment, where glibc reads it at start.
 An operator's own ``MALLOC_ARENA_MAX`` wins. On a C library other than glibc
 both do nothing.
+
+The same two ways fix glibc's trim and mmap thresholds (``TRIM_BYTES``,
+``MMAP_BYTES``; ``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_`` in a
+child's environment). By default glibc raises its mmap threshold to the largest
+block ever freed (up to 32 MiB) and then serves such blocks from the arenas, where
+a freed one stays mapped; a fixed threshold keeps large buffers (a batch body, a
+big JSON answer) in mappings of their own that go back to the kernel when freed,
+and a heap top with more than ``TRIM_BYTES`` free is returned at once.
 """
 
 from __future__ import annotations
@@ -25,7 +33,14 @@ from typing import Mapping
 
 ARENAS = 2
 VARIABLE = "MALLOC_ARENA_MAX"
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+_M_ARENA_MAX = -8  # glibc's mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+TRIM_BYTES = 1 << 20
+MMAP_BYTES = 256 << 10
+# glibc's own spelling (trailing underscore); an operator's value wins, as for the arenas.
+THRESHOLDS = {"MALLOC_TRIM_THRESHOLD_": (_M_TRIM_THRESHOLD, TRIM_BYTES),
+              "MALLOC_MMAP_THRESHOLD_": (_M_MMAP_THRESHOLD, MMAP_BYTES)}
 
 
 def configured() -> int:
@@ -46,11 +61,16 @@ def limit() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
+    for variable, (parameter, default) in THRESHOLDS.items():
+        if variable not in os.environ:  # else glibc read the operator's value at start
+            mallopt(parameter, default)
     return mallopt(_M_ARENA_MAX, configured()) == 1
 
 
 def child_environment(base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` with ``MALLOC_ARENA_MAX`` set (kept if already there)."""
+    """``base`` with ``MALLOC_ARENA_MAX`` and the thresholds set (each kept if already there)."""
     env = dict(base)
     env.setdefault(VARIABLE, str(configured()))
+    for variable, (_, default) in THRESHOLDS.items():
+        env.setdefault(variable, str(default))
     return env

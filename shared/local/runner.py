@@ -77,6 +77,20 @@ def start_workers(platform: Platform, role: str, name: str) -> list:
     return workers
 
 
+# Threads for the synchronous routes (anyio's default is 40). Each thread that touches
+# the store keeps a SQLite connection (a page cache of up to 64 MiB) and malloc state;
+# on two cores 40 threads only contend for the GIL. The hot reads do not use these
+# threads (shared.api.reads), and the batch route holds one only while its commit waits.
+SYNC_THREADS = 12
+
+
+async def bound_sync_threads() -> None:
+    """Cap the thread pool of synchronous routes at ``SYNC_THREADS`` (the API process's memory, issue 22)."""
+    import anyio.to_thread
+
+    anyio.to_thread.current_default_thread_limiter().total_tokens = SYNC_THREADS
+
+
 def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     # Every file this process and its worker processes (which inherit the umask) create
     # in the data folder is owner only, also ones no adapter narrows explicitly.
@@ -110,6 +124,7 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
               "New key: python -m shared.local issue-key --tenant sandbox --role merchant", flush=True)
     print(f"Accrue listening on http://{host}:{port} (data in {settings.data_dir})", flush=True)
     app = create_app(platform)
+    app.router.on_startup.append(bound_sync_threads)
     gc_tuning.settle()
     try:
         # log_config=None: uvicorn's lines go through the root logger's JSON handler too.

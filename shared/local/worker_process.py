@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from shared.local import arenas
+from shared.local import arenas, priority
 from shared.private_files import open_private
 from shared.telemetry.logs import fields
 
@@ -82,6 +82,8 @@ class WorkerProcess:
         # glibc reads MALLOC_ARENA_MAX when the child starts (shared.local.arenas).
         env = arenas.child_environment({**os.environ, PARENT_PID_VARIABLE: str(os.getpid())})
         process = subprocess.Popen(self._command, stdin=subprocess.PIPE, env=env)
+        # The API answers reads first when both want a core (shared.local.priority).
+        priority.lower(process.pid)
         with self._lock:
             self._process = process
 

@@ -56,6 +56,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -371,8 +372,8 @@ class SqliteDocumentStore:
     # --- connections -------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA page_size={PAGE_BYTES}")  # takes effect on a new file only
             use_wal(conn, self._busy_timeout_ms)
@@ -385,10 +386,16 @@ class SqliteDocumentStore:
             # appends/s of the defaults (README, performance).
             conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-            self._local.conn = conn
+            holder = _Held(conn)
+            # A thread's connection (its page cache, up to CACHE_KIB, and its mmap) is closed
+            # when the thread ends: threading.local drops the holder then. Without this a
+            # thread pool that replaces its threads leaked one connection per thread it ever
+            # had (the API process's RSS, issue 22 target 4).
+            weakref.finalize(holder, _forget, conn, self._all, self._all_lock)
+            self._local.holder = holder
             with self._all_lock:
                 self._all.append(conn)
-        return conn
+        return holder.conn
 
     def forget_deleted(self) -> bool:
         """Leave no copy of deleted or overwritten content in any file of the store.
@@ -854,6 +861,26 @@ class SqliteDocumentStore:
             return self._conn().execute(sql, params)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+
+
+class _Held:
+    """A thread's connection, held by its ``threading.local`` (weakly referable, unlike a Connection)."""
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+def _forget(conn: sqlite3.Connection, every: list[sqlite3.Connection], lock: threading.Lock) -> None:
+    """Close a connection whose thread has ended (a ``weakref.finalize`` callback: never raises)."""
+    with lock:
+        if conn in every:
+            every.remove(conn)
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
 
 
 def _drop_indexes(conn: sqlite3.Connection, table_name: str, keep: set[str]) -> None:

@@ -13,7 +13,10 @@ from shared.local import arenas
 
 def test_children_get_the_cap_and_an_operators_own_value_wins(monkeypatch):
     monkeypatch.delenv(arenas.VARIABLE, raising=False)
-    assert arenas.child_environment({"A": "1"}) == {"A": "1", arenas.VARIABLE: str(arenas.ARENAS)}
+    assert arenas.child_environment({"A": "1"}) == {
+        "A": "1", arenas.VARIABLE: str(arenas.ARENAS),
+        "MALLOC_TRIM_THRESHOLD_": str(arenas.TRIM_BYTES), "MALLOC_MMAP_THRESHOLD_": str(arenas.MMAP_BYTES)}
+    assert arenas.child_environment({"MALLOC_MMAP_THRESHOLD_": "65536"})["MALLOC_MMAP_THRESHOLD_"] == "65536"
     assert arenas.child_environment({arenas.VARIABLE: "4"})[arenas.VARIABLE] == "4"
     monkeypatch.setenv(arenas.VARIABLE, "3")
     assert arenas.configured() == 3
