@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -82,6 +83,7 @@ def start_workers(platform: Platform, role: str, name: str) -> list:
 # on two cores 40 threads only contend for the GIL. The hot reads do not use these
 # threads (shared.api.reads), and the batch route holds one only while its commit waits.
 SYNC_THREADS = 12
+SWITCH_SECONDS = 0.001
 
 
 async def bound_sync_threads() -> None:
@@ -98,6 +100,10 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     # Before uvicorn and the store start their threads: they share a few malloc arenas
     # instead of one each (shared.local.arenas; the API process's RSS, issue 22).
     arenas.limit()
+    # A thread holding the GIL (batch intake, the store's committer) is asked to let go
+    # after this long instead of 5 ms: the event loop answering a read waits at most
+    # about this for its turn (issue 22, target 3).
+    sys.setswitchinterval(SWITCH_SECONDS)
     configure_logging()
     telemetry.configure("api")
     settings = Settings.from_env()
