@@ -84,6 +84,10 @@ def start_workers(platform: Platform, role: str, name: str) -> list:
 # threads (shared.api.reads), and the batch route holds one only while its commit waits.
 SYNC_THREADS = 12
 SWITCH_SECONDS = 0.001
+# SQLite page cache per connection in the API process (the store's default is 64 MiB,
+# for the ingest worker's appends): the API's reads and claims touch few pages each, and
+# an unbounded share of a growing file showed as growth in the soak (bench/soak.py).
+API_CACHE_KIB = 8 * 1024
 
 
 async def bound_sync_threads() -> None:
@@ -111,6 +115,8 @@ def run(host: str = "127.0.0.1", port: int = 7071) -> None:
     metrics.reset_local(settings.data_dir)  # before any process writes this run's first snapshot
     telemetry.configure("api")
     platform = build_platform(settings)
+    if hasattr(platform.store, "set_cache_kib"):  # the embedded store: bound the API's page caches
+        platform.store.set_cache_kib(API_CACHE_KIB)
     metrics.watch(platform)  # the state gauges of /metrics (bus backlog, poison, endpoints)
     workers = [WorkerProcess(role, number).start() for role, number in PROCESSES]
     platform.tenant_changes.peer = lambda tenant_id: [worker.announce(tenant_id) for worker in workers]

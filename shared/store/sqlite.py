@@ -280,6 +280,7 @@ class SqliteDocumentStore:
         self._tables = {name: _Table.of(spec) for name, spec in self._specs.items()}
         self._expiring = frozenset(name for name in self._specs if ttl.applies_to(name))
         self._local = threading.local()
+        self._cache_kib = CACHE_KIB  # per connection; set_cache_kib lowers it in a process that mostly reads
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._group = threading.Condition()
@@ -384,7 +385,7 @@ class SqliteDocumentStore:
             # it quickly, and every insert then re-reads index pages from the OS. A larger
             # cache (filled only as pages are used) and reads through mmap measured 1.75x the
             # appends/s of the defaults (README, performance).
-            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
             conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             holder = _Held(conn)
             # A thread's connection (its page cache, up to CACHE_KIB, and its mmap) is closed
@@ -396,6 +397,17 @@ class SqliteDocumentStore:
             with self._all_lock:
                 self._all.append(conn)
         return holder.conn
+
+    def set_cache_kib(self, kib: int) -> None:
+        """Page cache of each connection made from now on, and of this thread's, in KiB.
+
+        The cache fills as pages are used and stays full, so a process's memory grows with
+        the file up to this much per connection. ``CACHE_KIB`` pays for itself where the
+        ledger is appended to (the ingest worker); a process that mostly reads (the API,
+        whose reads come through mmap anyway) bounds its memory with less."""
+        assert kib >= 1024, "below 1 MiB every query re-reads its index pages"
+        self._cache_kib = kib
+        self._execute(f"PRAGMA cache_size=-{kib}", ())
 
     def forget_deleted(self) -> bool:
         """Leave no copy of deleted or overwritten content in any file of the store.

@@ -35,3 +35,17 @@ def test_a_threads_connection_is_closed_when_the_thread_ends(tmp_path):
         assert store.read(CUSTOMERS, "t:c2", "c2") is not None
     finally:
         store.close()
+
+
+def test_a_lower_cache_applies_to_this_thread_and_to_later_connections(tmp_path):
+    store = SqliteDocumentStore(tmp_path / "c.db", CONTAINERS, synchronous="NORMAL")
+    try:
+        store.set_cache_kib(8 * 1024)
+        assert store._conn().execute("PRAGMA cache_size").fetchone()[0] == -8 * 1024
+        found: list[int] = []
+        thread = threading.Thread(target=lambda: found.append(store._conn().execute("PRAGMA cache_size").fetchone()[0]))
+        thread.start()
+        thread.join()
+        assert found == [-8 * 1024]
+    finally:
+        store.close()
