@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import IO, Any, Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shared.domain.money import MINOR_UNITS
@@ -111,6 +112,20 @@ class PartitionedWriter:
             if self._pending >= self._batch:
                 # Bounded across partitions (a backfill spans many dates): flush the fullest.
                 self._flush(max(self._open.values(), key=lambda p: len(p.pending)))
+
+    def add_table(self, table: pa.Table) -> None:
+        """Rows already typed as the subject's schema plus a ``_date`` column (their partition),
+        as ``shared.exports.columnar`` builds them: each date's slice written as it comes."""
+        assert table.schema.remove(table.schema.get_field_index("_date")).equals(self.schema, check_metadata=False)
+        dates = table.column("_date")
+        rows = table.drop_columns(["_date"])
+        unique = pc.unique(dates).to_pylist()
+        for date in unique:
+            part = self._open.get(date) or self._start(date)
+            self._flush(part)  # rows of the row path first, in arrival order
+            chunk = rows if len(unique) == 1 else rows.filter(pc.equal(dates, date))
+            part.writer.write_table(chunk.replace_schema_metadata(self.schema.metadata))
+            part.rows += chunk.num_rows
 
     def _start(self, date: str) -> Partition:
         spool = tempfile.TemporaryFile(prefix="accrue-export-")
