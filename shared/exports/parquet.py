@@ -57,6 +57,19 @@ def _column(values: list[Any], kind: str) -> pa.Array:
     return pa.array(values, _arrow_type(kind))
 
 
+# Columns whose values are (nearly) all distinct: a dictionary page would hold every value
+# once more and cost its build; measured ~20% of the Parquet write and ~14% of the file.
+UNIQUE_COLUMNS = frozenset({"rowKey", "rowVersion", "entryId", "transactionId", "referenceOrderId",
+                            "referenceEntryId", "settlesEntryId", "orderId", "changeId", "id", "messageId",
+                            "deliveryId", "callId", "createdAt", "runningBalance", "runningLifetimeEarned",
+                            "ordersCredited", "seq"})
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth dictionary encoding: all but ``UNIQUE_COLUMNS``."""
+    return [name for name in schema.names if name not in UNIQUE_COLUMNS]
+
+
 def stamp_of(subject: str, row: dict[str, Any]) -> str:
     stamp = row.get(STAMP.get(subject, "createdAt")) or row.get("createdAt")
     assert isinstance(stamp, str), f"a {subject} row without its change stamp"
@@ -129,7 +142,8 @@ class PartitionedWriter:
 
     def _start(self, date: str) -> Partition:
         spool = tempfile.TemporaryFile(prefix="accrue-export-")
-        part = Partition(date, spool, pq.ParquetWriter(spool, self.schema, compression="zstd"))
+        part = Partition(date, spool, pq.ParquetWriter(spool, self.schema, compression="zstd",
+                                                       use_dictionary=dictionary_columns(self.schema)))
         self._open[date] = part
         return part
 

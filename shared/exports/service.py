@@ -50,6 +50,7 @@ import secrets
 import tempfile
 import threading
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator
 
@@ -97,6 +98,8 @@ PART_CUSTOMERS = 5000
 # its page: entries per scan, the bound on the export's memory (~0.5 KiB of JSON each).
 COLUMNAR_SUBJECT = "transactions"
 SCAN_PAGE = 16_384
+# Threads converting scanned pages to Arrow while the caller's thread scans and writes.
+CONVERTERS = 2
 STATE_ID = "state"
 SETTINGS_ID = "settings"
 FORMATS = ("parquet", "ndjson")
@@ -884,24 +887,45 @@ class ExportService:
         members = set(customers)
         window = (Filter("docType", "=", "entry"), Filter("createdAt", "<=", upper)) + (
             (Filter("createdAt", ">", lower),) if lower else ())
-        after = None
-        while True:
-            page = scan_json(self._store, LEDGER, customer_pk(tenant_id, customers[0]),
-                             customer_pk(tenant_id, customers[-1]), window, "seq", after, SCAN_PAGE)
-            assert page is not None, "the store has scan_json (checked by the caller)"
-            entries = parse_entries(page.ndjson)
+
+        def convert(ndjson: bytes) -> Any:
+            """A page as a table for ``add_table``, or (a page the columnar reader refuses)
+            as the row path's rows for ``add``."""
+            entries = parse_entries(ndjson)
             table = None if entries is None else transactions_table(entries, tenant_id)
             if table is None:
-                # A page the columnar reader refuses: the row path's conversion for its entries.
-                docs = (json.loads(line) for line in page.ndjson.split(b"\n") if line)
-                writer.add(_row("transactions", tenant_id, doc) for doc in docs if doc.get("customerId") in members)
+                docs = (json.loads(line) for line in ndjson.split(b"\n") if line)
+                return [_row("transactions", tenant_id, doc) for doc in docs if doc.get("customerId") in members]
+            # The key range may hold partitions of ids that are not the tenant's customers.
+            inside = pc.is_in(table.column("customerId"), value_set=wanted)
+            return table if pc.all(inside).as_py() else table.filter(inside)
+
+        def write(converted: Future[Any]) -> None:
+            result = converted.result()
+            if isinstance(result, list):
+                writer.add(result)
             else:
-                # The key range may hold partitions of ids that are not the tenant's customers.
-                inside = pc.is_in(table.column("customerId"), value_set=wanted)
-                writer.add_table(table if pc.all(inside).as_py() else table.filter(inside))
-            if page.after is None:
-                return
-            after = page.after
+                writer.add_table(result)
+
+        # Stages overlap (SQLite and Arrow release the GIL while they work): this thread
+        # scans pages and writes converted ones, in page order; CONVERTERS workers parse
+        # and convert the pages in between. At most CONVERTERS + 1 pages in memory. The
+        # workers need no store connection (the store keeps one per thread).
+        after = None
+        pending: list[Future[Any]] = []
+        with ThreadPoolExecutor(max_workers=CONVERTERS, thread_name_prefix="export-convert") as workers:
+            while True:
+                page = scan_json(self._store, LEDGER, customer_pk(tenant_id, customers[0]),
+                                 customer_pk(tenant_id, customers[-1]), window, "seq", after, SCAN_PAGE)
+                assert page is not None, "the store has scan_json (checked by the caller)"
+                pending.append(workers.submit(convert, page.ndjson))
+                if len(pending) > CONVERTERS:
+                    write(pending.pop(0))
+                if page.after is None:
+                    break
+                after = page.after
+            for converted in pending:
+                write(converted)
 
     def _customer_rows(self, tenant_id: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
         """Customers whose profile changed in the window (new, re-tagged, re-tiered or

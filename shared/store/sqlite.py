@@ -528,18 +528,41 @@ class SqliteDocumentStore:
 
     def scan_json(self, container: str, pk_from: str, pk_to: str, filters: tuple[Filter, ...], order_by: str,
                   after: tuple[str, Any] | None, limit: int) -> JsonScan:
-        """``shared.store.port.scan_json``: one statement, the page's documents concatenated
-        by SQLite (``group_concat`` in ``(pk, order_by)`` order) and returned as one bytes
-        object, so a page costs no Python object per document. Reads ``_scan_source``."""
+        """``shared.store.port.scan_json``: the page's documents concatenated by SQLite
+        (``group_concat`` in ``(pk, order_by)`` order) and returned as one bytes object, so a
+        page costs no Python object per document. Reads ``_scan_source``."""
         assert limit >= 1 and pk_from <= pk_to
         table = self._table(container)
         order = table.expression(order_by)
+        # A page after ``after`` is read in two index seeks: the rest of ``after``'s partition
+        # (``pk = ? AND order > ?``), then the partitions after it (``pk > ?``). A row value
+        # ``(pk, order) > (?, ?)`` was measured to make SQLite scan from the range's start
+        # again, each page costing more than the one before.
+        if after is None:
+            blob, count = self._scan_page(container, table, "pk >= ? AND pk <= ?", [pk_from, pk_to], order,
+                                          filters, limit)
+        else:
+            blob, count = self._scan_page(container, table, f"pk = ? AND {order} > ?",
+                                          [after[0], _bindable(after[1])], order, filters, limit)
+            if count < limit and after[0] < pk_to:
+                more, extra = self._scan_page(container, table, "pk > ? AND pk <= ?", [after[0], pk_to], order,
+                                              filters, limit - count)
+                if extra:
+                    blob, count = (blob + b"\n" + more if count else more), count + extra
+        if not count:
+            return JsonScan(b"", 0, None)
+        # Where the next page starts: the last document's key, read from its JSON alone.
+        last = orjson.loads(blob[blob.rfind(b"\n") + 1:])
+        key = (last["pk"], field_value(last, order_by))
+        assert after is None or (key[0], key[1]) > (after[0], after[1]), "scan pages move forward"
+        return JsonScan(blob, count, key if count >= limit else None)
+
+    def _scan_page(self, container: str, table: "_Table", bounds: str, params: list[Any], order: str,
+                   filters: tuple[Filter, ...], limit: int) -> tuple[bytes, int]:
+        """(documents' JSON joined by newlines, how many) of one ``scan_json`` statement."""
         # ``order IS NOT NULL`` lets a sparse index on (pk, order) serve the scan (the ledger's seq).
-        clauses = ["pk >= ?", "pk <= ?", f"{order} IS NOT NULL"]
-        params: list[Any] = [pk_from, pk_to]
-        if after is not None:
-            clauses.append(f"(pk, {order}) > (?, ?)")
-            params += [after[0], _bindable(after[1])]
+        clauses = [bounds, f"{order} IS NOT NULL"]
+        params = list(params)
         for flt in filters:
             expr = table.expression(flt.field)
             assert flt.op in _SQL_OPS and flt.value is not None, "scan_json takes comparisons with values"
@@ -553,13 +576,7 @@ class SqliteDocumentStore:
         params.append(limit)
         blob, count = self._execute(f"SELECT CAST(group_concat(body, char(10)) AS BLOB), count(*) FROM ({inner})",
                                     params).fetchone()
-        if not count:
-            return JsonScan(b"", 0, None)
-        # Where the next page starts: the last document's key, read from its JSON alone.
-        last = orjson.loads(blob[blob.rfind(b"\n") + 1:])
-        key = (last["pk"], field_value(last, order_by))
-        assert after is None or (key[0], key[1]) > (after[0], after[1]), "scan pages move forward"
-        return JsonScan(bytes(blob), count, key if count >= limit else None)
+        return (blob or b""), count
 
     def _scan_source(self, container: str) -> str:
         """What ``scan_json`` reads for a container: its table. The one raw-SQL read of the
