@@ -201,13 +201,25 @@ def main() -> None:
               f"{stage['bytes'] / 2**20:.1f} MiB encrypted, peak RSS {stage['rss_peak_kib'] / 1024:.0f} MiB")
     if args.only_format:
         return
+    from summary import record  # noqa: PLC0415 - bench/ is on the path
+
+    anon: dict[str, list[float]] = {}
     for entries in (args.entries // 5, args.entries):
         for r in throughput(entries, args.customers):
+            anon.setdefault(r["format"], []).append(r["anon_peak_kib"] / 1024)
+            if entries == args.entries:
+                record(f"export {r['format']}, {entries:,} entries", r["rows"] / r["seconds"], "rows/s",
+                       target=300_000 if r["format"] == "parquet" else None)
             print(f"export {r['format']:7s} {r['rows']:>9,} rows in {r['seconds']:6.1f} s = "
                   f"{r['rows'] / r['seconds']:>9,.0f} rows/s, {r['files']} file(s), {r['bytes'] / 2**20:6.1f} MiB, "
                   f"peak RSS {r['rss_peak_kib'] / 1024:.0f} MiB (at start {r['rss_before_kib'] / 1024:.0f} MiB; "
                   f"anonymous peak {r['anon_peak_kib'] / 1024:.0f} MiB, the rest the SQLite file's mapped pages), "
                   f"CPU {r['cpu_seconds']:.1f} s, load {r['load']}")
+    for fmt, (small, large) in anon.items():
+        print(f"{fmt}: anonymous memory at {args.entries:,} entries / at {args.entries // 5:,}: {large / small:.2f}x")
+        if fmt == "parquet":
+            record(f"export parquet memory at {args.entries:,} / at {args.entries // 5:,} entries", large / small,
+                   "x", target=1.2, higher_is_better=False)
     if args.no_latency:
         return
     lat = latency(args.latency_customers, args.rate, args.seconds, args.period)
