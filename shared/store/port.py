@@ -228,7 +228,7 @@ def scan_json(store: DocumentStore, container: str, pk_from: str, pk_to: str, fi
     """Documents of the partitions ``pk_from <= pk <= pk_to`` matching ``filters``, ordered
     by ``(pk, order_by)`` after ``after``, at most ``limit``, as raw JSON lines for
     columnar readers (exports build Arrow columns from them with no per-document
-    Python object). ``order_by`` must be set on every document scanned. The adapter's
+    Python object). Documents without ``order_by`` are not scanned. The adapter's
     own ``scan_json`` where it has one (the SQLite store); None where it has none, and
     the caller reads documents with ``query`` instead."""
     native = getattr(type(store), "scan_json", None)
