@@ -47,7 +47,7 @@ from shared.clock import SystemClock, iso  # noqa: E402
 from shared.ledger.entries import EntryDraft, EntryType, Head  # noqa: E402
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of  # noqa: E402
 from shared.store.layout import CONTAINERS, LEDGER  # noqa: E402
-from shared.store.sqlite import SqliteDocumentStore, table_of  # noqa: E402
+from shared.store.sqlite import SqliteDocumentStore, tables_of  # noqa: E402
 
 TENANT = "bench"
 CUSTOMERS = 1000
@@ -74,11 +74,12 @@ def fill(path: Path, documents: int) -> None:
     store = SqliteDocumentStore(path, CONTAINERS, synchronous="FULL")
     ledger = Ledger(store, SystemClock())
     ledger.append([request(0, "template")])
+    store.merge_recent()  # the history is loaded into the ledger's main table: merged, as it would be
     store.close()
     conn = sqlite3.connect(str(path), isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-1000000")
-    table = table_of(LEDGER)
+    table = tables_of(LEDGER)[0]
     columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
     templates = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE pk = ?",
                              (f"{TENANT}:template",)).fetchall()
