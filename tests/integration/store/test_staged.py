@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.clock import ManualClock
 from shared.errors import BatchFailed, DocumentExists
 from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import CONTAINERS, LEDGER
 from shared.store.port import ContainerSpec, Create, Filter, PartitionBatch, Query
 from shared.store.sqlite import SqliteDocumentStore, table_of, tables_of
-from shared.clock import ManualClock
 
 THINGS = ContainerSpec("things", append_only=True, change_feed=True, indexed=("seq",), filtered=("kind",),
                        sparse=("seq",))
