@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_
 from shared.store.layout import CONTAINERS, LEDGER
 from shared.store.port import ContainerSpec, Create, Filter, PartitionBatch, Query
 from shared.store.sqlite import SqliteDocumentStore, table_of, tables_of
+from tests.conftest import run_in_threads
 
 THINGS = ContainerSpec("things", append_only=True, change_feed=True, indexed=("seq",), filtered=("kind",),
                        sparse=("seq",))
@@ -297,3 +299,46 @@ def test_the_merged_view_equals_the_appended_sequence(tmp_path_factory, steps) -
         assert sum(_counts(path)) == len(appended)
     finally:
         store.close()
+
+
+def test_a_reader_beside_a_merging_writer_sees_each_document_once(tmp_path: Path) -> None:
+    """Two stores on one file (two processes' connections): one appends and merges every few
+    writes, the other reads the partition, the change feed and its newest LSN meanwhile.
+    Each read is one snapshot: always a gapless prefix of what was appended."""
+    path = tmp_path / "shared.db"
+    writer = _store(path, merge_rows=7, merge_threshold=10)
+    reader = _store(path)
+    written = 300
+    seen: list[int] = []
+    problems: list[str] = []
+
+    finished = threading.Event()
+
+    def write() -> None:
+        try:
+            for low in range(1, written + 1, 3):
+                writer.batch("things", "p", [Create(_doc("p", seq)) for seq in range(low, min(written + 1, low + 3))])
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            problems.append(repr(exc))
+        finally:
+            finished.set()
+
+    def read() -> None:
+        while not (finished.is_set() and seen and seen[-1] == written) and not (finished.is_set() and problems):
+            seqs = [d["seq"] for d in reader.query("things", Query(pk="p", order_by="seq", limit=10_000))]
+            lsns = [c.lsn for c in reader.changes("things", 0, 10_000)]
+            if seqs != list(range(1, len(seqs) + 1)) or lsns != list(range(1, len(lsns) + 1)):
+                problems.append(f"{seqs[:5]}... {len(seqs)} / {len(lsns)}")
+                return
+            if reader.latest_lsn("things") < len(lsns):
+                problems.append("latest_lsn behind the feed")
+            seen.append(len(seqs))
+
+    try:
+        run_in_threads(lambda job: job(), [(write,), (read,)], timeout=120)
+    finally:
+        writer.close()
+        reader.close()
+    assert not problems, problems
+    assert seen[-1] == written and seen == sorted(seen)
+    assert _counts(path)[1] < 10 + 3  # merged as it went
