@@ -815,7 +815,7 @@ class SqliteDocumentStore:
                     except StoreError as exc:
                         # The appends committed; the merge is retried after the next commit.
                         _log.warning("merge of a staged container failed", extra=fields(
-                            container=name, error=str(exc)))
+                            target=name, error=type(exc).__name__))
         finally:
             with self._group:
                 self._committing = False
