@@ -59,3 +59,24 @@ def test_a_store_without_scan_json_answers_none() -> None:
         pass
 
     assert scan_json(Plain(), LEDGER, "a", "b", (), "seq", None, 10) is None  # type: ignore[arg-type]
+
+
+def test_pages_read_both_parts_of_the_staged_ledger(store) -> None:  # type: ignore[no-untyped-def]
+    # Rows merged into the main part and rows still in the recent part, interleaved in one
+    # partition: every page is in key order and the pages join to every row exactly once.
+    store.merge_recent(LEDGER)
+    for seq in range(6, 12):
+        store.create(LEDGER, {"id": f"e{seq}", "pk": "t:a", "docType": "entry", "tenantId": "t",
+                              "customerId": "a", "seq": seq, "createdAt": "2026-01-02"})
+    main, recent = store._table(LEDGER).parts  # noqa: SLF001 - the test pins where the rows are
+    counts = [store._execute(f"SELECT COUNT(*) FROM {part} WHERE pk = 't:a'", []).fetchone()[0] for part in (main, recent)]
+    assert counts == [6, 6]
+    for limit in (1, 3, 7, 100):
+        seen, after = [], None
+        while True:
+            page = scan_json(store, LEDGER, "t:a", "t:a", (Filter("docType", "=", "entry"),), "seq", after, limit)
+            seen += [json.loads(line)["seq"] for line in page.ndjson.split(b"\n") if line]
+            if page.after is None:
+                break
+            after = page.after
+        assert seen == list(range(1, 12)), limit
