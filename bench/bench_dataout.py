@@ -106,10 +106,11 @@ def insert_sql(container: str) -> str:
     """The INSERT of one row into the container's table (``c_<name>``): the row columns, then one
     column per field the store extracts (``ContainerSpec.extracted``), as ``row`` orders them."""
     from shared.store.layout import BY_NAME
-    from shared.store.sqlite import column_of, table_of
+    from shared.store.sqlite import column_of, tables_of
 
     columns = ("pk", "id", "etag", "ts", "lsn", "body", *(column_of(f) for f in BY_NAME[container].extracted))
-    return f"INSERT INTO {table_of(container)} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    # The first table: a staged container's (the ledger's) main table, where loaded history belongs.
+    return f"INSERT INTO {tables_of(container)[0]} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
 def row(container: str, doc: dict, lsn: int | None = None) -> tuple:

@@ -44,7 +44,7 @@ def row_writer(conn: sqlite3.Connection):
     field columns (``ContainerSpec.extracted``: indexed and filtered fields) filled as the store fills
     them; ``flush()`` inserts what is buffered."""
     from shared.store.layout import BY_NAME
-    from shared.store.sqlite import column_of, field_value, table_of
+    from shared.store.sqlite import column_of, field_value, tables_of
 
     pending: dict[str, list[tuple]] = {}
 
@@ -57,7 +57,8 @@ def row_writer(conn: sqlite3.Connection):
         for container, rows in pending.items():
             fields = BY_NAME[container].extracted
             columns = ("pk", "id", "etag", "ts", "lsn", "body", *(column_of(f) for f in fields))
-            conn.executemany(f"INSERT INTO {table_of(container)} ({', '.join(columns)}) "
+            # The first table: a staged container's (the ledger's) main table, where loaded history belongs.
+            conn.executemany(f"INSERT INTO {tables_of(container)[0]} ({', '.join(columns)}) "
                              f"VALUES ({', '.join('?' for _ in columns)})", rows)
             rows.clear()
 

@@ -1,5 +1,6 @@
-"""Benchmark of warehouse exports (issue 18): Parquet under Azure client-side encryption v2
-next to the NDJSON/ACRXENC1 path, and the micro-batch commit-to-file latency.
+"""Benchmark of warehouse exports (issue 18): Parquet and gzip NDJSON, both under Azure
+client-side encryption v2, and the micro-batch commit-to-file latency. Parquet's
+transactions are read columnar (store ``scan_json``, Arrow's JSON reader); NDJSON row by row.
 
 * throughput: ``--entries`` ledger entries (default 1,000,000) over ``--customers`` customers,
   generated straight into SQLite (bench_dataout.generate), exported as a backfill of the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,15 +48,32 @@ service = ExportService(store, SystemClock(), LocalKeyring.in_folder(folder), Lo
                         export_keys=LocalKeyring(folder + "/export-keyring.json"))
 service.save_settings("bench", format=fmt)
 if fmt == "parquet":
-    import pyarrow.parquet  # the import is not the export's memory
+    # Imports are not the export's memory or time (one-off, ~0.2 s CPU).
+    import pyarrow.compute, pyarrow.json, pyarrow.parquet  # noqa: E401
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# Peak RSS counts the SQLite file's pages mapped by reads (the store's mmap_size, 1 GiB):
+# file-backed and reclaimable, they grow with what is read. Anonymous memory (heap, Arrow
+# buffers) is what an export holds; sampled here every 10 ms.
+import threading
+anon_peak = [0]
+def sample():
+    while True:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    anon_peak[0] = max(anon_peak[0], int(line.split()[1]))
+        time.sleep(0.01)
+threading.Thread(target=sample, daemon=True).start()
 started = time.perf_counter()
+cpu = time.process_time()
 manifest = service.backfill("bench", datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc),
                             ["transactions"])
 elapsed = time.perf_counter() - started
-print(json.dumps({"rows": sum(f["rows"] for f in manifest["files"]), "files": len(manifest["files"]),
+cpu = time.process_time() - cpu
+import os
+print(json.dumps({"cpu_seconds": cpu, "load": " ".join(f"{x:.2f}" for x in os.getloadavg()), "rows": sum(f["rows"] for f in manifest["files"]), "files": len(manifest["files"]),
                   "seconds": elapsed, "bytes": sum(f["plaintextBytes"] for f in manifest["files"]),
-                  "rss_before_kib": rss_before, "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "rss_before_kib": rss_before, "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "anon_peak_kib": anon_peak[0]}))
 """
 
 
@@ -169,19 +188,40 @@ def main() -> None:
     parser.add_argument("--latency-customers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--period", type=float, default=5.0, help="micro-batch period in the latency run (s)")
+    parser.add_argument("--stage", action="store_true",
+                        help="also time the row path's Parquet stage alone (dicts to Parquet, no store reads)")
     parser.add_argument("--only-format", action="store_true", help="only the Parquet stage (no store reads)")
+    parser.add_argument("--no-latency", action="store_true", help="skip the micro-batch latency run")
     args = parser.parse_args()
-    stage = format_stage(args.entries)
-    print(f"parquet stage alone (typed conversion, zstd Parquet, CSE v2 encryption, no store reads): "
-          f"{stage['rows']:,} rows in {stage['seconds']:.1f} s = {stage['rows'] / stage['seconds']:,.0f} rows/s, "
-          f"{stage['bytes'] / 2**20:.1f} MiB encrypted, peak RSS {stage['rss_peak_kib'] / 1024:.0f} MiB")
+    print(f"load average at start {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    if args.stage or args.only_format:
+        stage = format_stage(args.entries)
+        print(f"parquet stage alone (row path: typed conversion, zstd Parquet, CSE v2 encryption, no store reads): "
+              f"{stage['rows']:,} rows in {stage['seconds']:.1f} s = {stage['rows'] / stage['seconds']:,.0f} rows/s, "
+              f"{stage['bytes'] / 2**20:.1f} MiB encrypted, peak RSS {stage['rss_peak_kib'] / 1024:.0f} MiB")
     if args.only_format:
         return
+    from summary import record  # noqa: PLC0415 - bench/ is on the path
+
+    anon: dict[str, list[float]] = {}
     for entries in (args.entries // 5, args.entries):
         for r in throughput(entries, args.customers):
+            anon.setdefault(r["format"], []).append(r["anon_peak_kib"] / 1024)
+            if entries == args.entries:
+                record(f"export {r['format']}, {entries:,} entries", r["rows"] / r["seconds"], "rows/s",
+                       target=300_000 if r["format"] == "parquet" else None)
             print(f"export {r['format']:7s} {r['rows']:>9,} rows in {r['seconds']:6.1f} s = "
                   f"{r['rows'] / r['seconds']:>9,.0f} rows/s, {r['files']} file(s), {r['bytes'] / 2**20:6.1f} MiB, "
-                  f"peak RSS {r['rss_peak_kib'] / 1024:.0f} MiB (at start {r['rss_before_kib'] / 1024:.0f} MiB)")
+                  f"peak RSS {r['rss_peak_kib'] / 1024:.0f} MiB (at start {r['rss_before_kib'] / 1024:.0f} MiB; "
+                  f"anonymous peak {r['anon_peak_kib'] / 1024:.0f} MiB, the rest the SQLite file's mapped pages), "
+                  f"CPU {r['cpu_seconds']:.1f} s, load {r['load']}")
+    for fmt, (small, large) in anon.items():
+        print(f"{fmt}: anonymous memory at {args.entries:,} entries / at {args.entries // 5:,}: {large / small:.2f}x")
+        if fmt == "parquet":
+            record(f"export parquet memory at {args.entries:,} / at {args.entries // 5:,} entries", large / small,
+                   "x", target=1.2, higher_is_better=False)
+    if args.no_latency:
+        return
     lat = latency(args.latency_customers, args.rate, args.seconds, args.period)
     print(f"micro-batch every {args.period:.0f} s, {args.latency_customers} customers, {args.rate} entries/s: "
           f"{lat['batches']} batches, commit-to-file latency of a batch's oldest possible row p50 {lat['p50']:.1f} s, "

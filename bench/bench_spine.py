@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shared.store.layout import LEDGER, ORDER_STATUS, SYSTEM  # noqa: E402
-from shared.store.sqlite import table_of  # noqa: E402
+from shared.store.sqlite import table_of, tables_of  # noqa: E402
 from tests.e2e.conftest import LocalPlatform  # noqa: E402
 
 TENANT = "sandbox"
@@ -123,7 +123,9 @@ class Probe:
         return Counter({status: count for status, count in rows})
 
     def latest_ledger_lsn(self) -> int:
-        row = self._conn.execute(f"SELECT MAX(lsn) FROM {table_of(LEDGER)} WHERE lsn IS NOT NULL").fetchone()
+        # The ledger is staged (a recent and a main table): each one's MAX from its lsn index.
+        row = self._conn.execute("SELECT MAX(" + ", ".join(
+            f"COALESCE((SELECT MAX(lsn) FROM {t} WHERE lsn IS NOT NULL), 0)" for t in tables_of(LEDGER)) + ")").fetchone()
         return row[0] or 0
 
     def projector_lsn(self) -> int:

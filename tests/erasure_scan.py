@@ -6,7 +6,8 @@ A reusable test helper (the unit platform and the e2e local platform both use it
   with its ``-wal``/``-shm``, the queue, the keyring, blobs (exports, audit
   archive, erasure log, sidecars), lock files, any log file; plus texts the
   test hands in (captured log records, a process's output, API responses);
-  plus the **plaintext of every export file** (``ACRXENC1``) found there,
+  plus the **plaintext of every export file** (client-side encrypted Parquet or NDJSON,
+  and ``ACRXENC1`` NDJSON of earlier runs) found there,
   decrypted with the key provider of the same folder, as an attacker holding
   the folder would;
 * **what**: each personal value (every leaf of every personal field, the
@@ -160,6 +161,8 @@ class ErasureScan:
         keys = LocalKeyring(self.data_dir / "export-keyring.json")
         tenant = json.loads(encryption)["WrappedContentKey"]["KeyId"].removeprefix("local:").rsplit("/", 1)[0]
         plain = b"".join(cse.decrypt([content], encryption, resolver(keys, tenant)))
+        if plain.startswith(b"\x1f\x8b"):  # gzip NDJSON (the ndjson format under the same encryption)
+            return gzip.decompress(plain)
         if not plain.startswith(b"PAR1"):
             return plain
         rows = pq.read_table(pa.BufferReader(plain)).to_pylist()

@@ -3,12 +3,16 @@
     python -m shared.exports decrypt --manifest DIR/manifest.json --out OUTDIR
         every file the manifest lists (read next to the manifest), ciphertext and
         plaintext SHA-256 checked against the manifest, written as
-        OUTDIR/<subject>.ndjson.gz (a subject in parts: OUTDIR/<subject>.partNNNN.ndjson.gz
-        from part 2 on, as the files are named); Parquet files (Azure client-side
-        encryption v2 under the tenant's export key) as OUTDIR/subject=<s>/date=<d>/<file>,
-        plaintext SHA-256 checked; exit 1 on any mismatch or tampering.
+        NDJSON as OUTDIR/<subject>.ndjson.gz (a subject in parts: OUTDIR/<subject>.partNNNN.ndjson.gz
+        from part 2 on, as the files are named), Parquet as OUTDIR/subject=<s>/date=<d>/<file>.
+        Files under Azure client-side encryption v2 (the tenant's export key: every file
+        written now, either format) are checked by plaintext SHA-256; NDJSON files of
+        earlier runs (ACRXENC1, the tenant's key) by ciphertext and plaintext SHA-256.
+        Exit 1 on any mismatch or tampering.
     python -m shared.exports decrypt --file F --tenant T --subject S --run R --out OUT
-        one file, checked against the tenant, subject and run it must belong to.
+        one ACRXENC1 file (earlier NDJSON runs), checked against the tenant, subject and
+        run it must belong to; a client-side-encrypted file is decrypted by --manifest
+        (its key is in the folder's metadata sidecar) or by Microsoft's SDK.
     python -m shared.exports run [--tenant T]           incremental run (all tenants without --tenant)
     python -m shared.exports backfill --tenant T --from ISO --to ISO [--subject S ...]
 
@@ -32,6 +36,7 @@ from typing import Iterator
 from shared.domain.inputs import InputError, parse_instant
 from shared.blobs.cse import ClientDecryptError
 from shared.exports.crypto import ExportDecryptError, decrypt_stream
+from shared.exports.service import ENCRYPTION_CSE
 from shared.settings import Settings
 
 
@@ -72,9 +77,10 @@ def decrypt_file(keys, source: Path, out: Path, *, tenant: str, subject: str | N
             os.unlink(tmp)
 
 
-def decrypt_parquet(export_keys, manifest_path: Path, manifest: dict, entry: dict, out: Path) -> int:  # type: ignore[no-untyped-def]
-    """One Parquet file of a local export folder (Azure client-side encryption v2, its
-    ``encryptiondata`` in the folder's metadata sidecar), checked against the manifest."""
+def decrypt_cse(export_keys, manifest_path: Path, manifest: dict, entry: dict, out: Path) -> int:  # type: ignore[no-untyped-def]
+    """One file of a local export folder under Azure client-side encryption v2 (Parquet, or
+    gzip NDJSON written since NDJSON uses it too; its ``encryptiondata`` in the folder's
+    metadata sidecar), checked against the manifest."""
     from shared.blobs.local import LocalBlobSink
     from shared.exports.keys import resolver
 
@@ -136,19 +142,22 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.manifest:
                 manifest = json.loads(args.manifest.read_text(encoding="utf-8"))
-                if any(entry.get("format") == "parquet" for entry in manifest["files"]):
+                if any(entry.get("encryption") == ENCRYPTION_CSE for entry in manifest["files"]):
                     from shared.keys.factory import build_export_key_provider
 
                     export_keys = build_export_key_provider(settings)
                 for entry in manifest["files"]:
-                    if entry.get("format") == "parquet":
-                        target = args.out / Path(*Path(entry["path"]).parts[-3:])
-                        size = decrypt_parquet(export_keys, args.manifest, manifest, entry, target)
+                    part = entry.get("part", 1)
+                    ndjson = args.out / (entry["subject"] + (f".part{part:04d}" if part > 1 else "") + ".ndjson.gz")
+                    if entry.get("encryption") == ENCRYPTION_CSE:
+                        target = (args.out / Path(*Path(entry["path"]).parts[-3:]) if entry.get("format") == "parquet"
+                                  else ndjson)
+                        size = decrypt_cse(export_keys, args.manifest, manifest, entry, target)
                         print(f"{entry['subject']}: {entry['rows']} rows, {size} bytes -> {target}")
                         continue
+                    # An NDJSON file written before NDJSON used client-side encryption (ACRXENC1).
                     source = args.manifest.parent / Path(entry["path"]).name
-                    part = entry.get("part", 1)
-                    target = args.out / (entry["subject"] + (f".part{part:04d}" if part > 1 else "") + ".ndjson.gz")
+                    target = ndjson
                     size = decrypt_file(keys, source, target, tenant=manifest["tenantId"], subject=entry["subject"],
                                         run=manifest["runId"], ciphertext_sha256=entry["ciphertextSha256"],
                                         plaintext_sha256=entry["plaintextSha256"])

@@ -1,5 +1,8 @@
 """The encrypted export file format, ``ACRXENC1`` (version 1): chunked AES-256-GCM.
 
+Kept to read NDJSON files written before NDJSON exports moved to Azure Storage
+client-side encryption v2 (``shared.blobs.cse``, as Parquet files); no run writes it now.
+
 Each file has its own random 256-bit data key (DEK), wrapped by the tenant's KEK
 through the key-provider port. Layout::
 

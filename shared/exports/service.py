@@ -1,5 +1,11 @@
-"""Nightly CDC exports for warehouses: per tenant and subject, the changes since
-the last successful run, as encrypted gzip NDJSON files plus a manifest.
+"""CDC exports for warehouses: per tenant and subject, the changes since the last
+successful run, as Parquet (the default) or gzip NDJSON files plus a manifest.
+
+Every file is stored under Azure Storage client-side encryption v2 (AES-256-GCM, a
+content key per file wrapped by the tenant's *export* key; ``shared.blobs.cse``), so
+a warehouse decrypts either format with Microsoft's SDK. NDJSON files written before
+(``ACRXENC1``, ``shared.exports.crypto``, under the tenant's key) still read, and an
+erasure rewrites them under client-side encryption.
 
 Subjects and their change key (rows with ``from < key <= to``):
 
@@ -25,8 +31,8 @@ cheap on Cosmos DB too), attempts by ``createdAt`` with ties read whole.
 
 Exactly once in effect: a run fixes its bounds first (``to = now - lag``, the lag
 covering writes in flight) and records them as the tenant's *pending* run
-(ETag-guarded: two runners cannot both start). Files go to
-``<tenant>/incremental/<runId>/<subject>.ndjson.gz.enc`` (overwritten if a
+(ETag-guarded: two runners cannot both start). NDJSON files go to
+``<tenant>/incremental/<runId>/<subject>.ndjson.gz`` (Parquet: ``parquet_path``) (overwritten if a
 crashed attempt left one: nothing is published until the manifest exists), then
 the manifest ``.../manifest.json``, then the watermarks move to ``to`` and the
 pending mark is cleared, in one write. A run that died at any point is redone
@@ -44,6 +50,7 @@ import secrets
 import tempfile
 import threading
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator
 
@@ -51,7 +58,7 @@ from shared.blobs.port import BlobExists, BlobNotFound, BlobSink
 from shared.clock import Clock, instant_problem, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, PreconditionFailed, ValidationFailed
 from shared.exports.columns import COLUMNS_VERSION, schema_of
-from shared.exports.crypto import decrypt_stream, encrypt_stream
+from shared.exports.crypto import decrypt_stream
 from shared.exports.keys import ExportKek
 from shared.keys.port import KeyProvider
 from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
@@ -65,7 +72,7 @@ from shared.store.layout import (
     attempt_pks,
     customer_pk,
 )
-from shared.store.port import DocumentStore, Filter, Query, read_many
+from shared.store.port import DocumentStore, Filter, Query, read_many, scan_json
 from shared.telemetry import tracing
 from shared.telemetry.logs import fields
 
@@ -87,6 +94,12 @@ PAGE = 1000
 # the nightly job) is bounded whatever the tenant's size.
 PER_CUSTOMER_SUBJECTS = ("transactions", "orders", "ruleevaluations", "tierhistory")
 PART_CUSTOMERS = 5000
+# The subject read columnar where the store scans raw JSON (``_fill_transactions``), and
+# its page: entries per scan, the bound on the export's memory (~0.5 KiB of JSON each).
+COLUMNAR_SUBJECT = "transactions"
+SCAN_PAGE = 16_384
+# Threads converting scanned pages to Arrow while the caller's thread scans and writes.
+CONVERTERS = 2
 STATE_ID = "state"
 SETTINGS_ID = "settings"
 FORMATS = ("parquet", "ndjson")
@@ -483,7 +496,7 @@ class ExportService:
         last customer it covers (where the next part starts). The entry's ``complete``
         says whether it is the subject's last part."""
         assert part >= 1 and (part == 1) == (after_customer is None or subject not in PER_CUSTOMER_SUBJECTS)
-        path = f"{prefix}/{subject}.ndjson.gz.enc" if part == 1 else f"{prefix}/{subject}.part{part:04d}.ndjson.gz.enc"
+        path = ndjson_path(prefix, subject, part)
         span = _Span()
         if subject in PER_CUSTOMER_SUBJECTS:
             source = self._per_customer_rows(tenant_id, subject, lower, upper, after_customer, span,
@@ -492,39 +505,63 @@ class ExportService:
             source = self._rows(tenant_id, subject, lower, upper)
             span.complete = True
         if fmt == "parquet":
-            entries = self._write_parquet(tenant_id, run_id, prefix, subject, lower, upper, allowed, part, source)
+            if subject == COLUMNAR_SUBJECT and hasattr(type(self._store), "scan_json"):
+                # The columnar read (no Python object per entry); same rows, same span.
+                def fill(writer: Any) -> None:
+                    self._fill_transactions(tenant_id, lower, upper, after_customer, span, writer)
+            else:
+                def fill(writer: Any) -> None:
+                    writer.add(source)
+            entries = self._write_parquet(tenant_id, run_id, prefix, subject, lower, upper, allowed, part, fill)
             for entry in entries:
                 entry["complete"] = span.complete
             return entries, span.last
         rows = _Counter(source)
-        stream, stats = encrypt_stream(self._keys, tenant_id, subject, run_id, _gzip_lines(rows), self.chunk_size)
         try:
-            self.sink.put(path, stream, "application/octet-stream",
-                          {"tenant": tenant_id, "subject": subject, "run": run_id}, overwrite=True)
+            written = self._put_ndjson(tenant_id, run_id, path, subject, _gzip_lines(rows))
         except Exception as exc:
             log.error("export run %s of tenant %s: writing %s failed (%s: %s); no watermark moved, "
                       "the next run redoes this file", run_id, tenant_id, path, type(exc).__name__, exc, extra=fields(tenant=tenant_id))
             raise
         return [{
             "subject": subject, "path": path, "part": part, "complete": span.complete, "rows": rows.count,
-            "from": lower, "to": upper,
-            "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
-            "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
-            "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"],
-            "format": "ndjson+gzip", "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
+            "from": lower, "to": upper, **written, "schema": f"export.{subject}.v1",
             # Which personal fields the rows may hold: what an erasure must rewrite (``scrub``).
             "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else [],
         }], span.last
 
+    def _put_ndjson(self, tenant_id: str, run_id: str, path: str, subject: str,
+                    plaintext: Iterable[bytes]) -> dict[str, Any]:
+        """Gzip NDJSON stored under Azure client-side encryption v2 (the tenant's export key,
+        a content key per file), as Parquet files are: Microsoft's SDK decrypts either. The
+        manifest entry's fields on the file (size and SHA-256 of the gzip bytes, key, format)."""
+        plain_hash = hashlib.sha256()
+        size = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal size
+            for piece in plaintext:
+                plain_hash.update(piece)
+                size += len(piece)
+                yield piece
+
+        kek = ExportKek(self.export_keys, tenant_id)
+        self.sink.put(path, counted(), "application/gzip", {"tenant": tenant_id, "subject": subject, "run": run_id},
+                      overwrite=True, kek=kek)
+        return {"plaintextBytes": size, "plaintextSha256": plain_hash.hexdigest(),
+                "kek": {"kid": kek.get_kid(), "alg": kek.get_key_wrap_algorithm()},
+                "format": "ndjson+gzip", "encryption": ENCRYPTION_CSE}
+
     def _write_parquet(self, tenant_id: str, run_id: str, prefix: str, subject: str, lower: str | None,
                        upper: str, allowed: list[str], part: int,
-                       source: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One part of a subject as Parquet, a file per date partition, each encrypted with
-        Azure client-side encryption v2 under the tenant's export key (a content key per file)."""
+                       fill: Callable[[Any], None]) -> list[dict[str, Any]]:
+        """One part of a subject as Parquet (``fill`` gives the ``PartitionedWriter`` its rows),
+        a file per date partition, each encrypted with Azure client-side encryption v2 under
+        the tenant's export key (a content key per file)."""
         from shared.exports.parquet import PartitionedWriter, digest  # noqa: PLC0415 - pyarrow on demand
 
         writer = PartitionedWriter(subject)
-        writer.add(source)
+        fill(writer)
         entries = []
         for partition in writer.partitions(empty_date=upper[:10]):
             try:
@@ -650,7 +687,8 @@ class ExportService:
             holders = {row["customerId"] for row in self._file_rows(tenant_id, manifest, path, digest)
                        if any(k in row for k in PERSONAL_FIELDS)}
             gone = holders & (erased | self._erased_now(tenant_id, holders))
-            if not gone and digest.hexdigest() == entry["ciphertextSha256"]:
+            legacy = entry.get("encryption") != ENCRYPTION_CSE
+            if not gone and digest.hexdigest() == entry["ciphertextSha256" if legacy else "plaintextSha256"]:
                 return removed
 
             def stripped() -> Iterator[dict[str, Any]]:
@@ -660,16 +698,13 @@ class ExportService:
                         row["erased"] = True
                     yield row
 
+            # Rewritten under client-side encryption whatever the file was (an ACRXENC1 file
+            # becomes a CSE one): a new content key, the entry's key and digests replaced.
             rows = _Counter(stripped())
-            stream, stats = encrypt_stream(self._keys, tenant_id, entry["subject"], manifest["runId"],
-                                           _gzip_lines(rows), self.chunk_size)
-            self.sink.put(path, stream, "application/octet-stream",
-                          {"tenant": tenant_id, "subject": entry["subject"], "run": manifest["runId"]},
-                          overwrite=True)
-            entry.update(rows=rows.count, plaintextBytes=stats.plaintext_bytes, ciphertextBytes=stats.ciphertext_bytes,
-                         plaintextSha256=stats.plaintext_sha256, ciphertextSha256=stats.ciphertext_sha256,
-                         kek=stats.header["kek"], wrappedKey=stats.header["wrappedKey"],
-                         rewrittenAt=iso(self._clock.now()))
+            written = self._put_ndjson(tenant_id, manifest["runId"], path, entry["subject"], _gzip_lines(rows))
+            for stale in ("ciphertextBytes", "ciphertextSha256", "wrappedKey"):
+                entry.pop(stale, None)
+            entry.update(rows=rows.count, **written, rewrittenAt=iso(self._clock.now()))
             self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
                           _manifest_metadata(manifest), overwrite=True)
             removed |= gone
@@ -725,18 +760,39 @@ class ExportService:
                  len(gone), extra=fields(tenant=tenant_id))
         return gone
 
-    def _file_rows(self, tenant_id: str, manifest: dict[str, Any], path: str, digest: Any) -> Iterator[dict[str, Any]]:
-        """The rows of an export file, streamed (bounded memory); ``digest`` sees the ciphertext."""
+    def file_plaintext(self, tenant_id: str, manifest: dict[str, Any], entry: dict[str, Any],
+                       digest: Any = None) -> Iterator[bytes]:
+        """The plaintext of one file a manifest lists, streamed: gzip NDJSON or Parquet.
+
+        Files under Azure client-side encryption v2 (every file written now) are opened
+        with the tenant's export key; NDJSON files written before (``ACRXENC1``, under the
+        tenant's key) still open, checked against their tenant, subject and run. ``digest``
+        sees the bytes the manifest's SHA-256 covers: the plaintext for client-side
+        encryption (``plaintextSha256``), the stored bytes for ``ACRXENC1`` (``ciphertextSha256``)."""
+        from shared.exports.keys import resolver  # noqa: PLC0415
+
+        if entry.get("encryption") == ENCRYPTION_CSE:
+            for chunk in self.sink.open(entry["path"], resolver(self.export_keys, tenant_id)):
+                if digest is not None:
+                    digest.update(chunk)
+                yield chunk
+            return
+
         def ciphertext() -> Iterator[bytes]:
-            for chunk in self.sink.open(path):
-                digest.update(chunk)
+            for chunk in self.sink.open(entry["path"]):
+                if digest is not None:
+                    digest.update(chunk)
                 yield chunk
 
+        yield from decrypt_stream(self._keys, ciphertext(), tenant_id=tenant_id, subject=entry["subject"],
+                                  run_id=manifest["runId"])
+
+    def _file_rows(self, tenant_id: str, manifest: dict[str, Any], path: str, digest: Any) -> Iterator[dict[str, Any]]:
+        """The rows of an NDJSON export file, streamed (bounded memory); ``digest`` as in ``file_plaintext``."""
         entry = next(f for f in manifest["files"] if f["path"] == path)
         inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
         tail = b""
-        for plain in decrypt_stream(self._keys, ciphertext(), tenant_id=tenant_id, subject=entry["subject"],
-                                    run_id=manifest["runId"]):
+        for plain in self.file_plaintext(tenant_id, manifest, entry, digest):
             tail += inflate.decompress(plain)
             *lines, tail = tail.split(b"\n")
             for line in lines:
@@ -803,6 +859,73 @@ class ExportService:
             span.last = customer["customerId"]
             taken += 1
         span.complete = True
+
+    def _fill_transactions(self, tenant_id: str, lower: str | None, upper: str, after_customer: str | None,
+                           span: "_Span", writer: Any) -> None:
+        """The ``transactions`` rows of one part (the customers after ``after_customer``, at
+        most ``part_customers``) into ``writer``, read as raw JSON pages of the customers' ledger
+        partitions (``scan_json``, one key range for the part) and converted column by column
+        (``shared.exports.columnar``); the same rows as ``_per_customer_rows``, which a page
+        that does not convert falls back to, row by row. Memory: one page (``SCAN_PAGE`` entries)."""
+        import pyarrow as pa  # noqa: PLC0415 - pyarrow on demand
+        import pyarrow.compute as pc  # noqa: PLC0415
+
+        from shared.exports.columnar import parse_entries, transactions_table  # noqa: PLC0415
+
+        customers: list[str] = []
+        for customer in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
+                                after=after_customer, page=self.page):
+            customers.append(customer["customerId"])
+            if len(customers) > self.part_customers:
+                break
+        span.complete = len(customers) <= self.part_customers
+        customers = customers[:self.part_customers]
+        span.last = customers[-1] if customers else after_customer
+        if not customers:
+            return
+        wanted = pa.array(customers, pa.string())
+        members = set(customers)
+        window = (Filter("docType", "=", "entry"), Filter("createdAt", "<=", upper)) + (
+            (Filter("createdAt", ">", lower),) if lower else ())
+
+        def convert(ndjson: bytes) -> Any:
+            """A page as a table for ``add_table``, or (a page the columnar reader refuses)
+            as the row path's rows for ``add``."""
+            entries = parse_entries(ndjson)
+            table = None if entries is None else transactions_table(entries, tenant_id)
+            if table is None:
+                docs = (json.loads(line) for line in ndjson.split(b"\n") if line)
+                return [_row("transactions", tenant_id, doc) for doc in docs if doc.get("customerId") in members]
+            # The key range may hold partitions of ids that are not the tenant's customers.
+            inside = pc.is_in(table.column("customerId"), value_set=wanted)
+            return table if pc.all(inside).as_py() else table.filter(inside)
+
+        def write(converted: Future[Any]) -> None:
+            result = converted.result()
+            if isinstance(result, list):
+                writer.add(result)
+            else:
+                writer.add_table(result)
+
+        # Stages overlap (SQLite and Arrow release the GIL while they work): this thread
+        # scans pages and writes converted ones, in page order; CONVERTERS workers parse
+        # and convert the pages in between. At most CONVERTERS + 1 pages in memory. The
+        # workers need no store connection (the store keeps one per thread).
+        after = None
+        pending: list[Future[Any]] = []
+        with ThreadPoolExecutor(max_workers=CONVERTERS, thread_name_prefix="export-convert") as workers:
+            while True:
+                page = scan_json(self._store, LEDGER, customer_pk(tenant_id, customers[0]),
+                                 customer_pk(tenant_id, customers[-1]), window, "seq", after, SCAN_PAGE)
+                assert page is not None, "the store has scan_json (checked by the caller)"
+                pending.append(workers.submit(convert, page.ndjson))
+                if len(pending) > CONVERTERS:
+                    write(pending.pop(0))
+                if page.after is None:
+                    break
+                after = page.after
+            for converted in pending:
+                write(converted)
 
     def _customer_rows(self, tenant_id: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
         """Customers whose profile changed in the window (new, re-tagged, re-tiered or
@@ -881,6 +1004,13 @@ def parquet_path(tenant_id: str, prefix: str, subject: str, date: str, run_id: s
     (incremental runs and micro-batches); a backfill's under its own prefix."""
     base = tenant_id if prefix.startswith(f"{tenant_id}/incremental/") else prefix
     return f"{base}/subject={subject}/date={date}/{run_id}.p{part:04d}.parquet"
+
+
+def ndjson_path(prefix: str, subject: str, part: int) -> str:
+    """NDJSON files sit under their run's prefix: ``<prefix>/<subject>[.partNNNN].ndjson.gz``
+    (client-side encrypted: the name is what the SDK returns; ACRXENC1 files of earlier
+    runs end in ``.ndjson.gz.enc``)."""
+    return f"{prefix}/{subject}.ndjson.gz" if part == 1 else f"{prefix}/{subject}.part{part:04d}.ndjson.gz"
 
 
 def _subject_complete(files: list[dict[str, Any]], subject: str) -> bool:

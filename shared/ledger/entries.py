@@ -93,6 +93,12 @@ class Head:
     hash: str | None = field(default=None, compare=False)
     # Available points per wallet (a tenant with wallets only: shared/ledger/wallets.py), by name.
     wallets: tuple[tuple[str, int], ...] = ()
+    # The newest entry's ``createdAt``: a live entry is dated no earlier (shared.ledger.service).
+    created_at: str | None = field(default=None, compare=False)
+    # ``lastImportedSeq``: the seq of the partition's newest imported entry, 0 if it has none;
+    # None when unknown (a partition begun before entries carried it). With 0, ``createdAt``
+    # never decreases along ``seq``, so an as-of read is one index seek (Ledger.head_as_of).
+    imported_seq: int | None = field(default=0, compare=False)
 
     @classmethod
     def from_entry(cls, doc: dict[str, Any]) -> "Head":
@@ -105,6 +111,8 @@ class Head:
             reserved=doc.get("runningReserved", 0),
             hash=doc.get("hash"),
             wallets=tuple(sorted((doc.get("runningWallets") or {}).items())),
+            created_at=doc.get("createdAt"),
+            imported_seq=doc.get("lastImportedSeq"),
         )
 
     def wallet(self, name: str, default: str | None = None) -> int:

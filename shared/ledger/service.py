@@ -119,6 +119,9 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str
 # Every entry: ``seq`` starts at 1. The comparison is what lets SQLite order by the
 # ledger's sparse seq index (ContainerSpec.sparse), which holds entries only.
 _ENTRIES = (Filter("docType", "=", ENTRY_DOC), Filter("seq", ">", 0))
+# Entries read at most to find the newest of those sharing one createdAt (head_as_of):
+# past it the as-of read walks by seq (a test clock that never moves, say).
+_SAME_INSTANT_MAX = 64
 
 
 def fingerprint_of(payload: Any) -> str:
@@ -227,6 +230,9 @@ class Ledger:
         partitions pay for. When the newest entry by then is a live one, it is one read."""
         pk = customer_pk(tenant_id, customer_id)
         at = iso(moment)
+        seeked = self._as_of_by_seek(pk, at)
+        if seeked is not None:
+            return seeked
         newest = self._store.query(
             LEDGER, Query(pk=pk, filters=(*_ENTRIES, Filter("createdAt", "<=", at)),
                           order_by="seq", descending=True, limit=1),
@@ -242,6 +248,37 @@ class Ledger:
         later_below = self._store.query(LEDGER, Query(pk=pk, filters=(
             Filter("docType", "=", ENTRY_DOC), Filter("seq", "<", head.seq), Filter("createdAt", ">", at)), limit=1))
         return self._as_of_by_sum(pk, at) if later_below else head
+
+    def _as_of_by_seek(self, pk: str, at: str) -> Head | None:
+        """``head_as_of`` in O(log n) for a partition whose newest entry says it holds no
+        imported entry (``lastImportedSeq`` 0): its entries' createdAt never decreases
+        along seq (``_documents``), so the answer is the newest entry by createdAt at or
+        before ``at`` (the (pk, createdAt) index read backwards, one row), the highest seq
+        among entries dated that same instant. None when the partition cannot promise
+        that (imports, or begun before entries carried ``lastImportedSeq``), or when
+        very many entries share that instant: the caller walks by seq instead."""
+        head = self._read_head(pk)
+        if head.seq == 0:
+            return head
+        if head.imported_seq != 0 or head.created_at is None:
+            return None
+        if head.created_at <= at:
+            return head
+        newest = self._store.query(LEDGER, Query(pk=pk, filters=(
+            Filter("docType", "=", ENTRY_DOC), Filter("createdAt", "<=", at)),
+            order_by="createdAt", descending=True, limit=1))
+        if not newest:
+            return Head()
+        # One transaction's entries share their instant (so may several, when a clock was
+        # stepped back): the last of them by seq is the state as of then.
+        same = self._store.query(LEDGER, Query(pk=pk, filters=(
+            Filter("docType", "=", ENTRY_DOC), Filter("createdAt", "=", newest[0]["createdAt"])),
+            limit=_SAME_INSTANT_MAX))
+        if len(same) >= _SAME_INSTANT_MAX:
+            return None
+        found = Head.from_entry(max(same, key=lambda doc: doc["seq"]))
+        assert found.created_at is not None and found.created_at <= at, "as-of seek passed its instant"
+        return found
 
     def _as_of_by_sum(self, pk: str, at: str) -> Head:
         """Each entry's own change of every running total (its totals minus its
@@ -413,7 +450,10 @@ class Ledger:
         self, request: TransactionRequest, head: Head, plan: Plan
     ) -> tuple[list[dict[str, Any]], Head, list[dict[str, Any]], dict[str, Any]]:
         now = iso(self._clock.now())
-        created = iso(request.occurred_at) if request.occurred_at is not None else now
+        # A live entry is dated no earlier than the partition's newest entry (a clock stepped
+        # back, two writers' clocks apart): with no imported entry in the partition, createdAt
+        # then never decreases along seq, and head_as_of is one seek instead of a walk.
+        created = iso(request.occurred_at) if request.occurred_at is not None else max(now, head.created_at or now)
         imported = {"imported": True, "recordedAt": now} if request.occurred_at is not None else {}
         transaction_id = new_transaction_id()
         entries: list[dict[str, Any]] = []
@@ -430,6 +470,8 @@ class Ledger:
             wallet_fields: dict[str, Any] = {}
             if settings is not None:
                 after, wallet_fields = self._wallets(request, current, after, draft, settings)
+            imported_seq = after.seq if request.occurred_at is not None else current.imported_seq
+            after = replace(after, created_at=created, imported_seq=imported_seq)
             entries.append({
                 "id": entry_id(after.seq),
                 "pk": request.pk,
@@ -455,6 +497,7 @@ class Ledger:
                 "createdAt": created,
                 "idempotencyKey": request.idempotency_key,
                 **imported,
+                **({"lastImportedSeq": imported_seq} if imported_seq is not None else {}),
                 **({"attributes": draft.attributes} if draft.attributes else {}),
                 **({"traceContext": request.trace_context} if request.trace_context else {}),
                 **wallet_fields,

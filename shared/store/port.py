@@ -212,6 +212,31 @@ def read_many(store: DocumentStore, container: str, keys: Sequence[tuple[str, st
     return [store.read(container, pk, id) for pk, id in keys]
 
 
+@dataclass(frozen=True)
+class JsonScan:
+    """A page of ``scan_json``: the documents' stored JSON, one per line (UTF-8 bytes, as
+    stored: no ``_etag``/``_ts``), how many, and the ``(pk, order value)`` of the last
+    document scanned (where the next page starts), None on the last page."""
+
+    ndjson: bytes
+    count: int
+    after: tuple[str, Any] | None
+
+
+def scan_json(store: DocumentStore, container: str, pk_from: str, pk_to: str, filters: tuple[Filter, ...],
+              order_by: str, after: tuple[str, Any] | None, limit: int) -> JsonScan | None:
+    """Documents of the partitions ``pk_from <= pk <= pk_to`` matching ``filters``, ordered
+    by ``(pk, order_by)`` after ``after``, at most ``limit``, as raw JSON lines for
+    columnar readers (exports build Arrow columns from them with no per-document
+    Python object). Documents without ``order_by`` are not scanned. The adapter's
+    own ``scan_json`` where it has one (the SQLite store); None where it has none, and
+    the caller reads documents with ``query`` instead."""
+    native = getattr(type(store), "scan_json", None)
+    if native is None:
+        return None
+    return native(store, container, pk_from, pk_to, filters, order_by, after, limit)  # type: ignore[no-any-return]
+
+
 def inline_reads(store: DocumentStore) -> bool:
     """Whether the store's point reads are cheap enough to run on an event loop: an
     adapter says so with ``inline_reads = True`` (the embedded SQLite store: a few

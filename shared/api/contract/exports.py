@@ -13,7 +13,7 @@ class ExportFile(BaseModel):
     """One encrypted file of a run: where it is, how many rows, how to check and decrypt it."""
 
     subject: str = Field(examples=["ledger"])
-    path: str = Field(examples=["sandbox/incremental/20261123T020000Z-1a2b3c/ledger.ndjson.gz.enc"])
+    path: str = Field(examples=["sandbox/subject=transactions/date=2026-11-23/20261123T020000Z-1a2b3c.p0001.parquet"])
     rows: int
     model_config = {"extra": "allow"}  # sizes, digests, the wrapped data key, format and schema names
 

@@ -242,7 +242,7 @@ def transfer(customerId: CustomerId, body: TransferRequest, p: Annotated[Platfor
             **op("customers.getTransfer", TransferView, errors=(404,)))
 def read_transfer(customerId: CustomerId, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("read"))],
-                  transferId: Annotated[str, Path(pattern=r"^tr-[0-9a-f]{24}$")]) -> dict:
+                  transferId: Annotated[str, Path(pattern=r"^tr-[0-9a-f]{24}$", max_length=27)]) -> dict:
     """A transfer this customer sent or received (capability ``read``): its status, the lots moved
     once debited. 404 for an unknown customer, a transfer they are not a party to (the receiver is
     one once credited), or one refused (refusals are not recorded)."""

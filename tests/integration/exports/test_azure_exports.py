@@ -4,6 +4,7 @@ moves, the next run succeeds), and the files decrypt from what Azure serves."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import uuid
 from datetime import timedelta
@@ -12,7 +13,6 @@ import pytest
 
 from shared.blobs.azure import AzureBlobSink
 from shared.blobs.port import BlobUnavailable
-from shared.exports.crypto import decrypt_stream
 from shared.exports.service import ExportService
 from tests.conftest import auth, drain, order_body
 
@@ -48,6 +48,18 @@ class FlakySink:
         return getattr(self.inner, name)
 
 
+def sdk_download(connection_string: str, container: str, path: str, keys, tenant_id: str) -> bytes:  # type: ignore
+    """A blob as Microsoft's SDK decrypts it (``require_encryption`` and a key resolver): no Accrue reader."""
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.exports.keys import resolver
+
+    blob = BlobServiceClient.from_connection_string(connection_string).get_blob_client(container, path)
+    blob.require_encryption = True
+    blob.key_resolver_function = resolver(keys, tenant_id)
+    return blob.download_blob().readall()  # type: ignore[no-any-return]
+
+
 @pytest.mark.usefixtures("ndjson_exports")
 def test_export_to_azurite_survives_a_failure_midway(platform, tenant, client, clock,
                                                      azurite_connection_string) -> None:
@@ -65,9 +77,14 @@ def test_export_to_azurite_survives_a_failure_midway(platform, tenant, client, c
     manifest = service.run("acme")
     assert sink.inner.exists(f"acme/incremental/{manifest['runId']}/manifest.json")
     entry = next(f for f in manifest["files"] if f["subject"] == "transactions")
-    plain = b"".join(decrypt_stream(platform.key_provider, sink.inner.open(entry["path"]), tenant_id="acme",
-                                    subject="transactions", run_id=manifest["runId"]))
+    plain = b"".join(service.file_plaintext("acme", manifest, entry))
     assert len(gzip.decompress(plain).splitlines()) == 30 == entry["rows"]
+    # NDJSON is under the same standard encryption as Parquet: the SDK decrypts every file.
+    for f in manifest["files"]:
+        assert f["encryption"] == "azure-storage-cse-v2"
+        sdk = sdk_download(azurite_connection_string, container, f["path"], service.export_keys, "acme")
+        assert hashlib.sha256(sdk).hexdigest() == f["plaintextSha256"]
+        assert len(gzip.decompress(sdk).splitlines()) == f["rows"]
     stored = json.loads(sink.inner.read(f"acme/incremental/{manifest['runId']}/manifest.json"))
     assert stored["runId"] == manifest["runId"]
     assert platform.store.read("exports", "acme", "state")["watermarks"]["transactions"] == manifest["to"]
@@ -95,12 +112,13 @@ def test_erasure_rewrites_an_export_on_azurite(platform, tenant, client, clock, 
     listed = {i.path: i.metadata for i in sink.list("acme/")}
     assert listed[f"acme/incremental/{manifest['runId']}/manifest.json"] == {"personaldata": "true"}
     platform.vault.erase("acme", "p0", None, "ticket 12")
-    assert service.scrub("acme", {"p0"}) == {"p0": [f"acme/incremental/{manifest['runId']}/customers.ndjson.gz.enc"]}
+    assert service.scrub("acme", {"p0"}) == {"p0": [f"acme/incremental/{manifest['runId']}/customers.ndjson.gz"]}
     stored = json.loads(sink.read(f"acme/incremental/{manifest['runId']}/manifest.json"))
     entry = next(f for f in stored["files"] if f["subject"] == "customers")
-    plain = gzip.decompress(b"".join(decrypt_stream(platform.key_provider, sink.open(entry["path"]), tenant_id="acme",
-                                                    subject="customers", run_id=manifest["runId"])))
+    plain = gzip.decompress(b"".join(service.file_plaintext("acme", stored, entry)))
     assert b"Zelda" not in plain and b"Olga Vantrimble" in plain
+    assert gzip.decompress(sdk_download(azurite_connection_string, container, entry["path"], service.export_keys,
+                                        "acme")) == plain  # the rewrite too, by Microsoft's SDK
     assert service.scrub("acme", {"p0"}) == {}  # done: nothing more to rewrite
     sink.close()
 

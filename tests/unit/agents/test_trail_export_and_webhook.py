@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shared.exports.crypto import decrypt_stream
 from shared.exports.keys import resolver
 from shared.schemas import REGISTRY
 from shared.store.layout import WEBHOOK_MESSAGES
@@ -23,8 +22,7 @@ from tests.unit.agents.conftest import World
 def _trail_rows(platform, manifest, fmt: str) -> list[dict]:  # type: ignore[no-untyped-def]
     entry = next(f for f in manifest["files"] if f["subject"] == "agentdecisions")
     if fmt == "ndjson":
-        plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
-                                        tenant_id="acme", subject="agentdecisions", run_id=manifest["runId"]))
+        plain = b"".join(platform.exports.file_plaintext("acme", manifest, entry))
         return [json.loads(line) for line in gzip.decompress(plain).splitlines()]
     data = b"".join(platform.exports.sink.open(entry["path"], resolver(platform.exports.export_keys, "acme")))
     rows = pq.read_table(pa.BufferReader(data)).to_pylist()

@@ -12,7 +12,7 @@ import pytest
 from shared.app.reconcile import reconcile
 from shared.local.__main__ import main as local_main
 from shared.store.layout import BY_NAME, LEDGER, customer_pk
-from shared.store.sqlite import column_of, field_value, table_of
+from shared.store.sqlite import column_of, field_value, tables_of
 from tests.conftest import auth, drain, order_body
 
 
@@ -25,7 +25,14 @@ def ledger_with_history(client, platform, tenant):
 
 
 def _sql(platform):
+    """A connection to edit rows behind the store: the ledger's recent rows merged first, so every
+    entry is in its main table (``_table``), the one a test can write (``c_ledger`` is a view)."""
+    platform.store.merge_recent()
     return sqlite3.connect(platform.store.path, isolation_level=None)
+
+
+def _table(container: str) -> str:
+    return tables_of(container)[0]
 
 
 def _insert_behind(db, container: str, doc: dict) -> None:
@@ -33,7 +40,7 @@ def _insert_behind(db, container: str, doc: dict) -> None:
     filtered fields) filled as the store fills them."""
     fields = BY_NAME[container].extracted
     columns = ", ".join(("pk", "id", "etag", "ts", "lsn", "body", *(column_of(f) for f in fields)))
-    db.execute(f"INSERT INTO {table_of(container)} ({columns}) VALUES ({', '.join('?' * (6 + len(fields)))})",
+    db.execute(f"INSERT INTO {_table(container)} ({columns}) VALUES ({', '.join('?' * (6 + len(fields)))})",
                (doc["pk"], doc["id"], "x", 0, None, json.dumps(doc), *(field_value(doc, f) for f in fields)))
 
 
@@ -41,7 +48,7 @@ def _refresh_columns(db, container: str) -> None:
     """After a body was edited in SQL: its field columns read again from the JSON, as json_extract reads it."""
     fields = BY_NAME[container].extracted
     if fields:
-        db.execute(f"UPDATE {table_of(container)} SET "
+        db.execute(f"UPDATE {_table(container)} SET "
                    + ", ".join(f"{column_of(f)} = json_extract(body, '$.{f}')" for f in fields))
 
 
@@ -80,7 +87,7 @@ def test_a_bad_entry_written_behind_the_ledger_is_reported(ledger_with_history) 
 def test_an_altered_amount_is_reported_at_the_first_diverging_entry(ledger_with_history) -> None:
     platform = ledger_with_history
     db = _sql(platform)
-    db.execute("UPDATE c_ledger SET body = json_set(body, '$.signedAmount', 7) WHERE pk = ? "
+    db.execute(f"UPDATE {_table(LEDGER)} SET body = json_set(body, '$.signedAmount', 7) WHERE pk = ? "
                "AND id = 'e-000000000002'", (customer_pk("acme", "c1"),))
     _refresh_columns(db, LEDGER)
     db.close()
@@ -123,7 +130,7 @@ def test_settlements_and_gaps(ledger_with_history) -> None:
 def test_the_command_line_prints_a_summary(ledger_with_history, monkeypatch, capsys) -> None:
     platform = ledger_with_history
     db = _sql(platform)
-    db.execute("UPDATE c_ledger SET body = json_set(body, '$.runningPending', 5) WHERE pk = ? "
+    db.execute(f"UPDATE {_table(LEDGER)} SET body = json_set(body, '$.runningPending', 5) WHERE pk = ? "
                "AND id = 'e-000000000001'", (customer_pk("acme", "c2"),))
     _refresh_columns(db, LEDGER)
     db.close()
@@ -155,7 +162,7 @@ def test_slices_from_a_cursor_give_the_same_report_as_one_pass(ledger_with_histo
 
     platform = ledger_with_history
     db = _sql(platform)
-    db.execute("UPDATE c_ledger SET body = json_set(body, '$.signedAmount', 7) WHERE pk = ? "
+    db.execute(f"UPDATE {_table(LEDGER)} SET body = json_set(body, '$.signedAmount', 7) WHERE pk = ? "
                "AND id = 'e-000000000002'", (customer_pk("acme", "c1"),))
     _refresh_columns(db, LEDGER)
     db.close()

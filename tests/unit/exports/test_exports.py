@@ -4,6 +4,7 @@ with watermarks, crash and redo, backfill, PII exclusion, the decrypt CLI."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 from datetime import timedelta
@@ -79,8 +80,7 @@ def test_tampering_truncation_reordering_and_swaps_are_detected(platform) -> Non
 
 def _rows(platform, manifest, subject):  # type: ignore[no-untyped-def]
     entry = next(f for f in manifest["files"] if f["subject"] == subject)
-    plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
-                                    tenant_id=manifest["tenantId"], subject=subject, run_id=manifest["runId"]))
+    plain = b"".join(platform.exports.file_plaintext(manifest["tenantId"], manifest, entry))
     return [json.loads(line) for line in gzip.decompress(plain).splitlines()]
 
 
@@ -101,10 +101,13 @@ def test_incremental_runs_export_each_change_once(platform, tenant, client, cloc
     assert len(_rows(platform, first, "customers")) == 3
     assert all("trace" in r for r in _rows(platform, first, "ruleevaluations"))
     for f in first["files"]:
+        # Azure client-side encryption v2 under the tenant's export key, as Parquet files are.
+        assert f["encryption"] == "azure-storage-cse-v2" and f["format"] == "ndjson+gzip"
+        assert f["kek"]["kid"].startswith("local:acme/")  # the export keyring's kid, not the personal-data key
         blob = platform.exports.sink.read(f["path"])
-        import hashlib
-        assert hashlib.sha256(blob).hexdigest() == f["ciphertextSha256"]
-        assert f["kek"]["keyId"] and f["wrappedKey"]
+        plain = b"".join(platform.exports.file_plaintext("acme", first, f))
+        assert hashlib.sha256(plain).hexdigest() == f["plaintextSha256"] and len(plain) == f["plaintextBytes"]
+        assert blob != plain and plain.startswith(b"\x1f\x8b")  # stored encrypted, gzip inside
     _orders(client, tenant, platform, ["o3"])
     clock.advance(timedelta(minutes=5))
     second = platform.exports.run("acme")
@@ -149,8 +152,7 @@ def test_a_run_that_dies_midway_is_redone_not_skipped_or_doubled(platform, tenan
 
 def _rows_from(service, platform, manifest, subject):  # type: ignore[no-untyped-def]
     entry = next(f for f in manifest["files"] if f["subject"] == subject)
-    plain = b"".join(decrypt_stream(platform.key_provider, service.sink.open(entry["path"]), tenant_id="acme",
-                                    subject=subject, run_id=manifest["runId"]))
+    plain = b"".join(service.file_plaintext("acme", manifest, entry))
     return [json.loads(line) for line in gzip.decompress(plain).splitlines()]
 
 
@@ -267,3 +269,59 @@ def test_rows_match_their_export_schemas(platform, tenant, client, clock, receiv
     for subject in SUBJECTS:
         for row in _rows(platform, manifest, subject):
             REGISTRY.validate(row, f"export.{subject}", 1)
+
+
+def _as_legacy_file(platform, manifest, subject):  # type: ignore[no-untyped-def]
+    """Turn one file of a run into what runs wrote before NDJSON used client-side encryption:
+    ``ACRXENC1`` under the tenant's key at ``<subject>.ndjson.gz.enc``, its manifest entry as
+    that code wrote it (ciphertext SHA-256, wrapped key, ``A256GCM-STREAM``)."""
+    service = platform.exports
+    entry = next(f for f in manifest["files"] if f["subject"] == subject)
+    plain = b"".join(service.file_plaintext(manifest["tenantId"], manifest, entry))
+    stream, stats = encrypt_stream(platform.key_provider, manifest["tenantId"], subject, manifest["runId"], [plain])
+    path, rows = entry["path"] + ".enc", entry["rows"]
+    service.sink.put(path, b"".join(stream), overwrite=True)
+    entry.clear()
+    entry.update({"subject": subject, "path": path, "part": 1, "complete": True, "rows": rows,
+                  "plaintextBytes": stats.plaintext_bytes, "ciphertextBytes": stats.ciphertext_bytes,
+                  "plaintextSha256": stats.plaintext_sha256, "ciphertextSha256": stats.ciphertext_sha256,
+                  "kek": stats.header["kek"], "wrappedKey": stats.header["wrappedKey"], "format": "ndjson+gzip",
+                  "encryption": stats.header["alg"], "schema": f"export.{subject}.v1",
+                  "personalFields": ["email", "name"] if subject == "customers" else []})
+    manifest_path = f"acme/incremental/{manifest['runId']}/manifest.json"
+    service.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
+                     {"personaldata": "true"}, overwrite=True)
+    return entry, plain
+
+
+def test_ndjson_files_written_before_client_side_encryption_still_decrypt_and_are_scrubbed(
+        platform, tenant, client, clock, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Files of earlier runs (ACRXENC1) keep opening: by the service, by ``accrue export
+    decrypt`` beside new files, and an erasure rewrites them under client-side encryption."""
+    platform.exports.save_settings("acme", [])
+    add_customer(platform, "acme", "p1", email="ann@example.com", name="Ann Quuxbright")
+    _orders(client, tenant, platform, ["o1"])
+    clock.advance(timedelta(minutes=5))
+    manifest = platform.exports.run("acme")
+    old_tx, tx_plain = _as_legacy_file(platform, manifest, "transactions")
+    old_cu, _ = _as_legacy_file(platform, manifest, "customers")
+    assert b"".join(platform.exports.file_plaintext("acme", manifest, old_tx)) == tx_plain
+    # The CLI decrypts the old files and the new ones of the same manifest.
+    root = platform.settings.data_dir / "blobs" / "exports"
+    monkeypatch.setenv("ACCRUE_DATA_DIR", str(platform.settings.data_dir))
+    out = tmp_path / "out"
+    assert export_cli(["decrypt", "--manifest", str(root / "acme/incremental" / manifest["runId"] / "manifest.json"),
+                       "--out", str(out)]) == 0
+    assert (out / "transactions.ndjson.gz").read_bytes() == tx_plain
+    assert len(gzip.decompress((out / "orders.ndjson.gz").read_bytes()).splitlines()) == 1  # a CSE file
+    # An erasure rewrites the old customers file: under client-side encryption, without Ann.
+    platform.vault.erase("acme", "p1", None, reason="customer asked")
+    assert platform.exports.scrub("acme", {"p1"}) == {"p1": [old_cu["path"]]}
+    stored = json.loads(platform.exports.sink.read(f"acme/incremental/{manifest['runId']}/manifest.json"))
+    entry = next(f for f in stored["files"] if f["subject"] == "customers")
+    assert entry["encryption"] == "azure-storage-cse-v2" and "wrappedKey" not in entry
+    rows = [json.loads(line) for line in
+            gzip.decompress(b"".join(platform.exports.file_plaintext("acme", stored, entry))).splitlines()]
+    p1 = next(r for r in rows if r["customerId"] == "p1")
+    assert p1["erased"] is True and "name" not in p1
+    assert platform.exports.scrub("acme", {"p1"}) == {}

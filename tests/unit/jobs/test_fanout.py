@@ -151,7 +151,7 @@ def test_an_export_killed_between_files_resumes_and_writes_each_file_once(shop, 
         assert state["pending"] is None and set(state["watermarks"]) == set(SUBJECTS)
         run_id = state["lastRunId"]
         written = {p: n for p, n in sink.puts.items() if p.startswith(f"{tenant_id}/incremental/")}
-        assert written == {**{f"{tenant_id}/incremental/{run_id}/{s}.ndjson.gz.enc": 1 for s in SUBJECTS},
+        assert written == {**{f"{tenant_id}/incremental/{run_id}/{s}.ndjson.gz": 1 for s in SUBJECTS},
                            f"{tenant_id}/incremental/{run_id}/manifest.json": 1}
         runs = platform.exports.runs(tenant_id)
         assert [r["runId"] for r in runs] == [run_id]
@@ -189,7 +189,7 @@ def test_an_export_whose_file_write_dies_redoes_that_file_only(shop, tmp_path) -
     items.run()
     run_id = platform.store.read("exports", "acme", "state")["lastRunId"]
     written = {p: n for p, n in sink.puts.items() if p.startswith("acme/")}
-    assert written == {**{f"acme/incremental/{run_id}/{s}.ndjson.gz.enc": 1 for s in SUBJECTS},
+    assert written == {**{f"acme/incremental/{run_id}/{s}.ndjson.gz": 1 for s in SUBJECTS},
                        f"acme/incremental/{run_id}/manifest.json": 1}
 
 
@@ -221,12 +221,9 @@ def _all_rows(platform, manifest, subject):  # type: ignore[no-untyped-def]
     import gzip
     import json
 
-    from shared.exports.crypto import decrypt_stream
-
     rows = []
     for entry in (f for f in manifest["files"] if f["subject"] == subject):
-        plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
-                                        tenant_id=manifest["tenantId"], subject=subject, run_id=manifest["runId"]))
+        plain = b"".join(platform.exports.file_plaintext(manifest["tenantId"], manifest, entry))
         rows += [json.loads(line) for line in gzip.decompress(plain).splitlines()]
     return rows
 

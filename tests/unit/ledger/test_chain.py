@@ -15,7 +15,7 @@ from shared.app.corrections import AdjustmentRequest
 from shared.ledger.chain import GENESIS_ID, anchor, entry_hash, merkle_root
 from shared.local.__main__ import main as local_main
 from shared.store.layout import BY_NAME, LEDGER, customer_pk
-from shared.store.sqlite import column_of, field_value, table_of
+from shared.store.sqlite import column_of, field_value
 from tests.conftest import auth
 
 PK = customer_pk("acme", "c1")
@@ -49,15 +49,17 @@ def _read(platform, seq: int) -> dict:
 def _write(platform, doc: dict) -> None:
     """Replace a ledger row's body behind the store's back (its field columns follow)."""
     fields = BY_NAME[LEDGER].extracted
+    table = platform.store.merged_table(LEDGER)  # the ledger's recent rows merged: one table to edit
     db = _rows(platform)
-    db.execute(f"UPDATE {table_of(LEDGER)} SET body=?{''.join(f', {column_of(f)}=?' for f in fields)}"
+    db.execute(f"UPDATE {table} SET body=?{''.join(f', {column_of(f)}=?' for f in fields)}"
                " WHERE pk=? AND id=?", (json.dumps(doc), *(field_value(doc, f) for f in fields), doc["pk"], doc["id"]))
     db.close()
 
 
 def _delete(platform, seq: int) -> None:
+    table = platform.store.merged_table(LEDGER)
     db = _rows(platform)
-    db.execute(f"DELETE FROM {table_of(LEDGER)} WHERE pk=? AND id=?", (PK, _entry_id(seq)))
+    db.execute(f"DELETE FROM {table} WHERE pk=? AND id=?", (PK, _entry_id(seq)))
     db.close()
 
 

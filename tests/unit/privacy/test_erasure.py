@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from shared.app.customers import CustomerProfile
-from shared.exports.crypto import decrypt_stream, encrypt_stream
+from shared.exports.crypto import encrypt_stream
 from shared.keys.local import LocalKeyring
 from shared.local.__main__ import main as accrue
 from shared.privacy.erasure import LOG_PREFIX, WORK_PK
@@ -68,8 +68,7 @@ def ndjson_exports(monkeypatch):  # type: ignore[no-untyped-def]
 
 def export_rows(platform, manifest, subject):  # type: ignore[no-untyped-def]
     entry = next(f for f in manifest["files"] if f["subject"] == subject)
-    plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
-                                    tenant_id="acme", subject=subject, run_id=manifest["runId"]))
+    plain = b"".join(platform.exports.file_plaintext("acme", manifest, entry))
     return [json.loads(line) for line in gzip.decompress(plain).splitlines()]
 
 

@@ -7,7 +7,6 @@ import gzip
 import json
 from datetime import timedelta
 
-from shared.exports.crypto import decrypt_stream
 from shared.schemas import REGISTRY
 from tests.conftest import drain
 
@@ -16,8 +15,7 @@ from .conftest import bare_tenant, earn, program
 
 def _rows(platform, manifest, subject):  # type: ignore[no-untyped-def]
     entry = next(f for f in manifest["files"] if f["subject"] == subject)
-    plain = b"".join(decrypt_stream(platform.key_provider, platform.exports.sink.open(entry["path"]),
-                                    tenant_id=manifest["tenantId"], subject=subject, run_id=manifest["runId"]))
+    plain = b"".join(platform.exports.file_plaintext(manifest["tenantId"], manifest, entry))
     return [json.loads(line) for line in gzip.decompress(plain).splitlines()]
 
 
