@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -34,7 +32,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench_spine import (BATCH, CUSTOMERS, Probe, Results, drain, memory, order, percentile,  # noqa: E402
+from bench_spine import (BATCH, CUSTOMERS, Probe, Results, durable_platform, memory, order, percentile,  # noqa: E402
                          register_customers, until_projected, verify_credited)
 from loadgen import Pool
 from machine import machine_line
@@ -196,18 +194,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine_line()}; {load()}", flush=True)
     results = Results()
-    os.environ["ACCRUE_SQLITE_SYNCHRONOUS"] = "FULL"  # durability on, whatever the caller's environment says
-    folder = Path(tempfile.mkdtemp(prefix="bench-reads-"))
-    platform = LocalPlatform(folder / "data").start()
-    assert platform.process is not None and platform.process.stdout is not None
-    threading.Thread(target=drain, args=(platform.process.stdout,), daemon=True).start()
-    probe = Probe(folder / "data" / "accrue.db")
-    try:
+    with durable_platform("bench-reads-") as (platform, probe):
         uvloop.run(drive(platform, probe, args, results))
         memory(platform.process.pid, results)
-    finally:
-        probe.close()
-        platform.stop()
     for check in results.checks:
         print(f"  check: {check}")
 

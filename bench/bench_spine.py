@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import sqlite3
@@ -50,6 +51,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -455,6 +457,24 @@ def drain(stream) -> None:  # type: ignore[no-untyped-def]
         pass
 
 
+@contextlib.contextmanager
+def durable_platform(prefix: str) -> Iterator[tuple[LocalPlatform, "Probe"]]:
+    """The local platform started in a fresh folder with durability on (SQLite
+    synchronous=FULL, whatever the caller's environment says), its output drained so a
+    full pipe never blocks it, and a probe on its database; both closed on the way out."""
+    os.environ["ACCRUE_SQLITE_SYNCHRONOUS"] = "FULL"
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    platform = LocalPlatform(folder / "data").start()
+    assert platform.process is not None and platform.process.stdout is not None
+    threading.Thread(target=drain, args=(platform.process.stdout,), daemon=True).start()
+    probe = Probe(folder / "data" / "accrue.db")
+    try:
+        yield platform, probe
+    finally:
+        probe.close()
+        platform.stop()
+
+
 def write_results(path: Path, results: Results, args: argparse.Namespace, seconds: float) -> None:
     lines = ["# Spine benchmark (bench/bench_spine.py)", "",
              f"Machine: {machine_line()}", "",
@@ -495,21 +515,11 @@ def main() -> None:
     began = time.perf_counter()
     print(f"machine: {machine_line()}", flush=True)
     results = Results()
-    # Durability on, whatever the caller's environment says.
-    os.environ["ACCRUE_SQLITE_SYNCHRONOUS"] = "FULL"
-    folder = Path(tempfile.mkdtemp(prefix="bench-spine-"))
-    platform = LocalPlatform(folder / "data").start()
-    assert platform.process is not None and platform.process.stdout is not None
-    threading.Thread(target=drain, args=(platform.process.stdout,), daemon=True).start()
-    probe = Probe(folder / "data" / "accrue.db")
-    try:
+    with durable_platform("bench-spine-") as (platform, probe):
         print("local platform over HTTP, durability on (SQLite synchronous=FULL), earning by "
               + ("the 7-rule set of bench/bench_rules.py:" if args.rules else "the sandbox's flat rate:"), flush=True)
         uvloop.run(drive(platform, probe, args, results))
         memory(platform.process.pid, results)
-    finally:
-        probe.close()
-        platform.stop()
     print("ledger on the store alone vs eventsourcing:", flush=True)
     store_alone(args.store_events, results)
     for check in results.checks:

@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -28,7 +26,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench_spine import (BATCH, CUSTOMERS, Probe, drain, order, register_customers, until_projected,  # noqa: E402
+from bench_spine import (BATCH, CUSTOMERS, Probe, durable_platform, order, register_customers, until_projected,  # noqa: E402
                          verify_credited)
 from loadgen import Pool
 from machine import machine_line
@@ -148,17 +146,8 @@ def main() -> None:
         args.minutes = 2.0
     assert 0 < args.minutes <= 30, "a soak is bounded: at most 30 minutes"
     print(f"machine: {machine_line()}; soak of {args.minutes:g} min at {args.batch} orders/s", flush=True)
-    os.environ["ACCRUE_SQLITE_SYNCHRONOUS"] = "FULL"
-    folder = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    platform = LocalPlatform(folder / "data").start()
-    assert platform.process is not None and platform.process.stdout is not None
-    threading.Thread(target=drain, args=(platform.process.stdout,), daemon=True).start()
-    probe = Probe(folder / "data" / "accrue.db")
-    try:
+    with durable_platform("bench-soak-") as (platform, probe):
         samples = uvloop.run(soak(platform, probe, args))
-    finally:
-        probe.close()
-        platform.stop()
     one, five, _ = os.getloadavg()
     for name, values in samples.items():
         third = max(1, len(values) // 3)
