@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from shared.rules import ast
 from shared.rules.errors import Diagnostic, RuleTypeError
 from shared.rules.limits import MAX_DIAGNOSTICS
+from shared.rules.numeric import MAX_SCALED, MAX_UNITS
 from shared.rules.schema import CUSTOMER_FIELDS, FUNCTIONS, ITEM_FIELDS, ORDER_FIELDS, ROOTS, FieldSpec, Type
 from shared.rules.source import rule_at
 
@@ -116,6 +117,12 @@ class _Checker:
 
     def _expr(self, node: ast.Expr) -> Type | None:
         if isinstance(node, ast.Num):
+            # The parser bounds what it reads, but a rule set's tree can come from elsewhere
+            # (a stored or generated one): every evaluator relies on |v| <= MAX_SCALED (the
+            # wasm evaluator cannot even compile a literal outside i64), so the checker refuses it.
+            if not -MAX_SCALED <= node.value <= MAX_SCALED:
+                self.problem(f"number literal is outside ±{MAX_UNITS:,}", node.pos)
+                return None
             return Type.NUMBER
         if isinstance(node, ast.Str):
             return Type.STRING

@@ -169,6 +169,7 @@ class _Gen:
     def expr(self, node: ast.Expr) -> None:
         emit = self.emit
         if isinstance(node, ast.Num):
+            assert -MAX_SCALED <= node.value <= MAX_SCALED, "the checker bounds every literal"
             emit(f"i64.const {node.value}")
         elif isinstance(node, ast.Str):
             emit(f"i64.const {self.string_ids[node.value]}")

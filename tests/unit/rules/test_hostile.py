@@ -16,6 +16,7 @@ from shared.rules.checker import check
 from shared.rules.cost import measure
 from shared.rules.errors import RuleError, RuleSourceRejected, RuleSyntaxError, RuleTypeError
 from shared.rules.lifecycle import validate_source
+from shared.rules.numeric import MAX_SCALED
 from shared.rules.program import build, layout
 from shared.rules.ruleset import CompiledRuleSet
 
@@ -209,4 +210,29 @@ def test_random_trees_are_rejected_by_the_checker_or_evaluate_cleanly(condition,
     closure = compiled.evaluate_batch(TENANT, [(the_order, customer())], evaluator="closure")
     wasm = compiled.evaluate_batch(TENANT, [(the_order, customer())], evaluator="wasm")
     assert closure == wasm
+    assert closure[0].trace[0].get("ruleset") != "failed"
+
+
+def _earn_compared_with(value: int) -> ast.RuleSet:
+    condition = ast.Compare("=", ast.Earned(P), ast.Num(value, P), P)
+    rule = ast.Rule("r", 0, (ast.Condition(condition, "c"),), (ast.Earn(ast.Num(0, P), None, None, P),), 0, P)
+    return ast.RuleSet((rule,), source="rule")
+
+
+@pytest.mark.parametrize("value", [MAX_SCALED + 1, -MAX_SCALED - 1, -(2 ** 63) - 1, 2 ** 63, 10 ** 19])
+def test_a_tree_built_outside_the_parser_with_a_literal_out_of_range_is_refused_by_the_checker(value) -> None:
+    # Found by the fuzz above: a literal beyond i64 passed the checker, and the wasm evaluator
+    # could not compile the rule set. Every evaluator relies on |v| <= MAX_SCALED.
+    with pytest.raises(RuleTypeError) as refused:
+        check(_earn_compared_with(value))
+    assert "outside" in refused.value.diagnostics[0].message
+
+
+@pytest.mark.parametrize("value", [MAX_SCALED, -MAX_SCALED, 0])
+def test_literals_at_the_bounds_evaluate_alike_in_both_evaluators(value) -> None:
+    ruleset = _earn_compared_with(value)
+    compiled = CompiledRuleSet(layout(check(ruleset), measure(ruleset)), "bounds")
+    facts = [(order(items=(("A", "coffee", 2, "1.50"),)), customer())]
+    closure = compiled.evaluate_batch(TENANT, facts, evaluator="closure")
+    assert closure == compiled.evaluate_batch(TENANT, facts, evaluator="wasm")
     assert closure[0].trace[0].get("ruleset") != "failed"
