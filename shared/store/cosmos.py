@@ -266,6 +266,14 @@ class CosmosDocumentStore:
             items = proxy.read_items(items=[(id, pk) for pk, id in wanted])
         except AzureError as exc:
             raise _translate(exc, f"reading {len(wanted)} document(s) from {container!r}") from exc
+        except RuntimeError as exc:
+            # azure-cosmos's read_items merges a response-headers dict the client shares
+            # between threads, so concurrent calls on one client can fail with "mutated during
+            # iteration" (seen under 20 concurrent intakes). A read changes nothing: answer
+            # the same keys by point reads, which do not share that dict.
+            if "mutated during iteration" not in str(exc):
+                raise
+            return [self.read(container, pk, id) for pk, id in keys]
         found = {(doc["pk"], doc["id"]): _clean(doc, self._hidden[container]) for doc in items}
         answers: list[Document | None] = []
         given: set[tuple[str, str]] = set()

@@ -67,6 +67,31 @@ def test_read_many_is_answered_in_the_order_asked(cosmos_store) -> None:
     assert [(d["pk"], d["id"]) if d else None for d in docs] == [("t:c1", "b"), None, ("t:c2", "a"), ("t:c1", "a")]
 
 
+def test_read_many_survives_the_sdks_shared_headers_race(cosmos_store, monkeypatch) -> None:
+    # azure-cosmos's read_items can fail with "OrderedDict mutated during iteration" when
+    # threads share a client (its response headers are one dict): the same keys are then
+    # answered by point reads against the emulator. Any other RuntimeError still surfaces.
+    from azure.cosmos import ContainerProxy
+
+    cosmos_store.create(LEDGER, {"id": "a", "pk": "t:c1"})
+    keys = [("t:c1", "a"), ("t:c9", "a"), ("t:c1", "a")]
+
+    def racing(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("OrderedDict mutated during iteration")
+
+    monkeypatch.setattr(ContainerProxy, "read_items", racing)
+    docs = read_many(cosmos_store, LEDGER, keys)
+    assert [(d["pk"], d["id"]) if d else None for d in docs] == [("t:c1", "a"), None, ("t:c1", "a")]
+    assert docs[0] is not docs[2]
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(ContainerProxy, "read_items", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        read_many(cosmos_store, LEDGER, keys)
+
+
 def test_writes_carry_the_policys_ttl_and_reads_never_return_it(cosmos_store, raw) -> None:
     written = cosmos_store.create(WEBHOOK_ATTEMPTS, {"id": "a1", "pk": "acme:2027-01-15"})
     cosmos_store.batch(ORDER_STATUS, "acme:o1", [Create({"id": "o1", "pk": "acme:o1", "publishDue": "x"})])
