@@ -246,7 +246,7 @@ class _Table:
     @classmethod
     def of(cls, spec: ContainerSpec, staged: bool = False) -> "_Table":
         name = table_of(spec.name)
-        parts = (name + MAIN_SUFFIX, name + RECENT_SUFFIX) if staged else (name,)
+        parts = tables_of(spec.name, (spec.name,) if staged else ())
         # Writes go to the last part: the recent table of a staged container.
         written = parts[-1]
         columns = tuple(column_of(f) for f in spec.extracted)
@@ -702,7 +702,7 @@ class SqliteDocumentStore:
                   after: tuple[str, Any] | None, limit: int) -> JsonScan:
         """``shared.store.port.scan_json``: the page's documents concatenated by SQLite
         (``group_concat`` in ``(pk, order_by)`` order) and returned as one bytes object, so a
-        page costs no Python object per document. Reads ``_scan_sources``."""
+        page costs no Python object per document."""
         assert limit >= 1 and pk_from <= pk_to
         table = self._table(container)
         order = table.expression(order_by)
@@ -748,18 +748,13 @@ class SqliteDocumentStore:
         # columns, which SQLite plans as a merge of each part's index (as ``query`` does):
         # through the view it would sort the whole range. One statement, one snapshot, so a
         # merge step running beside the export never shows a row twice or hides one.
-        parts = self._scan_sources(container)
+        parts = table.parts
         inner = " UNION ALL ".join(f"SELECT body, pk, {order} AS o FROM {part} WHERE {where}" for part in parts)
         inner += " ORDER BY 2, 3 LIMIT ?"
         params = params * len(parts) + [limit]
         blob, count = self._execute(f"SELECT CAST(group_concat(body, char(10)) AS BLOB), count(*) FROM ({inner})",
                                     params).fetchone()
         return (blob or b""), count
-
-    def _scan_sources(self, container: str) -> tuple[str, ...]:
-        """The tables ``scan_json`` reads for a container: a staged container's two parts
-        (merged and recent entries), otherwise its one table."""
-        return self._table(container).parts
 
     def sweep_expired(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired documents of each container with a TTL rule
