@@ -16,7 +16,10 @@ what each entry's running totals must be:
 
 A settlement is resolved through ``settlesEntryId`` to the settled entry's own
 amount; settling an unknown entry, or one entry twice, is drift too. So is a gap
-in the sequence numbers. Each field is reported once per customer, at **the first
+in the sequence numbers, and an idempotency key applied twice: every entry of one
+``idempotencyKey`` must come from one transaction (``transactionId``), since a
+second transaction under a key is a request counted twice (drift kind
+``key-applied-twice``; a replayed debit that wrote a second entry was one). Each field is reported once per customer, at **the first
 entry where it diverges**, with the expected (recomputed) and found (stored)
 values and how many entries disagree in all. Then the read model (``balances``:
 ``available``, ``pending``, ``reserved``) is compared with the recomputed totals
@@ -217,6 +220,7 @@ class _Partition:
         self.totals = {"balance": 0, "pending": 0, "reserved": 0, "lifetimeEarned": 0}
         self.amounts: dict[str, int] = {}      # entry id -> signed amount (to resolve settlements)
         self.settled: set[str] = set()
+        self.transactions: dict[str, str] = {}  # idempotency key -> the transaction that applied it
         self.first: dict[str, Drift] = {}      # kind -> the first drift of that kind
         self.seq = 0
         self.last: dict[str, Any] | None = None
@@ -233,6 +237,11 @@ class _Partition:
         seq, amount, status = entry["seq"], entry["signedAmount"], entry["status"]
         if seq != self.seq + 1:
             self.drift("sequence-gap", self.seq + 1, seq, entry)
+        key, transaction = entry.get("idempotencyKey"), entry.get("transactionId")
+        if key is not None and transaction is not None:
+            first = self.transactions.setdefault(key, transaction)
+            if first != transaction:
+                self.drift("key-applied-twice", first, transaction, entry)
         t = self.totals
         if counts_toward_available(status, amount):
             t["balance"] += amount

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Starts @vercel/cosmosdb-server (pinned in package-lock.json) with two fixes
+// Starts @vercel/cosmosdb-server (pinned in package-lock.json) with three fixes
 // that make it answer as the real Cosmos DB service documents, so that the
 // store contract tests test our adapter and not the emulator's bugs:
 //
@@ -10,8 +10,16 @@
 //    own: the service takes it from the batch's x-ms-documentdb-partitionkey
 //    header. Upstream parses the (absent) per-operation key and answers 500
 //    for every replace, upsert and delete in a batch.
+// 3. A transactional batch is all or nothing: when one operation fails, the
+//    service rolls back the ones before it and answers 424 (failed dependency)
+//    for every operation but the failing one. Upstream keeps the operations
+//    before a failure, so a test on the emulator could pass only because a
+//    half-written batch went unnoticed, or fail for a write production never
+//    makes (an idempotent replay whose first operation succeeds and whose
+//    marker then conflicts left a stray ledger entry behind). The batch runs
+//    in one turn of Node's event loop, so no other request sees it half done.
 //
-// Both fixes wrap the upstream handlers before its route table is built; the
+// The fixes wrap the upstream handlers before its route table is built; the
 // emulator is otherwise unchanged. Usage: node cosmosdb-server.js -p PORT [--host H]
 
 "use strict";
@@ -39,24 +47,74 @@ readDocument.default = (account, req, res, params) => {
   return upstreamRead(account, req, res, params);
 };
 
-const upstreamBatch = batchDocuments.default;
-batchDocuments.default = async (account, req, res, params) => {
+const documentOperations = require("@vercel/cosmosdb-server/lib/handler/_document-operations");
+const { parsePartitionKey } = require("@vercel/cosmosdb-server/lib/utils/get-partition-from-header");
+const readJson = require("@vercel/cosmosdb-server/lib/json").default;
+const trueHeader = require("@vercel/cosmosdb-server/lib/true-header").default;
+
+const OPERATIONS = {
+  Create: documentOperations.createOperation,
+  Upsert: documentOperations.upsertOperation,
+  Read: documentOperations.readOperation,
+  Delete: documentOperations.deleteOperation,
+  Replace: documentOperations.replaceOperation,
+};
+
+function targetOf(op) {
+  const id = op.id !== undefined ? op.id : (op.resourceBody || {}).id;
+  return { id, key: parsePartitionKey(op.partitionKey, id) };
+}
+
+batchDocuments.default = async (account, req, res, { dbId, collId }) => {
   const header = req.headers["x-ms-documentdb-partitionkey"];
-  // The handler reads the body from the request stream; hand it a stream-like
-  // request whose operations carry the batch's partition key.
-  const json = require("@vercel/cosmosdb-server/lib/json").default;
-  const body = await json(req);
-  if (Array.isArray(body) && header !== undefined) {
-    for (const op of body) {
-      if (op && op.partitionKey === undefined) op.partitionKey = Array.isArray(header) ? header[0] : header;
+  const body = await readJson(req);
+  // Everything below is synchronous: the batch is one turn of the event loop.
+  const collection = account.database(dbId).collection(collId);
+  if (!collection.read()) {
+    res.statusCode = 404;
+    return {};
+  }
+  if (!Array.isArray(body)) {
+    res.statusCode = 400;
+    return { message: "Invalid request body" };
+  }
+  for (const op of body) {
+    if (!op || !OPERATIONS[op.operationType]) {
+      res.statusCode = 400;
+      return { message: `Operation type '${op ? op.operationType : null}' is not supported in Batch.` };
+    }
+    if (op.partitionKey === undefined) op.partitionKey = Array.isArray(header) ? header[0] : header;
+  }
+  const atomic = trueHeader(req, "x-ms-cosmos-batch-atomic");
+  const continueOnError = trueHeader(req, "x-ms-cosmos-batch-continue-on-error");
+  const before = [];  // each applied operation's target and its document before it
+  const responses = [];
+  let failedAt = -1;
+  for (let i = 0; i < body.length; i += 1) {
+    if (failedAt >= 0 && !continueOnError) {
+      responses.push({ statusCode: 424, requestCharge: 0 });
+      continue;
+    }
+    const target = targetOf(body[i]);
+    const prior = collection.document(target.id, target.key).read();
+    const result = OPERATIONS[body[i].operationType](collection, body[i]);
+    if (result.statusCode >= 400) {
+      if (failedAt < 0) failedAt = i;
+      responses.push({ statusCode: result.statusCode, requestCharge: 0 });
+    } else {
+      before.push({ target, prior });
+      responses.push({ statusCode: result.statusCode, requestCharge: 1,
+                       eTag: result.body ? result.body._etag : undefined, resourceBody: result.body });
     }
   }
-  const { Readable } = require("stream");
-  const replay = Readable.from([Buffer.from(JSON.stringify(body))]);
-  replay.headers = req.headers;
-  replay.method = req.method;
-  replay.url = req.url;
-  return upstreamBatch(account, replay, res, params);
+  if (atomic && failedAt >= 0) {
+    for (const { target, prior } of before.reverse()) {
+      if (collection.document(target.id, target.key).read()) collection.documents.delete(target.id, target.key);
+      if (prior) collection.documents._set(prior);
+    }
+    return responses.map((r, i) => (i === failedAt ? r : { statusCode: 424, requestCharge: 0 }));
+  }
+  return responses;
 };
 
 require("@vercel/cosmosdb-server/lib/cli");

@@ -3,10 +3,10 @@ the order's one logical partition, so of concurrent sends exactly one wins there
 too; the relay's query finds unpublished claims across partitions; ingestion
 reads a batch's claims with one ``read_many`` (the SDK's ``read_items``).
 
-The emulator's batches are not atomic, and nothing here relies on them: every
-claim is a single-operation create, every confirmation a single ETag-guarded
-replace. The orders are ingested by the real handler over the Cosmos store, from
-a local queue (Event Hubs has no runnable peer here)."""
+Nothing here relies on a batch: every claim is a single-operation create, every
+confirmation a single ETag-guarded replace. The orders are ingested by the real
+handler over the Cosmos store, from a local queue (Event Hubs has no runnable peer
+here)."""
 
 from __future__ import annotations
 

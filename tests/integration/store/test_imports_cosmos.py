@@ -3,9 +3,9 @@ hold for imported rows (their own instants, running totals exact, as-of exact) u
 re-run, and 20 redelivered birthday runs award once.
 
 Twenty imports of one file, and twenty birthday runs, at once are raced on the embedded
-store (tests/unit/imports/test_import_races.py), not here: the emulator's transactional
-batch is not atomic (docs/ARCHITECTURE notes), and racing appends of a partition rely
-on it, as every ledger append does on real Cosmos DB."""
+store (tests/unit/imports/test_import_races.py); the transfers' ring
+(tests/integration/transfers) races appends of a partition on the emulator, whose
+batches are all or nothing like the service's (tests/emulators/cosmosdb-server.js)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
 """Contract guarantees the Cosmos emulator cannot show, held on the embedded store.
 
-* Batch atomicity: cosmosdb-server applies a batch's operations one by one and
-  keeps those before a failure, while the real Cosmos DB service (and the SQLite
-  store) roll the whole batch back. On Cosmos the guarantee is the service's.
 * The change feed: cosmosdb-server's change feed never advances; on Azure the
   Functions Cosmos DB trigger reads it, not our adapter.
 * Concurrent writers from threads: SQLite serialises writers with its own lock;
@@ -35,36 +32,6 @@ from tests.conftest import run_in_threads
 @pytest.fixture
 def store(sqlite_store: SqliteDocumentStore) -> Iterator[SqliteDocumentStore]:
     yield sqlite_store
-
-
-def test_a_failing_batch_writes_nothing(store: SqliteDocumentStore) -> None:
-    kept = store.create(CUSTOMERS, {"id": "kept", "pk": "p", "v": 1})
-    store.create(CUSTOMERS, {"id": "taken", "pk": "p"})
-
-    with pytest.raises(BatchFailed) as caught:
-        store.batch(CUSTOMERS, "p", [
-            Create({"id": "new", "pk": "p"}),
-            Upsert({"id": "kept", "pk": "p", "v": 2}, if_match=kept["_etag"]),
-            Delete("taken"),
-            Create({"id": "taken", "pk": "p"}),
-            Create({"id": "taken", "pk": "p"}),  # refused: created by the operation before
-        ])
-
-    assert caught.value.index == 4
-    assert store.read(CUSTOMERS, "p", "new") is None
-    assert store.read(CUSTOMERS, "p", "kept") == kept
-    assert store.read(CUSTOMERS, "p", "taken") is not None
-
-
-def test_a_failing_batch_among_batches_rolls_back_alone(store: SqliteDocumentStore) -> None:
-    store.create(CUSTOMERS, {"id": "taken", "pk": "b"})
-    works = [
-        PartitionBatch("a", [Create({"id": "x", "pk": "a"})]),
-        PartitionBatch("b", [Create({"id": "y", "pk": "b"}), Create({"id": "taken", "pk": "b"})]),
-    ]
-    store.batches(CUSTOMERS, works)
-    assert works[0].error is None and store.read(CUSTOMERS, "a", "x") is not None
-    assert isinstance(works[1].error, BatchFailed) and store.read(CUSTOMERS, "b", "y") is None
 
 
 def test_change_feed_lists_writes_in_commit_order_with_rising_lsn(store: SqliteDocumentStore) -> None:

@@ -1,12 +1,10 @@
 """The document-store contract, held against both adapters.
 
-Every test taking the ``store`` fixture runs twice: on the embedded SQLite store
+Every test taking the ``store`` fixture runs on each: on the embedded SQLite store
 (a fresh file) and on the Cosmos DB adapter against cosmosdb-server (a fresh
 database). What the emulator cannot show is tested on SQLite only, each with the
 reason next to it:
 
-* batch atomicity: cosmosdb-server applies a batch's operations one by one and
-  keeps those before a failure (the real service rolls the batch back);
 * the change feed: cosmosdb-server's change feed never advances (and the Cosmos
   adapter does not read it: the Functions trigger does);
 * concurrent writers: the ETag race is also run on Cosmos, but SQLite's
@@ -412,3 +410,59 @@ def test_concurrent_etag_guarded_increments_lose_no_update(store: DocumentStore)
         t.join(timeout=60)
     assert not errors
     assert (store.read(CUSTOMERS, "t1:c1", "counter") or {})["n"] == threads * increments
+
+
+# --- batch atomicity: all or nothing on every store (tests/emulators/cosmosdb-server.js fix 3) ---
+
+def test_a_failing_batch_writes_nothing(store: DocumentStore) -> None:
+    kept = store.create(CUSTOMERS, {"id": "kept", "pk": "p", "v": 1})
+    store.create(CUSTOMERS, {"id": "taken", "pk": "p"})
+
+    with pytest.raises(BatchFailed) as caught:
+        store.batch(CUSTOMERS, "p", [
+            Create({"id": "new", "pk": "p"}),
+            Upsert({"id": "kept", "pk": "p", "v": 2}, if_match=kept["_etag"]),
+            Delete("taken"),
+            Create({"id": "taken", "pk": "p"}),
+            Create({"id": "taken", "pk": "p"}),  # refused: created by the operation before
+        ])
+
+    assert caught.value.index == 4
+    assert store.read(CUSTOMERS, "p", "new") is None
+    assert store.read(CUSTOMERS, "p", "kept") == kept
+    assert store.read(CUSTOMERS, "p", "taken") is not None
+
+
+def test_a_failing_batch_among_batches_rolls_back_alone(store: DocumentStore) -> None:
+    store.create(CUSTOMERS, {"id": "taken", "pk": "b"})
+    works = [
+        PartitionBatch("a", [Create({"id": "x", "pk": "a"})]),
+        PartitionBatch("b", [Create({"id": "y", "pk": "b"}), Create({"id": "taken", "pk": "b"})]),
+    ]
+    store.batches(CUSTOMERS, works)
+    assert works[0].error is None and store.read(CUSTOMERS, "a", "x") is not None
+    assert isinstance(works[1].error, BatchFailed) and store.read(CUSTOMERS, "b", "y") is None
+
+
+@pytest.mark.parametrize("failing", range(5))
+def test_a_batch_failing_at_any_operation_leaves_the_partition_as_it_was(store: DocumentStore, failing: int) -> None:
+    """Every kind of operation before the failing one is undone: a create, a replace, a
+    conditional upsert, a delete and a create of what the delete removed."""
+    kept = store.create(CUSTOMERS, {"id": "kept", "pk": "p", "v": 1})
+    store.create(CUSTOMERS, {"id": "gone", "pk": "p", "v": 1})
+    store.create(CUSTOMERS, {"id": "taken", "pk": "p"})
+    before = {d["id"]: d for d in store.query(CUSTOMERS, Query(pk="p"))}
+    operations = [
+        Create({"id": "new", "pk": "p"}),
+        Upsert({"id": "kept", "pk": "p", "v": 2}, if_match=kept["_etag"]),
+        Delete("gone"),
+        Create({"id": "gone", "pk": "p", "v": 2}),
+        Upsert({"id": "other", "pk": "p"}),
+    ]
+    operations.insert(failing, Create({"id": "taken", "pk": "p"}))  # refused: it exists
+
+    with pytest.raises(BatchFailed) as caught:
+        store.batch(CUSTOMERS, "p", operations)
+
+    assert caught.value.index == failing
+    assert {d["id"]: d for d in store.query(CUSTOMERS, Query(pk="p"))} == before

@@ -2,9 +2,8 @@
 ``hash`` are written in the transactional batch that writes them, concurrent transfers in a
 ring keep the total with no balance negative, and a crash after the debit is recovered.
 
-The emulator's batches are not atomic (docs in tests/integration/orders/test_claims_cosmos.py);
-the ledger's batches put the entry (whose id is the sequence number) first, so a batch that
-loses the race on the sequence number is refused at its first operation there too."""
+The emulator's batches are all or nothing, as the service's are (tests/emulators/cosmosdb-server.js,
+fix 3): a replayed step whose plan passes is refused at its records and writes nothing."""
 
 from __future__ import annotations
 
@@ -77,7 +76,11 @@ def test_a_ring_of_concurrent_transfers_keeps_the_total_on_cosmos(cosmos_platfor
     assert platform.chains.verify_tenant("acme").ok
 
 
-def test_a_crash_after_the_debit_is_recovered_on_cosmos(cosmos_platform, monkeypatch) -> None:
+@pytest.mark.parametrize("points", [7, 4], ids=["sender-cannot-afford-it-again", "sender-could-afford-it-again"])
+def test_a_crash_after_the_debit_is_recovered_on_cosmos(cosmos_platform, monkeypatch, points: int) -> None:
+    """Recovery replays the debit: when the sender could still afford the transfer, the replay's
+    plan passes and its batch (a new entry, then the transfer record that exists) must write
+    nothing. A stray debit entry here lost points on an emulator whose batches were not atomic."""
     platform = cosmos_platform
     debit = Transfers._debit
 
@@ -88,8 +91,13 @@ def test_a_crash_after_the_debit_is_recovered_on_cosmos(cosmos_platform, monkeyp
     with monkeypatch.context() as patched:
         patched.setattr(Transfers, "_debit", debit_then_die)
         with pytest.raises(RuntimeError):
-            platform.transfers.transfer("acme", "r0", _request("r1", 7, "t1"))
-    assert platform.ledger.head("acme", "r0").balance == 3 and platform.ledger.head("acme", "r1").balance == 10
+            platform.transfers.transfer("acme", "r0", _request("r1", points, "t1"))
+    sender_seq = platform.ledger.head("acme", "r0").seq
+    assert platform.ledger.head("acme", "r0").balance == 10 - points
+    assert platform.ledger.head("acme", "r1").balance == 10
     platform.clock.advance(RECOVERY_GRACE + timedelta(seconds=1))
     assert platform.transfers.recover()["recovered"] == 1
-    assert platform.ledger.head("acme", "r1").balance == 17
+    assert platform.ledger.head("acme", "r1").balance == 10 + points
+    assert platform.ledger.head("acme", "r0").balance == 10 - points
+    assert platform.ledger.head("acme", "r0").seq == sender_seq  # the completion writes no entry
+    assert reconcile(platform.store, "acme").ok

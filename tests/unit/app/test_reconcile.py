@@ -127,6 +127,23 @@ def test_settlements_and_gaps(ledger_with_history) -> None:
     assert kinds["settles-unknown-entry"].found == "e-000000000099"
 
 
+def test_an_idempotency_key_applied_by_two_transactions_is_drift(ledger_with_history) -> None:
+    """A replay that wrote entries again (a second transaction under one key) adds up on its own
+    terms, running totals and all: only the key says the request was counted twice."""
+    platform = ledger_with_history
+    first = _entry(platform, "c2", 1)
+    again = {k: v for k, v in first.items() if not k.startswith("_")}
+    again.update(id="e-000000000002", seq=2, transactionId="tx-replayed", signedAmount=0)
+    db = _sql(platform)
+    _insert_behind(db, LEDGER, again)
+    db.close()
+    kinds = {d.kind: d for d in reconcile(platform.store).drifts}
+    twice = kinds["key-applied-twice"]
+    assert (twice.customer_id, twice.seq, twice.expected, twice.found) == (
+        "c2", 2, first["transactionId"], "tx-replayed")
+    assert "sequence-gap" not in kinds and not any(k.startswith("running-") for k in kinds)
+
+
 def test_the_command_line_prints_a_summary(ledger_with_history, monkeypatch, capsys) -> None:
     platform = ledger_with_history
     db = _sql(platform)
