@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from shared.api import contract, problems
+from shared.api import contract, hot_reads, problems
 from shared.api.deprecation import mark_routes
 from shared.api.limits import BodyLimit
 from shared.api.ratelimit import build_counter
@@ -58,6 +58,8 @@ def create_app(platform: Platform) -> FastAPI:
         app.include_router(module.router)
     metrics_route.install(app)  # GET /metrics, loopback only, outside the OpenAPI document
     mark_routes(app)
+    # Balance and the plain history page without FastAPI's dependency resolution (same checks).
+    hot_reads.install(app)
     # GraphQL (issue 14): HTTP and graphql-transport-ws on the same server; outside the OpenAPI document.
     mount_graphql(app, platform)
     # The MCP tool server for agents (issue 21): JSON-RPC at /mcp, outside the OpenAPI document.

@@ -33,6 +33,19 @@ async def principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     header_key: Annotated[str | None, Depends(api_key_header)],
 ) -> Principal:
+    return await authenticate(request, credentials, header_key)
+
+
+async def principal_of(request: Request) -> Principal:
+    """``principal`` without FastAPI's dependency resolution (``shared.api.hot_reads``): the
+    same two security objects read the headers, the same ``authenticate`` decides."""
+    return await authenticate(request, await bearer(request), await api_key_header(request))
+
+
+async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None,
+                       header_key: str | None) -> Principal:
+    """The key presented (Bearer first, then ``x-api-key``) verified, the failure or the request
+    charged to the rate limits: ``Unauthenticated`` (401) or ``RateLimited`` (429) otherwise."""
     presented = credentials.credentials if credentials is not None else header_key
     try:
         if not presented:

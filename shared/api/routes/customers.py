@@ -92,6 +92,12 @@ async def balance(customerId: CustomerId, p: Annotated[Platform, Depends(platfor
                   asOf: Annotated[Instant | None, Query()] = None) -> Response:
     """Available, pending and reserved points (capability ``read``). Without ``asOf`` from the read model
     (``dataAsOf`` says how fresh); with ``asOf`` from the ledger itself (``source: ledger``)."""
+    return await balance_answer(p, who, customerId, asOf)
+
+
+async def balance_answer(p: Platform, who: Principal, customerId: str, asOf=None) -> Response:
+    """The balance route's answer once its caller is authenticated and its parameters valid
+    (shared by the route and ``shared.api.hot_reads``)."""
     # The read-model answer is three point reads, served on the event loop; an as-of read walks
     # the customer's ledger back to the instant, which may take long: on the read threads.
     return json_answer(await run_read(p.store, _balance, p, who.tenant_id, customerId, asOf, inline=asOf is None))
@@ -138,6 +144,14 @@ async def history(request: Request, customerId: CustomerId, p: Annotated[Platfor
                   ) -> Response:
     """The customer's ledger entries, newest first (capability ``read``), filtered by ``entryType``
     (repeatable), ``from``, ``to`` and ``wallet``; follow ``next`` for the following page."""
+    return await history_answer(request, p, who, customerId, cursor, limit, entryType, createdFrom, createdTo, wallet)
+
+
+async def history_answer(request: Request, p: Platform, who: Principal, customerId: str, cursor: str | None,
+                         limit: int, entryType: list[EntryType] | None = None, createdFrom=None, createdTo=None,
+                         wallet: str | None = None) -> Response:
+    """The history route's answer once its caller is authenticated and its parameters valid
+    (shared by the route and ``shared.api.hot_reads``)."""
     before = position(request, cursor, int)
     if before is not None and not (isinstance(before[0], int) and before[0] >= 1):
         raise BadCursor("malformed position")
