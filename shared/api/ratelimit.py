@@ -19,7 +19,6 @@ on the response, and ``Retry-After`` on a 429, whatever the route answered."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any, Callable, Awaitable, TypeVar
 
@@ -60,7 +59,8 @@ async def orders_in_body(request: Request) -> int:
     """The number of orders of a batch body; 1 when the body is not a batch (the
     route then refuses it with its own 4xx, which is charged as one request)."""
     try:
-        orders = json.loads(await request.body()).get("orders")
+        # request.json(): the body FastAPI (or shared.api.batch_body, on a thread) already parsed.
+        orders = (await request.json()).get("orders")
     except (ValueError, AttributeError):
         return 1
     return max(1, len(orders)) if isinstance(orders, list) else 1
