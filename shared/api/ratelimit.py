@@ -60,7 +60,9 @@ async def orders_in_body(request: Request) -> int:
     route then refuses it with its own 4xx, which is charged as one request)."""
     try:
         # request.json(): the body FastAPI (or shared.api.batch_body, on a thread) already parsed.
-        orders = (await request.json()).get("orders")
+        parsed = await request.json()
+        # A dict, or the OrderBatch shared.api.batch_body built from it.
+        orders = parsed.get("orders") if isinstance(parsed, dict) else getattr(parsed, "orders", None)
     except (ValueError, AttributeError):
         return 1
     return max(1, len(orders)) if isinstance(orders, list) else 1
