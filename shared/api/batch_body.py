@@ -29,7 +29,8 @@ What it guarantees:
 from __future__ import annotations
 
 import email.message
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import orjson
 from fastapi import Request, Response

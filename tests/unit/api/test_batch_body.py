@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import shared.api.batch_body as batch_body
+from shared.api import batch_body
 from shared.api.routes.orders import OrderBatch
 from tests.conftest import auth, order_body
 

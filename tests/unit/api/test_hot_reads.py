@@ -8,13 +8,14 @@ the hot route must have served exactly the requests it claims (plain ones), no o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-import shared.api.hot_reads as hot_reads
+from shared.api import hot_reads
 from shared.app.auth import Role
 from shared.platform import Platform
 from shared.ratelimit.policy import RateLimits
