@@ -37,6 +37,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+import orjson
+
 from shared.ledger.entries import ENTRY_DOC
 from shared.store.layout import LEDGER, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
@@ -46,12 +48,37 @@ GENESIS_DOC = "chainGenesis"
 PAGE = 500
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_SORTED = orjson.OPT_SORT_KEYS
+# Values orjson writes byte for byte as _ENCODER does (strings, 64-bit ints, booleans, null,
+# and lists and string-keyed objects of them). Floats are not among them: orjson writes
+# 1e-07 as 1e-7 and NaN as null.
+_SCALARS = (str, int, bool, type(None))
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
-    """The bytes an entry's hash covers: every field but ``hash`` and the store's ``_`` ones."""
+    """The bytes an entry's hash covers: every field but ``hash`` and the store's ``_`` ones.
+
+    The definition is ``_ENCODER``'s text (sorted keys, no spaces, UTF-8). orjson writes the
+    same bytes about ten times faster (an import seals a million entries) for an entry
+    without floats; on anything it refuses (a lone surrogate, an int past 64 bits, a
+    non-string key) or might write otherwise (a float), the definition is used. A property
+    test holds the two to the same bytes (tests/unit/ledger/test_chain_canonical.py)."""
     body = {k: v for k, v in entry.items() if k != "hash" and not k.startswith("_")}
+    if _plain(body):
+        try:
+            return orjson.dumps(body, option=_SORTED)
+        except (orjson.JSONEncodeError, TypeError):
+            pass  # refused: the definition decides (and raises if it refuses too)
     return _ENCODER.encode(body).encode("utf-8")
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` holds no float, and nothing but JSON's types, at any depth."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and (type(v) in _SCALARS or _plain(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return all(type(v) in _SCALARS or _plain(v) for v in value)
+    return type(value) in _SCALARS
 
 
 def entry_hash(entry: dict[str, Any], prev_hash: str) -> str:
