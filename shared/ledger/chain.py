@@ -49,10 +49,11 @@ PAGE = 500
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _SORTED = orjson.OPT_SORT_KEYS
-# Values orjson writes byte for byte as _ENCODER does (strings, 64-bit ints, booleans, null,
-# and lists and string-keyed objects of them). Floats are not among them: orjson writes
-# 1e-07 as 1e-7 and NaN as null.
-_SCALARS = (str, int, bool, type(None))
+# Types of values orjson writes byte for byte as _ENCODER does: strings, ints, booleans,
+# null (and lists and dicts of them). Floats are not among them: orjson writes 1e-07 as
+# 1e-7 and NaN as null. What orjson refuses among these (a lone surrogate, an int past 64
+# bits, a non-string key) it refuses loudly, and the definition decides.
+_SCALARS = frozenset((str, int, bool, type(None)))
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -60,25 +61,44 @@ def canonical(entry: dict[str, Any]) -> bytes:
 
     The definition is ``_ENCODER``'s text (sorted keys, no spaces, UTF-8). orjson writes the
     same bytes about ten times faster (an import seals a million entries) for an entry
-    without floats; on anything it refuses (a lone surrogate, an int past 64 bits, a
-    non-string key) or might write otherwise (a float), the definition is used. A property
-    test holds the two to the same bytes (tests/unit/ledger/test_chain_canonical.py)."""
-    body = {k: v for k, v in entry.items() if k != "hash" and not k.startswith("_")}
+    without floats; on anything it refuses or might write otherwise, the definition is
+    used. A property test holds the two to the same bytes (tests/unit/ledger/test_chain_canonical.py)."""
+    body = _hashed_fields(entry)
     if _plain(body):
         try:
             return orjson.dumps(body, option=_SORTED)
-        except (orjson.JSONEncodeError, TypeError):
+        except TypeError:  # orjson.JSONEncodeError is one
             pass  # refused: the definition decides (and raises if it refuses too)
     return _ENCODER.encode(body).encode("utf-8")
 
 
+def _hashed_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` without ``hash`` and ``_``-prefixed fields (itself when it has none: an
+    entry being sealed, which is not copied)."""
+    for key in entry:
+        if key[:1] == "_":
+            break
+    else:
+        if "hash" not in entry:
+            return entry
+    return {k: v for k, v in entry.items() if k != "hash" and k[:1] != "_"}
+
+
 def _plain(value: Any) -> bool:
-    """Whether ``value`` holds no float, and nothing but JSON's types, at any depth."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and (type(v) in _SCALARS or _plain(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return all(type(v) in _SCALARS or _plain(v) for v in value)
-    return type(value) in _SCALARS
+    """Whether ``value`` holds nothing but strings, ints, booleans and nulls, in lists and
+    dicts (exactly those types: a subclass goes to the definition), at any depth."""
+    kind = type(value)
+    if kind is dict:
+        for item in value.values():
+            if type(item) not in _SCALARS and not _plain(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if type(item) not in _SCALARS and not _plain(item):
+                return False
+        return True
+    return kind in _SCALARS
 
 
 def entry_hash(entry: dict[str, Any], prev_hash: str) -> str:

@@ -36,7 +36,7 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Callable, Sequence
@@ -67,9 +67,17 @@ from shared.ledger.entries import (
 from shared.domain.wallets import WalletSettings
 from shared.ledger import wallets
 from shared.store.layout import LEDGER, customer_pk
-from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, read_many
+from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, begin_batches, read_many
 
 MAX_ATTEMPTS = 8
+# Ledger._documents builds a Head field by field (faster than dataclasses.replace): a
+# field added to Head must be added there too.
+assert [f.name for f in dataclasses.fields(Head)] == [
+    "seq", "balance", "pending", "lifetime_earned", "orders_credited", "reserved", "hash", "wallets", "created_at",
+    "imported_seq"], "Ledger._documents builds every field of Head"
+# Requests per store write when a call has more (an import's chunk): the call is then
+# pipelined, the next segment planned while one commits (Ledger.append).
+SEGMENT = 500
 HEAD_CACHE_SIZE = 100_000
 
 
@@ -109,6 +117,11 @@ class TransactionOutcome:
     entries: list[dict[str, Any]]
     duplicate: bool = False
     error: AccrueError | None = None
+
+
+# A planned request on its way to the store: its index in the call, its batch, the head
+# it leaves, its marker and its entries.
+_Work = tuple[int, PartitionBatch, Head, dict[str, Any], list[dict[str, Any]]]
 
 
 # json.dumps with these options builds a new encoder on every call (about 10 µs);
@@ -348,10 +361,19 @@ class Ledger:
         refusal is final only when planned on a head just read from the store.
         Store failures propagate: the caller retries the whole call, which is
         safe. A customer's requests are applied in the order given.
+
+        A call of more than ``SEGMENT`` requests (an import's chunk) is written a
+        segment at a time, pipelined: while one segment commits (the store's
+        committer thread, ``begin_batches``), the next is planned on the heads it
+        will leave. One segment is in flight at a time and is settled before the next
+        is handed over: a customer whose batch failed has its requests in the next
+        segment taken out (never written on a head that did not happen) and re-planned
+        in the next round, exactly as a failed batch's successors are in one call.
         """
         outcomes: list[TransactionOutcome | None] = [None] * len(requests)
         attempts = [0] * len(requests)
         todo = list(range(len(requests)))
+        segment = min(len(requests), SEGMENT)
         while todo:
             todo.sort()
             later: list[int] = []
@@ -359,7 +381,12 @@ class Ledger:
             # earlier ones will leave; the store skips them if an earlier one fails.
             round_heads: dict[str, Head] = {}
             deferred: set[str] = set()
-            work: list[tuple[int, PartitionBatch, Head, dict[str, Any], list[dict[str, Any]]]] = []
+            work: list[_Work] = []
+            in_flight: tuple[Callable[[], None], list[_Work]] | None = None
+            pipelined = segment < len(todo)
+            # Read once per segment: the instant its documents are recorded at.
+            now: str | None = None
+            wallet_settings: dict[str, WalletSettings | None] = {}
             for index in todo:
                 request = requests[index]
                 if request.pk in deferred:
@@ -393,8 +420,10 @@ class Ledger:
                         else TransactionOutcome(None, {}, [], error=error)
                     )
                     continue
+                if not work:
+                    now = iso(self._clock.now())
                 try:
-                    docs, new_head, entries, marker = self._documents(request, head, plan)
+                    docs, new_head, entries, marker = self._documents(request, head, plan, now, wallet_settings)
                 except AssertionError:
                     if fresh:
                         raise  # the true head: a broken invariant is a bug, stop loudly
@@ -408,37 +437,87 @@ class Ledger:
                     continue
                 round_heads[request.pk] = new_head
                 work.append((index, PartitionBatch(request.pk, [Create(d) for d in docs]), new_head, marker, entries))
-            if work:
-                self._store.batches(LEDGER, [item[1] for item in work])
-            for index, batch, new_head, marker, entries in work:
-                request = requests[index]
-                if batch.error is None:
-                    self._remember_head(request.pk, new_head)
-                    outcomes[index] = TransactionOutcome(marker["transactionId"], marker["outcome"], entries)
-                    continue
-                self._forget_head(request.pk)
-                if isinstance(batch.error, BatchSkipped):
-                    attempts[index] -= 1  # never tried: its predecessor failed
-                    later.append(index)
-                    continue
-                if not isinstance(batch.error, (BatchFailed, DocumentExists)):
-                    raise batch.error
-                existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
-                if existing is not None:
-                    outcomes[index] = self._replay(request, existing)
-                    continue
-                failed_doc = batch.operations[batch.error.index].doc if isinstance(batch.error, BatchFailed) \
-                    else batch.operations[0].doc
-                if failed_doc.get("docType") not in (ENTRY_DOC, MARKER_DOC):
-                    outcomes[index] = TransactionOutcome(None, {}, [], error=Conflict(
-                        f"{failed_doc.get('docType')} {failed_doc['id']!r} is already recorded for customer "
-                        f"{request.customer_id} under another idempotency key"))
-                    continue
-                later.append(index)  # lost a race on the sequence number: re-plan on the fresh head
+                if len(work) >= segment and pipelined:
+                    in_flight = self._hand_over(requests, work, in_flight, outcomes, attempts, later, deferred,
+                                                pipelined)
+                    work = []
+            if work or in_flight is not None:
+                in_flight = self._hand_over(requests, work, in_flight, outcomes, attempts, later, deferred,
+                                            pipelined)
+            if in_flight is not None:
+                self._settle(requests, in_flight, outcomes, attempts, later, deferred)
             todo = later
         result = [o for o in outcomes if o is not None]
         assert len(result) == len(requests)
         return result
+
+    def _hand_over(self, requests: Sequence[TransactionRequest], work: list[_Work],
+                   in_flight: tuple[Callable[[], None], list[_Work]] | None,
+                   outcomes: list[TransactionOutcome | None], attempts: list[int], later: list[int],
+                   deferred: set[str], pipelined: bool) -> tuple[Callable[[], None], list[_Work]] | None:
+        """Render a planned segment, settle the one in flight, then start this one's
+        write; what is now in flight (None if nothing was left to write). Not
+        ``pipelined`` (a call of one segment, the API's appends): the store's own
+        ``batches``, led by the caller as before, with no hand-over to another thread."""
+        if not pipelined:
+            assert in_flight is None
+            if not work:
+                return None
+            self._store.batches(LEDGER, [item[1] for item in work])
+            return _written, work
+        submit = begin_batches(self._store, LEDGER, [item[1] for item in work]) if work else None
+        if in_flight is not None:
+            failed = self._settle(requests, in_flight, outcomes, attempts, later, deferred)
+            if failed:
+                # Planned on heads that the settled segment did not leave: out, and
+                # re-planned next round with the customer's other requests (never tried).
+                kept = [item for item in work if item[1].pk not in failed]
+                for item in work:
+                    if item[1].pk in failed:
+                        attempts[item[0]] -= 1
+                        later.append(item[0])
+                work = kept
+                submit = begin_batches(self._store, LEDGER, [item[1] for item in work]) if work else None
+        if submit is None:
+            return None
+        return submit(), work
+
+    def _settle(self, requests: Sequence[TransactionRequest],
+                in_flight: tuple[Callable[[], None], list[_Work]], outcomes: list[TransactionOutcome | None],
+                attempts: list[int], later: list[int], deferred: set[str]) -> set[str]:
+        """Wait for a segment's write and take its outcomes; the customers (pks) whose
+        batch did not go through, now deferred to the next round."""
+        wait, work = in_flight
+        wait()
+        failed: set[str] = set()
+        for index, batch, new_head, marker, entries in work:
+            request = requests[index]
+            if batch.error is None:
+                self._remember_head(request.pk, new_head)
+                outcomes[index] = TransactionOutcome(marker["transactionId"], marker["outcome"], entries)
+                continue
+            failed.add(request.pk)
+            deferred.add(request.pk)
+            self._forget_head(request.pk)
+            if isinstance(batch.error, BatchSkipped):
+                attempts[index] -= 1  # never tried: its predecessor failed
+                later.append(index)
+                continue
+            if not isinstance(batch.error, (BatchFailed, DocumentExists)):
+                raise batch.error
+            existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
+            if existing is not None:
+                outcomes[index] = self._replay(request, existing)
+                continue
+            failed_doc = batch.operations[batch.error.index].doc if isinstance(batch.error, BatchFailed) \
+                else batch.operations[0].doc
+            if failed_doc.get("docType") not in (ENTRY_DOC, MARKER_DOC):
+                outcomes[index] = TransactionOutcome(None, {}, [], error=Conflict(
+                    f"{failed_doc.get('docType')} {failed_doc['id']!r} is already recorded for customer "
+                    f"{request.customer_id} under another idempotency key"))
+                continue
+            later.append(index)  # lost a race on the sequence number: re-plan on the fresh head
+        return failed
 
     def _replay(self, request: TransactionRequest, marker: dict[str, Any]) -> TransactionOutcome:
         if marker.get("fingerprint") != request.fingerprint:
@@ -447,9 +526,15 @@ class Ledger:
         return TransactionOutcome(marker.get("transactionId"), marker["outcome"], [], duplicate=True)
 
     def _documents(
-        self, request: TransactionRequest, head: Head, plan: Plan
+        self, request: TransactionRequest, head: Head, plan: Plan, now: str | None = None,
+        wallet_settings: dict[str, WalletSettings | None] | None = None,
     ) -> tuple[list[dict[str, Any]], Head, list[dict[str, Any]], dict[str, Any]]:
-        now = iso(self._clock.now())
+        """The request's documents (entries sealed in the hash chain, records, marker) and
+        the head they leave. ``now``: the write's instant, read once for a segment of a
+        large call (else here); ``wallet_settings``: the tenants' wallets already looked
+        up in this call."""
+        if now is None:
+            now = iso(self._clock.now())
         # A live entry is dated no earlier than the partition's newest entry (a clock stepped
         # back, two writers' clocks apart): with no imported entry in the partition, createdAt
         # then never decreases along seq, and head_as_of is one seek instead of a walk.
@@ -460,7 +545,14 @@ class Ledger:
         current = head
         # The hash chain (shared/ledger/chain.py): sealed here, in the batch that writes the entry.
         prev_hash = head.hash if head.hash is not None else anchor(request.pk, head.seq)
-        settings = self.wallets_of(request.tenant_id) if self.wallets_of is not None and plan.entries else None
+        settings = None
+        if self.wallets_of is not None and plan.entries:
+            if wallet_settings is None:
+                settings = self.wallets_of(request.tenant_id)
+            elif request.tenant_id in wallet_settings:
+                settings = wallet_settings[request.tenant_id]
+            else:
+                settings = wallet_settings[request.tenant_id] = self.wallets_of(request.tenant_id)
         for draft in plan.entries:
             after = advance(current, draft)
             # TIGER_STYLE: the running totals are asserted, not trusted.
@@ -471,7 +563,6 @@ class Ledger:
             if settings is not None:
                 after, wallet_fields = self._wallets(request, current, after, draft, settings)
             imported_seq = after.seq if request.occurred_at is not None else current.imported_seq
-            after = replace(after, created_at=created, imported_seq=imported_seq)
             entries.append({
                 "id": entry_id(after.seq),
                 "pk": request.pk,
@@ -503,7 +594,12 @@ class Ledger:
                 **wallet_fields,
             })
             prev_hash = seal(entries[-1], prev_hash)["hash"]
-            current = replace(after, hash=prev_hash)
+            # ``after`` with the entry's instant, import mark and hash (built, not
+            # dataclasses.replace'd: an import makes a million of these).
+            current = Head(seq=after.seq, balance=after.balance, pending=after.pending,
+                           lifetime_earned=after.lifetime_earned, orders_credited=after.orders_credited,
+                           reserved=after.reserved, hash=prev_hash, wallets=after.wallets, created_at=created,
+                           imported_seq=imported_seq)
         outcome = dict(plan.outcome)
         outcome.setdefault("entryIds", [e["id"] for e in entries])
         marker = {
@@ -571,6 +667,10 @@ class Ledger:
     def _forget_head(self, pk: str) -> None:
         with self._heads_lock:
             self._heads.pop(pk, None)
+
+
+def _written() -> None:
+    """``wait`` of a write that was done when it was handed over."""
 
 
 def is_earn_like(entry: dict[str, Any]) -> bool:
