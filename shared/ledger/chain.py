@@ -64,7 +64,7 @@ def canonical(entry: dict[str, Any]) -> bytes:
     without floats; on anything it refuses or might write otherwise, the definition is
     used. A property test holds the two to the same bytes (tests/unit/ledger/test_chain_canonical.py)."""
     body = _hashed_fields(entry)
-    if _plain(body):
+    if plain(body):
         try:
             return orjson.dumps(body, option=_SORTED)
         except TypeError:  # orjson.JSONEncodeError is one
@@ -84,18 +84,18 @@ def _hashed_fields(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k != "hash" and k[:1] != "_"}
 
 
-def _plain(value: Any) -> bool:
+def plain(value: Any) -> bool:
     """Whether ``value`` holds nothing but strings, ints, booleans and nulls, in lists and
     dicts (exactly those types: a subclass goes to the definition), at any depth."""
     kind = type(value)
     if kind is dict:
         for item in value.values():
-            if type(item) not in _SCALARS and not _plain(item):
+            if type(item) not in _SCALARS and not plain(item):
                 return False
         return True
     if kind is list:
         for item in value:
-            if type(item) not in _SCALARS and not _plain(item):
+            if type(item) not in _SCALARS and not plain(item):
                 return False
         return True
     return kind in _SCALARS

@@ -41,6 +41,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Callable, Sequence
 
+import orjson
+
 from shared.clock import Clock, iso
 from shared.errors import (
     AccrueError,
@@ -53,7 +55,7 @@ from shared.errors import (
     LedgerInvariantBroken,
     ValidationFailed,
 )
-from shared.ledger.chain import anchor, seal
+from shared.ledger.chain import anchor, plain, seal
 from shared.ledger.entries import (
     ENTRY_DOC,
     MARKER_DOC,
@@ -138,6 +140,20 @@ _SAME_INSTANT_MAX = 64
 
 
 def fingerprint_of(payload: Any) -> str:
+    """SHA-256 of ``_CANONICAL``'s text of ``payload`` (stored: the text must never change).
+
+    orjson (sorted keys) writes the same bytes when the payload holds no float (the chain's
+    ``plain`` check) and its output is ASCII: ``_CANONICAL`` escapes only non-ASCII
+    characters, which then are absent. Anything else is written by ``_CANONICAL`` itself
+    (tests/unit/ledger/test_chain_canonical.py holds the two to the same text)."""
+    if plain(payload):
+        try:
+            text = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            pass
+        else:
+            if text.isascii():
+                return hashlib.sha256(text).hexdigest()
     return hashlib.sha256(_CANONICAL.encode(payload).encode()).hexdigest()
 
 

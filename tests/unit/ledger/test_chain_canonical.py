@@ -2,16 +2,19 @@
 standard library's sorted, compact, UTF-8 JSON, whichever encoder wrote them: orjson's
 fast path gives exactly those bytes for every entry, and anything it could write
 otherwise (floats, lone surrogates, ints past 64 bits, non-string keys) goes to the
-definition. A difference here would break every stored chain."""
+definition. A difference here would break every stored chain. The same for request
+fingerprints (shared/ledger/service.py ``fingerprint_of``), kept in idempotency markers."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.ledger.chain import canonical, entry_hash
+from shared.ledger.service import fingerprint_of
 
 _DEFINITION = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -63,3 +66,28 @@ def test_a_ledger_entry_hashes_as_defined(extra: dict, seq: int, amount: int) ->
         return  # not an entry the ledger can write
     assert canonical(entry) == expected
     assert entry_hash(entry, "p" * 64) == entry_hash(dict(entry), "p" * 64)
+
+
+_FINGERPRINT_DEFINITION = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
+@settings(max_examples=600, deadline=None)
+@given(payload=st.one_of(value, st.dictionaries(text, value, max_size=6)))
+def test_fingerprints_are_the_definitions(payload) -> None:
+    """Request fingerprints are stored in markers: a re-run compares them, so their text
+    (the standard encoder's, ASCII-escaped) must not change with the fast path."""
+    try:
+        expected = hashlib.sha256(_FINGERPRINT_DEFINITION.encode(payload).encode()).hexdigest()
+    except UnicodeEncodeError:
+        return  # not reachable: ensure_ascii escapes every non-ASCII character
+    assert fingerprint_of(payload) == expected
+
+
+def test_fingerprints_of_what_only_the_definition_writes() -> None:
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    for payload in ({"amount": Decimal("1.10")}, {1: "a", "b": 2}, {"at": datetime(2025, 1, 1, tzinfo=timezone.utc)},
+                    {"x": 2**70}, {"f": 1e-07}, {"s": "caf\u00e9 \ud800"}, [True, None, "\x7f\x00"]):
+        expected = hashlib.sha256(_FINGERPRINT_DEFINITION.encode(payload).encode()).hexdigest()
+        assert fingerprint_of(payload) == expected, payload
