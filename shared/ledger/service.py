@@ -143,8 +143,8 @@ def fingerprint_of(payload: Any) -> str:
     """SHA-256 of ``_CANONICAL``'s text of ``payload`` (stored: the text must never change).
 
     orjson (sorted keys) writes the same bytes when the payload holds no float (the chain's
-    ``plain`` check) and its output is ASCII: ``_CANONICAL`` escapes only non-ASCII
-    characters, which then are absent. Anything else is written by ``_CANONICAL`` itself
+    ``plain`` check) and its output is printable ASCII: ``_CANONICAL`` escapes the
+    characters beyond (and DEL), which then are absent. Anything else is written by ``_CANONICAL`` itself
     (tests/unit/ledger/test_chain_canonical.py holds the two to the same text)."""
     if plain(payload):
         try:
@@ -152,7 +152,8 @@ def fingerprint_of(payload: Any) -> str:
         except TypeError:
             pass
         else:
-            if text.isascii():
+            # _CANONICAL escapes DEL (0x7f) as well; orjson writes it as it is.
+            if text.isascii() and b"\x7f" not in text:
                 return hashlib.sha256(text).hexdigest()
     return hashlib.sha256(_CANONICAL.encode(payload).encode()).hexdigest()
 
