@@ -69,7 +69,7 @@ from shared.ledger.entries import (
 from shared.domain.wallets import WalletSettings
 from shared.ledger import wallets
 from shared.store.layout import LEDGER, customer_pk
-from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, begin_batches, read_many
+from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, read_many
 
 MAX_ATTEMPTS = 8
 # Ledger._documents builds a Head field by field (faster than dataclasses.replace): a
@@ -77,9 +77,6 @@ MAX_ATTEMPTS = 8
 assert [f.name for f in dataclasses.fields(Head)] == [
     "seq", "balance", "pending", "lifetime_earned", "orders_credited", "reserved", "hash", "wallets", "created_at",
     "imported_seq"], "Ledger._documents builds every field of Head"
-# Requests per store write when a call has more (an import's chunk): the call is then
-# pipelined, the next segment planned while one commits (Ledger.append).
-SEGMENT = 500
 HEAD_CACHE_SIZE = 100_000
 
 
@@ -119,11 +116,6 @@ class TransactionOutcome:
     entries: list[dict[str, Any]]
     duplicate: bool = False
     error: AccrueError | None = None
-
-
-# A planned request on its way to the store: its index in the call, its batch, the head
-# it leaves, its marker and its entries.
-_Work = tuple[int, PartitionBatch, Head, dict[str, Any], list[dict[str, Any]]]
 
 
 # json.dumps with these options builds a new encoder on every call (about 10 µs);
@@ -378,19 +370,10 @@ class Ledger:
         refusal is final only when planned on a head just read from the store.
         Store failures propagate: the caller retries the whole call, which is
         safe. A customer's requests are applied in the order given.
-
-        A call of more than ``SEGMENT`` requests (an import's chunk) is written a
-        segment at a time, pipelined: while one segment commits (the store's
-        committer thread, ``begin_batches``), the next is planned on the heads it
-        will leave. One segment is in flight at a time and is settled before the next
-        is handed over: a customer whose batch failed has its requests in the next
-        segment taken out (never written on a head that did not happen) and re-planned
-        in the next round, exactly as a failed batch's successors are in one call.
         """
         outcomes: list[TransactionOutcome | None] = [None] * len(requests)
         attempts = [0] * len(requests)
         todo = list(range(len(requests)))
-        segment = min(len(requests), SEGMENT)
         while todo:
             todo.sort()
             later: list[int] = []
@@ -398,11 +381,9 @@ class Ledger:
             # earlier ones will leave; the store skips them if an earlier one fails.
             round_heads: dict[str, Head] = {}
             deferred: set[str] = set()
-            work: list[_Work] = []
-            in_flight: tuple[Callable[[], None], list[_Work]] | None = None
-            pipelined = segment < len(todo)
-            # Read once per segment: the instant its documents are recorded at.
-            now: str | None = None
+            work: list[tuple[int, PartitionBatch, Head, dict[str, Any], list[dict[str, Any]]]] = []
+            # Read once per round: the instant its documents are recorded at.
+            now = iso(self._clock.now())
             wallet_settings: dict[str, WalletSettings | None] = {}
             for index in todo:
                 request = requests[index]
@@ -437,8 +418,6 @@ class Ledger:
                         else TransactionOutcome(None, {}, [], error=error)
                     )
                     continue
-                if not work:
-                    now = iso(self._clock.now())
                 try:
                     docs, new_head, entries, marker = self._documents(request, head, plan, now, wallet_settings)
                 except AssertionError:
@@ -454,87 +433,37 @@ class Ledger:
                     continue
                 round_heads[request.pk] = new_head
                 work.append((index, PartitionBatch(request.pk, [Create(d) for d in docs]), new_head, marker, entries))
-                if len(work) >= segment and pipelined:
-                    in_flight = self._hand_over(requests, work, in_flight, outcomes, attempts, later, deferred,
-                                                pipelined)
-                    work = []
-            if work or in_flight is not None:
-                in_flight = self._hand_over(requests, work, in_flight, outcomes, attempts, later, deferred,
-                                            pipelined)
-            if in_flight is not None:
-                self._settle(requests, in_flight, outcomes, attempts, later, deferred)
+            if work:
+                self._store.batches(LEDGER, [item[1] for item in work])
+            for index, batch, new_head, marker, entries in work:
+                request = requests[index]
+                if batch.error is None:
+                    self._remember_head(request.pk, new_head)
+                    outcomes[index] = TransactionOutcome(marker["transactionId"], marker["outcome"], entries)
+                    continue
+                self._forget_head(request.pk)
+                if isinstance(batch.error, BatchSkipped):
+                    attempts[index] -= 1  # never tried: its predecessor failed
+                    later.append(index)
+                    continue
+                if not isinstance(batch.error, (BatchFailed, DocumentExists)):
+                    raise batch.error
+                existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
+                if existing is not None:
+                    outcomes[index] = self._replay(request, existing)
+                    continue
+                failed_doc = batch.operations[batch.error.index].doc if isinstance(batch.error, BatchFailed) \
+                    else batch.operations[0].doc
+                if failed_doc.get("docType") not in (ENTRY_DOC, MARKER_DOC):
+                    outcomes[index] = TransactionOutcome(None, {}, [], error=Conflict(
+                        f"{failed_doc.get('docType')} {failed_doc['id']!r} is already recorded for customer "
+                        f"{request.customer_id} under another idempotency key"))
+                    continue
+                later.append(index)  # lost a race on the sequence number: re-plan on the fresh head
             todo = later
         result = [o for o in outcomes if o is not None]
         assert len(result) == len(requests)
         return result
-
-    def _hand_over(self, requests: Sequence[TransactionRequest], work: list[_Work],
-                   in_flight: tuple[Callable[[], None], list[_Work]] | None,
-                   outcomes: list[TransactionOutcome | None], attempts: list[int], later: list[int],
-                   deferred: set[str], pipelined: bool) -> tuple[Callable[[], None], list[_Work]] | None:
-        """Render a planned segment, settle the one in flight, then start this one's
-        write; what is now in flight (None if nothing was left to write). Not
-        ``pipelined`` (a call of one segment, the API's appends): the store's own
-        ``batches``, led by the caller as before, with no hand-over to another thread."""
-        if not pipelined:
-            assert in_flight is None
-            if not work:
-                return None
-            self._store.batches(LEDGER, [item[1] for item in work])
-            return _written, work
-        submit = begin_batches(self._store, LEDGER, [item[1] for item in work]) if work else None
-        if in_flight is not None:
-            failed = self._settle(requests, in_flight, outcomes, attempts, later, deferred)
-            if failed:
-                # Planned on heads that the settled segment did not leave: out, and
-                # re-planned next round with the customer's other requests (never tried).
-                kept = [item for item in work if item[1].pk not in failed]
-                for item in work:
-                    if item[1].pk in failed:
-                        attempts[item[0]] -= 1
-                        later.append(item[0])
-                work = kept
-                submit = begin_batches(self._store, LEDGER, [item[1] for item in work]) if work else None
-        if submit is None:
-            return None
-        return submit(), work
-
-    def _settle(self, requests: Sequence[TransactionRequest],
-                in_flight: tuple[Callable[[], None], list[_Work]], outcomes: list[TransactionOutcome | None],
-                attempts: list[int], later: list[int], deferred: set[str]) -> set[str]:
-        """Wait for a segment's write and take its outcomes; the customers (pks) whose
-        batch did not go through, now deferred to the next round."""
-        wait, work = in_flight
-        wait()
-        failed: set[str] = set()
-        for index, batch, new_head, marker, entries in work:
-            request = requests[index]
-            if batch.error is None:
-                self._remember_head(request.pk, new_head)
-                outcomes[index] = TransactionOutcome(marker["transactionId"], marker["outcome"], entries)
-                continue
-            failed.add(request.pk)
-            deferred.add(request.pk)
-            self._forget_head(request.pk)
-            if isinstance(batch.error, BatchSkipped):
-                attempts[index] -= 1  # never tried: its predecessor failed
-                later.append(index)
-                continue
-            if not isinstance(batch.error, (BatchFailed, DocumentExists)):
-                raise batch.error
-            existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
-            if existing is not None:
-                outcomes[index] = self._replay(request, existing)
-                continue
-            failed_doc = batch.operations[batch.error.index].doc if isinstance(batch.error, BatchFailed) \
-                else batch.operations[0].doc
-            if failed_doc.get("docType") not in (ENTRY_DOC, MARKER_DOC):
-                outcomes[index] = TransactionOutcome(None, {}, [], error=Conflict(
-                    f"{failed_doc.get('docType')} {failed_doc['id']!r} is already recorded for customer "
-                    f"{request.customer_id} under another idempotency key"))
-                continue
-            later.append(index)  # lost a race on the sequence number: re-plan on the fresh head
-        return failed
 
     def _replay(self, request: TransactionRequest, marker: dict[str, Any]) -> TransactionOutcome:
         if marker.get("fingerprint") != request.fingerprint:
@@ -547,8 +476,8 @@ class Ledger:
         wallet_settings: dict[str, WalletSettings | None] | None = None,
     ) -> tuple[list[dict[str, Any]], Head, list[dict[str, Any]], dict[str, Any]]:
         """The request's documents (entries sealed in the hash chain, records, marker) and
-        the head they leave. ``now``: the write's instant, read once for a segment of a
-        large call (else here); ``wallet_settings``: the tenants' wallets already looked
+        the head they leave. ``now``: the write's instant, read once per round of a
+        call (else here); ``wallet_settings``: the tenants' wallets already looked
         up in this call."""
         if now is None:
             now = iso(self._clock.now())
@@ -684,10 +613,6 @@ class Ledger:
     def _forget_head(self, pk: str) -> None:
         with self._heads_lock:
             self._heads.pop(pk, None)
-
-
-def _written() -> None:
-    """``wait`` of a write that was done when it was handed over."""
 
 
 def is_earn_like(entry: dict[str, Any]) -> bool:

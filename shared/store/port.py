@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol, Sequence, Union
+from typing import Any, Literal, Protocol, Sequence, Union
 
 from shared.errors import StoreError
 
@@ -187,30 +187,6 @@ async def batches_async(store: DocumentStore, container: str, batches: Sequence[
         await native(store, container, batches)
     else:
         await asyncio.to_thread(store.batches, container, batches)
-
-
-def begin_batches(store: DocumentStore, container: str,
-                  batches: Sequence[PartitionBatch]) -> Callable[[], Callable[[], None]]:
-    """``store.batches`` in steps, for a caller with other work to do while they commit:
-    ``submit = begin_batches(...)`` prepares them (the adapter's checks and rendering);
-    ``wait = submit()`` starts the write; ``wait()`` returns once it is done (the batches'
-    results and errors filled in) or raises what ``batches`` would. Same guarantees as one
-    ``batches`` call. The adapter's own ``begin_batches`` where it has one (the SQLite
-    store: its committer thread writes while the caller goes on); else ``submit()`` is
-    ``batches`` itself, and ``wait()`` has nothing left to do."""
-    native = getattr(type(store), "begin_batches", None)
-    if native is not None:
-        return native(store, container, batches)  # type: ignore[no-any-return]
-
-    def submit() -> Callable[[], None]:
-        store.batches(container, batches)
-        return _done
-
-    return submit
-
-
-def _done() -> None:
-    return None
 
 
 def one_batch(store: DocumentStore, container: str, pk: str, operations: Sequence[Operation]) -> list[Document]:

@@ -935,42 +935,6 @@ class SqliteDocumentStore:
                 pass
 
         job.on_done = wake
-        self._hand_to_committer(job)
-        await finished
-        if job.error is not None:
-            raise job.error
-        self._unstamp(container, batches)
-
-    def begin_batches(self, container: str, batches: Sequence[PartitionBatch]) -> Callable[[], Callable[[], None]]:
-        """``shared.store.port.begin_batches``: ``batches`` in two steps for a caller that
-        has other work meanwhile (a large ledger append plans its next requests while these
-        commit). Now: the checks and the rendering, in the caller's thread. ``submit()``:
-        the job goes to the committer thread (the same group commit: any other writer's
-        pending batches join it) and returns ``wait``, which returns once the transaction
-        carrying them committed, or raises what ``batches`` would have. SQLite runs the
-        statements with the GIL released, so the caller's Python runs beside them."""
-        job = self._job(container, batches)
-
-        def submit() -> Callable[[], None]:
-            if job is None:
-                return _nothing
-            finished = threading.Event()
-            job.on_done = finished.set
-            self._hand_to_committer(job)
-
-            def wait() -> None:
-                finished.wait()
-                if job.error is not None:
-                    raise job.error
-                self._unstamp(container, batches)
-
-            return wait
-
-        return submit
-
-    def _hand_to_committer(self, job: _Job) -> None:
-        """Queue a job whose caller waits on its ``on_done`` for the committer thread."""
-        assert job.on_done is not None, "the committer leads only jobs someone waits for"
         with self._group:
             if self._closed:
                 raise StoreUnavailable("the SQLite store is closed")
@@ -979,6 +943,10 @@ class SqliteDocumentStore:
                 self._committer.start()
             self._pending.append(job)
             self._group.notify_all()
+        await finished
+        if job.error is not None:
+            raise job.error
+        self._unstamp(container, batches)
 
     def _commit_loop(self) -> None:
         """Lead the group commits that async callers are waiting for (a sync caller
@@ -1293,10 +1261,6 @@ def _bindable(value: Any) -> Any:
 # parameter: now, epoch seconds). Cosmos DB's rule: gone once ``_ts + ttl <= now``.
 _LIVE = " AND (x_ttl IS NULL OR x_ttl <= 0 OR ts + x_ttl > ?)"
 _LIVE_JOINED = " AND (t.x_ttl IS NULL OR t.x_ttl <= 0 OR t.ts + t.x_ttl > ?)"  # read_many's alias
-
-
-def _nothing() -> None:
-    return None
 
 
 def _same(container: str, doc: Document) -> Document:
