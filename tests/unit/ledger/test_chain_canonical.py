@@ -24,8 +24,11 @@ def _defined(entry: dict) -> bytes:
     return _DEFINITION.encode(body).encode("utf-8", errors="surrogatepass")
 
 
-# Any code point, lone surrogates and control characters included.
-text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=12)
+# Any code point, and often the ones the encoders might treat apart (control characters,
+# DEL, quotes, backslash, line separators, a lone surrogate, non-ASCII).
+text = st.text(alphabet=st.one_of(st.characters(min_codepoint=0, max_codepoint=0x10FFFF),
+                                  st.sampled_from("\x00\x08\x1f\x7f\x80\"\\/\u2028\u2029\ud800\ufeff\u00e9")),
+               max_size=12)
 scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), text,
                    st.floats(allow_nan=True, allow_infinity=True))
 value = st.recursive(scalar, lambda inner: st.one_of(
