@@ -94,7 +94,12 @@ def anon_mib() -> float:
 
 def child(args: argparse.Namespace) -> int:
     """One orders import in this process: prints its figures and peak RSS as JSON."""
+    from shared import gc_tuning
+
     platform = platform_for(Path(args.data_dir))
+    # As the worker process that runs the work-items timer does once it has loaded
+    # (shared.local.worker_process): the loaded heap frozen, young collections rarer.
+    gc_tuning.settle()
     try:
         status, seconds = run_to_end(platform, "orders", Path(args.file))
         print(json.dumps({"status": status["status"], "rows": status["rowsDone"], "failed": status["rowsFailed"],

@@ -34,10 +34,23 @@ class ManualClock:
             self._now += delta
 
 
+_NO_OFFSET = timedelta(0)
+
+
 def iso(moment: datetime) -> str:
-    """ISO 8601 in UTC with microseconds and a Z: sorts lexically in time order."""
+    """ISO 8601 in UTC with microseconds and a Z: sorts lexically in time order.
+
+    The text is ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` of the UTC instant; for a year of
+    four digits ``isoformat`` writes the same characters in a third of the time (a
+    million-row import formats two instants a row). strftime does not pad a year
+    before 1000, isoformat does: such a year keeps strftime (tests/unit/test_clock_iso.py
+    holds the two to the same text)."""
     assert moment.tzinfo is not None, "naive datetimes are never stored"
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.utcoffset() != _NO_OFFSET:
+        moment = moment.astimezone(timezone.utc)
+    if moment.year >= 1000:
+        return moment.isoformat(timespec="microseconds")[:26] + "Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # The instants a client may give (a backfill's window, a balance's asOf, a history's

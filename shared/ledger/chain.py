@@ -37,6 +37,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+import orjson
+
 from shared.ledger.entries import ENTRY_DOC
 from shared.store.layout import LEDGER, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
@@ -46,12 +48,57 @@ GENESIS_DOC = "chainGenesis"
 PAGE = 500
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_SORTED = orjson.OPT_SORT_KEYS
+# Types of values orjson writes byte for byte as _ENCODER does: strings, ints, booleans,
+# null (and lists and dicts of them). Floats are not among them: orjson writes 1e-07 as
+# 1e-7 and NaN as null. What orjson refuses among these (a lone surrogate, an int past 64
+# bits, a non-string key) it refuses loudly, and the definition decides.
+_SCALARS = frozenset((str, int, bool, type(None)))
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
-    """The bytes an entry's hash covers: every field but ``hash`` and the store's ``_`` ones."""
-    body = {k: v for k, v in entry.items() if k != "hash" and not k.startswith("_")}
+    """The bytes an entry's hash covers: every field but ``hash`` and the store's ``_`` ones.
+
+    The definition is ``_ENCODER``'s text (sorted keys, no spaces, UTF-8). orjson writes the
+    same bytes about ten times faster (an import seals a million entries) for an entry
+    without floats; on anything it refuses or might write otherwise, the definition is
+    used. A property test holds the two to the same bytes (tests/unit/ledger/test_chain_canonical.py)."""
+    body = _hashed_fields(entry)
+    if plain(body):
+        try:
+            return orjson.dumps(body, option=_SORTED)
+        except TypeError:  # orjson.JSONEncodeError is one
+            pass  # refused: the definition decides (and raises if it refuses too)
     return _ENCODER.encode(body).encode("utf-8")
+
+
+def _hashed_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` without ``hash`` and ``_``-prefixed fields (itself when it has none: an
+    entry being sealed, which is not copied)."""
+    for key in entry:
+        if key[:1] == "_":
+            break
+    else:
+        if "hash" not in entry:
+            return entry
+    return {k: v for k, v in entry.items() if k != "hash" and k[:1] != "_"}
+
+
+def plain(value: Any) -> bool:
+    """Whether ``value`` holds nothing but strings, ints, booleans and nulls, in lists and
+    dicts (exactly those types: a subclass goes to the definition), at any depth."""
+    kind = type(value)
+    if kind is dict:
+        for item in value.values():
+            if type(item) not in _SCALARS and not plain(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if type(item) not in _SCALARS and not plain(item):
+                return False
+        return True
+    return kind in _SCALARS
 
 
 def entry_hash(entry: dict[str, Any], prev_hash: str) -> str:

@@ -36,10 +36,12 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Callable, Sequence
+
+import orjson
 
 from shared.clock import Clock, iso
 from shared.errors import (
@@ -53,7 +55,7 @@ from shared.errors import (
     LedgerInvariantBroken,
     ValidationFailed,
 )
-from shared.ledger.chain import anchor, seal
+from shared.ledger.chain import anchor, plain, seal
 from shared.ledger.entries import (
     ENTRY_DOC,
     MARKER_DOC,
@@ -70,6 +72,11 @@ from shared.store.layout import LEDGER, customer_pk
 from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, read_many
 
 MAX_ATTEMPTS = 8
+# Ledger._documents builds a Head field by field (faster than dataclasses.replace): a
+# field added to Head must be added there too.
+assert [f.name for f in dataclasses.fields(Head)] == [
+    "seq", "balance", "pending", "lifetime_earned", "orders_credited", "reserved", "hash", "wallets", "created_at",
+    "imported_seq"], "Ledger._documents builds every field of Head"
 HEAD_CACHE_SIZE = 100_000
 
 
@@ -125,6 +132,21 @@ _SAME_INSTANT_MAX = 64
 
 
 def fingerprint_of(payload: Any) -> str:
+    """SHA-256 of ``_CANONICAL``'s text of ``payload`` (stored: the text must never change).
+
+    orjson (sorted keys) writes the same bytes when the payload holds no float (the chain's
+    ``plain`` check) and its output is printable ASCII: ``_CANONICAL`` escapes the
+    characters beyond (and DEL), which then are absent. Anything else is written by ``_CANONICAL`` itself
+    (tests/unit/ledger/test_chain_canonical.py holds the two to the same text)."""
+    if plain(payload):
+        try:
+            text = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            pass
+        else:
+            # _CANONICAL escapes DEL (0x7f) as well; orjson writes it as it is.
+            if text.isascii() and b"\x7f" not in text:
+                return hashlib.sha256(text).hexdigest()
     return hashlib.sha256(_CANONICAL.encode(payload).encode()).hexdigest()
 
 
@@ -360,6 +382,9 @@ class Ledger:
             round_heads: dict[str, Head] = {}
             deferred: set[str] = set()
             work: list[tuple[int, PartitionBatch, Head, dict[str, Any], list[dict[str, Any]]]] = []
+            # Read once per round: the instant its documents are recorded at.
+            now = iso(self._clock.now())
+            wallet_settings: dict[str, WalletSettings | None] = {}
             for index in todo:
                 request = requests[index]
                 if request.pk in deferred:
@@ -394,7 +419,7 @@ class Ledger:
                     )
                     continue
                 try:
-                    docs, new_head, entries, marker = self._documents(request, head, plan)
+                    docs, new_head, entries, marker = self._documents(request, head, plan, now, wallet_settings)
                 except AssertionError:
                     if fresh:
                         raise  # the true head: a broken invariant is a bug, stop loudly
@@ -447,9 +472,15 @@ class Ledger:
         return TransactionOutcome(marker.get("transactionId"), marker["outcome"], [], duplicate=True)
 
     def _documents(
-        self, request: TransactionRequest, head: Head, plan: Plan
+        self, request: TransactionRequest, head: Head, plan: Plan, now: str | None = None,
+        wallet_settings: dict[str, WalletSettings | None] | None = None,
     ) -> tuple[list[dict[str, Any]], Head, list[dict[str, Any]], dict[str, Any]]:
-        now = iso(self._clock.now())
+        """The request's documents (entries sealed in the hash chain, records, marker) and
+        the head they leave. ``now``: the write's instant, read once per round of a
+        call (else here); ``wallet_settings``: the tenants' wallets already looked
+        up in this call."""
+        if now is None:
+            now = iso(self._clock.now())
         # A live entry is dated no earlier than the partition's newest entry (a clock stepped
         # back, two writers' clocks apart): with no imported entry in the partition, createdAt
         # then never decreases along seq, and head_as_of is one seek instead of a walk.
@@ -460,7 +491,14 @@ class Ledger:
         current = head
         # The hash chain (shared/ledger/chain.py): sealed here, in the batch that writes the entry.
         prev_hash = head.hash if head.hash is not None else anchor(request.pk, head.seq)
-        settings = self.wallets_of(request.tenant_id) if self.wallets_of is not None and plan.entries else None
+        settings = None
+        if self.wallets_of is not None and plan.entries:
+            if wallet_settings is None:
+                settings = self.wallets_of(request.tenant_id)
+            elif request.tenant_id in wallet_settings:
+                settings = wallet_settings[request.tenant_id]
+            else:
+                settings = wallet_settings[request.tenant_id] = self.wallets_of(request.tenant_id)
         for draft in plan.entries:
             after = advance(current, draft)
             # TIGER_STYLE: the running totals are asserted, not trusted.
@@ -471,7 +509,6 @@ class Ledger:
             if settings is not None:
                 after, wallet_fields = self._wallets(request, current, after, draft, settings)
             imported_seq = after.seq if request.occurred_at is not None else current.imported_seq
-            after = replace(after, created_at=created, imported_seq=imported_seq)
             entries.append({
                 "id": entry_id(after.seq),
                 "pk": request.pk,
@@ -503,7 +540,12 @@ class Ledger:
                 **wallet_fields,
             })
             prev_hash = seal(entries[-1], prev_hash)["hash"]
-            current = replace(after, hash=prev_hash)
+            # ``after`` with the entry's instant, import mark and hash (built, not
+            # dataclasses.replace'd: an import makes a million of these).
+            current = Head(seq=after.seq, balance=after.balance, pending=after.pending,
+                           lifetime_earned=after.lifetime_earned, orders_credited=after.orders_credited,
+                           reserved=after.reserved, hash=prev_hash, wallets=after.wallets, created_at=created,
+                           imported_seq=imported_seq)
         outcome = dict(plan.outcome)
         outcome.setdefault("entryIds", [e["id"] for e in entries])
         marker = {
