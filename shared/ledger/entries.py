@@ -145,6 +145,11 @@ class EntryDraft:
     # credit goes to or a debit takes from, or the whole split given explicitly.
     wallet: str | None = None
     wallet_split: tuple[tuple[str, int], ...] | None = None
+    # The entry's own ``idempotencyKey`` when a transaction groups several keyed effects
+    # (the expiry job writes one EXPIRE per lot, keyed ``expire:<lot>:<n>``, in one transaction
+    # per customer); None: the transaction's key, as for every other entry. Reconciliation
+    # holds each key to one transaction either way (shared/app/reconcile.py).
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         assert isinstance(self.signed_amount, int) and not isinstance(self.signed_amount, bool)

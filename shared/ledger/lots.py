@@ -223,6 +223,8 @@ class LotBook:
         self._record(entry, taken, deficit)
 
     def _fifo(self, points: int, first: list[Lot]) -> tuple[tuple[tuple[str, int], ...], int]:
+        if points == 0:
+            return (), 0  # nothing to take (every EXPIRE the job writes): no need to sort the open lots
         taken: list[tuple[str, int]] = []
         for lot in [*first, *self.open_lots()]:
             if points == 0:

@@ -461,6 +461,9 @@ class Ledger:
         # The hash chain (shared/ledger/chain.py): sealed here, in the batch that writes the entry.
         prev_hash = head.hash if head.hash is not None else anchor(request.pk, head.seq)
         settings = self.wallets_of(request.tenant_id) if self.wallets_of is not None and plan.entries else None
+        own_keys = [d.idempotency_key for d in plan.entries if d.idempotency_key is not None]
+        # TIGER_STYLE: an entry's own key (a grouped transaction's) names one effect: once per transaction.
+        assert len(own_keys) == len(set(own_keys)), "an entry's own idempotency key appears twice in a transaction"
         for draft in plan.entries:
             after = advance(current, draft)
             # TIGER_STYLE: the running totals are asserted, not trusted.
@@ -471,7 +474,6 @@ class Ledger:
             if settings is not None:
                 after, wallet_fields = self._wallets(request, current, after, draft, settings)
             imported_seq = after.seq if request.occurred_at is not None else current.imported_seq
-            after = replace(after, created_at=created, imported_seq=imported_seq)
             entries.append({
                 "id": entry_id(after.seq),
                 "pk": request.pk,
@@ -495,7 +497,7 @@ class Ledger:
                 "arm": draft.arm,
                 "status": draft.status.value,
                 "createdAt": created,
-                "idempotencyKey": request.idempotency_key,
+                "idempotencyKey": draft.idempotency_key or request.idempotency_key,
                 **imported,
                 **({"lastImportedSeq": imported_seq} if imported_seq is not None else {}),
                 **({"attributes": draft.attributes} if draft.attributes else {}),
@@ -503,7 +505,9 @@ class Ledger:
                 **wallet_fields,
             })
             prev_hash = seal(entries[-1], prev_hash)["hash"]
-            current = replace(after, hash=prev_hash)
+            # One replace for the three fields the entry itself does not read (dataclasses.replace
+            # is ~6 µs a call: it was two per entry).
+            current = replace(after, created_at=created, imported_seq=imported_seq, hash=prev_hash)
         outcome = dict(plan.outcome)
         outcome.setdefault("entryIds", [e["id"] for e in entries])
         marker = {
