@@ -156,10 +156,13 @@ class EntryDraft:
         assert abs(self.signed_amount) <= MAX_POINTS, "points out of range"
 
 
+_COMMITTED = EntryStatus.COMMITTED.value  # read once: an enum member's .value is a descriptor call
+
+
 def counts_toward_available(status: str, signed_amount: int) -> bool:
     """Whether an entry moves the available balance: every COMMITTED entry, and
     PENDING debits (reservations), never PENDING credits (held earns)."""
-    return status == EntryStatus.COMMITTED.value or signed_amount < 0
+    return status == _COMMITTED or signed_amount < 0
 
 
 def advance(head: Head, draft: EntryDraft) -> Head:

@@ -39,7 +39,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from shared.clock import Clock, iso
 from shared.errors import (
@@ -331,6 +331,16 @@ class Ledger:
         appending, so a re-run writes nothing and costs one read per chunk."""
         markers = read_many(self._store, LEDGER, [(r.pk, marker_id(r.idempotency_key)) for r in requests])
         return [self._replay(r, m) if m is not None else None for r, m in zip(requests, markers)]
+
+    def prime_heads(self, newest_entries: Iterable[dict[str, Any]]) -> None:
+        """Remember partitions' heads from their newest entries, read by a bulk caller (the
+        expiry job reads its page's ledgers in one query), so planning skips a head read per
+        partition. A hint like any cached head: one gone stale by the append collides on its
+        sequence number and is re-planned on the head read from the store, and a refusal is
+        never final on it."""
+        for entry in newest_entries:
+            assert entry.get("docType") == ENTRY_DOC, "a head comes from an entry"
+            self._remember_head(entry["pk"], Head.from_entry(entry))
 
     # --- appends -------------------------------------------------------------------
 
