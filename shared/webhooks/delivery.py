@@ -7,7 +7,10 @@ the local loop. One round:
    ``per_endpoint_batch``, oldest first), and queues them in a ``FairQueue``
    (``shared.webhooks.fairness``), tenants and endpoints oldest due first;
 2. sends them on a bounded thread pool (``pool_size``): each free thread takes
-   the next delivery of the tenant with the fewest in flight (ties:
+   the next *unit* (up to ``per_unit`` of one endpoint's due deliveries, oldest
+   first, sent one after the other on a kept-alive connection; an endpoint's
+   due work is split so each of its lanes gets a unit) of the tenant with the
+   fewest in flight (ties:
    round-robin), never more than ``per_tenant_concurrency`` of one tenant nor
    ``per_endpoint_concurrency`` of one endpoint at once. An endpoint that gives
    no HTTP answer (timeout, reset) is offered nothing more this round. So a
@@ -19,9 +22,16 @@ the local loop. One round:
    that runs long (hung endpoints using up their deadlines) looks for newly due
    work every ``refresh_every`` seconds (the timer's period), so a delivery that
    comes due meanwhile does not wait for the round to end;
-3. before sending, leases the delivery (ETag-guarded: two workers never send the
-   same task at once; a worker that dies frees it when the lease ends) and checks
-   the URL again (SSRF guard, fresh resolution, connect to the checked address).
+3. before sending, leases the unit's deliveries (ETag-guarded, in one partition
+   batch: two workers never send the same task at once; a worker that dies frees
+   it when the lease ends) and, before **each** attempt, checks the URL again
+   (SSRF guard, fresh resolution) and sends through the connection pool of the
+   address it checked (``shared.webhooks.http``): a kept-alive connection is
+   never a way around the guard. Successful attempts of a unit are recorded
+   together when it ends (attempt documents in one group commit, deliveries in
+   one partition batch); failures one by one, as they happen. At least once:
+   a worker that stops before recording sends again, with the same
+   ``webhook-id``, when the lease ends.
 
 Outcome of an attempt: 2xx succeeded; anything else (3xx included: redirects are
 not followed) failed and retried on ``SCHEDULE`` (after the first attempt: 5 s,
