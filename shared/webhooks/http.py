@@ -34,6 +34,7 @@ target or header that cannot be encoded, comes back as an ``HttpResult`` with
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import time
@@ -172,7 +173,10 @@ class PinnedSender:
                 pool = self._pools[key] = httpcore.ConnectionPool(
                     ssl_context=context, max_connections=self.connections_per_destination,
                     max_keepalive_connections=self.connections_per_destination,
-                    keepalive_expiry=self.keepalive_expiry, retries=0, network_backend=PinnedBackend(target.address))
+                    keepalive_expiry=self.keepalive_expiry, retries=0, network_backend=PinnedBackend(target.address),
+                    # httpcore writes the headers and the body separately: without TCP_NODELAY the
+                    # body of a reused connection waits for the peer's (delayed) ACK of the headers.
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
                 if len(self._pools) > self.max_destinations:
                     _, evicted = self._pools.popitem(last=False)
             else:
