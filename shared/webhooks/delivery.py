@@ -279,6 +279,12 @@ class DeliveryWorker:
                 log.exception("webhook endpoint: its disabling could not be announced",
                               extra=fields(tenant=doc.get("tenantId"), endpoint_id=doc["id"]))
 
+    def close(self) -> None:
+        """Close the sender's kept-alive connections (a transport without pools has nothing to close)."""
+        closing = getattr(self._sender, "close", None)
+        if callable(closing):
+            closing()
+
     def drain(self, max_rounds: int = 100) -> RoundReport:
         """Rounds until nothing is due (tests and the CLI)."""
         total = RoundReport()
