@@ -3,7 +3,7 @@
 * webhooks: N events fanned out to a local receiver (ThreadingHTTPServer on
   loopback, reached through the test-only allowance) that verifies every
   delivery with the reference ``standardwebhooks`` library; deliveries/s of
-  ``DeliveryWorker.drain`` (one connection per attempt, as shipped).
+  ``DeliveryWorker.drain`` (kept-alive connections, as shipped; bench_webhooks.py adds latency).
 * exports: ``--entries`` ledger entries (default 1,000,000) over ``--customers``
   customers, generated straight into a SQLite store, exported (the
   transactions subject: page, gzip NDJSON, chunked AES-256-GCM, local blob
@@ -228,7 +228,7 @@ def main() -> None:
         f"Machine: {machine_line()}", "",
         "## Webhooks", "",
         f"{wh['events']} events x {wh['endpoints']} endpoints to a loopback receiver that verifies every delivery "
-        "with the reference `standardwebhooks` library (one new connection per attempt, 4 lanes per endpoint).", "",
+        "with the reference `standardwebhooks` library (kept-alive connections, 4 lanes per endpoint).", "",
         "| deliveries | seconds | deliveries/s | verified | refused |", "|---:|---:|---:|---:|---:|",
         f"| {wh['deliveries']} | {wh['seconds']:.2f} | {wh['per_second']:.0f} | {wh['verified']} | {wh['refused']} |",
         "", "## Export (transactions subject)", "",

@@ -270,6 +270,7 @@ class Platform:
             self.rules.invalidate(tenant_id)
 
     def close(self) -> None:
+        self.webhook_worker.close()  # its kept-alive connections
         self.bus.close()
         self.store.close()
 

@@ -10,22 +10,29 @@ is left of every lot whose ``expiresAt`` is at or before local midnight
   its per-tenant watermark (minus ``LOOKBACK_DAYS`` for change-feed lag) up to
   the cutoff's day, in pages of ``PAGE`` customers, and never scans the ledger.
 * **What to write.** For each such customer it replays the ledger into lots
-  (``shared.ledger.lots``) and writes, per due lot with points left, one EXPIRE
-  entry of exactly that remainder, ``referenceEntryId`` = the lot. Each EXPIRE
-  is its own ledger transaction with the idempotency key
-  ``expire:<lotId>:<n>`` (n = EXPIRE entries that already named the lot, so a
-  lot refilled by a RELEASE after expiring can be expired again). The plan is
+  (``shared.ledger.lots``; the page's ledgers are read together, ``read_books``)
+  and writes, per due lot with points left, one EXPIRE entry of exactly that
+  remainder, ``referenceEntryId`` = the lot, keyed ``expire:<lotId>:<n>`` (n =
+  EXPIRE entries that already named the lot, so a lot refilled by a RELEASE
+  after expiring can be expired again). A customer's due lots (at most
+  ``MAX_LOTS_PER_TRANSACTION``) are **one** ledger transaction: one marker, one
+  head, one chain extension for all of them; its key is the lot's own for a
+  single lot, else ``expire-lots:<digest of the lots' keys>``. The plan is
   re-derived from the ledger on the head it is written on, so a redemption
-  racing the job is never double-counted: the append re-plans on a conflict.
-* **Idempotent.** Run twice, the second run finds every due lot empty and
-  writes nothing; two job instances racing on one lot share its key, so one
-  writes and the other gets the first outcome back.
+  racing the job is never double-counted: the append re-plans on a conflict,
+  and a lot spent meanwhile is left out of the transaction.
+* **Exactly once per lot.** The EXPIRE of (lot, n) is planned only while n
+  EXPIREs name the lot and it has points left, on the very head it is written
+  after: two writers cannot both write it (the loser of the sequence race
+  re-plans and finds the lot expired). Run twice, the second run finds every
+  due lot empty and writes nothing; two instances with the same plan share the
+  transaction's key, so one writes and the other gets the first outcome back.
 * **Bounded and resumable.** A run stops after ``max_customers`` customers and
   saves its cursor (day, customer id) in the ``system`` container; the next run
   resumes there. A tenant is marked done for its local day only when every
   customer succeeded; otherwise the next run repeats the day (safe: idempotent).
 
-Appends are grouped: each round writes at most one EXPIRE per customer of the
+Appends are grouped: each round writes one transaction per customer of the
 page, in one ``Ledger.append`` call (one group commit for the whole page).
 """
 
@@ -55,6 +62,12 @@ log = logging.getLogger("accrue.expiry")
 
 PAGE = 500
 ENTRY_PAGE = 10_000
+# Customers whose ledgers one query reads (read_books); a chunk with more than ENTRY_PAGE
+# entries in all falls back to one query per customer.
+BULK_CUSTOMERS = 100
+# EXPIRE entries of one transaction: with its marker, well inside a partition batch
+# (shared.store.port.MAX_BATCH_OPERATIONS, 100 on Cosmos DB).
+MAX_LOTS_PER_TRANSACTION = 90
 LOOKBACK_DAYS = 2
 STATE_PK = "expiry"
 
@@ -72,8 +85,53 @@ def read_book(store: DocumentStore, tenant_id: str, customer_id: str, book: LotB
             return book
 
 
+def lot_key(lot_id: str, expiries: int) -> str:
+    """The key of one lot's n-th expiry: what its EXPIRE entry carries as ``idempotencyKey``."""
+    return f"expire:{lot_id}:{expiries}"
+
+
 def expire_key(lot: Lot) -> str:
-    return f"expire:{lot.lot_id}:{lot.expiries}"
+    return lot_key(lot.lot_id, lot.expiries)
+
+
+def group_key(keys: list[str]) -> str:
+    """A transaction's key for the expiry of these lots: the lot's own key for one lot (so a
+    single lot's transaction is keyed exactly as before grouping), else a digest of the set."""
+    if len(keys) == 1:
+        return keys[0]
+    return "expire-lots:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
+
+
+def _seq(entry: dict[str, Any]) -> int:
+    return entry["seq"]  # type: ignore[no-any-return]
+
+
+def read_books(store: DocumentStore, tenant_id: str, customer_ids: list[str],
+               newest: list[dict[str, Any]] | None = None) -> dict[str, LotBook]:
+    """Many customers' lot books, their ledgers read together: one query per ``BULK_CUSTOMERS``
+    customers (entries across partitions, ``pk IN (...)``), the same books ``read_book`` makes
+    one by one. A chunk whose entries do not fit one page (long histories) is read customer by
+    customer instead, so a book is never replayed from a partial history. ``newest``, if given,
+    receives each customer's newest entry read (for ``Ledger.prime_heads``)."""
+    books: dict[str, LotBook] = {}
+    for start in range(0, len(customer_ids), BULK_CUSTOMERS):
+        chunk = customer_ids[start:start + BULK_CUSTOMERS]
+        pks = {customer_pk(tenant_id, cid): cid for cid in chunk}
+        page = store.query(LEDGER, Query(pk=None, filters=(
+            Filter("pk", "in", list(pks)), Filter("docType", "=", ENTRY_DOC), Filter("seq", ">", 0)),
+            limit=ENTRY_PAGE))  # unordered: SQLite reads it by partition; ordered by seq it walked the seq index
+        if len(page) >= ENTRY_PAGE:
+            books.update((cid, read_book(store, tenant_id, cid)) for cid in chunk)
+            continue
+        by_customer: dict[str, list[dict[str, Any]]] = {cid: [] for cid in chunk}
+        for entry in page:
+            by_customer[pks[entry["pk"]]].append(entry)
+        for cid, found in by_customer.items():
+            found.sort(key=_seq)
+            books[cid] = replay(found)
+            if found and newest is not None:
+                newest.append(found[-1])
+    return books
 
 
 @dataclass
@@ -187,22 +245,28 @@ class ExpiryService:
                          report: ExpiryReport | None = None) -> ExpiryReport:
         """Expire every lot of these customers that is due at ``cutoff`` (idempotent)."""
         report = report if report is not None else ExpiryReport()
-        books = {cid: self.book(tenant_id, cid) for cid in dict.fromkeys(customer_ids)}
+        newest: list[dict[str, Any]] = []
+        books = read_books(self._store, tenant_id, list(dict.fromkeys(customer_ids)), newest)
+        self._ledger.prime_heads(newest)  # the plans need no head read (a stale one is re-planned)
         report.customers += len(books)
         skipped: dict[str, set[str]] = {cid: set() for cid in books}
         while books:
             requests: list[TransactionRequest] = []
+            asked: list[list[str]] = []  # the lot ids of each request
             for cid, book in books.items():
-                lot = next((lot for lot in book.due(cutoff) if lot.lot_id not in skipped[cid]), None)
-                if lot is not None:
-                    requests.append(self._request(tenant_id, cid, books, lot.lot_id, expire_key(lot), cutoff))
+                lots = [lot for lot in book.due(cutoff) if lot.lot_id not in skipped[cid]][:MAX_LOTS_PER_TRANSACTION]
+                if lots:
+                    requests.append(self._group_request(tenant_id, cid, books,
+                                                        [(lot.lot_id, lot.expiries) for lot in lots], cutoff))
+                    asked.append([lot.lot_id for lot in lots])
             if not requests:
                 break
-            for request, outcome in zip(requests, self._ledger.append(requests)):
+            # One group commit for the page: one transaction per customer, all its due lots in it.
+            for request, lot_ids, outcome in zip(requests, asked, self._ledger.append(requests)):
                 cid = request.customer_id
-                lot_id = request.idempotency_key.split(":")[1]
                 if isinstance(outcome.error, NothingToExpire) or outcome.duplicate:
-                    skipped[cid].add(lot_id)  # spent, expired or refilled meanwhile: next run looks again
+                    # Spent, expired or refilled meanwhile: look again on the ledger as it is now.
+                    skipped[cid].update(lot_ids)
                     books[cid] = read_book(self._store, tenant_id, cid, books[cid])
                 elif outcome.error is not None:
                     log.error("expiry of a customer failed: %s", outcome.error.message,
@@ -211,33 +275,67 @@ class ExpiryService:
                     del books[cid]
                 else:
                     replay(outcome.entries, books[cid])
-                    report.lots_expired += 1
-                    report.points_expired += -outcome.entries[0]["signedAmount"]
+                    report.lots_expired += len(outcome.entries)
+                    report.points_expired += -sum(entry["signedAmount"] for entry in outcome.entries)
         return report
 
     def _request(self, tenant_id: str, customer_id: str, books: dict[str, LotBook], lot_id: str, key: str,
                  cutoff: datetime) -> TransactionRequest:
-        expiries = int(key.rsplit(":", 1)[1])
+        """One lot's expiry as a transaction of its own (key ``expire:<lotId>:<n>``)."""
+        return self._group_request(tenant_id, customer_id, books, [(lot_id, int(key.rsplit(":", 1)[1]))], cutoff)
+
+    def _group_request(self, tenant_id: str, customer_id: str, books: dict[str, LotBook],
+                       wanted: list[tuple[str, int]], cutoff: datetime) -> TransactionRequest:
+        """The expiry of a customer's due lots ``wanted`` ((lot id, EXPIRE entries that already
+        named it)) as one ledger transaction: one EXPIRE per lot that still has points left when
+        planned, each entry keyed ``expire:<lotId>:<n>`` (``EntryDraft.idempotency_key``).
+
+        Exactly once per lot: a lot's EXPIRE is planned only while exactly ``n`` EXPIREs name it
+        and it has points left, on the head the transaction is written after (the ledger
+        re-plans on a sequence conflict), so two writers can never both expire (lot, n). The
+        transaction's own key names the whole set (``group_key``): a rerun or a second instance
+        with the same plan gets the first outcome back."""
+        assert 1 <= len(wanted) <= MAX_LOTS_PER_TRANSACTION
+        assert len({lot_id for lot_id, _ in wanted}) == len(wanted), "a lot appears once in a group"
+        keys = [lot_key(lot_id, n) for lot_id, n in wanted]
 
         def plan(head: Head) -> Plan:
             book = books[customer_id]
             if head.seq != book.seq:
                 # Someone wrote since the replay: plan on the ledger as it is now.
                 book = books[customer_id] = read_book(self._store, tenant_id, customer_id, book)
-            lot = book.lots[lot_id]
-            if lot.expiries != expiries or lot.remaining <= 0 or lot.expires_at is None or lot.expires_at > cutoff:
-                raise NothingToExpire(f"lot {lot_id} of customer {customer_id} has nothing left to expire")
-            assert lot.expires_at is not None
-            # A lot of a wallet expires out of that wallet (shared/ledger/wallets.py).
-            draft = EntryDraft(EntryType.EXPIRE, -lot.remaining, reference_entry_id=lot_id,
-                               reference_order_id=lot.order_id, wallet=lot.wallet,
-                               attributes={"lotExpiresAt": stamp(lot.expires_at), "cutoff": iso(cutoff)})
-            outcome = {"status": "expired", "customerId": customer_id, "lotId": lot_id, "points": lot.remaining,
-                       "balanceAfter": head.balance - lot.remaining}
-            return Plan(entries=[draft], outcome=outcome)
+            drafts: list[EntryDraft] = []
+            expired: list[dict[str, Any]] = []
+            attributes_cutoff = iso(cutoff)
+            for (lot_id, expiries), key in zip(wanted, keys):
+                lot = book.lots.get(lot_id)
+                if (lot is None or lot.expiries != expiries or lot.remaining <= 0 or lot.expires_at is None
+                        or lot.expires_at > cutoff):
+                    continue  # spent, expired or refilled since the page was read: nothing of it here
+                # A lot of a wallet expires out of that wallet (shared/ledger/wallets.py).
+                drafts.append(EntryDraft(EntryType.EXPIRE, -lot.remaining, reference_entry_id=lot_id,
+                                         reference_order_id=lot.order_id, wallet=lot.wallet,
+                                         attributes={"lotExpiresAt": stamp(lot.expires_at), "cutoff": attributes_cutoff},
+                                         idempotency_key=key if len(wanted) > 1 else None))
+                expired.append({"lotId": lot_id, "points": lot.remaining})
+            if not drafts:
+                raise NothingToExpire(f"lots of customer {customer_id} have nothing left to expire")
+            points = sum(item["points"] for item in expired)
+            # TIGER_STYLE: on one snapshot, the remaining lots add up to the (not negative) balance
+            # (shared.ledger.lots). A book read past a stale head is not one: that plan collides.
+            assert book.seq != head.seq or points <= head.balance, "expiry would take more than the balance"
+            outcome: dict[str, Any] = {"status": "expired", "customerId": customer_id, "points": points,
+                                       "balanceAfter": head.balance - points}
+            if len(wanted) == 1:
+                outcome["lotId"] = expired[0]["lotId"]  # a single lot's outcome, as it always was
+            else:
+                outcome["lots"] = expired
+            return Plan(entries=drafts, outcome=outcome)
 
-        return TransactionRequest(tenant_id=tenant_id, customer_id=customer_id, idempotency_key=key,
-                                  fingerprint=fingerprint_of({"lot": lot_id, "expiries": expiries}), plan=plan)
+        fingerprint = fingerprint_of({"lot": wanted[0][0], "expiries": wanted[0][1]} if len(wanted) == 1
+                                     else {"lots": [list(item) for item in wanted]})
+        return TransactionRequest(tenant_id=tenant_id, customer_id=customer_id, idempotency_key=group_key(keys),
+                                  fingerprint=fingerprint, plan=plan)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -267,4 +365,4 @@ def _state_id(tenant_id: str) -> str:
     return "tenant-" + hashlib.sha256(tenant_id.encode()).hexdigest()[:32]
 
 
-__all__ = ["ExpiryReport", "ExpiryService", "read_book"]
+__all__ = ["ExpiryReport", "ExpiryService", "read_book", "read_books"]

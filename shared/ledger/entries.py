@@ -145,16 +145,24 @@ class EntryDraft:
     # credit goes to or a debit takes from, or the whole split given explicitly.
     wallet: str | None = None
     wallet_split: tuple[tuple[str, int], ...] | None = None
+    # The entry's own ``idempotencyKey`` when a transaction groups several keyed effects
+    # (the expiry job writes one EXPIRE per lot, keyed ``expire:<lot>:<n>``, in one transaction
+    # per customer); None: the transaction's key, as for every other entry. Reconciliation
+    # holds each key to one transaction either way (shared/app/reconcile.py).
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         assert isinstance(self.signed_amount, int) and not isinstance(self.signed_amount, bool)
         assert abs(self.signed_amount) <= MAX_POINTS, "points out of range"
 
 
+_COMMITTED = EntryStatus.COMMITTED.value  # read once: an enum member's .value is a descriptor call
+
+
 def counts_toward_available(status: str, signed_amount: int) -> bool:
     """Whether an entry moves the available balance: every COMMITTED entry, and
     PENDING debits (reservations), never PENDING credits (held earns)."""
-    return status == EntryStatus.COMMITTED.value or signed_amount < 0
+    return status == _COMMITTED or signed_amount < 0
 
 
 def advance(head: Head, draft: EntryDraft) -> Head:

@@ -39,7 +39,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -354,6 +354,16 @@ class Ledger:
         markers = read_many(self._store, LEDGER, [(r.pk, marker_id(r.idempotency_key)) for r in requests])
         return [self._replay(r, m) if m is not None else None for r, m in zip(requests, markers)]
 
+    def prime_heads(self, newest_entries: Iterable[dict[str, Any]]) -> None:
+        """Remember partitions' heads from their newest entries, read by a bulk caller (the
+        expiry job reads its page's ledgers in one query), so planning skips a head read per
+        partition. A hint like any cached head: one gone stale by the append collides on its
+        sequence number and is re-planned on the head read from the store, and a refusal is
+        never final on it."""
+        for entry in newest_entries:
+            assert entry.get("docType") == ENTRY_DOC, "a head comes from an entry"
+            self._remember_head(entry["pk"], Head.from_entry(entry))
+
     # --- appends -------------------------------------------------------------------
 
     def append_one(self, request: TransactionRequest) -> TransactionOutcome:
@@ -499,6 +509,9 @@ class Ledger:
                 settings = wallet_settings[request.tenant_id]
             else:
                 settings = wallet_settings[request.tenant_id] = self.wallets_of(request.tenant_id)
+        own_keys = [d.idempotency_key for d in plan.entries if d.idempotency_key is not None]
+        # TIGER_STYLE: an entry's own key (a grouped transaction's) names one effect: once per transaction.
+        assert len(own_keys) == len(set(own_keys)), "an entry's own idempotency key appears twice in a transaction"
         for draft in plan.entries:
             after = advance(current, draft)
             # TIGER_STYLE: the running totals are asserted, not trusted.
@@ -532,7 +545,7 @@ class Ledger:
                 "arm": draft.arm,
                 "status": draft.status.value,
                 "createdAt": created,
-                "idempotencyKey": request.idempotency_key,
+                "idempotencyKey": draft.idempotency_key or request.idempotency_key,
                 **imported,
                 **({"lastImportedSeq": imported_seq} if imported_seq is not None else {}),
                 **({"attributes": draft.attributes} if draft.attributes else {}),

@@ -7,7 +7,10 @@ the local loop. One round:
    ``per_endpoint_batch``, oldest first), and queues them in a ``FairQueue``
    (``shared.webhooks.fairness``), tenants and endpoints oldest due first;
 2. sends them on a bounded thread pool (``pool_size``): each free thread takes
-   the next delivery of the tenant with the fewest in flight (ties:
+   the next *unit* (up to ``per_unit`` of one endpoint's due deliveries, oldest
+   first, sent one after the other on a kept-alive connection; an endpoint's
+   due work is split so each of its lanes gets a unit) of the tenant with the
+   fewest in flight (ties:
    round-robin), never more than ``per_tenant_concurrency`` of one tenant nor
    ``per_endpoint_concurrency`` of one endpoint at once. An endpoint that gives
    no HTTP answer (timeout, reset) is offered nothing more this round. So a
@@ -19,9 +22,16 @@ the local loop. One round:
    that runs long (hung endpoints using up their deadlines) looks for newly due
    work every ``refresh_every`` seconds (the timer's period), so a delivery that
    comes due meanwhile does not wait for the round to end;
-3. before sending, leases the delivery (ETag-guarded: two workers never send the
-   same task at once; a worker that dies frees it when the lease ends) and checks
-   the URL again (SSRF guard, fresh resolution, connect to the checked address).
+3. before sending, leases the unit's deliveries (ETag-guarded, in one partition
+   batch: two workers never send the same task at once; a worker that dies frees
+   it when the lease ends) and, before **each** attempt, checks the URL again
+   (SSRF guard, fresh resolution) and sends through the connection pool of the
+   address it checked (``shared.webhooks.http``): a kept-alive connection is
+   never a way around the guard. Successful attempts of a unit are recorded
+   together when it ends (attempt documents in one group commit, deliveries in
+   one partition batch); failures one by one, as they happen. At least once:
+   a worker that stops before recording sends again, with the same
+   ``webhook-id``, when the lease ends.
 
 Outcome of an attempt: 2xx succeeded; anything else (3xx included: redirects are
 not followed) failed and retried on ``SCHEDULE`` (after the first attempt: 5 s,
@@ -47,9 +57,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
 from shared.clock import Clock, iso, parse_iso
-from shared.errors import AccrueError, DocumentExists, PreconditionFailed
-from shared.store.layout import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, attempt_pk
-from shared.store.port import DocumentStore, Filter, Query
+from shared.errors import AccrueError, DocumentExists, PreconditionFailed, StoreError
+from shared.store.layout import (WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, WEBHOOK_MESSAGES,
+                                 attempt_pk, message_pk)
+from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, Upsert, one_batch, read_many
 from shared.telemetry import metrics, tracing
 from shared.telemetry.logs import fields
 from shared.webhooks.fairness import FairQueue
@@ -107,10 +118,15 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, min((moment - now).total_seconds(), MAX_RETRY_AFTER))
 
 
+# What a thread of the pool takes: an endpoint and up to ``per_unit`` of its due deliveries, oldest first.
+Unit = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
 class DeliveryWorker:
     def __init__(self, store: DocumentStore, clock: Clock, service: WebhookService, *,
                  sender: PinnedSender | None = None, pool_size: int = 16, per_tenant_concurrency: int = 4,
-                 per_endpoint_concurrency: int = 2, per_endpoint_batch: int = 50, round_budget: float = 45.0,
+                 per_endpoint_concurrency: int = 2, per_endpoint_batch: int = 50, per_unit: int = 25,
+                 round_budget: float = 45.0,
                  refresh_every: float = 10.0,
                  wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
@@ -125,12 +141,17 @@ class DeliveryWorker:
         self.per_tenant_concurrency = per_tenant_concurrency
         self.per_endpoint_concurrency = per_endpoint_concurrency
         self.per_endpoint_batch = per_endpoint_batch
+        # Deliveries of one endpoint a thread sends in a row, on one kept-alive connection: leased
+        # in one partition batch, their messages read together, their successes recorded together.
+        if not 1 <= per_unit <= 90:  # a lease batch within a partition batch (MAX_BATCH_OPERATIONS)
+            raise ValueError("per_unit must be 1..90")
+        self.per_unit = per_unit
         self.round_budget = round_budget
         self.refresh_every = refresh_every  # a long round looks for newly due work this often
         self._wall = wall  # the webhook-timestamp is real time: receivers compare it with their clock
         self._monotonic = monotonic  # the round's budget
         self._rng = rng or random.Random()
-        self._lease = timedelta(seconds=self._sender.deadline + 30)
+        self._lease_for = timedelta(seconds=self._sender.deadline + 30)
 
     # --- a round ---------------------------------------------------------------------
 
@@ -165,8 +186,7 @@ class DeliveryWorker:
         report = RoundReport()
         started = self._monotonic()
         self._announce_missed_disables()
-        queue: FairQueue[tuple[dict[str, Any], dict[str, Any]]] = FairQueue(self.per_tenant_concurrency,
-                                                                            self.per_endpoint_concurrency)
+        queue: FairQueue[Unit] = FairQueue(self.per_tenant_concurrency, self.per_endpoint_concurrency)
         queued: set[str] = set()  # delivery ids of this round: each is attempted once per round at most
         if not self._queue_due(queue, queued):
             return report
@@ -186,8 +206,8 @@ class DeliveryWorker:
                     unit = queue.take()
                     if unit is None:
                         break
-                    tenant_id, endpoint_id, (endpoint, delivery) = unit
-                    running[pool.submit(self._unit, endpoint, delivery)] = (tenant_id, endpoint_id)
+                    tenant_id, endpoint_id, (endpoint, deliveries) = unit
+                    running[pool.submit(self._unit, endpoint, deliveries)] = (tenant_id, endpoint_id)
                     in_budget = self._monotonic() - started < self.round_budget
                 if not running:
                     break
@@ -198,14 +218,14 @@ class DeliveryWorker:
                     stop, unit_report = future.result()  # _unit never raises
                     report.add(unit_report)
                     queue.done(tenant_id, endpoint_id, stop=stop)
-        report.deferred = queue.waiting()
+        report.deferred = queue.waiting(measure=lambda unit: len(unit[1]))
         if report.sent or report.deferred:
             log.info("webhooks: %d sent, %d succeeded, %d failed, %d given up, %d endpoint(s) disabled, "
                      "%d left for the next round", report.sent, report.succeeded, report.failed, report.given_up,
                      len(report.endpoints_disabled), report.deferred, extra=fields(job="webhooks", count=report.sent))
         return report
 
-    def _queue_due(self, queue: FairQueue[tuple[dict[str, Any], dict[str, Any]]], queued: set[str]) -> int:
+    def _queue_due(self, queue: FairQueue[Unit], queued: set[str]) -> int:
         """Add the due deliveries not yet queued in this round; how many were added."""
         now = iso(self._clock.now())
         endpoints = self._store.query(WEBHOOK_ENDPOINTS, Query(pk=None, filters=(Filter("status", "=", "active"),),
@@ -227,24 +247,27 @@ class DeliveryWorker:
         work.sort(key=lambda w: (oldest[w[1]["tenantId"]], w[1]["tenantId"], w[0], w[1]["id"]))
         added = 0
         for _, endpoint, due in work:
-            queue.add(endpoint["tenantId"], endpoint["id"], [(endpoint, d) for d in due])
+            # Units small enough that every lane of the endpoint has one (as with one delivery per
+            # thread, up to per_endpoint_concurrency are in flight at once), at most per_unit long.
+            size = max(1, min(self.per_unit, -(-len(due) // self.per_endpoint_concurrency)))
+            queue.add(endpoint["tenantId"], endpoint["id"],
+                      [(endpoint, due[i:i + size]) for i in range(0, len(due), size)])
             queued.update(d["id"] for d in due)
             added += len(due)
         return added
 
-    def _unit(self, endpoint: dict[str, Any], delivery: dict[str, Any]) -> tuple[bool, RoundReport]:
-        """One delivery on a pool thread: its report, and whether its endpoint should get no
-        more in this round (no HTTP answer at all: the next ones would only wait as long;
-        disabled; or trouble before the attempt could be recorded)."""
+    def _unit(self, endpoint: dict[str, Any], deliveries: list[dict[str, Any]]) -> tuple[bool, RoundReport]:
+        """Deliveries of one endpoint on a pool thread, in order: its report, and whether its
+        endpoint should get no more in this round (no HTTP answer at all: the next ones would
+        only wait as long; disabled; or trouble before an attempt could be recorded)."""
         unit_report = RoundReport()
         try:
-            result = self._deliver(endpoint, delivery, unit_report)
-        except Exception:  # noqa: BLE001 - e.g. the store failed; the lease frees the task for a later round
+            stop = self._deliver_unit(endpoint, deliveries, unit_report)
+        except Exception:  # noqa: BLE001 - e.g. the store failed; the lease frees the tasks for a later round
             log.exception("webhook delivery failed before its attempt was recorded",
                           extra=fields(tenant=endpoint.get("tenantId"), endpoint_id=endpoint["id"],
-                                       delivery_id=delivery.get("id")))
+                                       delivery_id=deliveries[0].get("id")))
             return True, unit_report
-        stop = (result is not None and result.status is None) or endpoint["id"] in unit_report.endpoints_disabled
         return stop, unit_report
 
     def _announce_missed_disables(self) -> None:
@@ -255,6 +278,12 @@ class DeliveryWorker:
             except Exception:  # noqa: BLE001 - tried again next round; deliveries go on meanwhile
                 log.exception("webhook endpoint: its disabling could not be announced",
                               extra=fields(tenant=doc.get("tenantId"), endpoint_id=doc["id"]))
+
+    def close(self) -> None:
+        """Close the sender's kept-alive connections (a transport without pools has nothing to close)."""
+        closing = getattr(self._sender, "close", None)
+        if callable(closing):
+            closing()
 
     def drain(self, max_rounds: int = 100) -> RoundReport:
         """Rounds until nothing is due (tests and the CLI)."""
@@ -268,33 +297,131 @@ class DeliveryWorker:
 
     # --- one delivery ----------------------------------------------------------------
 
-    def _deliver(self, endpoint: dict[str, Any], delivery: dict[str, Any], report: RoundReport) -> HttpResult | None:
+    def _deliver_unit(self, endpoint: dict[str, Any], deliveries: list[dict[str, Any]],
+                      report: RoundReport) -> bool:
+        """Send ``deliveries`` (one endpoint's, oldest first) one after the other; True: stop the
+        endpoint for this round. Each is leased before it is sent and every attempt is recorded;
+        successes are recorded together when the unit ends (at-least-once: a worker that dies
+        before that sends them again, same ``webhook-id``, once their lease ends)."""
         now = self._clock.now()
         tenant_id = endpoint["tenantId"]
-        try:  # the lease: nobody else sends this task until it ends
-            leased = self._store.upsert(WEBHOOK_DELIVERIES, dict(delivery, nextAttemptAt=iso(now + self._lease),
-                                                                 updatedAt=iso(now)), if_match=delivery["_etag"])
-        except PreconditionFailed:
-            report.skipped += 1
-            return None
+        leased = self._lease(deliveries, now, report)
+        if not leased:
+            return False
         # The endpoint as it is now (it may have been disabled, rotated or deleted since the round began).
         current = self._store.read(WEBHOOK_ENDPOINTS, tenant_id, endpoint["id"])
-        message = self._service.message(tenant_id, delivery["messageId"])
-        if current is None or current["status"] != "active" or message is None:
-            self._finish(leased, "cancelled", None, "endpoint deleted or disabled" if message else "message missing")
-            report.skipped += 1
-            return None
-        attempt_no = delivery["attempts"] + 1
-        with tracing.span("webhook delivery", tracing.CLIENT, parent=message.get("traceContext"), tenant=tenant_id,
-                          endpoint_id=endpoint["id"], attempt=attempt_no, event_type=delivery.get("eventType")) as span:
-            result = self._attempt(current, delivery, message, now)
-            span.set_attribute("accrue.succeeded", result.error is None and result.status is not None
-                               and 200 <= result.status < 300)
-            if result.status is not None:
-                span.set_attribute("http.response.status_code", result.status)
-        report.sent += 1
-        self._record(current, leased, attempt_no, result, report)
-        return result
+        messages = read_many(self._store, WEBHOOK_MESSAGES,
+                             [(message_pk(tenant_id, d["messageId"]), d["messageId"]) for d in leased])
+        succeeded: list[tuple[dict[str, Any], int, HttpResult]] = []
+        try:
+            for index, (lease, message) in enumerate(zip(leased, messages)):
+                if current is None or current["status"] != "active" or message is None:
+                    self._finish(lease, "cancelled", None,
+                                 "endpoint deleted or disabled" if message else "message missing")
+                    report.skipped += 1
+                    continue
+                attempt_no = lease["attempts"] + 1
+                with tracing.span("webhook delivery", tracing.CLIENT, parent=message.get("traceContext"),
+                                  tenant=tenant_id, endpoint_id=endpoint["id"], attempt=attempt_no,
+                                  event_type=lease.get("eventType")) as span:
+                    result = self._attempt(current, lease, message, self._clock.now())
+                    ok = result.status is not None and 200 <= result.status < 300
+                    span.set_attribute("accrue.succeeded", result.error is None and ok)
+                    if result.status is not None:
+                        span.set_attribute("http.response.status_code", result.status)
+                report.sent += 1
+                if ok:
+                    succeeded.append((lease, attempt_no, result))
+                    continue
+                self._record(current, lease, attempt_no, result, report)
+                if result.status is None or current["id"] in report.endpoints_disabled:
+                    # No answer, or disabled: the rest stay due for the next round, not for the lease's end.
+                    self._unlease(leased[index + 1:], deliveries)
+                    return True
+            return False
+        finally:
+            self._record_successes(current if current is not None else endpoint, succeeded, report)
+
+    def _lease(self, deliveries: list[dict[str, Any]], now: datetime, report: RoundReport) -> list[dict[str, Any]]:
+        """Lease the deliveries (ETag-guarded: nobody else sends them until the lease ends), in
+        one partition batch (one endpoint's deliveries share a partition); if another worker
+        changed one meanwhile, one by one, leaving out (``skipped``) those it holds."""
+        changes = [dict(d, nextAttemptAt=iso(now + self._lease_for), updatedAt=iso(now)) for d in deliveries]
+        pk = deliveries[0]["pk"]
+        assert all(d["pk"] == pk for d in deliveries), "a unit is one endpoint's deliveries"
+        try:
+            return one_batch(self._store, WEBHOOK_DELIVERIES, pk,
+                             [Upsert(c, if_match=d["_etag"]) for c, d in zip(changes, deliveries)])
+        except StoreError:
+            pass  # one was taken (or changed) meanwhile: lease one by one
+        leased = []
+        for change, delivery in zip(changes, deliveries):
+            try:
+                leased.append(self._store.upsert(WEBHOOK_DELIVERIES, change, if_match=delivery["_etag"]))
+            except PreconditionFailed:
+                report.skipped += 1
+        return leased
+
+    def _unlease(self, leases: list[dict[str, Any]], originals: list[dict[str, Any]]) -> None:
+        """Give leased, unsent deliveries their due time back (best effort: if this fails, the
+        lease's end frees them)."""
+        due = {d["id"]: d["nextAttemptAt"] for d in originals}
+        for lease in leases:
+            try:
+                self._store.upsert(WEBHOOK_DELIVERIES, dict(lease, nextAttemptAt=due[lease["id"]]),
+                                   if_match=lease["_etag"])
+            except (PreconditionFailed, StoreError):
+                pass
+
+    def _attempt_doc(self, endpoint: dict[str, Any], delivery: dict[str, Any], attempt_no: int,
+                     result: HttpResult, now: datetime, ok: bool, error: str | None) -> dict[str, Any]:
+        return {
+            "id": f"{delivery['id']}.a{attempt_no}", "pk": attempt_pk(delivery["tenantId"], iso(now)),
+            "docType": "webhookAttempt",
+            "tenantId": delivery["tenantId"], "endpointId": delivery["endpointId"],
+            "messageId": delivery["messageId"], "deliveryId": delivery["id"], "eventType": delivery["eventType"],
+            "attempt": attempt_no, "createdAt": iso(now), "url": endpoint["url"], "status": result.status,
+            "succeeded": ok, "latencyMs": result.latency_ms, "error": error,
+            "responseExcerpt": result.body[:200].decode("utf-8", errors="replace") if result.body else None,
+        }
+
+    def _record_successes(self, endpoint: dict[str, Any], succeeded: list[tuple[dict[str, Any], int, HttpResult]],
+                          report: RoundReport) -> None:
+        """Record successful attempts: their attempt documents in one group commit, the
+        deliveries ``succeeded`` in one partition batch (each still under its lease's ETag;
+        if any changed meanwhile, one by one, so the others are recorded all the same)."""
+        if not succeeded:
+            return
+        now = self._clock.now()
+        attempts: dict[str, list[dict[str, Any]]] = {}
+        finished = []
+        for lease, attempt_no, result in succeeded:
+            doc = self._attempt_doc(endpoint, lease, attempt_no, result, now, True, result.error)
+            attempts.setdefault(doc["pk"], []).append(doc)
+            finished.append((lease, dict(lease, status="succeeded", lastStatus=result.status, lastError=None,
+                                         updatedAt=iso(now), attempts=attempt_no)))
+        batches = [PartitionBatch(pk, [Create(d) for d in docs]) for pk, docs in attempts.items()]
+        self._store.batches(WEBHOOK_ATTEMPTS, batches)
+        for batch in batches:
+            if batch.error is not None:  # a lease that ran out and was re-taken: the first record stands
+                for op in batch.operations:
+                    try:
+                        self._store.create(WEBHOOK_ATTEMPTS, op.doc)  # type: ignore[union-attr]
+                    except DocumentExists:
+                        pass
+        try:
+            one_batch(self._store, WEBHOOK_DELIVERIES, succeeded[0][0]["pk"],
+                      [Upsert(doc, if_match=lease["_etag"]) for lease, doc in finished])
+        except StoreError:
+            for (lease, attempt_no, result) in succeeded:
+                self._finish(lease, "succeeded", result.status, None, attempts=attempt_no)
+        for lease, _, _ in succeeded:
+            metrics.webhook_attempt("succeeded")
+            report.succeeded += 1
+            if lease.get("createdAt"):  # queued for this endpoint -> delivered
+                metrics.webhook_delivered((now - parse_iso(lease["createdAt"])).total_seconds())
+        if endpoint.get("failingSince"):
+            self._endpoint_health(endpoint, failing=False)
 
     def _attempt(self, endpoint: dict[str, Any], delivery: dict[str, Any], message: dict[str, Any],
                  now: datetime) -> HttpResult:
@@ -347,15 +474,7 @@ class DeliveryWorker:
         error = result.error
         if not ok and error is None:
             error = f"HTTP {result.status}" + (" (redirects are not followed)" if 300 <= result.status < 400 else "")
-        attempt = {
-            "id": f"{delivery['id']}.a{attempt_no}", "pk": attempt_pk(delivery["tenantId"], iso(now)),
-            "docType": "webhookAttempt",
-            "tenantId": delivery["tenantId"], "endpointId": delivery["endpointId"],
-            "messageId": delivery["messageId"], "deliveryId": delivery["id"], "eventType": delivery["eventType"],
-            "attempt": attempt_no, "createdAt": iso(now), "url": endpoint["url"], "status": result.status,
-            "succeeded": ok, "latencyMs": result.latency_ms, "error": error,
-            "responseExcerpt": result.body[:200].decode("utf-8", errors="replace") if result.body else None,
-        }
+        attempt = self._attempt_doc(endpoint, delivery, attempt_no, result, now, ok, error)
         try:
             self._store.create(WEBHOOK_ATTEMPTS, attempt)
         except DocumentExists:

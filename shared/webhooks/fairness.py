@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Generic, Iterable, TypeVar
+from typing import Callable, Generic, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -107,7 +107,8 @@ class FairQueue(Generic[T]):
         tenant = self._tenants.get(tenant_id)
         return tenant.in_flight if tenant else 0
 
-    def waiting(self) -> int:
-        """Items not taken yet, of endpoints not stopped (what the round leaves for the next one)."""
-        return sum(len(lane.items) for tenant in self._tenants.values() for lane in tenant.endpoints.values()
-                   if not lane.stopped)
+    def waiting(self, measure: Callable[[T], int] = lambda item: 1) -> int:
+        """Items not taken yet, of endpoints not stopped (what the round leaves for the next one),
+        each counted as ``measure`` says (the worker's items are units of several deliveries)."""
+        return sum(measure(item) for tenant in self._tenants.values() for lane in tenant.endpoints.values()
+                   if not lane.stopped for item in lane.items)
