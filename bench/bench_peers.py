@@ -75,8 +75,8 @@ def theirs(folder: Path, events: int, body: int, batch: int, synchronous: str) -
     datastore = SQLiteDatastore(str(folder / "es.db"), pool_size=1, max_overflow=0)
     recorder = SQLiteAggregateRecorder(datastore)
     recorder.create_table()
-    with datastore.transaction(commit=False) as cursor:
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
+    with datastore.get_connection(commit=True) as conn:
+        conn._sqlite_conn.execute(f"PRAGMA synchronous={synchronous}")  # outside a transaction, as SQLite needs
     ids = [uuid.uuid4() for _ in range(PARTITIONS)]
     versions = [0] * PARTITIONS
     state = b"x" * body
