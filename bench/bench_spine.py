@@ -12,8 +12,10 @@ httpx would spend half a core of the same two), and prints:
 * p50/p99 latency of a balance read;
 * ledger appends/s on the store alone (``Ledger.append``, group commit of 500
   requests over 1,000 customers), and the ``eventsourcing`` library's SQLite
-  recorder writing the same number of events (one aggregate per customer, one
-  event per append, 500 per transaction, its default durability), as a ratio.
+  recorder writing the same bytes per append (one aggregate per customer, an
+  event of the entry's size and one of the marker's per append, 500 appends per
+  transaction, synchronous=FULL on both), as a ratio; ``bench/bench_peers.py``
+  compares at the store level too, with equal bodies.
 
 "End to end" stops the clock only when every order of the phase has its final
 status in the order-status read model *and* the projector's checkpoint has
@@ -309,9 +311,8 @@ def memory(api_pid: int, results: Results) -> None:
 
 
 def store_alone(events: int, results: Results) -> None:
-    from eventsourcing.persistence import StoredEvent
-    from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteDatastore
-
+    from bench_peers import ledger_sizes
+    from bench_peers import theirs as peer_appends
     from shared.clock import SystemClock
     from shared.ledger.entries import EntryDraft, EntryType, Head
     from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
@@ -334,32 +335,20 @@ def store_alone(events: int, results: Results) -> None:
     ours = events / (time.perf_counter() - start)
     store.close()
 
-    datastore = SQLiteDatastore(str(folder / "es.db"))
-    recorder = SQLiteAggregateRecorder(datastore)
-    recorder.create_table()
-    with datastore.transaction(commit=False) as cursor:
-        cursor.execute("PRAGMA synchronous")
-        their_sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(cursor.fetchone()[0], "?")
-    ids = [uuid.uuid4() for _ in range(1000)]
-    versions = [0] * 1000
-    stored = []
-    for n in range(events):
-        versions[n % 1000] += 1
-        stored.append(StoredEvent(ids[n % 1000], versions[n % 1000], "bench:Earned", b'{"points":10}'))
-    start = time.perf_counter()
-    for offset in range(0, events, BATCH):
-        recorder.insert_events(stored[offset:offset + BATCH])
-    theirs = events / (time.perf_counter() - start)
-    datastore.close()
-
+    # The recorder writing what one append writes (an event of the entry's size and one of
+    # the marker's, in one transaction), synchronous=FULL set on its connection as on ours:
+    # bench/bench_peers.py, which also compares at the store level (issue 22, target 5).
+    sizes = ledger_sizes(folder)
+    theirs, their_sync = peer_appends(folder, events, 0, BATCH, "FULL", bodies=tuple(sizes.values()))
     results.add("ledger appends on the store alone", f"{ours:,.0f}/s",
                 f"{events:,} appends: entry + idempotency marker + running totals, group commit of {BATCH}, "
                 "synchronous=FULL")
-    results.add("eventsourcing SQLiteAggregateRecorder, same events", f"{theirs:,.0f}/s",
-                f"{BATCH} per transaction, WAL, synchronous={their_sync}")
+    results.add("eventsourcing SQLiteAggregateRecorder, same bytes per append", f"{theirs:,.0f}/s",
+                f"{BATCH} appends per transaction, events of " + " + ".join(f"{n} B" for n in sizes.values())
+                + f", synchronous={their_sync}")
     results.add("ratio ledger / eventsourcing", f"{ours / theirs:.2f}×")
     record("ledger appends, store alone (empty file)", ours, "/s")
-    record("ledger appends / eventsourcing recorder", ours / theirs, "×", target=1.0)
+    record("ledger appends / eventsourcing recorder, same bytes", ours / theirs, "×", target=1.0)
 
 
 def chain_cost(events: int, rounds: int = 3) -> None:
