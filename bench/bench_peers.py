@@ -42,13 +42,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine_line  # noqa: E402
-from bench.summary import record  # noqa: E402
+from bench.machine import machine_line
+from bench.summary import record
 
 PARTITIONS = 1000
 
@@ -245,7 +245,7 @@ def main() -> None:
             print(f"  round {round_no + 1}: {name}: {rate:,.0f}/s ({note}), load {loads[-1]:.1f}", flush=True)
     peer = statistics.median(rates["eventsourcing SQLiteAggregateRecorder"])
     print(f"\nmedian of {args.rounds} (load average during the runs {min(loads):.1f}-{max(loads):.1f}):")
-    print(f"| side | appends/s | ratio to eventsourcing | rounds | notes |\n|---|---:|---:|---|---|")
+    print("| side | appends/s | ratio to eventsourcing | rounds | notes |\n|---|---:|---:|---|---|")
     for name, values in rates.items():
         median = statistics.median(values)
         print(f"| {name} | {median:,.0f} | {median / peer:.2f}× | "

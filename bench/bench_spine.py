@@ -313,6 +313,7 @@ def memory(api_pid: int, results: Results) -> None:
 def store_alone(events: int, results: Results) -> None:
     from bench_peers import ledger_sizes
     from bench_peers import theirs as peer_appends
+
     from shared.clock import SystemClock
     from shared.ledger.entries import EntryDraft, EntryType, Head
     from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
