@@ -68,6 +68,9 @@ def _padded(base: dict, body: int) -> dict:
     return doc
 
 
+TUNED = True  # --peer-tuning: the recorder gets the store's page, cache and mmap sizes
+
+
 def theirs(folder: Path, events: int, body: int, batch: int, synchronous: str,
            bodies: tuple[int, ...] | None = None) -> tuple[float, str]:
     """Appends/s into the recorder; ``bodies``: the sizes of the events one append
@@ -76,12 +79,30 @@ def theirs(folder: Path, events: int, body: int, batch: int, synchronous: str,
     from eventsourcing.persistence import StoredEvent
     from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteDatastore
 
+    if TUNED:
+        # The store's page size, set on the new file before the recorder puts it in WAL mode
+        # (a WAL file's page size is fixed once it has content).
+        import sqlite3
+
+        from shared.store.sqlite import PAGE_BYTES
+
+        with sqlite3.connect(folder / "es.db") as pre:
+            pre.execute(f"PRAGMA page_size={PAGE_BYTES}")
+            pre.execute("PRAGMA journal_mode=WAL")
+        pre.close()
     # One pooled connection, so the PRAGMA set here is the one every insert uses.
     datastore = SQLiteDatastore(str(folder / "es.db"), pool_size=1, max_overflow=0)
     recorder = SQLiteAggregateRecorder(datastore)
     recorder.create_table()
     with datastore.get_connection(commit=True) as conn:
-        conn._sqlite_conn.execute(f"PRAGMA synchronous={synchronous}")  # outside a transaction, as SQLite needs
+        raw = conn._sqlite_conn
+        raw.execute(f"PRAGMA synchronous={synchronous}")  # outside a transaction, as SQLite needs
+        if TUNED:
+            from shared.store.sqlite import CACHE_KIB, MMAP_BYTES
+
+            # Not durability: the cache and mmap sizes the store gives its own connections.
+            raw.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            raw.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     ids = [uuid.uuid4() for _ in range(PARTITIONS)]
     versions = [0] * PARTITIONS
     states = [b"x" * size for size in (bodies or (body,))]
@@ -100,6 +121,10 @@ def theirs(folder: Path, events: int, body: int, batch: int, synchronous: str,
         used = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(cursor.fetchone()[0], "?")
         cursor.execute("PRAGMA journal_mode")
         used += f", {cursor.fetchone()[0]}"
+        cursor.execute("PRAGMA page_size")
+        page = cursor.fetchone()[0]
+        cursor.execute("PRAGMA cache_size")
+        used += f", page {page} B, cache {-cursor.fetchone()[0] // 1024} MiB"
     datastore.close()
     return rate, used
 
@@ -221,13 +246,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="events per transaction, both sides")
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peer-tuning", choices=("same", "default"), default="same",
+                        help="same: the recorder gets the store's page, cache and mmap sizes; default: its own")
     parser.add_argument("--only", choices=("store", "all"), default="all",
                         help="store: skip Ledger.append")
     args = parser.parse_args()
+    global TUNED
+    TUNED = args.peer_tuning == "same"
     print(f"machine: {machine_line()}", flush=True)
     print(f"{args.events:,} events over {PARTITIONS:,} aggregates/partitions, body {args.body} B, "
           f"{args.batch} per transaction, WAL, synchronous={args.synchronous}, {args.rounds} rounds "
-          f"alternated, median; load at start {_load()}", flush=True)
+          f"alternated, median; recorder's page/cache/mmap sizes: {args.peer_tuning}; load at start {_load()}", flush=True)
     sides = {k: v for k, v in SIDES.items() if args.only == "all" or "Ledger" not in k}
     rates: dict[str, list[float]] = {name: [] for name in sides}
     notes: dict[str, str] = {}
