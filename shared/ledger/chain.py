@@ -64,12 +64,22 @@ def canonical(entry: dict[str, Any]) -> bytes:
     without floats; on anything it refuses or might write otherwise, the definition is
     used. A property test holds the two to the same bytes (tests/unit/ledger/test_chain_canonical.py)."""
     body = _hashed_fields(entry)
-    if plain(body):
-        try:
-            return orjson.dumps(body, option=_SORTED)
-        except TypeError:  # orjson.JSONEncodeError is one
-            pass  # refused: the definition decides (and raises if it refuses too)
-    return _ENCODER.encode(body).encode("utf-8")
+    fast = sorted_plain_json(body)
+    # None: refused or not plain, the definition decides (and raises if it refuses too).
+    return fast if fast is not None else _ENCODER.encode(body).encode("utf-8")
+
+
+def sorted_plain_json(value: Any) -> bytes | None:
+    """orjson's sorted-key, spaceless UTF-8 text of ``value`` when ``value`` is ``plain``
+    (then the same characters as the standard encoder's with ``sort_keys`` and no spaces,
+    escaping aside), else None, as when orjson refuses it: the caller's own encoder decides.
+    Shared by the chain's canonical bytes and the ledger's request fingerprints."""
+    if not plain(value):
+        return None
+    try:
+        return orjson.dumps(value, option=_SORTED)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return None
 
 
 def _hashed_fields(entry: dict[str, Any]) -> dict[str, Any]:

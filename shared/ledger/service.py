@@ -41,8 +41,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Callable, Iterable, Sequence
 
-import orjson
-
 from shared.clock import Clock, iso
 from shared.errors import (
     AccrueError,
@@ -55,7 +53,7 @@ from shared.errors import (
     LedgerInvariantBroken,
     ValidationFailed,
 )
-from shared.ledger.chain import anchor, plain, seal
+from shared.ledger.chain import anchor, seal, sorted_plain_json
 from shared.ledger.entries import (
     ENTRY_DOC,
     MARKER_DOC,
@@ -138,15 +136,10 @@ def fingerprint_of(payload: Any) -> str:
     ``plain`` check) and its output is printable ASCII: ``_CANONICAL`` escapes the
     characters beyond (and DEL), which then are absent. Anything else is written by ``_CANONICAL`` itself
     (tests/unit/ledger/test_chain_canonical.py holds the two to the same text)."""
-    if plain(payload):
-        try:
-            text = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-        except TypeError:
-            pass
-        else:
-            # _CANONICAL escapes DEL (0x7f) as well; orjson writes it as it is.
-            if text.isascii() and b"\x7f" not in text:
-                return hashlib.sha256(text).hexdigest()
+    text = sorted_plain_json(payload)
+    # _CANONICAL escapes DEL (0x7f) as well; orjson writes it as it is.
+    if text is not None and text.isascii() and b"\x7f" not in text:
+        return hashlib.sha256(text).hexdigest()
     return hashlib.sha256(_CANONICAL.encode(payload).encode()).hexdigest()
 
 
@@ -482,15 +475,13 @@ class Ledger:
         return TransactionOutcome(marker.get("transactionId"), marker["outcome"], [], duplicate=True)
 
     def _documents(
-        self, request: TransactionRequest, head: Head, plan: Plan, now: str | None = None,
-        wallet_settings: dict[str, WalletSettings | None] | None = None,
+        self, request: TransactionRequest, head: Head, plan: Plan, now: str,
+        wallet_settings: dict[str, WalletSettings | None],
     ) -> tuple[list[dict[str, Any]], Head, list[dict[str, Any]], dict[str, Any]]:
         """The request's documents (entries sealed in the hash chain, records, marker) and
         the head they leave. ``now``: the write's instant, read once per round of a
-        call (else here); ``wallet_settings``: the tenants' wallets already looked
-        up in this call."""
-        if now is None:
-            now = iso(self._clock.now())
+        call; ``wallet_settings``: the tenants' wallets looked up so far in the round
+        (filled here)."""
         # A live entry is dated no earlier than the partition's newest entry (a clock stepped
         # back, two writers' clocks apart): with no imported entry in the partition, createdAt
         # then never decreases along seq, and head_as_of is one seek instead of a walk.
@@ -503,12 +494,9 @@ class Ledger:
         prev_hash = head.hash if head.hash is not None else anchor(request.pk, head.seq)
         settings = None
         if self.wallets_of is not None and plan.entries:
-            if wallet_settings is None:
-                settings = self.wallets_of(request.tenant_id)
-            elif request.tenant_id in wallet_settings:
-                settings = wallet_settings[request.tenant_id]
-            else:
-                settings = wallet_settings[request.tenant_id] = self.wallets_of(request.tenant_id)
+            if request.tenant_id not in wallet_settings:
+                wallet_settings[request.tenant_id] = self.wallets_of(request.tenant_id)
+            settings = wallet_settings[request.tenant_id]
         own_keys = [d.idempotency_key for d in plan.entries if d.idempotency_key is not None]
         # TIGER_STYLE: an entry's own key (a grouped transaction's) names one effect: once per transaction.
         assert len(own_keys) == len(set(own_keys)), "an entry's own idempotency key appears twice in a transaction"
