@@ -6,6 +6,7 @@ Emulator fixtures (cosmosdb-server, Azurite) live in tests/integration/conftest.
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -212,3 +213,19 @@ def ceremony(client: TestClient, operators: list) -> Any:
     """The two-operator ceremony over HTTP for platform acts (tests/operators.py)."""
     from tests.operators import Ceremony
     return Ceremony(client, operators)
+
+
+class PerPlatform:
+    """Test state kept for one platform object across a module's tests. Keyed by the
+    object (a weak reference beside its ``id``), not by ``id`` alone: once a platform is
+    collected a new one can get its ``id``, and would be handed the old one's state (two
+    operators whose keys that platform never issued answered 401)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[weakref.ref, Any]] = {}
+
+    def get(self, platform: Any, make: Callable[[], Any]) -> Any:
+        kept = self._kept.get(id(platform))
+        if kept is None or kept[0]() is not platform:
+            kept = self._kept[id(platform)] = (weakref.ref(platform), make())
+        return kept[1]

@@ -20,7 +20,7 @@ from shared.app.auth import Role
 from shared.platform import Platform
 from shared.spend.partners import PartnerCallFailed, PartnerRequest
 from shared.webhooks.ssrf import TestAllowance, UnsafeUrl
-from tests.conftest import auth
+from tests.conftest import PerPlatform, auth
 
 PUBLIC = "93.184.216.34"
 
@@ -82,16 +82,14 @@ class Feature:
     use_resolver: Callable[[Platform, Callable[[str, int], list[str]]], None]
 
 
-_OPERATORS: dict[int, list] = {}
+_OPERATORS = PerPlatform()
 
 
 def _ceremony(platform: Platform, client):  # type: ignore[no-untyped-def]
     """Partner configuration is a platform act: two operators approve it (tests/operators.py)."""
     from tests.operators import Ceremony, add_operators
 
-    if id(platform) not in _OPERATORS:
-        _OPERATORS[id(platform)] = add_operators(platform, 2)
-    return Ceremony(client, _OPERATORS[id(platform)])
+    return Ceremony(client, _OPERATORS.get(platform, lambda: add_operators(platform, 2)))
 
 
 def _register_webhook(platform, client, url):  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from shared.clock import EARLIEST_INSTANT, LATEST_INSTANT
 from shared.domain.inputs import EARLIEST_BIRTH_DATE, EARLIEST_JOIN_DATE, latest_birth_date, latest_join_date
-from tests.conftest import auth, drain, order_body
+from tests.conftest import PerPlatform, auth, drain, order_body
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 _ids = itertools.count(1)
@@ -232,19 +232,21 @@ def test_join_and_birth_dates_are_one_day_or_a_422_that_wrote_nothing(client, pl
     assert read["personalData"]["birthDate"] == birth.isoformat() == born
 
 
-_refunded: dict[int, Decimal] = {}
+_refunded = PerPlatform()  # one credited order per platform, refunded bit by bit
 
 
 @SETTINGS
 @given(text=amounts)
 def test_a_refund_amount_is_one_value_or_a_422_that_wrote_nothing(client, platform, tenant, text) -> None:
-    if id(platform) not in _refunded:  # one credited order per platform, refunded bit by bit
+    def big_order() -> dict[str, Decimal]:
         response = client.post("/v1/orders", json=order_body(order_id="big", amount="1000.00"),
                                headers=auth(tenant.merchant))
         assert response.status_code == 202, response.text
         drain(platform)
-        _refunded[id(platform)] = Decimal(0)
-    left = Decimal("1000.00") - _refunded[id(platform)]
+        return {"refunded": Decimal(0)}
+
+    refunds = _refunded.get(platform, big_order)
+    left = Decimal("1000.00") - refunds["refunded"]
     expected = amount_oracle(text, minor=2, positive=True)
     before = snapshot(platform)
     response = client.post("/v1/orders/big/refunds", json={"refundId": f"r{next(_ids)}", "amount": text,
@@ -253,7 +255,7 @@ def test_a_refund_amount_is_one_value_or_a_422_that_wrote_nothing(client, platfo
         assert_refused(response, "amount", before, platform)
         return
     assert response.status_code == 201, (text, response.text)
-    _refunded[id(platform)] += expected
+    refunds["refunded"] += expected
     newest = platform.ledger.entries("acme", "c1", limit=1)[0]
     assert newest["entryType"] == "REVERSAL" and newest["attributes"]["refundAmount"] == text
 
