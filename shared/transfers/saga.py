@@ -65,7 +65,7 @@ from shared.errors import FieldProblem
 from shared.expiry.service import read_book
 from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryType, Head
 from shared.ledger.lots import LotBook
-from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
+from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry.logs import fields
@@ -161,6 +161,7 @@ class Transfers:
                   "points": request.points, "note": request.note, "fingerprint": fingerprint,
                   "idempotencyKey": request.idempotency_key, "createdAt": iso(now),
                   "dueAt": iso(now + RECOVERY_GRACE)}
+        recorded_here = True
         try:
             self._store.create(SYSTEM, intent)
         except DocumentExists:
@@ -169,28 +170,37 @@ class Transfers:
                 return self.transfer(tenant_id, sender_id, request)
             if existing.get("fingerprint") != fingerprint:
                 raise Conflict(f"idempotency key {request.idempotency_key!r} was already used for another transfer")
-            return TransferResult({**self.drive(existing), "duplicate": True}, created=False)
+            intent, recorded_here = existing, False  # the same transfer, sent again while it is open
         try:
-            return TransferResult(self.drive(intent), created=True)
+            body, debited_here = self._drive(intent)
         except AccrueError:
-            if self._ledger.marker(tenant_id, sender_id, f"transfer-out:{tid}") is None:
+            if recorded_here and self._ledger.marker(tenant_id, sender_id, f"transfer-out:{tid}") is None:
                 # Refused at the debit: nothing moved. The intent goes (a refusal is not remembered,
                 # as for every ledger refusal: the same key may be sent again).
                 self._close(intent)
             # Else debited: the intent stays open and the recovery job completes the transfer.
             raise
+        # Created is decided by the debit, not by the intent: concurrent sends of one key all
+        # drive the one transfer, and a send that found no marker can even create the intent
+        # again after the first send closed it. One debit is written, so one call answers
+        # "created"; every other one replayed that debit and answers as the replay it is.
+        return TransferResult(body if debited_here else {**body, "duplicate": True}, created=debited_here)
 
     # --- the saga ---------------------------------------------------------------------
 
     def drive(self, intent: dict[str, Any]) -> dict[str, Any]:
         """Steps 2 to 4 for an open transfer, each replayed if already done; returns the outcome."""
-        debit = self._debit(intent)
-        self._credit(intent, debit)
-        self._complete(intent, debit)
-        self._close(intent)
-        return self._completed_view(debit)
+        return self._drive(intent)[0]
 
-    def _debit(self, intent: dict[str, Any]) -> dict[str, Any]:
+    def _drive(self, intent: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """As ``drive``, and whether this call wrote the debit (False: it replayed one)."""
+        debit = self._debit(intent)
+        self._credit(intent, debit.outcome)
+        self._complete(intent, debit.outcome)
+        self._close(intent)
+        return self._completed_view(debit.outcome), not debit.duplicate
+
+    def _debit(self, intent: dict[str, Any]) -> TransactionOutcome:
         tenant_id, sender, receiver = intent["tenantId"], intent["fromCustomerId"], intent["toCustomerId"]
         tid, points = intent["transferId"], intent["points"]
         limits = self._limits(tenant_id)
@@ -224,9 +234,8 @@ class Transfers:
                        "parts": parts, "senderBalanceAfter": head.balance - points, "createdAt": iso(now)}
             return Plan(entries=[draft], outcome=outcome, records=[record])
 
-        done = self._ledger.append_one(TransactionRequest(
+        return self._ledger.append_one(TransactionRequest(
             tenant_id, sender, f"transfer-out:{tid}", intent["fingerprint"], plan))
-        return done.outcome
 
     def _credit(self, intent: dict[str, Any], debit: dict[str, Any]) -> None:
         tenant_id, tid = intent["tenantId"], debit["transferId"]

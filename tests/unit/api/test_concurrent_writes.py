@@ -6,9 +6,11 @@ requests and 20 concurrent *conflicting* ones (same id or key, different bodies)
 Then it checks what ``docs/exactly-once.md`` promises for that kind of write:
 
 * ``keyed`` (an idempotency key or id that a repeat is answered from: refunds,
-  adjustments, redemptions, conversions, reservation endings, key revocation, tenant
-  provisioning):
-  identical -> every answer 2xx and the same outcome, exactly one effect;
+  adjustments, redemptions, conversions, reservation endings, transfers, voucher
+  uses, key revocation, tenant provisioning):
+  identical -> every answer 2xx and the same outcome, exactly one effect, and exactly
+  one answer says it made it (201, ``duplicate`` false): every other one is answered as
+  the replay it is (200, ``duplicate`` true), however the racers interleave;
   conflicting -> exactly one effect, every 2xx answer is the winner's request,
   every other answer a 4xx (409 or 422), never a 5xx.
 * ``create-once`` (a client-chosen id, no replay: rewards, customers):
@@ -40,7 +42,7 @@ from shared.app.auth import Role
 from shared.app.corrections import AdjustmentRequest
 from shared.platform import Platform
 from shared.spend.partners import PartnerConfig, PartnerReceipt, PartnerRequest
-from shared.store.layout import API_KEYS, LEDGER, TENANTS, WEBHOOK_ENDPOINTS, customer_pk
+from shared.store.layout import API_KEYS, CODES, LEDGER, TENANTS, WEBHOOK_ENDPOINTS, customer_pk, voucher_pk
 from shared.store.port import Filter, Query
 from shared.webhooks.ssrf import TestAllowance
 from tests.conftest import TenantKeys, auth, drain, order_body, run_in_threads
@@ -90,6 +92,7 @@ class Write:
     audit: str | None = None  # the audit action one effect records
     audit_tenant: str = "acme"  # whose audit chain records it
     rounds: int = 1  # races on a fresh key per round (``setup`` and ids per ``ctx.round``)
+    created: int | None = 201  # the status of the one answer that made the effect (keyed writes)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -163,6 +166,26 @@ def _webhook_setup(ctx: Ctx) -> None:
     ctx.platform.webhooks.allowance = TestAllowance(frozenset({"127.0.0.1"}))
 
 
+def _transfer_setup(ctx: Ctx) -> None:
+    _credit(ctx)
+
+
+def _voucher_setup(ctx: Ctx) -> None:
+    _credit(ctx)
+    reward = {"rewardId": "ten-off", "name": "10 EUR off", "pointsCost": 500, "type": "voucher",
+              "voucher": {"value": {"amount": "10.00", "currency": "EUR"}, "validDays": 30, "uses": 1}}
+    assert ctx.client.post("/v1/rewards", json=reward, headers=auth(ctx.tenant.admin)).status_code == 201
+    bought = ctx.client.post("/v1/customers/c1/redemptions", headers=auth(ctx.tenant.merchant),
+                             json={"idempotencyKey": "buy", "rewardId": "ten-off"})
+    assert bought.status_code == 201, bought.text
+    ctx.extra["voucher"] = bought.json()["voucher"]
+
+
+def _voucher(ctx: Ctx) -> dict:
+    from shared.vouchers.codes import code_hash
+    return ctx.platform.store.read(CODES, voucher_pk("acme", code_hash("acme", ctx.extra["voucher"]["code"])), "voucher")
+
+
 def _tenant_doc(ctx: Ctx, tenant_id: str, doc_id: str) -> list[dict]:
     doc = ctx.platform.store.read(TENANTS, tenant_id, doc_id)
     return [doc] if doc else []
@@ -197,10 +220,24 @@ WRITES: list[Write] = [
           lambda ctx: [d for d in _docs(ctx, LEDGER, customer_pk("acme", "c1"), docType="settlement")],
           lambda ctx, e, body: True, setup=_reservation_setup),
     # Revocation by key id: n even by one admin, n odd by another.
+    # A fresh key per round: the check of the key's marker and the transfer record's create
+    # are two steps, and a racer that passed the first after the winner closed the record
+    # must still answer as a replay.
+    Write("transfer", "keyed", "merchant",
+          lambda ctx, n: ("POST", "/v1/customers/c1/transfers",
+                          {"toCustomerId": "c2", "points": 10 + n, "idempotencyKey": f"tr-{ctx.round}"}),
+          lambda ctx: [e for e in _entries(ctx, entryType="TRANSFER_OUT")
+                       if e["idempotencyKey"] == f"transfer-out:{_transfer_id(ctx)}"],
+          lambda ctx, e, body: -e["signedAmount"] == body["points"], setup=_transfer_setup, rounds=ROUNDS),
+    Write("voucher use", "keyed", "merchant",
+          lambda ctx, n: ("POST", f"/v1/vouchers/{ctx.extra['voucher']['code']}/redeem",
+                          {"channel": "in-store", "orderId": f"o-{n}", "_key": "pos-1"}),
+          lambda ctx: list(_voucher(ctx)["redemptions"].values()),
+          lambda ctx, e, body: e["outcome"]["orderId"] == body["orderId"], setup=_voucher_setup),
     Write("api key revocation", "keyed", "admin",
           lambda ctx, n: ("DELETE", f"/v1/api-keys/{ctx.extra['victim']}", {"_as": n % 2}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, ctx.extra["victim"]) if d.get("revokedAt")],
-          setup=_revoke_setup, audit="apikey.revoked", rounds=ROUNDS),
+          setup=_revoke_setup, audit="apikey.revoked", rounds=ROUNDS, created=None),
     Write("reward", "create-once", "admin",
           lambda ctx, n: ("POST", "/v1/rewards", {"rewardId": f"latte{ctx.round}", "name": f"Latte {n}",
                                                   "pointsCost": 100}),
@@ -259,9 +296,14 @@ WRITES: list[Write] = [
 def _send(ctx: Ctx, write: Write, n: int) -> tuple[dict | None, Any]:
     method, path, body = write.request(ctx, n)
     key = ctx.key(write.role)
+    headers = auth(key)
     if body is not None and "_as" in body:  # the revocation's second admin
         key, body = ctx.extra["admins"][body["_as"]], None
-    response = ctx.client.request(method, path, headers=auth(key), **({"json": body} if body is not None else {}))
+        headers = auth(key)
+    if body is not None and "_key" in body:  # an Idempotency-Key header, not a body field
+        headers = {**headers, "Idempotency-Key": body["_key"]}
+        body = {k: v for k, v in body.items() if k != "_key"}
+    response = ctx.client.request(method, path, headers=headers, **({"json": body} if body is not None else {}))
     return body, response
 
 
@@ -323,6 +365,11 @@ class TestConcurrentWrites:
             assert len(effects) == 1, effects
             outcomes = {json.dumps(_outcome(r.json()), sort_keys=True) for _, r in ok}
             assert len(outcomes) == 1, "\n".join(outcomes)  # every repeat is answered with the one outcome
+            if write.created is not None:
+                made = [r for _, r in ok if r.status_code == write.created]
+                assert len(made) == 1, _explain(answers)  # one racer made it; the others replayed it
+                assert all(r.json().get("duplicate", False) is (r is not made[0]) for _, r in ok), \
+                    _explain(answers)
         elif write.kind == "create-once":
             assert len(ok) == 1 and codes.count(409) == BURST - 1, _explain(answers)
             assert len(effects) == 1 and write.winner(ctx, effects[0], ok[0][0])
@@ -360,6 +407,11 @@ class TestConcurrentWrites:
             assert write.winner(ctx, effects[0], _body_of(answers, last["after"], write, ctx))
         else:
             assert len(ok) == len(effects), _explain(answers)
+
+
+def _transfer_id(ctx: Ctx) -> str:
+    from shared.transfers.saga import transfer_id
+    return transfer_id("acme", "c1", f"tr-{ctx.round}")
 
 
 def _audit_tenant(ctx: Ctx, write: Write) -> str:
