@@ -55,7 +55,7 @@ from shared.blobs.port import BlobNotFound, BlobSink
 from shared.clock import Clock, iso, parse_iso
 from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext, EarnResult, PointsPerCurrencyUnitRate
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from shared.imports.formats import FORMATS, HeaderMissing, RawRow, lines, read_header, rows
 from shared.imports.rows import KINDS, RowError, RowKind
 from shared.ledger.entries import Head
@@ -84,6 +84,10 @@ def import_pk(tenant_id: str) -> str:
 
 def errors_pk(import_id: str) -> str:
     return f"importerrors:{import_id}"
+
+
+# Status steps retried on a lost compare-and-swap before a request is told to retry.
+SWAP_ATTEMPTS = 20
 
 
 class ImportSpec(BaseModel):
@@ -196,23 +200,40 @@ class Imports:
         if doc["status"] != AWAITING_UPLOAD:
             raise Conflict(f"import {import_id} already has its file")
         info = self.sink.put(doc["path"], chunks, content_type="application/octet-stream")
-        self._store.upsert(SYSTEM, dict(doc, status=UPLOADED, bytes=info.size))
+        if not self._swap(doc, status=UPLOADED, bytes=info.size):
+            raise Conflict(f"import {import_id} already has its file")
         return self.status(tenant_id, import_id)
 
     def start(self, tenant_id: str, import_id: str, who: HasActor | None) -> dict[str, Any]:
-        """Queue the job (idempotent: starting a started import changes nothing)."""
-        doc = self._doc(tenant_id, import_id)
-        if doc["status"] == AWAITING_UPLOAD:
-            if not self.sink.exists(doc["path"]):  # on Azure the file came through the SAS
-                raise Conflict(f"import {import_id} has no file yet: upload it first")
-            size = sum(i.size for i in self.sink.list(doc["path"]) if i.path == doc["path"])
-            doc = self._store.upsert(SYSTEM, dict(doc, status=UPLOADED, bytes=size))
-        if doc["status"] == UPLOADED:
-            assert self.enqueue is not None, "imports need the work-item queue to start"
-            self.enqueue(WORK_KIND, import_id, WORK_GENERATION, {"tenantId": tenant_id, "importId": import_id})
-            self._store.upsert(SYSTEM, dict(doc, status=QUEUED, startedAt=iso(self._clock.now())))
-            self._audit.record(tenant_id, "import.started", who, target=f"import:{import_id}")
-        return self.status(tenant_id, import_id)
+        """Queue the job (idempotent: starting a started import changes nothing, also when
+        many starts race: each status step is a compare-and-swap on the import's document,
+        and only the start that moves it to ``queued`` records ``import.started``)."""
+        for _ in range(SWAP_ATTEMPTS):
+            doc = self._doc(tenant_id, import_id)
+            if doc["status"] == AWAITING_UPLOAD:
+                if not self.sink.exists(doc["path"]):  # on Azure the file came through the SAS
+                    raise Conflict(f"import {import_id} has no file yet: upload it first")
+                size = sum(i.size for i in self.sink.list(doc["path"]) if i.path == doc["path"])
+                self._swap(doc, status=UPLOADED, bytes=size)
+                continue  # read again: this start or another one moved it on
+            if doc["status"] == UPLOADED:
+                assert self.enqueue is not None, "imports need the work-item queue to start"
+                # The work item first (create-once): a crash before the swap leaves the import
+                # uploaded, and the next start enqueues nothing new and swaps.
+                self.enqueue(WORK_KIND, import_id, WORK_GENERATION, {"tenantId": tenant_id, "importId": import_id})
+                if self._swap(doc, status=QUEUED, startedAt=iso(self._clock.now())):
+                    self._audit.record(tenant_id, "import.started", who, target=f"import:{import_id}")
+                continue
+            return self.status(tenant_id, import_id)
+        raise Conflict(f"import {import_id} is being changed by many requests at once: retry")
+
+    def _swap(self, doc: dict[str, Any], **changes: Any) -> bool:
+        """Write ``doc`` with ``changes`` if nobody changed it since it was read; False if somebody did."""
+        try:
+            self._store.upsert(SYSTEM, dict(doc, **changes), if_match=doc["_etag"])
+        except PreconditionFailed:
+            return False
+        return True
 
     # --- the job ---------------------------------------------------------------------
 
@@ -352,10 +373,15 @@ class Imports:
     def _finish(self, doc: dict[str, Any], cursor: dict[str, Any], status: str, reason: str | None = None) -> Step:
         result = {"status": status, "rowsDone": cursor["done"], "rowsFailed": cursor["failed"],
                   "lines": cursor["line"], **({"reason": reason} if reason else {})}
+        # Finished once: the swap that moves it to its final status records it.
+        finished_here = False
         current = self._doc(doc["tenantId"], doc["importId"])
-        if current["status"] not in (DONE, REJECTED):
-            self._store.upsert(SYSTEM, dict(current, status=status, finishedAt=iso(self._clock.now()),
-                                            result=result))
+        while current["status"] not in (DONE, REJECTED):
+            if self._swap(current, status=status, finishedAt=iso(self._clock.now()), result=result):
+                finished_here = True
+                break
+            current = self._doc(doc["tenantId"], doc["importId"])  # changed meanwhile: decide again
+        if finished_here:
             self._audit.record(doc["tenantId"], f"import.{status}", None, target=f"import:{doc['importId']}",
                                after=result)
             log.info("import %s %s: %d row(s) done, %d failed", doc["importId"], status, cursor["done"],

@@ -42,7 +42,7 @@ from shared.app.auth import Role
 from shared.app.corrections import AdjustmentRequest
 from shared.platform import Platform
 from shared.spend.partners import PartnerConfig, PartnerReceipt, PartnerRequest
-from shared.store.layout import API_KEYS, CODES, LEDGER, TENANTS, WEBHOOK_ENDPOINTS, customer_pk, voucher_pk
+from shared.store.layout import API_KEYS, CODES, LEDGER, SYSTEM, TENANTS, WEBHOOK_ENDPOINTS, customer_pk, voucher_pk
 from shared.store.port import Filter, Query
 from shared.webhooks.ssrf import TestAllowance
 from tests.conftest import TenantKeys, auth, drain, order_body, run_in_threads
@@ -181,6 +181,17 @@ def _voucher_setup(ctx: Ctx) -> None:
     ctx.extra["voucher"] = bought.json()["voucher"]
 
 
+def _import_setup(ctx: Ctx) -> None:
+    made = ctx.client.post("/v1/imports", headers=auth(ctx.tenant.admin),
+                           json={"kind": "awards", "format": "ndjson"})
+    assert made.status_code == 201, made.text
+    ctx.extra["import"] = made.json()["importId"]
+    row = b'{"awardId":"a1","customerId":"c1","points":5,"reason":"welcome"}\n'
+    uploaded = ctx.client.put(f"/v1/imports/{ctx.extra['import']}/file", content=row,
+                              headers={**auth(ctx.tenant.admin), "Content-Type": "application/octet-stream"})
+    assert uploaded.status_code == 200, uploaded.text
+
+
 def _voucher(ctx: Ctx) -> dict:
     from shared.vouchers.codes import code_hash
     return ctx.platform.store.read(CODES, voucher_pk("acme", code_hash("acme", ctx.extra["voucher"]["code"])), "voucher")
@@ -234,6 +245,12 @@ WRITES: list[Write] = [
                           {"channel": "in-store", "orderId": f"o-{n}", "_key": "pos-1"}),
           lambda ctx: list(_voucher(ctx)["redemptions"].values()),
           lambda ctx, e, body: e["outcome"]["orderId"] == body["orderId"], setup=_voucher_setup),
+    # Starting a started import changes nothing: one job queued, one audit record.
+    Write("import start", "keyed", "admin",
+          lambda ctx, n: ("POST", f"/v1/imports/{ctx.extra['import']}/start", None),
+          lambda ctx: [d for d in _docs(ctx, SYSTEM, None, docType="workItem")
+                       if d.get("params", {}).get("importId") == ctx.extra["import"]],
+          setup=_import_setup, audit="import.started", rounds=ROUNDS, created=None),
     Write("api key revocation", "keyed", "admin",
           lambda ctx, n: ("DELETE", f"/v1/api-keys/{ctx.extra['victim']}", {"_as": n % 2}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, ctx.extra["victim"]) if d.get("revokedAt")],
