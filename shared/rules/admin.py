@@ -176,16 +176,17 @@ class RuleSetAdmin:
                                           activated_at=iso(after.activated_at))
 
     def activate(self, tenant_id: str, data: models.ActivateInput, who: HasActor) -> models.ActiveRuleSet:
-        before = self.service.active(tenant_id)
-        active = self.service.activate(tenant_id, data, actor=who.key_id)
-        self._activated(tenant_id, "ruleset.activated", who, before, active, data.reason)
-        return active
+        """Audited and announced once per change: activating the active version again changes nothing."""
+        done = self.service.activate_once(tenant_id, data, actor=who.key_id)
+        if done.changed:
+            self._activated(tenant_id, "ruleset.activated", who, done.before, done.after, data.reason)
+        return done.after
 
     def rollback(self, tenant_id: str, data: models.ActivateInput, who: HasActor) -> models.ActiveRuleSet:
-        before = self.service.active(tenant_id)
-        active = self.service.rollback(tenant_id, data, actor=who.key_id)
-        self._activated(tenant_id, "ruleset.rolled-back", who, before, active, data.reason)
-        return active
+        done = self.service.rollback_once(tenant_id, data, actor=who.key_id)
+        if done.changed:
+            self._activated(tenant_id, "ruleset.rolled-back", who, done.before, done.after, data.reason)
+        return done.after
 
     # --- experiments --------------------------------------------------------------------
 

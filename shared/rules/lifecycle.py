@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import secrets as random_source
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from shared.clock import Clock, iso
@@ -41,6 +42,19 @@ from shared.store.port import DocumentStore, Filter, Query
 
 ROUTING_ID = "routing"
 _SAVE_RETRIES = 5
+
+
+class RoutingChanged(Conflict):
+    """The routing document changed between its read and its write (another activation won)."""
+
+
+@dataclass(frozen=True)
+class Activated:
+    """An activation's outcome: what was active before, what is now, and whether this call changed it."""
+
+    before: models.ActiveRuleSet | None
+    after: models.ActiveRuleSet
+    changed: bool
 
 
 def _version_id(rule_set_id: str, version: int) -> str:
@@ -172,7 +186,7 @@ class RuleSetService:
             else:
                 self.store.upsert(RULESETS, doc, if_match=current["_etag"])
         except (DocumentExists, PreconditionFailed):
-            raise Conflict("the tenant's rule routing changed concurrently; reload and retry") from None
+            raise RoutingChanged("the tenant's rule routing changed concurrently; reload and retry") from None
 
     def active(self, tenant_id: str) -> models.ActiveRuleSet | None:
         routing = self._routing(tenant_id)
@@ -184,10 +198,28 @@ class RuleSetService:
         return models.ActiveRuleSet.model_validate({**routing["active"], "experiment": experiment})
 
     def activate(self, tenant_id: str, data: models.ActivateInput, actor: str) -> models.ActiveRuleSet:
-        routing = self._routing(tenant_id)
-        if routing and routing.get("experiment"):
-            raise Conflict("an A/B experiment is running: promote a winner or stop it first")
-        return self._activate(tenant_id, routing, data.target, data.reason, actor, experiment=None)
+        return self.activate_once(tenant_id, data, actor).after
+
+    def activate_once(self, tenant_id: str, data: models.ActivateInput, actor: str) -> "Activated":
+        """Make ``data.target`` the active version: ``changed`` False when it already is (a
+        repeated or concurrent identical request changes nothing and is answered with the
+        activation in place). Concurrent activations are serialised by the routing
+        document's ETag: a loser reads the routing again and decides again, so each
+        change's ``before`` is the activation it replaced."""
+        target = data.target
+        for _ in range(_SAVE_RETRIES * 4):
+            routing = self._routing(tenant_id)
+            if routing and routing.get("experiment"):
+                raise Conflict("an A/B experiment is running: promote a winner or stop it first")
+            before = self.active(tenant_id) if routing and routing.get("active") else None
+            if before is not None and (before.rule_set_id, before.version) == (target.rule_set_id, target.version):
+                return Activated(before, before, changed=False)
+            try:
+                return Activated(before, self._activate(tenant_id, routing, target, data.reason, actor,
+                                                        experiment=None), changed=True)
+            except RoutingChanged:
+                continue
+        raise Conflict("the tenant's rule routing is being changed by many requests at once; retry")
 
     def _activate(self, tenant_id: str, routing: dict | None, target: models.VersionRef, reason: models.Reason,
                   actor: str, experiment: dict | None) -> models.ActiveRuleSet:
@@ -208,6 +240,15 @@ class RuleSetService:
 
     def rollback(self, tenant_id: str, data: models.ActivateInput, actor: str) -> models.ActiveRuleSet:
         """Activate an earlier saved version of the active rule set."""
+        return self.rollback_once(tenant_id, data, actor).after
+
+    def rollback_once(self, tenant_id: str, data: models.ActivateInput, actor: str) -> "Activated":
+        """``rollback`` with what it replaced (see ``activate_once``): refused unless the target is
+        earlier than the active version, so a repeated rollback is refused, not repeated."""
+        self.rollback_check(tenant_id, data)
+        return self.activate_once(tenant_id, data, actor)
+
+    def rollback_check(self, tenant_id: str, data: models.ActivateInput) -> None:
         current = self.active(tenant_id)
         if current is None:
             raise ValidationFailed("nothing is active, so there is nothing to roll back")
@@ -215,7 +256,6 @@ class RuleSetService:
         if target.rule_set_id != current.rule_set_id or target.version >= current.version:
             raise ValidationFailed(f"roll back to a version of {current.rule_set_id} earlier than "
                                    f"{current.version}; use activate for anything else")
-        return self.activate(tenant_id, data, actor)
 
     def activations(self, tenant_id: str, limit: int = 100) -> list[models.Activation]:
         docs = self.store.query(RULE_VERSIONS, Query(

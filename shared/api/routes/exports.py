@@ -43,10 +43,11 @@ class ExportSettings(BaseModel):
 
 
 @router.post("/runs", status_code=201, summary="Export the changes since the last run now",
-             **op("exports.run", {201: ExportManifest}))
+             **op("exports.run", {201: ExportManifest}, errors=(409,)))
 def run_now(p: Annotated[Platform, Depends(platform)], who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    """Exports every subject's changes since the last run now, as encrypted NDJSON files and a manifest
-    (capability ``admin``, audited). The nightly timer runs the same."""
+    """Exports every subject's changes since the last run now, as encrypted files and a manifest
+    (capability ``admin``, audited). The nightly timer runs the same. 409 while another run of the tenant is
+    in progress (a run is never done twice at once: retry when it has finished)."""
     manifest = p.exports.run(who.tenant_id)
     p.audit.record(who.tenant_id, "export.run", who, target=f"export:{manifest['runId']}")
     return manifest

@@ -192,6 +192,45 @@ def _import_setup(ctx: Ctx) -> None:
     assert uploaded.status_code == 200, uploaded.text
 
 
+def _review_setup(ctx: Ctx) -> None:
+    policy = ctx.client.put("/v1/fraud/policy", json={"customer": {"pointsPerHour": 50}}, headers=auth(ctx.tenant.admin))
+    assert policy.status_code == 200, policy.text
+    order_id = f"o-held-{ctx.round}"
+    sent = ctx.client.post("/v1/orders", json=order_body("c1", order_id, "10.00"), headers=auth(ctx.tenant.merchant))
+    assert sent.status_code == 202, sent.text
+    drain(ctx.platform)
+    pending = ctx.client.get("/v1/reviews", headers=auth(ctx.tenant.admin)).json()["items"]
+    assert len(pending) == 1, pending  # the earlier rounds' reviews are decided
+    ctx.extra["review"] = pending[0]["reviewId"]
+
+
+def _decisions(ctx: Ctx) -> list[dict]:
+    """The review's recorded decisions; each must have written its ledger entry once."""
+    applied = [e for e in _entries(ctx) if e.get("attributes", {}).get("reviewId") == ctx.extra["review"]]
+    records = [r for r in ctx.platform.audit.records("acme", 0, 10_000)
+               if r["action"] in ("review.approved", "review.rejected") and r["target"].endswith(ctx.extra["review"])]
+    assert len(applied) == len(records), (applied, records)
+    return records
+
+
+def _cancel_setup(ctx: Ctx) -> None:
+    policy = ctx.client.put("/v1/spend/policy", json={"voucherCancel": "refund"}, headers=auth(ctx.tenant.admin))
+    assert policy.status_code == 200, policy.text
+    _voucher_setup(ctx)
+
+
+def _versions_setup(ctx: Ctx) -> None:
+    for _ in range(BURST):
+        saved = ctx.client.post("/v1/rules/versions", headers=auth(ctx.tenant.admin),
+                                json={"ruleSetId": "main", "source": RULE, "reason": REASON})
+        assert saved.status_code == 201, saved.text
+
+
+def _active(ctx: Ctx) -> list[dict]:
+    active = ctx.platform.rule_sets.active("acme")
+    return [active.model_dump(mode="json", by_alias=True)] if active is not None else []
+
+
 def _voucher(ctx: Ctx) -> dict:
     from shared.vouchers.codes import code_hash
     return ctx.platform.store.read(CODES, voucher_pk("acme", code_hash("acme", ctx.extra["voucher"]["code"])), "voucher")
@@ -245,12 +284,25 @@ WRITES: list[Write] = [
                           {"channel": "in-store", "orderId": f"o-{n}", "_key": "pos-1"}),
           lambda ctx: list(_voucher(ctx)["redemptions"].values()),
           lambda ctx, e, body: e["outcome"]["orderId"] == body["orderId"], setup=_voucher_setup),
+    # A held earn's review: n even approves, n odd rejects; a decision is final (one 200, the
+    # others 409 review-decided), and exactly one decision is recorded and applied.
+    Write("review decision", "create-once", "admin",
+          lambda ctx, n: ("POST", f"/v1/reviews/{ctx.extra['review']}/" + ("approve" if n % 2 == 0 else "reject"),
+                          {"note": f"decided by {n}"}),
+          _decisions,
+          lambda ctx, e, body: e["reason"] == body["note"], setup=_review_setup, rounds=ROUNDS),
     # Starting a started import changes nothing: one job queued, one audit record.
     Write("import start", "keyed", "admin",
           lambda ctx, n: ("POST", f"/v1/imports/{ctx.extra['import']}/start", None),
           lambda ctx: [d for d in _docs(ctx, SYSTEM, None, docType="workItem")
                        if d.get("params", {}).get("importId") == ctx.extra["import"]],
           setup=_import_setup, audit="import.started", rounds=ROUNDS, created=None),
+    # An unused voucher cancelled 20 times at once: cancelled once, its points refunded once.
+    Write("voucher cancel", "keyed", "merchant",
+          lambda ctx, n: ("POST", f"/v1/customers/c1/vouchers/{ctx.extra['voucher']['voucherId']}/cancel", None),
+          lambda ctx: _entries(ctx, entryType="ADJUST",
+                               idempotencyKey=f"voucher-refund:{ctx.extra['voucher']['voucherId']}"),
+          setup=_cancel_setup),
     Write("api key revocation", "keyed", "admin",
           lambda ctx, n: ("DELETE", f"/v1/api-keys/{ctx.extra['victim']}", {"_as": n % 2}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, ctx.extra["victim"]) if d.get("revokedAt")],
@@ -289,6 +341,13 @@ WRITES: list[Write] = [
           lambda ctx, n: ("PATCH", "/v1/tenant", {"name": f"Shop {n}"}),
           lambda ctx: _tenant_doc(ctx, "acme", "acme"),
           lambda ctx, e, body: e["name"] == body["name"], audit="tenant.settings.changed"),
+    # Activation of a saved version: racer n activates version n + 1 (identical: all version 1).
+    Write("rule activation", "replace", "admin",
+          lambda ctx, n: ("POST", "/v1/rules/activate", {"target": {"ruleSetId": "main", "version": 1 + n},
+                                                          "reason": REASON}),
+          _active,
+          lambda ctx, e, body: e["version"] == body["target"]["version"], setup=_versions_setup,
+          audit="ruleset.activated"),
     Write("api key", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/api-keys", {"role": "merchant", "label": f"till {n}"}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, None, tenantId="acme") if d["label"].startswith("till")],
@@ -303,6 +362,10 @@ WRITES: list[Write] = [
                            "subjects": ["orders"]}),
           lambda ctx: [r for r in ctx.platform.exports.runs("acme", 500) if r["kind"] == "backfill"],
           audit="export.backfill"),
+    Write("export run", "each-new", "admin",
+          lambda ctx, n: ("POST", "/v1/exports/runs", None),
+          lambda ctx: [r for r in ctx.platform.exports.runs("acme", 500) if r["kind"] != "backfill"],
+          audit="export.run"),
     Write("rule version", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/rules/versions", {"ruleSetId": "main", "source": RULE, "reason": REASON}),
           lambda ctx: ctx.platform.rule_sets.list_versions("acme", "main", 1000),
@@ -385,7 +448,8 @@ class TestConcurrentWrites:
             if write.created is not None:
                 made = [r for _, r in ok if r.status_code == write.created]
                 assert len(made) == 1, _explain(answers)  # one racer made it; the others replayed it
-                assert all(r.json().get("duplicate", False) is (r is not made[0]) for _, r in ok), \
+                # A replay that says whether it is one (``duplicate``) says so truthfully.
+                assert all(r.json().get("duplicate", r is not made[0]) is (r is not made[0]) for _, r in ok), \
                     _explain(answers)
         elif write.kind == "create-once":
             assert len(ok) == 1 and codes.count(409) == BURST - 1, _explain(answers)
