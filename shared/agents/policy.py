@@ -41,6 +41,8 @@ PERSONAL_FIELDS = ("email", "name", "phone", "birthDate", "postalAddress")
 MAX_POINTS = 10**9
 VERSION_DOC = "agent-policy-version"
 ACTIVATION_DOC = "agent-policy-activation"
+# Activations retried on a lost ETag race before the request is told to retry.
+ACTIVATE_ATTEMPTS = 20
 _SAVE_RETRIES = 5
 
 
@@ -194,29 +196,40 @@ class GuardrailPolicies:
 
     def activate(self, tenant_id: str, policy_id: str, version: int, reason: str, actor: str,
                  action: Literal["activate", "rollback"] = "activate") -> dict[str, Any]:
+        return self.activate_once(tenant_id, policy_id, version, reason, actor, action)[0]
+
+    def activate_once(self, tenant_id: str, policy_id: str, version: int, reason: str, actor: str,
+                      action: Literal["activate", "rollback"] = "activate") -> tuple[dict[str, Any], bool]:
+        """The pointer after making ``version`` active, and whether this call changed it:
+        activating the active version changes nothing (a repeat, or a concurrent identical
+        request, is answered with the activation in place). Concurrent activations are
+        serialised by the pointer's ETag: a loser reads it again and decides again."""
         self.version(tenant_id, policy_id, version)  # 404 for a version that does not exist
-        current = self._store.read(RULESETS, tenant_id, _pointer_id(policy_id))
-        history = list((current or {}).get("history", []))
-        previous = (current or {}).get("version")
-        if previous is not None and previous != version:
-            history.append(previous)
-        doc = {"id": _pointer_id(policy_id), "pk": tenant_id, "docType": "agent-policy-active",
-               "policyId": policy_id, "version": version, "previousVersion": previous,
-               "history": history[-50:], "activatedAt": iso(self._clock.now()), "activatedBy": actor,
-               "reason": reason, "action": action}
-        try:
-            if current is None:
-                saved = self._store.create(RULESETS, doc)
-            else:
-                saved = self._store.upsert(RULESETS, doc, if_match=current["_etag"])
-        except (PreconditionFailed, DocumentExists):
-            raise Conflict(f"guardrail policy {policy_id!r} was activated by someone else meanwhile; read it "
-                           "again") from None
-        self._store.create(RULE_VERSIONS, {
-            "id": f"agentpolicy-activation:{policy_id}:{uuid.uuid4().hex}", "pk": tenant_id, "docType": ACTIVATION_DOC,
-            "ruleSetId": policy_id, "version": version, "at": doc["activatedAt"], "by": actor, "reason": reason,
-            "action": action, "previousVersion": previous})
-        return _public(saved)
+        for _ in range(ACTIVATE_ATTEMPTS):
+            current = self._store.read(RULESETS, tenant_id, _pointer_id(policy_id))
+            previous = (current or {}).get("version")
+            if current is not None and previous == version:
+                return _public(current), False
+            history = list((current or {}).get("history", []))
+            if previous is not None:
+                history.append(previous)
+            doc = {"id": _pointer_id(policy_id), "pk": tenant_id, "docType": "agent-policy-active",
+                   "policyId": policy_id, "version": version, "previousVersion": previous,
+                   "history": history[-50:], "activatedAt": iso(self._clock.now()), "activatedBy": actor,
+                   "reason": reason, "action": action}
+            try:
+                if current is None:
+                    saved = self._store.create(RULESETS, doc)
+                else:
+                    saved = self._store.upsert(RULESETS, doc, if_match=current["_etag"])
+            except (PreconditionFailed, DocumentExists):
+                continue  # another activation won meanwhile: decide again on what it left
+            self._store.create(RULE_VERSIONS, {
+                "id": f"agentpolicy-activation:{policy_id}:{uuid.uuid4().hex}", "pk": tenant_id,
+                "docType": ACTIVATION_DOC, "ruleSetId": policy_id, "version": version, "at": doc["activatedAt"],
+                "by": actor, "reason": reason, "action": action, "previousVersion": previous})
+            return _public(saved), True
+        raise Conflict(f"guardrail policy {policy_id!r} is being activated by many requests at once; retry")
 
     def rollback(self, tenant_id: str, policy_id: str, reason: str, actor: str) -> dict[str, Any]:
         """Back to the version active before the current one."""

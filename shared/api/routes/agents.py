@@ -124,11 +124,14 @@ def get_active(policyId: PolicyId, p: Annotated[Platform, Depends(platform)],  #
 def activate(policyId: PolicyId, body: Activate, p: Annotated[Platform, Depends(platform)],  # noqa: N803
              who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """The next tool call of every agent bound to this policy is decided by this version (capability ``admin``,
-    audited). 409 when another activation won meanwhile."""
-    active = p.agents.policies.activate(who.tenant_id, policyId, body.version, body.reason, who.key_id)
-    p.audit.record(who.tenant_id, "agent-policy.activated", who, target=f"agent-policy:{policyId}",
-                   before={"version": active.get("previousVersion")}, after={"version": body.version},
-                   reason=body.reason)
+    audited once per change). Activating the active version changes nothing and answers the activation in place;
+    concurrent activations are applied one after the other."""
+    active, changed = p.agents.policies.activate_once(who.tenant_id, policyId, body.version, body.reason,
+                                                      who.key_id)
+    if changed:
+        p.audit.record(who.tenant_id, "agent-policy.activated", who, target=f"agent-policy:{policyId}",
+                       before={"version": active.get("previousVersion")}, after={"version": body.version},
+                       reason=body.reason)
     return active
 
 
