@@ -73,6 +73,7 @@ from shared.store.layout import (
     customer_pk,
 )
 from shared.store.port import DocumentStore, Filter, Query, read_many, scan_json
+from shared.store.replace import Change, replace
 from shared.telemetry import tracing
 from shared.telemetry.logs import fields
 
@@ -187,7 +188,10 @@ class ExportService:
     # --- settings --------------------------------------------------------------------
 
     def settings(self, tenant_id: str) -> dict[str, Any]:
-        doc = self._store.read(EXPORTS, tenant_id, SETTINGS_ID)
+        return self._settings_view(tenant_id, self._store.read(EXPORTS, tenant_id, SETTINGS_ID))
+
+    @staticmethod
+    def _settings_view(tenant_id: str, doc: dict[str, Any] | None) -> dict[str, Any]:
         excluded = list(personal_fields()) if doc is None else doc["excludedPersonalFields"]
         return {"tenantId": tenant_id, "excludedPersonalFields": excluded,
                 "exportedPersonalFields": [f for f in personal_fields() if f not in excluded],
@@ -198,22 +202,37 @@ class ExportService:
                       micro_batch_minutes: int | None = None) -> dict[str, Any]:
         """``excluded`` personal fields, the file ``format`` (parquet | ndjson) and the
         micro-batch period in minutes (1..1440); None keeps the current value."""
-        current = self.settings(tenant_id)
-        excluded = sorted(set(current["excludedPersonalFields"] if excluded is None else excluded))
-        unknown = [f for f in excluded if f not in personal_fields()]
-        if unknown:
-            raise ValidationFailed(f"unknown personal fields {unknown}; known: {', '.join(personal_fields())}")
-        fmt = current["format"] if format is None else format
-        if fmt not in FORMATS:
+        return self.change_settings(tenant_id, excluded, format=format, micro_batch_minutes=micro_batch_minutes).after
+
+    def change_settings(self, tenant_id: str, excluded: Iterable[str] | None = None, *, format: str | None = None,
+                        micro_batch_minutes: int | None = None) -> Change:
+        """``save_settings`` with the settings it replaced: each change built on the stored
+        settings it replaces (shared.store.replace), a repeat changing nothing."""
+        if excluded is not None:
+            unknown = [f for f in excluded if f not in personal_fields()]
+            if unknown:
+                raise ValidationFailed(f"unknown personal fields {unknown}; known: {', '.join(personal_fields())}")
+        if format is not None and format not in FORMATS:
             raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}")
-        minutes = current["microBatchMinutes"] if micro_batch_minutes is None else micro_batch_minutes
-        if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 1440:
+        if micro_batch_minutes is not None and (not isinstance(micro_batch_minutes, int)
+                                                or isinstance(micro_batch_minutes, bool)
+                                                or not 1 <= micro_batch_minutes <= 1440):
             raise ValidationFailed("microBatchMinutes must be a whole number of minutes from 1 to 1440")
-        self._store.upsert(EXPORTS, {"id": SETTINGS_ID, "pk": tenant_id, "docType": "exportSettings",
-                                     "tenantId": tenant_id, "excludedPersonalFields": excluded,
-                                     "format": fmt, "microBatchMinutes": minutes,
-                                     "updatedAt": iso(self._clock.now())})
-        return self.settings(tenant_id)
+
+        def build(current: dict[str, Any] | None) -> dict[str, Any]:
+            now = self._settings_view(tenant_id, current)
+            return {"id": SETTINGS_ID, "pk": tenant_id, "docType": "exportSettings", "tenantId": tenant_id,
+                    "excludedPersonalFields": sorted(set(now["excludedPersonalFields"] if excluded is None
+                                                         else excluded)),
+                    "format": now["format"] if format is None else format,
+                    "microBatchMinutes": now["microBatchMinutes"] if micro_batch_minutes is None
+                    else micro_batch_minutes, "updatedAt": iso(self._clock.now())}
+
+        keys = ("excludedPersonalFields", "format", "microBatchMinutes")
+        done = replace(self._store, EXPORTS, tenant_id, SETTINGS_ID, build,
+                       content=lambda doc: {k: doc.get(k) for k in keys})
+        before, after = self._settings_view(tenant_id, done.before), self._settings_view(tenant_id, done.after)
+        return Change(before, after, done.changed and before != after)
 
     # --- runs ------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_
 from shared.clock import Clock, iso
 from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore
+from shared.store.replace import Change, replace
 
 POLICY_ID = "fraud:policy"
 MAX_LIMIT = 10**15
@@ -119,8 +120,13 @@ class FraudPolicies:
             return FraudPolicy()
         return FraudPolicy.model_validate(doc["policy"])
 
-    def save(self, tenant_id: str, policy: FraudPolicy) -> dict[str, Any]:
-        self._store.upsert(TENANTS, {"id": POLICY_ID, "pk": tenant_id, "docType": "fraudPolicy",
-                                     "tenantId": tenant_id, "policy": policy.view(),
-                                     "updatedAt": iso(self._clock.now())})
-        return policy.view()
+    def save(self, tenant_id: str, policy: FraudPolicy) -> Change:
+        """Replace the policy (shared.store.replace: a repeat changes nothing, concurrent saves are
+        serialised); ``before`` is the policy it replaced (the default when none was saved)."""
+        view = policy.view()
+        done = replace(self._store, TENANTS, tenant_id, POLICY_ID,
+                       lambda _current: {"id": POLICY_ID, "pk": tenant_id, "docType": "fraudPolicy",
+                                         "tenantId": tenant_id, "policy": view, "updatedAt": iso(self._clock.now())},
+                       content=lambda doc: doc.get("policy"))
+        before = done.before["policy"] if done.before is not None else FraudPolicy().view()
+        return Change(before, view, done.changed and before != view)

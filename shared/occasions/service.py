@@ -49,6 +49,7 @@ from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import PII_INDEX, TENANTS
 from shared.store.port import DocumentStore, Filter, Query, read_many
+from shared.store.replace import Change, replace
 from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.occasions")
@@ -101,12 +102,17 @@ class Occasions:
         doc = self._store.read(TENANTS, tenant_id, SETTINGS_ID)
         return OccasionSettings.model_validate(doc["settings"]) if doc else OccasionSettings()
 
-    def save_settings(self, tenant_id: str, settings: OccasionSettings) -> tuple[OccasionSettings, OccasionSettings]:
-        before = self.settings(tenant_id)
-        self._store.upsert(TENANTS, {"id": SETTINGS_ID, "pk": tenant_id, "docType": "occasionSettings",
-                                     "tenantId": tenant_id, "settings": settings.model_dump(by_alias=True),
-                                     "updatedAt": iso(self._clock.now())})
-        return before, settings
+    def save_settings(self, tenant_id: str, settings: OccasionSettings) -> Change:
+        """Replace the settings (a repeat changes nothing; concurrent saves are serialised):
+        ``before``/``after`` as OccasionSettings."""
+        wanted = settings.model_dump(by_alias=True)
+        done = replace(self._store, TENANTS, tenant_id, SETTINGS_ID,
+                       lambda _current: {"id": SETTINGS_ID, "pk": tenant_id, "docType": "occasionSettings",
+                                         "tenantId": tenant_id, "settings": wanted,
+                                         "updatedAt": iso(self._clock.now())},
+                       content=lambda doc: doc.get("settings"))
+        before = OccasionSettings.model_validate(done.before["settings"]) if done.before else OccasionSettings()
+        return Change(before, settings, done.changed and before != settings)
 
     # --- the index ---------------------------------------------------------------------
 

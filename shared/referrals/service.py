@@ -45,7 +45,7 @@ from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import CODES, TENANTS
 from shared.store.port import DocumentStore, Filter, Query
-from shared.store.replace import replace
+from shared.store.replace import Change, replace
 from shared.telemetry.logs import fields
 from shared.vouchers import codes
 
@@ -139,13 +139,15 @@ class Referrals:
             return None
         return ReferralProgramme.model_validate({k: doc[k] for k in _PROGRAMME_KEYS if k in doc})
 
-    def save_programme(self, tenant_id: str, programme: ReferralProgramme) -> dict[str, Any]:
+    def save_programme(self, tenant_id: str, programme: ReferralProgramme) -> Change:
+        """Replace the programme: a repeat changes nothing; ``before`` None when there was none."""
         body = programme.model_dump(mode="json", by_alias=True)
-        replace(self._store, TENANTS, tenant_id, PROGRAMME_ID,
-                lambda _current: {"id": PROGRAMME_ID, "pk": tenant_id, "docType": "referralProgramme",
-                                  "tenantId": tenant_id, **body, "updatedAt": iso(self._clock.now())},
-                content=lambda d: {k: d.get(k) for k in body})
-        return body
+        done = replace(self._store, TENANTS, tenant_id, PROGRAMME_ID,
+                       lambda _current: {"id": PROGRAMME_ID, "pk": tenant_id, "docType": "referralProgramme",
+                                         "tenantId": tenant_id, **body, "updatedAt": iso(self._clock.now())},
+                       content=lambda d: {k: d.get(k) for k in body})
+        before = {k: done.before.get(k) for k in body} if done.before is not None else None
+        return Change(before, body, done.changed)
 
     # --- codes --------------------------------------------------------------------------------
 

@@ -39,10 +39,13 @@ from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, OutO
     RewardNotAvailable, ValidationFailed
 from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore, Filter, Query
+from shared.store.replace import Change
 
 MAX_COST = 10**12
 MAX_VOUCHER_USES = 1000
 CAS_ATTEMPTS = 200
+# Edits of one reward retried on a lost ETag race before the caller is told to retry.
+EDIT_ATTEMPTS = 64
 
 
 class VoucherValue(BaseModel):
@@ -171,26 +174,34 @@ class Catalogue:
             raise Conflict(f"reward {reward.reward_id!r} already exists: change it with PATCH") from None
         return self.get(tenant_id, reward.reward_id)
 
-    def update(self, tenant_id: str, reward_id: str, patch: RewardPatch) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Returns (before, after) views. ETag-guarded: a concurrent edit is a 409, not a lost update."""
-        doc = self._doc(tenant_id, reward_id)
+    def update(self, tenant_id: str, reward_id: str, patch: RewardPatch) -> Change:
+        """Applies the patch to the reward as stored, as (before, after) views. ETag-guarded and
+        rebased: a concurrent edit makes this one re-read and apply its fields again on what won
+        (a merge patch means the same on either), so no edit is lost; a patch that changes
+        nothing writes nothing (``changed`` False, no new version)."""
         changes = patch.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        merged = {**_reward_fields(doc), **changes}
-        fields = RewardFields.model_validate(merged)  # re-checks the window and the partner pairing
-        self._check_partner(fields)
-        stock = self._stock_doc(tenant_id, reward_id)
-        claimed = stock["claimed"] if stock else 0
-        if fields.stock is not None and fields.stock < claimed:
-            raise ValidationFailed("stock below what is already claimed",
-                                   [FieldProblem("stock", f"{claimed} units are already redeemed or reserved")])
-        before = self._view(doc, stock)
-        new_doc = {**doc, **fields.model_dump(mode="json", by_alias=True), "version": doc["version"] + 1,
-                   "updatedAt": iso(self._clock.now())}
-        try:
-            self._store.upsert(TENANTS, new_doc, if_match=doc["_etag"])
-        except PreconditionFailed:
-            raise Conflict(f"reward {reward_id!r} changed while it was being edited: read it and retry") from None
-        return before, self.get(tenant_id, reward_id)
+        for attempt in range(EDIT_ATTEMPTS):
+            doc = self._doc(tenant_id, reward_id)
+            merged = {**_reward_fields(doc), **changes}
+            fields = RewardFields.model_validate(merged)  # re-checks the window and the partner pairing
+            self._check_partner(fields)
+            stock = self._stock_doc(tenant_id, reward_id)
+            claimed = stock["claimed"] if stock else 0
+            if fields.stock is not None and fields.stock < claimed:
+                raise ValidationFailed("stock below what is already claimed",
+                                       [FieldProblem("stock", f"{claimed} units are already redeemed or reserved")])
+            before = self._view(doc, stock)
+            wanted = fields.model_dump(mode="json", by_alias=True)
+            if all(doc.get(k) == v for k, v in wanted.items()):
+                return Change(before, before, False)
+            new_doc = {**doc, **wanted, "version": doc["version"] + 1, "updatedAt": iso(self._clock.now())}
+            try:
+                self._store.upsert(TENANTS, new_doc, if_match=doc["_etag"])
+            except PreconditionFailed:
+                time.sleep(random.uniform(0, min(0.02, 0.0005 * (attempt + 1))))
+                continue
+            return Change(before, self.get(tenant_id, reward_id), True)
+        raise Conflict(f"reward {reward_id!r} kept changing while it was being edited: read it and retry")
 
     def list(self, tenant_id: str, after: str | None, limit: int) -> list[dict[str, Any]]:
         filters = [Filter("docType", "=", "reward")]

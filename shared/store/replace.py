@@ -41,6 +41,16 @@ class Replaced:
     changed: bool
 
 
+@dataclass(frozen=True)
+class Change:
+    """What a replace did, as its caller's views (``before`` None: there was none): the
+    route audits ``before`` -> ``after`` when ``changed``, and only then."""
+
+    before: Any
+    after: Any
+    changed: bool
+
+
 def replace(store: DocumentStore, container: str, pk: str, id: str, build: Callable[[Document | None], Document],
             content: Callable[[Document], Any]) -> Replaced:
     """Write ``build(current)`` over the current document unless its ``content`` is already that."""

@@ -87,10 +87,10 @@ def get_settings(p: Annotated[Platform, Depends(platform)],
 def put_settings(body: ExportSettings, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Sets the personal fields the customers export leaves out (capability ``admin``, audited)."""
-    before = p.exports.settings(who.tenant_id)
-    after = p.exports.save_settings(who.tenant_id, body.excludedPersonalFields, format=body.format,
-                                    micro_batch_minutes=body.microBatchMinutes)
-    keys = ("excludedPersonalFields", "format", "microBatchMinutes")
-    p.audit.record(who.tenant_id, "export.settings.changed", who, target="export:settings",
-                   before={k: before[k] for k in keys}, after={k: after[k] for k in keys})
-    return after
+    saved = p.exports.change_settings(who.tenant_id, body.excludedPersonalFields, format=body.format,
+                                      micro_batch_minutes=body.microBatchMinutes)
+    if saved.changed:
+        keys = ("excludedPersonalFields", "format", "microBatchMinutes")
+        p.audit.record(who.tenant_id, "export.settings.changed", who, target="export:settings",
+                       before={k: saved.before[k] for k in keys}, after={k: saved.after[k] for k in keys})
+    return saved.after

@@ -32,12 +32,11 @@ def replace_policy(body: FraudPolicy, p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Replaces the tenant's fraud policy as a whole (capability ``admin``, audited). An order over a limit is
     held for review, not rejected."""
-    before = p.fraud.policies.get(who.tenant_id).view()
     saved = p.fraud.policies.save(who.tenant_id, body)
-    if saved != before:
+    if saved.changed:
         p.audit.record(who.tenant_id, "fraud.policy.changed", who, target=f"tenant:{who.tenant_id}",
-                       before=before, after=saved)
-    return saved
+                       before=saved.before, after=saved.after)
+    return saved.after
 
 
 @router.get("/v1/reconciliation", summary="Recompute the tenant's balances from the ledger and report drift "

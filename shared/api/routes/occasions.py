@@ -33,7 +33,8 @@ def put_settings(body: OccasionSettings, p: Annotated[Platform, Depends(platform
                  who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Sets the birthday and anniversary points (0 turns an occasion off; capability ``admin``, audited).
     Takes effect from the next daily run; an award already given this year is not given again."""
-    before, after = p.occasions.save_settings(who.tenant_id, body)
-    p.audit.record(who.tenant_id, "occasions.settings.changed", who, target="occasions:settings",
-                   before=before.model_dump(by_alias=True), after=after.model_dump(by_alias=True))
-    return after.model_dump(by_alias=True)
+    saved = p.occasions.save_settings(who.tenant_id, body)
+    if saved.changed:
+        p.audit.record(who.tenant_id, "occasions.settings.changed", who, target="occasions:settings",
+                       before=saved.before.model_dump(by_alias=True), after=saved.after.model_dump(by_alias=True))
+    return saved.after.model_dump(by_alias=True)

@@ -41,8 +41,10 @@ def set_programme(body: ReferralProgramme, p: Annotated[Platform, Depends(platfo
     """Sets each party's points, what qualifies an order, the cap per referrer per period, the velocity screen
     and the return window (capability ``admin``, audited)."""
     saved = p.referrals.save_programme(who.tenant_id, body)
-    p.audit.record(who.tenant_id, "referralprogramme.set", who, target="referral:programme", after=saved)
-    return saved
+    if saved.changed:  # a repeat of the programme in place changes nothing and records nothing
+        p.audit.record(who.tenant_id, "referralprogramme.set", who, target="referral:programme",
+                       before=saved.before, after=saved.after)
+    return saved.after
 
 
 @router.post("/v1/customers/{customerId}/referral-code", summary="A customer's referral code",

@@ -69,9 +69,11 @@ def get_reward(rewardId: RewardId, p: Annotated[Platform, Depends(platform)],
 def update_reward(rewardId: RewardId, body: RewardPatch, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Changes the given fields of a reward; ``null`` clears an optional one (capability ``admin``, audited)."""
-    before, after = p.spend.catalogue.update(who.tenant_id, rewardId, body)
-    p.audit.record(who.tenant_id, "reward.updated", who, target=f"reward:{rewardId}", before=before, after=after)
-    return after
+    saved = p.spend.catalogue.update(who.tenant_id, rewardId, body)
+    if saved.changed:
+        p.audit.record(who.tenant_id, "reward.updated", who, target=f"reward:{rewardId}", before=saved.before,
+                       after=saved.after)
+    return saved.after
 
 
 @router.get("/v1/spend/policy", summary="Reservation TTL and review threshold of the tenant",

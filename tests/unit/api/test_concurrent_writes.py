@@ -242,6 +242,18 @@ def _agent_pointer(ctx: Ctx) -> list[dict]:
     return [doc] if doc else []
 
 
+def _read(ctx: Ctx, path: str) -> list[dict]:
+    """What a GET of ``path`` answers (tenant-admin), as the one stored effect."""
+    response = ctx.client.get(path, headers=auth(ctx.tenant.admin))
+    return [response.json()] if response.status_code == 200 else []
+
+
+def _reward_setup(ctx: Ctx) -> None:
+    made = ctx.client.post("/v1/rewards", headers=auth(ctx.tenant.admin),
+                           json={"rewardId": "mug", "name": "Mug", "pointsCost": 100})
+    assert made.status_code == 201, made.text
+
+
 def _voucher(ctx: Ctx) -> dict:
     from shared.vouchers.codes import code_hash
     return ctx.platform.store.read(CODES, voucher_pk("acme", code_hash("acme", ctx.extra["voucher"]["code"])), "voucher")
@@ -364,6 +376,27 @@ WRITES: list[Write] = [
           _agent_pointer,
           lambda ctx, e, body: e["version"] == body["version"], setup=_agent_policies_setup,
           audit="agent-policy.activated"),
+    Write("fraud policy", "replace", "admin",
+          lambda ctx, n: ("PUT", "/v1/fraud/policy", {"customer": {"pointsPerHour": 1000 + n}}),
+          lambda ctx: _read(ctx, "/v1/fraud/policy"),
+          lambda ctx, e, body: e["customer"]["pointsPerHour"] == body["customer"]["pointsPerHour"],
+          audit="fraud.policy.changed"),
+    Write("referral programme", "replace", "admin",
+          lambda ctx, n: ("PUT", "/v1/referrals/programme", {"referrerPoints": 100 + n, "refereePoints": 50}),
+          lambda ctx: _read(ctx, "/v1/referrals/programme"),
+          lambda ctx, e, body: e["referrerPoints"] == body["referrerPoints"], audit="referralprogramme.set"),
+    Write("occasion settings", "replace", "admin",
+          lambda ctx, n: ("PUT", "/v1/occasions/settings", {"birthdayPoints": 10 + n, "anniversaryPoints": 5}),
+          lambda ctx: _read(ctx, "/v1/occasions/settings"),
+          lambda ctx, e, body: e["birthdayPoints"] == body["birthdayPoints"], audit="occasions.settings.changed"),
+    Write("export settings", "replace", "admin",
+          lambda ctx, n: ("PUT", "/v1/exports/settings", {"excludedPersonalFields": [], "microBatchMinutes": 5 + n}),
+          lambda ctx: _read(ctx, "/v1/exports/settings"),
+          lambda ctx, e, body: e["microBatchMinutes"] == body["microBatchMinutes"], audit="export.settings.changed"),
+    Write("reward change", "replace", "admin",
+          lambda ctx, n: ("PATCH", "/v1/rewards/mug", {"name": f"Mug {n}"}),
+          lambda ctx: _read(ctx, "/v1/rewards/mug"),
+          lambda ctx, e, body: e["name"] == body["name"], setup=_reward_setup, audit="reward.updated"),
     Write("api key", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/api-keys", {"role": "merchant", "label": f"till {n}"}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, None, tenantId="acme") if d["label"].startswith("till")],
