@@ -33,6 +33,7 @@ from shared.clock import Clock, iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
 from shared.store.layout import RULE_VERSIONS, RULESETS
 from shared.store.port import DocumentStore, Filter, Query
+from shared.store.replace import Change, replace
 
 TOOL_NAMES = ("find_customer", "get_balance", "list_transactions", "explain_order_points", "get_order_status",
               "list_eligible_rewards", "quote_redemption", "quote_goodwill", "execute_quote", "open_case",
@@ -257,10 +258,14 @@ class GuardrailPolicies:
 
     # --- which policy binds an agent key -------------------------------------------------
 
-    def bind(self, tenant_id: str, key_id: str, policy_id: str, actor: str) -> dict[str, Any]:
-        doc = {"id": f"agentkey:{key_id}", "pk": tenant_id, "docType": "agent-binding", "keyId": key_id,
-               "policyId": policy_id, "boundAt": iso(self._clock.now()), "boundBy": actor}
-        return _public(self._store.upsert(RULESETS, doc))
+    def bind(self, tenant_id: str, key_id: str, policy_id: str, actor: str) -> Change:
+        """Bind the key to the policy; binding it to the policy it is bound to changes nothing."""
+        done = replace(self._store, RULESETS, tenant_id, f"agentkey:{key_id}",
+                       lambda _current: {"id": f"agentkey:{key_id}", "pk": tenant_id, "docType": "agent-binding",
+                                         "keyId": key_id, "policyId": policy_id, "boundAt": iso(self._clock.now()),
+                                         "boundBy": actor},
+                       content=lambda doc: doc.get("policyId"))
+        return Change(_public(done.before) if done.before else None, _public(done.after), done.changed)
 
     def bound_policy(self, tenant_id: str, key_id: str) -> str | None:
         doc = self._store.read(RULESETS, tenant_id, f"agentkey:{key_id}")

@@ -42,6 +42,7 @@ from shared.store.layout import (
     message_pk,
 )
 from shared.store.port import Create, Delete, DocumentStore, Filter, Query, Upsert
+from shared.store.replace import Change
 from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
                                     TIER_CHANGED, Event, events_from_ledger, schema_name)
 from shared.webhooks.outbox import OutboxMarker
@@ -218,13 +219,24 @@ class WebhookService:
     def update(self, tenant_id: str, endpoint_id: str, *, url: str | None = None,
                event_types: Iterable[str] | None = None, description: str | None = None,
                enabled: bool | None = None) -> dict[str, Any]:
+        return self.change(tenant_id, endpoint_id, url=url, event_types=event_types, description=description,
+                           enabled=enabled).after
+
+    def change(self, tenant_id: str, endpoint_id: str, *, url: str | None = None,
+               event_types: Iterable[str] | None = None, description: str | None = None,
+               enabled: bool | None = None) -> Change:
+        """``update`` as (before, after) views: a change that leaves the endpoint as it is writes
+        nothing (``changed`` False), and a lost ETag race applies it again on what won."""
         types = self._check_types(event_types) if event_types is not None else None
         if url is not None:
             url = self._check_url(url)
         if description is not None and len(description) > MAX_DESCRIPTION:
             raise ValidationFailed(f"description: at most {MAX_DESCRIPTION} characters")
 
-        def change(doc: dict[str, Any]) -> dict[str, Any]:
+        read: dict[str, Any] = {}
+
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            read.update(before=dict(doc))
             if url is not None:
                 doc["url"] = url
             if types is not None:
@@ -234,14 +246,15 @@ class WebhookService:
             if enabled is True:
                 doc.update(status="active", disabledReason=None, failingSince=None, disabledAt=None,
                            disabledAnnounce=None)
-            elif enabled is False:
+            elif enabled is False and doc["status"] != "disabled":
                 doc.update(status="disabled", disabledReason="disabled by a tenant-admin")
-            return doc
+            return None if doc == read["before"] else doc
 
-        view = endpoint_view(self._change(tenant_id, endpoint_id, change))
+        saved = self._change(tenant_id, endpoint_id, change)
         if enabled is True:
             self.outbox.note_due()  # deliveries left pending while it was disabled are due again
-        return view
+        before = read["before"]
+        return Change(endpoint_view(before), endpoint_view(saved), saved.get("_etag") != before.get("_etag"))
 
     def disable(self, tenant_id: str, endpoint_id: str, reason: str) -> None:
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:

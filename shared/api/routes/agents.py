@@ -159,9 +159,11 @@ def bind_key(keyId: KeyId, body: Bind, p: Annotated[Platform, Depends(platform)]
         raise ValidationFailed("only agent keys are bound to guardrail policies",
                                [FieldProblem("keyId", f"this is a {key['role']} key")])
     bound = p.agents.policies.bind(who.tenant_id, keyId, body.policyId, who.key_id)
-    p.audit.record(who.tenant_id, "agent-key.bound", who, target=f"apikey:{keyId}",
-                   after={"policyId": body.policyId})
-    return bound
+    if bound.changed:  # binding it to the policy it is bound to records nothing
+        p.audit.record(who.tenant_id, "agent-key.bound", who, target=f"apikey:{keyId}",
+                       before={"policyId": bound.before["policyId"]} if bound.before else None,
+                       after={"policyId": body.policyId})
+    return bound.after
 
 
 @router.put("/v1/agent-terms/{docId}", status_code=201,

@@ -96,11 +96,17 @@ def update_endpoint(endpointId: EndpointId, body: EndpointChange, p: Annotated[P
                     who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
     """Changes the URL, event types or description, or disables and enables the endpoint (capability ``admin``,
     audited)."""
-    view = p.webhooks.update(who.tenant_id, endpointId, url=body.url, event_types=body.eventTypes,
-                             description=body.description, enabled=body.enabled)
-    p.audit.record(who.tenant_id, "webhook.endpoint.updated", who, target=f"webhook:{endpointId}",
-                   after=body.model_dump(exclude_none=True))
-    return view
+    saved = p.webhooks.change(who.tenant_id, endpointId, url=body.url, event_types=body.eventTypes,
+                              description=body.description, enabled=body.enabled)
+    if saved.changed:  # a change that leaves the endpoint as it is records nothing
+        asked = body.model_dump(exclude_none=True)
+
+        def fields(view: dict) -> dict:  # the asked fields, as they were and as they are
+            return {k: view["status"] != "disabled" if k == "enabled" else view.get(k) for k in asked}
+
+        p.audit.record(who.tenant_id, "webhook.endpoint.updated", who, target=f"webhook:{endpointId}",
+                       before=fields(saved.before), after=fields(saved.after))
+    return saved.after
 
 
 @router.delete("/endpoints/{endpointId}", status_code=204, summary="Delete an endpoint (its secret is destroyed)",

@@ -254,6 +254,19 @@ def _reward_setup(ctx: Ctx) -> None:
     assert made.status_code == 201, made.text
 
 
+def _endpoint_setup(ctx: Ctx) -> None:
+    _webhook_setup(ctx)
+    made = ctx.client.post("/v1/webhooks/endpoints", headers=auth(ctx.tenant.admin),
+                           json={"url": "http://127.0.0.1:9/hook", "eventTypes": ["transaction.committed"]})
+    assert made.status_code == 201, made.text
+    ctx.extra["endpoint"] = made.json()["id"]
+
+
+def _agent_key_setup(ctx: Ctx) -> None:
+    _agent_policies_setup(ctx)
+    ctx.extra["agent_key"] = ctx.platform.keys.issue("acme", Role.AGENT, None).key_id
+
+
 def _voucher(ctx: Ctx) -> dict:
     from shared.vouchers.codes import code_hash
     return ctx.platform.store.read(CODES, voucher_pk("acme", code_hash("acme", ctx.extra["voucher"]["code"])), "voucher")
@@ -397,14 +410,25 @@ WRITES: list[Write] = [
           lambda ctx, n: ("PATCH", "/v1/rewards/mug", {"name": f"Mug {n}"}),
           lambda ctx: _read(ctx, "/v1/rewards/mug"),
           lambda ctx, e, body: e["name"] == body["name"], setup=_reward_setup, audit="reward.updated"),
+    Write("webhook endpoint change", "replace", "admin",
+          lambda ctx, n: ("PATCH", f"/v1/webhooks/endpoints/{ctx.extra['endpoint']}", {"description": f"till {n}"}),
+          lambda ctx: _read(ctx, f"/v1/webhooks/endpoints/{ctx.extra['endpoint']}"),
+          lambda ctx, e, body: e["description"] == body["description"], setup=_endpoint_setup,
+          audit="webhook.endpoint.updated"),
+    Write("agent key binding", "replace", "admin",
+          lambda ctx, n: ("PUT", f"/v1/agent-keys/{ctx.extra['agent_key']}/policy", {"policyId": f"p{n}"}),
+          lambda ctx: [d for d in [ctx.platform.store.read(RULESETS, "acme", f"agentkey:{ctx.extra['agent_key']}")]
+                       if d],
+          lambda ctx, e, body: e["policyId"] == body["policyId"], setup=_agent_key_setup, audit="agent-key.bound"),
     Write("api key", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/api-keys", {"role": "merchant", "label": f"till {n}"}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, None, tenantId="acme") if d["label"].startswith("till")],
           audit="apikey.created"),
     Write("webhook endpoint", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/webhooks/endpoints", {"url": f"http://127.0.0.1:9/h{n}",
-                                                             "eventTypes": ["points.earned"]}),
-          lambda ctx: _docs(ctx, WEBHOOK_ENDPOINTS, "acme"), setup=_webhook_setup, audit="webhook.endpoint.created"),
+                                                             "eventTypes": ["transaction.committed"]}),
+          lambda ctx: [d for d in _docs(ctx, WEBHOOK_ENDPOINTS, "acme") if "url" in d],  # not their slots
+          setup=_webhook_setup, audit="webhook.endpoint.created"),
     Write("export backfill", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/exports/backfills",
                           {"from": "2026-10-01T00:00:00Z", "to": f"2026-10-{2 + n:02d}T00:00:00Z",
