@@ -196,11 +196,12 @@ class Catalogue:
                 return Change(before, before, False)
             new_doc = {**doc, **wanted, "version": doc["version"] + 1, "updatedAt": iso(self._clock.now())}
             try:
-                self._store.upsert(TENANTS, new_doc, if_match=doc["_etag"])
+                saved = self._store.upsert(TENANTS, new_doc, if_match=doc["_etag"])
             except PreconditionFailed:
                 time.sleep(random.uniform(0, min(0.02, 0.0005 * (attempt + 1))))
                 continue
-            return Change(before, self.get(tenant_id, reward_id), True)
+            # The view of what this edit wrote (a read now could show a later edit's).
+            return Change(before, self._view(saved, stock), True)
         raise Conflict(f"reward {reward_id!r} kept changing while it was being edited: read it and retry")
 
     def list(self, tenant_id: str, after: str | None, limit: int) -> list[dict[str, Any]]:
