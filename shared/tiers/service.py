@@ -48,7 +48,7 @@ from shared.app.tenant_changes import TenantCache
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock, iso, parse_iso
 from shared.domain.money import MINOR_UNITS, fits_minor_unit
-from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, StoreError, ValidationFailed
 from shared.ledger.entries import ENTRY_DOC, ORDER_DOC
 from shared.store.layout import CUSTOMERS, TENANTS
 from shared.store.port import DocumentStore, Filter, Query
@@ -60,6 +60,8 @@ from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.tiers")
 
+# Deletes retried when the programme changed between its read and the delete.
+DELETE_ATTEMPTS = 20
 PROGRAM_ID = "tierprogram"
 EVALUATION_ID = "tierevaluation"
 CACHE_SECONDS = 5.0
@@ -158,15 +160,18 @@ class TierService:
         """No more tiers: evaluations stop, multipliers read 1. Customers keep their
         tier name and history (a programme saved later replaces unknown tiers at its
         first evaluation)."""
-        doc, before = self._load(tenant_id)
-        if doc is None or before is None:
-            raise NotFound("the tenant has no tier programme")
-        try:
-            self._store.delete(TENANTS, tenant_id, PROGRAM_ID, if_match=doc["_etag"])
-        except PreconditionFailed:
-            raise Conflict("the tier programme was changed by someone else meanwhile; try again") from None
-        self.cache.invalidate(tenant_id)
-        return before
+        for _ in range(DELETE_ATTEMPTS):
+            doc, before = self._load(tenant_id)
+            if doc is None or before is None:
+                # Also the answer to a delete that lost to a concurrent one: it is gone.
+                raise NotFound("the tenant has no tier programme")
+            try:
+                self._store.delete(TENANTS, tenant_id, PROGRAM_ID, if_match=doc["_etag"])
+            except StoreError:
+                continue  # deleted or replaced meanwhile (the precondition failed): read again and decide again
+            self.cache.invalidate(tenant_id)
+            return before
+        raise Conflict("the tier programme kept changing while it was being deleted; try again")
 
     def _start_schedule(self, tenant_id: str, program: TierProgram, now: datetime) -> None:
         """A saved programme is first evaluated at its *next* scheduled date, never

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from shared.app.tenant_changes import TenantCache
 from shared.audit.log import AuditLog
 from shared.clock import Clock, iso, parse_iso
-from shared.errors import BatchFailed, Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import BatchFailed, Conflict, DocumentExists, NotFound, PreconditionFailed, StoreError, ValidationFailed
 from shared.keys.port import KeyProvider
 from shared.schemas.registry import REGISTRY
 from shared.store.layout import (
@@ -339,17 +339,21 @@ class WebhookService:
             Filter("disabledAnnounce", "=", "pending"), Filter("disabledAt", "<=", cutoff)), limit=100))
 
     def delete(self, tenant_id: str, endpoint_id: str) -> None:
-        doc = self.get(tenant_id, endpoint_id)
-        if "slot" in doc:  # the endpoint and its slot go together: the slot is free again
+        """Delete the endpoint (and its cap slot) once: a delete that loses to a concurrent
+        one reads it again and answers NotFound, as any later delete does."""
+        for _ in range(10):
+            doc = self.get(tenant_id, endpoint_id)  # NotFound once it is gone
+            operations = [Delete(endpoint_id, doc["_etag"])]
+            if "slot" in doc:  # the endpoint and its slot go together: the slot is free again
+                operations.append(Delete(_slot_id(doc["slot"])))
             try:
-                self._store.batch(WEBHOOK_ENDPOINTS, tenant_id, [
-                    Delete(endpoint_id), Delete(_slot_id(doc["slot"]))])
-            except BatchFailed:
-                raise Conflict(f"webhook endpoint {endpoint_id!r} changed meanwhile; try again") from None
-        else:
-            self._store.delete(WEBHOOK_ENDPOINTS, tenant_id, endpoint_id)
-        self.secrets.forget(tenant_id, endpoint_id)
-        self.cache.invalidate(tenant_id)
+                self._store.batch(WEBHOOK_ENDPOINTS, tenant_id, operations)
+            except StoreError:
+                continue  # deleted or changed meanwhile: read again and decide again
+            self.secrets.forget(tenant_id, endpoint_id)
+            self.cache.invalidate(tenant_id)
+            return
+        raise Conflict(f"webhook endpoint {endpoint_id!r} kept changing while it was being deleted; try again")
 
     def rotate_secret(self, tenant_id: str, endpoint_id: str, grace: timedelta = DEFAULT_GRACE) -> tuple[dict, str]:
         """A new secret (returned once); the one it replaces keeps signing until ``grace`` has passed.

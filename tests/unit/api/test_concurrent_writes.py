@@ -20,6 +20,9 @@ Then it checks what ``docs/exactly-once.md`` promises for that kind of write:
   (one audit record); conflicting -> each 2xx answer a change of its own,
   serialised: the audit records chain (each one's ``before`` is the previous
   one's ``after``), the final state is the last one's ``after``, nothing lost.
+* ``delete`` (a DELETE of a named thing: tier programme, webhook endpoint): one 2xx,
+  every other answer 404 (it is gone, as for any later delete), never a 409 or 5xx;
+  nothing left stored, one audit record.
 * ``each-new`` (no client key; the server names each: API keys, webhook
   endpoints, backfills, rule versions): every 2xx answer names a distinct
   stored thing and every stored thing was answered; no 5xx.
@@ -72,7 +75,7 @@ class Ctx:
                 "platform": self.platform_admin}[role]
 
 
-Kind = Literal["keyed", "create-once", "replace", "each-new"]
+Kind = Literal["keyed", "create-once", "replace", "each-new", "delete"]
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,11 @@ def _agent_key_setup(ctx: Ctx) -> None:
     ctx.extra["agent_key"] = ctx.platform.keys.issue("acme", Role.AGENT, None).key_id
 
 
+def _tiers_setup(ctx: Ctx) -> None:
+    saved = ctx.client.put("/v1/tiers", json=TIERS, headers=auth(ctx.tenant.admin))
+    assert saved.status_code == 200, saved.text
+
+
 def _voucher(ctx: Ctx) -> dict:
     from shared.vouchers.codes import code_hash
     return ctx.platform.store.read(CODES, voucher_pk("acme", code_hash("acme", ctx.extra["voucher"]["code"])), "voucher")
@@ -420,6 +428,14 @@ WRITES: list[Write] = [
           lambda ctx: [d for d in [ctx.platform.store.read(RULESETS, "acme", f"agentkey:{ctx.extra['agent_key']}")]
                        if d],
           lambda ctx, e, body: e["policyId"] == body["policyId"], setup=_agent_key_setup, audit="agent-key.bound"),
+    Write("tier programme deletion", "delete", "admin",
+          lambda ctx, n: ("DELETE", "/v1/tiers", None),
+          lambda ctx: _tenant_doc(ctx, "acme", "tierprogram"),
+          setup=_tiers_setup, audit="tiers.program.deleted", rounds=ROUNDS),
+    Write("webhook endpoint deletion", "delete", "admin",
+          lambda ctx, n: ("DELETE", f"/v1/webhooks/endpoints/{ctx.extra['endpoint']}", None),
+          lambda ctx: [d for d in _docs(ctx, WEBHOOK_ENDPOINTS, "acme") if "url" in d],
+          setup=_endpoint_setup, audit="webhook.endpoint.deleted", rounds=ROUNDS),
     Write("api key", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/api-keys", {"role": "merchant", "label": f"till {n}"}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, None, tenantId="acme") if d["label"].startswith("till")],
@@ -534,6 +550,9 @@ class TestConcurrentWrites:
             assert len(ok) == BURST, _explain(answers)
             assert len(effects) == 1 and write.winner(ctx, effects[0], ok[0][0])
             assert len({json.dumps(r.json(), sort_keys=True) for _, r in ok}) == 1, "identical PUTs, one answer"
+        elif write.kind == "delete":
+            assert len(ok) == 1 and codes.count(404) == BURST - 1, _explain(answers)
+            assert effects == [], effects
         else:
             # Every racer asked for something new: each is made or told to retry (409: a run in
             # progress, the version numbers contended), and some are made (a row whose racers
@@ -541,10 +560,12 @@ class TestConcurrentWrites:
             assert ok and all(r.status_code == 409 for _, r in answers if r.status_code >= 300), _explain(answers)
             assert len(ok) == len(effects), _explain(answers)
         if write.audit is not None:
-            expected = 1 if write.kind in ("keyed", "create-once", "replace") else len(ok)
+            expected = 1 if write.kind in ("keyed", "create-once", "replace", "delete") else len(ok)
             assert len(_audits(ctx, write.audit, _audit_tenant(ctx, write))) - audited == expected
 
     def _conflicting(self, ctx: Ctx, write: Write) -> None:
+        if write.kind == "delete":  # a delete has no body to differ in
+            return self._identical(ctx, write)
         write.setup(ctx)
         answers = _burst(ctx, write, identical=False)
         assert all(r.status_code < 500 for _, r in answers), _explain(answers)
