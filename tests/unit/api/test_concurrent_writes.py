@@ -275,6 +275,23 @@ def _tiers_setup(ctx: Ctx) -> None:
     assert saved.status_code == 200, saved.text
 
 
+def _experiment_setup(ctx: Ctx) -> None:
+    if "versions" not in ctx.extra:
+        _versions_setup(ctx)
+        ctx.extra["versions"] = True
+    started = ctx.client.post("/v1/rules/experiments", headers=auth(ctx.tenant.admin), json={
+        "name": f"trial {ctx.round}", "control": {"ruleSetId": "main", "version": 1},
+        "treatment": {"ruleSetId": "main", "version": 2}, "treatmentShare": "0.5", "reason": REASON})
+    assert started.status_code == 201, started.text
+    ctx.extra["experiment"] = started.json()["experimentId"]
+
+
+def _experiment_endings(ctx: Ctx) -> list[dict]:
+    return [r for r in ctx.platform.audit.records("acme", 0, 10_000)
+            if r["action"] in ("ruleset.experiment.stopped", "ruleset.experiment.promoted")
+            and ctx.extra["experiment"] in json.dumps(r)]
+
+
 def _voucher(ctx: Ctx) -> dict:
     from shared.vouchers.codes import code_hash
     return ctx.platform.store.read(CODES, voucher_pk("acme", code_hash("acme", ctx.extra["voucher"]["code"])), "voucher")
@@ -436,6 +453,14 @@ WRITES: list[Write] = [
           lambda ctx, n: ("DELETE", f"/v1/webhooks/endpoints/{ctx.extra['endpoint']}", None),
           lambda ctx: [d for d in _docs(ctx, WEBHOOK_ENDPOINTS, "acme") if "url" in d],
           setup=_endpoint_setup, audit="webhook.endpoint.deleted", rounds=ROUNDS),
+    # An experiment ends once: n even stops it, n odd promotes arm B; one 200, the others 409.
+    Write("experiment ending", "create-once", "admin",
+          lambda ctx, n: ("POST", f"/v1/rules/experiments/{ctx.extra['experiment']}/"
+                          + ("stop" if n % 2 == 0 else "promote"),
+                          {"reason": REASON} if n % 2 == 0 else {"arm": "B", "reason": REASON}),
+          _experiment_endings,
+          lambda ctx, e, body: e["action"].endswith("promoted") == ("arm" in body), setup=_experiment_setup,
+          rounds=3),
     Write("api key", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/api-keys", {"role": "merchant", "label": f"till {n}"}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, None, tenantId="acme") if d["label"].startswith("till")],
