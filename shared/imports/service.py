@@ -375,12 +375,16 @@ class Imports:
                   "lines": cursor["line"], **({"reason": reason} if reason else {})}
         # Finished once: the swap that moves it to its final status records it.
         finished_here = False
-        current = self._doc(doc["tenantId"], doc["importId"])
-        while current["status"] not in (DONE, REJECTED):
+        for _ in range(SWAP_ATTEMPTS):
+            current = self._doc(doc["tenantId"], doc["importId"])
+            if current["status"] in (DONE, REJECTED):
+                break  # finished by another slice: recorded there
             if self._swap(current, status=status, finishedAt=iso(self._clock.now()), result=result):
                 finished_here = True
                 break
-            current = self._doc(doc["tenantId"], doc["importId"])  # changed meanwhile: decide again
+            # Changed meanwhile (a progress write): decide again on what is stored.
+        else:
+            raise Conflict(f"import {doc['importId']} kept changing while it was being finished: the job retries")
         if finished_here:
             self._audit.record(doc["tenantId"], f"import.{status}", None, target=f"import:{doc['importId']}",
                                after=result)
