@@ -36,12 +36,12 @@ class Mutation:
             raise QueryRefused(f"maxDepth must be 1 to {graphql_settings.CEILING_MAX_DEPTH}")
         if max_cost is not None and not 1 <= max_cost <= graphql_settings.CEILING_MAX_COST:
             raise QueryRefused(f"maxCost must be 1 to {graphql_settings.CEILING_MAX_COST}")
-        before = context.settings
-        after = await context.call(graphql_settings.save, context.platform.store, who.tenant_id, max_depth=max_depth,
-                                   max_cost=max_cost, introspection=introspection)
-        await context.call(context.platform.audit.record, who.tenant_id, "graphql.settings.changed", who,
-                           target=f"graphql:{who.tenant_id}", before=_view(before) if before else None,
-                           after=_view(after))
+        saved = await context.call(graphql_settings.save, context.platform.store, who.tenant_id,
+                                   max_depth=max_depth, max_cost=max_cost, introspection=introspection)
+        after = saved.after
+        if saved.changed:  # audited once per change, with the settings it replaced
+            await context.call(context.platform.audit.record, who.tenant_id, "graphql.settings.changed", who,
+                               target=f"graphql:{who.tenant_id}", before=_view(saved.before), after=_view(after))
         return GraphQLSettings(max_depth=after.max_depth, max_cost=after.max_cost,
                                introspection=after.introspection)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from shared.local.sandbox import SANDBOX
 from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore
+from shared.store.replace import Change, replace
 
 SETTINGS_ID = "graphql"
 DEFAULT_MAX_DEPTH = 10
@@ -35,7 +36,11 @@ class GraphQLSettings:
 
 
 def load(store: DocumentStore, tenant_id: str, sandbox_marker: bool = False) -> GraphQLSettings:
-    doc = store.read(TENANTS, tenant_id, SETTINGS_ID) or {}
+    return _settings(tenant_id, store.read(TENANTS, tenant_id, SETTINGS_ID), sandbox_marker)
+
+
+def _settings(tenant_id: str, doc: dict | None, sandbox_marker: bool = False) -> GraphQLSettings:
+    doc = doc or {}
     sandbox = tenant_id == SANDBOX or sandbox_marker
     return GraphQLSettings(
         max_depth=min(int(doc.get("maxDepth", DEFAULT_MAX_DEPTH)), CEILING_MAX_DEPTH),
@@ -45,16 +50,21 @@ def load(store: DocumentStore, tenant_id: str, sandbox_marker: bool = False) -> 
 
 
 def save(store: DocumentStore, tenant_id: str, max_depth: int | None = None, max_cost: int | None = None,
-         introspection: bool | None = None) -> GraphQLSettings:
-    """Store a tenant's GraphQL settings (the ``updateGraphqlSettings`` mutation); an ETag
-    precondition, so of two concurrent changes one fails rather than both half-applying."""
-    current = store.read(TENANTS, tenant_id, SETTINGS_ID) or {"id": SETTINGS_ID, "pk": tenant_id,
-                                                                 "docType": "graphqlSettings"}
-    for name, value in (("maxDepth", max_depth), ("maxCost", max_cost), ("introspection", introspection)):
-        if value is not None:
-            current[name] = value
-    GraphQLSettings(max_depth=current.get("maxDepth", DEFAULT_MAX_DEPTH),
-                    max_cost=current.get("maxCost", DEFAULT_MAX_COST))  # refuse out-of-range values
-    etag = current.get("_etag")
-    store.upsert(TENANTS, {k: v for k, v in current.items() if not k.startswith("_")}, if_match=etag)
-    return load(store, tenant_id)
+         introspection: bool | None = None) -> Change:
+    """Store a tenant's GraphQL settings (the ``updateGraphqlSettings`` mutation), merged onto
+    the stored ones (shared.store.replace): concurrent changes are applied one after the
+    other, each on the settings it replaces, and a change to what is already stored writes
+    nothing (``changed`` False)."""
+    asked = {"maxDepth": max_depth, "maxCost": max_cost, "introspection": introspection}
+
+    def build(current: dict | None) -> dict:
+        doc = {k: v for k, v in (current or {"id": SETTINGS_ID, "pk": tenant_id,
+                                              "docType": "graphqlSettings"}).items() if not k.startswith("_")}
+        doc.update({k: v for k, v in asked.items() if v is not None})
+        GraphQLSettings(max_depth=doc.get("maxDepth", DEFAULT_MAX_DEPTH),
+                        max_cost=doc.get("maxCost", DEFAULT_MAX_COST))  # refuse out-of-range values
+        return doc
+
+    done = replace(store, TENANTS, tenant_id, SETTINGS_ID, build, content=lambda doc: {k: doc.get(k) for k in asked})
+    before, after = _settings(tenant_id, done.before), _settings(tenant_id, done.after)
+    return Change(before, after, done.changed and before != after)

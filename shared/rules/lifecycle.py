@@ -326,8 +326,12 @@ class RuleSetService:
         assert doc is not None, "a running experiment has its record"
         ended = models.Experiment.model_validate(
             {**doc["body"], "status": status, "endedAt": iso(self.clock.now()), "winner": winner})
-        self.store.upsert(RULESETS, {**{k: v for k, v in doc.items() if not k.startswith("_")},
-                                     "body": ended.model_dump(mode="json", by_alias=True)}, if_match=doc["_etag"])
+        try:
+            self.store.upsert(RULESETS, {**{k: v for k, v in doc.items() if not k.startswith("_")},
+                                         "body": ended.model_dump(mode="json", by_alias=True)}, if_match=doc["_etag"])
+        except PreconditionFailed:
+            # Only an ending writes the record: a concurrent stop or promote won.
+            raise Conflict(f"experiment {experiment_id} is not running (another request ended it)") from None
         return ended, routing
 
     def stop_experiment(self, tenant_id: str, experiment_id: str, actor: str) -> models.Experiment:

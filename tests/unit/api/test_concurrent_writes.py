@@ -292,6 +292,12 @@ def _experiment_endings(ctx: Ctx) -> list[dict]:
             and ctx.extra["experiment"] in json.dumps(r)]
 
 
+def _rotations(ctx: Ctx) -> list[int]:
+    """One per rotation since the endpoint was made (its secret version 1): none lost, none doubled."""
+    version = _read(ctx, f"/v1/webhooks/endpoints/{ctx.extra['endpoint']}")[0]["secretVersion"]
+    return list(range(2, version + 1))
+
+
 def _voucher(ctx: Ctx) -> dict:
     from shared.vouchers.codes import code_hash
     return ctx.platform.store.read(CODES, voucher_pk("acme", code_hash("acme", ctx.extra["voucher"]["code"])), "voucher")
@@ -461,6 +467,15 @@ WRITES: list[Write] = [
           _experiment_endings,
           lambda ctx, e, body: e["action"].endswith("promoted") == ("arm" in body), setup=_experiment_setup,
           rounds=3),
+    Write("webhook secret rotation", "each-new", "admin",
+          lambda ctx, n: ("POST", f"/v1/webhooks/endpoints/{ctx.extra['endpoint']}/rotate-secret", {"graceSeconds": 60}),
+          _rotations, setup=_endpoint_setup, audit="webhook.secret.rotated"),
+    # The GraphQL API's one mutation, through POST /graphql/v1 like every other write here.
+    Write("graphql settings", "replace", "admin",
+          lambda ctx, n: ("POST", "/graphql/v1", {"query": "mutation($c: Int) { updateGraphqlSettings(maxCost: $c) "
+                                                           "{ maxDepth maxCost introspection } }", "variables": {"c": 1000 + n}}),
+          lambda ctx: _tenant_doc(ctx, "acme", "graphql"),
+          lambda ctx, e, body: e["maxCost"] == body["variables"]["c"], audit="graphql.settings.changed"),
     Write("api key", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/api-keys", {"role": "merchant", "label": f"till {n}"}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, None, tenantId="acme") if d["label"].startswith("till")],
@@ -651,7 +666,10 @@ def _chain(records: list[dict]) -> dict:
 def _body_of(answers: list, after: Any, write: Write, ctx: Ctx) -> dict | None:
     """The request body whose answer is the last audit record's ``after``."""
     for body, response in answers:
-        if response.status_code < 300 and all(response.json().get(k) == v for k, v in after.items()):
+        answer = response.json() if response.status_code < 300 else {}
+        if "data" in answer:  # a GraphQL mutation's answer: its one field's result
+            answer = next(iter(answer["data"].values()))
+        if response.status_code < 300 and all(answer.get(k) == v for k, v in after.items()):
             return body
     raise AssertionError(f"no 2xx answer matches the last change {after}")
 
