@@ -6,7 +6,7 @@
   ``DeliveryWorker.drain`` (kept-alive connections, as shipped; bench_webhooks.py adds latency).
 * exports: ``--entries`` ledger entries (default 1,000,000) over ``--customers``
   customers, generated straight into a SQLite store, exported (the
-  transactions subject: page, gzip NDJSON, chunked AES-256-GCM, local blob
+  transactions subject: page, gzip NDJSON, client-side encryption v2, local blob
   folder) in a child process; rows/s, MB/s of plaintext and ciphertext, and the
   child's peak RSS (ru_maxrss), with the generation's RSS as a baseline.
 
@@ -28,10 +28,10 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
+from receiver import serve_verifying  # bench/receiver.py
 from summary import record  # bench/summary.py: make bench's summary table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,29 +50,11 @@ def bench_webhooks(events: int, endpoints: int) -> dict:
     counts = {"ok": 0, "bad": 0}
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def on_answer(path: str, headers: dict[str, str], ok: bool) -> None:
+        with lock:
+            counts["ok" if ok else "bad"] += 1
 
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            try:
-                secrets[self.path].verify(body, dict(self.headers.items()))
-                ok = True
-            except Exception:  # noqa: BLE001
-                ok = False
-            with lock:
-                counts["ok" if ok else "bad"] += 1
-            self.send_response(204 if ok else 400)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    server, url = serve_verifying(lambda path, body, headers: secrets[path].verify(body, headers), on_answer)
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings.from_env({"ACCRUE_DATA_DIR": folder, "ACCRUE_SQLITE_SYNCHRONOUS": "NORMAL"})
         platform = build_platform(settings, clock=SystemClock())
@@ -166,7 +148,7 @@ def generate(db_path: Path, entries: int, customers: int) -> None:
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 from datetime import datetime, timezone
 sys.path.insert(0, sys.argv[1])
 from shared.blobs.local import LocalBlobSink
@@ -187,7 +169,7 @@ manifest = service.backfill("bench", datetime(2025, 1, 1, tzinfo=timezone.utc), 
 elapsed = time.perf_counter() - started
 f = manifest["files"][0]
 print(json.dumps({"rows": f["rows"], "seconds": elapsed, "plaintext": f["plaintextBytes"],
-                  "ciphertext": f["ciphertextBytes"], "rss_before_kib": rss_before,
+                  "ciphertext": os.path.getsize(folder + "/blobs/" + f["path"]), "rss_before_kib": rss_before,
                   "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -234,7 +216,7 @@ def main() -> None:
         "", "## Export (transactions subject)", "",
         f"{ex['rows']:,} ledger entries over {args.customers:,} customers, generated straight into SQLite "
         f"({ex['generate_seconds']:.0f} s), exported in a child process: paged reads, gzip NDJSON, "
-        "AES-256-GCM in 64 KiB chunks, local blob folder.", "",
+        "Azure Storage client-side encryption v2 (AES-256-GCM) under the export key, local blob folder.", "",
         "| rows | seconds | rows/s | MB/s plaintext (gzip) | MB/s encrypted | plaintext MB | peak RSS MiB | RSS at start MiB |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {ex['rows']:,} | {ex['seconds']:.1f} | {ex['rows'] / ex['seconds']:,.0f} | "

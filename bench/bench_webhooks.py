@@ -33,10 +33,10 @@ import tempfile
 import threading
 import time
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from machine import machine_line  # bench/machine.py (the script's folder is on sys.path)
+from receiver import serve_verifying  # bench/receiver.py
 from summary import record  # bench/summary.py: make bench's summary table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -79,42 +79,27 @@ def _serve(conn, secrets) -> None:  # noqa: ANN001 - a Pipe end and a dict (or a
     state = {"arrived": {}, "verified": 0, "refused": 0, "connections": 0}
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive when the sender keeps the connection
+    def verify(path: str, body: bytes, headers: dict[str, str]) -> None:
+        verifier = verifiers.get(path)
+        if verifier is None:
+            verifier = verifiers[path] = Webhook(secrets[path])
+        verifier.verify(body, headers)
 
-        def setup(self) -> None:
-            super().setup()
-            with lock:
-                state["connections"] += 1
+    def on_answer(path: str, headers: dict[str, str], ok: bool) -> None:
+        now = time.monotonic()
+        with lock:
+            if ok:
+                state["verified"] += 1
+                state["arrived"].setdefault((path, headers["webhook-id"]), now)
+            else:
+                state["refused"] += 1
 
-        def log_message(self, *args) -> None:
-            pass
+    def on_connect() -> None:
+        with lock:
+            state["connections"] += 1
 
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            try:
-                verifier = verifiers.get(self.path)
-                if verifier is None:
-                    verifier = verifiers[self.path] = Webhook(secrets[self.path])
-                verifier.verify(body, dict(self.headers.items()))
-                ok = True
-            except Exception:  # noqa: BLE001 - any failure to verify is a refusal
-                ok = False
-            now = time.monotonic()
-            with lock:
-                if ok:
-                    state["verified"] += 1
-                    state["arrived"].setdefault((self.path, self.headers["webhook-id"]), now)
-                else:
-                    state["refused"] += 1
-            self.send_response(204 if ok else 400)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    conn.send(f"http://127.0.0.1:{server.server_address[1]}")
+    server, url = serve_verifying(verify, on_answer, on_connect)
+    conn.send(url)
     while True:
         asked = conn.recv()
         if asked == "stop":
