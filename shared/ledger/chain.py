@@ -99,16 +99,13 @@ def plain(value: Any) -> bool:
     dicts (exactly those types: a subclass goes to the definition), at any depth."""
     kind = type(value)
     if kind is dict:
-        for item in value.values():
-            if type(item) not in _SCALARS and not plain(item):
-                return False
-        return True
-    if kind is list:
-        for item in value:
-            if type(item) not in _SCALARS and not plain(item):
-                return False
-        return True
-    return kind in _SCALARS
+        value = value.values()
+    elif kind is not list:
+        return kind in _SCALARS
+    for item in value:
+        if type(item) not in _SCALARS and not plain(item):
+            return False
+    return True
 
 
 def entry_hash(entry: dict[str, Any], prev_hash: str) -> str:

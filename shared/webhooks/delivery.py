@@ -370,7 +370,7 @@ class DeliveryWorker:
             try:
                 self._store.upsert(WEBHOOK_DELIVERIES, dict(lease, nextAttemptAt=due[lease["id"]]),
                                    if_match=lease["_etag"])
-            except (PreconditionFailed, StoreError):
+            except StoreError:  # PreconditionFailed among them
                 pass
 
     def _attempt_doc(self, endpoint: dict[str, Any], delivery: dict[str, Any], attempt_no: int,
