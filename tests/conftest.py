@@ -179,12 +179,26 @@ def claimed(platform: Platform, body: dict) -> dict:
 def run_in_threads(target: Callable[..., object], args: Iterable[tuple[Any, ...]],
                    timeout: float | None = None) -> None:
     """One thread per argument tuple, all started before any is joined (so they race),
-    then each joined (``timeout`` seconds at most each)."""
-    threads = [threading.Thread(target=target, args=a) for a in args]
+    then each joined (``timeout`` seconds at most each). A thread's exception is raised
+    here (the first one), and a thread still running after its timeout fails the test:
+    a racer that died must not pass for one that lost."""
+    failures: list[BaseException] = []
+
+    def run(*a: Any) -> None:
+        try:
+            target(*a)
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread below
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=a) for a in args]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=timeout)
+    if failures:
+        raise failures[0]
+    running = sum(thread.is_alive() for thread in threads)
+    assert not running, f"{running} of {len(threads)} threads still running after {timeout} s"
 
 
 @pytest.fixture

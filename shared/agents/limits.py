@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from shared.errors import DocumentExists, PreconditionFailed
+from shared.store.contention import attempts
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore
 
@@ -52,7 +53,7 @@ class DailyCounters:
         """Count ``points`` of ``quote_id`` unless the total would pass ``limit`` (None: no limit)."""
         assert points >= 0, "counters count points moved, never negative"
         pk, doc_id = self._pk(tenant_id), self._id(day, subject)
-        for _ in range(RETRIES):
+        for _ in attempts(RETRIES):
             current = self._store.read(SYSTEM, pk, doc_id)
             quotes = dict((current or {}).get("quotes", {}))
             total = int((current or {}).get("points", 0))
@@ -76,7 +77,7 @@ class DailyCounters:
     def remove(self, tenant_id: str, day: str, subject: str, quote_id: str) -> None:
         """Give back a quote's points (its action was refused by the ledger)."""
         pk, doc_id = self._pk(tenant_id), self._id(day, subject)
-        for _ in range(RETRIES):
+        for _ in attempts(RETRIES):
             current = self._store.read(SYSTEM, pk, doc_id)
             if current is None or quote_id not in current.get("quotes", {}):
                 return

@@ -30,6 +30,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from shared.clock import Clock, iso
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unauthenticated
+from shared.store.contention import attempts
 from shared.store.layout import API_KEYS
 from shared.store.port import DocumentStore, Filter, Query
 
@@ -192,7 +193,7 @@ class ApiKeys:
         """Revoke; returns (the key's public view, whether this call revoked it). Of two
         callers racing on one live key exactly one gets True (ETag-guarded write), so
         the act is recorded once."""
-        for _ in range(3):
+        for _ in attempts():
             doc = self.get(tenant_id, key_id)
             with self._lock:
                 self._cache.pop(key_id, None)

@@ -20,6 +20,7 @@ from shared.domain.inputs import JoinDate
 from shared.domain.orders import EntityId
 from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.privacy.personal import PersonalData, PersonalDataVault
+from shared.store.contention import attempts
 from shared.store.layout import CUSTOMERS, customer_pk
 from shared.store.port import DocumentStore, Filter, Query, read_many
 
@@ -129,7 +130,7 @@ class CustomerService:
 
     def add_tags(self, tenant_id: str, customer_id: str, tags: tuple[str, ...]) -> None:
         """Union the tags in (idempotent); retried on a concurrent write."""
-        for _ in range(5):
+        for _ in attempts():
             doc = self.find(tenant_id, customer_id)
             if doc is None:
                 return
@@ -142,6 +143,7 @@ class CustomerService:
                 return
             except PreconditionFailed:
                 continue  # another writer changed the profile: merge again
+        raise Conflict(f"customer {customer_id!r} kept changing while tags were added; try again")
 
 
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:

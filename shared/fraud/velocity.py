@@ -35,6 +35,7 @@ from shared.clock import iso
 from shared.errors import DocumentExists, PreconditionFailed
 from shared.ledger.entries import ENTRY_DOC, EntryType, Head
 from shared.ledger.service import Ledger
+from shared.store.contention import attempts
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
 
@@ -120,7 +121,7 @@ class TenantCounters:
 
     def _increment(self, tenant_id: str, counter_id: str, points: int) -> None:
         pk = self._pk(tenant_id)
-        for _ in range(COUNTER_RETRIES):
+        for _ in attempts(COUNTER_RETRIES):
             current = self._store.read(SYSTEM, pk, counter_id)
             doc = {"id": counter_id, "pk": pk, "docType": "fraudCounter", "tenantId": tenant_id,
                    "points": (current or {}).get("points", 0) + points}

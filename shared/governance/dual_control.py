@@ -52,6 +52,7 @@ from shared.audit.log import PLATFORM_CHAIN, SYSTEM_ACTOR, AuditLog, HasActor
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import AccrueError, Conflict, Forbidden, NotFound, PreconditionFailed
 from shared.governance.webauthn import CeremonyFailed, Credential, challenge_for
+from shared.store.contention import attempts
 from shared.store.layout import APPROVALS, SYSTEM
 from shared.store.port import DocumentStore, Query
 
@@ -213,7 +214,7 @@ class DualControl:
         verified = self.operators.verify_assertion(approver, challenge_for(content(doc)), assertion, extra)
         entry = {"operatorId": approver, "credentialId": verified.credential_id, "keyId": who.key_id,
                  "at": iso(self._clock.now()), "reason": reason}
-        for _ in range(10):
+        for _ in attempts():
             approvals = (doc.get("approvals") or []) + [entry]
             complete = _complete(doc, approvals)
             changed = dict(doc, approvals=approvals, status="executing" if complete else "pending")

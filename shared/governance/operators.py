@@ -37,6 +37,7 @@ from shared.audit.log import PLATFORM_CHAIN, Actor, AuditLog, HasActor
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import AccrueError, Conflict, DocumentExists, Forbidden, NotFound, PreconditionFailed
 from shared.governance.webauthn import Assertion, CeremonyFailed, Credential, RelyingParty
+from shared.store.contention import attempts
 from shared.store.layout import API_KEYS, SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
 
@@ -205,7 +206,7 @@ class Operators:
 
     def add_credential(self, operator_id: str, credential: dict[str, Any]) -> dict[str, Any]:
         self._claim(credential["credentialId"], operator_id)
-        for _ in range(5):
+        for _ in attempts():
             doc = self.active(operator_id)
             if any(c["credentialId"] == credential["credentialId"] for c in doc["credentials"]):
                 return doc
@@ -218,7 +219,7 @@ class Operators:
         raise Conflict(f"operator {operator_id!r} kept changing; try again")
 
     def remove_credential(self, operator_id: str, credential_id: str) -> dict[str, Any]:
-        for _ in range(5):
+        for _ in attempts():
             doc = self.active(operator_id)
             kept = [c for c in doc["credentials"] if c["credentialId"] != credential_id]
             if len(kept) == len(doc["credentials"]):
@@ -245,7 +246,7 @@ class Operators:
         stored under the ETag: of two uses of one assertion, the second is refused."""
         if extra:  # a newcomer's credential, not stored on an operator yet
             return self.rp.verify_assertion(challenge, extra, response)
-        for _ in range(5):
+        for _ in attempts():
             doc = self.active(operator_id)
             assertion = self.rp.verify_assertion(challenge, [to_credential(c) for c in doc["credentials"]], response)
             credentials = [dict(c, signCount=assertion.sign_count) if c["credentialId"] == assertion.credential_id

@@ -66,10 +66,14 @@ from shared.ledger.entries import (
 )
 from shared.domain.wallets import WalletSettings
 from shared.ledger import wallets
+from shared.store.contention import ATTEMPTS as CONTENTION_ATTEMPTS, pause
 from shared.store.layout import LEDGER, customer_pk
 from shared.store.port import Create, DocumentStore, Filter, PartitionBatch, Query, read_many
 
-MAX_ATTEMPTS = 8
+# Rounds a request may lose the sequence number to other writers on its customer before
+# LedgerConflict (409; the queue retries an order): the contention budget every
+# compare-and-swap shares, with its jittered pause between rounds (shared/store/contention.py).
+MAX_ATTEMPTS = CONTENTION_ATTEMPTS
 # Ledger._documents builds a Head field by field (faster than dataclasses.replace): a
 # field added to Head must be added there too.
 assert [f.name for f in dataclasses.fields(Head)] == [
@@ -377,7 +381,13 @@ class Ledger:
         outcomes: list[TransactionOutcome | None] = [None] * len(requests)
         attempts = [0] * len(requests)
         todo = list(range(len(requests)))
+        raced = False
         while todo:
+            if raced:
+                # Some request lost the sequence number to another writer: let that crowd
+                # spread out before re-planning, or the same writers collide again in lockstep.
+                pause(max(attempts[index] for index in todo) or 1)
+                raced = False
             todo.sort()
             later: list[int] = []
             # Within a round, a customer's later requests are planned on the head its
@@ -463,6 +473,7 @@ class Ledger:
                         f"{request.customer_id} under another idempotency key"))
                     continue
                 later.append(index)  # lost a race on the sequence number: re-plan on the fresh head
+                raced = True
             todo = later
         result = [o for o in outcomes if o is not None]
         assert len(result) == len(requests)

@@ -43,6 +43,7 @@ from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
 from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
+from shared.store.contention import attempts
 from shared.store.layout import CODES, TENANTS
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Change, replace
@@ -162,7 +163,7 @@ class Referrals:
         """Erasure: drop the keyed digests of the customer's email and phone from their code
         (the code keeps working; only the self-referral check loses these signals)."""
         pk = f"{tenant_id}:r:{self._code(tenant_id, customer_id)}"
-        for _ in range(CAS_ATTEMPTS):
+        for _ in attempts(CAS_ATTEMPTS):
             doc = self._store.read(CODES, pk, "referralcode")
             if doc is None or not ({"emailDigest", "phoneDigest"} & doc.keys()):
                 return

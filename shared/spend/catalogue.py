@@ -24,8 +24,6 @@ tenants keeps only documents whose id equals their partition.
 
 from __future__ import annotations
 
-import random
-import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -37,6 +35,7 @@ from shared.domain.inputs import Instant
 from shared.domain.orders import EntityId
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, OutOfStock, PreconditionFailed, \
     RewardNotAvailable, ValidationFailed
+from shared.store.contention import attempts
 from shared.store.layout import TENANTS
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Change
@@ -180,7 +179,7 @@ class Catalogue:
         (a merge patch means the same on either), so no edit is lost; a patch that changes
         nothing writes nothing (``changed`` False, no new version)."""
         changes = patch.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        for attempt in range(EDIT_ATTEMPTS):
+        for _ in attempts(EDIT_ATTEMPTS):
             doc = self._doc(tenant_id, reward_id)
             merged = {**_reward_fields(doc), **changes}
             fields = RewardFields.model_validate(merged)  # re-checks the window and the partner pairing
@@ -198,7 +197,6 @@ class Catalogue:
             try:
                 saved = self._store.upsert(TENANTS, new_doc, if_match=doc["_etag"])
             except PreconditionFailed:
-                time.sleep(random.uniform(0, min(0.02, 0.0005 * (attempt + 1))))
                 continue
             # The view of what this edit wrote (a read now could show a later edit's).
             return Change(before, self._view(saved, stock), True)
@@ -236,7 +234,7 @@ class Catalogue:
         self._cas(tenant_id, reward_id, -1)
 
     def _cas(self, tenant_id: str, reward_id: str, delta: int) -> None:
-        for attempt in range(CAS_ATTEMPTS):
+        for _ in attempts(CAS_ATTEMPTS):
             reward = self._doc(tenant_id, reward_id)
             stock = self._stock_doc(tenant_id, reward_id)
             claimed = stock["claimed"] if stock else 0
@@ -254,9 +252,9 @@ class Catalogue:
                     self._store.upsert(TENANTS, doc, if_match=stock["_etag"])
                 return
             except (PreconditionFailed, DocumentExists):
-                # Another redemption moved the counter first: re-read and retry, with a
-                # little jitter so a crowd of losers does not collide again in lockstep.
-                time.sleep(random.uniform(0, min(0.02, 0.0005 * (attempt + 1))))
+                # Another redemption moved the counter first: re-read and retry (after the
+                # jittered pause of shared/store/contention.py).
+                continue
         raise Conflict(f"reward {reward_id!r} is in heavy demand: retry the redemption")
 
     # --- internals ----------------------------------------------------------------------

@@ -23,15 +23,13 @@ and nothing of its request was written.
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from shared.errors import Conflict, DocumentExists, PreconditionFailed
+from shared.store.contention import ATTEMPTS, attempts
 from shared.store.port import Document, DocumentStore
 
-ATTEMPTS = 64
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class Change:
 def replace(store: DocumentStore, container: str, pk: str, id: str, build: Callable[[Document | None], Document],
             content: Callable[[Document], Any]) -> Replaced:
     """Write ``build(current)`` over the current document unless its ``content`` is already that."""
-    for attempt in range(ATTEMPTS):
+    for _ in attempts(ATTEMPTS):
         current = store.read(container, pk, id)
         wanted = build(current)
         assert wanted["id"] == id and wanted["pk"] == pk, "replace writes the document it read"
@@ -66,9 +64,8 @@ def replace(store: DocumentStore, container: str, pk: str, id: str, build: Calla
             else:
                 saved = store.upsert(container, wanted, if_match=current["_etag"])
         except (DocumentExists, PreconditionFailed):
-            # Another writer changed it first: build again on what it wrote, after a
-            # little jitter so a crowd of losers does not collide again in lockstep.
-            time.sleep(random.uniform(0, min(0.02, 0.0005 * (attempt + 1))))
+            # Another writer changed it first: build again on what it wrote (after the
+            # jittered pause of shared/store/contention.py).
             continue
         return Replaced(current, saved, True)
     raise Conflict(f"{id!r} kept changing under concurrent writers; nothing was written: retry")

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from shared.clock import Clock, iso
 from shared.errors import BatchFailed, DocumentExists, FieldProblem, NotFound, OutOfStock, PreconditionFailed, \
     ValidationFailed
+from shared.store.contention import attempts
 from shared.store.layout import CODES, pool_pk
 from shared.store.port import Create, DocumentStore, Filter, Query
 
@@ -165,7 +166,7 @@ class CodePools:
 
     def _count(self, tenant_id: str, pool_id: str, added: int) -> None:
         pk = pool_pk(tenant_id, pool_id)
-        for _ in range(HAND_OUT_ATTEMPTS):
+        for _ in attempts(HAND_OUT_ATTEMPTS):
             doc = self._store.read(CODES, pk, "pool")
             fresh = {"id": "pool", "pk": pk, "docType": "pool", "tenantId": tenant_id, "poolId": pool_id,
                      "uploaded": (doc["uploaded"] if doc else 0) + added, "handedOut": doc["handedOut"] if doc else 0,
@@ -193,7 +194,7 @@ class CodePools:
         claim_id = f"claim-{redemption_id}"
         claim = self._store.read(CODES, pk, claim_id)
         if claim is None:
-            for _ in range(HAND_OUT_ATTEMPTS):
+            for _ in attempts(HAND_OUT_ATTEMPTS):
                 free = self._store.query(CODES, Query(pk=pk, filters=(
                     Filter("docType", "=", "poolcode"), Filter("status", "=", "free")), limit=PICK_FROM))
                 if not free:
@@ -222,7 +223,7 @@ class CodePools:
         return self._open(tenant_id, pool_id, code_doc)
 
     def _bump(self, pk: str) -> None:
-        for _ in range(HAND_OUT_ATTEMPTS):
+        for _ in attempts(HAND_OUT_ATTEMPTS):
             doc = self._store.read(CODES, pk, "pool")
             if doc is None:
                 return

@@ -30,8 +30,6 @@ What it guarantees (docs/vouchers.md):
 from __future__ import annotations
 
 import logging
-import random
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Literal
@@ -47,6 +45,7 @@ from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_
 from shared.spend.catalogue import Catalogue, RewardFields
 from shared.spend.policy import SpendPolicies
 from shared.spend.redemptions import COMPLETED, CONFIRMED, RedeemRequest, Redemptions, SpendResult
+from shared.store.contention import attempts
 from shared.store.layout import CODES, voucher_pk
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry.logs import fields
@@ -197,7 +196,7 @@ class Vouchers:
         """One use of the voucher, exactly once per ``idempotency_key`` (see the module docstring)."""
         digest = codes.code_hash(tenant_id, code)  # a malformed or mistyped code: 422 before any read
         fingerprint = fingerprint_of(request.model_dump(mode="json", by_alias=True))
-        for attempt in range(CAS_ATTEMPTS):
+        for _ in attempts(CAS_ATTEMPTS):
             doc = self._read(tenant_id, digest)
             if doc is None:
                 raise NotFound("no voucher has this code")
@@ -220,9 +219,8 @@ class Vouchers:
             try:
                 self._store.upsert(CODES, updated, if_match=doc["_etag"])
             except PreconditionFailed:
-                # Another use (or a cancel) changed it first: re-read and decide again, with
-                # jitter so a crowd of losers does not collide again in lockstep.
-                time.sleep(random.uniform(0, min(0.02, 0.0005 * (attempt + 1))))
+                # Another use (or a cancel) changed it first: re-read and decide again (after
+                # the jittered pause of shared/store/contention.py).
                 continue
             self._emit(tenant_id, "voucher.redeemed", updated, use=use)
             return VoucherOutcome(outcome, created=True)
@@ -249,7 +247,7 @@ class Vouchers:
         """Cancel an unused voucher; its points come back if the tenant's policy says ``refund``."""
         digest = codes.code_hash(tenant_id, self.code_of(tenant_id, redemption_id_of(voucher_id)))
         policy = self._policies.get(tenant_id)
-        for attempt in range(CAS_ATTEMPTS):
+        for _ in attempts(CAS_ATTEMPTS):
             doc = self._read(tenant_id, digest)
             if doc is None or doc["customerId"] != customer_id:
                 raise NotFound(f"voucher {voucher_id!r} does not exist for customer {customer_id}")
@@ -265,7 +263,6 @@ class Vouchers:
             try:
                 self._store.upsert(CODES, updated, if_match=doc["_etag"])
             except PreconditionFailed:
-                time.sleep(random.uniform(0, min(0.02, 0.0005 * (attempt + 1))))
                 continue
             self._emit(tenant_id, "voucher.cancelled", updated)
             self._finish_refund(tenant_id, updated)

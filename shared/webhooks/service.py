@@ -31,6 +31,7 @@ from shared.clock import Clock, iso, parse_iso
 from shared.errors import BatchFailed, Conflict, DocumentExists, NotFound, PreconditionFailed, StoreError, ValidationFailed
 from shared.keys.port import KeyProvider
 from shared.schemas.registry import REGISTRY
+from shared.store.contention import attempts
 from shared.store.layout import (
     DEFAULT_TTL,
     WEBHOOK_ATTEMPTS,
@@ -202,7 +203,7 @@ class WebhookService:
         return doc
 
     def _change(self, tenant_id: str, endpoint_id: str, change) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-        for _ in range(10):
+        for _ in attempts():
             doc = self.get(tenant_id, endpoint_id)
             updated = change(dict(doc))
             if updated is None:
@@ -341,7 +342,7 @@ class WebhookService:
     def delete(self, tenant_id: str, endpoint_id: str) -> None:
         """Delete the endpoint (and its cap slot) once: a delete that loses to a concurrent
         one reads it again and answers NotFound, as any later delete does."""
-        for _ in range(10):
+        for _ in attempts():
             doc = self.get(tenant_id, endpoint_id)  # NotFound once it is gone
             operations = [Delete(endpoint_id, doc["_etag"])]
             if "slot" in doc:  # the endpoint and its slot go together: the slot is free again

@@ -12,6 +12,8 @@ derived from the operation itself so no route can forget it:
 * a route that takes a key (it has ``security``) can answer 401, 403 and 429
   ``rate-limited`` (with ``Retry-After``), and declares the ``RateLimit`` and
   ``RateLimit-Policy`` headers on every answer (shared/api/ratelimit.py);
+* a write (POST, PUT, PATCH, DELETE) can answer 409: besides its own conflicts, a
+  crowd of concurrent writers can exhaust its bounded retries (shared/store/contention.py);
 * a route with a body can also answer 400 for malformed JSON, and 413 and 422;
 * a paged list (it takes ``cursor``) can also answer 400 ``bad-cursor``
   (shared/api/pagination.py); its answer is ``Page``-shaped: ``items`` and ``next``;
@@ -89,7 +91,9 @@ _ERROR_TEXT = {
           "of failed authentications (the `failed-auth` policy in the RateLimit headers; 429 beyond it)."),
     403: "The key's role lacks the capability this route needs; nothing was changed.",
     404: "The resource does not exist in the caller's tenant.",
-    409: "The request contradicts recorded state (a reused id, a settled reservation, a decided review...).",
+    409: ("The request contradicts recorded state (a reused id, a settled reservation, a decided review...), "
+          "or what it changes kept changing under concurrent writers beyond the retry budget; nothing was "
+          "written: read again and retry."),
     412: "A precondition on the stored state failed (another writer changed it first); read and try again.",
     413: "The request body exceeds 1 MiB.",
     422: "Invalid input: ``errors`` names each bad field; nothing was changed.",
@@ -98,6 +102,7 @@ _ERROR_TEXT = {
     502: "The partner refused the request for good; the points were given back.",
     503: "A backing service (store, bus, partner) is unavailable: retry after Retry-After seconds.",
 }
+_WRITES = ("POST", "PUT", "PATCH", "DELETE")
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
                                 "schema": {"type": "integer", "minimum": 0}}}
 # The 400s a route can answer, by what it takes (see ``_bad_request``).
@@ -311,6 +316,10 @@ def _complete(operation: dict[str, Any], where: str, problem_content: dict[str, 
         ok["description"] = f"{ok['description']} {_DRY_RUN_TEXT}"
         ok["headers"] = copy.deepcopy(_DRY_RUN_HEADER)
     derived = {400, 503}  # 400: strict parameters hold on every route
+    if where.split(" ", 1)[0] in _WRITES:
+        # Every write is a bounded compare-and-swap retry (shared/store/contention.py): a crowd
+        # of concurrent writers on one document can exhaust it, and the loser is told 409.
+        derived.add(409)
     if operation.get("security"):
         derived |= {401, 403, 429}
     if operation.get("requestBody"):
