@@ -13,12 +13,12 @@ from typing import Any
 
 from shared.clock import Clock, iso
 from shared.errors import Conflict, DocumentExists, NotFound
+from shared.store.contention import attempts
 from shared.store.layout import RULE_VERSIONS
 from shared.store.port import DocumentStore, Filter, Query
 
 TERMS_DOC = "agent-terms"
 MAX_TERMS_BYTES = 200_000
-_RETRIES = 5
 
 
 def _terms_id(doc_id: str, version: int) -> str:
@@ -33,7 +33,7 @@ class Knowledge:
     def save_terms(self, tenant_id: str, doc_id: str, title: str, markdown: str, reason: str,
                    actor: str) -> dict[str, Any]:
         assert len(markdown.encode()) <= MAX_TERMS_BYTES, "the route bounds the document's size"
-        for _ in range(_RETRIES):
+        for _ in attempts():
             latest = self.terms(tenant_id, doc_id, missing_ok=True)
             version = (latest["version"] if latest else 0) + 1
             doc = {"id": _terms_id(doc_id, version), "pk": tenant_id, "docType": TERMS_DOC, "ruleSetId": doc_id,

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from shared.clock import Clock, iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
+from shared.store.contention import attempts
 from shared.store.layout import RULE_VERSIONS, RULESETS
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Change, replace
@@ -42,9 +43,6 @@ PERSONAL_FIELDS = ("email", "name", "phone", "birthDate", "postalAddress")
 MAX_POINTS = 10**9
 VERSION_DOC = "agent-policy-version"
 ACTIVATION_DOC = "agent-policy-activation"
-# Activations retried on a lost ETag race before the request is told to retry.
-ACTIVATE_ATTEMPTS = 20
-_SAVE_RETRIES = 5
 
 
 class Limits(BaseModel):
@@ -149,7 +147,7 @@ class GuardrailPolicies:
         if body is None:
             body = self.draft(tenant_id, policy_id)["policy"]
         policy = _checked(body)
-        for _ in range(_SAVE_RETRIES):
+        for _ in attempts():
             version = self._latest(tenant_id, policy_id) + 1
             doc = {"id": _version_id(policy_id, version), "pk": tenant_id, "docType": VERSION_DOC,
                    "ruleSetId": policy_id, "policyId": policy_id, "version": version, "at": iso(self._clock.now()),
@@ -206,7 +204,7 @@ class GuardrailPolicies:
         request, is answered with the activation in place). Concurrent activations are
         serialised by the pointer's ETag: a loser reads it again and decides again."""
         self.version(tenant_id, policy_id, version)  # 404 for a version that does not exist
-        for _ in range(ACTIVATE_ATTEMPTS):
+        for _ in attempts():
             current = self._store.read(RULESETS, tenant_id, _pointer_id(policy_id))
             previous = (current or {}).get("version")
             if current is not None and previous == version:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Protocol
 from shared.blobs.port import BlobExists, BlobSink
 from shared.clock import Clock, iso
 from shared.errors import AccrueError, Conflict, DocumentExists, NotFound
+from shared.store.contention import attempts
 from shared.store.layout import AUDIT, SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry.logs import log_admin_act
@@ -41,7 +42,6 @@ from shared.telemetry.logs import log_admin_act
 PLATFORM_CHAIN = "_platform"
 GENESIS = "0" * 64
 SEQ_DIGITS = 12
-MAX_RETRIES = 20
 PAGE = 500
 ARCHIVE_BATCH = 1000
 log = logging.getLogger("accrue.audit")
@@ -111,7 +111,7 @@ class AuditLog:
         if not action or len(action) > 100:
             raise ValueError("an audit action is a non-empty dotted name of at most 100 characters")
         actor = Actor.of(who)
-        for _ in range(MAX_RETRIES):
+        for _ in attempts():
             head = self.head(tenant_id)
             seq = (head["seq"] + 1) if head else 1
             doc = {

@@ -60,6 +60,7 @@ from shared.imports.formats import FORMATS, HeaderMissing, RawRow, lines, read_h
 from shared.imports.rows import KINDS, RowError, RowKind
 from shared.ledger.entries import Head
 from shared.ledger.service import Ledger
+from shared.store.contention import attempts
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry.logs import fields
@@ -84,10 +85,6 @@ def import_pk(tenant_id: str) -> str:
 
 def errors_pk(import_id: str) -> str:
     return f"importerrors:{import_id}"
-
-
-# Status steps retried on a lost compare-and-swap before a request is told to retry.
-SWAP_ATTEMPTS = 20
 
 
 class ImportSpec(BaseModel):
@@ -208,7 +205,7 @@ class Imports:
         """Queue the job (idempotent: starting a started import changes nothing, also when
         many starts race: each status step is a compare-and-swap on the import's document,
         and only the start that moves it to ``queued`` records ``import.started``)."""
-        for _ in range(SWAP_ATTEMPTS):
+        for _ in attempts():
             doc = self._doc(tenant_id, import_id)
             if doc["status"] == AWAITING_UPLOAD:
                 if not self.sink.exists(doc["path"]):  # on Azure the file came through the SAS
@@ -375,7 +372,7 @@ class Imports:
                   "lines": cursor["line"], **({"reason": reason} if reason else {})}
         # Finished once: the swap that moves it to its final status records it.
         finished_here = False
-        for _ in range(SWAP_ATTEMPTS):
+        for _ in attempts():
             current = self._doc(doc["tenantId"], doc["importId"])
             if current["status"] in (DONE, REJECTED):
                 break  # finished by another slice: recorded there

@@ -43,6 +43,7 @@ from shared.domain.inputs import BirthDate
 from shared.errors import AccrueError, Conflict, DocumentExists, NotFound, PreconditionFailed, StoreError
 from shared.keys.port import KeyProvider, WrappedKey
 from shared.privacy.crypto import DekCache, new_dek, new_dek_id, open_sealed, seal
+from shared.store.contention import attempts
 from shared.store.layout import CUSTOMERS, PII_INDEX, PII_KEYS, customer_pk
 from shared.store.port import DocumentStore
 
@@ -97,7 +98,6 @@ class PersonalDataDestroyed(AccrueError):
 
 
 BLIND_SECRET_PK = "_blindindex"
-MAX_ERASE_ATTEMPTS = 10
 SECRET_CACHE_SECONDS = 300.0
 
 
@@ -265,7 +265,7 @@ class PersonalDataVault:
         two concurrent erasures of one customer give one ``customer.erased`` record. (A
         process dying between the two leaves the erasure-log blob, written before, as its
         record.)"""
-        for _ in range(MAX_ERASE_ATTEMPTS):
+        for _ in attempts():
             result = self._erase_once(tenant_id, customer_id, who, reason, erased_at)
             if result is not None:
                 return result

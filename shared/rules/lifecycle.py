@@ -37,11 +37,11 @@ from shared.rules.program import build
 from shared.rules.registry import RuleSetRegistry
 from shared.rules.ruleset import CompiledRuleSet
 from shared.rules.sealing import PlainSealer, SecretSealer
+from shared.store.contention import attempts
 from shared.store.layout import RULE_VERSIONS, RULESETS
 from shared.store.port import DocumentStore, Filter, Query
 
 ROUTING_ID = "routing"
-_SAVE_RETRIES = 5
 
 
 class RoutingChanged(Conflict):
@@ -126,7 +126,7 @@ class RuleSetService:
             raise ValidationFailed("give either source or draftId")
         source = data.source if data.source is not None else self.get_draft(tenant_id, data.draft_id).source
         program = build(source)                       # raises RuleError with positioned diagnostics
-        for _ in range(_SAVE_RETRIES):
+        for _ in attempts():
             latest = self._latest_version(tenant_id, data.rule_set_id)
             info = models.Version(rule_set_id=data.rule_set_id, version=latest + 1, author=actor,
                                   created_at=self.clock.now(), reason=data.reason, cost=program.cost.total,
@@ -207,7 +207,7 @@ class RuleSetService:
         document's ETag: a loser reads the routing again and decides again, so each
         change's ``before`` is the activation it replaced."""
         target = data.target
-        for _ in range(_SAVE_RETRIES * 4):
+        for _ in attempts():
             routing = self._routing(tenant_id)
             if routing and routing.get("experiment"):
                 raise Conflict("an A/B experiment is running: promote a winner or stop it first")

@@ -50,6 +50,7 @@ from shared.clock import Clock, iso, parse_iso
 from shared.domain.money import MINOR_UNITS, fits_minor_unit
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, StoreError, ValidationFailed
 from shared.ledger.entries import ENTRY_DOC, ORDER_DOC
+from shared.store.contention import attempts
 from shared.store.layout import CUSTOMERS, TENANTS
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import replace
@@ -60,12 +61,9 @@ from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.tiers")
 
-# Deletes retried when the programme changed between its read and the delete.
-DELETE_ATTEMPTS = 20
 PROGRAM_ID = "tierprogram"
 EVALUATION_ID = "tierevaluation"
 CACHE_SECONDS = 5.0
-MAX_RETRIES = 8
 PAGE = 500
 
 # (tenantId, customerId, fromTier, toTier, sourceId, changedAt): the tier.changed webhook.
@@ -160,7 +158,7 @@ class TierService:
         """No more tiers: evaluations stop, multipliers read 1. Customers keep their
         tier name and history (a programme saved later replaces unknown tiers at its
         first evaluation)."""
-        for _ in range(DELETE_ATTEMPTS):
+        for _ in attempts():
             doc, before = self._load(tenant_id)
             if doc is None or before is None:
                 # Also the answer to a delete that lost to a concurrent one: it is gone.
@@ -209,7 +207,7 @@ class TierService:
 
         Outcome: ``upgraded`` | ``downgraded`` | ``in-grace`` | ``unchanged`` | ``unknown``."""
         program = stored.program
-        for _ in range(MAX_RETRIES):
+        for _ in attempts():
             profile = self._customers.find(tenant_id, customer_id)
             if profile is None:
                 return "unknown", None
