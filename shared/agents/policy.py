@@ -232,27 +232,47 @@ class GuardrailPolicies:
 
     def rollback(self, tenant_id: str, policy_id: str, reason: str, actor: str) -> dict[str, Any]:
         """Back to the version active before the current one."""
-        current = self.pointer(tenant_id, policy_id)
-        history = current.get("history") or []
-        if not history:
-            raise Conflict(f"guardrail policy {policy_id!r} has no earlier active version to roll back to")
-        target = history[-1]
-        doc = self._store.read(RULESETS, tenant_id, _pointer_id(policy_id))
-        assert doc is not None
-        # Drop the target from the history (it becomes current) and the current one is not pushed:
-        # a rollback walks back, it does not make a ping-pong.
-        rolled = dict(doc, version=target, previousVersion=current["version"], history=history[:-1],
-                      activatedAt=iso(self._clock.now()), activatedBy=actor, reason=reason, action="rollback")
-        try:
-            saved = self._store.upsert(RULESETS, {k: v for k, v in rolled.items() if not k.startswith("_")},
-                                       if_match=doc["_etag"])
-        except PreconditionFailed:
-            raise Conflict(f"guardrail policy {policy_id!r} changed meanwhile; read it again") from None
-        self._store.create(RULE_VERSIONS, {
-            "id": f"agentpolicy-activation:{policy_id}:{uuid.uuid4().hex}", "pk": tenant_id, "docType": ACTIVATION_DOC,
-            "ruleSetId": policy_id, "version": target, "at": rolled["activatedAt"], "by": actor, "reason": reason,
-            "action": "rollback", "previousVersion": current["version"]})
-        return _public(saved)
+        return self.rollback_once(tenant_id, policy_id, reason, actor)[0]
+
+    def rollback_once(self, tenant_id: str, policy_id: str, reason: str, actor: str,
+                      from_version: int | None = None) -> tuple[dict[str, Any], bool]:
+        """``rollback``, and whether it changed anything. A rollback steps back from a version, so
+        twenty clicks of one button must not walk back twenty steps: with ``from_version`` (the
+        version the caller saw active) it steps back from that version once, and a repeat, once
+        it has, is answered with the state it left (False); any other active version is a 409.
+        Without it, the rollback steps back from whatever is active, and a lost race is a 409
+        (stepping back again on what won would be a second step the caller never saw)."""
+        for _ in attempts():
+            doc = self._store.read(RULESETS, tenant_id, _pointer_id(policy_id))
+            if doc is None:
+                raise NotFound(f"guardrail policy {policy_id!r} was never activated")
+            current = _public(doc)
+            if from_version is not None and current["version"] != from_version:
+                if current.get("action") == "rollback" and current.get("previousVersion") == from_version:
+                    return current, False  # this rollback is done: answered as it was
+                raise Conflict(f"guardrail policy {policy_id!r} is at version {current['version']}, not "
+                               f"{from_version}: read it again")
+            history = current.get("history") or []
+            if not history:
+                raise Conflict(f"guardrail policy {policy_id!r} has no earlier active version to roll back to")
+            target = history[-1]
+            # Drop the target from the history (it becomes current) and the current one is not pushed:
+            # a rollback walks back, it does not make a ping-pong.
+            rolled = dict(doc, version=target, previousVersion=current["version"], history=history[:-1],
+                          activatedAt=iso(self._clock.now()), activatedBy=actor, reason=reason, action="rollback")
+            try:
+                saved = self._store.upsert(RULESETS, {k: v for k, v in rolled.items() if not k.startswith("_")},
+                                           if_match=doc["_etag"])
+            except PreconditionFailed:
+                if from_version is None:
+                    raise Conflict(f"guardrail policy {policy_id!r} changed meanwhile; read it again") from None
+                continue  # decide again on what won: done (a repeat), or a 409
+            self._store.create(RULE_VERSIONS, {
+                "id": f"agentpolicy-activation:{policy_id}:{uuid.uuid4().hex}", "pk": tenant_id,
+                "docType": ACTIVATION_DOC, "ruleSetId": policy_id, "version": target, "at": rolled["activatedAt"],
+                "by": actor, "reason": reason, "action": "rollback", "previousVersion": current["version"]})
+            return _public(saved), True
+        raise Conflict(f"guardrail policy {policy_id!r} kept changing; read it again")
 
     # --- which policy binds an agent key -------------------------------------------------
 

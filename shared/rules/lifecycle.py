@@ -244,7 +244,8 @@ class RuleSetService:
 
     def rollback_once(self, tenant_id: str, data: models.ActivateInput, actor: str) -> "Activated":
         """``rollback`` with what it replaced (see ``activate_once``): refused unless the target is
-        earlier than the active version, so a repeated rollback is refused, not repeated."""
+        earlier than the active version, or is it (a repeat of the rollback that made it active:
+        answered as it, no change, as a repeated activation is)."""
         self.rollback_check(tenant_id, data)
         return self.activate_once(tenant_id, data, actor)
 
@@ -253,7 +254,7 @@ class RuleSetService:
         if current is None:
             raise ValidationFailed("nothing is active, so there is nothing to roll back")
         target = data.target
-        if target.rule_set_id != current.rule_set_id or target.version >= current.version:
+        if target.rule_set_id != current.rule_set_id or target.version > current.version:
             raise ValidationFailed(f"roll back to a version of {current.rule_set_id} earlier than "
                                    f"{current.version}; use activate for anything else")
 
@@ -300,15 +301,37 @@ class RuleSetService:
                                        status="running", started_at=self.clock.now())
         sealed = self.sealer.seal(tenant_id, random_source.token_bytes(SECRET_BYTES))
         body = experiment.model_dump(mode="json", by_alias=True)
-        self.store.upsert(RULESETS, {"id": f"experiment:{experiment.experiment_id}", "pk": tenant_id,
-                                     "docType": "ruleset-experiment", "body": body, "sealedSecret": sealed,
-                                     "reason": data.reason.model_dump(mode="json"), "startedBy": actor})
+        # The routing document's ETag decides which of concurrent starts runs; the record is written
+        # only by the winner (written first, every loser left a "running" record of an experiment
+        # that never ran). A crash between the two leaves the claim, which carries the whole body:
+        # reading and ending an experiment fall back to it.
         self._write_routing(tenant_id, routing, routing.get("active") if routing else None,
                             {**body, "sealedSecret": sealed})
+        self.store.upsert(RULESETS, self._experiment_record(tenant_id, body, sealed, data.reason.model_dump(
+            mode="json"), actor))
         return experiment
 
-    def get_experiment(self, tenant_id: str, experiment_id: str) -> models.Experiment:
+    @staticmethod
+    def _experiment_record(tenant_id: str, body: dict, sealed: str, reason: dict | None, actor: str | None) -> dict:
+        return {"id": f"experiment:{body['experimentId']}", "pk": tenant_id, "docType": "ruleset-experiment",
+                "body": body, "sealedSecret": sealed, "reason": reason, "startedBy": actor}
+
+    def _experiment_doc(self, tenant_id: str, experiment_id: str, routing: dict | None) -> dict | None:
+        """The experiment's record, or, when a start died after its claim, the record rebuilt from
+        the routing document's copy and stored (create: a concurrent rebuild is the same record)."""
         doc = self.store.read(RULESETS, tenant_id, f"experiment:{experiment_id}")
+        claimed = routing.get("experiment") if routing else None
+        if doc is not None or not claimed or claimed["experimentId"] != experiment_id:
+            return doc
+        body = {k: v for k, v in claimed.items() if k != "sealedSecret"}
+        try:
+            self.store.create(RULESETS, self._experiment_record(tenant_id, body, claimed["sealedSecret"], None, None))
+        except DocumentExists:
+            pass
+        return self.store.read(RULESETS, tenant_id, f"experiment:{experiment_id}")
+
+    def get_experiment(self, tenant_id: str, experiment_id: str) -> models.Experiment:
+        doc = self._experiment_doc(tenant_id, experiment_id, self._routing(tenant_id))
         if doc is None:
             raise NotFound(f"no experiment {experiment_id}")
         return models.Experiment.model_validate(doc["body"])
@@ -322,8 +345,8 @@ class RuleSetService:
         running = routing.get("experiment") if routing else None
         if not running or running["experimentId"] != experiment_id:
             raise Conflict(f"experiment {experiment_id} is not running")
-        doc = self.store.read(RULESETS, tenant_id, f"experiment:{experiment_id}")
-        assert doc is not None, "a running experiment has its record"
+        doc = self._experiment_doc(tenant_id, experiment_id, routing)
+        assert doc is not None, "a running experiment has its record or its claim"
         ended = models.Experiment.model_validate(
             {**doc["body"], "status": status, "endedAt": iso(self.clock.now()), "winner": winner})
         try:

@@ -51,6 +51,10 @@ class Activate(_Body):
 
 class Rollback(_Body):
     reason: Reason
+    fromVersion: int | None = Field(None, ge=1, le=1_000_000, description=(
+        "The version you saw active and are rolling back from. Given, a repeat of this rollback (a retry, "
+        "a second click) is answered with the state the first left and steps back no further; another "
+        "active version is a 409. Without it, the rollback steps back from whatever is active."))
 
 
 class Bind(_Body):
@@ -140,11 +144,14 @@ def activate(policyId: PolicyId, body: Activate, p: Annotated[Platform, Depends(
              **op("agents.rollback", ActivePolicy, errors=(404, 409)))
 def rollback(policyId: PolicyId, body: Rollback, p: Annotated[Platform, Depends(platform)],  # noqa: N803
              who: Annotated[Principal, Depends(requires("admin"))]) -> dict:
-    """Activates the previously active version (capability ``admin``, audited); 409 when there is none."""
-    active = p.agents.policies.rollback(who.tenant_id, policyId, body.reason, who.key_id)
-    p.audit.record(who.tenant_id, "agent-policy.rolled-back", who, target=f"agent-policy:{policyId}",
-                   before={"version": active.get("previousVersion")}, after={"version": active["version"]},
-                   reason=body.reason)
+    """Activates the previously active version (capability ``admin``, audited); 409 when there is none.
+    With ``fromVersion``, a repeat is answered with the state the first left (audited once)."""
+    active, changed = p.agents.policies.rollback_once(who.tenant_id, policyId, body.reason, who.key_id,
+                                                      body.fromVersion)
+    if changed:
+        p.audit.record(who.tenant_id, "agent-policy.rolled-back", who, target=f"agent-policy:{policyId}",
+                       before={"version": active.get("previousVersion")}, after={"version": active["version"]},
+                       reason=body.reason)
     return active
 
 

@@ -36,6 +36,7 @@ import json
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import pytest
@@ -240,6 +241,11 @@ def _agent_policies_setup(ctx: Ctx) -> None:
         ctx.platform.agents.policies.save("acme", "default", POLICY, "tests", "admin")
 
 
+def _agent_policy() -> dict:
+    from tests.unit.agents.conftest import POLICY
+    return POLICY
+
+
 def _agent_pointer(ctx: Ctx) -> list[dict]:
     doc = ctx.platform.store.read(RULESETS, "acme", "agentpolicy-active:default")
     return [doc] if doc else []
@@ -306,6 +312,90 @@ def _voucher(ctx: Ctx) -> dict:
 def _tenant_doc(ctx: Ctx, tenant_id: str, doc_id: str) -> list[dict]:
     doc = ctx.platform.store.read(TENANTS, tenant_id, doc_id)
     return [doc] if doc else []
+
+
+def _erasure_setup(ctx: Ctx) -> None:
+    made = ctx.client.post("/v1/customers", headers=auth(ctx.tenant.merchant), json={
+        "customerId": f"er-{ctx.round}", "joinDate": "2025-01-01", "email": f"erin.{ctx.round}@example.org"})
+    assert made.status_code == 201, made.text
+
+
+def _erased(ctx: Ctx) -> list[dict]:
+    docs = _docs(ctx, "customers", customer_pk("acme", f"er-{ctx.round}"), docType="customer")
+    return [d for d in docs if d.get("erasedAt")]
+
+
+def _message_setup(ctx: Ctx) -> None:
+    _endpoint_setup(ctx)
+    ctx.platform.webhooks.update("acme", ctx.extra["endpoint"], event_types=["ruleset.activated"])
+    ctx.extra["message"] = ctx.platform.webhooks.rule_set_activated("acme", "main", 1)
+    assert ctx.extra["message"] is not None
+
+
+def _replays(ctx: Ctx) -> list[dict]:
+    from shared.store.layout import WEBHOOK_DELIVERIES, delivery_pk
+    return [d for d in _docs(ctx, WEBHOOK_DELIVERIES, delivery_pk("acme", ctx.extra["endpoint"]))
+            if ".r" in d["id"]]
+
+
+def _rule_drafts(ctx: Ctx) -> list[dict]:
+    return _docs(ctx, RULESETS, "acme", docType="ruleset-draft")
+
+
+def _rule_draft_setup(ctx: Ctx) -> None:
+    made = ctx.client.post("/v1/rules/drafts", headers=auth(ctx.tenant.admin), json={"ruleSetId": "main",
+                                                                                    "source": RULE})
+    assert made.status_code == 201, made.text
+    ctx.extra["draft"] = made.json()["draftId"]
+
+
+def _redemption_review_setup(ctx: Ctx) -> None:
+    policy = ctx.client.put("/v1/spend/policy", json={"reviewThresholdPoints": 1000}, headers=auth(ctx.tenant.admin))
+    assert policy.status_code == 200, policy.text
+    _credit(ctx, 5000)
+    big = ctx.client.post("/v1/customers/c1/redemptions", headers=auth(ctx.tenant.merchant),
+                          json={"idempotencyKey": f"big-{ctx.round}", "points": 1000})
+    assert big.status_code == 202, big.text
+    ctx.extra["rid"] = big.json()["redemptionId"]
+    queue = ctx.client.get("/v1/redemption-reviews", headers=auth(ctx.tenant.admin)).json()["items"]
+    assert len(queue) == 1, queue  # the earlier rounds' reviews are decided
+    ctx.extra["review"] = queue[0]["reviewId"]
+
+
+def _review_records(ctx: Ctx) -> list[dict]:
+    return [r for r in ctx.platform.audit.records("acme", 0, 10_000)
+            if r["action"] in ("review.approved", "review.rejected") and r["target"].endswith(ctx.extra["review"])]
+
+
+def _rollback_setup(ctx: Ctx) -> None:
+    _versions_setup(ctx)
+    latest = max(v.version for v in ctx.platform.rule_sets.list_versions("acme", "main", 1000))
+    active = ctx.client.post("/v1/rules/activate", headers=auth(ctx.tenant.admin),
+                             json={"target": {"ruleSetId": "main", "version": latest}, "reason": REASON})
+    assert active.status_code == 200, active.text
+
+
+def _agent_history_setup(ctx: Ctx) -> None:
+    _agent_policies_setup(ctx)
+    for version in range(1, BURST + 1):  # a history to walk back through, as deep as the burst
+        activated = ctx.client.post("/v1/agent-policies/default/activate", headers=auth(ctx.tenant.admin),
+                                    json={"version": version, "reason": "step"})
+        assert activated.status_code == 200, activated.text
+
+
+def _agent_rollbacks(ctx: Ctx) -> list[dict]:
+    return _audits(ctx, "agent-policy.rolled-back")
+
+
+def _experiment_versions_setup(ctx: Ctx) -> None:
+    if "versions" not in ctx.extra:
+        _versions_setup(ctx)
+        ctx.extra["versions"] = True
+
+
+def _running_experiments(ctx: Ctx) -> list[dict]:
+    return [d["body"] for d in _docs(ctx, RULESETS, "acme", docType="ruleset-experiment")
+            if d["body"]["status"] == "running"]
 
 
 WRITES: list[Write] = [
@@ -476,6 +566,57 @@ WRITES: list[Write] = [
                                                            "{ maxDepth maxCost introspection } }", "variables": {"c": 1000 + n}}),
           lambda ctx: _tenant_doc(ctx, "acme", "graphql"),
           lambda ctx, e, body: e["maxCost"] == body["variables"]["c"], audit="graphql.settings.changed"),
+    # Erasure is idempotent: one erasure (one audit record), every repeat answered with its outcome.
+    Write("erasure", "keyed", "admin",
+          lambda ctx, n: ("POST", f"/v1/customers/er-{ctx.round}/erasure", {"reason": f"ticket {n}"}),
+          _erased, setup=_erasure_setup, audit="customer.erased", rounds=3, created=None),
+    # A customer's referral code is one code, however many ask for it at once.
+    Write("referral code", "keyed", "merchant",
+          lambda ctx, n: ("POST", "/v1/customers/c1/referral-code", None),
+          lambda ctx: _docs(ctx, CODES, None, docType="referralCode", customerId="c1"), created=None),
+    # A redemption held for review, decided once through its own routes: n even approves, n odd rejects.
+    Write("redemption decision", "create-once", "admin",
+          lambda ctx, n: ("POST", f"/v1/customers/c1/redemptions/{ctx.extra['rid']}/"
+                          + ("approve" if n % 2 == 0 else "reject"), {"reason": f"decided by {n}"}),
+          _review_records,
+          lambda ctx, e, body: e["reason"] == body["reason"], setup=_redemption_review_setup, rounds=3),
+    # One experiment runs at a time: of twenty starts, one.
+    Write("experiment start", "create-once", "admin",
+          lambda ctx, n: ("POST", "/v1/rules/experiments", {
+              "name": f"trial {n}", "control": {"ruleSetId": "main", "version": 1},
+              "treatment": {"ruleSetId": "main", "version": 2}, "treatmentShare": "0.5", "reason": REASON}),
+          _running_experiments,
+          lambda ctx, e, body: e["name"] == body["name"], setup=_experiment_versions_setup,
+          audit="ruleset.experiment.started"),
+    # A rollback steps back from the version the caller saw (``fromVersion``): twenty at once step
+    # back once, and the repeats are answered with the state it left (whatever reason they give).
+    Write("agent policy rollback", "keyed", "admin",
+          lambda ctx, n: ("POST", "/v1/agent-policies/default/rollback", {"reason": f"undo {n}", "fromVersion": BURST}),
+          _agent_rollbacks,
+          lambda ctx, e, body: e["after"]["version"] == BURST - 1, setup=_agent_history_setup,
+          audit="agent-policy.rolled-back", created=None),
+    # Rollback names its target: racer n rolls back to version n + 1 (identical: all to version 1).
+    Write("rule rollback", "replace", "admin",
+          lambda ctx, n: ("POST", "/v1/rules/rollback", {"target": {"ruleSetId": "main", "version": 1 + n},
+                                                          "reason": REASON}),
+          _active,
+          lambda ctx, e, body: e["version"] == body["target"]["version"], setup=_rollback_setup,
+          audit="ruleset.rolled-back"),
+    # A draft is a scratchpad (not audited): identical PUTs leave it as asked, different ones the last.
+    Write("rule draft change", "replace", "admin",
+          lambda ctx, n: ("PUT", f"/v1/rules/drafts/{ctx.extra['draft']}",
+                          {"source": f'rule "base" then earn {n + 1} points'}),
+          lambda ctx: [d["draft"] for d in _rule_drafts(ctx) if d["draft"]["draftId"] == ctx.extra["draft"]],
+          lambda ctx, e, body: e["source"] == body["source"], setup=_rule_draft_setup),
+    Write("agent policy draft", "replace", "admin",
+          lambda ctx, n: ("PUT", "/v1/agent-policies/default/draft", {"policy": {"n": n}}),
+          lambda ctx: _docs(ctx, RULESETS, "acme", docType="agent-policy-draft"),
+          lambda ctx, e, body: e["policy"] == body["policy"]),
+    Write("agent terms", "each-new", "admin",
+          lambda ctx, n: ("PUT", "/v1/agent-terms/programme-terms",
+                          {"title": "Terms", "markdown": f"# Terms {n}\n", "reason": "launch"}),
+          lambda ctx: _docs(ctx, "ruleversions", "acme", docType="agent-terms"),
+          audit="agent-terms.saved"),
     Write("api key", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/api-keys", {"role": "merchant", "label": f"till {n}"}),
           lambda ctx: [d for d in _docs(ctx, API_KEYS, None, tenantId="acme") if d["label"].startswith("till")],
@@ -495,6 +636,21 @@ WRITES: list[Write] = [
           lambda ctx, n: ("POST", "/v1/exports/runs", None),
           lambda ctx: [r for r in ctx.platform.exports.runs("acme", 500) if r["kind"] != "backfill"],
           audit="export.run"),
+    Write("rule draft", "each-new", "admin",
+          lambda ctx, n: ("POST", "/v1/rules/drafts", {"ruleSetId": "main", "source": f"draft {n}"}),
+          _rule_drafts),
+    Write("agent policy version", "each-new", "admin",
+          lambda ctx, n: ("POST", "/v1/agent-policies/default/versions", {"policy": _agent_policy(), "reason": "v"}),
+          lambda ctx: ctx.platform.agents.policies.versions("acme", "default", 1000),
+          audit="agent-policy.saved"),
+    Write("import", "each-new", "admin",
+          lambda ctx, n: ("POST", "/v1/imports", {"kind": "awards", "format": "ndjson"}),
+          lambda ctx: ctx.platform.imports.list("acme", 1000),
+          audit="import.created"),
+    Write("webhook message replay", "each-new", "admin",
+          lambda ctx, n: ("POST", f"/v1/webhooks/endpoints/{ctx.extra['endpoint']}/messages/"
+                                  f"{ctx.extra['message']}/replay", None),
+          _replays, setup=_message_setup, audit="webhook.message.replayed"),
     Write("rule version", "each-new", "admin",
           lambda ctx, n: ("POST", "/v1/rules/versions", {"ruleSetId": "main", "source": RULE, "reason": REASON}),
           lambda ctx: ctx.platform.rule_sets.list_versions("acme", "main", 1000),
@@ -577,6 +733,8 @@ class TestConcurrentWrites:
             assert len(effects) == 1, effects
             outcomes = {json.dumps(_outcome(r.json()), sort_keys=True) for _, r in ok}
             assert len(outcomes) == 1, "\n".join(outcomes)  # every repeat is answered with the one outcome
+            if "alreadyErased" in ok[0][1].json():  # an erasure says whether it was the one that erased
+                assert [r.json()["alreadyErased"] for _, r in ok].count(False) == 1, _explain(answers)
             if write.created is not None:
                 made = [r for _, r in ok if r.status_code == write.created]
                 assert len(made) == 1, _explain(answers)  # one racer made it; the others replayed it
@@ -620,9 +778,13 @@ class TestConcurrentWrites:
             assert all(write.winner(ctx, effects[0], body) for body, _ in ok), _explain(answers)
             if write.kind == "create-once":
                 assert len(ok) == 1, _explain(answers)
+        elif write.kind == "replace" and write.audit is None:
+            # Not audited (a draft): no chain to follow, but what is stored is what one 2xx asked for.
+            assert len(effects) == 1 and ok, _explain(answers)
+            assert any(write.winner(ctx, effects[0], body) for body, _ in ok), _explain(answers)
         elif write.kind == "replace":
             assert len(effects) == 1 and ok, _explain(answers)
-            records = _audits(ctx, write.audit or "", _audit_tenant(ctx, write))
+            records = _audits(ctx, write.audit, _audit_tenant(ctx, write))
             assert len(records) == len({json.dumps(b, sort_keys=True) for b, _ in ok}), \
                 "one audit record per change that was answered 2xx"
             last = _chain(records)
@@ -641,9 +803,9 @@ def _audit_tenant(ctx: Ctx, write: Write) -> str:
 
 
 def _outcome(answer: dict) -> dict:
-    """An answer without what describes the call rather than the outcome: ``duplicate``,
-    the ``state`` now, and how many partner calls this request made."""
-    return {k: v for k, v in answer.items() if k not in ("duplicate", "state", "partnerAttempts")}
+    """An answer without what describes the call rather than the outcome: ``duplicate``
+    (``alreadyErased`` for an erasure), the ``state`` now, and how many partner calls this request made."""
+    return {k: v for k, v in answer.items() if k not in ("duplicate", "alreadyErased", "state", "partnerAttempts")}
 
 
 def _chain(records: list[dict]) -> dict:
@@ -676,3 +838,78 @@ def _body_of(answers: list, after: Any, write: Write, ctx: Ctx) -> dict | None:
 
 def _explain(answers: list) -> str:
     return "\n".join(f"{r.status_code} {r.text[:300]}" for _, r in answers)
+
+
+# --- coverage: every write of the API is raced here, or says why not -------------------------
+
+# Write operations the table does not race, each with the reason. A new write operation
+# fails ``test_every_write_operation_is_raced_or_says_why_not`` until it is in one or the other.
+_WRITES_NOTHING = "writes nothing (a POST for its body): nothing to race"
+_CEREMONY = ("a platform act: each request is approved by a second operator's fresh WebAuthn assertion, so "
+             "racers cannot share one; its races (twenty approvals of one request, twenty requests for one "
+             "tenant) are in tests/unit/governance/test_fido2.py and test_keys_audit.py")
+NOT_RACED: dict[str, str] = {
+    "privacy.lookup": _WRITES_NOTHING,
+    "rules.validate": _WRITES_NOTHING,
+    "rules.simulate": _WRITES_NOTHING,
+    "rules.simulateStored": _WRITES_NOTHING,
+    "agents.validatePolicy": _WRITES_NOTHING,
+    "operators.registrationOptions": "issues a fresh one-use challenge per call (each-new by construction)",
+    "operators.register": _CEREMONY,
+    "governance.request": _CEREMONY,
+    "governance.approve": _CEREMONY,
+    "governance.reject": _CEREMONY,
+    "tenants.create": _CEREMONY,
+    "rewards.putPartner": _CEREMONY,
+    "keys.revokePlatform": _CEREMONY,
+    "orders.send": ("the claim of an order id: tests/unit/api/test_order_claims.py (one id from many customers, "
+                    "many bodies, many keys at once) and the end-to-end harness tests/e2e/test_concurrency_harness.py"),
+    "orders.sendBatch": "as orders.send: tests/unit/api/test_order_claims.py (batches racing on one order id)",
+    "imports.upload": ("a binary body: tests/unit/imports/test_import_races.py races twenty uploads of one "
+                       "import's file"),
+    "vouchers.uploadPool": ("a CSV or NDJSON body: tests/unit/vouchers/test_pools.py races twenty uploads of "
+                            "overlapping code lists"),
+}
+
+
+class _Placeholder(str):
+    """What a row's request reads from ``ctx.extra`` (an id, a voucher's code...), when only
+    its method and path are wanted."""
+
+    def __getitem__(self, key: Any) -> "_Placeholder":  # type: ignore[override]
+        return self
+
+
+class _PlaceholderExtra(dict):
+    def __missing__(self, key: str) -> _Placeholder:
+        return _Placeholder("x")
+
+
+def _operations_of(write: Write, conformance: Any) -> set[str]:
+    """The operations a row's racers call (a conflicting burst may mix two: approve and reject)."""
+    ctx = Ctx(None, None, None, "", _PlaceholderExtra())  # type: ignore[arg-type]
+    operations = set()
+    for n in range(BURST):
+        method, path, _ = write.request(ctx, n)
+        if path == "/graphql/v1":
+            continue  # GraphQL's own schema describes it (docs/graphql.md), not the OpenAPI document
+        found = conformance.operation(method, path)
+        assert found is not None, f"{write.name}: {method} {path} is no operation of the API"
+        operations.add(found[1]["operationId"])
+    return operations
+
+
+def test_every_write_operation_is_raced_or_says_why_not() -> None:
+    from tests.contract_check import Conformance
+
+    # The committed document (tests/unit/api/test_openapi_contract.py holds it equal to the app's).
+    document = json.loads((Path(__file__).resolve().parents[3] / "docs" / "openapi-v1.json").read_text())
+    conformance = Conformance(document)
+    writes = {operation["operationId"] for item in document["paths"].values()
+              for method, operation in item.items() if method in ("post", "put", "patch", "delete")}
+    raced = set().union(*(_operations_of(write, conformance) for write in WRITES))
+    assert not raced - writes, f"rows that race no write operation: {sorted(raced - writes)}"
+    assert not raced & NOT_RACED.keys(), f"raced, yet listed as not raced: {sorted(raced & NOT_RACED.keys())}"
+    assert not NOT_RACED.keys() - writes, f"no such write operation: {sorted(NOT_RACED.keys() - writes)}"
+    missing = writes - raced - NOT_RACED.keys()
+    assert not missing, f"write operations neither raced nor excused (NOT_RACED): {sorted(missing)}"

@@ -170,10 +170,15 @@ def test_rollback_to_an_earlier_version(client, platform, tenant, hooked, clock)
     ingest(client, platform, tenant.merchant, "c1", "o1")
     assert earn_entry(platform, "acme", "c1", "o1")["signedAmount"] == 20
 
-    refused = activate(client, tenant.admin, 2, "/v1/rules/rollback")
-    assert refused.status_code == 422 and "earlier" in refused.json()["detail"]
+    # A rollback to the active version is a repeat (a retry, a second click): no change, no record.
+    activations = len(platform.rule_sets.activations("acme"))
+    again = activate(client, tenant.admin, 2, "/v1/rules/rollback")
+    assert again.status_code == 200 and again.json()["version"] == 2
+    assert len(platform.rule_sets.activations("acme")) == activations
     response = activate(client, tenant.admin, 1, "/v1/rules/rollback")
     assert response.status_code == 200, response.text
+    refused = activate(client, tenant.admin, 2, "/v1/rules/rollback")  # forward is an activation
+    assert refused.status_code == 422 and "earlier" in refused.json()["detail"]
     ingest(client, platform, tenant.merchant, "c1", "o2")
     entry = earn_entry(platform, "acme", "c1", "o2")
     assert (entry["signedAmount"], entry["ruleSetVersion"]) == (10, 1)

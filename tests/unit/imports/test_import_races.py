@@ -1,5 +1,6 @@
 """Writes that can race, fired ~20 at once: the same file imported by 20 imports at
-the same moment (each row applied once), and 20 concurrent birthday runs (one award)."""
+the same moment (each row applied once), 20 concurrent birthday runs (one award), and
+20 uploads of one import's file (one whole file stored, the others refused)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from datetime import datetime, timezone
 
 from shared.app.customers import CustomerProfile
 from shared.occasions.service import OccasionSettings
-from tests.conftest import run_in_threads
-from tests.unit.imports.conftest import ndjson, start_import
+from tests.conftest import auth, run_in_threads
+from tests.unit.imports.conftest import finish, ndjson, start_import
 
 N = 20
 
@@ -45,3 +46,27 @@ def test_twenty_concurrent_birthday_runs_award_once(platform, tenant, clock) -> 
                    timeout=120)
     assert len(awarded) == N and sum(awarded) == 5
     assert all(platform.ledger.head("acme", f"b{n}").balance == 10 for n in range(5))
+
+
+def test_twenty_concurrent_uploads_of_one_imports_file_store_one_whole_file(client, platform, tenant) -> None:
+    made = client.post("/v1/imports", headers=auth(tenant.admin), json={"kind": "awards", "format": "ndjson"})
+    assert made.status_code == 201, made.text
+    import_id = made.json()["importId"]
+    bodies = [b"".join(b'{"awardId":"a%d-%d","customerId":"c1","points":%d,"reason":"welcome"}\n' % (n, i, n + 1)
+                       for i in range(50)) for n in range(N)]
+    answers: dict[int, object] = {}
+
+    def upload(n: int) -> None:
+        answers[n] = client.put(f"/v1/imports/{import_id}/file", content=bodies[n],
+                                headers={**auth(tenant.admin), "Content-Type": "application/octet-stream"})
+
+    run_in_threads(upload, [(n,) for n in range(N)], timeout=120)
+    codes = sorted(r.status_code for r in answers.values())  # type: ignore[attr-defined]
+    assert codes == [200] + [409] * (N - 1), codes
+    winner = next(n for n, r in answers.items() if r.status_code == 200)  # type: ignore[attr-defined]
+    doc = platform.imports.status("acme", import_id)
+    assert doc["status"] == "uploaded" and doc["bytesTotal"] == len(bodies[winner])
+    # The file is the winner's, whole: starting the import applies its 50 rows, no one else's.
+    assert client.post(f"/v1/imports/{import_id}/start", headers=auth(tenant.admin)).status_code in (200, 202)
+    finish(platform)
+    assert platform.ledger.head("acme", "c1").balance == 50 * (winner + 1)

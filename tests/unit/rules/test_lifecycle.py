@@ -15,7 +15,7 @@ from shared.errors import Conflict, ImmutableDocument, NotFound, ValidationFaile
 from shared.rules import models
 from shared.rules.errors import RuleTypeError
 from shared.rules.experiments import assign
-from shared.rules.lifecycle import RuleSetService
+from shared.rules.lifecycle import RoutingChanged, RuleSetService
 from shared.rules.provider import RuleSetProvider
 from shared.store.layout import CONTAINERS, RULE_VERSIONS
 from shared.store.sqlite import SqliteDocumentStore
@@ -190,6 +190,46 @@ def test_stopping_an_experiment_returns_everyone_to_the_active_version(service):
     assert (result.arm, result.rule_set_version) == (None, 1)
     with pytest.raises(Conflict):
         service.stop_experiment("t1", experiment.experiment_id, actor="k")
+
+
+def _start(service, name="x"):
+    return service.start_experiment("t1", models.ExperimentInput(
+        name=name, control=models.VersionRef(rule_set_id="main", version=1),
+        treatment=models.VersionRef(rule_set_id="main", version=2), treatment_share=Decimal("0.5"),
+        reason=REASON), actor="k")
+
+
+def _experiment_records(store):
+    from shared.store.layout import RULESETS
+    from shared.store.port import Query
+    return [d for d in store.query(RULESETS, Query(pk="t1")) if d.get("docType") == "ruleset-experiment"]
+
+
+def test_a_start_that_loses_the_routing_race_leaves_no_record(service, store, monkeypatch):
+    save(service, V1)
+    save(service, V2)
+    activate(service, 1)
+
+    def lost(*args, **kwargs):
+        raise RoutingChanged("another start won")
+    monkeypatch.setattr(service, "_write_routing", lost)
+    with pytest.raises(Conflict):
+        _start(service)
+    assert _experiment_records(store) == []
+
+
+def test_a_start_that_died_after_its_claim_reads_and_ends_from_the_claim(service, store):
+    from shared.store.layout import RULESETS
+    save(service, V1)
+    save(service, V2)
+    activate(service, 1)
+    experiment = _start(service)
+    store.delete(RULESETS, "t1", f"experiment:{experiment.experiment_id}")    # the crash: claim, no record
+    assert service.get_experiment("t1", experiment.experiment_id) == experiment
+    assert service.active("t1").experiment == experiment
+    assert service.stop_experiment("t1", experiment.experiment_id, actor="k").status == "stopped"
+    assert [d["body"]["status"] for d in _experiment_records(store)] == ["stopped"]
+    assert service.active("t1").experiment is None
 
 
 @pytest.mark.parametrize("share", ["0.1", "0.3", "0.5", "0.9"])

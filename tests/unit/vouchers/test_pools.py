@@ -109,3 +109,28 @@ def test_a_pool_voucher_reward_hands_out_codes_and_gives_points_back_when_empty(
     assert platform.ledger.head("acme", "c1").balance == 700  # one ticket bought, the second given back
     ledger_invariants(platform, "acme", "c1")
     assert client.get("/v1/voucher-pools/cine", headers=auth(tenant.admin)).json()["handedOut"] == 1
+
+
+def test_twenty_overlapping_uploads_at_once_store_each_code_once_and_count_it_once(client, platform, tenant) -> None:
+    """Racer n uploads codes n .. n + 9: every code is stored once, and the pool's counter,
+    the answers' ``accepted`` and the stored codes all agree on how many there are."""
+    from shared.store.layout import CODES as CODES_CONTAINER, pool_pk
+    from shared.store.port import Filter, Query
+    from tests.conftest import run_in_threads
+
+    answers: dict[int, object] = {}
+
+    def upload(n: int) -> None:
+        body = "code\n" + "".join(f"RACE-{k:03d}\n" for k in range(n, n + 10))
+        answers[n] = client.post("/v1/voucher-pools/race/codes", content=body,
+                                 headers={**auth(tenant.admin), "Content-Type": "text/csv"})
+
+    run_in_threads(upload, [(n,) for n in range(20)], timeout=120)
+    assert all(r.status_code == 201 for r in answers.values()), [r.text for r in answers.values()]  # type: ignore[attr-defined]
+    distinct = 29  # codes 0 .. 28
+    assert sum(r.json()["accepted"] for r in answers.values()) == distinct  # type: ignore[attr-defined]
+    stored = platform.store.query(CODES_CONTAINER, Query(pk=pool_pk("acme", "race"), filters=(
+        Filter("docType", "=", "poolcode"),), limit=1000))
+    assert len(stored) == distinct
+    pool = client.get("/v1/voucher-pools/race", headers=auth(tenant.admin)).json()
+    assert pool["uploaded"] == distinct and pool["remaining"] == distinct
