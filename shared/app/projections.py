@@ -24,6 +24,7 @@ from shared.clock import Clock, iso
 from shared.errors import DocumentExists, PreconditionFailed
 from shared.ledger.entries import ENTRY_DOC, MARKER_DOC
 from shared.ledger.service import fingerprint_of
+from shared.store.contention import attempts
 from shared.store.layout import BALANCES, ORDER_STATUS, SYSTEM, order_pk
 from shared.store.port import Create, DocumentStore, PartitionBatch, Upsert, read_many
 from shared.telemetry import metrics, tracing
@@ -110,7 +111,7 @@ class Projector:
                     raise batch.error
             report.statuses_written = len(statuses)
         pending = list(newest.values())
-        for _ in range(10):
+        for _ in attempts(10):
             if not pending:
                 return report
             pending = self._move_balances(pending, report)

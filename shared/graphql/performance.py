@@ -36,6 +36,7 @@ from typing import Any, Iterable, Literal
 
 from shared.errors import BatchFailed, PreconditionFailed
 from shared.ledger.entries import ENTRY_DOC, ORDER_DOC
+from shared.store.contention import attempts
 from shared.store.layout import SYSTEM
 from shared.store.port import MAX_BATCH_OPERATIONS, Create, DocumentStore, Upsert, inline_reads, read_many
 
@@ -142,7 +143,7 @@ class RulePerformance:
 
     def _apply(self, pk: str, unique: list[Contribution]) -> int:
         assert len(unique) <= CONTRIBUTIONS_PER_BATCH
-        for _ in range(50):
+        for _ in attempts():
             markers = read_many(self._store, SYSTEM, [(pk, c.marker) for c in unique])
             fresh = [c for c, m in zip(unique, markers, strict=True) if m is None]
             if not fresh:

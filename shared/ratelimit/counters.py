@@ -36,6 +36,7 @@ from typing import Protocol
 from shared.errors import DocumentExists, PreconditionFailed, StoreUnavailable
 from shared.private_files import private_dir, private_sqlite
 from shared.ratelimit.policy import Counts, Decision, RateLimits, evaluate, window_of
+from shared.store.contention import attempts
 from shared.store.layout import SYSTEM
 from shared.store.port import DocumentStore
 from shared.store.sqlite_lock import use_wal, write_transaction
@@ -113,7 +114,7 @@ class StoreWindowCounter:
 
     def take(self, tenant_id: str, key_id: str, cost: int, limits: RateLimits, now: float) -> Decision:
         pk, window = f"ratelimit:{tenant_id}", window_of(now, limits)
-        for _ in range(MAX_RACES):
+        for _ in attempts(MAX_RACES):
             doc = self._store.read(SYSTEM, pk, "window")
             current = doc is not None and doc.get("window") == window
             keys: dict[str, int] = dict(doc.get("keys", {})) if current else {}

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
-import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
@@ -329,7 +327,7 @@ class Referrals:
         period = int(at.timestamp() // (programme.period_days * 86400))
         pk, doc_id = f"{tenant_id}:referrer:{referrer_id}", f"cap:{programme.period_days}:{period}"
         assert programme.cap_per_period is not None
-        for attempt in range(CAS_ATTEMPTS):
+        for _ in attempts(CAS_ATTEMPTS):
             doc = self._store.read(CODES, pk, doc_id)
             held = list(doc["referrals"]) if doc else []
             if referral_id in held:
@@ -345,7 +343,7 @@ class Referrals:
                     self._store.upsert(CODES, fresh, if_match=doc["_etag"])
                 return True
             except (PreconditionFailed, DocumentExists):
-                time.sleep(random.uniform(0, min(0.02, 0.0005 * (attempt + 1))))
+                continue  # another delivery took a place first: count again
         raise Conflict("the referrer's cap is in heavy contention: the change feed retries")
 
     def _credit(self, referral: dict[str, Any]) -> None:

@@ -307,8 +307,11 @@ class RuleSetService:
         # reading and ending an experiment fall back to it.
         self._write_routing(tenant_id, routing, routing.get("active") if routing else None,
                             {**body, "sealedSecret": sealed})
-        self.store.upsert(RULESETS, self._experiment_record(tenant_id, body, sealed, data.reason.model_dump(
-            mode="json"), actor))
+        try:
+            self.store.create(RULESETS, self._experiment_record(tenant_id, body, sealed, data.reason.model_dump(
+                mode="json"), actor))
+        except DocumentExists:
+            pass  # a reader rebuilt it from the claim (and may have ended it since): theirs stands
         return experiment
 
     @staticmethod
