@@ -12,14 +12,17 @@ Layout (``codes`` container, one partition per pool, ``tenantId:pool:<poolId>``)
   alone cannot serve, but it never rests in the clear and is never logged.
 * ``claim-<redemptionId>``: which code a redemption got (its replay answers with
   the same code).
-* ``pool``: counters for the tenant-admin (codes uploaded).
+* ``pool``: counters for the tenant-admin (codes uploaded, handed out).
 
-Never twice: a code document goes from ``free`` to ``assigned`` by one ETag
-compare-and-swap, so of two hand-outs that pick the same code one fails and picks
-another; then the claim is created for the redemption. A crash between the two,
-or a lost race of two hand-outs for the *same* redemption, leaves a code assigned
-that nobody received: the pool loses a code (the safe direction), and no code is
-ever in two customers' hands.
+Never twice, and counted exactly: a hand-out is one transactional batch of the
+pool's partition: the code document from ``free`` to ``assigned`` (guarded by its
+ETag), the claim created for the redemption, and the pool's ``handedOut`` counter
+(guarded by its ETag). Of two hand-outs that pick the same code, or of two replays
+of one redemption, one batch commits and the other re-reads and decides again, so
+no code is ever in two customers' hands and none is lost to a crash. Uploads write
+each chunk of new codes and the ``uploaded`` counter in one batch the same way, so
+the counters always equal the stored documents (they were separate writes: a crash
+or an exhausted retry between the two left a counter that no re-upload repaired).
 
 Upload interface (``add_codes``), kept small so the bulk import job (issue 20,
 part A) can feed it from a blob: it takes ``(line number, code)`` pairs, already
@@ -44,16 +47,18 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.clock import Clock, iso
-from shared.errors import BatchFailed, DocumentExists, FieldProblem, NotFound, OutOfStock, PreconditionFailed, \
-    ValidationFailed
+from shared.errors import BatchFailed, Conflict, DocumentExists, FieldProblem, NotFound, OutOfStock, \
+    PreconditionFailed, ValidationFailed
 from shared.store.contention import attempts
 from shared.store.layout import CODES, pool_pk
-from shared.store.port import Create, DocumentStore, Filter, Query
+from shared.store.port import MAX_BATCH_OPERATIONS, Create, DocumentStore, Filter, Operation, Query, Upsert, \
+    read_many
 
 POOL_CODE = re.compile(r"^[\x21-\x7e]{4,64}$")  # printable ASCII, no spaces: what partners send
 MAX_LINE_ERRORS = 100
 PICK_FROM = 32  # a hand-out picks at random among this many free codes: concurrent ones rarely collide
 HAND_OUT_ATTEMPTS = 100
+CHUNK = MAX_BATCH_OPERATIONS - 1  # codes per upload batch: one operation is left for the counter
 Digest = Callable[[str, str, str], bytes]
 
 
@@ -142,43 +147,43 @@ class CodePools:
             sealed = base64.b64encode(nonce + aead.encrypt(nonce, code.encode(), f"{pk}/{doc_id}".encode())).decode()
             batch.append({"id": doc_id, "pk": pk, "docType": "poolcode", "tenantId": tenant_id, "poolId": pool_id,
                           "status": "free", "sealed": sealed, "createdAt": now})
-            if len(batch) == 100:
-                self._write(batch, report)
+            if len(batch) == CHUNK:
+                self._write(tenant_id, pool_id, batch, report)
                 batch = []
-        if batch:
-            self._write(batch, report)
-        self._count(tenant_id, pool_id, report.accepted)
+        self._write(tenant_id, pool_id, batch, report)
         return report
 
-    def _write(self, docs: list[dict[str, Any]], report: UploadReport) -> None:
-        try:
-            self._store.batch(CODES, docs[0]["pk"], [Create(d) for d in docs])
-            report.accepted += len(docs)
-            return
-        except (BatchFailed, DocumentExists):
-            pass  # some are already there (a re-upload): one by one, to count which
-        for doc in docs:
-            try:
-                self._store.create(CODES, doc)
-                report.accepted += 1
-            except DocumentExists:
-                report.duplicates += 1
-
-    def _count(self, tenant_id: str, pool_id: str, added: int) -> None:
+    def _write(self, tenant_id: str, pool_id: str, docs: list[dict[str, Any]], report: UploadReport) -> None:
+        """The codes of ``docs`` not yet in the pool, and the count of them, in one batch (an
+        empty upload still creates the pool). A lost race (a concurrent upload of some of these
+        codes, or any change to the counter) re-reads and decides again."""
+        assert len(docs) <= CHUNK
         pk = pool_pk(tenant_id, pool_id)
         for _ in attempts(HAND_OUT_ATTEMPTS):
-            doc = self._store.read(CODES, pk, "pool")
-            fresh = {"id": "pool", "pk": pk, "docType": "pool", "tenantId": tenant_id, "poolId": pool_id,
-                     "uploaded": (doc["uploaded"] if doc else 0) + added, "handedOut": doc["handedOut"] if doc else 0,
-                     "updatedAt": iso(self._clock.now())}
-            try:
-                if doc is None:
-                    self._store.create(CODES, fresh)
-                else:
-                    self._store.upsert(CODES, {**fresh, "handedOut": doc["handedOut"]}, if_match=doc["_etag"])
+            pool = self._store.read(CODES, pk, "pool")
+            present = read_many(self._store, CODES, [(pk, d["id"]) for d in docs])
+            fresh = [d for d, there in zip(docs, present, strict=True) if there is None]
+            if not fresh and pool is not None:
+                report.duplicates += len(docs)
                 return
-            except (PreconditionFailed, DocumentExists):
+            try:
+                self._store.batch(CODES, pk, [Create(d) for d in fresh] + [
+                    self._counted(tenant_id, pool_id, pool, uploaded=len(fresh))])
+            except (BatchFailed, DocumentExists, PreconditionFailed):
                 continue
+            report.accepted += len(fresh)
+            report.duplicates += len(docs) - len(fresh)
+            return
+        raise Conflict(f"code pool {pool_id!r} is being changed by many requests at once: upload the file again "
+                       "(codes already stored are counted as duplicates, never twice)")
+
+    def _counted(self, tenant_id: str, pool_id: str, pool: dict[str, Any] | None, uploaded: int = 0,
+                 handed_out: int = 0) -> Operation:
+        """The pool's counters moved by the given amounts, guarded by the ETag they were read with."""
+        fresh = {"id": "pool", "pk": pool_pk(tenant_id, pool_id), "docType": "pool", "tenantId": tenant_id,
+                 "poolId": pool_id, "uploaded": (pool["uploaded"] if pool else 0) + uploaded,
+                 "handedOut": (pool["handedOut"] if pool else 0) + handed_out, "updatedAt": iso(self._clock.now())}
+        return Create(fresh) if pool is None else Upsert(fresh, if_match=pool["_etag"])
 
     def get(self, tenant_id: str, pool_id: str) -> dict[str, Any]:
         doc = self._store.read(CODES, pool_pk(tenant_id, pool_id), "pool")
@@ -192,47 +197,38 @@ class CodePools:
         to anyone else; ``OutOfStock`` when the pool has none left."""
         pk = pool_pk(tenant_id, pool_id)
         claim_id = f"claim-{redemption_id}"
-        claim = self._store.read(CODES, pk, claim_id)
+        for _ in attempts(HAND_OUT_ATTEMPTS):
+            claim = self._store.read(CODES, pk, claim_id)
+            if claim is not None:
+                break  # handed out before (a replay), or by a concurrent replay that won
+            pool = self._store.read(CODES, pk, "pool")
+            free = self._store.query(CODES, Query(pk=pk, filters=(
+                Filter("docType", "=", "poolcode"), Filter("status", "=", "free")), limit=PICK_FROM))
+            if not free:
+                raise OutOfStock(f"code pool {pool_id!r} has no code left", poolId=pool_id)
+            if pool is not None and pool["handedOut"] >= pool["uploaded"]:
+                continue  # the counter was read before an upload counted the codes now free: read again
+            pick = random.choice(free)
+            taken = {k: v for k, v in pick.items() if not k.startswith("_")}
+            taken.update(status="assigned", redemptionId=redemption_id, customerId=customer_id,
+                         assignedAt=iso(self._clock.now()))
+            try:
+                self._store.batch(CODES, pk, [
+                    Upsert(taken, if_match=pick["_etag"]),
+                    Create({"id": claim_id, "pk": pk, "docType": "poolclaim", "tenantId": tenant_id,
+                            "codeId": pick["id"], "customerId": customer_id}),
+                    self._counted(tenant_id, pool_id, pool, handed_out=1)])
+            except (BatchFailed, DocumentExists, PreconditionFailed):
+                continue  # the code, the claim or the counter changed a moment ago: decide again
+            break
+        else:
+            raise OutOfStock(f"code pool {pool_id!r} is in heavy demand: retry", poolId=pool_id)
         if claim is None:
-            for _ in attempts(HAND_OUT_ATTEMPTS):
-                free = self._store.query(CODES, Query(pk=pk, filters=(
-                    Filter("docType", "=", "poolcode"), Filter("status", "=", "free")), limit=PICK_FROM))
-                if not free:
-                    raise OutOfStock(f"code pool {pool_id!r} has no code left", poolId=pool_id)
-                pick = random.choice(free)
-                taken = {k: v for k, v in pick.items() if not k.startswith("_")}
-                taken.update(status="assigned", redemptionId=redemption_id, customerId=customer_id,
-                             assignedAt=iso(self._clock.now()))
-                try:
-                    self._store.upsert(CODES, taken, if_match=pick["_etag"])
-                except PreconditionFailed:
-                    continue  # handed to someone else a moment ago: pick again
-                try:
-                    claim = self._store.create(CODES, {"id": claim_id, "pk": pk, "docType": "poolclaim",
-                                                       "tenantId": tenant_id, "codeId": pick["id"],
-                                                       "customerId": customer_id})
-                    self._bump(pk)
-                except DocumentExists:
-                    claim = self._store.read(CODES, pk, claim_id)  # a concurrent replay won; ours is lost
-                break
-            else:
-                raise OutOfStock(f"code pool {pool_id!r} is in heavy demand: retry", poolId=pool_id)
-        assert claim is not None
+            claim = self._store.read(CODES, pk, claim_id)
+        assert claim is not None, "a committed hand-out wrote its claim"
         code_doc = self._store.read(CODES, pk, claim["codeId"])
         assert code_doc is not None and code_doc["redemptionId"] == redemption_id, "a claim names its own code"
         return self._open(tenant_id, pool_id, code_doc)
-
-    def _bump(self, pk: str) -> None:
-        for _ in attempts(HAND_OUT_ATTEMPTS):
-            doc = self._store.read(CODES, pk, "pool")
-            if doc is None:
-                return
-            try:
-                self._store.upsert(CODES, {**{k: v for k, v in doc.items() if not k.startswith("_")},
-                                           "handedOut": doc["handedOut"] + 1}, if_match=doc["_etag"])
-                return
-            except PreconditionFailed:
-                continue
 
     def _open(self, tenant_id: str, pool_id: str, doc: dict[str, Any]) -> str:
         raw = base64.b64decode(doc["sealed"])
