@@ -206,8 +206,6 @@ class CodePools:
                 Filter("docType", "=", "poolcode"), Filter("status", "=", "free")), limit=PICK_FROM))
             if not free:
                 raise OutOfStock(f"code pool {pool_id!r} has no code left", poolId=pool_id)
-            if pool is not None and pool["handedOut"] >= pool["uploaded"]:
-                continue  # the counter was read before an upload counted the codes now free: read again
             pick = random.choice(free)
             taken = {k: v for k, v in pick.items() if not k.startswith("_")}
             taken.update(status="assigned", redemptionId=redemption_id, customerId=customer_id,
