@@ -159,9 +159,11 @@ class CodePools:
         codes, or any change to the counter) re-reads and decides again."""
         assert len(docs) <= CHUNK
         pk = pool_pk(tenant_id, pool_id)
-        for _ in attempts(HAND_OUT_ATTEMPTS):
+        for attempt in attempts(HAND_OUT_ATTEMPTS):
             pool = self._store.read(CODES, pk, "pool")
-            present = read_many(self._store, CODES, [(pk, d["id"]) for d in docs])
+            # Optimistic first: a new file's codes are new, and a code already there fails the
+            # batch; only then is each code looked up.
+            present = read_many(self._store, CODES, [(pk, d["id"]) for d in docs]) if attempt else [None] * len(docs)
             fresh = [d for d, there in zip(docs, present, strict=True) if there is None]
             if not fresh and pool is not None:
                 report.duplicates += len(docs)
