@@ -51,8 +51,8 @@ from shared.errors import BatchFailed, Conflict, DocumentExists, FieldProblem, N
     PreconditionFailed, ValidationFailed
 from shared.store.contention import attempts
 from shared.store.layout import CODES, pool_pk
-from shared.store.port import MAX_BATCH_OPERATIONS, Create, DocumentStore, Filter, Operation, Query, Upsert, \
-    read_many
+from shared.store.port import MAX_BATCH_OPERATIONS, Create, Delete, DocumentStore, Filter, Operation, Query, \
+    Upsert, read_many
 
 POOL_CODE = re.compile(r"^[\x21-\x7e]{4,64}$")  # printable ASCII, no spaces: what partners send
 MAX_LINE_ERRORS = 100
@@ -229,6 +229,32 @@ class CodePools:
         code_doc = self._store.read(CODES, pk, claim["codeId"])
         assert code_doc is not None and code_doc["redemptionId"] == redemption_id, "a claim names its own code"
         return self._open(tenant_id, pool_id, code_doc)
+
+    def give_back(self, tenant_id: str, pool_id: str, redemption_id: str) -> bool:
+        """Return the code ``redemption_id`` was given to the pool, for a redemption whose points
+        came back before it was confirmed (its code must not stay with the customer, nor be lost
+        to the pool): code ``assigned -> free``, its claim deleted and ``handedOut`` less one, in
+        one batch. False when the redemption holds no code (never given, or given back)."""
+        pk = pool_pk(tenant_id, pool_id)
+        for _ in attempts(HAND_OUT_ATTEMPTS):
+            claim = self._store.read(CODES, pk, f"claim-{redemption_id}")
+            if claim is None:
+                return False
+            code_doc = self._store.read(CODES, pk, claim["codeId"])
+            pool = self._store.read(CODES, pk, "pool")
+            assert code_doc is not None and code_doc.get("redemptionId") == redemption_id, "a claim names its code"
+            assert pool is not None and pool["handedOut"] >= 1, "a claimed code was counted"
+            freed = {k: v for k, v in code_doc.items() if not k.startswith("_") and k not in (
+                "redemptionId", "customerId", "assignedAt")}
+            freed["status"] = "free"
+            try:
+                self._store.batch(CODES, pk, [Upsert(freed, if_match=code_doc["_etag"]),
+                                              Delete(claim["id"], if_match=claim["_etag"]),
+                                              self._counted(tenant_id, pool_id, pool, handed_out=-1)])
+                return True
+            except (BatchFailed, NotFound, PreconditionFailed):
+                continue
+        raise Conflict(f"code pool {pool_id!r} is being changed by many requests at once: retry")
 
     def _open(self, tenant_id: str, pool_id: str, doc: dict[str, Any]) -> str:
         raw = base64.b64decode(doc["sealed"])

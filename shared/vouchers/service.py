@@ -39,12 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.clock import Clock, iso, parse_iso
 from shared.domain.orders import EntityId
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, OutOfStock, PreconditionFailed, \
-    ReservationSettled, SpendError, ValidationFailed
+    ReservationExpired, ReservationSettled, SpendError, ValidationFailed
 from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.spend.catalogue import Catalogue, RewardFields
 from shared.spend.policy import SpendPolicies
-from shared.spend.redemptions import COMPLETED, CONFIRMED, RedeemRequest, Redemptions, SpendResult
+from shared.spend.redemptions import COMPLETED, CONFIRMED, IN_REVIEW, RESERVED, RedeemRequest, Redemptions, \
+    SpendResult
 from shared.store.contention import attempts
 from shared.store.layout import CODES, voucher_pk
 from shared.store.port import DocumentStore, Filter, Query
@@ -162,6 +163,12 @@ class Vouchers:
         reserve = request.model_copy(update={"mode": "reserve"})
         result = self._redemptions.redeem(tenant_id, customer_id, reserve, actor)
         rid = result.body["redemptionId"]
+        status = self._redemptions.get(tenant_id, customer_id, rid)["status"]
+        if status == IN_REVIEW:
+            # No code before a tenant-admin approves: repeating this request then hands it out.
+            return result
+        if status not in (RESERVED, CONFIRMED):
+            self._refuse_unpaid(tenant_id, terms.pool_id, rid, status)
         try:
             code = self.pools.hand_out(tenant_id, terms.pool_id, rid, customer_id)
         except OutOfStock:
@@ -171,13 +178,24 @@ class Vouchers:
                 pass
             raise
         try:
-            settled = self._redemptions.confirm(tenant_id, customer_id, rid)
-            body = settled.body
-        except ReservationSettled:
+            body = self._redemptions.confirm(tenant_id, customer_id, rid).body
+        except (ReservationSettled, ReservationExpired):
+            # A replay of a confirmed exchange, or a reservation that expired or was released
+            # between the reserve and this confirm (a crash, a slow retry): only a confirmed one
+            # keeps its code.
             body = {**result.body, "status": self._redemptions.get(tenant_id, customer_id, rid)["status"]}
+            if body["status"] != CONFIRMED:
+                self._refuse_unpaid(tenant_id, terms.pool_id, rid, body["status"])
         voucher = {"voucherId": voucher_id_of(rid), "poolId": terms.pool_id, "code": code,
                    "source": "partner", "channel": terms.channel}
         return SpendResult({**body, "voucher": voucher}, result.created)
+
+    def _refuse_unpaid(self, tenant_id: str, pool_id: str, rid: str, status: str) -> None:
+        """A pool exchange whose points came back (or are coming back) keeps no code: any code
+        it was given goes back to the pool, and the request is refused (409)."""
+        self.pools.give_back(tenant_id, pool_id, rid)
+        raise ReservationSettled(f"redemption {rid} is {status}: its points are given back and no code is handed "
+                                 "out; redeem again with a new idempotency key", redemptionId=rid, state=status)
 
     def code_of(self, tenant_id: str, redemption_id: str) -> str:
         return codes.encode(self._digest(tenant_id, "voucher-code", redemption_id)[:codes.CODE_BITS // 8])

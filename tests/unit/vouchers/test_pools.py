@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from shared.clock import ManualClock
@@ -231,3 +233,69 @@ def test_a_crash_at_any_write_leaves_the_counters_equal_to_the_stored_codes(tmp_
         finally:
             store.close()
     assert crash_points >= 4  # two upload batches and two hand-outs at the least
+
+
+class _Crash(Exception):
+    """The request's process stopped here (an Exception, answered 500, so the ASGI app survives)."""
+
+
+def _pool_exchange(client, platform, tenant, codes: str = "code\nCINE-0001\nCINE-0002\n") -> None:
+    client.post("/v1/voucher-pools/cine/codes", content=codes,
+                headers={**auth(tenant.admin), "Content-Type": "text/csv"})
+    assert client.post("/v1/rewards", json=VOUCHER, headers=auth(tenant.admin)).status_code == 201
+    fund(platform, "acme", "c1", 1000)
+
+
+def _buy(client, tenant, key: str = "k1"):
+    return client.post("/v1/customers/c1/redemptions", json={"idempotencyKey": key, "rewardId": "cinema"},
+                       headers=auth(tenant.merchant))
+
+
+def _free_codes(platform) -> int:
+    from shared.store.layout import CODES as CODES_CONTAINER, pool_pk
+    from shared.store.port import Filter, Query
+    return len(platform.store.query(CODES_CONTAINER, Query(pk=pool_pk("acme", "cine"), filters=(
+        Filter("docType", "=", "poolcode"), Filter("status", "=", "free")), limit=100)))
+
+
+@pytest.mark.parametrize("released", [False, True], ids=["expired", "released"])
+def test_a_pool_exchange_that_died_before_its_confirm_never_gives_the_code_with_the_points(
+        client, platform, tenant, clock, monkeypatch, released) -> None:
+    """The process dies after the code was handed out and before the reservation was confirmed;
+    the reservation expires (and, in one case, the timer job gives its points back). The retry
+    of the same request is refused and the code goes back to the pool: the customer never holds
+    both the points and the code (the retry used to answer the code with status "released")."""
+    from shared.spend.redemptions import Redemptions
+    _pool_exchange(client, platform, tenant)
+    with monkeypatch.context() as patched:
+        patched.setattr(Redemptions, "confirm", lambda *a, **k: (_ for _ in ()).throw(_Crash("confirm")))
+        assert _buy(client, tenant).status_code == 500
+    assert _free_codes(platform) == 1 and platform.ledger.head("acme", "c1").balance == 700
+    clock.advance(timedelta(days=2))
+    if released:
+        assert platform.spend.redemptions.release_expired()["released"] == 1
+    retry = _buy(client, tenant)
+    assert retry.status_code == 409 and retry.json()["type"].endswith("/reservation-settled"), retry.text
+    assert "voucher" not in retry.json() and "CINE" not in retry.text
+    assert _free_codes(platform) == 2
+    assert client.get("/v1/voucher-pools/cine", headers=auth(tenant.admin)).json()["handedOut"] == 0
+    platform.spend.redemptions.release_expired()
+    assert platform.ledger.head("acme", "c1").balance == 1000  # the points are back, and no code is out
+    ledger_invariants(platform, "acme", "c1")
+    fresh = _buy(client, tenant, key="k2")  # a new key buys it properly
+    assert fresh.status_code == 201 and fresh.json()["voucher"]["code"].startswith("CINE-")
+    assert platform.ledger.head("acme", "c1").balance == 700
+
+
+def test_a_pool_exchange_held_for_review_hands_out_no_code_until_approved(client, platform, tenant) -> None:
+    _pool_exchange(client, platform, tenant)
+    assert client.put("/v1/spend/policy", json={"reviewThresholdPoints": 100},
+                      headers=auth(tenant.admin)).status_code == 200
+    held = _buy(client, tenant)
+    assert held.status_code == 202 and held.json()["status"] == "in-review" and "voucher" not in held.json()
+    assert _free_codes(platform) == 2
+    url = f"/v1/customers/c1/redemptions/{held.json()['redemptionId']}"
+    assert client.post(url + "/approve", json={"reason": "known"}, headers=auth(tenant.admin)).status_code == 200
+    after = _buy(client, tenant)  # the repeat once approved hands the code out
+    assert after.status_code == 200 and after.json()["voucher"]["code"].startswith("CINE-"), after.text
+    assert _free_codes(platform) == 1 and _buy(client, tenant).json()["voucher"] == after.json()["voucher"]
