@@ -54,7 +54,9 @@ class CustomerService:
         # keyed hashes of its month-days. Set by the platform; None: no index.
         self.occasions: Any = None
 
-    def register(self, tenant_id: str, profile: CustomerProfile) -> dict[str, Any]:
+    def register(self, tenant_id: str, profile: CustomerProfile, referrer_id: str | None = None) -> dict[str, Any]:
+        """Create the profile; ``referrer_id``: the customer whose referral code it was registered
+        with, kept on the profile so that a retry can finish an enrolment a crash cut off."""
         personal = profile.personal()
         doc = {
             "id": profile.customer_id,
@@ -70,6 +72,8 @@ class CustomerService:
             # so tag, tier and erasure changes reach the warehouse, not only new customers.
             "updatedAt": iso(self._clock.now()),
         }
+        if referrer_id is not None:
+            doc["referrerId"] = referrer_id
         sealed = None
         if personal is not None:
             if self.vault is None:

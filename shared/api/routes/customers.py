@@ -23,7 +23,7 @@ from shared.clock import iso
 from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.domain.inputs import Instant
 from shared.domain.wallets import WalletName
-from shared.errors import FieldProblem, ValidationFailed
+from shared.errors import Conflict, FieldProblem, ValidationFailed
 from shared.ledger.entries import EntryType, settlement_id
 from shared.ledger.wallets import balances as wallet_balances
 from shared.platform import Platform
@@ -57,7 +57,15 @@ def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depen
         # Checked before anything is written: a bad or self-referring code registers nobody.
         owner = p.referrals.check_enrolment(who.tenant_id, body.customer_id, body.referral_code,
                                             body.personal().fields() if body.personal() else {})
-    doc = p.customers.register(who.tenant_id, body)
+    try:
+        doc = p.customers.register(who.tenant_id, body, referrer_id=owner["customerId"] if owner else None)
+    except Conflict:
+        existing = p.customers.find(who.tenant_id, body.customer_id) if owner is not None else None
+        if existing is not None and existing.get("referrerId") == owner["customerId"]:  # type: ignore[index]
+            # A retry of a registration with this code that died before its enrolment: the
+            # enrolment is finished (idempotent), the retry still learns the customer exists.
+            p.referrals.enrol(who.tenant_id, body.customer_id, owner)  # type: ignore[arg-type]
+        raise
     if owner is not None:
         p.referrals.enrol(who.tenant_id, body.customer_id, owner)
     response.headers["Location"] = f"/v1/customers/{body.customer_id}"

@@ -175,3 +175,32 @@ def test_a_rule_condition_decides_which_order_qualifies(client, platform, tenant
     drain(platform)
     assert client.get("/v1/customers/bob/referral", headers=auth(tenant.analyst)).json()["orderId"] == "store-order"
     assert _referral_points(platform, "ann") == [500]
+
+
+def test_a_registration_that_died_before_its_enrolment_is_finished_by_its_retry(client, platform, tenant,
+                                                                                monkeypatch) -> None:
+    """The profile is written, then the process dies before the referral is recorded: the
+    retry (same body) still learns the customer exists (409), and the referral is recorded, so
+    both parties are credited on the first qualifying order. A registration of the same id
+    without the code, or with another customer's code, enrols nothing."""
+    code = _setup(client, tenant)
+
+    class Crash(Exception):
+        pass
+
+    def dead(*args, **kwargs):
+        raise Crash("died before the enrolment")
+    with monkeypatch.context() as patched:
+        patched.setattr(platform.referrals, "enrol", dead)
+        assert _register(client, tenant, "bob", code, email="bob@example.org").status_code == 500
+    assert client.get("/v1/customers/bob/referral", headers=auth(tenant.analyst)).status_code == 404
+    retry = _register(client, tenant, "bob", code, email="bob@example.org")
+    assert retry.status_code == 409, retry.text
+    assert client.get("/v1/customers/bob/referral", headers=auth(tenant.analyst)).json()["status"] == "pending"
+    _order(client, platform, tenant, "bob", "big")
+    assert _referral_points(platform, "ann") == [500] and _referral_points(platform, "bob") == [250]
+    # An existing customer registered without a code cannot be enrolled by a later "registration".
+    assert client.post("/v1/customers", json={"customerId": "carl", "joinDate": "2026-11-01"},
+                       headers=auth(tenant.merchant)).status_code == 201
+    assert _register(client, tenant, "carl", code).status_code == 409
+    assert client.get("/v1/customers/carl/referral", headers=auth(tenant.analyst)).status_code == 404
