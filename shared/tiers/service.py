@@ -141,10 +141,15 @@ class TierService:
             raise ValidationFailed("the tier table is invalid; nothing was saved", extra)
         now = self._clock.now()
         wanted = program.to_json()
+        # Never retroactively: the scheduled date that passed before this save is written into
+        # the programme itself, in the same write, so a crash before _start_schedule cannot make
+        # the next run evaluate at it.
+        not_before = iso(schedule.last_evaluation(program, now, ZoneInfo(self._tenants.get(tenant_id).time_zone)))
 
         def build(doc: dict[str, Any] | None) -> dict[str, Any]:
             return {"id": PROGRAM_ID, "pk": tenant_id, "docType": "tierProgram", "tenantId": tenant_id,
-                    "version": (doc["version"] + 1) if doc else 1, "program": wanted, "updatedAt": iso(now)}
+                    "version": (doc["version"] + 1) if doc else 1, "program": wanted, "updatedAt": iso(now),
+                    "notBefore": not_before}
 
         result = replace(self._store, TENANTS, tenant_id, PROGRAM_ID, build, content=lambda d: d["program"])
         before = _stored_program(tenant_id, result.before) if result.before else None
@@ -373,11 +378,13 @@ class TierService:
         return reports
 
     def run_tenant(self, tenant_id: str) -> EvaluationReport | None:
-        stored = self.current_program(tenant_id)
+        doc, stored = self._load(tenant_id)
         zone = self._zone(tenant_id) if stored is not None else None
-        if stored is None or zone is None:
+        if doc is None or stored is None or zone is None:
             return None  # a deleted tenant's leftover programme is never evaluated
         due = schedule.last_evaluation(stored.program, self._clock.now(), zone)
+        if doc.get("notBefore") and parse_iso(doc["notBefore"]) >= due:
+            return None  # the date passed before this programme was saved
         state = self._store.read(TENANTS, tenant_id, EVALUATION_ID)
         if state is not None and state.get("lastEvaluationAt") and parse_iso(state["lastEvaluationAt"]) >= due:
             return None

@@ -262,6 +262,35 @@ def test_saving_a_programme_never_evaluates_a_date_that_passed_before(platform, 
     assert _tier(platform, customer_id="legacy") == "vip"
 
 
+def test_a_save_that_died_before_its_schedule_still_never_evaluates_a_passed_date(platform, clock,
+                                                                                monkeypatch) -> None:
+    """The programme is written, then the process dies before the evaluation state is moved to
+    the date that passed: the programme carries that date itself (one write), so the next run
+    still does not downgrade the legacy tier retroactively."""
+    bare_tenant(platform, "t1")
+    from datetime import date
+
+    from shared.app.customers import CustomerProfile
+    from shared.tiers.service import TierService
+
+    platform.customers.register("t1", CustomerProfile(customerId="legacy", joinDate=date(2024, 1, 1), tier="vip"))
+
+    class Crash(Exception):
+        pass
+
+    def dead(*args, **kwargs):
+        raise Crash("died after the programme's write")
+    with monkeypatch.context() as patched:
+        patched.setattr(TierService, "_start_schedule", dead)
+        try:
+            platform.tiers.save_program("t1", program())
+        except Crash:
+            pass
+    assert platform.tiers.current_program("t1") is not None
+    assert platform.tiers.run_due() == []
+    assert _tier(platform, customer_id="legacy") == "vip"
+
+
 def test_tenants_are_isolated(platform, clock) -> None:
     bare_tenant(platform, "t1")
     bare_tenant(platform, "t2")
