@@ -176,6 +176,33 @@ def claimed(platform: Platform, body: dict) -> dict:
     return body
 
 
+class Died(BaseException):
+    """The process stopped here (a BaseException: no ``except Exception`` on the way catches it)."""
+
+
+class StoreThatDies:
+    """A store whose process dies at its ``at``-th write (create, upsert, batch, batches,
+    delete; counted from 0); reads pass through. For crash tests at every write of an
+    operation: run it with ``at`` = 0, 1, 2, ... until it completes."""
+
+    WRITES = ("create", "upsert", "batch", "batches", "delete")
+
+    def __init__(self, store: Any, at: int) -> None:
+        self._store, self._left = store, at
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        if name not in self.WRITES:
+            return method
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            if self._left == 0:
+                raise Died(name)
+            self._left -= 1
+            return method(*args, **kwargs)
+        return write
+
+
 def run_in_threads(target: Callable[..., object], args: Iterable[tuple[Any, ...]],
                    timeout: float | None = None) -> None:
     """One thread per argument tuple, all started before any is joined (so they race),

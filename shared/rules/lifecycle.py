@@ -23,12 +23,12 @@ import difflib
 import secrets as random_source
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from shared.clock import Clock, iso
 from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext
-from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import BatchFailed, Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.rules import models
 from shared.rules.errors import Diagnostic, RuleBudgetExceeded, RuleError
 from shared.rules.experiments import SECRET_BYTES
@@ -39,9 +39,13 @@ from shared.rules.ruleset import CompiledRuleSet
 from shared.rules.sealing import PlainSealer, SecretSealer
 from shared.store.contention import attempts
 from shared.store.layout import RULE_VERSIONS, RULESETS
-from shared.store.port import DocumentStore, Filter, Query
+from shared.store.port import Create, DocumentStore, Filter, Operation, Query, Upsert
 
 ROUTING_ID = "routing"
+
+
+def _ended_meanwhile(experiment_id: str) -> Conflict:
+    return Conflict(f"experiment {experiment_id} is not running (another request ended it)")
 
 
 class RoutingChanged(Conflict):
@@ -177,15 +181,15 @@ class RuleSetService:
         return self.store.read(RULESETS, tenant_id, ROUTING_ID)
 
     def _write_routing(self, tenant_id: str, current: dict[str, Any] | None, active: dict | None,
-                       experiment: dict | None) -> None:
+                       experiment: dict | None, also: Operation | None = None) -> None:
+        """The routing document, guarded by the ETag it was read with; ``also``: a write of the
+        same partition (an experiment's record) committed with it in one batch, or not at all."""
         doc = {"id": ROUTING_ID, "pk": tenant_id, "docType": "ruleset-routing", "active": active,
                "experiment": experiment}
+        write = Create(doc) if current is None else Upsert(doc, if_match=current["_etag"])
         try:
-            if current is None:
-                self.store.create(RULESETS, doc)
-            else:
-                self.store.upsert(RULESETS, doc, if_match=current["_etag"])
-        except (DocumentExists, PreconditionFailed):
+            self.store.batch(RULESETS, tenant_id, [write] if also is None else [write, also])
+        except (BatchFailed, DocumentExists, PreconditionFailed):
             raise RoutingChanged("the tenant's rule routing changed concurrently; reload and retry") from None
 
     def active(self, tenant_id: str) -> models.ActiveRuleSet | None:
@@ -200,18 +204,22 @@ class RuleSetService:
     def activate(self, tenant_id: str, data: models.ActivateInput, actor: str) -> models.ActiveRuleSet:
         return self.activate_once(tenant_id, data, actor).after
 
-    def activate_once(self, tenant_id: str, data: models.ActivateInput, actor: str) -> "Activated":
+    def activate_once(self, tenant_id: str, data: models.ActivateInput, actor: str,
+                      allowed: Callable[[models.ActiveRuleSet | None], None] | None = None) -> "Activated":
         """Make ``data.target`` the active version: ``changed`` False when it already is (a
         repeated or concurrent identical request changes nothing and is answered with the
         activation in place). Concurrent activations are serialised by the routing
         document's ETag: a loser reads the routing again and decides again, so each
-        change's ``before`` is the activation it replaced."""
+        change's ``before`` is the activation it replaced. ``allowed`` refuses a change from
+        ``before`` (raises); it is asked on every attempt, about the routing that attempt read."""
         target = data.target
         for _ in attempts():
             routing = self._routing(tenant_id)
             if routing and routing.get("experiment"):
                 raise Conflict("an A/B experiment is running: promote a winner or stop it first")
             before = self.active(tenant_id) if routing and routing.get("active") else None
+            if allowed is not None:
+                allowed(before)
             if before is not None and (before.rule_set_id, before.version) == (target.rule_set_id, target.version):
                 return Activated(before, before, changed=False)
             try:
@@ -222,14 +230,14 @@ class RuleSetService:
         raise Conflict("the tenant's rule routing is being changed by many requests at once; retry")
 
     def _activate(self, tenant_id: str, routing: dict | None, target: models.VersionRef, reason: models.Reason,
-                  actor: str, experiment: dict | None) -> models.ActiveRuleSet:
+                  actor: str, experiment: dict | None, also: Operation | None = None) -> models.ActiveRuleSet:
         self.get_version(tenant_id, target.rule_set_id, target.version)          # must exist
         now = self.clock.now()
         previous = routing.get("active") if routing else None
         active = models.ActiveRuleSet(rule_set_id=target.rule_set_id, version=target.version, activated_at=now,
                                       activated_by=actor, reason=reason)
         active_doc = active.model_dump(mode="json", by_alias=True, exclude={"experiment"})
-        self._write_routing(tenant_id, routing, active_doc, experiment)
+        self._write_routing(tenant_id, routing, active_doc, experiment, also)
         previous_ref = ({"ruleSetId": previous["ruleSetId"], "version": previous["version"]} if previous else None)
         entry = models.Activation(rule_set_id=target.rule_set_id, version=target.version, at=now, by=actor,
                                   reason=reason, previous_version=previous_ref)
@@ -245,18 +253,17 @@ class RuleSetService:
     def rollback_once(self, tenant_id: str, data: models.ActivateInput, actor: str) -> "Activated":
         """``rollback`` with what it replaced (see ``activate_once``): refused unless the target is
         earlier than the active version, or is it (a repeat of the rollback that made it active:
-        answered as it, no change, as a repeated activation is)."""
-        self.rollback_check(tenant_id, data)
-        return self.activate_once(tenant_id, data, actor)
-
-    def rollback_check(self, tenant_id: str, data: models.ActivateInput) -> None:
-        current = self.active(tenant_id)
-        if current is None:
-            raise ValidationFailed("nothing is active, so there is nothing to roll back")
+        answered as it, no change, as a repeated activation is). Checked against the routing each
+        attempt writes over: a rollback that lost a race to an earlier one never goes forward."""
         target = data.target
-        if target.rule_set_id != current.rule_set_id or target.version > current.version:
-            raise ValidationFailed(f"roll back to a version of {current.rule_set_id} earlier than "
-                                   f"{current.version}; use activate for anything else")
+
+        def earlier(current: models.ActiveRuleSet | None) -> None:
+            if current is None:
+                raise ValidationFailed("nothing is active, so there is nothing to roll back")
+            if target.rule_set_id != current.rule_set_id or target.version > current.version:
+                raise ValidationFailed(f"roll back to a version of {current.rule_set_id} earlier than "
+                                       f"{current.version}; use activate for anything else")
+        return self.activate_once(tenant_id, data, actor, allowed=earlier)
 
     def activations(self, tenant_id: str, limit: int = 100) -> list[models.Activation]:
         docs = self.store.query(RULE_VERSIONS, Query(
@@ -343,7 +350,11 @@ class RuleSetService:
         return self.sealer.unseal(tenant_id, sealed)
 
     def _end_experiment(self, tenant_id: str, experiment_id: str, status: str, winner: str | None) -> tuple[
-            models.Experiment, dict]:
+            models.Experiment, dict, Operation]:
+        """The ended experiment, the routing it was read from, and the write of its record, which
+        the caller commits in one batch with the routing that no longer runs it: never a record
+        that says "ended" while orders are still split between its arms (a crash between two
+        writes left exactly that until a retry)."""
         routing = self._routing(tenant_id)
         running = routing.get("experiment") if routing else None
         if not running or running["experimentId"] != experiment_id:
@@ -352,24 +363,26 @@ class RuleSetService:
         assert doc is not None, "a running experiment has its record or its claim"
         ended = models.Experiment.model_validate(
             {**doc["body"], "status": status, "endedAt": iso(self.clock.now()), "winner": winner})
-        try:
-            self.store.upsert(RULESETS, {**{k: v for k, v in doc.items() if not k.startswith("_")},
-                                         "body": ended.model_dump(mode="json", by_alias=True)}, if_match=doc["_etag"])
-        except PreconditionFailed:
-            # Only an ending writes the record: a concurrent stop or promote won.
-            raise Conflict(f"experiment {experiment_id} is not running (another request ended it)") from None
-        return ended, routing
+        record = Upsert({**{k: v for k, v in doc.items() if not k.startswith("_")},
+                         "body": ended.model_dump(mode="json", by_alias=True)}, if_match=doc["_etag"])
+        return ended, routing, record
 
     def stop_experiment(self, tenant_id: str, experiment_id: str, actor: str) -> models.Experiment:
         """End the experiment; every customer goes back to the active version (or the rate rule)."""
-        ended, routing = self._end_experiment(tenant_id, experiment_id, "stopped", None)
-        self._write_routing(tenant_id, routing, routing.get("active"), None)
+        ended, routing, record = self._end_experiment(tenant_id, experiment_id, "stopped", None)
+        try:
+            self._write_routing(tenant_id, routing, routing.get("active"), None, also=record)
+        except RoutingChanged:
+            raise _ended_meanwhile(experiment_id) from None
         return ended
 
     def promote(self, tenant_id: str, experiment_id: str, arm: models.Arm, reason: models.Reason,
                 actor: str) -> models.ActiveRuleSet:
         """Activate the winning arm's version for everyone and end the experiment."""
-        ended, routing = self._end_experiment(tenant_id, experiment_id, "promoted", arm)
+        ended, routing, record = self._end_experiment(tenant_id, experiment_id, "promoted", arm)
         target = ended.treatment if arm == "B" else ended.control
-        return self._activate(tenant_id, routing, target, reason, actor, experiment=None)
+        try:
+            return self._activate(tenant_id, routing, target, reason, actor, experiment=None, also=record)
+        except RoutingChanged:
+            raise _ended_meanwhile(experiment_id) from None
 

@@ -368,7 +368,12 @@ def _review_records(ctx: Ctx) -> list[dict]:
 
 
 def _rollback_setup(ctx: Ctx) -> None:
+    """Versions 1 .. BURST + 1, the last active: every racer's target is earlier at the start
+    (a racer whose target were the active version would be a repeat: 200 and no change)."""
     _versions_setup(ctx)
+    saved = ctx.client.post("/v1/rules/versions", headers=auth(ctx.tenant.admin),
+                            json={"ruleSetId": "main", "source": RULE, "reason": REASON})
+    assert saved.status_code == 201, saved.text
     latest = max(v.version for v in ctx.platform.rule_sets.list_versions("acme", "main", 1000))
     active = ctx.client.post("/v1/rules/activate", headers=auth(ctx.tenant.admin),
                              json={"target": {"ruleSetId": "main", "version": latest}, "reason": REASON})

@@ -232,6 +232,69 @@ def test_a_start_that_died_after_its_claim_reads_and_ends_from_the_claim(service
     assert service.active("t1").experiment is None
 
 
+def test_a_rollback_that_lost_its_race_to_an_earlier_one_never_goes_forward(service, store, clock, monkeypatch):
+    """Active 3; a rollback to 2 loses its routing write to a rollback to 1: on its retry 2 is
+    later than what is active, so it is refused instead of activating 2 (the check used to be
+    made once, before the retries)."""
+    for source in (V1, V2, V1):
+        save(service, source)
+    activate(service, 3)
+    other = RuleSetService(store, clock)
+    real = RuleSetService._write_routing
+    raced = []
+
+    def lose_once(self, *args, **kwargs):
+        if not raced:
+            raced.append(self)  # the other rollback's own write goes through
+            other.rollback("t1", models.ActivateInput(target=models.VersionRef(rule_set_id="main", version=1),
+                                                      reason=REASON), actor="other")
+            raise RoutingChanged("the other rollback won")
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(RuleSetService, "_write_routing", lose_once)
+    with pytest.raises(ValidationFailed):
+        service.rollback("t1", models.ActivateInput(target=models.VersionRef(rule_set_id="main", version=2),
+                                                    reason=REASON), actor="k")
+    assert service.active("t1").version == 1
+
+
+@pytest.mark.parametrize("end", ["stop", "promote"])
+def test_a_crash_at_any_write_of_an_ending_leaves_record_and_routing_agreeing(tmp_path, clock, end) -> None:
+    """Ending an experiment writes its record and the routing ingestion reads: at every crash
+    point the record says "running" exactly when the routing still splits orders, and the
+    retry ends it (before stop 30 a crash between the two left a "stopped" record while
+    orders were still split, until someone retried)."""
+    from tests.conftest import Died, StoreThatDies
+
+    for at in range(10):
+        store = SqliteDocumentStore(tmp_path / f"end-{end}-{at}.db", CONTAINERS, synchronous="NORMAL")
+        try:
+            service = RuleSetService(store, clock)
+            save(service, V1)
+            save(service, V2)
+            activate(service, 1)
+            experiment_id = _start(service).experiment_id
+            dying = RuleSetService(StoreThatDies(store, at), clock)  # type: ignore[arg-type]
+            ending = {"stop": lambda s: s.stop_experiment("t1", experiment_id, actor="k"),
+                      "promote": lambda s: s.promote("t1", experiment_id, "B", REASON, actor="k")}[end]
+            try:
+                ending(dying)
+                finished = True
+            except Died:
+                finished = False
+            running = service.active("t1").experiment is not None
+            [record] = _experiment_records(store)
+            assert (record["body"]["status"] == "running") == running
+            if running:
+                ending(service)  # the retry
+            assert service.active("t1").experiment is None
+            assert service.active("t1").version == (2 if end == "promote" else 1)
+            if finished:
+                break
+        finally:
+            store.close()
+    assert finished and at >= 1
+
+
 @pytest.mark.parametrize("share", ["0.1", "0.3", "0.5", "0.9"])
 def test_assignment_distribution_matches_the_share(share):
     secret = b"s" * 32

@@ -18,7 +18,7 @@ from shared.errors import OutOfStock
 from shared.store.layout import CONTAINERS
 from shared.store.sqlite import SqliteDocumentStore
 from shared.vouchers.pools import CodePools
-from tests.conftest import auth
+from tests.conftest import Died, StoreThatDies, auth
 from tests.unit.spend.conftest import fund, ledger_invariants
 from tests.unit.vouchers.test_vouchers_api import _snapshot
 
@@ -174,29 +174,6 @@ def test_counters_equal_the_stored_codes_under_concurrent_uploads_and_hand_outs(
         store.close()
 
 
-class _Died(BaseException):
-    """The process stopped here (BaseException: no ``except Exception`` on the way catches it)."""
-
-
-class _StoreThatDies:
-    """The store, with the process dying at its ``at``-th write (create, upsert, batch, delete)."""
-
-    def __init__(self, store: SqliteDocumentStore, at: int) -> None:
-        self._store, self._left = store, at
-
-    def __getattr__(self, name: str):
-        method = getattr(self._store, name)
-        if name not in ("create", "upsert", "batch", "batches", "delete"):
-            return method
-
-        def write(*args, **kwargs):
-            if self._left == 0:
-                raise _Died(name)
-            self._left -= 1
-            return method(*args, **kwargs)
-        return write
-
-
 def test_a_crash_at_any_write_leaves_the_counters_equal_to_the_stored_codes(tmp_path) -> None:
     """An upload and two hand-outs, the process dying at each of their writes in turn, then the
     same calls again (a retry): at every crash point and after the retry, the pool's counters
@@ -222,9 +199,9 @@ def test_a_crash_at_any_write_leaves_the_counters_equal_to_the_stored_codes(tmp_
         store = SqliteDocumentStore(tmp_path / f"store-{at}.db", CONTAINERS)
         try:
             try:
-                steps(CodePools(_StoreThatDies(store, at), ManualClock(), _digest))  # type: ignore[arg-type]
+                steps(CodePools(StoreThatDies(store, at), ManualClock(), _digest))  # type: ignore[arg-type]
                 break  # ran to the end without reaching write number ``at``: every point is covered
-            except _Died:
+            except Died:
                 crash_points += 1
             agree(store)
             given = steps(CodePools(store, ManualClock(), _digest))
