@@ -35,11 +35,11 @@ from fido2.utils import websafe_decode
 
 from shared.audit.log import PLATFORM_CHAIN, Actor, AuditLog, HasActor
 from shared.clock import Clock, iso, parse_iso
-from shared.errors import AccrueError, Conflict, DocumentExists, Forbidden, NotFound, PreconditionFailed
+from shared.errors import AccrueError, BatchFailed, Conflict, DocumentExists, Forbidden, NotFound, PreconditionFailed
 from shared.governance.webauthn import Assertion, CeremonyFailed, Credential, RelyingParty
 from shared.store.contention import attempts
 from shared.store.layout import API_KEYS, SYSTEM
-from shared.store.port import DocumentStore, Filter, Query
+from shared.store.port import Create, Delete, DocumentStore, Filter, Query, Upsert
 
 PK = "operators"
 BOOTSTRAP_ID = "bootstrap"
@@ -125,13 +125,16 @@ class Operators:
         Its first security key is registered alone (``register_bootstrap_key``)."""
         operator_id = "op-" + secrets.token_hex(8)
         actor = Actor.of(who)
+        # The marker and the operator it names in one batch: a crash between two writes left a
+        # marker naming no operator, and a region that could never bootstrap again.
         try:
-            self._store.create(SYSTEM, {"id": BOOTSTRAP_ID, "pk": PK, "docType": "operatorBootstrap",
-                                        "operatorId": operator_id, "at": iso(self._clock.now()), "by": actor.key_id})
-        except DocumentExists:
+            doc = self._store.batch(SYSTEM, PK, [
+                Create({"id": BOOTSTRAP_ID, "pk": PK, "docType": "operatorBootstrap", "operatorId": operator_id,
+                        "at": iso(self._clock.now()), "by": actor.key_id}),
+                Create(self._operator(operator_id, name, [], bootstrap=True))])[1]
+        except (BatchFailed, DocumentExists):
             raise AlreadyBootstrapped("this region's first operator was bootstrapped already: new operators "
                                       "are registered by two operators (operator.register)") from None
-        doc = self._create(operator_id, name, [], bootstrap=True)
         self._audit.record(PLATFORM_CHAIN, "operator.bootstrap", actor, target=f"operator:{operator_id}",
                            after={"operatorId": operator_id, "name": doc["name"], "singleOperator": True},
                            reason="bootstrap: the first operator of this region, created without a second operator")
@@ -143,13 +146,10 @@ class Operators:
         if not doc.get("bootstrap") or doc["credentials"]:
             raise Forbidden("only the bootstrap operator's first security key is registered without approval; "
                             "this one needs a credential.add request approved by two other operators")
-        self._claim(credential.credential_id, operator_id)
-        entry = self._entry(credential)
-        try:
-            saved = self._store.upsert(SYSTEM, dict(doc, credentials=[entry]), if_match=doc["_etag"])
-        except PreconditionFailed:
-            self._release(credential.credential_id, operator_id)
-            raise Conflict("the operator changed meanwhile; try again") from None
+        saved = self._with_claim(credential.credential_id, operator_id,
+                                 Upsert(dict(doc, credentials=[self._entry(credential)]), if_match=doc["_etag"]))
+        if saved is None:
+            raise Conflict("the operator changed meanwhile; try again")
         self._audit.record(PLATFORM_CHAIN, "operator.bootstrapped", who, target=f"operator:{operator_id}",
                            after={"operatorId": operator_id, "credentialId": credential.credential_id,
                                   "aaguid": credential.aaguid, "singleOperator": True},
@@ -198,24 +198,26 @@ class Operators:
 
     def create_with_key(self, operator_id: str, name: str, credential: dict[str, Any]) -> dict[str, Any]:
         """A newcomer registered by an approved ``operator.register``; idempotent per id."""
-        existing = self._store.read(SYSTEM, PK, operator_id)
-        if existing is not None:
-            return existing
-        self._claim(credential["credentialId"], operator_id)
-        return self._create(operator_id, name, [dict(credential, createdAt=iso(self._clock.now()))])
+        for _ in attempts():
+            existing = self._store.read(SYSTEM, PK, operator_id)
+            if existing is not None:
+                return existing
+            created = self._with_claim(credential["credentialId"], operator_id, Create(self._operator(
+                operator_id, name, [dict(credential, createdAt=iso(self._clock.now()))])))
+            if created is not None:
+                return created
+        raise Conflict(f"operator {operator_id!r} is being registered by many requests at once; try again")
 
     def add_credential(self, operator_id: str, credential: dict[str, Any]) -> dict[str, Any]:
-        self._claim(credential["credentialId"], operator_id)
         for _ in attempts():
             doc = self.active(operator_id)
             if any(c["credentialId"] == credential["credentialId"] for c in doc["credentials"]):
                 return doc
             entry = dict(credential, createdAt=iso(self._clock.now()))
-            try:
-                return self._store.upsert(SYSTEM, dict(doc, credentials=doc["credentials"] + [entry]),
-                                          if_match=doc["_etag"])
-            except PreconditionFailed:
-                continue
+            saved = self._with_claim(credential["credentialId"], operator_id, Upsert(
+                dict(doc, credentials=doc["credentials"] + [entry]), if_match=doc["_etag"]))
+            if saved is not None:
+                return saved
         raise Conflict(f"operator {operator_id!r} kept changing; try again")
 
     def remove_credential(self, operator_id: str, credential_id: str) -> dict[str, Any]:
@@ -224,12 +226,16 @@ class Operators:
             kept = [c for c in doc["credentials"] if c["credentialId"] != credential_id]
             if len(kept) == len(doc["credentials"]):
                 raise NotFound(f"operator {operator_id!r} has no credential {credential_id!r}")
+            claim = self._store.read(SYSTEM, PK, claim_id(credential_id))
+            release = ([Delete(claim["id"], if_match=claim["_etag"])]
+                       if claim is not None and claim.get("operatorId") == operator_id else [])
             try:
-                saved = self._store.upsert(SYSTEM, dict(doc, credentials=kept), if_match=doc["_etag"])
-            except PreconditionFailed:
+                # The operator's key list and the key's claim in one batch: a crash between two
+                # writes left a claim no operator held, and that key could never be registered again.
+                return self._store.batch(SYSTEM, PK, [Upsert(dict(doc, credentials=kept), if_match=doc["_etag"])]
+                                         + release)[0]
+            except (BatchFailed, NotFound, PreconditionFailed):
                 continue
-            self._release(credential_id, operator_id)
-            return saved
         raise Conflict(f"operator {operator_id!r} kept changing; try again")
 
     def remove(self, operator_id: str) -> dict[str, Any]:
@@ -264,28 +270,30 @@ class Operators:
 
     # --- internals ----------------------------------------------------------------
 
-    def _create(self, operator_id: str, name: str, credentials: list[dict[str, Any]],
-                bootstrap: bool = False) -> dict[str, Any]:
-        return self._store.create(SYSTEM, {"id": operator_id, "pk": PK, "docType": "operator", "name": name[:100],
-                                           "createdAt": iso(self._clock.now()), "removedAt": None,
-                                           "bootstrap": bootstrap, "credentials": credentials})
+    def _operator(self, operator_id: str, name: str, credentials: list[dict[str, Any]],
+                  bootstrap: bool = False) -> dict[str, Any]:
+        return {"id": operator_id, "pk": PK, "docType": "operator", "name": name[:100],
+                "createdAt": iso(self._clock.now()), "removedAt": None, "bootstrap": bootstrap,
+                "credentials": credentials}
 
     def _entry(self, credential: Credential) -> dict[str, Any]:
         return {"credentialId": credential.credential_id, "data": credential.data, "aaguid": credential.aaguid,
                 "signCount": credential.sign_count, "createdAt": iso(self._clock.now())}
 
-    def _claim(self, credential_id: str, operator_id: str) -> None:
+    def _with_claim(self, credential_id: str, operator_id: str, write: Create | Upsert) -> dict[str, Any] | None:
+        """``write`` (of the operator document) and the key's claim for ``operator_id`` in one
+        batch, so a key is claimed exactly when an operator holds it. ``CredentialInUse`` when
+        another operator holds the claim; None when the batch lost a race (read again)."""
+        claim = self._store.read(SYSTEM, PK, claim_id(credential_id))
+        if claim is not None and claim.get("operatorId") != operator_id:
+            raise CredentialInUse("this security key is registered to another operator already")
+        take = [] if claim is not None else [Create({"id": claim_id(credential_id), "pk": PK,
+                                                     "docType": "credentialClaim", "credentialId": credential_id,
+                                                     "operatorId": operator_id})]
         try:
-            self._store.create(SYSTEM, {"id": claim_id(credential_id), "pk": PK, "docType": "credentialClaim",
-                                        "credentialId": credential_id, "operatorId": operator_id})
-        except DocumentExists:
-            owner = self.owner_of(credential_id)
-            if owner != operator_id:
-                raise CredentialInUse("this security key is registered to another operator already") from None
-
-    def _release(self, credential_id: str, operator_id: str) -> None:
-        if self.owner_of(credential_id) == operator_id:
-            self._store.delete(SYSTEM, PK, claim_id(credential_id))
+            return self._store.batch(SYSTEM, PK, [write] + take)[0]
+        except (BatchFailed, DocumentExists, PreconditionFailed):
+            return None
 
 
 def claim_id(credential_id: str) -> str:

@@ -5,6 +5,7 @@ and concurrent approvals."""
 
 from __future__ import annotations
 
+import base64
 import threading
 from datetime import timedelta
 
@@ -371,3 +372,57 @@ def test_twenty_requests_for_one_tenant_approved_at_once_make_one_tenant_and_one
     assert all(o in ("webauthn-failed", "tenant-provisioning-conflict") or isinstance(o, dict) for o in outcomes), \
         outcomes
     assert [r["action"] for r in _audit(platform, "zeta")].count("tenant.created") == 1
+
+
+def test_a_crash_at_any_write_keeps_security_key_claims_and_operators_agreeing(platform, clock, tmp_path) -> None:
+    """Bootstrap, a newcomer with a key, a key added and a key removed, the process dying at
+    each of their writes in turn, then the same calls again: at every point a key is claimed
+    exactly when an operator holds it, and the bootstrap marker names an operator that exists
+    (claims and operators were separate writes: a crash left a claim no operator held, which
+    refused that key for good, or a marker naming nobody, which refused any bootstrap)."""
+    from shared.governance.operators import BOOTSTRAP_ID, PK, AlreadyBootstrapped, Operators
+    from shared.store.layout import CONTAINERS, SYSTEM
+    from shared.store.sqlite import SqliteDocumentStore
+    from tests.conftest import Died, StoreThatDies
+
+    def key(n: int) -> dict:
+        credential_id = base64.urlsafe_b64encode(f"security-key-{n}".encode()).rstrip(b"=").decode()
+        return {"credentialId": credential_id, "data": "AA", "aaguid": "00", "signCount": 0}
+
+    def steps(operators: Operators) -> None:
+        try:
+            operators.bootstrap("ana", None)
+        except AlreadyBootstrapped:
+            pass
+        operators.create_with_key("op-newcomer", "ben", key(1))
+        operators.add_credential("op-newcomer", key(2))
+        if any(c["credentialId"] == key(1)["credentialId"] for c in operators.get("op-newcomer")["credentials"]):
+            operators.remove_credential("op-newcomer", key(1)["credentialId"])
+
+    def agree(store: SqliteDocumentStore) -> None:
+        docs = store.query(SYSTEM, Query(pk=PK, limit=1000))
+        held = {(c["credentialId"], d["id"]) for d in docs if d["docType"] == "operator" for c in d["credentials"]}
+        claimed = {(d["credentialId"], d["operatorId"]) for d in docs if d["docType"] == "credentialClaim"}
+        assert held == claimed
+        marker = next((d for d in docs if d["id"] == BOOTSTRAP_ID), None)
+        assert marker is None or any(d["id"] == marker["operatorId"] for d in docs)
+
+    finished = False
+    for at in range(20):
+        store = SqliteDocumentStore(tmp_path / f"operators-{at}.db", CONTAINERS)
+        try:
+            try:
+                steps(Operators(StoreThatDies(store, at), clock, platform.audit, platform.operators.rp))
+                finished = True
+            except Died:
+                pass
+            agree(store)
+            steps(Operators(store, clock, platform.audit, platform.operators.rp))  # the retry
+            agree(store)
+            assert [c["credentialId"] for c in Operators(store, clock, platform.audit, platform.operators.rp)
+                    .get("op-newcomer")["credentials"]] == [key(2)["credentialId"]]
+        finally:
+            store.close()
+        if finished:
+            break
+    assert finished and at >= 4
