@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from shared.app.auth import IssuedKey
 from shared.audit.log import Actor, HasActor
+from shared.governance.operators import AlreadyBootstrapped
 
 if TYPE_CHECKING:
     from shared.platform import Platform
@@ -27,8 +28,18 @@ class Bootstrapped:
 
 
 def bootstrap_operator(platform: "Platform", name: str, who: HasActor | Actor | None) -> Bootstrapped:
-    """The region's first operator and its platform-admin key (``AlreadyBootstrapped`` after)."""
-    operator = platform.operators.bootstrap(name, who)
+    """The region's first operator and its platform-admin key (``AlreadyBootstrapped`` after).
+
+    The operator and its key are two writes in two partitions: a bootstrap cut off between them
+    is finished by running it again (the bootstrap operator gets its key, only while it has
+    never held one); otherwise the region would have an operator nobody can act as."""
+    try:
+        operator = platform.operators.bootstrap(name, who)
+    except AlreadyBootstrapped:
+        operator_id = platform.operators.bootstrap_operator_id()
+        if operator_id is None or platform.key_admin.operator_holds_key(operator_id):
+            raise
+        operator = platform.operators.get(operator_id)
     key = platform.key_admin.issue_platform_admin(who, label=operator["name"], operator_id=operator["id"],
                                                   reason="the bootstrap operator's key")
     return Bootstrapped(operator["id"], operator["name"], key)

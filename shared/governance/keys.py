@@ -116,7 +116,11 @@ class KeyAdministration:
         marker = self._store.read(SYSTEM, "operators", "bootstrap")
         if marker is None or marker.get("operatorId") != operator_id:
             return False
-        return not any(k.get("operatorId") == operator_id for k in self._keys.list(PLATFORM_CHAIN))
+        return not self.operator_holds_key(operator_id)
+
+    def operator_holds_key(self, operator_id: str) -> bool:
+        """Whether a platform-admin key was ever issued to ``operator_id`` (revoked ones count)."""
+        return any(k.get("operatorId") == operator_id for k in self._keys.list(PLATFORM_CHAIN))
 
     def _claim_bootstrap(self, who: HasActor | Actor | None) -> bool:
         """True once per stack: no platform-admin key was ever issued and this caller

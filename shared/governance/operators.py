@@ -120,6 +120,11 @@ class Operators:
     def bootstrapped(self) -> bool:
         return self._store.read(SYSTEM, PK, BOOTSTRAP_ID) is not None
 
+    def bootstrap_operator_id(self) -> str | None:
+        """The region's bootstrap operator, once there is one."""
+        marker = self._store.read(SYSTEM, PK, BOOTSTRAP_ID)
+        return marker["operatorId"] if marker is not None else None
+
     def bootstrap(self, name: str, who: HasActor | Actor | None) -> dict[str, Any]:
         """The first operator of an empty region (once: ``AlreadyBootstrapped`` after).
         Its first security key is registered alone (``register_bootstrap_key``)."""

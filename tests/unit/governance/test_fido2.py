@@ -223,6 +223,27 @@ def test_the_bootstrap_operator_registers_its_first_key_alone_once(client, platf
         bootstrap_operator(platform, "mallory", None)
 
 
+def test_a_bootstrap_cut_off_before_its_key_is_finished_by_running_it_again(platform, monkeypatch) -> None:
+    """The operator is written, then the process dies before its platform-admin key: running
+    the bootstrap again issues the key to that same operator (not a second operator), and
+    once it holds a key the bootstrap is refused as before."""
+    class Crash(Exception):
+        pass
+
+    with monkeypatch.context() as patched:
+        patched.setattr(platform.key_admin, "issue_platform_admin",
+                        lambda *a, **k: (_ for _ in ()).throw(Crash("died before the key")))
+        with pytest.raises(Crash):
+            bootstrap_operator(platform, "ana", None)
+    operator_id = platform.operators.bootstrap_operator_id()
+    assert operator_id is not None and not platform.key_admin.operator_holds_key(operator_id)
+    finished = bootstrap_operator(platform, "someone else", None)
+    assert (finished.operator_id, finished.name) == (operator_id, "ana")
+    assert platform.key_admin.operator_holds_key(operator_id)
+    with pytest.raises(AccrueError, match="bootstrapped already"):
+        bootstrap_operator(platform, "mallory", None)
+
+
 def test_a_registration_is_refused_for_user_verification_origin_or_a_used_challenge(client, platform, operators) -> None:
     ana, _ = operators
     assert _register(client, ana.headers, SoftKey(), {"name": "eve"}, uv=False).status_code == 403
