@@ -28,7 +28,6 @@ that dies is started again, with a growing pause. What the child
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import logging
 import os
@@ -41,12 +40,12 @@ from pathlib import Path
 from typing import IO
 
 from shared.local import arenas, priority
+from shared.local.worker_entry import PARENT_PID_VARIABLE, die_with_parent
 from shared.private_files import open_private
 from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.local")
 
-PARENT_PID_VARIABLE = "ACCRUE_PARENT_PID"
 ROLES = ("ingest", "project")
 # Worker processes of the local platform, by role and number. More than one ingest
 # process is safe (the queue never leases one customer's messages to two consumers,
@@ -56,7 +55,6 @@ ROLES = ("ingest", "project")
 PROCESSES = (("ingest", 1), ("project", 1))
 LOCK_WAIT_SECONDS = 30.0
 MAX_RESTART_PAUSE = 30.0
-_PR_SET_PDEATHSIG = 1
 
 
 class WorkerProcess:
@@ -65,7 +63,7 @@ class WorkerProcess:
     def __init__(self, role: str, number: int = 1, command: list[str] | None = None) -> None:
         assert role in ROLES, role
         self.role, self.number = role, number
-        self._command = command or [sys.executable, "-m", "shared.local", "workers", "--role", role,
+        self._command = command or [sys.executable, "-m", "shared.local.worker_entry", "workers", "--role", role,
                                     "--number", str(number)]
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -135,17 +133,6 @@ class WorkerProcess:
 # --- the child ---------------------------------------------------------------------
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the pipe below still stops us
-    if os.getppid() != parent_pid:
-        os._exit(0)  # the parent died before the line above took effect
-
-
 def _hold_lock(data_dir: Path, name: str) -> IO[str]:
     handle = open_private(data_dir / f"workers-{name}.lock", "w")
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -176,7 +163,7 @@ def run_worker_process(role: str, number: int = 1) -> None:
     parent = os.environ.get(PARENT_PID_VARIABLE)
     if parent is None:
         raise SystemExit("the worker process is started by 'python -m shared.local run'")
-    _die_with_parent(int(parent))
+    die_with_parent(int(parent))  # again: done first by shared.local.worker_entry, before the imports
     settings = Settings.from_env()
     name = f"{role}-{number}"
     lock = _hold_lock(settings.data_dir, name)
