@@ -18,7 +18,7 @@ by the caller; a set union, so one counted twice is still one).
 **Per tenant: a counter.** No one partition sees a whole tenant, so tenant totals
 are kept in counter documents (``system`` container, partition
 ``fraud-counters:<tenantId>``, one document per UTC hour and per UTC day, ETag-
-guarded increments). They are incremented after each ingest call's append, by the
+guarded increments of both in one batch, so a day is always the sum of its hours). They are incremented after each ingest call's append, by the
 points that call credited or held, and read once per call; the call's own orders
 are added from memory. So the tenant limit is a soft limit: concurrent ingest
 instances see each other's points after their batches commit, and a process that
@@ -32,12 +32,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from shared.clock import iso
-from shared.errors import DocumentExists, PreconditionFailed
+from shared.errors import BatchFailed, DocumentExists, PreconditionFailed
 from shared.ledger.entries import ENTRY_DOC, EntryType, Head
 from shared.ledger.service import Ledger
 from shared.store.contention import attempts
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
-from shared.store.port import DocumentStore, Filter, Query
+from shared.store.port import Create, DocumentStore, Filter, Operation, Query, Upsert, read_many
 
 HOUR, DAY, MONTH = timedelta(hours=1), timedelta(days=1), timedelta(days=30)
 MAX_RECORDS = 10_000
@@ -114,26 +114,25 @@ class TenantCounters:
         return (hour or {}).get("points", 0), (day or {}).get("points", 0)
 
     def add(self, tenant_id: str, now: datetime, points: int) -> None:
+        """Add ``points`` to the hour's and the day's counters in one batch of the tenant's
+        partition: the day always equals the sum of its hours (two writes could part them)."""
         if points == 0:
             return
-        for counter_id in self._ids(_utc(now)):
-            self._increment(tenant_id, counter_id, points)
-
-    def _increment(self, tenant_id: str, counter_id: str, points: int) -> None:
         pk = self._pk(tenant_id)
+        ids = self._ids(_utc(now))
         for _ in attempts(COUNTER_RETRIES):
-            current = self._store.read(SYSTEM, pk, counter_id)
-            doc = {"id": counter_id, "pk": pk, "docType": "fraudCounter", "tenantId": tenant_id,
-                   "points": (current or {}).get("points", 0) + points}
+            currents = read_many(self._store, SYSTEM, [(pk, counter_id) for counter_id in ids])
+            writes: list[Operation] = []
+            for counter_id, current in zip(ids, currents, strict=True):
+                doc = {"id": counter_id, "pk": pk, "docType": "fraudCounter", "tenantId": tenant_id,
+                       "points": (current or {}).get("points", 0) + points}
+                writes.append(Create(doc) if current is None else Upsert(doc, if_match=current["_etag"]))
             try:
-                if current is None:
-                    self._store.create(SYSTEM, doc)
-                else:
-                    self._store.upsert(SYSTEM, doc, if_match=current["_etag"])
+                self._store.batch(SYSTEM, pk, writes)
                 return
-            except (PreconditionFailed, DocumentExists):
+            except (BatchFailed, PreconditionFailed, DocumentExists):
                 continue  # another ingest instance counted first: read again
-        raise PreconditionFailed(f"the fraud counter {counter_id} of {tenant_id} kept changing")
+        raise PreconditionFailed(f"the fraud counters {ids} of {tenant_id} kept changing")
 
 
 def _utc(moment: datetime) -> datetime:
