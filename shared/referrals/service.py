@@ -262,6 +262,11 @@ class Referrals:
         if referral["status"] == QUALIFIED and referral.get("orderId") == record["orderId"]:
             self._credit(referral)  # a redelivery, or a crash after the CAS: the keyed appends are no-ops
             return 0
+        if referral["status"] == HELD and referral.get("orderId") == record["orderId"]:
+            # A redelivery, or a crash between the hold and its review: the review is filed
+            # (idempotent), or the referral would wait for a decision nobody is asked for.
+            self._file_review(tenant_id, referral, self.programme(tenant_id))
+            return 0
         if referral["status"] != PENDING:
             return 0
         programme = self.programme(tenant_id)
@@ -282,14 +287,20 @@ class Referrals:
                              referrerPoints=programme.referrer_points, refereePoints=programme.referee_points)
         if updated is None:
             return 0
-        if state == HELD and self._reviews is not None:
-            self._reviews.submit(tenant_id, REVIEW_KIND, referee_id, referral["referralId"], [
-                {"code": "referral-velocity", "detail": f"the referrer had {programme.velocity_per_day} or more "
-                                                        "qualified referrals in 24 hours"}],
-                {"referralId": referral["referralId"], "referrerId": referral["referrerId"]})
+        if state == HELD:
+            self._file_review(tenant_id, referral, programme)
         if state == QUALIFIED:
             self._credit(updated)
         return 1
+
+    def _file_review(self, tenant_id: str, referral: dict[str, Any], programme: ReferralProgramme | None) -> None:
+        if self._reviews is None:
+            return
+        limit = programme.velocity_per_day if programme is not None else None
+        self._reviews.submit(tenant_id, REVIEW_KIND, referral["customerId"], referral["referralId"], [
+            {"code": "referral-velocity", "detail": f"the referrer had {limit if limit is not None else 'too many'}"
+                                                    " or more qualified referrals in 24 hours"}],
+            {"referralId": referral["referralId"], "referrerId": referral["referrerId"]})
 
     @staticmethod
     def _qualifies(programme: ReferralProgramme, order: dict[str, Any]) -> bool:

@@ -204,3 +204,33 @@ def test_a_registration_that_died_before_its_enrolment_is_finished_by_its_retry(
                        headers=auth(tenant.merchant)).status_code == 201
     assert _register(client, tenant, "carl", code).status_code == 409
     assert client.get("/v1/customers/carl/referral", headers=auth(tenant.analyst)).status_code == 404
+
+
+def test_a_hold_whose_review_was_never_filed_gets_it_on_redelivery(client, platform, tenant, monkeypatch) -> None:
+    """The projector holds the referral for review, then dies before filing the review; the
+    change feed delivers the order again: the review is filed (it used to wait for good)."""
+    code = _setup(client, tenant, velocityPerDay=1)
+    assert _register(client, tenant, "bob", code).status_code == 201
+    _order(client, platform, tenant, "bob", "o-bob")
+    assert _register(client, tenant, "cid", code).status_code == 201
+    real, failed = platform.reviews.submit, []
+
+    def dies_once(*args, **kwargs):
+        if not failed:
+            failed.append(args)
+            raise RuntimeError("the projector died before filing the review")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(platform.reviews, "submit", dies_once)
+    sent = client.post("/v1/orders", json=order_body("cid", "o-cid", "40.00"), headers=auth(tenant.merchant))
+    assert sent.status_code in (200, 202), sent.text
+    try:
+        drain(platform)
+    except Exception:  # noqa: BLE001 - the crash; the redelivery below is what is tested
+        pass
+    assert failed, "the review's filing was reached"
+    assert client.get("/v1/customers/cid/referral", headers=auth(tenant.analyst)).json()["status"] == "held"
+    docs = platform.store.query(LEDGER, Query(pk="acme:cid", filters=(Filter("docType", "=", "order"),)))
+    platform.referrals.project(docs)  # the change feed delivers again
+    [review] = platform.reviews.list("acme", status="open", kind="referral", limit=10)
+    platform.reviews.decide("acme", review["reviewId"], "approve", None)
+    assert _referral_points(platform, "ann") == [500, 500] and _referral_points(platform, "cid") == [250]
