@@ -44,9 +44,12 @@ class DailyCounters:
     def _id(day: str, subject: str) -> str:
         return f"day-{day}:{subject}"
 
-    def total(self, tenant_id: str, day: str, subject: str) -> int:
-        doc = self._store.read(SYSTEM, self._pk(tenant_id), self._id(day, subject))
-        return int((doc or {}).get("points", 0))
+    def total(self, tenant_id: str, day: str, subject: str, excluding: str | None = None) -> int:
+        """Points counted today for ``subject``, less those of quote ``excluding`` (an execution
+        retried after a crash is checked against the others, not against itself)."""
+        doc = self._store.read(SYSTEM, self._pk(tenant_id), self._id(day, subject)) or {}
+        own = int(doc.get("quotes", {}).get(excluding, 0)) if excluding is not None else 0
+        return int(doc.get("points", 0)) - own
 
     def add(self, tenant_id: str, day: str, subject: str, quote_id: str, points: int,
             limit: int | None) -> Counted:

@@ -41,7 +41,7 @@ from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
 from shared.errors import AccrueError, NotFound
 from shared.ledger.entries import order_record_id
 from shared.spend.redemptions import RedeemRequest
-from shared.store.layout import BALANCES, ORDER_STATUS, customer_pk, order_pk
+from shared.store.layout import BALANCES, customer_pk
 
 DEFAULT_POLICY_ID = "default"
 REVIEW_KIND = "agent-action"
@@ -401,8 +401,8 @@ class AgentTools:
     def _limits(self, call: Call, customer_id: str, points: int, quote_id: str | None) -> list[dict[str, str]]:
         """Refuse above a hard limit; return the soft limits passed (escalation reasons)."""
         day = day_of(self.p.clock.now())
-        used = {"customer": self.counters.total(call.tenant_id, day, f"customer:{customer_id}"),
-                "agent": self.counters.total(call.tenant_id, day, f"agent:{call.principal.key_id}")}
+        used = {"customer": self.counters.total(call.tenant_id, day, f"customer:{customer_id}", quote_id),
+                "agent": self.counters.total(call.tenant_id, day, f"agent:{call.principal.key_id}", quote_id)}
 
         def over(limits: Limits) -> list[dict[str, str]]:
             found = []

@@ -420,3 +420,38 @@ def test_invalid_arguments_and_unknown_tools_are_refused_and_recorded(client, pl
     assert bad_id["reasons"][0]["code"] == "invalid-arguments"
     trail = platform.agents.trail.list("acme")
     assert trail[0]["arguments"]["email"] == "[redacted]" and trail[0]["decision"] == "refused"
+
+
+def test_an_execution_that_died_after_counting_is_finished_by_its_retry_at_the_limit(client, platform,
+                                                                                   world: World) -> None:
+    """The quote is counted against the day's limits, then the process dies before the ledger
+    append. The retry of the same execution is checked against the other quotes only: at a
+    budget the quote exactly fills, it executes once (it used to be refused as over the budget
+    by its own count, and its points stayed counted and never moved)."""
+    from tests.conftest import Died
+
+    set_policy(platform, "acme", {**POLICY, "softLimits": {}, "hardLimits": {"agentDailyBudget": 100},
+                                  "requireConsent": False})
+    principal = platform.keys.verify(world.agent)
+    quote = platform.agents.call(principal, "quote_goodwill", {"customerId": "ann", "points": 100,
+                                                               "note": "sorry"}).result
+    execute = {"quoteId": quote["quoteId"], "contentHash": quote["contentHash"]}
+    before = balance(platform)
+    real = platform.corrections.adjust
+
+    def dies(*args, **kwargs):
+        raise Died("after counting, before the append")
+    platform.corrections.adjust = dies
+    try:
+        try:
+            platform.agents.call(principal, "execute_quote", execute)
+        except Died:
+            pass
+    finally:
+        platform.corrections.adjust = real
+    assert balance(platform) == before
+    retried = platform.agents.call(principal, "execute_quote", execute)
+    assert retried.decision == "allowed", retried.reasons
+    assert balance(platform) == before + 100 and len(ledger_entries(platform, quote["quoteId"])) == 1
+    counter = platform.store.query(SYSTEM, Query(pk="agent-counters:acme", filters=(), limit=10))
+    assert {d["subject"]: d["points"] for d in counter}[f"agent:{world.agent_id}"] == 100
