@@ -163,12 +163,12 @@ class Vouchers:
         reserve = request.model_copy(update={"mode": "reserve"})
         result = self._redemptions.redeem(tenant_id, customer_id, reserve, actor)
         rid = result.body["redemptionId"]
-        status = self._redemptions.get(tenant_id, customer_id, rid)["status"]
-        if status == IN_REVIEW:
+        state = self._redemptions.get(tenant_id, customer_id, rid)
+        if state["status"] == IN_REVIEW:
             # No code before a tenant-admin approves: repeating this request then hands it out.
             return result
-        if status not in (RESERVED, CONFIRMED):
-            self._refuse_unpaid(tenant_id, terms.pool_id, rid, status)
+        if state["status"] not in (RESERVED, CONFIRMED):
+            self._refuse_unpaid(tenant_id, terms.pool_id, state)
         try:
             code = self.pools.hand_out(tenant_id, terms.pool_id, rid, customer_id)
         except OutOfStock:
@@ -183,16 +183,25 @@ class Vouchers:
             # A replay of a confirmed exchange, or a reservation that expired or was released
             # between the reserve and this confirm (a crash, a slow retry): only a confirmed one
             # keeps its code.
-            body = {**result.body, "status": self._redemptions.get(tenant_id, customer_id, rid)["status"]}
-            if body["status"] != CONFIRMED:
-                self._refuse_unpaid(tenant_id, terms.pool_id, rid, body["status"])
+            state = self._redemptions.get(tenant_id, customer_id, rid)
+            if state["status"] != CONFIRMED:
+                self._refuse_unpaid(tenant_id, terms.pool_id, state)
+            body = {**result.body, "status": state["status"]}
         voucher = {"voucherId": voucher_id_of(rid), "poolId": terms.pool_id, "code": code,
                    "source": "partner", "channel": terms.channel}
         return SpendResult({**body, "voucher": voucher}, result.created)
 
-    def _refuse_unpaid(self, tenant_id: str, pool_id: str, rid: str, status: str) -> None:
-        """A pool exchange whose points came back (or are coming back) keeps no code: any code
-        it was given goes back to the pool, and the request is refused (409)."""
+    def _refuse_unpaid(self, tenant_id: str, pool_id: str, state: dict[str, Any]) -> None:
+        """A pool exchange whose points came back, or are coming back, keeps no code: refused
+        (409). Once the reservation is settled unpaid (released, cancelled, rejected: final,
+        so no confirm can follow) any code it was given goes back to the pool; while it has
+        only expired, unsettled, a confirm that began before its expiry may still commit, so
+        the code stays until the timer job settles it and a retry finds it settled."""
+        rid, status = state["redemptionId"], state["status"]
+        if not state.get("pointsReleased"):
+            raise ReservationExpired(f"reservation {rid} expired; its points are being given back and no code is "
+                                     "handed out; redeem again with a new idempotency key", redemptionId=rid,
+                                     state=status)
         self.pools.give_back(tenant_id, pool_id, rid)
         raise ReservationSettled(f"redemption {rid} is {status}: its points are given back and no code is handed "
                                  "out; redeem again with a new idempotency key", redemptionId=rid, state=status)
