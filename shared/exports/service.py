@@ -309,10 +309,13 @@ class ExportService:
                     state = self._save_state(dict(state, pending=pending))
             manifest = self._publish_manifest(tenant_id, pending["runId"], "incremental", prefix, pending["from"],
                                               pending["to"], SUBJECTS, pending["startedAt"], files)
+        # The run's record first (an upsert by run id: a retry writes the same one), then the state
+        # that ends the run: in the other order a crash between them lost the run from the list for
+        # good, since a finished state is never resumed.
+        self._record_run(tenant_id, manifest, prefix)
         watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
         self._save_state(dict(state, watermarks=watermarks, pending=None, lastRunId=pending["runId"],
                               lastRunKey=pending.get("runKey"), lastRunAt=iso(self._clock.now())))
-        self._record_run(tenant_id, manifest, prefix)
         return manifest
 
     # --- near-real-time feed ---------------------------------------------------------

@@ -150,6 +150,43 @@ def test_a_run_that_dies_midway_is_redone_not_skipped_or_doubled(platform, tenan
     assert [r["referenceOrderId"] for r in _rows_from(service, platform, after, "transactions")] == ["o2"]
 
 
+@pytest.mark.parametrize("dies_in", ["_record_run", "final state"])
+def test_a_run_that_dies_at_its_end_is_listed_once_after_its_retry(platform, tenant, client, clock, monkeypatch,
+                                                                   dies_in) -> None:  # type: ignore
+    """The run's files and manifest are written; the process dies while writing the run's record
+    or the state that ends the run. The next run finishes it: it is listed once, with its rows
+    exported once (the state used to be written first, and a crash before the record lost the
+    run from the list for good)."""
+    from tests.conftest import Died
+
+    _orders(client, tenant, platform, ["o1"])
+    clock.advance(timedelta(minutes=5))
+    service = platform.exports
+    real_record, real_save = service._record_run, service._save_state
+
+    def record(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise Died("while recording the run")
+
+    def save(state):  # type: ignore[no-untyped-def]
+        if state.get("pending") is None:
+            raise Died("while ending the run")
+        return real_save(state)
+    if dies_in == "_record_run":
+        monkeypatch.setattr(service, "_record_run", record)
+    else:
+        monkeypatch.setattr(service, "_save_state", save)
+    with pytest.raises(Died):
+        service.run("acme")
+    monkeypatch.setattr(service, "_record_run", real_record)
+    monkeypatch.setattr(service, "_save_state", real_save)
+    first = service.run("acme")
+    assert [r["referenceOrderId"] for r in _rows(platform, first, "transactions")] == ["o1"]
+    listed = [r["runId"] for r in service.runs("acme")]
+    assert listed.count(first["runId"]) == 1, listed
+    again = service.run("acme")
+    assert again["runId"] != first["runId"] and _rows(platform, again, "transactions") == []
+
+
 def _rows_from(service, platform, manifest, subject):  # type: ignore[no-untyped-def]
     entry = next(f for f in manifest["files"] if f["subject"] == subject)
     plain = b"".join(service.file_plaintext("acme", manifest, entry))
