@@ -161,6 +161,11 @@ class Redemptions:
         # platform: called inside the ledger plan, so the count it makes is consistent
         # with the append. Reasons send the redemption to review; they never refuse it.
         self.screen: Callable[[str, str], list[dict[str, Any]]] | None = None
+        # Called by the expiry scan with a reservation's record once its points are back (set
+        # by the vouchers: a partner code handed out for it returns to its pool). Called for a
+        # release this scan wrote and again for one it finds settled, so a scan that stopped
+        # between the two is made good by the next; it must be idempotent.
+        self.on_unpaid: Callable[[dict[str, Any]], None] | None = None
 
     # --- merchant operations ----------------------------------------------------------
 
@@ -289,6 +294,7 @@ class Redemptions:
         mark = self._store.read(SYSTEM, WATERMARK_PK, WATERMARK_ID)
         start = mark["until"] if mark else "0000"
         scanned = released = 0
+        held: str | None = None  # the first reservation whose on_unpaid failed: the watermark stays at it
         while True:
             docs = self._store.query(LEDGER, Query(pk=None, filters=(
                 Filter("docType", "=", "redemption"), Filter("expiresAt", ">=", start),
@@ -296,7 +302,10 @@ class Redemptions:
                 Filter("expiresAt", "<=", iso(now))), order_by="expiresAt", limit=EXPIRY_PAGE))
             for doc in docs:
                 scanned += 1
-                if self._ledger.record(doc["tenantId"], doc["customerId"], settlement_id(doc["entryId"])):
+                settlement = self._ledger.record(doc["tenantId"], doc["customerId"], settlement_id(doc["entryId"]))
+                if settlement:
+                    if settlement.get("resolution") != CONFIRMED and not self._unpaid(doc):
+                        held = min(held or doc["expiresAt"], doc["expiresAt"])
                     continue
                 try:
                     result = self._settle(doc["tenantId"], doc["customerId"], doc["redemptionId"], "expire", EXPIRED,
@@ -304,14 +313,30 @@ class Redemptions:
                     released += result.created
                 except SpendError:
                     continue  # confirmed or cancelled meanwhile
+                if not self._unpaid(doc):
+                    held = min(held or doc["expiresAt"], doc["expiresAt"])
             if len(docs) < EXPIRY_PAGE or docs[-1]["expiresAt"] == start:
                 break
             start = docs[-1]["expiresAt"]
         until = iso(now - WATERMARK_LAG)
+        if held is not None:
+            until = min(until, held)  # scanned again next time (``expiresAt >= until``)
         if mark is None or until > mark["until"]:
             self._store.upsert(SYSTEM, {"id": WATERMARK_ID, "pk": WATERMARK_PK, "docType": "watermark",
                                         "until": until})
         return {"scanned": scanned, "released": released}
+
+    def _unpaid(self, record: dict[str, Any]) -> bool:
+        """``on_unpaid`` for ``record``; False when it failed (the next scan calls it again)."""
+        if self.on_unpaid is None:
+            return True
+        try:
+            self.on_unpaid(record)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the releases go on; the next scan calls it again
+            log.error("after releasing reservation %s: %s: %s; the next scan retries", record["redemptionId"],
+                      type(exc).__name__, exc, extra=fields(tenant=record["tenantId"], error=type(exc).__name__))
+            return False
 
     # --- partner flows (used by conversions too) -----------------------------------------
 

@@ -106,6 +106,20 @@ class Vouchers:
         # Called with (tenant, event type, data) after a voucher changes state: the webhook
         # outbox when the platform wires it; ids and amounts only, never the code.
         self.publish: Callable[[str, str, dict[str, Any]], None] | None = None
+        if redemptions is not None:  # tests of the point of sale alone wire none
+            redemptions.on_unpaid = self._return_code
+
+    def _return_code(self, record: dict[str, Any]) -> None:
+        """A pool exchange whose reservation was released (its process died between the hand-out
+        and the confirm, and no retry came): its code goes back to the pool (idempotent)."""
+        if record.get("rewardId") is None:
+            return
+        try:
+            reward = self._catalogue.reward(record["tenantId"], record["rewardId"])
+        except NotFound:
+            return
+        if reward.voucher is not None and reward.voucher.pool_id is not None:
+            self.pools.give_back(record["tenantId"], reward.voucher.pool_id, record["redemptionId"])
 
     # --- exchange: points for a voucher --------------------------------------------------
 

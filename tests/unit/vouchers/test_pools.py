@@ -281,3 +281,33 @@ def test_a_pool_exchange_held_for_review_hands_out_no_code_until_approved(client
     after = _buy(client, tenant)  # the repeat once approved hands the code out
     assert after.status_code == 200 and after.json()["voucher"]["code"].startswith("CINE-"), after.text
     assert _free_codes(platform) == 1 and _buy(client, tenant).json()["voucher"] == after.json()["voucher"]
+
+
+@pytest.mark.parametrize("return_fails_once", [False, True])
+def test_a_pool_exchange_that_died_and_was_never_retried_gets_its_code_back_with_the_release(
+        client, platform, tenant, clock, monkeypatch, return_fails_once) -> None:
+    """No retry comes after the crash between hand-out and confirm: the timer job that gives
+    the points back also returns the code to the pool (when returning it fails, its next run
+    does), and a further run changes nothing."""
+    from shared.spend.redemptions import Redemptions
+    _pool_exchange(client, platform, tenant)
+    with monkeypatch.context() as patched:
+        patched.setattr(Redemptions, "confirm", lambda *a, **k: (_ for _ in ()).throw(_Crash("confirm")))
+        assert _buy(client, tenant).status_code == 500
+    assert _free_codes(platform) == 1
+    clock.advance(timedelta(days=2))
+    if return_fails_once:
+        with monkeypatch.context() as patched:
+            patched.setattr(platform.vouchers.pools, "give_back",
+                            lambda *a, **k: (_ for _ in ()).throw(_Crash("the pool's store is down")))
+            assert platform.spend.redemptions.release_expired()["released"] == 1
+        assert _free_codes(platform) == 1
+        assert platform.spend.redemptions.release_expired()["released"] == 0
+    else:
+        assert platform.spend.redemptions.release_expired()["released"] == 1
+    assert _free_codes(platform) == 2 and platform.ledger.head("acme", "c1").balance == 1000
+    assert client.get("/v1/voucher-pools/cine", headers=auth(tenant.admin)).json()["handedOut"] == 0
+    platform.spend.redemptions.release_expired()
+    assert _free_codes(platform) == 2
+    assert client.get("/v1/voucher-pools/cine", headers=auth(tenant.admin)).json()["handedOut"] == 0
+    ledger_invariants(platform, "acme", "c1")
