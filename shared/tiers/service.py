@@ -131,7 +131,8 @@ class TierService:
         ``after``); a save of the programme already stored writes nothing and
         returns it as both before and after (same version)."""
         check_program(program)
-        currency = self._tenants.get(tenant_id).currency
+        tenant = self._tenants.get(tenant_id)
+        currency = tenant.currency
         # minSpend is money in the tenant's currency: no more decimals than it has (docs/input.md).
         extra = [FieldProblem(f"tiers[{index}].minSpend", f"{currency} amounts have at most {MINOR_UNITS[currency]} "
                               "decimals")
@@ -144,7 +145,8 @@ class TierService:
         # Never retroactively: the scheduled date that passed before this save is written into
         # the programme itself, in the same write, so a crash before _start_schedule cannot make
         # the next run evaluate at it.
-        not_before = iso(schedule.last_evaluation(program, now, ZoneInfo(self._tenants.get(tenant_id).time_zone)))
+        passed = schedule.last_evaluation(program, now, ZoneInfo(tenant.time_zone))
+        not_before = iso(passed)
 
         def build(doc: dict[str, Any] | None) -> dict[str, Any]:
             return {"id": PROGRAM_ID, "pk": tenant_id, "docType": "tierProgram", "tenantId": tenant_id,
@@ -156,7 +158,7 @@ class TierService:
         after = _stored_program(tenant_id, result.after)
         if result.changed:
             self.cache.invalidate(tenant_id)
-            self._start_schedule(tenant_id, program, now)
+            self._start_schedule(tenant_id, passed)
         return before, after
 
     def delete_program(self, tenant_id: str) -> StoredProgram:
@@ -176,11 +178,9 @@ class TierService:
             return before
         raise Conflict("the tier programme kept changing while it was being deleted; try again")
 
-    def _start_schedule(self, tenant_id: str, program: TierProgram, now: datetime) -> None:
+    def _start_schedule(self, tenant_id: str, last: datetime) -> None:
         """A saved programme is first evaluated at its *next* scheduled date, never
-        retroactively at one that passed before it was saved."""
-        zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
-        last = schedule.last_evaluation(program, now, zone)
+        retroactively at ``last``, the one that passed before it was saved."""
         state = self._store.read(TENANTS, tenant_id, EVALUATION_ID)
         if state is not None and state.get("lastEvaluationAt") and parse_iso(state["lastEvaluationAt"]) >= last:
             return
