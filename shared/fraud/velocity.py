@@ -17,10 +17,11 @@ by the caller; a set union, so one counted twice is still one).
 
 **Per tenant: a counter.** No one partition sees a whole tenant, so tenant totals
 are kept in counter documents (``system`` container, partition
-``fraud-counters:<tenantId>``, one document per UTC hour and per UTC day, ETag-
-guarded increments of both in one batch, so a day is always the sum of its hours). They are incremented after each ingest call's append, by the
-points that call credited or held, and read once per call; the call's own orders
-are added from memory. So the tenant limit is a soft limit: concurrent ingest
+``fraud-counters:<tenantId>``, one document per UTC hour and per UTC day, both
+incremented in one ETag-guarded batch, so a day is always the sum of its hours). They
+are incremented after each ingest call's append, by the points that call credited or
+held, and read once per call; the call's own orders are added from memory. So the
+tenant limit is a soft limit: concurrent ingest
 instances see each other's points after their batches commit, and a process that
 stops between the append and the increment under-counts that batch. That is the
 trade we chose: an exact tenant-wide limit would serialise every earn of a tenant

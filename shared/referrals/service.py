@@ -297,9 +297,10 @@ class Referrals:
         if self._reviews is None:
             return
         limit = programme.velocity_per_day if programme is not None else None
+        detail = (f"the referrer had {limit} or more qualified referrals in 24 hours" if limit is not None
+                  else "the referrer had too many qualified referrals in 24 hours")
         self._reviews.submit(tenant_id, REVIEW_KIND, referral["customerId"], referral["referralId"], [
-            {"code": "referral-velocity", "detail": f"the referrer had {limit if limit is not None else 'too many'}"
-                                                    " or more qualified referrals in 24 hours"}],
+            {"code": "referral-velocity", "detail": detail}],
             {"referralId": referral["referralId"], "referrerId": referral["referrerId"]})
 
     @staticmethod

@@ -61,10 +61,10 @@ def register(body: NewCustomer, response: Response, p: Annotated[Platform, Depen
         doc = p.customers.register(who.tenant_id, body, referrer_id=owner["customerId"] if owner else None)
     except Conflict:
         existing = p.customers.find(who.tenant_id, body.customer_id) if owner is not None else None
-        if existing is not None and existing.get("referrerId") == owner["customerId"]:  # type: ignore[index]
+        if owner is not None and existing is not None and existing.get("referrerId") == owner["customerId"]:
             # A retry of a registration with this code that died before its enrolment: the
             # enrolment is finished (idempotent), the retry still learns the customer exists.
-            p.referrals.enrol(who.tenant_id, body.customer_id, owner)  # type: ignore[arg-type]
+            p.referrals.enrol(who.tenant_id, body.customer_id, owner)
         raise
     if owner is not None:
         p.referrals.enrol(who.tenant_id, body.customer_id, owner)
