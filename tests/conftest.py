@@ -180,6 +180,18 @@ class Died(BaseException):
     """The process stopped here (a BaseException: no ``except Exception`` on the way catches it)."""
 
 
+class Crashed(Exception):
+    """A crash injected where it must travel as an ``Exception``: through the ASGI app (answered
+    500, as a dead worker's request is lost) or into a job that logs and goes on."""
+
+
+def crashing(where: str, error: type[BaseException] = Crashed) -> Callable[..., Any]:
+    """A stand-in for a function or method: raises ``error(where)`` whatever it is called with."""
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise error(where)
+    return crash
+
+
 class StoreThatDies:
     """A store whose process dies at its ``at``-th write (create, upsert, batch, batches,
     delete; counted from 0); reads pass through. For crash tests at every write of an

@@ -428,7 +428,7 @@ def test_an_execution_that_died_after_counting_is_finished_by_its_retry_at_the_l
     append. The retry of the same execution is checked against the other quotes only: at a
     budget the quote exactly fills, it executes once (it used to be refused as over the budget
     by its own count, and its points stayed counted and never moved)."""
-    from tests.conftest import Died
+    from tests.conftest import Died, crashing
 
     set_policy(platform, "acme", {**POLICY, "softLimits": {}, "hardLimits": {"agentDailyBudget": 100},
                                   "requireConsent": False})
@@ -438,10 +438,7 @@ def test_an_execution_that_died_after_counting_is_finished_by_its_retry_at_the_l
     execute = {"quoteId": quote["quoteId"], "contentHash": quote["contentHash"]}
     before = balance(platform)
     real = platform.corrections.adjust
-
-    def dies(*args, **kwargs):
-        raise Died("after counting, before the append")
-    platform.corrections.adjust = dies
+    platform.corrections.adjust = crashing("after counting, before the append", Died)
     try:
         try:
             platform.agents.call(principal, "execute_quote", execute)

@@ -157,22 +157,19 @@ def test_a_run_that_dies_at_its_end_is_listed_once_after_its_retry(platform, ten
     or the state that ends the run. The next run finishes it: it is listed once, with its rows
     exported once (the state used to be written first, and a crash before the record lost the
     run from the list for good)."""
-    from tests.conftest import Died
+    from tests.conftest import Died, crashing
 
     _orders(client, tenant, platform, ["o1"])
     clock.advance(timedelta(minutes=5))
     service = platform.exports
     real_record, real_save = service._record_run, service._save_state
 
-    def record(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise Died("while recording the run")
-
     def save(state):  # type: ignore[no-untyped-def]
         if state.get("pending") is None:
             raise Died("while ending the run")
         return real_save(state)
     if dies_in == "_record_run":
-        monkeypatch.setattr(service, "_record_run", record)
+        monkeypatch.setattr(service, "_record_run", crashing("while recording the run", Died))
     else:
         monkeypatch.setattr(service, "_save_state", save)
     with pytest.raises(Died):

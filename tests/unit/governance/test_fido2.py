@@ -227,13 +227,11 @@ def test_a_bootstrap_cut_off_before_its_key_is_finished_by_running_it_again(plat
     """The operator is written, then the process dies before its platform-admin key: running
     the bootstrap again issues the key to that same operator (not a second operator), and
     once it holds a key the bootstrap is refused as before."""
-    class Crash(Exception):
-        pass
+    from tests.conftest import Crashed, crashing
 
     with monkeypatch.context() as patched:
-        patched.setattr(platform.key_admin, "issue_platform_admin",
-                        lambda *a, **k: (_ for _ in ()).throw(Crash("died before the key")))
-        with pytest.raises(Crash):
+        patched.setattr(platform.key_admin, "issue_platform_admin", crashing("died before the key"))
+        with pytest.raises(Crashed):
             bootstrap_operator(platform, "ana", None)
     operator_id = platform.operators.bootstrap_operator_id()
     assert operator_id is not None and not platform.key_admin.operator_holds_key(operator_id)

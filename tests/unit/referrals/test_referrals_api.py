@@ -183,15 +183,11 @@ def test_a_registration_that_died_before_its_enrolment_is_finished_by_its_retry(
     retry (same body) still learns the customer exists (409), and the referral is recorded, so
     both parties are credited on the first qualifying order. A registration of the same id
     without the code, or with another customer's code, enrols nothing."""
+    from tests.conftest import crashing
+
     code = _setup(client, tenant)
-
-    class Crash(Exception):
-        pass
-
-    def dead(*args, **kwargs):
-        raise Crash("died before the enrolment")
     with monkeypatch.context() as patched:
-        patched.setattr(platform.referrals, "enrol", dead)
+        patched.setattr(platform.referrals, "enrol", crashing("died before the enrolment"))
         assert _register(client, tenant, "bob", code, email="bob@example.org").status_code == 500
     assert client.get("/v1/customers/bob/referral", headers=auth(tenant.analyst)).status_code == 404
     retry = _register(client, tenant, "bob", code, email="bob@example.org")

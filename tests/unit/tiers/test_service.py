@@ -8,12 +8,14 @@ from datetime import timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from shared.clock import iso, parse_iso
 from shared.store.layout import CUSTOMERS, LEDGER, WEBHOOK_MESSAGES, customer_pk
 from shared.store.port import Filter, Query
 from shared.tiers.history import TIER_CHANGE_DOC, change_id
 from shared.tiers.schedule import next_evaluation
-from tests.conftest import drain, run_in_threads
+from tests.conftest import Crashed, crashing, drain, run_in_threads
 
 from .conftest import bare_tenant, earn, program, refund
 
@@ -275,17 +277,10 @@ def test_a_save_that_died_before_its_schedule_still_never_evaluates_a_passed_dat
 
     platform.customers.register("t1", CustomerProfile(customerId="legacy", joinDate=date(2024, 1, 1), tier="vip"))
 
-    class Crash(Exception):
-        pass
-
-    def dead(*args, **kwargs):
-        raise Crash("died after the programme's write")
     with monkeypatch.context() as patched:
-        patched.setattr(TierService, "_start_schedule", dead)
-        try:
+        patched.setattr(TierService, "_start_schedule", crashing("died after the programme's write"))
+        with pytest.raises(Crashed):
             platform.tiers.save_program("t1", program())
-        except Crash:
-            pass
     assert platform.tiers.current_program("t1") is not None
     assert platform.tiers.run_due() == []
     assert _tier(platform, customer_id="legacy") == "vip"

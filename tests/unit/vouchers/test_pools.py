@@ -11,14 +11,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.clock import ManualClock
 from shared.errors import OutOfStock
-from shared.store.layout import CONTAINERS
+from shared.spend.redemptions import Redemptions
+from shared.store.layout import CODES as CODES_CONTAINER
+from shared.store.layout import CONTAINERS, pool_pk
+from shared.store.port import Filter, Query
 from shared.store.sqlite import SqliteDocumentStore
 from shared.vouchers.pools import CodePools
-from tests.conftest import Died, StoreThatDies, auth
+from tests.conftest import Died, StoreThatDies, auth, crashing, run_in_threads
 from tests.unit.spend.conftest import fund, ledger_invariants
 from tests.unit.vouchers.test_vouchers_api import _snapshot
 
@@ -118,9 +122,6 @@ def test_a_pool_voucher_reward_hands_out_codes_and_gives_points_back_when_empty(
 def test_twenty_overlapping_uploads_at_once_store_each_code_once_and_count_it_once(client, platform, tenant) -> None:
     """Racer n uploads codes n .. n + 9: every code is stored once, and the pool's counter,
     the answers' ``accepted`` and the stored codes all agree on how many there are."""
-    from shared.store.layout import CODES as CODES_CONTAINER, pool_pk
-    from shared.store.port import Filter, Query
-    from tests.conftest import run_in_threads
 
     answers: dict[int, object] = {}
 
@@ -143,9 +144,6 @@ def test_twenty_overlapping_uploads_at_once_store_each_code_once_and_count_it_on
 def test_counters_equal_the_stored_codes_under_concurrent_uploads_and_hand_outs(tmp_path) -> None:
     """Uploads and hand-outs racing on one pool: the counters are written in the same batch as
     the codes and claims they count, so afterwards they equal what is stored, exactly."""
-    from shared.store.layout import CODES as CODES_CONTAINER, pool_pk
-    from shared.store.port import Filter, Query
-    from tests.conftest import run_in_threads
 
     store = SqliteDocumentStore(tmp_path / "store.db", CONTAINERS)
     try:
@@ -178,9 +176,7 @@ def test_a_crash_at_any_write_leaves_the_counters_equal_to_the_stored_codes(tmp_
     """An upload and two hand-outs, the process dying at each of their writes in turn, then the
     same calls again (a retry): at every crash point and after the retry, the pool's counters
     are exactly the codes and claims in the store, and no code is in two hands."""
-    from shared.store.layout import CODES as CODES_CONTAINER, pool_pk
 
-    from shared.store.port import Query
 
     def steps(pools: CodePools) -> list[str]:
         pools.add_codes("acme", "p", [(i, f"CRASH-{i:03d}") for i in range(1, 151)])  # two batches
@@ -212,10 +208,6 @@ def test_a_crash_at_any_write_leaves_the_counters_equal_to_the_stored_codes(tmp_
     assert crash_points >= 4  # two upload batches and two hand-outs at the least
 
 
-class _Crash(Exception):
-    """The request's process stopped here (an Exception, answered 500, so the ASGI app survives)."""
-
-
 def _pool_exchange(client, platform, tenant, codes: str = "code\nCINE-0001\nCINE-0002\n") -> None:
     client.post("/v1/voucher-pools/cine/codes", content=codes,
                 headers={**auth(tenant.admin), "Content-Type": "text/csv"})
@@ -229,8 +221,6 @@ def _buy(client, tenant, key: str = "k1"):
 
 
 def _free_codes(platform) -> int:
-    from shared.store.layout import CODES as CODES_CONTAINER, pool_pk
-    from shared.store.port import Filter, Query
     return len(platform.store.query(CODES_CONTAINER, Query(pk=pool_pk("acme", "cine"), filters=(
         Filter("docType", "=", "poolcode"), Filter("status", "=", "free")), limit=100)))
 
@@ -243,10 +233,9 @@ def test_a_pool_exchange_that_died_before_its_confirm_never_gives_the_code_with_
     between the two). Every retry of the same request is refused, and once the points are back
     the code is back in the pool: the customer never holds both the points and the code (the
     retry used to answer the code with status "released")."""
-    from shared.spend.redemptions import Redemptions
     _pool_exchange(client, platform, tenant)
     with monkeypatch.context() as patched:
-        patched.setattr(Redemptions, "confirm", lambda *a, **k: (_ for _ in ()).throw(_Crash("confirm")))
+        patched.setattr(Redemptions, "confirm", crashing("confirm"))
         assert _buy(client, tenant).status_code == 500
     assert _free_codes(platform) == 1 and platform.ledger.head("acme", "c1").balance == 700
     clock.advance(timedelta(days=2))
@@ -289,17 +278,16 @@ def test_a_pool_exchange_that_died_and_was_never_retried_gets_its_code_back_with
     """No retry comes after the crash between hand-out and confirm: the timer job that gives
     the points back also returns the code to the pool (when returning it fails, its next run
     does), and a further run changes nothing."""
-    from shared.spend.redemptions import Redemptions
     _pool_exchange(client, platform, tenant)
     with monkeypatch.context() as patched:
-        patched.setattr(Redemptions, "confirm", lambda *a, **k: (_ for _ in ()).throw(_Crash("confirm")))
+        patched.setattr(Redemptions, "confirm", crashing("confirm"))
         assert _buy(client, tenant).status_code == 500
     assert _free_codes(platform) == 1
     clock.advance(timedelta(days=2))
     if return_fails_once:
         with monkeypatch.context() as patched:
             patched.setattr(platform.vouchers.pools, "give_back",
-                            lambda *a, **k: (_ for _ in ()).throw(_Crash("the pool's store is down")))
+                            crashing("the pool's store is down"))
             assert platform.spend.redemptions.release_expired()["released"] == 1
         assert _free_codes(platform) == 1
         assert platform.spend.redemptions.release_expired()["released"] == 0
