@@ -50,6 +50,7 @@ from shared.store.layout import API_KEYS, CODES, LEDGER, RULESETS, SYSTEM, TENAN
 from shared.store.port import Filter, Query
 from shared.webhooks.ssrf import TestAllowance
 from tests.conftest import TenantKeys, auth, drain, order_body, run_in_threads
+from tests.unit.agents.conftest import POLICY
 
 BURST = 20
 # A check-then-write window of a few microseconds is crossed in some rounds, not all:
@@ -236,14 +237,8 @@ def _active(ctx: Ctx) -> list[dict]:
 
 
 def _agent_policies_setup(ctx: Ctx) -> None:
-    from tests.unit.agents.conftest import POLICY
     for _ in range(BURST):
         ctx.platform.agents.policies.save("acme", "default", POLICY, "tests", "admin")
-
-
-def _agent_policy() -> dict:
-    from tests.unit.agents.conftest import POLICY
-    return POLICY
 
 
 def _agent_pointer(ctx: Ctx) -> list[dict]:
@@ -645,7 +640,7 @@ WRITES: list[Write] = [
           lambda ctx, n: ("POST", "/v1/rules/drafts", {"ruleSetId": "main", "source": f"draft {n}"}),
           _rule_drafts),
     Write("agent policy version", "each-new", "admin",
-          lambda ctx, n: ("POST", "/v1/agent-policies/default/versions", {"policy": _agent_policy(), "reason": "v"}),
+          lambda ctx, n: ("POST", "/v1/agent-policies/default/versions", {"policy": POLICY, "reason": "v"}),
           lambda ctx: ctx.platform.agents.policies.versions("acme", "default", 1000),
           audit="agent-policy.saved"),
     Write("import", "each-new", "admin",
