@@ -299,3 +299,23 @@ def test_a_pool_exchange_that_died_and_was_never_retried_gets_its_code_back_with
     assert _free_codes(platform) == 2
     assert client.get("/v1/voucher-pools/cine", headers=auth(tenant.admin)).json()["handedOut"] == 0
     ledger_invariants(platform, "acme", "c1")
+
+
+def test_twenty_retries_at_once_of_a_released_pool_exchange_return_its_code_once(client, platform, tenant,
+                                                                                clock, monkeypatch) -> None:
+    """After the crash and the release, twenty retries of the same request arrive together: each
+    is refused, and the code goes back to the pool once (the counter moves by one, not twenty)."""
+    _pool_exchange(client, platform, tenant)
+    with monkeypatch.context() as patched:
+        patched.setattr(Redemptions, "confirm", crashing("confirm"))
+        assert _buy(client, tenant).status_code == 500
+    clock.advance(timedelta(days=2))
+    platform.spend.redemptions.on_unpaid = None  # the retries, not the release job, give it back here
+    assert platform.spend.redemptions.release_expired()["released"] == 1
+    answers: list = []
+    run_in_threads(lambda: answers.append(_buy(client, tenant)), [() for _ in range(20)], timeout=120)
+    assert sorted(a.status_code for a in answers) == [409] * 20
+    assert {a.json()["type"].rsplit("/", 1)[-1] for a in answers} == {"reservation-settled"}
+    assert _free_codes(platform) == 2
+    assert client.get("/v1/voucher-pools/cine", headers=auth(tenant.admin)).json()["handedOut"] == 0
+    assert platform.ledger.head("acme", "c1").balance == 1000
