@@ -109,6 +109,11 @@ DEFAULT_MICRO_BATCH_MINUTES = 5
 # A micro-batch's window ends this long before it starts: ledger writes stamp createdAt
 # milliseconds before they commit, so 30 s covers writes in flight with a wide margin.
 MICRO_BATCH_LAG = timedelta(seconds=30)
+# The micro-batch timer's period (shared.jobs, ``export-microbatch``: every minute), and what a
+# run is given to be written once due: the work item's pickup and the run itself (a
+# micro-batch takes well under a second to a few seconds: bench/bench_exports.py).
+MICRO_BATCH_TICK = timedelta(minutes=1)
+MICRO_BATCH_MARGIN = timedelta(minutes=1)
 # A compaction mark older than this is a dead compactor's (a day's compaction takes seconds to minutes).
 COMPACTION_LEASE = timedelta(minutes=15)
 ENCRYPTION_CSE = "azure-storage-cse-v2"
@@ -321,18 +326,23 @@ class ExportService:
     # --- near-real-time feed ---------------------------------------------------------
 
     def microbatch_due(self, tenant_id: str) -> bool:
-        """Whether the tenant's micro-batch period (setting ``microBatchMinutes``, default 5) has
-        passed since its last finished run, or a run is unfinished (redone at once)."""
+        """Whether the tenant's micro-batch must run at this tick to keep the feed's promise
+        (``freshness_due``): a transaction reaches the warehouse within ``microBatchMinutes``
+        (default 5) of its commit. An unfinished run is redone at once."""
         state = self._state(tenant_id)
         if state.get("pending") is not None or not state.get("lastRunAt"):
             return True
-        period = timedelta(minutes=self.settings(tenant_id)["microBatchMinutes"])
-        return self._clock.now() - parse_iso(state["lastRunAt"]) >= period
+        marks = [state["watermarks"].get(s) for s in SUBJECTS]
+        if not all(marks):
+            return True  # a subject never exported: its whole history is waiting
+        return freshness_due(parse_iso(min(m for m in marks if m)), self._clock.now(),
+                             timedelta(minutes=self.settings(tenant_id)["microBatchMinutes"]))
 
     def microbatch(self, tenant_id: str, max_files: int | None = None,
                    run_key: str | None = None) -> dict[str, Any] | None:
         """One micro-batch: the incremental run (same watermarks, manifest and redo) with a
-        short lag, so a committed row reaches the warehouse within the period plus the lag."""
+        short lag (``MICRO_BATCH_LAG``); run when ``microbatch_due`` says so, a committed row
+        reaches the warehouse within the tenant's ``microBatchMinutes``."""
         return self.run_slice(tenant_id, max_files=max_files, run_key=run_key, lag=min(self.lag, MICRO_BATCH_LAG))
 
     def compact(self, tenant_id: str, day: str) -> dict[str, Any] | None:
@@ -343,12 +353,6 @@ class ExportService:
         manifest already written is returned as is (exactly once). Rows keep their rowKey and
         rowVersion, so a warehouse loading the compacted day and the micro-batches merges them
         into the same rows."""
-        import pyarrow.parquet as pq  # noqa: PLC0415 - pyarrow on demand
-        import pyarrow as pa  # noqa: PLC0415
-
-        from shared.exports.keys import resolver  # noqa: PLC0415
-        from shared.exports.parquet import arrow_schema  # noqa: PLC0415
-
         prefix = f"{tenant_id}/compacted/{day}"
         done = self._read_manifest(tenant_id, f"compact-{day}", prefix)
         if done is not None:
@@ -976,6 +980,19 @@ class ExportService:
                 # with updatedAt (never earlier than its createdAt) is found by the first query.
                 if key == "updatedAt" or "updatedAt" not in doc:
                     yield doc
+
+
+def freshness_due(exported_to: datetime, now: datetime, freshness: timedelta) -> bool:
+    """Whether a micro-batch must run now so that no transaction waits longer than
+    ``freshness`` from its commit to its file. ``exported_to``: where the oldest subject's
+    exported window ends; the oldest transaction not exported yet was committed just after
+    it. Run if, waiting for the next tick (``MICRO_BATCH_TICK``), that transaction's file
+    could no longer be written (``MICRO_BATCH_MARGIN``) in time. With the default 5 minutes
+    the feed runs every 3 minutes: a window ends 30 s before its run (``MICRO_BATCH_LAG``),
+    so the next run comes at most 4 minutes after that end and its file at most a minute
+    later. Below 3 minutes every tick runs, and the promise is the tick plus the lag plus
+    the run (about 2.5 minutes)."""
+    return now >= exported_to + freshness - MICRO_BATCH_TICK - MICRO_BATCH_MARGIN
 
 
 def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:

@@ -38,8 +38,10 @@ class ExportSettings(BaseModel):
     excludedPersonalFields: list[FieldName] = Field(max_length=50)
     format: Literal["parquet", "ndjson"] | None = Field(
         default=None, description="file format of new runs (default parquet); absent: unchanged")
-    microBatchMinutes: int | None = Field(default=None, ge=1, le=1440,
-                                          description="minutes between micro-batches (default 5); absent: unchanged")
+    microBatchMinutes: int | None = Field(
+        default=None, ge=1, le=1440,
+        description="the most minutes a committed transaction waits for its micro-batch file (default 5; "
+                    "the feed runs as often as that needs); absent: unchanged")
 
 
 @router.post("/runs", status_code=201, summary="Export the changes since the last run now",
