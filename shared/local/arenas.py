@@ -22,6 +22,14 @@ block ever freed (up to 32 MiB) and then serves such blocks from the arenas, whe
 a freed one stays mapped; a fixed threshold keeps large buffers (a batch body, a
 big JSON answer) in mappings of their own that go back to the kernel when freed,
 and a heap top with more than ``TRIM_BYTES`` free is returned at once.
+
+Arrow (the Parquet exports) allocates from its own pool, mimalloc by default, which
+keeps freed segments for reuse: in a 4-minute soak the project worker's anonymous
+memory stepped up again after a later micro-batch (+70 MiB). ``ARROW_POOL`` ("system":
+Arrow's buffers from malloc, under the settings above) is put in the environment of
+this process (``limit()``, before pyarrow is imported) and of its children; the same
+export ran as fast (1 M entries, 5.2-5.3 s either way) with a lower peak (168 MiB
+anonymous against 194-207). An operator's ``ARROW_DEFAULT_MEMORY_POOL`` wins.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ MMAP_BYTES = 256 << 10
 # glibc's own spelling (trailing underscore); an operator's value wins, as for the arenas.
 THRESHOLDS = {"MALLOC_TRIM_THRESHOLD_": (_M_TRIM_THRESHOLD, TRIM_BYTES),
               "MALLOC_MMAP_THRESHOLD_": (_M_MMAP_THRESHOLD, MMAP_BYTES)}
+ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
+ARROW_POOL = "system"
 
 
 def configured() -> int:
@@ -50,7 +60,9 @@ def configured() -> int:
 
 
 def limit() -> bool:
-    """Cap this process's arenas; whether the C library took it (glibc only)."""
+    """Cap this process's arenas; whether the C library took it (glibc only). Arrow's
+    pool is chosen here too (any C library): pyarrow reads it when first imported."""
+    os.environ.setdefault(ARROW_POOL_VARIABLE, ARROW_POOL)
     name = ctypes.util.find_library("c")
     if name is None:
         return False
@@ -68,9 +80,10 @@ def limit() -> bool:
 
 
 def child_environment(base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` with ``MALLOC_ARENA_MAX`` and the thresholds set (each kept if already there)."""
+    """``base`` with ``MALLOC_ARENA_MAX``, the thresholds and Arrow's pool set (each kept if already there)."""
     env = dict(base)
     env.setdefault(VARIABLE, str(configured()))
+    env.setdefault(ARROW_POOL_VARIABLE, ARROW_POOL)
     for variable, (_, default) in THRESHOLDS.items():
         env.setdefault(variable, str(default))
     return env

@@ -79,12 +79,12 @@ def start_workers(platform: Platform, role: str, name: str) -> list:
 
 
 # Threads for the synchronous routes (anyio's default is 40). Each thread that touches
-# the store keeps a SQLite connection (a page cache of up to 64 MiB) and malloc state;
+# the store keeps a SQLite connection (a page cache of up to CACHE_KIB, 32 MiB) and malloc state;
 # on two cores 40 threads only contend for the GIL. The hot reads do not use these
 # threads (shared.api.reads), and the batch route holds one only while its commit waits.
 SYNC_THREADS = 12
 SWITCH_SECONDS = 0.001
-# SQLite page cache per connection in the API process (the store's default is 64 MiB,
+# SQLite page cache per connection in the API process (the store's default is 32 MiB,
 # for the ingest worker's appends): the API's reads and claims touch few pages each, and
 # an unbounded share of a growing file showed as growth in the soak (bench/soak.py).
 API_CACHE_KIB = 8 * 1024

@@ -126,7 +126,12 @@ _MAX_VARIABLES = 30_000
 # store-alone appends took about 40% less CPU, batches end to end ~17% faster
 # (README, performance). A file made with other pages keeps them (VACUUM converts).
 PAGE_BYTES = 16384
-CACHE_KIB = 64 * 1024
+# Page cache per connection, in KiB (each writing thread has its own, and it stays full
+# once filled: a worker process's memory grows by this much per such thread). Reads
+# come through mmap; the cache holds the pages a commit changes. Store appends on a
+# 1 M-document file, back to back at load 1.1: 5,275/s (147 µs CPU each) at 32 MiB,
+# 5,360/s (144 µs) at 64 MiB (the earlier value), so half the memory for the same speed.
+CACHE_KIB = 32 * 1024
 # How long ``forget_deleted`` retries a checkpoint refused because another one was running.
 CHECKPOINT_RETRY_SECONDS = 5.0
 MMAP_BYTES = 1 << 30
