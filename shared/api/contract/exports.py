@@ -62,4 +62,5 @@ class ExportSettingsView(BaseModel):
     excludedPersonalFields: list[str] = Field(examples=[["phone", "postalAddress"]])
     exportedPersonalFields: list[str] = Field(examples=[["email", "name"]])
     format: str = Field(default="parquet", examples=["parquet"], description="parquet or ndjson")
-    microBatchMinutes: int = Field(default=5, examples=[5], description="the most minutes a committed transaction waits for its micro-batch file")
+    microBatchMinutes: int = Field(
+        default=5, examples=[5], description="the most minutes a committed transaction waits for its micro-batch file")

@@ -16,7 +16,8 @@ def test_children_get_the_cap_and_an_operators_own_value_wins(monkeypatch):
     assert arenas.child_environment({"A": "1"}) == {
         "A": "1", arenas.VARIABLE: str(arenas.ARENAS), "ARROW_DEFAULT_MEMORY_POOL": "system",
         "MALLOC_TRIM_THRESHOLD_": str(arenas.TRIM_BYTES), "MALLOC_MMAP_THRESHOLD_": str(arenas.MMAP_BYTES)}
-    assert arenas.child_environment({"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"})["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
+    own = {arenas.ARROW_POOL_VARIABLE: "jemalloc"}
+    assert arenas.child_environment(own)[arenas.ARROW_POOL_VARIABLE] == "jemalloc"
     assert arenas.child_environment({"MALLOC_MMAP_THRESHOLD_": "65536"})["MALLOC_MMAP_THRESHOLD_"] == "65536"
     assert arenas.child_environment({arenas.VARIABLE: "4"})[arenas.VARIABLE] == "4"
     monkeypatch.setenv(arenas.VARIABLE, "3")
