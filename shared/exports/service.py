@@ -72,7 +72,8 @@ from shared.store.layout import (
     attempt_pks,
     customer_pk,
 )
-from shared.store.port import DocumentStore, Filter, Query, read_many, scan_json
+from shared.store.port import (DocumentStore, Filter, Query, changed_partitions, latest_lsn, read_many,
+                               scan_json)
 from shared.store.replace import Change, replace
 from shared.telemetry import tracing
 from shared.telemetry.logs import fields
@@ -114,6 +115,14 @@ MICRO_BATCH_LAG = timedelta(seconds=30)
 # micro-batch takes well under a second to a few seconds: bench/bench_exports.py).
 MICRO_BATCH_TICK = timedelta(minutes=1)
 MICRO_BATCH_MARGIN = timedelta(minutes=1)
+# An incremental run reads only the customers whose ledger partitions were written since
+# the newest run that started this long before its window: an entry is committed after its
+# createdAt, give or take the writers' clocks, which this margin covers (the window's own
+# lag assumes far less). Runs keep the ledger's lsn at their start (``lsnMarks``, the last
+# LSN_MARKS of them); without a mark old enough, or on a store without a change log
+# (Cosmos DB), a run reads every customer.
+CHANGE_MARGIN = timedelta(minutes=5)
+LSN_MARKS = 8
 # A compaction mark older than this is a dead compactor's (a day's compaction takes seconds to minutes).
 COMPACTION_LEASE = timedelta(minutes=15)
 ENCRYPTION_CSE = "azure-storage-cse-v2"
@@ -287,6 +296,9 @@ class ExportService:
             pending = {"runId": run_id, "to": iso(now - (self.lag if lag is None else lag)), "startedAt": iso(now),
                        "from": {s: state["watermarks"].get(s) for s in SUBJECTS}, "files": [], "runKey": run_key,
                        "format": self.settings(tenant_id)["format"]}
+            lsn = latest_lsn(self._store, LEDGER)
+            if lsn is not None:
+                pending["ledgerLsn"] = lsn
             state = self._save_state(dict(state, pending=pending))
         else:
             log.info("export of tenant %s: resuming unfinished run %s (%d of %d files written)", tenant_id,
@@ -303,10 +315,12 @@ class ExportService:
                     if max_files is not None and written >= max_files:
                         return None
                     part = _next_part(files, subject)
+                    changed = (self._changed_customers_since(tenant_id, pending["from"].get(subject), pending, state)
+                               if subject in PER_CUSTOMER_SUBJECTS else None)
                     entries, last = self._write_file(tenant_id, pending["runId"], prefix, subject,
                                                      pending["from"].get(subject), pending["to"], allowed,
                                                      part=part, after_customer=cursors.get(subject),
-                                                     fmt=pending.get("format", "ndjson"))
+                                                     fmt=pending.get("format", "ndjson"), changed=changed)
                     files.extend(entries)
                     cursors[subject] = last
                     written += 1
@@ -319,8 +333,11 @@ class ExportService:
         # good, since a finished state is never resumed.
         self._record_run(tenant_id, manifest, prefix)
         watermarks = dict(state["watermarks"], **{s: pending["to"] for s in SUBJECTS})
+        marks = list(state.get("lsnMarks") or [])
+        if pending.get("ledgerLsn") is not None:
+            marks = (marks + [{"at": pending["startedAt"], "lsn": pending["ledgerLsn"]}])[-LSN_MARKS:]
         self._save_state(dict(state, watermarks=watermarks, pending=None, lastRunId=pending["runId"],
-                              lastRunKey=pending.get("runKey"), lastRunAt=iso(self._clock.now())))
+                              lastRunKey=pending.get("runKey"), lastRunAt=iso(self._clock.now()), lsnMarks=marks))
         return manifest
 
     # --- near-real-time feed ---------------------------------------------------------
@@ -514,19 +531,47 @@ class ExportService:
                 files.extend(entries)
         return self._publish_manifest(tenant_id, run_id, kind, prefix, lower, upper, subjects, started, files)
 
+    def _changed_customers_since(self, tenant_id: str, lower: str | None, pending: dict[str, Any],
+                                 state: dict[str, Any]) -> list[str] | None:
+        """The customers whose ledger partitions were written between the newest run mark
+        at least ``CHANGE_MARGIN`` older than ``lower`` and this run's start, sorted: every
+        entry of the window ``(lower, to]`` is in one of them (committed after that mark,
+        before this run). None: read every customer (no window start, no mark old enough,
+        or no change log)."""
+        upto = pending.get("ledgerLsn")
+        if lower is None or upto is None:
+            return None
+        before = parse_iso(lower) - CHANGE_MARGIN
+        old_enough = [m["lsn"] for m in state.get("lsnMarks") or [] if parse_iso(m["at"]) <= before]
+        if not old_enough:
+            return None
+        prefix = customer_pk(tenant_id, "")
+        pks = changed_partitions(self._store, LEDGER, min(max(old_enough), upto), upto, prefix,
+                                 prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        return None if pks is None else [pk[len(prefix):] for pk in pks]
+
+    def _registered(self, tenant_id: str, customer_ids: list[str]) -> Iterator[dict[str, Any]]:
+        """The customer documents of ``customer_ids`` (sorted) that exist, in that order."""
+        for start in range(0, len(customer_ids), 500):
+            chunk = customer_ids[start:start + 500]
+            for doc in read_many(self._store, CUSTOMERS, [(customer_pk(tenant_id, c), c) for c in chunk]):
+                if doc is not None:
+                    yield doc
+
     def _write_file(self, tenant_id: str, run_id: str, prefix: str, subject: str, lower: str | None, upper: str,
                     allowed: list[str], *, part: int = 1, after_customer: str | None = None,
-                    fmt: str = "ndjson") -> tuple[list[dict[str, Any]], str | None]:
+                    fmt: str = "ndjson", changed: list[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """One file of a subject (overwritten if a died attempt left one: only the manifest
         publishes it); returns its manifest entry and, for the per-customer subjects, the
         last customer it covers (where the next part starts). The entry's ``complete``
-        says whether it is the subject's last part."""
+        says whether it is the subject's last part. ``changed``: the only customers whose
+        rows can be in the window (``_changed_customers_since``); None: every customer."""
         assert part >= 1 and (part == 1) == (after_customer is None or subject not in PER_CUSTOMER_SUBJECTS)
         path = ndjson_path(prefix, subject, part)
         span = _Span()
         if subject in PER_CUSTOMER_SUBJECTS:
             source = self._per_customer_rows(tenant_id, subject, lower, upper, after_customer, span,
-                                             cap=self.part_customers)
+                                             cap=self.part_customers, changed=changed)
         else:
             source = self._rows(tenant_id, subject, lower, upper)
             span.complete = True
@@ -534,7 +579,7 @@ class ExportService:
             if subject == COLUMNAR_SUBJECT and hasattr(type(self._store), "scan_json"):
                 # The columnar read (no Python object per entry); same rows, same span.
                 def fill(writer: Any) -> None:
-                    self._fill_transactions(tenant_id, lower, upper, after_customer, span, writer)
+                    self._fill_transactions(tenant_id, lower, upper, after_customer, span, writer, changed)
             else:
                 def fill(writer: Any) -> None:
                     writer.add(source)
@@ -863,16 +908,18 @@ class ExportService:
             yield from self._per_customer_rows(tenant_id, subject, lower, upper, None, _Span(), cap=None)
 
     def _per_customer_rows(self, tenant_id: str, subject: str, lower: str | None, upper: str,
-                           after_customer: str | None, span: "_Span", cap: int | None) -> Iterator[dict[str, Any]]:
-        """The rows of a per-customer subject, customers by id after ``after_customer``, at
-        most ``cap`` of them (None: all); ``span`` learns the last customer read and
-        whether none is left after it."""
+                           after_customer: str | None, span: "_Span", cap: int | None,
+                           changed: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The rows of a per-customer subject, customers by id after ``after_customer`` (of
+        ``changed`` only, when given), at most ``cap`` of them (None: all); ``span`` learns
+        the last customer read and whether none is left after it."""
         assert subject in PER_CUSTOMER_SUBJECTS and (cap is None or cap >= 1)
         window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
         doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
         key = "seq" if doc_type == "entry" else "id"
-        customers = page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
-                            after=after_customer, page=self.page)
+        customers = (page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
+                             after=after_customer, page=self.page) if changed is None else
+                     self._registered(tenant_id, [c for c in changed if after_customer is None or c > after_customer]))
         span.last, span.complete = after_customer, False
         taken = 0
         for customer in customers:
@@ -887,7 +934,7 @@ class ExportService:
         span.complete = True
 
     def _fill_transactions(self, tenant_id: str, lower: str | None, upper: str, after_customer: str | None,
-                           span: "_Span", writer: Any) -> None:
+                           span: "_Span", writer: Any, changed: list[str] | None = None) -> None:
         """The ``transactions`` rows of one part (the customers after ``after_customer``, at
         most ``part_customers``) into ``writer``, read as raw JSON pages of the customers' ledger
         partitions (``scan_json``, one key range for the part) and converted column by column
@@ -899,8 +946,10 @@ class ExportService:
         from shared.exports.columnar import parse_entries, transactions_table  # noqa: PLC0415
 
         customers: list[str] = []
-        for customer in page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
-                                after=after_customer, page=self.page):
+        listed = (page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
+                          after=after_customer, page=self.page) if changed is None else
+                  self._registered(tenant_id, [c for c in changed if after_customer is None or c > after_customer]))
+        for customer in listed:
             customers.append(customer["customerId"])
             if len(customers) > self.part_customers:
                 break
@@ -937,19 +986,39 @@ class ExportService:
         # scans pages and writes converted ones, in page order; CONVERTERS workers parse
         # and convert the pages in between. At most CONVERTERS + 1 pages in memory. The
         # workers need no store connection (the store keeps one per thread).
-        after = None
+        def pages() -> Iterator[bytes]:
+            """The part's entries as pages of about ``SCAN_PAGE``: one key range for every
+            customer of the part, or (``changed``) each changed customer's partition, small
+            partitions joined into one page."""
+            if changed is None:
+                ranges = [(customer_pk(tenant_id, customers[0]), customer_pk(tenant_id, customers[-1]))]
+            else:
+                ranges = [(customer_pk(tenant_id, c), customer_pk(tenant_id, c)) for c in customers]
+            joined: list[bytes] = []
+            count = 0
+            for pk_from, pk_to in ranges:
+                after = None
+                while True:
+                    page = scan_json(self._store, LEDGER, pk_from, pk_to, window, "seq", after, SCAN_PAGE)
+                    assert page is not None, "the store has scan_json (checked by the caller)"
+                    if page.count:
+                        joined.append(page.ndjson)
+                        count += page.count
+                    if count >= SCAN_PAGE:
+                        yield b"\n".join(joined)
+                        joined, count = [], 0
+                    if page.after is None:
+                        break
+                    after = page.after
+            if joined:
+                yield b"\n".join(joined)
+
         pending: list[Future[Any]] = []
         with ThreadPoolExecutor(max_workers=CONVERTERS, thread_name_prefix="export-convert") as workers:
-            while True:
-                page = scan_json(self._store, LEDGER, customer_pk(tenant_id, customers[0]),
-                                 customer_pk(tenant_id, customers[-1]), window, "seq", after, SCAN_PAGE)
-                assert page is not None, "the store has scan_json (checked by the caller)"
-                pending.append(workers.submit(convert, page.ndjson))
+            for ndjson in pages():
+                pending.append(workers.submit(convert, ndjson))
                 if len(pending) > CONVERTERS:
                     write(pending.pop(0))
-                if page.after is None:
-                    break
-                after = page.after
             for converted in pending:
                 write(converted)
 

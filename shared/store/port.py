@@ -237,6 +237,23 @@ def scan_json(store: DocumentStore, container: str, pk_from: str, pk_to: str, fi
     return native(store, container, pk_from, pk_to, filters, order_by, after, limit)  # type: ignore[no-any-return]
 
 
+def latest_lsn(store: DocumentStore, container: str) -> int | None:
+    """The newest lsn of ``container``'s change log; None for a store without one (Cosmos)."""
+    native = getattr(type(store), "latest_lsn", None)
+    return None if native is None else native(store, container)  # type: ignore[no-any-return]
+
+
+def changed_partitions(store: DocumentStore, container: str, after_lsn: int, upto_lsn: int, pk_from: str,
+                       pk_below: str) -> list[str] | None:
+    """The partition keys ``pk_from <= pk < pk_below`` with a write whose lsn is in
+    ``(after_lsn, upto_lsn]``, sorted, from the store's change log (the SQLite store);
+    None where the store keeps none, and the caller reads every partition instead."""
+    native = getattr(type(store), "changed_partitions", None)
+    if native is None:
+        return None
+    return native(store, container, after_lsn, upto_lsn, pk_from, pk_below)  # type: ignore[no-any-return]
+
+
 def inline_reads(store: DocumentStore) -> bool:
     """Whether the store's point reads are cheap enough to run on an event loop: an
     adapter says so with ``inline_reads = True`` (the embedded SQLite store: a few

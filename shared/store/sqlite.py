@@ -795,6 +795,20 @@ class SqliteDocumentStore:
         row = self._execute(_max_lsn_sql(self._table(container)), ()).fetchone()
         return row[0] or 0
 
+    def changed_partitions(self, container: str, after_lsn: int, upto_lsn: int, pk_from: str,
+                           pk_below: str) -> list[str]:
+        """``shared.store.port.changed_partitions``: the partition keys ``pk_from <= pk <
+        pk_below`` written with an lsn in ``(after_lsn, upto_lsn]``, sorted; read from the
+        lsn index of each part (a staged container's rows keep their lsn when merged)."""
+        assert after_lsn <= upto_lsn and pk_from < pk_below
+        table = self._table(container)
+        if not table.spec.change_feed:
+            raise StoreError(f"container {container!r} has no change feed")
+        inner = " UNION ALL ".join(f"SELECT pk FROM {part} WHERE lsn > ? AND lsn <= ?" for part in table.parts)
+        rows = self._execute(f"SELECT DISTINCT pk FROM ({inner}) WHERE pk >= ? AND pk < ? ORDER BY pk",
+                             [after_lsn, upto_lsn] * len(table.parts) + [pk_from, pk_below]).fetchall()
+        return [pk for (pk,) in rows]
+
     # --- staged containers: the merge ------------------------------------------------
 
     def merge_recent(self, container: str | None = None, *, everything: bool = True) -> int:
