@@ -936,8 +936,9 @@ class ExportService:
     def _fill_transactions(self, tenant_id: str, lower: str | None, upper: str, after_customer: str | None,
                            span: "_Span", writer: Any, changed: list[str] | None = None) -> None:
         """The ``transactions`` rows of one part (the customers after ``after_customer``, at
-        most ``part_customers``) into ``writer``, read as raw JSON pages of the customers' ledger
-        partitions (``scan_json``, one key range for the part) and converted column by column
+        most ``part_customers``; of ``changed`` only, when given) into ``writer``, read as raw JSON
+        pages of the customers' ledger partitions (``scan_json``: one key range for the part, or
+        each changed customer's partition) and converted column by column
         (``shared.exports.columnar``); the same rows as ``_per_customer_rows``, which a page
         that does not convert falls back to, row by row. Memory: one page (``SCAN_PAGE`` entries)."""
         import pyarrow as pa  # noqa: PLC0415 - pyarrow on demand
