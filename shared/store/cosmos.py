@@ -109,6 +109,9 @@ def _both(*hooks: Callable[[Any], None]) -> Callable[[Any], None]:
     return call
 
 
+# Tries of a query that lost the SDK's shared-headers race (``CosmosDocumentStore.query``).
+QUERY_TRIES = 5
+
 class RequestMeter:
     """Requests the adapter made, by kind, and the RU they were charged.
 
@@ -291,13 +294,22 @@ class CosmosDocumentStore:
         options: dict[str, Any] = (
             {"partition_key": query.pk} if query.pk is not None else {"enable_cross_partition_query": True}
         )
-        try:
-            items = proxy.query_items(sql, parameters=parameters, max_item_count=min(query.limit, 1000), **options)
-            # TOP already bounds the answer; islice keeps the bound even if a
-            # cross-partition plan returns one page more than asked.
-            return [_clean(doc, self._hidden[container]) for doc in itertools.islice(items, query.limit)]
-        except AzureError as exc:
-            raise _translate(exc, f"querying {container!r}") from exc
+        for attempt in range(1, QUERY_TRIES + 1):
+            try:
+                items = proxy.query_items(sql, parameters=parameters, max_item_count=min(query.limit, 1000),
+                                          **options)
+                # TOP already bounds the answer; islice keeps the bound even if a
+                # cross-partition plan returns one page more than asked.
+                return [_clean(doc, self._hidden[container]) for doc in itertools.islice(items, query.limit)]
+            except AzureError as exc:
+                raise _translate(exc, f"querying {container!r}") from exc
+            except RuntimeError as exc:
+                # The SDK's shared response-headers dict (see read_many) fails a query that
+                # races another thread's call with "mutated during iteration" (seen in the
+                # concurrent pool hand-out test). A query changes nothing: ask again.
+                if "mutated during iteration" not in str(exc) or attempt == QUERY_TRIES:
+                    raise
+        raise AssertionError("unreachable: the last try returns or raises")
 
     # --- single writes -------------------------------------------------------------
 

@@ -92,6 +92,42 @@ def test_read_many_survives_the_sdks_shared_headers_race(cosmos_store, monkeypat
         read_many(cosmos_store, LEDGER, keys)
 
 
+def test_a_query_survives_the_sdks_shared_headers_race(cosmos_store, monkeypatch) -> None:
+    # The same race as read_items' (above) in query_items, seen under concurrent pool
+    # hand-outs: the query is asked again; a race every time, or any other RuntimeError, surfaces.
+    from azure.cosmos import ContainerProxy
+
+    from shared.store import cosmos
+    from shared.store.port import Query
+
+    cosmos_store.create(LEDGER, {"id": "a", "pk": "t:c1"})
+    real = ContainerProxy.query_items
+    races = iter([True, True])
+
+    def racing(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if next(races, False):
+            raise RuntimeError("OrderedDict mutated during iteration")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerProxy, "query_items", racing)
+    assert [d["id"] for d in cosmos_store.query(LEDGER, Query(pk="t:c1", limit=10))] == ["a"]
+
+    def always(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("OrderedDict mutated during iteration")
+
+    monkeypatch.setattr(ContainerProxy, "query_items", always)
+    with pytest.raises(RuntimeError, match="mutated"):
+        cosmos_store.query(LEDGER, Query(pk="t:c1", limit=10))
+    assert cosmos.QUERY_TRIES >= 2
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(ContainerProxy, "query_items", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        cosmos_store.query(LEDGER, Query(pk="t:c1", limit=10))
+
+
 def test_writes_carry_the_policys_ttl_and_reads_never_return_it(cosmos_store, raw) -> None:
     written = cosmos_store.create(WEBHOOK_ATTEMPTS, {"id": "a1", "pk": "acme:2027-01-15"})
     cosmos_store.batch(ORDER_STATUS, "acme:o1", [Create({"id": "o1", "pk": "acme:o1", "publishDue": "x"})])
