@@ -310,16 +310,21 @@ class ExportService:
             cursors = dict(pending.get("cursors", {}))  # subject -> the last customer of its last part
             written = 0
             allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
+            # By window start (the subjects' watermarks move together, so usually one): read once
+            # per slice, not once per part of each per-customer subject.
+            changed_since: dict[str | None, list[str] | None] = {}
             for subject in SUBJECTS:
                 while not _subject_complete(files, subject):  # written by an earlier slice, or not yet
                     if max_files is not None and written >= max_files:
                         return None
                     part = _next_part(files, subject)
-                    changed = (self._changed_customers_since(tenant_id, pending["from"].get(subject), pending, state)
-                               if subject in PER_CUSTOMER_SUBJECTS else None)
-                    entries, last = self._write_file(tenant_id, pending["runId"], prefix, subject,
-                                                     pending["from"].get(subject), pending["to"], allowed,
-                                                     part=part, after_customer=cursors.get(subject),
+                    lower = pending["from"].get(subject)
+                    if subject in PER_CUSTOMER_SUBJECTS and lower not in changed_since:
+                        changed_since[lower] = self._changed_customers_since(tenant_id, lower, pending, state)
+                    changed = changed_since.get(lower) if subject in PER_CUSTOMER_SUBJECTS else None
+                    entries, last = self._write_file(tenant_id, pending["runId"], prefix, subject, lower,
+                                                     pending["to"], allowed, part=part,
+                                                     after_customer=cursors.get(subject),
                                                      fmt=pending.get("format", "ndjson"), changed=changed)
                     files.extend(entries)
                     cursors[subject] = last
@@ -549,6 +554,15 @@ class ExportService:
         pks = changed_partitions(self._store, LEDGER, min(max(old_enough), upto), upto, prefix,
                                  prefix[:-1] + chr(ord(prefix[-1]) + 1))
         return None if pks is None else [pk[len(prefix):] for pk in pks]
+
+    def _customers_after(self, tenant_id: str, after_customer: str | None,
+                         changed: list[str] | None) -> Iterator[dict[str, Any]]:
+        """The tenant's customer documents by id after ``after_customer``: all of them, or
+        (``changed``) only those among ``changed``."""
+        if changed is None:
+            return page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
+                           after=after_customer, page=self.page)
+        return self._registered(tenant_id, [c for c in changed if after_customer is None or c > after_customer])
 
     def _registered(self, tenant_id: str, customer_ids: list[str]) -> Iterator[dict[str, Any]]:
         """The customer documents of ``customer_ids`` (sorted) that exist, in that order."""
@@ -917,9 +931,7 @@ class ExportService:
         window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
         doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
         key = "seq" if doc_type == "entry" else "id"
-        customers = (page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
-                             after=after_customer, page=self.page) if changed is None else
-                     self._registered(tenant_id, [c for c in changed if after_customer is None or c > after_customer]))
+        customers = self._customers_after(tenant_id, after_customer, changed)
         span.last, span.complete = after_customer, False
         taken = 0
         for customer in customers:
@@ -947,10 +959,7 @@ class ExportService:
         from shared.exports.columnar import parse_entries, transactions_table  # noqa: PLC0415
 
         customers: list[str] = []
-        listed = (page_by(self._store, CUSTOMERS, None, (Filter("tenantId", "=", tenant_id),), "customerId",
-                          after=after_customer, page=self.page) if changed is None else
-                  self._registered(tenant_id, [c for c in changed if after_customer is None or c > after_customer]))
-        for customer in listed:
+        for customer in self._customers_after(tenant_id, after_customer, changed):
             customers.append(customer["customerId"])
             if len(customers) > self.part_customers:
                 break
