@@ -112,6 +112,14 @@ def _both(*hooks: Callable[[Any], None]) -> Callable[[Any], None]:
 # Tries of a query that lost the SDK's shared-headers race (``CosmosDocumentStore.query``).
 QUERY_TRIES = 5
 
+
+def _lost_headers_race(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is azure-cosmos's shared response-headers race: the client merges one
+    headers dict for all its threads, so concurrent calls can fail with "mutated during
+    iteration". A read that lost it changed nothing and can be answered again."""
+    return "mutated during iteration" in str(exc)
+
+
 class RequestMeter:
     """Requests the adapter made, by kind, and the RU they were charged.
 
@@ -270,11 +278,9 @@ class CosmosDocumentStore:
         except AzureError as exc:
             raise _translate(exc, f"reading {len(wanted)} document(s) from {container!r}") from exc
         except RuntimeError as exc:
-            # azure-cosmos's read_items merges a response-headers dict the client shares
-            # between threads, so concurrent calls on one client can fail with "mutated during
-            # iteration" (seen under 20 concurrent intakes). A read changes nothing: answer
-            # the same keys by point reads, which do not share that dict.
-            if "mutated during iteration" not in str(exc):
+            # The shared-headers race (seen under 20 concurrent intakes): answer the same keys
+            # by point reads, which do not share that dict.
+            if not _lost_headers_race(exc):
                 raise
             return [self.read(container, pk, id) for pk, id in keys]
         found = {(doc["pk"], doc["id"]): _clean(doc, self._hidden[container]) for doc in items}
@@ -304,10 +310,8 @@ class CosmosDocumentStore:
             except AzureError as exc:
                 raise _translate(exc, f"querying {container!r}") from exc
             except RuntimeError as exc:
-                # The SDK's shared response-headers dict (see read_many) fails a query that
-                # races another thread's call with "mutated during iteration" (seen in the
-                # concurrent pool hand-out test). A query changes nothing: ask again.
-                if "mutated during iteration" not in str(exc) or attempt == QUERY_TRIES:
+                # The shared-headers race (seen in the concurrent pool hand-out test): ask again.
+                if not _lost_headers_race(exc) or attempt == QUERY_TRIES:
                     raise
         raise AssertionError("unreachable: the last try returns or raises")
 

@@ -783,13 +783,18 @@ class SqliteDocumentStore:
         return deleted
 
     def changes(self, container: str, after_lsn: int, limit: int) -> list[Change]:
-        table = self._table(container)
-        if not table.spec.change_feed:
-            raise StoreError(f"container {container!r} has no change feed")
+        table = self._fed_table(container)
         # Each part read by its lsn index and the two merged, in one statement (see ``query``).
         sql = " UNION ALL ".join(f"SELECT lsn, body, etag, ts FROM {part} WHERE lsn > ?" for part in table.parts)
         rows = self._execute(sql + " ORDER BY 1 LIMIT ?", [after_lsn] * len(table.parts) + [limit]).fetchall()
         return [Change(lsn=lsn, container=container, doc=_hydrate((body, etag, ts))) for lsn, body, etag, ts in rows]
+
+    def _fed_table(self, container: str) -> "_Table":
+        """``container``'s table, which must keep a change feed (StoreError otherwise)."""
+        table = self._table(container)
+        if not table.spec.change_feed:
+            raise StoreError(f"container {container!r} has no change feed")
+        return table
 
     def latest_lsn(self, container: str) -> int:
         row = self._execute(_max_lsn_sql(self._table(container)), ()).fetchone()
@@ -801,9 +806,7 @@ class SqliteDocumentStore:
         pk_below`` written with an lsn in ``(after_lsn, upto_lsn]``, sorted; read from the
         lsn index of each part (a staged container's rows keep their lsn when merged)."""
         assert after_lsn <= upto_lsn and pk_from < pk_below
-        table = self._table(container)
-        if not table.spec.change_feed:
-            raise StoreError(f"container {container!r} has no change feed")
+        table = self._fed_table(container)
         inner = " UNION ALL ".join(f"SELECT pk FROM {part} WHERE lsn > ? AND lsn <= ?" for part in table.parts)
         rows = self._execute(f"SELECT DISTINCT pk FROM ({inner}) WHERE pk >= ? AND pk < ? ORDER BY pk",
                              [after_lsn, upto_lsn] * len(table.parts) + [pk_from, pk_below]).fetchall()
