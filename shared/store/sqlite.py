@@ -110,6 +110,7 @@ from shared.store.port import (
 )
 from shared.private_files import private_sqlite
 from shared.store.layout import DEFAULT_TTL, STAGED, TtlPolicy
+from shared.store.sqlite_checkpoint import BACKSTOP_PAGES, WalCheckpointer
 from shared.store.sqlite_lock import use_wal, write_transaction
 from shared.telemetry.logs import fields
 
@@ -400,6 +401,8 @@ class SqliteDocumentStore:
         self._committer: threading.Thread | None = None
         self._closed = False
         self._checkpoint_lock = threading.Lock()
+        # Checkpoints run beside the writers, not inside their commits (shared.store.sqlite_checkpoint).
+        self._checkpointer = WalCheckpointer(self.path, self._checkpoint_lock, self._configure_checkpointer)
         # ETags need only differ on every write: a random prefix per store and a counter.
         self._etag_prefix = uuid.uuid4().hex[:12]
         self._etags = itertools.count(1)
@@ -536,6 +539,8 @@ class SqliteDocumentStore:
             # appends/s of the defaults (README, performance).
             conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
             conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            # Writers checkpoint only if the background checkpointer falls behind this far.
+            conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             holder = _Held(conn)
             # A thread's connection (its page cache, up to CACHE_KIB, and its mmap) is closed
             # when the thread ends: threading.local drops the holder then. Without this a
@@ -586,7 +591,12 @@ class SqliteDocumentStore:
                     return False
                 time.sleep(0.05)
 
+    def _configure_checkpointer(self, conn: sqlite3.Connection) -> None:
+        # A checkpoint syncs the log and the database file as the writers' setting says.
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+
     def close(self) -> None:
+        self._checkpointer.close()
         with self._group:
             self._closed = True
             # Async callers still waiting would wait forever: they fail instead.
@@ -868,6 +878,7 @@ class SqliteDocumentStore:
                     raise StoreError(f"merge of {table.name}: {moved} rows inserted but {deleted} deleted")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+        self._checkpointer.nudge()
         return moved, count - moved
 
     # --- writes --------------------------------------------------------------------
@@ -924,6 +935,8 @@ class SqliteDocumentStore:
             with self._group:
                 self._committing = False
                 self._group.notify_all()
+        # After the hand-over: a nudge never fails or delays a committed group.
+        self._checkpointer.nudge()
 
     def _count_recent(self, group: list[_Job]) -> list[str]:
         """Add the group's committed writes to the recent-row counts; the staged
