@@ -145,6 +145,27 @@ def test_the_writer_merges_past_the_threshold(tmp_path: Path) -> None:
         store.close()
 
 
+def test_a_merge_leaves_erasure_zeroing_deleted_content(tmp_path: Path) -> None:
+    """The merge deletes its moved rows without zeroing them (their content is in the
+    main table); a document deleted afterwards on the same connection is zeroed."""
+    path = tmp_path / "erase.db"
+    store = SqliteDocumentStore(path, [THINGS, ContainerSpec("plain")], synchronous="NORMAL", staged=("things",),
+                                merge_rows=5, merge_threshold=1_000_000)
+    secret = "ZEROME-" + os.urandom(8).hex()
+    try:
+        store.upsert("plain", {"id": "k", "pk": "k", "wrapped": secret})
+        for seq in range(1, 13):
+            store.create("things", _doc("p", seq))
+        assert store.merge_recent("things") == 12
+        assert store._conn().execute("PRAGMA secure_delete").fetchone()[0] == 1
+        store.delete("plain", "k", "k")
+        assert store.forget_deleted()
+    finally:
+        store.close()
+    assert secret.encode() not in b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert _counts(path) == (12, 0)
+
+
 def test_staging_and_unstaging_a_file_keep_every_document(tmp_path: Path) -> None:
     path = tmp_path / "moved.db"
     plain = SqliteDocumentStore(path, [THINGS], synchronous="NORMAL", staged=())
