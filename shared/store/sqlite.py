@@ -18,6 +18,9 @@ contract (``shared.store.port``) with SQLite's own guarantees:
   the SQL;
 * durability is on: ``synchronous=FULL`` by default (``NORMAL`` may be chosen,
   which in WAL mode survives a process kill but not a power cut); never ``OFF``;
+* checkpoints (copying the WAL back into the database file) run on a thread
+  beside the writers (``shared.store.sqlite_checkpoint``), not inside a writer's
+  COMMIT; a writer checkpoints itself only past 256 MiB of log;
 * the change feed: every write to a container with a feed stamps the document
   with the next log sequence number (``lsn``) of that container, inside the
   same transaction. Writers are serialised by SQLite's write lock, so numbers
