@@ -877,7 +877,7 @@ class SqliteDocumentStore:
                                      f" WHERE rowid <= ? ORDER BY pk, id", (bound,)).rowcount
                 # The moved rows live on in the main table: zeroing their recent copies
                 # (secure_delete, on for erasure) would protect nothing and writes every
-                # freed page into the log (measured: a third of a merge's cost).
+                # freed page into the log (measured: about a fifth of a merge step).
                 conn.execute("PRAGMA secure_delete=OFF")
                 try:
                     deleted = conn.execute(f"DELETE FROM {recent} WHERE rowid <= ?", (bound,)).rowcount
