@@ -43,6 +43,7 @@ import logging
 import os
 import sqlite3
 import threading
+from pathlib import Path
 from typing import Callable
 
 from shared.telemetry.logs import fields
@@ -97,9 +98,22 @@ class WalCheckpointer:
             thread.join()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn: sqlite3.Connection | None = None
         try:
+            # Read-write, never create: a store whose file is gone (a test's folder removed
+            # under a store left open) gets no new empty file from this thread.
+            conn = sqlite3.connect(f"{Path(self._path).resolve().as_uri()}?mode=rw", uri=True,
+                                   isolation_level=None, check_same_thread=False)
             self._configure(conn)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            _log.warning("background WAL checkpoints could not start", extra=fields(error=type(exc).__name__))
+            with self._state:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+            return
+        try:
             while True:
                 with self._state:
                     if not self._due and not self._closed:

@@ -111,3 +111,18 @@ def test_a_closed_checkpointer_ignores_nudges(tmp_path):
     checkpointer.close()
     checkpointer.nudge()
     assert checkpointer._thread is None and checkpointer.runs == 0
+
+
+def test_a_store_file_gone_gets_no_new_file_from_the_checkpointer(tmp_path):
+    missing = tmp_path / "gone" / "g.db"
+    (tmp_path / "gone").mkdir()
+    checkpointer = WalCheckpointer(str(missing), threading.Lock(), lambda c: None)
+    try:
+        checkpointer.nudge()
+        thread = checkpointer._thread
+        assert thread is not None
+        thread.join(10)
+        assert not thread.is_alive() and checkpointer.runs == 0
+        assert not missing.exists(), "the thread opens the file read-write, never creating it"
+    finally:
+        checkpointer.close()
