@@ -83,9 +83,19 @@ def register(kind: RowKind) -> RowKind:
 def _apply_customers(ctx: "ImportContext", rows: Sequence[tuple[int, CustomerProfile]]) -> list[RowError]:
     errors: list[RowError] = []
     existing = ctx.customers.find_many(ctx.tenant_id, [p.customer_id for _, p in rows])
+    plain: list[CustomerProfile] = []
     for line, profile in rows:
         if existing.get(profile.customer_id) is not None:
             continue  # imported before (or registered through the API): the row's key is done
+        if profile.personal() is None:
+            # Without personal fields: gathered and registered together, two store calls for the
+            # run (the documents register writes). A conflict there is an id registered
+            # meanwhile, or twice in the run: done, as below.
+            plain.append(profile)
+            continue
+        # File order holds: the profiles gathered so far go in before this one.
+        ctx.customers.register_plain(ctx.tenant_id, plain)
+        plain = []
         try:
             # The very path the API takes: personal fields sealed under the customer's
             # own data key, the email blind-indexed, the occasions index written.
@@ -94,6 +104,7 @@ def _apply_customers(ctx: "ImportContext", rows: Sequence[tuple[int, CustomerPro
             if ctx.customers.find(ctx.tenant_id, profile.customer_id) is not None:
                 continue  # a concurrent run of the same row won
             errors.append(RowError(line, error.message))
+    ctx.customers.register_plain(ctx.tenant_id, plain)
     return errors
 
 

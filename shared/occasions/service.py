@@ -128,13 +128,21 @@ class Occasions:
 
     def write_index(self, tenant_id: str, customer_id: str, birth_date: date | None, join_date: date) -> None:
         """File the customer under their birthday and anniversary tags (idempotent: same ids)."""
+        for doc in self.index_docs(tenant_id, customer_id, birth_date, join_date):
+            self._store.upsert(PII_INDEX, doc)
+
+    def index_docs(self, tenant_id: str, customer_id: str, birth_date: date | None,
+                   join_date: date) -> list[dict[str, Any]]:
+        """The index entries ``write_index`` files (a bulk caller writes many at once)."""
+        docs = []
         if birth_date is not None:
-            self._store.upsert(PII_INDEX, {"id": customer_id, "pk": index_pk(
+            docs.append({"id": customer_id, "pk": index_pk(
                 tenant_id, self.tag(tenant_id, BIRTHDAY, birth_date.strftime("%m-%d"))), "docType": "occasionIndex",
                 "tenantId": tenant_id, "customerId": customer_id, "occasion": BIRTHDAY})
-        self._store.upsert(PII_INDEX, {"id": customer_id, "pk": index_pk(
+        docs.append({"id": customer_id, "pk": index_pk(
             tenant_id, self.tag(tenant_id, ANNIVERSARY, join_date.strftime("%m-%d"))), "docType": "occasionIndex",
             "tenantId": tenant_id, "customerId": customer_id, "occasion": ANNIVERSARY, "since": join_date.year})
+        return docs
 
     # --- the daily run -----------------------------------------------------------------
 
