@@ -117,9 +117,12 @@ class CustomerService:
         run skips, never a profile it cannot find), then every profile, each its own
         create. Per profile, in order: None, or ``Conflict`` if the id already exists."""
         assert all(p.personal() is None for p in profiles), "profiles with personal fields go through register"
-        docs = [self._new_doc(tenant_id, p) for p in profiles]
+        # An id's later rows in the run are conflicts of its first (nothing of theirs is written).
+        first = {p.customer_id: index for index, p in reversed(list(enumerate(profiles)))}
+        unique = [p for index, p in enumerate(profiles) if first[p.customer_id] == index]
+        docs = [self._new_doc(tenant_id, p) for p in unique]
         if self.occasions is not None and docs:
-            index = [entry for p in profiles
+            index = [entry for p in unique
                      for entry in self.occasions.index_docs(tenant_id, p.customer_id, None, p.join_date)]
             by_pk: dict[str, list[Operation]] = {}
             for entry in index:
@@ -130,17 +133,18 @@ class CustomerService:
             for work in filed:
                 if work.error is not None:
                     raise work.error  # an upsert is never refused: the store failed
-        created = [PartitionBatch(doc["pk"], [Create(doc)]) for doc in docs]
+        created = {doc["customerId"]: PartitionBatch(doc["pk"], [Create(doc)]) for doc in docs}
         if created:
-            self._store.batches(CUSTOMERS, created)
+            self._store.batches(CUSTOMERS, list(created.values()))
         outcomes: list[Conflict | None] = []
-        for profile, work in zip(profiles, created):
-            if work.error is None:
+        for index, profile in enumerate(profiles):
+            error = created[profile.customer_id].error
+            if first[profile.customer_id] == index and error is None:
                 outcomes.append(None)
-            elif isinstance(work.error, DocumentExists):
+            elif first[profile.customer_id] != index or isinstance(error, DocumentExists):
                 outcomes.append(Conflict(f"customer {profile.customer_id!r} already exists"))
             else:
-                raise work.error
+                raise error  # type: ignore[misc]  # the store failed
         return outcomes
 
     def get(self, tenant_id: str, customer_id: str) -> dict[str, Any]:

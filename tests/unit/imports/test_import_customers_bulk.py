@@ -53,6 +53,16 @@ def test_an_existing_id_is_a_conflict_and_the_others_are_created(platform, tenan
     assert _customer(platform, "new1") is not None
 
 
+def test_an_ids_later_rows_in_a_run_write_nothing(platform, tenant) -> None:
+    outcomes = platform.customers.register_plain("acme", [_profile("twice", joined="2020-01-01"),
+                                                          _profile("twice", joined="2020-06-15")])
+    assert outcomes[0] is None and isinstance(outcomes[1], Conflict)
+    assert _customer(platform, "twice")["joinDate"] == "2020-01-01"
+    entries = platform.store.query(PII_INDEX, Query(pk=None, filters=(Filter("customerId", "=", "twice"),),
+                                                    limit=10))
+    assert len(entries) == 1, "no index entry for a row that is not registered"
+
+
 def test_file_order_holds_between_plain_and_personal_rows(platform, tenant) -> None:
     data = (b"customerId,joinDate,email\n"
             b"d1,2020-01-01,\n"
