@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -37,9 +36,15 @@ class RecordingPartner:
         return PartnerReceipt(partner_reference=f"P-{len(self.calls)}")
 
 
-def fingerprint(data_dir: Path) -> dict[str, str]:
+def fingerprint(platform: Platform) -> dict[str, str]:
     """Every file of the data folder and its hash; the -shm index (rebuilt by any
-    reader) and the rate-limit counter (a request is charged, dry or not) aside."""
+    reader) and the rate-limit counter (a request is charged, dry or not) aside.
+    Taken with the store's log copied back and emptied first: the store checkpoints
+    earlier commits on a thread of its own (shared.store.sqlite_checkpoint), which
+    rewrites the database file's pages without a write of the request's; a write of
+    the request's would be in the log, and so in the file after this checkpoint."""
+    assert platform.store.forget_deleted(), "the store's log could not be emptied"
+    data_dir = platform.settings.data_dir
     return {str(f.relative_to(data_dir)): hashlib.sha256(f.read_bytes()).hexdigest()
             for f in sorted(data_dir.rglob("*")) if f.is_file() and not f.name.endswith("-shm")
             and not f.name.startswith("ratelimits.db")}
@@ -110,7 +115,7 @@ def test_a_dry_run_writes_nothing_and_tells_the_real_outcome(case: tuple, client
     drain(platform)
     url = path(made) if callable(path) else path
     key = auth(getattr(tenant, role))
-    before = fingerprint(platform.settings.data_dir)
+    before = fingerprint(platform)
     calls_before = len(world.calls)
 
     dry = client.request(method, url, params={"dryRun": "true"}, json=body, headers=key)
@@ -118,7 +123,7 @@ def test_a_dry_run_writes_nothing_and_tells_the_real_outcome(case: tuple, client
     assert dry.status_code == 200, dry.text
     assert dry.headers["Accrue-Dry-Run"] == "true" and "Location" not in dry.headers
     assert dry.json()["dryRun"] is True
-    assert fingerprint(platform.settings.data_dir) == before, "a dry run wrote to the data folder"
+    assert fingerprint(platform) == before, "a dry run wrote to the data folder"
     assert platform.bus.depth() == 0  # type: ignore[attr-defined]
     assert len(world.calls) == calls_before, "a dry run called the partner"
 
@@ -139,7 +144,7 @@ def test_a_dry_run_writes_nothing_and_tells_the_real_outcome(case: tuple, client
 
 def test_a_dry_run_is_refused_as_the_real_call_would_be(client: TestClient, platform: Platform,
                                                          tenant: TenantKeys, world: RecordingPartner) -> None:
-    before = fingerprint(platform.settings.data_dir)
+    before = fingerprint(platform)
     too_much = client.post("/v1/customers/c2/redemptions", params={"dryRun": "true"},
                            json={"idempotencyKey": "big", "points": 10**6}, headers=auth(tenant.merchant))
     real = client.post("/v1/customers/c2/redemptions", json={"idempotencyKey": "big", "points": 10**6},
@@ -149,7 +154,7 @@ def test_a_dry_run_is_refused_as_the_real_call_would_be(client: TestClient, plat
     unknown = client.post("/v1/orders", params={"dryRun": "true"}, json=order_body("nobody", "x1"),
                           headers=auth(tenant.merchant))
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "customerId"
-    assert fingerprint(platform.settings.data_dir) == before
+    assert fingerprint(platform) == before
 
 
 def test_dry_run_false_is_the_real_call(client: TestClient, platform: Platform, tenant: TenantKeys) -> None:
@@ -186,11 +191,11 @@ def test_a_dry_run_order_is_judged_against_the_claims_and_claims_nothing(
                        headers=auth(tenant.merchant)).status_code == 202
     drain(platform)
     path, payload = ("/v1/orders/batch", {"orders": [body]}) if batch else ("/v1/orders", body)
-    before = fingerprint(platform.settings.data_dir)
+    before = fingerprint(platform)
 
     dry = client.post(path, params={"dryRun": "true"}, json=payload, headers=auth(tenant.merchant))
 
-    assert fingerprint(platform.settings.data_dir) == before, "a dry run wrote (a claim?) to the data folder"
+    assert fingerprint(platform) == before, "a dry run wrote (a claim?) to the data folder"
     pk, order_id = claim_key("acme", body["orderId"])
     if expected == 202:
         assert platform.store.read(ORDER_STATUS, pk, order_id) is None, "a dry run left a claim"
