@@ -18,7 +18,7 @@ from typing_extensions import Annotated
 from shared.clock import Clock, iso
 from shared.domain.inputs import JoinDate
 from shared.domain.orders import EntityId
-from shared.errors import Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import AccrueError, Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.privacy.personal import PersonalData, PersonalDataVault
 from shared.store.contention import attempts
 from shared.store.layout import CUSTOMERS, PII_INDEX, customer_pk
@@ -72,11 +72,14 @@ class CustomerService:
         if referrer_id is not None:
             doc["referrerId"] = referrer_id
         sealed = None
+        if personal is not None and self.vault is None:
+            raise ValidationFailed("personal fields cannot be stored: no key provider is configured")
+        # An existing id is refused before anything is written: no data key, no email index
+        # entry, no occasion index entry filed under another join or birth date.
+        if self.find(tenant_id, profile.customer_id) is not None:
+            raise Conflict(f"customer {profile.customer_id!r} already exists")
         if personal is not None:
-            if self.vault is None:
-                raise ValidationFailed("personal fields cannot be stored: no key provider is configured")
-            if self.find(tenant_id, profile.customer_id) is not None:
-                raise Conflict(f"customer {profile.customer_id!r} already exists")
+            assert self.vault is not None
             sealed = self.vault.seal_new(tenant_id, profile.customer_id, personal)
             doc.update(sealed)
         if self.occasions is not None:
@@ -110,42 +113,70 @@ class CustomerService:
             "updatedAt": now,
         }
 
-    def register_plain(self, tenant_id: str, profiles: Sequence[CustomerProfile]) -> list[Conflict | None]:
-        """``register`` of many profiles without personal fields (a bulk import's chunk), in
-        two store calls instead of two per profile: every occasion index entry first (as
-        ``register`` files it before the profile: a crash in between leaves entries the daily
-        run skips, never a profile it cannot find), then every profile, each its own
-        create. Per profile, in order: None, or ``Conflict`` if the id already exists."""
-        assert all(p.personal() is None for p in profiles), "profiles with personal fields go through register"
-        # An id's later rows in the run are conflicts of its first (nothing of theirs is written).
-        first = {p.customer_id: index for index, p in reversed(list(enumerate(profiles)))}
-        unique = [p for index, p in enumerate(profiles) if first[p.customer_id] == index]
-        docs = [self._new_doc(tenant_id, p) for p in unique]
-        if self.occasions is not None and docs:
-            index = [entry for p in unique
-                     for entry in self.occasions.index_docs(tenant_id, p.customer_id, None, p.join_date)]
+    def register_many(self, tenant_id: str, profiles: Sequence[CustomerProfile]) -> list[AccrueError | None]:
+        """``register`` of many profiles with distinct ids (a bulk import's run of rows), in a
+        few store calls instead of several per profile: the personal fields sealed together
+        (``PersonalDataVault.seal_new_many``: email index entries, then data keys), every
+        occasion index entry, then every profile, each its own create. Each profile's writes
+        keep ``register``'s order, so a crash leaves what an interrupted ``register`` leaves
+        (entries the daily run skips, never a profile it cannot find). Per profile, in order:
+        None, or the error ``register`` would raise (``Conflict`` for an id that exists or an
+        email another customer has; nothing of that profile is then kept)."""
+        ids = [p.customer_id for p in profiles]
+        assert len(set(ids)) == len(ids), "one run per customer id: a repeated id goes in the next run"
+        outcomes: dict[str, AccrueError | None] = {}
+        personal = {p.customer_id: p.personal() for p in profiles}
+        docs = {p.customer_id: self._new_doc(tenant_id, p) for p in profiles}
+        sealing = [p.customer_id for p in profiles if personal[p.customer_id] is not None]
+        if sealing and self.vault is None:
+            for customer_id in sealing:
+                outcomes[customer_id] = ValidationFailed("personal fields cannot be stored: no key provider is "
+                                                         "configured")
+        # As register does: an existing id is refused before anything of it is written.
+        for customer_id, doc in self.find_many(tenant_id, [c for c in ids if c not in outcomes]).items():
+            if doc is not None:
+                outcomes[customer_id] = Conflict(f"customer {customer_id!r} already exists")
+        sealing = [c for c in sealing if c not in outcomes]
+        sealed_of: dict[str, dict[str, Any]] = {}
+        if sealing:
+            assert self.vault is not None
+            for customer_id, sealed in zip(sealing, self.vault.seal_new_many(
+                    tenant_id, [(c, personal[c]) for c in sealing])):  # type: ignore[misc]
+                if isinstance(sealed, Conflict):
+                    outcomes[customer_id] = sealed
+                else:
+                    sealed_of[customer_id] = sealed
+                    docs[customer_id].update(sealed)
+        going = [p for p in profiles if p.customer_id not in outcomes]
+        if self.occasions is not None and going:
             by_pk: dict[str, list[Operation]] = {}
-            for entry in index:
-                by_pk.setdefault(entry["pk"], []).append(Upsert(entry))
+            for p in going:
+                birth_date = personal[p.customer_id].birth_date if personal[p.customer_id] is not None else None
+                docs[p.customer_id].update(self.occasions.index_fields(tenant_id, birth_date))
+                for entry in self.occasions.index_docs(tenant_id, p.customer_id, birth_date, p.join_date):
+                    by_pk.setdefault(entry["pk"], []).append(Upsert(entry))
             filed = [PartitionBatch(pk, ops[start:start + MAX_BATCH_OPERATIONS])
                      for pk, ops in by_pk.items() for start in range(0, len(ops), MAX_BATCH_OPERATIONS)]
             self._store.batches(PII_INDEX, filed)
             for work in filed:
                 if work.error is not None:
                     raise work.error  # an upsert is never refused: the store failed
-        created = {doc["customerId"]: PartitionBatch(doc["pk"], [Create(doc)]) for doc in docs}
+        created = {p.customer_id: PartitionBatch(docs[p.customer_id]["pk"], [Create(docs[p.customer_id])])
+                   for p in going}
         if created:
             self._store.batches(CUSTOMERS, list(created.values()))
-        outcomes: list[Conflict | None] = []
-        for index, profile in enumerate(profiles):
-            error = created[profile.customer_id].error
-            if first[profile.customer_id] == index and error is None:
-                outcomes.append(None)
-            elif first[profile.customer_id] != index or isinstance(error, DocumentExists):
-                outcomes.append(Conflict(f"customer {profile.customer_id!r} already exists"))
+        for customer_id, work in created.items():
+            if work.error is None:
+                outcomes[customer_id] = None
+            elif isinstance(work.error, DocumentExists):
+                if customer_id in sealed_of:
+                    assert self.vault is not None
+                    self.vault.abandon(tenant_id, customer_id, sealed_of[customer_id],
+                                       self.find(tenant_id, customer_id))
+                outcomes[customer_id] = Conflict(f"customer {customer_id!r} already exists")
             else:
-                raise error  # type: ignore[misc]  # the store failed
-        return outcomes
+                raise work.error  # the store failed
+        return [outcomes[customer_id] for customer_id in ids]
 
     def get(self, tenant_id: str, customer_id: str) -> dict[str, Any]:
         doc = self.find(tenant_id, customer_id)

@@ -167,14 +167,15 @@ class Occasions:
             filters=(Filter("docType", "=", "occasionIndex"), Filter("id", ">", cursor["after"])),
             order_by="id", limit=PAGE))
         cursor["seen"] += len(page)
-        cursor["awarded"] += self._award(tenant_id, occasion, day, settings.points(occasion), page)
+        cursor["awarded"] += self._award(tenant_id, occasion, day, settings.points(occasion), page, month_day)
         if len(page) < PAGE:
             cursor.update(step=cursor["step"] + 1, after="")
         else:
             cursor["after"] = page[-1]["id"]
         return cursor, cursor["step"] >= len(steps)
 
-    def _award(self, tenant_id: str, occasion: str, day: date, points: int, entries: list[dict[str, Any]]) -> int:
+    def _award(self, tenant_id: str, occasion: str, day: date, points: int, entries: list[dict[str, Any]],
+               month_day: str) -> int:
         if not entries:
             return 0
         from shared.store.layout import CUSTOMERS, customer_pk  # noqa: PLC0415
@@ -187,10 +188,16 @@ class Occasions:
         for entry, profile in zip(entries, profiles):
             if profile is None:
                 continue
-            if occasion == BIRTHDAY and (profile.get("erasedAt") or not profile.get("birthdayIndex")):
+            # An entry the profile does not account for is a registration of this id that lost
+            # (filed, then refused: the id existed) or raced: the profile's own dates decide.
+            if occasion == BIRTHDAY and (profile.get("erasedAt") or profile.get("birthdayIndex") != entry["pk"]):
                 continue
-            if occasion == ANNIVERSARY and entry.get("since", day.year) >= day.year:
-                continue  # joined this year: the first anniversary is next year
+            if occasion == ANNIVERSARY:
+                joined = str(profile.get("joinDate") or "")
+                if joined[5:10] != month_day:
+                    continue
+                if int(joined[:4]) >= day.year:
+                    continue  # joined this year: the first anniversary is next year
             requests.append(_award_request(tenant_id, entry["customerId"], occasion, day, points))
         # Awards already given this year replay without an append (one read for the page):
         # a redelivered run writes nothing.

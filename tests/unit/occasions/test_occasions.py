@@ -8,13 +8,16 @@ from __future__ import annotations
 import itertools
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from shared.app.customers import CustomerProfile
 from shared.clock import ManualClock
+from shared.errors import Conflict
 from shared.jobs import BY_NAME, run_job, work_items
-from shared.occasions.service import OccasionSettings, month_days_due
+from shared.occasions.service import OccasionSettings, index_pk, month_days_due
 from shared.store.layout import CUSTOMERS, PII_INDEX
+from shared.store.port import Filter, Query
 from tests.conftest import make_tenant
 
 
@@ -111,6 +114,42 @@ def test_erasure_removes_the_birthday_entry(platform, clock) -> None:
     assert "birthdayIndex" not in platform.customers.get("acme", "gone")
     _set_day(clock, datetime(2026, 12, 4, 12, tzinfo=timezone.utc))
     assert platform.occasions.run_tenant("acme")["awarded"] == 0
+
+
+def _stray(platform, customer_id: str, occasion: str, month_day: str, **fields) -> None:
+    """An index entry a losing registration of ``customer_id`` filed (a race the pre-check cannot
+    close: two registrations of one new id with different dates)."""
+    pk = index_pk("acme", platform.occasions.tag("acme", occasion, month_day))
+    platform.store.upsert(PII_INDEX, {"id": customer_id, "pk": pk, "docType": "occasionIndex", "tenantId": "acme",
+                                      "customerId": customer_id, "occasion": occasion, **fields})
+
+
+def test_entries_the_profile_does_not_account_for_award_nothing(platform, clock) -> None:
+    make_tenant(platform, "acme")
+    platform.occasions.save_settings("acme", OccasionSettings(birthdayPoints=10, anniversaryPoints=5))
+    _register(platform, "acme", "r1", "1990-06-20", joined="2020-03-10")
+    _stray(platform, "r1", "birthday", "02-14")
+    _stray(platform, "r1", "anniversary", "02-14", since=2019)
+    # The entry under the real anniversary, overwritten by a loser that joined the same day a year later.
+    _stray(platform, "r1", "anniversary", "03-10", since=2025)
+    _set_day(clock, datetime(2026, 2, 14, 12, tzinfo=timezone.utc))
+    assert platform.occasions.run_tenant("acme")["awarded"] == 0
+    _set_day(clock, datetime(2026, 3, 10, 12, tzinfo=timezone.utc))
+    assert platform.occasions.run_tenant("acme")["awarded"] == 1  # the profile joined in 2020
+    _set_day(clock, datetime(2026, 6, 20, 12, tzinfo=timezone.utc))
+    assert platform.occasions.run_tenant("acme")["awarded"] == 1
+    assert len(_awards(platform, "acme", "r1", "birthday")) == len(_awards(platform, "acme", "r1", "anniversary")) == 1
+
+
+def test_registering_an_existing_id_files_nothing(platform, clock) -> None:
+    make_tenant(platform, "acme")
+    _register(platform, "acme", "x1", "1990-06-20", joined="2020-03-10")
+    before = platform.store.query(PII_INDEX, Query(pk=None, filters=(Filter("customerId", "=", "x1"),), limit=10))
+    for birth, joined in ((None, "2021-07-07"), ("1991-01-02", "2020-03-10")):
+        with pytest.raises(Conflict):
+            _register(platform, "acme", "x1", birth, joined=joined)
+    after = platform.store.query(PII_INDEX, Query(pk=None, filters=(Filter("customerId", "=", "x1"),), limit=10))
+    assert sorted(map(str, after)) == sorted(map(str, before))
 
 
 def test_the_timer_job_fans_out_per_tenant_local_day(platform, clock) -> None:
