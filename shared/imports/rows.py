@@ -30,7 +30,6 @@ from typing_extensions import Annotated
 from shared.app.customers import CustomerProfile
 from shared.domain.inputs import Instant
 from shared.domain.orders import EntityId, Order
-from shared.errors import AccrueError
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Plan, TransactionRequest, fingerprint_of
 
@@ -83,29 +82,30 @@ def register(kind: RowKind) -> RowKind:
 def _apply_customers(ctx: "ImportContext", rows: Sequence[tuple[int, CustomerProfile]]) -> list[RowError]:
     errors: list[RowError] = []
     existing = ctx.customers.find_many(ctx.tenant_id, [p.customer_id for _, p in rows])
-    plain: list[CustomerProfile] = []
+    # Runs of rows with distinct ids, each registered together (register_many: the documents
+    # the API's register writes, in a few store calls); an id's next row starts the next run,
+    # so it meets its first row's outcome exactly as one by one.
+    run: list[tuple[int, CustomerProfile]] = []
+    in_run: set[str] = set()
     for line, profile in rows:
         if existing.get(profile.customer_id) is not None:
             continue  # imported before (or registered through the API): the row's key is done
-        if profile.personal() is None:
-            # Without personal fields: gathered and registered together, two store calls for the
-            # run (the documents register writes). A conflict there is an id registered
-            # meanwhile, or twice in the run: done, as below.
-            plain.append(profile)
-            continue
-        # File order holds: the profiles gathered so far go in before this one.
-        ctx.customers.register_plain(ctx.tenant_id, plain)
-        plain = []
-        try:
-            # The very path the API takes: personal fields sealed under the customer's
-            # own data key, the email blind-indexed, the occasions index written.
-            ctx.customers.register(ctx.tenant_id, profile)
-        except AccrueError as error:
-            if ctx.customers.find(ctx.tenant_id, profile.customer_id) is not None:
-                continue  # a concurrent run of the same row won
-            errors.append(RowError(line, error.message))
-    ctx.customers.register_plain(ctx.tenant_id, plain)
-    return errors
+        if profile.customer_id in in_run:
+            errors += _register_run(ctx, run)
+            run, in_run = [], set()
+        run.append((line, profile))
+        in_run.add(profile.customer_id)
+    return errors + _register_run(ctx, run)
+
+
+def _register_run(ctx: "ImportContext", run: list[tuple[int, CustomerProfile]]) -> list[RowError]:
+    if not run:
+        return []
+    outcomes = ctx.customers.register_many(ctx.tenant_id, [profile for _, profile in run])
+    refused = [(line, profile, error) for (line, profile), error in zip(run, outcomes) if error is not None]
+    # A conflict on an id registered meanwhile is a row done (a concurrent run of it won).
+    found = ctx.customers.find_many(ctx.tenant_id, [profile.customer_id for _, profile, _ in refused])
+    return [RowError(line, error.message) for line, profile, error in refused if found.get(profile.customer_id) is None]
 
 
 register(RowKind("customers", CustomerProfile, _apply_customers, ledger=False,
