@@ -64,8 +64,12 @@ def private_sqlite(path: str | Path) -> Path:
     private_file(path)
     for suffix in SQLITE_SIDE_FILES:
         side = path.with_name(path.name + suffix)
-        if side.exists():
+        try:
             os.chmod(side, FILE_MODE)
+        except FileNotFoundError:
+            # Absent, or gone meanwhile: another connection's rollback journal lives only
+            # through its transaction (two stores opening one new file at once met this).
+            pass
     return path
 
 
