@@ -121,7 +121,8 @@ class CustomerService:
         keep ``register``'s order, so a crash leaves what an interrupted ``register`` leaves
         (entries the daily run skips, never a profile it cannot find). Per profile, in order:
         None, or the error ``register`` would raise (``Conflict`` for an id that exists or an
-        email another customer has; nothing of that profile is then kept)."""
+        email another customer has: refused before any write of that profile, or, for an id
+        registered meanwhile, its email index entry given back as ``register`` does)."""
         ids = [p.customer_id for p in profiles]
         assert len(set(ids)) == len(ids), "one run per customer id: a repeated id goes in the next run"
         outcomes: dict[str, AccrueError | None] = {}
