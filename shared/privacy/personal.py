@@ -207,8 +207,7 @@ class PersonalDataVault:
         if "email" in fields:
             index_id = self.email_index_id(tenant_id, fields["email"])
             try:
-                self._store.create(PII_INDEX, {"id": index_id, "pk": tenant_id, "docType": "emailIndex",
-                                               "tenantId": tenant_id, "customerId": customer_id})
+                self._store.create(PII_INDEX, _email_index_doc(tenant_id, customer_id, index_id))
             except DocumentExists:
                 owner = self._store.read(PII_INDEX, tenant_id, index_id)
                 if owner is not None and owner["customerId"] != customer_id:
@@ -260,8 +259,7 @@ class PersonalDataVault:
         for _ in range(len(left) + 1):
             if not left:
                 return refused
-            filed = [PartitionBatch(tenant_id, [Create({"id": index_id, "pk": tenant_id, "docType": "emailIndex",
-                                                        "tenantId": tenant_id, "customerId": customer_id})])
+            filed = [PartitionBatch(tenant_id, [Create(_email_index_doc(tenant_id, customer_id, index_id))])
                      for _, customer_id, index_id in left]
             self._store.batches(PII_INDEX, filed)
             again = []
@@ -382,6 +380,12 @@ class PersonalDataVault:
                            before={"personalFields": sorted((doc.get("personal") or {}).keys())},
                            after={"personalFields": [], "erasedAt": erased_at}, reason=reason)
         return {"customerId": customer_id, "erased": True, "erasedAt": erased_at, "alreadyErased": False}
+
+
+def _email_index_doc(tenant_id: str, customer_id: str, index_id: str) -> dict[str, Any]:
+    """The blind index's entry: the email's keyed hash (``index_id``) to the customer."""
+    return {"id": index_id, "pk": tenant_id, "docType": "emailIndex", "tenantId": tenant_id,
+            "customerId": customer_id}
 
 
 def _wrapped_doc(tenant_id: str, customer_id: str | None, dek_id: str, wrapped: WrappedKey) -> dict[str, Any]:
