@@ -215,6 +215,36 @@ class StoreThatDies:
         return write
 
 
+class StoreThatInterleaves:
+    """A store that runs a racer's writes at one chosen point of an operation: ``before``
+    and ``after`` (callables on the real store) run once, around the first ``method`` call
+    on ``container``; everything else passes through. For interleavings a thread race hits
+    only by luck: the test names the point and asserts what must hold after it."""
+
+    def __init__(self, store: Any, method: str, container: str, before: Callable[[], object] | None = None,
+                 after: Callable[[], object] | None = None) -> None:
+        self._store, self._method, self._container = store, method, container
+        self._before, self._after, self.ran = before, after, False
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        if name != self._method:
+            return method
+
+        def call(container: str, *args: Any, **kwargs: Any) -> Any:
+            if container != self._container or self.ran:
+                return method(container, *args, **kwargs)
+            self.ran = True
+            if self._before is not None:
+                self._before()
+            try:
+                return method(container, *args, **kwargs)
+            finally:
+                if self._after is not None:
+                    self._after()
+        return call
+
+
 def run_in_threads(target: Callable[..., object], args: Iterable[tuple[Any, ...]],
                    timeout: float | None = None) -> None:
     """One thread per argument tuple, all started before any is joined (so they race),

@@ -55,6 +55,10 @@ class CustomerProfile(PersonalData):
         return data if data.fields() else None
 
 
+class CustomerExists(Conflict):
+    """The customer id is taken: a registration of it writes nothing."""
+
+
 class CustomerService:
     def __init__(self, store: DocumentStore, clock: Clock, vault: PersonalDataVault | None = None) -> None:
         self._store = store
@@ -65,79 +69,50 @@ class CustomerService:
         self.occasions: Any = None
 
     def register(self, tenant_id: str, profile: CustomerProfile, referrer_id: str | None = None) -> dict[str, Any]:
-        """Create the profile; ``referrer_id``: the customer whose referral code it was registered
-        with, kept on the profile so that a retry can finish an enrolment a crash cut off."""
-        personal = profile.personal()
-        doc = self._new_doc(tenant_id, profile)
-        if referrer_id is not None:
-            doc["referrerId"] = referrer_id
-        sealed = None
-        if personal is not None and self.vault is None:
-            raise ValidationFailed("personal fields cannot be stored: no key provider is configured")
-        # An existing id is refused before anything is written: no data key, no email index
-        # entry, no occasion index entry filed under another join or birth date.
-        if self.find(tenant_id, profile.customer_id) is not None:
-            raise Conflict(f"customer {profile.customer_id!r} already exists")
-        if personal is not None:
-            assert self.vault is not None
-            sealed = self.vault.seal_new(tenant_id, profile.customer_id, personal)
-            doc.update(sealed)
-        if self.occasions is not None:
-            # Filed before the profile is created, like the email index: a crash in between
-            # leaves an entry without a profile, which the daily run skips (it reads the
-            # due profiles), never a profile its birthday run cannot find.
-            birth_date = personal.birth_date if personal is not None else None
-            doc.update(self.occasions.index_fields(tenant_id, birth_date))
-            self.occasions.write_index(tenant_id, profile.customer_id, birth_date, profile.join_date)
-        try:
-            return self._store.create(CUSTOMERS, doc)
-        except DocumentExists:
-            if sealed is not None:
-                self.vault.abandon(tenant_id, profile.customer_id, sealed, self.find(tenant_id, profile.customer_id))
-            raise Conflict(f"customer {profile.customer_id!r} already exists") from None
-
-    def _new_doc(self, tenant_id: str, profile: CustomerProfile) -> dict[str, Any]:
-        now = iso(self._clock.now())
-        return {
-            "id": profile.customer_id,
-            "pk": customer_pk(tenant_id, profile.customer_id),
-            "docType": "customer",
-            "tenantId": tenant_id,
-            "customerId": profile.customer_id,
-            "joinDate": profile.join_date.isoformat(),
-            "tags": sorted(set(profile.tags)),
-            "tier": profile.tier,
-            "createdAt": now,
-            # Moves on every change of the profile: the customers export selects on it,
-            # so tag, tier and erasure changes reach the warehouse, not only new customers.
-            "updatedAt": now,
-        }
+        """Create the profile and return it; ``referrer_id``: the customer whose referral code
+        it was registered with, kept on the profile so that a retry can finish an enrolment a
+        crash cut off. ``CustomerExists`` if the id is taken, ``Conflict`` if another customer
+        has the email (nothing of this profile written in either case)."""
+        outcome, = self._register(tenant_id, [profile], {profile.customer_id: referrer_id} if referrer_id else {})
+        if isinstance(outcome, AccrueError):
+            raise outcome
+        return outcome
 
     def register_many(self, tenant_id: str, profiles: Sequence[CustomerProfile]) -> list[AccrueError | None]:
         """``register`` of many profiles with distinct ids (a bulk import's run of rows), in a
-        few store calls instead of several per profile: the personal fields sealed together
+        few store calls instead of several per profile. Per profile, in order: None, or the
+        error ``register`` would raise for it."""
+        return [outcome if isinstance(outcome, AccrueError) else None
+                for outcome in self._register(tenant_id, profiles, {})]
+
+    def _register(self, tenant_id: str, profiles: Sequence[CustomerProfile],
+                  referrers: dict[str, str]) -> list[dict[str, Any] | AccrueError]:
+        """Register profiles with distinct ids: the personal fields sealed together
         (``PersonalDataVault.seal_new_many``: email index entries, then data keys), every
         occasion index entry, then every profile, each its own create. Each profile's writes
-        keep ``register``'s order, so a crash leaves what an interrupted ``register`` leaves
-        (entries the daily run skips, never a profile it cannot find). Per profile, in order:
-        None, or the error ``register`` would raise (``Conflict`` for an id that exists or an
-        email another customer has: refused before any write of that profile, or, for an id
-        registered meanwhile, its email index entry given back as ``register`` does)."""
+        come in that order, so a crash leaves entries without a profile (the daily run skips
+        them, a retry reuses them), never a profile its email or birthday index cannot find.
+        Per profile: the stored profile, or why it was refused (an id that exists or an email
+        another customer has: refused before any write of that profile; an id registered
+        meanwhile: its email index entry given back)."""
         ids = [p.customer_id for p in profiles]
         assert len(set(ids)) == len(ids), "one run per customer id: a repeated id goes in the next run"
-        outcomes: dict[str, AccrueError | None] = {}
+        outcomes: dict[str, dict[str, Any] | AccrueError] = {}
         personal = {p.customer_id: p.personal() for p in profiles}
         docs = {p.customer_id: self._new_doc(tenant_id, p) for p in profiles}
-        sealing = [p.customer_id for p in profiles if personal[p.customer_id] is not None]
+        for customer_id, referrer_id in referrers.items():
+            docs[customer_id]["referrerId"] = referrer_id
+        # An existing id is refused before anything of it is written: no data key, no email
+        # index entry, no occasion index entry filed under another join or birth date.
+        for customer_id, doc in self.find_many(tenant_id, ids).items():
+            if doc is not None:
+                outcomes[customer_id] = CustomerExists(f"customer {customer_id!r} already exists")
+        sealing = [c for c in ids if personal[c] is not None and c not in outcomes]
         if sealing and self.vault is None:
             for customer_id in sealing:
                 outcomes[customer_id] = ValidationFailed("personal fields cannot be stored: no key provider is "
                                                          "configured")
-        # As register does: an existing id is refused before anything of it is written.
-        for customer_id, doc in self.find_many(tenant_id, [c for c in ids if c not in outcomes]).items():
-            if doc is not None:
-                outcomes[customer_id] = Conflict(f"customer {customer_id!r} already exists")
-        sealing = [c for c in sealing if c not in outcomes]
+            sealing = []
         sealed_of: dict[str, dict[str, Any]] = {}
         if sealing:
             assert self.vault is not None
@@ -168,16 +143,34 @@ class CustomerService:
             self._store.batches(CUSTOMERS, list(created.values()))
         for customer_id, work in created.items():
             if work.error is None:
-                outcomes[customer_id] = None
+                assert work.result is not None and len(work.result) == 1, "one create, one stored profile"
+                outcomes[customer_id] = work.result[0]
             elif isinstance(work.error, DocumentExists):
                 if customer_id in sealed_of:
                     assert self.vault is not None
                     self.vault.abandon(tenant_id, customer_id, sealed_of[customer_id],
                                        self.find(tenant_id, customer_id))
-                outcomes[customer_id] = Conflict(f"customer {customer_id!r} already exists")
+                outcomes[customer_id] = CustomerExists(f"customer {customer_id!r} already exists")
             else:
                 raise work.error  # the store failed
         return [outcomes[customer_id] for customer_id in ids]
+
+    def _new_doc(self, tenant_id: str, profile: CustomerProfile) -> dict[str, Any]:
+        now = iso(self._clock.now())
+        return {
+            "id": profile.customer_id,
+            "pk": customer_pk(tenant_id, profile.customer_id),
+            "docType": "customer",
+            "tenantId": tenant_id,
+            "customerId": profile.customer_id,
+            "joinDate": profile.join_date.isoformat(),
+            "tags": sorted(set(profile.tags)),
+            "tier": profile.tier,
+            "createdAt": now,
+            # Moves on every change of the profile: the customers export selects on it,
+            # so tag, tier and erasure changes reach the warehouse, not only new customers.
+            "updatedAt": now,
+        }
 
     def get(self, tenant_id: str, customer_id: str) -> dict[str, Any]:
         doc = self.find(tenant_id, customer_id)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
-from shared.app.customers import CustomerProfile
+from shared.app.customers import CustomerExists, CustomerProfile
 from shared.domain.inputs import Instant
 from shared.domain.orders import EntityId, Order
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head, order_record_id
@@ -80,16 +80,13 @@ def register(kind: RowKind) -> RowKind:
 
 
 def _apply_customers(ctx: "ImportContext", rows: Sequence[tuple[int, CustomerProfile]]) -> list[RowError]:
-    errors: list[RowError] = []
-    existing = ctx.customers.find_many(ctx.tenant_id, [p.customer_id for _, p in rows])
     # Runs of rows with distinct ids, each registered together (register_many: the documents
     # the API's register writes, in a few store calls); an id's next row starts the next run,
     # so it meets its first row's outcome exactly as one by one.
+    errors: list[RowError] = []
     run: list[tuple[int, CustomerProfile]] = []
     in_run: set[str] = set()
     for line, profile in rows:
-        if existing.get(profile.customer_id) is not None:
-            continue  # imported before (or registered through the API): the row's key is done
         if profile.customer_id in in_run:
             errors += _register_run(ctx, run)
             run, in_run = [], set()
@@ -102,10 +99,10 @@ def _register_run(ctx: "ImportContext", run: list[tuple[int, CustomerProfile]]) 
     if not run:
         return []
     outcomes = ctx.customers.register_many(ctx.tenant_id, [profile for _, profile in run])
-    refused = [(line, profile, error) for (line, profile), error in zip(run, outcomes) if error is not None]
-    # A conflict on an id registered meanwhile is a row done (a concurrent run of it won).
-    found = ctx.customers.find_many(ctx.tenant_id, [profile.customer_id for _, profile, _ in refused])
-    return [RowError(line, error.message) for line, profile, error in refused if found.get(profile.customer_id) is None]
+    # An id that exists is a row done: imported before, registered through the API, or
+    # registered meanwhile by a concurrent run of it.
+    return [RowError(line, error.message) for (line, _), error in zip(run, outcomes)
+            if error is not None and not isinstance(error, CustomerExists)]
 
 
 register(RowKind("customers", CustomerProfile, _apply_customers, ledger=False,

@@ -43,7 +43,7 @@ from shared.domain.inputs import BirthDate
 from shared.errors import AccrueError, BatchSkipped, Conflict, DocumentExists, NotFound, PreconditionFailed, StoreError
 from shared.keys.port import KeyProvider, WrappedKey
 from shared.privacy.crypto import DekCache, new_dek, new_dek_id, open_sealed, seal
-from shared.store.contention import attempts
+from shared.store.contention import ATTEMPTS, attempts
 from shared.store.layout import CUSTOMERS, PII_INDEX, PII_KEYS, customer_pk
 from shared.store.port import Create, DocumentStore, PartitionBatch, read_many
 
@@ -198,34 +198,14 @@ class PersonalDataVault:
 
     # --- sealing ------------------------------------------------------------------
 
-    def seal_new(self, tenant_id: str, customer_id: str, personal: PersonalData) -> dict[str, Any]:
-        """Index the email, make the DEK, seal each field: what to merge into a new profile.
-
-        Conflict (nothing written) if another customer of the tenant has this email."""
-        fields = personal.fields()
-        index_id = None
-        if "email" in fields:
-            index_id = self.email_index_id(tenant_id, fields["email"])
-            try:
-                self._store.create(PII_INDEX, _email_index_doc(tenant_id, customer_id, index_id))
-            except DocumentExists:
-                owner = self._store.read(PII_INDEX, tenant_id, index_id)
-                if owner is not None and owner["customerId"] != customer_id:
-                    raise Conflict("another customer of this tenant already has this email") from None
-        dek_id, kek_version, dek = self._create_dek(tenant_id, customer_id)
-        self.cache.put(tenant_id, customer_id, dek_id, dek)
-        sealed = {name: seal(dek, dek_id, kek_version, tenant_id, customer_id, name, value)
-                  for name, value in fields.items()}
-        return {SEALED_FIELD: sealed, "dekId": dek_id, "emailIndex": index_id}
-
     def seal_new_many(self, tenant_id: str,
                       people: Sequence[tuple[str, PersonalData]]) -> list[dict[str, Any] | Conflict]:
-        """``seal_new`` of many customers (distinct ids) in a few store calls instead of
-        two writes and a read each: every email index entry, then the data keys missing,
-        then the sealing. Per customer, in order: what to merge into the new profile, or
+        """Index the emails, make the data keys, seal each field, for new customers (distinct
+        ids) in a few store calls: every email index entry, then the data keys missing, then
+        the sealing. Per customer, in order: what to merge into the new profile, or
         ``Conflict`` (nothing of it written) if another customer of the tenant has the email.
-        Each customer's steps keep ``seal_new``'s order, so a crash leaves what an
-        interrupted ``seal_new`` leaves, and a retry reuses it the same way."""
+        A crash leaves index entries and data keys owned by the customer's id, which a retry
+        reuses."""
         assert len({customer_id for customer_id, _ in people}) == len(people), "one run per customer id"
         fields = [personal.fields() for _, personal in people]
         index_ids = [self.email_index_id(tenant_id, f["email"]) if "email" in f else None for f in fields]
@@ -256,7 +236,9 @@ class PersonalDataVault:
                 left.append(entry)
             elif owner["customerId"] != entry[1]:
                 refused.add(entry[0])
-        for _ in range(len(left) + 1):
+        # Each round files or refuses at least one entry, unless an entry was given back
+        # between its create and the read (a racing registration that lost its id).
+        for _ in range(len(left) + ATTEMPTS):
             if not left:
                 return refused
             filed = [PartitionBatch(tenant_id, [Create(_email_index_doc(tenant_id, customer_id, index_id))])
@@ -268,12 +250,14 @@ class PersonalDataVault:
                     again.append(entry)
                 elif isinstance(work.error, DocumentExists):
                     owner = self._store.read(PII_INDEX, tenant_id, entry[2])
-                    if owner is not None and owner["customerId"] != entry[1]:
+                    if owner is None:
+                        again.append(entry)  # given back between the create and the read: file it again
+                    elif owner["customerId"] != entry[1]:
                         refused.add(entry[0])  # taken meanwhile, or by an earlier customer of this run
                 elif work.error is not None:
                     raise work.error  # the store failed
             left = again
-        raise AssertionError("each round files or refuses at least one entry")
+        raise Conflict("email index entries kept changing under concurrent registrations; try again")
 
     def _data_keys(self, tenant_id: str, customer_ids: list[str]) -> list[tuple[str, str, bytes]]:
         """``_create_dek`` of many customers: the keys an interrupted registration left,
@@ -303,10 +287,12 @@ class PersonalDataVault:
         return keys
 
     def abandon(self, tenant_id: str, customer_id: str, sealed: dict[str, Any], winner: dict[str, Any] | None) -> None:
-        """Undo the index entry of a registration that lost to an existing profile."""
+        """Undo the index entry of a registration that lost to an existing profile: only
+        while the entry is still this id's and not the winner's (a racer may have filed it
+        for another customer since another loser gave it back)."""
         index_id = sealed.get("emailIndex")
         if index_id and (winner is None or winner.get("emailIndex") != index_id):
-            _delete_if_present(self._store, PII_INDEX, tenant_id, index_id)
+            _delete_entry_of(self._store, tenant_id, index_id, customer_id)
 
     def open(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The profile's personal fields in the clear (empty if it has none or was erased)."""
@@ -363,7 +349,9 @@ class PersonalDataVault:
         if doc.get("erasedAt"):
             return {"customerId": customer_id, "erased": True, "erasedAt": doc["erasedAt"], "alreadyErased": True}
         if doc.get("emailIndex"):
-            _delete_if_present(self._store, PII_INDEX, tenant_id, doc["emailIndex"])
+            # Only while it is this customer's: after a crash here, the email may have been
+            # registered again by another customer before the erasure's retry.
+            _delete_entry_of(self._store, tenant_id, doc["emailIndex"], customer_id)
         if doc.get("birthdayIndex"):  # the keyed hash of the birth month-day (shared.occasions)
             _delete_if_present(self._store, PII_INDEX, doc["birthdayIndex"], customer_id)
         _delete_if_present(self._store, PII_KEYS, pk, "dek")
@@ -395,6 +383,26 @@ def _wrapped_doc(tenant_id: str, customer_id: str | None, dek_id: str, wrapped: 
         "keyVersion": wrapped.key_version, "algorithm": wrapped.algorithm,
         "wrapped": base64.b64encode(wrapped.ciphertext).decode(),
     }
+
+
+def _delete_entry_of(store: DocumentStore, tenant_id: str, index_id: str, customer_id: str) -> None:
+    """Delete the email index entry ``index_id`` if ``customer_id`` owns it, under its ETag:
+    an entry another customer filed meanwhile is theirs and stays."""
+    for _ in attempts():
+        entry = store.read(PII_INDEX, tenant_id, index_id)
+        if entry is None or entry["customerId"] != customer_id:
+            return
+        try:
+            store.delete(PII_INDEX, tenant_id, index_id, if_match=entry["_etag"])
+            return
+        except PreconditionFailed:
+            continue  # changed just now: look again
+        except StoreError:
+            now = store.read(PII_INDEX, tenant_id, index_id)
+            if now is not None and now["_etag"] == entry["_etag"]:
+                raise  # still there as read: the store failed
+            # Gone, or given back and filed again just now: look again.
+    raise Conflict(f"the email index entry of customer {customer_id!r} kept changing; try again")
 
 
 def _delete_if_present(store: DocumentStore, container: str, pk: str, doc_id: str) -> None:

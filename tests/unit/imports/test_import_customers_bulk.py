@@ -5,6 +5,7 @@ interrupted ``register`` leaves, which a retry completes."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from shared.errors import Conflict
 from shared.privacy.personal import PersonalDataVault
 from shared.store.layout import CUSTOMERS, PII_INDEX, PII_KEYS, customer_pk
 from shared.store.port import Filter, Query
-from tests.conftest import Died, StoreThatDies
+from tests.conftest import Died, StoreThatDies, run_in_threads
 from tests.unit.imports.conftest import run_import
 
 VOLATILE = ("_etag", "_ts", "id", "pk", "customerId")
@@ -142,3 +143,55 @@ def test_an_id_repeated_in_one_run_is_refused(platform, tenant) -> None:
     with pytest.raises(AssertionError):
         platform.customers.register_many("acme", [_profile("x1"), _profile("x1")])
     assert _customer(platform, "x1") is None
+
+
+def test_twenty_racing_registrations_of_the_same_ids_and_emails_leave_one_profile_each(platform, tenant) -> None:
+    """Imports' runs and single registrations race on the same ids and the same emails:
+    each id is created once, by a caller that was told so; no email is on two profiles;
+    every email index entry belongs to the profile that holds it (no loser's entry is left
+    to refuse that email later); every profile opens with its own data key. (The
+    interleavings behind each of these, one by one: tests/unit/privacy/test_email_index_races.py.)"""
+    barrier = threading.Barrier(20, timeout=30)
+    told: list[tuple[str, str]] = []  # (customer id, email) of each caller told "created"
+    lock = threading.Lock()
+
+    def attempt(k: int) -> None:
+        run = [("a", f"e{k % 3}@example.com"), ("b", f"e{(k + 1) % 3}@example.com"),
+               (f"own{k}", "e0@example.com")]
+        profiles = [_profile(c, joined=f"2020-0{1 + k % 9}-10", email=e, birthDate="1991-05-06") for c, e in run]
+        barrier.wait()
+        if k % 4 == 0:  # the API's single registration, one profile after the other
+            outcomes: list[Any] = []
+            for p in profiles:
+                try:
+                    platform.customers.register("acme", p)
+                    outcomes.append(None)
+                except Conflict as exc:
+                    outcomes.append(exc)
+        else:
+            outcomes = platform.customers.register_many("acme", profiles)
+        assert all(o is None or isinstance(o, Conflict) for o in outcomes), outcomes
+        with lock:
+            told.extend((c, e) for (c, e), outcome in zip(run, outcomes) if outcome is None)
+
+    run_in_threads(attempt, [(k,) for k in range(20)], timeout=60)
+    created = [c for c, _ in told]
+    assert len(created) == len(set(created)), f"an id told 'created' twice: {sorted(created)}"
+    # (An id may end up with no profile: each of its registrations can be refused for an
+    # email a racer held at that moment, and lose nothing but that attempt.)
+    emails: dict[str, str] = {}
+    for customer_id, email in told:
+        profile = _customer(platform, customer_id)
+        assert profile is not None, f"{customer_id} was told 'created' and has no profile"
+        opened = platform.vault.open(profile)  # its data key is the one stored for it
+        assert opened["email"] == email, f"{customer_id}: stored {opened['email']}, its creator sent {email}"
+        assert email not in emails, f"{email} on {emails.get(email)} and {customer_id}"
+        emails[email] = customer_id
+        assert platform.vault.find_by_email("acme", email) == customer_id
+    profiles = platform.store.query(CUSTOMERS, Query(pk=None, filters=(Filter("tenantId", "=", "acme"),),
+                                                     limit=1000))
+    assert {p["customerId"] for p in profiles} == set(created) | {"c1", "c2", "c3"}
+    entries = platform.store.query(PII_INDEX, Query(pk="acme", filters=(Filter("docType", "=", "emailIndex"),),
+                                                    limit=1000))
+    assert sorted(e["customerId"] for e in entries) == sorted(emails.values()), \
+        "an email index entry left by a registration that lost"
