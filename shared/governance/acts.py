@@ -14,7 +14,7 @@ from shared.audit.log import PLATFORM_CHAIN, HasActor
 from shared.errors import Conflict, NotFound
 from shared.governance.dual_control import OPERATOR_REGISTER
 from shared.store.layout import CUSTOMERS, TENANTS
-from shared.store.port import Filter, Query
+from shared.store.port import Delete, Filter, Query, Upsert
 
 # In a deleted tenant's partition of the tenants container: its id is retired.
 TOMBSTONE_ID = "tombstone"
@@ -63,10 +63,13 @@ def executors(platform: "Platform") -> dict[str, Any]:
                 platform.webhooks.disable(tenant_id, endpoint["id"], "tenant deleted")
                 endpoints_disabled += 1
         # The id is never given out again: a new tenant under it would inherit the old
-        # ledger, audit chain and export state, which stay for retention.
-        platform.store.upsert(TENANTS, {"id": TOMBSTONE_ID, "pk": tenant_id, "docType": "tenant-tombstone",
-                                        "tenantId": tenant_id, "deletedBy": who.key_id})
-        platform.store.delete(TENANTS, tenant_id, tenant_id)
+        # ledger, audit chain and export state, which stay for retention. Tombstone and
+        # settings share the tenant's partition: one batch, so a crash never leaves a
+        # tombstoned tenant that still exists, nor a deleted one without its tombstone.
+        platform.store.batch(TENANTS, tenant_id, [
+            Upsert({"id": TOMBSTONE_ID, "pk": tenant_id, "docType": "tenant-tombstone", "tenantId": tenant_id,
+                    "deletedBy": who.key_id}),
+            Delete(tenant_id)])
         platform.tenants.cache.invalidate(tenant_id)
         platform.audit.record(tenant_id, "tenant.deleted", who, target=f"tenant:{tenant_id}",
                               after={"keysRevoked": revoked, "customersErased": erased,

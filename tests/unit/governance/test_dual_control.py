@@ -3,13 +3,15 @@ with their security keys in time, then the act runs (the ceremony: tests/operato
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 
-from shared.app.auth import Role
+from shared.app.auth import Principal, Role
 from shared.app.customers import CustomerProfile
-from shared.store.layout import PII_KEYS, customer_pk
+from shared.governance.acts import TOMBSTONE_ID, executors
+from shared.store.layout import PII_KEYS, TENANTS, customer_pk
 from shared.webhooks.ssrf import TestAllowance
-from tests.conftest import auth
+from tests.conftest import Died, StoreThatDies, add_customer, auth, make_tenant
 
 
 def ask(client, operator, **body):
@@ -117,3 +119,30 @@ def test_an_executor_that_crashes_leaves_the_request_failed_and_audited(client, 
     assert [r["action"] for r in platform.audit.records("_platform")][-1] == "tenant.kek.rotate.failed"
     again = ceremony.approve(request["id"], bob)
     assert again.status_code == 409  # decided: a new request is needed, not a silent retry
+
+
+def test_a_tenant_deletion_that_dies_at_any_write_leaves_the_tenant_either_there_or_tombstoned(platform) -> None:
+    """The deletion dies at each of its writes through the platform's store in turn (a
+    tenant each time): the tenant is either still there without a tombstone (a new request
+    finishes it) or gone with one, never tombstoned while it still exists."""
+    who = Principal(tenant_id="_platform", role=Role.PLATFORM_ADMIN, key_id="op-key")
+    for at in range(100):
+        tenant_id = f"t{at}"
+        make_tenant(platform, tenant_id)
+        add_customer(platform, tenant_id, "c1")
+        request = {"id": f"req-{at}", "tenantId": tenant_id, "reason": "closed", "params": {}}
+        try:
+            executors(dataclasses.replace(platform, store=StoreThatDies(platform.store, at)))["tenant.delete"](
+                request, who)
+        except Died:
+            pass
+        else:
+            break  # no write left to die at
+        tombstoned = platform.store.read(TENANTS, tenant_id, TOMBSTONE_ID) is not None
+        assert platform.tenants.exists(tenant_id) != tombstoned, f"died at write {at}: tombstoned and there, or neither"
+        if platform.tenants.exists(tenant_id):
+            assert executors(platform)["tenant.delete"](request, who)["tenantId"] == tenant_id  # the new request
+        assert not platform.tenants.exists(tenant_id) and platform.store.read(TENANTS, tenant_id, TOMBSTONE_ID)
+    else:
+        raise AssertionError("the deletion never completed")
+    assert at > 1, "the deletion's writes were not reached"
