@@ -169,6 +169,8 @@ class PersonalDataVault:
                                                   id="secret", pk=pk, docType="blindIndexSecret"))
             except DocumentExists:
                 doc = self._store.read(PII_KEYS, pk, "secret")
+                # Never deleted: a secret that was never stored would index emails under the wrong key.
+                assert doc is not None, f"tenant {tenant_id!r}'s blind-index secret vanished after its create"
         if doc is not None:
             secret = self._unwrap_doc(doc)
         with self._lock:

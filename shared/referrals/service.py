@@ -53,6 +53,9 @@ log = logging.getLogger("accrue.referrals")
 PROGRAMME_ID = "referral:programme"
 REVIEW_KIND = "referral"
 CAS_ATTEMPTS = 100
+# A customer's code is the first of their candidates (keyed digests of the id) that no other
+# customer holds; sixteen taken in a row would take a programme of ~10^11 codes.
+CODE_CANDIDATES = 16
 REFERRAL_SYMBOLS = 8  # 40 bits: a referral code is shared openly, not a secret; the check symbol catches typos
 Digest = Callable[[str, str, str], bytes]
 PENDING, QUALIFIED, CAPPED, HELD, REJECTED, REVERSED = "pending", "qualified", "capped", "held", "rejected", "reversed"
@@ -150,19 +153,31 @@ class Referrals:
 
     # --- codes --------------------------------------------------------------------------------
 
-    def _code(self, tenant_id: str, customer_id: str) -> str:
-        raw = self._digest(tenant_id, "referral-code", customer_id)
+    def _code(self, tenant_id: str, customer_id: str, candidate: int = 0) -> str:
+        """The customer's ``candidate``-th code: the first one is the one they get unless
+        another customer holds it (40 bits: two customers of a large programme can share a
+        digest; about one pair in a million customers with codes)."""
+        raw = self._digest(tenant_id, "referral-code", customer_id if not candidate else f"{customer_id}\n{candidate}")
         number = int.from_bytes(raw[:5], "big")
         data = "".join(codes.ALPHABET[(number >> (5 * (REFERRAL_SYMBOLS - 1 - i))) & 31]
                        for i in range(REFERRAL_SYMBOLS))
         return data + codes.check_symbol(data)
 
+    def _code_doc(self, tenant_id: str, customer_id: str) -> dict[str, Any] | None:
+        """The customer's code document, if they have one: candidates are taken in order
+        and never given back, so the first candidate nobody holds ends the search."""
+        for candidate in range(CODE_CANDIDATES):
+            doc = self._store.read(CODES, f"{tenant_id}:r:{self._code(tenant_id, customer_id, candidate)}",
+                                   "referralcode")
+            if doc is None or doc["customerId"] == customer_id:
+                return doc
+        return None
+
     def forget_signals(self, tenant_id: str, customer_id: str) -> None:
         """Erasure: drop the keyed digests of the customer's email and phone from their code
         (the code keeps working; only the self-referral check loses these signals)."""
-        pk = f"{tenant_id}:r:{self._code(tenant_id, customer_id)}"
         for _ in attempts(CAS_ATTEMPTS):
-            doc = self._store.read(CODES, pk, "referralcode")
+            doc = self._code_doc(tenant_id, customer_id)
             if doc is None or not ({"emailDigest", "phoneDigest"} & doc.keys()):
                 return
             kept = {k: v for k, v in doc.items() if not k.startswith("_") and k not in ("emailDigest", "phoneDigest")}
@@ -173,18 +188,25 @@ class Referrals:
                 continue
 
     def code_for(self, tenant_id: str, customer: dict[str, Any]) -> str:
-        """The customer's referral code (the same on every call): 8 symbols and a check symbol."""
+        """The customer's referral code (the same on every call): 8 symbols and a check symbol,
+        never one another customer holds."""
         customer_id = customer["customerId"]
-        code = self._code(tenant_id, customer_id)
         personal = self._open(customer)
-        doc = {"id": "referralcode", "pk": f"{tenant_id}:r:{code}", "docType": "referralCode", "tenantId": tenant_id,
-               "customerId": customer_id, "createdAt": iso(self._clock.now()),
-               **self._signals(tenant_id, personal)}
-        try:
-            self._store.create(CODES, doc)
-        except DocumentExists:
-            pass
-        return code
+        for candidate in range(CODE_CANDIDATES):
+            code = self._code(tenant_id, customer_id, candidate)
+            doc = {"id": "referralcode", "pk": f"{tenant_id}:r:{code}", "docType": "referralCode",
+                   "tenantId": tenant_id, "customerId": customer_id, "createdAt": iso(self._clock.now()),
+                   **self._signals(tenant_id, personal)}
+            try:
+                self._store.create(CODES, doc)
+                return code
+            except DocumentExists:
+                holder = self._store.read(CODES, doc["pk"], "referralcode")
+                assert holder is not None, "referral codes are never deleted"
+                if holder["customerId"] == customer_id:
+                    return code  # made before (or by a concurrent call)
+                # Another customer's: this customer's next candidate.
+        raise Conflict(f"no free referral code for customer {customer_id!r} among {CODE_CANDIDATES} candidates")
 
     def _signals(self, tenant_id: str, personal: dict[str, Any]) -> dict[str, str]:
         signals = {}

@@ -230,3 +230,30 @@ def test_a_hold_whose_review_was_never_filed_gets_it_on_redelivery(client, platf
     [review] = platform.reviews.list("acme", status="open", kind="referral", limit=10)
     platform.reviews.decide("acme", review["reviewId"], "approve", None)
     assert _referral_points(platform, "ann") == [500, 500] and _referral_points(platform, "cid") == [250]
+
+
+def test_two_customers_whose_codes_collide_each_get_a_code_of_their_own(client, platform, tenant,
+                                                                         monkeypatch) -> None:
+    """Codes are 40-bit keyed digests of the customer id: in a programme of a million
+    customers with codes, a pair sharing one is likely. The second customer gets their next
+    candidate, never the first one's code (whose referrals would credit the first)."""
+    real = platform.referrals._digest
+
+    def colliding(tenant_id: str, purpose: str, data: str) -> bytes:
+        return real(tenant_id, purpose, "ann" if purpose == "referral-code" and data == "cat" else data)
+
+    monkeypatch.setattr(platform.referrals, "_digest", colliding)
+    ann = _setup(client, tenant)
+    assert client.post("/v1/customers", json={"customerId": "cat", "joinDate": "2026-01-01", "email": "cat@x.org"},
+                       headers=auth(tenant.admin)).status_code == 201
+    cat = client.post("/v1/customers/cat/referral-code", headers=auth(tenant.merchant)).json()["code"]
+    assert cat != ann
+    assert client.post("/v1/customers/cat/referral-code", headers=auth(tenant.merchant)).json()["code"] == cat
+    assert platform.store.read("codes", f"acme:r:{cat}", "referralcode")["customerId"] == "cat"
+    assert _register(client, tenant, "dan", cat).status_code == 201
+    assert client.get("/v1/customers/dan/referral", headers=auth(tenant.analyst)).json()["referrerId"] == "cat"
+    # Erasure finds the customer's own code (the second candidate) and drops its digests.
+    assert client.post("/v1/customers/cat/erasure", json={"reason": "asked"}, headers=auth(tenant.admin)
+                       ).status_code == 200
+    assert "emailDigest" not in platform.store.read("codes", f"acme:r:{cat}", "referralcode")
+    assert "emailDigest" in platform.store.read("codes", f"acme:r:{ann}", "referralcode")
