@@ -9,7 +9,11 @@ first (the request, or the ``transfers`` recovery job after a crash):
    ``transfers:<tenantId>``, id = the transfer id. Created before anything
    moves (``DocumentExists``: the same transfer, driven again; another body:
    409). While it exists the transfer is *open*; ``dueAt`` says when recovery
-   may take it over (``RECOVERY_GRACE`` after its last step).
+   may take it over (``RECOVERY_GRACE`` after its last step). A driver that did
+   not record it (a resend of the key, the recovery job) *adopts* it first:
+   ``dueAt`` moved on under the intent's ETag. A driver refused at the debit
+   closes the intent only under the ETag it saw, so never one another driver
+   adopted (and may have debited) meanwhile.
 2. **debit** (sender partition, idempotency key ``transfer-out:<id>``): one
    ``TRANSFER_OUT`` entry of ``-points``, the ``transfer-<id>`` record, the
    marker. Its plan refuses (nothing written) below ``minPoints``, above
@@ -59,14 +63,15 @@ from shared.app.customers import CustomerService
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock, iso
 from shared.domain.orders import EntityId
-from shared.errors import (AccrueError, Conflict, DocumentExists, InsufficientPoints, NotFound, StoreError,
-                           ValidationFailed)
+from shared.errors import (AccrueError, Conflict, DocumentExists, InsufficientPoints, NotFound, PreconditionFailed,
+                           StoreError, ValidationFailed)
 from shared.errors import FieldProblem
 from shared.expiry.service import read_book
 from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryType, Head
 from shared.ledger.lots import LotBook
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
+from shared.store.contention import attempts
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry.logs import fields
 from shared.transfers.policy import TransferLimits
@@ -120,6 +125,10 @@ def transfer_id(tenant_id: str, sender_id: str, idempotency_key: str) -> str:
     return "tr-" + digest[:24]
 
 
+def _unstamped(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
 def intent_pk(tenant_id: str) -> str:
     return f"transfers:{tenant_id}"
 
@@ -163,21 +172,24 @@ class Transfers:
                   "dueAt": iso(now + RECOVERY_GRACE)}
         recorded_here = True
         try:
-            self._store.create(SYSTEM, intent)
+            intent = self._store.create(SYSTEM, intent)
         except DocumentExists:
             existing = self._store.read(SYSTEM, intent_pk(tenant_id), tid)
-            if existing is None:  # completed between the create and this read: its marker answers
-                return self.transfer(tenant_id, sender_id, request)
-            if existing.get("fingerprint") != fingerprint:
+            if existing is not None and existing.get("fingerprint") != fingerprint:
                 raise Conflict(f"idempotency key {request.idempotency_key!r} was already used for another transfer")
-            intent, recorded_here = existing, False  # the same transfer, sent again while it is open
+            adopted = self._adopt(existing) if existing is not None else None
+            if adopted is None:  # closed between the create and now: its marker answers, or a new intent
+                return self.transfer(tenant_id, sender_id, request)
+            intent, recorded_here = adopted, False  # the same transfer, sent again while it is open
         try:
             body, debited_here = self._drive(intent)
         except AccrueError:
             if recorded_here and self._ledger.marker(tenant_id, sender_id, f"transfer-out:{tid}") is None:
                 # Refused at the debit: nothing moved. The intent goes (a refusal is not remembered,
-                # as for every ledger refusal: the same key may be sent again).
-                self._close(intent)
+                # as for every ledger refusal: the same key may be sent again), unless another
+                # driver adopted it meanwhile: its debit may have gone through, and the intent
+                # is what drives that transfer to its credit.
+                self._close_unmoved(intent)
             # Else debited: the intent stays open and the recovery job completes the transfer.
             raise
         # Created is decided by the debit, not by the intent: concurrent sends of one key all
@@ -266,7 +278,37 @@ class Transfers:
         self._ledger.append_one(TransactionRequest(
             tenant_id, debit["fromCustomerId"], f"transfer-done:{tid}", fingerprint_of({"done": tid}), plan))
 
+    def _adopt(self, intent: dict[str, Any]) -> dict[str, Any] | None:
+        """Take over an open intent another driver recorded (a resend of its key, or the
+        recovery job): its ``dueAt`` moved on under its ETag, so a driver that was refused
+        at the debit cannot close it any more (``_close_unmoved``). The adopted intent, or
+        None if it was closed meanwhile."""
+        for _ in attempts():
+            try:
+                due = iso(self._clock.now() + RECOVERY_GRACE)
+                return self._store.upsert(SYSTEM, dict(_unstamped(intent), dueAt=due), if_match=intent["_etag"])
+            except PreconditionFailed:
+                now = self._store.read(SYSTEM, intent["pk"], intent["id"])
+                if now is None:
+                    return None
+                intent = now  # adopted by another driver just now: adopt it from there
+        raise Conflict(f"transfer {intent['transferId']} kept changing hands; try again")
+
+    def _close_unmoved(self, intent: dict[str, Any]) -> None:
+        """Close an intent whose debit this driver saw refused, only if nobody adopted it
+        since (its ETag unchanged): an adopter may have debited, and must find it open."""
+        try:
+            self._store.delete(SYSTEM, intent["pk"], intent["id"], if_match=intent["_etag"])
+        except PreconditionFailed:
+            pass  # adopted by another driver: theirs to drive (or to close) now
+        except StoreError:
+            if self._store.read(SYSTEM, intent["pk"], intent["id"]) is not None:
+                raise
+            # Already closed by another driver.
+
     def _close(self, intent: dict[str, Any]) -> None:
+        """Close a completed transfer's intent (its completion record written: whoever
+        removes it, the transfer is done)."""
         try:
             self._store.delete(SYSTEM, intent["pk"], intent["id"])
         except StoreError:
@@ -285,9 +327,14 @@ class Transfers:
     def recover(self) -> dict[str, int]:
         """Drive every open transfer past its grace to its end (the ``transfers`` job)."""
         report = {"scanned": 0, "recovered": 0, "failed": 0}
-        for intent in self.open_transfers():
+        for found in self.open_transfers():
             report["scanned"] += 1
+            intent: dict[str, Any] | None = found
             try:
+                intent = self._adopt(found)
+                if intent is None:
+                    report["recovered"] += 1  # closed by its request meanwhile
+                    continue
                 self.drive(intent)
                 report["recovered"] += 1
             except (InsufficientPoints, TransferRefused, ValidationFailed, NotFound) as refused:
@@ -295,14 +342,14 @@ class Transfers:
                 if self._ledger.marker(intent["tenantId"], intent["fromCustomerId"],
                                        f"transfer-out:{intent['transferId']}") is not None:
                     raise
-                self._close(intent)
+                self._close_unmoved(intent)
                 report["failed"] += 1
                 log.warning("transfer %s closed unmoved: %s", intent["transferId"], refused.code,
                             extra=fields(tenant=intent["tenantId"]))
             except AccrueError as error:  # a store outage, a hot partition: the next run tries again
                 report["retry"] = report.get("retry", 0) + 1
-                log.warning("transfer %s not recovered yet: %s", intent["transferId"], error.code,
-                            extra=fields(tenant=intent["tenantId"]))
+                log.warning("transfer %s not recovered yet: %s", found["transferId"], error.code,
+                            extra=fields(tenant=found["tenantId"]))
         return report
 
     # --- reads and checks -------------------------------------------------------------

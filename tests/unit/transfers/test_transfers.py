@@ -10,11 +10,12 @@ import pytest
 from shared.app.corrections import AdjustmentRequest
 from shared.app.ledger_chain import LedgerChains
 from shared.app.reconcile import reconcile
+from shared.errors import InsufficientPoints
 from shared.jobs import BY_NAME, run_job
 from shared.ledger.lots import replay
 from shared.store.layout import SYSTEM
 from shared.transfers.saga import RECOVERY_GRACE, Transfers, TransferRequest, intent_pk, transfer_id
-from tests.conftest import auth, drain, run_in_threads
+from tests.conftest import StoreThatInterleaves, auth, drain, run_in_threads
 
 URL = "/v1/customers/c1/transfers"
 
@@ -431,3 +432,30 @@ def test_a_transfer_is_not_found_for_strangers_refusals_and_malformed_ids(funded
     assert _status(client, tenant, "nobody", done["transferId"]).status_code == 404
     malformed = _status(client, tenant, "c1", "tr-NOT-AN-ID")
     assert malformed.status_code == 422 and malformed.headers["content-type"] == "application/problem+json"
+
+
+def test_a_send_refused_at_the_debit_leaves_the_intent_a_resend_adopted_and_debited(funded, monkeypatch) -> None:
+    """Send A records the intent and is refused at the debit (too few points then). Before
+    A closes the intent, the points arrive and resend B of the same key adopts the intent,
+    is debited, and dies before the credit. A must not close the intent: it is what drives
+    B's transfer to its credit (recovery), else the points would be held by nothing."""
+    resend = Transfers.__new__(Transfers)
+    resend.__dict__.update(funded.transfers.__dict__)
+    resend._credit = lambda intent, debit: (_ for _ in ()).throw(Crash("after the debit"))  # type: ignore[method-assign]
+
+    def points_arrive_and_b_resends() -> None:
+        _give(funded, "c1", 100, "arrived")
+        with pytest.raises(Crash):
+            resend.transfer("acme", "c1", _request(points=150))
+
+    store = StoreThatInterleaves(funded.store, "delete", SYSTEM, before=points_arrive_and_b_resends)
+    monkeypatch.setattr(funded.transfers, "_store", store)
+    with pytest.raises(InsufficientPoints):
+        funded.transfers.transfer("acme", "c1", _request(points=150))
+    assert store.ran
+    monkeypatch.setattr(funded.transfers, "_store", funded.store)
+    assert len(_open(funded)) == 1, "the debited transfer's intent was closed by the refused send"
+    funded.clock.advance(RECOVERY_GRACE + timedelta(seconds=1))
+    assert funded.transfers.recover() == {"scanned": 1, "recovered": 1, "failed": 0}
+    assert (_available(funded, "c1"), _available(funded, "c2")) == (50, 150) and _open(funded) == []
+    assert reconcile(funded.store, "acme").ok
