@@ -124,12 +124,14 @@ class CustomerService:
                     sealed_of[customer_id] = sealed
                     docs[customer_id].update(sealed)
         going = [p for p in profiles if p.customer_id not in outcomes]
+        filed_of: dict[str, list[dict[str, Any]]] = {}
         if self.occasions is not None and going:
             by_pk: dict[str, list[Operation]] = {}
             for p in going:
                 birth_date = personal[p.customer_id].birth_date if personal[p.customer_id] is not None else None
                 docs[p.customer_id].update(self.occasions.index_fields(tenant_id, birth_date))
-                for entry in self.occasions.index_docs(tenant_id, p.customer_id, birth_date, p.join_date):
+                filed_of[p.customer_id] = self.occasions.index_docs(tenant_id, p.customer_id, birth_date, p.join_date)
+                for entry in filed_of[p.customer_id]:
                     by_pk.setdefault(entry["pk"], []).append(Upsert(entry))
             filed = [PartitionBatch(pk, ops[start:start + MAX_BATCH_OPERATIONS])
                      for pk, ops in by_pk.items() for start in range(0, len(ops), MAX_BATCH_OPERATIONS)]
@@ -146,10 +148,15 @@ class CustomerService:
                 assert work.result is not None and len(work.result) == 1, "one create, one stored profile"
                 outcomes[customer_id] = work.result[0]
             elif isinstance(work.error, DocumentExists):
+                # Lost the id to a registration that got there first: what this one filed
+                # and the winner does not use goes back (the winner may even have been
+                # erased meanwhile, and nothing of this one may outlive that erasure).
+                winner = self.find(tenant_id, customer_id)
                 if customer_id in sealed_of:
                     assert self.vault is not None
-                    self.vault.abandon(tenant_id, customer_id, sealed_of[customer_id],
-                                       self.find(tenant_id, customer_id))
+                    self.vault.abandon(tenant_id, customer_id, sealed_of[customer_id], winner)
+                if customer_id in filed_of:
+                    self.occasions.abandon(tenant_id, customer_id, filed_of[customer_id], winner)
                 outcomes[customer_id] = CustomerExists(f"customer {customer_id!r} already exists")
             else:
                 raise work.error  # the store failed

@@ -45,12 +45,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock, iso
+from shared.errors import StoreError
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import PII_INDEX, TENANTS
 from shared.store.port import DocumentStore, Filter, Query, read_many
 from shared.store.replace import Change, replace
-from shared.telemetry.logs import fields
 
 log = logging.getLogger("accrue.occasions")
 
@@ -126,14 +126,11 @@ class Occasions:
             return {}
         return {"birthdayIndex": index_pk(tenant_id, self.tag(tenant_id, BIRTHDAY, birth_date.strftime("%m-%d")))}
 
-    def write_index(self, tenant_id: str, customer_id: str, birth_date: date | None, join_date: date) -> None:
-        """File the customer under their birthday and anniversary tags (idempotent: same ids)."""
-        for doc in self.index_docs(tenant_id, customer_id, birth_date, join_date):
-            self._store.upsert(PII_INDEX, doc)
-
     def index_docs(self, tenant_id: str, customer_id: str, birth_date: date | None,
                    join_date: date) -> list[dict[str, Any]]:
-        """The index entries ``write_index`` files (a bulk caller writes many at once)."""
+        """The index entries a new profile is filed under (``CustomerService`` writes them
+        before the profile: a crash leaves entries the daily run skips, never a profile it
+        cannot find)."""
         docs = []
         if birth_date is not None:
             docs.append({"id": customer_id, "pk": index_pk(
@@ -143,6 +140,26 @@ class Occasions:
             tenant_id, self.tag(tenant_id, ANNIVERSARY, join_date.strftime("%m-%d"))), "docType": "occasionIndex",
             "tenantId": tenant_id, "customerId": customer_id, "occasion": ANNIVERSARY, "since": join_date.year})
         return docs
+
+    def abandon(self, tenant_id: str, customer_id: str, filed: list[dict[str, Any]],
+                winner: dict[str, Any] | None) -> None:
+        """Remove the entries ``filed`` by a registration that lost its id to ``winner``'s
+        profile, those the winner does not account for: its birthday entry and the
+        anniversary entry of its join date stay. A keyed birth month-day written for an id
+        whose profile was erased meanwhile would otherwise outlive the erasure."""
+        keep = set()
+        if winner is not None:
+            keep = {d["pk"] for d in self.index_docs(tenant_id, customer_id, None,
+                                                      date.fromisoformat(winner["joinDate"]))}
+            if winner.get("birthdayIndex"):
+                keep.add(winner["birthdayIndex"])
+        for doc in filed:
+            if doc["pk"] not in keep and self._store.read(PII_INDEX, doc["pk"], customer_id) is not None:
+                try:
+                    self._store.delete(PII_INDEX, doc["pk"], customer_id)
+                except StoreError:
+                    if self._store.read(PII_INDEX, doc["pk"], customer_id) is not None:
+                        raise  # still there: the store failed (else removed by another loser just now)
 
     # --- the daily run -----------------------------------------------------------------
 

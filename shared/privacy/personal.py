@@ -289,12 +289,28 @@ class PersonalDataVault:
         return keys
 
     def abandon(self, tenant_id: str, customer_id: str, sealed: dict[str, Any], winner: dict[str, Any] | None) -> None:
-        """Undo the index entry of a registration that lost to an existing profile: only
-        while the entry is still this id's and not the winner's (a racer may have filed it
-        for another customer since another loser gave it back)."""
+        """Undo what a registration that lost its id to ``winner``'s profile sealed with:
+        its email index entry, only while the entry is still this id's and not the
+        winner's (a racer may have filed it for another customer since another loser gave
+        it back), and the data key it made if the winner does not use it."""
         index_id = sealed.get("emailIndex")
         if index_id and (winner is None or winner.get("emailIndex") != index_id):
             _delete_entry_of(self._store, tenant_id, index_id, customer_id)
+        # The data key it made, if the winner does not use it: made after the winner's key
+        # was destroyed (the winner erased meanwhile), it must not outlive the erasure.
+        dek_id = sealed.get("dekId")
+        if dek_id and (winner is None or winner.get("dekId") != dek_id):
+            self.cache.evict(tenant_id, customer_id)
+            for _ in attempts():
+                stored = self._wrapped_dek(tenant_id, customer_id)
+                if stored is None or stored["dekId"] != dek_id:
+                    return
+                try:
+                    self._store.delete(PII_KEYS, customer_pk(tenant_id, customer_id), "dek", if_match=stored["_etag"])
+                    return
+                except PreconditionFailed:
+                    continue
+            raise Conflict(f"customer {customer_id!r}'s data key kept changing; try again")
 
     def open(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The profile's personal fields in the clear (empty if it has none or was erased)."""

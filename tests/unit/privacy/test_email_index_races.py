@@ -9,7 +9,8 @@ from typing import Any
 
 from shared.app.customers import CustomerProfile, CustomerService
 from shared.privacy.personal import PersonalDataVault, _email_index_doc
-from shared.store.layout import CUSTOMERS, PII_INDEX, customer_pk
+from shared.store.layout import CUSTOMERS, PII_INDEX, PII_KEYS, customer_pk
+from shared.store.port import Filter, Query
 from tests.conftest import Died, StoreThatDies, StoreThatInterleaves
 
 EMAIL = "shared@example.com"
@@ -76,3 +77,27 @@ def test_an_erasure_retried_after_its_email_was_registered_again_keeps_the_new_o
     platform.vault.erase("acme", "leaving", None, "asked")  # the erasure's retry
     assert platform.store.read(CUSTOMERS, customer_pk("acme", "leaving"), "leaving")["erasedAt"]
     assert platform.vault.find_by_email("acme", EMAIL) == "arriving"
+
+
+def test_a_registration_that_lost_its_id_to_a_customer_erased_meanwhile_leaves_nothing_personal(
+        platform, tenant, clock) -> None:
+    """Its check for the id ran before the winner's profile existed; the winner registered
+    and was erased while it sealed: the data key it made and the birthday entry it filed
+    must not outlive that erasure (nor its email index entry)."""
+    person = {"email": EMAIL, "birthDate": "1990-04-05", "name": "Ann"}
+
+    def winner_registers_and_is_erased() -> None:
+        platform.customers.register("acme", CustomerProfile.model_validate(
+            {"customerId": "contested", "joinDate": "2021-02-03", **person}))
+        platform.erasures.erase("acme", "contested", None, "asked")
+
+    store = StoreThatInterleaves(platform.store, "batches", PII_INDEX, before=winner_registers_and_is_erased)
+    outcome = _service(platform, clock, store).register_many("acme", [CustomerProfile.model_validate(
+        {"customerId": "contested", "joinDate": "2022-03-04", **person})])
+    assert store.ran and outcome[0] is not None and "already exists" in outcome[0].message
+    assert platform.store.read(PII_KEYS, customer_pk("acme", "contested"), "dek") is None, "a data key survived"
+    left = platform.store.query(PII_INDEX, Query(pk=None, filters=(Filter("customerId", "=", "contested"),),
+                                                 limit=100))
+    assert sorted(d.get("occasion") for d in left) == ["anniversary"], left  # the winner's join date only
+    assert left[0]["since"] == 2021
+    assert platform.vault.find_by_email("acme", EMAIL) is None
