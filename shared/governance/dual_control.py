@@ -80,6 +80,11 @@ PLATFORM_ACTS = (PLATFORM_ADMIN_GRANT, PLATFORM_ADMIN_REVOKE, OPERATOR_REGISTER,
                  CREDENTIAL_REMOVE, PARTNER_SAVE, POLICY_SET)
 ACTIONS = TENANT_ACTS + PLATFORM_ACTS
 POLICY_ID = "dual-control-policy"
+# An act runs inside its second approval's call (seconds; a large tenant's deletion
+# minutes): a request still executing this long after that approval lost its executor.
+EXECUTION_LEASE = timedelta(hours=1)
+INTERRUPTED = ("the act's executor stopped before it recorded an outcome: the audit log shows what the act did; "
+               "request the act again to complete it")
 GOVERNANCE_PK = "governance"
 
 
@@ -188,8 +193,16 @@ class DualControl:
         return [view(self._expire_view(d)) for d in docs]
 
     def _expire_view(self, doc: dict[str, Any]) -> dict[str, Any]:
-        if doc["status"] == "pending" and self._clock.now() >= parse_iso(doc["expiresAt"]):
+        """The request as an operator should read it now: a pending one past its expiry is
+        ``expired``; one still ``executing`` past ``EXECUTION_LEASE`` after its approval is
+        ``interrupted`` (its executor stopped before it could record an outcome, as a
+        process killed mid-act does; the audit log says what the act did)."""
+        now = self._clock.now()
+        if doc["status"] == "pending" and now >= parse_iso(doc["expiresAt"]):
             return dict(doc, status="expired")
+        if doc["status"] == "executing" and doc.get("approvedAt") and \
+                now >= parse_iso(doc["approvedAt"]) + EXECUTION_LEASE:
+            return dict(doc, status="interrupted", error=INTERRUPTED)
         return doc
 
     def assertion_options(self, request_id: str, who: HasActor) -> dict[str, Any]:

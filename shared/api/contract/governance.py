@@ -95,7 +95,9 @@ class ApprovalRequest(BaseModel):
     requestedBy: Operator
     createdAt: str
     expiresAt: str
-    status: Literal["pending", "executing", "executed", "failed", "rejected", "expired"]
+    status: Literal["pending", "executing", "executed", "failed", "rejected", "expired", "interrupted"] = Field(
+        description="``interrupted``: still executing an hour after its second approval, so its executor "
+                    "stopped before recording an outcome (``error`` says what to do)")
     challenge: str | None = Field(default=None, description="what an approval signs: SHA-256 of the request's "
                                                             "canonical content (websafe base64)")
     approvals: list[Approval] = Field(default_factory=list)

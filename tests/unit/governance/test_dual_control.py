@@ -6,9 +6,12 @@ from __future__ import annotations
 import dataclasses
 from datetime import date, timedelta
 
+import pytest
+
 from shared.app.auth import Principal, Role
 from shared.app.customers import CustomerProfile
 from shared.governance.acts import TOMBSTONE_ID, executors
+from shared.governance.dual_control import EXECUTION_LEASE
 from shared.store.layout import PII_KEYS, TENANTS, customer_pk
 from shared.webhooks.ssrf import TestAllowance
 from tests.conftest import Died, StoreThatDies, add_customer, auth, make_tenant
@@ -146,3 +149,34 @@ def test_a_tenant_deletion_that_dies_at_any_write_leaves_the_tenant_either_there
     else:
         raise AssertionError("the deletion never completed")
     assert at > 1, "the deletion's writes were not reached"
+
+
+def test_a_request_whose_executor_died_reads_interrupted_after_the_lease(client, platform, tenant, ceremony,
+                                                                        clock, monkeypatch) -> None:
+    alice, bob = ceremony.operators
+    request = ask(client, alice, action="tenant.kek.rotate", tenantId="acme").json()
+    ceremony.approve(request["id"], alice)
+
+    def killed(approved, who):
+        raise Died("the process running the act was killed")
+
+    monkeypatch.setitem(platform.approvals.executors, "tenant.kek.rotate", killed)
+    options = client.get(f"/v1/platform/approvals/{request['id']}/assertion-options", headers=bob.headers).json()
+    with pytest.raises(Died):  # in process: the second approval's call dies inside the act
+        platform.approvals.approve(request["id"], platform.keys.verify(bob.api_key), bob.key.get(options))
+    monkeypatch.undo()
+
+    def status() -> dict:
+        listed = client.get("/v1/platform/approvals", headers=bob.headers).json()["items"]
+        return next(r for r in listed if r["id"] == request["id"])
+
+    assert status()["status"] == "executing"  # within the lease: it may still be running
+    clock.advance(EXECUTION_LEASE - timedelta(seconds=1))
+    assert status()["status"] == "executing"
+    clock.advance(timedelta(seconds=1))
+    shown = status()
+    assert shown["status"] == "interrupted" and "audit log" in shown["error"]
+    assert ceremony.approve(request["id"], alice).status_code == 409  # nothing left to approve
+    again = ask(client, alice, action="tenant.kek.rotate", tenantId="acme").json()
+    ceremony.approve(again["id"], alice)
+    assert ceremony.approve(again["id"], bob).json()["status"] == "executed"
