@@ -94,7 +94,7 @@ class CustomerService:
         them, a retry reuses them), never a profile its email or birthday index cannot find.
         Per profile: the stored profile, or why it was refused (an id that exists or an email
         another customer has: refused before any write of that profile; an id registered
-        meanwhile: its email index entry given back)."""
+        meanwhile: what it filed and the winner does not use given back)."""
         ids = [p.customer_id for p in profiles]
         assert len(set(ids)) == len(ids), "one run per customer id: a repeated id goes in the next run"
         outcomes: dict[str, dict[str, Any] | AccrueError] = {}

@@ -333,6 +333,10 @@ class ExportService:
                     state = self._save_state(dict(state, pending=pending))
             manifest = self._publish_manifest(tenant_id, pending["runId"], "incremental", prefix, pending["from"],
                                               pending["to"], SUBJECTS, pending["startedAt"], files)
+        else:
+            # Published before the run could end (a crash): its check after publishing may
+            # not have run.
+            manifest = self._check_erased(tenant_id, f"{prefix}/manifest.json", manifest)
         # The run's record first (an upsert by run id: a retry writes the same one), then the state
         # that ends the run: in the other order a crash between them lost the run from the list for
         # good, since a finished state is never resumed.
@@ -412,7 +416,6 @@ class ExportService:
         for info in self.sink.list(f"{tenant_id}/incremental/"):
             if info.path.endswith("/manifest.json"):
                 manifests.append(json.loads(self.sink.read(info.path)))
-        allowed = self.settings(tenant_id)["exportedPersonalFields"] if self._vault is not None else []
         files: list[dict[str, Any]] = []
         replaced = sorted({m["runId"] for m in manifests
                            if any(f.get("date") == day for f in m["files"])})
@@ -420,6 +423,10 @@ class ExportService:
             sources = [f for m in manifests for f in m["files"]
                        if f["subject"] == subject and f.get("format") == "parquet" and f.get("date") == day]
             schema = arrow_schema(subject)
+            # What the merged sources hold, not today's settings: erasure scrubs a file by its
+            # manifest's label, so the compacted file carries every personal field any source
+            # carried (a source from before labels: all of them).
+            held = sorted({name for f in sources for name in f.get("personalFields", PERSONAL_FIELDS)})
             spool = tempfile.TemporaryFile(prefix="accrue-compact-")
             rows = 0
             try:
@@ -447,7 +454,7 @@ class ExportService:
                           "kek": {"kid": kek.get_kid(), "alg": kek.get_key_wrap_algorithm()},
                           "format": "parquet", "encryption": ENCRYPTION_CSE, "schema": f"export.{subject}",
                           "schemaVersion": COLUMNS_VERSION, "replacesRuns": replaced,
-                          "personalFields": list(allowed) if subject == PERSONAL_SUBJECT else []})
+                          "personalFields": held if subject == PERSONAL_SUBJECT else []})
         lower = {s: iso(datetime.fromisoformat(day + "T00:00:00+00:00") - timedelta(microseconds=1))
                  for s in SUBJECTS}
         manifest = self._publish_manifest(tenant_id, f"compact-{day}", "compaction", prefix, lower, end, SUBJECTS,
@@ -587,7 +594,7 @@ class ExportService:
             source = self._per_customer_rows(tenant_id, subject, lower, upper, after_customer, span,
                                              cap=self.part_customers, changed=changed)
         else:
-            source = self._rows(tenant_id, subject, lower, upper)
+            source = self._rows(tenant_id, subject, lower, upper, allowed)
             span.complete = True
         if fmt == "parquet":
             if subject == COLUMNAR_SUBJECT and hasattr(type(self._store), "scan_json"):
@@ -689,14 +696,19 @@ class ExportService:
             self.sink.put(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json",
                           _manifest_metadata(manifest))
         except BlobExists:
-            return json.loads(self.sink.read(manifest_path))  # type: ignore[no-any-return]
+            return self._check_erased(tenant_id, manifest_path, json.loads(self.sink.read(manifest_path)))
         except Exception as exc:
             log.error("export run %s of tenant %s: writing its manifest failed (%s: %s); no watermark moved, "
                       "the next run redoes this run", run_id, tenant_id, type(exc).__name__, exc, extra=fields(tenant=tenant_id))
             raise
-        # A customer erased while this run read profiles may be in the file (another process's
-        # data-key cache outlives the key by up to its TTL). The manifest is out now, so an
-        # erasure from now on finds this file; one done before now is caught here.
+        return self._check_erased(tenant_id, manifest_path, manifest)
+
+    def _check_erased(self, tenant_id: str, manifest_path: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The check after publishing: a customer erased while the run read profiles may be
+        in its files (another process's data-key cache outlives the key by up to its TTL).
+        Once the manifest is out, an erasure finds these files; one done before is caught
+        here. Run on every publication, and again by a run resumed after its manifest was
+        written (a crash after publishing skipped it): the manifest as it is after."""
         for entry in manifest["files"]:
             if entry.get("personalFields"):
                 removed = self._scrub_file(tenant_id, manifest_path, entry["path"], set())
@@ -895,10 +907,11 @@ class ExportService:
 
     # --- rows ------------------------------------------------------------------------
 
-    def _rows(self, tenant_id: str, subject: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
+    def _rows(self, tenant_id: str, subject: str, lower: str | None, upper: str,
+              allowed: list[str]) -> Iterator[dict[str, Any]]:
         window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
         if subject == "customers":
-            yield from self._customer_rows(tenant_id, lower, upper)
+            yield from self._customer_rows(tenant_id, lower, upper, allowed)
         elif subject == "erasures":
             for doc in self._changed_customers(tenant_id, lower, upper):
                 erased_at = doc.get("erasedAt")
@@ -1032,10 +1045,14 @@ class ExportService:
             for converted in pending:
                 write(converted)
 
-    def _customer_rows(self, tenant_id: str, lower: str | None, upper: str) -> Iterator[dict[str, Any]]:
+    def _customer_rows(self, tenant_id: str, lower: str | None, upper: str,
+                       exported: list[str]) -> Iterator[dict[str, Any]]:
         """Customers whose profile changed in the window (new, re-tagged, re-tiered or
-        erased): a CDC feed, the newest state of each changed profile per run."""
-        allowed = set(self.settings(tenant_id)["exportedPersonalFields"])
+        erased): a CDC feed, the newest state of each changed profile per run. ``exported``:
+        the personal fields the file's manifest entry lists (read once per run: a setting
+        changed during the run must not put fields in a file labelled without them, which
+        erasure's scrub would then skip)."""
+        allowed = set(exported)
         for doc in self._changed_customers(tenant_id, lower, upper):
             row = {"tenantId": tenant_id, "customerId": doc["customerId"], "joinDate": doc.get("joinDate"),
                    "tags": doc.get("tags", []), "tier": doc.get("tier"), "createdAt": doc.get("createdAt"),
