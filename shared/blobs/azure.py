@@ -266,6 +266,16 @@ class AzureBlobSink:
         except AzureError as exc:
             raise _translate(exc, f"checking blob {path!r}") from exc
 
+    @tracing.traced("blob discard", tracing.CLIENT)
+    def discard(self, path: str) -> None:
+        check_path(path)
+        try:
+            self._container.get_blob_client(path).delete_blob(delete_snapshots="include")
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _translate(exc, f"discarding blob {path!r}") from exc
+
     @tracing.traced("blob list", tracing.CLIENT)
     def list(self, prefix: str = "") -> list[BlobInfo]:
         check_prefix(prefix)

@@ -209,6 +209,17 @@ class LocalBlobSink:
     def exists(self, path: str) -> bool:
         return self._target(path).is_file()
 
+    def discard(self, path: str) -> None:
+        target = self._target(path)
+        with self._path_lock(path, exclusive=True):
+            for leftover in (target, self._sidecar(path)):
+                try:
+                    leftover.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise BlobUnavailable(f"cannot discard blob {path!r}: {exc}") from exc
+
     def list(self, prefix: str = "") -> list[BlobInfo]:
         check_prefix(prefix)
         # Walk only the folder the prefix points into, not the whole tree.

@@ -10,7 +10,9 @@ What every adapter guarantees (the contract tests in ``tests/unit/blobs`` and
 * a blob appears whole or not at all: no reader ever sees half a blob;
 * ``put`` refuses to replace an existing blob (``BlobExists``) unless asked with
   ``overwrite=True``; the audit archive never asks (and on Azure its
-  immutability policy would refuse anyway). There is no delete;
+  immutability policy would refuse anyway). The only removal is ``discard``, of a
+  transient blob (an import's uploaded file once it is applied): exports and the
+  audit archive never call it;
 * paths are relative, ``/``-separated segments of letters, digits and
   ``._=+@-``, none empty, none starting with a dot: no traversal, no hidden
   files, the same names on every adapter. Metadata keys are identifiers and
@@ -112,6 +114,13 @@ class BlobSink(Protocol):
         ...
 
     def exists(self, path: str) -> bool: ...
+
+    def discard(self, path: str) -> None:
+        """Remove a transient blob and its metadata (nothing if it is absent): an import's
+        uploaded file, which holds personal data in the clear, once applied. Never called
+        on exports or the audit archive (on Azure, the account's soft delete still keeps
+        a discarded blob recoverable for its retention)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -33,6 +33,9 @@ What it guarantees:
   was active at its timestamp (from the activation log), or the named version.
 * **No personal data in reports.** A failed row's reason names the field and the
   rule it broke, never the value (pydantic messages do not echo input).
+* **No file kept.** The uploaded file (rows as sent, personal fields in the clear) is
+  discarded from the blob store once the import is done or rejected, by the slice that
+  finishes it (or the redo of a slice that died after finishing it).
 """
 
 from __future__ import annotations
@@ -283,6 +286,7 @@ class Imports:
         assert max_rows >= 1
         doc = self._doc(params["tenantId"], params["importId"])
         if doc["status"] in (DONE, REJECTED):
+            self.sink.discard(doc["path"])  # a slice that died after the finish, before its discard
             return Step(cursor, done=True, result=doc["result"])
         kind = KINDS[doc["kind"]]
         ctx = self._context(doc)
@@ -382,6 +386,9 @@ class Imports:
             # Changed meanwhile (a progress write): decide again on what is stored.
         else:
             raise Conflict(f"import {doc['importId']} kept changing while it was being finished: the job retries")
+        # The uploaded file holds the rows as sent, personal fields in the clear: applied (or
+        # rejected), it has done its job, and an erasure must not find it still there.
+        self.sink.discard(doc["path"])
         if finished_here:
             self._audit.record(doc["tenantId"], f"import.{status}", None, target=f"import:{doc['importId']}",
                                after=result)

@@ -214,3 +214,17 @@ def test_open_from_reads_from_an_offset(sink: BlobSink) -> None:
         assert b"".join(sink.open_from("imports/t/i/source.ndjson", offset)) == data[offset:]
     with pytest.raises(BlobNotFound):
         b"".join(sink.open_from("imports/t/i/missing.ndjson", 0))
+
+
+def test_discard_removes_a_blob_and_its_metadata_and_is_idempotent(sink: BlobSink) -> None:
+    sink.put("imports/t1/i1/source.csv", b"email\nann@example.com\n", "text/csv", {"kind": "customers"})
+    sink.put("imports/t1/i1/other.csv", b"kept")
+    sink.discard("imports/t1/i1/source.csv")
+    assert not sink.exists("imports/t1/i1/source.csv")
+    assert [info.path for info in sink.list("imports/t1/")] == ["imports/t1/i1/other.csv"]
+    with pytest.raises(BlobNotFound):
+        sink.read("imports/t1/i1/source.csv")
+    sink.discard("imports/t1/i1/source.csv")  # gone already: nothing to do
+    sink.put("imports/t1/i1/source.csv", b"new")  # the path is free again, metadata and all
+    assert sink.read("imports/t1/i1/source.csv") == b"new"
+    assert sink.list("imports/t1/i1/source")[0].metadata == {}

@@ -14,7 +14,9 @@ from shared.imports.rows import KINDS
 from shared.imports.service import ImportSpec
 from shared.store.layout import CUSTOMERS, LEDGER, customer_pk
 from shared.store.port import Filter, Query
-from tests.unit.imports.conftest import ledger_docs, ndjson, run_import
+from shared.workitems import DEFAULT_LEASE
+from tests.conftest import Died
+from tests.unit.imports.conftest import finish, ledger_docs, ndjson, run_import, start_import
 
 
 def _order(n: int, customer: str = "c1", points: int = 5, day: int = 1, **extra) -> dict:
@@ -213,3 +215,37 @@ def test_balance_as_of_is_exact_when_a_files_rows_are_out_of_time_order(platform
         expected = sum(10 ** n for n, d in enumerate(days) if d <= day)
         as_of = platform.ledger.head_as_of("acme", "c1", moment)
         assert (as_of.balance, as_of.orders_credited) == (expected, sum(1 for d in days if d <= day)), day
+
+
+@pytest.mark.parametrize("ending", ["done", "rejected"])
+def test_the_uploaded_file_is_discarded_once_the_import_ends(platform, tenant, ending) -> None:
+    """The file holds the rows as sent, personal fields in the clear: an erasure must not
+    find it in the blob store after the import applied (or refused) it."""
+    rows = b"customerId,joinDate,email\nn1,2020-01-02,ann@example.com\n" + (b"n2,bad,x\n" if ending == "rejected"
+                                                                              else b"")
+    status = run_import(platform, "acme", rows, kind="customers", format="csv", mode="all-or-nothing")
+    assert status["status"] == ending
+    path = platform.imports._doc("acme", status["importId"])["path"]
+    assert not platform.imports.sink.exists(path)
+    assert not any(b"ann@example.com" in platform.imports.sink.read(i.path) for i in platform.imports.sink.list(""))
+
+
+def test_a_slice_that_died_after_finishing_is_redone_and_discards_the_file(platform, tenant, clock,
+                                                                           monkeypatch) -> None:
+    import_id = start_import(platform, "acme", b"customerId,joinDate\nn1,2020-01-02\n", kind="customers",
+                             format="csv")
+    path = platform.imports._doc("acme", import_id)["path"]
+    sink = platform.imports.sink
+    discard = sink.discard
+
+    def died(blob_path: str) -> None:
+        raise Died("after the import's finish, before its discard")
+
+    monkeypatch.setattr(sink, "discard", died)
+    with pytest.raises(Died):
+        finish(platform)
+    monkeypatch.setattr(sink, "discard", discard)
+    assert platform.imports.status("acme", import_id)["status"] == "done" and sink.exists(path)
+    clock.advance(DEFAULT_LEASE + timedelta(seconds=1))
+    finish(platform)  # the work item's slice, redone after its lease
+    assert not sink.exists(path)
