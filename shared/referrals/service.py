@@ -42,7 +42,7 @@ from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, Prec
 from shared.ledger.entries import EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.contention import attempts
-from shared.store.layout import CODES, TENANTS
+from shared.store.layout import CODES, CUSTOMERS, TENANTS, customer_pk
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Change, replace
 from shared.telemetry.logs import fields
@@ -199,13 +199,18 @@ class Referrals:
                    **self._signals(tenant_id, personal)}
             try:
                 self._store.create(CODES, doc)
-                return code
             except DocumentExists:
                 holder = self._store.read(CODES, doc["pk"], "referralcode")
                 assert holder is not None, "referral codes are never deleted"
-                if holder["customerId"] == customer_id:
-                    return code  # made before (or by a concurrent call)
-                # Another customer's: this customer's next candidate.
+                if holder["customerId"] != customer_id:
+                    continue  # another customer's: this customer's next candidate
+                # Made before (or by a concurrent call).
+            # The digests came from the profile as read before the create: an erasure that
+            # ran meanwhile may have looked for this document before it existed.
+            now = self._store.read(CUSTOMERS, customer_pk(tenant_id, customer_id), customer_id)
+            if now is None or now.get("erasedAt"):
+                self.forget_signals(tenant_id, customer_id)
+            return code
         raise Conflict(f"no free referral code for customer {customer_id!r} among {CODE_CANDIDATES} candidates")
 
     def _signals(self, tenant_id: str, personal: dict[str, Any]) -> dict[str, str]:

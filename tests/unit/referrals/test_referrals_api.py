@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from shared.store.layout import LEDGER
+from shared.store.layout import CODES, LEDGER
 from shared.store.port import Filter, Query
-from tests.conftest import auth, drain, order_body
+from tests.conftest import StoreThatInterleaves, auth, drain, order_body
 from tests.unit.spend.conftest import ledger_invariants
 
 PROGRAMME = {"referrerPoints": 500, "refereePoints": 250, "minimumAmount": "20.00", "currency": "EUR"}
@@ -257,3 +257,20 @@ def test_two_customers_whose_codes_collide_each_get_a_code_of_their_own(client, 
                        ).status_code == 200
     assert "emailDigest" not in platform.store.read("codes", f"acme:r:{cat}", "referralcode")
     assert "emailDigest" in platform.store.read("codes", f"acme:r:{ann}", "referralcode")
+
+
+def test_a_code_made_while_its_customer_was_erased_keeps_no_digest(client, platform, tenant, monkeypatch) -> None:
+    """The code's digests come from the profile read before the erasure; the erasure's own
+    clean-up looked before the code existed: the code must not keep them."""
+    assert client.put("/v1/referrals/programme", json=PROGRAMME, headers=auth(tenant.admin)).status_code == 200
+    assert client.post("/v1/customers", json={"customerId": "ann", "joinDate": "2026-01-01", "email": "a@x.org",
+                                              "phone": "+33 6 11 22 33 44"}, headers=auth(tenant.admin)
+                       ).status_code == 201
+    profile = platform.customers.get("acme", "ann")
+    racing = StoreThatInterleaves(platform.store, "create", CODES,
+                                  before=lambda: platform.erasures.erase("acme", "ann", None, "asked"))
+    monkeypatch.setattr(platform.referrals, "_store", racing)
+    code = platform.referrals.code_for("acme", profile)
+    assert racing.ran
+    kept = platform.store.read(CODES, f"acme:r:{code}", "referralcode")
+    assert kept["customerId"] == "ann" and not ({"emailDigest", "phoneDigest"} & kept.keys())
