@@ -197,11 +197,14 @@ class AgentTools:
 
         def answer(decision: str, reasons: list[dict[str, str]], result: dict[str, Any] | None,
                    call: Call | None = None) -> ToolAnswer:
+            # A call exists once the tool's model accepted the arguments: before that, the
+            # trail keeps their shape only (``shape``), and no customer id from them.
             self.trail.record(principal.tenant_id, agent_key_id=principal.key_id, tool=name, arguments=arguments,
                               policy_id=policy_id, policy_version=version, decision=decision, reasons=reasons,
                               result=result, consent_reference=call.consent if call else None,
                               quote_id=call.quote_id if call else None,
-                              customer_id=(call.customer_id if call else None) or arguments.get("customerId"))
+                              customer_id=(call.customer_id or arguments.get("customerId")) if call else None,
+                              validated=call is not None)
             return ToolAnswer(decision=decision, reasons=[Reason(**r) for r in reasons], policy=ref, result=result)
 
         if tool is None:

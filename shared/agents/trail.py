@@ -48,6 +48,20 @@ def redact(value: Any) -> Any:
     return value
 
 
+def shape(value: Any) -> Any:
+    """What arguments no tool validated look like, without their values: the trail keeps
+    a refused call's argument names and each value's type (a string by its length), since
+    an argument no model checked may hold anything (an email typed as a customer id, a
+    ``phoneNumber`` no redaction list names), and the trail is never erased."""
+    if isinstance(value, dict):
+        return {str(key)[:100]: shape(item) for key, item in list(value.items())[:50]}
+    if isinstance(value, list):
+        return [shape(item) for item in value[:50]]
+    if isinstance(value, str):
+        return f"[{len(value)} characters]"
+    return f"[{type(value).__name__}]"
+
+
 class DecisionTrail:
     def __init__(self, store: DocumentStore, clock: Clock) -> None:
         self._store = store
@@ -57,14 +71,17 @@ class DecisionTrail:
                policy_id: str | None, policy_version: int | None, decision: str,
                reasons: list[dict[str, Any]], result: Any, consent_reference: str | None = None,
                quote_id: str | None = None, customer_id: str | None = None,
-               decided_by: str | None = None) -> dict[str, Any]:
+               decided_by: str | None = None, validated: bool = True) -> dict[str, Any]:
+        """One call; ``validated``: whether the tool's model accepted ``arguments`` (if not,
+        only their shape is kept, ``shape``)."""
         at = iso(self._clock.now())
         call_id = f"ac-{uuid.uuid4().hex[:24]}"
         # The id orders the trail: by the clock's instant, then by this host's nanoseconds (calls
         # in one instant keep their order), then the call id (unique).
         doc = {"id": f"agentcall:{at}:{time.time_ns():020d}:{call_id}", "pk": tenant_id, "docType": DOC_TYPE, "callId": call_id,
                "tenantId": tenant_id, "at": at, "agentKeyId": agent_key_id, "tool": tool,
-               "arguments": redact(arguments), "policyId": policy_id, "policyVersion": policy_version,
+               "arguments": redact(arguments) if validated else shape(arguments),
+               "policyId": policy_id, "policyVersion": policy_version,
                "decision": decision, "reasons": reasons, "result": redact(result),
                "consentReference": consent_reference, "quoteId": quote_id, "customerId": customer_id,
                "decidedBy": decided_by}

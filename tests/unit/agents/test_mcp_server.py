@@ -419,7 +419,25 @@ def test_invalid_arguments_and_unknown_tools_are_refused_and_recorded(client, pl
     assert both["reasons"][0]["code"] == "invalid-arguments"
     assert bad_id["reasons"][0]["code"] == "invalid-arguments"
     trail = platform.agents.trail.list("acme")
-    assert trail[0]["arguments"]["email"] == "[redacted]" and trail[0]["decision"] == "refused"
+    # Arguments no tool accepted keep their shape only: no value, no customer id from them.
+    assert trail[0]["arguments"] == {"customerId": "[3 characters]", "email": "[15 characters]"}
+    assert trail[0]["decision"] == "refused" and trail[0]["customerId"] is None
+    assert trail[1]["arguments"] == {"customerId": "[7 characters]"} and "bad id!" not in str(trail)
+
+
+def test_a_refused_calls_arguments_never_reach_the_trail_whatever_their_names(client, platform,
+                                                                             world: World) -> None:
+    """The trail is never erased: an argument no tool validated (a name no redaction list
+    knows, an email typed as a customer id, an unknown tool's) keeps its shape only."""
+    async def script(mcp):
+        return (await call(mcp, "find_customer", emailAddress="ann@example.com", phoneNumber="+33611223344"),
+                await call(mcp, "get_balance", customerId="ann@example.com"),
+                await call(mcp, "no_such_tool", customerId="ann", notes={"text": "Ann, 12 rue A"}))
+    answers = run(client, world.agent, script)
+    assert [a["decision"] for a in answers] == ["refused"] * 3
+    trail = str(platform.agents.trail.list("acme"))
+    for secret in ("ann@example.com", "+33611223344", "12 rue A"):
+        assert secret not in trail
 
 
 def test_an_execution_that_died_after_counting_is_finished_by_its_retry_at_the_limit(client, platform,
