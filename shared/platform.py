@@ -224,6 +224,7 @@ class Platform:
             tenant_id, event_type, data, source_id=source)
         self.projector.subscribers.append(self.referrals.project)
         self.erasures.also.append(self.referrals.forget_signals)
+        self.erasures.also.append(self.agents.forget_customer)
         self.referrals.context = self._referral_context
         self.vouchers.publish = lambda tenant_id, event_type, data: self.webhooks.publish(
             tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}")

@@ -571,6 +571,13 @@ class AgentTools:
                           quote_id=details["quoteId"], customer_id=review["customerId"], decided_by=who.key_id)
         return {"quoteId": details["quoteId"], "executed": False}
 
+    def forget_customer(self, tenant_id: str, customer_id: str) -> None:
+        """Erasure: what an agent wrote about the customer in words (a case's summary, the
+        note of a goodwill quote awaiting a person) is replaced in their review items. Left:
+        a quote's own copy expires with the quote (30 days), and an executed goodwill's note
+        is in its adjustment's reason in the ledger, which is never rewritten."""
+        self.p.reviews.erase_text(tenant_id, customer_id, (CASE_KIND, REVIEW_KIND), ("summary", "note"))
+
     # --- cases ------------------------------------------------------------------------
 
     def _open_case(self, call: Call, data: OpenCaseIn) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from shared.audit.log import Actor, AuditLog, HasActor
 from shared.clock import Clock, iso
 from shared.errors import ConfigurationError, DocumentExists, NotFound, PreconditionFailed, ReviewDecided
 from shared.ledger.service import Ledger
+from shared.store.contention import attempts
 from shared.store.layout import REVIEWS
 from shared.store.port import DocumentStore, Filter, Query
 
@@ -69,6 +70,7 @@ OPEN, APPROVED, REJECTED, WITHDRAWN = "open", "approved", "rejected", "withdrawn
 STATUSES = (OPEN, APPROVED, REJECTED, WITHDRAWN)
 HISTORY = 20
 MAX_LIST = 500
+ERASED_TEXT = "[erased]"
 MAX_NOTE = 1000
 
 Decision = Literal["approve", "reject"]
@@ -137,6 +139,28 @@ class ReviewQueue:
 
     def get(self, tenant_id: str, review_id_: str) -> dict[str, Any]:
         return _public(self._read(tenant_id, review_id_))
+
+    def erase_text(self, tenant_id: str, customer_id: str, kinds: Iterable[str], fields: Iterable[str]) -> int:
+        """Erasure: the free-text ``fields`` of the customer's items of ``kinds`` (in their
+        ``details``) replaced by ``ERASED_TEXT``, each under its ETag; how many changed. The
+        items stay (their decision, reasons and ids are the record of what was decided)."""
+        fields = tuple(fields)
+        changed = 0
+        for kind in kinds:
+            for item in self.list(tenant_id, kind=kind, customer_id=customer_id, limit=MAX_LIST):
+                for _ in attempts():
+                    doc = self._store.read(REVIEWS, tenant_id, item["reviewId"])
+                    details = dict((doc or {}).get("details") or {})
+                    if doc is None or not any(details.get(f) not in (None, ERASED_TEXT) for f in fields):
+                        break
+                    details.update({f: ERASED_TEXT for f in fields if details.get(f) is not None})
+                    try:
+                        self._store.upsert(REVIEWS, dict(doc, details=details), if_match=doc["_etag"])
+                        changed += 1
+                        break
+                    except PreconditionFailed:
+                        continue  # decided or changed just now: look again
+        return changed
 
     def list(self, tenant_id: str, *, status: str | None = None, kind: str | None = None,
              customer_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

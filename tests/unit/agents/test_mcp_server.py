@@ -470,3 +470,18 @@ def test_an_execution_that_died_after_counting_is_finished_by_its_retry_at_the_l
     assert balance(platform) == before + 100 and len(ledger_entries(platform, quote["quoteId"])) == 1
     counter = platform.store.query(SYSTEM, Query(pk="agent-counters:acme", filters=(), limit=10))
     assert {d["subject"]: d["points"] for d in counter}[f"agent:{world.agent_id}"] == 100
+
+
+def test_erasure_replaces_what_agents_wrote_about_the_customer_in_words(client, platform, world: World) -> None:
+    """A case's summary quotes the customer; after the erasure the case stays (what was
+    decided, by whom) and its summary is gone, another customer's case untouched."""
+    summary = "Ann Smith, 12 rue A, says her points vanished"
+    case = run(client, world.agent, lambda mcp: call(mcp, "open_case", customerId="ann", topic="other",
+                                                     summary=summary))["result"]
+    assert platform.reviews.get("acme", case["caseId"])["details"]["summary"] == summary
+    platform.erasures.erase("acme", "ann", None, "asked")
+    kept = platform.reviews.get("acme", case["caseId"])
+    assert kept["details"]["summary"] == "[erased]" and kept["customerId"] == "ann"
+    assert "12 rue A" not in str(platform.reviews.list("acme", customer_id="ann"))
+    platform.erasures.erase("acme", "ann", None, "asked")  # again: nothing left to change
+    assert platform.reviews.get("acme", case["caseId"])["details"]["summary"] == "[erased]"

@@ -331,8 +331,8 @@ def test_an_export_racing_the_erasure_leaves_no_personal_data(client, platform, 
     wanted = needles(platform)
     original = platform.exports._customer_rows
 
-    def erase_mid_run(tenant_id, lower, upper):  # type: ignore[no-untyped-def]
-        rows = list(original(tenant_id, lower, upper))  # opened with the key still there
+    def erase_mid_run(tenant_id, lower, upper, exported):  # type: ignore[no-untyped-def]
+        rows = list(original(tenant_id, lower, upper, exported))  # opened with the key still there
         platform.erasures.erase("acme", "z1", None, "ticket 12")
         yield from rows
 
