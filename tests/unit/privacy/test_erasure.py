@@ -481,3 +481,33 @@ def test_an_erasure_when_the_blob_store_is_down_destroys_the_key_and_the_job_wri
     next(j for j in JOBS if j.name == "erasures").run(platform)
     assert [r["customerId"] for r in platform.erasures.log_records(platform.clock.now() - timedelta(days=1))] == ["z1"]
     assert platform.store.read(SYSTEM, WORK_PK, "acme:z1")["status"] == "done"
+
+
+def test_personal_data_that_came_in_by_every_door_is_gone_after_the_erasure(platform, tenant, clock) -> None:
+    """Zelda arrives in a customers import file, is exported by a micro-batch with every
+    personal field, then the tenant stops exporting them and the day is compacted; the
+    erasure must leave no form of her data in any file of the data folder (the import's
+    file, the micro-batch, the compacted day, the store). Each door was a leak once."""
+    from tests.unit.imports.conftest import finish, ndjson, start_import
+
+    platform.exports.save_settings("acme", [])  # every personal field exported
+    day = clock.now().strftime("%Y-%m-%d")
+    import_id = start_import(platform, "acme", ndjson([ZELDA, OTHER]), kind="customers", format="ndjson")
+    source = platform.imports._doc("acme", import_id)["path"]
+    scan = ErasureScan(platform.settings.data_dir, platform.key_provider)
+    assert any(f.startswith("email[0]") and "imports" in f for f in scan.findings(needles_of(ZELDA))), \
+        "the scan reads the uploaded file"
+    finish(platform)
+    assert platform.imports.status("acme", import_id)["rowsDone"] == 2 and not platform.imports.sink.exists(source)
+    clock.advance(timedelta(minutes=5))
+    platform.exports.microbatch("acme")
+    platform.exports.save_settings("acme", list(PERSONAL_FIELDS))
+    clock.advance(timedelta(days=1))
+    platform.exports.run("acme")
+    platform.exports.compact("acme", day)
+    wanted = needles(platform)
+    assert any("(decrypted)" in f and "compacted" in f for f in scan.findings(wanted)), "the day holds her fields"
+    platform.erasures.erase("acme", "z1", None, "ticket 12")
+    platform.close()
+    scan.assert_clean(wanted)
+    assert any(f.startswith("name[0] as utf-8") for f in scan.findings(needles_of(OTHER)))
