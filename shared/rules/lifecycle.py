@@ -20,6 +20,7 @@ which writes nothing.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import secrets as random_source
 import uuid
 from dataclasses import dataclass
@@ -232,6 +233,10 @@ class RuleSetService:
     def _activate(self, tenant_id: str, routing: dict | None, target: models.VersionRef, reason: models.Reason,
                   actor: str, experiment: dict | None, also: Operation | None = None) -> models.ActiveRuleSet:
         self.get_version(tenant_id, target.rule_set_id, target.version)          # must exist
+        # The log entry follows the routing in another container: a crash in between left the
+        # activation unlogged, and the next one made the log skip it (an import evaluating
+        # history then took the version before it). The routing in place is logged first.
+        self._log_routing(tenant_id, routing)
         now = self.clock.now()
         previous = routing.get("active") if routing else None
         active = models.ActiveRuleSet(rule_set_id=target.rule_set_id, version=target.version, activated_at=now,
@@ -239,12 +244,42 @@ class RuleSetService:
         active_doc = active.model_dump(mode="json", by_alias=True, exclude={"experiment"})
         self._write_routing(tenant_id, routing, active_doc, experiment, also)
         previous_ref = ({"ruleSetId": previous["ruleSetId"], "version": previous["version"]} if previous else None)
-        entry = models.Activation(rule_set_id=target.rule_set_id, version=target.version, at=now, by=actor,
-                                  reason=reason, previous_version=previous_ref)
-        self.store.create(RULE_VERSIONS, {"id": f"activation:{iso(now)}:{uuid.uuid4().hex[:8]}", "pk": tenant_id,
-                                          "docType": "ruleset-activation", "at": iso(now),
-                                          "body": entry.model_dump(mode="json", by_alias=True)})
+        self._log(tenant_id, active, previous_ref)
         return active
+
+    def _log(self, tenant_id: str, active: models.ActiveRuleSet, previous: dict[str, Any] | None) -> None:
+        """The activation log's entry of ``active`` (its id derived from the activation, so
+        writing it again is a no-op)."""
+        at = iso(active.activated_at)
+        entry = models.Activation(rule_set_id=active.rule_set_id, version=active.version, at=active.activated_at,
+                                  by=active.activated_by, reason=active.reason, previous_version=previous)
+        tag = hashlib.sha256(f"{active.rule_set_id}\n{active.version}".encode()).hexdigest()[:8]
+        try:
+            self.store.create(RULE_VERSIONS, {"id": f"activation:{at}:{tag}", "pk": tenant_id,
+                                              "docType": "ruleset-activation", "at": at,
+                                              "body": entry.model_dump(mode="json", by_alias=True)})
+        except DocumentExists:
+            pass  # logged already (a repair racing the activation's own write)
+
+    def _log_routing(self, tenant_id: str, routing: dict[str, Any] | None) -> None:
+        """Log the routing's active version if the log's newest entry is not it (its
+        activation's process died before logging it)."""
+        if not routing or not routing.get("active"):
+            return
+        active = models.ActiveRuleSet.model_validate(routing["active"])
+        newest = self._activation_docs(tenant_id, 1)
+        if newest:
+            last = models.Activation.model_validate(newest[0]["body"])
+            if (last.rule_set_id, last.version, last.at) == (active.rule_set_id, active.version, active.activated_at):
+                return
+        previous = ({"ruleSetId": newest[0]["body"]["ruleSetId"], "version": newest[0]["body"]["version"]}
+                    if newest else None)
+        self._log(tenant_id, active, previous)
+
+    def _activation_docs(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
+        return self.store.query(RULE_VERSIONS, Query(
+            pk=tenant_id, filters=(Filter("docType", "=", "ruleset-activation"),), order_by="at", descending=True,
+            limit=limit))
 
     def rollback(self, tenant_id: str, data: models.ActivateInput, actor: str) -> models.ActiveRuleSet:
         """Activate an earlier saved version of the active rule set."""
@@ -266,10 +301,10 @@ class RuleSetService:
         return self.activate_once(tenant_id, data, actor, allowed=earlier)
 
     def activations(self, tenant_id: str, limit: int = 100) -> list[models.Activation]:
-        docs = self.store.query(RULE_VERSIONS, Query(
-            pk=tenant_id, filters=(Filter("docType", "=", "ruleset-activation"),), order_by="at", descending=True,
-            limit=limit))
-        return [models.Activation.model_validate(d["body"]) for d in docs]
+        """The activation log, newest first; the routing's activation logged first if its
+        process died before logging it."""
+        self._log_routing(tenant_id, self._routing(tenant_id))
+        return [models.Activation.model_validate(d["body"]) for d in self._activation_docs(tenant_id, limit)]
 
     # --- simulation -------------------------------------------------------------------
 

@@ -309,3 +309,38 @@ def test_assignment_depends_on_the_secret():
     a = [assign(b"a" * 32, f"c{i}", Decimal("0.5")) for i in range(200)]
     b = [assign(b"b" * 32, f"c{i}", Decimal("0.5")) for i in range(200)]
     assert a != b
+
+
+def test_an_activation_that_died_before_its_log_entry_is_logged_all_the_same(service, store, clock) -> None:
+    """Routing and activation log are in different containers: a crash between them left
+    the activation unlogged, and the next activation made the log skip it (an import
+    evaluating its history then used the version before it). The log is repaired from the
+    routing when it is read and before the next activation."""
+    from tests.conftest import Died, StoreThatDies
+
+    save(service, V1)
+    save(service, V2)
+    activate(service, 1)
+    clock.advance(timedelta(minutes=1))
+    dying = RuleSetService(StoreThatDies(store, 1), clock)  # type: ignore[arg-type]
+    with pytest.raises(Died):
+        activate(dying, 2)  # the routing written, the process gone before its log entry
+    assert service.active("t1").version == 2
+    clock.advance(timedelta(minutes=1))
+    activate(service, 1)
+    logged = service.activations("t1")
+    assert [(a.version, a.previous_version.version if a.previous_version else None) for a in logged] == \
+        [(1, 2), (2, 1), (1, None)]
+    assert [a.at for a in logged] == sorted((a.at for a in logged), reverse=True)
+    assert len(service.activations("t1")) == 3  # reading again logs nothing twice
+
+
+def test_the_log_is_repaired_when_read_after_a_crash_with_no_activation_since(service, store, clock) -> None:
+    from tests.conftest import Died, StoreThatDies
+
+    save(service, V1)
+    dying = RuleSetService(StoreThatDies(store, 1), clock)  # type: ignore[arg-type]
+    with pytest.raises(Died):
+        activate(dying, 1)
+    assert [(a.rule_set_id, a.version) for a in service.activations("t1")] == [("main", 1)]
+    assert len(service.activations("t1")) == 1
