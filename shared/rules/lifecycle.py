@@ -261,20 +261,27 @@ class RuleSetService:
         except DocumentExists:
             pass  # logged already (a repair racing the activation's own write)
 
-    def _log_routing(self, tenant_id: str, routing: dict[str, Any] | None) -> None:
-        """Log the routing's active version if the log's newest entry is not it (its
-        activation's process died before logging it)."""
+    def _unlogged(self, tenant_id: str, routing: dict[str, Any] | None,
+                  newest: list[dict[str, Any]]) -> tuple[models.ActiveRuleSet, dict[str, Any] | None] | None:
+        """The routing's active version and the one before it, if the log's newest entry
+        (``newest``: none or one document) is not it: its activation's process died before
+        logging it."""
         if not routing or not routing.get("active"):
-            return
+            return None
         active = models.ActiveRuleSet.model_validate(routing["active"])
-        newest = self._activation_docs(tenant_id, 1)
         if newest:
             last = models.Activation.model_validate(newest[0]["body"])
             if (last.rule_set_id, last.version, last.at) == (active.rule_set_id, active.version, active.activated_at):
-                return
+                return None
         previous = ({"ruleSetId": newest[0]["body"]["ruleSetId"], "version": newest[0]["body"]["version"]}
                     if newest else None)
-        self._log(tenant_id, active, previous)
+        return active, previous
+
+    def _log_routing(self, tenant_id: str, routing: dict[str, Any] | None) -> None:
+        """Log the routing's active version if its activation died before logging it."""
+        missing = self._unlogged(tenant_id, routing, self._activation_docs(tenant_id, 1))
+        if missing is not None:
+            self._log(tenant_id, *missing)
 
     def _activation_docs(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
         return self.store.query(RULE_VERSIONS, Query(
@@ -301,10 +308,18 @@ class RuleSetService:
         return self.activate_once(tenant_id, data, actor, allowed=earlier)
 
     def activations(self, tenant_id: str, limit: int = 100) -> list[models.Activation]:
-        """The activation log, newest first; the routing's activation logged first if its
-        process died before logging it."""
-        self._log_routing(tenant_id, self._routing(tenant_id))
-        return [models.Activation.model_validate(d["body"]) for d in self._activation_docs(tenant_id, limit)]
+        """The activation log, newest first, with the routing's activation on top if its
+        process died before logging it (shown from the routing; a read writes nothing, the
+        next activation logs it)."""
+        docs = self._activation_docs(tenant_id, limit)
+        logged = [models.Activation.model_validate(d["body"]) for d in docs]
+        missing = self._unlogged(tenant_id, self._routing(tenant_id), docs[:1])
+        if missing is None:
+            return logged
+        active, previous = missing
+        shown = models.Activation(rule_set_id=active.rule_set_id, version=active.version, at=active.activated_at,
+                                  by=active.activated_by, reason=active.reason, previous_version=previous)
+        return [shown] + logged[:max(0, limit - 1)]
 
     # --- simulation -------------------------------------------------------------------
 
