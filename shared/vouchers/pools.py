@@ -225,9 +225,11 @@ class CodePools:
             raise OutOfStock(f"code pool {pool_id!r} is in heavy demand: retry", poolId=pool_id)
         if claim is None:
             claim = self._store.read(CODES, pk, claim_id)
-        assert claim is not None, "a committed hand-out wrote its claim"
-        code_doc = self._store.read(CODES, pk, claim["codeId"])
-        assert code_doc is not None and code_doc["redemptionId"] == redemption_id, "a claim names its own code"
+        code_doc = self._store.read(CODES, pk, claim["codeId"]) if claim is not None else None
+        if claim is None or code_doc is None or code_doc.get("redemptionId") != redemption_id:
+            # Given back between the hand-out and these reads (the redemption's points came
+            # back): the code is the pool's again, never this customer's (nor another's).
+            raise Conflict(f"redemption {redemption_id!r}'s code was given back to pool {pool_id!r} just now")
         return self._open(tenant_id, pool_id, code_doc)
 
     def give_back(self, tenant_id: str, pool_id: str, redemption_id: str) -> bool:

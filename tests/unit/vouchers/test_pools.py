@@ -319,3 +319,25 @@ def test_twenty_retries_at_once_of_a_released_pool_exchange_return_its_code_once
     assert _free_codes(platform) == 2
     assert client.get("/v1/voucher-pools/cine", headers=auth(tenant.admin)).json()["handedOut"] == 0
     assert platform.ledger.head("acme", "c1").balance == 1000
+
+
+def test_a_code_given_back_right_after_its_hand_out_is_never_answered_as_handed_out(tmp_path) -> None:
+    """The redemption's points came back (give_back) between the hand-out's commit and its
+    reads of the claim and code: the hand-out answers a Conflict, never the code, which is
+    the pool's again (and may already be another customer's)."""
+    from shared.errors import Conflict
+    from tests.conftest import StoreThatInterleaves
+
+    store = SqliteDocumentStore(tmp_path / "store.db", CONTAINERS)
+    try:
+        pools = CodePools(store, ManualClock(), _digest)
+        pools.add_codes("acme", "p", [(1, "GIVEN-BACK-1")])
+        racing = StoreThatInterleaves(store, "batch", CODES_CONTAINER,
+                                      after=lambda: pools.give_back("acme", "p", "rd-1"))
+        handing = CodePools(racing, ManualClock(), _digest)  # type: ignore[arg-type]
+        with pytest.raises(Conflict):
+            handing.hand_out("acme", "p", "rd-1", "c1")
+        assert racing.ran
+        assert pools.hand_out("acme", "p", "rd-2", "c2") == "GIVEN-BACK-1"  # the pool's again
+    finally:
+        store.close()
