@@ -140,6 +140,11 @@ class AuditLog:
                                               order_by="seq", limit=limit))
         return [_public(d) for d in docs]
 
+    def latest(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
+        """The chain's newest ``limit`` records, newest first."""
+        docs = self._store.query(AUDIT, Query(pk=tenant_id, order_by="seq", descending=True, limit=limit))
+        return [_public(d) for d in docs]
+
     def has_record(self, tenant_id: str, action: str, target: str) -> bool:
         """Whether ``tenant_id``'s chain holds an ``action`` record on ``target``: how a step
         that is retried after a crash (tenant provisioning) records itself exactly once.

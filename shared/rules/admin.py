@@ -142,6 +142,12 @@ def _ref(value: Any) -> dict[str, Any] | None:
     return {"ruleSetId": value.rule_set_id, "version": value.version}
 
 
+# The audit actions of a change of the active version, and how far back a repeat looks for
+# the record of the activation in place.
+ACTIVATION_ACTIONS = frozenset({"ruleset.activated", "ruleset.rolled-back", "ruleset.experiment.promoted"})
+LOST_RECORD_SCAN = 200
+
+
 class RuleSetAdmin:
     def __init__(self, service: RuleSetService, invalidate: Callable[[str], None], audit: AuditLog,
                  webhooks: WebhookService, store: DocumentStore, ledger: Ledger, customers: CustomerService,
@@ -167,26 +173,57 @@ class RuleSetAdmin:
 
     # --- activation ---------------------------------------------------------------------
 
-    def _activated(self, tenant_id: str, action: str, who: HasActor, before: models.ActiveRuleSet | None,
+    def _activated(self, tenant_id: str, action: str, who: HasActor, before: Any,
                    after: models.ActiveRuleSet, reason: models.Reason, extra: dict[str, Any] | None = None) -> None:
         self._invalidate(tenant_id)
         self._audit.record(tenant_id, action, who, target=f"ruleset:{after.rule_set_id}", before=_ref(before),
-                           after={**(_ref(after) or {}), **(extra or {})}, reason=_reason_text(reason))
+                           after={**(_ref(after) or {}), "activatedAt": iso(after.activated_at), **(extra or {})},
+                           reason=_reason_text(reason))
         self._webhooks.rule_set_activated(tenant_id, after.rule_set_id, after.version,
                                           activated_at=iso(after.activated_at))
 
     def activate(self, tenant_id: str, data: models.ActivateInput, who: HasActor) -> models.ActiveRuleSet:
-        """Audited and announced once per change: activating the active version again changes nothing."""
+        """Audited and announced once per change: activating the active version again changes
+        nothing (and records the change's audit record if its process died before it)."""
         done = self.service.activate_once(tenant_id, data, actor=who.key_id)
         if done.changed:
             self._activated(tenant_id, "ruleset.activated", who, done.before, done.after, data.reason)
+        else:
+            self._record_if_lost(tenant_id, "ruleset.activated", who, done.after, data.reason)
         return done.after
 
     def rollback(self, tenant_id: str, data: models.ActivateInput, who: HasActor) -> models.ActiveRuleSet:
         done = self.service.rollback_once(tenant_id, data, actor=who.key_id)
         if done.changed:
             self._activated(tenant_id, "ruleset.rolled-back", who, done.before, done.after, data.reason)
+        else:
+            self._record_if_lost(tenant_id, "ruleset.rolled-back", who, done.after, data.reason)
         return done.after
+
+    def _record_if_lost(self, tenant_id: str, action: str, who: HasActor, active: models.ActiveRuleSet,
+                        reason: models.Reason) -> None:
+        """On a repeat of the activation in place (a client's retry after an error): the
+        routing is written before the audit record and the webhook, so a process that died
+        between them left a change nobody recorded, which this repeat records (marked
+        ``recordedOnRepeat``; the webhook is keyed by the activation, so at most one goes out).
+        Looks at the chain back to the activation's instant (at most ``LOST_RECORD_SCAN``
+        records; further back, it assumes recorded rather than risk a second record)."""
+        at = iso(active.activated_at)
+        records = self._audit.latest(tenant_id, LOST_RECORD_SCAN)
+        for record in records:
+            after = record.get("after") or {}
+            if record.get("action") in ACTIVATION_ACTIONS and after.get("ruleSetId") == active.rule_set_id and \
+                    after.get("version") == active.version and after.get("activatedAt") in (at, None):
+                return  # recorded (a record from before activatedAt was recorded: trusted)
+            if record["at"] < at:
+                break  # older than the activation: its record would be newer
+        else:
+            if len(records) == LOST_RECORD_SCAN:
+                return  # the activation is further back than the scan: assume recorded
+        previous = next((a.previous_version for a in self.service.activations(tenant_id, 1)
+                         if (a.rule_set_id, a.version, a.at) == (active.rule_set_id, active.version,
+                                                                 active.activated_at)), None)
+        self._activated(tenant_id, action, who, previous, active, reason, extra={"recordedOnRepeat": True})
 
     # --- experiments --------------------------------------------------------------------
 
