@@ -28,11 +28,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import timedelta
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from shared.blobs.port import BlobExists, BlobSink
-from shared.clock import Clock, iso
+from shared.clock import Clock, iso, parse_iso
 from shared.errors import AccrueError, Conflict, DocumentExists, NotFound
 from shared.store.contention import attempts
 from shared.store.layout import AUDIT, SYSTEM
@@ -43,6 +44,10 @@ PLATFORM_CHAIN = "_platform"
 GENESIS = "0" * 64
 SEQ_DIGITS = 12
 PAGE = 500
+LOST_RECORD_SCAN = 200
+# A change younger than this may still be getting its record from its first attempt (a
+# repeat racing it must not record it too): only an older one is taken for lost.
+LOST_RECORD_GRACE = timedelta(seconds=30)
 ARCHIVE_BATCH = 1000
 log = logging.getLogger("accrue.audit")
 HASHED_FIELDS = ("id", "pk", "docType", "tenantId", "seq", "at", "actor", "action", "target", "before", "after",
@@ -144,6 +149,32 @@ class AuditLog:
         """The chain's newest ``limit`` records, newest first."""
         docs = self._store.query(AUDIT, Query(pk=tenant_id, order_by="seq", descending=True, limit=limit))
         return [_public(d) for d in docs]
+
+    def record_if_lost(self, tenant_id: str, actions: Iterable[str], action: str, who: "HasActor | Actor | None",
+                       *, target: str, since: str, matches: Callable[[dict[str, Any]], bool] = lambda r: True,
+                       before: Any = None, after: dict[str, Any] | None = None,
+                       reason: str | None = None) -> dict[str, Any] | None:
+        """For the repeat of a change (a client's retry after an error) whose first attempt
+        may have died after the change and before its record: record ``action`` now, its
+        ``after`` marked ``recordedOnRepeat``, unless the chain holds a record of one of
+        ``actions`` on ``target`` that ``matches``, written since ``since`` (the change's
+        instant; a record is written after its change). Only for a change older than
+        ``LOST_RECORD_GRACE`` (a younger one's first attempt may be recording it now), and
+        looking back at most ``LOST_RECORD_SCAN`` records: further back it assumes recorded
+        rather than risk a second record. The record written, or None."""
+        if self._clock.now() - parse_iso(since) < LOST_RECORD_GRACE:
+            return None
+        records = self.latest(tenant_id, LOST_RECORD_SCAN)
+        for record in records:
+            if record.get("action") in actions and record.get("target") == target and matches(record):
+                return None
+            if record["at"] < since:
+                break
+        else:
+            if len(records) == LOST_RECORD_SCAN:
+                return None
+        return self.record(tenant_id, action, who, target=target, before=before,
+                           after={**(after or {}), "recordedOnRepeat": True}, reason=reason)
 
     def has_record(self, tenant_id: str, action: str, target: str) -> bool:
         """Whether ``tenant_id``'s chain holds an ``action`` record on ``target``: how a step

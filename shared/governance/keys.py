@@ -165,6 +165,12 @@ class KeyAdministration:
             self._audit.record(tenant_id, "apikey.revoked", actor, target=f"apikey:{key_id}",
                                before={"revokedAt": None, "role": view["role"]},
                                after={"revokedAt": view["revokedAt"]}, reason=reason)
+        elif view.get("revokedAt"):
+            # Revoked before: by a first attempt that may have died before its record.
+            self._audit.record_if_lost(tenant_id, ("apikey.revoked",), "apikey.revoked", actor,
+                                       target=f"apikey:{key_id}", since=view["revokedAt"],
+                                       before={"revokedAt": None, "role": view["role"]},
+                                       after={"revokedAt": view["revokedAt"]}, reason=reason)
         return view
 
     def _keep_one_platform_admin(self, key_id: str) -> None:

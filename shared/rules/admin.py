@@ -142,10 +142,8 @@ def _ref(value: Any) -> dict[str, Any] | None:
     return {"ruleSetId": value.rule_set_id, "version": value.version}
 
 
-# The audit actions of a change of the active version, and how far back a repeat looks for
-# the record of the activation in place.
+# The audit actions of a change of the active version.
 ACTIVATION_ACTIONS = frozenset({"ruleset.activated", "ruleset.rolled-back", "ruleset.experiment.promoted"})
-LOST_RECORD_SCAN = 200
 
 
 class RuleSetAdmin:
@@ -177,8 +175,7 @@ class RuleSetAdmin:
                    after: models.ActiveRuleSet, reason: models.Reason, extra: dict[str, Any] | None = None) -> None:
         self._invalidate(tenant_id)
         self._audit.record(tenant_id, action, who, target=f"ruleset:{after.rule_set_id}", before=_ref(before),
-                           after={**(_ref(after) or {}), "activatedAt": iso(after.activated_at), **(extra or {})},
-                           reason=_reason_text(reason))
+                           after={**(_ref(after) or {}), **(extra or {})}, reason=_reason_text(reason))
         self._webhooks.rule_set_activated(tenant_id, after.rule_set_id, after.version,
                                           activated_at=iso(after.activated_at))
 
@@ -202,28 +199,22 @@ class RuleSetAdmin:
 
     def _record_if_lost(self, tenant_id: str, action: str, who: HasActor, active: models.ActiveRuleSet,
                         reason: models.Reason) -> None:
-        """On a repeat of the activation in place (a client's retry after an error): the
-        routing is written before the audit record and the webhook, so a process that died
-        between them left a change nobody recorded, which this repeat records (marked
-        ``recordedOnRepeat``; the webhook is keyed by the activation, so at most one goes out).
-        Looks at the chain back to the activation's instant (at most ``LOST_RECORD_SCAN``
-        records; further back, it assumes recorded rather than risk a second record)."""
+        """On a repeat of the activation in place: its record (and webhook) if the first
+        attempt died after the routing and before them (``AuditLog.record_if_lost``; the
+        webhook is keyed by the activation, so at most one goes out)."""
         at = iso(active.activated_at)
-        records = self._audit.latest(tenant_id, LOST_RECORD_SCAN)
-        for record in records:
-            after = record.get("after") or {}
-            if record.get("action") in ACTIVATION_ACTIONS and after.get("ruleSetId") == active.rule_set_id and \
-                    after.get("version") == active.version and after.get("activatedAt") in (at, None):
-                return  # recorded (a record from before activatedAt was recorded: trusted)
-            if record["at"] < at:
-                break  # older than the activation: its record would be newer
-        else:
-            if len(records) == LOST_RECORD_SCAN:
-                return  # the activation is further back than the scan: assume recorded
         previous = next((a.previous_version for a in self.service.activations(tenant_id, 1)
                          if (a.rule_set_id, a.version, a.at) == (active.rule_set_id, active.version,
                                                                  active.activated_at)), None)
-        self._activated(tenant_id, action, who, previous, active, reason, extra={"recordedOnRepeat": True})
+        # A record of this version written since the activation is its record: activating the
+        # same version again later would have moved the routing's instant.
+        recorded = self._audit.record_if_lost(
+            tenant_id, ACTIVATION_ACTIONS, action, who, target=f"ruleset:{active.rule_set_id}", since=at,
+            matches=lambda r: (r.get("after") or {}).get("version") == active.version,
+            before=_ref(previous), after=_ref(active), reason=_reason_text(reason))
+        if recorded is not None:
+            self._invalidate(tenant_id)
+            self._webhooks.rule_set_activated(tenant_id, active.rule_set_id, active.version, activated_at=at)
 
     # --- experiments --------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from shared.api.app import create_app
 from shared.app.auth import Role
-from shared.audit.log import PLATFORM_CHAIN, Actor
+from shared.audit.log import LOST_RECORD_GRACE, PLATFORM_CHAIN, Actor
 from shared.errors import ConfigurationError
 from shared.governance.dual_control import DualControlRequired
 from shared.governance.keys import LastPlatformAdmin
@@ -370,3 +370,35 @@ def test_nothing_but_the_key_administration_issues_or_revokes() -> None:
                 offenders.append(f"{relative}:{line}")
     assert offenders == [], f"keys issued or revoked without audit or dual control: {offenders}"
     assert list(_calls_to_the_key_store(ast.parse("platform.keys.issue('t', r, None)")))  # the scan sees one
+
+
+def test_a_revocation_that_died_before_its_record_is_recorded_by_its_retry(client, platform, tenant, clock,
+                                                                           monkeypatch) -> None:
+    """The key is revoked, then the process dies before ``apikey.revoked``; the caller
+    retries the DELETE (the key is revoked already): the retry records it, once."""
+    from tests.conftest import Died
+
+    key_id = client.post("/v1/api-keys", json={"role": "analyst", "label": "x"},
+                         headers=auth(tenant.admin)).json()["keyId"]
+    record = platform.audit.record
+
+    def died(tenant_id, action, *args, **kwargs):
+        if action == "apikey.revoked":
+            raise Died("after the revocation, before its record")
+        return record(tenant_id, action, *args, **kwargs)
+
+    monkeypatch.setattr(platform.audit, "record", died)
+    with pytest.raises(Died):
+        platform.key_admin.revoke("acme", key_id, Actor("admin-key", "tenant-admin"), reason="left")
+    monkeypatch.setattr(platform.audit, "record", record)
+    assert platform.keys.get("acme", key_id)["revokedAt"]
+    assert not [r for r in key_records(platform, "acme") if r["action"] == "apikey.revoked"]
+    assert client.delete(f"/v1/api-keys/{key_id}", headers=auth(tenant.admin)).status_code == 200
+    assert not [r for r in key_records(platform, "acme") if r["action"] == "apikey.revoked"], \
+        "within the grace the first attempt may still be recording it"
+    clock.advance(LOST_RECORD_GRACE)
+    for _ in range(2):
+        assert client.delete(f"/v1/api-keys/{key_id}", headers=auth(tenant.admin)).status_code == 200
+    revoked = [r for r in key_records(platform, "acme")
+               if r["action"] == "apikey.revoked" and r["target"] == f"apikey:{key_id}"]
+    assert len(revoked) == 1 and revoked[0]["after"]["recordedOnRepeat"] is True
