@@ -45,11 +45,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock, iso
-from shared.errors import StoreError
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import PII_INDEX, TENANTS
 from shared.store.port import DocumentStore, Filter, Query, read_many
+from shared.store.removal import delete_if_present
 from shared.store.replace import Change, replace
 
 log = logging.getLogger("accrue.occasions")
@@ -154,12 +154,8 @@ class Occasions:
             if winner.get("birthdayIndex"):
                 keep.add(winner["birthdayIndex"])
         for doc in filed:
-            if doc["pk"] not in keep and self._store.read(PII_INDEX, doc["pk"], customer_id) is not None:
-                try:
-                    self._store.delete(PII_INDEX, doc["pk"], customer_id)
-                except StoreError:
-                    if self._store.read(PII_INDEX, doc["pk"], customer_id) is not None:
-                        raise  # still there: the store failed (else removed by another loser just now)
+            if doc["pk"] not in keep:
+                delete_if_present(self._store, PII_INDEX, doc["pk"], customer_id)
 
     # --- the daily run -----------------------------------------------------------------
 

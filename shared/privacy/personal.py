@@ -40,12 +40,13 @@ from typing_extensions import Annotated
 from shared.audit.log import AuditLog, HasActor
 from shared.clock import Clock, iso
 from shared.domain.inputs import BirthDate
-from shared.errors import AccrueError, BatchSkipped, Conflict, DocumentExists, NotFound, PreconditionFailed, StoreError
+from shared.errors import AccrueError, BatchSkipped, Conflict, DocumentExists, NotFound, PreconditionFailed
 from shared.keys.port import KeyProvider, WrappedKey
 from shared.privacy.crypto import DekCache, new_dek, new_dek_id, open_sealed, seal
 from shared.store.contention import ATTEMPTS, attempts
 from shared.store.layout import CUSTOMERS, PII_INDEX, PII_KEYS, customer_pk
 from shared.store.port import Create, DocumentStore, PartitionBatch, read_many
+from shared.store.removal import delete_if, delete_if_present
 
 # The personal-data fields, declared once: the API, the sealing and the event
 # schema gate (``shared.schemas``) all read this list.
@@ -295,22 +296,19 @@ class PersonalDataVault:
         it back), and the data key it made if the winner does not use it."""
         index_id = sealed.get("emailIndex")
         if index_id and (winner is None or winner.get("emailIndex") != index_id):
-            _delete_entry_of(self._store, tenant_id, index_id, customer_id)
+            self._delete_entry_of(tenant_id, index_id, customer_id)
         # The data key it made, if the winner does not use it: made after the winner's key
         # was destroyed (the winner erased meanwhile), it must not outlive the erasure.
         dek_id = sealed.get("dekId")
         if dek_id and (winner is None or winner.get("dekId") != dek_id):
             self.cache.evict(tenant_id, customer_id)
-            for _ in attempts():
-                stored = self._wrapped_dek(tenant_id, customer_id)
-                if stored is None or stored["dekId"] != dek_id:
-                    return
-                try:
-                    self._store.delete(PII_KEYS, customer_pk(tenant_id, customer_id), "dek", if_match=stored["_etag"])
-                    return
-                except PreconditionFailed:
-                    continue
-            raise Conflict(f"customer {customer_id!r}'s data key kept changing; try again")
+            delete_if(self._store, PII_KEYS, customer_pk(tenant_id, customer_id), "dek",
+                      lambda stored: stored["dekId"] == dek_id)
+
+    def _delete_entry_of(self, tenant_id: str, index_id: str, customer_id: str) -> None:
+        """Delete the email index entry ``index_id`` while ``customer_id`` owns it: an entry
+        another customer filed meanwhile is theirs and stays."""
+        delete_if(self._store, PII_INDEX, tenant_id, index_id, lambda entry: entry["customerId"] == customer_id)
 
     def open(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The profile's personal fields in the clear (empty if it has none or was erased)."""
@@ -369,10 +367,10 @@ class PersonalDataVault:
         if doc.get("emailIndex"):
             # Only while it is this customer's: after a crash here, the email may have been
             # registered again by another customer before the erasure's retry.
-            _delete_entry_of(self._store, tenant_id, doc["emailIndex"], customer_id)
+            self._delete_entry_of(tenant_id, doc["emailIndex"], customer_id)
         if doc.get("birthdayIndex"):  # the keyed hash of the birth month-day (shared.occasions)
-            _delete_if_present(self._store, PII_INDEX, doc["birthdayIndex"], customer_id)
-        _delete_if_present(self._store, PII_KEYS, pk, "dek")
+            delete_if_present(self._store, PII_INDEX, doc["birthdayIndex"], customer_id)
+        delete_if_present(self._store, PII_KEYS, pk, "dek")
         self.cache.evict(tenant_id, customer_id)
         erased_at = erased_at or iso(self._clock.now())
         stripped = {k: v for k, v in doc.items() if k not in ("personal", "dekId", "emailIndex", "birthdayIndex")}
@@ -401,36 +399,6 @@ def _wrapped_doc(tenant_id: str, customer_id: str | None, dek_id: str, wrapped: 
         "keyVersion": wrapped.key_version, "algorithm": wrapped.algorithm,
         "wrapped": base64.b64encode(wrapped.ciphertext).decode(),
     }
-
-
-def _delete_entry_of(store: DocumentStore, tenant_id: str, index_id: str, customer_id: str) -> None:
-    """Delete the email index entry ``index_id`` if ``customer_id`` owns it, under its ETag:
-    an entry another customer filed meanwhile is theirs and stays."""
-    for _ in attempts():
-        entry = store.read(PII_INDEX, tenant_id, index_id)
-        if entry is None or entry["customerId"] != customer_id:
-            return
-        try:
-            store.delete(PII_INDEX, tenant_id, index_id, if_match=entry["_etag"])
-            return
-        except PreconditionFailed:
-            continue  # changed just now: look again
-        except StoreError:
-            now = store.read(PII_INDEX, tenant_id, index_id)
-            if now is not None and now["_etag"] == entry["_etag"]:
-                raise  # still there as read: the store failed
-            # Gone, or given back and filed again just now: look again.
-    raise Conflict(f"the email index entry of customer {customer_id!r} kept changing; try again")
-
-
-def _delete_if_present(store: DocumentStore, container: str, pk: str, doc_id: str) -> None:
-    if store.read(container, pk, doc_id) is None:
-        return
-    try:
-        store.delete(container, pk, doc_id)
-    except StoreError:
-        if store.read(container, pk, doc_id) is not None:
-            raise
 
 
 def rewrap_all(store: DocumentStore, keys: KeyProvider, tenant_id: str, docs: Iterable[dict[str, Any]]) -> int:

@@ -64,7 +64,7 @@ from shared.app.tenants import TenantDirectory
 from shared.clock import Clock, iso
 from shared.domain.orders import EntityId
 from shared.errors import (AccrueError, Conflict, DocumentExists, InsufficientPoints, NotFound, PreconditionFailed,
-                           StoreError, ValidationFailed)
+                           ValidationFailed)
 from shared.errors import FieldProblem
 from shared.expiry.service import read_book
 from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryType, Head
@@ -73,6 +73,7 @@ from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionR
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
 from shared.store.contention import attempts
 from shared.store.port import DocumentStore, Filter, Query
+from shared.store.removal import delete_if, delete_if_present
 from shared.telemetry.logs import fields
 from shared.transfers.policy import TransferLimits
 
@@ -296,25 +297,14 @@ class Transfers:
 
     def _close_unmoved(self, intent: dict[str, Any]) -> None:
         """Close an intent whose debit this driver saw refused, only if nobody adopted it
-        since (its ETag unchanged): an adopter may have debited, and must find it open."""
-        try:
-            self._store.delete(SYSTEM, intent["pk"], intent["id"], if_match=intent["_etag"])
-        except PreconditionFailed:
-            pass  # adopted by another driver: theirs to drive (or to close) now
-        except StoreError:
-            if self._store.read(SYSTEM, intent["pk"], intent["id"]) is not None:
-                raise
-            # Already closed by another driver.
+        since (its ETag unchanged): an adopter may have debited, and must find it open
+        (theirs to drive, or to close, now)."""
+        delete_if(self._store, SYSTEM, intent["pk"], intent["id"], lambda now: now["_etag"] == intent["_etag"])
 
     def _close(self, intent: dict[str, Any]) -> None:
         """Close a completed transfer's intent (its completion record written: whoever
-        removes it, the transfer is done)."""
-        try:
-            self._store.delete(SYSTEM, intent["pk"], intent["id"])
-        except StoreError:
-            if self._store.read(SYSTEM, intent["pk"], intent["id"]) is not None:
-                raise
-            # Already closed by the other driver (the request or recovery).
+        removes it, the request or recovery, the transfer is done)."""
+        delete_if_present(self._store, SYSTEM, intent["pk"], intent["id"])
 
     # --- recovery ---------------------------------------------------------------------
 
