@@ -244,16 +244,14 @@ class RuleSetService:
         active_doc = active.model_dump(mode="json", by_alias=True, exclude={"experiment"})
         self._write_routing(tenant_id, routing, active_doc, experiment, also)
         previous_ref = ({"ruleSetId": previous["ruleSetId"], "version": previous["version"]} if previous else None)
-        self._log(tenant_id, active, previous_ref)
+        self._log(tenant_id, _activation_of(active, previous_ref))
         return active
 
-    def _log(self, tenant_id: str, active: models.ActiveRuleSet, previous: dict[str, Any] | None) -> None:
-        """The activation log's entry of ``active`` (its id derived from the activation, so
-        writing it again is a no-op)."""
-        at = iso(active.activated_at)
-        entry = models.Activation(rule_set_id=active.rule_set_id, version=active.version, at=active.activated_at,
-                                  by=active.activated_by, reason=active.reason, previous_version=previous)
-        tag = hashlib.sha256(f"{active.rule_set_id}\n{active.version}".encode()).hexdigest()[:8]
+    def _log(self, tenant_id: str, entry: models.Activation) -> None:
+        """The activation log's ``entry`` (its id derived from the activation, so writing it
+        again is a no-op)."""
+        at = iso(entry.at)
+        tag = hashlib.sha256(f"{entry.rule_set_id}\n{entry.version}".encode()).hexdigest()[:8]
         try:
             self.store.create(RULE_VERSIONS, {"id": f"activation:{at}:{tag}", "pk": tenant_id,
                                               "docType": "ruleset-activation", "at": at,
@@ -261,9 +259,9 @@ class RuleSetService:
         except DocumentExists:
             pass  # logged already (a repair racing the activation's own write)
 
-    def _unlogged(self, tenant_id: str, routing: dict[str, Any] | None,
-                  newest: list[dict[str, Any]]) -> tuple[models.ActiveRuleSet, dict[str, Any] | None] | None:
-        """The routing's active version and the one before it, if the log's newest entry
+    @staticmethod
+    def _unlogged(routing: dict[str, Any] | None, newest: list[dict[str, Any]]) -> models.Activation | None:
+        """The log entry of the routing's active version, if the log's newest entry
         (``newest``: none or one document) is not it: its activation's process died before
         logging it."""
         if not routing or not routing.get("active"):
@@ -275,13 +273,13 @@ class RuleSetService:
                 return None
         previous = ({"ruleSetId": newest[0]["body"]["ruleSetId"], "version": newest[0]["body"]["version"]}
                     if newest else None)
-        return active, previous
+        return _activation_of(active, previous)
 
     def _log_routing(self, tenant_id: str, routing: dict[str, Any] | None) -> None:
         """Log the routing's active version if its activation died before logging it."""
-        missing = self._unlogged(tenant_id, routing, self._activation_docs(tenant_id, 1))
+        missing = self._unlogged(routing, self._activation_docs(tenant_id, 1))
         if missing is not None:
-            self._log(tenant_id, *missing)
+            self._log(tenant_id, missing)
 
     def _activation_docs(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
         return self.store.query(RULE_VERSIONS, Query(
@@ -313,13 +311,8 @@ class RuleSetService:
         next activation logs it)."""
         docs = self._activation_docs(tenant_id, limit)
         logged = [models.Activation.model_validate(d["body"]) for d in docs]
-        missing = self._unlogged(tenant_id, self._routing(tenant_id), docs[:1])
-        if missing is None:
-            return logged
-        active, previous = missing
-        shown = models.Activation(rule_set_id=active.rule_set_id, version=active.version, at=active.activated_at,
-                                  by=active.activated_by, reason=active.reason, previous_version=previous)
-        return [shown] + logged[:max(0, limit - 1)]
+        missing = self._unlogged(self._routing(tenant_id), docs[:1])
+        return logged if missing is None else [missing] + logged[:max(0, limit - 1)]
 
     # --- simulation -------------------------------------------------------------------
 
@@ -436,3 +429,8 @@ class RuleSetService:
         except RoutingChanged:
             raise _ended_meanwhile(experiment_id) from None
 
+
+def _activation_of(active: models.ActiveRuleSet, previous: dict[str, Any] | None) -> models.Activation:
+    """The activation log's entry of ``active``, which replaced ``previous``."""
+    return models.Activation(rule_set_id=active.rule_set_id, version=active.version, at=active.activated_at,
+                             by=active.activated_by, reason=active.reason, previous_version=previous)
