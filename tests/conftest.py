@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -213,6 +214,25 @@ class StoreThatDies:
             self._left -= 1
             return method(*args, **kwargs)
         return write
+
+
+@contextmanager
+def dying_before_audit(platform: Platform, action: str) -> Iterator[None]:
+    """The process dies when it is about to append an ``action`` audit record (the change
+    it records already written): the body must raise ``Died``; other records go in."""
+    record = platform.audit.record
+
+    def died(tenant_id: str, act: str, *args: Any, **kwargs: Any) -> Any:
+        if act == action:
+            raise Died(f"after the change, before its {action} record")
+        return record(tenant_id, act, *args, **kwargs)
+
+    platform.audit.record = died  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Died):
+            yield
+    finally:
+        del platform.audit.record  # the class's method again
 
 
 class StoreThatInterleaves:

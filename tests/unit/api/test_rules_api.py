@@ -465,24 +465,15 @@ def test_the_tenant_evaluator_setting_chooses_the_evaluator_and_both_give_the_sa
 
 
 def test_an_activation_that_died_before_its_audit_record_is_recorded_by_its_retry(client, platform, tenant, clock,
-                                                                                  hooked, monkeypatch) -> None:
+                                                                                  hooked) -> None:
     """The routing is written, then the process dies before the audit record and the
     webhook; the client retries (a repeat: no change). The retry records the change and
     announces it, once; a further repeat records nothing."""
-    from tests.conftest import Died
+    from tests.conftest import dying_before_audit
 
     save(client, tenant.admin, V1)
-    record = platform.audit.record
-
-    def died(tenant_id, action, *args, **kwargs):
-        if action == "ruleset.activated":
-            raise Died("after the routing, before the audit record")
-        return record(tenant_id, action, *args, **kwargs)
-
-    monkeypatch.setattr(platform.audit, "record", died)
-    with pytest.raises(Died):
+    with dying_before_audit(platform, "ruleset.activated"):
         platform.rule_admin.activate("acme", _activate_input(1), _admin(platform, tenant))
-    monkeypatch.setattr(platform.audit, "record", record)
     assert platform.rule_sets.active("acme").version == 1
     assert "ruleset.activated" not in audit_actions(platform, "acme") and hooked() == []
     clock.advance(LOST_RECORD_GRACE)  # a younger change's first attempt may still be recording it

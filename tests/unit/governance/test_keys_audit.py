@@ -372,25 +372,16 @@ def test_nothing_but_the_key_administration_issues_or_revokes() -> None:
     assert list(_calls_to_the_key_store(ast.parse("platform.keys.issue('t', r, None)")))  # the scan sees one
 
 
-def test_a_revocation_that_died_before_its_record_is_recorded_by_its_retry(client, platform, tenant, clock,
-                                                                           monkeypatch) -> None:
+def test_a_revocation_that_died_before_its_record_is_recorded_by_its_retry(client, platform, tenant,
+                                                                           clock) -> None:
     """The key is revoked, then the process dies before ``apikey.revoked``; the caller
     retries the DELETE (the key is revoked already): the retry records it, once."""
-    from tests.conftest import Died
+    from tests.conftest import dying_before_audit
 
     key_id = client.post("/v1/api-keys", json={"role": "analyst", "label": "x"},
                          headers=auth(tenant.admin)).json()["keyId"]
-    record = platform.audit.record
-
-    def died(tenant_id, action, *args, **kwargs):
-        if action == "apikey.revoked":
-            raise Died("after the revocation, before its record")
-        return record(tenant_id, action, *args, **kwargs)
-
-    monkeypatch.setattr(platform.audit, "record", died)
-    with pytest.raises(Died):
+    with dying_before_audit(platform, "apikey.revoked"):
         platform.key_admin.revoke("acme", key_id, Actor("admin-key", "tenant-admin"), reason="left")
-    monkeypatch.setattr(platform.audit, "record", record)
     assert platform.keys.get("acme", key_id)["revokedAt"]
     assert not [r for r in key_records(platform, "acme") if r["action"] == "apikey.revoked"]
     assert client.delete(f"/v1/api-keys/{key_id}", headers=auth(tenant.admin)).status_code == 200
