@@ -31,7 +31,7 @@ from shared.agents.knowledge import Knowledge
 from shared.agents.limits import DailyCounters, day_of
 from shared.agents.policy import GuardrailPolicies, GuardrailPolicy, Limits
 from shared.agents.quotes import QuoteRefused, Quotes, idempotency_key
-from shared.agents.trail import DecisionTrail
+from shared.agents.trail import DecisionTrail, name_of
 from shared.agents.words import explain_trace
 from shared.app.auth import Principal
 from shared.app.corrections import AdjustmentReasonCode, AdjustmentRequest
@@ -219,8 +219,9 @@ class AgentTools:
         try:
             data = tool.input.model_validate(arguments)
         except ValidationError as error:
-            detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                               for e in error.errors())
+            # Names by ``name_of``: an extra argument's name may be a value (the reason is kept
+            # in the trail, which is never erased).
+            detail = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in error.errors())
             return answer("refused", [_r("invalid-arguments", detail)], None)
         call = Call(principal, policy_id, version, policy)
         try:
@@ -616,3 +617,8 @@ def output_schema() -> dict[str, Any]:
 
 def _r(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail}
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """Where a refused argument is, its names by ``name_of`` (list positions as they are)."""
+    return ".".join(str(p) if isinstance(p, int) else name_of(p) for p in loc) or "arguments"

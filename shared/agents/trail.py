@@ -16,6 +16,7 @@ its idempotency key name the quote).
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any, Iterator
@@ -28,6 +29,8 @@ DOC_TYPE = "agent-call"
 PERSONAL_ARGUMENTS = frozenset({"email", "name", "phone", "birthDate", "postalAddress", "personalData"})
 FREE_TEXT = frozenset({"summary", "note"})
 MAX_LIST = 1000
+SHAPE_DEPTH = 4
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def redact(value: Any) -> Any:
@@ -48,15 +51,25 @@ def redact(value: Any) -> Any:
     return value
 
 
-def shape(value: Any) -> Any:
+def name_of(key: Any) -> str:
+    """An argument's name as the trail may keep it: an identifier as is, anything else by
+    its length (a name that is not an identifier may be a value: ``{"ann@example.com": 1}``)."""
+    return key if isinstance(key, str) and _NAME.match(key) else f"[name of {len(str(key))} characters]"
+
+
+def shape(value: Any, depth: int = 0) -> Any:
     """What arguments no tool validated look like, without their values: the trail keeps
     a refused call's argument names and each value's type (a string by its length), since
     an argument no model checked may hold anything (an email typed as a customer id, a
-    ``phoneNumber`` no redaction list names), and the trail is never erased."""
+    ``phoneNumber`` no redaction list names), and the trail is never erased. A name that
+    is not an identifier is a value too (``{"ann@example.com": true}``), and nesting stops
+    at ``SHAPE_DEPTH``."""
+    if depth >= SHAPE_DEPTH and isinstance(value, (dict, list)):
+        return f"[{type(value).__name__}]"
     if isinstance(value, dict):
-        return {str(key)[:100]: shape(item) for key, item in list(value.items())[:50]}
+        return {name_of(key): shape(item, depth + 1) for key, item in list(value.items())[:50]}
     if isinstance(value, list):
-        return [shape(item) for item in value[:50]]
+        return [shape(item, depth + 1) for item in value[:50]]
     if isinstance(value, str):
         return f"[{len(value)} characters]"
     return f"[{type(value).__name__}]"

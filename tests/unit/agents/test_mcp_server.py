@@ -432,12 +432,16 @@ def test_a_refused_calls_arguments_never_reach_the_trail_whatever_their_names(cl
     async def script(mcp):
         return (await call(mcp, "find_customer", emailAddress="ann@example.com", phoneNumber="+33611223344"),
                 await call(mcp, "get_balance", customerId="ann@example.com"),
-                await call(mcp, "no_such_tool", customerId="ann", notes={"text": "Ann, 12 rue A"}))
+                await call(mcp, "no_such_tool", customerId="ann", notes={"text": "Ann, 12 rue A"}),
+                await call(mcp, "get_balance", **{"bob@example.org": True,
+                                                  "deep": [[[[[{"Bob's secret": "x"}]]]]]}))
     answers = run(client, world.agent, script)
-    assert [a["decision"] for a in answers] == ["refused"] * 3
-    trail = str(platform.agents.trail.list("acme"))
-    for secret in ("ann@example.com", "+33611223344", "12 rue A"):
+    assert [a["decision"] for a in answers] == ["refused"] * 4
+    listed = platform.agents.trail.list("acme")
+    trail = str(listed)
+    for secret in ("ann@example.com", "+33611223344", "12 rue A", "bob@example.org", "Bob's secret"):
         assert secret not in trail
+    assert listed[-1]["arguments"] == {"[name of 15 characters]": "[bool]", "deep": [[["[list]"]]]}
 
 
 def test_an_execution_that_died_after_counting_is_finished_by_its_retry_at_the_limit(client, platform,
