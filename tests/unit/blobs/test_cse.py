@@ -5,6 +5,9 @@ encryption, the SDK's decryption opens what we write, and tampering is refused."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from azure.storage.blob import _encryption as sdk
@@ -74,3 +77,18 @@ def test_rotation_keeps_files_already_written(keyring, tmp_path) -> None:  # typ
     assert '"KeyId": "local:acme/v1"' in kids["acme/old"] and '"KeyId": "local:acme/v2"' in kids["acme/new"]
     assert b"".join(sink.open("acme/old", resolver(keyring, "acme"))) == b"before"
     assert b"".join(sink.open("acme/new", resolver(keyring, "acme"))) == b"after"
+
+
+def test_the_library_version_is_the_sdks_without_importing_the_sdk(tmp_path) -> None:  # type: ignore
+    from azure.storage.blob._version import VERSION
+
+    assert cse._library() == "Python " + VERSION
+    # A process writing encrypted files to the local folder never imports the SDK (~0.4 s of CPU).
+    script = ("import sys; from shared.blobs import cse; from shared.exports.keys import ExportKek;"
+              "from shared.keys.local import LocalKeyring;"
+              f"meta, body = cse.encrypt([b'x'], ExportKek(LocalKeyring({str(tmp_path / 'k.json')!r}), 'acme'));"
+              "assert b''.join(body) and 'Python ' in meta;"
+              "print(sorted(m for m in sys.modules if m.startswith('azure.storage.blob')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.stdout.strip() == "[]", out.stdout
