@@ -95,6 +95,8 @@ PAGE = 1000
 # their files are split in parts of at most PART_CUSTOMERS customers, so one part (one slice of
 # the nightly job) is bounded whatever the tenant's size.
 PER_CUSTOMER_SUBJECTS = ("transactions", "orders", "ruleevaluations", "tierhistory")
+# The ledger documents those subjects are made of (``_per_customer_rows``).
+WINDOW_DOC_TYPES = ("entry", "order", "tierChange")
 PART_CUSTOMERS = 5000
 # The subject read columnar where the store scans raw JSON (``_fill_transactions``), and
 # its page: entries per scan, the bound on the export's memory (~0.5 KiB of JSON each).
@@ -119,9 +121,13 @@ MICRO_BATCH_MARGIN = timedelta(minutes=1)
 # the newest run that started this long before its window: an entry is committed after its
 # createdAt, give or take the writers' clocks, which this margin covers (the window's own
 # lag assumes far less). Runs keep the ledger's lsn at their start (``lsnMarks``, the last
-# LSN_MARKS of them); without a mark old enough, or on a store without a change log
-# (Cosmos DB), a run reads every customer.
+# LSN_MARKS of them); without a mark old enough, a run reads every customer.
 CHANGE_MARGIN = timedelta(minutes=5)
+# On a store without a change log (Cosmos DB) an incremental run finds the customers with a
+# row in its window by one cross-partition query of the ledger by createdAt (indexed there),
+# instead of a query per customer of the tenant every few minutes; a window holding more rows
+# than this (a feed resumed after a long pause) reads every customer, as a backfill does.
+WINDOW_SCAN_LIMIT = 50_000
 LSN_MARKS = 8
 # A compaction mark older than this is a dead compactor's (a day's compaction takes seconds to minutes).
 COMPACTION_LEASE = timedelta(minutes=15)
@@ -548,11 +554,15 @@ class ExportService:
         """The customers whose ledger partitions were written between the newest run mark
         at least ``CHANGE_MARGIN`` older than ``lower`` and this run's start, sorted: every
         entry of the window ``(lower, to]`` is in one of them (committed after that mark,
-        before this run). None: read every customer (no window start, no mark old enough,
-        or no change log)."""
+        before this run). On a store without a change log: the customers with a row in the
+        window (``_customers_in_window``). None: read every customer (no window start, no
+        mark old enough, or a window too large to query)."""
         upto = pending.get("ledgerLsn")
-        if lower is None or upto is None:
+        if lower is None:
             return None
+        if upto is None:
+            return None if hasattr(type(self._store), "changed_partitions") else \
+                self._customers_in_window(tenant_id, lower, pending["to"])
         before = parse_iso(lower) - CHANGE_MARGIN
         old_enough = [m["lsn"] for m in state.get("lsnMarks") or [] if parse_iso(m["at"]) <= before]
         if not old_enough:
@@ -561,6 +571,21 @@ class ExportService:
         pks = changed_partitions(self._store, LEDGER, min(max(old_enough), upto), upto, prefix,
                                  prefix[:-1] + chr(ord(prefix[-1]) + 1))
         return None if pks is None else [pk[len(prefix):] for pk in pks]
+
+    def _customers_in_window(self, tenant_id: str, lower: str, upper: str) -> list[str] | None:
+        """The customers (sorted) whose ledger partitions hold a row of a per-customer subject
+        created in ``(lower, upper]``, by one cross-partition query (a store without a change
+        log); None past ``WINDOW_SCAN_LIMIT`` rows: read every customer instead."""
+        prefix = customer_pk(tenant_id, "")
+        filters = (Filter("pk", ">=", prefix), Filter("pk", "<", prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+                   Filter("docType", "in", list(WINDOW_DOC_TYPES)),
+                   Filter("createdAt", ">", lower), Filter("createdAt", "<=", upper))
+        customers: set[str] = set()
+        for seen, doc in enumerate(page_by(self._store, LEDGER, None, filters, "createdAt", page=self.page)):
+            if seen >= WINDOW_SCAN_LIMIT:
+                return None
+            customers.add(doc["pk"][len(prefix):])
+        return sorted(customers)
 
     def _customers_after(self, tenant_id: str, after_customer: str | None,
                          changed: list[str] | None) -> Iterator[dict[str, Any]]:

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from shared.exports import service as service_module
 from shared.exports.service import CHANGE_MARGIN, ExportService
 from shared.store.layout import LEDGER
 from tests.conftest import add_customer, auth, drain, order_body
@@ -55,10 +56,21 @@ class _LedgerReads:
         monkeypatch.setattr(type(store), "query", query_)
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "ndjson"])
-def test_a_micro_batch_reads_only_the_customers_that_changed(platform, tenant, client, clock, monkeypatch,
-                                                            fmt) -> None:  # type: ignore
-    platform.exports.save_settings("acme", format=fmt)
+class _WithoutChangeLog:
+    """The SQLite store with only the port's methods, as the Cosmos DB adapter offers them: no
+    change log (``latest_lsn``, ``changed_partitions``) and no raw JSON scans."""
+
+    HIDDEN = ("latest_lsn", "changed_partitions", "scan_json")
+
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self._store = store
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        assert name not in self.HIDDEN, name
+        return getattr(self._store, name)
+
+
+def _history_then_two_orders(platform, tenant, client, clock) -> None:  # type: ignore[no-untyped-def]
     for customer in CUSTOMERS:
         add_customer(platform, "acme", customer)
         _order(client, tenant, platform, customer, f"first-{customer}")
@@ -71,6 +83,44 @@ def test_a_micro_batch_reads_only_the_customers_that_changed(platform, tenant, c
     _order(client, tenant, platform, "k03", "late-1")
     _order(client, tenant, platform, "k17", "late-2")
     clock.advance(timedelta(minutes=1))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "ndjson"])
+def test_without_a_change_log_a_micro_batch_reads_only_the_customers_with_rows_in_its_window(
+        platform, tenant, client, clock, monkeypatch, fmt) -> None:  # type: ignore
+    """Cosmos DB keeps no change log: the customers come from one cross-partition query of the
+    window, not from a query per customer of the tenant every few minutes."""
+    monkeypatch.setattr(platform.exports, "_store", _WithoutChangeLog(platform.store))
+    platform.exports.save_settings("acme", format=fmt)
+    _history_then_two_orders(platform, tenant, client, clock)
+    reads = _LedgerReads(monkeypatch, platform.store)
+    manifest = platform.exports.microbatch("acme")
+    assert reads.pks == {"acme:k03", "acme:k17"}, reads.pks
+    assert sum(f["rows"] for f in manifest["files"] if f["subject"] == "transactions") == 2
+    assert sum(f["rows"] for f in manifest["files"] if f["subject"] == "orders") == 2
+    if fmt == "parquet":
+        assert sorted(r.split("|")[0] for r in _rows(platform, manifest)) == ["k03", "k17"]
+
+
+def test_without_a_change_log_a_window_too_large_reads_every_customer(platform, tenant, client, clock,
+                                                                      monkeypatch) -> None:  # type: ignore
+    monkeypatch.setattr(platform.exports, "_store", _WithoutChangeLog(platform.store))
+    monkeypatch.setattr(service_module, "WINDOW_SCAN_LIMIT", 3)
+    _history_then_two_orders(platform, tenant, client, clock)
+    for n in range(3):
+        _order(client, tenant, platform, "k05", f"more-{n}")
+    clock.advance(timedelta(minutes=1))
+    reads = _LedgerReads(monkeypatch, platform.store)
+    manifest = platform.exports.microbatch("acme")
+    assert sum(f["rows"] for f in manifest["files"] if f["subject"] == "transactions") == 5
+    assert {f"acme:{c}" for c in ["c1", "c2", "c3", *CUSTOMERS]} <= reads.pks, reads.pks
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "ndjson"])
+def test_a_micro_batch_reads_only_the_customers_that_changed(platform, tenant, client, clock, monkeypatch,
+                                                            fmt) -> None:  # type: ignore
+    platform.exports.save_settings("acme", format=fmt)
+    _history_then_two_orders(platform, tenant, client, clock)
     reads = _LedgerReads(monkeypatch, platform.store)
     manifest = platform.exports.microbatch("acme")
     assert reads.pks == {"acme:k03", "acme:k17"}, reads.pks
@@ -95,11 +145,17 @@ def test_without_a_mark_old_enough_a_run_reads_every_customer(platform, tenant, 
     assert everyone <= reads.pks and "acme:c1..acme:k04" in reads.pks, reads.pks
 
 
+@pytest.mark.parametrize("change_log", [True, False])
 @pytest.mark.parametrize("seed", range(4))
-def test_a_feed_of_micro_batches_exports_every_entry_once(platform, tenant, client, clock, seed) -> None:  # type: ignore
+def test_a_feed_of_micro_batches_exports_every_entry_once(platform, tenant, client, clock, monkeypatch, seed,
+                                                          change_log) -> None:  # type: ignore
     """Orders at random moments and customers, micro-batches on the timer's schedule (some
-    reading every customer, most only the changed ones): every entry in exactly one file."""
+    reading every customer, most only the changed ones, found from the change log or, as on
+    Cosmos DB, by the window's query): every entry in exactly one file."""
     from shared.jobs import handlers
+
+    if not change_log:
+        monkeypatch.setattr(platform.exports, "_store", _WithoutChangeLog(platform.store))
 
     handle = handlers(platform)["export-microbatch"]
     chance = random.Random(seed)
