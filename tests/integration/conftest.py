@@ -5,6 +5,8 @@
 * ``cosmos_store``: a ``CosmosDocumentStore`` over a fresh database (one per
   test, with every container of ``shared.store.layout``), closed afterwards.
 * ``sqlite_store``: the embedded store on a fresh file, same containers.
+* ``cosmos_platform``: the platform over ``cosmos_store`` (a local queue and data folder),
+  with tenant ``acme`` and customers ``c1`` to ``c4``.
 * ``azurite_account_url`` / ``azurite_connection_string`` /
   ``azurite_credential``: a running Azurite blob service (account
   ``devstoreaccount1``).
@@ -88,6 +90,24 @@ def cosmos_store(cosmos_endpoint: str, cosmos_credential: str) -> Iterator["Cosm
         except Exception:  # noqa: BLE001 - cleanup must not hide the test's own outcome
             pass
         store.close()
+
+
+@pytest.fixture
+def cosmos_platform(cosmos_store, tmp_path: Path, clock) -> Iterator["Platform"]:  # type: ignore[no-untyped-def]  # noqa: F821
+    from shared.bus.local_queue import LocalQueue
+    from shared.platform import build_platform
+    from shared.settings import Settings
+    from tests.conftest import add_customer, make_tenant
+
+    settings = Settings.from_env({"ACCRUE_DATA_DIR": str(tmp_path / "data"), "ACCRUE_SQLITE_SYNCHRONOUS": "NORMAL"})
+    (tmp_path / "data").mkdir()
+    bus = LocalQueue(tmp_path / "data" / "queue.db", synchronous="NORMAL")
+    platform = build_platform(settings, store=cosmos_store, bus=bus, clock=clock)
+    make_tenant(platform, "acme")
+    for n in range(1, 5):
+        add_customer(platform, "acme", f"c{n}")
+    yield platform
+    bus.close()
 
 
 @pytest.fixture

@@ -10,40 +10,24 @@ here)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.app.orders import OrderIntake
-from shared.bus.local_queue import LocalQueue
 from shared.bus.port import BusMessage
 from shared.clock import ManualClock
 from shared.domain.orders import Order
 from shared.errors import Conflict, StoreUnavailable, ValidationFailed
-from shared.platform import Platform, build_platform
-from shared.settings import Settings
+from shared.platform import Platform
 from shared.store.layout import ORDER_STATUS, order_pk
-from tests.conftest import add_customer, make_tenant, order_body, run_in_threads
+from tests.conftest import order_body, run_in_threads
 
 pytestmark = pytest.mark.cosmos
 
 N = 20
-
-
-@pytest.fixture
-def cosmos_platform(cosmos_store, tmp_path: Path, clock: ManualClock) -> Iterator[Platform]:
-    settings = Settings.from_env({"ACCRUE_DATA_DIR": str(tmp_path / "data"), "ACCRUE_SQLITE_SYNCHRONOUS": "NORMAL"})
-    (tmp_path / "data").mkdir()
-    bus = LocalQueue(tmp_path / "data" / "queue.db", synchronous="NORMAL")
-    platform = build_platform(settings, store=cosmos_store, bus=bus, clock=clock)
-    make_tenant(platform, "acme")
-    for n in range(1, 5):
-        add_customer(platform, "acme", f"c{n}")
-    yield platform
-    bus.close()
 
 
 def race(platform: Platform, batches: Sequence[list[Order]]) -> list[Any]:

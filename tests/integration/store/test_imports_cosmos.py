@@ -10,36 +10,17 @@ batches are all or nothing like the service's (tests/emulators/cosmosdb-server.j
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from shared.app.customers import CustomerProfile
-from shared.bus.local_queue import LocalQueue
-from shared.clock import ManualClock
 from shared.occasions.service import OccasionSettings
-from shared.platform import Platform, build_platform
-from shared.settings import Settings
-from tests.conftest import add_customer, make_tenant
+from shared.platform import Platform
 from tests.unit.imports.conftest import ndjson, run_import
 
 pytestmark = pytest.mark.cosmos
 
 N = 20
-
-
-@pytest.fixture
-def cosmos_platform(cosmos_store, tmp_path: Path, clock: ManualClock) -> Iterator[Platform]:
-    settings = Settings.from_env({"ACCRUE_DATA_DIR": str(tmp_path / "data"), "ACCRUE_SQLITE_SYNCHRONOUS": "NORMAL"})
-    (tmp_path / "data").mkdir()
-    bus = LocalQueue(tmp_path / "data" / "queue.db", synchronous="NORMAL")
-    platform = build_platform(settings, store=cosmos_store, bus=bus, clock=clock)
-    make_tenant(platform, "acme")
-    for n in range(1, 4):
-        add_customer(platform, "acme", f"c{n}")
-    yield platform
-    bus.close()
 
 
 def _rows(count: int) -> list[dict]:
