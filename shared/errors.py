@@ -70,6 +70,12 @@ class NotYetProcessed(Conflict):
     code = "not-yet-processed"
 
 
+class HeldForReview(Conflict):
+    """An order's points are held for a fraud review: a refund waits for the decision."""
+
+    code = "held-for-review"
+
+
 class PayloadTooLarge(AccrueError):
     code = "payload-too-large"
     status = 413

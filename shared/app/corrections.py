@@ -23,6 +23,13 @@ Refunds and points lots (docs/expiry.md; the lot replay is shared/ledger/lots.py
   **spent** are clawed back (the customer had their value);
 * a positive ADJUST is a lot: it is stamped with the tenant policy's expiry.
 
+Refunds and fraud holds (docs/fraud.md): points held for a review outside a return
+window are settled by the review alone, so a refund of such an order is refused
+(``HeldForReview``, 409) until the review is decided; after an approval it claws back
+like any credited order, after a rejection the order earned nothing. A held window earn
+is the refund's to cancel like any window earn (below), and a window earn the review
+rejected counts as never earned.
+
 Refunds inside the return window (docs/pending.md): for an order whose points
 are still **pending** (window earns, shared/pending/window.py), the refunded
 share is taken from its pending points first, which never were spendable:
@@ -52,7 +59,8 @@ from shared.clock import Clock
 from shared.domain.money import MAX_ORDER_AMOUNT, MINOR_UNITS, fits_minor_unit
 from shared.domain.orders import EntityId, Money
 from shared.domain.wallets import WalletName
-from shared.errors import Conflict, InsufficientPoints, NotFound, NotYetProcessed, ValidationFailed, FieldProblem
+from shared.errors import (Conflict, FieldProblem, HeldForReview, InsufficientPoints, NotFound, NotYetProcessed,
+                           ValidationFailed)
 from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, order_record_id, settlement_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.expiry.policy import policy_stamp
@@ -128,6 +136,13 @@ class Corrections:
 
         def plan(head: Head) -> Plan:
             entries = self._ledger.entries_for_order(tenant_id, customer_id, order_id)
+            settled = {e["settlesEntryId"] for e in entries if e.get("settlesEntryId")}
+            if any(_held_for_review(e) and e["id"] not in settled for e in entries):
+                # Its points are neither spendable nor the refund's to cancel: the review's
+                # decision would credit them afterwards (an order refunded in full, its points
+                # credited) or void what the refund already settled.
+                raise HeldForReview(f"order {order_id!r}'s points are held for a fraud review: approve or reject "
+                                    "the review (GET /v1/reviews), then refund")
             if any(maturity_of(e) is not None for e in entries if e["entryType"] == "EARN"):
                 return self._refund_in_window(tenant_id, customer_id, order_id, refund, entries, order_amount,
                                               currency, head)
@@ -168,10 +183,13 @@ class Corrections:
                           entries: list[dict[str, Any]], order_amount: Decimal, currency: str, head: Head) -> Plan:
         """The plan of a refund of an order with window earns (see the module docstring)."""
         settled = {e["settlesEntryId"] for e in entries if e.get("settlesEntryId")}
+        # Window earns a fraud review rejected (a VOID of the review, not of a refund): never earned.
+        rejected = {e["settlesEntryId"] for e in entries
+                    if e["entryType"] == "VOID" and "refundId" not in (e.get("attributes") or {})}
         # What the order earned: its window earns as written (not their re-pends) and its other
         # COMMITTED earns that settle nothing (a rule's "pending for 0 days").
         earned = sum(e["signedAmount"] for e in entries if e["entryType"] == "EARN" and (
-            (_pending_in_window(e) and "repends" not in (e.get("attributes") or {}))
+            (_pending_in_window(e) and "repends" not in (e.get("attributes") or {}) and e["id"] not in rejected)
             or (e["status"] == "COMMITTED" and not e.get("settlesEntryId"))))
         reversals = [e for e in entries if e["entryType"] == "REVERSAL"]
         refunded = sum((Decimal(e["attributes"]["refundAmount"]) for e in reversals), Decimal(0))
@@ -252,6 +270,13 @@ class Corrections:
             idempotency_key=f"adjust:{adjustment.idempotency_key}",
             fingerprint=fingerprint_of(adjustment.model_dump(mode="json")), plan=plan,
         ))
+
+
+def _held_for_review(entry: dict[str, Any]) -> bool:
+    """A PENDING earn of a fraud hold outside any return window (``shared.fraud.holds.hold``):
+    only the review settles it."""
+    return entry["entryType"] == "EARN" and entry["status"] == "PENDING" and entry["signedAmount"] > 0 \
+        and maturity_of(entry) is None
 
 
 def _pending_in_window(entry: dict[str, Any]) -> bool:
