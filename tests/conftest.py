@@ -237,14 +237,16 @@ def dying_before_audit(platform: Platform, action: str) -> Iterator[None]:
 
 class StoreThatInterleaves:
     """A store that runs a racer's writes at one chosen point of an operation: ``before``
-    and ``after`` (callables on the real store) run once, around the first ``method`` call
-    on ``container``; everything else passes through. For interleavings a thread race hits
-    only by luck: the test names the point and asserts what must hold after it."""
+    and ``after`` (callables on the real store) run once, around the ``nth`` (from 0)
+    ``method`` call on ``container``; everything else passes through. For interleavings a
+    thread race hits only by luck: the test names the point and asserts what must hold
+    after it."""
 
     def __init__(self, store: Any, method: str, container: str, before: Callable[[], object] | None = None,
-                 after: Callable[[], object] | None = None) -> None:
+                 after: Callable[[], object] | None = None, nth: int = 0) -> None:
         self._store, self._method, self._container = store, method, container
         self._before, self._after, self.ran = before, after, False
+        self._skip = nth
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._store, name)
@@ -253,6 +255,9 @@ class StoreThatInterleaves:
 
         def call(container: str, *args: Any, **kwargs: Any) -> Any:
             if container != self._container or self.ran:
+                return method(container, *args, **kwargs)
+            if self._skip:
+                self._skip -= 1
                 return method(container, *args, **kwargs)
             self.ran = True
             if self._before is not None:

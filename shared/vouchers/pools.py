@@ -244,8 +244,16 @@ class CodePools:
                 return False
             code_doc = self._store.read(CODES, pk, claim["codeId"])
             pool = self._store.read(CODES, pk, "pool")
-            assert code_doc is not None and code_doc.get("redemptionId") == redemption_id, "a claim names its code"
-            assert pool is not None and pool["handedOut"] >= 1, "a claimed code was counted"
+            if code_doc is None or code_doc.get("redemptionId") != redemption_id or pool is None \
+                    or pool["handedOut"] < 1:
+                # Three reads, not a snapshot: a racing give-back (the reservations job and a
+                # retried exchange) may have committed between them. The claim is in every batch
+                # that changes its code, so an unchanged claim means the reads agree and the
+                # state itself is wrong.
+                now = self._store.read(CODES, pk, claim["id"])
+                assert now is None or now["_etag"] != claim["_etag"], \
+                    "a claim names its code, and a claimed code was counted"
+                continue
             freed = {k: v for k, v in code_doc.items() if not k.startswith("_") and k not in (
                 "redemptionId", "customerId", "assignedAt")}
             freed["status"] = "free"
