@@ -35,6 +35,17 @@ class QueryRefused(AccrueError):
 class ErrorCodes(SchemaExtension):
     """Stamps ``extensions.code`` (and ``status``) on every error of the result."""
 
+    def on_validate(self) -> Iterator[None]:
+        yield
+        # Errors before execution (a value a scalar cannot represent, an unknown field) are the
+        # query's: ``validation-failed`` with GraphQL's own message. Changed in place: the
+        # list is the one the answer is built from.
+        errors = self.execution_context.pre_execution_errors
+        if errors:
+            errors[:] = [error if error.extensions and "code" in error.extensions else GraphQLError(
+                error.message, error.nodes, error.source, error.positions, error.path, error.original_error,
+                {**(error.extensions or {}), "code": "validation-failed", "status": 422}) for error in errors]
+
     def on_execute(self) -> Iterator[None]:
         yield
         result = self.execution_context.result

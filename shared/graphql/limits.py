@@ -12,6 +12,7 @@ is what gets a query refused. The refusal is one GraphQL error with
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Mapping
 
 from graphql import (
@@ -29,6 +30,8 @@ from graphql import (
     VariableNode,
 )
 
+from shared.clock import instant_problem
+from shared.errors import FieldProblem, ValidationFailed
 from shared.graphql.errors import QueryRefused
 from shared.graphql.settings import GraphQLSettings
 
@@ -40,6 +43,16 @@ INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 PAGED_FIELDS = frozenset({"customers", "entries", "transactions", "tierHistory", "redemptions", "ruleSetVersions",
                           "ruleSetActivations", "webhookEndpoints", "deliveries", "exportRuns", "orders",
                           "rulePerformance"})
+
+
+def instant_argument(name: str, moment: datetime | None) -> datetime | None:
+    """A ``DateTime`` argument as REST takes an instant (``shared.clock.instant_problem``):
+    with an offset and within the stored calendar, else a ``validation-failed`` error (GraphQL's
+    own scalar takes a time without an offset and any year, which the ledger's UTC text cannot
+    hold)."""
+    if moment is not None and (problem := instant_problem(moment)) is not None:
+        raise ValidationFailed(f"{name} {problem}", [FieldProblem(name, problem)])
+    return moment
 
 
 def bounded(first: int) -> int:

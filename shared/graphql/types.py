@@ -19,7 +19,7 @@ from strawberry.scalars import JSON
 from shared.app.corrections import entry_view
 from shared.app.customers import public_view
 from shared.graphql.auth import require
-from shared.graphql.limits import bounded
+from shared.graphql.limits import bounded, instant_argument
 from shared.tiers.history import view as tier_change_view
 
 Info = strawberry.Info
@@ -148,7 +148,8 @@ class Customer:
         context = info.context
         docs = await context.call(context.platform.ledger.entries, context.tenant_id, self.id,
                                   before_seq=before, limit=bounded(first), entry_types=list(entry_types or ()),
-                                  created_from=created_from, created_to=created_to)
+                                  created_from=instant_argument("createdFrom", created_from),
+                                  created_to=instant_argument("createdTo", created_to))
         return [LedgerEntry.of(d) for d in docs]
 
     @strawberry.field(description="Ledger transactions (all entries of one atomic batch), newest first; filter by "
@@ -162,7 +163,8 @@ class Customer:
         limit = min(wanted * TRANSACTION_ENTRIES, 1000)
         docs = await context.call(context.platform.ledger.entries, context.tenant_id, self.id,
                                   before_seq=before, limit=limit, entry_types=list(entry_types or ()),
-                                  created_from=created_from, created_to=created_to)
+                                  created_from=instant_argument("createdFrom", created_from),
+                                  created_to=instant_argument("createdTo", created_to))
         groups: list[list[dict[str, Any]]] = []
         for doc in docs:
             if groups and groups[-1][0].get("transactionId") == doc.get("transactionId"):
