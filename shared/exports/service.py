@@ -67,6 +67,7 @@ from shared.store.layout import (
     DEFAULT_TTL,
     EXPORTS,
     LEDGER,
+    MAX_TTL_DAYS,
     TENANTS,
     WEBHOOK_ATTEMPTS,
     attempt_pks,
@@ -950,8 +951,13 @@ class ExportService:
         elif subject == "webhookdeliveries":
             # One partition per tenant and UTC day (shared/store/layout.py): the window's
             # days oldest first, so rows keep their createdAt order across days.
-            last = parse_iso(upper).date()
+            # No attempt is dated after today, nor kept longer than the longest retention an
+            # operator may set: a backfill to the year 9000 or from 1970 reads those days only
+            # (it once queried every day of its window, 2.5 million of them).
+            today = self._clock.now().date()
+            last = min(parse_iso(upper).date(), today + timedelta(days=1))
             first = parse_iso(lower).date() if lower else last - timedelta(days=DEFAULT_TTL.days[WEBHOOK_ATTEMPTS] + 1)
+            first = max(first, today - timedelta(days=MAX_TTL_DAYS + 1))
             for pk in reversed(attempt_pks(tenant_id, min(first, last), last)):
                 for doc in page_by(self._store, WEBHOOK_ATTEMPTS, pk, window[:1], "createdAt",
                                    after=lower, page=self.page):

@@ -223,6 +223,38 @@ def test_a_backfill_at_the_ends_of_the_calendar_is_a_client_error_naming_the_fie
     assert platform.store.query("exports", Query(pk="acme", limit=10)) == []
 
 
+def test_a_backfill_over_the_widest_window_reads_what_is_kept_not_every_day_of_it(platform, tenant, client, clock,
+                                                                               monkeypatch) -> None:  # type: ignore
+    """Found by an outside review: a backfill to the year 9000 queried each of its 2.5 million
+    days of webhook attempts (86 s on an empty tenant). Every subject's reads are now bounded
+    by what can exist (no row after today, none kept beyond the longest retention)."""
+    from shared.store.layout import MAX_TTL_DAYS
+
+    _orders(client, tenant, platform, ["o1"])
+    clock.advance(timedelta(minutes=5))
+    calls = {"n": 0}
+    query = type(platform.store).query
+
+    def counted(this, container, q):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return query(this, container, q)
+
+    monkeypatch.setattr(type(platform.store), "query", counted)
+
+    def backfill(start: str, end: str) -> tuple[int, dict]:
+        calls["n"] = 0
+        response = client.post("/v1/exports/backfills", headers=auth(tenant.admin), json={"from": start, "to": end})
+        assert response.status_code == 201, response.text
+        return calls["n"], response.json()
+
+    day = timedelta(days=1)
+    narrow, near = backfill((clock.now() - day).isoformat(), (clock.now() + day).isoformat())
+    wide, widest = backfill("1970-01-01T00:00:00Z", "9000-01-01T00:00:00Z")
+    assert wide <= narrow + MAX_TTL_DAYS + 10, (wide, narrow)
+    rows = lambda m: {f["subject"]: f["rows"] for f in m["files"]}  # noqa: E731
+    assert rows(widest) == rows(near) and rows(near)["transactions"] == 1
+
+
 @pytest.mark.parametrize("start", ["1700000000", "2026-01-01", "2026-01-01 00:00:00+00:00", "2026-01-01T00:00:00"])
 def test_the_backfill_command_takes_only_rfc3339_instants_with_an_offset(platform, tenant, start,
                                                                          capsys) -> None:  # type: ignore
