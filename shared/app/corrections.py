@@ -23,12 +23,11 @@ Refunds and points lots (docs/expiry.md; the lot replay is shared/ledger/lots.py
   **spent** are clawed back (the customer had their value);
 * a positive ADJUST is a lot: it is stamped with the tenant policy's expiry.
 
-Refunds and fraud holds (docs/fraud.md): points held for a review outside a return
-window are settled by the review alone, so a refund of such an order is refused
+Refunds and fraud holds (docs/fraud.md): points held for a review (in a return window
+or not) are settled by the review alone, so a refund of such an order is refused
 (``HeldForReview``, 409) until the review is decided; after an approval it claws back
-like any credited order, after a rejection the order earned nothing. A held window earn
-is the refund's to cancel like any window earn (below), and a window earn the review
-rejected counts as never earned.
+like any credited order, after a rejection the order earned nothing (a window earn the
+review rejected counts as never earned).
 
 Refunds inside the return window (docs/pending.md): for an order whose points
 are still **pending** (window earns, shared/pending/window.py), the refunded
@@ -273,14 +272,16 @@ class Corrections:
 
 
 def _held_for_review(entry: dict[str, Any]) -> bool:
-    """A PENDING earn of a fraud hold outside any return window (``shared.fraud.holds.hold``):
-    only the review settles it."""
+    """A PENDING earn of a fraud hold (``shared.fraud.holds.hold``), in a return window
+    (``fraudHold``) or not: only the review settles it (a refund cancelling part of a held
+    window earn would re-pend the rest under a hold no review names, never to mature)."""
     return entry["entryType"] == "EARN" and entry["status"] == "PENDING" and entry["signedAmount"] > 0 \
-        and maturity_of(entry) is None
+        and (maturity_of(entry) is None or bool((entry.get("attributes") or {}).get("fraudHold")))
 
 
 def _pending_in_window(entry: dict[str, Any]) -> bool:
-    """A PENDING earn with ``maturesAt`` (held for a fraud review too: a refund cancels it as well)."""
+    """A PENDING earn with ``maturesAt`` (one held for a fraud review is the review's until it is
+    decided: ``_held_for_review`` refuses the refund before this is asked)."""
     return entry["entryType"] == "EARN" and entry["status"] == "PENDING" and entry["signedAmount"] > 0 \
         and maturity_of(entry) is not None
 
