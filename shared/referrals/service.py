@@ -7,7 +7,9 @@ Documents (``codes`` container, nothing personal):
   keyed digests of the referrer's canonical email and phone (self-referral checks).
 * ``tenantId:referee:<customerId>`` / ``referral``: the referral of one referee;
   its ``state`` moves by ETag compare-and-swap only: ``pending`` -> ``qualified``
-  (or ``capped``, ``held``) -> ``reversed``; ``held`` -> ``qualified`` | ``rejected``.
+  (or ``capped``, ``held``) -> ``reversed``; ``held`` -> ``qualified`` | ``capped`` |
+  ``rejected`` (a review's approval takes a place under the cap like a qualification;
+  the order refunded in full while the referral is held closes it, nothing paid).
 * ``tenantId:referrer:<customerId>`` / ``cap:<period start>``: referrals the
   referrer got rewarded in that period (the cap), by CAS.
 
@@ -24,7 +26,8 @@ Abuse: no self-referral (the same customer, the same canonical email, the same
 phone, by keyed digest), a cap per referrer per period, and a velocity screen
 (more than ``velocityPerDay`` qualified referrals of one referrer in 24 hours):
 the referral is ``held`` and sent to the manual review queue (kind ``referral``),
-where approve credits it and reject closes it.
+where approve credits it and reject closes it. An order held by the fraud controls
+qualifies when its review credits it (the ``orderDecision`` record).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
-from shared.ledger.entries import EntryDraft, EntryType, Head
+from shared.fraud.holds import ORDER_DECISION_DOC
+from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.contention import attempts
 from shared.store.layout import CODES, CUSTOMERS, TENANTS, customer_pk
@@ -277,6 +281,11 @@ class Referrals:
         for doc in docs:
             if doc.get("docType") == "order" and doc.get("status") == "credited":
                 done += self._qualify(doc)
+            elif doc.get("docType") == ORDER_DECISION_DOC and doc.get("status") == "credited":
+                # A fraud-held order credited in review: its own record stays ``held``.
+                record = self._ledger.record(doc["tenantId"], doc["customerId"], order_record_id(doc["orderId"]))
+                if record is not None:
+                    done += self._qualify({**record, "status": "credited"})
             elif doc.get("docType") == "entry" and doc.get("entryType") == "REVERSAL" and doc.get("referenceOrderId"):
                 done += self._maybe_reverse(doc)
         return done
@@ -411,30 +420,45 @@ class Referrals:
 
     def _maybe_reverse(self, entry: dict[str, Any]) -> int:
         tenant_id, referee_id = entry["tenantId"], entry["customerId"]
-        referral = self._referral(tenant_id, referee_id)
-        if referral is None or referral.get("orderId") != entry["referenceOrderId"]:
-            return 0
-        if referral["status"] == REVERSED:
-            self._debit(referral)  # redelivery: the keyed appends are no-ops
-            return 0
-        if referral["status"] != QUALIFIED:
-            return 0
-        programme = self.programme(tenant_id)
+        for _ in attempts(CAS_ATTEMPTS):
+            referral = self._referral(tenant_id, referee_id)
+            if referral is None or referral.get("orderId") != entry["referenceOrderId"]:
+                return 0
+            if referral["status"] == REVERSED:
+                self._debit(referral)  # redelivery: the keyed appends are no-ops
+                return 0
+            if referral["status"] not in (QUALIFIED, HELD) or not self._refunded_in_window(referral, entry):
+                return 0  # partly refunded, or after the return window: the referral stands
+            if referral["status"] == HELD:
+                # Nothing was paid yet: closed, and its review has nothing left to decide.
+                if self._move(referral, REJECTED, rejectedFor="order-refunded",
+                              reversedAt=iso(self._clock.now())) is None:
+                    continue  # a review decided it meanwhile: decide again on what it is now
+                if self._reviews is not None:
+                    self._reviews.withdraw(tenant_id, REVIEW_KIND, referee_id, referral["referralId"],
+                                           "the qualifying order was refunded in full")
+                return 1
+            updated = self._move(referral, REVERSED, reversedAt=iso(self._clock.now()))
+            if updated is None:
+                continue
+            self._debit(updated)
+            return 1
+        raise Conflict("the referral kept changing under its reversal: the change feed retries")
+
+    def _refunded_in_window(self, referral: dict[str, Any], entry: dict[str, Any]) -> bool:
+        """Whether the qualifying order's refunds reached its amount, ``entry`` (a REVERSAL of
+        it) within the programme's return window."""
+        programme = self.programme(referral["tenantId"])
         window = programme.return_window_days if programme else 0
         ordered = parse_iso(referral.get("orderTimestamp") or referral["qualifiedAt"])
         if parse_iso(entry["createdAt"]) > ordered + timedelta(days=window):
-            return 0  # refunded after the return window: the referral stands
-        reversals = [e for e in self._ledger.entries_for_order(tenant_id, referee_id, referral["orderId"])
+            return False
+        reversals = [e for e in self._ledger.entries_for_order(referral["tenantId"], referral["customerId"],
+                                                               referral["orderId"])
                      if e["entryType"] == "REVERSAL"]
         refunded = sum((Decimal(e["attributes"]["refundAmount"]) for e in reversals
                         if (e.get("attributes") or {}).get("refundAmount")), Decimal(0))
-        if refunded < Decimal(referral["orderAmount"]):
-            return 0  # partly refunded: the referral stands
-        updated = self._move(referral, REVERSED, reversedAt=iso(self._clock.now()))
-        if updated is None:
-            return 0
-        self._debit(updated)
-        return 1
+        return refunded >= Decimal(referral["orderAmount"])
 
     def _debit(self, referral: dict[str, Any]) -> None:
         tenant_id, rid = referral["tenantId"], referral["referralId"]
@@ -452,8 +476,14 @@ class Referrals:
     def _approve(self, review: dict[str, Any], who: Any, note: str | None) -> dict[str, Any]:
         referral = self._referral(review["tenantId"], review["customerId"])
         assert referral is not None
-        updated = self._move(referral, QUALIFIED, expected=HELD) or self._referral(review["tenantId"],
-                                                                                  review["customerId"])
+        programme = self.programme(review["tenantId"])
+        state = QUALIFIED
+        if referral["status"] == HELD and programme is not None and programme.cap_per_period is not None and \
+                not self._take_cap(review["tenantId"], referral["referrerId"], referral["referralId"], programme,
+                                   parse_iso(referral["qualifiedAt"])):
+            state = CAPPED  # approved, but the referrer's places this period are taken: as a qualification
+        updated = self._move(referral, state, expected=HELD) or self._referral(review["tenantId"],
+                                                                              review["customerId"])
         assert updated is not None
         if updated["status"] == QUALIFIED:
             self._credit(updated)
