@@ -107,7 +107,8 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only: str.isdigit() also takes superscripts ("\u00b2"), which float() refuses.
+    if value.isascii() and value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
     try:
         moment = parsedate_to_datetime(value)
@@ -308,13 +309,21 @@ class DeliveryWorker:
         leased = self._lease(deliveries, now, report)
         if not leased:
             return False
-        # The endpoint as it is now (it may have been disabled, rotated or deleted since the round began).
-        current = self._store.read(WEBHOOK_ENDPOINTS, tenant_id, endpoint["id"])
+        # An attempt starts only if it ends within the lease: a unit of slow answers must not
+        # outlive its lease, or another worker would send the same deliveries meanwhile.
+        last_start = now + self._lease_for - timedelta(seconds=self._sender.deadline)
+        current: dict[str, Any] | None = endpoint
         messages = read_many(self._store, WEBHOOK_MESSAGES,
                              [(message_pk(tenant_id, d["messageId"]), d["messageId"]) for d in leased])
         succeeded: list[tuple[dict[str, Any], int, HttpResult]] = []
         try:
             for index, (lease, message) in enumerate(zip(leased, messages)):
+                if self._clock.now() > last_start:
+                    self._unlease(leased[index:], deliveries)  # due again now, for whoever leases them next
+                    return False
+                # The endpoint as it is now, before each attempt: a disable, delete or new URL the
+                # API has confirmed stops the rest of the unit (a point read per delivery).
+                current = self._store.read(WEBHOOK_ENDPOINTS, tenant_id, endpoint["id"])
                 if current is None or current["status"] != "active" or message is None:
                     self._finish(lease, "cancelled", None,
                                  "endpoint deleted or disabled" if message else "message missing")
