@@ -80,6 +80,7 @@ def rows(chunks: Iterable[bytes], fmt: str, *, offset: int, line: int,
     assert fmt in FORMATS
     assert fmt != "csv" or header is not None
     number = line
+    opened_on: int | None = None  # the line whose quoted cell runs on past its line end (CSV)
     for raw, end in lines(chunks, offset):
         number += 1
         if len(raw) > MAX_LINE_BYTES:
@@ -97,14 +98,35 @@ def rows(chunks: Iterable[bytes], fmt: str, *, offset: int, line: int,
         if fmt == "ndjson":
             try:
                 data = json.loads(text)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 yield RawRow(number, end, None, f"not JSON: {exc.msg} at column {exc.colno}")
+                continue
+            except ValueError as exc:  # an integer of more digits than Python converts
+                yield RawRow(number, end, None, f"not JSON Accrue reads: {exc}")
+                continue
+            except RecursionError:
+                yield RawRow(number, end, None, "not JSON Accrue reads: nested too deeply")
                 continue
             if not isinstance(data, dict):
                 yield RawRow(number, end, None, "a line must be one JSON object")
                 continue
             yield RawRow(number, end, data)
         else:
+            # A quoted cell may not hold a line break: read line by line, the rest of such a cell
+            # would look like a row of its own. Quotes come in pairs on a line that is a whole
+            # row (a cell's two, and "" for each quote inside), so an odd count opens or closes
+            # a cell that spans lines; every line of it is reported, none applied.
+            odd = text.count('"') % 2 == 1
+            if opened_on is not None:
+                yield RawRow(number, end, None, f"part of the quoted cell opened on line {opened_on}, "
+                                                "which holds a line break (not accepted)")
+                if odd:
+                    opened_on = None
+                continue
+            if odd:
+                opened_on = number
+                yield RawRow(number, end, None, "malformed CSV: a quoted cell holds a line break (not accepted)")
+                continue
             yield _csv_row(number, end, text, header or [])
 
 
