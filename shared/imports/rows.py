@@ -27,11 +27,15 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
+from shared.app.claims import CLAIM_DOC, claim_key, is_order_claim
 from shared.app.customers import CustomerExists, CustomerProfile
+from shared.clock import iso
 from shared.domain.inputs import Instant
 from shared.domain.orders import EntityId, Order
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Plan, TransactionRequest, fingerprint_of
+from shared.store.layout import ORDER_STATUS
+from shared.store.port import Create, PartitionBatch
 
 if TYPE_CHECKING:
     from shared.imports.service import ImportContext
@@ -169,9 +173,55 @@ def _check_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
     return errors
 
 
-def _order_request(ctx: "ImportContext", order: HistoricalOrder) -> TransactionRequest:
+def _order_fingerprint(ctx: "ImportContext", order: HistoricalOrder) -> tuple[dict[str, Any], str]:
     payload = order.model_dump(mode="json", by_alias=True, exclude_none=True)
-    fingerprint = fingerprint_of({"kind": "orders", "row": payload, "evaluate": ctx.evaluate_key})
+    return payload, fingerprint_of({"kind": "orders", "row": payload, "evaluate": ctx.evaluate_key})
+
+
+def _claim_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrder]]
+                  ) -> tuple[list[RowError], list[tuple[int, HistoricalOrder]]]:
+    """Each imported order claims its id for the tenant, as a send through the API does
+    (``shared.app.claims``: a conditional create of the order's status document), so an
+    order id names one order: an id already sent or imported for another customer, or with
+    other content, fails its row instead of crediting a second customer (found by an outside
+    review). A claim this import made before (a re-run, a resumed slice) or the status the
+    projector wrote from its record is the row's own. The claim is ``queued`` without a
+    ``publishDue``: the relay never publishes it; the projector's status replaces it."""
+    if ctx.store is None:
+        return [], list(rows)
+    batches, keyed = [], []
+    for line, order in rows:
+        _, fingerprint = _order_fingerprint(ctx, order)
+        pk, doc_id = claim_key(ctx.tenant_id, order.order_id)
+        claim = {"id": doc_id, "pk": pk, "docType": CLAIM_DOC, "tenantId": ctx.tenant_id,
+                 "customerId": order.customer_id, "orderId": order.order_id, "status": "queued",
+                 "acceptedAt": iso(order.timestamp), "fingerprint": fingerprint, "imported": True}
+        batches.append(PartitionBatch(pk, [Create(claim)]))
+        keyed.append((line, order, fingerprint))
+    ctx.store.batches(ORDER_STATUS, batches)
+    errors: list[RowError] = []
+    claimed: list[tuple[int, HistoricalOrder]] = []
+    for batch, (line, order, fingerprint) in zip(batches, keyed):
+        if batch.error is None:
+            claimed.append((line, order))
+            continue
+        pk, doc_id = claim_key(ctx.tenant_id, order.order_id)
+        held = ctx.store.read(ORDER_STATUS, pk, doc_id)
+        if held is None:
+            raise batch.error  # not a claim that exists: the store's own failure
+        if held.get("customerId") == order.customer_id and held.get("fingerprint") == fingerprint:
+            claimed.append((line, order))
+        elif held.get("customerId") != order.customer_id or not is_order_claim(held):
+            errors.append(RowError(line, f"order id {order.order_id!r} is already used by another order of this "
+                                         "tenant (another customer, or an idempotency key)", "orderId"))
+        else:
+            errors.append(RowError(line, f"order id {order.order_id!r} was already imported with other content "
+                                         "(or sent through the API); nothing was changed", "orderId"))
+    return errors, claimed
+
+
+def _order_request(ctx: "ImportContext", order: HistoricalOrder) -> TransactionRequest:
+    payload, fingerprint = _order_fingerprint(ctx, order)
 
     def plan(head: Head) -> Plan:
         if ctx.evaluate:
@@ -194,7 +244,8 @@ def _order_request(ctx: "ImportContext", order: HistoricalOrder) -> TransactionR
 
 
 def _apply_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrder]]) -> list[RowError]:
-    return _append(ctx, rows, lambda order: _order_request(ctx, order))
+    errors, claimed = _claim_orders(ctx, rows)
+    return errors + _append(ctx, claimed, lambda order: _order_request(ctx, order))
 
 
 register(RowKind("orders", HistoricalOrder, _apply_orders, _check_orders,

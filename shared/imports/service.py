@@ -114,6 +114,8 @@ class ImportContext:
     now: datetime
     customers: CustomerService
     ledger: Ledger
+    # Where imported orders claim their ids (the orders' status documents), as the API's sends do.
+    store: DocumentStore | None = None
     evaluate: bool = False
     # Part of each order's fingerprint: the same order evaluated differently is another request.
     evaluate_key: str = ""
@@ -240,7 +242,8 @@ class Imports:
     def _context(self, doc: dict[str, Any]) -> ImportContext:
         tenant_id = doc["tenantId"]
         ctx = ImportContext(tenant_id=tenant_id, tenant=self._tenants.get(tenant_id),
-                            now=parse_iso(doc["createdAt"]), customers=self._customers, ledger=self._ledger)
+                            now=parse_iso(doc["createdAt"]), customers=self._customers, ledger=self._ledger,
+                            store=self._store)
         if doc.get("evaluate"):
             ctx.evaluate = True
             if doc.get("ruleSetId"):
