@@ -35,7 +35,7 @@ from shared.domain.orders import EntityId, Order
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS
-from shared.store.port import Create, PartitionBatch
+from shared.store.port import Create, PartitionBatch, read_many
 
 if TYPE_CHECKING:
     from shared.imports.service import ImportContext
@@ -189,29 +189,35 @@ def _claim_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
     ``publishDue``: the relay never publishes it; the projector's status replaces it."""
     if ctx.store is None:
         return [], list(rows)
-    batches, keyed = [], []
-    for line, order in rows:
-        _, fingerprint = _order_fingerprint(ctx, order)
-        pk, doc_id = claim_key(ctx.tenant_id, order.order_id)
-        claim = {"id": doc_id, "pk": pk, "docType": CLAIM_DOC, "tenantId": ctx.tenant_id,
-                 "customerId": order.customer_id, "orderId": order.order_id, "status": "queued",
-                 "acceptedAt": iso(order.timestamp), "fingerprint": fingerprint, "imported": True}
-        batches.append(PartitionBatch(pk, [Create(claim)]))
-        keyed.append((line, order, fingerprint))
-    ctx.store.batches(ORDER_STATUS, batches)
+    store = ctx.store
+    keyed = [(line, order, _order_fingerprint(ctx, order)[1]) for line, order in rows]
+    keys = [claim_key(ctx.tenant_id, order.order_id) for _, order, _ in keyed]
+    # One read for the chunk first: a re-run finds every claim and writes nothing.
+    held = dict(zip(keys, read_many(store, ORDER_STATUS, keys)))
+    creating: dict[int, PartitionBatch] = {}  # row index -> the batch creating its claim
+    for index, ((line, order, fingerprint), (pk, doc_id)) in enumerate(zip(keyed, keys)):
+        if held[(pk, doc_id)] is None:
+            creating[index] = PartitionBatch(pk, [Create({
+                "id": doc_id, "pk": pk, "docType": CLAIM_DOC, "tenantId": ctx.tenant_id,
+                "customerId": order.customer_id, "orderId": order.order_id, "status": "queued",
+                "acceptedAt": iso(order.timestamp), "fingerprint": fingerprint, "imported": True})])
+    if creating:
+        store.batches(ORDER_STATUS, list(creating.values()))
     errors: list[RowError] = []
     claimed: list[tuple[int, HistoricalOrder]] = []
-    for batch, (line, order, fingerprint) in zip(batches, keyed):
-        if batch.error is None:
+    for index, ((line, order, fingerprint), key) in enumerate(zip(keyed, keys)):
+        batch = creating.get(index)
+        if batch is not None and batch.error is None:
             claimed.append((line, order))
             continue
-        pk, doc_id = claim_key(ctx.tenant_id, order.order_id)
-        held = ctx.store.read(ORDER_STATUS, pk, doc_id)
-        if held is None:
-            raise batch.error  # not a claim that exists: the store's own failure
-        if held.get("customerId") == order.customer_id and held.get("fingerprint") == fingerprint:
+        # Claimed before this chunk, or by another row or writer while it ran: whose is it?
+        doc = held[key] if batch is None else store.read(ORDER_STATUS, *key)
+        if doc is None:
+            assert batch is not None and batch.error is not None
+            raise batch.error  # no claim exists: the store's own failure
+        if doc.get("customerId") == order.customer_id and doc.get("fingerprint") == fingerprint:
             claimed.append((line, order))
-        elif held.get("customerId") != order.customer_id or not is_order_claim(held):
+        elif doc.get("customerId") != order.customer_id or not is_order_claim(doc):
             errors.append(RowError(line, f"order id {order.order_id!r} is already used by another order of this "
                                          "tenant (another customer, or an idempotency key)", "orderId"))
         else:
