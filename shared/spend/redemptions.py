@@ -136,8 +136,13 @@ class SpendResult:
     created: bool  # False: a replay of an earlier request (nothing new written)
 
 
-def redemption_id(namespaced_key: str) -> str:
-    return "rd-" + hashlib.sha256(namespaced_key.encode()).hexdigest()[:24]
+def redemption_id(tenant_id: str, customer_id: str, namespaced_key: str) -> str:
+    """The redemption's id, which partners de-duplicate on (their ``reference``): of the tenant,
+    the customer and the key, as idempotency keys are per customer. (It was of the key alone,
+    so two customers, or two tenants, using one key got one partner reference and the second
+    fulfilment was answered as a replay of the first; found by an outside review. Ids already
+    stored stay as they are: a replay reads its id from the stored outcome, never derives it.)"""
+    return "rd-" + hashlib.sha256(f"{tenant_id}|{customer_id}|{namespaced_key}".encode()).hexdigest()[:24]
 
 
 def record_id(rid: str) -> str:
@@ -182,7 +187,7 @@ class Redemptions:
 
     def _redeem(self, tenant_id: str, customer_id: str, request: RedeemRequest, actor: str) -> SpendResult:
         key = f"redeem:{request.idempotency_key}"
-        rid = redemption_id(key)
+        rid = redemption_id(tenant_id, customer_id, key)
         fingerprint = fingerprint_of(request.model_dump(mode="json", by_alias=True))
         existing = self._ledger.marker(tenant_id, customer_id, key)
         if existing is not None:
@@ -346,7 +351,7 @@ class Redemptions:
                             wallet: str | None = None) -> SpendResult:
         """Reserve, call the partner, confirm or compensate. A replay of ``key`` resumes
         a reservation a crash left open (the partner de-duplicates on the redemption id)."""
-        rid = redemption_id(key)
+        rid = redemption_id(tenant_id, customer_id, key)
         existing = self._ledger.marker(tenant_id, customer_id, key)
         if existing is not None:
             return self._replayed(tenant_id, customer_id, key, fingerprint, existing, partner_account)

@@ -215,3 +215,28 @@ def test_a_partner_failure_on_review_approval_closes_the_review(client, platform
     assert platform.reviews.list("acme", status="open") == []  # closed, not stuck open on a released reservation
     assert platform.reviews.get("acme", review["reviewId"])["status"] == "withdrawn"
     assert platform.ledger.head("acme", "c1").balance == 2000
+
+
+def test_one_key_used_by_two_customers_and_two_tenants_is_three_partner_references(client, platform, tenant,
+                                                                                   partner) -> None:  # type: ignore
+    """Keys are per customer, and a partner de-duplicates on the redemption id it is sent: that
+    id was once derived from the key alone, so the second and third conversions below were
+    debited and answered by the partner as replays of the first (found by an outside review)."""
+    from tests.conftest import add_customer, make_tenant
+
+    register_partner(platform, "air", partner.url)
+    other = make_tenant(platform, "globex")
+    add_customer(platform, "globex", "g1")
+    for keys in (tenant, other):
+        assert client.put("/v1/conversion-programmes/miles", json={"partnerId": "air", "name": "Air miles",
+                          "rate": "1", "rounding": "down"}, headers=auth(keys.admin)).status_code == 200
+    answers = []
+    for tenant_id, customer, keys, account in (("acme", "c1", tenant, "FF-A"), ("acme", "c2", tenant, "FF-B"),
+                                               ("globex", "g1", other, "FF-C")):
+        fund(platform, tenant_id, customer, 1000)
+        sent = client.post(f"/v1/customers/{customer}/conversions", headers=auth(keys.merchant), json={
+            "idempotencyKey": "order-1", "programmeId": "miles", "points": 100, "partnerAccount": account})
+        assert sent.status_code in (200, 201), sent.text
+        answers.append(sent.json())
+    assert len({a["redemptionId"] for a in answers}) == 3
+    assert len(partner.fulfilled) == 3 and len({a["partnerReference"] for a in answers}) == 3
