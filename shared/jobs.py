@@ -222,8 +222,11 @@ def handlers(platform: Platform) -> Mapping[str, Handler]:
         queue = work_items(platform)
         added = (cursor or {}).get("added", 0)
         for tenant_id in tenants:
-            day = platform.occasions.local_date(tenant_id).isoformat()
-            added += queue.enqueue("occasions", tenant_id, day, {"tenantId": tenant_id, "day": day})
+            # Today, and any local date since the last one enqueued that no run saw (at most a week).
+            days = platform.occasions.days_due(tenant_id)
+            for day in (d.isoformat() for d in days):
+                added += queue.enqueue("occasions", tenant_id, day, {"tenantId": tenant_id, "day": day})
+            platform.occasions.enqueued(tenant_id, days[-1])
         cursor = {"after": last or after, "added": added}
         return Step(cursor, done=not more, result={"enqueued": added} if not more else None)
 

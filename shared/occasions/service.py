@@ -37,7 +37,7 @@ import calendar
 import hashlib
 import hmac
 import logging
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -57,6 +57,9 @@ log = logging.getLogger("accrue.occasions")
 BIRTHDAY, ANNIVERSARY = "birthday", "anniversary"
 OCCASIONS = (BIRTHDAY, ANNIVERSARY)
 SETTINGS_ID = "occasions"
+# The last local date the fan-out enqueued for a tenant, and how far back it catches up.
+FAN_OUT_ID = "occasions-fanout"
+CATCH_UP_DAYS = 7
 PAGE = 500
 LEAP_DAY = (2, 29)
 
@@ -162,6 +165,27 @@ class Occasions:
     def local_date(self, tenant_id: str) -> date:
         zone = ZoneInfo(self._tenants.get(tenant_id).time_zone)
         return self._clock.now().astimezone(zone).date()
+
+    def days_due(self, tenant_id: str) -> list[date]:
+        """The tenant's local dates to run, oldest first: today, and the days after the last
+        one the fan-out enqueued that no run has seen (a timer down for a day, a time-zone
+        change that jumps the local date forward), at most ``CATCH_UP_DAYS`` back. Awards are
+        keyed per occasion, customer and year, so a day run twice pays nothing twice."""
+        today = self.local_date(tenant_id)
+        state = self._store.read(TENANTS, tenant_id, FAN_OUT_ID)
+        last = date.fromisoformat(state["lastDay"]) if state else None
+        if last is None or last >= today:
+            return [today]
+        first = max(last + timedelta(days=1), today - timedelta(days=CATCH_UP_DAYS))
+        return [first + timedelta(days=n) for n in range((today - first).days + 1)]
+
+    def enqueued(self, tenant_id: str, day: date) -> None:
+        """Remember ``day`` as enqueued (never moving back: a zone moved west repeats a date)."""
+        state = self._store.read(TENANTS, tenant_id, FAN_OUT_ID)
+        if state is not None and state["lastDay"] >= day.isoformat():
+            return
+        self._store.upsert(TENANTS, {"id": FAN_OUT_ID, "pk": tenant_id, "docType": "occasionsFanOut",
+                                     "tenantId": tenant_id, "lastDay": day.isoformat()})
 
     def run_slice(self, tenant_id: str, day: date, cursor: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
         """One bounded slice of ``day``'s awards for the tenant: at most ``PAGE`` index entries.
