@@ -388,9 +388,15 @@ class TierService:
         state = self._store.read(TENANTS, tenant_id, EVALUATION_ID)
         if state is not None and state.get("lastEvaluationAt") and parse_iso(state["lastEvaluationAt"]) >= due:
             return None
+        # A scheduled evaluation is a local date: after the tenant's zone moved west, the date
+        # already evaluated comes round again hours later as a later instant (found by an outside
+        # review: a customer in grace was downgraded by that second run).
+        day = due.astimezone(zone).date().isoformat()
+        if state is not None and state.get("lastEvaluationDate") and state["lastEvaluationDate"] >= day:
+            return None
         report = self.evaluate_tenant(tenant_id, due)
         self._store.upsert(TENANTS, {"id": EVALUATION_ID, "pk": tenant_id, "docType": "tierEvaluation",
-                                     "tenantId": tenant_id, "lastEvaluationAt": iso(due),
+                                     "tenantId": tenant_id, "lastEvaluationAt": iso(due), "lastEvaluationDate": day,
                                      "lastRunAt": iso(self._clock.now()), "lastReport": report.to_json()})
         log.info("tier evaluation as of %s: %s", iso(due), report.to_json(), extra=fields(job="tiers", tenant=tenant_id))
         return report
