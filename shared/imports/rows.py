@@ -170,7 +170,33 @@ def _check_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
         future = _not_future(ctx, line, order.timestamp, "timestamp")
         if future:
             errors.append(future)
+    # Read only (the validation pass of all-or-nothing writes nothing): an order id another
+    # order holds, or one repeated in this chunk with other content, fails here, before any
+    # row is applied. (Repeats further apart in the file fail when applied: left open.)
+    fingerprints = [_order_fingerprint(ctx, order)[1] for _, order in rows]
+    first: dict[str, tuple[int, str, str]] = {}
+    for (line, order), fingerprint in zip(rows, fingerprints):
+        seen = first.setdefault(order.order_id, (line, order.customer_id, fingerprint))
+        if seen[1:] != (order.customer_id, fingerprint):
+            errors.append(RowError(line, f"order id {order.order_id!r} is on line {seen[0]} too, with other "
+                                         "content", "orderId"))
+    if ctx.store is not None:
+        keys = [claim_key(ctx.tenant_id, order.order_id) for _, order in rows]
+        for (line, order), fingerprint, held in zip(rows, fingerprints, read_many(ctx.store, ORDER_STATUS, keys)):
+            if held is not None and (conflict := _claim_conflict(line, order, fingerprint, held)) is not None:
+                errors.append(conflict)
     return errors
+
+
+def _claim_conflict(line: int, order: HistoricalOrder, fingerprint: str, held: dict[str, Any]) -> RowError | None:
+    """Why ``held`` (the claim of the row's order id) is not this row's own, or None."""
+    if held.get("customerId") == order.customer_id and held.get("fingerprint") == fingerprint:
+        return None
+    if held.get("customerId") != order.customer_id or not is_order_claim(held):
+        return RowError(line, f"order id {order.order_id!r} is already used by another order of this tenant "
+                              "(another customer, or an idempotency key)", "orderId")
+    return RowError(line, f"order id {order.order_id!r} was already imported with other content (or sent through "
+                          "the API); nothing was changed", "orderId")
 
 
 def _order_fingerprint(ctx: "ImportContext", order: HistoricalOrder) -> tuple[dict[str, Any], str]:
@@ -215,14 +241,11 @@ def _claim_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
         if doc is None:
             assert batch is not None and batch.error is not None
             raise batch.error  # no claim exists: the store's own failure
-        if doc.get("customerId") == order.customer_id and doc.get("fingerprint") == fingerprint:
+        conflict = _claim_conflict(line, order, fingerprint, doc)
+        if conflict is None:
             claimed.append((line, order))
-        elif doc.get("customerId") != order.customer_id or not is_order_claim(doc):
-            errors.append(RowError(line, f"order id {order.order_id!r} is already used by another order of this "
-                                         "tenant (another customer, or an idempotency key)", "orderId"))
         else:
-            errors.append(RowError(line, f"order id {order.order_id!r} was already imported with other content "
-                                         "(or sent through the API); nothing was changed", "orderId"))
+            errors.append(conflict)
     return errors, claimed
 
 
@@ -274,6 +297,17 @@ class OpeningBalance(BaseModel):
 def _check_openings(ctx: "ImportContext", rows: Sequence[tuple[int, OpeningBalance]]) -> list[RowError]:
     errors = _check_customers_exist(ctx, rows)
     errors += [e for line, row in rows if (e := _not_future(ctx, line, row.as_of, "asOf"))]
+    # Read only: a second opening balance of a customer (in this chunk, or already in the
+    # ledger with other figures) fails here, before any row is applied.
+    first: dict[str, int] = {}
+    for line, row in rows:
+        if first.setdefault(row.customer_id, line) != line:
+            errors.append(RowError(line, f"customer {row.customer_id!r} has an opening balance on line "
+                                         f"{first[row.customer_id]} too: one per customer", "customerId"))
+    known = ctx.ledger.known([_opening_request(ctx, row) for _, row in rows])
+    errors += [RowError(line, f"customer {row.customer_id!r} already has another opening balance; nothing was "
+                              "changed", "customerId")
+               for (line, row), outcome in zip(rows, known) if outcome is not None and outcome.error is not None]
     return errors
 
 
