@@ -13,7 +13,6 @@ process and, on Azure, the same HTTP function as REST.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -48,6 +47,17 @@ class AccrueGraphQL(GraphQL):
                          subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,))
         self.platform = platform
 
+    def parse_json(self, data: str | bytes) -> Any:
+        """Strawberry's parse (400 for text that is not JSON), then: a JSON body that is not an
+        object or a batch (``null``, a number, a string) is refused as REST refuses a malformed
+        body, a 422 problem (strawberry itself would fail on it with a 500). Raised before
+        anything is sent: the app's handler answers it."""
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, (dict, list)):
+            raise ValidationFailed("a GraphQL request body is a JSON object such as {\"query\": \"{ tenant { id } }\"}",
+                                   [FieldProblem("body", f"must be a JSON object, not {type(parsed).__name__}")])
+        return parsed
+
     async def get_context(self, request: Any, response: Any = None) -> Context:
         context = Context(platform=self.platform, connection=request)
         websocket = request.scope.get("type") == "websocket"
@@ -81,10 +91,6 @@ class GraphQLEndpoint:
             # Raised before anything is sent: the app's handler answers with the REST problem JSON.
             who = await authenticate(HTTPConnection(scope))
             scope.setdefault("state", {})[PRINCIPAL_KEY] = who
-            if scope.get("method") == "POST" and _json_content(scope):
-                body = await _whole_body(receive)
-                _check_request_body(body)
-                receive = _replaying(body)
         await self.graphql(scope, receive, send)
 
     def _ide_page(self, scope: dict[str, Any]) -> bool:
@@ -92,49 +98,6 @@ class GraphQLEndpoint:
             return False
         accept = dict(scope.get("headers") or []).get(b"accept", b"")
         return b"text/html" in accept
-
-
-def _json_content(scope: dict[str, Any]) -> bool:
-    content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
-    return content_type.split(b";")[0].strip().lower() == b"application/json"
-
-
-async def _whole_body(receive: Any) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-def _replaying(body: bytes) -> Any:
-    """A ``receive`` that gives strawberry the body already read, then waits like a client."""
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-    return receive
-
-
-def _check_request_body(body: bytes) -> None:
-    """A JSON body that is not an object (``null``, a number, a string) is refused as REST
-    refuses a malformed body (strawberry would fail on it with a 500); text that is not JSON
-    at all is strawberry's to refuse (400)."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return
-    if not isinstance(parsed, (dict, list)):
-        raise ValidationFailed("a GraphQL request body is a JSON object such as {\"query\": \"{ tenant { id } }\"}",
-                               [FieldProblem("body", f"must be a JSON object, not {type(parsed).__name__}")])
 
 
 def mount(app: Any, platform: Platform) -> GraphQLEndpoint:
