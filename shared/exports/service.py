@@ -568,17 +568,16 @@ class ExportService:
         old_enough = [m["lsn"] for m in state.get("lsnMarks") or [] if parse_iso(m["at"]) <= before]
         if not old_enough:
             return None
-        prefix = customer_pk(tenant_id, "")
-        pks = changed_partitions(self._store, LEDGER, min(max(old_enough), upto), upto, prefix,
-                                 prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        prefix, below = _customer_pks(tenant_id)
+        pks = changed_partitions(self._store, LEDGER, min(max(old_enough), upto), upto, prefix, below)
         return None if pks is None else [pk[len(prefix):] for pk in pks]
 
     def _customers_in_window(self, tenant_id: str, lower: str, upper: str) -> list[str] | None:
         """The customers (sorted) whose ledger partitions hold a row of a per-customer subject
         created in ``(lower, upper]``, by one cross-partition query (a store without a change
         log); None past ``WINDOW_SCAN_LIMIT`` rows: read every customer instead."""
-        prefix = customer_pk(tenant_id, "")
-        filters = (Filter("pk", ">=", prefix), Filter("pk", "<", prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+        prefix, below = _customer_pks(tenant_id)
+        filters = (Filter("pk", ">=", prefix), Filter("pk", "<", below),
                    Filter("docType", "in", list(WINDOW_DOC_TYPES)),
                    Filter("createdAt", ">", lower), Filter("createdAt", "<=", upper))
         customers: set[str] = set()
@@ -1120,6 +1119,12 @@ def freshness_due(exported_to: datetime, now: datetime, freshness: timedelta) ->
     later. Below 3 minutes every tick runs, and the promise is the tick plus the lag plus
     the run (about 2.5 minutes)."""
     return now >= exported_to + freshness - MICRO_BATCH_TICK - MICRO_BATCH_MARGIN
+
+
+def _customer_pks(tenant_id: str) -> tuple[str, str]:
+    """(first, below): the partition keys of the tenant's customers are ``first <= pk < below``."""
+    prefix = customer_pk(tenant_id, "")
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
