@@ -182,7 +182,9 @@ def _check_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
                                          "content", "orderId"))
     if ctx.store is not None:
         keys = [claim_key(ctx.tenant_id, order.order_id) for _, order in rows]
-        for (line, order), fingerprint, held in zip(rows, fingerprints, read_many(ctx.store, ORDER_STATUS, keys)):
+        ctx.order_claims.update(zip(keys, read_many(ctx.store, ORDER_STATUS, keys)))
+        for (line, order), fingerprint, key in zip(rows, fingerprints, keys):
+            held = ctx.order_claims[key]
             if held is not None and (conflict := _claim_conflict(line, order, fingerprint, held)) is not None:
                 errors.append(conflict)
     return errors
@@ -218,8 +220,11 @@ def _claim_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
     store = ctx.store
     keyed = [(line, order, _order_fingerprint(ctx, order)[1]) for line, order in rows]
     keys = [claim_key(ctx.tenant_id, order.order_id) for _, order, _ in keyed]
-    # One read for the chunk first: a re-run finds every claim and writes nothing.
-    held = dict(zip(keys, read_many(store, ORDER_STATUS, keys)))
+    # What the chunk's check read (one read for the chunk: a re-run finds every claim and
+    # writes nothing); claims it did not read, read now.
+    unread = [key for key in keys if key not in ctx.order_claims]
+    held = {**ctx.order_claims, **dict(zip(unread, read_many(store, ORDER_STATUS, unread)))} if unread \
+        else ctx.order_claims
     creating: dict[int, PartitionBatch] = {}  # row index -> the batch creating its claim
     for index, ((line, order, fingerprint), (pk, doc_id)) in enumerate(zip(keyed, keys)):
         if held[(pk, doc_id)] is None:

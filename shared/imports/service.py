@@ -121,6 +121,8 @@ class ImportContext:
     evaluate_key: str = ""
     rules_at: Callable[[datetime], Any] | None = None
     customer_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The chunk's order claims as its check read them (None: no claim), for its apply step.
+    order_claims: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
 
     def evaluate_order(self, order: Any, head: Head) -> EarnResult:
         assert self.rules_at is not None
@@ -348,6 +350,7 @@ class Imports:
             except ValidationError as exc:
                 errors.extend(_row_errors(raw.line, exc))
         ctx.customer_docs.clear()
+        ctx.order_claims.clear()
         refused = kind.check(ctx, valid) if valid else []
         errors += refused
         bad = {e.line for e in refused}
