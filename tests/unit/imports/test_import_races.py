@@ -1,5 +1,6 @@
 """Writes that can race, fired ~20 at once: the same file imported by 20 imports at
-the same moment (each row applied once), 20 concurrent birthday runs (one award), and
+the same moment (each row applied once), one order id imported for 20 customers at once
+(one credited), 20 concurrent birthday runs (one award), and
 20 uploads of one import's file (one whole file stored, the others refused)."""
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from tests.unit.imports.conftest import finish, ndjson, start_import
 N = 20
 
 
-def test_twenty_concurrent_imports_of_one_file_apply_each_row_once(platform, tenant) -> None:
-    rows = [{"orderId": f"r{n}", "customerId": f"c{1 + n % 3}", "amount": "2.00", "currency": "EUR",
-             "timestamp": "2025-03-03T03:03:03Z", "points": n} for n in range(60)]
-    ids = [start_import(platform, "acme", ndjson(rows), kind="orders") for _ in range(N)]
+def _run_at_once(platform, ids: list[str]) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """Each import run to its end in slices of 25 rows, all in threads at once; their results."""
     results: dict[str, dict] = {}
 
     def run(import_id: str) -> None:
@@ -30,9 +29,32 @@ def test_twenty_concurrent_imports_of_one_file_apply_each_row_once(platform, ten
                 return
 
     run_in_threads(run, [(i,) for i in ids], timeout=120)
+    return results
+
+
+def test_twenty_concurrent_imports_of_one_file_apply_each_row_once(platform, tenant) -> None:
+    rows = [{"orderId": f"r{n}", "customerId": f"c{1 + n % 3}", "amount": "2.00", "currency": "EUR",
+             "timestamp": "2025-03-03T03:03:03Z", "points": n} for n in range(60)]
+    ids = [start_import(platform, "acme", ndjson(rows), kind="orders") for _ in range(N)]
+    results = _run_at_once(platform, ids)
     assert len(results) == N and all(r["rowsDone"] == 60 and r["rowsFailed"] == 0 for r in results.values())
     heads = [platform.ledger.head("acme", f"c{n}") for n in (1, 2, 3)]
     assert sum(h.balance for h in heads) == sum(range(60)) and sum(h.seq for h in heads) == 60
+
+
+def test_twenty_concurrent_imports_of_one_order_id_for_different_customers_credit_one(platform,
+                                                                                      tenant) -> None:  # type: ignore
+    """Twenty variants with the same key: each import credits order ``h1`` to a customer of its
+    own. The order id's claim lets exactly one through; every other import reports the row."""
+    for n in range(N):
+        platform.customers.register("acme", CustomerProfile(customerId=f"v{n}", joinDate="2024-01-01"))
+    ids = [start_import(platform, "acme", ndjson([{"orderId": "h1", "customerId": f"v{n}", "amount": "2.00",
+                                                   "currency": "EUR", "timestamp": "2025-03-03T03:03:03Z",
+                                                   "points": 7}]), kind="orders") for n in range(N)]
+    results = _run_at_once(platform, ids)
+    assert sorted(r["rowsDone"] for r in results.values()) == [0] * (N - 1) + [1]
+    heads = [platform.ledger.head("acme", f"v{n}") for n in range(N)]
+    assert sum(h.balance for h in heads) == 7 and sum(h.orders_credited for h in heads) == 1
 
 
 def test_twenty_concurrent_birthday_runs_award_once(platform, tenant, clock) -> None:
