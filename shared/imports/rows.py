@@ -175,7 +175,10 @@ def _check_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
     # row is applied. (Repeats further apart in the file fail when applied: left open.)
     fingerprints = [_order_fingerprint(ctx, order)[1] for _, order in rows]
     first: dict[str, tuple[int, str, str]] = {}
+    failing = {e.line for e in errors}  # a row failing already claims nothing: a later twin is free
     for (line, order), fingerprint in zip(rows, fingerprints):
+        if line in failing:
+            continue
         seen = first.setdefault(order.order_id, (line, order.customer_id, fingerprint))
         if seen[1:] != (order.customer_id, fingerprint):
             errors.append(RowError(line, f"order id {order.order_id!r} is on line {seen[0]} too, with other "
@@ -304,12 +307,17 @@ def _check_openings(ctx: "ImportContext", rows: Sequence[tuple[int, OpeningBalan
     errors += [e for line, row in rows if (e := _not_future(ctx, line, row.as_of, "asOf"))]
     # Read only: a second opening balance of a customer (in this chunk, or already in the
     # ledger with other figures) fails here, before any row is applied.
-    first: dict[str, int] = {}
-    for line, row in rows:
-        if first.setdefault(row.customer_id, line) != line:
-            errors.append(RowError(line, f"customer {row.customer_id!r} has an opening balance on line "
-                                         f"{first[row.customer_id]} too: one per customer", "customerId"))
-    known = ctx.ledger.known([_opening_request(ctx, row) for _, row in rows])
+    requests = [_opening_request(ctx, row) for _, row in rows]
+    first: dict[str, tuple[int, str]] = {}
+    failing = {e.line for e in errors}  # a row failing already opens nothing: a later one is free
+    for (line, row), request in zip(rows, requests):
+        if line in failing:
+            continue
+        seen = first.setdefault(row.customer_id, (line, request.fingerprint))
+        if seen[1] != request.fingerprint:  # the same row twice is one opening, applied once
+            errors.append(RowError(line, f"customer {row.customer_id!r} has another opening balance on line "
+                                         f"{seen[0]}: one per customer", "customerId"))
+    known = ctx.ledger.known(requests)
     errors += [RowError(line, f"customer {row.customer_id!r} already has another opening balance; nothing was "
                               "changed", "customerId")
                for (line, row), outcome in zip(rows, known) if outcome is not None and outcome.error is not None]
