@@ -63,7 +63,6 @@ from shared.errors import (Conflict, FieldProblem, HeldForReview, InsufficientPo
 from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, order_record_id, settlement_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.expiry.policy import policy_stamp
-from shared.expiry.service import read_book
 from shared.pending.window import maturity_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore
@@ -156,8 +155,7 @@ class Corrections:
                     [FieldProblem("amount", f"at most {order_amount - refunded} {currency} is left to refund")],
                 )
             target = int((Decimal(earned) * total / order_amount).to_integral_value(rounding=ROUND_FLOOR))
-            expired = sum(lot.expired for lot in read_book(self._store, tenant_id, customer_id).lots.values()
-                          if lot.order_id == order_id)
+            expired = _expired_points(entries)
             excused = int((Decimal(expired) * total / order_amount).to_integral_value(rounding=ROUND_FLOOR))
             clawback = max(0, target - excused - clawed)
             assert 0 <= clawback <= earned - clawed, "clawback must stay within what was earned"
@@ -221,8 +219,7 @@ class Corrections:
                     attributes={**(held.get("attributes") or {}), "repends": held["id"]}, wallet=held.get("wallet")))
             cancelled_now += part
             to_take -= part
-        expired = sum(lot.expired for lot in read_book(self._store, tenant_id, customer_id).lots.values()
-                      if lot.order_id == order_id)
+        expired = _expired_points(entries)
         excused = int((Decimal(expired) * total / order_amount).to_integral_value(rounding=ROUND_FLOOR))
         clawback = max(0, to_take - excused)
         assert 0 <= clawback + cancelled_now <= earned - clawed - cancelled, "refund beyond what was earned"
@@ -269,6 +266,18 @@ class Corrections:
             idempotency_key=f"adjust:{adjustment.idempotency_key}",
             fingerprint=fingerprint_of(adjustment.model_dump(mode="json")), plan=plan,
         ))
+
+
+def _expired_points(entries: list[dict[str, Any]]) -> int:
+    """Points the expiry job took from the order's lots, from the order's own entries: each
+    EXPIRE names its lot's order (``referenceOrderId``) and takes exactly what that lot held
+    (shared/expiry/service.py), so this is what replaying the customer's whole ledger into
+    lots gives (``Lot.expired`` of the order's lots), without that replay: a refund read
+    every entry of the customer and sorted the open lots at every debit, 56 ms of CPU per
+    refund at 1,000 orders (bench/bench_corrections.py). A test holds the two equal."""
+    expired = -sum(e["signedAmount"] for e in entries if e["entryType"] == "EXPIRE")
+    assert expired >= 0, "an EXPIRE entry adds points"
+    return expired
 
 
 def _held_for_review(entry: dict[str, Any]) -> bool:
