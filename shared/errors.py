@@ -115,6 +115,16 @@ class NothingToMature(Conflict):
     code = "nothing-to-mature"
 
 
+class PointsOutOfRange(AccrueError):
+    """A transaction would take one of a customer's running totals (balance, pending,
+    reserved, lifetime earned, a wallet's balance) beyond ±(2^53 - 1): the largest integer
+    every reader of the documents holds exactly (Cosmos DB and JavaScript keep JSON
+    numbers as doubles). Refused, nothing written."""
+
+    code = "points-out-of-range"
+    status = 422
+
+
 class LedgerInvariantBroken(AccrueError):
     """An invariant of the ledger does not hold: a bug, never a client mistake."""
 

@@ -58,6 +58,17 @@ MARKER_DOC = "idempotency"
 ORDER_DOC = "order"
 
 MAX_POINTS = 10**15
+# The largest running total an entry may carry: the largest integer a JSON number holds
+# exactly where numbers are doubles (Cosmos DB, JavaScript clients). An odd total past it
+# came back from Cosmos DB rounded: the balance off by one, the hash chain broken.
+MAX_RUNNING_TOTAL = 2**53 - 1
+
+
+def within_range(head: "Head") -> bool:
+    """Whether every running total of ``head`` is one a JSON reader holds exactly."""
+    limit = MAX_RUNNING_TOTAL
+    return (-limit <= head.balance <= limit and head.pending <= limit and head.reserved <= limit
+            and -limit <= head.lifetime_earned <= limit and all(-limit <= v <= limit for _, v in head.wallets))
 
 
 def entry_id(seq: int) -> str:

@@ -51,6 +51,7 @@ from shared.errors import (
     FieldProblem,
     LedgerConflict,
     LedgerInvariantBroken,
+    PointsOutOfRange,
     ValidationFailed,
 )
 from shared.ledger.chain import anchor, seal, sorted_plain_json
@@ -63,6 +64,8 @@ from shared.ledger.entries import (
     advance,
     counts_toward_available,
     entry_id,
+    within_range,
+    MAX_RUNNING_TOTAL,
 )
 from shared.domain.wallets import WalletSettings
 from shared.ledger import wallets
@@ -433,7 +436,12 @@ class Ledger:
                     continue
                 try:
                     docs, new_head, entries, marker = self._documents(request, head, plan, now, wallet_settings)
-                except AssertionError:
+                except (AssertionError, PointsOutOfRange) as refused:
+                    if fresh and isinstance(refused, PointsOutOfRange):  # on the true head: a refusal
+                        existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
+                        outcomes[index] = (self._replay(request, existing) if existing is not None
+                                           else TransactionOutcome(None, {}, [], error=refused))
+                        continue
                     if fresh:
                         raise  # the true head: a broken invariant is a bug, stop loudly
                     # Planned on a cached (or tentative) head that another process has moved:
@@ -520,6 +528,9 @@ class Ledger:
             wallet_fields: dict[str, Any] = {}
             if settings is not None:
                 after, wallet_fields = self._wallets(request, current, after, draft, settings)
+            if not within_range(after):
+                raise PointsOutOfRange(f"the transaction would take a running total of customer "
+                                       f"{request.customer_id!r} beyond ±{MAX_RUNNING_TOTAL:,} points")
             imported_seq = after.seq if request.occurred_at is not None else current.imported_seq
             entries.append({
                 "id": entry_id(after.seq),

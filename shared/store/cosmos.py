@@ -62,6 +62,7 @@ from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpRespons
 
 from shared.errors import (
     BatchFailed,
+    BatchSkipped,
     ConfigurationError,
     DocumentExists,
     ImmutableDocument,
@@ -380,7 +381,7 @@ class CosmosDocumentStore:
     @_traced("batches")
     def batches(self, container: str, batches: Sequence[PartitionBatch]) -> None:
         spec, proxy = self._container(container)
-        prepared: list[tuple[PartitionBatch, list[tuple[Any, ...]]]] = []
+        prepared: dict[int, list[tuple[Any, ...]]] = {}  # id(batch) -> its SDK operations
         # Check everything first: a programming error (wrong pk, oversized
         # batch) is raised before any batch is sent, as in the embedded store.
         for work in batches:
@@ -390,11 +391,21 @@ class CosmosDocumentStore:
                     f"container {spec.name!r} is append-only: documents are never replaced or deleted"
                 )
                 continue
-            prepared.append((work, _sdk_operations(work, lambda body: self._stamp(container, body))))
+            prepared[id(work)] = _sdk_operations(work, lambda body: self._stamp(container, body))
         unavailable: StoreUnavailable | None = None
-        for work, sdk_ops in prepared:
+        # The port's chain: once a batch of a partition fails, its later batches in this call are
+        # skipped, as a caller (the ledger) planned them on what the failed one would have written.
+        failed: set[str] = set()
+        for work in batches:
+            if id(work) not in prepared:  # refused by the checks above
+                failed.add(work.pk)
+                continue
+            sdk_ops = prepared[id(work)]
             if unavailable is not None:
                 work.error = StoreUnavailable(f"not attempted: {unavailable.message}")
+                continue
+            if work.pk in failed:
+                work.error = BatchSkipped(f"an earlier batch of {work.pk!r} in this call failed")
                 continue
             if not sdk_ops:
                 work.result = []
@@ -405,9 +416,11 @@ class CosmosDocumentStore:
                                for op, response in zip(work.operations, responses)]
             except CosmosBatchOperationError as exc:
                 work.error = _batch_error(work, exc)
+                failed.add(work.pk)
             except AzureError as exc:
                 error = _translate(exc, f"batch for {work.pk!r} in {container!r}")
                 work.error = error
+                failed.add(work.pk)
                 if isinstance(error, StoreUnavailable):
                     unavailable = error
 

@@ -21,6 +21,7 @@ import pytest
 
 from shared.errors import (
     BatchFailed,
+    BatchSkipped,
     DocumentExists,
     ImmutableDocument,
     PreconditionFailed,
@@ -334,6 +335,43 @@ def test_batches_fill_result_or_error_for_each_partition_independently(store: Do
     assert works[2].error is None and ids(works[2].result or []) == ["w"]
     assert store.read(CUSTOMERS, "t1:c1", "y") is not None
     assert store.read(CUSTOMERS, "t1:c3", "w") is not None
+
+
+@pytest.mark.parametrize("failing", ["duplicate", "stale-etag"])
+def test_batches_of_a_partition_after_its_failed_one_are_skipped(store: DocumentStore, failing: str) -> None:
+    """The port's chain: a caller (the ledger) plans a partition's later batches on what its
+    earlier ones write, so once one fails the later ones of that partition are not attempted;
+    other partitions' batches still are. (The Cosmos adapter sent them: an entry written on a
+    head that was never stored, its running balance counting the failed batch's points.)"""
+    store.create(CUSTOMERS, doc("taken", pk="t1:c1"))
+    stored = store.create(CUSTOMERS, doc("guarded", pk="t1:c1", n=1))
+    store.upsert(CUSTOMERS, {**body(stored), "n": 2})
+    first = (Create(doc("taken", pk="t1:c1")) if failing == "duplicate"
+             else Upsert({**body(stored), "n": 3}, if_match=stored["_etag"]))
+    works = [
+        PartitionBatch("t1:c1", [first]),
+        PartitionBatch("t1:c2", [Create(doc("other", pk="t1:c2"))]),
+        PartitionBatch("t1:c1", [Create(doc("planned-on-it", pk="t1:c1"))]),
+        PartitionBatch("t1:c1", [Create(doc("and-this", pk="t1:c1"))]),
+    ]
+    store.batches(CUSTOMERS, works)
+    assert works[0].error is not None and works[0].result is None
+    assert works[1].error is None and store.read(CUSTOMERS, "t1:c2", "other") is not None
+    for later in works[2:]:
+        assert isinstance(later.error, BatchSkipped) and later.result is None
+    assert store.read(CUSTOMERS, "t1:c1", "planned-on-it") is None
+    assert store.read(CUSTOMERS, "t1:c1", "and-this") is None
+
+
+@pytest.mark.parametrize("value", [2**53 - 1, -(2**53 - 1), 2**53 - 2, 10**15 + 1])
+def test_integers_up_to_the_exact_json_range_round_trip(store: DocumentStore, value: int) -> None:
+    """What the ledger's running totals may reach (shared/ledger/entries.py MAX_RUNNING_TOTAL):
+    every adapter gives it back exactly (Cosmos DB keeps numbers as doubles)."""
+    store.create(CUSTOMERS, doc("big", total=value, nested={"v": value}))
+    got = store.read(CUSTOMERS, "t1:c1", "big")
+    assert got is not None and got["total"] == value and got["nested"]["v"] == value
+    found = store.query(CUSTOMERS, Query(pk="t1:c1", filters=(Filter("total", "=", value),), limit=5))
+    assert [d["id"] for d in found] == ["big"]
 
 
 # --- append-only containers ----------------------------------------------------------------
