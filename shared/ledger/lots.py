@@ -33,8 +33,11 @@ Wallets (a tenant with wallets, shared/ledger/wallets.py): a lot belongs to the
 wallet its entry's ``walletSplit`` credited (``Lot.wallet``; None before the
 tenant had wallets), and a debit with a ``walletSplit`` takes each wallet's part
 from that wallet's lots first (FIFO among them, then lots of no wallet), only
-then from any lot: so the lots of a wallet add up to its running balance
-whenever the tenant had its wallets before its first credit.
+then from any lot; a refund's clawback too (its split is the ledger's, by the
+spending order), the refunded order's own lots first within each wallet's part.
+So the lots of a wallet add up to its running balance whenever the tenant had
+its wallets before its first credit and no credit has paid off a deficit (the
+lots give such a credit to the deficit, the wallets to the wallet it names).
 
 Deficit: a clawback larger than all remaining lots takes the balance below
 zero; the shortfall is the ``deficit``. While there is a deficit every lot is
@@ -50,6 +53,7 @@ negative the remaining lots add up to it exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -127,6 +131,19 @@ class LotBook:
     def spendable(self) -> int:
         return sum(lot.remaining for lot in self.lots.values())
 
+    def trial(self, entry: dict[str, Any]) -> tuple[Movement, dict[str, Lot]]:
+        """What appending ``entry`` (a debit, without its ``seq``) would take, replayed by this
+        very code on a copy of the open lots, the book left as it is: the movement and the lots
+        it names. A writer that must describe a debit's lots before the ledger writes it (a
+        transfer's parts, a refund's wallet split) asks here rather than deciding on its own."""
+        copy = LotBook(lots={lot_id: dataclasses.replace(lot) for lot_id, lot in self.lots.items()
+                             if lot.remaining > 0},
+                       deficit=self.deficit, balance=self.balance, seq=self.seq)
+        probe = {"id": "~trial", "status": "COMMITTED", **entry, "seq": self.seq + 1}
+        assert probe["signedAmount"] < 0, "a trial is of a debit"
+        copy.apply(probe)
+        return copy.movements["~trial"], copy.lots
+
     # --- the replay ------------------------------------------------------------------
 
     def apply(self, entry: dict[str, Any]) -> None:
@@ -151,16 +168,20 @@ class LotBook:
                 self._form(entry)
         elif kind == _EXPIRE:
             self._expire(entry)
+        elif entry.get("walletSplit"):
+            # A wallet tenant's debit, a refund's clawback included: each wallet's part from that
+            # wallet's lots (a refund's own order's first), as the ledger split it. (A clawback
+            # taken from the order's lots whatever the split left a wallet's lots apart from its
+            # balance, and the expiry job later took a wallet below zero.)
+            self._take_by_wallet(entry, entry.get("referenceOrderId") if kind == _REVERSAL else None)
         elif kind == _REVERSAL:
             order_id = entry.get("referenceOrderId")
             first = [lot for lot in self.open_lots() if order_id is not None and lot.order_id == order_id]
             self._take(entry, -amount, first)
-        elif entry.get("walletSplit"):
-            self._take_by_wallet(entry)
         else:
             self._take(entry, -amount, [])
 
-    def _take_by_wallet(self, entry: dict[str, Any]) -> None:
+    def _take_by_wallet(self, entry: dict[str, Any], order_id: str | None = None) -> None:
         taken: list[tuple[str, int]] = []
         deficit = 0
         for wallet, part in entry["walletSplit"].items():
@@ -168,6 +189,9 @@ class LotBook:
                 continue
             first = [lot for lot in self.open_lots() if lot.wallet == wallet]
             first += [lot for lot in self.open_lots() if lot.wallet is None]
+            if order_id is not None:  # a refund: the order's own lots first, within the wallet's
+                first = [lot for lot in first if lot.order_id == order_id] + \
+                        [lot for lot in first if lot.order_id != order_id]
             more, short = self._fifo(-part, first)
             taken.extend(more)
             deficit += short

@@ -68,6 +68,7 @@ from shared.errors import (AccrueError, Conflict, DocumentExists, InsufficientPo
 from shared.errors import FieldProblem
 from shared.expiry.service import read_book
 from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryType, Head
+from shared.ledger import wallets
 from shared.ledger.lots import LotBook
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
@@ -401,42 +402,53 @@ class Transfers:
             Filter("entryType", "=", EntryType.TRANSFER_OUT.value)), limit=10_000))
 
     def _parts(self, tenant_id: str, sender_id: str, head: Head, points: int) -> list[dict[str, Any]]:
-        """The lots the debit takes, FIFO, grouped by expiry: ``[{points, expiresAt|None}]``."""
+        """The lots the debit takes, grouped by expiry: ``[{points, expiresAt|None}]``."""
         pk = customer_pk(tenant_id, sender_id)
         with self._books_lock:
             cached = self._books.pop(pk, None)
         book = read_book(self._store, tenant_id, sender_id, cached)
         try:
-            return self._split(book, head, points)
+            return self._split(book, head, points, self._wallet_split(tenant_id, head, points))
         finally:
             with self._books_lock:
                 self._books[pk] = book
                 while len(self._books) > BOOK_CACHE_SIZE:
                     self._books.popitem(last=False)
 
+    def _wallet_split(self, tenant_id: str, head: Head, points: int) -> dict[str, int] | None:
+        """How the ledger will split the debit over a wallet tenant's wallets (by their
+        spending order, shared/ledger/wallets.py); None for a tenant without wallets."""
+        settings = self._tenants.get(tenant_id).wallets
+        if settings is None:
+            return None
+        before = wallets.start(dict(head.wallets), head.balance, settings)
+        return wallets.split(before, EntryDraft(EntryType.TRANSFER_OUT, -points), settings) or None
+
     @staticmethod
-    def _split(book: LotBook, head: Head, points: int) -> list[dict[str, Any]]:
+    def _split(book: LotBook, head: Head, points: int, wallet_split: dict[str, int] | None = None
+               ) -> list[dict[str, Any]]:
+        """The parts of what the TRANSFER_OUT will take from the lots: the debit is replayed on a
+        copy of the sender's open lots by the lots' own code (``LotBook.apply``, with the wallet
+        split the ledger will write), so the receiver gets the expiries the sender loses. (Taking
+        FIFO over every lot here, while the ledger took a wallet tenant's debit by spending order,
+        gave the receiver dates of lots the sender kept: two lots' points expired for one.)"""
         if book.seq != head.seq:
             # The book is not the head this plan is on (another append since): the points as one
             # part now; the append itself fails on the sequence number and is re-planned.
             return [{"points": points, "expiresAt": None}]
-        parts: list[dict[str, Any]] = []
-        rest = points
-        for lot in book.open_lots():
-            if rest == 0:
-                break
-            take = min(rest, lot.remaining)
-            expires = iso(lot.expires_at) if lot.expires_at else None
-            if parts and parts[-1]["expiresAt"] == expires:
-                parts[-1]["points"] += take
-            else:
-                parts.append({"points": take, "expiresAt": expires})
-            rest -= take
+        movement, lots = book.trial({"signedAmount": -points, "entryType": EntryType.TRANSFER_OUT.value,
+                                     **({"walletSplit": wallet_split} if wallet_split else {})})
+        taken: dict[str | None, int] = {}
+        for lot_id, took in movement.taken:
+            expires = lots[lot_id].expires_at
+            key = iso(expires) if expires else None
+            taken[key] = taken.get(key, 0) + took
+        rest = points - sum(taken.values())
         if rest:  # the balance counts points no lot holds (history before lots): they never expire
-            if parts and parts[-1]["expiresAt"] is None:
-                parts[-1]["points"] += rest
-            else:
-                parts.append({"points": rest, "expiresAt": None})
+            taken[None] = taken.get(None, 0) + rest
+        # Soonest first, points that never expire last (the lots' FIFO order).
+        parts = [{"points": taken[key], "expiresAt": key}
+                 for key in sorted(taken, key=lambda k: (k is None, k or ""))]
         if len(parts) > MAX_PARTS:
             folded = parts[MAX_PARTS - 1:]
             dates = [p["expiresAt"] for p in folded if p["expiresAt"]]
