@@ -50,3 +50,28 @@ def test_policies_quotes_and_trail_on_cosmos(cosmos_store, clock) -> None:
                      policy_version=1, decision="allowed", reasons=[], result=None)
     assert [c["tool"] for c in trail.list("acme")] == ["find_customer", "get_balance"]
     assert trail.list("acme")[0]["arguments"] == {"email": "[redacted]"}
+
+
+@pytest.mark.parametrize("store_name", ["cosmos_store", "sqlite_store"])
+def test_a_counter_stays_small_however_many_quotes_it_counts(store_name, request) -> None:
+    """Each quote has its own marker beside the counter: the counter document, rewritten at
+    every action, held every quote id of the day (an agent key's busy day took it towards
+    Cosmos DB's 2 MB document limit); a counter written that way still counts its quotes."""
+    store = request.getfixturevalue(store_name)
+    counters = DailyCounters(store)
+    for n in range(300):
+        assert counters.add("acme", "2026-11-02", "agent:k", f"quote-{n:04d}-{'x' * 40}", 1, None).ok
+    counter = store.read("system", "agent-counters:acme", "day-2026-11-02:agent:k")
+    assert counter["points"] == 300 and len(str(counter)) < 600
+    assert counters.add("acme", "2026-11-02", "agent:k", f"quote-0007-{'x' * 40}", 1, None).total == 300
+    # A counter of before the markers: its quotes still count once and can be given back.
+    store.create("system", {"id": "day-2026-11-03:agent:k", "pk": "agent-counters:acme", "docType": "agentCounter",
+                            "tenantId": "acme", "day": "2026-11-03", "subject": "agent:k", "points": 5,
+                            "quotes": {"old": 5}})
+    assert counters.add("acme", "2026-11-03", "agent:k", "old", 5, 10).total == 5
+    assert counters.total("acme", "2026-11-03", "agent:k", excluding="old") == 0
+    assert counters.add("acme", "2026-11-03", "agent:k", "new", 5, 10).ok
+    assert not counters.add("acme", "2026-11-03", "agent:k", "more", 1, 10).ok
+    counters.remove("acme", "2026-11-03", "agent:k", "old")
+    counters.remove("acme", "2026-11-03", "agent:k", "new")
+    assert counters.total("acme", "2026-11-03", "agent:k") == 0
