@@ -459,6 +459,10 @@ def build_sql(query: Query) -> tuple[str, list[dict[str, Any]]]:
             clauses.append(f"(NOT IS_DEFINED({ref}) OR IS_NULL({ref}))")
         elif flt.value is None and flt.op == "!=":
             clauses.append(f"(IS_DEFINED({ref}) AND NOT IS_NULL({ref}))")
+        elif flt.op == "!=":
+            # As the embedded store's json_extract(...) != ?: a null field matches nothing
+            # (Cosmos DB's null != 5 is true).
+            clauses.append(f"(NOT IS_NULL({ref}) AND {ref} != {param(flt.value)})")
         else:
             clauses.append(f"{ref} {_SQL_OPS[flt.op]} {param(flt.value)}")
     sql = "SELECT TOP @limit * FROM c"

@@ -74,9 +74,19 @@ class Filter:
     value: Any
 
     def __post_init__(self) -> None:
+        # What both adapters answer alike (tests/integration/store/test_store_contract.py): a
+        # null or missing field matches only ``= None``; ``in`` and the ranges compare values
+        # (Cosmos DB's ``IN (null)`` matches null, SQLite's never), and a range compares a field
+        # with a value of its own kind (SQLite orders numbers before strings, Cosmos DB does not
+        # compare them): callers compare numbers with numbers, strings with strings.
         check_field_path(self.field)
         if self.op == "in":
             assert isinstance(self.value, (list, tuple)) and self.value, "'in' needs a non-empty list"
+            assert all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in self.value), \
+                "'in' takes strings and numbers; a missing field is '= None'"
+        elif self.op in ("<", "<=", ">", ">="):
+            assert isinstance(self.value, (str, int, float)) and not isinstance(self.value, bool), \
+                "a range compares with a string or a number"
 
 
 @dataclass(frozen=True)

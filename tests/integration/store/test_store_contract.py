@@ -238,6 +238,31 @@ def test_query_none_matches_null_and_missing_fields(people: DocumentStore) -> No
     assert ids(present) == ["p2", "p1", "p5"]
 
 
+def test_query_not_equal_to_a_value_matches_no_null_or_missing_field(people: DocumentStore) -> None:
+    """p3's tier is null, p4 has none: neither is "not gold" on any adapter (Cosmos DB's own
+    null != "gold" is true; the adapter keeps SQLite's answer)."""
+    found = people.query(CUSTOMERS, Query(pk=None, filters=(Filter("tier", "!=", "gold"),), order_by="age"))
+    assert ids(found) == ["p2"]
+
+
+def test_query_a_boolean_matches_the_boolean(store: DocumentStore) -> None:
+    for name, flag in (("yes", True), ("no", False), ("none", None)):
+        store.create(CUSTOMERS, doc(name, flag=flag))
+    store.create(CUSTOMERS, doc("absent"))
+    found = store.query(CUSTOMERS, Query(pk="t1:c1", filters=(Filter("flag", "=", True),), limit=10))
+    assert ids(found) == ["yes"]
+    found = store.query(CUSTOMERS, Query(pk="t1:c1", filters=(Filter("flag", "!=", True),), limit=10))
+    assert ids(found) == ["no"]
+
+
+@pytest.mark.parametrize(("op", "value"), [("in", ["gold", None]), ("in", [True]), ("<", None), (">=", True)])
+def test_comparisons_the_adapters_would_answer_differently_are_refused(op: str, value: Any) -> None:
+    """Cosmos DB's IN (null) matches null and SQLite's never; a boolean range is 1 or 0 to
+    SQLite: refused before any adapter answers."""
+    with pytest.raises(AssertionError):
+        Filter("tier", op, value)  # type: ignore[arg-type]
+
+
 def test_query_nested_field(people: DocumentStore) -> None:
     found = people.query(CUSTOMERS, Query(pk=None, filters=(Filter("meta.region", "=", "eu"),), order_by="age"))
     assert ids(found) == ["p1", "p3"]
