@@ -34,7 +34,7 @@ from shared.domain.inputs import Instant
 from shared.domain.orders import EntityId, Order
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Plan, TransactionRequest, fingerprint_of
-from shared.store.layout import ORDER_STATUS
+from shared.store.layout import ORDER_STATUS, SYSTEM
 from shared.store.port import Create, PartitionBatch, read_many
 
 if TYPE_CHECKING:
@@ -358,11 +358,97 @@ class Award(BaseModel):
     awarded_at: Instant | None = Field(default=None, alias="awardedAt")
 
 
+AWARD_CLAIM_DOC = "awardClaim"
+
+
+def _award_claim_key(tenant_id: str, award_id: str) -> tuple[str, str]:
+    """Where an award id's claim lives: a partition of its own in ``system`` (never expires)."""
+    return f"award:{tenant_id}:{award_id}", "award-claim"
+
+
+def _award_conflict(line: int, row: Award, fingerprint: str, held: dict[str, Any]) -> RowError | None:
+    """Why ``held`` (the claim of the row's award id) is not this row's own, or None."""
+    if held.get("customerId") == row.customer_id and held.get("fingerprint") == fingerprint:
+        return None
+    if held.get("customerId") != row.customer_id:
+        return RowError(line, f"award id {row.award_id!r} was already given to another customer; nothing was "
+                              "changed", "awardId")
+    return RowError(line, f"award id {row.award_id!r} was already imported with other content; nothing was "
+                          "changed", "awardId")
+
+
 def _check_awards(ctx: "ImportContext", rows: Sequence[tuple[int, Award]]) -> list[RowError]:
     errors = _check_customers_exist(ctx, rows)
     errors += [e for line, row in rows if row.awarded_at and (e := _not_future(ctx, line, row.awarded_at,
                                                                                 "awardedAt"))]
+    # Read only (the validation pass of all-or-nothing writes nothing): an award id given to
+    # another customer or with other content, in this chunk, in the award's claim or in the
+    # customer's ledger, fails here, before any row is applied.
+    requests = [_award_request(ctx, row) for _, row in rows]
+    first: dict[str, tuple[int, str, str]] = {}
+    failing = {e.line for e in errors}  # a failing row claims nothing: a later twin is free
+    for (line, row), request in zip(rows, requests):
+        if line in failing:
+            continue
+        seen = first.setdefault(row.award_id, (line, row.customer_id, request.fingerprint))
+        if seen[1:] != (row.customer_id, request.fingerprint):  # the same row twice is one award
+            errors.append(RowError(line, f"award id {row.award_id!r} is on line {seen[0]} too, for another "
+                                         "customer or with other content", "awardId"))
+    if ctx.store is not None:
+        held = read_many(ctx.store, SYSTEM, [_award_claim_key(ctx.tenant_id, row.award_id) for _, row in rows])
+        errors += [conflict for (line, row), request, doc in zip(rows, requests, held)
+                   if doc is not None and (conflict := _award_conflict(line, row, request.fingerprint, doc))]
+    known = ctx.ledger.known(requests)
+    errors += [RowError(line, f"award id {row.award_id!r} was already imported with other content; nothing was "
+                              "changed", "awardId")
+               for (line, row), outcome in zip(rows, known) if outcome is not None and outcome.error is not None]
     return errors
+
+
+def _claim_awards(ctx: "ImportContext", rows: Sequence[tuple[int, Award]]
+                  ) -> tuple[list[RowError], list[tuple[int, Award]]]:
+    """Each award id is claimed for the tenant before its points are written (a conditional
+    create, as an order's id is claimed): the ledger's key ``import:award:<id>`` lives in the
+    customer's partition, so the same id for another customer was a new key there and the
+    award was paid twice (found by an outside review). A claim of the same customer and
+    content (a re-run, a resumed slice) is the row's own."""
+    if ctx.store is None:
+        return [], list(rows)
+    store = ctx.store
+    keyed = [(line, row, _award_request(ctx, row).fingerprint) for line, row in rows]
+    keys = [_award_claim_key(ctx.tenant_id, row.award_id) for _, row in rows]
+    held = read_many(store, SYSTEM, keys)
+    creating: dict[int, PartitionBatch] = {}
+    for index, ((line, row, fingerprint), (pk, doc_id), doc) in enumerate(zip(keyed, keys, held)):
+        if doc is None:
+            creating[index] = PartitionBatch(pk, [Create({
+                "id": doc_id, "pk": pk, "docType": AWARD_CLAIM_DOC, "tenantId": ctx.tenant_id,
+                "awardId": row.award_id, "customerId": row.customer_id, "fingerprint": fingerprint})])
+    if creating:
+        store.batches(SYSTEM, list(creating.values()))
+    errors: list[RowError] = []
+    claimed: list[tuple[int, Award]] = []
+    for index, ((line, row, fingerprint), key, doc) in enumerate(zip(keyed, keys, held)):
+        batch = creating.get(index)
+        if batch is not None and batch.error is None:
+            claimed.append((line, row))
+            continue
+        # Claimed before, or by another row or writer meanwhile: whose is it?
+        doc = doc if batch is None else store.read(SYSTEM, *key)
+        if doc is None:
+            assert batch is not None and batch.error is not None
+            raise batch.error  # no claim exists: the store's own failure
+        conflict = _award_conflict(line, row, fingerprint, doc)
+        if conflict is None:
+            claimed.append((line, row))
+        else:
+            errors.append(conflict)
+    return errors, claimed
+
+
+def _apply_awards(ctx: "ImportContext", rows: Sequence[tuple[int, Award]]) -> list[RowError]:
+    errors, claimed = _claim_awards(ctx, rows)
+    return errors + _append(ctx, claimed, lambda row: _award_request(ctx, row))
 
 
 def _award_request(ctx: "ImportContext", row: Award) -> TransactionRequest:
@@ -378,5 +464,5 @@ def _award_request(ctx: "ImportContext", row: Award) -> TransactionRequest:
                               fingerprint_of({"kind": "awards", "row": payload}), plan, occurred_at=row.awarded_at)
 
 
-register(RowKind("awards", Award, lambda ctx, rows: _append(ctx, rows, lambda row: _award_request(ctx, row)),
-                 _check_awards, description="bulk awards: points by award id, with a reason"))
+register(RowKind("awards", Award, _apply_awards, _check_awards,
+                 description="bulk awards: points by award id (one customer per id), with a reason"))
