@@ -32,6 +32,7 @@ from shared.app.customers import CustomerExists, CustomerProfile
 from shared.clock import iso
 from shared.domain.inputs import Instant
 from shared.domain.orders import EntityId, Order
+from shared.expiry.policy import policy_stamp
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, SYSTEM
@@ -141,6 +142,17 @@ def _append(ctx: "ImportContext", rows: Sequence[tuple[int, Any]],
                 message = "this row's key was already imported with other content; nothing was changed"
             errors.append(RowError(line, message))
     return errors
+
+
+def _expiry(ctx: "ImportContext") -> dict[str, str]:
+    """``expiresAt`` of an imported credit: the tenant's expiry policy (its default wallet's),
+    counted from the import, as ingestion and adjustments stamp theirs when the entry is
+    written (docs/expiry.md). Not from the row's own date: a lot dated years back would be
+    past its expiry on arrival, and the old programme's expiries are its own to settle before
+    the export (import what is left). Before, imported credits never expired (found by an
+    outside review): customers spent their live, expiring points first and kept these."""
+    expires = policy_stamp(ctx.tenant.expiry_policy_of(None), ctx.tenant.time_zone, ctx.now)
+    return {"expiresAt": expires} if expires is not None else {}
 
 
 def _not_future(ctx: "ImportContext", line: int, moment: datetime, name: str) -> RowError | None:
@@ -267,7 +279,7 @@ def _order_request(ctx: "ImportContext", order: HistoricalOrder) -> TransactionR
         else:
             points, rule_set_id, version = order.points or 0, "import", None
         entry = EntryDraft(EntryType.EARN, points, reference_order_id=order.order_id, rule_set_id=rule_set_id,
-                           rule_set_version=version, counts_order=True)
+                           rule_set_version=version, counts_order=True, attributes=_expiry(ctx))
         outcome = {"status": "credited", "orderId": order.order_id, "customerId": order.customer_id,
                    "points": points, "ruleSetId": rule_set_id, "ruleSetVersion": version, "imported": True}
         record = {"id": order_record_id(order.order_id), "docType": "order", "orderId": order.order_id,
@@ -329,7 +341,8 @@ def _opening_request(ctx: "ImportContext", row: OpeningBalance) -> TransactionRe
     outcome = {"status": "opened", "customerId": row.customer_id, "points": row.points, "imported": True}
 
     def plan(head: Head) -> Plan:
-        return Plan(entries=[EntryDraft(EntryType.ADJUST, row.points, attributes={"reason": "opening-balance"})],
+        return Plan(entries=[EntryDraft(EntryType.ADJUST, row.points,
+                                        attributes={"reason": "opening-balance", **_expiry(ctx)})],
                     outcome=outcome)
 
     # One opening balance per customer, whatever file carries it.
@@ -457,7 +470,8 @@ def _award_request(ctx: "ImportContext", row: Award) -> TransactionRequest:
 
     def plan(head: Head) -> Plan:
         return Plan(entries=[EntryDraft(EntryType.EARN, row.points, rule_set_id="award",
-                                        attributes={"awardId": row.award_id, "reason": row.reason})],
+                                        attributes={"awardId": row.award_id, "reason": row.reason,
+                                                    **_expiry(ctx)})],
                     outcome=outcome)
 
     return TransactionRequest(ctx.tenant_id, row.customer_id, f"import:award:{row.award_id}",
