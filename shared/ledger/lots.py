@@ -135,7 +135,7 @@ class LotBook:
         """What appending ``entry`` (a debit, without its ``seq``) would take, replayed by this
         very code on a copy of the open lots, the book left as it is: the movement and the lots
         it names. A writer that must describe a debit's lots before the ledger writes it (a
-        transfer's parts, a refund's wallet split) asks here rather than deciding on its own."""
+        transfer's parts) asks here rather than deciding on its own."""
         copy = LotBook(lots={lot_id: dataclasses.replace(lot) for lot_id, lot in self.lots.items()
                              if lot.remaining > 0},
                        deficit=self.deficit, balance=self.balance, seq=self.seq)
