@@ -240,30 +240,43 @@ def _claim_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
     unread = [key for key in keys if key not in ctx.order_claims]
     held = {**ctx.order_claims, **dict(zip(unread, read_many(store, ORDER_STATUS, unread)))} if unread \
         else ctx.order_claims
+    return _claim(store, ORDER_STATUS, keyed, keys, [held[key] for key in keys],
+                  lambda order, fingerprint, pk, doc_id: {
+                      "id": doc_id, "pk": pk, "docType": CLAIM_DOC, "tenantId": ctx.tenant_id,
+                      "customerId": order.customer_id, "orderId": order.order_id, "status": "queued",
+                      "acceptedAt": iso(order.timestamp), "fingerprint": fingerprint, "imported": True},
+                  _claim_conflict)
+
+
+def _claim(store: Any, container: str, keyed: list[tuple[int, Any, str]], keys: list[tuple[str, str]],
+           held: list[dict[str, Any] | None], make: Callable[[Any, str, str, str], dict[str, Any]],
+           conflict_of: Callable[[int, Any, str, dict[str, Any]], RowError | None]
+           ) -> tuple[list[RowError], list[tuple[int, Any]]]:
+    """Claim each row's key (``keyed``: line, row, fingerprint; ``keys`` and what is ``held``
+    there already, in the same order) by a conditional create of ``make``'s document, in one
+    group of batches; a claim already there (a re-run, another row or writer meanwhile) is the
+    row's own unless ``conflict_of`` says why not. The rows claimed, and the others' errors."""
     creating: dict[int, PartitionBatch] = {}  # row index -> the batch creating its claim
-    for index, ((line, order, fingerprint), (pk, doc_id)) in enumerate(zip(keyed, keys)):
-        if held[(pk, doc_id)] is None:
-            creating[index] = PartitionBatch(pk, [Create({
-                "id": doc_id, "pk": pk, "docType": CLAIM_DOC, "tenantId": ctx.tenant_id,
-                "customerId": order.customer_id, "orderId": order.order_id, "status": "queued",
-                "acceptedAt": iso(order.timestamp), "fingerprint": fingerprint, "imported": True})])
+    for index, ((_, row, fingerprint), (pk, doc_id), doc) in enumerate(zip(keyed, keys, held)):
+        if doc is None:
+            creating[index] = PartitionBatch(pk, [Create(make(row, fingerprint, pk, doc_id))])
     if creating:
-        store.batches(ORDER_STATUS, list(creating.values()))
+        store.batches(container, list(creating.values()))
     errors: list[RowError] = []
-    claimed: list[tuple[int, HistoricalOrder]] = []
-    for index, ((line, order, fingerprint), key) in enumerate(zip(keyed, keys)):
+    claimed: list[tuple[int, Any]] = []
+    for index, ((line, row, fingerprint), key, doc) in enumerate(zip(keyed, keys, held)):
         batch = creating.get(index)
         if batch is not None and batch.error is None:
-            claimed.append((line, order))
+            claimed.append((line, row))
             continue
         # Claimed before this chunk, or by another row or writer while it ran: whose is it?
-        doc = held[key] if batch is None else store.read(ORDER_STATUS, *key)
+        doc = doc if batch is None else store.read(container, *key)
         if doc is None:
             assert batch is not None and batch.error is not None
             raise batch.error  # no claim exists: the store's own failure
-        conflict = _claim_conflict(line, order, fingerprint, doc)
+        conflict = conflict_of(line, row, fingerprint, doc)
         if conflict is None:
-            claimed.append((line, order))
+            claimed.append((line, row))
         else:
             errors.append(conflict)
     return errors, claimed
@@ -430,33 +443,11 @@ def _claim_awards(ctx: "ImportContext", rows: Sequence[tuple[int, Award]]
     store = ctx.store
     keyed = [(line, row, _award_request(ctx, row).fingerprint) for line, row in rows]
     keys = [_award_claim_key(ctx.tenant_id, row.award_id) for _, row in rows]
-    held = read_many(store, SYSTEM, keys)
-    creating: dict[int, PartitionBatch] = {}
-    for index, ((line, row, fingerprint), (pk, doc_id), doc) in enumerate(zip(keyed, keys, held)):
-        if doc is None:
-            creating[index] = PartitionBatch(pk, [Create({
-                "id": doc_id, "pk": pk, "docType": AWARD_CLAIM_DOC, "tenantId": ctx.tenant_id,
-                "awardId": row.award_id, "customerId": row.customer_id, "fingerprint": fingerprint})])
-    if creating:
-        store.batches(SYSTEM, list(creating.values()))
-    errors: list[RowError] = []
-    claimed: list[tuple[int, Award]] = []
-    for index, ((line, row, fingerprint), key, doc) in enumerate(zip(keyed, keys, held)):
-        batch = creating.get(index)
-        if batch is not None and batch.error is None:
-            claimed.append((line, row))
-            continue
-        # Claimed before, or by another row or writer meanwhile: whose is it?
-        doc = doc if batch is None else store.read(SYSTEM, *key)
-        if doc is None:
-            assert batch is not None and batch.error is not None
-            raise batch.error  # no claim exists: the store's own failure
-        conflict = _award_conflict(line, row, fingerprint, doc)
-        if conflict is None:
-            claimed.append((line, row))
-        else:
-            errors.append(conflict)
-    return errors, claimed
+    return _claim(store, SYSTEM, keyed, keys, read_many(store, SYSTEM, keys),
+                  lambda row, fingerprint, pk, doc_id: {
+                      "id": doc_id, "pk": pk, "docType": AWARD_CLAIM_DOC, "tenantId": ctx.tenant_id,
+                      "awardId": row.award_id, "customerId": row.customer_id, "fingerprint": fingerprint},
+                  _award_conflict)
 
 
 def _apply_awards(ctx: "ImportContext", rows: Sequence[tuple[int, Award]]) -> list[RowError]:
