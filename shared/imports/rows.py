@@ -155,6 +155,24 @@ def _expiry(ctx: "ImportContext") -> dict[str, str]:
     return {"expiresAt": expires} if expires is not None else {}
 
 
+def _repeats(rows: Sequence[tuple[int, Any]], errors: list[RowError], keyed: list[tuple[str, Any]],
+             refusal: Callable[[int, Any, int], RowError]) -> list[RowError]:
+    """The rows of a chunk that repeat an earlier row's key (``keyed``: each row's key and
+    content) with other content, each refused by ``refusal(line, row, earlier line)``. The
+    same row twice is one row, applied once; a row already in ``errors`` takes no key, so a
+    later twin of it is free."""
+    failing = {e.line for e in errors}
+    first: dict[str, tuple[int, Any]] = {}
+    refused: list[RowError] = []
+    for (line, row), (key, content) in zip(rows, keyed):
+        if line in failing:
+            continue
+        earlier, held = first.setdefault(key, (line, content))
+        if held != content:
+            refused.append(refusal(line, row, earlier))
+    return refused
+
+
 def _not_future(ctx: "ImportContext", line: int, moment: datetime, name: str) -> RowError | None:
     if moment > ctx.now:
         return RowError(line, f"{name} is in the future: an import records history", name)
@@ -186,15 +204,11 @@ def _check_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrde
     # order holds, or one repeated in this chunk with other content, fails here, before any
     # row is applied. (Repeats further apart in the file fail when applied: left open.)
     fingerprints = [_order_fingerprint(ctx, order)[1] for _, order in rows]
-    first: dict[str, tuple[int, str, str]] = {}
-    failing = {e.line for e in errors}  # a row failing already claims nothing: a later twin is free
-    for (line, order), fingerprint in zip(rows, fingerprints):
-        if line in failing:
-            continue
-        seen = first.setdefault(order.order_id, (line, order.customer_id, fingerprint))
-        if seen[1:] != (order.customer_id, fingerprint):
-            errors.append(RowError(line, f"order id {order.order_id!r} is on line {seen[0]} too, with other "
-                                         "content", "orderId"))
+    errors += _repeats(rows, errors, [(order.order_id, (order.customer_id, fingerprint))
+                                      for (_, order), fingerprint in zip(rows, fingerprints)],
+                       lambda line, order, earlier: RowError(
+                           line, f"order id {order.order_id!r} is on line {earlier} too, with other content",
+                           "orderId"))
     if ctx.store is not None:
         keys = [claim_key(ctx.tenant_id, order.order_id) for _, order in rows]
         ctx.order_claims.update(zip(keys, read_many(ctx.store, ORDER_STATUS, keys)))
@@ -333,15 +347,11 @@ def _check_openings(ctx: "ImportContext", rows: Sequence[tuple[int, OpeningBalan
     # Read only: a second opening balance of a customer (in this chunk, or already in the
     # ledger with other figures) fails here, before any row is applied.
     requests = [_opening_request(ctx, row) for _, row in rows]
-    first: dict[str, tuple[int, str]] = {}
-    failing = {e.line for e in errors}  # a row failing already opens nothing: a later one is free
-    for (line, row), request in zip(rows, requests):
-        if line in failing:
-            continue
-        seen = first.setdefault(row.customer_id, (line, request.fingerprint))
-        if seen[1] != request.fingerprint:  # the same row twice is one opening, applied once
-            errors.append(RowError(line, f"customer {row.customer_id!r} has another opening balance on line "
-                                         f"{seen[0]}: one per customer", "customerId"))
+    errors += _repeats(rows, errors, [(row.customer_id, request.fingerprint)
+                                      for (_, row), request in zip(rows, requests)],
+                       lambda line, row, earlier: RowError(
+                           line, f"customer {row.customer_id!r} has another opening balance on line {earlier}: "
+                                 "one per customer", "customerId"))
     known = ctx.ledger.known(requests)
     errors += [RowError(line, f"customer {row.customer_id!r} already has another opening balance; nothing was "
                               "changed", "customerId")
@@ -411,15 +421,11 @@ def _check_awards(ctx: "ImportContext", rows: Sequence[tuple[int, Award]]) -> li
     # another customer or with other content, in this chunk, in the award's claim or in the
     # customer's ledger, fails here, before any row is applied.
     requests = [_award_request(ctx, row) for _, row in rows]
-    first: dict[str, tuple[int, str, str]] = {}
-    failing = {e.line for e in errors}  # a failing row claims nothing: a later twin is free
-    for (line, row), request in zip(rows, requests):
-        if line in failing:
-            continue
-        seen = first.setdefault(row.award_id, (line, row.customer_id, request.fingerprint))
-        if seen[1:] != (row.customer_id, request.fingerprint):  # the same row twice is one award
-            errors.append(RowError(line, f"award id {row.award_id!r} is on line {seen[0]} too, for another "
-                                         "customer or with other content", "awardId"))
+    errors += _repeats(rows, errors, [(row.award_id, (row.customer_id, request.fingerprint))
+                                      for (_, row), request in zip(rows, requests)],
+                       lambda line, row, earlier: RowError(
+                           line, f"award id {row.award_id!r} is on line {earlier} too, for another customer or "
+                                 "with other content", "awardId"))
     if ctx.store is not None:
         held = read_many(ctx.store, SYSTEM, [_award_claim_key(ctx.tenant_id, row.award_id) for _, row in rows])
         errors += [conflict for (line, row), request, doc in zip(rows, requests, held)
