@@ -428,19 +428,13 @@ class Ledger:
                         deferred.add(request.pk)
                         later.append(index)
                         continue
-                    existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
-                    outcomes[index] = (
-                        self._replay(request, existing) if existing is not None
-                        else TransactionOutcome(None, {}, [], error=error)
-                    )
+                    outcomes[index] = self._refused(request, error)
                     continue
                 try:
                     docs, new_head, entries, marker = self._documents(request, head, plan, now, wallet_settings)
                 except (AssertionError, PointsOutOfRange) as refused:
                     if fresh and isinstance(refused, PointsOutOfRange):  # on the true head: a refusal
-                        existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
-                        outcomes[index] = (self._replay(request, existing) if existing is not None
-                                           else TransactionOutcome(None, {}, [], error=refused))
+                        outcomes[index] = self._refused(request, refused)
                         continue
                     if fresh:
                         raise  # the true head: a broken invariant is a bug, stop loudly
@@ -588,6 +582,14 @@ class Ledger:
                         **({"traceContext": request.trace_context} if request.trace_context else {}))
                    for r in plan.records]
         return [*entries, *records, marker], current, entries, marker
+
+    def _refused(self, request: TransactionRequest, error: AccrueError) -> TransactionOutcome:
+        """The outcome of a request refused on the true head: the first outcome of its key if
+        the key was applied before (a retry), else the refusal."""
+        existing = self._store.read(LEDGER, request.pk, marker_id(request.idempotency_key))
+        if existing is not None:
+            return self._replay(request, existing)
+        return TransactionOutcome(None, {}, [], error=error)
 
     def _wallets(self, request: TransactionRequest, current: Head, after: Head, draft: EntryDraft,
                  settings: WalletSettings) -> tuple[Head, dict[str, Any]]:
