@@ -57,6 +57,24 @@ def test_twenty_concurrent_imports_of_one_order_id_for_different_customers_credi
     assert sum(h.balance for h in heads) == 7 and sum(h.orders_credited for h in heads) == 1
 
 
+def test_twenty_concurrent_imports_of_one_award_id_for_different_customers_pay_one(platform,
+                                                                                    tenant) -> None:  # type: ignore
+    """The same for an award id (claimed per tenant since stop 35): exactly one customer is paid,
+    every other import reports the row, and twenty copies of one award pay it once."""
+    for n in range(N):
+        platform.customers.register("acme", CustomerProfile(customerId=f"w{n}", joinDate="2024-01-01"))
+    ids = [start_import(platform, "acme", ndjson([{"awardId": "g1", "customerId": f"w{n}", "points": 9,
+                                                   "reason": "goodwill"}]), kind="awards") for n in range(N)]
+    results = _run_at_once(platform, ids)
+    assert sorted(r["rowsDone"] for r in results.values()) == [0] * (N - 1) + [1]
+    assert sum(platform.ledger.head("acme", f"w{n}").balance for n in range(N)) == 9
+    same = [start_import(platform, "acme", ndjson([{"awardId": "g2", "customerId": "c1", "points": 4,
+                                                    "reason": "goodwill"}]), kind="awards") for _ in range(N)]
+    results = _run_at_once(platform, same)
+    assert all(r["rowsDone"] == 1 and r["rowsFailed"] == 0 for r in results.values())
+    assert platform.ledger.head("acme", "c1").balance == 4
+
+
 def test_twenty_concurrent_birthday_runs_award_once(platform, tenant, clock) -> None:
     platform.occasions.save_settings("acme", OccasionSettings(birthdayPoints=10))
     for n in range(5):
