@@ -1,31 +1,34 @@
 """The webhook sender: one POST to a checked address, with hard limits.
 
-Built on ``httpcore`` (what ``httpx`` runs on) with a network backend that
-ignores the name it is asked to connect to and connects to the address the
-SSRF guard checked (``Target.address``); TLS still verifies the certificate for
-the name and sends it as SNI, and the Host header is the name. So the request
-goes exactly where the check said it may, whatever DNS answers a second later.
+Built on the standard library's ``http.client`` (HTTP/1.1) over a socket this
+module opens itself to the address the SSRF guard checked (``Target.address``):
+the host name is never looked up here; it goes only as the Host header and, for
+``https``, as TLS SNI and the name the certificate must be valid for. So the
+request goes exactly where the check said it may, whatever DNS answers a second
+later. (It replaced ``httpcore``, whose pure-Python HTTP/1.1 exchange cost
+~2.8x the CPU per delivery: docs/performance.md, webhooks.)
 
 Limits of one attempt:
 
-* ``deadline``: a wall-clock budget for the whole exchange (connect, TLS,
-  request, response headers and body), enforced on every socket read and
-  write, so a server that drips a byte every few seconds is cut off too;
-* redirects are never followed (httpcore does not), a 3xx is a failure;
-* at most ``max_response_bytes`` of the response body are read; the rest is
-  dropped with the connection (httpcore closes a connection whose response was
-  not read to its end: it is never reused).
+* ``deadline``: one wall-clock budget for the whole exchange (waiting for a
+  pooled connection, connect, TLS handshake, request, response head and body):
+  every blocking socket call gets only what is left of it, so a server that
+  drips a byte every few seconds is cut off too;
+* redirects are never followed (``http.client`` does not), a 3xx is a failure;
+* at most ``max_response_bytes`` of the response body are read; a connection
+  whose answer was not read to its end is closed, never reused.
 
-Connections are kept alive and reused (HTTP/1.1), one pool per **checked
-destination**: (scheme, host name, port, checked address). Whom a pooled
-connection may reach is fixed when it is opened, so the pool is chosen by the
-address the SSRF guard checked for *this* attempt: the guard runs before every
-attempt, a refused URL sends nothing (a live connection to a place now refused
-is never used), and a name that now resolves elsewhere gets the pool of its new
-address, never a connection opened to the old one. Each pool's backend connects
-only to its own address (asserted). Idle connections close after
-``keepalive_expiry`` seconds; at most ``max_destinations`` pools are kept (the
-least recently used one is closed).
+Connections are kept alive and reused, one pool per **checked destination**:
+(scheme, host name, port, checked address). Whom a pooled connection may reach
+is fixed when it is opened, so the pool is chosen by the address the SSRF guard
+checked for *this* attempt: the guard runs before every attempt, a refused URL
+sends nothing (a live connection to a place now refused is never used), and a
+name that now resolves elsewhere gets the pool of its new address, never a
+connection opened to the old one. A pool opens at most
+``connections_per_destination`` connections at once; an idle connection is
+dropped after ``keepalive_expiry`` seconds, or when the receiver closed it (or
+sent anything unasked) while it was idle; at most ``max_destinations`` pools
+are kept (the least recently used one is closed).
 
 ``post`` never raises (an ``Exception``): whatever goes wrong, including a
 target or header that cannot be encoded, comes back as an ``HttpResult`` with
@@ -34,16 +37,14 @@ target or header that cannot be encoded, comes back as an ``HttpResult`` with
 
 from __future__ import annotations
 
+import http.client
+import select
 import socket
 import ssl
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterable
-
-import httpcore
-from httpcore._backends.sync import SyncBackend
 
 from shared.webhooks.ssrf import Target
 
@@ -57,68 +58,150 @@ CONNECTIONS_PER_DESTINATION = 8
 KEEPALIVE_EXPIRY = 30.0
 MAX_DESTINATIONS = 256
 
-# The deadline of the attempt the current thread is making: a pooled connection outlives
-# attempts, so its streams read each attempt's own deadline (httpcore's sync pool runs a
-# request entirely on the calling thread).
-_attempt = threading.local()
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the attempt's deadline passed")
+    return left
 
 
-def _deadline() -> float:
-    deadline = getattr(_attempt, "deadline", None)
-    assert deadline is not None, "a webhook connection is used outside an attempt"
-    return deadline
+class _DeadlineBound:
+    """Every blocking call of the socket waits at most what is left of the attempt's deadline
+    (``deadline``, a ``time.monotonic`` instant set for each attempt). ``http.client`` reads
+    through ``makefile``, whose reads come here as ``recv_into``."""
+
+    deadline = 0.0
+
+    def recv_into(self, buffer, nbytes=0, flags=0):  # type: ignore[no-untyped-def]
+        self.settimeout(_left(self.deadline))  # type: ignore[attr-defined]
+        return super().recv_into(buffer, nbytes, flags)  # type: ignore[misc]
+
+    def send(self, data, flags=0):  # type: ignore[no-untyped-def]
+        self.settimeout(_left(self.deadline))  # type: ignore[attr-defined]
+        return super().send(data, flags)  # type: ignore[misc]
+
+    def sendall(self, data, flags=0):  # type: ignore[no-untyped-def]
+        # A plain socket's sendall bounds the whole call by the timeout; a TLS socket's
+        # calls ``send`` per piece, each bounded above.
+        self.settimeout(_left(self.deadline))  # type: ignore[attr-defined]
+        return super().sendall(data, flags)  # type: ignore[misc]
 
 
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
+class _PlainSocket(_DeadlineBound, socket.socket):
+    pass
 
-    def _left(self, timeout: float | None, exc: type[Exception]) -> float:
-        left = _deadline() - time.monotonic()
-        if left <= 0:
-            raise exc("the attempt's deadline passed")
-        return left if timeout is None else min(timeout, left)
 
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._left(timeout, httpcore.ReadTimeout))
+class _TlsSocket(_DeadlineBound, ssl.SSLSocket):
+    pass
 
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._left(timeout, httpcore.WriteTimeout))
+
+class _Connection(http.client.HTTPConnection):
+    """One HTTP/1.1 connection to a checked address (opened on its first request)."""
+
+    def __init__(self, scheme: str, host: str, port: int, address: str, context: ssl.SSLContext | None) -> None:
+        super().__init__(host, port)
+        self.scheme = scheme
+        self.address = address
+        self.context = context
+        self.deadline = 0.0
+        self.idle_since = 0.0
+
+    def connect(self) -> None:
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        sock: _DeadlineBound = _PlainSocket(family, socket.SOCK_STREAM)
+        sock.deadline = self.deadline
+        try:
+            # Without TCP_NODELAY a small request on a reused connection can wait for the
+            # peer's delayed ACK of the previous one.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+            sock.settimeout(_left(self.deadline))  # type: ignore[attr-defined]
+            sock.connect((self.address, self.port))  # type: ignore[attr-defined]
+            if self.scheme == "https":
+                assert self.context is not None and self.context.sslsocket_class is _TlsSocket
+                # The handshake runs under the timeout just set (what is left of the deadline).
+                sock = self.context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[assignment,arg-type]
+                sock.deadline = self.deadline
+        except BaseException:
+            sock.close()  # type: ignore[attr-defined]
+            raise
+        self.sock = sock
+
+    def arm(self, deadline: float) -> None:
+        self.deadline = deadline
+        if self.sock is not None:
+            self.sock.deadline = deadline
+
+    def reusable_now(self) -> bool:
+        """An idle kept-alive connection may carry the next request: still open, and nothing
+        (an end of file from a receiver that closed it, or bytes nobody asked for) waiting."""
+        sock = self.sock
+        if sock is None:
+            return False
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+
+class _Pool:
+    """The connections of one checked destination: at most ``size`` open at once."""
+
+    def __init__(self, destination: "Destination", context: ssl.SSLContext | None, size: int,
+                 keepalive_expiry: float) -> None:
+        self.destination = destination
+        self.address = destination[3]
+        self._context = context
+        self._keepalive_expiry = keepalive_expiry
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self, deadline: float) -> _Connection:
+        if not self._slots.acquire(timeout=_left(deadline)):
+            raise TimeoutError("no free connection to this destination in time")
+        try:
+            now = time.monotonic()
+            while True:
+                with self._lock:
+                    connection = self._idle.pop() if self._idle else None
+                if connection is None:
+                    scheme, host, port, address = self.destination
+                    connection = _Connection(scheme, host, port, address, self._context)
+                    break
+                if now - connection.idle_since <= self._keepalive_expiry and connection.reusable_now():
+                    break
+                connection.close()
+            # TIGER_STYLE: a pool's connections reach its own checked address, nothing else.
+            assert connection.address == self.address and connection.host == self.destination[1]
+            connection.arm(deadline)
+            return connection
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def give_back(self, connection: _Connection, reusable: bool) -> None:
+        try:
+            if reusable and connection.sock is not None:
+                connection.idle_since = time.monotonic()
+                with self._lock:
+                    if not self._closed:
+                        self._idle.append(connection)
+                        return
+            connection.close()
+        finally:
+            self._slots.release()
 
     def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(ssl_context, server_hostname, self._left(timeout, httpcore.ConnectTimeout))
-        return _DeadlineStream(inner)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class PinnedBackend(httpcore.NetworkBackend):
-    """Connects to the checked address whatever host name httpcore asks for."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self._sync = SyncBackend()
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        left = _deadline() - time.monotonic()
-        if left <= 0:
-            raise httpcore.ConnectTimeout("the attempt's deadline passed")
-        timeout = left if timeout is None else min(timeout, left)
-        stream = self._sync.connect_tcp(self.address, port, timeout, local_address, socket_options)
-        return _DeadlineStream(stream)
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("unix sockets are never a webhook target")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
 
 @dataclass(frozen=True)
@@ -139,6 +222,8 @@ class PinnedSender:
                  ssl_context: ssl.SSLContext | None = None, *,
                  connections_per_destination: int = CONNECTIONS_PER_DESTINATION,
                  keepalive_expiry: float = KEEPALIVE_EXPIRY, max_destinations: int = MAX_DESTINATIONS) -> None:
+        """``ssl_context``: the TLS settings (tests give one trusting their own authority); its
+        ``sslsocket_class`` is set to this module's deadline-bound socket."""
         if not 0 < deadline <= MAX_DEADLINE:
             raise ValueError(f"the delivery deadline must be in (0, {MAX_DEADLINE}] seconds")
         self.deadline = deadline
@@ -149,42 +234,41 @@ class PinnedSender:
         # Made on first use: loading the system's CA store costs ~100 ms, and many
         # platforms never deliver (a dry run's, shared.dryrun; the API process's).
         self._given_ssl = ssl_context
+        if ssl_context is not None:
+            ssl_context.sslsocket_class = _TlsSocket
         self._default_ssl: ssl.SSLContext | None = None
-        self._pools: OrderedDict[Destination, httpcore.ConnectionPool] = OrderedDict()
+        self._pools: OrderedDict[Destination, _Pool] = OrderedDict()
         self._lock = threading.Lock()
 
-    @property
-    def _ssl(self) -> ssl.SSLContext:
+    def _ssl(self, scheme: str) -> ssl.SSLContext | None:
+        if scheme != "https":
+            return None
         if self._given_ssl is not None:
             return self._given_ssl
         with self._lock:
             if self._default_ssl is None:
-                self._default_ssl = ssl.create_default_context()
+                context = ssl.create_default_context()
+                context.sslsocket_class = _TlsSocket
+                self._default_ssl = context
             return self._default_ssl
 
-    def _pool(self, target: Target) -> httpcore.ConnectionPool:
+    def _pool(self, target: Target) -> _Pool:
         """The pool of the destination this attempt's check allowed (made if new)."""
         key: Destination = (target.scheme, target.host, target.port, target.address)
-        context = self._ssl
-        evicted: httpcore.ConnectionPool | None = None
+        context = self._ssl(target.scheme)
+        evicted: _Pool | None = None
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
-                pool = self._pools[key] = httpcore.ConnectionPool(
-                    ssl_context=context, max_connections=self.connections_per_destination,
-                    max_keepalive_connections=self.connections_per_destination,
-                    keepalive_expiry=self.keepalive_expiry, retries=0, network_backend=PinnedBackend(target.address),
-                    # httpcore writes the headers and the body separately: without TCP_NODELAY the
-                    # body of a reused connection waits for the peer's (delayed) ACK of the headers.
-                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+                pool = self._pools[key] = _Pool(key, context, self.connections_per_destination,
+                                                self.keepalive_expiry)
                 if len(self._pools) > self.max_destinations:
                     _, evicted = self._pools.popitem(last=False)
             else:
                 self._pools.move_to_end(key)
         if evicted is not None:
             evicted.close()
-        # TIGER_STYLE: a pool's connections reach its own checked address, nothing else.
-        assert pool._network_backend.address == target.address  # noqa: SLF001
+        assert pool.address == target.address
         return pool
 
     def destinations(self) -> list[Destination]:
@@ -201,36 +285,38 @@ class PinnedSender:
 
     def post(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResult:
         start = time.monotonic()
-        _attempt.deadline = start + self.deadline
-        timeout = {"connect": self.deadline, "read": self.deadline, "write": self.deadline, "pool": self.deadline}
+        deadline = start + self.deadline
+        pool: _Pool | None = None
+        connection: _Connection | None = None
+        reusable = False
         try:
             pool = self._pool(target)
+            connection = pool.take(deadline)
             # Inside the try: a target or header that cannot be written (a non-ASCII path
             # stored before URLs were normalised, say) is a failed attempt like any other.
-            sent = [(b"Host", target.host_header.encode("ascii")), (b"User-Agent", USER_AGENT.encode()),
-                    (b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]
-            sent += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-            url = httpcore.URL(scheme=target.scheme.encode(), host=target.host.encode("ascii"), port=target.port,
-                               target=target.target.encode("ascii", errors="strict"))
-            with pool.stream("POST", url, headers=sent, content=body, extensions={"timeout": timeout}) as response:
-                received = bytearray()
-                truncated = False
-                for chunk in response.iter_stream():
-                    room = self.max_response_bytes - len(received)
-                    received += chunk[:room]
-                    if len(chunk) > room:
-                        truncated = True  # left unread: httpcore closes this connection, never reuses it
-                        break
-                answer = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
-                return HttpResult(response.status, _ms(start), answer, bytes(received), truncated=truncated)
-        except httpcore.TimeoutException as exc:
+            connection.putrequest("POST", target.target, skip_host=True, skip_accept_encoding=True)
+            for name, value in (("Host", target.host_header), ("User-Agent", USER_AGENT),
+                                ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                *headers.items()):
+                connection.putheader(name, value)
+            connection.endheaders(body)  # head and body in one send
+            response = connection.getresponse()
+            received = response.read(self.max_response_bytes + 1)
+            truncated = len(received) > self.max_response_bytes
+            # Reused only if this answer was read to its end and the receiver keeps the connection.
+            reusable = not truncated and response.isclosed() and not response.will_close
+            answer = {k.lower(): v for k, v in response.getheaders()}
+            return HttpResult(response.status, _ms(start), answer, received[:self.max_response_bytes],
+                              truncated=truncated)
+        except TimeoutError as exc:
             return HttpResult(None, _ms(start), {}, b"", error=f"timeout: {exc or 'no answer in time'}")
-        except (httpcore.NetworkError, httpcore.ProtocolError, ssl.SSLError, OSError) as exc:
+        except (http.client.HTTPException, ssl.SSLError, OSError) as exc:
             return HttpResult(None, _ms(start), {}, b"", error=f"{type(exc).__name__}: {exc}"[:300])
         except Exception as exc:  # noqa: BLE001 - the contract: post never raises, trouble is a result
             return HttpResult(None, _ms(start), {}, b"", error=f"cannot send: {type(exc).__name__}: {exc}"[:300])
         finally:
-            _attempt.deadline = None
+            if connection is not None and pool is not None:
+                pool.give_back(connection, reusable)
 
 
 def _ms(start: float) -> int:
