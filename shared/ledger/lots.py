@@ -18,6 +18,10 @@ Lots (credits that add spendable points):
   order of taking (the last lot taken from is refilled first), so the points
   keep the expiry they had. A RELEASE that finds nothing to restore (a
   reservation older than the history replayed) forms a lot of its own.
+* a positive ADJUST whose ``referenceEntryId`` names an earlier debit (a
+  cancelled or expired voucher's refund, shared/vouchers) gives the points back
+  the same way, to the lots that debit took them from: points about to expire
+  when they bought a voucher do not come back as points that never expire.
 * a PENDING credit (held earn) is not spendable and forms no lot until settled.
 
 Debits take from lots, never more than a lot holds:
@@ -64,6 +68,7 @@ _NEVER = datetime.max.replace(tzinfo=timezone.utc)
 # The values compared on every entry replayed, read once (an enum member's ``.value`` is a
 # descriptor call: ~1 µs each, several per entry, a good part of a replay).
 _RELEASE, _EXPIRE, _REVERSAL = EntryType.RELEASE.value, EntryType.EXPIRE.value, EntryType.REVERSAL.value
+_ADJUST = EntryType.ADJUST.value
 
 
 @dataclass
@@ -164,6 +169,8 @@ class LotBook:
             settled = entry.get("settlesEntryId")
             if kind == _RELEASE and settled in self.movements:
                 self._restore(entry, self.movements[settled])
+            elif kind == _ADJUST and self._debit(entry.get("referenceEntryId")) is not None:
+                self._restore(entry, self._debit(entry["referenceEntryId"]))  # type: ignore[arg-type]
             else:
                 self._form(entry)
         elif kind == _EXPIRE:
@@ -180,6 +187,10 @@ class LotBook:
             self._take(entry, -amount, first)
         else:
             self._take(entry, -amount, [])
+
+    def _debit(self, entry_id: str | None) -> Movement | None:
+        movement = self.movements.get(entry_id) if entry_id else None
+        return movement if movement is not None and movement.signed_amount < 0 else None
 
     def _take_by_wallet(self, entry: dict[str, Any], order_id: str | None = None) -> None:
         taken: list[tuple[str, int]] = []

@@ -351,9 +351,16 @@ class Vouchers:
         if not doc.get("refundPending"):
             return 0
         vid, points = doc["voucherId"], doc["points"]
+        # The points go back where the purchase took them: to its lots (shared/ledger/lots.py:
+        # an ADJUST naming the debit it gives back, so they keep their expiry) and, for a tenant
+        # with wallets, to the wallets its split took from.
+        purchase = self._ledger.record(tenant_id, doc["customerId"], doc["entryId"]) or {}
+        taken = purchase.get("walletSplit") or {}
+        given = tuple(sorted((wallet, -part) for wallet, part in taken.items() if part < 0)) or None
+        assert given is None or sum(part for _, part in given) == points, "a refund gives back what was taken"
 
         def plan(head: Head) -> Plan:
-            draft = EntryDraft(EntryType.ADJUST, points, reference_entry_id=doc["entryId"],
+            draft = EntryDraft(EntryType.ADJUST, points, reference_entry_id=doc["entryId"], wallet_split=given,
                                attributes={"voucherId": vid, "reason": f"voucher-{doc['status']}",
                                            **({"rewardId": doc["rewardId"]} if doc.get("rewardId") else {})})
             return Plan([draft], {"voucherId": vid, "points": points, "available": head.balance + points})
