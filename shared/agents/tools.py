@@ -287,6 +287,23 @@ class AgentTools:
         call.customer_id = customer_id
         return self.p.customers.get(call.tenant_id, customer_id)  # NotFound in another tenant
 
+    def _living(self, call: Call, customer_id: str) -> dict[str, Any]:
+        """The customer, for a tool that writes words about them (a case's summary, a goodwill
+        note): refused once they are erased, since the erasure's scrub has already run."""
+        doc = self._customer(call, customer_id)
+        if doc.get("erasedAt"):
+            raise Refused("customer-erased", f"customer {customer_id!r} was erased: nothing new is written "
+                                             "about them")
+        return doc
+
+    def _forget_if_erased_meanwhile(self, tenant_id: str, customer_id: str) -> None:
+        """After writing words about a customer: an erasure that ran between ``_living`` and the
+        write scrubbed before the words existed, so scrub again. (The erasure marks the profile
+        before it scrubs: a write it missed always sees the mark here.)"""
+        doc = self.p.customers.get(tenant_id, customer_id)
+        if doc.get("erasedAt"):
+            self.forget_customer(tenant_id, customer_id)
+
     def _find_customer(self, call: Call, data: FindCustomerIn) -> dict[str, Any]:
         customer_id = data.customer_id
         if data.email is not None:
@@ -455,7 +472,7 @@ class AgentTools:
         return self._quote(call, content, preview)
 
     def _quote_goodwill(self, call: Call, data: QuoteGoodwillIn) -> dict[str, Any]:
-        self._customer(call, data.customer_id)
+        self._living(call, data.customer_id)
         self._consent(call, data.consent_reference)
         head = self.p.ledger.head(call.tenant_id, data.customer_id)
         content = {"action": "goodwill", "customerId": data.customer_id, "points": data.points,
@@ -480,6 +497,8 @@ class AgentTools:
         if content["agentKeyId"] != call.principal.key_id:
             raise QuoteRefused("quote-of-another-agent", "a quote executes only for the agent key that asked for it")
         self._consent(call, content.get("consentReference"))
+        if content["action"] == "goodwill":  # its note would go to a review item or the ledger
+            self._living(call, content["customerId"])
         if content["action"] == "redemption":
             categories = call.policy.reward_categories
             if categories is not None and content.get("category") not in categories:
@@ -544,6 +563,8 @@ class AgentTools:
                    "note": content.get("note"), "policyId": call.policy_id, "policyVersion": call.version}
         review = self.p.reviews.submit(call.tenant_id, REVIEW_KIND, content["customerId"], quote_id,
                                        [dict(r) for r in reasons], details)
+        if details["note"]:
+            self._forget_if_erased_meanwhile(call.tenant_id, content["customerId"])
         self.p.webhooks.publish(call.tenant_id, AGENT_ESCALATED, {
             "caseId": review["reviewId"], "quoteId": quote_id, "customerId": content["customerId"],
             "agentKeyId": content["agentKeyId"], "action": content["action"], "points": content["points"],
@@ -582,13 +603,14 @@ class AgentTools:
     # --- cases ------------------------------------------------------------------------
 
     def _open_case(self, call: Call, data: OpenCaseIn) -> dict[str, Any]:
-        self._customer(call, data.customer_id)
+        self._living(call, data.customer_id)
         import uuid
         case_ref = f"case-{uuid.uuid4().hex[:16]}"
         review = self.p.reviews.submit(call.tenant_id, CASE_KIND, data.customer_id, case_ref,
                                        [_r(data.topic, "opened by an agent")],
                                        {"topic": data.topic, "summary": data.summary,
                                         "agentKeyId": call.principal.key_id})
+        self._forget_if_erased_meanwhile(call.tenant_id, data.customer_id)
         return {"caseId": review["reviewId"], "status": review["status"]}
 
     def _check_case(self, call: Call, data: CheckCaseIn) -> dict[str, Any]:
