@@ -219,7 +219,7 @@ class Platform:
         self.vouchers = build_vouchers(self.store, self.ledger, self.clock, self.spend, self.vault.keyed_digest)
         # Referrals (issue 20): qualification and reversal from the ledger's change feed.
         self.referrals = Referrals(self.store, self.ledger, self.clock, self.vault.keyed_digest, self.vault.open,
-                                   reviews=self.reviews)
+                                   reviews=self.reviews, tenants=self.tenants)
         self.referrals.publish = lambda tenant_id, event_type, data, source: self.webhooks.publish(
             tenant_id, event_type, data, source_id=source)
         self.projector.subscribers.append(self.referrals.project)

@@ -14,8 +14,9 @@ Which entries put a customer on the calendar, and on which day (``due_day``):
   ADJUST): the UTC day of its expiry, or the day it was written if that is
   later (a lot written already expired is still found: the job's look-back
   window starts at its last finished day, never earlier than the writes);
-* a RELEASE, or an approval of a held earn without its own expiry: the day it
-  was written (it may refill or form a lot that is already past its expiry).
+* a RELEASE, a voucher's refund (a positive ADJUST naming its purchase), or an
+  approval of a held earn without its own expiry: the day it was written (it may
+  refill or form a lot that is already past its expiry).
 
 Idempotent: a redelivered change rewrites the same document. Rebuildable: it is
 a function of the ledger (replay the change feed from the start).
@@ -52,6 +53,8 @@ def due_day(entry: dict[str, Any]) -> date | None:
         return max(day, written) if written else day
     if entry.get("entryType") == EntryType.RELEASE.value or entry.get("settlesEntryId"):
         return written
+    if entry.get("entryType") == EntryType.ADJUST.value and entry.get("referenceEntryId"):
+        return written  # a voucher's refund gives back to its purchase's lots, maybe expired ones
     return None
 
 

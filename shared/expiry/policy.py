@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -109,3 +109,13 @@ def policy_stamp(policy: ExpiryPolicy | None, time_zone: str, earned_at: datetim
         return None
     expires = policy.expires_at(earned_at, ZoneInfo(time_zone))
     return None if expires is None else stamp(expires)
+
+
+def credit_expiry(tenant: Any, earned_at: datetime, wallet: str | None = None) -> dict[str, str]:
+    """The ``attributes`` a credit written by a mechanic at ``earned_at`` carries for the
+    tenant's expiry (``TenantSettings``; the wallet's own policy if it has one): ``expiresAt``,
+    or nothing when the points never expire. Every writer of new points stamps through here or
+    ``policy_stamp`` (ingestion, adjustments, imports, occasions, referrals): a credit left
+    unstamped never expires, and customers spend their expiring points first and keep it."""
+    expires = policy_stamp(tenant.expiry_policy_of(wallet), tenant.time_zone, earned_at)
+    return {"expiresAt": expires} if expires is not None else {}

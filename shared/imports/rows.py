@@ -32,7 +32,7 @@ from shared.app.customers import CustomerExists, CustomerProfile
 from shared.clock import iso
 from shared.domain.inputs import Instant
 from shared.domain.orders import EntityId, Order
-from shared.expiry.policy import policy_stamp
+from shared.expiry.policy import credit_expiry
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import ORDER_STATUS, SYSTEM
@@ -151,8 +151,7 @@ def _expiry(ctx: "ImportContext") -> dict[str, str]:
     past its expiry on arrival, and the old programme's expiries are its own to settle before
     the export (import what is left). Before, imported credits never expired (found by an
     outside review): customers spent their live, expiring points first and kept these."""
-    expires = policy_stamp(ctx.tenant.expiry_policy_of(None), ctx.tenant.time_zone, ctx.now)
-    return {"expiresAt": expires} if expires is not None else {}
+    return credit_expiry(ctx.tenant, ctx.now)
 
 
 def _repeats(rows: Sequence[tuple[int, Any]], errors: list[RowError], keyed: list[tuple[str, Any]],

@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.app.tenants import TenantDirectory
 from shared.clock import Clock, iso
+from shared.expiry.policy import credit_expiry
 from shared.ledger.entries import MAX_POINTS, EntryDraft, EntryType, Head
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
 from shared.store.layout import PII_INDEX, TENANTS
@@ -222,6 +223,7 @@ class Occasions:
         profiles = read_many(self._store, CUSTOMERS, [(customer_pk(tenant_id, e["customerId"]), e["customerId"])
                                                       for e in entries])
         requests = []
+        stamp = credit_expiry(self._tenants.get(tenant_id), self._clock.now())
         for entry, profile in zip(entries, profiles):
             if profile is None:
                 continue
@@ -235,7 +237,7 @@ class Occasions:
                     continue
                 if int(joined[:4]) >= day.year:
                     continue  # joined this year: the first anniversary is next year
-            requests.append(_award_request(tenant_id, entry["customerId"], occasion, day, points))
+            requests.append(_award_request(tenant_id, entry["customerId"], occasion, day, points, stamp))
         # Awards already given this year replay without an append (one read for the page):
         # a redelivered run writes nothing.
         known = self._ledger.known(requests)
@@ -257,14 +259,17 @@ class Occasions:
                 return dict(cursor, day=day.isoformat(), done=done)
 
 
-def _award_request(tenant_id: str, customer_id: str, occasion: str, day: date, points: int) -> TransactionRequest:
+def _award_request(tenant_id: str, customer_id: str, occasion: str, day: date, points: int,
+                   expiry: dict[str, str]) -> TransactionRequest:
+    """``expiry``: the tenant's stamp for points earned now (``credit_expiry``)."""
     key = f"occasion:{occasion}:{customer_id}:{day.year}"
     outcome = {"status": "awarded", "occasion": occasion, "year": day.year, "customerId": customer_id,
                "points": points}
 
     def plan(head: Head) -> Plan:
         return Plan(entries=[EntryDraft(EntryType.EARN, points, rule_set_id=f"occasion:{occasion}",
-                                        attributes={"occasion": occasion, "year": day.year})], outcome=outcome)
+                                        attributes={"occasion": occasion, "year": day.year, **expiry})],
+                    outcome=outcome)
 
     # The fingerprint leaves out the points and the day: a tenant changing its settings, or a
     # late run on another day of the same year, replays the first award instead of refusing.

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
+from shared.expiry.policy import credit_expiry
 from shared.fraud.holds import ORDER_DECISION_DOC
 from shared.ledger.entries import EntryDraft, EntryType, Head, order_record_id
 from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_of
@@ -124,8 +125,12 @@ def referral_id_of(tenant_id: str, referee_id: str) -> str:
 
 class Referrals:
     def __init__(self, store: DocumentStore, ledger: Ledger, clock: Clock, digest: Digest,
-                 open_personal: Callable[[dict[str, Any]], dict[str, Any]], reviews: Any = None) -> None:
+                 open_personal: Callable[[dict[str, Any]], dict[str, Any]], reviews: Any = None,
+                 tenants: Any = None) -> None:
+        """``tenants``: the tenant directory whose expiry policy stamps the rewards (None: they
+        never expire; tests of the mechanics alone)."""
         self._store = store
+        self._tenants = tenants
         self._ledger = ledger
         self._clock = clock
         self._digest = digest
@@ -415,10 +420,13 @@ class Referrals:
                 reason: str) -> None:
         if points == 0:
             return
+        # A reward is new points, stamped by the tenant's expiry policy like any credit.
+        expiry = credit_expiry(self._tenants.get(tenant_id), self._clock.now()) \
+            if points > 0 and self._tenants is not None else {}
 
         def plan(head: Head) -> Plan:
             draft = EntryDraft(EntryType.ADJUST, points, attributes={"referralId": rid, "role": role,
-                                                                     "reason": reason})
+                                                                     "reason": reason, **expiry})
             return Plan([draft], {"referralId": rid, "points": points, "available": head.balance + points})
 
         self._ledger.append_one(TransactionRequest(tenant_id, customer_id, key, fingerprint_of([key, points]), plan))

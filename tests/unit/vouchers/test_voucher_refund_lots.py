@@ -13,7 +13,7 @@ import pytest
 from shared.app.reconcile import reconcile
 from shared.expiry.service import read_book
 from shared.jobs import BY_NAME, run_job
-from tests.conftest import auth
+from tests.conftest import auth, drain
 from tests.unit.expiry.conftest import earn, entries, move_to, policy_tenant
 from tests.unit.ledger.test_wallets import wallet_tenant
 
@@ -74,3 +74,26 @@ def test_a_wallet_tenant_gets_the_points_back_in_the_wallets_the_purchase_drew_f
         by_wallet[lot.wallet] = by_wallet.get(lot.wallet, 0) + lot.remaining
     assert by_wallet == {"main": 400, "promo": 200}  # the lots agree with the running wallets
     assert reconcile(platform.store, "shop").ok
+
+
+def test_a_refund_into_a_lot_already_past_its_expiry_is_expired_by_the_next_run(client, platform, clock) -> None:
+    """Cancelled after the points' expiry day (the job found nothing left then): the refund
+    refills the expired lot, so the next run must visit the customer again and expire it."""
+    keys = policy_tenant(platform, "exp", policy={"kind": "rolling", "months": 1})
+    earn(client, platform, clock, keys, "o1", amount="100.00")
+    [lot] = read_book(platform.store, "exp", "c1").open_lots()
+    assert client.post("/v1/rewards", json=dict(VOUCHER, pointsCost=1000, voucher=dict(
+        VOUCHER["voucher"], validDays=90)), headers=auth(keys.admin)).status_code == 201
+    voucher = _buy(client, keys)  # every point: nothing left to expire
+    for days in (1, 6):  # runs past the job's look-back window over the lot's own calendar day
+        move_to(clock, lot.expires_at + timedelta(days=days))
+        platform.expiry.run()
+    assert platform.ledger.head("exp", "c1").balance == 0
+    assert client.post(f"/v1/customers/c1/vouchers/{voucher['voucherId']}/cancel",
+                       headers=auth(keys.admin)).status_code == 201
+    assert platform.ledger.head("exp", "c1").balance == 1000
+    drain(platform)
+    clock.advance(timedelta(days=1))
+    platform.expiry.run()
+    assert platform.ledger.head("exp", "c1").balance == 0
+    assert reconcile(platform.store, "exp").ok
