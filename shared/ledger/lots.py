@@ -23,6 +23,13 @@ Lots (credits that add spendable points):
   the same way, to the lots that debit took them from: points about to expire
   when they bought a voucher do not come back as points that never expire.
 * a PENDING credit (held earn) is not spendable and forms no lot until settled.
+* points given back to a lot of an order whose refund took other orders' points
+  in its place (the order's own were reserved or spent when it was refunded)
+  go first to those other lots, in the same wallet, up to what was taken from
+  them: they stood in for the refunded order's points. So a full refund and a
+  reservation's release leave the same lots in either order (an outside review
+  found refund-then-release refilled the refunded order's soon-expiring lot
+  while the later order's lot stayed drained: those points expired early).
 
 Debits take from lots, never more than a lot holds:
 
@@ -121,6 +128,9 @@ class LotBook:
     seq: int = 0
     # Held earns by entry id: an approval inherits the held entry's expiry and order.
     _held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Order id -> [lot id, points] its refunds took from other orders' lots and no give-back
+    # has repaid yet (module docstring).
+    _stood_in: dict[str, list[list[Any]]] = field(default_factory=dict)
 
     # --- reads -----------------------------------------------------------------------
 
@@ -181,12 +191,41 @@ class LotBook:
             # taken from the order's lots whatever the split left a wallet's lots apart from its
             # balance, and the expiry job later took a wallet below zero.)
             self._take_by_wallet(entry, entry.get("referenceOrderId") if kind == _REVERSAL else None)
+            if kind == _REVERSAL:
+                self._note_stand_ins(entry)
         elif kind == _REVERSAL:
             order_id = entry.get("referenceOrderId")
             first = [lot for lot in self.open_lots() if order_id is not None and lot.order_id == order_id]
             self._take(entry, -amount, first)
+            self._note_stand_ins(entry)
         else:
             self._take(entry, -amount, [])
+
+    def _note_stand_ins(self, refund: dict[str, Any]) -> None:
+        order_id = refund.get("referenceOrderId")
+        if order_id is None:
+            return
+        for lot_id, points in self.movements[refund["id"]].taken:
+            if self.lots[lot_id].order_id != order_id:
+                self._stood_in.setdefault(order_id, []).append([lot_id, points])
+
+    def _give_back(self, lot: Lot, points: int, given: list[tuple[str, int]]) -> None:
+        """``points`` back to ``lot``: first to the lots that stood in for its order's refunded
+        points (same wallet, latest first), the rest to the lot itself."""
+        for stand_in in reversed(self._stood_in.get(lot.order_id or "", ())):
+            if points == 0:
+                break
+            other = self.lots[stand_in[0]]
+            if stand_in[1] == 0 or other.wallet != lot.wallet:
+                continue
+            part = min(points, stand_in[1])
+            stand_in[1] -= part
+            other.remaining += part
+            given.append((other.lot_id, part))
+            points -= part
+        if points:
+            lot.remaining += points
+            given.append((lot.lot_id, points))
 
     def _debit(self, entry_id: str | None) -> Movement | None:
         movement = self.movements.get(entry_id) if entry_id else None
@@ -230,8 +269,7 @@ class LotBook:
             if rest == 0:
                 break
             back = min(rest, taken)
-            self.lots[lot_id].remaining += back
-            given.append((lot_id, back))
+            self._give_back(self.lots[lot_id], back, given)
             rest -= back
         if rest:
             # More released than the reservation took from lots (history cut short): a lot of its own.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, advance, entry_id
@@ -194,8 +195,36 @@ def test_a_release_or_a_voucher_refund_gives_back_to_the_lots_its_debit_took_fro
         reservation = book.movements[debit]
         given_back = dict(book.movements[entry["id"]].lots)
         taken = dict(reservation.taken)
+        # Or to a lot that stood in for a refunded order's points: an earlier refund of the
+        # order of a lot the debit took from took it from that lot instead.
+        orders = {book.lots[lot_id].order_id for lot_id in taken} - {None}
+        stood_in = {lot_id for refund in sim.entries[:entry["seq"]]
+                    if refund["entryType"] == "REVERSAL" and refund["referenceOrderId"] in orders
+                    for lot_id, _ in book.movements[refund["id"]].taken
+                    if book.lots[lot_id].order_id != refund["referenceOrderId"]}
         for lot_id, points in given_back.items():
-            assert lot_id in taken and points <= taken[lot_id]
+            assert lot_id in stood_in or (lot_id in taken and points <= taken[lot_id])
+        assert sum(given_back.values()) - book.movements[entry["id"]].deficit == entry["signedAmount"]
+
+
+@pytest.mark.parametrize("refund_first", [True, False])
+def test_a_full_refund_and_a_release_leave_the_same_lots_in_either_order(refund_first: bool) -> None:
+    """The outside review's case: an order's points partly reserved and partly spent, then the
+    order refunded in full and the reservation cancelled. Refund first, the clawback takes the
+    later order's points in place of the reserved ones; the release must then refill the later
+    order's lot, not the refunded order's soon-expiring one."""
+    sim = Simulator()
+    old = sim.write(EntryType.EARN, 100, order="o-old", expires_days=10)
+    new = sim.write(EntryType.EARN, 100, order="o-new", expires_days=30)
+    reservation = sim.write(EntryType.REDEEM, -30, status=EntryStatus.PENDING)
+    sim.write(EntryType.REDEEM, -50)
+    steps = [lambda: sim.write(EntryType.REVERSAL, -100, order="o-old"),
+             lambda: sim.write(EntryType.RELEASE, 30, settles=(reservation["id"], -30))]
+    for step in steps if refund_first else reversed(steps):
+        step()
+    lots = {lot.lot_id: lot.remaining for lot in sim.book.lots.values()}
+    assert lots == {old["id"]: 0, new["id"]: 50}
+    assert replay(sim.entries).movements == sim.book.movements  # the ledger alone says the same
 
 
 def test_an_approved_held_earn_keeps_the_held_expiry_and_order() -> None:
