@@ -597,12 +597,14 @@ class Redemptions:
         return self._redeemed(tenant_id, customer_id, reward_id)
 
     def _redeemed(self, tenant_id: str, customer_id: str, reward_id: str | None) -> int:
-        """Units of ``reward_id`` this customer holds: reservations and direct redemptions, minus releases."""
+        """Units of ``reward_id`` this customer holds: reservations and direct redemptions, minus
+        releases and refunded vouchers (a positive ADJUST naming the reward: shared/vouchers)."""
         entries = self._store.query(LEDGER, Query(pk=customer_pk(tenant_id, customer_id), filters=(
             Filter("docType", "=", ENTRY_DOC), Filter("attributes.rewardId", "=", reward_id),
-            Filter("entryType", "in", [EntryType.REDEEM.value, EntryType.RELEASE.value])), limit=10_000))
-        return sum(1 for e in entries if e["signedAmount"] < 0) - \
-            sum(1 for e in entries if e["entryType"] == EntryType.RELEASE.value)
+            Filter("entryType", "in", [EntryType.REDEEM.value, EntryType.RELEASE.value, EntryType.ADJUST.value])),
+            limit=10_000))
+        return sum(1 for e in entries if e["entryType"] == EntryType.REDEEM.value and e["signedAmount"] < 0) - \
+            sum(1 for e in entries if e["entryType"] != EntryType.REDEEM.value and e["signedAmount"] > 0)
 
     def _submit_review(self, tenant_id: str, customer_id: str, record: dict[str, Any],
                        partner_account: str | None) -> None:

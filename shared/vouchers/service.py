@@ -45,7 +45,7 @@ from shared.ledger.service import Ledger, Plan, TransactionRequest, fingerprint_
 from shared.spend.catalogue import Catalogue, RewardFields
 from shared.spend.policy import SpendPolicies
 from shared.spend.redemptions import COMPLETED, CONFIRMED, IN_REVIEW, RESERVED, RedeemRequest, Redemptions, \
-    SpendResult
+    SpendResult, record_id
 from shared.store.contention import attempts
 from shared.store.layout import CODES, voucher_pk
 from shared.store.port import DocumentStore, Filter, Query
@@ -376,6 +376,11 @@ class Vouchers:
             self._store.upsert(CODES, cleared, if_match=current["_etag"])
         except PreconditionFailed:
             return 0  # another run cleared it (the entry is written once either way)
+        # The unit of a reward with stock goes back with the points: once, by whoever cleared the
+        # flag (a crash right here keeps the unit taken: stock counts low, never high).
+        redemption = self._ledger.record(tenant_id, doc["customerId"], record_id(doc["redemptionId"])) or {}
+        if redemption.get("stockTaken") and doc.get("rewardId"):
+            self._catalogue.give_back(tenant_id, doc["rewardId"])
         log.info("voucher refunded", extra=fields(tenant=tenant_id, voucher_id=vid, points=points))
         return 1
 

@@ -184,3 +184,32 @@ def test_voucher_events_reach_the_outbox_without_the_code(client, platform, tena
     assert sorted(b["type"] for b in bodies) == ["voucher.issued", "voucher.redeemed"]
     assert all(voucher["code"] not in json.dumps(b) for b in bodies)
     assert [b["data"]["use"] for b in bodies if b["type"] == "voucher.redeemed"] == [1]
+
+
+def test_a_refunded_voucher_gives_back_its_stock_unit_and_its_place_in_the_customer_limit(client, platform, tenant,
+                                                                                        clock) -> None:
+    """A voucher cancelled (or expired) with its points refunded was never used: its unit of a
+    limited reward and its place in the customer's limit come back with the points, once."""
+    fund(platform, "acme", "c1", 2000)
+    fund(platform, "acme", "c2", 2000)
+    _reward(client, tenant, dict(TEN_OFF, stock=1, perCustomerLimit=1))
+    first = _buy(client, tenant, key="b1")["voucher"]
+    refused = client.post(REDEEM.format("c2"), json={"idempotencyKey": "b2", "rewardId": "ten-off"},
+                          headers=auth(tenant.merchant))
+    assert refused.status_code == 409 and refused.json()["type"].endswith("out-of-stock")
+    url = f"/v1/customers/c1/vouchers/{first['voucherId']}/cancel"
+    assert client.post(url, headers=auth(tenant.merchant)).status_code == 201
+    assert client.post(url, headers=auth(tenant.merchant)).status_code == 200  # a repeat gives nothing back
+    again = _buy(client, tenant, key="b3")["voucher"]  # within the limit again, and the unit is free
+    assert again["voucherId"] != first["voucherId"]
+    refused = client.post(REDEEM.format("c2"), json={"idempotencyKey": "b4", "rewardId": "ten-off"},
+                          headers=auth(tenant.merchant))
+    assert refused.status_code == 409 and refused.json()["type"].endswith("out-of-stock")  # one unit, not two
+    # Expired with the refund policy: the same.
+    assert client.put("/v1/spend/policy", json={"voucherExpiry": "refund"}, headers=auth(tenant.admin)
+                      ).status_code == 200
+    clock.advance(timedelta(days=31))
+    assert run_job(BY_NAME["vouchers"], platform) == {"expired": 1, "refunded": 1}
+    assert run_job(BY_NAME["vouchers"], platform) == {"expired": 0, "refunded": 0}
+    assert _buy(client, tenant, customer="c2", key="b5")["voucher"]["status"] == "active"
+    ledger_invariants(platform, "acme", "c1")
