@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,6 +17,14 @@ from shared.ratelimit.policy import RateLimits
 from shared.transfers.policy import TransferLimits
 
 Evaluator = Literal["closure", "wasm"]
+
+
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 class TenantSettings(BaseModel):
@@ -60,9 +69,14 @@ class TenantSettings(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:
+        # Only a zone of the IANA database by its name: not a folder of it ("America" raised
+        # IsADirectoryError, a 500), not the host's own ``localtime`` (a different zone on each
+        # machine), nor ``Factory``, ``posixrules`` or the ``posix/``/``right/`` copies.
+        if value in _NOT_ZONES or value.startswith(("posix/", "right/")) or value not in _zones():
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris")
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from None
         return value
 
