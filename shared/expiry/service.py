@@ -209,10 +209,17 @@ class ExpiryService:
         now = self._clock.now()
         today, cutoff = local_today(now, zone), cutoff_of(now, zone)
         state = self._store.read(SYSTEM, STATE_PK, _state_id(tenant.tenant_id)) or {}
-        if state.get("doneLocalDate") == today.isoformat():
-            return
+        # Done means done up to a cut-off instant, not a local date's text: a tenant that moved
+        # its zone west is often on a date of the same text whose midnight is hours later, and
+        # the lots due between the two midnights waited a whole day (an outside review).
+        mark = iso(cutoff)
+        if state.get("doneCutoff") is not None:
+            if state["doneCutoff"] >= mark:
+                return
+        elif state.get("doneLocalDate") == today.isoformat():
+            return  # written before the cut-off was kept
         last_day = cutoff.date()
-        if state.get("cursorFor") == today.isoformat():
+        if state.get("cursorFor") == mark:
             day, after = date.fromisoformat(state["cursorDay"]), state.get("cursorAfter")
         elif state.get("nextDay"):
             day, after = date.fromisoformat(state["nextDay"]) - timedelta(days=LOOKBACK_DAYS), None
@@ -220,10 +227,10 @@ class ExpiryService:
             day, after = self.calendar.first_day(tenant.tenant_id) or last_day, None
         failures_before = len(report.failed)
         # A customer that failed in an earlier, budget-cut run of today keeps the day open.
-        failed_earlier = state.get("cursorFor") == today.isoformat() and bool(state.get("cursorFailed"))
+        failed_earlier = state.get("cursorFor") == mark and bool(state.get("cursorFailed"))
         while day <= last_day:
             if budget[0] <= 0:
-                self._save(tenant.tenant_id, {**state, "cursorFor": today.isoformat(), "cursorDay": day.isoformat(),
+                self._save(tenant.tenant_id, {**state, "cursorFor": mark, "cursorDay": day.isoformat(),
                                               "cursorAfter": after,
                                               "cursorFailed": failed_earlier or len(report.failed) > failures_before})
                 report.complete = False
@@ -239,7 +246,8 @@ class ExpiryService:
                 after = page[-1]
         done = not failed_earlier and len(report.failed) == failures_before
         self._save(tenant.tenant_id, {"nextDay": last_day.isoformat() if done else state.get("nextDay"),
-                                      "doneLocalDate": today.isoformat() if done else state.get("doneLocalDate")})
+                                      "doneLocalDate": today.isoformat() if done else state.get("doneLocalDate"),
+                                      "doneCutoff": mark if done else state.get("doneCutoff")})
 
     def expire_customers(self, tenant_id: str, customer_ids: list[str], cutoff: datetime,
                          report: ExpiryReport | None = None) -> ExpiryReport:
