@@ -463,8 +463,11 @@ class Referrals:
         it) within the programme's return window."""
         programme = self.programme(referral["tenantId"])
         window = programme.return_window_days if programme else 0
-        ordered = parse_iso(referral.get("orderTimestamp") or referral["qualifiedAt"])
-        if parse_iso(entry["createdAt"]) > ordered + timedelta(days=window):
+        # From when Accrue accepted the order (``qualifiedAt``), not the order's own timestamp: a
+        # point of sale whose clock is behind closed the window before the referral qualified
+        # (an outside review), one ahead kept it open by its skew. Pending points count the same way.
+        accepted = parse_iso(referral["qualifiedAt"])
+        if parse_iso(entry["createdAt"]) > accepted + timedelta(days=window):
             return False
         reversals = [e for e in self._ledger.entries_for_order(referral["tenantId"], referral["customerId"],
                                                                referral["orderId"])

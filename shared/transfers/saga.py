@@ -66,6 +66,7 @@ from shared.domain.orders import EntityId
 from shared.errors import (AccrueError, Conflict, DocumentExists, InsufficientPoints, NotFound, PreconditionFailed,
                            ValidationFailed)
 from shared.errors import FieldProblem
+from shared.expiry.policy import local_midnight, local_today
 from shared.expiry.service import read_book
 from shared.ledger.entries import ENTRY_DOC, EntryDraft, EntryType, Head
 from shared.ledger import wallets
@@ -225,7 +226,9 @@ class Transfers:
             now = self._clock.now()
             _check_amount(limits, points)
             if limits.per_day is not None:
-                day_start = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+                # The instant the local day began (the first midnight when clocks went back at 01:00;
+                # ``replace(hour=0)`` kept the fold of now, and the day's first hour went uncounted).
+                day_start = local_midnight(local_today(now, zone), zone)
                 today = -sum(e["signedAmount"] for e in self._sent_since(tenant_id, sender, day_start))
                 if today + points > limits.per_day:
                     raise TransferRefused(f"{today + points} points transferred today would exceed the daily "

@@ -274,3 +274,27 @@ def test_a_code_made_while_its_customer_was_erased_keeps_no_digest(client, platf
     assert racing.ran
     kept = platform.store.read(CODES, f"acme:r:{code}", "referralcode")
     assert kept["customerId"] == "ann" and not ({"emailDigest", "phoneDigest"} & kept.keys())
+
+
+def test_the_return_window_counts_from_acceptance_not_the_point_of_sale_clock(client, platform, tenant,
+                                                                              clock) -> None:
+    """An outside review: the window started at the order's own timestamp, so an order whose
+    point of sale's clock ran 31 days behind had a 30-day window closed before it qualified, and
+    a full refund an hour after acceptance kept both rewards."""
+    from datetime import timedelta
+
+    code = _setup(client, tenant, returnWindowDays=30)
+    assert _register(client, tenant, "bob", code).status_code == 201
+    behind = (clock.now() - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sent = client.post("/v1/orders", json=order_body("bob", "late", "40.00", timestamp=behind),
+                       headers=auth(tenant.merchant))
+    assert sent.status_code in (200, 202), sent.text
+    drain(platform)
+    assert _referral_points(platform, "ann") == [500]
+    clock.advance(timedelta(hours=1))
+    refund = client.post("/v1/orders/late/refunds", json={"refundId": "r-late", "amount": "40.00",
+                                                          "currency": "EUR"}, headers=auth(tenant.merchant))
+    assert refund.status_code < 300, refund.text
+    drain(platform)
+    assert client.get("/v1/customers/bob/referral", headers=auth(tenant.analyst)).json()["status"] == "reversed"
+    assert _referral_points(platform, "ann") == [500, -500] and _referral_points(platform, "bob") == [250, -250]

@@ -459,3 +459,32 @@ def test_a_send_refused_at_the_debit_leaves_the_intent_a_resend_adopted_and_debi
     assert funded.transfers.recover() == {"scanned": 1, "recovered": 1, "failed": 0}
     assert (_available(funded, "c1"), _available(funded, "c2")) == (50, 150) and _open(funded) == []
     assert reconcile(funded.store, "acme").ok
+
+
+@pytest.mark.parametrize("zone, first, second", [
+    # Havana goes back from 01:00 to 00:00: the local day's first hour happens twice.
+    ("America/Havana", "2027-11-07T04:30:00+00:00", "2027-11-07T05:30:00+00:00"),
+    # Havana springs forward at midnight: the local day starts at 01:00.
+    ("America/Havana", "2027-03-14T05:10:00+00:00", "2027-03-15T03:50:00+00:00"),
+    ("Europe/Paris", "2027-10-30T22:05:00+00:00", "2027-10-31T22:55:00+00:00"),
+])
+def test_the_daily_limit_counts_the_whole_local_day_whatever_the_clocks_do(platform, client, tenant, clock,
+                                                                           zone: str, first: str,
+                                                                           second: str) -> None:
+    """An outside review: in the repeated hour of a fall-back at 01:00 the day was taken to start
+    at the second midnight, so the first hour's transfers went uncounted (twice the limit)."""
+    from datetime import datetime
+
+    from tests.unit.expiry.conftest import move_to
+
+    _give(platform, "c1", 1000, "g1")
+    assert client.patch("/v1/tenant", json={"timeZone": zone, "transferLimits": {"perDay": 100}},
+                        headers=auth(tenant.admin)).status_code == 200
+    send = lambda points, key: client.post(URL, json={"toCustomerId": "c2", "points": points,  # noqa: E731
+                                                      "idempotencyKey": key}, headers=auth(tenant.merchant))
+    move_to(clock, datetime.fromisoformat(first))
+    assert send(100, "a").status_code == 201
+    move_to(clock, datetime.fromisoformat(second))  # later the same local day
+    refused = send(1, "b")
+    assert refused.status_code == 422 and "daily limit" in refused.json()["detail"]
+    assert _available(platform, "c2") == 100
