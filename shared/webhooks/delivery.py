@@ -187,6 +187,9 @@ class DeliveryWorker:
         report = RoundReport()
         started = self._monotonic()
         self._announce_missed_disables()
+        sweep = getattr(self._sender, "sweep", None)  # idle connections past their keep-alive
+        if sweep is not None:
+            sweep()
         queue: FairQueue[Unit] = FairQueue(self.per_tenant_concurrency, self.per_endpoint_concurrency)
         queued: set[str] = set()  # delivery ids of this round: each is attempted once per round at most
         if not self._queue_due(queue, queued):

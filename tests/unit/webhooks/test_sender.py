@@ -352,3 +352,164 @@ def test_a_refused_connection_is_a_failed_attempt(start_server) -> None:  # type
                      address="127.0.0.1", target="/")
     result = PinnedSender(deadline=1.0).post(nowhere, BODY, HEADERS)
     assert result.status is None and "refused" in (result.error or "").lower()
+
+
+# --- found by the outside review of the http.client sender (stop 36) -------------------------
+
+@pytest.mark.parametrize("interim", [b"HTTP/1.1 102 Processing\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+                                     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"])
+@pytest.mark.parametrize("later", [False, True], ids=["one-segment", "final-later"])
+def test_an_informational_answer_fails_the_attempt_and_never_answers_the_next_request(start_server, interim: bytes,
+                                                                                      later: bool) -> None:  # type: ignore[no-untyped-def]
+    """http.client passes over 100 only: a 102/103 was returned as the answer, and the final 200
+    that followed was read as the next delivery's answer (its own 500 lost: a failure recorded as
+    a success). Now the attempt fails and its connection is closed."""
+    def script(conn: socket.socket, request: Request) -> None:
+        if request.connection == 1 and len([r for r in server.requests if r.connection == 1]) == 1:
+            conn.sendall(interim)
+            if later:
+                time.sleep(0.1)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        else:
+            answer(500, b"second")(conn, request)
+
+    server = start_server(script)
+    sender = PinnedSender(deadline=2.0)
+    first = sender.post(target(server), BODY, HEADERS)
+    assert first.status is None and "informational" in (first.error or "")
+    time.sleep(0.2)
+    second = sender.post(target(server), BODY, HEADERS)
+    assert (second.status, second.body) == (500, b"second")
+    assert [r.connection for r in server.requests] == [1, 2]
+
+
+def test_an_answer_cut_before_its_content_length_is_a_failed_attempt(start_server) -> None:  # type: ignore[no-untyped-def]
+    def cut(conn: socket.socket, request: Request) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
+        conn.shutdown(socket.SHUT_RDWR)
+
+    server = start_server(cut)
+    result = PinnedSender(deadline=2.0).post(target(server), BODY, HEADERS)
+    assert result.status is None and "incomplete" in (result.error or "")
+
+
+def test_bytes_after_an_answer_keep_its_connection_from_being_reused(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Sent with the answer, they sat in the answer's read buffer and the connection was pooled
+    as clean; the next request on it would be answered by them."""
+    def with_surplus(conn: socket.socket, request: Request) -> None:
+        if request.connection == 1:
+            conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+                         b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+        else:
+            answer(503, b"busy")(conn, request)
+
+    server = start_server(with_surplus)
+    sender = PinnedSender(deadline=2.0)
+    assert sender.post(target(server), BODY, HEADERS).status == 204
+    second = sender.post(target(server), BODY, HEADERS)
+    assert (second.status, second.body) == (503, b"busy")
+    assert [r.connection for r in server.requests] == [1, 2]
+
+
+def test_the_tls_handshake_gets_what_the_connect_left_of_the_deadline(certificates) -> None:  # type: ignore[no-untyped-def]
+    """A slow connect (a full accept queue drops the SYN; it is sent again about a second later),
+    then a server that never answers the ClientHello: the handshake got the time left before the
+    connect, and the attempt ran to about twice its deadline."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    held: list[socket.socket] = []
+
+    def accept_late() -> None:
+        time.sleep(0.5)
+        listener.settimeout(4)
+        try:
+            while True:
+                held.append(listener.accept()[0])  # accepted, never answered
+        except OSError:
+            return
+
+    threading.Thread(target=accept_late, daemon=True).start()
+    sender = PinnedSender(deadline=1.5, ssl_context=certificates.client)
+    nowhere = Target(url=f"https://{NAME}:{port}/h", scheme="https", host=NAME, port=port, address="127.0.0.1",
+                     target="/h")
+    started = time.monotonic()
+    result = sender.post(nowhere, BODY, HEADERS)
+    took = time.monotonic() - started
+    assert result.status is None and took < 1.5 + 0.6, (took, result.error)
+    for sock in [listener, *fillers, *held]:
+        sock.close()
+
+
+def test_a_pool_in_use_is_not_evicted_so_its_destination_stays_bounded(start_server) -> None:  # type: ignore[no-untyped-def]
+    def slow(conn: socket.socket, request: Request) -> None:
+        time.sleep(0.2)
+        answer(204)(conn, request)
+
+    busy, other = start_server(slow), start_server(answer(204))
+    sender = PinnedSender(deadline=5.0, connections_per_destination=2, max_destinations=1)
+    results: list[int | None] = []
+
+    def post(server: ScriptedServer) -> None:
+        results.append(sender.post(target(server), BODY, HEADERS).status)
+
+    threads = [threading.Thread(target=post, args=(busy if n % 2 == 0 else other,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [204] * 12
+    assert busy.most_open <= 2 and other.most_open <= 2
+
+
+def test_idle_connections_past_their_keep_alive_are_closed(start_server) -> None:  # type: ignore[no-untyped-def]
+    first, second = start_server(answer(204)), start_server(answer(204))
+    sender = PinnedSender(deadline=2.0, keepalive_expiry=0.2)
+    assert sender.post(target(first), BODY, HEADERS).status == 204
+    assert first.open_now == 1
+    time.sleep(0.4)
+    sender.sweep()  # what the delivery worker does at each round
+    time.sleep(0.2)
+    assert first.open_now == 0  # the receiver saw it closed
+    assert sender.post(target(second), BODY, HEADERS).status == 204
+
+
+def test_keep_alive_still_works_with_descriptors_past_1024(start_server) -> None:  # type: ignore[no-untyped-def]
+    """select() refuses descriptors past 1024; the idle check read that as 'not reusable' and
+    every delivery opened a new connection."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip("the descriptor limit is below 1200")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    server = start_server(answer(204))
+    padding = []
+    try:
+        while len(padding) < 1100 and (not padding or padding[-1] < 1030):
+            padding.append(os.dup(0))
+        sender = PinnedSender(deadline=2.0)
+        assert [sender.post(target(server), BODY, HEADERS).status for _ in range(4)] == [204] * 4
+        assert server.connections == 1
+    finally:
+        for fd in padding:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_given_tls_context_is_left_as_it_was(certificates) -> None:  # type: ignore[no-untyped-def]
+    before = certificates.client.sslsocket_class
+    PinnedSender(deadline=1.0, ssl_context=certificates.client)
+    assert certificates.client.sslsocket_class is before is ssl.SSLSocket
