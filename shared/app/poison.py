@@ -10,11 +10,12 @@ by tenant, ``_unknown`` when the tenant cannot be read from the message).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-import uuid
 from typing import Any
 
 from shared.clock import Clock, iso
+from shared.errors import DocumentExists
 from shared.store.layout import POISON
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry import metrics
@@ -28,18 +29,28 @@ class PoisonStore:
         self._clock = clock
 
     def put(self, source: str, body: Any, reason: str, tenant_id: str | None = None) -> str:
+        """Keep ``body`` for replay; its id. Once per message: the id is a digest of the source
+        and the body, so a batch re-run (in-process retries, the host's retries, Event Hubs
+        redelivering after a recycle) finds the item there and adds nothing, where random ids
+        made one bad message into one item per re-run (an outside review: without bound while
+        Cosmos DB throttled). The first reason stays."""
         tenant = tenant_id or _tenant_of(body) or UNKNOWN_TENANT
-        poison_id = "poison-" + uuid.uuid4().hex
-        self._store.create(POISON, {
-            "id": poison_id,
-            "pk": tenant,
-            "docType": "poison",
-            "tenantId": tenant,
-            "source": source,
-            "body": _storable(body),
-            "reason": reason[:2000],
-            "createdAt": iso(self._clock.now()),
-        })
+        stored = _storable(body)
+        digest = hashlib.sha256(json.dumps([source, stored], sort_keys=True, default=str).encode()).hexdigest()
+        poison_id = "poison-" + digest[:32]
+        try:
+            self._store.create(POISON, {
+                "id": poison_id,
+                "pk": tenant,
+                "docType": "poison",
+                "tenantId": tenant,
+                "source": source,
+                "body": stored,
+                "reason": reason[:2000],
+                "createdAt": iso(self._clock.now()),
+            })
+        except DocumentExists:
+            return poison_id  # this very message, kept already
         metrics.poisoned(source)
         return poison_id
 

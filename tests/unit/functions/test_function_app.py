@@ -414,3 +414,31 @@ def test_the_http_function_serves_the_api_built_on_first_request(app_functions: 
 
     assert response.status_code == 200
     assert json.loads(response.get_body()) == {"status": "ok", "region": "local", "store": "sqlite", "bus": "local"}
+
+
+def test_a_poisoned_message_is_kept_once_however_often_its_batch_runs(app_functions, worker_platform,
+                                                                      monkeypatch) -> None:
+    """A batch re-runs after a transient failure (in process, on the host's retries, on Event
+    Hubs' redelivery after a recycle); an outside review found every re-run kept another copy of
+    the batch's bad message in the poison store (random ids), without bound while Cosmos DB
+    throttled. The item's id is now the message's own digest."""
+    from shared.errors import StoreUnavailable
+
+    no_backoff(monkeypatch, "functions.ingest")
+    ledger = worker_platform.ledger
+    real_append = ledger.append
+    failures = {"left": 2}
+
+    def throttled_twice(requests):  # type: ignore[no-untyped-def]
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StoreUnavailable("Cosmos DB is unavailable (429)")
+        return real_append(requests)
+
+    monkeypatch.setattr(ledger, "append", throttled_twice)
+    ingest = user_function(app_functions, bindings.INGEST_FUNCTION)
+    for _ in range(2):  # the batch, then Event Hubs delivering it again
+        ingest(events=[func.EventHubEvent(body=b"not json"), order_event(worker_platform, "c1", "o1")])
+    [kept] = worker_platform.poison.list_all()
+    assert kept["source"] == "ingest" and "malformed" in kept["reason"]
+    assert ledger.head("acme", "c1").balance == 100
