@@ -712,6 +712,7 @@ module alerts 'modules/alerts.bicep' = {
     actionGroupId: alertActionGroupId
     cosmosAccountName: cosmos.outputs.accountName
     keyVaultName: keyVault.outputs.vaultName
+    eventHubNamespaceName: eventHubs.outputs.namespaceName
     tags: stackTags
   }
 }

@@ -6,9 +6,12 @@
 //   tests/unit/bicep/test_bicep_monitoring.py), and on AppRequests for the 5xx rate;
 //   the Azure Monitor exporter sends each histogram as count, sum, min and max per
 //   interval, so a lag alert watches the max (it fires no later than the p99 would);
-// - metric alerts on the services' platform metrics (Cosmos DB and Key Vault 429s).
-// Event Hubs has no consumer-lag metric of its own: the consumer reports its
-// backlog (accrue.bus.backlog), and that is what the consumer-lag alert watches.
+// - metric alerts on the services' platform metrics (Cosmos DB and Key Vault 429s, an
+//   Event Hub receiving orders while nothing reads it).
+// Event Hubs has no consumer-lag metric of its own, and accrue.bus.backlog is the local
+// queue's only (on Azure the consumer cannot see the hub's end): a consumer that has
+// stopped shows as batches given back for the host's retry (accrue.ingest.deferred_batches,
+// a partition paused on one batch) or as a hub whose incoming messages nobody reads.
 // Every rule notifies `actionGroupId` (empty: the rules fire in the portal only).
 
 param location string
@@ -32,8 +35,11 @@ param projectionLagSeconds int = 30
 @description('Ingest lag SLO (accepted -> committed, p99), seconds.')
 param ingestLagSloSeconds int = 10
 
-@description('Orders waiting on the bus above which the consumer is falling behind.')
-param busBacklogThreshold int = 10000
+@description('Ingest batches given back for the host\'s retry within 30 minutes above which a partition is stuck.')
+param deferredBatchesThreshold int = 2
+
+@description('Name of the Event Hubs namespace the orders arrive on.')
+param eventHubNamespaceName string
 
 @description('Share of API requests answered 5xx, percent, above which the availability SLO burns.')
 param api5xxPercent int = 1
@@ -81,12 +87,24 @@ var customMetricAlerts = [
     description: 'Items in the poison store: an order or a change could not be handled and waits for replay.'
   }
   {
-    name: 'eventhubs-consumer-lag'
-    metric: 'accrue.bus.backlog'
+    name: 'poison-pending'
+    metric: 'accrue.poison.pending'
+    column: 'Max'
+    threshold: 0
+    severity: 3
+    description: 'Items rest in the poison store unreplayed: they are deleted 90 days after they were put (the container TTL), and an order\'s claim 90 days after its intake.'
+  }
+  {
+    name: 'ingest-deferred-batches'
+    metric: 'accrue.ingest.deferred_batches'
     column: 'Sum'
-    threshold: busBacklogThreshold
-    severity: 2
-    description: 'Orders waiting on Event Hubs for the ingest consumer: it is falling behind.'
+    // Counted over half an hour: the host retries a batch with a backoff of up to 15 minutes,
+    // and a lone deferral under throttling is no incident; repeated ones are a paused partition.
+    window: 'PT30M'
+    aggregation: 'Total'
+    threshold: deferredBatchesThreshold
+    severity: 1
+    description: 'Ingest batches failing and retried again and again: a partition of the orders hub is paused on one batch, its orders wait.'
   }
   {
     name: 'failing-webhook-endpoints'
@@ -138,6 +156,53 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
 
+resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
+  name: eventHubNamespaceName
+}
+
+// Orders arrive and nothing reads them for 15 minutes: the ingest function is down, or every
+// partition is paused. Both criteria must hold (a quiet hub is no incident).
+resource eventHubUnread 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: '${namePrefix}-eventhubs-unread'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Orders arrive on Event Hubs and none is read: the ingest consumer has stopped.'
+    severity: 1
+    enabled: true
+    scopes: [
+      eventHubNamespace.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'incoming'
+          metricNamespace: 'Microsoft.EventHub/namespaces'
+          metricName: 'IncomingMessages'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Total'
+        }
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'outgoing'
+          metricNamespace: 'Microsoft.EventHub/namespaces'
+          metricName: 'OutgoingMessages'
+          operator: 'LessThan'
+          threshold: 1
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: metricActions
+  }
+}
+
 var targets = {
   cosmos: cosmos.id
   keyVault: vault.id
@@ -156,12 +221,12 @@ resource customAlerts 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview
       workspaceId
     ]
     evaluationFrequency: 'PT5M'
-    windowSize: 'PT5M'
+    windowSize: alert.?window ?? 'PT5M'
     criteria: {
       allOf: [
         {
           query: 'AppMetrics | where Name == \'${alert.metric}\' | project TimeGenerated, value = todouble(${alert.column})'
-          timeAggregation: 'Maximum'
+          timeAggregation: alert.?aggregation ?? 'Maximum'
           metricMeasureColumn: 'value'
           operator: 'GreaterThan'
           threshold: alert.threshold

@@ -41,12 +41,13 @@ EXEMPT = {
 # Storage services whose resource logs are set per service (the account takes metrics only).
 STORAGE_SERVICES = {"blobServices", "queueServices", "tableServices"}
 # The alerts issue 15 asks of every region.
-REQUIRED_ALERTS = {"projection-lag", "ingest-lag", "poison-items", "api-5xx-rate", "eventhubs-consumer-lag",
-                   "cosmos-throttling", "keyvault-throttling", "failing-webhook-endpoints"}
+REQUIRED_ALERTS = {"projection-lag", "ingest-lag", "poison-items", "api-5xx-rate", "ingest-deferred-batches",
+                   "eventhubs-unread", "cosmos-throttling", "keyvault-throttling", "failing-webhook-endpoints"}
 # Platform metrics by namespace, as Azure Monitor names them (the alert fails to deploy otherwise).
 PLATFORM_METRICS = {
     "Microsoft.DocumentDB/databaseAccounts": {"TotalRequests", "TotalRequestUnits", "NormalizedRUConsumption"},
     "Microsoft.KeyVault/vaults": {"ServiceApiResult", "ServiceApiHit", "ServiceApiLatency", "Availability"},
+    "Microsoft.EventHub/namespaces": {"IncomingMessages", "OutgoingMessages", "IncomingRequests", "ThrottledRequests"},
 }
 
 
@@ -215,3 +216,38 @@ def test_the_function_app_sets_what_the_azure_monitor_setup_reads() -> None:
     extra = evaluate(settings.named_children[-1].named_children[-1], app)
     assert azure_monitor.CONNECTION_STRING in extra
     assert extra[azure_monitor.AUTHENTICATION_STRING] == "Authorization=AAD"
+
+
+def test_the_unread_hub_alert_needs_orders_in_and_none_out(main, alerts) -> None:
+    """Event Hubs has no consumer-lag metric: a hub receiving orders that nobody reads for 15
+    minutes is the platform's sign of a stopped consumer (both criteria must hold)."""
+    rule = alerts.resources["eventHubUnread"]
+    criteria = path(rule.body, "properties", "criteria", "allOf").named_children
+    found = {evaluate(path(c, "metricName")): (evaluate(path(c, "operator")), evaluate(path(c, "threshold")))
+             for c in criteria}
+    assert found == {"IncomingMessages": ("GreaterThan", 0), "OutgoingMessages": ("LessThan", 1)}
+    for criterion in criteria:
+        assert evaluate(path(criterion, "metricName")) in PLATFORM_METRICS[evaluate(path(criterion, "metricNamespace"))]
+    assert evaluate(path(rule.body, "properties", "windowSize")) == "PT15M"
+    assert path(main.modules["alerts"].body, "params", "eventHubNamespaceName").text == \
+        b"eventHubs.outputs.namespaceName"
+
+
+def test_every_alerted_gauge_reports_on_azure(platform, monkeypatch) -> None:
+    """An outside review: the consumer-lag alert watched accrue.bus.backlog, which only the local
+    queue reports; on Event Hubs it never had a value, so the alert could never fire. Every
+    gauge an alert watches must have a value when the bus is not the local queue."""
+    from shared.telemetry import status
+
+    by_gauge = {names.BUS_BACKLOG: "backlog", names.POISON_PENDING: "poison",
+                names.WEBHOOK_ENDPOINTS_FAILING: "failing", names.WEBHOOK_ENDPOINTS_DISABLED: "disabled",
+                names.PROJECTION_BEHIND: "projection"}
+    class EventHubsShaped:  # the shape of Azure: a bus that is not the local queue
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(platform, "bus", EventHubsShaped())
+    values = status.gauges(platform)
+    for alert in module("alerts").var("customMetricAlerts"):
+        if alert["metric"] in by_gauge:
+            assert values[by_gauge[alert["metric"]]] is not None, f"{alert['name']} never fires on Azure"
