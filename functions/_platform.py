@@ -208,6 +208,15 @@ def reset_platform() -> None:
         built.close()
 
 
+def problem_internal() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The 500 answer when the API raised before answering: status, headers, body."""
+    body = json.dumps({"type": PROBLEM_BASE + "internal-error", "title": "Internal error", "status": 500,
+                       "detail": "an unexpected error occurred; nothing was changed by this request"}).encode()
+    headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode("ascii")),
+               (b"content-length", str(len(body)).encode("ascii"))]
+    return 500, headers, body
+
+
 def problem_unavailable(retry_after: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The 503 answer while the platform cannot be built: status, headers, body."""
     seconds = max(1, math.ceil(retry_after))
@@ -253,7 +262,30 @@ class LazyAsgiApp:
             except PlatformUnavailable as exc:
                 await self._unavailable(scope, receive, send, exc)
                 return
-        await app(scope, receive, send)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        answered = False
+
+        async def noting_send(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+            await send(message)
+
+        try:
+            await app(scope, receive, noting_send)
+        except Exception:  # noqa: BLE001 - see below
+            # Starlette's error middleware sends the API's 500 problem and then raises again
+            # (for servers to log). uvicorn logs it; the Functions worker lets it out of the
+            # function, so the host threw the problem away and answered its own 500 (an outside
+            # review). The problem is answered; the error was logged by the API's handler.
+            if answered:
+                return
+            log.exception("the API raised before answering", extra=fields(status=500))
+            status, headers, body = problem_internal()
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
     async def _unavailable(self, scope: Scope, receive: Receive, send: Send, exc: PlatformUnavailable) -> None:
         if scope["type"] == "websocket":

@@ -422,8 +422,6 @@ def test_a_poisoned_message_is_kept_once_however_often_its_batch_runs(app_functi
     Hubs' redelivery after a recycle); an outside review found every re-run kept another copy of
     the batch's bad message in the poison store (random ids), without bound while Cosmos DB
     throttled. The item's id is now the message's own digest."""
-    from shared.errors import StoreUnavailable
-
     no_backoff(monkeypatch, "functions.ingest")
     ledger = worker_platform.ledger
     real_append = ledger.append
@@ -442,3 +440,40 @@ def test_a_poisoned_message_is_kept_once_however_often_its_batch_runs(app_functi
     [kept] = worker_platform.poison.list_all()
     assert kept["source"] == "ingest" and "malformed" in kept["reason"]
     assert ledger.head("acme", "c1").balance == 100
+
+
+def test_an_unexpected_error_answers_the_api_problem_through_the_function(app_functions: dict[str, Any],
+                                                                         worker_platform: Platform) -> None:
+    """Starlette sends the API's 500 problem and raises again; the Functions worker let that out
+    of the function and the host answered its own 500 (an outside review). An app that raises
+    before answering gets the same problem from the function."""
+    from functions._platform import lazy_api
+
+    http = user_function(app_functions, bindings.HTTP_FUNCTION)
+
+    def get(path: str) -> func.HttpResponse:
+        return asyncio.run(http(func.HttpRequest(method="GET", url=f"http://accrue.test{path}", headers={},
+                                                 body=b""), None))
+
+    assert get("/health").status_code == 200  # builds the API
+    api = lazy_api()._app.peek()  # noqa: SLF001
+
+    async def boom() -> None:
+        raise RuntimeError("SECRET-connection-detail at /srv/app.py line 7")
+
+    api.add_api_route("/boom", boom, methods=["GET"])
+    answer = get("/boom")
+    assert answer.status_code == 500 and answer.headers["content-type"] == "application/problem+json"
+    assert json.loads(answer.get_body())["type"].endswith("internal-error")
+    assert "SECRET" not in answer.get_body().decode()
+
+    async def raises_at_once(scope, receive, send):  # type: ignore[no-untyped-def]
+        raise RuntimeError("SECRET before any answer")
+
+    lazy_api()._app._value = raises_at_once  # noqa: SLF001
+    try:
+        answer = get("/anything")
+    finally:
+        lazy_api()._app._value = api  # noqa: SLF001
+    assert answer.status_code == 500 and json.loads(answer.get_body())["type"].endswith("internal-error")
+    assert "SECRET" not in answer.get_body().decode()
