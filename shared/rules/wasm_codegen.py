@@ -229,17 +229,19 @@ class _Gen:
             raise AssertionError(f"unhandled node {type(node).__name__}")
 
     def chain(self, parts: tuple[ast.Expr, ...], short: str, on_first_true: bool) -> None:
-        self.expr(parts[0])
-        if len(parts) == 1:
-            return
-        self.emit("if (result i32)")
-        if on_first_true:        # and: go on while true
-            self.chain(parts[1:], short, on_first_true)
-            self.emit("else", short, "end")
-        else:                    # or: stop at the first true
-            self.emit(short, "else")
-            self.chain(parts[1:], short, on_first_true)
-            self.emit("end")
+        """``and``/``or`` with short-circuit, flat: one block, left with ``short`` by the first
+        part that decides (``br_if``), else the last part's value. (It was one nested ``if`` per
+        operand, generated recursively: a chain of ~1,000 operands, which the checker allows as
+        one node, raised RecursionError and every order of a wasm tenant earned 0.)"""
+        self.emit("block (result i32)")
+        for part in parts[:-1]:
+            self.emit(short)     # the block's value if this part decides
+            self.expr(part)
+            if on_first_true:    # and: leave when false
+                self.emit("i32.eqz")
+            self.emit("br_if 0", "drop")
+        self.expr(parts[-1])
+        self.emit("end")
 
     def member(self, node: ast.Member) -> None:
         if isinstance(node.container, ast.Field):

@@ -149,3 +149,23 @@ def test_a_trap_is_contained_to_its_order(monkeypatch):
     assert all(r.points == 0 for r in results)
     compiled.wasm.fuel_per_order = 10 ** 6      # the evaluator stays usable after a trap
     assert compiled.evaluate(WASM_TENANT, order(), customer()).points == 1000
+
+
+@pytest.mark.parametrize("word", ["and", "or"])
+@pytest.mark.parametrize("operands", [
+    [True, False], [False, True], [True] * 1400, [False] * 1400, [True] * 1399 + [False], [False] * 1399 + [True],
+    [index % 3 == 0 for index in range(997)],
+], ids=["2-tf", "2-ft", "1400-t", "1400-f", "1400-last-f", "1400-last-t", "997-mixed"])
+def test_long_and_or_chains_agree_with_closure(word: str, operands: list[bool]) -> None:
+    """An outside review: the checker sees an ``and``/``or`` chain as one node, so ~1,000
+    operands save; the wasm generator recursed once per operand, raised RecursionError, and
+    every order of a wasm tenant earned 0 while closure credited the points. Chains up to the
+    save limits must agree, short-circuit included."""
+    conditions = ["order.total > 1" if value else "order.total > 1000" for value in operands]
+    source = 'rule "a"\n  when (' + f"\n  {word} ".join(conditions) + ")\n  then earn 7 points"
+    compiled = CompiledRuleSet.from_source(source, "rs", 1)
+    closure = compiled.evaluate(TENANT, order(), customer())
+    wasm = compiled.evaluate(WASM_TENANT, order(), customer())
+    expected = 7 if (all(operands) if word == "and" else any(operands)) else 0
+    assert sum(lot.points for lot in closure.lots) == expected
+    assert sum(lot.points for lot in wasm.lots) == expected, wasm.trace[0]
