@@ -10,6 +10,7 @@ tags and tier, and reads as erased.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable, Sequence
 
 from pydantic import ConfigDict, Field, StringConstraints
@@ -18,6 +19,7 @@ from typing_extensions import Annotated
 from shared.clock import Clock, iso
 from shared.domain.inputs import JoinDate
 from shared.domain.orders import EntityId
+from shared.domain.tags import MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN, is_tag
 from shared.errors import AccrueError, Conflict, DocumentExists, NotFound, PreconditionFailed, ValidationFailed
 from shared.privacy.personal import PersonalData, PersonalDataVault
 from shared.store.contention import attempts
@@ -33,9 +35,11 @@ from shared.store.port import (
     Upsert,
     read_many,
 )
+from shared.telemetry.logs import fields
 
-Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$", max_length=32)]
-MAX_TAGS = 50
+log = logging.getLogger("accrue.customers")
+
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN, max_length=MAX_TAG_LENGTH)]
 # The customer's tier as the tenant names it (a tier programme's names are slugs of
 # at most 32; a tenant without one may use its own labels).
 MAX_TIER_LENGTH = 64
@@ -216,12 +220,21 @@ class CustomerService:
         return self._store.query(CUSTOMERS, Query(pk=None, filters=tuple(filters), order_by="customerId", limit=limit))
 
     def add_tags(self, tenant_id: str, customer_id: str, tags: tuple[str, ...]) -> None:
-        """Union the tags in (idempotent); retried on a concurrent write."""
+        """Union the tags in (idempotent); retried on a concurrent write. The customer's tags are
+        kept: new ones join while there is room (``MAX_TAGS``; the sorted cut used to drop an
+        existing tag to make room, found by an outside review), and only tags of the customer
+        grammar are stored (a rule set saved before the language checked it may name others)."""
+        wanted = {tag for tag in tags if is_tag(tag)}
+        if len(wanted) < len(set(tags)):
+            log.warning("tags outside the customer tag grammar were not added",
+                        extra=fields(tenant=tenant_id, error="tag-refused"))
         for _ in attempts():
             doc = self.find(tenant_id, customer_id)
             if doc is None:
                 return
-            merged = sorted(set(doc.get("tags", [])) | set(tags))[:MAX_TAGS]
+            held = list(doc.get("tags", []))
+            room = max(0, MAX_TAGS - len(held))
+            merged = sorted(set(held) | set(sorted(wanted - set(held))[:room]))
             if merged == doc.get("tags"):
                 return
             try:

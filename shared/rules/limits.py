@@ -19,7 +19,6 @@ MAX_RULE_NAME_CHARS = 100
 MAX_STRING_CHARS = 200
 MAX_NUMBER_CHARS = 24               # digits and the decimal point of one literal
 MAX_LIST_ITEMS = 200
-MAX_TAG_CHARS = 64
 MAX_EXPIRY_DAYS = 3_650
 MAX_PRIORITY = 1_000_000
 MAX_DIAGNOSTICS = 50                # report this many problems, then stop

@@ -21,13 +21,14 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from shared.domain.tags import MAX_TAG_LENGTH, is_tag
 from shared.domain.wallets import WALLET_NAME
 from shared.pending.window import MAX_PENDING_DAYS
 from shared.rules import ast
 from shared.rules.errors import Diagnostic, RuleSourceRejected, RuleSyntaxError
 from shared.rules.limits import (
     MAX_DEPTH, MAX_DIAGNOSTICS, MAX_EXPIRY_DAYS, MAX_LIST_ITEMS, MAX_NAME_CHARS, MAX_NUMBER_CHARS,
-    MAX_PRIORITY, MAX_RULE_NAME_CHARS, MAX_RULES, MAX_STRING_CHARS, MAX_TAG_CHARS,
+    MAX_PRIORITY, MAX_RULE_NAME_CHARS, MAX_RULES, MAX_STRING_CHARS,
 )
 from shared.rules.numeric import MAX_UNITS, SCALE, SCALE_DIGITS
 from shared.rules.schema import KEYWORDS
@@ -35,6 +36,8 @@ from shared.rules.source import rule_at, screen
 
 GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammar" / "rules.lark"
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# The last date an ``expiring on`` may name (days since 1970-01-01), as instants elsewhere end before 9000.
+LAST_EXPIRY_DAY = date(8999, 12, 31).toordinal() - EPOCH_ORDINAL
 # Trees that wrap the expressions: they do not count towards the nesting limit.
 _OUTER_DEPTH = 4
 
@@ -269,6 +272,11 @@ class _Builder:
                     days = self.integer(option.children[0], 1, MAX_EXPIRY_DAYS, "expiry")
                 elif option.data == "expiry_date":
                     expiry_date = self.date(option.children[0])
+                    if expiry_date.days > LAST_EXPIRY_DAY:
+                        # Past it, the lot's end (the day after, local midnight) is no date at all:
+                        # 9999-12-31 saved and then failed every order (an outside review).
+                        self.problem(f"expiry date {expiry_date.text} is too far: the last is 8999-12-31",
+                                     self.pos(option.children[0]))
                 elif option.data == "pending":
                     pending = self.integer(option.children[0], 0, MAX_PENDING_DAYS, "pending window")
                 else:
@@ -284,9 +292,9 @@ class _Builder:
         if kind == "tag":
             token = tree.children[-1]
             tag = self.string(token)
-            if not tag or len(tag) > MAX_TAG_CHARS or not all(c.isalnum() or c in "-_:." for c in tag):
-                self.problem(f"tag {tag[:40]!r} must be 1-{MAX_TAG_CHARS} letters, digits, '-', '_', ':' or '.'",
-                             self.pos(token))
+            if not is_tag(tag):  # the customer API's grammar (shared/domain/tags.py)
+                self.problem(f"tag {tag[:40]!r} must be 1-{MAX_TAG_LENGTH} lower-case letters, digits, '-' or '_', "
+                             "starting with a letter or digit", self.pos(token))
             return ast.Tag(tag, pos)
         assert kind == "stop", kind
         return ast.Stop(pos)

@@ -151,3 +151,19 @@ def test_tenant_points_per_unit_is_a_decimal_string(client, platform, tenant) ->
         assert response.status_code == 422, (bad, response.text)
         assert [e["field"] for e in response.json()["errors"]] == ["pointsPerUnit"]
     assert client.get("/v1/tenant", headers=auth(tenant.admin)).json()["pointsPerUnit"] == "10"
+
+
+def test_tags_added_by_rules_never_push_out_the_customers_own(platform, tenant) -> None:
+    """An outside review: at 50 tags a rule's tag pushed out the last tag alphabetically, and a
+    rule set could store tags the customer API refuses. The customer keeps their tags; a new one
+    joins while there is room; only tags of the customer grammar are stored."""
+    from shared.app.customers import CustomerProfile
+    from shared.domain.tags import MAX_TAGS
+
+    own = [f"t{n:02d}" for n in range(MAX_TAGS - 2)] + ["zz-legacy"]
+    platform.customers.register("acme", CustomerProfile(customerId="tagged", joinDate="2025-01-01", tags=own))
+    platform.customers.add_tags("acme", "tagged", ("aaa", "VIP:Gold.2026"))
+    held = platform.customers.find("acme", "tagged")["tags"]
+    assert set(held) == set(own) | {"aaa"} and len(held) == MAX_TAGS
+    platform.customers.add_tags("acme", "tagged", ("aab",))  # full: nothing is pushed out
+    assert platform.customers.find("acme", "tagged")["tags"] == held

@@ -59,6 +59,14 @@ def test_deep_nesting_is_refused_without_recursion_error(source):
     ('rule "a" when order.channel in [' + ",\n".join('"x"' for _ in range(300)) + '] then stop', "list has 300"),
     ('rule "a" then earn 1 points expiring in 999999 days', "expiry must be"),
     ('rule "a" when order.date > 2026-02-30 then stop', "not a calendar date"),
+    # An outside review: both saved, then every order earned 0 (the day after has no date) or
+    # stored a tag the customer API refuses.
+    ('rule "a" then earn 1 points expiring on 9999-12-31', "expiry date 9999-12-31 is too far"),
+    ('rule "a" then earn 1 points expiring on 9000-01-01', "the last is 8999-12-31"),
+    ('rule "a" then tag customer "VIP:Gold.2026"', "lower-case letters, digits"),
+    ('rule "a" then tag customer "café"', "lower-case letters, digits"),
+    ('rule "a" then tag customer "-lead"', "starting with a letter or digit"),
+    ('rule "a" then tag customer "' + "t" * 33 + '"', "1-32 lower-case"),
     ("rule \"a\" then earn 1 points\n" + "x" * 2000, "line is 2,000 characters"),
 ])
 def test_oversized_literals_and_names(source, fragment):
@@ -236,3 +244,10 @@ def test_literals_at_the_bounds_evaluate_alike_in_both_evaluators(value) -> None
     closure = compiled.evaluate_batch(TENANT, facts, evaluator="closure")
     assert closure == compiled.evaluate_batch(TENANT, facts, evaluator="wasm")
     assert closure[0].trace[0].get("ruleset") != "failed"
+
+
+def test_the_last_expiry_date_and_a_customer_tag_are_accepted_and_earn():
+    compiled = CompiledRuleSet.from_source(
+        'rule "a" then earn 10 points expiring on 8999-12-31, tag customer "coffee_lover-2"', "rs", 1)
+    result = compiled.evaluate(TENANT, order(), customer())
+    assert [lot.points for lot in result.lots] == [10] and result.tags_to_add == ("coffee_lover-2",)
