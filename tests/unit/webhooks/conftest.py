@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -97,6 +97,24 @@ def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untype
     raise AssertionError("condition not met in time")
 
 
+def serve_connections(listener: socket.socket, stopping: threading.Event, state: Any,
+                      handle: Callable[[socket.socket, int], None]) -> None:
+    """Accept until ``stopping``; count on ``state`` (``accepted``, ``open_now``, ``most_open``
+    under ``lock``; the handler lowers ``open_now`` when it is done) and hand each connection and
+    its number (from 1) to ``handle`` on a thread of its own."""
+    while not stopping.is_set():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            continue
+        with state.lock:
+            state.accepted += 1
+            state.open_now += 1
+            state.most_open = max(state.most_open, state.open_now)
+            number = state.accepted
+        threading.Thread(target=handle, args=(conn, number), daemon=True).start()
+
+
 @dataclass
 class HungServer:
     """A loopback HTTP server that accepts every connection, reads the request and never answers."""
@@ -117,7 +135,7 @@ def hung_server() -> Iterator[HungServer]:
     state = HungServer(f"http://127.0.0.1:{listener.getsockname()[1]}")
     stopping = threading.Event()
 
-    def hold(conn: socket.socket) -> None:
+    def hold(conn: socket.socket, number: int) -> None:
         conn.settimeout(0.2)
         try:
             while not stopping.is_set():  # read whatever comes, answer nothing, until the client gives up
@@ -133,19 +151,7 @@ def hung_server() -> Iterator[HungServer]:
                 state.open_now -= 1
             conn.close()
 
-    def serve() -> None:
-        while not stopping.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            with state.lock:
-                state.accepted += 1
-                state.open_now += 1
-                state.most_open = max(state.most_open, state.open_now)
-            threading.Thread(target=hold, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
+    thread = threading.Thread(target=serve_connections, args=(listener, stopping, state, hold), daemon=True)
     thread.start()
     yield state
     stopping.set()

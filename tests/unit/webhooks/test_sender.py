@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from shared.webhooks.http import PinnedSender
 from shared.webhooks.ssrf import Target
+from tests.unit.webhooks.conftest import serve_connections
 
 NAME = "hooks.sender.example"
 HEADERS = {"webhook-id": "msg_1", "webhook-timestamp": "1700000000", "webhook-signature": "v1,c2lnbmF0dXJl"}
@@ -53,7 +54,7 @@ class ScriptedServer:
     script: Script
     requests: list[Request] = field(default_factory=list)
     server_names: list[str | None] = field(default_factory=list)
-    connections: int = 0
+    accepted: int = 0  # connections, numbered from 1
     open_now: int = 0
     most_open: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -112,17 +113,7 @@ def _serve(state: ScriptedServer, listener: socket.socket, tls: ssl.SSLContext |
                 state.open_now -= 1
             conn.close()
 
-    while not stopping.is_set():
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            continue
-        with state.lock:
-            state.connections += 1
-            state.open_now += 1
-            state.most_open = max(state.most_open, state.open_now)
-            number = state.connections
-        threading.Thread(target=handle, args=(conn, number), daemon=True).start()
+    serve_connections(listener, stopping, state, handle)
 
 
 @pytest.fixture
@@ -340,7 +331,7 @@ def test_connections_to_one_destination_are_bounded(start_server) -> None:  # ty
     for thread in threads:
         thread.join()
     assert results == [204] * 6
-    assert server.most_open <= 2 and server.connections == 2
+    assert server.most_open <= 2 and server.accepted == 2
 
 
 def test_a_refused_connection_is_a_failed_attempt(start_server) -> None:  # type: ignore[no-untyped-def]
@@ -356,8 +347,9 @@ def test_a_refused_connection_is_a_failed_attempt(start_server) -> None:  # type
 
 # --- found by the outside review of the http.client sender (stop 36) -------------------------
 
-@pytest.mark.parametrize("interim", [b"HTTP/1.1 102 Processing\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
-                                     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"])
+@pytest.mark.parametrize("interim", [
+    b"HTTP/1.1 102 Processing\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"])
 @pytest.mark.parametrize("later", [False, True], ids=["one-segment", "final-later"])
 def test_an_informational_answer_fails_the_attempt_and_never_answers_the_next_request(start_server, interim: bytes,
                                                                                       later: bool) -> None:  # type: ignore[no-untyped-def]
@@ -502,7 +494,7 @@ def test_keep_alive_still_works_with_descriptors_past_1024(start_server) -> None
             padding.append(os.dup(0))
         sender = PinnedSender(deadline=2.0)
         assert [sender.post(target(server), BODY, HEADERS).status for _ in range(4)] == [204] * 4
-        assert server.connections == 1
+        assert server.accepted == 1
     finally:
         for fd in padding:
             os.close(fd)
