@@ -117,9 +117,10 @@ class BlobSink(Protocol):
 
     def discard(self, path: str) -> None:
         """Remove a transient blob and its metadata (nothing if it is absent): an import's
-        uploaded file, which holds personal data in the clear, once applied. Never called
-        on exports or the audit archive (on Azure, the account's soft delete still keeps
-        a discarded blob recoverable for its retention)."""
+        uploaded file, which holds personal data in the clear, once applied; an export
+        backfill's files when it failed before its manifest (no manifest lists them, so no
+        erasure would reach them). Never called on the audit archive (on Azure, the
+        account's soft delete still keeps a discarded blob recoverable for its retention)."""
         ...
 
     def close(self) -> None: ...

@@ -486,10 +486,26 @@ class ExportService:
         prefix = f"{tenant_id}/backfill/{run_id}"
         # (from, to] with to = end - 1 µs is [start, end) on microsecond timestamps.
         lower = iso(start - timedelta(microseconds=1))
-        manifest = self._write_run(tenant_id, run_id, "backfill", prefix, {s: lower for s in chosen},
-                                   iso(end - timedelta(microseconds=1)), chosen)
+        try:
+            manifest = self._write_run(tenant_id, run_id, "backfill", prefix, {s: lower for s in chosen},
+                                       iso(end - timedelta(microseconds=1)), chosen)
+        except BaseException:
+            # A backfill has no pending state a retry would resume (a retry is a new run id), and
+            # the erasure finds files through manifests: files a failed backfill wrote would keep
+            # an erased customer's personal data for good (an outside review). Nothing of the
+            # failed run stays. (A process killed outright skips this: docs/exports.md.)
+            self._discard_run(prefix)
+            raise
         self._record_run(tenant_id, manifest, prefix)
         return manifest
+
+    def _discard_run(self, prefix: str) -> None:
+        for info in self.sink.list(prefix + "/"):
+            try:
+                self.sink.discard(info.path)
+            except Exception as exc:  # noqa: BLE001 - the run's own failure is what the caller sees
+                log.error("export run files under %s: one could not be removed (%s)", prefix, type(exc).__name__,
+                          extra=fields(error=type(exc).__name__))
 
     def run_all(self) -> dict[str, Any]:
         """The nightly job: every tenant; one tenant's failure does not stop the others."""

@@ -391,3 +391,22 @@ def test_ndjson_files_written_before_client_side_encryption_still_decrypt_and_ar
     p1 = next(r for r in rows if r["customerId"] == "p1")
     assert p1["erased"] is True and "name" not in p1
     assert platform.exports.scrub("acme", {"p1"}) == {}
+
+
+def test_a_backfill_that_fails_midway_leaves_no_file_behind(platform, tenant, client, clock, tmp_path) -> None:  # type: ignore
+    """An outside review: a backfill that died after its customers file left that file under a
+    run no manifest lists; a retry is a new run, and the erasure finds files through manifests,
+    so an erased customer's personal data stayed in it for good."""
+    sink = FailingSink(tmp_path / "blobs", fail_on="transactions")
+    service = ExportService(platform.store, clock, platform.key_provider, sink, vault=platform.vault)
+    service.save_settings("acme", [])
+    add_customer(platform, "acme", "p1", email="ann@example.com", name="Ann")
+    clock.advance(timedelta(minutes=5))
+    with pytest.raises(BlobUnavailable):
+        service.backfill("acme", clock.now() - timedelta(days=1), clock.now())
+    assert [info.path for info in sink.list("acme/backfill/")] == []
+    assert service.runs("acme") == []
+    sink.fail_on = ""
+    again = service.backfill("acme", clock.now() - timedelta(days=1), clock.now())
+    listed = {entry["path"] for entry in again["files"]} | {f"acme/backfill/{again['runId']}/manifest.json"}
+    assert {info.path for info in sink.list("acme/backfill/")} == listed
