@@ -62,7 +62,7 @@ from shared.errors import (Conflict, FieldProblem, HeldForReview, InsufficientPo
                            ValidationFailed)
 from shared.ledger.entries import EntryDraft, EntryStatus, EntryType, Head, order_record_id, settlement_id
 from shared.ledger.service import Ledger, Plan, TransactionOutcome, TransactionRequest, fingerprint_of
-from shared.expiry.policy import policy_stamp
+from shared.expiry.policy import credit_expiry
 from shared.pending.window import maturity_of
 from shared.store.layout import ORDER_STATUS, order_pk
 from shared.store.port import DocumentStore
@@ -240,10 +240,8 @@ class Corrections:
             raise ValidationFailed("an adjustment of zero points changes nothing",
                                    [FieldProblem("points", "must not be 0")])
 
-        expires = None
-        if adjustment.points > 0 and self._clock is not None:
-            tenant = self._tenants.get(tenant_id)
-            expires = policy_stamp(tenant.expiry_policy_of(adjustment.wallet), tenant.time_zone, self._clock.now())
+        expiry = credit_expiry(self._tenants.get(tenant_id), self._clock.now(), adjustment.wallet) \
+            if adjustment.points > 0 and self._clock is not None else {}
 
         def plan(head: Head) -> Plan:
             if head.balance + adjustment.points < 0:
@@ -256,7 +254,7 @@ class Corrections:
                                              f"{adjustment.wallet!r}; cannot take {-adjustment.points}")
             draft = EntryDraft(EntryType.ADJUST, adjustment.points, attributes={
                 "reasonCode": adjustment.reason_code.value, "reason": adjustment.reason, "actorKeyId": actor_key_id,
-                **({"expiresAt": expires} if expires else {})}, wallet=adjustment.wallet)
+                **expiry}, wallet=adjustment.wallet)
             outcome = {"status": "adjusted", "customerId": customer_id, "points": adjustment.points,
                        "balanceAfter": head.balance + adjustment.points, "actorKeyId": actor_key_id}
             return Plan(entries=[draft], outcome=outcome)
