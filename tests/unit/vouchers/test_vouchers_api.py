@@ -213,3 +213,33 @@ def test_a_refunded_voucher_gives_back_its_stock_unit_and_its_place_in_the_custo
     assert run_job(BY_NAME["vouchers"], platform) == {"expired": 0, "refunded": 0}
     assert _buy(client, tenant, customer="c2", key="b5")["voucher"]["status"] == "active"
     ledger_invariants(platform, "acme", "c1")
+
+
+def test_twenty_cancels_of_one_voucher_at_once_refund_it_once(client, platform, tenant) -> None:
+    """Twenty cancellations race: one refund entry, one stock unit back, and every answer says
+    the voucher is cancelled and refunded."""
+    import threading
+
+    fund(platform, "acme", "c1", 2000)
+    fund(platform, "acme", "c2", 2000)
+    _reward(client, tenant, dict(TEN_OFF, stock=1))
+    voucher = _buy(client, tenant, key="b1")["voucher"]
+    start = threading.Barrier(20)
+    answers: list[dict] = []
+
+    def cancel() -> None:
+        start.wait()
+        answers.append(platform.vouchers.cancel("acme", "c1", voucher["voucherId"], "admin").body)
+
+    threads = [threading.Thread(target=cancel) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 20 and all((a["status"], a["refund"]) == ("cancelled", "refunded") for a in answers)
+    refunds = [e for e in ledger_invariants(platform, "acme", "c1") if e["entryType"] == "ADJUST"][1:]
+    assert [e["signedAmount"] for e in refunds] == [500]
+    assert _buy(client, tenant, customer="c2", key="b2")["voucher"]["status"] == "active"  # the one unit is back
+    refused = client.post(REDEEM.format("c1"), json={"idempotencyKey": "b3", "rewardId": "ten-off"},
+                          headers=auth(tenant.merchant))
+    assert refused.status_code == 409 and refused.json()["type"].endswith("out-of-stock")  # and only one
