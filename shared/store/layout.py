@@ -136,11 +136,6 @@ CONTAINERS = CONTAINERS + (
 )
 BY_NAME = {spec.name: spec for spec in CONTAINERS}
 
-# Containers the SQLite store keeps as a small recent table merged into a main one in
-# bounded steps (shared.store.sqlite), so appends cost the same at 10 M documents as at
-# 10k. Only append-only containers, that grow without bound, need it: the ledger.
-STAGED: frozenset[str] = frozenset({LEDGER})
-
 # --- Fraud controls (issue 6): the manual review queue ------------------------------
 # * ``reviews``: per tenant. One document per held earn or redemption waiting for
 #   (or given) a tenant-admin's decision; mutable, ETag-guarded so two admins cannot
@@ -151,11 +146,6 @@ CONTAINERS = CONTAINERS + (
     ContainerSpec(REVIEWS, indexed=("status", "kind", "createdAt", "customerId")),
 )
 BY_NAME = {spec.name: spec for spec in CONTAINERS}
-
-# Containers the SQLite store keeps as a small recent table merged into a main one in
-# bounded steps (shared.store.sqlite), so appends cost the same at 10 M documents as at
-# 10k. Only append-only containers, that grow without bound, need it: the ledger.
-STAGED: frozenset[str] = frozenset({LEDGER})
 
 # --- Expiry (issue 6): the expiry calendar ---------------------------------------------
 # * ``expirycalendar``: per tenant and UTC day (``tenantId:YYYY-MM-DD``). One small
@@ -168,11 +158,6 @@ CONTAINERS = CONTAINERS + (
     ContainerSpec(EXPIRY_CALENDAR, indexed=("customerId", "tenantId")),
 )
 BY_NAME = {spec.name: spec for spec in CONTAINERS}
-
-# Containers the SQLite store keeps as a small recent table merged into a main one in
-# bounded steps (shared.store.sqlite), so appends cost the same at 10 M documents as at
-# 10k. Only append-only containers, that grow without bound, need it: the ledger.
-STAGED: frozenset[str] = frozenset({LEDGER})
 
 # --- Programme mechanics (issue 20): vouchers, partner code pools, referral codes ------
 # * ``codes``: documents found by a code a person holds. A voucher: one partition
@@ -189,11 +174,6 @@ CONTAINERS = CONTAINERS + (
                   "tenantId"), sparse=("expiresAt", "refundPending")),
 )
 BY_NAME = {spec.name: spec for spec in CONTAINERS}
-
-# Containers the SQLite store keeps as a small recent table merged into a main one in
-# bounded steps (shared.store.sqlite), so appends cost the same at 10 M documents as at
-# 10k. Only append-only containers, that grow without bound, need it: the ledger.
-STAGED: frozenset[str] = frozenset({LEDGER})
 
 
 def voucher_pk(tenant_id: str, code_hash: str) -> str:
