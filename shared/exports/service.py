@@ -12,14 +12,21 @@ Subjects and their change key (rows with ``from < key <= to``):
 * ``customers``: profiles by ``createdAt`` (profiles carry no update stamp yet,
   so later tag/tier changes are not re-exported); personal fields only if the
   tenant's export settings do not exclude them (the default excludes all);
-* ``transactions``: ledger entries by ``createdAt``;
-* ``orders``: order outcome records by ``createdAt``;
-* ``ruleevaluations``: the rule trace of each order record, by ``createdAt``;
+* ``transactions``: ledger entries by ``createdAt``, imported ones by ``recordedAt``;
+* ``orders``: order outcome records by ``createdAt``, imported ones by ``recordedAt``;
+* ``ruleevaluations``: the rule trace of each order record, by ``createdAt`` (imported
+  ones by ``recordedAt``);
 * ``webhookdeliveries``: webhook delivery attempts by ``createdAt``;
 * ``tierhistory``: tier-change records (``shared.tiers.history``, in the ledger
   partitions) by ``createdAt``;
 * ``erasures``: customers erased in the window (id and ``erasedAt`` only), so a
   warehouse deletes its copy of their personal data.
+
+An imported ledger row (``imported: true``, shared.imports) keeps its own instant as
+``createdAt``, years back perhaps, and ``recordedAt`` says when the import wrote it: the
+feed exports it in the window of its ``recordedAt``, once, as any row committed then
+(the window of its ``createdAt`` was exported before it existed). A backfill uses the
+same rule: it exports again what the feed carried in its window.
 
 Erasure (``scrub``, called by ``shared.privacy.erasure``) rewrites every
 ``customers`` file that holds an erased customer's personal fields, found through
@@ -44,6 +51,7 @@ and touch no watermark. Consumers read the manifest and only the files it lists.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import secrets
@@ -98,6 +106,8 @@ PAGE = 1000
 PER_CUSTOMER_SUBJECTS = ("transactions", "orders", "ruleevaluations", "tierhistory")
 # The ledger documents those subjects are made of (``_per_customer_rows``).
 WINDOW_DOC_TYPES = ("entry", "order", "tierChange")
+# The per-customer subjects whose documents an import writes (entries, order records).
+IMPORTED_SUBJECTS = ("transactions", "orders", "ruleevaluations")
 PART_CUSTOMERS = 5000
 # The subject read columnar where the store scans raw JSON (``_fill_transactions``), and
 # its page: entries per scan, the bound on the export's memory (~0.5 KiB of JSON each).
@@ -590,17 +600,23 @@ class ExportService:
 
     def _customers_in_window(self, tenant_id: str, lower: str, upper: str) -> list[str] | None:
         """The customers (sorted) whose ledger partitions hold a row of a per-customer subject
-        created in ``(lower, upper]``, by one cross-partition query (a store without a change
-        log); None past ``WINDOW_SCAN_LIMIT`` rows: read every customer instead."""
+        committed in ``(lower, upper]`` (created then; imported ones recorded then), by one
+        cross-partition query (a second one while imports ran) on a store without a change
+        log; None past ``WINDOW_SCAN_LIMIT`` rows: read every customer instead."""
         prefix, below = _customer_pks(tenant_id)
-        filters = (Filter("pk", ">=", prefix), Filter("pk", "<", below),
-                   Filter("docType", "in", list(WINDOW_DOC_TYPES)),
-                   Filter("createdAt", ">", lower), Filter("createdAt", "<=", upper))
+        tenant = (Filter("pk", ">=", prefix), Filter("pk", "<", below), Filter("docType", "in", list(WINDOW_DOC_TYPES)))
+        searches = [(tenant + (Filter("createdAt", ">", lower), Filter("createdAt", "<=", upper)), "createdAt")]
+        if self._imports_between(tenant_id, lower, upper):
+            searches.append((tenant + (Filter("imported", "=", True), Filter("recordedAt", ">", lower),
+                                       Filter("recordedAt", "<=", upper)), "recordedAt"))
         customers: set[str] = set()
-        for seen, doc in enumerate(page_by(self._store, LEDGER, None, filters, "createdAt", page=self.page)):
-            if seen >= WINDOW_SCAN_LIMIT:
-                return None
-            customers.add(doc["pk"][len(prefix):])
+        seen = 0
+        for filters, key in searches:
+            for doc in page_by(self._store, LEDGER, None, filters, key, page=self.page):
+                seen += 1
+                if seen > WINDOW_SCAN_LIMIT:
+                    return None
+                customers.add(doc["pk"][len(prefix):])
         return sorted(customers)
 
     def _customers_after(self, tenant_id: str, after_customer: str | None,
@@ -631,15 +647,17 @@ class ExportService:
         assert part >= 1 and (part == 1) == (after_customer is None or subject not in PER_CUSTOMER_SUBJECTS)
         path = ndjson_path(prefix, subject, part)
         span = _Span()
+        imports = subject in IMPORTED_SUBJECTS and self._imports_between(tenant_id, lower, upper)
         if subject in PER_CUSTOMER_SUBJECTS:
             source = self._per_customer_rows(tenant_id, subject, lower, upper, after_customer, span,
-                                             cap=self.part_customers, changed=changed)
+                                             cap=self.part_customers, changed=changed, imports=imports)
         else:
             source = self._rows(tenant_id, subject, lower, upper, allowed)
             span.complete = True
         if fmt == "parquet":
-            if subject == COLUMNAR_SUBJECT and hasattr(type(self._store), "scan_json"):
-                # The columnar read (no Python object per entry); same rows, same span.
+            if subject == COLUMNAR_SUBJECT and hasattr(type(self._store), "scan_json") and not imports:
+                # The columnar read (no Python object per entry); same rows, same span. Not
+                # when imported rows may be in the window: the row path finds those.
                 def fill(writer: Any) -> None:
                     self._fill_transactions(tenant_id, lower, upper, after_customer, span, writer, changed)
             else:
@@ -980,14 +998,26 @@ class ExportService:
         else:
             yield from self._per_customer_rows(tenant_id, subject, lower, upper, None, _Span(), cap=None)
 
+    def _imports_between(self, tenant_id: str, lower: str | None, upper: str) -> bool:
+        """Whether imported rows may have been recorded in ``(lower, upper]`` (an import of the
+        tenant ran then, ``shared.imports.activity``): only then is the window searched for them."""
+        from shared.imports.activity import wrote_between  # noqa: PLC0415 - imports' own module
+
+        return wrote_between(self._store, tenant_id, lower, upper, CHANGE_MARGIN)
+
     def _per_customer_rows(self, tenant_id: str, subject: str, lower: str | None, upper: str,
                            after_customer: str | None, span: "_Span", cap: int | None,
-                           changed: list[str] | None = None) -> Iterator[dict[str, Any]]:
+                           changed: list[str] | None = None, imports: bool = False) -> Iterator[dict[str, Any]]:
         """The rows of a per-customer subject, customers by id after ``after_customer`` (of
         ``changed`` only, when given), at most ``cap`` of them (None: all); ``span`` learns
-        the last customer read and whether none is left after it."""
+        the last customer read and whether none is left after it. Rows committed in the
+        window: live ones by ``createdAt``, imported ones by ``recordedAt``, searched for only
+        if ``imports`` (an import ran in the window); in key order either way."""
         assert subject in PER_CUSTOMER_SUBJECTS and (cap is None or cap >= 1)
+        assert not imports or subject in IMPORTED_SUBJECTS
         window = (Filter("createdAt", "<=", upper),) + ((Filter("createdAt", ">", lower),) if lower else ())
+        recorded = (Filter("imported", "=", True), Filter("recordedAt", "<=", upper)) + (
+            (Filter("recordedAt", ">", lower),) if lower else ())
         doc_type = {"transactions": "entry", "tierhistory": "tierChange"}.get(subject, "order")
         key = "seq" if doc_type == "entry" else "id"
         customers = self._customers_after(tenant_id, after_customer, changed)
@@ -997,8 +1027,14 @@ class ExportService:
             if cap is not None and taken >= cap:
                 return  # more customers left: the next part starts after span.last
             pk = customer_pk(tenant_id, customer["customerId"])
-            for doc in page_by(self._store, LEDGER, pk, (Filter("docType", "=", doc_type),) + window, key,
-                               page=self.page):
+            kind = (Filter("docType", "=", doc_type),)
+            docs: Iterable[dict[str, Any]] = (
+                doc for doc in page_by(self._store, LEDGER, pk, kind + window, key, page=self.page)
+                if not doc.get("imported"))
+            if imports:
+                docs = heapq.merge(docs, page_by(self._store, LEDGER, pk, kind + recorded, key, page=self.page),
+                                   key=lambda doc: doc[key])
+            for doc in docs:
                 yield _row(subject, tenant_id, doc)
             span.last = customer["customerId"]
             taken += 1
@@ -1015,7 +1051,7 @@ class ExportService:
         import pyarrow as pa  # noqa: PLC0415 - pyarrow on demand
         import pyarrow.compute as pc  # noqa: PLC0415
 
-        from shared.exports.columnar import parse_entries, transactions_table  # noqa: PLC0415
+        from shared.exports.columnar import parse_entries, transactions_table, without_imported  # noqa: PLC0415
 
         customers: list[str] = []
         for customer in self._customers_after(tenant_id, after_customer, changed):
@@ -1036,10 +1072,11 @@ class ExportService:
             """A page as a table for ``add_table``, or (a page the columnar reader refuses)
             as the row path's rows for ``add``."""
             entries = parse_entries(ndjson)
-            table = None if entries is None else transactions_table(entries, tenant_id)
+            table = None if entries is None else transactions_table(without_imported(entries), tenant_id)
             if table is None:
                 docs = (json.loads(line) for line in ndjson.split(b"\n") if line)
-                return [_row("transactions", tenant_id, doc) for doc in docs if doc.get("customerId") in members]
+                return [_row("transactions", tenant_id, doc) for doc in docs
+                        if doc.get("customerId") in members and not doc.get("imported")]
             # The key range may hold partitions of ids that are not the tenant's customers.
             inside = pc.is_in(table.column("customerId"), value_set=wanted)
             return table if pc.all(inside).as_py() else table.filter(inside)

@@ -73,7 +73,7 @@ def run_import(platform: Any, args: argparse.Namespace, who: Any, out: TextIO = 
             if status["status"] in ("done", "rejected"):
                 break
             if status["status"] == "stalled":
-                print(f"\nthe import is parked after repeated failures: `accrue jobs list --status parked`",
+                print("\nthe import is parked after repeated failures: `accrue jobs list --status parked`",
                       file=err)
                 return 1
             if status["status"] != "running":

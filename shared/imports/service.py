@@ -59,6 +59,7 @@ from shared.clock import Clock, iso, parse_iso
 from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext, EarnResult, PointsPerCurrencyUnitRate
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from shared.imports.activity import import_pk
 from shared.imports.formats import FORMATS, HeaderMissing, RawRow, lines, read_header, rows
 from shared.imports.rows import KINDS, RowError, RowKind
 from shared.ledger.entries import Head
@@ -80,10 +81,6 @@ UPLOAD_URL_LIFETIME = timedelta(minutes=15)
 MODES = ("continue", "all-or-nothing")
 
 AWAITING_UPLOAD, UPLOADED, QUEUED, DONE, REJECTED = "awaiting-upload", "uploaded", "queued", "done", "rejected"
-
-
-def import_pk(tenant_id: str) -> str:
-    return f"imports:{tenant_id}"
 
 
 def errors_pk(import_id: str) -> str:

@@ -51,3 +51,29 @@ def test_a_micro_batch_on_cosmos_reads_only_the_customers_with_rows_in_its_windo
     assert partitions == {"acme:c2", "acme:c4"}, partitions
     rows = {f["subject"]: f["rows"] for f in manifest["files"]}
     assert rows["transactions"] == 2 and rows["orders"] == 2, rows
+
+
+def test_history_imported_on_cosmos_is_in_the_next_micro_batch_once(cosmos_platform: Platform, clock) -> None:  # type: ignore
+    """Imported rows are found by ``recordedAt`` (the window's second query, while an import
+    ran): the query Cosmos DB answers for a boolean field and an instant."""
+    from tests.unit.imports.conftest import ndjson, run_import
+
+    p = cosmos_platform
+    _credit(p, "c1", "live-1")
+    clock.advance(timedelta(minutes=1))
+    p.exports.microbatch("acme")
+    clock.advance(timedelta(minutes=6))
+    rows = [{"orderId": f"h{n}", "customerId": customer, "amount": "12.50", "currency": "EUR",
+             "timestamp": f"2024-03-0{n}T10:00:00Z", "points": 5} for n, customer in ((1, "c2"), (2, "c3"))]
+    assert run_import(p, "acme", ndjson(rows), kind="orders")["rowsDone"] == 2
+    clock.advance(timedelta(minutes=1))
+    manifest = p.exports.microbatch("acme")
+    assert _rows_of(manifest, "transactions") == 2 and _rows_of(manifest, "orders") == 2, manifest["files"]
+    clock.advance(timedelta(minutes=6))
+    again = p.exports.microbatch("acme")
+    assert _rows_of(again, "transactions") == 0 and _rows_of(again, "orders") == 0, again["files"]
+
+
+def _rows_of(manifest: dict, subject: str) -> int:
+    # A Parquet run writes a file per date partition: the imported rows' dates are two.
+    return sum(f["rows"] for f in manifest["files"] if f["subject"] == subject)
