@@ -29,13 +29,14 @@ SUBJECT = "transactions"
 _STORED = pa.schema([
     ("id", pa.string()), ("customerId", pa.string()), ("seq", pa.int64()), ("transactionId", pa.string()),
     ("entryType", pa.string()), ("signedAmount", pa.int64()), ("status", pa.string()),
-    ("runningBalance", pa.int64()), ("runningPending", pa.int64()), ("runningLifetimeEarned", pa.int64()),
+    ("runningBalance", pa.int64()), ("runningPending", pa.int64()), ("runningReserved", pa.int64()),
+    ("runningLifetimeEarned", pa.int64()),
     ("ordersCredited", pa.int64()), ("referenceOrderId", pa.string()), ("referenceEntryId", pa.string()),
     ("settlesEntryId", pa.string()), ("ruleSetId", pa.string()), ("ruleSetVersion", pa.int64()),
     ("arm", pa.string()), ("createdAt", pa.string()),
-    # Not exported: an imported entry belongs to the window of its recordedAt, not of its
-    # createdAt (``shared.exports.service``), so the createdAt scan leaves it out.
-    ("imported", pa.bool_()),
+    # An imported entry belongs to the window of its recordedAt, not of its createdAt
+    # (``shared.exports.service``): the createdAt scan leaves it out (``without_imported``).
+    ("imported", pa.bool_()), ("recordedAt", pa.string()),
 ])
 _PARSE = pa_json.ParseOptions(explicit_schema=_STORED, unexpected_field_behavior="ignore")
 _UTC_MICROS = pa.timestamp("us", tz="UTC")
@@ -72,6 +73,7 @@ def transactions_table(entries: pa.Table, tenant_id: str) -> pa.Table | None:
     created_text = entries.column("createdAt")
     try:
         created = pc.cast(created_text, _UTC_MICROS)
+        recorded = pc.cast(entries.column("recordedAt"), _UTC_MICROS)
         version = pc.cast(entries.column("ruleSetVersion"), pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -86,6 +88,8 @@ def transactions_table(entries: pa.Table, tenant_id: str) -> pa.Table | None:
         "points": entries.column("signedAmount"),
         "ruleSetVersion": version,
         "createdAt": created,
+        "imported": pc.fill_null(entries.column("imported"), False),
+        "recordedAt": recorded,
     }
     arrays = [columns[f.name] if f.name in columns else entries.column(f.name) for f in schema]
     table = pa.Table.from_arrays(arrays, schema=schema)

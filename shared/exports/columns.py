@@ -25,7 +25,9 @@ from __future__ import annotations
 from typing import Any
 
 # Bumped when a column changes type or meaning (additions too): manifests name it per subject.
-COLUMNS_VERSION = 2
+# 3: transactions gained runningReserved, imported and recordedAt (a file of version 2 lacks
+# them; the nightly compaction fills them with nulls, as a warehouse merging both would).
+COLUMNS_VERSION = 3
 
 _KEY = ("rowKey", "string", False, "the row's identity (merge key)")
 _VERSION = ("rowVersion", "int64", False, "µs since 1970 of the change the row records; keep the highest per rowKey")
@@ -60,6 +62,7 @@ COLUMNS: dict[str, tuple[tuple[str, str, bool, str], ...]] = {
         ("status", "string", True, "posted or pending"),
         ("runningBalance", "int64", True, "balance after the entry"),
         ("runningPending", "int64", True, "pending points after the entry"),
+        ("runningReserved", "int64", True, "points held by open redemptions after the entry"),
         ("runningLifetimeEarned", "int64", True, "lifetime earned after the entry"),
         ("ordersCredited", "int64", True, "orders credited so far"),
         ("referenceOrderId", "string", True, "order the entry refers to"),
@@ -68,7 +71,9 @@ COLUMNS: dict[str, tuple[tuple[str, str, bool, str], ...]] = {
         ("ruleSetId", "string", True, "rule set that earned it"),
         ("ruleSetVersion", "string", True, "its version"),
         ("arm", "string", True, "experiment arm"),
-        ("createdAt", "timestamp", False, "committed"),
+        ("createdAt", "timestamp", False, "committed (an imported row: its own time)"),
+        ("imported", "bool", True, "imported history (null in files of schema version 2)"),
+        ("recordedAt", "timestamp", True, "when the import wrote it (imported rows only)"),
     ),
     "orders": (
         _KEY, _VERSION,

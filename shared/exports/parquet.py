@@ -166,6 +166,20 @@ class PartitionedWriter:
         return [self._open[d] for d in sorted(self._open)]
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table``, a file written under an earlier version of the subject's columns, as
+    ``schema``: a column added since then is null in its rows (columns are only ever added
+    nullable, ``shared.exports.columns.COLUMNS_VERSION``)."""
+    arrays = []
+    for column in schema:
+        if column.name in table.column_names:
+            arrays.append(table.column(column.name))
+        else:
+            assert column.nullable, f"column {column.name} is missing and cannot be null"
+            arrays.append(pa.nulls(table.num_rows, column.type))
+    return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
+
+
 def digest(part: Partition) -> str:
     sha = hashlib.sha256()
     for chunk in part.chunks():

@@ -145,8 +145,8 @@ COMPACTION_LEASE = timedelta(minutes=15)
 ENCRYPTION_CSE = "azure-storage-cse-v2"
 
 ENTRY_FIELDS = ("customerId", "seq", "transactionId", "entryType", "signedAmount", "status", "runningBalance",
-                "runningPending", "runningLifetimeEarned", "ordersCredited", "referenceOrderId", "referenceEntryId",
-                "settlesEntryId", "ruleSetId", "ruleSetVersion", "arm", "createdAt")
+                "runningPending", "runningReserved", "runningLifetimeEarned", "ordersCredited", "referenceOrderId",
+                "referenceEntryId", "settlesEntryId", "ruleSetId", "ruleSetVersion", "arm", "createdAt", "recordedAt")
 ATTEMPT_FIELDS = ("id", "endpointId", "messageId", "deliveryId", "eventType", "attempt", "status", "succeeded",
                   "latencyMs", "error", "createdAt")
 
@@ -426,7 +426,7 @@ class ExportService:
         import pyarrow as pa  # noqa: PLC0415
 
         from shared.exports.keys import resolver  # noqa: PLC0415
-        from shared.exports.parquet import arrow_schema  # noqa: PLC0415
+        from shared.exports.parquet import arrow_schema, conform  # noqa: PLC0415
 
         started = iso(self._clock.now())
         manifests = []
@@ -450,7 +450,7 @@ class ExportService:
                 with pq.ParquetWriter(spool, schema, compression="zstd") as writer:
                     for source in sorted(sources, key=lambda f: f["path"]):
                         data = b"".join(self.sink.open(source["path"], resolver(self.export_keys, tenant_id)))
-                        table = pq.read_table(pa.BufferReader(data)).cast(schema)
+                        table = conform(pq.read_table(pa.BufferReader(data)), schema)
                         writer.write_table(table)
                         rows += table.num_rows
                 path = f"{tenant_id}/compacted/subject={subject}/date={day}/{day}.parquet"
@@ -878,7 +878,7 @@ class ExportService:
         import pyarrow.parquet as pq  # noqa: PLC0415
 
         from shared.exports.keys import resolver  # noqa: PLC0415
-        from shared.exports.parquet import arrow_schema  # noqa: PLC0415
+        from shared.exports.parquet import arrow_schema, conform  # noqa: PLC0415
 
         data = b"".join(self.sink.open(entry["path"], resolver(self.export_keys, tenant_id)))
         table = pq.read_table(pa.BufferReader(data))
@@ -901,7 +901,7 @@ class ExportService:
         index = table.column_names.index("erased")
         table = table.set_column(index, table.schema.field("erased"), pc.or_(table.column("erased"), mask))
         sink = pa.BufferOutputStream()
-        pq.write_table(table.cast(arrow_schema(entry["subject"])), sink, compression="zstd")
+        pq.write_table(conform(table, arrow_schema(entry["subject"])), sink, compression="zstd")
         plain = sink.getvalue().to_pybytes()
         kek = ExportKek(self.export_keys, tenant_id)
         self.sink.put(entry["path"], plain, "application/vnd.apache.parquet",
@@ -1182,7 +1182,8 @@ def _customer_pks(tenant_id: str) -> tuple[str, str]:
 
 def _row(subject: str, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
     if subject == "transactions":
-        row = {"tenantId": tenant_id, "entryId": doc["id"], **{k: doc.get(k) for k in ENTRY_FIELDS}}
+        row = {"tenantId": tenant_id, "entryId": doc["id"], **{k: doc.get(k) for k in ENTRY_FIELDS},
+               "imported": doc.get("imported") is True}
         row["points"] = row.pop("signedAmount")
         return row
     if subject == "tierhistory":

@@ -5,7 +5,6 @@ compaction and a backfill; empty subjects as valid files; erasure in every stage
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import timedelta
 from decimal import Decimal
