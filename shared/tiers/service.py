@@ -22,9 +22,11 @@ Guarantees:
   at the newest ``createdAt`` among the customer's changes in the batch, not at the
   projector's clock: the window value also moves with time alone (a refund's
   claw-back ageing out raises it), and a redelivery days later must not turn that
-  drift into an upgrade. A change older than the customer's newest tier record (a
-  decision that already saw it) or than the programme (saving one is never
-  retroactive) decides nothing; time-driven changes are the evaluation's job.
+  drift into an upgrade. A change inside the window the customer's newest tier
+  decision read (its ``qualifying.windowEnd``: that decision saw it) or older than the
+  programme's tier table (saving one is never retroactive; a save that leaves the
+  thresholds and the window as they were, a perk or a name, does not count) decides
+  nothing; time-driven changes are the evaluation's job.
 * **Upgrades at once, downgrades only at evaluations** (``shared.tiers.evaluation``).
 * **Evaluation exactly once per scheduled date, in effect.** ``run_due`` evaluates
   a tenant as of its latest scheduled instant that is newer than the recorded
@@ -76,6 +78,9 @@ class StoredProgram:
     version: int
     program: TierProgram
     updated_at: str
+    # When what decides a tier last changed (``deciding``): a later save that only
+    # renamed a tier or added a perk keeps it, so it cancels no upgrade in flight.
+    deciding_since: str = ""
 
     def view(self) -> dict[str, Any]:
         return {"version": self.version, "updatedAt": self.updated_at, **self.program.to_json()}
@@ -149,8 +154,10 @@ class TierService:
         not_before = iso(passed)
 
         def build(doc: dict[str, Any] | None) -> dict[str, Any]:
+            same_rules = doc is not None and deciding(TierProgram.model_validate(doc["program"])) == deciding(program)
             return {"id": PROGRAM_ID, "pk": tenant_id, "docType": "tierProgram", "tenantId": tenant_id,
                     "version": (doc["version"] + 1) if doc else 1, "program": wanted, "updatedAt": iso(now),
+                    "decidingSince": (doc.get("decidingSince") or doc["updatedAt"]) if same_rules else iso(now),
                     "notBefore": not_before}
 
         result = replace(self._store, TENANTS, tenant_id, PROGRAM_ID, build, content=lambda d: d["program"])
@@ -264,15 +271,19 @@ class TierService:
     def _change_is_new(stored: StoredProgram, newest: dict[str, Any] | None, changed_at: datetime) -> bool:
         """May a change recorded at ``changed_at`` still decide an upgrade?
 
-        Not if a tier decision was recorded after it: that decision read a window
-        holding the change (an evaluation may since have downgraded, and
-        re-deciding the old change would undo it). Not if the programme was saved
-        after it: a programme is never applied retroactively. Equal instants
-        decide (two earns in one clock tick are both new), which is still
-        idempotent: the decision recorded at that instant saw the same window."""
-        if newest is not None and parse_iso(newest["at"]) > changed_at:
+        Not if the newest tier decision read a window holding the change (an
+        evaluation may since have downgraded, and re-deciding the old change would
+        undo it): its window ended after ``changed_at``. That end is the instant the
+        decision was made *as of*, not when it was written (``at``, later by the
+        projector's own work): an earn committed in between was not in the window,
+        and comparing with ``at`` lost its upgrade (an outside review). Not if the
+        programme's tier table was saved after it: a programme is never applied
+        retroactively. Equal instants decide (two earns in one clock tick are both
+        new), which is still idempotent: the decision as of that instant saw the
+        same window."""
+        if newest is not None and parse_iso(_decided_as_of(newest)) > changed_at:
             return False
-        return parse_iso(stored.updated_at) <= changed_at
+        return parse_iso(stored.deciding_since or stored.updated_at) <= changed_at
 
     def _copy_to_profile(self, profile: dict[str, Any], record: dict[str, Any]) -> bool:
         """Make the profile show ``record`` (unless it already shows a newer one); False on a lost race."""
@@ -445,7 +456,21 @@ class TierService:
 
 
 def _stored_program(tenant_id: str, doc: dict[str, Any]) -> StoredProgram:
-    return StoredProgram(tenant_id, doc["version"], TierProgram.model_validate(doc["program"]), doc["updatedAt"])
+    return StoredProgram(tenant_id, doc["version"], TierProgram.model_validate(doc["program"]), doc["updatedAt"],
+                         doc.get("decidingSince") or doc["updatedAt"])
+
+
+def deciding(program: TierProgram) -> tuple[Any, ...]:
+    """What decides a customer's tier on a change: the window and each tier's rank and
+    thresholds (not its display name, multiplier or perks, nor the schedule or grace,
+    which only evaluations use)."""
+    return (program.window_months, tuple((t.name, t.min_points, t.min_spend) for t in program.tiers))
+
+
+def _decided_as_of(record: dict[str, Any]) -> str:
+    """The instant a tier record's decision read its window up to (its ``at`` for a record
+    without one)."""
+    return (record.get("qualifying") or {}).get("windowEnd") or record["at"]
 
 
 def _stored(doc: dict[str, Any]) -> dict[str, Any]:
