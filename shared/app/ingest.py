@@ -43,6 +43,7 @@ from shared.app.customers import CustomerService
 from shared.app.messages import MalformedMessage, OrderMessage, parse_order_message
 from shared.app.poison import PoisonStore
 from shared.app.tenants import TenantDirectory
+from shared.clock import iso
 from shared.domain.tenants import TenantSettings
 from shared.earning import CustomerContext, EarningRulesProvider, EarnResult
 from shared.errors import AccrueError, NotFound
@@ -294,7 +295,7 @@ class IngestHandler:
         request = TransactionRequest(
             tenant_id=message.tenant_id,
             customer_id=order.customer_id,
-            idempotency_key=order.effective_idempotency_key,
+            idempotency_key=order.ledger_key,
             fingerprint=fingerprint,
             plan=plan,
         )
@@ -449,7 +450,7 @@ def _credit(message: OrderMessage, result: EarnResult, payload: dict[str, Any], 
     }
     record = {
         "id": order_record_id(order.order_id), "docType": "order", "orderId": order.order_id,
-        "order": payload, "fingerprint": fingerprint, "acceptedAt": message.accepted_at.isoformat(),
+        "order": payload, "fingerprint": fingerprint, "acceptedAt": iso(message.accepted_at),
         "status": "credited", "points": points, "ruleSetId": result.rule_set_id,
         "ruleSetVersion": result.rule_set_version, "arm": result.arm, "trace": trace,
     }
@@ -462,6 +463,6 @@ def _rejection(message: OrderMessage, code: str, detail: str, payload: dict[str,
     outcome = {"status": "rejected", "orderId": order.order_id, "customerId": order.customer_id,
                "points": 0, "reason": reason}
     record = {"id": order_record_id(order.order_id), "docType": "order", "orderId": order.order_id,
-              "order": payload, "fingerprint": fingerprint, "acceptedAt": message.accepted_at.isoformat(),
+              "order": payload, "fingerprint": fingerprint, "acceptedAt": iso(message.accepted_at),
               "status": "rejected", "points": 0, "reason": reason}
     return Plan(entries=[], outcome=outcome, records=[record])

@@ -60,7 +60,7 @@ from shared.app.messages import order_message_body
 from shared.app.tenants import TenantDirectory
 from shared.bus.port import BusMessage, OrderBus, publish_async
 from shared.telemetry import metrics
-from shared.clock import Clock, iso
+from shared.clock import Clock, iso, parse_iso
 from shared.domain.orders import Order
 from shared.errors import (
     AccrueError,
@@ -475,6 +475,11 @@ def _refusal(orders: Sequence[Order], prefixes: Sequence[str], verdicts: Sequenc
 def status_view(doc: dict[str, Any]) -> dict[str, Any]:
     view = {k: doc.get(k) for k in ("orderId", "customerId", "status", "points", "transactionId", "ruleSetId",
                                     "ruleSetVersion", "arm", "reason", "acceptedAt", "decidedAt")}
+    # One spelling of an instant in every answer (``clock.iso``): order records written before
+    # ingest used it store acceptedAt as ``+00:00`` while the claim answered ``Z``.
+    for name in ("acceptedAt", "decidedAt"):
+        if isinstance(view[name], str):
+            view[name] = iso(parse_iso(view[name]))
     return {k: v for k, v in view.items() if v is not None}
 
 

@@ -22,6 +22,8 @@ MAX_ITEMS_PER_ORDER = 100
 MAX_BATCH_ORDERS = 500
 MAX_QUANTITY = 10_000
 
+# Where an order's explicit idempotency key holding a ':' lives in the ledger (``Order.ledger_key``).
+ORDER_KEY_NAMESPACE = "order-key:"
 EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
 # An opaque id from the merchant's payment or device layer (a card fingerprint, a
 # device id): never a card number or anything personal. The fraud controls count
@@ -99,6 +101,17 @@ class Order(BaseModel):
     @property
     def effective_idempotency_key(self) -> str:
         return self.idempotency_key or self.order_id
+
+    @property
+    def ledger_key(self) -> str:
+        """The order's idempotency key in the customer's ledger, which every writer of that
+        ledger shares. Every other writer keys its transactions ``<kind>:...`` (a refund
+        ``refund:<order>:<id>``, an adjustment ``adjust:<its key>``, a redemption
+        ``redeem:<its key>``...) and an order id has no ``:``; so an explicit key holding a
+        ``:`` goes under ``order-key:``, a namespace no other writer uses. Before, an order
+        keyed ``redeem:X`` refused a customer's later redemption keyed ``X`` (an outside review)."""
+        key = self.effective_idempotency_key
+        return ORDER_KEY_NAMESPACE + key if ":" in key else key
 
     def to_message(self) -> dict:
         """JSON-ready form, as carried on the bus and stored on the order record."""
