@@ -13,6 +13,7 @@ from shared.api.limits import BodyLimit
 from shared.api.ratelimit import build_counter
 from shared.api.route_contract import ContractHeaders
 from shared.api.strict import strict_parameters
+from shared.api.strict_json import StrictJson
 from shared.graphql.endpoint import mount as mount_graphql
 from shared.api.mcp import mount as mount_mcp
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
@@ -64,6 +65,7 @@ def create_app(platform: Platform) -> FastAPI:
     mount_graphql(app, platform)
     # The MCP tool server for agents (issue 21): JSON-RPC at /mcp, outside the OpenAPI document.
     mount_mcp(app)
+    app.add_middleware(StrictJson)  # inside the body limit: it reads the body through it
     app.add_middleware(BodyLimit)
     app.add_middleware(ContractHeaders)
     app.add_middleware(HttpTracing)  # outermost: the span covers every other layer

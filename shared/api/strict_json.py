@@ -1,0 +1,106 @@
+"""JSON request bodies are read strictly at the edge: text Python's ``json`` module
+accepts but that is not a JSON text a client can mean is refused with the same 400
+``malformed-json`` problem as a syntax error, on every route, before any route runs.
+
+* A lone UTF-16 surrogate (``"\\ud800"``, or its raw UTF-8 bytes, which ``json.loads``
+  of bytes lets through with ``surrogatepass``), in a key or a value: it is no Unicode
+  character, so no store, log or serialiser (orjson) can write it. A typed field answered
+  422; the free-form agent policy reached the store and answered 500.
+
+The check is cheap on the common path: a regular expression over the raw bytes finds
+whether anything suspicious is there at all (a ``\\uD8..`` to ``\\uDF..`` escape, a raw
+surrogate's bytes); only then is the body parsed and its strings walked.
+
+A plain ASGI middleware inside ``BodyLimit``: it reads the body through the limited
+``receive`` (an oversized body is still the body limit's 413) and hands the route the
+very bytes it read."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Awaitable, Callable
+
+from shared.api.batch_body import reads_as_json
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+# A surrogate escape (a valid pair is two of them) or a surrogate's UTF-8 bytes (ED A0-BF xx).
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_problem(body: bytes) -> str | None:
+    """Why ``body`` (a JSON text ``json.loads`` may accept) is not acceptable JSON; None when it is
+    (or when it does not parse at all: FastAPI then answers its own malformed-json problem)."""
+    if not _MAYBE_SURROGATE.search(body):
+        return None
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not a Unicode character"
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
+def malformed_json_body(detail: str, instance: str | None) -> bytes:
+    return json.dumps({"type": "https://accrue.dev/problems/malformed-json", "title": "Malformed JSON",
+                       "status": 400, "detail": f"the body is not valid JSON: {detail}",
+                       "instance": instance}).encode()
+
+
+class StrictJson:
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or not reads_as_json(_header(scope, b"content-type")):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: let the app see it
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = json_problem(body)
+        if problem is not None:
+            content = malformed_json_body(problem, scope.get("path"))
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/problem+json"),
+                                    (b"content-length", str(len(content)).encode())]})
+            await send({"type": "http.response.body", "body": content})
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or []:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _replay(messages: list[Message], receive: Callable[[], Awaitable[Message]]) -> Callable[[], Awaitable[Message]]:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed

@@ -1,0 +1,34 @@
+"""The HTTP edge (shared/api/app.py, limits.py, strict_json.py, strict.py, problems.py): what
+the server answers before a route runs, for requests a client got wrong at the HTTP or JSON
+level. Each test is a defect an outside contract review reproduced."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import auth, order_body
+
+JSON = {"content-type": "application/json"}
+
+
+# --- 1. a lone surrogate is malformed JSON, never a 500 ---------------------------------------
+
+@pytest.mark.parametrize("method, url, body", [
+    ("PUT", "/v1/agent-policies/p1/draft", b'{"policy": {"k": "v\\ud800"}}'),  # was a 500 (orjson refused it)
+    ("PUT", "/v1/agent-policies/p1/draft", b'{"policy": {"k\\udfff": 1}}'),  # in a key
+    ("POST", "/v1/agent-policies/validate", b'{"policy": {"k": ["x", "\\uDC00"]}}'),
+    ("POST", "/v1/customers/c1/adjustments", b'{"points": 5, "reasonCode": "goodwill", "reason": "r\\ud800", '
+                                             b'"idempotencyKey": "s1"}'),
+    ("PUT", "/v1/agent-policies/p1/draft", b'{"policy": {"k": "v\xed\xa0\x80"}}'),  # a surrogate's raw bytes
+])
+def test_a_lone_surrogate_is_malformed_json(client, tenant, method, url, body) -> None:
+    answer = client.request(method, url, content=body, headers={**auth(tenant.admin), **JSON})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["type"].endswith("/malformed-json") and "surrogate" in answer.json()["detail"]
+
+
+def test_a_surrogate_pair_is_a_character(client, tenant) -> None:
+    answer = client.put("/v1/agent-policies/p1/draft", content=b'{"policy": {"k": "\\ud83d\\ude00 \\\\ud800"}}',
+                        headers={**auth(tenant.admin), **JSON})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["policy"] == {"k": "\U0001F600 \\ud800"}
