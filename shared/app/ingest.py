@@ -269,6 +269,11 @@ class IngestHandler:
             if customer is None:
                 return _rejection(message, "unknown-customer", f"customer {order.customer_id!r} does not exist",
                                   payload, fingerprint)
+            if customer.get("erasedAt"):
+                # An erased customer's account earns nothing new, as transfers to it are refused
+                # (docs/privacy.md): the person asked to be forgotten, not to be kept earning.
+                return _rejection(message, "customer-erased", f"customer {order.customer_id!r} was erased",
+                                  payload, fingerprint)
             context = self._context(message, customer, head)
             rules = self._rules.for_tenant(tenant, order.customer_id)
             if ahead is not None and ahead.context == context and ahead.rules_key == getattr(rules, "batch_key", None):

@@ -120,8 +120,15 @@ register(RowKind("customers", CustomerProfile, _apply_customers, ledger=False,
 def _check_customers_exist(ctx: "ImportContext", rows: Sequence[tuple[int, Any]]) -> list[RowError]:
     found = ctx.customers.find_many(ctx.tenant_id, [row.customer_id for _, row in rows])
     ctx.customer_docs.update({k: v for k, v in found.items() if v is not None})  # evaluate reads them
-    return [RowError(line, f"customer {row.customer_id!r} does not exist (import customers first)", "customerId")
-            for line, row in rows if found.get(row.customer_id) is None]
+    errors = []
+    for line, row in rows:
+        doc = found.get(row.customer_id)
+        if doc is None:
+            errors.append(RowError(line, f"customer {row.customer_id!r} does not exist (import customers first)",
+                                   "customerId"))
+        elif doc.get("erasedAt"):  # no new points for an erased customer, as for a live order
+            errors.append(RowError(line, f"customer {row.customer_id!r} was erased", "customerId"))
+    return errors
 
 
 def _append(ctx: "ImportContext", rows: Sequence[tuple[int, Any]],
