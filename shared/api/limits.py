@@ -1,10 +1,18 @@
 """Request body limit, enforced before the body is parsed: an oversized body
-gets a 413 problem whether or not it declares its length."""
+gets a 413 problem whether or not it declares its length.
+
+A declared length over the limit is refused before the body is read. A body sent
+without a length (chunked) is counted as it is read: past the limit, reading raises
+``_BodyTooLarge``, an ``HTTPException`` so that FastAPI, which turns any other error
+met while reading a body into a 400 "There was an error parsing the body", passes it
+on to the app's problem handler (413). Raised outside a route, it is answered here."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Awaitable, Callable
+
+from starlette.exceptions import HTTPException
 
 MAX_BODY_BYTES = 1_048_576  # a 500-order batch with full line items fits well inside
 
@@ -34,7 +42,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(self._detail())
             return message
 
         try:
@@ -45,7 +53,7 @@ class BodyLimit:
     async def _refuse(self, scope: Scope, send: Callable[[Message], Awaitable[None]]) -> None:
         body = json.dumps({
             "type": "https://accrue.dev/problems/payload-too-large", "title": "Payload too large", "status": 413,
-            "detail": f"the request body exceeds {self.max_bytes} bytes; send fewer orders per batch (max 500)",
+            "detail": self._detail(),
             "instance": scope.get("path"),
         }).encode()
         await send({"type": "http.response.start", "status": 413,
@@ -53,6 +61,10 @@ class BodyLimit:
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
+    def _detail(self) -> str:
+        return f"the request body exceeds {self.max_bytes} bytes; send fewer orders per batch (max 500)"
 
-class _BodyTooLarge(Exception):
-    pass
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=413, detail=detail)

@@ -32,3 +32,28 @@ def test_a_surrogate_pair_is_a_character(client, tenant) -> None:
                         headers={**auth(tenant.admin), **JSON})
     assert answer.status_code == 200, answer.text
     assert answer.json()["policy"] == {"k": "\U0001F600 \\ud800"}
+
+
+# --- 2. a body over the limit is a 413 whether or not it declares its length ------------------
+
+def _chunked(total: int, head: bytes = b'{"x": "'):
+    yield head
+    sent = len(head)
+    while sent < total:
+        yield b"a" * 65_536
+        sent += 65_536
+
+
+@pytest.mark.parametrize("method, url, content_type", [
+    ("POST", "/v1/orders", "application/json"),
+    ("POST", "/v1/customers/c1/adjustments", "application/json"),
+    ("PUT", "/v1/agent-policies/p1/draft", "application/json"),
+    ("POST", "/v1/orders", "text/plain"),  # a JSON route given another media type reads the body too
+    ("POST", "/v1/orders/batch", "application/json"),
+])
+def test_a_chunked_body_over_the_limit_is_a_413(client, tenant, method, url, content_type) -> None:
+    answer = client.request(method, url, content=_chunked(1_200_000),
+                            headers={**auth(tenant.admin), "content-type": content_type})
+    assert "content-length" not in answer.request.headers
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["type"].endswith("/payload-too-large")
