@@ -6,10 +6,14 @@ accepts but that is not a JSON text a client can mean is refused with the same 4
   of bytes lets through with ``surrogatepass``), in a key or a value: it is no Unicode
   character, so no store, log or serialiser (orjson) can write it. A typed field answered
   422; the free-form agent policy reached the store and answered 500.
+* ``NaN``, ``Infinity`` and ``-Infinity``: not JSON (RFC 8259 has no such literals).
+  ``json.loads`` read them as floats; the free-form agent policy stored them as null
+  and typed fields answered 422.
 
 The check is cheap on the common path: a regular expression over the raw bytes finds
 whether anything suspicious is there at all (a ``\\uD8..`` to ``\\uDF..`` escape, a raw
-surrogate's bytes); only then is the body parsed and its strings walked.
+surrogate's bytes, the letters ``NaN`` or ``Infinity``); only then is the body parsed
+(refusing the three constants) and its strings walked.
 
 A plain ASGI middleware inside ``BodyLimit``: it reads the body through the limited
 ``receive`` (an oversized body is still the body limit's 413) and hands the route the
@@ -29,18 +33,30 @@ Message = dict[str, Any]
 # A surrogate escape (a valid pair is two of them) or a surrogate's UTF-8 bytes (ED A0-BF xx).
 _MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_MAYBE_CONSTANT = re.compile(rb"NaN|Infinity")
+
+
+class _NotJson(Exception):
+    """Raised from ``parse_constant``: not a ValueError, so it is not taken for a syntax error."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value (RFC 8259); send a number, or a string")
 
 
 def json_problem(body: bytes) -> str | None:
     """Why ``body`` (a JSON text ``json.loads`` may accept) is not acceptable JSON; None when it is
     (or when it does not parse at all: FastAPI then answers its own malformed-json problem)."""
-    if not _MAYBE_SURROGATE.search(body):
+    surrogate, constant = _MAYBE_SURROGATE.search(body), _MAYBE_CONSTANT.search(body)
+    if not (surrogate or constant):
         return None
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_no_constant)
+    except _NotJson as refused:
+        return str(refused)
     except (ValueError, RecursionError):
         return None
-    stack = [document]
+    stack = [document] if surrogate else []
     while stack:
         value = stack.pop()
         if isinstance(value, str):

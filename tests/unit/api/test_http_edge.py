@@ -57,3 +57,23 @@ def test_a_chunked_body_over_the_limit_is_a_413(client, tenant, method, url, con
     assert "content-length" not in answer.request.headers
     assert answer.status_code == 413, answer.text
     assert answer.json()["type"].endswith("/payload-too-large")
+
+
+# --- 3. NaN and Infinity are not JSON ---------------------------------------------------------
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+@pytest.mark.parametrize("method, url, body", [
+    ("PUT", "/v1/agent-policies/p1/draft", b'{"policy": {"x": %s}}'),  # was stored as null
+    ("POST", "/v1/customers/c1/adjustments", b'{"points": %s, "reasonCode": "goodwill", "reason": "r", '
+                                             b'"idempotencyKey": "n1"}'),  # was a 422
+])
+def test_nan_and_infinity_are_malformed_json(client, tenant, literal, method, url, body) -> None:
+    answer = client.request(method, url, content=body % literal, headers={**auth(tenant.admin), **JSON})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["type"].endswith("/malformed-json") and literal.lstrip(b"-").decode() in answer.json()["detail"]
+
+
+def test_the_words_nan_and_infinity_in_strings_are_text(client, tenant) -> None:
+    answer = client.put("/v1/agent-policies/p1/draft", content=b'{"policy": {"NaN": "Infinity and beyond"}}',
+                        headers={**auth(tenant.admin), **JSON})
+    assert answer.status_code == 200 and answer.json()["policy"] == {"NaN": "Infinity and beyond"}
