@@ -15,6 +15,7 @@ from shared.clock import Clock, iso
 from shared.errors import Conflict, DocumentExists, NotFound
 from shared.store.contention import attempts
 from shared.store.layout import RULE_VERSIONS
+from shared.store.pages import pages
 from shared.store.port import DocumentStore, Filter, Query
 
 TERMS_DOC = "agent-terms"
@@ -61,14 +62,16 @@ class Knowledge:
             raise NotFound(f"terms document {doc_id!r} does not exist")
         return _public(doc)
 
-    def list_terms(self, tenant_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        """The newest version of each terms document (without the text)."""
-        docs = self._store.query(RULE_VERSIONS, Query(
-            pk=tenant_id, filters=(Filter("docType", "=", TERMS_DOC),), order_by="version", descending=True,
-            limit=limit))
+    def list_terms(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The newest version of each terms document (without the text), by ``docId``: every
+        version is read, in keyset pages (a capped read of the newest versions missed the
+        documents whose versions all lay past the cap)."""
         newest: dict[str, dict[str, Any]] = {}
-        for doc in docs:
-            newest.setdefault(doc["docId"], {k: v for k, v in _public(doc).items() if k != "markdown"})
+        for found in pages(self._store, RULE_VERSIONS, tenant_id, (Filter("docType", "=", TERMS_DOC),)):
+            for doc in found:
+                held = newest.get(doc["docId"])
+                if held is None or doc["version"] > held["version"]:
+                    newest[doc["docId"]] = {k: v for k, v in _public(doc).items() if k != "markdown"}
         return sorted(newest.values(), key=lambda d: d["docId"])
 
 

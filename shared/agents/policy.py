@@ -33,6 +33,7 @@ from shared.clock import Clock, iso
 from shared.errors import Conflict, DocumentExists, FieldProblem, NotFound, PreconditionFailed, ValidationFailed
 from shared.store.contention import attempts
 from shared.store.layout import RULE_VERSIONS, RULESETS
+from shared.store.pages import read_all
 from shared.store.port import DocumentStore, Filter, Query
 from shared.store.replace import Change, replace
 
@@ -165,10 +166,14 @@ class GuardrailPolicies:
             order_by="version", descending=True, limit=1))
         return int(docs[0]["version"]) if docs else 0
 
-    def versions(self, tenant_id: str, policy_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        docs = self._store.query(RULE_VERSIONS, Query(
-            pk=tenant_id, filters=(Filter("docType", "=", VERSION_DOC), Filter("ruleSetId", "=", policy_id)),
-            order_by="version", descending=True, limit=limit))
+    def versions(self, tenant_id: str, policy_id: str, limit: int | None = 100) -> list[dict[str, Any]]:
+        """Saved versions, newest first: the newest ``limit``, or every one (``None``: keyset pages)."""
+        filters = (Filter("docType", "=", VERSION_DOC), Filter("ruleSetId", "=", policy_id))
+        docs = (sorted(read_all(self._store, RULE_VERSIONS, tenant_id, filters), key=lambda d: d["version"],
+                       reverse=True)
+                if limit is None else
+                self._store.query(RULE_VERSIONS, Query(pk=tenant_id, filters=filters, order_by="version",
+                                                       descending=True, limit=limit)))
         return [_public(d) for d in docs]
 
     def version(self, tenant_id: str, policy_id: str, version: int) -> dict[str, Any]:

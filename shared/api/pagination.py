@@ -17,12 +17,12 @@ Two ways to page:
 
 * ``keyset``: the service reads ``limit + 1`` items after the cursor's key (an
   indexed query): customers, rewards, the audit log, a ledger, a tier history.
-* ``in_memory``: the service returns the whole (bounded) list and this module
-  sorts, skips past the cursor and cuts the page: the small per-tenant lists
-  (keys, endpoints, programmes, partners, reviews, runs...). Each is read with
-  the service's own cap (``SCAN_LIMIT``); a list longer than that cap would not
-  be seen past it, which none of these lists reaches in practice (their services
-  cap them the same way today).
+* ``in_memory``: the service returns the whole list and this module sorts, skips
+  past the cursor and cuts the page: the small per-tenant lists (keys, endpoints,
+  programmes, partners, reviews, runs...). The service reads every item, in keyset
+  pages of the store (``shared.store.pages.read_all``), never one read capped at a
+  fixed limit: a capped read ended the walk at the cap with ``next: null`` and the
+  items past it could never be reached.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from shared.clock import Clock, iso
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unauthenticated
 from shared.store.contention import attempts
 from shared.store.layout import API_KEYS
+from shared.store.pages import read_all
 from shared.store.port import DocumentStore, Filter, Query
 
 CACHE_SECONDS = 30.0
@@ -222,9 +223,10 @@ class ApiKeys:
                                                       limit=1)))
 
     def list(self, tenant_id: str) -> list[dict[str, Any]]:
-        docs = self._store.query(API_KEYS, Query(pk=None, filters=(Filter("tenantId", "=", tenant_id),),
-                                                 order_by="createdAt", limit=1000))
-        return [public_view(d) for d in docs]
+        """Every key of the tenant, oldest first (read in keyset pages: no cap, so an admin
+        can list, and a suspension revoke, every key however many there are)."""
+        docs = read_all(self._store, API_KEYS, None, (Filter("tenantId", "=", tenant_id),))
+        return sorted((public_view(d) for d in docs), key=lambda v: (v["createdAt"] or "", v["keyId"]))
 
 
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:

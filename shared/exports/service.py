@@ -84,6 +84,7 @@ from shared.store.layout import (
 from shared.store.port import (DocumentStore, Filter, Query, changed_partitions, latest_lsn, read_many,
                                scan_json)
 from shared.store.replace import Change, replace
+from shared.store.pages import read_all
 from shared.telemetry import tracing
 from shared.telemetry.logs import fields
 
@@ -536,9 +537,13 @@ class ExportService:
     def tenant_ids(self) -> list[str]:
         return [d["id"] for d in page_by(self._store, TENANTS, None, (), "id") if d["id"] == d["pk"]]
 
-    def runs(self, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        docs = self._store.query(EXPORTS, Query(pk=tenant_id, filters=(Filter("docType", "=", "exportRun"),),
-                                                order_by="startedAt", descending=True, limit=limit))
+    def runs(self, tenant_id: str, limit: int | None = 50) -> list[dict[str, Any]]:
+        """Finished runs, newest first: the newest ``limit``, or every one (``None``: keyset pages)."""
+        filters = (Filter("docType", "=", "exportRun"),)
+        docs = (sorted(read_all(self._store, EXPORTS, tenant_id, filters), key=lambda d: (d["startedAt"], d["runId"]),
+                       reverse=True) if limit is None else
+                self._store.query(EXPORTS, Query(pk=tenant_id, filters=filters, order_by="startedAt", descending=True,
+                                                 limit=limit)))
         return [{k: v for k, v in d.items() if k not in ("pk", "_etag", "_ts")} for d in docs]
 
     def _record_run(self, tenant_id: str, manifest: dict[str, Any], prefix: str) -> None:

@@ -54,6 +54,7 @@ from shared.errors import AccrueError, Conflict, Forbidden, NotFound, Preconditi
 from shared.governance.webauthn import CeremonyFailed, Credential, challenge_for
 from shared.store.contention import attempts
 from shared.store.layout import APPROVALS, SYSTEM
+from shared.store.pages import read_all
 from shared.store.port import DocumentStore, Query
 
 if TYPE_CHECKING:
@@ -188,8 +189,11 @@ class DualControl:
             raise NotFound(f"approval request {request_id!r} does not exist")
         return doc
 
-    def list(self, limit: int = 200) -> list[dict[str, Any]]:
-        docs = self._store.query(APPROVALS, Query(pk=PK, order_by="createdAt", descending=True, limit=limit))
+    def list(self, limit: int | None = 200) -> list[dict[str, Any]]:
+        """Requests, newest first: the newest ``limit``, or every one (``None``: keyset pages)."""
+        docs = (sorted(read_all(self._store, APPROVALS, PK), key=lambda d: (d["createdAt"], d["id"]), reverse=True)
+                if limit is None else
+                self._store.query(APPROVALS, Query(pk=PK, order_by="createdAt", descending=True, limit=limit)))
         return [view(self._expire_view(d)) for d in docs]
 
     def _expire_view(self, doc: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,8 @@ from shared.errors import AccrueError, BatchFailed, Conflict, DocumentExists, Fo
 from shared.governance.webauthn import Assertion, CeremonyFailed, Credential, RelyingParty
 from shared.store.contention import attempts
 from shared.store.layout import API_KEYS, SYSTEM
-from shared.store.port import Create, Delete, DocumentStore, Filter, Query, Upsert
+from shared.store.pages import read_all
+from shared.store.port import Create, Delete, DocumentStore, Filter, Upsert
 
 PK = "operators"
 BOOTSTRAP_ID = "bootstrap"
@@ -98,9 +99,8 @@ class Operators:
         return doc
 
     def list(self) -> list[dict[str, Any]]:
-        docs = self._store.query(SYSTEM, Query(pk=PK, filters=(Filter("docType", "=", "operator"),),
-                                               order_by="createdAt", limit=1000))
-        return docs
+        docs = read_all(self._store, SYSTEM, PK, (Filter("docType", "=", "operator"),))
+        return sorted(docs, key=lambda d: (d["createdAt"], d["id"]))  # every one, oldest first (no cap)
 
     def with_keys(self) -> list[dict[str, Any]]:
         """Operators not removed that hold at least one security key: who can approve."""

@@ -66,6 +66,7 @@ from shared.ledger.entries import Head
 from shared.ledger.service import Ledger
 from shared.store.contention import attempts
 from shared.store.layout import SYSTEM
+from shared.store.pages import read_all
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry.logs import fields
 from shared.workitems import Step
@@ -467,6 +468,14 @@ class Imports:
         docs = self._store.query(SYSTEM, Query(pk=import_pk(tenant_id), filters=(Filter("docType", "=", "import"),),
                                                order_by="createdAt", descending=True, limit=limit))
         return [self.status(tenant_id, d["importId"]) for d in docs]
+
+    def positions(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every import of the tenant as ``{"importId", "createdAt"}``, newest first, read in
+        keyset pages (no cap): what ``GET /v1/imports`` pages through, reading ``status`` for
+        the page's imports only."""
+        docs = read_all(self._store, SYSTEM, import_pk(tenant_id), (Filter("docType", "=", "import"),))
+        return sorted(({"importId": d["importId"], "createdAt": d["createdAt"]} for d in docs),
+                      key=lambda d: (d["createdAt"], d["importId"]), reverse=True)
 
 
 def _row_errors(line: int, exc: ValidationError) -> list[RowError]:

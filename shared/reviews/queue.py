@@ -64,6 +64,7 @@ from shared.errors import ConfigurationError, DocumentExists, NotFound, Precondi
 from shared.ledger.service import Ledger
 from shared.store.contention import attempts
 from shared.store.layout import REVIEWS
+from shared.store.pages import read_all
 from shared.store.port import DocumentStore, Filter, Query
 
 OPEN, APPROVED, REJECTED, WITHDRAWN = "open", "approved", "rejected", "withdrawn"
@@ -163,7 +164,9 @@ class ReviewQueue:
         return changed
 
     def list(self, tenant_id: str, *, status: str | None = None, kind: str | None = None,
-             customer_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+             customer_id: str | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
+        """Reviews oldest first: at most ``min(limit, MAX_LIST)``, or with ``limit=None`` every
+        one (keyset pages, no cap: what the API pages through)."""
         filters = [Filter("docType", "=", "review")]
         if status:
             filters.append(Filter("status", "=", status))
@@ -171,8 +174,12 @@ class ReviewQueue:
             filters.append(Filter("kind", "=", kind))
         if customer_id:
             filters.append(Filter("customerId", "=", customer_id))
-        docs = self._store.query(REVIEWS, Query(pk=tenant_id, filters=tuple(filters), order_by="createdAt",
-                                                limit=max(1, min(limit, MAX_LIST))))
+        if limit is None:
+            docs = sorted(read_all(self._store, REVIEWS, tenant_id, tuple(filters)),
+                          key=lambda d: (d["createdAt"], d["reviewId"]))
+        else:
+            docs = self._store.query(REVIEWS, Query(pk=tenant_id, filters=tuple(filters), order_by="createdAt",
+                                                    limit=max(1, min(limit, MAX_LIST))))
         return [_public(d) for d in docs]
 
     def inspect(self, tenant_id: str, review_id_: str, history: int = HISTORY) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from shared.rules.ruleset import CompiledRuleSet
 from shared.rules.sealing import PlainSealer, SecretSealer
 from shared.store.contention import attempts
 from shared.store.layout import RULE_VERSIONS, RULESETS
+from shared.store.pages import read_all
 from shared.store.port import Create, DocumentStore, Filter, Operation, Query, Upsert
 
 ROUTING_ID = "routing"
@@ -152,10 +153,14 @@ class RuleSetService:
             order_by="version", descending=True, limit=1))
         return int(docs[0]["version"]) if docs else 0
 
-    def list_versions(self, tenant_id: str, rule_set_id: str, limit: int = 100) -> list[models.VersionInfo]:
-        docs = self.store.query(RULE_VERSIONS, Query(
-            pk=tenant_id, filters=(Filter("docType", "=", "ruleset-version"), Filter("ruleSetId", "=", rule_set_id)),
-            order_by="version", descending=True, limit=limit))
+    def list_versions(self, tenant_id: str, rule_set_id: str, limit: int | None = 100) -> list[models.VersionInfo]:
+        """Saved versions, newest first: the newest ``limit``, or every one (``None``: keyset pages)."""
+        filters = (Filter("docType", "=", "ruleset-version"), Filter("ruleSetId", "=", rule_set_id))
+        docs = (sorted(read_all(self.store, RULE_VERSIONS, tenant_id, filters), key=lambda d: d["version"],
+                       reverse=True)
+                if limit is None else
+                self.store.query(RULE_VERSIONS, Query(pk=tenant_id, filters=filters, order_by="version",
+                                                      descending=True, limit=limit)))
         return [models.VersionInfo.model_validate({k: v for k, v in d["body"].items() if k != "source"})
                 for d in docs]
 
@@ -281,7 +286,10 @@ class RuleSetService:
         if missing is not None:
             self._log(tenant_id, missing)
 
-    def _activation_docs(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
+    def _activation_docs(self, tenant_id: str, limit: int | None) -> list[dict[str, Any]]:
+        if limit is None:  # every one, newest first (keyset pages; ids are unique, ``at`` may tie)
+            logged = read_all(self.store, RULE_VERSIONS, tenant_id, (Filter("docType", "=", "ruleset-activation"),))
+            return sorted(logged, key=lambda d: (d["at"], d["id"]), reverse=True)
         return self.store.query(RULE_VERSIONS, Query(
             pk=tenant_id, filters=(Filter("docType", "=", "ruleset-activation"),), order_by="at", descending=True,
             limit=limit))
@@ -305,14 +313,16 @@ class RuleSetService:
                                        f"{current.version}; use activate for anything else")
         return self.activate_once(tenant_id, data, actor, allowed=earlier)
 
-    def activations(self, tenant_id: str, limit: int = 100) -> list[models.Activation]:
+    def activations(self, tenant_id: str, limit: int | None = 100) -> list[models.Activation]:
         """The activation log, newest first, with the routing's activation on top if its
         process died before logging it (shown from the routing; a read writes nothing, the
         next activation logs it)."""
         docs = self._activation_docs(tenant_id, limit)
         logged = [models.Activation.model_validate(d["body"]) for d in docs]
         missing = self._unlogged(self._routing(tenant_id), docs[:1])
-        return logged if missing is None else [missing] + logged[:max(0, limit - 1)]
+        if missing is None:
+            return logged
+        return [missing] + (logged if limit is None else logged[:max(0, limit - 1)])
 
     # --- simulation -------------------------------------------------------------------
 

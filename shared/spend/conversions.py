@@ -33,7 +33,8 @@ from shared.ledger.entries import EntryType
 from shared.ledger.service import fingerprint_of
 from shared.spend.redemptions import Key, Redemptions, SpendResult
 from shared.store.layout import TENANTS
-from shared.store.port import DocumentStore, Filter, Query
+from shared.store.pages import read_all
+from shared.store.port import DocumentStore, Filter
 from shared.store.replace import Replaced, replace
 
 ROUNDING = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "half-up": ROUND_HALF_UP, "half-even": ROUND_HALF_EVEN}
@@ -106,9 +107,8 @@ class Conversions:
         return _view(doc)
 
     def programmes(self, tenant_id: str) -> list[dict[str, Any]]:
-        docs = self._store.query(TENANTS, Query(pk=tenant_id, filters=(Filter("docType", "=", "conversionProgramme"),),
-                                                order_by="id", limit=1000))
-        return [_view(d) for d in docs]
+        docs = read_all(self._store, TENANTS, tenant_id, (Filter("docType", "=", "conversionProgramme"),))
+        return [_view(d) for d in docs]  # every one, in id order (keyset pages, no cap)
 
     def convert(self, tenant_id: str, customer_id: str, request: ConvertRequest, actor: str) -> SpendResult:
         view = self.programme(tenant_id, request.programme_id)

@@ -49,7 +49,8 @@ from shared.domain.orders import EntityId
 from shared.errors import FieldProblem, NotFound
 from shared.spend.circuit import CircuitBreaker, CircuitState
 from shared.store.layout import SYSTEM
-from shared.store.port import DocumentStore, Filter, Query
+from shared.store.pages import read_all
+from shared.store.port import DocumentStore, Filter
 from shared.store.replace import Replaced, replace
 from shared.telemetry import metrics, tracing
 from shared.webhooks.ssrf import Resolver, Target, TestAllowance, UnsafeUrl, check_url
@@ -291,9 +292,8 @@ class PartnerDirectory:
         return doc is not None and doc.get("docType") == "partner"
 
     def list(self) -> list[dict[str, Any]]:
-        docs = self._store.query(SYSTEM, Query(pk=PARTNERS_PK, filters=(Filter("docType", "=", "partner"),),
-                                               order_by="id", limit=1000))
-        return [public_view(d) for d in docs]
+        docs = read_all(self._store, SYSTEM, PARTNERS_PK, (Filter("docType", "=", "partner"),))
+        return [public_view(d) for d in docs]  # every one, in id order (keyset pages, no cap)
 
     def use(self, partner_id: str, port: PartnerPort) -> None:
         """Wire a port in-process (an SDK-based adapter, or a test double); wins over the stored URL."""

@@ -85,6 +85,7 @@ from shared.spend.catalogue import Catalogue
 from shared.spend.partners import PartnerCallFailed, PartnerDirectory, PartnerRequest
 from shared.spend.policy import SpendPolicies
 from shared.store.layout import LEDGER, SYSTEM, customer_pk
+from shared.store.pages import read_all
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry import metrics, tracing
 from shared.telemetry.logs import fields
@@ -244,10 +245,13 @@ class Redemptions:
         record, settlement = self._load(tenant_id, customer_id, rid)
         return self._view(record, settlement)
 
-    def list(self, tenant_id: str, customer_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        docs = self._store.query(LEDGER, Query(pk=customer_pk(tenant_id, customer_id),
-                                               filters=(Filter("docType", "=", "redemption"),),
-                                               order_by="createdAt", descending=True, limit=limit))
+    def list(self, tenant_id: str, customer_id: str, limit: int | None = 50) -> list[dict[str, Any]]:
+        """Redemptions, newest first: the newest ``limit``, or every one (``None``: keyset pages)."""
+        pk, filters = customer_pk(tenant_id, customer_id), (Filter("docType", "=", "redemption"),)
+        docs = (sorted(read_all(self._store, LEDGER, pk, filters), key=lambda d: (d["createdAt"], d["redemptionId"]),
+                       reverse=True) if limit is None else
+                self._store.query(LEDGER, Query(pk=pk, filters=filters, order_by="createdAt", descending=True,
+                                                limit=limit)))
         return [self._view(d, self._ledger.record(tenant_id, customer_id, settlement_id(d["entryId"])))
                 for d in docs]
 

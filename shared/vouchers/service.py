@@ -48,6 +48,7 @@ from shared.spend.redemptions import COMPLETED, CONFIRMED, IN_REVIEW, RESERVED, 
     SpendResult, record_id
 from shared.store.contention import attempts
 from shared.store.layout import CODES, voucher_pk
+from shared.store.pages import read_all
 from shared.store.port import DocumentStore, Filter, Query
 from shared.telemetry.logs import fields
 from shared.vouchers import codes
@@ -278,10 +279,13 @@ class Vouchers:
 
     # --- the owner's side: list, cancel ---------------------------------------------------
 
-    def list(self, tenant_id: str, customer_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-        docs = self._store.query(CODES, Query(pk=None, filters=(
-            Filter("customerId", "=", customer_id), Filter("tenantId", "=", tenant_id),
-            Filter("docType", "=", "voucher")), limit=limit))
+    def list(self, tenant_id: str, customer_id: str, limit: int | None = 1000) -> list[dict[str, Any]]:
+        """The customer's vouchers, newest first; ``limit=None``: every one (keyset pages on
+        ``voucherId``, unique in the tenant: the documents' ``id`` is the same in every partition)."""
+        filters = (Filter("customerId", "=", customer_id), Filter("tenantId", "=", tenant_id),
+                   Filter("docType", "=", "voucher"))
+        docs = (read_all(self._store, CODES, None, filters, key="voucherId") if limit is None
+                else self._store.query(CODES, Query(pk=None, filters=filters, limit=limit)))
         return sorted((self._view(d) for d in docs), key=lambda v: (v["createdAt"], v["voucherId"]), reverse=True)
 
     def cancel(self, tenant_id: str, customer_id: str, voucher_id: str, actor: str) -> VoucherOutcome:

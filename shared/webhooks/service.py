@@ -44,6 +44,7 @@ from shared.store.layout import (
 )
 from shared.store.port import Create, Delete, DocumentStore, Filter, Query, Upsert
 from shared.store.replace import Change
+from shared.store.pages import read_all
 from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
                                     TIER_CHANGED, Event, events_from_ledger, schema_name)
 from shared.webhooks.outbox import OutboxMarker
@@ -469,7 +470,9 @@ class WebhookService:
     # --- log and replay --------------------------------------------------------------
 
     def attempts(self, tenant_id: str, endpoint_id: str | None = None, message_id_: str | None = None,
-                 limit: int = 100) -> list[dict[str, Any]]:
+                 limit: int | None = 100) -> list[dict[str, Any]]:
+        """Attempts, newest first: the newest ``limit``, or every one kept (``None``: each day's
+        partition read in keyset pages)."""
         filters = []
         if endpoint_id:
             filters.append(Filter("endpointId", "=", endpoint_id))
@@ -481,6 +484,10 @@ class WebhookService:
         kept = DEFAULT_TTL.days[WEBHOOK_ATTEMPTS] + 1
         docs: list[dict[str, Any]] = []
         for pk in attempt_pks(tenant_id, today - timedelta(days=kept), today):
+            if limit is None:
+                docs += sorted(read_all(self._store, WEBHOOK_ATTEMPTS, pk, tuple(filters)),
+                               key=lambda d: (d["createdAt"], d["id"]), reverse=True)
+                continue
             docs += self._store.query(WEBHOOK_ATTEMPTS, Query(pk=pk, filters=tuple(filters), order_by="createdAt",
                                                               descending=True, limit=limit - len(docs)))
             if len(docs) >= limit:
@@ -488,11 +495,15 @@ class WebhookService:
         return [{k: v for k, v in d.items() if k not in ("pk", "_etag", "_ts")} for d in docs]
 
     def deliveries(self, tenant_id: str, endpoint_id: str, status: str | None = None,
-                   limit: int = 100) -> list[dict[str, Any]]:
+                   limit: int | None = 100) -> list[dict[str, Any]]:
+        """Delivery tasks, newest first: the newest ``limit``, or every one (``None``: keyset pages)."""
         self.get(tenant_id, endpoint_id)
         filters = (Filter("status", "=", status),) if status else ()
-        docs = self._store.query(WEBHOOK_DELIVERIES, Query(pk=delivery_pk(tenant_id, endpoint_id), filters=filters,
-                                                           order_by="createdAt", descending=True, limit=limit))
+        pk = delivery_pk(tenant_id, endpoint_id)
+        docs = (sorted(read_all(self._store, WEBHOOK_DELIVERIES, pk, filters), key=lambda d: (d["createdAt"], d["id"]),
+                       reverse=True) if limit is None else
+                self._store.query(WEBHOOK_DELIVERIES, Query(pk=pk, filters=filters, order_by="createdAt",
+                                                            descending=True, limit=limit)))
         return [{k: v for k, v in d.items() if k not in ("pk", "_etag", "_ts")} for d in docs]
 
     def replay(self, tenant_id: str, endpoint_id: str, msg_id: str) -> dict[str, Any]:

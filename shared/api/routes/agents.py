@@ -15,7 +15,7 @@ from shared.api.contract import op
 from shared.api.contract.agents import (ActivePolicy, AgentBinding, AgentCallList, PolicyDraft, PolicyValidation,
                                         PolicyVersion, PolicyVersionList, TermsList, TermsVersion)
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory, keyset, position
+from shared.api.pagination import Cursor, Order, in_memory, keyset, position
 from shared.api.security import requires
 from shared.app.auth import Principal, Role
 from shared.agents.knowledge import MAX_TERMS_BYTES
@@ -110,7 +110,7 @@ def list_versions(request: Request, policyId: PolicyId, p: Annotated[Platform, D
                   who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                   limit: Annotated[int, Query(ge=1, le=200)] = 100) -> dict:
     """Every saved version, newest first (capability ``admin``); follow ``next``."""
-    found = p.agents.policies.versions(who.tenant_id, policyId, SCAN_LIMIT)
+    found = p.agents.policies.versions(who.tenant_id, policyId, None)
     return in_memory(request, found, limit, cursor, Order(("version",), descending=True))
 
 

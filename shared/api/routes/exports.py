@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from shared.api.contract import op
 from shared.api.contract.exports import ExportManifest, ExportRunList, ExportSettingsView
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.inputs import Instant
@@ -72,7 +72,7 @@ def runs(request: Request, p: Annotated[Platform, Depends(platform)],
          who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
          limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
     """Finished runs, newest first (capability ``admin``)."""
-    return in_memory(request, p.exports.runs(who.tenant_id, SCAN_LIMIT), limit, cursor,
+    return in_memory(request, p.exports.runs(who.tenant_id, None), limit, cursor,
                      Order(("startedAt", "runId"), descending=True))
 
 

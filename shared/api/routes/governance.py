@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shared.api.contract import op
 from shared.api.contract.governance import ApprovalRequest, ApprovalRequestList, AssertionOptions
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.orders import EntityId
@@ -107,7 +107,7 @@ def list_requests(request: Request, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("platform"))], cursor: Cursor = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Recent requests, newest first, with their status, challenge and approvals (capability ``platform``)."""
-    return in_memory(request, p.approvals.list(SCAN_LIMIT), limit, cursor, Order(("createdAt", "id"), descending=True))
+    return in_memory(request, p.approvals.list(None), limit, cursor, Order(("createdAt", "id"), descending=True))
 
 
 @router.get("/{requestId}/assertion-options", summary="WebAuthn options to approve or reject a request",

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from shared.api.contract import op
 from shared.api.contract.imports import ImportCreated, ImportErrorList, ImportList, ImportView
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.pagination import Cursor, Order, in_memory, keyset, position
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.orders import EntityId
@@ -67,8 +67,9 @@ def list_imports(request: Request, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
     """The tenant's imports with their progress, newest first (capability ``admin``)."""
-    return in_memory(request, p.imports.list(who.tenant_id, 500), limit, cursor,
+    page = in_memory(request, p.imports.positions(who.tenant_id), limit, cursor,
                      Order(("createdAt", "importId"), descending=True))
+    return {**page, "items": [p.imports.status(who.tenant_id, i["importId"]) for i in page["items"]]}
 
 
 @router.get("/{importId}", summary="An import's progress: rows done, failed, rate, ETA",
@@ -87,5 +88,6 @@ def errors(importId: ImportId, request: Request, p: Annotated[Platform, Depends(
            limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> dict:
     """The failed rows in line order, each with the fields and the reasons, never the values (capability
     ``admin``). ``accrue import`` writes the same report as CSV."""
-    return in_memory(request, p.imports.errors(who.tenant_id, importId, 0, SCAN_LIMIT), limit, cursor,
-                     Order(("line",)))
+    after = position(request, cursor, int)
+    rows = p.imports.errors(who.tenant_id, importId, int(after[0]) if after else 0, limit + 1)
+    return keyset(request, rows, limit, lambda row: [row["line"]])

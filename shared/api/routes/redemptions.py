@@ -18,7 +18,7 @@ from shared.api.contract.reviews import ReviewList
 from shared.api.contract.spend import Redemption, RedemptionList, SpendOutcome
 from shared.api.deprecation import deprecated
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.dryrun import dry_runnable
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -72,7 +72,7 @@ def list_redemptions(request: Request, customerId: CustomerId, p: Annotated[Plat
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """A customer's redemptions and conversions, newest first (capability ``read``)."""
     p.customers.get(who.tenant_id, customerId)
-    return in_memory(request, p.spend.redemptions.list(who.tenant_id, customerId, SCAN_LIMIT), limit, cursor,
+    return in_memory(request, p.spend.redemptions.list(who.tenant_id, customerId, None), limit, cursor,
                      Order(("createdAt", "redemptionId"), descending=True))
 
 
@@ -127,7 +127,7 @@ def in_review(request: Request, p: Annotated[Platform, Depends(platform)],
               who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Open reviews of redemptions, oldest first (capability ``admin``)."""
-    return in_memory(request, p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=SCAN_LIMIT), limit,
+    return in_memory(request, p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=None), limit,
                      cursor, Order(("createdAt", "reviewId")))
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.api.contract import op
 from shared.api.contract.reviews import Review, ReviewInspection, ReviewList
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
@@ -42,7 +42,7 @@ def list_reviews(request: Request, p: Annotated[Platform, Depends(platform)],
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's reviews, oldest first, by status (open by default), kind and customer (capability
     ``admin``)."""
-    found = p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=SCAN_LIMIT)
+    found = p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=None)
     return in_memory(request, found, limit, cursor, Order(("createdAt", "reviewId")))
 
 

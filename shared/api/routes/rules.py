@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from shared.api.contract import op
 from shared.api.contract.rules import ActivationList, ActiveState, VersionList
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.problems import MEDIA_TYPE, PROBLEM_BASE
 from shared.api.security import requires
 from shared.app.auth import Principal
@@ -116,7 +116,7 @@ def save_version(body: models.SaveVersionInput, p: P, who: Admin) -> dict:
 def list_versions(request: Request, ruleSetId: RuleSetId, p: P, who: Reader, cursor: Cursor = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The saved versions of a rule set, newest first, without sources (capability ``report``)."""
-    versions = [_out(v) for v in p.rule_sets.list_versions(who.tenant_id, ruleSetId, SCAN_LIMIT)]
+    versions = [_out(v) for v in p.rule_sets.list_versions(who.tenant_id, ruleSetId, None)]
     return in_memory(request, versions, limit, cursor, Order(("version",), descending=True))
 
 
@@ -167,7 +167,7 @@ def rollback(body: models.ActivateInput, p: P, who: Admin) -> dict:
 def activations(request: Request, p: P, who: Reader, cursor: Cursor = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The activation log, newest first (capability ``report``)."""
-    logged = [_out(a) for a in p.rule_sets.activations(who.tenant_id, SCAN_LIMIT)]
+    logged = [_out(a) for a in p.rule_sets.activations(who.tenant_id, None)]
     return in_memory(request, logged, limit, cursor, Order(("at", "ruleSetId", "version"), descending=True))
 
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from shared.api.contract import op
 from shared.api.contract.vouchers import Pool, PoolUpload, Voucher, VoucherList, VoucherUse
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.domain.ids import ID_MAX_LENGTH, ID_PATTERN
@@ -67,7 +67,7 @@ def list_vouchers(request: Request, customerId: CustomerId, p: Annotated[Platfor
                   limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """A customer's vouchers, newest first, without their codes (capability ``read``)."""
     p.customers.get(who.tenant_id, customerId)
-    return in_memory(request, p.vouchers.list(who.tenant_id, customerId, SCAN_LIMIT), limit, cursor,
+    return in_memory(request, p.vouchers.list(who.tenant_id, customerId, None), limit, cursor,
                      Order(("createdAt", "voucherId"), descending=True))
 
 

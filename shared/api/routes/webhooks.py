@@ -14,7 +14,7 @@ from shared.api.contract import op
 from shared.api.contract.webhooks import (AttemptList, Delivery, DeliveryList, Endpoint, EndpointList,
                                            EndpointWithSecret, EventTypes)
 from shared.api.deps import platform
-from shared.api.pagination import SCAN_LIMIT, Cursor, Order, in_memory
+from shared.api.pagination import Cursor, Order, in_memory
 from shared.api.security import requires
 from shared.app.auth import Principal
 from shared.platform import Platform
@@ -143,7 +143,7 @@ def attempts(request: Request, endpointId: EndpointId, p: Annotated[Platform, De
     """The delivery log: every attempt to this endpoint, newest first, optionally of one message (capability
     ``admin``)."""
     p.webhooks.get(who.tenant_id, endpointId)
-    return in_memory(request, p.webhooks.attempts(who.tenant_id, endpointId, messageId, SCAN_LIMIT), limit, cursor,
+    return in_memory(request, p.webhooks.attempts(who.tenant_id, endpointId, messageId, None), limit, cursor,
                      Order(("createdAt", "id"), descending=True))
 
 
@@ -155,7 +155,7 @@ def deliveries(request: Request, endpointId: EndpointId, p: Annotated[Platform, 
                cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The delivery tasks of this endpoint (pending, succeeded, failed, cancelled), newest first (capability
     ``admin``)."""
-    return in_memory(request, p.webhooks.deliveries(who.tenant_id, endpointId, status, SCAN_LIMIT), limit, cursor,
+    return in_memory(request, p.webhooks.deliveries(who.tenant_id, endpointId, status, None), limit, cursor,
                      Order(("createdAt", "id"), descending=True))
 
 

@@ -389,7 +389,7 @@ def test_a_key_bound_to_another_policy_and_a_policy_never_activated(client, plat
     assert bound.status_code == 200, bound.text
     refused = run(client, world.agent, lambda mcp: call(mcp, "get_balance", customerId="ann"))
     assert refused["reasons"][0]["code"] == "no-active-policy" and refused["policy"]["policyId"] == "redemptions"
-    merchant_id = platform.keys.list("acme")[0]["keyId"]
+    merchant_id = next(k["keyId"] for k in platform.keys.list("acme") if k["role"] == "merchant")
     assert client.put(f"/v1/agent-keys/{merchant_id}/policy", headers=admin,
                       json={"policyId": "x"}).status_code == 422
 
