@@ -47,6 +47,9 @@ def create_app(platform: Platform) -> FastAPI:
         # The request span is ours (shared.telemetry.http_tracing, with the tenant):
         # FastAPI's own server and per-operation spans would double it.
         telemetry={"tracing": False, "operation_spans": False},
+        # /v1/orders/ is not a route: a 404 problem, not an undeclared 307 to an absolute
+        # http:// URL answered before authentication.
+        redirect_slashes=False,
     )
     app.state.platform = platform
     app.state.rate_counter = counter = build_counter(platform)

@@ -77,3 +77,16 @@ def test_the_words_nan_and_infinity_in_strings_are_text(client, tenant) -> None:
     answer = client.put("/v1/agent-policies/p1/draft", content=b'{"policy": {"NaN": "Infinity and beyond"}}',
                         headers={**auth(tenant.admin), **JSON})
     assert answer.status_code == 200 and answer.json()["policy"] == {"NaN": "Infinity and beyond"}
+
+
+# --- 4. a trailing slash is not a route: 404, no redirect -------------------------------------
+
+@pytest.mark.parametrize("method, url, key", [("POST", "/v1/orders/", "merchant"), ("POST", "/v1/orders/", None),
+                                              ("GET", "/v1/customers/", "merchant"), ("GET", "/health/", None)])
+def test_a_trailing_slash_is_a_404_problem_not_a_redirect(client, tenant, method, url, key) -> None:
+    headers = auth(getattr(tenant, key)) if key else {}
+    answer = client.request(method, url, json=order_body("c1", "slash") if method == "POST" else None,
+                            headers=headers, follow_redirects=False)
+    assert answer.status_code == 404, (answer.status_code, answer.headers)
+    assert "location" not in answer.headers and answer.json()["type"].endswith("/not-found")
+    assert client.get("/v1/orders/slash", headers=auth(tenant.merchant)).status_code == 404  # nothing was sent
