@@ -142,11 +142,19 @@ def position(request: Request, cursor: str | None, *types: type) -> Key | None:
 
 
 def keyset(request: Request, fetched: Sequence[Any], limit: int, key_of: Callable[[Any], Key],
-           view: Callable[[Any], Any] = lambda item: item) -> dict[str, Any]:
-    """``fetched``: up to ``limit + 1`` items after the cursor, in the list's order."""
+           view: Callable[[Any], Any] = lambda item: item, resume: Key | None = None) -> dict[str, Any]:
+    """``fetched``: up to ``limit + 1`` items after the cursor, in the list's order.
+
+    ``resume``: a bounded scan (a filter the store cannot apply) stopped before the end of
+    the list with at most ``limit`` items found; the position of the last item it scanned.
+    The answer is then the items found (maybe none) and a ``next`` that continues the scan
+    after that position: never ``next: null`` before the end of the list."""
     assert len(fetched) <= limit + 1, "a keyset read asks for limit + 1 items"
     page = list(fetched[:limit])
-    answer = _answer(request, page, len(fetched) > limit, key_of)
+    if resume is not None and len(fetched) <= limit:
+        answer = {"items": page, "next": next_link(request, encode(_scope(request), resume))}
+    else:
+        answer = _answer(request, page, len(fetched) > limit, key_of)
     answer["items"] = [view(item) for item in page]
     return answer
 

@@ -181,23 +181,29 @@ def _history_page(request: Request, p: Platform, tenant_id: str, customerId: str
         if settings is None or wallet not in settings.names:
             raise ValidationFailed(f"unknown wallet {wallet!r}", [FieldProblem(
                 "wallet", f"this tenant's wallets: {', '.join(settings.names) if settings else 'none'}")])
-    entries = _history(p, tenant_id, customerId, before, limit + 1, types, createdFrom, createdTo, wallet)
+    entries, scanned_to = _history(p, tenant_id, customerId, before, limit + 1, types, createdFrom, createdTo, wallet)
     states = pending_states(p, tenant_id, customerId, entries[:limit])
     return keyset(request, entries, limit, lambda entry: [entry["seq"]],
                   lambda entry: {**entry_view(entry), **({"pendingState": states[entry["id"]]}
-                                                         if entry["id"] in states else {})})
+                                                         if entry["id"] in states else {})},
+                  resume=[scanned_to] if scanned_to is not None else None)
 
 
 # Entries one wallet-filtered history page reads at most (a wallet's entries are
 # picked from the customer's, as wallet names are not field names a query can use).
+# A page whose scan stops there, short of the end, answers what it found (maybe
+# nothing) and a ``next`` that continues after the last entry scanned.
 WALLET_SCAN = 5_000
 
 
 def _history(p: Platform, tenant_id: str, customer_id: str, before: int | None, want: int, types: list[str],
-             created_from, created_to, wallet: str | None) -> list[dict]:
+             created_from, created_to, wallet: str | None) -> tuple[list[dict], int | None]:
+    """Up to ``want`` entries before ``before``, and the seq of the last entry scanned when a
+    wallet's scan stopped at ``WALLET_SCAN`` short of the end with fewer than ``want`` found
+    (None otherwise): the page then continues from there."""
     if wallet is None:
         return p.ledger.entries(tenant_id, customer_id, before_seq=before, limit=want, entry_types=types,
-                                created_from=created_from, created_to=created_to)
+                                created_from=created_from, created_to=created_to), None
     found: list[dict] = []
     scanned = 0
     while len(found) < want and scanned < WALLET_SCAN:
@@ -208,7 +214,10 @@ def _history(p: Platform, tenant_id: str, customer_id: str, before: int | None, 
         if len(page) < 200:
             break
         before = page[-1]["seq"]
-    return found[:want]
+    else:  # the scan stopped at WALLET_SCAN, not at the end of the history
+        if len(found) < want:
+            return found, before
+    return found[:want], None
 
 
 def pending_states(p: Platform, tenant_id: str, customer_id: str, entries: list[dict]) -> dict[str, str]:
