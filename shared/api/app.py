@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 from shared.api import contract, hot_reads, problems
 from shared.api.deprecation import mark_routes
+from shared.api.head import HeadAsGet
 from shared.api.limits import BodyLimit
 from shared.api.ratelimit import build_counter
 from shared.api.route_contract import ContractHeaders
@@ -70,6 +71,7 @@ def create_app(platform: Platform) -> FastAPI:
     mount_mcp(app)
     app.add_middleware(StrictJson)  # inside the body limit: it reads the body through it
     app.add_middleware(BodyLimit)
+    app.add_middleware(HeadAsGet)  # HEAD is GET without the body, on every GET route
     app.add_middleware(ContractHeaders)
     app.add_middleware(HttpTracing)  # outermost: the span covers every other layer
     contract.install(app)

@@ -22,8 +22,8 @@ What it guarantees:
   ``GET``, a customer id that matches ``ID_PATTERN``, and a query that is empty (balance)
   or holds at most one ``limit`` in plain digits within 1-200 and one well-formed
   ``cursor`` (history). Anything else (``asOf``, filters, a bad id or limit, a repeated or
-  unknown parameter, ``HEAD``) is not matched here and goes to the FastAPI route, which
-  answers it as before. So every 4xx of parameter validation is still FastAPI's own, and
+  unknown parameter) is not matched here and goes to the FastAPI route, which
+  answers it as before (a ``HEAD`` reaches it as a ``GET``, shared/api/head.py). So every 4xx of parameter validation is still FastAPI's own, and
   nothing is charged twice: the decision is taken before any check runs.
 * Errors are raised as the FastAPI route raises them and answered by the app's own
   exception handlers (Starlette's ``request_response`` wraps the endpoint as FastAPI's

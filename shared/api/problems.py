@@ -62,10 +62,12 @@ def _message_of(error: dict[str, Any]) -> str:
 
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method some route of ``app`` serves at ``path`` (for a 405's Allow header), sorted."""
+    """Every method some route of ``app`` serves at ``path`` (for a 405's Allow header), sorted;
+    ``HEAD`` wherever ``GET`` is (shared/api/head.py serves it)."""
     index = getattr(app.state, "allow_index", None)
     if index is None:
-        index = [(compile_path(ctx.path)[0], frozenset(ctx.methods or ()))
+        index = [(compile_path(ctx.path)[0], frozenset(ctx.methods or ()) | ({"HEAD"} if "GET" in (ctx.methods or ())
+                                                                              else set()))
                  for ctx in iter_route_contexts(app.routes) if ctx.path]
         app.state.allow_index = index
     return sorted({m for regex, methods in index if regex.match(path) for m in methods})

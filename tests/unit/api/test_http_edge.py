@@ -90,3 +90,25 @@ def test_a_trailing_slash_is_a_404_problem_not_a_redirect(client, tenant, method
     assert answer.status_code == 404, (answer.status_code, answer.headers)
     assert "location" not in answer.headers and answer.json()["type"].endswith("/not-found")
     assert client.get("/v1/orders/slash", headers=auth(tenant.merchant)).status_code == 404  # nothing was sent
+
+
+# --- 5. HEAD is GET without the body ----------------------------------------------------------
+
+@pytest.mark.parametrize("url, key", [("/health", None), ("/v1/customers/c1", "merchant"),
+                                      ("/v1/customers?limit=2", "merchant"), ("/v1/tenant", "admin"),
+                                      ("/v1/orders/nope", "merchant"), ("/v1/customers/c1", None)])
+def test_head_answers_what_get_answers_without_the_body(client, tenant, url, key) -> None:
+    headers = auth(getattr(tenant, key)) if key else {}
+    got, head = client.get(url, headers=headers), client.head(url, headers=headers)
+    assert head.status_code == got.status_code, (head.status_code, got.status_code)
+    assert head.content == b""
+    ignore = {"ratelimit", "date"}  # one more unit spent; the clock
+    assert {k: v for k, v in head.headers.items() if k not in ignore} == \
+        {k: v for k, v in got.headers.items() if k not in ignore}
+
+
+def test_head_where_no_get_is_served_is_a_405_and_allow_names_head_beside_get(client, tenant) -> None:
+    answer = client.head("/v1/orders", headers=auth(tenant.merchant))
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST" and answer.content == b""
+    answer = client.put("/v1/customers/c1/balance", headers=auth(tenant.merchant))
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD"
