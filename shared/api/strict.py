@@ -14,7 +14,11 @@ parsing would take ``?limit=5.0``, ``+5``, `` 5``, ``05`` or ``1_0`` as a number
 so one client's typo or odd encoder would mean something another client's would
 not. A number parameter (declared ``int`` or ``float``) whose value is not plain
 decimal digits, and any single-valued parameter given twice (``?limit=5&limit=6``:
-which one counts is an accident of the framework), is a 400 problem naming it."""
+which one counts is an accident of the framework), is a 400 problem naming it.
+
+A boolean parameter (``dryRun``) takes ``true`` or ``false`` and nothing else: pydantic
+also read ``1``/``yes``/``on``/``t``/``y`` as true and ``0``/``no``/``off``/``f``/``n`` as
+false, so a client that meant a dry run could write for real."""
 
 from __future__ import annotations
 
@@ -47,6 +51,9 @@ _NUMBER_SHAPES = {int: (INTEGER, "a whole number in plain digits (no sign, space
                   float: (DECIMAL, "a number in plain decimal digits (no sign, spaces, leading zeros, "
                                    "separators or exponent)")}
 
+BOOLEAN = re.compile(r"true|false")
+_BOOLEAN_SHAPE = "true or false, in lower case (no 1/0, yes/no, on/off)"
+
 
 @dataclass(frozen=True)
 class Declared:
@@ -56,6 +63,7 @@ class Declared:
     headers: frozenset[str]
     numbers: dict[str, type]  # query name -> int or float
     single: frozenset[str]  # query names that take one value, not a list
+    booleans: frozenset[str] = frozenset()  # query names declared bool
 
 
 def _bare(annotation: Any) -> Any:
@@ -68,7 +76,8 @@ def _bare(annotation: Any) -> Any:
 
 
 class MalformedParameters(ValidationFailed):
-    """400: a query number not in plain digits, or a single-valued parameter repeated."""
+    """400: a query number not in plain digits, a boolean not ``true``/``false``, or a
+    single-valued parameter repeated."""
 
     code = "malformed-parameter"
     status = 400
@@ -81,6 +90,8 @@ def _collect(dependant: Dependant, found: dict[str, Any]) -> None:
         bare = _bare(p.field_info.annotation)
         if bare in _NUMBER_SHAPES:  # bool is not int here: `is`-style lookup by the type itself
             found["numbers"][p.alias] = bare
+        if bare is bool:
+            found["booleans"].add(p.alias)
         if typing.get_origin(bare) not in (list, tuple, set, frozenset) and bare not in (list, tuple, set):
             found["single"].add(p.alias)
     found["headers"].update(p.alias.lower().replace("_", "-") for p in dependant.header_params)
@@ -91,10 +102,11 @@ def _collect(dependant: Dependant, found: dict[str, Any]) -> None:
 def _declared(route: APIRoute) -> Declared:
     cached: Declared | None = getattr(route, "_accrue_declared", None)
     if cached is None:
-        found: dict[str, Any] = {"query": set(), "headers": set(), "numbers": {}, "single": set()}
+        found: dict[str, Any] = {"query": set(), "headers": set(), "numbers": {}, "single": set(),
+                                 "booleans": set()}
         _collect(route.dependant, found)
         cached = Declared(frozenset(found["query"]), frozenset(found["headers"]), found["numbers"],
-                          frozenset(found["single"]))
+                          frozenset(found["single"]), frozenset(found["booleans"]))
         route._accrue_declared = cached  # type: ignore[attr-defined]
     return cached
 
@@ -109,7 +121,8 @@ def unknown_parameters(route: APIRoute, query_names: Any, header_names: Any) -> 
 
 
 def malformed_parameters(route: APIRoute, query_items: list[tuple[str, str]]) -> list[FieldProblem]:
-    """Numbers not in plain digits, and single-valued parameters given more than once."""
+    """Numbers not in plain digits, booleans not ``true``/``false``, and single-valued parameters
+    given more than once."""
     declared = _declared(route)
     problems: list[FieldProblem] = []
     seen: set[str] = set()
@@ -120,6 +133,8 @@ def malformed_parameters(route: APIRoute, query_items: list[tuple[str, str]]) ->
         shape = _NUMBER_SHAPES.get(declared.numbers.get(name))  # type: ignore[arg-type]
         if shape is not None and not shape[0].fullmatch(value):
             problems.append(FieldProblem(name, f"must be {shape[1]}; got {value[:40]!r}"))
+        if name in declared.booleans and not BOOLEAN.fullmatch(value):
+            problems.append(FieldProblem(name, f"must be {_BOOLEAN_SHAPE}; got {value[:40]!r}"))
     return problems
 
 

@@ -112,3 +112,37 @@ def test_head_where_no_get_is_served_is_a_405_and_allow_names_head_beside_get(cl
     assert answer.status_code == 405 and answer.headers["allow"] == "POST" and answer.content == b""
     answer = client.put("/v1/customers/c1/balance", headers=auth(tenant.merchant))
     assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD"
+
+
+# --- 6. dryRun is true or false, nothing else -------------------------------------------------
+
+@pytest.mark.parametrize("spelling", ["True", "TRUE", "1", "yes", "on", "y", "t",
+                                      "False", "0", "no", "off", "n", "f", ""])
+def test_dry_run_takes_only_true_or_false(client, tenant, spelling) -> None:
+    answer = client.post(f"/v1/orders?dryRun={spelling}", json=order_body("c1", "dr1"),
+                         headers=auth(tenant.merchant))
+    assert answer.status_code == 400, (spelling, answer.status_code, answer.text)
+    body = answer.json()
+    assert body["type"].endswith("/malformed-parameter") and [e["field"] for e in body["errors"]] == ["dryRun"]
+    assert client.get("/v1/orders/dr1", headers=auth(tenant.merchant)).status_code == 404  # no real write
+
+
+def test_dry_run_true_and_false_keep_their_meaning(client, tenant) -> None:
+    dry = client.post("/v1/orders?dryRun=true", json=order_body("c1", "dr2"), headers=auth(tenant.merchant))
+    assert dry.status_code == 200 and dry.headers["accrue-dry-run"] == "true"
+    real = client.post("/v1/orders?dryRun=false", json=order_body("c1", "dr2"), headers=auth(tenant.merchant))
+    assert real.status_code == 202 and "accrue-dry-run" not in real.headers
+
+
+def test_every_boolean_query_parameter_is_strict(client, platform, tenant) -> None:
+    from tests.unit.api.test_strict_parameters import all_routes
+    from shared.api.strict import _declared
+
+    checked = 0
+    for method, path, route in all_routes(platform):
+        for name in _declared(route).booleans:
+            answer = client.request(method, path, params={name: "yes"}, headers=auth(tenant.admin))
+            assert answer.status_code == 400 and answer.json()["type"].endswith("/malformed-parameter"), \
+                (method, path, name, answer.status_code)
+            checked += 1
+    assert checked >= 8  # the dry-runnable writes
