@@ -111,8 +111,9 @@ def refund(orderId: OrderId, body: RefundRequest, response: Response, p: Annotat
            who: Annotated[Principal, Depends(requires("ingest"))]) -> dict:
     """Claws back the refunded share of the order's points as a new REVERSAL entry (201). The same
     ``refundId`` again returns the first outcome with ``duplicate: true`` and 200. 409 while the order
-    is not yet processed, while its points are held for a fraud review (``held-for-review``: decide
-    the review, then refund), or when refunds would exceed its amount."""
+    is not yet processed, or while its points are held for a fraud review (``held-for-review``: decide
+    the review, then refund). 422 (``validation-failed`` naming ``amount``) when the refunds would
+    exceed the order's amount: the error says what is left to refund."""
     outcome = p.corrections.refund(who.tenant_id, orderId, body)
     if outcome.duplicate:
         response.status_code = 200

@@ -146,3 +146,18 @@ def test_every_boolean_query_parameter_is_strict(client, platform, tenant) -> No
                 (method, path, name, answer.status_code)
             checked += 1
     assert checked >= 8  # the dry-runnable writes
+
+
+# --- 7. the refund's description says what the server answers --------------------------------
+
+def test_an_over_refund_is_the_422_the_refund_operation_describes(client, platform, tenant) -> None:
+    from tests.conftest import drain
+
+    client.post("/v1/orders", json=order_body("c1", "q1", "10.00"), headers=auth(tenant.merchant))
+    drain(platform)
+    answer = client.post("/v1/orders/q1/refunds", json={"refundId": "r1", "amount": "11.00", "currency": "EUR"},
+                         headers=auth(tenant.merchant))
+    assert answer.status_code == 422 and [e["field"] for e in answer.json()["errors"]] == ["amount"]
+    description = client.get("/openapi/v1.json").json()["paths"]["/v1/orders/{orderId}/refunds"]["post"]["description"]
+    assert "422" in description and "exceed" in description.split("422", 1)[1]
+    assert "exceed" not in description.split("422", 1)[0]  # no longer listed among the 409s
