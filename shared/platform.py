@@ -226,8 +226,9 @@ class Platform:
         self.erasures.also.append(self.referrals.forget_signals)
         self.erasures.also.append(self.agents.forget_customer)
         self.referrals.context = self._referral_context
-        self.vouchers.publish = lambda tenant_id, event_type, data: self.webhooks.publish(
-            tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}")
+        self.vouchers.publish = lambda tenant_id, event_type, data, at: self.webhooks.publish(
+            tenant_id, event_type, data, source_id=f"{event_type}:{data['voucherId']}:{data.get('use', '')}",
+            occurred_at=at)
         # All-or-nothing, idempotent tenant creation (keys first); sandboxes get sample data.
         self.provisioning = TenantProvisioning(self, seed=seed_sample_data)
         self.tenant_changes = TenantChanges()

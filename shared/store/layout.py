@@ -170,8 +170,8 @@ BY_NAME = {spec.name: spec for spec in CONTAINERS}
 CODES = "codes"
 
 CONTAINERS = CONTAINERS + (
-    ContainerSpec(CODES, indexed=("customerId", "expiresAt", "refundPending"), filtered=("docType", "status",
-                  "tenantId"), sparse=("expiresAt", "refundPending")),
+    ContainerSpec(CODES, indexed=("customerId", "expiresAt", "refundPending", "eventsPending"),
+                  filtered=("docType", "status", "tenantId"), sparse=("expiresAt", "refundPending", "eventsPending")),
 )
 BY_NAME = {spec.name: spec for spec in CONTAINERS}
 

@@ -23,6 +23,12 @@ What it guarantees (docs/vouchers.md):
   an ADJUST entry with idempotency key ``voucher-refund:<voucherId>`` (written
   once whatever the retries), after which the flag is cleared. A crash between
   the two leaves the flag, and the job finishes the refund.
+* **Every event reaches the outbox.** A change of a voucher (issued, redeemed, cancelled,
+  expired) writes the event it owes in the same document write (``eventsDue``, flag
+  ``eventsPending``); it is then published (idempotent per event: its source id) and the
+  list cleared by a CAS. A publish that fails (the outbox store down), or a crash before
+  it, leaves the list: the retry of the request and the ``vouchers`` job publish it.
+  Before, a failed publish was logged and the event lost for good (an outside review).
 * **Codes are secrets.** Stored as a hash only; shown in the exchange's answer
   and to a point of sale that already holds it; never logged.
 """
@@ -83,6 +89,15 @@ class VoucherOutcome:
     created: bool
 
 
+def _owing(doc: dict[str, Any], event_type: str, at: str, **extra: Any) -> dict[str, Any]:
+    """``doc`` that also owes ``event_type`` (its data as of this change), after the events it
+    already owed: written with the change, so the event cannot be lost between the two."""
+    data = {"voucherId": doc["voucherId"], "customerId": doc["customerId"], "status": doc["status"],
+            "points": doc["points"], **extra}
+    return {**doc, "eventsDue": [*(doc.get("eventsDue") or []), {"type": event_type, "data": data, "at": at}],
+            "eventsPending": True}
+
+
 def voucher_id_of(redemption_id: str) -> str:
     assert redemption_id.startswith("rd-")
     return "vc-" + redemption_id[3:]
@@ -106,7 +121,7 @@ class Vouchers:
         self.pools = pools
         # Called with (tenant, event type, data) after a voucher changes state: the webhook
         # outbox when the platform wires it; ids and amounts only, never the code.
-        self.publish: Callable[[str, str, dict[str, Any]], None] | None = None
+        self.publish: Callable[[str, str, dict[str, Any], str], object] | None = None  # (tenant, type, data, at)
         if redemptions is not None:  # tests of the point of sale alone wire none
             redemptions.on_unpaid = self._return_code
 
@@ -161,12 +176,13 @@ class Vouchers:
                "value": terms.value.model_dump(mode="json") if terms.value else None,
                "productSku": terms.product_sku, "channel": terms.channel, "expiresAt": iso(expires),
                "status": ACTIVE, "createdAt": record["createdAt"], "redemptions": {}}
+        doc = _owing(doc, "voucher.issued", iso(self._clock.now()))
         try:
             stored = self._store.create(CODES, {k: v for k, v in doc.items() if v is not None})
-            self._emit(tenant_id, "voucher.issued", stored)
         except DocumentExists:
             stored = self._read(tenant_id, digest)
             assert stored is not None and stored["redemptionId"] == rid, "one voucher per code"
+        stored = self._announce(stored)  # a retry publishes what an earlier attempt could not
         return {**self._view(stored), "code": code}
 
     def _exchange_from_pool(self, tenant_id: str, customer_id: str, request: RedeemRequest, reward: RewardFields,
@@ -246,6 +262,7 @@ class Vouchers:
             if earlier is not None:
                 if earlier["fingerprint"] != fingerprint:
                     raise Conflict("this Idempotency-Key was already used for a different redemption")
+                self._announce(doc)
                 return VoucherOutcome({**earlier["outcome"], "duplicate": True}, created=False)
             now = self._clock.now()
             self._refuse_unless_redeemable(doc, request, now)
@@ -257,14 +274,15 @@ class Vouchers:
             updated = {**doc, "used": use, "status": USED if use >= doc["uses"] else ACTIVE,
                        "redemptions": {**doc.get("redemptions", {}), idempotency_key: {
                            "fingerprint": fingerprint, "outcome": outcome, "actorKeyId": actor}}}
-            updated = {k: v for k, v in updated.items() if not k.startswith("_")}
+            updated = _owing({k: v for k, v in updated.items() if not k.startswith("_")}, "voucher.redeemed",
+                             iso(now), use=use)
             try:
-                self._store.upsert(CODES, updated, if_match=doc["_etag"])
+                stored = self._store.upsert(CODES, updated, if_match=doc["_etag"])
             except PreconditionFailed:
                 # Another use (or a cancel) changed it first: re-read and decide again (after
                 # the jittered pause of shared/store/contention.py).
                 continue
-            self._emit(tenant_id, "voucher.redeemed", updated, use=use)
+            self._announce(stored)
             return VoucherOutcome(outcome, created=True)
         raise Conflict("this voucher is being redeemed by many points of sale at once: retry")
 
@@ -297,6 +315,7 @@ class Vouchers:
             if doc is None or doc["customerId"] != customer_id:
                 raise NotFound(f"voucher {voucher_id!r} does not exist for customer {customer_id}")
             if doc["status"] == CANCELLED:
+                self._announce(doc)
                 self._finish_refund(tenant_id, doc)
                 return VoucherOutcome({**self._view(self._read(tenant_id, digest) or doc), "duplicate": True}, False)
             state = self._state(doc, self._clock.now())
@@ -304,13 +323,14 @@ class Vouchers:
                 raise VoucherNotRedeemable(f"voucher {voucher_id} is {state if state != ACTIVE else 'partly used'}: "
                                            "only an unused voucher can be cancelled", voucherId=voucher_id,
                                            state=state)
-            updated = self._ended(doc, CANCELLED, policy.voucher_cancel == "refund", actor)
+            updated = _owing(self._ended(doc, CANCELLED, policy.voucher_cancel == "refund", actor),
+                             "voucher.cancelled", iso(self._clock.now()))
             try:
-                self._store.upsert(CODES, updated, if_match=doc["_etag"])
+                stored = self._store.upsert(CODES, updated, if_match=doc["_etag"])
             except PreconditionFailed:
                 continue
-            self._emit(tenant_id, "voucher.cancelled", updated)
-            self._finish_refund(tenant_id, updated)
+            stored = self._announce(stored)
+            self._finish_refund(tenant_id, stored)
             return VoucherOutcome(self._view(self._read(tenant_id, digest) or updated), True)
         raise Conflict("this voucher changed too often while it was being cancelled: retry")
 
@@ -327,18 +347,22 @@ class Vouchers:
             order_by="expiresAt", limit=JOB_PAGE))
         for doc in due:
             policy = self._policies.get(doc["tenantId"])
-            updated = self._ended(doc, EXPIRED, policy.voucher_expiry == "refund" and doc["used"] == 0, "system")
+            updated = _owing(self._ended(doc, EXPIRED, policy.voucher_expiry == "refund" and doc["used"] == 0,
+                                         "system"), "voucher.expired", now)
             try:
-                self._store.upsert(CODES, updated, if_match=doc["_etag"])
+                stored = self._store.upsert(CODES, updated, if_match=doc["_etag"])
             except PreconditionFailed:
                 continue  # used or cancelled meanwhile: the next run sees what it became
             expired += 1
-            self._emit(doc["tenantId"], "voucher.expired", updated)
+            self._announce(stored)
+        owed = self._store.query(CODES, Query(pk=None, filters=(
+            Filter("eventsPending", "=", True), Filter("docType", "=", "voucher")), limit=JOB_PAGE))
+        announced = sum(1 for doc in owed if not self._announce(doc).get("eventsPending"))
         pending = self._store.query(CODES, Query(pk=None, filters=(
             Filter("refundPending", "=", True), Filter("docType", "=", "voucher")), limit=JOB_PAGE))
         for doc in pending:
             refunded += self._finish_refund(doc["tenantId"], doc)
-        return {"expired": expired, "refunded": refunded}
+        return {"expired": expired, "refunded": refunded, "announced": announced}
 
     # --- internals ------------------------------------------------------------------------
 
@@ -404,13 +428,23 @@ class Vouchers:
                 "createdAt": doc["createdAt"], "points": doc["points"], "refund": doc.get("refund")}
         return {k: v for k, v in view.items() if v is not None}
 
-    def _emit(self, tenant_id: str, event_type: str, doc: dict[str, Any], **extra: Any) -> None:
-        if self.publish is None:
-            return
-        data = {"voucherId": doc["voucherId"], "customerId": doc["customerId"], "status": doc["status"],
-                "points": doc["points"], **extra}
+    def _announce(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Publish the events ``doc`` owes (``eventsDue``), then clear them by a CAS; returns
+        the document as stored after. A failed publish leaves them for the request's retry or
+        the ``vouchers`` job; a lost CAS (the voucher changed meanwhile) too: the next writer
+        keeps the list, and publishing again is idempotent (each event's source id)."""
+        due = doc.get("eventsDue") or []
+        if not due or self.publish is None:
+            return doc
         try:
-            self.publish(tenant_id, event_type, data)
-        except Exception as error:  # noqa: BLE001 - the voucher changed; a lost event must not undo that
-            log.warning("voucher event not published", extra=fields(tenant=tenant_id, voucher_id=doc["voucherId"],
-                                                                     error=type(error).__name__))
+            for event in due:
+                self.publish(doc["tenantId"], event["type"], event["data"], event["at"])
+        except Exception as error:  # noqa: BLE001 - the voucher changed; its events wait in the document
+            log.warning("voucher event not published yet: the job retries",
+                        extra=fields(tenant=doc["tenantId"], voucher_id=doc["voucherId"], error=type(error).__name__))
+            return doc
+        cleared = {k: v for k, v in doc.items() if not k.startswith("_") and k not in ("eventsDue", "eventsPending")}
+        try:
+            return self._store.upsert(CODES, cleared, if_match=doc["_etag"])
+        except PreconditionFailed:
+            return self._read(doc["tenantId"], doc["pk"].rsplit(":", 1)[1]) or doc

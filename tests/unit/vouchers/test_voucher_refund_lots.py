@@ -44,7 +44,7 @@ def test_refunded_points_keep_the_expiry_of_the_points_that_bought_the_voucher(c
         assert cancelled.status_code == 201, cancelled.text
     else:
         clock.advance(timedelta(days=11))
-        assert run_job(BY_NAME["vouchers"], platform) == {"expired": 1, "refunded": 1}
+        assert run_job(BY_NAME["vouchers"], platform) == {"expired": 1, "refunded": 1, "announced": 0}
     book = read_book(platform.store, "exp", "c1")
     assert [(open_.lot_id, open_.remaining, open_.expires_at) for open_ in book.open_lots()] == \
            [(lot.lot_id, 1000, lot.expires_at)]

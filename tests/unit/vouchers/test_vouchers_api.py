@@ -147,8 +147,8 @@ def test_cancel_refunds_by_policy_once_and_expiry_by_its_own_policy(client, plat
     clock.advance(timedelta(days=31))
     assert _use(client, tenant, second["code"]).json()["state"] == "expired"
     report = run_job(BY_NAME["vouchers"], platform)
-    assert report == {"expired": 1, "refunded": 1}
-    assert run_job(BY_NAME["vouchers"], platform) == {"expired": 0, "refunded": 0}
+    assert report == {"expired": 1, "refunded": 1, "announced": 0}
+    assert run_job(BY_NAME["vouchers"], platform) == {"expired": 0, "refunded": 0, "announced": 0}
     assert platform.ledger.head("acme", "c1").balance == 2000
     refunds = [e for e in ledger_invariants(platform, "acme", "c1") if e["entryType"] == "ADJUST"][1:]
     assert sorted(e["attributes"]["reason"] for e in refunds) == ["voucher-cancelled", "voucher-expired"]
@@ -209,8 +209,8 @@ def test_a_refunded_voucher_gives_back_its_stock_unit_and_its_place_in_the_custo
     assert client.put("/v1/spend/policy", json={"voucherExpiry": "refund"}, headers=auth(tenant.admin)
                       ).status_code == 200
     clock.advance(timedelta(days=31))
-    assert run_job(BY_NAME["vouchers"], platform) == {"expired": 1, "refunded": 1}
-    assert run_job(BY_NAME["vouchers"], platform) == {"expired": 0, "refunded": 0}
+    assert run_job(BY_NAME["vouchers"], platform) == {"expired": 1, "refunded": 1, "announced": 0}
+    assert run_job(BY_NAME["vouchers"], platform) == {"expired": 0, "refunded": 0, "announced": 0}
     assert _buy(client, tenant, customer="c2", key="b5")["voucher"]["status"] == "active"
     ledger_invariants(platform, "acme", "c1")
 
