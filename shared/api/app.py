@@ -14,7 +14,7 @@ from shared.api.limits import BodyLimit
 from shared.api.ratelimit import build_counter
 from shared.api.route_contract import ContractHeaders
 from shared.api.strict import strict_parameters
-from shared.api.strict_json import StrictJson
+from shared.api.strict_json import StrictJson, json_media_type
 from shared.graphql.endpoint import mount as mount_graphql
 from shared.api.mcp import mount as mount_mcp
 from shared.api.routes import audit, customers, exports, governance, health, keys, orders, privacy, tenants, webhooks
@@ -44,7 +44,8 @@ def create_app(platform: Platform) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         # Unknown query parameters and x-accrue-* headers are a 400 before anything else runs.
-        dependencies=[Depends(strict_parameters)],
+        # A JSON route given a body of another media type is a 415.
+        dependencies=[Depends(strict_parameters), Depends(json_media_type)],
         # The request span is ours (shared.telemetry.http_tracing, with the tenant):
         # FastAPI's own server and per-operation spans would double it.
         telemetry={"tracing": False, "operation_spans": False},

@@ -31,7 +31,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and not declared.isdigit():  # bytes: ASCII digits only
+            # Not a length (RFC 9110 8.6: 1*DIGIT): a malformed request, not a large one.
+            await self._refuse(scope, send, 400, "bad-request", "Bad request",
+                               "the Content-Length header must be a number of bytes in digits")
+            return
+        if declared is not None and int(declared) > self.max_bytes:
             await self._refuse(scope, send)
             return
         seen = 0
@@ -50,13 +55,15 @@ class BodyLimit:
         except _BodyTooLarge:
             await self._refuse(scope, send)
 
-    async def _refuse(self, scope: Scope, send: Callable[[Message], Awaitable[None]]) -> None:
+    async def _refuse(self, scope: Scope, send: Callable[[Message], Awaitable[None]], status: int = 413,
+                      code: str = "payload-too-large", title: str = "Payload too large",
+                      detail: str | None = None) -> None:
         body = json.dumps({
-            "type": "https://accrue.dev/problems/payload-too-large", "title": "Payload too large", "status": 413,
-            "detail": self._detail(),
+            "type": f"https://accrue.dev/problems/{code}", "title": title, "status": status,
+            "detail": detail or self._detail(),
             "instance": scope.get("path"),
         }).encode()
-        await send({"type": "http.response.start", "status": 413,
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/problem+json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -15,7 +15,13 @@ whether anything suspicious is there at all (a ``\\uD8..`` to ``\\uDF..`` escape
 surrogate's bytes, the letters ``NaN`` or ``Infinity``); only then is the body parsed
 (refusing the three constants) and its strings walked.
 
-A plain ASGI middleware inside ``BodyLimit``: it reads the body through the limited
+A JSON route (one whose body FastAPI reads as a model) takes only a JSON media type:
+given a body of another type, or none (``text/plain``, no ``Content-Type``), it answered
+422 "body: Input should be a valid dictionary", as if the JSON were wrong. It is a 415
+``unsupported-media-type`` problem (``json_media_type``, an app-wide dependency), declared
+on every operation with a JSON request body.
+
+``StrictJson`` is a plain ASGI middleware inside ``BodyLimit``: it reads the body through the limited
 ``receive`` (an oversized body is still the body limit's 413) and hands the route the
 very bytes it read."""
 
@@ -24,6 +30,11 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Awaitable, Callable
+
+from fastapi.params import Form
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 
 from shared.api.batch_body import reads_as_json
 
@@ -120,3 +131,28 @@ def _replay(messages: list[Message], receive: Callable[[], Awaitable[Message]]) 
         return pending.pop(0) if pending else await receive()
 
     return replayed
+
+
+def _takes_json(route: APIRoute) -> bool:
+    cached: bool | None = getattr(route, "_accrue_takes_json", None)
+    if cached is None:
+        field = route.body_field
+        cached = field is not None and not isinstance(field.field_info, Form)
+        route._accrue_takes_json = cached  # type: ignore[attr-defined]
+    return cached
+
+
+async def json_media_type(request: HTTPConnection) -> None:
+    """415 for a body that is not declared JSON sent to a route that reads its body as JSON.
+    No body at all (no length, or 0, and not chunked) is left to the route's validation."""
+    route = request.scope.get("route")
+    if request.scope["type"] != "http" or not isinstance(route, APIRoute) or not _takes_json(route):
+        return
+    headers = request.headers
+    content_type = headers.get("content-type")
+    if reads_as_json(content_type):
+        return
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        return
+    raise HTTPException(415, detail=f"send the body as application/json; got "
+                                    f"{(content_type or 'no Content-Type')[:100]!r}")

@@ -14,7 +14,8 @@ derived from the operation itself so no route can forget it:
   ``RateLimit-Policy`` headers on every answer (shared/api/ratelimit.py);
 * a write (POST, PUT, PATCH, DELETE) can answer 409: besides its own conflicts, a
   crowd of concurrent writers can exhaust its bounded retries (shared/store/contention.py);
-* a route with a body can also answer 400 for malformed JSON, and 413 and 422;
+* a route with a body can also answer 400 for malformed JSON, and 413 and 422; one with a
+  JSON body 415 for a body of another media type (shared/api/strict_json.py);
 * a paged list (it takes ``cursor``) can also answer 400 ``bad-cursor``
   (shared/api/pagination.py); its answer is ``Page``-shaped: ``items`` and ``next``;
 * a route with parameters can answer 422;
@@ -96,6 +97,7 @@ _ERROR_TEXT = {
           "written: read again and retry."),
     412: "A precondition on the stored state failed (another writer changed it first); read and try again.",
     413: "The request body exceeds 1 MiB.",
+    415: "The body is not sent as `application/json` (`unsupported-media-type`); nothing was changed.",
     422: "Invalid input: ``errors`` names each bad field; nothing was changed.",
     429: ("Rate limited (`rate-limited`): this key or its tenant used its quota for the window, or this "
           "client address its allowance of failed authentications; wait for Retry-After seconds."),
@@ -324,6 +326,8 @@ def _complete(operation: dict[str, Any], where: str, problem_content: dict[str, 
         derived |= {401, 403, 429}
     if operation.get("requestBody"):
         derived |= {413, 422}
+        if "application/json" in operation["requestBody"].get("content", {}):
+            derived.add(415)  # shared/api/strict_json.py: a JSON route given another media type
     if operation.get("parameters"):
         derived.add(422)
     for status in sorted(derived | {int(s) for s in responses if s.isdigit() and int(s) >= 400}):

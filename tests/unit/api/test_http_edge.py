@@ -161,3 +161,52 @@ def test_an_over_refund_is_the_422_the_refund_operation_describes(client, platfo
     description = client.get("/openapi/v1.json").json()["paths"]["/v1/orders/{orderId}/refunds"]["post"]["description"]
     assert "422" in description and "exceed" in description.split("422", 1)[1]
     assert "exceed" not in description.split("422", 1)[0]  # no longer listed among the 409s
+
+
+# --- 8. a JSON route takes JSON: 415 for another media type; a Content-Length is digits --------
+
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-www-form-urlencoded",
+                                          "application/jsonx"])
+def test_a_json_body_sent_as_another_media_type_is_a_415(client, tenant, content_type) -> None:
+    import json
+
+    headers = {**auth(tenant.merchant), **({"content-type": content_type} if content_type else {})}
+    answer = client.post("/v1/orders", content=json.dumps(order_body("c1", "ct1")).encode(), headers=headers)
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["type"].endswith("/unsupported-media-type")
+    assert client.get("/v1/orders/ct1", headers=auth(tenant.merchant)).status_code == 404
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "application/merge-patch+json"])
+def test_json_media_types_are_read(client, tenant, content_type) -> None:
+    answer = client.patch("/v1/tenant", content=b'{"name": "Shop"}',
+                          headers={**auth(tenant.admin), "content-type": content_type})
+    assert answer.status_code == 200, answer.text
+
+
+def test_no_body_is_left_to_the_route(client, tenant) -> None:
+    answer = client.post("/v1/orders", headers=auth(tenant.merchant))  # no body, no type: the body is missing
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body"
+
+
+def test_a_csv_upload_route_is_not_a_json_route(client, tenant) -> None:
+    answer = client.post("/v1/voucher-pools/pool2/codes", content=b"code\r\nCINE-4F7K-22QX\r\n",
+                         headers={**auth(tenant.admin), "content-type": "text/csv"})
+    assert answer.status_code == 201, answer.text
+
+
+def test_every_operation_with_a_json_body_declares_415(client) -> None:
+    document = client.get("/openapi/v1.json").json()
+    with_json = [(path, method, op) for path, item in document["paths"].items() for method, op in item.items()
+                 if "application/json" in op.get("requestBody", {}).get("content", {})]
+    assert len(with_json) > 40
+    assert not [f"{m} {p}" for p, m, op in with_json if "415" not in op["responses"]]
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", " 2", ""])
+def test_a_content_length_that_is_not_digits_is_a_400(client, tenant, length) -> None:
+    answer = client.post("/v1/orders", content=b"{}",
+                         headers={**auth(tenant.merchant), **JSON, "content-length": length})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["type"].endswith("/bad-request") and "Content-Length" in answer.json()["detail"]

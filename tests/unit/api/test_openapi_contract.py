@@ -93,6 +93,8 @@ def test_every_operation_keeps_the_structural_rules(document) -> None:
             assert operation["security"] == [{"bearerKey": []}, {"apiKeyHeader": []}], where
         if operation.get("requestBody"):
             assert {400, 413, 422} <= errors, f"{where}: 400/413/422"
+            if "application/json" in operation["requestBody"]["content"]:
+                assert 415 in errors, f"{where}: 415 (a JSON body sent as another media type)"
         if operation.get("parameters"):
             assert 422 in errors, f"{where}: 422"
     schemes = document["components"]["securitySchemes"]
