@@ -66,6 +66,7 @@ from shared.telemetry.logs import fields
 from shared.webhooks.fairness import FairQueue
 from shared.webhooks.http import HttpResult, PinnedSender
 from shared.webhooks.service import WebhookService, delivery_pk
+from shared.webhooks.events import subscribes
 from shared.webhooks.signing import signature_header
 from shared.webhooks.ssrf import UnsafeUrl, check_url
 from shared.webhooks.urls import normalise_url
@@ -330,6 +331,11 @@ class DeliveryWorker:
                 if current is None or current["status"] != "active" or message is None:
                     self._finish(lease, "cancelled", None,
                                  "endpoint deleted or disabled" if message else "message missing")
+                    report.skipped += 1
+                    continue
+                if not subscribes(current, message["eventType"]):
+                    # Unsubscribed since the event was queued: a retry must not send it (an outside review).
+                    self._finish(lease, "cancelled", None, "endpoint no longer subscribes to the event type")
                     report.skipped += 1
                     continue
                 attempt_no = lease["attempts"] + 1

@@ -72,6 +72,11 @@ EVENT_TYPES: tuple[str, ...] = (TRANSACTION_COMMITTED, POINTS_HELD, POINTS_RELEA
 # (a tenant must hear that one of its endpoints stopped receiving, whatever it listens to).
 OPERATIONAL_TYPES: frozenset[str] = frozenset({ENDPOINT_DISABLED})
 
+
+def subscribes(endpoint: dict[str, Any], event_type: str) -> bool:
+    """Whether ``endpoint`` takes ``event_type``: its subscription, or an operational type."""
+    return event_type in (endpoint.get("eventTypes") or ()) or event_type in OPERATIONAL_TYPES
+
 # Entry types that settle a reservation (a PENDING debit), not a held earn.
 SETTLES_RESERVATION = ("REDEEM", "CONVERT", "RELEASE")
 

@@ -45,8 +45,8 @@ from shared.store.layout import (
 from shared.store.port import Create, Delete, DocumentStore, Filter, Query, Upsert
 from shared.store.replace import Change
 from shared.store.pages import read_all
-from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, OPERATIONAL_TYPES, RULESET_ACTIVATED,
-                                    TIER_CHANGED, Event, events_from_ledger, schema_name)
+from shared.webhooks.events import (ENDPOINT_DISABLED, EVENT_TYPES, RULESET_ACTIVATED,
+                                    TIER_CHANGED, Event, events_from_ledger, schema_name, subscribes)
 from shared.webhooks.outbox import OutboxMarker
 from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal_secret
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
@@ -410,8 +410,7 @@ class WebhookService:
     def _publish(self, event: Event) -> str | None:
         if event.type not in EVENT_TYPES:
             raise ValidationFailed(f"unknown webhook event type {event.type!r}")
-        endpoints = [e for e in self._active_endpoints(event.tenant_id)
-                     if event.type in e["eventTypes"] or event.type in OPERATIONAL_TYPES]
+        endpoints = [e for e in self._active_endpoints(event.tenant_id) if subscribes(e, event.type)]
         if not endpoints:
             return None
         msg_id = message_id(event.tenant_id, event.source_id)
@@ -514,6 +513,10 @@ class WebhookService:
             raise NotFound(f"webhook message {msg_id!r} does not exist")
         if endpoint["status"] != "active":
             raise Conflict("the endpoint is disabled: enable it before replaying")
+        if not subscribes(endpoint, message["eventType"]):
+            # A replay sends again what the endpoint was sent, or would have been: never a type it
+            # does not take (an outside review found any message replayable to any endpoint).
+            raise Conflict(f"the endpoint does not subscribe to {message['eventType']}: subscribe it first")
         now = iso(self._clock.now())
         for number in range(1, 1000):
             created = self._enqueue(tenant_id, endpoint_id, msg_id, message["eventType"],
