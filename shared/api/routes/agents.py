@@ -111,7 +111,7 @@ def list_versions(request: Request, policyId: PolicyId, p: Annotated[Platform, D
                   limit: Annotated[int, Query(ge=1, le=200)] = 100) -> dict:
     """Every saved version, newest first (capability ``admin``); follow ``next``."""
     found = p.agents.policies.versions(who.tenant_id, policyId, None)
-    return in_memory(request, found, limit, cursor, Order(("version",), descending=True))
+    return in_memory(request, who.tenant_id, found, limit, cursor, Order(("version",), descending=True))
 
 
 @router.get("/v1/agent-policies/{policyId}", summary="Which version of a guardrail policy is active",
@@ -195,7 +195,7 @@ def list_terms(request: Request, p: Annotated[Platform, Depends(platform)],
                who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                limit: Annotated[int, Query(ge=1, le=200)] = 100) -> dict:
     """Each document's newest version, without the text (capability ``admin``); follow ``next``."""
-    return in_memory(request, p.agents.knowledge.list_terms(who.tenant_id), limit, cursor, Order(("docId",)))
+    return in_memory(request, who.tenant_id, p.agents.knowledge.list_terms(who.tenant_id), limit, cursor, Order(("docId",)))
 
 
 @router.get("/v1/agent-trail", summary="The decision trail: every agent tool call, oldest first (tenant-admin)",
@@ -206,8 +206,8 @@ def trail(request: Request, p: Annotated[Platform, Depends(platform)],
           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Each call's agent key, tool, arguments (no personal data), policy and version, decision with reasons,
     result and consent reference (capability ``admin``); follow ``next``."""
-    after = position(request, cursor, str)
+    after = position(request, who.tenant_id, cursor, str)
     calls = p.agents.trail.list(who.tenant_id, after=str(after[0]) if after else None, agent_key_id=agentKeyId,
                                 limit=limit + 1)
-    return keyset(request, calls, limit, lambda call: [call["position"]],
+    return keyset(request, who.tenant_id, calls, limit, lambda call: [call["position"]],
                   lambda call: {k: v for k, v in call.items() if k != "position"})

@@ -25,9 +25,9 @@ def list_records(request: Request, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's audit records, oldest first (capability ``admin``), paged: follow ``next``."""
-    after = position(request, cursor, int)
+    after = position(request, who.tenant_id, cursor, int)
     fetched = p.audit.records(who.tenant_id, int(after[0]) if after else 0, limit + 1)
-    return keyset(request, fetched, limit, lambda record: [record["seq"]])
+    return keyset(request, who.tenant_id, fetched, limit, lambda record: [record["seq"]])
 
 
 @router.get("/v1/audit/verify", summary="Check the tenant's hash chain; names the first broken link (tenant-admin)",

@@ -77,9 +77,9 @@ def list_customers(request: Request, p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Customers in id order (capability ``read``), ``limit`` per page; follow ``next``."""
-    after = position(request, cursor, str)
+    after = position(request, who.tenant_id, cursor, str)
     docs = p.customers.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
-    return keyset(request, docs, limit, lambda doc: [doc["customerId"]], public_view)
+    return keyset(request, who.tenant_id, docs, limit, lambda doc: [doc["customerId"]], public_view)
 
 
 @router.get("/{customerId}", summary="Read a customer", **op("customers.get", Customer, errors=(404,)))
@@ -160,7 +160,7 @@ async def history_answer(request: Request, p: Platform, who: Principal, customer
                          wallet: str | None = None) -> Response:
     """The history route's answer once its caller is authenticated and its parameters valid
     (shared by the route and ``shared.api.hot_reads``)."""
-    before = position(request, cursor, int)
+    before = position(request, who.tenant_id, cursor, int)
     if before is not None and not (isinstance(before[0], int) and before[0] >= 1):
         raise BadCursor("malformed position")
     types = [t.value for t in entryType or ()]
@@ -183,7 +183,7 @@ def _history_page(request: Request, p: Platform, tenant_id: str, customerId: str
                 "wallet", f"this tenant's wallets: {', '.join(settings.names) if settings else 'none'}")])
     entries, scanned_to = _history(p, tenant_id, customerId, before, limit + 1, types, createdFrom, createdTo, wallet)
     states = pending_states(p, tenant_id, customerId, entries[:limit])
-    return keyset(request, entries, limit, lambda entry: [entry["seq"]],
+    return keyset(request, tenant_id, entries, limit, lambda entry: [entry["seq"]],
                   lambda entry: {**entry_view(entry), **({"pendingState": states[entry["id"]]}
                                                          if entry["id"] in states else {})},
                   resume=[scanned_to] if scanned_to is not None else None)

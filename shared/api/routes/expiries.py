@@ -34,5 +34,5 @@ def upcoming_expiries(request: Request, customerId: CustomerId, p: Annotated[Pla
     exact as of the newest ledger entry (capability ``read``)."""
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
     summary = p.expiry.upcoming(who.tenant_id, customerId, SCAN_LIMIT)
-    page = in_memory(request, summary["items"], limit, cursor, Order(("expiresOn",)))
+    page = in_memory(request, who.tenant_id, summary["items"], limit, cursor, Order(("expiresOn",)))
     return {**summary, **page, "more": page["next"] is not None}

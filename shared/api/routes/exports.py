@@ -72,7 +72,7 @@ def runs(request: Request, p: Annotated[Platform, Depends(platform)],
          who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
          limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
     """Finished runs, newest first (capability ``admin``)."""
-    return in_memory(request, p.exports.runs(who.tenant_id, None), limit, cursor,
+    return in_memory(request, who.tenant_id, p.exports.runs(who.tenant_id, None), limit, cursor,
                      Order(("startedAt", "runId"), descending=True))
 
 

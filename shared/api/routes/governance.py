@@ -107,7 +107,7 @@ def list_requests(request: Request, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("platform"))], cursor: Cursor = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Recent requests, newest first, with their status, challenge and approvals (capability ``platform``)."""
-    return in_memory(request, p.approvals.list(None), limit, cursor, Order(("createdAt", "id"), descending=True))
+    return in_memory(request, who.tenant_id, p.approvals.list(None), limit, cursor, Order(("createdAt", "id"), descending=True))
 
 
 @router.get("/{requestId}/assertion-options", summary="WebAuthn options to approve or reject a request",

@@ -67,7 +67,7 @@ def list_imports(request: Request, p: Annotated[Platform, Depends(platform)],
                  who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
     """The tenant's imports with their progress, newest first (capability ``admin``)."""
-    page = in_memory(request, p.imports.positions(who.tenant_id), limit, cursor,
+    page = in_memory(request, who.tenant_id, p.imports.positions(who.tenant_id), limit, cursor,
                      Order(("createdAt", "importId"), descending=True))
     return {**page, "items": [p.imports.status(who.tenant_id, i["importId"]) for i in page["items"]]}
 
@@ -88,6 +88,6 @@ def errors(importId: ImportId, request: Request, p: Annotated[Platform, Depends(
            limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> dict:
     """The failed rows in line order, each with the fields and the reasons, never the values (capability
     ``admin``). ``accrue import`` writes the same report as CSV."""
-    after = position(request, cursor, int)
+    after = position(request, who.tenant_id, cursor, int)
     rows = p.imports.errors(who.tenant_id, importId, int(after[0]) if after else 0, limit + 1)
-    return keyset(request, rows, limit, lambda row: [row["line"]])
+    return keyset(request, who.tenant_id, rows, limit, lambda row: [row["line"]])

@@ -48,7 +48,7 @@ def list_keys(request: Request, p: Annotated[Platform, Depends(platform)],
               who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's keys, revoked ones included, never their secrets (capability ``admin``)."""
-    return in_memory(request, p.keys.list(who.tenant_id), limit, cursor, Order(("createdAt", "keyId")))
+    return in_memory(request, who.tenant_id, p.keys.list(who.tenant_id), limit, cursor, Order(("createdAt", "keyId")))
 
 
 @router.delete("/v1/api-keys/{keyId}", summary="Revoke a key",

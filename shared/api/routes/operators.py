@@ -54,7 +54,7 @@ def list_operators(request: Request, p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("platform"))], cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Operators, oldest first, with their registered security keys (capability ``platform``)."""
-    return in_memory(request, [operator_view(d) for d in p.operators.list()], limit, cursor,
+    return in_memory(request, who.tenant_id, [operator_view(d) for d in p.operators.list()], limit, cursor,
                      Order(("createdAt", "operatorId")))
 
 

@@ -72,7 +72,7 @@ def list_redemptions(request: Request, customerId: CustomerId, p: Annotated[Plat
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """A customer's redemptions and conversions, newest first (capability ``read``)."""
     p.customers.get(who.tenant_id, customerId)
-    return in_memory(request, p.spend.redemptions.list(who.tenant_id, customerId, None), limit, cursor,
+    return in_memory(request, who.tenant_id, p.spend.redemptions.list(who.tenant_id, customerId, None), limit, cursor,
                      Order(("createdAt", "redemptionId"), descending=True))
 
 
@@ -127,7 +127,7 @@ def in_review(request: Request, p: Annotated[Platform, Depends(platform)],
               who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Open reviews of redemptions, oldest first (capability ``admin``)."""
-    return in_memory(request, p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=None), limit,
+    return in_memory(request, who.tenant_id, p.reviews.list(who.tenant_id, status="open", kind=REVIEW_KIND, limit=None), limit,
                      cursor, Order(("createdAt", "reviewId")))
 
 

@@ -43,7 +43,7 @@ def list_reviews(request: Request, p: Annotated[Platform, Depends(platform)],
     """The tenant's reviews, oldest first, by status (open by default), kind and customer (capability
     ``admin``)."""
     found = p.reviews.list(who.tenant_id, status=status, kind=kind, customer_id=customerId, limit=None)
-    return in_memory(request, found, limit, cursor, Order(("createdAt", "reviewId")))
+    return in_memory(request, who.tenant_id, found, limit, cursor, Order(("createdAt", "reviewId")))
 
 
 @router.get("/v1/reviews/{reviewId}", summary="One review: why it was held and the customer's recent history",

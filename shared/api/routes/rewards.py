@@ -51,9 +51,9 @@ def list_rewards(request: Request, p: Annotated[Platform, Depends(platform)],
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The catalogue in id order with claimed and remaining stock (capability ``read``), paged: follow
     ``next``."""
-    after = position(request, cursor, str)
+    after = position(request, who.tenant_id, cursor, str)
     items = p.spend.catalogue.list(who.tenant_id, str(after[0]) if after else None, limit + 1)
-    return keyset(request, items, limit, lambda item: [item["rewardId"]])
+    return keyset(request, who.tenant_id, items, limit, lambda item: [item["rewardId"]])
 
 
 @router.get("/v1/rewards/{rewardId}", summary="Read a reward (with claimed and remaining stock)",
@@ -114,7 +114,7 @@ def list_programmes(request: Request, p: Annotated[Platform, Depends(platform)],
                     who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's conversion programmes (capability ``read``)."""
-    return in_memory(request, p.spend.conversions.programmes(who.tenant_id), limit, cursor, Order(("programmeId",)))
+    return in_memory(request, who.tenant_id, p.spend.conversions.programmes(who.tenant_id), limit, cursor, Order(("programmeId",)))
 
 
 @router.get("/v1/conversion-programmes/{programmeId}", summary="Read a conversion programme",
@@ -148,4 +148,4 @@ def list_partners(request: Request, p: Annotated[Platform, Depends(platform)],
                   who: Annotated[Principal, Depends(requires("platform"))], cursor: Cursor = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Registered partners (capability ``platform``)."""
-    return in_memory(request, p.spend.partners.list(), limit, cursor, Order(("partnerId",)))
+    return in_memory(request, who.tenant_id, p.spend.partners.list(), limit, cursor, Order(("partnerId",)))

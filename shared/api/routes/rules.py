@@ -117,7 +117,7 @@ def list_versions(request: Request, ruleSetId: RuleSetId, p: P, who: Reader, cur
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The saved versions of a rule set, newest first, without sources (capability ``report``)."""
     versions = [_out(v) for v in p.rule_sets.list_versions(who.tenant_id, ruleSetId, None)]
-    return in_memory(request, versions, limit, cursor, Order(("version",), descending=True))
+    return in_memory(request, who.tenant_id, versions, limit, cursor, Order(("version",), descending=True))
 
 
 @router.get("/rulesets/{ruleSetId}/versions/{version}", summary="One saved version, with its source",
@@ -168,7 +168,7 @@ def activations(request: Request, p: P, who: Reader, cursor: Cursor = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The activation log, newest first (capability ``report``)."""
     logged = [_out(a) for a in p.rule_sets.activations(who.tenant_id, None)]
-    return in_memory(request, logged, limit, cursor, Order(("at", "ruleSetId", "version"), descending=True))
+    return in_memory(request, who.tenant_id, logged, limit, cursor, Order(("at", "ruleSetId", "version"), descending=True))
 
 
 # --- simulation ---------------------------------------------------------------------------

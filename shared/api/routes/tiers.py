@@ -84,10 +84,10 @@ def tier_history(request: Request, customerId: CustomerId, p: Annotated[Platform
                  who: Annotated[Principal, Depends(requires("read"))], cursor: Cursor = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """A customer's tier changes, newest first (capability ``read``), paged: follow ``next``."""
-    before = position(request, cursor, int)
+    before = position(request, who.tenant_id, cursor, int)
     if before is not None and not (isinstance(before[0], int) and 1 <= before[0] < 10**9):
         raise BadCursor("malformed position")
     p.customers.get(who.tenant_id, customerId)  # 404 for an unknown customer
     records = p.tiers.history.list(who.tenant_id, customerId, before_seq=before[0] if before else None,
                                    limit=limit + 1)
-    return keyset(request, records, limit, lambda record: [record["changeSeq"]], view)
+    return keyset(request, who.tenant_id, records, limit, lambda record: [record["changeSeq"]], view)

@@ -67,7 +67,7 @@ def list_vouchers(request: Request, customerId: CustomerId, p: Annotated[Platfor
                   limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """A customer's vouchers, newest first, without their codes (capability ``read``)."""
     p.customers.get(who.tenant_id, customerId)
-    return in_memory(request, p.vouchers.list(who.tenant_id, customerId, None), limit, cursor,
+    return in_memory(request, who.tenant_id, p.vouchers.list(who.tenant_id, customerId, None), limit, cursor,
                      Order(("createdAt", "voucherId"), descending=True))
 
 

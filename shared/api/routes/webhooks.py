@@ -56,7 +56,7 @@ class Rotation(BaseModel):
 def event_types(request: Request, who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The event types an endpoint may subscribe to (capability ``admin``)."""
-    return in_memory(request, list(EVENT_TYPES), limit, cursor, Order(()))
+    return in_memory(request, who.tenant_id, list(EVENT_TYPES), limit, cursor, Order(()))
 
 
 @router.post("/endpoints", status_code=201, summary="Register an endpoint; its secret is in this answer only",
@@ -78,7 +78,7 @@ def list_endpoints(request: Request, p: Annotated[Platform, Depends(platform)],
                    who: Annotated[Principal, Depends(requires("admin"))], cursor: Cursor = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """The tenant's endpoints, never their secrets (capability ``admin``)."""
-    return in_memory(request, [endpoint_view(d) for d in p.webhooks.list(who.tenant_id)], limit, cursor,
+    return in_memory(request, who.tenant_id, [endpoint_view(d) for d in p.webhooks.list(who.tenant_id)], limit, cursor,
                      Order(("createdAt", "id")))
 
 
@@ -143,7 +143,7 @@ def attempts(request: Request, endpointId: EndpointId, p: Annotated[Platform, De
     """The delivery log: every attempt to this endpoint, newest first, optionally of one message (capability
     ``admin``)."""
     p.webhooks.get(who.tenant_id, endpointId)
-    return in_memory(request, p.webhooks.attempts(who.tenant_id, endpointId, messageId, None), limit, cursor,
+    return in_memory(request, who.tenant_id, p.webhooks.attempts(who.tenant_id, endpointId, messageId, None), limit, cursor,
                      Order(("createdAt", "id"), descending=True))
 
 
@@ -155,7 +155,7 @@ def deliveries(request: Request, endpointId: EndpointId, p: Annotated[Platform, 
                cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """The delivery tasks of this endpoint (pending, succeeded, failed, cancelled), newest first (capability
     ``admin``)."""
-    return in_memory(request, p.webhooks.deliveries(who.tenant_id, endpointId, status, None), limit, cursor,
+    return in_memory(request, who.tenant_id, p.webhooks.deliveries(who.tenant_id, endpointId, status, None), limit, cursor,
                      Order(("createdAt", "id"), descending=True))
 
 
