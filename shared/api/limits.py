@@ -9,10 +9,12 @@ on to the app's problem handler (413). Raised outside a route, it is answered he
 
 from __future__ import annotations
 
-import json
 from typing import Any, Awaitable, Callable
 
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from shared.api.edge import refuse
 
 MAX_BODY_BYTES = 1_048_576  # a 500-order batch with full line items fits well inside
 
@@ -33,11 +35,11 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and not declared.isdigit():  # bytes: ASCII digits only
             # Not a length (RFC 9110 8.6: 1*DIGIT): a malformed request, not a large one.
-            await self._refuse(scope, send, 400, "bad-request", "Bad request",
+            await self._refuse(scope, receive, send, 400, "bad-request", "Bad request",
                                "the Content-Length header must be a number of bytes in digits")
             return
         if declared is not None and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
+            await self._refuse(scope, receive, send)
             return
         seen = 0
 
@@ -53,20 +55,15 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await self._refuse(scope, send)
+            await self._refuse(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, send: Callable[[Message], Awaitable[None]], status: int = 413,
-                      code: str = "payload-too-large", title: str = "Payload too large",
-                      detail: str | None = None) -> None:
-        body = json.dumps({
-            "type": f"https://accrue.dev/problems/{code}", "title": title, "status": status,
-            "detail": detail or self._detail(),
-            "instance": scope.get("path"),
-        }).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/problem+json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                      send: Callable[[Message], Awaitable[None]], status: int = 413, code: str = "payload-too-large",
+                      title: str = "Payload too large", detail: str | None = None) -> None:
+        body = {"type": f"https://accrue.dev/problems/{code}", "title": title, "status": status,
+                "detail": detail or self._detail(), "instance": scope.get("path")}
+        # Authenticated and charged on a keyed route first (shared.api.edge): its RateLimit headers.
+        await refuse(scope, receive, send, JSONResponse(body, status_code=status, media_type="application/problem+json"))
 
     def _detail(self) -> str:
         return f"the request body exceeds {self.max_bytes} bytes; send fewer orders per batch (max 500)"

@@ -15,11 +15,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.routing import iter_route_contexts
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from shared.api.edge import authenticated_refusal
 from shared.api.pagination import PAGE_TOKEN_PARAMETERS
 from shared.errors import AccrueError, ValidationFailed
 from shared.telemetry.logs import fields
@@ -81,9 +82,17 @@ def _route(request: Request) -> str:
     return f"{request.method} {template}" if isinstance(template, str) else f"{request.method} (no route)"
 
 
+# Refusals decided before a route's dependencies run: authenticated and charged first
+# (shared.api.edge), so a keyed route's answer carries its RateLimit headers.
+_EDGE_CODES = frozenset({"unknown-parameter", "malformed-parameter"})
+_EDGE_STATUSES = frozenset({400, 413, 415})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AccrueError)
-    async def accrue_error(request: Request, exc: AccrueError) -> JSONResponse:
+    async def accrue_error(request: Request, exc: AccrueError) -> Response:
+        if exc.code in _EDGE_CODES and (instead := await authenticated_refusal(request)) is not None:
+            return instead
         errors = None
         if isinstance(exc, ValidationFailed):
             errors = [{"field": p.field, "message": p.message} for p in exc.problems]
@@ -104,9 +113,11 @@ def install(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         raw = exc.errors()
         if any(e.get("type") == "json_invalid" for e in raw):
+            if (instead := await authenticated_refusal(request)) is not None:
+                return instead
             first = next(e for e in raw if e.get("type") == "json_invalid")
             ctx = first.get("ctx") or {}
             return problem(400, "malformed-json", "Malformed JSON",
@@ -129,7 +140,9 @@ def install(app: FastAPI) -> None:
                        f"{len(raw)} invalid field(s); nothing was changed", request.url.path, errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in _EDGE_STATUSES and (instead := await authenticated_refusal(request)) is not None:
+            return instead
         codes = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 400: "bad-request",
                  415: "unsupported-media-type"}
         code = codes.get(exc.status_code, "http-error")

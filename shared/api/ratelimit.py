@@ -36,6 +36,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 Cost = Callable[[Request], Awaitable[int]]
 
 STATE_KEY = "rate_limit"
+# Scope key: the request is refused at the edge (shared.api.edge) and charged one unit; its
+# declared cost (e.g. the orders of a batch) would read a body that was refused.
+REFUSAL = "accrue.edge_refusal"
 DEFAULT_LIMITS = RateLimits()
 # Failed authentications: 30 a minute per client address (a client whose key was revoked
 # finds out long before), 10,000 a minute over all addresses. Counted under a pseudo-tenant
@@ -92,7 +95,7 @@ async def admit(request: Request, who: Principal) -> None:
     tracing.set_attributes(tenant=who.tenant_id, key_id=who.key_id)  # the request span's (key id, never the key)
     route = request.scope.get("route")
     cost_of: Cost | None = getattr(getattr(route, "endpoint", None), "__accrue_cost__", None)
-    cost = await cost_of(request) if cost_of is not None else 1
+    cost = await cost_of(request) if cost_of is not None and not request.scope.get(REFUSAL) else 1
 
     def take() -> Decision:
         return counter.take(who.tenant_id, who.key_id, cost, _limits(platform, who.tenant_id),

@@ -26,6 +26,10 @@ class ContractHeaders:
             await self.app(scope, receive, send)
             return
 
+        # The rate limit's decision is left in scope["state"]; make sure inner layers that copy
+        # the scope (shared.api.head) share this very dict with us.
+        scope.setdefault("state", {})
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 extra: list[tuple[bytes, bytes]] = []

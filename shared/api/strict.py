@@ -6,8 +6,9 @@ flattened dependant: the route's parameters and those of its dependencies), neve
 listed by hand, so a new parameter is accepted the moment a route declares it.
 
 Installed as an app-wide dependency (``create_app``), it runs before the route's
-own dependencies: an unknown parameter is refused before authentication, rate
-limiting or any read.
+own dependencies: an unknown parameter is refused before the route's own checks or
+any read. The refusal is answered to an authenticated client only, and charged one
+unit (shared/api/edge.py, from the problem handler).
 
 Numbers in the query are read as written in digits, nothing else: pydantic's lax
 parsing would take ``?limit=5.0``, ``+5``, `` 5``, ``05`` or ``1_0`` as a number,

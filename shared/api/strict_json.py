@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi.params import Form
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
 
 from shared.api.batch_body import reads_as_json
+from shared.api.edge import refuse
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -81,10 +84,9 @@ def json_problem(body: bytes) -> str | None:
     return None
 
 
-def malformed_json_body(detail: str, instance: str | None) -> bytes:
-    return json.dumps({"type": "https://accrue.dev/problems/malformed-json", "title": "Malformed JSON",
-                       "status": 400, "detail": f"the body is not valid JSON: {detail}",
-                       "instance": instance}).encode()
+def malformed_json(detail: str, instance: str | None) -> dict[str, Any]:
+    return {"type": "https://accrue.dev/problems/malformed-json", "title": "Malformed JSON", "status": 400,
+            "detail": f"the body is not valid JSON: {detail}", "instance": instance}
 
 
 class StrictJson:
@@ -108,11 +110,11 @@ class StrictJson:
         body = b"".join(chunks)
         problem = json_problem(body)
         if problem is not None:
-            content = malformed_json_body(problem, scope.get("path"))
-            await send({"type": "http.response.start", "status": 400,
-                        "headers": [(b"content-type", b"application/problem+json"),
-                                    (b"content-length", str(len(content)).encode())]})
-            await send({"type": "http.response.body", "body": content})
+            # Authenticated and charged on a keyed route first (shared.api.edge): its RateLimit headers.
+            answer = JSONResponse(malformed_json(problem, scope.get("path")), status_code=400,
+                                  media_type="application/problem+json")
+            await refuse(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send,
+                         answer)
             return
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 

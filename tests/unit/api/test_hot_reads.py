@@ -157,7 +157,7 @@ def test_a_customer_id_fastapi_refuses_is_the_fastapi_routes(client, platform, t
 def test_strict_headers_are_refused_on_the_hot_path(client, platform, tenant, hot) -> None:
     for path in ("/v1/customers/c1/ledger", "/v1/customers/c1/balance"):
         [(status, _, body)] = both(client, platform, hot, [(path, {**auth(tenant.merchant), "x-accrue-dry-run": "1"})],
-                                   plain=False)  # refused before authentication, on both paths
+                                   plain=False)  # refused (then charged, shared/api/edge.py), on both paths
         assert status == 400 and b"unknown-parameter" in body
 
 

@@ -210,3 +210,56 @@ def test_a_content_length_that_is_not_digits_is_a_400(client, tenant, length) ->
                          headers={**auth(tenant.merchant), **JSON, "content-length": length})
     assert answer.status_code == 400, answer.text
     assert answer.json()["type"].endswith("/bad-request") and "Content-Length" in answer.json()["detail"]
+
+
+# --- 9. a refusal at the edge of a keyed route is authenticated, charged, and says so ---------
+
+def _refusals():
+    big = b'{"x": "' + b"a" * 1_100_000 + b'"}'
+    return [
+        ("malformed JSON", "POST", "/v1/orders", {"content": b"{bad", "headers": JSON}, 400),
+        ("lone surrogate", "PUT", "/v1/agent-policies/p1/draft", {"content": b'{"policy": {"k": "\\ud800"}}',
+                                                                  "headers": JSON}, 400),
+        ("unknown parameter", "GET", "/v1/customers/c1?limt=5", {}, 400),
+        ("unknown parameter, hot read", "GET", "/v1/customers/c1/balance?limt=5", {}, 400),
+        ("malformed parameter", "POST", "/v1/orders?dryRun=yes", {"json": order_body("c1", "e1")}, 400),
+        ("declared too large", "POST", "/v1/orders/batch", {"content": big, "headers": JSON}, 413),
+        ("chunked too large", "POST", "/v1/orders", {"content": _chunked(1_200_000),
+                                                     "headers": {"content-type": "text/plain"}}, 413),
+        ("Content-Length abc", "POST", "/v1/orders", {"content": b"{}", "headers": {**JSON, "content-length": "abc"}},
+         400),
+        ("media type", "POST", "/v1/orders", {"content": b"{}", "headers": {"content-type": "text/plain"}}, 415),
+    ]
+
+
+@pytest.mark.parametrize("what, method, url, kwargs, status", _refusals(), ids=[r[0] for r in _refusals()])
+def test_a_keyed_refusal_carries_the_rate_limit_headers_and_is_charged(client, tenant, what, method, url, kwargs,
+                                                                       status) -> None:
+    def remaining() -> int:
+        answer = client.get("/v1/tenant", headers=auth(tenant.admin))
+        return int(answer.headers["ratelimit"].split("r=")[1].split(";")[0])
+
+    before = remaining()
+    kwargs = dict(kwargs)
+    headers = {**auth(tenant.admin), **kwargs.pop("headers", {})}
+    answer = client.request(method, url, headers=headers, **kwargs)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["ratelimit-policy"].startswith('"key";q=') and answer.headers["ratelimit"], what
+    assert remaining() == before - 2, what  # the refusal cost one unit (the reading GET the other)
+
+
+@pytest.mark.parametrize("what, method, url, kwargs, status", _refusals(), ids=[r[0] for r in _refusals()])
+def test_a_refusal_without_a_valid_key_is_a_401(client, tenant, what, method, url, kwargs, status) -> None:
+    kwargs = dict(kwargs)
+    for headers in ({}, {"Authorization": "Bearer acr_aaaaaaaaaaaa_nope"}):
+        answer = client.request(method, url, headers={**headers, **kwargs.get("headers", {})},
+                                **{k: v for k, v in kwargs.items() if k != "headers"})
+        assert answer.status_code == 401, (what, answer.status_code, answer.text)
+        assert answer.headers["ratelimit-policy"] == '"failed-auth";q=30;w=60'
+        if "content" in kwargs and not isinstance(kwargs["content"], bytes):
+            kwargs["content"] = _chunked(1_200_000)  # a generator is spent
+
+
+def test_a_refusal_on_a_route_without_a_key_carries_no_rate_limit(client) -> None:
+    answer = client.get("/health?verbose=1")
+    assert answer.status_code == 400 and "ratelimit" not in answer.headers
