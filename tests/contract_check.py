@@ -1,7 +1,7 @@
 """Every answer a test receives through the ``client`` fixture is checked against
 the OpenAPI document (issue 13): its status is one the operation declares, the
 headers of the API's policies it carries (RateLimit, Retry-After, Deprecation,
-Sunset, Accrue-Dry-Run...) are declared on that response, its media type is the
+Sunset, Accrue-Dry-Run, Location...) are declared on that response, its media type is the
 declared one (``application/problem+json`` for errors) and its body matches the
 declared schema.
 
@@ -24,7 +24,7 @@ from referencing.jsonschema import DRAFT202012
 
 _BASE = "urn:accrue:openapi"
 _POLICY_HEADERS = {"ratelimit", "ratelimit-policy", "retry-after", "deprecation", "sunset", "accrue-dry-run",
-                   "www-authenticate"}
+                   "www-authenticate", "location"}
 
 
 class Conformance:

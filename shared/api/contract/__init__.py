@@ -22,7 +22,9 @@ derived from the operation itself so no route can forget it:
 * a dry-runnable route (it takes ``dryRun``, shared/api/dryrun.py) answers 200
   with the real body plus ``dryRun: true`` and the ``Accrue-Dry-Run`` header;
 * a deprecated route (``@deprecated``, shared/api/deprecation.py) declares the
-  ``Deprecation``, ``Sunset`` and ``Link`` headers on every answer.
+  ``Deprecation``, ``Sunset`` and ``Link`` headers on every answer;
+* an answer that carries ``Location`` (``_LOCATION``: an order's status, a created
+  customer or reward) declares it.
 
 Every error is the one ``Problem`` schema (RFC 9457, ``application/problem+json``,
 with the ``errors[]`` extension naming each bad field), never FastAPI's default
@@ -132,6 +134,14 @@ _DRY_RUN_HEADER = {"Accrue-Dry-Run": {"description": "`true` on a dry run's answ
                                       "schema": {"type": "string", "enum": ["true"]}}}
 _DRY_RUN_TEXT = ("With `dryRun=true`: 200 and the body the real call would give plus `dryRun: true`; "
                  "nothing was written.")
+# The answers whose route sets ``Location`` (operation id -> statuses): where the created resource,
+# or the accepted order's status, is. tests/contract_check.py fails any answer that sends a Location
+# its response does not declare, so an operation that starts sending one must be listed here.
+_LOCATION = {
+    "orders.send": (("200", "202"), "the order's status URL (its `statusUrl`); not on a dry run's answer"),
+    "customers.register": (("201",), "the registered customer: `/v1/customers/{customerId}`"),
+    "rewards.create": (("201",), "the created reward: `/v1/rewards/{rewardId}`"),
+}
 _WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "the authentication scheme: Bearer realm=\"accrue\"",
                                           "schema": {"type": "string"}}}
 
@@ -341,6 +351,10 @@ def _complete(operation: dict[str, Any], where: str, problem_content: dict[str, 
             response["headers"] = copy.deepcopy(_RETRY_AFTER)
         if status == 401:
             response["headers"] = copy.deepcopy(_WWW_AUTHENTICATE)
+    statuses, location = _LOCATION.get(operation.get("operationId", ""), ((), ""))
+    for status in statuses:
+        responses[status]["headers"] = {**responses[status].get("headers", {}), "Location": {
+            "description": location, "schema": {"type": "string", "format": "uri-reference"}}}
     for status, response in responses.items():
         # Written by shared/api/route_contract.py on whatever answered (a route, an error, a 429);
         # declared once in components/headers. A 401 reports the address's failed-auth allowance.

@@ -256,3 +256,23 @@ def test_every_operation_declares_the_api_policies(client, document) -> None:
     assert paged >= 20
     assert set(document["components"]["headers"]) == {"RateLimit", "RateLimit-Policy", "Deprecation", "Sunset",
                                                       "Link"}
+
+
+def test_every_answer_that_carries_a_location_declares_it(client, tenant, document) -> None:
+    """Orders (202, and 200 with ?wait=), customers and rewards (201) send Location; the document
+    declared it on no response. The conforming client now also fails any undeclared Location."""
+    from tests.conftest import order_body
+
+    answers = [
+        (client.post("/v1/orders", json=order_body("c1", "loc1"), headers=auth(tenant.merchant)),
+         "/v1/orders", "post"),
+        (client.post("/v1/customers", json={"customerId": "loc-c", "joinDate": "2025-01-01"},
+                     headers=auth(tenant.merchant)), "/v1/customers", "post"),
+        (client.post("/v1/rewards", json={"rewardId": "loc-r", "name": "Mug", "pointsCost": 5},
+                     headers=auth(tenant.admin)), "/v1/rewards", "post"),
+    ]
+    for answer, path, method in answers:
+        assert answer.status_code in (201, 202) and answer.headers["location"], answer.text
+        declared = document["paths"][path][method]["responses"][str(answer.status_code)]
+        assert "Location" in declared.get("headers", {}), (path, answer.status_code)
+    assert "Location" in document["paths"]["/v1/orders"]["post"]["responses"]["200"]["headers"]  # ?wait=
