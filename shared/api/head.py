@@ -9,7 +9,8 @@ operations only; a 405's ``Allow`` names ``HEAD`` beside ``GET`` (shared/api/pro
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
