@@ -10,7 +10,7 @@ from shared.api.contract import DryRunnable
 
 _STATUS_EXAMPLE = {"orderId": "ord-1001", "customerId": "alice-42", "status": "credited", "points": 249,
                    "transactionId": "tx-ac9c64c4", "ruleSetId": "rate:10",
-                   "acceptedAt": "2026-11-23T16:11:33.826649+00:00", "decidedAt": "2026-11-23T16:11:33.858929Z",
+                   "acceptedAt": "2026-11-23T16:11:33.826649Z", "decidedAt": "2026-11-23T16:11:33.858929Z",
                    "statusUrl": "/v1/orders/ord-1001"}
 
 
