@@ -56,6 +56,7 @@ def test_a_micro_batch_on_cosmos_reads_only_the_customers_with_rows_in_its_windo
 def test_history_imported_on_cosmos_is_in_the_next_micro_batch_once(cosmos_platform: Platform, clock) -> None:  # type: ignore
     """Imported rows are found by ``recordedAt`` (the window's second query, while an import
     ran): the query Cosmos DB answers for a boolean field and an instant."""
+    from shared.exports.service import rows_per_subject
     from tests.unit.imports.conftest import ndjson, run_import
 
     p = cosmos_platform
@@ -68,12 +69,9 @@ def test_history_imported_on_cosmos_is_in_the_next_micro_batch_once(cosmos_platf
     assert run_import(p, "acme", ndjson(rows), kind="orders")["rowsDone"] == 2
     clock.advance(timedelta(minutes=1))
     manifest = p.exports.microbatch("acme")
-    assert _rows_of(manifest, "transactions") == 2 and _rows_of(manifest, "orders") == 2, manifest["files"]
+    counted = rows_per_subject(manifest)  # summed over the files of each date partition (two dates)
+    assert counted["transactions"] == 2 and counted["orders"] == 2, manifest["files"]
     clock.advance(timedelta(minutes=6))
     again = p.exports.microbatch("acme")
-    assert _rows_of(again, "transactions") == 0 and _rows_of(again, "orders") == 0, again["files"]
+    assert rows_per_subject(again)["transactions"] == 0 and rows_per_subject(again)["orders"] == 0, again["files"]
 
-
-def _rows_of(manifest: dict, subject: str) -> int:
-    # A Parquet run writes a file per date partition: the imported rows' dates are two.
-    return sum(f["rows"] for f in manifest["files"] if f["subject"] == subject)

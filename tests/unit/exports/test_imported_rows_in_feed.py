@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from shared.clock import iso
-from shared.exports.service import ExportService
+from shared.exports.service import ExportService, rows_per_subject
 from shared.store.layout import LEDGER
 from shared.store.port import Filter, Query
 from tests.conftest import add_customer
@@ -43,13 +43,6 @@ def _records(platform) -> list[str]:  # type: ignore[no-untyped-def]
     return sorted(d["orderId"] for d in docs if d["pk"].startswith("acme:"))
 
 
-def _counts(manifest) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    counts: dict[str, int] = {}
-    for entry in manifest["files"]:
-        counts[entry["subject"]] = counts.get(entry["subject"], 0) + entry["rows"]
-    return counts
-
-
 @pytest.mark.parametrize("fmt", ["parquet", "ndjson"])
 @pytest.mark.parametrize("change_log", [True, False])
 def test_history_imported_after_the_feed_started_is_in_the_next_micro_batch_once(
@@ -69,7 +62,7 @@ def test_history_imported_after_the_feed_started_is_in_the_next_micro_batch_once
     assert status["rowsDone"] == 3
     clock.advance(timedelta(minutes=1))
     manifest = platform.exports.microbatch("acme")
-    counts = _counts(manifest)
+    counts = rows_per_subject(manifest)
     assert counts.get("transactions") == 3 and counts.get("orders") == 3, counts
     assert counts.get("ruleevaluations") == 3, counts
     if fmt == "parquet":
@@ -80,7 +73,7 @@ def test_history_imported_after_the_feed_started_is_in_the_next_micro_batch_once
         assert dates == ["2024-03-01", "2024-03-05", "2025-01-09"], dates
         assert sorted(_order_ids(platform, manifest)) == ["h1", "h2", "h3"]
     clock.advance(timedelta(minutes=5))
-    again = _counts(platform.exports.microbatch("acme"))
+    again = rows_per_subject(platform.exports.microbatch("acme"))
     assert not again.get("transactions") and not again.get("orders"), again
 
 
@@ -93,10 +86,10 @@ def test_a_backfill_exports_again_what_the_feed_carried_in_its_window(platform, 
     day = imported_on.replace(hour=0, minute=0, second=0, microsecond=0)
     clock.advance(timedelta(days=2))
     on_import_day = platform.exports.backfill("acme", day, day + timedelta(days=1), ["transactions", "orders"])
-    assert _counts(on_import_day) == {"transactions": 1, "orders": 1}
+    assert rows_per_subject(on_import_day) == {"transactions": 1, "orders": 1}
     dated = clock.now().replace(year=2024, month=3, day=1, hour=0, minute=0, second=0, microsecond=0)
     on_its_date = platform.exports.backfill("acme", dated, dated + timedelta(days=1), ["transactions", "orders"])
-    assert not _counts(on_its_date).get("transactions"), _counts(on_its_date)
+    assert not rows_per_subject(on_its_date).get("transactions"), rows_per_subject(on_its_date)
 
 
 def test_rows_an_import_writes_while_a_run_reads_its_window_wait_for_the_next_window(
@@ -115,10 +108,10 @@ def test_rows_an_import_writes_while_a_run_reads_its_window_wait_for_the_next_wi
     assert stamped <= window_end
     run_import(platform, "acme", ndjson([_historical("1", "c2", stamped)]), kind="orders")
     first = platform.exports.run_slice("acme", max_files=None)
-    assert not _counts(first).get("transactions"), _counts(first)
+    assert not rows_per_subject(first).get("transactions"), rows_per_subject(first)
     clock.advance(timedelta(minutes=5))
     second = platform.exports.microbatch("acme")
-    assert _counts(second).get("transactions") == 1 and _order_ids(platform, second) == ["h1"]
+    assert rows_per_subject(second).get("transactions") == 1 and _order_ids(platform, second) == ["h1"]
 
 
 @pytest.mark.parametrize("change_log", [True, False])
