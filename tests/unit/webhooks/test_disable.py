@@ -5,6 +5,7 @@ even when the worker that disabled it stopped before announcing."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -74,7 +75,18 @@ def test_five_days_failing_is_audited_and_announced(platform, tenant, receiver, 
 
 def test_two_attempts_seeing_410_together_disable_and_announce_once(platform, tenant, receiver,
                                                                    allow_loopback) -> None:
-    receiver.behaviour["/gone"] = lambda h: (410, {}, b"")
+    together = threading.Barrier(2, timeout=10)
+
+    def gone_once_both_arrived(handler):  # type: ignore[no-untyped-def]
+        # Without the wait, the second lane may read the endpoint already disabled by the first and
+        # (rightly) cancel its send: the race this test is about would then not happen.
+        try:
+            together.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return 410, {}, b""
+
+    receiver.behaviour["/gone"] = gone_once_both_arrived
     platform.webhooks.register("acme", receiver.url + "/gone", ["ruleset.activated"])
     _, watcher = platform.webhooks.register("acme", receiver.url + "/w", ["tier.changed"])
     for version in range(1, 5):  # several due at once: both lanes of the endpoint get a 410
