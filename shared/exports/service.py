@@ -69,6 +69,7 @@ from shared.exports.columns import COLUMNS_VERSION, schema_of
 from shared.exports.crypto import decrypt_stream
 from shared.exports.keys import ExportKek
 from shared.keys.port import KeyProvider
+from shared.ledger.chain import sorted_ascii_json
 from shared.privacy.personal import PERSONAL_FIELDS, PersonalDataDestroyed
 from shared.store.layout import (
     CUSTOMERS,
@@ -1273,13 +1274,18 @@ class _Counter:
             yield row
 
 
+# An NDJSON line's text. One encoder for every line: json.dumps with options builds a new
+# one on each call (about 10 us a row); sorted_ascii_json writes the same bytes faster still.
+_LINE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _gzip_lines(rows: Iterable[dict[str, Any]], flush_at: int = 256 * 1024) -> Iterator[bytes]:
     """Rows as gzip-compressed NDJSON, in bounded pieces (gzip format: ``gunzip`` reads it)."""
     compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     pending: list[bytes] = []
     size = 0
     for row in rows:
-        line = json.dumps(row, separators=(",", ":"), sort_keys=True, default=str).encode() + b"\n"
+        line = sorted_ascii_json(row, _LINE) + b"\n"
         pending.append(line)
         size += len(line)
         if size >= flush_at:

@@ -82,6 +82,18 @@ def sorted_plain_json(value: Any) -> bytes | None:
         return None
 
 
+def sorted_ascii_json(value: Any, encoder: json.JSONEncoder) -> bytes:
+    """``encoder``'s text of ``value`` (an encoder with sorted keys, no spaces and the default
+    ``ensure_ascii``), written by orjson when that gives the very same bytes: ``value`` is
+    ``plain`` and orjson's text is printable ASCII (the encoder escapes every character beyond
+    it, DEL included). About ten times faster for the common row; anything else is ``encoder``'s.
+    The ledger's fingerprints and the export's NDJSON lines are written so."""
+    text = sorted_plain_json(value)
+    if text is not None and text.isascii() and b"\x7f" not in text:
+        return text
+    return encoder.encode(value).encode()
+
+
 def _hashed_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """``entry`` without ``hash`` and ``_``-prefixed fields (itself when it has none: an
     entry being sealed, which is not copied)."""

@@ -54,7 +54,7 @@ from shared.errors import (
     PointsOutOfRange,
     ValidationFailed,
 )
-from shared.ledger.chain import anchor, seal, sorted_plain_json
+from shared.ledger.chain import anchor, seal, sorted_ascii_json
 from shared.ledger.entries import (
     ENTRY_DOC,
     MARKER_DOC,
@@ -143,11 +143,7 @@ def fingerprint_of(payload: Any) -> str:
     ``plain`` check) and its output is printable ASCII: ``_CANONICAL`` escapes the
     characters beyond (and DEL), which then are absent. Anything else is written by ``_CANONICAL`` itself
     (tests/unit/ledger/test_chain_canonical.py holds the two to the same text)."""
-    text = sorted_plain_json(payload)
-    # _CANONICAL escapes DEL (0x7f) as well; orjson writes it as it is.
-    if text is not None and text.isascii() and b"\x7f" not in text:
-        return hashlib.sha256(text).hexdigest()
-    return hashlib.sha256(_CANONICAL.encode(payload).encode()).hexdigest()
+    return hashlib.sha256(sorted_ascii_json(payload, _CANONICAL)).hexdigest()
 
 
 class _TransactionIds:

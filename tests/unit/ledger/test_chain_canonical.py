@@ -3,17 +3,21 @@ standard library's sorted, compact, UTF-8 JSON, whichever encoder wrote them: or
 fast path gives exactly those bytes for every entry, and anything it could write
 otherwise (floats, lone surrogates, ints past 64 bits, non-string keys) goes to the
 definition. A difference here would break every stored chain. The same for request
-fingerprints (shared/ledger/service.py ``fingerprint_of``), kept in idempotency markers."""
+fingerprints (shared/ledger/service.py ``fingerprint_of``), kept in idempotency markers, and
+for the lines of the warehouse's NDJSON files (shared/exports/service.py), which keep the
+text they had when the standard encoder wrote them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.ledger.chain import canonical, entry_hash
+from shared.exports.service import _gzip_lines
 from shared.ledger.service import fingerprint_of
 
 _DEFINITION = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -94,3 +98,11 @@ def test_fingerprints_of_what_only_the_definition_writes() -> None:
                     {"x": 2**70}, {"f": 1e-07}, {"s": "caf\u00e9 \ud800"}, [True, None, "\x7f\x00"]):
         expected = hashlib.sha256(_FINGERPRINT_DEFINITION.encode(payload).encode()).hexdigest()
         assert fingerprint_of(payload) == expected, payload
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.dictionaries(text, value, max_size=5), max_size=3))
+def test_export_lines_are_the_standard_encoders(rows: list) -> None:
+    expected = b"".join(json.dumps(row, separators=(",", ":"), sort_keys=True, default=str).encode() + b"\n"
+                        for row in rows)
+    assert zlib.decompress(b"".join(_gzip_lines(iter(rows), flush_at=64)), 16 + zlib.MAX_WBITS) == expected
