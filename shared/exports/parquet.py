@@ -46,12 +46,15 @@ def arrow_schema(subject: str) -> pa.Schema:
                      metadata={"accrue.subject": subject})
 
 
+# A json column's cell text; one encoder for every cell (json.dumps with options builds one per call).
+_JSON_CELL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def _column(values: list[Any], kind: str) -> pa.Array:
     if kind in ("timestamp", "date") or kind.startswith("decimal("):
         return pa.array([None if v is None else str(v) for v in values], pa.string()).cast(_arrow_type(kind))
     if kind == "json":
-        return pa.array([None if v is None else json.dumps(v, sort_keys=True, separators=(",", ":"))
-                         for v in values], pa.string())
+        return pa.array([None if v is None else _JSON_CELL.encode(v) for v in values], pa.string())
     if kind == "string":
         return pa.array([None if v is None else (v if isinstance(v, str) else str(v)) for v in values], pa.string())
     return pa.array(values, _arrow_type(kind))

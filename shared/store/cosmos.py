@@ -89,6 +89,8 @@ from shared.telemetry.cosmos import record_request_charge
 # Service limits of a transactional batch (Cosmos DB documentation, "Transactional batch").
 MAX_BATCH_OPERATIONS = 100
 MAX_BATCH_BYTES = 2 * 1024 * 1024
+# A batch's size is estimated from each body's compact JSON: one encoder for every body.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 # System properties the service adds that the port does not expose.
 _HIDDEN_SYSTEM_PROPERTIES = ("_rid", "_self", "_attachments")
@@ -521,7 +523,7 @@ def _sdk_operations(work: PartitionBatch, stamp: Any = lambda body: body) -> lis
                 sdk_op = ("upsert", (body,))
             else:
                 sdk_op = ("replace", (body["id"], body), {"if_match_etag": op.if_match})
-            size += len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()) + 64
+            size += len(_COMPACT.encode(body).encode()) + 64
         sdk_ops.append(sdk_op)
     if size > MAX_BATCH_BYTES:
         raise StoreError(

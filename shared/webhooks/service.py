@@ -30,6 +30,7 @@ from shared.audit.log import AuditLog
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import BatchFailed, Conflict, DocumentExists, NotFound, PreconditionFailed, StoreError, ValidationFailed
 from shared.keys.port import KeyProvider
+from shared.ledger.chain import sorted_ascii_json
 from shared.schemas.registry import REGISTRY
 from shared.store.contention import attempts
 from shared.store.layout import (
@@ -52,6 +53,9 @@ from shared.webhooks.signing import SecretCache, format_secret, new_secret, seal
 from shared.webhooks.ssrf import Resolver, TestAllowance, check_url
 from shared.webhooks.urls import normalise_url
 from shared.telemetry.logs import fields
+
+# A message's body text (sorted keys, no spaces, ASCII): one encoder for every message.
+_BODY = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 log = logging.getLogger("accrue.webhooks")
 
@@ -419,7 +423,7 @@ class WebhookService:
         now = iso(self._clock.now())
         message = {"id": msg_id, "pk": message_pk(event.tenant_id, msg_id), "docType": "webhookMessage", "tenantId": event.tenant_id,
                    "eventType": event.type, "sourceId": event.source_id, "createdAt": now,
-                   "body": json.dumps(payload, separators=(",", ":"), sort_keys=True),
+                   "body": sorted_ascii_json(payload, _BODY).decode(),
                    **({"traceContext": event.trace_context} if event.trace_context else {})}
         try:
             self._store.create(WEBHOOK_MESSAGES, message)
