@@ -237,8 +237,13 @@ def _claim_conflict(line: int, order: HistoricalOrder, fingerprint: str, held: d
 
 
 def _order_fingerprint(ctx: "ImportContext", order: HistoricalOrder) -> tuple[dict[str, Any], str]:
+    made = ctx.fingerprints.get(id(order))
+    if made is not None and made[0] is order:
+        return made[1], made[2]
     payload = order.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return payload, fingerprint_of({"kind": "orders", "row": payload, "evaluate": ctx.evaluate_key})
+    fingerprint = fingerprint_of({"kind": "orders", "row": payload, "evaluate": ctx.evaluate_key})
+    ctx.fingerprints[id(order)] = (order, payload, fingerprint)
+    return payload, fingerprint
 
 
 def _claim_orders(ctx: "ImportContext", rows: Sequence[tuple[int, HistoricalOrder]]

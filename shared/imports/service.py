@@ -121,6 +121,10 @@ class ImportContext:
     customer_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The chunk's order claims as its check read them (None: no claim), for its apply step.
     order_claims: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    # The chunk's rows' request payloads and fingerprints, made once per row (its check, its
+    # claim and its ledger request each need them), by the row object's id; the row is kept
+    # beside them so an id is never taken for another row's.
+    fingerprints: dict[int, tuple[Any, dict[str, Any], str]] = field(default_factory=dict)
 
     def evaluate_order(self, order: Any, head: Head) -> EarnResult:
         assert self.rules_at is not None
@@ -349,6 +353,7 @@ class Imports:
                 errors.extend(_row_errors(raw.line, exc))
         ctx.customer_docs.clear()
         ctx.order_claims.clear()
+        ctx.fingerprints.clear()
         refused = kind.check(ctx, valid) if valid else []
         errors += refused
         bad = {e.line for e in refused}
