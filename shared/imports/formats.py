@@ -25,6 +25,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
+from shared.domain.json_text import NotJson, strict_loads
+
 FORMATS = ("ndjson", "csv")
 MAX_LINE_BYTES = 64 * 1024
 # CSV columns whose cell is a list, ';'-separated.
@@ -97,7 +99,10 @@ def rows(chunks: Iterable[bytes], fmt: str, *, offset: int, line: int,
             continue
         if fmt == "ndjson":
             try:
-                data = json.loads(text)
+                data = strict_loads(text)
+            except NotJson as exc:
+                yield RawRow(number, end, None, f"not JSON Accrue reads: {exc}")
+                continue
             except json.JSONDecodeError as exc:
                 yield RawRow(number, end, None, f"not JSON: {exc.msg} at column {exc.colno}")
                 continue

@@ -37,7 +37,6 @@ import base64
 import csv
 import hashlib
 import io
-import json
 import os
 import random
 import re
@@ -47,6 +46,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.clock import Clock, iso
+from shared.domain.json_text import NotJson, strict_loads
 from shared.errors import BatchFailed, Conflict, DocumentExists, FieldProblem, NotFound, OutOfStock, \
     PreconditionFailed, ValidationFailed
 from shared.store.contention import attempts
@@ -96,8 +96,11 @@ def _rows(text: str, fmt: str) -> Iterator[tuple[int, str | None, str | None]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except ValueError:
+                row = strict_loads(line)
+            except NotJson as exc:
+                yield number, None, str(exc)
+                continue
+            except (ValueError, RecursionError):
                 yield number, None, "not a JSON object"
                 continue
             if not isinstance(row, dict) or not isinstance(row.get("code"), str):

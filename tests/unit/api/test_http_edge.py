@@ -4,9 +4,12 @@ level. Each test is a defect an outside contract review reproduced."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.conftest import auth, order_body
+from shared.api.strict_json import OFF_LOOP_BYTES
+from tests.conftest import auth, drain, order_body
 
 JSON = {"content-type": "application/json"}
 
@@ -229,6 +232,8 @@ def _refusals():
         ("Content-Length abc", "POST", "/v1/orders", {"content": b"{}", "headers": {**JSON, "content-length": "abc"}},
          400),
         ("media type", "POST", "/v1/orders", {"content": b"{}", "headers": {"content-type": "text/plain"}}, 415),
+        ("repeated name", "POST", "/v1/orders", {"content": b'{"customerId": "c1", "customerId": "c2"}',
+                                                 "headers": JSON}, 400),
     ]
 
 
@@ -263,3 +268,49 @@ def test_a_refusal_without_a_valid_key_is_a_401(client, tenant, what, method, ur
 def test_a_refusal_on_a_route_without_a_key_carries_no_rate_limit(client) -> None:
     answer = client.get("/health?verbose=1")
     assert answer.status_code == 400 and "ratelimit" not in answer.headers
+
+
+# --- 10. a name twice in one object is malformed JSON, at any depth, and changes nothing ------
+
+def _with_repeat(body: dict, after: str, repeat: str) -> bytes:
+    """``body``'s JSON with ``repeat`` (``"name": value``) inserted after the first ``after``."""
+    text = json.dumps(body)
+    assert after in text
+    return text.replace(after, after + ", " + repeat, 1).encode()
+
+
+def _batch_with_a_repeat() -> bytes:
+    orders = [order_body("c1", f"b{n}") for n in range(100)]  # over OFF_LOOP_BYTES: checked on a thread
+    body = _with_repeat({"orders": orders}, '"orderId": "b99"', '"amount": "9999.00"')
+    assert len(body) > OFF_LOOP_BYTES
+    return body
+
+
+@pytest.mark.parametrize("method, url, key, body, name", [
+    ("POST", "/v1/orders", "merchant", _with_repeat(order_body("c1", "d1"), '"amount": "10.00"', '"amount": "9999.00"'),
+     "amount"),
+    ("POST", "/v1/orders", "merchant", _with_repeat(order_body("c1", "d2"), '"quantity": 1', '"quantity": 1000'),
+     "quantity"),
+    ("POST", "/v1/orders/batch", "merchant", _batch_with_a_repeat(), "amount"),
+    ("POST", "/v1/customers/c1/adjustments", "admin",
+     b'{"points": 5, "reasonCode": "goodwill", "reason": "r", "idempotencyKey": "d3", "points": 50000}', "points"),
+    ("PUT", "/v1/agent-policies/p1/draft", "admin", b'{"policy": {"limits": {"k": 1, "k": 2}}}', "k"),
+], ids=["order", "order item", "batch of 100", "adjustment", "nested policy"])
+def test_a_repeated_name_is_malformed_json_and_changes_nothing(client, platform, tenant, method, url, key, body,
+                                                               name) -> None:
+    answer = client.request(method, url, content=body, headers={**auth(getattr(tenant, key)), **JSON})
+    assert answer.status_code == 400, answer.text
+    problem = answer.json()
+    assert problem["type"].endswith("/malformed-json") and f"{name!r} appears twice" in problem["detail"]
+    drain(platform)
+    assert platform.ledger.head("acme", "c1").seq == 0
+    for order_id in ("d1", "d2", "b0", "b99"):
+        assert client.get(f"/v1/orders/{order_id}", headers=auth(tenant.merchant)).status_code == 404
+    assert client.get("/v1/agent-policies/p1", headers=auth(tenant.admin)).status_code == 404
+
+
+def test_one_name_in_several_objects_is_no_repeat(client, tenant) -> None:
+    orders = [order_body("c1", "r1"), order_body("c1", "r2")]  # "orderId", "sku", "amount" in each object once
+    answer = client.post("/v1/orders/batch", content=json.dumps({"orders": orders}).encode(),
+                         headers={**auth(tenant.merchant), **JSON})
+    assert answer.status_code == 202, answer.text

@@ -341,3 +341,19 @@ def test_a_code_given_back_right_after_its_hand_out_is_never_answered_as_handed_
         assert pools.hand_out("acme", "p", "rd-2", "c2") == "GIVEN-BACK-1"  # the pool's again
     finally:
         store.close()
+
+
+def test_an_ndjson_upload_is_read_as_strict_json_and_all_or_nothing(client, platform, tenant) -> None:
+    """A name twice, a lone surrogate or NaN on a line is that line's error, and nothing is added
+    (``json.loads`` took the last of two codes; a deep nesting was a 500)."""
+    url = "/v1/voucher-pools/strict/codes"
+    before = _snapshot(platform)
+    for line, reason in (('{"code": "CINE-0001", "code": "CINE-0002"}', "'code' appears twice"),
+                         ('{"code": "CINE-\\ud800"}', "surrogate"), ('{"code": "CINE-0003", "n": NaN}', "NaN"),
+                         ("[" * 100_000 + "]" * 100_000, "not a JSON object")):
+        body = '{"code": "CINE-0009"}\n' + line + "\n"
+        answer = client.post(url, content=body, headers={**auth(tenant.admin), "Content-Type": "application/x-ndjson"})
+        assert answer.status_code == 422, answer.text
+        [problem] = answer.json()["errors"]
+        assert problem["field"] == "line 2" and reason in problem["message"], problem
+    assert [r for r in _snapshot(platform) if r[0] != "audit"] == [r for r in before if r[0] != "audit"]
