@@ -46,7 +46,7 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 # Bodies larger than this are checked on a worker thread: the parse with its duplicate-name
-# hook is ~3.5 ms for a batch of 500 orders, which would hold the event loop (and every read
+# hook is ~2.7 ms for a batch of 500 orders, which would hold the event loop (and every read
 # arriving meanwhile) that long.
 OFF_LOOP_BYTES = 16 * 1024
 
