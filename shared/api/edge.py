@@ -22,6 +22,7 @@ the headers (``shared.api.route_contract`` writes them). Routes that take no key
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from re import Pattern
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
@@ -84,17 +85,22 @@ async def refuse(scope: Scope, receive: Callable[[], Awaitable[Message]], send: 
     await answer(scope, receive, send)
 
 
+def route_index(app: Any) -> list[tuple[Pattern[str], frozenset[str], Any]]:
+    """Every route of ``app`` with a path: its compiled path, its methods and the route, built
+    once per app (a 405's ``Allow`` in shared/api/problems.py, ``_route_of`` here)."""
+    index = getattr(app.state, "route_index", None)
+    if index is None:
+        index = [(compile_path(ctx.path)[0], frozenset(ctx.methods or ()), ctx.original_route)
+                 for ctx in iter_route_contexts(app.routes) if ctx.path]
+        app.state.route_index = index
+    return index
+
+
 def _route_of(scope: Scope) -> APIRoute | None:
     """The API route that would serve this request (its path and method), before routing."""
     app = scope.get("app")
-    state = getattr(app, "state", None)
-    if state is None:
+    if getattr(app, "state", None) is None:
         return None
-    index = getattr(state, "edge_route_index", None)
-    if index is None:
-        index = [(compile_path(ctx.path)[0], frozenset(ctx.methods or ()), ctx.original_route)
-                 for ctx in iter_route_contexts(app.routes)
-                 if ctx.path and isinstance(ctx.original_route, APIRoute)]
-        state.edge_route_index = index
     path, method = scope.get("path", ""), scope.get("method", "")
-    return next((route for regex, methods, route in index if method in methods and regex.match(path)), None)
+    return next((route for regex, methods, route in route_index(app)
+                 if isinstance(route, APIRoute) and method in methods and regex.match(path)), None)

@@ -13,14 +13,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.routing import iter_route_contexts
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
 
-from shared.api.edge import authenticated_refusal
+from shared.api.edge import authenticated_refusal, route_index
 from shared.api.pagination import PAGE_TOKEN_PARAMETERS
 from shared.errors import AccrueError, ValidationFailed
 from shared.telemetry.logs import fields
@@ -65,13 +63,8 @@ def _message_of(error: dict[str, Any]) -> str:
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method some route of ``app`` serves at ``path`` (for a 405's Allow header), sorted;
     ``HEAD`` wherever ``GET`` is (shared/api/head.py serves it)."""
-    index = getattr(app.state, "allow_index", None)
-    if index is None:
-        index = [(compile_path(ctx.path)[0], frozenset(ctx.methods or ()) | ({"HEAD"} if "GET" in (ctx.methods or ())
-                                                                              else set()))
-                 for ctx in iter_route_contexts(app.routes) if ctx.path]
-        app.state.allow_index = index
-    return sorted({m for regex, methods in index if regex.match(path) for m in methods})
+    served = {m for regex, methods, _ in route_index(app) if regex.match(path) for m in methods}
+    return sorted(served | {"HEAD"} if "GET" in served else served)
 
 
 def _route(request: Request) -> str:
