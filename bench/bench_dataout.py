@@ -86,22 +86,26 @@ def bench_webhooks(events: int, endpoints: int) -> dict:
 
 def insert_sql(container: str) -> str:
     """The INSERT of one row into the container's table (``c_<name>``): the row columns, then one
-    column per field the store extracts (``ContainerSpec.extracted``), as ``row`` orders them."""
+    column per field the store extracts (``ContainerSpec.extracted``), then the line column of a
+    container that keeps lines (``ContainerSpec.line``), as ``row`` orders them."""
     from shared.store.layout import BY_NAME
     from shared.store.sqlite import column_of, tables_of
 
-    columns = ("pk", "id", "etag", "ts", "lsn", "body", *(column_of(f) for f in BY_NAME[container].extracted))
+    spec = BY_NAME[container]
+    columns = ("pk", "id", "etag", "ts", "lsn", "body", *(column_of(f) for f in spec.extracted),
+               *((spec.line.column,) if spec.line else ()))
     # The first table: a staged container's (the ledger's) main table, where loaded history belongs.
     return f"INSERT INTO {tables_of(container)[0]} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
 def row(container: str, doc: dict, lsn: int | None = None) -> tuple:
-    """The row the store would write for ``doc`` (fixed etag and ts), field columns filled as it fills them."""
+    """The row the store would write for ``doc`` (fixed etag and ts), field and line columns filled as it fills them."""
     from shared.store.layout import BY_NAME
     from shared.store.sqlite import field_value
 
+    spec = BY_NAME[container]
     return (doc["pk"], doc["id"], "e", 0, lsn, orjson.dumps(doc).decode(),
-            *(field_value(doc, f) for f in BY_NAME[container].extracted))
+            *(field_value(doc, f) for f in spec.extracted), *((spec.line.line_of(doc),) if spec.line else ()))
 
 
 def generate(db_path: Path, entries: int, customers: int) -> None:

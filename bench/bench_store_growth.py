@@ -137,6 +137,8 @@ def fill(path: Path, documents: int) -> None:
                 exprs.append(select_columns[column].replace("{kind}", "0" if kind == "entry" else "1"))
                 params += [base] if "?" in select_columns[column] else []
             else:
+                # Other columns copy the template's, the entries' line among them (shared.store.lines):
+                # the size of a real one, its values the template's; nothing here reads lines.
                 exprs.append("?")
                 params.append(template[column])
         # Rows in (seq, customer) order: the fill's own speed does not matter much, but it

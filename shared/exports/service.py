@@ -64,7 +64,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from shared.blobs.port import BlobExists, BlobNotFound, BlobSink
 from shared.clock import Clock, instant_problem, iso, parse_iso
-from shared.errors import Conflict, DocumentExists, FieldProblem, PreconditionFailed, ValidationFailed
+from shared.errors import Conflict, DocumentExists, FieldProblem, PreconditionFailed, StoreError, ValidationFailed
 from shared.exports.columns import COLUMNS_VERSION, schema_of
 from shared.exports.crypto import decrypt_stream
 from shared.exports.keys import ExportKek
@@ -83,7 +83,7 @@ from shared.store.layout import (
     customer_pk,
 )
 from shared.store.port import (DocumentStore, Filter, Query, changed_partitions, latest_lsn, read_many,
-                               scan_json)
+                               scan_json, scan_lines)
 from shared.store.replace import Change, replace
 from shared.store.pages import read_all
 from shared.telemetry import tracing
@@ -1057,7 +1057,12 @@ class ExportService:
         import pyarrow as pa  # noqa: PLC0415 - pyarrow on demand
         import pyarrow.compute as pc  # noqa: PLC0415
 
-        from shared.exports.columnar import parse_entries, transactions_table, without_imported  # noqa: PLC0415
+        from shared.exports.columnar import (  # noqa: PLC0415
+            parse_entries,
+            parse_lines,
+            transactions_table,
+            without_imported,
+        )
 
         customers: list[str] = []
         for customer in self._customers_after(tenant_id, after_customer, changed):
@@ -1074,12 +1079,20 @@ class ExportService:
         window = (Filter("docType", "=", "entry"), Filter("createdAt", "<=", upper)) + (
             (Filter("createdAt", ">", lower),) if lower else ())
 
-        def convert(ndjson: bytes) -> Any:
-            """A page as a table for ``add_table``, or (a page the columnar reader refuses)
-            as the row path's rows for ``add``."""
-            entries = parse_entries(ndjson)
+        def convert(page: tuple[bool, bytes]) -> Any:
+            """A page (the entries' lines, or their JSON) as a table for ``add_table``, or
+            (a JSON page the columnar reader refuses) as the row path's rows for ``add``."""
+            lined, ndjson = page
+            if lined:
+                entries = parse_lines(ndjson)
+                if entries is None:
+                    # TIGER_STYLE: the store writes a line only where it holds the entry exactly.
+                    raise StoreError("a page of the ledger's lines does not read as lines (shared.store.lines)")
+            else:
+                entries = parse_entries(ndjson)
             table = None if entries is None else transactions_table(without_imported(entries), tenant_id)
             if table is None:
+                assert not lined, "a line's entry converts as its JSON would"
                 docs = (json.loads(line) for line in ndjson.split(b"\n") if line)
                 return [_row("transactions", tenant_id, doc) for doc in docs
                         if doc.get("customerId") in members and not doc.get("imported")]
@@ -1095,44 +1108,62 @@ class ExportService:
                 writer.add_table(result)
 
         # Stages overlap (SQLite and Arrow release the GIL while they work): this thread
-        # scans pages and writes converted ones, in page order; CONVERTERS workers parse
-        # and convert the pages in between. At most CONVERTERS + 1 pages in memory. The
+        # scans pages, CONVERTERS workers parse and convert them, one writer writes the
+        # converted ones in page order. At most CONVERTERS + 3 pages in memory. The
         # workers need no store connection (the store keeps one per thread).
-        def pages() -> Iterator[bytes]:
+        def pages() -> Iterator[tuple[bool, bytes]]:
             """The part's entries as pages of about ``SCAN_PAGE``: one key range for every
             customer of the part, or (``changed``) each changed customer's partition, small
-            partitions joined into one page."""
+            partitions joined into one page; each page of the entries' lines (True) where
+            every entry has one (``scan_lines``), else of their JSON (False)."""
             if changed is None:
                 ranges = [(customer_pk(tenant_id, customers[0]), customer_pk(tenant_id, customers[-1]))]
             else:
                 ranges = [(customer_pk(tenant_id, c), customer_pk(tenant_id, c)) for c in customers]
             joined: list[bytes] = []
+            joined_lined = True
             count = 0
             for pk_from, pk_to in ranges:
                 after = None
                 while True:
-                    page = scan_json(self._store, LEDGER, pk_from, pk_to, window, "seq", after, SCAN_PAGE)
-                    assert page is not None, "the store has scan_json (checked by the caller)"
-                    if page.count:
-                        joined.append(page.ndjson)
-                        count += page.count
-                    if count >= SCAN_PAGE:
-                        yield b"\n".join(joined)
+                    lined = scan_lines(self._store, LEDGER, pk_from, pk_to, window, "seq", after, SCAN_PAGE)
+                    if lined is not None and lined.lines is not None:
+                        data, found, after = lined.lines, lined.count, lined.after
+                    else:
+                        page = scan_json(self._store, LEDGER, pk_from, pk_to, window, "seq", after, SCAN_PAGE)
+                        assert page is not None, "the store has scan_json (checked by the caller)"
+                        data, found, after = page.ndjson, page.count, page.after
+                    is_lined = lined is not None and lined.lines is not None
+                    if found and joined and is_lined != joined_lined:
+                        yield joined_lined, b"\n".join(joined)  # pages hold one kind
                         joined, count = [], 0
-                    if page.after is None:
+                    if found:
+                        joined.append(data)
+                        joined_lined = is_lined
+                        count += found
+                    if count >= SCAN_PAGE:
+                        yield joined_lined, b"\n".join(joined)
+                        joined, count = [], 0
+                    if after is None:
                         break
-                    after = page.after
             if joined:
-                yield b"\n".join(joined)
+                yield joined_lined, b"\n".join(joined)
 
         pending: list[Future[Any]] = []
-        with ThreadPoolExecutor(max_workers=CONVERTERS, thread_name_prefix="export-convert") as workers:
-            for ndjson in pages():
-                pending.append(workers.submit(convert, ndjson))
+        writes: list[Future[None]] = []
+        with ThreadPoolExecutor(max_workers=CONVERTERS, thread_name_prefix="export-convert") as workers, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-write") as writing:
+            # One writing thread: pages are written in the order they were submitted.
+            for page in pages():
+                pending.append(workers.submit(convert, page))
                 if len(pending) > CONVERTERS:
-                    write(pending.pop(0))
+                    writes.append(writing.submit(write, pending.pop(0)))
+                    if len(writes) > 1:
+                        writes.pop(0).result()  # at most two pages waiting to be written
             for converted in pending:
-                write(converted)
+                writes.append(writing.submit(write, converted))
+            for done in writes:
+                done.result()
 
     def _customer_rows(self, tenant_id: str, lower: str | None, upper: str,
                        exported: list[str]) -> Iterator[dict[str, Any]]:

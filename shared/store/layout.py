@@ -50,6 +50,7 @@ from datetime import date, timedelta
 from typing import Any, Callable, Mapping
 
 from shared.errors import ConfigurationError
+from shared.store.lines import LineSpec
 from shared.store.port import ContainerSpec
 
 PARTITION_KEY_PATH = "/pk"
@@ -69,12 +70,25 @@ APPROVALS = "approvals"
 RULESETS = "rulesets"
 RULE_VERSIONS = "ruleversions"
 
+# The ledger entry's fields the export's ``transactions`` reads (``shared.exports.columnar``),
+# kept by the SQLite store as one CSV line per entry beside its JSON (``shared.store.lines``).
+# A change here is a new version: lines of the old one are then read as JSON.
+LEDGER_LINE = LineSpec(version=1, when=("docType", "entry"), fields=(
+    ("pk", "string"), ("id", "string"), ("customerId", "string"), ("seq", "int64"), ("transactionId", "string"),
+    ("entryType", "string"), ("signedAmount", "int64"), ("status", "string"),
+    ("runningBalance", "int64"), ("runningPending", "int64"), ("runningReserved", "int64"),
+    ("runningLifetimeEarned", "int64"), ("ordersCredited", "int64"), ("referenceOrderId", "string"),
+    ("referenceEntryId", "string"), ("settlesEntryId", "string"), ("ruleSetId", "string"),
+    ("ruleSetVersion", "int64"), ("arm", "string"), ("createdAt", "string"),
+    ("imported", "bool"), ("recordedAt", "string"),
+))
+
 CONTAINERS: tuple[ContainerSpec, ...] = (
     # docType is in every ledger query, always beside pk and an indexed field (the
     # query plans use those): a column to compare, not a fourth index per write.
     ContainerSpec(LEDGER, append_only=True, change_feed=True,
                   indexed=("seq", "createdAt", "referenceOrderId", "tenantId"), filtered=("docType",),
-                  sparse=("seq", "referenceOrderId")),
+                  sparse=("seq", "referenceOrderId"), line=LEDGER_LINE),
     ContainerSpec(CUSTOMERS, indexed=("tenantId", "updatedAt")),
     ContainerSpec(BALANCES),
     # publishDue: set only on an order claim not yet known to be published (shared/app/claims.py),

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Sequence, Union
 
 from shared.errors import StoreError
+from shared.store.lines import LineSpec
 
 Document = dict[str, Any]
 
@@ -146,6 +147,9 @@ class ContainerSpec:
     indexed: tuple[str, ...] = field(default_factory=tuple)
     filtered: tuple[str, ...] = field(default_factory=tuple)
     sparse: tuple[str, ...] = field(default_factory=tuple)
+    # Fields the SQLite adapter also keeps as one CSV line per document (``shared.store.lines``),
+    # for columnar readers; Cosmos keeps none.
+    line: LineSpec | None = None
 
     def __post_init__(self) -> None:
         if not set(self.sparse) <= set(self.indexed):
@@ -242,6 +246,29 @@ def scan_json(store: DocumentStore, container: str, pk_from: str, pk_to: str, fi
     own ``scan_json`` where it has one (the SQLite store); None where it has none, and
     the caller reads documents with ``query`` instead."""
     native = getattr(type(store), "scan_json", None)
+    if native is None:
+        return None
+    return native(store, container, pk_from, pk_to, filters, order_by, after, limit)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class LineScan:
+    """A page of ``scan_lines``: the documents' lines (``ContainerSpec.line``), one per
+    line of text (UTF-8 bytes), how many documents, and where the next page starts (as
+    ``JsonScan``). ``lines`` is None when a document of the page has no line (written
+    before the store kept lines, or one a line cannot hold): the caller reads that page
+    with ``scan_json``."""
+
+    lines: bytes | None
+    count: int
+    after: tuple[str, Any] | None
+
+
+def scan_lines(store: DocumentStore, container: str, pk_from: str, pk_to: str, filters: tuple[Filter, ...],
+               order_by: str, after: tuple[str, Any] | None, limit: int) -> LineScan | None:
+    """``scan_json``'s page, as the documents' lines instead of their JSON; None from a
+    store that keeps no lines (the caller uses ``scan_json`` or ``query``)."""
+    native = getattr(type(store), "scan_lines", None)
     if native is None:
         return None
     return native(store, container, pk_from, pk_to, filters, order_by, after, limit)  # type: ignore[no-any-return]

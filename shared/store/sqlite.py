@@ -105,6 +105,7 @@ from shared.store.port import (
     Document,
     Filter,
     JsonScan,
+    LineScan,
     Operation,
     PartitionBatch,
     Query,
@@ -250,7 +251,12 @@ class _Table:
 
     @property
     def row_columns(self) -> tuple[str, ...]:
-        return ("pk", "id", "etag", "ts", "lsn", "body", *self.columns)
+        return ("pk", "id", "etag", "ts", "lsn", "body", *self.columns, *self.line_columns)
+
+    @property
+    def line_columns(self) -> tuple[str, ...]:
+        """The column of the container's lines (``ContainerSpec.line``), if it keeps them."""
+        return (self.spec.line.column,) if self.spec.line else ()
 
     @classmethod
     def of(cls, spec: ContainerSpec, staged: bool = False) -> "_Table":
@@ -259,7 +265,7 @@ class _Table:
         # Writes go to the last part: the recent table of a staged container.
         written = parts[-1]
         columns = tuple(column_of(f) for f in spec.extracted)
-        names = ("pk", "id", "etag", "ts", "lsn", "body", *columns)
+        names = ("pk", "id", "etag", "ts", "lsn", "body", *columns, *((spec.line.column,) if spec.line else ()))
         assigned = ", ".join(f"{c} = excluded.{c}" for c in names[2:])
         return cls(
             spec=spec, name=name, columns=columns,
@@ -274,6 +280,7 @@ class _Table:
     def ddl(self) -> list[str]:
         """The tables (each part), then their indexes."""
         extracted = "".join(f", {c}" for c in self.columns)  # no type: values keep their JSON type
+        extracted += "".join(f", {c} TEXT" for c in self.line_columns)
         statements = [
             f"CREATE TABLE IF NOT EXISTS {part} (pk TEXT NOT NULL, id TEXT NOT NULL, etag TEXT NOT NULL,"
             f" ts INTEGER NOT NULL, lsn INTEGER, body TEXT NOT NULL{extracted}, PRIMARY KEY (pk, id))"
@@ -337,9 +344,12 @@ class _Table:
         if "_etag" in doc or "_ts" in doc:
             doc = {k: v for k, v in doc.items() if k not in ("_etag", "_ts")}
         get = doc.get
-        return doc, _dumps(doc), tuple(
+        values = tuple(
             field_value(doc, f) if "." in f else (v if (v := get(f)) is None or type(v) is str else column_value(v))
             for f in self.spec.extracted)
+        if self.spec.line is not None:
+            values += (self.spec.line.line_of(doc),)
+        return doc, _dumps(doc), values
 
 
 class SqliteDocumentStore:
@@ -446,10 +456,7 @@ class SqliteDocumentStore:
                 for statement in table.ddl()[:parts]:
                     conn.execute(statement)
                 for part in table.parts:
-                    present = {row[1] for row in conn.execute(f"PRAGMA table_info({part})")}
-                    for column in table.columns:
-                        if column not in present:
-                            conn.execute(f"ALTER TABLE {part} ADD COLUMN {column}")
+                    _add_columns(conn, part, table)
                 for field_name, column in zip(table.spec.extracted, table.columns):
                     if (table.name, field_name) not in filled:
                         for part in table.parts:
@@ -490,6 +497,8 @@ class SqliteDocumentStore:
             conn.execute(f"DROP VIEW IF EXISTS {LEGACY_TABLE}")
             conn.execute(f"DROP VIEW {table.name}")
             conn.execute(f"DROP TRIGGER IF EXISTS tr_{table.spec.name}_unique")
+            for part in (main, recent):
+                _add_columns(conn, part, table)
             listed = ", ".join(table.row_columns)
             conn.execute(f"INSERT INTO {main} ({listed}) SELECT {listed} FROM {recent} ORDER BY pk, id")
             conn.execute(f"DROP TABLE {recent}")
@@ -724,24 +733,7 @@ class SqliteDocumentStore:
         """``shared.store.port.scan_json``: the page's documents concatenated by SQLite
         (``group_concat`` in ``(pk, order_by)`` order) and returned as one bytes object, so a
         page costs no Python object per document."""
-        assert limit >= 1 and pk_from <= pk_to
-        table = self._table(container)
-        order = table.expression(order_by)
-        # A page after ``after`` is read in two index seeks: the rest of ``after``'s partition
-        # (``pk = ? AND order > ?``), then the partitions after it (``pk > ?``). A row value
-        # ``(pk, order) > (?, ?)`` was measured to make SQLite scan from the range's start
-        # again, each page costing more than the one before.
-        if after is None:
-            blob, count = self._scan_page(container, table, "pk >= ? AND pk <= ?", [pk_from, pk_to], order,
-                                          filters, limit)
-        else:
-            blob, count = self._scan_page(container, table, f"pk = ? AND {order} > ?",
-                                          [after[0], _bindable(after[1])], order, filters, limit)
-            if count < limit and after[0] < pk_to:
-                more, extra = self._scan_page(container, table, "pk > ? AND pk <= ?", [after[0], pk_to], order,
-                                              filters, limit - count)
-                if extra:
-                    blob, count = (blob + b"\n" + more if count else more), count + extra
+        blob, count, _ = self._scan(container, "body", pk_from, pk_to, filters, order_by, after, limit)
         if not count:
             return JsonScan(b"", 0, None)
         # Where the next page starts: the last document's key, read from its JSON alone.
@@ -750,9 +742,50 @@ class SqliteDocumentStore:
         assert after is None or (key[0], key[1]) > (after[0], after[1]), "scan pages move forward"
         return JsonScan(blob, count, key if count >= limit else None)
 
-    def _scan_page(self, container: str, table: "_Table", bounds: str, params: list[Any], order: str,
-                   filters: tuple[Filter, ...], limit: int) -> tuple[bytes, int]:
-        """(documents' JSON joined by newlines, how many) of one ``scan_json`` statement."""
+    def scan_lines(self, container: str, pk_from: str, pk_to: str, filters: tuple[Filter, ...], order_by: str,
+                   after: tuple[str, Any] | None, limit: int) -> LineScan | None:
+        """``shared.store.port.scan_lines``: ``scan_json``'s page as the documents' lines,
+        concatenated by SQLite as the JSON is; ``lines`` None if one of them has none.
+        None for a container that keeps no lines."""
+        line = self._table(container).spec.line
+        if line is None:
+            return None
+        blob, count, with_line = self._scan(container, line.column, pk_from, pk_to, filters, order_by, after, limit)
+        if not count:
+            return LineScan(b"", 0, None)
+        if with_line < count:
+            return LineScan(None, count, None)
+        key = line.key_of(blob[blob.rfind(b"\n") + 1:].decode(), order_by)
+        assert after is None or (key[0], key[1]) > (after[0], after[1]), "scan pages move forward"
+        return LineScan(blob, count, key if count >= limit else None)
+
+    def _scan(self, container: str, column: str, pk_from: str, pk_to: str, filters: tuple[Filter, ...],
+              order_by: str, after: tuple[str, Any] | None, limit: int) -> tuple[bytes, int, int]:
+        """(``column`` of a page's documents joined by newlines, how many documents, how
+        many of them with a value in ``column``) of a ``scan_json``/``scan_lines`` page."""
+        assert limit >= 1 and pk_from <= pk_to
+        table = self._table(container)
+        order = table.expression(order_by)
+        # A page after ``after`` is read in two index seeks: the rest of ``after``'s partition
+        # (``pk = ? AND order > ?``), then the partitions after it (``pk > ?``). A row value
+        # ``(pk, order) > (?, ?)`` was measured to make SQLite scan from the range's start
+        # again, each page costing more than the one before.
+        if after is None:
+            return self._scan_page(container, table, column, "pk >= ? AND pk <= ?", [pk_from, pk_to], order,
+                                   filters, limit)
+        blob, count, filled = self._scan_page(container, table, column, f"pk = ? AND {order} > ?",
+                                              [after[0], _bindable(after[1])], order, filters, limit)
+        if count < limit and after[0] < pk_to:
+            more, extra, more_filled = self._scan_page(container, table, column, "pk > ? AND pk <= ?",
+                                                       [after[0], pk_to], order, filters, limit - count)
+            if extra:
+                blob, count, filled = (blob + b"\n" + more if count else more), count + extra, filled + more_filled
+        return blob, count, filled
+
+    def _scan_page(self, container: str, table: "_Table", column: str, bounds: str, params: list[Any], order: str,
+                   filters: tuple[Filter, ...], limit: int) -> tuple[bytes, int, int]:
+        """(``column`` joined by newlines, how many documents, how many with ``column``) of
+        one scan statement."""
         # ``order IS NOT NULL`` lets a sparse index on (pk, order) serve the scan (the ledger's seq).
         clauses = [bounds, f"{order} IS NOT NULL"]
         params = list(params)
@@ -770,12 +803,13 @@ class SqliteDocumentStore:
         # through the view it would sort the whole range. One statement, one snapshot, so a
         # merge step running beside the export never shows a row twice or hides one.
         parts = table.parts
-        inner = " UNION ALL ".join(f"SELECT body, pk, {order} AS o FROM {part} WHERE {where}" for part in parts)
+        inner = " UNION ALL ".join(f"SELECT {column} AS v, pk, {order} AS o FROM {part} WHERE {where}"
+                                   for part in parts)
         inner += " ORDER BY 2, 3 LIMIT ?"
         params = params * len(parts) + [limit]
-        blob, count = self._execute(f"SELECT CAST(group_concat(body, char(10)) AS BLOB), count(*) FROM ({inner})",
-                                    params).fetchone()
-        return (blob or b""), count
+        blob, count, filled = self._execute(
+            f"SELECT CAST(group_concat(v, char(10)) AS BLOB), count(*), count(v) FROM ({inner})", params).fetchone()
+        return (blob or b""), count, filled
 
     def sweep_expired(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired documents of each container with a TTL rule
@@ -1246,6 +1280,19 @@ def _max_lsn_sql(table: _Table) -> str:
         return f"SELECT MAX(lsn) FROM {table.name} WHERE lsn IS NOT NULL"
     return "SELECT MAX(" + ", ".join(f"COALESCE((SELECT MAX(lsn) FROM {part} WHERE lsn IS NOT NULL), 0)"
                                      for part in table.parts) + ")"
+
+
+def _add_columns(conn: sqlite3.Connection, part: str, table: _Table) -> None:
+    """Add to ``part`` (a file written by an earlier version) the columns it lacks: a field
+    newly extracted (filled by the caller from the JSON), a line column (left empty: a
+    document without its line is read from its JSON, ``shared.store.port.LineScan``)."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({part})")}
+    for column in table.columns:
+        if column not in present:
+            conn.execute(f"ALTER TABLE {part} ADD COLUMN {column}")
+    for column in table.line_columns:
+        if column not in present:
+            conn.execute(f"ALTER TABLE {part} ADD COLUMN {column} TEXT")
 
 
 def _drop_indexes(conn: sqlite3.Connection, table_name: str, keep: set[str]) -> None:

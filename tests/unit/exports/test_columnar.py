@@ -6,6 +6,7 @@ another stored type (its page converted row by row), and another tenant's entrie
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -15,7 +16,8 @@ import pytest
 from shared.exports import columnar as columnar_module
 from shared.exports import service as service_module
 from shared.exports.keys import resolver
-from shared.store.layout import LEDGER
+from shared.store.layout import LEDGER, LEDGER_LINE
+from shared.store.sqlite import column_of, tables_of
 from tests.conftest import add_customer, auth, drain, order_body
 
 
@@ -55,6 +57,13 @@ def test_the_columnar_read_writes_what_the_row_path_writes(platform, tenant, cli
     # A partition in the key range whose id is not a customer of the tenant, another tenant's entry.
     platform.store.create(LEDGER, _entry("acme", "c35", 1, "2026-03-01T10:00:00.000000Z"))
     platform.store.create(LEDGER, _entry("acmf", "c2", 1, "2026-03-01T10:00:00.000000Z"))
+    # Entries written before the store kept lines (c4's first three): read from their JSON.
+    platform.store.merge_recent(LEDGER)
+    db = sqlite3.connect(platform.store.path)
+    db.execute(f"UPDATE {tables_of(LEDGER)[0]} SET {LEDGER_LINE.column} = NULL"
+               f" WHERE pk = 'acme:c4' AND {column_of('seq')} <= 3")
+    db.commit()
+    db.close()
     platform.exports.part_customers = part
     monkeypatch.setattr(service_module, "SCAN_PAGE", page)
     start, end = datetime(2020, 1, 1, tzinfo=timezone.utc), clock.now() + timedelta(days=1)
@@ -62,8 +71,13 @@ def test_the_columnar_read_writes_what_the_row_path_writes(platform, tenant, cli
     real = columnar_module.parse_entries
     monkeypatch.setattr(columnar_module, "parse_entries", lambda ndjson: parsed.append(
         (table := real(ndjson)) is not None) or table)
+    lined: list[int] = []
+    real_lines = columnar_module.parse_lines
+    monkeypatch.setattr(columnar_module, "parse_lines", lambda lines: lined.append(
+        (table := real_lines(lines)).num_rows) or table)
     columnar = _transactions(platform, platform.exports.backfill("acme", start, end, ["transactions"]))
-    assert False in parsed and (True in parsed or page > 100)  # pages read columnar, the odd one row by row
+    # Pages of lines, of JSON read columnar, and the odd one row by row.
+    assert False in parsed and (True in parsed or page > 100) and (lined or page > 100)
     monkeypatch.setattr(service_module, "COLUMNAR_SUBJECT", "none")  # the row path
     rows = _transactions(platform, platform.exports.backfill("acme", start, end, ["transactions"]))
     assert columnar == rows

@@ -36,31 +36,34 @@ def _rows(platform, manifest) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 class _LedgerReads:
-    """Which ledger partitions the export reads (scan_json and query), by wrapping the store's methods."""
+    """Which ledger partitions the export reads (scan_json, scan_lines and query), by wrapping the store's methods."""
 
     def __init__(self, monkeypatch, store) -> None:  # type: ignore[no-untyped-def]
         self.pks: set[str] = set()
-        scan, query = type(store).scan_json, type(store).query
+        query = type(store).query
 
-        def scan_json(this, container, pk_from, pk_to, *args):  # type: ignore[no-untyped-def]
-            if container == LEDGER:
-                self.pks.add(pk_from if pk_from == pk_to else f"{pk_from}..{pk_to}")
-            return scan(this, container, pk_from, pk_to, *args)
+        def scanning(scan):  # type: ignore[no-untyped-def]
+            def scan_(this, container, pk_from, pk_to, *args):  # type: ignore[no-untyped-def]
+                if container == LEDGER:
+                    self.pks.add(pk_from if pk_from == pk_to else f"{pk_from}..{pk_to}")
+                return scan(this, container, pk_from, pk_to, *args)
+            return scan_
 
         def query_(this, container, q):  # type: ignore[no-untyped-def]
             if container == LEDGER and q.pk is not None:
                 self.pks.add(q.pk)
             return query(this, container, q)
 
-        monkeypatch.setattr(type(store), "scan_json", scan_json)
+        monkeypatch.setattr(type(store), "scan_json", scanning(type(store).scan_json))
+        monkeypatch.setattr(type(store), "scan_lines", scanning(type(store).scan_lines))
         monkeypatch.setattr(type(store), "query", query_)
 
 
 class _WithoutChangeLog:
     """The SQLite store with only the port's methods, as the Cosmos DB adapter offers them: no
-    change log (``latest_lsn``, ``changed_partitions``) and no raw JSON scans."""
+    change log (``latest_lsn``, ``changed_partitions``) and no raw JSON or line scans."""
 
-    HIDDEN = ("latest_lsn", "changed_partitions", "scan_json")
+    HIDDEN = ("latest_lsn", "changed_partitions", "scan_json", "scan_lines")
 
     def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
         self._store = store
