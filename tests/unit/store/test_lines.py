@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import sqlite3
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -172,4 +173,52 @@ def test_a_file_from_before_lines_opens_and_reads_its_entries_as_json(tmp_path) 
     store = SqliteDocumentStore(path, CONTAINERS, staged=())
     store.create(LEDGER, _entry("b", 2))
     assert scan_lines(store, LEDGER, "t:b", "t:b", (), "seq", None, 100).count == 2
+    store.close()
+
+
+@pytest.mark.parametrize("reader", [scan_json, scan_lines])
+def test_pages_read_while_merge_steps_move_rows_show_each_row_once(tmp_path, reader) -> None:  # type: ignore[no-untyped-def]
+    """A page reads the main part alone when the recent part holds no row of its range and
+    window, else both: either way one snapshot, so rows moving between the parts while
+    pages are read are neither repeated nor missed."""
+    store = SqliteDocumentStore(tmp_path / "m.db", CONTAINERS, merge_rows=7, merge_threshold=5)
+    customers = [f"k{n}" for n in range(6)]
+    for seq in range(1, 21):  # the window's rows: some merged, the newest still recent
+        for customer in customers:
+            store.create(LEDGER, _entry(customer, seq, createdAt="2026-01-01"))
+        if seq == 12:
+            store.merge_recent(LEDGER)
+    expected = [(f"t:{c}", s) for c in customers for s in range(1, 21)]
+    stop = threading.Event()
+
+    def write() -> None:  # rows after the window, and merge steps, all along
+        seq = 100
+        while not stop.is_set():
+            seq += 1
+            for customer in customers:
+                store.create(LEDGER, _entry(customer, seq, createdAt="2026-02-01"))
+
+    writer = threading.Thread(target=write)
+    try:
+        for round_ in range(25):
+            if round_ == 1:  # the first round with rows of the window in both parts, the others as they move
+                writer.start()
+            seen, after = [], None
+            window = (Filter("docType", "=", "entry"), Filter("createdAt", "<=", "2026-01-31"))
+            while True:
+                page = reader(store, LEDGER, "t:k0", "t:k5", window, "seq", after, 7)
+                text = page.ndjson if reader is scan_json else page.lines
+                assert text is not None
+                for line in text.split(b"\n") if page.count else []:
+                    seen.append(LEDGER_LINE.key_of(line.decode(), "seq") if reader is scan_lines
+                                else (json.loads(line)["pk"], json.loads(line)["seq"]))
+                if page.after is None:
+                    break
+                after = page.after
+            assert seen == expected
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+    assert store._execute("SELECT COUNT(*) FROM c_ledger_main", []).fetchone()[0] > 120  # noqa: SLF001 - merged
     store.close()
