@@ -1115,7 +1115,10 @@ class ExportService:
             """The part's entries as pages of about ``SCAN_PAGE``: one key range for every
             customer of the part, or (``changed``) each changed customer's partition, small
             partitions joined into one page; each page of the entries' lines (True) where
-            every entry has one (``scan_lines``), else of their JSON (False)."""
+            every entry has one (``scan_lines``), else of their JSON (False). Once a page of
+            a range had an entry without a line, the rest of the range is read as JSON: a
+            file written before lines were kept has none in its history, and trying lines
+            first would scan each of its pages twice."""
             if changed is None:
                 ranges = [(customer_pk(tenant_id, customers[0]), customer_pk(tenant_id, customers[-1]))]
             else:
@@ -1125,8 +1128,11 @@ class ExportService:
             count = 0
             for pk_from, pk_to in ranges:
                 after = None
+                try_lines = True
                 while True:
-                    lined = scan_lines(self._store, LEDGER, pk_from, pk_to, window, "seq", after, SCAN_PAGE)
+                    lined = (scan_lines(self._store, LEDGER, pk_from, pk_to, window, "seq", after, SCAN_PAGE)
+                             if try_lines else None)
+                    try_lines = lined is not None and lined.lines is not None
                     if lined is not None and lined.lines is not None:
                         data, found, after = lined.lines, lined.count, lined.after
                     else:

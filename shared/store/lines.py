@@ -2,9 +2,9 @@
 readers that want those fields of many documents at once (the export's ``transactions``,
 ``shared.exports.columnar``) without parsing the whole JSON of each.
 
-Why: Arrow's JSON reader costs about 3.5 µs per ledger entry on the reference machine,
-its CSV reader about 0.6 µs for the same fields (``docs/performance.md``, stop 39). A line
-is made once, when the document is written (about 3 µs, before the write lock is taken),
+Why: Arrow's JSON reader costs about 4.1 µs per ledger entry on the reference machine,
+its CSV reader about 1.1 µs for the same fields (``docs/performance.md``, stop 39). A line
+is made once, when the document is written (3.4-3.7 µs, before the write lock is taken),
 and documents of an append-only container never change after.
 
 What it guarantees: a line holds exactly the document's values of ``LineSpec.fields``, in
@@ -15,7 +15,7 @@ reads back unchanged, there is no line (None) and readers take the JSON. So no l
 * for a string holding a quote, a backslash or a control character (JSON would escape
   it; the line's format has no escapes);
 * for a document the spec does not describe (``LineSpec.when``).
-The format, read with ``pyarrow.csv`` by ``read_options`` below: values separated by
+The format, read with ``pyarrow.csv`` (``shared.exports.columnar.parse_lines``): values separated by
 commas; a string in double quotes; an integer in decimal; ``true``/``false``; a missing
 or null value as the unquoted word ``null`` (a string ``"null"`` stays a string: quoted).
 A line's version is in its column's name (``line_v<version>``): a spec that changes gets
@@ -82,9 +82,9 @@ class LineSpec:
 
 def _compile(spec: LineSpec) -> Callable[[dict[str, Any]], str | None]:
     """``spec.line_of`` as one function of straight-line code: every ledger entry written
-    pays for it, and a loop over the fields with its type checks cost twice as much
-    (6.5 against 3.4-3.7 µs per entry on the reference machine). The source is made of the spec's
-    names (``repr``) and fixed checks only."""
+    pays for it, and a loop over the fields with its type checks cost about twice as much
+    (6.5 against 3.4-3.7 µs per entry on the reference machine). The source is made of the
+    spec's names (``repr``) and fixed checks only."""
     low, high = _INT64
     checks = {"string": "type({v}) is not str", "bool": "type({v}) is not bool",
               # type(), not isinstance(): a bool is not an int here.
