@@ -1,8 +1,9 @@
 """``python -m shared.local``: run the local platform, or operate on its data.
 
 Commands: ``run`` (default), ``status [--json]``, ``import FILE --tenant T --kind K`` (shared.imports.cli), ``issue-key``, ``revoke-key``, ``poison list|replay [--tenant T]``,
-``reconcile``, ``ledger verify|digest|migrate-chain [--tenant T] [--customer C]`` (the ledger's
-hash chains, shared/app/ledger_chain.py), ``jobs list|run|retry`` (the fan-out jobs' work items, ``shared.workitems``),
+``reconcile``, ``ledger verify|digest|migrate-chain|fill-lines [--tenant T] [--customer C]``
+(the ledger's hash chains, shared/app/ledger_chain.py; ``fill-lines``: shared/store/lines.py),
+``jobs list|run|retry`` (the fan-out jobs' work items, ``shared.workitems``),
 ``export run|backfill|decrypt``, ``erasures list|replay --since ISO
 [--tenant T]`` (after a database restore: erase again everyone erased since the
 backup point, from the erasure log in Blob Storage; ``shared.privacy.erasure``).
@@ -92,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     erasures.add_argument("--since", required=True, help="ISO instant: the backup point of the restore")
     erasures.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
     chain = commands.add_parser("ledger", help="the ledger's hash chains: verify a customer or a tenant (exit 1 if "
-                                               "broken), write the daily digest, migrate unhashed entries")
-    chain.add_argument("action", choices=["verify", "digest", "migrate-chain"])
+                                               "broken), write the daily digest, migrate unhashed entries; "
+                                               "fill-lines: give entries written before stop 39 the line the "
+                                               "export reads (shared/store/lines.py)")
+    chain.add_argument("action", choices=["verify", "digest", "migrate-chain", "fill-lines"])
     chain.add_argument("--tenant", default=None, help="the tenant (default: every tenant)")
     chain.add_argument("--customer", default=None, help="verify: only this customer (needs --tenant)")
     load = commands.add_parser("import", help="import a file of rows (customers, orders, opening-balances, awards) "
@@ -203,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _ledger(platform: Platform, args: argparse.Namespace) -> int:
     from shared.app.ledger_chain import ledger_tenants  # noqa: PLC0415
+    from shared.store.layout import LEDGER  # noqa: PLC0415
 
+    if args.action == "fill-lines":
+        fill = getattr(platform.store, "fill_lines", None)  # the SQLite store's; Cosmos DB keeps no lines
+        print(json.dumps({"linesFilled": fill(LEDGER) if fill else 0}))
+        return 0
     tenants = [args.tenant] if args.tenant else ledger_tenants(platform.store)
     if args.customer:
         if not args.tenant:

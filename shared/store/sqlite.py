@@ -876,6 +876,47 @@ class SqliteDocumentStore:
                              [after_lsn, upto_lsn] * len(table.parts) + [pk_from, pk_below]).fetchall()
         return [pk for (pk,) in rows]
 
+    # --- lines (shared.store.lines): filling those of documents written before ------------
+
+    def fill_lines(self, container: str, batch: int = 5_000) -> int:
+        """Give the documents of ``container`` written before the store kept lines (their
+        line column empty) their lines; how many were given one. A document a line cannot
+        hold exactly keeps none (it is read from its JSON, as every document without a line).
+
+        Safe beside writers and merge steps: documents of a container with lines never
+        change (append-only), a batch is read, its lines made outside the write lock, then
+        written in one short transaction by ``(pk, id)`` and only where still empty. A row
+        a merge step moves from the recent part after that part was passed keeps no line:
+        read from its JSON, as before; a second run gives it one."""
+        table = self._table(container)
+        spec = table.spec.line
+        if spec is None:
+            return 0
+        column = spec.column
+        kind = table.expression(spec.when[0])
+        filled = 0
+        for part in table.parts:
+            after = 0
+            while True:
+                rows = self._execute(
+                    f"SELECT rowid, pk, id, body FROM {part} WHERE rowid > ? AND {column} IS NULL AND {kind} = ?"
+                    f" ORDER BY rowid LIMIT ?", [after, spec.when[1], batch]).fetchall()
+                if not rows:
+                    break
+                after = rows[-1][0]
+                lines = [(line, pk, doc_id) for _, pk, doc_id, body in rows
+                         if (line := spec.line_of(orjson.loads(body))) is not None]
+                if lines:
+                    conn = self._conn()
+                    try:
+                        with write_transaction(conn, self._busy_timeout_ms):
+                            filled += conn.executemany(
+                                f"UPDATE {part} SET {column} = ? WHERE pk = ? AND id = ? AND {column} IS NULL",
+                                lines).rowcount
+                    except sqlite3.Error as exc:
+                        raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+        return filled
+
     # --- staged containers: the merge ------------------------------------------------
 
     def merge_recent(self, container: str | None = None, *, everything: bool = True) -> int:

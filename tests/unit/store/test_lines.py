@@ -222,3 +222,36 @@ def test_pages_read_while_merge_steps_move_rows_show_each_row_once(tmp_path, rea
             writer.join()
     assert store._execute("SELECT COUNT(*) FROM c_ledger_main", []).fetchone()[0] > 120  # noqa: SLF001 - merged
     store.close()
+
+
+def test_filling_lines_gives_an_old_files_entries_theirs(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "accrue.db"
+    store = SqliteDocumentStore(path, CONTAINERS)
+    for seq in range(1, 8):
+        store.create(LEDGER, _entry("a", seq))
+    store.create(LEDGER, _entry("a", 8, ruleSetVersion="7b"))  # a line cannot hold it
+    store.create(LEDGER, {"id": "m1", "pk": "t:a", "docType": "marker", "tenantId": "t"})
+    store.merge_recent(LEDGER)
+    for seq in (9, 10):
+        store.create(LEDGER, _entry("a", seq))  # some in the recent part
+    db = sqlite3.connect(path)
+    db.execute(f"UPDATE c_ledger_main SET {LEDGER_LINE.column} = NULL")
+    db.execute(f"UPDATE c_ledger_recent SET {LEDGER_LINE.column} = NULL")
+    db.commit()
+    assert scan_lines(store, LEDGER, "t:a", "t:a", (), "seq", None, 100).lines is None
+    assert store.fill_lines(LEDGER, batch=3) == 9
+    assert store.fill_lines(LEDGER) == 0  # done: nothing twice
+    stored = db.execute("SELECT body, line_v1 FROM c_ledger").fetchall()
+    assert {json.loads(body)["id"]: line for body, line in stored} == {
+        json.loads(body)["id"]: LEDGER_LINE.line_of(json.loads(body)) for body, _ in stored}
+    assert sum(line is None for _, line in stored) == 2  # the odd entry and the marker
+    assert scan_lines(store, LEDGER, "t:a", "t:a", (), "seq", None, 7).lines is not None
+    db.execute(f"UPDATE c_ledger_main SET {LEDGER_LINE.column} = NULL WHERE id = 'e3'")
+    db.commit()
+    db.close()
+    store.close()
+    from shared.local.__main__ import main as local_main  # the operator's command
+
+    monkeypatch.setenv("ACCRUE_DATA_DIR", str(tmp_path))
+    assert local_main(["ledger", "fill-lines"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"linesFilled": 1}
