@@ -1092,8 +1092,9 @@ class ExportService:
                 entries = parse_entries(ndjson)
             table = None if entries is None else transactions_table(without_imported(entries), tenant_id)
             if table is None:
-                assert not lined, "a line's entry converts as its JSON would"
-                docs = (json.loads(line) for line in ndjson.split(b"\n") if line)
+                # A line holds every field the row path reads (shared.store.layout.LEDGER_LINE), so a
+                # page of lines whose instants do not convert goes that way too, from its parsed lines.
+                docs = entries.to_pylist() if lined else (json.loads(line) for line in ndjson.split(b"\n") if line)
                 return [_row("transactions", tenant_id, doc) for doc in docs
                         if doc.get("customerId") in members and not doc.get("imported")]
             # The key range may hold partitions of ids that are not the tenant's customers.
@@ -1132,14 +1133,13 @@ class ExportService:
                 while True:
                     lined = (scan_lines(self._store, LEDGER, pk_from, pk_to, window, "seq", after, SCAN_PAGE)
                              if try_lines else None)
-                    try_lines = lined is not None and lined.lines is not None
                     if lined is not None and lined.lines is not None:
-                        data, found, after = lined.lines, lined.count, lined.after
+                        data, found, after, is_lined = lined.lines, lined.count, lined.after, True
                     else:
                         page = scan_json(self._store, LEDGER, pk_from, pk_to, window, "seq", after, SCAN_PAGE)
                         assert page is not None, "the store has scan_json (checked by the caller)"
-                        data, found, after = page.ndjson, page.count, page.after
-                    is_lined = lined is not None and lined.lines is not None
+                        data, found, after, is_lined = page.ndjson, page.count, page.after, False
+                    try_lines = is_lined
                     if found and joined and is_lined != joined_lined:
                         yield joined_lined, b"\n".join(joined)  # pages hold one kind
                         joined, count = [], 0

@@ -17,6 +17,7 @@ from shared.exports import columnar as columnar_module
 from shared.exports import service as service_module
 from shared.exports.keys import resolver
 from shared.store.layout import LEDGER, LEDGER_LINE
+from shared.store.port import scan_lines
 from shared.store.sqlite import column_of, tables_of
 from tests.conftest import add_customer, auth, drain, order_body
 
@@ -86,3 +87,19 @@ def test_the_columnar_read_writes_what_the_row_path_writes(platform, tenant, cli
     c3 = next(r for r in columnar[0] if r["rowKey"] == "c3|e-000000000001")
     assert c3["ruleSetVersion"] == "7b" and c3["points"] == 5
     assert {d for d, _ in columnar[1]} >= {"2026-03-01", "2026-03-02"}
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_an_entry_whose_instant_does_not_convert_fails_the_export_as_the_row_path_says(
+        platform, tenant, clock, monkeypatch, columnar) -> None:  # type: ignore[no-untyped-def]
+    # The entry has its line (a string where a string is declared): its page is read as lines,
+    # the instant does not convert, and the page goes the row path's way, which names the problem.
+    add_customer(platform, "acme", "c7")
+    platform.store.create(LEDGER, _entry("acme", "c7", 1, "2026-03-01T10:00:00.000000Z"))
+    platform.store.create(LEDGER, _entry("acme", "c7", 2, "2026-02-30T10:00:00.000000Z"))
+    assert scan_lines(platform.store, LEDGER, "acme:c7", "acme:c7", (), "seq", None, 10).lines is not None
+    if not columnar:
+        monkeypatch.setattr(service_module, "COLUMNAR_SUBJECT", "none")
+    start, end = datetime(2020, 1, 1, tzinfo=timezone.utc), clock.now() + timedelta(days=1)
+    with pytest.raises(ValueError, match="day is out of range"):
+        platform.exports.backfill("acme", start, end, ["transactions"])
