@@ -209,6 +209,9 @@ def _ledger(platform: Platform, args: argparse.Namespace) -> int:
     from shared.store.layout import LEDGER  # noqa: PLC0415
 
     if args.action == "fill-lines":
+        if args.tenant or args.customer:
+            print("fill-lines works on the whole file: --tenant and --customer do not apply", file=sys.stderr)
+            return 2
         fill = getattr(platform.store, "fill_lines", None)  # the SQLite store's; Cosmos DB keeps no lines
         print(json.dumps({"linesFilled": fill(LEDGER) if fill else 0}))
         return 0

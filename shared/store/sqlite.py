@@ -255,8 +255,7 @@ class _Table:
 
     @property
     def line_columns(self) -> tuple[str, ...]:
-        """The column of the container's lines (``ContainerSpec.line``), if it keeps them."""
-        return (self.spec.line.column,) if self.spec.line else ()
+        return _line_columns(self.spec)
 
     @classmethod
     def of(cls, spec: ContainerSpec, staged: bool = False) -> "_Table":
@@ -265,7 +264,7 @@ class _Table:
         # Writes go to the last part: the recent table of a staged container.
         written = parts[-1]
         columns = tuple(column_of(f) for f in spec.extracted)
-        names = ("pk", "id", "etag", "ts", "lsn", "body", *columns, *((spec.line.column,) if spec.line else ()))
+        names = ("pk", "id", "etag", "ts", "lsn", "body", *columns, *_line_columns(spec))
         assigned = ", ".join(f"{c} = excluded.{c}" for c in names[2:])
         return cls(
             spec=spec, name=name, columns=columns,
@@ -1338,6 +1337,11 @@ def _max_lsn_sql(table: _Table) -> str:
         return f"SELECT MAX(lsn) FROM {table.name} WHERE lsn IS NOT NULL"
     return "SELECT MAX(" + ", ".join(f"COALESCE((SELECT MAX(lsn) FROM {part} WHERE lsn IS NOT NULL), 0)"
                                      for part in table.parts) + ")"
+
+
+def _line_columns(spec: ContainerSpec) -> tuple[str, ...]:
+    """The column of the container's lines (``ContainerSpec.line``), if it keeps them."""
+    return (spec.line.column,) if spec.line else ()
 
 
 def _add_columns(conn: sqlite3.Connection, part: str, table: _Table) -> None:

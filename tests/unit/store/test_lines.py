@@ -253,5 +253,32 @@ def test_filling_lines_gives_an_old_files_entries_theirs(tmp_path, monkeypatch, 
     from shared.local.__main__ import main as local_main  # the operator's command
 
     monkeypatch.setenv("ACCRUE_DATA_DIR", str(tmp_path))
+    assert local_main(["ledger", "fill-lines", "--tenant", "t"]) == 2  # lines are the file's, not a tenant's
+    assert "do not apply" in capsys.readouterr().err
     assert local_main(["ledger", "fill-lines"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"linesFilled": 1}
+
+
+def test_twenty_fills_at_once_give_each_entry_its_line_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = SqliteDocumentStore(tmp_path / "f.db", CONTAINERS)
+    for customer in ("a", "b", "c"):
+        for seq in range(1, 41):
+            store.create(LEDGER, _entry(customer, seq))
+    store.merge_recent(LEDGER)
+    store._execute(f"UPDATE c_ledger_main SET {LEDGER_LINE.column} = NULL", [])  # noqa: SLF001 - an old file
+    barrier = threading.Barrier(20, timeout=10)
+    counts: list[int] = []
+
+    def fill() -> None:
+        barrier.wait()
+        counts.append(store.fill_lines(LEDGER, batch=7))
+
+    threads = [threading.Thread(target=fill) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(counts) == 20 and sum(counts) == 120  # each entry filled by exactly one of them
+    stored = store._execute("SELECT body, line_v1 FROM c_ledger", []).fetchall()  # noqa: SLF001
+    assert all(line == LEDGER_LINE.line_of(json.loads(body)) for body, line in stored)
+    store.close()
