@@ -62,10 +62,6 @@ class LineSpec:
     def column(self) -> str:
         return f"line_v{self.version}"
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self._names
-
     def line_of(self, doc: dict[str, Any]) -> str | None:
         """The document's line, or None where a line cannot hold it exactly (see the module)."""
         return self._line_of(doc)
